@@ -1,0 +1,275 @@
+// Package metadata owns StreamHouse's source of truth: topics and their
+// configs, partitions (log start offset, high watermark, leader lease), the
+// segment index, objects (for garbage collection), agents, consumer group
+// offsets and idempotent-producer state.
+//
+// Two implementations share one Store interface and one acceptance suite
+// (metadatatest): SQLite for a single agent and PostgreSQL for many.
+package metadata
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Sentinel errors callers branch on. Implementations wrap them with context.
+var (
+	ErrTopicExists       = errors.New("topic already exists")
+	ErrTopicNotFound     = errors.New("topic not found")
+	ErrPartitionNotFound = errors.New("partition not found")
+	ErrInvalidPartitions = errors.New("invalid partition count")
+	ErrLeaseHeld         = errors.New("partition lease held by another agent")
+	ErrGroupNotFound     = errors.New("consumer group not found")
+	ErrOffsetOutOfRange  = errors.New("offset out of range")
+)
+
+// FencedError is returned by CommitObject when one or more partitions of the
+// commit failed their fence (leader, epoch or expected high watermark). The
+// whole transaction is rolled back: nothing of the commit is stored.
+type FencedError struct {
+	Partitions []TopicPartition
+}
+
+func (e *FencedError) Error() string {
+	return fmt.Sprintf("commit fenced: %d partition(s) no longer led at the expected epoch and high watermark (first %s)", len(e.Partitions), e.Partitions[0])
+}
+
+// TopicID is a topic's immutable identity (a UUID, as in Kafka). A topic that
+// is deleted and created again under the same name gets a new ID, so stale
+// index rows can never be confused with new ones.
+type TopicID [16]byte
+
+func (id TopicID) String() string {
+	return fmt.Sprintf("%x-%x-%x-%x-%x", id[0:4], id[4:6], id[6:8], id[8:10], id[10:16])
+}
+
+// TopicPartition names one partition by topic ID.
+type TopicPartition struct {
+	TopicID   TopicID
+	Partition int32
+}
+
+func (tp TopicPartition) String() string { return fmt.Sprintf("%s/%d", tp.TopicID, tp.Partition) }
+
+// Topic is a topic's stored description.
+type Topic struct {
+	ID         TopicID
+	Name       string
+	Partitions int32
+	Config     map[string]string // Kafka topic configs, e.g. "retention.ms"
+	CreatedAt  time.Time
+}
+
+// PartitionState is a partition's stored state.
+type PartitionState struct {
+	TopicID        TopicID
+	Partition      int32
+	LogStartOffset int64
+	HighWatermark  int64     // next offset to be committed; all offsets below are committed
+	Leader         string    // agent ID holding the lease, "" if none
+	LeaderEpoch    int32     // changes only when leadership changes
+	LeaseExpiresAt time.Time // zero if never leased
+}
+
+// Lease is what an agent holds while it leads a partition.
+type Lease struct {
+	TopicPartition
+	Epoch     int32
+	ExpiresAt time.Time
+	// State of the partition when the lease was taken.
+	HighWatermark  int64
+	LogStartOffset int64
+}
+
+// Agent is one running StreamHouse process.
+type Agent struct {
+	ID          string
+	Addr        string // advertised Kafka host:port
+	Rack        string
+	StartedAt   time.Time
+	HeartbeatAt time.Time
+}
+
+// IndexEntry locates one contiguous run of a partition's record batches
+// inside an object: offsets [BaseOffset, LastOffset] occupy bytes
+// [Pos, Pos+Len) of ObjectKey.
+type IndexEntry struct {
+	BaseOffset   int64
+	LastOffset   int64
+	ObjectKey    string
+	Pos          int64
+	Len          int64
+	MaxTimestamp int64 // milliseconds; -1 if unknown
+	Records      int32 // number of records in the run
+}
+
+// ProducerState is the idempotent-producer state of one producer on one
+// partition, as of the commit that carries it. Batches holds the most recent
+// batches (at most 5, oldest first) so duplicates can be answered after a
+// restart with their original offsets.
+type ProducerState struct {
+	ProducerID int64
+	Epoch      int16
+	Batches    []ProducerBatch
+}
+
+// ProducerBatch is one remembered batch of an idempotent producer.
+type ProducerBatch struct {
+	FirstSeq   int32
+	LastSeq    int32
+	BaseOffset int64
+	LastOffset int64
+	Timestamp  int64 // max timestamp of the batch, ms
+}
+
+// PartitionCommit is one partition's share of an object commit.
+type PartitionCommit struct {
+	TopicPartition
+	Epoch int32 // the lease epoch the writer holds
+	// ExpectedHighWatermark must equal the stored high watermark, and equal
+	// Entries[0].BaseOffset; the commit advances it to NewHighWatermark
+	// (= last entry's LastOffset + 1).
+	ExpectedHighWatermark int64
+	NewHighWatermark      int64
+	Entries               []IndexEntry
+	Producers             []ProducerState // upserted, replacing earlier state of those producers
+}
+
+// ObjectCommit commits one uploaded object: all partitions or none.
+type ObjectCommit struct {
+	ObjectKey  string
+	Size       int64
+	AgentID    string
+	CreatedAt  time.Time
+	Partitions []PartitionCommit
+}
+
+// GroupOffset is one committed consumer-group offset.
+type GroupOffset struct {
+	Group       string
+	Topic       string
+	Partition   int32
+	Offset      int64
+	LeaderEpoch int32 // -1 if unknown
+	Metadata    string
+	CommittedAt time.Time
+}
+
+// ObjectRecord is an object the store knows about.
+type ObjectRecord struct {
+	Key       string
+	Size      int64
+	AgentID   string
+	CreatedAt time.Time
+	// DeletableAt is set once no index row references the object; the object
+	// may be removed from the bucket after this time. Zero while referenced.
+	DeletableAt time.Time
+}
+
+// Store is the metadata contract. Every method is safe for concurrent use
+// and takes a context that bounds its I/O.
+type Store interface {
+	// Topics.
+
+	// CreateTopic creates a topic and its partitions (high watermark 0, no
+	// leader). ErrTopicExists if the name is taken; ErrInvalidPartitions if
+	// t.Partitions < 1. The ID is assigned by the store when t.ID is zero.
+	CreateTopic(ctx context.Context, t Topic) (Topic, error)
+	GetTopic(ctx context.Context, name string) (Topic, error)
+	GetTopicByID(ctx context.Context, id TopicID) (Topic, error)
+	ListTopics(ctx context.Context) ([]Topic, error) // ordered by name
+	// DeleteTopic removes the topic, its partitions, index rows and producer
+	// state; objects left unreferenced become deletable after the grace
+	// period given to CollectGarbage. ErrTopicNotFound if absent.
+	DeleteTopic(ctx context.Context, name string) error
+	// UpdateTopicConfig replaces the topic's config map.
+	UpdateTopicConfig(ctx context.Context, name string, config map[string]string) error
+	// AddPartitions grows the topic to total partitions. ErrInvalidPartitions
+	// unless total > current.
+	AddPartitions(ctx context.Context, name string, total int32) error
+
+	// Partitions.
+
+	GetPartition(ctx context.Context, tp TopicPartition) (PartitionState, error)
+	ListPartitions(ctx context.Context, id TopicID) ([]PartitionState, error) // ordered by partition
+	// SetLogStartOffset raises the log start offset (never lowers it, never
+	// above the high watermark: ErrOffsetOutOfRange) and deletes index entries
+	// wholly below it. Returns the resulting log start offset.
+	SetLogStartOffset(ctx context.Context, tp TopicPartition, offset int64) (int64, error)
+
+	// Agents and leases.
+
+	// RegisterAgent inserts or updates the agent and sets its heartbeat.
+	RegisterAgent(ctx context.Context, a Agent) error
+	// HeartbeatAgent refreshes the heartbeat of a registered agent.
+	HeartbeatAgent(ctx context.Context, agentID string, now time.Time) error
+	// ListAgents returns agents whose heartbeat is at or after since.
+	ListAgents(ctx context.Context, since time.Time) ([]Agent, error)
+	// DeregisterAgent removes the agent and releases its leases.
+	DeregisterAgent(ctx context.Context, agentID string) error
+
+	// AcquireLease makes agentID the leader of tp with a new epoch
+	// (previous epoch + 1) if the partition has no leader, its lease expired
+	// before now, or agentID already holds it (a restarted agent taking its
+	// own leases back). Otherwise ErrLeaseHeld.
+	AcquireLease(ctx context.Context, tp TopicPartition, agentID string, now time.Time, ttl time.Duration) (Lease, error)
+	// RenewLeases extends every lease agentID holds to now+ttl, in one
+	// statement, without changing epochs, and returns the leases it holds.
+	RenewLeases(ctx context.Context, agentID string, now time.Time, ttl time.Duration) ([]Lease, error)
+	// ReleaseLease gives up tp if agentID holds it at epoch (expiry set to
+	// the past so another agent can take it at once). No error if not held.
+	ReleaseLease(ctx context.Context, tp TopicPartition, agentID string, epoch int32) error
+
+	// Write path.
+
+	// CommitObject records an uploaded object and, for each partition, checks
+	// the fence (leader == c.AgentID, epoch, stored high watermark ==
+	// ExpectedHighWatermark), then advances the high watermark, inserts the
+	// index entries and upserts producer state. All or nothing: if any fence
+	// check fails, nothing is stored and a *FencedError lists the failed
+	// partitions. Committing an object key that is already committed is a
+	// no-op returning nil (so a commit whose success was not seen can be
+	// retried safely).
+	CommitObject(ctx context.Context, c ObjectCommit) error
+
+	// Read path.
+
+	// ListIndex returns up to limit entries of tp whose LastOffset >= from,
+	// ordered by BaseOffset.
+	ListIndex(ctx context.Context, tp TopicPartition, from int64, limit int) ([]IndexEntry, error)
+	// ProducerStates returns the stored producer state of tp.
+	ProducerStates(ctx context.Context, tp TopicPartition) ([]ProducerState, error)
+	// NextProducerID allocates a new, never reused producer ID.
+	NextProducerID(ctx context.Context) (int64, error)
+
+	// Objects and garbage collection.
+
+	// IsObjectCommitted reports whether key was committed by CommitObject.
+	IsObjectCommitted(ctx context.Context, key string) (bool, error)
+	// MarkUnreferencedObjects sets DeletableAt = now+grace on every committed
+	// object that no index row references and that is not yet marked.
+	// Returns how many it marked.
+	MarkUnreferencedObjects(ctx context.Context, now time.Time, grace time.Duration) (int, error)
+	// DeletableObjects returns up to limit objects whose DeletableAt is set
+	// and at or before now.
+	DeletableObjects(ctx context.Context, now time.Time, limit int) ([]ObjectRecord, error)
+	// ForgetObject removes the object's row (after it was deleted from the
+	// bucket).
+	ForgetObject(ctx context.Context, key string) error
+
+	// Consumer group offsets.
+
+	CommitGroupOffsets(ctx context.Context, offsets []GroupOffset) error        // upsert, one transaction
+	FetchGroupOffsets(ctx context.Context, group string) ([]GroupOffset, error) // ordered by topic, partition
+	DeleteGroupOffsets(ctx context.Context, group, topic string, partitions []int32) error
+	// DeleteGroup removes every offset of the group. ErrGroupNotFound if it
+	// has none.
+	DeleteGroup(ctx context.Context, group string) error
+	ListGroups(ctx context.Context) ([]string, error) // groups with committed offsets, ordered
+
+	// Ping checks the store answers (for /ready).
+	Ping(ctx context.Context) error
+	Close() error
+}

@@ -1,0 +1,53 @@
+// Package objstore owns StreamHouse's view of an object store: a small,
+// context-first Bucket interface and its backends (memory, local folder, S3),
+// plus wrappers that inject faults or record metrics.
+//
+// Objects are immutable once written: StreamHouse never overwrites a key with
+// different contents, so backends need not handle concurrent writers of one key
+// beyond "last complete write wins".
+package objstore
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned (possibly wrapped) when a key does not exist.
+// Test for it with IsNotFound or errors.Is.
+var ErrNotFound = errors.New("object not found")
+
+// IsNotFound reports whether err means the object does not exist.
+func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
+
+// ObjectInfo describes one stored object.
+type ObjectInfo struct {
+	Key     string
+	Size    int64
+	ModTime time.Time
+}
+
+// Bucket is the contract every backend fulfils.
+//
+//   - Put stores data under key atomically: a reader sees either no object or
+//     the whole object, never a prefix, even across a crash of the writer.
+//     When Put returns nil the object is durable. When Put returns an error the
+//     object may or may not exist (the write may have landed before the
+//     failure was seen); callers must treat it as garbage-to-be.
+//   - Get returns the whole object; GetRange returns length bytes starting at
+//     off. A range past the end of the object is an error; a range that
+//     starts inside the object and runs past the end is truncated.
+//   - Delete is idempotent: deleting a missing key returns nil.
+//   - List calls fn for every key with the prefix, in lexical key order, and
+//     stops at the first error fn returns (which List then returns).
+//   - Close releases resources; the Bucket must not be used afterwards.
+//
+// All methods are safe for concurrent use.
+type Bucket interface {
+	Put(ctx context.Context, key string, data []byte) error
+	Get(ctx context.Context, key string) ([]byte, error)
+	GetRange(ctx context.Context, key string, off, length int64) ([]byte, error)
+	Delete(ctx context.Context, key string) error
+	List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error
+	Close() error
+}
