@@ -23,6 +23,11 @@ var (
 	ErrLeaseHeld         = errors.New("partition lease held by another agent")
 	ErrGroupNotFound     = errors.New("consumer group not found")
 	ErrOffsetOutOfRange  = errors.New("offset out of range")
+	ErrAgentNotFound     = errors.New("agent not registered")
+	// ErrInvalidCommit marks an ObjectCommit that is malformed (offsets not
+	// contiguous, duplicate partitions, empty key...): a bug in the caller,
+	// never worth retrying.
+	ErrInvalidCommit = errors.New("invalid object commit")
 )
 
 // FencedError is returned by CommitObject when one or more partitions of the
@@ -33,6 +38,9 @@ type FencedError struct {
 }
 
 func (e *FencedError) Error() string {
+	if len(e.Partitions) == 0 {
+		return "commit fenced"
+	}
 	return fmt.Sprintf("commit fenced: %d partition(s) no longer led at the expected epoch and high watermark (first %s)", len(e.Partitions), e.Partitions[0])
 }
 
@@ -70,7 +78,7 @@ type PartitionState struct {
 	HighWatermark  int64     // next offset to be committed; all offsets below are committed
 	Leader         string    // agent ID holding the lease, "" if none
 	LeaderEpoch    int32     // changes only when leadership changes
-	LeaseExpiresAt time.Time // zero if never leased
+	LeaseExpiresAt time.Time // zero if never leased or released
 }
 
 // Lease is what an agent holds while it leads a partition.
@@ -180,8 +188,9 @@ type Store interface {
 	GetTopic(ctx context.Context, name string) (Topic, error)
 	GetTopicByID(ctx context.Context, id TopicID) (Topic, error)
 	ListTopics(ctx context.Context) ([]Topic, error) // ordered by name
-	// DeleteTopic removes the topic, its partitions, index rows and producer
-	// state; objects left unreferenced become deletable after the grace
+	// DeleteTopic removes the topic, its partitions, index rows, producer
+	// state and the consumer-group offsets committed for its name (as Kafka
+	// does, so a topic created again under the name starts clean); objects left unreferenced become deletable after the grace
 	// period given to CollectGarbage. ErrTopicNotFound if absent.
 	DeleteTopic(ctx context.Context, name string) error
 	// UpdateTopicConfig replaces the topic's config map.
@@ -201,13 +210,16 @@ type Store interface {
 
 	// Agents and leases.
 
-	// RegisterAgent inserts or updates the agent and sets its heartbeat.
+	// RegisterAgent inserts or updates the agent and sets its heartbeat to
+	// a.HeartbeatAt (the current time if zero).
 	RegisterAgent(ctx context.Context, a Agent) error
-	// HeartbeatAgent refreshes the heartbeat of a registered agent.
+	// HeartbeatAgent refreshes the heartbeat of a registered agent;
+	// ErrAgentNotFound if it is not registered (e.g. it was deregistered).
 	HeartbeatAgent(ctx context.Context, agentID string, now time.Time) error
 	// ListAgents returns agents whose heartbeat is at or after since.
 	ListAgents(ctx context.Context, since time.Time) ([]Agent, error)
-	// DeregisterAgent removes the agent and releases its leases.
+	// DeregisterAgent removes the agent and releases its leases (as
+	// ReleaseLease does). No error if it is not registered.
 	DeregisterAgent(ctx context.Context, agentID string) error
 
 	// AcquireLease makes agentID the leader of tp with a new epoch
@@ -218,8 +230,9 @@ type Store interface {
 	// RenewLeases extends every lease agentID holds to now+ttl, in one
 	// statement, without changing epochs, and returns the leases it holds.
 	RenewLeases(ctx context.Context, agentID string, now time.Time, ttl time.Duration) ([]Lease, error)
-	// ReleaseLease gives up tp if agentID holds it at epoch (expiry set to
-	// the past so another agent can take it at once). No error if not held.
+	// ReleaseLease gives up tp if agentID holds it at epoch: the partition is
+	// left with no leader and no expiry, so another agent can take it at once
+	// (with epoch + 1). No error if not held.
 	ReleaseLease(ctx context.Context, tp TopicPartition, agentID string, epoch int32) error
 
 	// Write path.
@@ -229,7 +242,8 @@ type Store interface {
 	// ExpectedHighWatermark), then advances the high watermark, inserts the
 	// index entries and upserts producer state. All or nothing: if any fence
 	// check fails, nothing is stored and a *FencedError lists the failed
-	// partitions. Committing an object key that is already committed is a
+	// partitions. A malformed commit fails with ErrInvalidCommit before
+	// touching the store. Committing an object key that is already committed is a
 	// no-op returning nil (so a commit whose success was not seen can be
 	// retried safely).
 	CommitObject(ctx context.Context, c ObjectCommit) error
@@ -237,7 +251,7 @@ type Store interface {
 	// Read path.
 
 	// ListIndex returns up to limit entries of tp whose LastOffset >= from,
-	// ordered by BaseOffset.
+	// ordered by BaseOffset. limit <= 0 means no limit.
 	ListIndex(ctx context.Context, tp TopicPartition, from int64, limit int) ([]IndexEntry, error)
 	// ProducerStates returns the stored producer state of tp.
 	ProducerStates(ctx context.Context, tp TopicPartition) ([]ProducerState, error)
@@ -263,6 +277,8 @@ type Store interface {
 
 	CommitGroupOffsets(ctx context.Context, offsets []GroupOffset) error        // upsert, one transaction
 	FetchGroupOffsets(ctx context.Context, group string) ([]GroupOffset, error) // ordered by topic, partition
+	// DeleteGroupOffsets removes the group's offsets of the listed
+	// partitions of topic; an empty list deletes nothing.
 	DeleteGroupOffsets(ctx context.Context, group, topic string, partitions []int32) error
 	// DeleteGroup removes every offset of the group. ErrGroupNotFound if it
 	// has none.

@@ -20,6 +20,11 @@ var ErrNotFound = errors.New("object not found")
 // IsNotFound reports whether err means the object does not exist.
 func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
 
+// ErrInvalidRange is returned (possibly wrapped) by GetRange when the range
+// cannot be served: a negative offset, a length that is not positive, or an
+// offset at or past the end of the object.
+var ErrInvalidRange = errors.New("invalid object range")
+
 // ObjectInfo describes one stored object.
 type ObjectInfo struct {
 	Key     string
@@ -29,6 +34,8 @@ type ObjectInfo struct {
 
 // Bucket is the contract every backend fulfils.
 //
+//   - Keys follow the rules of ValidateKey in every backend, so a key that
+//     works against the in-memory bucket also works against a folder or S3.
 //   - Put stores data under key atomically: a reader sees either no object or
 //     the whole object, never a prefix, even across a crash of the writer.
 //     When Put returns nil the object is durable. When Put returns an error the
@@ -36,11 +43,18 @@ type ObjectInfo struct {
 //     failure was seen); callers must treat it as garbage-to-be.
 //   - Get returns the whole object; GetRange returns length bytes starting at
 //     off. A range past the end of the object is an error; a range that
-//     starts inside the object and runs past the end is truncated.
+//     starts inside the object and runs past the end is truncated. Precisely:
+//     off < 0, length <= 0 or off >= size fail with ErrInvalidRange (so every
+//     GetRange of an empty object fails); a missing key fails with
+//     ErrNotFound.
 //   - Delete is idempotent: deleting a missing key returns nil.
 //   - List calls fn for every key with the prefix, in lexical key order, and
 //     stops at the first error fn returns (which List then returns).
 //   - Close releases resources; the Bucket must not be used afterwards.
+//   - A call whose ctx is already done fails with an error wrapping
+//     ctx.Err(). A Put that has started writing may finish regardless (the
+//     local folder does not abandon a half-synced file), which the rule for
+//     failed Puts above already covers.
 //
 // All methods are safe for concurrent use.
 type Bucket interface {

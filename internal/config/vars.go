@@ -1,0 +1,242 @@
+package config
+
+import (
+	"math"
+	"time"
+)
+
+// kind says how a variable's text is parsed.
+type kind int
+
+const (
+	kindString   kind = iota // non-empty text, further checked by variable.check
+	kindPresence             // any value, even empty, means "set"
+	kindAddr                 // host:port for a listener
+	kindAdvert               // host:port that clients can reach
+	kindInt                  // integer in [min, max]; times unit for durations
+	kindBool
+	kindEnum // one of variable.choices, case-insensitive
+)
+
+// variable describes one environment variable: the single source of names,
+// defaults and help text for Load, Settings and Markdown.
+type variable struct {
+	name  string
+	group string
+	// def is the default as environment text, parsed by the same code as a
+	// value from the environment. Empty means the variable has no static
+	// default: it is optional (the field keeps its zero value) or its default
+	// is computed by Load (see dynamic).
+	def string
+	// doc replaces def in the Markdown default column.
+	doc  string
+	help string
+	kind kind
+	// what names the unit or shape of the value in error messages.
+	what     string
+	min, max int64 // kindInt; max 0 means "as large as the field holds"
+	unit     time.Duration
+	choices  []string
+	emptyOK  bool // kindString: "" is a valid value
+	dynamic  bool // default computed by Load after the table is read
+	secret   bool // value redacted in Settings, LogValue and errors
+	dsn      bool // like secret, but only the password parts are redacted
+	check    func(string) string
+	field    func(*Config) any
+}
+
+const (
+	kib = 1 << 10
+	mib = 1 << 20
+	gib = 1 << 30
+)
+
+// vars lists every variable in the order Settings and Markdown show them.
+// Variables of one group stay together.
+var vars = []variable{
+	// Listeners
+	{name: "HTTP_ADDR", group: "Listeners", def: "0.0.0.0:8080", kind: kindAddr,
+		help:  "REST API, schema registry under `/schemas`, `/health`, `/ready`, `/metrics`",
+		field: func(c *Config) any { return &c.HTTPAddr }},
+	{name: "GRPC_ADDR", group: "Listeners", def: "0.0.0.0:50051", kind: kindAddr,
+		help:  "gRPC service `streamhouse.StreamHouse` (with server reflection)",
+		field: func(c *Config) any { return &c.GRPCAddr }},
+	{name: "KAFKA_ADDR", group: "Listeners", def: "0.0.0.0:9092", kind: kindAddr,
+		help:  "Kafka wire protocol",
+		field: func(c *Config) any { return &c.KafkaAddr }},
+	{name: "KAFKA_ADVERTISED_ADDR", group: "Listeners", kind: kindAdvert, dynamic: true,
+		doc:   "derived from `KAFKA_ADDR`",
+		help:  "host:port that Kafka Metadata hands to clients. Unset: `KAFKA_ADDR`, with `localhost` in place of an empty or wildcard host; set it explicitly on a real network",
+		field: func(c *Config) any { return &c.KafkaAdvertisedAddr }},
+	{name: "HTTP_MAX_BODY_BYTES", group: "Listeners", def: "16777216", kind: kindInt, what: "bytes", min: 1,
+		help:  "largest REST request body accepted",
+		field: func(c *Config) any { return &c.HTTPMaxBodyBytes }},
+
+	// Agent
+	{name: "STREAMHOUSE_AGENT_ID", group: "Agent", kind: kindString, dynamic: true, check: checkAgentID,
+		doc:   "hostname",
+		what:  "1 to 64 letters, digits, '.', '_' or '-'",
+		help:  "this agent's identity in leases and object names; unique per agent",
+		field: func(c *Config) any { return &c.AgentID }},
+	{name: "STREAMHOUSE_RACK", group: "Agent", kind: kindString, emptyOK: true, check: checkRack,
+		doc:   "unset",
+		what:  "up to 64 letters, digits, '.', '_' or '-'",
+		help:  "rack (availability zone) reported to Kafka clients",
+		field: func(c *Config) any { return &c.Rack }},
+	{name: "LEASE_TTL_MS", group: "Agent", def: "10000", kind: kindInt, what: "milliseconds", min: 1000, unit: time.Millisecond,
+		help:  "how long a partition lease lasts without renewal; another agent takes over after it expires",
+		field: func(c *Config) any { return &c.LeaseTTL }},
+	{name: "GC_INTERVAL_SECS", group: "Agent", def: "60", kind: kindInt, what: "seconds", min: 1, unit: time.Second,
+		help:  "how often unreferenced objects are looked for",
+		field: func(c *Config) any { return &c.GCInterval }},
+	{name: "GC_GRACE_SECS", group: "Agent", def: "3600", kind: kindInt, what: "seconds", min: 60, unit: time.Second,
+		help:  "age before an unreferenced object is deleted; an agent gives up committing an object older than half of it",
+		field: func(c *Config) any { return &c.GCGrace }},
+
+	// Storage and metadata
+	{name: "USE_LOCAL_STORAGE", group: "Storage and metadata", kind: kindPresence,
+		doc:   "unset",
+		help:  "any value, even empty, forces the local folder backend",
+		field: func(c *Config) any { return &c.UseLocalStorage }},
+	{name: "LOCAL_STORAGE_PATH", group: "Storage and metadata", def: "./data/storage", kind: kindString, what: "a directory",
+		help:  "local folder backend root",
+		field: func(c *Config) any { return &c.LocalStoragePath }},
+	{name: "STREAMHOUSE_BUCKET", group: "Storage and metadata", def: "streamhouse", kind: kindString, check: checkBucket,
+		what:  "an S3 bucket name: 3 to 63 lowercase letters, digits, '.' or '-'",
+		help:  "S3 bucket; setting it selects the S3 backend",
+		field: func(c *Config) any { return &c.Bucket }},
+	{name: "AWS_REGION", group: "Storage and metadata", def: "us-east-1", kind: kindString, check: checkNoSpace,
+		what:  "a region name such as us-east-1",
+		help:  "S3 region",
+		field: func(c *Config) any { return &c.Region }},
+	{name: "S3_ENDPOINT", group: "Storage and metadata", kind: kindString, check: checkEndpoint,
+		doc:   "AWS",
+		what:  "an http:// or https:// URL such as http://localhost:9000",
+		help:  "custom endpoint for MinIO and other S3-compatible stores (path-style); setting it selects the S3 backend",
+		field: func(c *Config) any { return &c.S3Endpoint }},
+	{name: "AWS_ACCESS_KEY_ID", group: "Storage and metadata", kind: kindString,
+		doc:   "default AWS credential chain",
+		what:  "an access key id",
+		help:  "S3 access key; set together with `AWS_SECRET_ACCESS_KEY`",
+		field: func(c *Config) any { return &c.AWSAccessKeyID }},
+	{name: "AWS_SECRET_ACCESS_KEY", group: "Storage and metadata", kind: kindString, secret: true,
+		doc:   "default AWS credential chain",
+		what:  "a secret key",
+		help:  "S3 secret key (redacted in logs)",
+		field: func(c *Config) any { return &c.AWSSecretAccessKey }},
+	{name: "DATABASE_URL", group: "Storage and metadata", kind: kindString, dsn: true, check: checkDatabaseURL,
+		doc:   "unset",
+		what:  "a postgres:// or postgresql:// URL",
+		help:  "PostgreSQL metadata store; unset means SQLite (password redacted in logs)",
+		field: func(c *Config) any { return &c.DatabaseURL }},
+	{name: "STREAMHOUSE_METADATA_PATH", group: "Storage and metadata", def: "./data/metadata.db", kind: kindString, what: "a file path",
+		help:  "SQLite metadata file",
+		field: func(c *Config) any { return &c.MetadataPath }},
+
+	// Kafka
+	{name: "KAFKA_AUTO_CREATE_TOPICS", group: "Kafka", def: "true", kind: kindBool,
+		help:  "create a topic when a client produces to or asks metadata for one that does not exist",
+		field: func(c *Config) any { return &c.AutoCreateTopics }},
+	{name: "KAFKA_DEFAULT_PARTITIONS", group: "Kafka", def: "1", kind: kindInt, what: "partitions", min: 1, max: math.MaxInt32,
+		help:  "partition count of auto-created topics and of CreateTopics requests that leave it to the server",
+		field: func(c *Config) any { return &c.DefaultPartitions }},
+
+	// Write path
+	{name: "FLUSH_INTERVAL_SECS", group: "Write path", def: "5", kind: kindInt, what: "seconds", min: 1, unit: time.Second,
+		help:  "upper bound on how long buffered (not durable) data waits for a flush",
+		field: func(c *Config) any { return &c.FlushInterval }},
+	{name: "FLUSH_MIN_INTERVAL_MS", group: "Write path", kind: kindInt, what: "milliseconds", min: 0, unit: time.Millisecond, dynamic: true,
+		doc:   "`0` local, `100` S3",
+		help:  "least spacing between object PUTs when the buffer is idle: the cost knob (fewer PUTs, more latency)",
+		field: func(c *Config) any { return &c.FlushMinInterval }},
+	{name: "DURABLE_BATCH_MAX_AGE_MS", group: "Write path", def: "200", kind: kindInt, what: "milliseconds", min: 1, unit: time.Millisecond,
+		help:  "upper bound on how long a durable (acks=all) write waits for a flush; flushes come sooner when the store is idle",
+		field: func(c *Config) any { return &c.DurableBatchMaxAge }},
+	{name: "DURABLE_BATCH_MAX_RECORDS", group: "Write path", def: "10000", kind: kindInt, what: "records", min: 1, max: math.MaxInt32,
+		help:  "flush when the write buffer holds this many records",
+		field: func(c *Config) any { return &c.DurableBatchMaxRecords }},
+	{name: "DURABLE_BATCH_MAX_BYTES", group: "Write path", def: "16777216", kind: kindInt, what: "bytes", min: kib,
+		help:  "flush when the write buffer holds this many bytes: the largest object written",
+		field: func(c *Config) any { return &c.DurableBatchMaxBytes }},
+	{name: "MAX_BUFFER_BYTES", group: "Write path", def: "67108864", kind: kindInt, what: "bytes", min: kib,
+		help:  "memory bound on buffered plus uploading data, at least `DURABLE_BATCH_MAX_BYTES`; produces wait while it is exceeded",
+		field: func(c *Config) any { return &c.MaxBufferBytes }},
+	{name: "SEGMENT_MAX_SIZE", group: "Write path", def: "1048576", kind: kindInt, what: "bytes", min: kib,
+		help:  "size of the per-partition segments compaction writes",
+		field: func(c *Config) any { return &c.SegmentMaxSize }},
+	{name: "SEGMENT_MAX_AGE_MS", group: "Write path", def: "10000", kind: kindInt, what: "milliseconds", min: 1, unit: time.Millisecond,
+		help:  "time span of the per-partition segments compaction writes",
+		field: func(c *Config) any { return &c.SegmentMaxAge }},
+
+	// S3 upload
+	{name: "S3_UPLOAD_RETRIES", group: "S3 upload", def: "3", kind: kindInt, what: "retries", min: 0, max: 20,
+		help:  "retries of a failed S3 request after the first attempt",
+		field: func(c *Config) any { return &c.S3UploadRetries }},
+	{name: "MULTIPART_THRESHOLD", group: "S3 upload", def: "8388608", kind: kindInt, what: "bytes", min: 1,
+		help:  "objects of at least this size use multipart upload",
+		field: func(c *Config) any { return &c.MultipartThreshold }},
+	{name: "MULTIPART_PART_SIZE", group: "S3 upload", def: "8388608", kind: kindInt, what: "bytes", min: 5 * mib, max: 5 * gib,
+		help:  "size of each multipart part (S3 allows 5 MiB to 5 GiB)",
+		field: func(c *Config) any { return &c.MultipartPartSize }},
+	{name: "PARALLEL_UPLOAD_PARTS", group: "S3 upload", def: "4", kind: kindInt, what: "parts", min: 1, max: 64,
+		help:  "parts of one multipart upload in flight at once",
+		field: func(c *Config) any { return &c.ParallelUploadParts }},
+	{name: "THROTTLE_ENABLED", group: "S3 upload", def: "true", kind: kindBool,
+		help:  "adaptive limit on S3 requests in flight, backing off when S3 throttles",
+		field: func(c *Config) any { return &c.ThrottleEnabled }},
+
+	// Read cache
+	{name: "HOT_TAIL_BYTES", group: "Read cache", def: "67108864", kind: kindInt, what: "bytes", min: 0,
+		help:  "recently committed objects kept in memory for consumers at the tail; 0 disables",
+		field: func(c *Config) any { return &c.HotTailBytes }},
+	{name: "STREAMHOUSE_CACHE", group: "Read cache", def: "./data/cache", kind: kindString, what: "a directory",
+		help:  "disk cache of object ranges read from storage",
+		field: func(c *Config) any { return &c.CacheDir }},
+	{name: "STREAMHOUSE_CACHE_SIZE", group: "Read cache", def: "1073741824", kind: kindInt, what: "bytes", min: 0,
+		help:  "disk cache size bound; 0 disables the disk cache",
+		field: func(c *Config) any { return &c.CacheSize }},
+
+	// gRPC: unset keeps gRPC's own default, represented by the zero value.
+	{name: "GRPC_MAX_CONCURRENT_STREAMS", group: "gRPC", kind: kindInt, what: "streams", min: 1, max: math.MaxUint32,
+		doc:   "unlimited",
+		help:  "concurrent RPCs per connection",
+		field: func(c *Config) any { return &c.GRPCMaxConcurrentStreams }},
+	{name: "GRPC_KEEPALIVE_INTERVAL_SECS", group: "gRPC", kind: kindInt, what: "seconds", min: 1, unit: time.Second,
+		doc:   "gRPC default (2 h)",
+		help:  "idle time before the server pings a client",
+		field: func(c *Config) any { return &c.GRPCKeepaliveInterval }},
+	{name: "GRPC_KEEPALIVE_TIMEOUT_SECS", group: "gRPC", kind: kindInt, what: "seconds", min: 1, unit: time.Second,
+		doc:   "gRPC default (20 s)",
+		help:  "how long the server waits for a ping answer before closing",
+		field: func(c *Config) any { return &c.GRPCKeepaliveTimeout }},
+	{name: "GRPC_INITIAL_STREAM_WINDOW_SIZE", group: "gRPC", kind: kindInt, what: "bytes", min: 65535, max: math.MaxInt32,
+		doc:   "gRPC default (64 KiB, auto-tuned)",
+		help:  "HTTP/2 flow-control window per stream; setting it turns off gRPC's window auto-tuning",
+		field: func(c *Config) any { return &c.GRPCInitialStreamWindowSize }},
+	{name: "GRPC_INITIAL_CONNECTION_WINDOW_SIZE", group: "gRPC", kind: kindInt, what: "bytes", min: 65535, max: math.MaxInt32,
+		doc:   "gRPC default (64 KiB, auto-tuned)",
+		help:  "HTTP/2 flow-control window per connection; setting it turns off gRPC's window auto-tuning",
+		field: func(c *Config) any { return &c.GRPCInitialConnWindowSize }},
+
+	// Write-ahead log
+	{name: "WAL_ENABLED", group: "Write-ahead log", def: "false", kind: kindBool,
+		help:  "keep buffered (not yet durable) writes in a local log that survives a crash",
+		field: func(c *Config) any { return &c.WALEnabled }},
+	{name: "WAL_DIR", group: "Write-ahead log", def: "./data/wal", kind: kindString, what: "a directory",
+		help:  "WAL directory",
+		field: func(c *Config) any { return &c.WALDir }},
+	{name: "WAL_SYNC_INTERVAL_MS", group: "Write-ahead log", def: "100", kind: kindInt, what: "milliseconds", min: 0, unit: time.Millisecond,
+		help:  "fsync interval of the WAL; 0 syncs every write",
+		field: func(c *Config) any { return &c.WALSyncInterval }},
+	{name: "WAL_MAX_SIZE", group: "Write-ahead log", def: "1073741824", kind: kindInt, what: "bytes", min: mib,
+		help:  "WAL file rotation size",
+		field: func(c *Config) any { return &c.WALMaxSize }},
+
+	// Logging
+	{name: "LOG_LEVEL", group: "Logging", def: "info", kind: kindEnum, choices: []string{"debug", "info", "warn", "error"},
+		help:  "least severe log level written",
+		field: func(c *Config) any { return &c.LogLevel }},
+	{name: "LOG_FORMAT", group: "Logging", def: "text", kind: kindEnum, choices: []string{"text", "json"},
+		help:  "log line format",
+		field: func(c *Config) any { return &c.LogFormat }},
+}

@@ -1,0 +1,261 @@
+package log
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/streamhouse/streamhouse/internal/batch"
+	"github.com/streamhouse/streamhouse/internal/metadata"
+)
+
+// AppendResult says where appended batches landed.
+type AppendResult struct {
+	BaseOffset    int64 // offset of the first record
+	LastOffset    int64 // offset of the last record
+	LogAppendTime int64 // ms, or -1 when the topic uses CreateTime
+	// Duplicate is true when every batch was a resend of an idempotent
+	// producer's earlier batch: nothing new was stored and the offsets are
+	// those of the original.
+	Duplicate bool
+	// LogStartOffset is the partition's log start offset at append time.
+	LogStartOffset int64
+}
+
+// buffer is the agent's open write buffer: batches for every partition it
+// leads, waiting to be sealed into one object. Guarded by Log.mu until
+// sealed.
+type buffer struct {
+	parts        map[*partition]*bufPart
+	order        []*bufPart
+	bytes        int
+	records      int
+	firstAt      time.Time // when the first batch arrived
+	durableSince time.Time // when the first durable waiter arrived; zero if none
+
+	done chan struct{} // closed once every partition's outcome is known
+	errs map[metadata.TopicPartition]error
+}
+
+type bufPart struct {
+	p         *partition
+	batches   [][]byte
+	base      int64
+	last      int64
+	records   int32
+	maxTs     int64
+	bytes     int
+	producers map[int64]*producerState // state after this buffer's batches
+}
+
+func newBuffer() *buffer {
+	return &buffer{
+		parts: make(map[*partition]*bufPart),
+		done:  make(chan struct{}),
+		errs:  make(map[metadata.TopicPartition]error),
+	}
+}
+
+func (b *buffer) empty() bool { return len(b.order) == 0 }
+
+// fail completes every partition of the buffer with err.
+func (b *buffer) fail(err error) {
+	for _, bp := range b.order {
+		if _, ok := b.errs[bp.p.tp]; !ok {
+			b.errs[bp.p.tp] = err
+		}
+	}
+	select {
+	case <-b.done:
+	default:
+		close(b.done)
+	}
+}
+
+// wait waits for the outcome of tp's data in this buffer.
+func (b *buffer) wait(ctx context.Context, tp metadata.TopicPartition) error {
+	select {
+	case <-b.done:
+		return b.errs[tp]
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Append validates records (one or more Kafka RecordBatch v2, concatenated,
+// as in a produce request) for tp, assigns their offsets and adds them to
+// the write buffer. It returns according to mode. Append takes ownership of
+// records: it edits offsets in place and keeps the bytes until they are
+// uploaded.
+//
+// Errors wrap ErrNotLeader, ErrOutOfOrderSequence, ErrInvalidProducerEpoch,
+// ErrClosed or one of batch's validation errors; on error nothing of the
+// request was stored, except for a durable wait that failed after the data
+// was buffered (ctx expiry, or the partition lost while committing).
+func (l *Log) Append(ctx context.Context, tp metadata.TopicPartition, records []byte, mode AckMode) (AppendResult, error) {
+	start := time.Now()
+	batches, err := batch.Split(records)
+	if err != nil {
+		return AppendResult{}, fmt.Errorf("append to %s: %w", tp, err)
+	}
+	if len(batches) == 0 {
+		return AppendResult{}, fmt.Errorf("append to %s: no record batch: %w", tp, batch.ErrCorrupt)
+	}
+	p, err := l.partitionFor(tp)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	l.mu.Lock()
+	maxBytes := p.maxMessageBytes
+	l.mu.Unlock()
+	headers := make([]batch.Header, len(batches))
+	for i, b := range batches {
+		if headers[i], err = batch.Validate(b, maxBytes, false); err != nil {
+			return AppendResult{}, fmt.Errorf("append to %s: %w", tp, err)
+		}
+	}
+
+	res, buf, dupWait, err := l.appendLocked(ctx, p, batches, headers, mode)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	if mode == AckDurable {
+		if buf != nil {
+			err = buf.wait(ctx, tp)
+		} else if dupWait >= 0 {
+			err = p.waitCommitted(ctx, dupWait)
+		}
+		if err != nil {
+			return AppendResult{}, fmt.Errorf("append to %s: %w", tp, err)
+		}
+	}
+	l.metrics.appendSeconds.WithLabelValues(mode.String()).Observe(time.Since(start).Seconds())
+	return res, nil
+}
+
+// appendLocked does the part of Append that needs Log.mu: backpressure,
+// idempotence checks, offset assignment and buffering. It returns the buffer
+// the data went into (nil if all duplicates) and, for duplicates, the high
+// watermark to wait for (-1 if none).
+func (l *Log) appendLocked(ctx context.Context, p *partition, batches [][]byte, headers []batch.Header, mode AckMode) (AppendResult, *buffer, int64, error) {
+	size := 0
+	for _, b := range batches {
+		size += len(b)
+	}
+	l.mu.Lock()
+	// Backpressure: wait while buffered plus uploading bytes exceed the
+	// bound. A lone request larger than the bound still goes through once
+	// nothing else is pending.
+	for l.pending > 0 && l.pending+size > l.cfg.MaxPendingBytes && !l.closed {
+		ch := l.spaceFreed
+		l.mu.Unlock()
+		l.metrics.backpressureWaits.Inc()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return AppendResult{}, nil, -1, fmt.Errorf("append to %s: waiting for buffer space: %w", p.tp, ctx.Err())
+		}
+		l.mu.Lock()
+	}
+	defer l.mu.Unlock()
+	if l.closed {
+		return AppendResult{}, nil, -1, fmt.Errorf("append to %s: %w", p.tp, ErrClosed)
+	}
+	if p.releasing || l.partitions[p.tp] != p || p.isFenced() {
+		return AppendResult{}, nil, -1, fmt.Errorf("append to %s: %w", p.tp, ErrNotLeader)
+	}
+
+	// Check every batch before storing any.
+	pending := make(map[int64]*producerState)
+	dups := make([]*metadata.ProducerBatch, len(batches))
+	for i, h := range headers {
+		c, err := p.checkProducer(h, pending)
+		if err != nil {
+			return AppendResult{}, nil, -1, fmt.Errorf("append to %s: %w", p.tp, err)
+		}
+		dups[i] = c.dup
+		if c.dup == nil {
+			// Let later batches of this request see this one.
+			recordProducer(pending, p.producers, h, 0)
+		}
+	}
+	clear(pending)
+
+	now := l.cfg.Now()
+	res := AppendResult{BaseOffset: -1, LogAppendTime: -1, Duplicate: true}
+	_, res.LogStartOffset, _, _ = p.committedState()
+	dupWait := int64(-1)
+	var bp *bufPart
+	for i, b := range batches {
+		h := headers[i]
+		if d := dups[i]; d != nil {
+			if res.BaseOffset < 0 {
+				res.BaseOffset = d.BaseOffset
+			}
+			res.LastOffset = d.LastOffset
+			dupWait = max(dupWait, d.LastOffset+1)
+			continue
+		}
+		res.Duplicate = false
+		base := p.nextOffset
+		batch.SetBaseOffset(b, base)
+		batch.SetPartitionLeaderEpoch(b, p.epoch)
+		if p.logAppendTime {
+			batch.SetLogAppendTime(b, now.UnixMilli())
+			h.MaxTimestamp = now.UnixMilli()
+			res.LogAppendTime = h.MaxTimestamp
+		}
+		p.nextOffset = base + int64(h.LastOffsetDelta) + 1
+		if res.BaseOffset < 0 || res.Duplicate {
+			res.BaseOffset = base
+		}
+		res.LastOffset = p.nextOffset - 1
+		if bp == nil {
+			bp = l.buf.partFor(p)
+		}
+		bp.add(b, h, base)
+		recordProducer(bp.producers, p.producers, h, base)
+		l.buf.bytes += len(b)
+		l.buf.records += int(h.NumRecords)
+		l.pending += len(b)
+	}
+	if bp == nil {
+		return res, nil, dupWait, nil
+	}
+	// Publish producer state to the partition once the request is in.
+	for id, st := range bp.producers {
+		p.producers[id] = st
+	}
+	if l.buf.firstAt.IsZero() {
+		l.buf.firstAt = now
+	}
+	if mode == AckDurable && l.buf.durableSince.IsZero() {
+		l.buf.durableSince = now
+	}
+	l.metrics.appendBytes.Add(float64(size))
+	l.metrics.pendingBytes.Set(float64(l.pending))
+	l.signal()
+	return res, l.buf, dupWait, nil
+}
+
+// partFor returns p's part of the buffer, creating it.
+func (b *buffer) partFor(p *partition) *bufPart {
+	bp := b.parts[p]
+	if bp == nil {
+		bp = &bufPart{p: p, base: -1, maxTs: -1, producers: make(map[int64]*producerState)}
+		b.parts[p] = bp
+		b.order = append(b.order, bp)
+	}
+	return bp
+}
+
+func (bp *bufPart) add(b []byte, h batch.Header, base int64) {
+	if bp.base < 0 {
+		bp.base = base
+	}
+	bp.batches = append(bp.batches, b)
+	bp.last = base + int64(h.LastOffsetDelta)
+	bp.records += h.NumRecords
+	bp.maxTs = max(bp.maxTs, h.MaxTimestamp)
+	bp.bytes += len(b)
+}

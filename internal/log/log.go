@@ -1,0 +1,446 @@
+// Package log owns the partition log of one agent: the write path of
+// DESIGN.md §2 (offset assignment, the shared write buffer, sealing into
+// multi-partition segment objects, pipelined uploads, fenced commits in seal
+// order, acknowledgements) and the read path of §3 (index lookup, hot tail,
+// disk cache, collapsed ranged GETs, long polling).
+//
+// Lock order: Log.mu before partition.mu. Nothing holds either lock across
+// I/O.
+package log
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamhouse/streamhouse/internal/metadata"
+	"github.com/streamhouse/streamhouse/internal/objstore"
+)
+
+// AckMode says when Append returns.
+type AckMode int
+
+const (
+	// AckNone returns once the batch is validated and has its offsets.
+	AckNone AckMode = iota
+	// AckBuffered returns once the batch is in the write buffer.
+	AckBuffered
+	// AckDurable returns once the batch is in the object store and committed
+	// in the metadata store.
+	AckDurable
+)
+
+func (m AckMode) String() string {
+	switch m {
+	case AckNone:
+		return "none"
+	case AckBuffered:
+		return "buffered"
+	case AckDurable:
+		return "durable"
+	}
+	return fmt.Sprintf("AckMode(%d)", int(m))
+}
+
+// Errors callers map to protocol codes.
+var (
+	// ErrNotLeader: this agent does not lead the partition (Kafka
+	// NOT_LEADER_OR_FOLLOWER). The client should re-read metadata.
+	ErrNotLeader = errors.New("not the leader of this partition")
+	// ErrOffsetOutOfRange: the fetch offset is below the log start offset or
+	// above the high watermark.
+	ErrOffsetOutOfRange = errors.New("offset out of range")
+	// ErrOutOfOrderSequence: an idempotent producer skipped a sequence number.
+	ErrOutOfOrderSequence = errors.New("out of order sequence number")
+	// ErrInvalidProducerEpoch: an idempotent producer used an old epoch.
+	ErrInvalidProducerEpoch = errors.New("invalid producer epoch")
+	// ErrClosed: the log is shutting down.
+	ErrClosed = errors.New("log closed")
+)
+
+// Config configures a Log. Zero values take the defaults noted.
+type Config struct {
+	AgentID string
+	Bucket  objstore.Bucket
+	Store   metadata.Store
+	Logger  *slog.Logger          // default slog.Default()
+	Metrics prometheus.Registerer // default: a private registry
+
+	// FlushMinInterval spaces seals when the buffer is idle-triggered (the
+	// cost knob: fewer PUTs, more latency). Default 0.
+	FlushMinInterval time.Duration
+	// FlushInterval bounds how long buffered-only data waits. Default 5s.
+	FlushInterval time.Duration
+	// DurableMaxAge bounds how long a durable waiter waits for a seal.
+	// Default 200ms.
+	DurableMaxAge time.Duration
+	// MaxObjectBytes and MaxObjectRecords seal the buffer when reached.
+	// Defaults 16 MiB and 10000 records... per DESIGN naming
+	// DURABLE_BATCH_MAX_BYTES / _RECORDS.
+	MaxObjectBytes   int
+	MaxObjectRecords int
+	// MaxPendingBytes bounds buffered plus uploading bytes; appends wait
+	// (backpressure) while it is exceeded. Default 4 × MaxObjectBytes.
+	MaxPendingBytes int
+	// MaxInflightUploads bounds concurrent PUTs. Default 4.
+	MaxInflightUploads int
+	// MaxMessageBytes is the default batch size limit (Kafka
+	// message.max.bytes) when the topic has no max.message.bytes. Default
+	// 1 MiB + overhead as Kafka.
+	MaxMessageBytes int
+	// LeaseTTL is how long a lease lasts without renewal. Default 10s.
+	LeaseTTL time.Duration
+	// HotTailBytes bounds recently committed objects kept in memory for
+	// readers. Default 64 MiB; negative disables.
+	HotTailBytes int
+	// CacheDir and CacheBytes configure the disk cache of ranged reads.
+	// Empty CacheDir disables it.
+	CacheDir   string
+	CacheBytes int64
+	// GCGrace is how long an unreferenced or uncommitted object is kept
+	// before deletion. Default 1h. The agent gives up committing an object
+	// uploaded more than GCGrace/2 ago, so GC never deletes an object that
+	// is still being committed.
+	GCGrace time.Duration
+	// ObjectPrefix is prepended to object keys. Default "segments/".
+	ObjectPrefix string
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() error {
+	if c.AgentID == "" {
+		return errors.New("log config: AgentID is required")
+	}
+	if c.Bucket == nil || c.Store == nil {
+		return errors.New("log config: Bucket and Store are required")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = prometheus.NewRegistry()
+	}
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = 5 * time.Second
+	}
+	if c.DurableMaxAge <= 0 {
+		c.DurableMaxAge = 200 * time.Millisecond
+	}
+	if c.MaxObjectBytes <= 0 {
+		c.MaxObjectBytes = 16 << 20
+	}
+	if c.MaxObjectRecords <= 0 {
+		c.MaxObjectRecords = 10000
+	}
+	if c.MaxPendingBytes <= 0 {
+		c.MaxPendingBytes = 4 * c.MaxObjectBytes
+	}
+	if c.MaxInflightUploads <= 0 {
+		c.MaxInflightUploads = 4
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 1048588
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = 10 * time.Second
+	}
+	if c.HotTailBytes == 0 {
+		c.HotTailBytes = 64 << 20
+	}
+	if c.GCGrace <= 0 {
+		c.GCGrace = time.Hour
+	}
+	if c.ObjectPrefix == "" {
+		c.ObjectPrefix = "segments/"
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+// Log is one agent's partition log. Create it with Open; stop it with Close.
+type Log struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	bucket  objstore.Bucket
+	store   metadata.Store
+	reader  *reader
+
+	mu         sync.Mutex
+	partitions map[metadata.TopicPartition]*partition // led partitions
+	buf        *buffer                                // the open write buffer
+	pending    int                                    // bytes buffered or uploading
+	spaceFreed chan struct{}                          // closed and replaced when pending shrinks
+	inflight   int                                    // PUTs in flight
+	lastSeal   time.Time
+	seq        uint64 // object sequence number
+	closed     bool
+
+	kick     chan struct{} // wakes the sealer
+	uploaded chan *sealed  // sealed objects whose PUT finished, for the sealer
+	commitQ  chan *sealed  // sealed objects in seal order, for the committer
+	stop     chan struct{} // closed by Close
+	wg       sync.WaitGroup
+}
+
+// Open starts a Log: its sealer, committer and lease renewer. It leads no
+// partition until Lead is called.
+func Open(ctx context.Context, cfg Config) (*Log, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	m := newMetrics(cfg.Metrics)
+	l := &Log{
+		cfg:        cfg,
+		log:        cfg.Logger.With("component", "log", "agent", cfg.AgentID),
+		metrics:    m,
+		bucket:     cfg.Bucket,
+		store:      cfg.Store,
+		partitions: make(map[metadata.TopicPartition]*partition),
+		spaceFreed: make(chan struct{}),
+		kick:       make(chan struct{}, 1),
+		uploaded:   make(chan *sealed, 64),
+		commitQ:    make(chan *sealed, 1024),
+		stop:       make(chan struct{}),
+	}
+	r, err := newReader(cfg, m)
+	if err != nil {
+		return nil, err
+	}
+	l.reader = r
+	l.buf = newBuffer()
+	l.wg.Add(3)
+	go l.sealLoop()
+	go l.commitLoop()
+	go l.renewLoop()
+	return l, nil
+}
+
+// Close stops accepting appends, seals and commits what is buffered (bounded
+// by ctx), fails what could not be committed, and stops every goroutine.
+func (l *Log) Close(ctx context.Context) error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	l.mu.Unlock()
+	l.signal()
+
+	// Wait for the buffer to drain through the pipeline.
+	var err error
+	for {
+		l.mu.Lock()
+		idle := l.buf.empty() && l.pending == 0
+		ch := l.spaceFreed
+		l.mu.Unlock()
+		if idle {
+			break
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			err = fmt.Errorf("close log: data still pending: %w", ctx.Err())
+		}
+		if err != nil {
+			break
+		}
+	}
+	close(l.stop)
+	l.wg.Wait()
+	// Anything still pending now was not committed: fail its waiters.
+	l.mu.Lock()
+	l.buf.fail(ErrClosed)
+	l.buf = newBuffer()
+	l.mu.Unlock()
+	l.reader.close()
+	return err
+}
+
+// Lead takes the lease of tp and prepares to accept appends for it. Its
+// state (high watermark, producer state) comes from the metadata store.
+func (l *Log) Lead(ctx context.Context, topic metadata.Topic, partition int32) error {
+	tp := metadata.TopicPartition{TopicID: topic.ID, Partition: partition}
+	lease, err := l.store.AcquireLease(ctx, tp, l.cfg.AgentID, l.cfg.Now(), l.cfg.LeaseTTL)
+	if err != nil {
+		return fmt.Errorf("lead %s: %w", tp, err)
+	}
+	states, err := l.store.ProducerStates(ctx, tp)
+	if err != nil {
+		return fmt.Errorf("lead %s: load producers: %w", tp, err)
+	}
+	p := newPartition(topic, partition, lease, states, l.cfg.MaxMessageBytes)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	if old := l.partitions[tp]; old != nil {
+		old.fence()
+	}
+	l.partitions[tp] = p
+	l.log.Info("leading partition", "topic", topic.Name, "partition", partition, "epoch", lease.Epoch, "high_watermark", lease.HighWatermark)
+	return nil
+}
+
+// Release gives up leadership of tp after its buffered data is committed
+// (bounded by ctx), so another agent can take it at once.
+func (l *Log) Release(ctx context.Context, tp metadata.TopicPartition) error {
+	l.mu.Lock()
+	p := l.partitions[tp]
+	l.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	// Stop new appends, then wait until everything assigned is committed.
+	l.mu.Lock()
+	p.releasing = true
+	target := p.nextOffset
+	l.mu.Unlock()
+	l.signal()
+	if err := p.waitCommitted(ctx, target); err != nil {
+		return fmt.Errorf("release %s: %w", tp, err)
+	}
+	l.mu.Lock()
+	if l.partitions[tp] == p {
+		delete(l.partitions, tp)
+	}
+	l.mu.Unlock()
+	p.fence()
+	if err := l.store.ReleaseLease(ctx, tp, l.cfg.AgentID, p.epoch); err != nil {
+		return fmt.Errorf("release %s: %w", tp, err)
+	}
+	return nil
+}
+
+// Leads reports whether this agent currently leads tp.
+func (l *Log) Leads(tp metadata.TopicPartition) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p := l.partitions[tp]
+	return p != nil && !p.isFenced()
+}
+
+// Led returns the partitions this agent leads.
+func (l *Log) Led() []metadata.TopicPartition {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]metadata.TopicPartition, 0, len(l.partitions))
+	for tp, p := range l.partitions {
+		if !p.isFenced() {
+			out = append(out, tp)
+		}
+	}
+	return out
+}
+
+// Forget stops leading tp at once, without committing its buffered data:
+// the topic is being deleted. Pending appends fail with ErrNotLeader.
+func (l *Log) Forget(tp metadata.TopicPartition) {
+	l.mu.Lock()
+	p := l.partitions[tp]
+	if p != nil {
+		delete(l.partitions, tp)
+	}
+	l.mu.Unlock()
+	if p != nil {
+		p.fence()
+	}
+}
+
+// UpdateTopic refreshes the topic configs a led partition enforces
+// (max.message.bytes, message.timestamp.type).
+func (l *Log) UpdateTopic(topic metadata.Topic) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for tp, p := range l.partitions {
+		if tp.TopicID == topic.ID {
+			p.setConfig(topic, l.cfg.MaxMessageBytes)
+		}
+	}
+}
+
+// partitionFor returns the led partition or ErrNotLeader.
+func (l *Log) partitionFor(tp metadata.TopicPartition) (*partition, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p := l.partitions[tp]
+	if p == nil || p.isFenced() {
+		return nil, fmt.Errorf("%s: %w", tp, ErrNotLeader)
+	}
+	return p, nil
+}
+
+// drop forgets a partition this agent no longer leads and fails everything
+// waiting on it.
+func (l *Log) drop(p *partition, why error) {
+	l.mu.Lock()
+	if l.partitions[p.tp] == p {
+		delete(l.partitions, p.tp)
+	}
+	l.mu.Unlock()
+	if p.fence() {
+		l.metrics.leasesLost.Inc()
+		l.log.Warn("lost partition", "topic", p.topicName, "partition", p.tp.Partition, "epoch", p.epoch, "reason", why)
+	}
+}
+
+// signal wakes the sealer.
+func (l *Log) signal() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// renewLoop renews all leases in one statement every LeaseTTL/3 and drops
+// partitions whose lease is gone.
+func (l *Log) renewLoop() {
+	defer l.wg.Done()
+	t := time.NewTicker(l.cfg.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		// Only partitions led before the renewal started can be judged by
+		// its answer.
+		l.mu.Lock()
+		before := make(map[metadata.TopicPartition]*partition, len(l.partitions))
+		for tp, p := range l.partitions {
+			before[tp] = p
+		}
+		l.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.LeaseTTL/3)
+		leases, err := l.store.RenewLeases(ctx, l.cfg.AgentID, l.cfg.Now(), l.cfg.LeaseTTL)
+		cancel()
+		if err != nil {
+			l.log.Warn("renew leases", "err", err)
+			continue
+		}
+		held := make(map[metadata.TopicPartition]int32, len(leases))
+		for _, ls := range leases {
+			held[ls.TopicPartition] = ls.Epoch
+		}
+		var lost []*partition
+		for tp, p := range before {
+			if e, ok := held[tp]; !ok || e != p.epoch {
+				lost = append(lost, p)
+			}
+		}
+		for _, p := range lost {
+			l.drop(p, errors.New("lease not renewed"))
+		}
+	}
+}

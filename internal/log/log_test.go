@@ -1,0 +1,871 @@
+package log
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/streamhouse/streamhouse/internal/batch"
+	"github.com/streamhouse/streamhouse/internal/metadata"
+	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
+	"github.com/streamhouse/streamhouse/internal/objstore"
+)
+
+// env is one test's world: a bucket and a metadata store shared by the logs
+// (agents) the test opens.
+type env struct {
+	t      *testing.T
+	bucket objstore.Bucket
+	store  metadata.Store
+	clock  *clock
+}
+
+// clock is a settable clock for lease and GC tests; it runs with real time
+// plus an offset.
+type clock struct{ offset atomic.Int64 }
+
+func (c *clock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *clock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+func newEnv(t *testing.T, bucket objstore.Bucket) *env {
+	t.Helper()
+	if bucket == nil {
+		bucket = objstore.NewMemory()
+	}
+	return &env{t: t, bucket: bucket, store: metadatatest.OpenSQLite(t), clock: &clock{}}
+}
+
+func (e *env) config(agent string) Config {
+	return Config{
+		AgentID:  agent,
+		Bucket:   e.bucket,
+		Store:    e.store,
+		Now:      e.clock.Now,
+		LeaseTTL: 10 * time.Second,
+		GCGrace:  time.Minute,
+	}
+}
+
+func (e *env) open(cfg Config) *Log {
+	e.t.Helper()
+	l, err := Open(context.Background(), cfg)
+	if err != nil {
+		e.t.Fatalf("open log: %v", err)
+	}
+	e.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = l.Close(ctx)
+	})
+	return l
+}
+
+func (e *env) topic(name string, partitions int32, config map[string]string) metadata.Topic {
+	e.t.Helper()
+	tp, err := e.store.CreateTopic(context.Background(), metadata.Topic{Name: name, Partitions: partitions, Config: config})
+	if err != nil {
+		e.t.Fatalf("create topic: %v", err)
+	}
+	return tp
+}
+
+func lead(t *testing.T, l *Log, topic metadata.Topic) {
+	t.Helper()
+	for p := int32(0); p < topic.Partitions; p++ {
+		if err := l.Lead(context.Background(), topic, p); err != nil {
+			t.Fatalf("lead %s/%d: %v", topic.Name, p, err)
+		}
+	}
+}
+
+func tpOf(topic metadata.Topic, p int32) metadata.TopicPartition {
+	return metadata.TopicPartition{TopicID: topic.ID, Partition: p}
+}
+
+// mkBatch builds an uncompressed batch of n records with values "prefix-i".
+func mkBatch(t testing.TB, prefix string, n int) []byte {
+	t.Helper()
+	recs := make([]batch.Record, n)
+	for i := range recs {
+		recs[i] = batch.Record{Key: []byte(fmt.Sprintf("k%d", i)), Value: []byte(fmt.Sprintf("%s-%d", prefix, i)), Timestamp: 1700000000000 + int64(i)}
+	}
+	b, err := batch.Build(recs, batch.DefaultBuildOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func idemBatch(t testing.TB, pid int64, epoch int16, seq int32, n int) []byte {
+	t.Helper()
+	recs := make([]batch.Record, n)
+	for i := range recs {
+		recs[i] = batch.Record{Value: []byte(fmt.Sprintf("p%d-s%d", pid, int(seq)+i))}
+	}
+	opts := batch.DefaultBuildOptions()
+	opts.ProducerID, opts.ProducerEpoch, opts.BaseSequence = pid, epoch, seq
+	b, err := batch.Build(recs, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// readAll reads tp from offset 0 to the high watermark and returns every
+// record, checking offsets are dense from the log start.
+func readAll(t *testing.T, l *Log, tp metadata.TopicPartition) []batch.Record {
+	t.Helper()
+	ctx := context.Background()
+	var out []batch.Record
+	off := int64(0)
+	for {
+		res, err := l.Read(ctx, tp, off, 1<<20, 0)
+		if err != nil {
+			t.Fatalf("read %s at %d: %v", tp, off, err)
+		}
+		if len(res.Records) == 0 {
+			if off != res.HighWatermark {
+				t.Fatalf("read stopped at %d before high watermark %d", off, res.HighWatermark)
+			}
+			return out
+		}
+		bs, err := batch.Split(res.Records)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range bs {
+			if _, err := batch.Validate(b, 0, true); err != nil {
+				t.Fatalf("stored batch invalid: %v", err)
+			}
+			_, recs, err := batch.Records(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				if r.Offset < off {
+					continue
+				}
+				if r.Offset != int64(len(out)) {
+					t.Fatalf("offset %d, want dense %d", r.Offset, len(out))
+				}
+				out = append(out, r)
+			}
+		}
+		off = res.NextOffset
+	}
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestAppendAndReadBack(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	l := e.open(e.config("a1"))
+	topic := e.topic("orders", 3, nil)
+	lead(t, l, topic)
+	ctx := context.Background()
+
+	var want [3][][]byte
+	for i := 0; i < 30; i++ {
+		p := int32(i % 3)
+		b := mkBatch(t, fmt.Sprintf("b%d", i), 1+i%4)
+		orig := append([]byte(nil), b...)
+		res, err := l.Append(ctx, tpOf(topic, p), b, AckDurable)
+		if err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+		if res.BaseOffset != int64(countRecords(t, want[p])) {
+			t.Fatalf("append %d: base offset %d, want %d", i, res.BaseOffset, countRecords(t, want[p]))
+		}
+		want[p] = append(want[p], orig)
+	}
+	for p := int32(0); p < 3; p++ {
+		res, err := l.Read(ctx, tpOf(topic, p), 0, 1<<20, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := batch.Split(res.Records)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want[p]) {
+			t.Fatalf("partition %d: %d batches, want %d", p, len(got), len(want[p]))
+		}
+		off := int64(0)
+		for i, g := range got {
+			// Byte-for-byte what the client sent, but for the base offset
+			// and partition leader epoch, which the leader fills in.
+			if !bytes.Equal(g[12:], withEpoch(want[p][i], 1)[12:]) || !bytes.Equal(g[8:12], want[p][i][8:12]) {
+				t.Fatalf("partition %d batch %d differs from what was sent", p, i)
+			}
+			h, _ := batch.ParseHeader(g)
+			if h.BaseOffset != off {
+				t.Fatalf("partition %d batch %d: base offset %d, want %d", p, i, h.BaseOffset, off)
+			}
+			off = h.LastOffset() + 1
+		}
+		if res.HighWatermark != off {
+			t.Fatalf("high watermark %d, want %d", res.HighWatermark, off)
+		}
+	}
+}
+
+func withEpoch(b []byte, epoch int32) []byte {
+	c := append([]byte(nil), b...)
+	batch.SetPartitionLeaderEpoch(c, epoch)
+	return c
+}
+
+func countRecords(t *testing.T, bs [][]byte) int {
+	n := 0
+	for _, b := range bs {
+		h, err := batch.ParseHeader(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += int(h.NumRecords)
+	}
+	return n
+}
+
+func TestAppendRejectsBadInputAndStoresNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	l := e.open(e.config("a1"))
+	topic := e.topic("t", 1, map[string]string{"max.message.bytes": "2000"})
+	lead(t, l, topic)
+	tp := tpOf(topic, 0)
+	ctx := context.Background()
+
+	good := mkBatch(t, "ok", 2)
+	badCRC := mkBatch(t, "x", 2)
+	badCRC[len(badCRC)-1] ^= 0xff
+	big := mkBatch(t, string(bytes.Repeat([]byte("v"), 3000)), 1)
+	cases := map[string]struct {
+		records []byte
+		want    error
+	}{
+		"crc":           {badCRC, batch.ErrCorrupt},
+		"truncated":     {good[:len(good)-3], batch.ErrCorrupt},
+		"empty":         {nil, batch.ErrCorrupt},
+		"too large":     {big, batch.ErrTooLarge},
+		"good then bad": {append(append([]byte(nil), good...), badCRC...), batch.ErrCorrupt},
+	}
+	for name, c := range cases {
+		if _, err := l.Append(ctx, tp, c.records, AckDurable); !errors.Is(err, c.want) {
+			t.Errorf("%s: err %v, want %v", name, err, c.want)
+		}
+	}
+	other := metadata.TopicPartition{TopicID: topic.ID, Partition: 7}
+	if _, err := l.Append(ctx, other, mkBatch(t, "x", 1), AckDurable); !errors.Is(err, ErrNotLeader) {
+		t.Errorf("unled partition: err %v, want ErrNotLeader", err)
+	}
+	st, err := e.store.GetPartition(ctx, tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.HighWatermark != 0 {
+		t.Fatalf("high watermark %d after rejected appends, want 0", st.HighWatermark)
+	}
+	if _, err := l.Append(ctx, tp, good, AckDurable); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, l, tp); len(got) != 2 {
+		t.Fatalf("%d records, want 2", len(got))
+	}
+}
+
+// Invariant 1: a durable ack means the object is stored and committed.
+// Buffered and none acks return before that.
+func TestAckModes(t *testing.T) {
+	t.Parallel()
+	f := objstore.NewFaulty(objstore.NewMemory())
+	e := newEnv(t, f)
+	l := e.open(e.config("a1"))
+	topic := e.topic("t", 1, nil)
+	lead(t, l, topic)
+	tp := tpOf(topic, 0)
+	ctx := context.Background()
+
+	f.Inject(objstore.Fault{Op: objstore.OpPut, Hang: true})
+	for _, mode := range []AckMode{AckNone, AckBuffered} {
+		if _, err := l.Append(ctx, tp, mkBatch(t, mode.String(), 1), mode); err != nil {
+			t.Fatalf("%s: %v", mode, err)
+		}
+	}
+	waitFor(t, "upload to hang", func() bool { return f.Hanging() > 0 })
+	durable := make(chan error, 1)
+	go func() {
+		_, err := l.Append(ctx, tp, mkBatch(t, "durable", 1), AckDurable)
+		durable <- err
+	}()
+	// The durable append cannot return while the PUT hangs.
+	select {
+	case err := <-durable:
+		t.Fatalf("durable append returned (%v) while its upload hangs", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if hw, _, _ := l.HighWatermark(ctx, tp); hw != 0 {
+		t.Fatalf("high watermark %d before any commit", hw)
+	}
+	f.Clear()
+	f.Release()
+	if err := <-durable; err != nil {
+		t.Fatal(err)
+	}
+	st, _ := e.store.GetPartition(ctx, tp)
+	if st.HighWatermark != 3 {
+		t.Fatalf("stored high watermark %d after durable ack, want 3", st.HighWatermark)
+	}
+	if got := readAll(t, l, tp); len(got) != 3 {
+		t.Fatalf("%d records, want 3", len(got))
+	}
+}
+
+// A PUT that fails is retried; the durable ack waits for success, and
+// offsets stay dense.
+func TestPutFailuresAreRetried(t *testing.T) {
+	t.Parallel()
+	f := objstore.NewFaulty(objstore.NewMemory())
+	e := newEnv(t, f)
+	l := e.open(e.config("a1"))
+	topic := e.topic("t", 1, nil)
+	lead(t, l, topic)
+	tp := tpOf(topic, 0)
+	ctx := context.Background()
+
+	f.Inject(objstore.Fault{Op: objstore.OpPut, Times: 3})
+	// A PUT that lands but reports failure must not create a duplicate.
+	f.Inject(objstore.Fault{Op: objstore.OpPut, Times: 1, AfterWrite: true})
+	for i := 0; i < 5; i++ {
+		if _, err := l.Append(ctx, tp, mkBatch(t, "v", 2), AckDurable); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := readAll(t, l, tp); len(got) != 10 {
+		t.Fatalf("%d records, want 10", len(got))
+	}
+	if f.Calls(objstore.OpPut) < 5 {
+		t.Fatalf("only %d PUT calls", f.Calls(objstore.OpPut))
+	}
+}
+
+// faultyStore wraps a Store to fail or lose commits.
+type faultyStore struct {
+	metadata.Store
+	mu          sync.Mutex
+	failCommits int  // fail this many commits before running them
+	lostCommits int  // run this many commits, then report failure
+	hang        bool // block commits until ctx is done
+	commits     int
+}
+
+func (s *faultyStore) CommitObject(ctx context.Context, c metadata.ObjectCommit) error {
+	s.mu.Lock()
+	s.commits++
+	fail, lost, hang := s.failCommits > 0, s.lostCommits > 0, s.hang
+	if fail {
+		s.failCommits--
+	} else if lost {
+		s.lostCommits--
+	}
+	s.mu.Unlock()
+	switch {
+	case hang:
+		<-ctx.Done()
+		return ctx.Err()
+	case fail:
+		return errors.New("injected commit failure")
+	case lost:
+		if err := s.Store.CommitObject(ctx, c); err != nil {
+			return err
+		}
+		return errors.New("injected: commit succeeded but the answer was lost")
+	}
+	return s.Store.CommitObject(ctx, c)
+}
+
+func TestCommitFailuresAreRetried(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	fs := &faultyStore{Store: e.store, failCommits: 2, lostCommits: 2}
+	cfg := e.config("a1")
+	cfg.Store = fs
+	l := e.open(cfg)
+	topic := e.topic("t", 2, nil)
+	lead(t, l, topic)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			if _, err := l.Append(ctx, tpOf(topic, int32(i%2)), mkBatch(t, "v", 3), AckDurable); err != nil {
+				t.Error(err)
+			}
+		}(i)
+	}
+	wg.Wait()
+	for p := int32(0); p < 2; p++ {
+		if got := readAll(t, l, tpOf(topic, p)); len(got) != 30 {
+			t.Fatalf("partition %d: %d records, want 30", p, len(got))
+		}
+		st, _ := e.store.GetPartition(ctx, tpOf(topic, p))
+		if st.HighWatermark != 30 {
+			t.Fatalf("stored high watermark %d, want 30", st.HighWatermark)
+		}
+	}
+}
+
+// The process dies between PUT and commit: acknowledged durable data
+// survives, the next leader resumes from the committed high watermark, and
+// the orphaned object is collected after the grace period.
+func TestCrashBetweenPutAndCommit(t *testing.T) {
+	t.Parallel()
+	counting := objstore.NewCounting(objstore.NewMemory())
+	e := newEnv(t, counting)
+	fs := &faultyStore{Store: e.store}
+	cfg := e.config("a1")
+	cfg.Store = fs
+	l1, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic := e.topic("t", 1, nil)
+	lead(t, l1, topic)
+	tp := tpOf(topic, 0)
+	ctx := context.Background()
+	for i := 0; i < 4; i++ {
+		if _, err := l1.Append(ctx, tp, mkBatch(t, "acked", 2), AckDurable); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fs.mu.Lock()
+	fs.hang = true
+	fs.mu.Unlock()
+	putsBefore := counting.Puts()
+	// Buffered appends: uploaded, never committed.
+	for i := 0; i < 3; i++ {
+		if _, err := l1.Append(ctx, tp, mkBatch(t, "lost", 1), AckBuffered); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the upload of the unacknowledged data", func() bool { return counting.Puts() > putsBefore })
+	// "Die": stop without draining.
+	dead, cancel := context.WithCancel(ctx)
+	cancel()
+	_ = l1.Close(dead)
+
+	l2 := e.open(e.config("a2-restarted"))
+	e.clock.Advance(11 * time.Second) // a1's lease expires
+	lead(t, l2, topic)
+	got := readAll(t, l2, tp)
+	if len(got) != 8 {
+		t.Fatalf("%d records after restart, want the 8 acknowledged", len(got))
+	}
+	for _, r := range got {
+		if !bytes.HasPrefix(r.Value, []byte("acked")) {
+			t.Fatalf("unacknowledged record %q became visible", r.Value)
+		}
+	}
+	if _, err := l2.Append(ctx, tp, mkBatch(t, "after", 1), AckDurable); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, l2, tp); len(got) != 9 || got[8].Offset != 8 {
+		t.Fatalf("append after restart: %d records", len(got))
+	}
+
+	countObjects := func() int {
+		n := 0
+		_ = counting.List(ctx, "segments/", func(objstore.ObjectInfo) error { n++; return nil })
+		return n
+	}
+	before := countObjects()
+	if st, err := l2.CollectGarbage(ctx); err != nil || st.Orphans != 0 {
+		t.Fatalf("gc within grace: %+v, %v", st, err)
+	}
+	e.clock.Advance(2 * time.Minute)
+	st, err := l2.CollectGarbage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Orphans < 1 {
+		t.Fatalf("gc deleted %d orphans, want at least 1", st.Orphans)
+	}
+	if after := countObjects(); after != before-st.Orphans {
+		t.Fatalf("%d objects after gc, want %d", after, before-st.Orphans)
+	}
+	if got := readAll(t, l2, tp); len(got) != 9 {
+		t.Fatalf("gc broke committed data: %d records", len(got))
+	}
+}
+
+// Invariant 3: a writer with a stale epoch can never advance the partition.
+func TestStaleLeaderIsFenced(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	cfgA := e.config("agent-a")
+	cfgA.LeaseTTL = time.Hour // A never notices on its own
+	a := e.open(cfgA)
+	topic := e.topic("t", 2, nil)
+	lead(t, a, topic)
+	ctx := context.Background()
+	tp := tpOf(topic, 0)
+	if _, err := a.Append(ctx, tp, mkBatch(t, "a", 2), AckDurable); err != nil {
+		t.Fatal(err)
+	}
+
+	// B takes partition 0 after A's lease "expires" (B's clock runs ahead).
+	bClock := &clock{}
+	bClock.Advance(2 * time.Hour)
+	cfgB := e.config("agent-b")
+	cfgB.Now = bClock.Now
+	b := e.open(cfgB)
+	if err := b.Lead(ctx, topic, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Append(ctx, tp, mkBatch(t, "b", 3), AckDurable); err != nil {
+		t.Fatal(err)
+	}
+
+	// A still believes it leads; its durable append must fail, and store
+	// nothing; partition 1, which A still leads, is unaffected.
+	_, err := a.Append(ctx, tp, mkBatch(t, "stale", 5), AckDurable)
+	if !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("stale leader append: err %v, want ErrNotLeader", err)
+	}
+	if _, err := a.Append(ctx, tpOf(topic, 1), mkBatch(t, "a1", 1), AckDurable); err != nil {
+		t.Fatalf("partition 1: %v", err)
+	}
+	if a.Leads(tp) {
+		t.Fatal("A still claims partition 0")
+	}
+	got := readAll(t, b, tp)
+	if len(got) != 5 {
+		t.Fatalf("%d records, want 5 (2 from A, 3 from B)", len(got))
+	}
+	for i, r := range got {
+		if bytes.HasPrefix(r.Value, []byte("stale")) {
+			t.Fatalf("record %d from the stale leader was stored", i)
+		}
+	}
+	if _, err := a.Append(ctx, tp, mkBatch(t, "stale2", 1), AckBuffered); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("append after losing lease: %v", err)
+	}
+}
+
+func TestIdempotentProducer(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	l := e.open(e.config("a1"))
+	topic := e.topic("t", 1, nil)
+	lead(t, l, topic)
+	tp := tpOf(topic, 0)
+	ctx := context.Background()
+
+	pid, err := e.store.NextProducerID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r0, err := l.Append(ctx, tp, idemBatch(t, pid, 0, 0, 3), AckDurable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1, err := l.Append(ctx, tp, idemBatch(t, pid, 0, 3, 2), AckDurable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A resend of the first batch is answered with its original offsets.
+	dup, err := l.Append(ctx, tp, idemBatch(t, pid, 0, 0, 3), AckDurable)
+	if err != nil || !dup.Duplicate || dup.BaseOffset != r0.BaseOffset || dup.LastOffset != r0.LastOffset {
+		t.Fatalf("resend: %+v, %v; want duplicate of %+v", dup, err, r0)
+	}
+	if _, err := l.Append(ctx, tp, idemBatch(t, pid, 0, 9, 1), AckDurable); !errors.Is(err, ErrOutOfOrderSequence) {
+		t.Fatalf("gap: err %v, want ErrOutOfOrderSequence", err)
+	}
+	if _, err := l.Append(ctx, tp, idemBatch(t, pid+1, 0, 4, 1), AckDurable); !errors.Is(err, ErrOutOfOrderSequence) {
+		t.Fatalf("new producer at sequence 4: err %v", err)
+	}
+	// A new epoch restarts sequences; an old epoch is refused.
+	if _, err := l.Append(ctx, tp, idemBatch(t, pid, 1, 0, 1), AckDurable); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(ctx, tp, idemBatch(t, pid, 0, 5, 1), AckDurable); !errors.Is(err, ErrInvalidProducerEpoch) {
+		t.Fatalf("old epoch: err %v", err)
+	}
+	if got := readAll(t, l, tp); len(got) != 6 {
+		t.Fatalf("%d records, want 6", len(got))
+	}
+
+	// Producer state survives a restart: the resend is still a duplicate.
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l2 := e.open(e.config("a1"))
+	lead(t, l2, topic)
+	dup, err = l2.Append(ctx, tp, idemBatch(t, pid, 1, 0, 1), AckDurable)
+	if err != nil || !dup.Duplicate || dup.BaseOffset != 5 {
+		t.Fatalf("resend after restart: %+v, %v", dup, err)
+	}
+	if _, err := l2.Append(ctx, tp, idemBatch(t, pid, 1, 1, 1), AckDurable); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, l2, tp); len(got) != 7 {
+		t.Fatalf("%d records after restart, want 7", len(got))
+	}
+	_ = r1
+}
+
+// Invariant 7: when uploads stall, appends wait instead of growing memory.
+func TestBackpressure(t *testing.T) {
+	t.Parallel()
+	f := objstore.NewFaulty(objstore.NewMemory())
+	e := newEnv(t, f)
+	cfg := e.config("a1")
+	cfg.MaxPendingBytes = 64 << 10
+	l := e.open(cfg)
+	topic := e.topic("t", 1, nil)
+	lead(t, l, topic)
+	tp := tpOf(topic, 0)
+	ctx := context.Background()
+
+	f.Inject(objstore.Fault{Op: objstore.OpPut, Hang: true})
+	b := mkBatch(t, string(bytes.Repeat([]byte("x"), 1000)), 4) // ~4 KiB
+	accepted := 0
+	for i := 0; i < 100; i++ {
+		actx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		_, err := l.Append(actx, tp, append([]byte(nil), b...), AckBuffered)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		accepted++
+	}
+	if accepted*len(b) > cfg.MaxPendingBytes+len(b) || accepted == 100 {
+		t.Fatalf("accepted %d batches of %d bytes with a %d-byte bound", accepted, len(b), cfg.MaxPendingBytes)
+	}
+	f.Clear()
+	f.Release()
+	if _, err := l.Append(ctx, tp, append([]byte(nil), b...), AckDurable); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, l, tp); len(got) != 4*(accepted+1) {
+		t.Fatalf("%d records, want %d", len(got), 4*(accepted+1))
+	}
+}
+
+func TestLongPoll(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	l := e.open(e.config("a1"))
+	topic := e.topic("t", 1, nil)
+	lead(t, l, topic)
+	tp := tpOf(topic, 0)
+	ctx := context.Background()
+
+	res, err := l.Read(ctx, tp, 0, 1<<20, 10*time.Millisecond)
+	if err != nil || len(res.Records) != 0 {
+		t.Fatalf("empty read: %+v %v", res, err)
+	}
+	got := make(chan ReadResult, 1)
+	go func() {
+		res, err := l.Read(ctx, tp, 0, 1<<20, time.Minute)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- res
+	}()
+	if _, err := l.Append(ctx, tp, mkBatch(t, "x", 2), AckBuffered); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case res := <-got:
+		if res.NextOffset != 2 || res.HighWatermark != 2 {
+			t.Fatalf("long poll got %+v", res)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("long poll did not wake")
+	}
+	if _, err := l.Read(ctx, tp, 5, 1<<20, 0); !errors.Is(err, ErrOffsetOutOfRange) {
+		t.Fatalf("read past end: %v", err)
+	}
+}
+
+// Reads miss the hot tail and go to the object store, through the disk
+// cache, with concurrent misses collapsed; the cache survives a restart and
+// drops corrupted entries.
+func TestReadPathCacheAndCollapse(t *testing.T) {
+	t.Parallel()
+	counting := objstore.NewCounting(objstore.NewMemory())
+	f := objstore.NewFaulty(counting)
+	e := newEnv(t, f)
+	cfg := e.config("a1")
+	cfg.HotTailBytes = -1
+	cfg.CacheDir = t.TempDir()
+	cfg.CacheBytes = 1 << 20
+	l := e.open(cfg)
+	topic := e.topic("t", 1, nil)
+	lead(t, l, topic)
+	tp := tpOf(topic, 0)
+	ctx := context.Background()
+	if _, err := l.Append(ctx, tp, mkBatch(t, "x", 10), AckDurable); err != nil {
+		t.Fatal(err)
+	}
+
+	// Slow GETs so that concurrent readers overlap.
+	f.Inject(objstore.Fault{Op: objstore.OpGetRange, Delay: 100 * time.Millisecond})
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if res, err := l.Read(ctx, tp, 0, 1<<20, 0); err != nil || len(res.Records) == 0 {
+				t.Errorf("read: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := counting.GetRanges(); n != 1 {
+		t.Fatalf("%d ranged GETs for 8 concurrent reads of one range, want 1", n)
+	}
+	f.Clear()
+	if got := readAll(t, l, tp); len(got) != 10 {
+		t.Fatal("bad read")
+	}
+	if n := counting.GetRanges(); n != 1 {
+		t.Fatalf("cached read went to the store (%d GETs)", n)
+	}
+
+	// A new log on the same cache folder reuses it.
+	l2cfg := cfg
+	l2cfg.AgentID = "a2"
+	l2 := e.open(l2cfg)
+	if got := readAll(t, l2, tp); len(got) != 10 {
+		t.Fatal("bad read after reopen")
+	}
+	if n := counting.GetRanges(); n != 1 {
+		t.Fatalf("cache not reused after restart (%d GETs)", n)
+	}
+	// Corrupt every cache file: the read must notice and refetch.
+	corruptDir(t, cfg.CacheDir)
+	if got := readAll(t, l2, tp); len(got) != 10 {
+		t.Fatal("bad read after corruption")
+	}
+	if n := counting.GetRanges(); n != 2 {
+		t.Fatalf("%d GETs after corrupting the cache, want 2", n)
+	}
+}
+
+// Writing from many partitions at the same byte rate makes the same number
+// of objects: PUTs follow flushes, not partitions.
+func TestOneObjectPerFlushAcrossPartitions(t *testing.T) {
+	t.Parallel()
+	counting := objstore.NewCounting(objstore.NewMemory())
+	e := newEnv(t, counting)
+	f := objstore.NewFaulty(counting)
+	cfg := e.config("a1")
+	cfg.Bucket = f
+	cfg.DurableMaxAge = time.Hour // seal only when the first upload is done
+	l := e.open(cfg)
+	topic := e.topic("t", 200, nil)
+	lead(t, l, topic)
+	ctx := context.Background()
+	// Hold the first upload so the rest gather in one buffer.
+	f.Inject(objstore.Fault{Op: objstore.OpPut, Hang: true, Times: 1})
+	if _, err := l.Append(ctx, tpOf(topic, 0), mkBatch(t, "first", 1), AckBuffered); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "first upload", func() bool { return f.Hanging() == 1 })
+	var wg sync.WaitGroup
+	for p := int32(0); p < 200; p++ {
+		wg.Add(1)
+		go func(p int32) {
+			defer wg.Done()
+			if _, err := l.Append(ctx, tpOf(topic, p), mkBatch(t, "v", 1), AckDurable); err != nil {
+				t.Error(err)
+			}
+		}(p)
+	}
+	waitFor(t, "200 appends buffered", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return len(l.buf.order) == 200
+	})
+	f.Release()
+	wg.Wait()
+	if n := counting.Puts(); n != 2 {
+		t.Fatalf("%d PUTs for 200 partitions, want 2", n)
+	}
+}
+
+func TestReleaseHandsOverWithoutWaitingForExpiry(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	a := e.open(e.config("a"))
+	b := e.open(e.config("b"))
+	topic := e.topic("t", 1, nil)
+	lead(t, a, topic)
+	tp := tpOf(topic, 0)
+	ctx := context.Background()
+	if _, err := a.Append(ctx, tp, mkBatch(t, "a", 2), AckBuffered); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Release(ctx, tp); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Lead(ctx, topic, 0); err != nil {
+		t.Fatalf("lead after release: %v", err)
+	}
+	if _, err := b.Append(ctx, tp, mkBatch(t, "b", 1), AckDurable); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, b, tp); len(got) != 3 {
+		t.Fatalf("%d records, want 3", len(got))
+	}
+	// A non-leader still serves reads, from the metadata store.
+	if got := readAll(t, a, tp); len(got) != 3 {
+		t.Fatalf("non-leader read %d records, want 3", len(got))
+	}
+}
+
+func TestGracefulCloseFlushesBufferedData(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	cfg := e.config("a1")
+	cfg.FlushMinInterval = time.Hour // only Close can flush
+	l := e.open(cfg)
+	topic := e.topic("t", 1, nil)
+	lead(t, l, topic)
+	tp := tpOf(topic, 0)
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		if _, err := l.Append(ctx, tp, mkBatch(t, "x", 2), AckBuffered); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := e.store.GetPartition(ctx, tp)
+	if st.HighWatermark != 6 {
+		t.Fatalf("high watermark %d after close, want 6", st.HighWatermark)
+	}
+}

@@ -1,0 +1,80 @@
+package log
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the partition log's Prometheus series, registered on the
+// Registerer the Log is given.
+type metrics struct {
+	appendSeconds     *prometheus.HistogramVec
+	appendBytes       prometheus.Counter
+	committedRecords  prometheus.Counter
+	backpressureWaits prometheus.Counter
+	pendingBytes      prometheus.Gauge
+	flushes           *prometheus.CounterVec
+	flushBytes        prometheus.Histogram
+	flushPartitions   prometheus.Histogram
+	uploadSeconds     prometheus.Histogram
+	uploadFailures    prometheus.Counter
+	commitSeconds     prometheus.Histogram
+	commitFailures    *prometheus.CounterVec
+	leasesLost        prometheus.Counter
+	reads             *prometheus.CounterVec
+	gcDeleted         *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	latency := []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	m := &metrics{
+		appendSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "streamhouse_log_append_duration_seconds", Help: "Time from append to acknowledgement, by ack mode.", Buckets: latency,
+		}, []string{"ack_mode"}),
+		appendBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "streamhouse_log_append_bytes_total", Help: "Record batch bytes appended.",
+		}),
+		committedRecords: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "streamhouse_log_committed_records_total", Help: "Records committed to the metadata store.",
+		}),
+		backpressureWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "streamhouse_log_backpressure_waits_total", Help: "Appends that waited for buffer space.",
+		}),
+		pendingBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "streamhouse_log_buffer_bytes", Help: "Bytes buffered or uploading, not yet committed.",
+		}),
+		flushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "streamhouse_log_flushes_total", Help: "Buffers sealed into objects, by reason.",
+		}, []string{"reason"}),
+		flushBytes: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "streamhouse_log_flush_size_bytes", Help: "Size of uploaded segment objects.",
+			Buckets: prometheus.ExponentialBuckets(1024, 4, 10),
+		}),
+		flushPartitions: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "streamhouse_log_flush_partitions", Help: "Partitions per uploaded segment object.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 8),
+		}),
+		uploadSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "streamhouse_log_upload_duration_seconds", Help: "Segment object PUT latency, per attempt.", Buckets: latency,
+		}),
+		uploadFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "streamhouse_log_upload_failures_total", Help: "Failed segment object PUT attempts.",
+		}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "streamhouse_metadata_commit_duration_seconds", Help: "Metadata commit latency of segment objects.", Buckets: latency,
+		}),
+		commitFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "streamhouse_log_commit_failures_total", Help: "Failed metadata commits, by reason (fenced, error).",
+		}, []string{"reason"}),
+		leasesLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "streamhouse_log_leases_lost_total", Help: "Partitions this agent stopped leading unexpectedly.",
+		}),
+		reads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "streamhouse_log_reads_total", Help: "Index entry reads, by source (hot, cache, object).",
+		}, []string{"source"}),
+		gcDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "streamhouse_log_gc_deleted_objects_total", Help: "Objects deleted by garbage collection, by kind (unreferenced, orphan).",
+		}, []string{"kind"}),
+	}
+	reg.MustRegister(m.appendSeconds, m.appendBytes, m.committedRecords, m.backpressureWaits, m.pendingBytes,
+		m.flushes, m.flushBytes, m.flushPartitions, m.uploadSeconds, m.uploadFailures, m.commitSeconds,
+		m.commitFailures, m.leasesLost, m.reads, m.gcDeleted)
+	return m
+}

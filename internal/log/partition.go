@@ -1,0 +1,241 @@
+package log
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"sync"
+
+	"github.com/streamhouse/streamhouse/internal/batch"
+	"github.com/streamhouse/streamhouse/internal/metadata"
+)
+
+// maxProducerBatches is how many recent batches per producer are remembered
+// for duplicate detection, as in Kafka (max.in.flight.requests ≤ 5).
+const maxProducerBatches = 5
+
+// maxIndexEntries bounds the in-memory index tail of a partition; older
+// lookups go to the metadata store.
+const maxIndexEntries = 4096
+
+// partition is a partition this agent leads.
+//
+// Write-side fields are guarded by Log.mu; read-side fields by mu.
+type partition struct {
+	tp        metadata.TopicPartition
+	topicName string
+	epoch     int32
+
+	// Guarded by Log.mu.
+	nextOffset      int64
+	producers       map[int64]*producerState
+	releasing       bool
+	maxMessageBytes int
+	logAppendTime   bool
+
+	mu        sync.Mutex
+	committed int64 // high watermark
+	logStart  int64
+	index     []metadata.IndexEntry // recent entries, ascending, contiguous
+	changed   chan struct{}         // closed and replaced on every change
+	fenced    bool
+}
+
+type producerState struct {
+	epoch   int16
+	batches []metadata.ProducerBatch // oldest first
+}
+
+func newPartition(topic metadata.Topic, part int32, lease metadata.Lease, states []metadata.ProducerState, defMaxBytes int) *partition {
+	p := &partition{
+		tp:         lease.TopicPartition,
+		topicName:  topic.Name,
+		epoch:      lease.Epoch,
+		nextOffset: lease.HighWatermark,
+		committed:  lease.HighWatermark,
+		logStart:   lease.LogStartOffset,
+		producers:  make(map[int64]*producerState, len(states)),
+		changed:    make(chan struct{}),
+	}
+	for _, s := range states {
+		p.producers[s.ProducerID] = &producerState{epoch: s.Epoch, batches: append([]metadata.ProducerBatch(nil), s.Batches...)}
+	}
+	p.setConfig(topic, defMaxBytes)
+	return p
+}
+
+// setConfig applies the topic configs the write path enforces. Called with
+// Log.mu held (or before the partition is shared).
+func (p *partition) setConfig(topic metadata.Topic, defMaxBytes int) {
+	p.maxMessageBytes = defMaxBytes
+	if v, ok := topic.Config["max.message.bytes"]; ok {
+		if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			p.maxMessageBytes = n
+		}
+	}
+	p.logAppendTime = topic.Config["message.timestamp.type"] == "LogAppendTime"
+}
+
+// fence marks the partition as no longer led and wakes every waiter. It
+// reports whether this call did it.
+func (p *partition) fence() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fenced {
+		return false
+	}
+	p.fenced = true
+	close(p.changed)
+	p.changed = make(chan struct{})
+	return true
+}
+
+func (p *partition) isFenced() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.fenced
+}
+
+// committedState returns the high watermark, log start offset and a channel
+// closed at the next change.
+func (p *partition) committedState() (hw, logStart int64, changed <-chan struct{}, fenced bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.committed, p.logStart, p.changed, p.fenced
+}
+
+// advance records a successful commit of entry.
+func (p *partition) advance(e metadata.IndexEntry) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.index) >= maxIndexEntries {
+		n := copy(p.index, p.index[len(p.index)/4:])
+		p.index = p.index[:n]
+	}
+	p.index = append(p.index, e)
+	p.committed = e.LastOffset + 1
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// lookup returns the in-memory index entries covering offset onwards, or
+// ok=false when offset is older than the in-memory tail.
+func (p *partition) lookup(offset int64, max int) (entries []metadata.IndexEntry, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.index) == 0 || offset < p.index[0].BaseOffset {
+		return nil, false
+	}
+	i := sort.Search(len(p.index), func(i int) bool { return p.index[i].LastOffset >= offset })
+	end := min(len(p.index), i+max)
+	return append([]metadata.IndexEntry(nil), p.index[i:end]...), true
+}
+
+// waitCommitted waits until the high watermark reaches target.
+func (p *partition) waitCommitted(ctx context.Context, target int64) error {
+	for {
+		hw, _, ch, fenced := p.committedState()
+		if hw >= target {
+			return nil
+		}
+		if fenced {
+			return fmt.Errorf("%s: %w", p.tp, ErrNotLeader)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// producerCheck is the outcome of an idempotence check for one batch.
+type producerCheck struct {
+	dup *metadata.ProducerBatch // set when the batch was already appended
+}
+
+// checkProducer validates an idempotent batch against the producer's state,
+// including batches of the same request already checked (pending). Called
+// with Log.mu held. It changes nothing.
+func (p *partition) checkProducer(h batch.Header, pending map[int64]*producerState) (producerCheck, error) {
+	if h.ProducerID < 0 || h.BaseSequence < 0 {
+		return producerCheck{}, nil
+	}
+	st := pending[h.ProducerID]
+	if st == nil {
+		st = p.producers[h.ProducerID]
+	}
+	lastSeq := seqAdd(h.BaseSequence, h.LastOffsetDelta)
+	switch {
+	case st == nil:
+		if h.BaseSequence != 0 {
+			return producerCheck{}, fmt.Errorf("producer %d: first sequence %d, want 0: %w", h.ProducerID, h.BaseSequence, ErrOutOfOrderSequence)
+		}
+		return producerCheck{}, nil
+	case h.ProducerEpoch < st.epoch:
+		return producerCheck{}, fmt.Errorf("producer %d: epoch %d is older than %d: %w", h.ProducerID, h.ProducerEpoch, st.epoch, ErrInvalidProducerEpoch)
+	case h.ProducerEpoch > st.epoch:
+		if h.BaseSequence != 0 {
+			return producerCheck{}, fmt.Errorf("producer %d: new epoch %d starts at sequence %d, want 0: %w", h.ProducerID, h.ProducerEpoch, h.BaseSequence, ErrOutOfOrderSequence)
+		}
+		return producerCheck{}, nil
+	}
+	for i := range st.batches {
+		b := &st.batches[i]
+		if b.FirstSeq == h.BaseSequence && b.LastSeq == lastSeq {
+			dup := *b
+			return producerCheck{dup: &dup}, nil
+		}
+	}
+	if n := len(st.batches); n > 0 {
+		if want := seqAdd(st.batches[n-1].LastSeq, 1); h.BaseSequence != want {
+			return producerCheck{}, fmt.Errorf("producer %d: sequence %d, want %d: %w", h.ProducerID, h.BaseSequence, want, ErrOutOfOrderSequence)
+		}
+	}
+	return producerCheck{}, nil
+}
+
+// recordProducer remembers an appended batch in st (a copy-on-write state
+// for the request). Called with Log.mu held.
+func recordProducer(pending map[int64]*producerState, committed map[int64]*producerState, h batch.Header, base int64) {
+	if h.ProducerID < 0 || h.BaseSequence < 0 {
+		return
+	}
+	st := pending[h.ProducerID]
+	if st == nil {
+		st = &producerState{epoch: h.ProducerEpoch}
+		if old := committed[h.ProducerID]; old != nil && old.epoch == h.ProducerEpoch {
+			st.batches = append(st.batches, old.batches...)
+		}
+		pending[h.ProducerID] = st
+	}
+	if h.ProducerEpoch != st.epoch {
+		st.epoch, st.batches = h.ProducerEpoch, st.batches[:0]
+	}
+	st.batches = append(st.batches, metadata.ProducerBatch{
+		FirstSeq:   h.BaseSequence,
+		LastSeq:    seqAdd(h.BaseSequence, h.LastOffsetDelta),
+		BaseOffset: base,
+		LastOffset: base + int64(h.LastOffsetDelta),
+		Timestamp:  h.MaxTimestamp,
+	})
+	if n := len(st.batches); n > maxProducerBatches {
+		st.batches = append(st.batches[:0], st.batches[n-maxProducerBatches:]...)
+	}
+}
+
+// snapshot returns the stored form of a producer's state.
+func (st *producerState) snapshot(id int64) metadata.ProducerState {
+	return metadata.ProducerState{ProducerID: id, Epoch: st.epoch, Batches: append([]metadata.ProducerBatch(nil), st.batches...)}
+}
+
+// seqAdd adds to a Kafka producer sequence, which wraps at MaxInt32 to 0.
+func seqAdd(seq, n int32) int32 {
+	s := int64(seq) + int64(n)
+	if s > math.MaxInt32 {
+		s -= math.MaxInt32 + 1
+	}
+	return int32(s)
+}

@@ -1,0 +1,265 @@
+package log
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/streamhouse/streamhouse/internal/batch"
+	"github.com/streamhouse/streamhouse/internal/metadata"
+	"github.com/streamhouse/streamhouse/internal/objstore"
+)
+
+// ReadResult is what Read returns: raw record batches, as stored.
+type ReadResult struct {
+	// Records holds whole RecordBatch v2 batches, concatenated. The first
+	// batch may start before the requested offset (Kafka clients skip those
+	// records). Empty when there is nothing at the offset yet.
+	Records        []byte
+	HighWatermark  int64
+	LogStartOffset int64
+	// NextOffset is the offset after the last returned batch (the offset to
+	// read next); equal to the requested offset when Records is empty.
+	NextOffset int64
+}
+
+// indexBatch is how many index entries one Read looks at.
+const indexBatch = 64
+
+// Read returns batches of tp from offset, up to maxBytes (at least one batch
+// when any is available, as Kafka's KIP-74). When offset equals the high
+// watermark it waits up to maxWait for data. Offsets below the log start or
+// above the high watermark give ErrOffsetOutOfRange.
+//
+// A partition this agent leads is read from its in-memory state; any other
+// from the metadata store.
+func (l *Log) Read(ctx context.Context, tp metadata.TopicPartition, offset int64, maxBytes int, maxWait time.Duration) (ReadResult, error) {
+	var deadline <-chan time.Time
+	if maxWait > 0 {
+		t := time.NewTimer(maxWait)
+		defer t.Stop()
+		deadline = t.C
+	}
+	for {
+		view, err := l.view(ctx, tp)
+		if err != nil {
+			return ReadResult{}, err
+		}
+		res := ReadResult{HighWatermark: view.hw, LogStartOffset: view.logStart, NextOffset: offset}
+		if offset < view.logStart || offset > view.hw {
+			return res, fmt.Errorf("read %s at %d (log %d..%d): %w", tp, offset, view.logStart, view.hw, ErrOffsetOutOfRange)
+		}
+		if offset < view.hw {
+			return l.readAt(ctx, tp, view, offset, maxBytes)
+		}
+		if deadline == nil {
+			return res, nil
+		}
+		var poll <-chan time.Time
+		if view.changed == nil {
+			// Not led here: poll the store.
+			poll = time.After(50 * time.Millisecond)
+		}
+		select {
+		case <-view.changed:
+		case <-poll:
+		case <-deadline:
+			return res, nil
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+	}
+}
+
+// Watch returns a channel closed when tp's high watermark next changes (or
+// leadership is lost), for callers that wait on many partitions at once.
+// For partitions not led here it returns nil.
+func (l *Log) Watch(tp metadata.TopicPartition) <-chan struct{} {
+	l.mu.Lock()
+	p := l.partitions[tp]
+	l.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	_, _, ch, _ := p.committedState()
+	return ch
+}
+
+// HighWatermark returns tp's committed high watermark and log start offset.
+func (l *Log) HighWatermark(ctx context.Context, tp metadata.TopicPartition) (hw, logStart int64, err error) {
+	v, err := l.view(ctx, tp)
+	return v.hw, v.logStart, err
+}
+
+// partView is a consistent look at a partition for one read.
+type partView struct {
+	hw, logStart int64
+	p            *partition      // nil if not led here
+	changed      <-chan struct{} // nil if not led here
+}
+
+func (l *Log) view(ctx context.Context, tp metadata.TopicPartition) (partView, error) {
+	l.mu.Lock()
+	p := l.partitions[tp]
+	l.mu.Unlock()
+	if p != nil {
+		hw, ls, ch, fenced := p.committedState()
+		if !fenced {
+			return partView{hw: hw, logStart: ls, p: p, changed: ch}, nil
+		}
+	}
+	st, err := l.store.GetPartition(ctx, tp)
+	if err != nil {
+		return partView{}, fmt.Errorf("read %s: %w", tp, err)
+	}
+	return partView{hw: st.HighWatermark, logStart: st.LogStartOffset}, nil
+}
+
+// readAt collects batches from offset (below the high watermark).
+func (l *Log) readAt(ctx context.Context, tp metadata.TopicPartition, v partView, offset int64, maxBytes int) (ReadResult, error) {
+	res := ReadResult{HighWatermark: v.hw, LogStartOffset: v.logStart, NextOffset: offset}
+	var entries []metadata.IndexEntry
+	ok := false
+	if v.p != nil {
+		entries, ok = v.p.lookup(offset, indexBatch)
+	}
+	if !ok {
+		var err error
+		if entries, err = l.store.ListIndex(ctx, tp, offset, indexBatch); err != nil {
+			return res, fmt.Errorf("read %s: index: %w", tp, err)
+		}
+	}
+	var out []byte
+	for _, e := range entries {
+		if e.BaseOffset >= v.hw {
+			break
+		}
+		data, err := l.reader.read(ctx, e)
+		if err != nil {
+			return res, fmt.Errorf("read %s at %d: %w", tp, offset, err)
+		}
+		for len(data) > 0 {
+			h, err := batch.ParseHeader(data)
+			if err != nil {
+				return res, fmt.Errorf("read %s: object %s at %d: %w", tp, e.ObjectKey, e.Pos, err)
+			}
+			size := h.Size()
+			if h.LastOffset() >= offset {
+				if len(out) > 0 && len(out)+size > maxBytes {
+					res.Records = out
+					return res, nil
+				}
+				out = append(out, data[:size]...)
+				res.NextOffset = h.LastOffset() + 1
+			}
+			data = data[size:]
+		}
+		if len(out) >= maxBytes {
+			break
+		}
+	}
+	res.Records = out
+	return res, nil
+}
+
+// reader fetches index entries' bytes: hot tail, disk cache, then a ranged
+// GET, with concurrent misses for the same range collapsed into one GET.
+type reader struct {
+	bucket  objstore.Bucket
+	hot     *hotTail
+	cache   *diskCache // nil if disabled
+	flight  singleflight.Group
+	metrics *metrics
+}
+
+func newReader(cfg Config, m *metrics) (*reader, error) {
+	r := &reader{bucket: cfg.Bucket, hot: newHotTail(cfg.HotTailBytes), metrics: m}
+	if cfg.CacheDir != "" {
+		c, err := openDiskCache(cfg.CacheDir, cfg.CacheBytes, cfg.Logger)
+		if err != nil {
+			return nil, err
+		}
+		r.cache = c
+	}
+	return r, nil
+}
+
+func (r *reader) close() {}
+
+func (r *reader) read(ctx context.Context, e metadata.IndexEntry) ([]byte, error) {
+	if data := r.hot.get(e.ObjectKey, e.Pos, e.Len); data != nil {
+		r.metrics.reads.WithLabelValues("hot").Inc()
+		return data, nil
+	}
+	ck := cacheKey(e.ObjectKey, e.Pos, e.Len)
+	if r.cache != nil {
+		if data := r.cache.get(ck); data != nil {
+			r.metrics.reads.WithLabelValues("cache").Inc()
+			return data, nil
+		}
+	}
+	v, err, _ := r.flight.Do(ck, func() (any, error) {
+		// Detached from one caller's cancellation: others share the result.
+		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
+		defer cancel()
+		data, err := r.bucket.GetRange(gctx, e.ObjectKey, e.Pos, e.Len)
+		if err != nil {
+			return nil, fmt.Errorf("get %s [%d,+%d): %w", e.ObjectKey, e.Pos, e.Len, err)
+		}
+		if int64(len(data)) != e.Len {
+			return nil, fmt.Errorf("get %s [%d,+%d): short read of %d bytes", e.ObjectKey, e.Pos, e.Len, len(data))
+		}
+		if r.cache != nil {
+			r.cache.put(ck, data)
+		}
+		return data, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.metrics.reads.WithLabelValues("object").Inc()
+	return v.([]byte), nil
+}
+
+// hotTail keeps recently committed objects in memory, oldest evicted first.
+type hotTail struct {
+	mu    sync.Mutex
+	limit int
+	size  int
+	objs  map[string][]byte
+	order []string
+}
+
+func newHotTail(limit int) *hotTail {
+	return &hotTail{limit: limit, objs: make(map[string][]byte)}
+}
+
+func (h *hotTail) add(key string, data []byte) {
+	if h.limit <= 0 || len(data) > h.limit {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.objs[key] = data
+	h.order = append(h.order, key)
+	h.size += len(data)
+	for h.size > h.limit && len(h.order) > 0 {
+		old := h.order[0]
+		h.order = h.order[1:]
+		h.size -= len(h.objs[old])
+		delete(h.objs, old)
+	}
+}
+
+func (h *hotTail) get(key string, pos, n int64) []byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	data := h.objs[key]
+	if data == nil || pos+n > int64(len(data)) {
+		return nil
+	}
+	return data[pos : pos+n : pos+n]
+}

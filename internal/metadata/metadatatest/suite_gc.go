@@ -1,0 +1,181 @@
+package metadatatest
+
+import (
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/streamhouse/streamhouse/internal/metadata"
+)
+
+var gcAndGroupTests = []suiteTest{
+	{"GarbageCollection", testGarbageCollection},
+	{"GroupOffsets", testGroupOffsets},
+	{"NextProducerID", testNextProducerID},
+}
+
+func testGarbageCollection(t *testing.T, s metadata.Store) {
+	ctx := t.Context()
+	topic := mustCreateTopic(t, s, "t", 2)
+	p0, p1 := tpOf(topic, 0), tpOf(topic, 1)
+	l0, l1 := mustAcquire(t, s, p0, "a", now), mustAcquire(t, s, p1, "a", now)
+	mustCommit(t, s, commitOf("obj-1", "a", partCommit(p0, l0.Epoch, 0, 10)))
+	mustCommit(t, s, commitOf("obj-2", "a", partCommit(p0, l0.Epoch, 10, 10), partCommit(p1, l1.Epoch, 0, 5)))
+	mustCommit(t, s, commitOf("obj-3", "a", partCommit(p1, l1.Epoch, 5, 5)))
+
+	mark := func(at time.Time, grace time.Duration, want int) {
+		t.Helper()
+		if n, err := s.MarkUnreferencedObjects(ctx, at, grace); err != nil || n != want {
+			t.Errorf("MarkUnreferencedObjects(%v) = %d, %v; want %d", at, n, err, want)
+		}
+	}
+	deletable := func(at time.Time, limit int, want ...string) []metadata.ObjectRecord {
+		t.Helper()
+		recs, err := s.DeletableObjects(ctx, at, limit)
+		if err != nil {
+			t.Fatalf("DeletableObjects: %v", err)
+		}
+		var keys []string
+		for _, r := range recs {
+			keys = append(keys, r.Key)
+		}
+		if !slices.Equal(keys, want) {
+			t.Errorf("DeletableObjects(%v, %d) = %v, want %v", at, limit, keys, want)
+		}
+		return recs
+	}
+
+	mark(now, time.Minute, 0) // everything referenced
+	deletable(now.Add(time.Hour), 10)
+
+	// Retention drops obj-1's only entry; obj-2 is still referenced by p1.
+	if _, err := s.SetLogStartOffset(ctx, p0, 20); err != nil {
+		t.Fatal(err)
+	}
+	mark(now, time.Minute, 1)
+	mark(now.Add(time.Second), time.Minute, 0) // already marked: deadline kept
+	deletable(now.Add(time.Minute-time.Millisecond), 10)
+	recs := deletable(now.Add(time.Minute), 10, "obj-1")
+	if len(recs) == 1 {
+		want := metadata.ObjectRecord{Key: "obj-1", Size: 1000, AgentID: "a", CreatedAt: now, DeletableAt: now.Add(time.Minute)}
+		if r := recs[0]; r.Key != want.Key || r.Size != want.Size || r.AgentID != want.AgentID ||
+			!r.CreatedAt.Equal(want.CreatedAt) || !r.DeletableAt.Equal(want.DeletableAt) {
+			t.Errorf("deletable object = %+v, want %+v", r, want)
+		}
+	}
+	if err := s.ForgetObject(ctx, "obj-1"); err != nil {
+		t.Fatalf("ForgetObject: %v", err)
+	}
+	if ok, err := s.IsObjectCommitted(ctx, "obj-1"); err != nil || ok {
+		t.Errorf("IsObjectCommitted after ForgetObject = %v, %v", ok, err)
+	}
+	deletable(now.Add(time.Hour), 10)
+	if err := s.ForgetObject(ctx, "obj-1"); err != nil {
+		t.Errorf("ForgetObject again: %v", err)
+	}
+
+	// Deleting the topic unreferences the rest.
+	if err := s.DeleteTopic(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	mark(now.Add(time.Minute), 0, 2)
+	deletable(now.Add(time.Minute), 1, "obj-2")
+	deletable(now.Add(time.Minute), 10, "obj-2", "obj-3")
+	deletable(now.Add(time.Minute), 0)
+}
+
+func testGroupOffsets(t *testing.T, s metadata.Store) {
+	ctx := t.Context()
+	check := func(group string, want ...metadata.GroupOffset) {
+		t.Helper()
+		got, err := s.FetchGroupOffsets(ctx, group)
+		if err != nil {
+			t.Fatalf("FetchGroupOffsets(%s): %v", group, err)
+		}
+		eq := func(a, b metadata.GroupOffset) bool {
+			return a.Group == b.Group && a.Topic == b.Topic && a.Partition == b.Partition && a.Offset == b.Offset &&
+				a.LeaderEpoch == b.LeaderEpoch && a.Metadata == b.Metadata && a.CommittedAt.Equal(b.CommittedAt)
+		}
+		if !slices.EqualFunc(got, want, eq) {
+			t.Errorf("FetchGroupOffsets(%s) = %+v, want %+v", group, got, want)
+		}
+	}
+	checkGroups := func(want ...string) {
+		t.Helper()
+		got, err := s.ListGroups(ctx)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("ListGroups = %v, %v; want %v", got, err, want)
+		}
+	}
+	off := func(group, topic string, p int32, offset int64) metadata.GroupOffset {
+		return metadata.GroupOffset{Group: group, Topic: topic, Partition: p, Offset: offset, LeaderEpoch: -1, CommittedAt: now}
+	}
+
+	check("g1")
+	checkGroups()
+	if err := s.CommitGroupOffsets(ctx, nil); err != nil {
+		t.Errorf("CommitGroupOffsets(nil): %v", err)
+	}
+	mustCommitOffsets(t, s, off("g1", "t1", 1, 20), off("g1", "t1", 0, 10), off("g1", "t0", 0, 5))
+	check("g1", off("g1", "t0", 0, 5), off("g1", "t1", 0, 10), off("g1", "t1", 1, 20))
+
+	// Upsert; within one call the last offset for a partition wins.
+	upd := off("g1", "t1", 0, 11)
+	upd.LeaderEpoch, upd.Metadata, upd.CommittedAt = 3, "meta", now.Add(time.Second)
+	mustCommitOffsets(t, s, off("g1", "t1", 0, 99), upd, off("g2", "t1", 0, 1))
+	check("g1", off("g1", "t0", 0, 5), upd, off("g1", "t1", 1, 20))
+	check("g2", off("g2", "t1", 0, 1))
+	checkGroups("g1", "g2")
+
+	if err := s.DeleteGroupOffsets(ctx, "g1", "t1", nil); err != nil {
+		t.Errorf("DeleteGroupOffsets without partitions: %v", err)
+	}
+	check("g1", off("g1", "t0", 0, 5), upd, off("g1", "t1", 1, 20))
+	if err := s.DeleteGroupOffsets(ctx, "g1", "t1", []int32{0, 7}); err != nil {
+		t.Fatalf("DeleteGroupOffsets: %v", err)
+	}
+	check("g1", off("g1", "t0", 0, 5), off("g1", "t1", 1, 20))
+	check("g2", off("g2", "t1", 0, 1))
+
+	if err := s.DeleteGroup(ctx, "g1"); err != nil {
+		t.Fatalf("DeleteGroup: %v", err)
+	}
+	check("g1")
+	checkGroups("g2")
+	if err := s.DeleteGroup(ctx, "g1"); !errors.Is(err, metadata.ErrGroupNotFound) {
+		t.Errorf("DeleteGroup of a deleted group: %v, want ErrGroupNotFound", err)
+	}
+}
+
+func testNextProducerID(t *testing.T, s metadata.Store) {
+	const workers, each = 8, 25
+	ids := make([][]int64, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for range each {
+				id, err := s.NextProducerID(t.Context())
+				if err != nil {
+					t.Errorf("NextProducerID: %v", err)
+					return
+				}
+				ids[w] = append(ids[w], id)
+			}
+		})
+	}
+	wg.Wait()
+	seen := map[int64]bool{}
+	for _, ws := range ids {
+		for _, id := range ws {
+			if id < 0 || seen[id] {
+				t.Fatalf("NextProducerID handed out %d twice or negative", id)
+			}
+			seen[id] = true
+		}
+	}
+	if len(seen) != workers*each {
+		t.Errorf("%d distinct ids, want %d", len(seen), workers*each)
+	}
+}

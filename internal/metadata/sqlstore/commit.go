@@ -1,0 +1,299 @@
+package sqlstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/streamhouse/streamhouse/internal/metadata"
+)
+
+// CommitObject records an uploaded object and advances every partition it
+// carries, all or nothing; see metadata.Store.
+func (s *Store) CommitObject(ctx context.Context, c metadata.ObjectCommit) error {
+	if err := validateCommit(&c); err != nil {
+		return fmt.Errorf("commit object %s: %w: %w", c.ObjectKey, metadata.ErrInvalidCommit, err)
+	}
+	err := s.b.commitObject(ctx, &c)
+	if errors.Is(err, errAlreadyCommitted) {
+		s.logger.DebugContext(ctx, "object already committed", "object", c.ObjectKey)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("commit object %s: %w", c.ObjectKey, err)
+	}
+	return nil
+}
+
+// validateCommit rejects commits that could break the index's invariants:
+// each partition's entries must be dense, start at the expected high
+// watermark and end just below the new one.
+func validateCommit(c *metadata.ObjectCommit) error {
+	if c.ObjectKey == "" {
+		return errors.New("empty object key")
+	}
+	if c.AgentID == "" {
+		return errors.New("empty agent id")
+	}
+	seen := make(map[metadata.TopicPartition]bool, len(c.Partitions))
+	for i := range c.Partitions {
+		p := &c.Partitions[i]
+		if seen[p.TopicPartition] {
+			return fmt.Errorf("partition %s listed twice", p.TopicPartition)
+		}
+		seen[p.TopicPartition] = true
+		if err := validatePartitionCommit(p); err != nil {
+			return fmt.Errorf("partition %s: %w", p.TopicPartition, err)
+		}
+	}
+	return nil
+}
+
+func validatePartitionCommit(p *metadata.PartitionCommit) error {
+	next := p.ExpectedHighWatermark
+	if next < 0 {
+		return fmt.Errorf("negative expected high watermark %d", next)
+	}
+	for _, e := range p.Entries {
+		if e.BaseOffset != next {
+			return fmt.Errorf("entry at offset %d, want %d", e.BaseOffset, next)
+		}
+		if e.LastOffset < e.BaseOffset {
+			return fmt.Errorf("entry last offset %d below base offset %d", e.LastOffset, e.BaseOffset)
+		}
+		if e.Pos < 0 || e.Len < 0 {
+			return fmt.Errorf("entry at offset %d has byte range %d+%d", e.BaseOffset, e.Pos, e.Len)
+		}
+		next = e.LastOffset + 1
+	}
+	if p.NewHighWatermark != next {
+		return fmt.Errorf("new high watermark %d, entries end at %d", p.NewHighWatermark, next)
+	}
+	producers := make(map[int64]bool, len(p.Producers))
+	for _, ps := range p.Producers {
+		if producers[ps.ProducerID] {
+			return fmt.Errorf("producer %d listed twice", ps.ProducerID)
+		}
+		producers[ps.ProducerID] = true
+	}
+	return nil
+}
+
+// storedBatch is the stored form of metadata.ProducerBatch, named apart from
+// the Go type so renaming a field cannot silently change the stored format.
+type storedBatch struct {
+	FirstSeq   int32 `json:"first_seq"`
+	LastSeq    int32 `json:"last_seq"`
+	BaseOffset int64 `json:"base_offset"`
+	LastOffset int64 `json:"last_offset"`
+	Timestamp  int64 `json:"timestamp"`
+}
+
+func encodeBatches(bs []metadata.ProducerBatch) (string, error) {
+	out := make([]storedBatch, len(bs))
+	for i, b := range bs {
+		out[i] = storedBatch(b)
+	}
+	enc, err := json.Marshal(out)
+	return string(enc), err
+}
+
+func decodeBatches(s string) ([]metadata.ProducerBatch, error) {
+	var in []storedBatch
+	if err := json.Unmarshal([]byte(s), &in); err != nil {
+		return nil, err
+	}
+	out := make([]metadata.ProducerBatch, len(in))
+	for i, b := range in {
+		out[i] = metadata.ProducerBatch(b)
+	}
+	return out, nil
+}
+
+// commitRows are the rows a commit inserts, in the column order of
+// segmentInsert and producerUpsert.
+type commitRows struct {
+	segments  [][]any
+	producers [][]any
+}
+
+const (
+	segmentInsert  = `INSERT INTO segments (topic_id, partition_id, base_offset, last_offset, object_key, pos, len, max_timestamp, records)`
+	producerUpsert = `INSERT INTO producer_state (topic_id, partition_id, producer_id, epoch, batches)`
+	producerTail   = `ON CONFLICT (topic_id, partition_id, producer_id) DO UPDATE SET epoch = excluded.epoch, batches = excluded.batches`
+	objectInsert   = `INSERT INTO objects (object_key, size, agent_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (object_key) DO NOTHING`
+)
+
+func buildCommitRows(c *metadata.ObjectCommit) (commitRows, error) {
+	var r commitRows
+	for _, p := range c.Partitions {
+		id := p.TopicID[:]
+		for _, e := range p.Entries {
+			r.segments = append(r.segments, []any{id, p.Partition, e.BaseOffset, e.LastOffset, c.ObjectKey, e.Pos, e.Len, e.MaxTimestamp, e.Records})
+		}
+		for _, ps := range p.Producers {
+			enc, err := encodeBatches(ps.Batches)
+			if err != nil {
+				return r, fmt.Errorf("encode producer %d state: %w", ps.ProducerID, err)
+			}
+			r.producers = append(r.producers, []any{id, p.Partition, ps.ProducerID, int32(ps.Epoch), enc})
+		}
+	}
+	return r, nil
+}
+
+// fencedPartitions lists, in commit order, the partitions of c missing from
+// advanced.
+func fencedPartitions(c *metadata.ObjectCommit, advanced map[metadata.TopicPartition]bool) error {
+	var failed []metadata.TopicPartition
+	for _, p := range c.Partitions {
+		if !advanced[p.TopicPartition] {
+			failed = append(failed, p.TopicPartition)
+		}
+	}
+	if len(failed) > 0 {
+		return &metadata.FencedError{Partitions: failed}
+	}
+	return nil
+}
+
+// commitWithValues commits c inside a transaction using multi-row VALUES
+// lists: the fence is one UPDATE ... FROM (VALUES ...) per chunk of
+// partitions, so a commit costs a handful of statements whatever its width.
+// It is the SQLite path; PostgreSQL cannot infer the VALUES column types.
+func commitWithValues(ctx context.Context, q querier, c *metadata.ObjectCommit) error {
+	n, err := q.exec(ctx, objectInsert, c.ObjectKey, c.Size, c.AgentID, toMillis(c.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("insert object: %w", err)
+	}
+	if n == 0 {
+		return errAlreadyCommitted
+	}
+	advanced := make(map[metadata.TopicPartition]bool, len(c.Partitions))
+	// A thousand rows per statement: large enough to amortize, small
+	// enough to keep SQLite's parse and plan cost of one statement low.
+	const width, per = 5, 1000
+	for start := 0; start < len(c.Partitions); start += per {
+		chunk := c.Partitions[start:min(start+per, len(c.Partitions))]
+		args := make([]any, 0, 1+len(chunk)*width)
+		args = append(args, c.AgentID)
+		var values strings.Builder
+		for i, p := range chunk {
+			if i > 0 {
+				values.WriteByte(',')
+			}
+			values.WriteString("(" + placeholders(len(args)+1, width) + ")")
+			args = append(args, p.TopicID[:], p.Partition, p.Epoch, p.ExpectedHighWatermark, p.NewHighWatermark)
+		}
+		got, err := queryAll(ctx, q, scanTopicPartition,
+			`WITH v (topic_id, partition_id, epoch, expected_hw, new_hw) AS (VALUES `+values.String()+`)
+			UPDATE partitions SET high_watermark = v.new_hw FROM v
+			WHERE partitions.topic_id = v.topic_id AND partitions.partition_id = v.partition_id
+				AND partitions.leader_agent = $1 AND partitions.leader_epoch = v.epoch
+				AND partitions.high_watermark = v.expected_hw
+			RETURNING partitions.topic_id, partitions.partition_id`, args...)
+		if err != nil {
+			return fmt.Errorf("advance high watermarks: %w", err)
+		}
+		for _, tp := range got {
+			advanced[tp] = true
+		}
+	}
+	if err := fencedPartitions(c, advanced); err != nil {
+		return err
+	}
+	r, err := buildCommitRows(c)
+	if err != nil {
+		return err
+	}
+	if err := insertRows(ctx, q, segmentInsert, "", r.segments); err != nil {
+		return fmt.Errorf("insert index entries: %w", err)
+	}
+	if err := insertRows(ctx, q, producerUpsert, producerTail, r.producers); err != nil {
+		return fmt.Errorf("upsert producer state: %w", err)
+	}
+	return nil
+}
+
+func scanTopicPartition(r rows) (metadata.TopicPartition, error) {
+	var (
+		tp metadata.TopicPartition
+		id []byte
+	)
+	if err := r.Scan(&id, &tp.Partition); err != nil {
+		return tp, err
+	}
+	var err error
+	tp.TopicID, err = topicIDFrom(id)
+	return tp, err
+}
+
+// ListIndex returns up to limit index entries of tp ending at or after from.
+func (s *Store) ListIndex(ctx context.Context, tp metadata.TopicPartition, from int64, limit int) ([]metadata.IndexEntry, error) {
+	lim := int64(limit)
+	if limit <= 0 {
+		lim = math.MaxInt64
+	}
+	// Entries are dense and ordered, so "last_offset >= from" is "base_offset
+	// at or after the base of the entry holding from": a range scan of the
+	// primary key instead of a filter over the whole partition.
+	es, err := queryAll(ctx, s.b.reader(), func(r rows) (metadata.IndexEntry, error) {
+		var e metadata.IndexEntry
+		err := r.Scan(&e.BaseOffset, &e.LastOffset, &e.ObjectKey, &e.Pos, &e.Len, &e.MaxTimestamp, &e.Records)
+		return e, err
+	}, `SELECT base_offset, last_offset, object_key, pos, len, max_timestamp, records FROM segments
+		WHERE topic_id = $1 AND partition_id = $2 AND last_offset >= $3
+			AND base_offset >= COALESCE((SELECT base_offset FROM segments
+				WHERE topic_id = $1 AND partition_id = $2 AND base_offset <= $3
+				ORDER BY base_offset DESC LIMIT 1), $3)
+		ORDER BY base_offset LIMIT $4`, tp.TopicID[:], tp.Partition, from, lim)
+	if err != nil {
+		return nil, fmt.Errorf("list index of %s from %d: %w", tp, from, err)
+	}
+	return es, nil
+}
+
+// ProducerStates returns tp's idempotent-producer state, ordered by producer.
+func (s *Store) ProducerStates(ctx context.Context, tp metadata.TopicPartition) ([]metadata.ProducerState, error) {
+	ps, err := queryAll(ctx, s.b.reader(), func(r rows) (metadata.ProducerState, error) {
+		var (
+			p       metadata.ProducerState
+			epoch   int32
+			batches string
+		)
+		if err := r.Scan(&p.ProducerID, &epoch, &batches); err != nil {
+			return p, err
+		}
+		p.Epoch = int16(epoch)
+		var err error
+		if p.Batches, err = decodeBatches(batches); err != nil {
+			return p, fmt.Errorf("decode producer %d state: %w", p.ProducerID, err)
+		}
+		return p, nil
+	}, `SELECT producer_id, epoch, batches FROM producer_state
+		WHERE topic_id = $1 AND partition_id = $2 ORDER BY producer_id`, tp.TopicID[:], tp.Partition)
+	if err != nil {
+		return nil, fmt.Errorf("producer states of %s: %w", tp, err)
+	}
+	return ps, nil
+}
+
+// NextProducerID allocates a producer ID; IDs start at 1 and never repeat.
+func (s *Store) NextProducerID(ctx context.Context) (int64, error) {
+	var id int64
+	err := s.b.tx(ctx, func(q querier) error {
+		found, err := queryOne(ctx, q, []any{&id},
+			`UPDATE producer_ids SET next_id = next_id + 1 WHERE id = 1 RETURNING next_id - 1`)
+		if err == nil && !found {
+			err = errors.New("producer id counter missing")
+		}
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("next producer id: %w", err)
+	}
+	return id, nil
+}

@@ -1,0 +1,180 @@
+package sqlstore
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/streamhouse/streamhouse/internal/metadata"
+)
+
+// RegisterAgent inserts or updates the agent.
+func (s *Store) RegisterAgent(ctx context.Context, a metadata.Agent) error {
+	if a.ID == "" {
+		return fmt.Errorf("register agent: empty id")
+	}
+	if a.HeartbeatAt.IsZero() {
+		a.HeartbeatAt = time.Now()
+	}
+	err := s.b.tx(ctx, func(q querier) error {
+		_, err := q.exec(ctx, `INSERT INTO agents (id, addr, rack, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (id) DO UPDATE SET addr = excluded.addr, rack = excluded.rack,
+				started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at`,
+			a.ID, a.Addr, a.Rack, toMillis(a.StartedAt), toMillis(a.HeartbeatAt))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("register agent %q: %w", a.ID, err)
+	}
+	return nil
+}
+
+// HeartbeatAgent refreshes the agent's heartbeat.
+func (s *Store) HeartbeatAgent(ctx context.Context, agentID string, now time.Time) error {
+	err := s.b.tx(ctx, func(q querier) error {
+		n, err := q.exec(ctx, `UPDATE agents SET heartbeat_at = $2 WHERE id = $1`, agentID, toMillis(now))
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return metadata.ErrAgentNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("heartbeat agent %q: %w", agentID, err)
+	}
+	return nil
+}
+
+// ListAgents returns the agents heard from at or after since, ordered by ID.
+func (s *Store) ListAgents(ctx context.Context, since time.Time) ([]metadata.Agent, error) {
+	as, err := queryAll(ctx, s.b.reader(), func(r rows) (metadata.Agent, error) {
+		var (
+			a                  metadata.Agent
+			started, heartbeat int64
+		)
+		err := r.Scan(&a.ID, &a.Addr, &a.Rack, &started, &heartbeat)
+		a.StartedAt, a.HeartbeatAt = fromMillis(started), fromMillis(heartbeat)
+		return a, err
+	}, `SELECT id, addr, rack, started_at, heartbeat_at FROM agents WHERE heartbeat_at >= $1 ORDER BY id`, toMillis(since))
+	if err != nil {
+		return nil, fmt.Errorf("list agents: %w", err)
+	}
+	return as, nil
+}
+
+// DeregisterAgent removes the agent and releases its leases.
+func (s *Store) DeregisterAgent(ctx context.Context, agentID string) error {
+	if agentID == "" {
+		return fmt.Errorf("deregister agent: empty id")
+	}
+	err := s.b.tx(ctx, func(q querier) error {
+		if _, err := q.exec(ctx, `UPDATE partitions SET leader_agent = '', lease_expires_at = 0 WHERE leader_agent = $1`, agentID); err != nil {
+			return err
+		}
+		_, err := q.exec(ctx, `DELETE FROM agents WHERE id = $1`, agentID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("deregister agent %q: %w", agentID, err)
+	}
+	return nil
+}
+
+func scanLease(r rows) (metadata.Lease, error) {
+	var (
+		l       metadata.Lease
+		id      []byte
+		expires int64
+	)
+	if err := r.Scan(&id, &l.Partition, &l.Epoch, &expires, &l.HighWatermark, &l.LogStartOffset); err != nil {
+		return l, err
+	}
+	var err error
+	l.TopicID, err = topicIDFrom(id)
+	l.ExpiresAt = fromMillis(expires)
+	return l, err
+}
+
+const leaseReturning = ` RETURNING topic_id, partition_id, leader_epoch, lease_expires_at, high_watermark, log_start_offset`
+
+// AcquireLease takes tp for agentID with a new epoch when it is free, expired
+// or already agentID's.
+func (s *Store) AcquireLease(ctx context.Context, tp metadata.TopicPartition, agentID string, now time.Time, ttl time.Duration) (metadata.Lease, error) {
+	if agentID == "" {
+		return metadata.Lease{}, fmt.Errorf("acquire lease on %s: empty agent id", tp)
+	}
+	var lease metadata.Lease
+	err := s.b.tx(ctx, func(q querier) error {
+		// One conditional UPDATE: on PostgreSQL a racing acquirer waits for
+		// our row lock and then re-checks the condition against our result.
+		ls, err := queryAll(ctx, q, scanLease,
+			`UPDATE partitions SET leader_agent = $3, leader_epoch = leader_epoch + 1, lease_expires_at = $4
+			WHERE topic_id = $1 AND partition_id = $2
+				AND (leader_agent = '' OR leader_agent = $3 OR lease_expires_at <= $5)`+leaseReturning,
+			tp.TopicID[:], tp.Partition, agentID, toMillis(now.Add(ttl)), toMillis(now))
+		if err != nil {
+			return err
+		}
+		if len(ls) == 1 {
+			lease = ls[0]
+			return nil
+		}
+		var leader string
+		found, err := queryOne(ctx, q, []any{&leader},
+			`SELECT leader_agent FROM partitions WHERE topic_id = $1 AND partition_id = $2`, tp.TopicID[:], tp.Partition)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return metadata.ErrPartitionNotFound
+		}
+		return fmt.Errorf("held by %q: %w", leader, metadata.ErrLeaseHeld)
+	})
+	if err != nil {
+		return metadata.Lease{}, fmt.Errorf("acquire lease on %s for %q: %w", tp, agentID, err)
+	}
+	return lease, nil
+}
+
+// RenewLeases extends every lease agentID holds, in one statement.
+func (s *Store) RenewLeases(ctx context.Context, agentID string, now time.Time, ttl time.Duration) ([]metadata.Lease, error) {
+	if agentID == "" {
+		return nil, fmt.Errorf("renew leases: empty agent id")
+	}
+	var leases []metadata.Lease
+	err := s.b.tx(ctx, func(q querier) error {
+		var err error
+		leases, err = queryAll(ctx, q, scanLease,
+			`UPDATE partitions SET lease_expires_at = $2 WHERE leader_agent = $1`+leaseReturning,
+			agentID, toMillis(now.Add(ttl)))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("renew leases of %q: %w", agentID, err)
+	}
+	slices.SortFunc(leases, func(a, b metadata.Lease) int {
+		if c := bytes.Compare(a.TopicID[:], b.TopicID[:]); c != 0 {
+			return c
+		}
+		return int(a.Partition) - int(b.Partition)
+	})
+	return leases, nil
+}
+
+// ReleaseLease gives up tp if agentID holds it at epoch.
+func (s *Store) ReleaseLease(ctx context.Context, tp metadata.TopicPartition, agentID string, epoch int32) error {
+	err := s.b.tx(ctx, func(q querier) error {
+		_, err := q.exec(ctx, `UPDATE partitions SET leader_agent = '', lease_expires_at = 0
+			WHERE topic_id = $1 AND partition_id = $2 AND leader_agent = $3 AND leader_epoch = $4`,
+			tp.TopicID[:], tp.Partition, agentID, epoch)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("release lease on %s for %q: %w", tp, agentID, err)
+	}
+	return nil
+}

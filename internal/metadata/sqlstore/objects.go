@@ -1,0 +1,181 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/streamhouse/streamhouse/internal/metadata"
+)
+
+// IsObjectCommitted reports whether key was committed.
+func (s *Store) IsObjectCommitted(ctx context.Context, key string) (bool, error) {
+	var one int
+	found, err := queryOne(ctx, s.b.reader(), []any{&one}, `SELECT 1 FROM objects WHERE object_key = $1`, key)
+	if err != nil {
+		return false, fmt.Errorf("is object %s committed: %w", key, err)
+	}
+	return found, nil
+}
+
+// MarkUnreferencedObjects schedules the deletion of objects no index row
+// references any more.
+func (s *Store) MarkUnreferencedObjects(ctx context.Context, now time.Time, grace time.Duration) (int, error) {
+	var marked int64
+	err := s.b.tx(ctx, func(q querier) error {
+		var err error
+		marked, err = q.exec(ctx, `UPDATE objects SET deletable_at = $1
+			WHERE deletable_at = 0
+				AND NOT EXISTS (SELECT 1 FROM segments WHERE segments.object_key = objects.object_key)`,
+			toMillis(now.Add(grace)))
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("mark unreferenced objects: %w", err)
+	}
+	return int(marked), nil
+}
+
+// DeletableObjects returns up to limit objects due for deletion at now,
+// oldest deadline first.
+func (s *Store) DeletableObjects(ctx context.Context, now time.Time, limit int) ([]metadata.ObjectRecord, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	recs, err := queryAll(ctx, s.b.reader(), func(r rows) (metadata.ObjectRecord, error) {
+		var (
+			o                  metadata.ObjectRecord
+			created, deletable int64
+		)
+		err := r.Scan(&o.Key, &o.Size, &o.AgentID, &created, &deletable)
+		o.CreatedAt, o.DeletableAt = fromMillis(created), fromMillis(deletable)
+		return o, err
+	}, `SELECT object_key, size, agent_id, created_at, deletable_at FROM objects
+		WHERE deletable_at > 0 AND deletable_at <= $1
+		ORDER BY deletable_at, object_key LIMIT $2`, toMillis(now), int64(limit))
+	if err != nil {
+		return nil, fmt.Errorf("list deletable objects: %w", err)
+	}
+	return recs, nil
+}
+
+// ForgetObject removes the object's row. The index's foreign key refuses it
+// while an index row still references the object.
+func (s *Store) ForgetObject(ctx context.Context, key string) error {
+	err := s.b.tx(ctx, func(q querier) error {
+		_, err := q.exec(ctx, `DELETE FROM objects WHERE object_key = $1`, key)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("forget object %s: %w", key, err)
+	}
+	return nil
+}
+
+// CommitGroupOffsets upserts offsets in one transaction.
+func (s *Store) CommitGroupOffsets(ctx context.Context, offsets []metadata.GroupOffset) error {
+	if len(offsets) == 0 {
+		return nil
+	}
+	// One statement may not upsert a row twice (PostgreSQL refuses it):
+	// the last offset for a key wins, as if committed in order.
+	type key struct {
+		group, topic string
+		partition    int32
+	}
+	last := make(map[key]int, len(offsets))
+	for i, o := range offsets {
+		last[key{o.Group, o.Topic, o.Partition}] = i
+	}
+	rows := make([][]any, 0, len(last))
+	for i, o := range offsets {
+		if last[key{o.Group, o.Topic, o.Partition}] != i {
+			continue
+		}
+		committed := o.CommittedAt
+		if committed.IsZero() {
+			committed = time.Now()
+		}
+		rows = append(rows, []any{o.Group, o.Topic, o.Partition, o.Offset, o.LeaderEpoch, o.Metadata, toMillis(committed)})
+	}
+	err := s.b.tx(ctx, func(q querier) error {
+		return insertRows(ctx, q,
+			`INSERT INTO group_offsets (group_id, topic, partition_id, committed_offset, leader_epoch, metadata, committed_at)`,
+			`ON CONFLICT (group_id, topic, partition_id) DO UPDATE SET committed_offset = excluded.committed_offset,
+				leader_epoch = excluded.leader_epoch, metadata = excluded.metadata, committed_at = excluded.committed_at`,
+			rows)
+	})
+	if err != nil {
+		return fmt.Errorf("commit offsets of group %q: %w", offsets[0].Group, err)
+	}
+	return nil
+}
+
+// FetchGroupOffsets returns the group's offsets ordered by topic and
+// partition; none (and no error) for an unknown group.
+func (s *Store) FetchGroupOffsets(ctx context.Context, group string) ([]metadata.GroupOffset, error) {
+	recs, err := queryAll(ctx, s.b.reader(), func(r rows) (metadata.GroupOffset, error) {
+		o := metadata.GroupOffset{Group: group}
+		var committed int64
+		err := r.Scan(&o.Topic, &o.Partition, &o.Offset, &o.LeaderEpoch, &o.Metadata, &committed)
+		o.CommittedAt = fromMillis(committed)
+		return o, err
+	}, `SELECT topic, partition_id, committed_offset, leader_epoch, metadata, committed_at FROM group_offsets
+		WHERE group_id = $1 ORDER BY topic, partition_id`, group)
+	if err != nil {
+		return nil, fmt.Errorf("fetch offsets of group %q: %w", group, err)
+	}
+	return recs, nil
+}
+
+// DeleteGroupOffsets removes the group's offsets of some partitions of topic.
+func (s *Store) DeleteGroupOffsets(ctx context.Context, group, topic string, partitions []int32) error {
+	if len(partitions) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 2+len(partitions))
+	args = append(args, group, topic)
+	for _, p := range partitions {
+		args = append(args, p)
+	}
+	err := s.b.tx(ctx, func(q querier) error {
+		_, err := q.exec(ctx, `DELETE FROM group_offsets WHERE group_id = $1 AND topic = $2
+			AND partition_id IN (`+placeholders(3, len(partitions))+`)`, args...)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("delete offsets of group %q topic %q: %w", group, topic, err)
+	}
+	return nil
+}
+
+// DeleteGroup removes every offset of the group.
+func (s *Store) DeleteGroup(ctx context.Context, group string) error {
+	err := s.b.tx(ctx, func(q querier) error {
+		n, err := q.exec(ctx, `DELETE FROM group_offsets WHERE group_id = $1`, group)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return metadata.ErrGroupNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete group %q: %w", group, err)
+	}
+	return nil
+}
+
+// ListGroups returns the groups that have committed offsets, ordered.
+func (s *Store) ListGroups(ctx context.Context) ([]string, error) {
+	gs, err := queryAll(ctx, s.b.reader(), func(r rows) (string, error) {
+		var g string
+		err := r.Scan(&g)
+		return g, err
+	}, `SELECT DISTINCT group_id FROM group_offsets ORDER BY group_id`)
+	if err != nil {
+		return nil, fmt.Errorf("list groups: %w", err)
+	}
+	return gs, nil
+}

@@ -1,0 +1,252 @@
+package sqlstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+
+	"github.com/streamhouse/streamhouse/internal/metadata"
+)
+
+// pgMaxAttempts bounds how often a transaction that hit a deadlock or a
+// serialization failure is run.
+const pgMaxAttempts = 8
+
+// OpenPostgres connects to the PostgreSQL database at url (a postgres://
+// URL or a keyword/value connection string; pool settings such as
+// pool_max_conns are accepted) and migrates it to the current schema.
+// Several agents may open the same database at once.
+func OpenPostgres(ctx context.Context, url string, logger *slog.Logger) (*Store, error) {
+	logger = defaultLogger(logger)
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres metadata: parse url: %w", err)
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "streamhouse"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres metadata: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open postgres metadata %s@%s/%s: %w", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Database, err)
+	}
+	db := stdlib.OpenDBFromPool(pool)
+	err = migrate(ctx, db, goose.DialectPostgres, "postgres", logger)
+	err = errors.Join(err, db.Close())
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open postgres metadata: %w", err)
+	}
+	logger.InfoContext(ctx, "metadata store open", "backend", "postgres", "host", cfg.ConnConfig.Host, "database", cfg.ConnConfig.Database)
+	return &Store{b: &pgBackend{pool: pool, logger: logger}, logger: logger}, nil
+}
+
+type pgBackend struct {
+	pool   *pgxpool.Pool
+	logger *slog.Logger
+}
+
+func (b *pgBackend) reader() querier { return pgQuerier{b.pool} }
+
+func (b *pgBackend) lockRows() string { return " FOR UPDATE" }
+
+func (b *pgBackend) tx(ctx context.Context, fn func(q querier) error) error {
+	return b.runTx(ctx, func(tx pgx.Tx) error { return fn(pgQuerier{tx}) })
+}
+
+// runTx runs fn in a READ COMMITTED transaction (the SQL is written for its
+// re-check-after-lock-wait semantics), retrying deadlocks and serialization
+// failures with jittered backoff.
+func (b *pgBackend) runTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	for attempt := 1; ; attempt++ {
+		err := pgx.BeginTxFunc(ctx, b.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, fn)
+		if err == nil || attempt == pgMaxAttempts || !retryable(err) {
+			return err
+		}
+		wait := time.Duration(1<<min(attempt, 7)) * time.Millisecond
+		wait = wait/2 + rand.N(wait)
+		b.logger.DebugContext(ctx, "retrying metadata transaction", "attempt", attempt, "wait", wait, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return errors.Join(err, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code {
+	case "40001", "40P01": // serialization_failure, deadlock_detected
+		return true
+	}
+	return false
+}
+
+// The commit statements take one array per column, so their text never
+// changes with the number of partitions and stays in pgx's statement cache.
+const (
+	pgFence = `UPDATE partitions AS p SET high_watermark = v.new_hw
+		FROM unnest($2::bytea[], $3::integer[], $4::integer[], $5::bigint[], $6::bigint[])
+			AS v (topic_id, partition_id, epoch, expected_hw, new_hw)
+		WHERE p.topic_id = v.topic_id AND p.partition_id = v.partition_id
+			AND p.leader_agent = $1 AND p.leader_epoch = v.epoch AND p.high_watermark = v.expected_hw
+		RETURNING p.topic_id, p.partition_id`
+	pgSegments = segmentInsert + `
+		SELECT t, p, b, l, $1::text, pos, len, ts, r
+		FROM unnest($2::bytea[], $3::integer[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::integer[])
+			AS u (t, p, b, l, pos, len, ts, r)`
+	pgProducers = producerUpsert + `
+		SELECT * FROM unnest($1::bytea[], $2::integer[], $3::bigint[], $4::integer[], $5::text[]) ` + producerTail
+)
+
+// commitObject pipelines the whole commit in one batch inside a
+// transaction: three round trips (BEGIN, batch, COMMIT) whatever the number
+// of partitions.
+func (b *pgBackend) commitObject(ctx context.Context, c *metadata.ObjectCommit) error {
+	// Partitions are fenced in key order so that two commits touching the
+	// same partitions lock them in the same order (fewer deadlocks).
+	order := make([]int, len(c.Partitions))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(x, y int) int {
+		a, b := c.Partitions[x], c.Partitions[y]
+		if c := bytes.Compare(a.TopicID[:], b.TopicID[:]); c != 0 {
+			return c
+		}
+		return int(a.Partition) - int(b.Partition)
+	})
+	var (
+		fIDs               [][]byte
+		fParts, fEpochs    []int32
+		fExpected, fNew    []int64
+		sIDs               [][]byte
+		sParts, sRecords   []int32
+		sBase, sLast, sPos []int64
+		sLen, sTS          []int64
+		pIDs               [][]byte
+		pParts, pEpochs    []int32
+		pProducers         []int64
+		pBatches           []string
+	)
+	for _, i := range order {
+		p := &c.Partitions[i]
+		id := p.TopicID[:]
+		fIDs, fParts, fEpochs = append(fIDs, id), append(fParts, p.Partition), append(fEpochs, p.Epoch)
+		fExpected, fNew = append(fExpected, p.ExpectedHighWatermark), append(fNew, p.NewHighWatermark)
+		for _, e := range p.Entries {
+			sIDs, sParts, sRecords = append(sIDs, id), append(sParts, p.Partition), append(sRecords, e.Records)
+			sBase, sLast, sPos = append(sBase, e.BaseOffset), append(sLast, e.LastOffset), append(sPos, e.Pos)
+			sLen, sTS = append(sLen, e.Len), append(sTS, e.MaxTimestamp)
+		}
+		for _, ps := range p.Producers {
+			enc, err := encodeBatches(ps.Batches)
+			if err != nil {
+				return fmt.Errorf("encode producer %d state: %w", ps.ProducerID, err)
+			}
+			pIDs, pParts, pEpochs = append(pIDs, id), append(pParts, p.Partition), append(pEpochs, int32(ps.Epoch))
+			pProducers, pBatches = append(pProducers, ps.ProducerID), append(pBatches, enc)
+		}
+	}
+	return b.runTx(ctx, func(tx pgx.Tx) error {
+		batch := &pgx.Batch{}
+		batch.Queue(objectInsert, c.ObjectKey, c.Size, c.AgentID, toMillis(c.CreatedAt))
+		batch.Queue(pgFence, c.AgentID, fIDs, fParts, fEpochs, fExpected, fNew)
+		if len(sIDs) > 0 {
+			batch.Queue(pgSegments, c.ObjectKey, sIDs, sParts, sBase, sLast, sPos, sLen, sTS, sRecords)
+		}
+		if len(pIDs) > 0 {
+			batch.Queue(pgProducers, pIDs, pParts, pProducers, pEpochs, pBatches)
+		}
+		br := tx.SendBatch(ctx, batch)
+		// Statements after a failed check may fail too (the transaction is
+		// rolled back anyway); their errors are not the news.
+		defer func() { _ = br.Close() }()
+		tag, err := br.Exec()
+		if err != nil {
+			return fmt.Errorf("insert object: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return errAlreadyCommitted
+		}
+		rs, err := br.Query()
+		if err != nil {
+			return fmt.Errorf("advance high watermarks: %w", err)
+		}
+		advanced := make(map[metadata.TopicPartition]bool, len(c.Partitions))
+		for rs.Next() {
+			tp, err := scanTopicPartition(rs)
+			if err != nil {
+				rs.Close()
+				return fmt.Errorf("advance high watermarks: %w", err)
+			}
+			advanced[tp] = true
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return fmt.Errorf("advance high watermarks: %w", err)
+		}
+		if err := fencedPartitions(c, advanced); err != nil {
+			return err
+		}
+		if len(sIDs) > 0 {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("insert index entries: %w", err)
+			}
+		}
+		if len(pIDs) > 0 {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("upsert producer state: %w", err)
+			}
+		}
+		return br.Close()
+	})
+}
+
+func (b *pgBackend) ping(ctx context.Context) error { return b.pool.Ping(ctx) }
+
+func (b *pgBackend) close() error {
+	b.pool.Close()
+	return nil
+}
+
+// pgQuerier adapts a pgx pool or transaction to querier.
+type pgQuerier struct {
+	c interface {
+		Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+		Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	}
+}
+
+func (q pgQuerier) exec(ctx context.Context, query string, args ...any) (int64, error) {
+	tag, err := q.c.Exec(ctx, query, args...)
+	return tag.RowsAffected(), err
+}
+
+func (q pgQuerier) query(ctx context.Context, query string, args ...any) (rows, error) {
+	rs, err := q.c.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return rs, nil
+}

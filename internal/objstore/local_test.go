@@ -1,0 +1,197 @@
+// Tests specific to the local folder backend: crash leftovers, directory
+// layout, key conflicts and path safety.
+
+package objstore_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/streamhouse/streamhouse/internal/objstore"
+)
+
+func TestLocalLeftoverTempFilesAreHiddenAndCleaned(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	l := newLocal(t, root)
+	ctx := t.Context()
+	if err := l.Put(ctx, "seg/1", []byte("committed")); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+
+	// What a writer killed mid-Put leaves behind: a private temp directory
+	// nobody holds a lock on, with a half-written file in it; also a stray
+	// file directly in .tmp and a same-directory temp file as other tools
+	// write them.
+	dead := filepath.Join(root, ".tmp", "deadbeefdeadbeef")
+	mustWrite(t, filepath.Join(dead, "0123456789abcdef"), "half an obj")
+	mustWrite(t, filepath.Join(root, ".tmp", "stray"), "junk")
+	mustWrite(t, filepath.Join(root, "seg", ".tmp-123"), "junk")
+
+	l2 := newLocal(t, root)
+	if got := keysOf(t, l2, ""); !slices.Equal(got, []string{"seg/1"}) {
+		t.Fatalf("List = %q, want only the committed object", got)
+	}
+	for _, p := range []string{dead, filepath.Join(root, ".tmp", "stray")} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("NewLocal left %s behind (stat: %v)", p, err)
+		}
+	}
+	if got, err := l2.Get(ctx, "seg/1"); err != nil || string(got) != "committed" {
+		t.Fatalf("Get(seg/1) = %q, %v", got, err)
+	}
+}
+
+func TestLocalSecondInstanceKeepsFirstInstancesTempFiles(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	first := newLocal(t, root)
+	second := newLocal(t, root) // its cleanup must not touch first's temp directory
+	ctx := t.Context()
+	for i, b := range []*objstore.Local{first, second, first} {
+		key := []string{"a", "b", "c"}[i]
+		if err := b.Put(ctx, key, []byte(key)); err != nil {
+			t.Fatalf("Put(%s) on instance %d after a second NewLocal: %v", key, i, err)
+		}
+	}
+	if got := keysOf(t, second, ""); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Fatalf("List = %q", got)
+	}
+	// Closing removes the instance's temp directory.
+	first.Close()
+	second.Close()
+	entries, err := os.ReadDir(filepath.Join(root, ".tmp"))
+	if err != nil || len(entries) != 0 {
+		t.Fatalf("after Close, .tmp holds %v (err %v), want nothing", entries, err)
+	}
+}
+
+func TestLocalNestedKeyLayout(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	l := newLocal(t, root)
+	ctx := t.Context()
+	key := "topics/orders/3/00000000000000001000.seg"
+	if err := l.Put(ctx, key, []byte("segment")); err != nil {
+		t.Fatal(err)
+	}
+	// One file per object, at the path the key names: operators can look.
+	data, err := os.ReadFile(filepath.Join(root, "topics", "orders", "3", "00000000000000001000.seg"))
+	if err != nil || string(data) != "segment" {
+		t.Fatalf("object file = %q, %v", data, err)
+	}
+	if l.Root() != root {
+		t.Errorf("Root() = %s, want %s", l.Root(), root)
+	}
+}
+
+func TestLocalKeyConflicts(t *testing.T) {
+	t.Parallel()
+	l := newLocal(t, t.TempDir())
+	ctx := t.Context()
+	if err := l.Put(ctx, "obj", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Put(ctx, "obj/below", []byte("y")); err == nil {
+		t.Fatal("Put(obj/below) with object obj present succeeded; a folder cannot hold both")
+	}
+	if err := l.Put(ctx, "dir/leaf", []byte("z")); err != nil {
+		t.Fatal(err)
+	}
+	err := l.Put(ctx, "dir", []byte("w"))
+	if err == nil || !strings.Contains(err.Error(), "conflicts") {
+		t.Fatalf("Put(dir) over directory dir = %v, want a conflict error", err)
+	}
+	if got, err := l.Get(ctx, "dir/leaf"); err != nil || string(got) != "z" {
+		t.Fatalf("Get(dir/leaf) = %q, %v", got, err)
+	}
+	if got := keysOf(t, l, ""); !slices.Equal(got, []string{"dir/leaf", "obj"}) {
+		t.Fatalf("failed Puts left objects: List = %q", got)
+	}
+}
+
+func TestLocalKeysCannotEscapeRoot(t *testing.T) {
+	t.Parallel()
+	parent := t.TempDir()
+	root := filepath.Join(parent, "store")
+	l := newLocal(t, root)
+	ctx := t.Context()
+	for _, key := range []string{"../outside", "a/../../outside", "/etc/outside", "..", "a/..", "./x"} {
+		if err := l.Put(ctx, key, []byte("x")); !errors.Is(err, objstore.ErrInvalidKey) {
+			t.Errorf("Put(%q) = %v, want ErrInvalidKey", key, err)
+		}
+	}
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Name() != "store" {
+		t.Fatalf("files appeared outside the root: %v", entries)
+	}
+	if _, err := objstore.NewLocal(""); err == nil {
+		t.Error("NewLocal(\"\") succeeded")
+	}
+}
+
+func TestLocalRelativeRoot(t *testing.T) {
+	// Not parallel: changes the working directory.
+	t.Chdir(t.TempDir())
+	l := newLocal(t, "data/storage")
+	if !filepath.IsAbs(l.Root()) {
+		t.Fatalf("Root() = %s, want an absolute path", l.Root())
+	}
+	if err := l.Put(t.Context(), "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join("data", "storage", "k")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestValidateKey(t *testing.T) {
+	t.Parallel()
+	for _, key := range []string{
+		"a", "a/b", "topics/t/0/00000000000000000000.seg", "é/ü", "a.b", "a..b", ".hidden", "a/.x", "tmp", "x.tmp",
+		strings.Repeat("k", objstore.MaxKeyLen),
+	} {
+		if err := objstore.ValidateKey(key); err != nil {
+			t.Errorf("ValidateKey(%q) = %v, want nil", key, err)
+		}
+	}
+	for _, key := range []string{
+		"", "/a", "a/", "a//b", ".", "..", "a/./b", "a/../b", "../a", "a\x00", "\xc3", ".tmp", ".tmp/a", "a/.tmp-1",
+		strings.Repeat("k", objstore.MaxKeyLen+1),
+	} {
+		err := objstore.ValidateKey(key)
+		if !errors.Is(err, objstore.ErrInvalidKey) {
+			t.Errorf("ValidateKey(%q) = %v, want ErrInvalidKey", key, err)
+		}
+	}
+}
+
+func mustWrite(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func keysOf(t *testing.T, b objstore.Bucket, prefix string) []string {
+	t.Helper()
+	var keys []string
+	if err := b.List(t.Context(), prefix, func(info objstore.ObjectInfo) error {
+		keys = append(keys, info.Key)
+		return nil
+	}); err != nil {
+		t.Fatalf("List(%q): %v", prefix, err)
+	}
+	return keys
+}
