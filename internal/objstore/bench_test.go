@@ -107,13 +107,13 @@ func BenchmarkLocalGetRange(b *testing.B) {
 // part size (16 MiB = two parts in parallel); "single" raises the threshold
 // so 16 MiB is one PutObject, to compare the two on the server at hand.
 func BenchmarkS3Put(b *testing.B) {
-	env := s3Env(b)
+	env := objstoretest.ReadS3Env(b)
 	clients := []struct {
 		name string
 		s    *objstore.S3
 	}{
-		{"multipart", newTestS3(b, env, nil)},
-		{"single", newTestS3(b, env, func(c *objstore.S3Config) { c.MultipartThreshold = 1 << 30 })},
+		{"multipart", objstoretest.NewS3(b, env, nil)},
+		{"single", objstoretest.NewS3(b, env, func(c *objstore.S3Config) { c.MultipartThreshold = 1 << 30 })},
 	}
 	sizes := append([]struct {
 		name string
@@ -146,8 +146,8 @@ func BenchmarkS3Put(b *testing.B) {
 
 // BenchmarkS3GetRange reads 64 KiB ranges from a 16 MiB object.
 func BenchmarkS3GetRange(b *testing.B) {
-	env := s3Env(b)
-	s := newTestS3(b, env, nil)
+	env := objstoretest.ReadS3Env(b)
+	s := objstoretest.NewS3(b, env, nil)
 	const objSize, n = 16 << 20, 64 << 10
 	ctx := b.Context()
 	if err := s.Put(ctx, "obj", objstoretest.Data(1, objSize)); err != nil {

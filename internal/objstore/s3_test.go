@@ -24,8 +24,8 @@ import (
 
 func TestS3MultipartIsUsed(t *testing.T) {
 	t.Parallel()
-	env := s3Env(t)
-	s := newTestS3(t, env, func(c *objstore.S3Config) {
+	env := objstoretest.ReadS3Env(t)
+	s := objstoretest.NewS3(t, env, func(c *objstore.S3Config) {
 		c.MultipartThreshold = objstore.MinPartSize
 		c.MultipartPartSize = objstore.MinPartSize
 		c.ParallelUploadParts = 2
