@@ -228,12 +228,12 @@ func Split(b []byte) ([][]byte, error) {
 			return nil, fmt.Errorf("partial batch at byte %d: %d bytes left: %w", at, len(rest), ErrCorrupt)
 		}
 		length := int32(binary.BigEndian.Uint32(rest[offLength:]))
-		min := int32(legacyMinLength)
+		floor := int32(legacyMinLength)
 		if int8(rest[offMagic]) == magicV2 {
-			min = minLength
+			floor = minLength
 		}
-		if length < min {
-			return nil, fmt.Errorf("batch at byte %d: length %d is below the minimum %d: %w", at, length, min, ErrCorrupt)
+		if length < floor {
+			return nil, fmt.Errorf("batch at byte %d: length %d is below the minimum %d: %w", at, length, floor, ErrCorrupt)
 		}
 		size := lengthFieldEnd + int(length)
 		if size > len(rest) {

@@ -22,6 +22,7 @@ var (
 	ErrInvalidPartitions = errors.New("invalid partition count")
 	ErrLeaseHeld         = errors.New("partition lease held by another agent")
 	ErrGroupNotFound     = errors.New("consumer group not found")
+	ErrGroupExists       = errors.New("consumer group already exists")
 	ErrOffsetOutOfRange  = errors.New("offset out of range")
 	ErrAgentNotFound     = errors.New("agent not registered")
 	// ErrInvalidCommit marks an ObjectCommit that is malformed (offsets not
@@ -190,8 +191,9 @@ type Store interface {
 	ListTopics(ctx context.Context) ([]Topic, error) // ordered by name
 	// DeleteTopic removes the topic, its partitions, index rows, producer
 	// state and the consumer-group offsets committed for its name (as Kafka
-	// does, so a topic created again under the name starts clean); objects left unreferenced become deletable after the grace
-	// period given to CollectGarbage. ErrTopicNotFound if absent.
+	// does, so a topic created again under the name starts clean). Objects
+	// left unreferenced become deletable after the grace period given to
+	// MarkUnreferencedObjects. ErrTopicNotFound if absent.
 	DeleteTopic(ctx context.Context, name string) error
 	// UpdateTopicConfig replaces the topic's config map.
 	UpdateTopicConfig(ctx context.Context, name string, config map[string]string) error
@@ -202,7 +204,9 @@ type Store interface {
 	// Partitions.
 
 	GetPartition(ctx context.Context, tp TopicPartition) (PartitionState, error)
-	ListPartitions(ctx context.Context, id TopicID) ([]PartitionState, error) // ordered by partition
+	// ListPartitions returns the topic's partitions ordered by partition;
+	// ErrTopicNotFound if the topic does not exist.
+	ListPartitions(ctx context.Context, id TopicID) ([]PartitionState, error)
 	// SetLogStartOffset raises the log start offset (never lowers it, never
 	// above the high watermark: ErrOffsetOutOfRange) and deletes index entries
 	// wholly below it. Returns the resulting log start offset.
@@ -280,10 +284,15 @@ type Store interface {
 	// DeleteGroupOffsets removes the group's offsets of the listed
 	// partitions of topic; an empty list deletes nothing.
 	DeleteGroupOffsets(ctx context.Context, group, topic string, partitions []int32) error
-	// DeleteGroup removes every offset of the group. ErrGroupNotFound if it
-	// has none.
+	// CreateGroup registers a group without offsets, so it is listed before
+	// its first commit. ErrGroupExists if it is registered or has offsets.
+	CreateGroup(ctx context.Context, group string) error
+	// DeleteGroup removes every offset of the group and its registration.
+	// ErrGroupNotFound if it has neither.
 	DeleteGroup(ctx context.Context, group string) error
-	ListGroups(ctx context.Context) ([]string, error) // groups with committed offsets, ordered
+	// ListGroups returns the groups registered or with committed offsets,
+	// ordered.
+	ListGroups(ctx context.Context) ([]string, error)
 
 	// Ping checks the store answers (for /ready).
 	Ping(ctx context.Context) error

@@ -297,7 +297,9 @@ func testCommitConcurrentPartitions(t *testing.T, s metadata.Store) {
 // testCommitManyPartitions commits one object spanning more partitions than
 // one SQL statement can carry parameters for.
 func testCommitManyPartitions(t *testing.T, s metadata.Store) {
-	const partitions = 2500
+	// Enough partitions and entries to need several statements where the
+	// backend chunks its parameters.
+	const partitions, entries = 1100, 4
 	topic := mustCreateTopic(t, s, "wide", partitions)
 	if err := s.RegisterAgent(t.Context(), metadata.Agent{ID: "a", HeartbeatAt: now}); err != nil {
 		t.Fatal(err)
@@ -307,8 +309,10 @@ func testCommitManyPartitions(t *testing.T, s metadata.Store) {
 		tp := tpOf(topic, p)
 		l := mustAcquire(t, s, tp, "a", now)
 		pc := partCommit(tp, l.Epoch, 0, 2)
-		pc.Entries = append(pc.Entries, entry(2, 1, 20))
-		pc.NewHighWatermark = 3
+		for e := range int64(entries - 1) {
+			pc.Entries = append(pc.Entries, entry(2+e, 1, 20+e))
+		}
+		pc.NewHighWatermark = entries + 1
 		pc.Producers = []metadata.ProducerState{{ProducerID: int64(p), Batches: []metadata.ProducerBatch{{LastSeq: 2, LastOffset: 2}}}}
 		parts = append(parts, pc)
 	}
@@ -325,12 +329,12 @@ func testCommitManyPartitions(t *testing.T, s metadata.Store) {
 		t.Fatalf("RenewLeases = %d leases, %v; want %d", len(leases), err, partitions)
 	}
 	for _, l := range leases {
-		if l.HighWatermark != 3 {
-			t.Fatalf("lease %+v, want high watermark 3", l)
+		if l.HighWatermark != entries+1 {
+			t.Fatalf("lease %+v, want high watermark %d", l, entries+1)
 		}
 	}
 	tp := tpOf(topic, partitions-1)
-	if es := mustListIndex(t, s, tp, 0, 0); len(es) != 2 || es[1].Pos != 20 {
+	if es := mustListIndex(t, s, tp, 0, 0); len(es) != entries || es[1].Pos != 20 || es[entries-1].LastOffset != entries {
 		t.Errorf("ListIndex(%s) = %+v", tp, es)
 	}
 	checkProducers(t, s, tp, parts[partitions-1].Producers...)

@@ -13,6 +13,7 @@ import (
 var gcAndGroupTests = []suiteTest{
 	{"GarbageCollection", testGarbageCollection},
 	{"GroupOffsets", testGroupOffsets},
+	{"CreateGroup", testCreateGroup},
 	{"NextProducerID", testNextProducerID},
 }
 
@@ -147,6 +148,48 @@ func testGroupOffsets(t *testing.T, s metadata.Store) {
 	if err := s.DeleteGroup(ctx, "g1"); !errors.Is(err, metadata.ErrGroupNotFound) {
 		t.Errorf("DeleteGroup of a deleted group: %v, want ErrGroupNotFound", err)
 	}
+}
+
+func testCreateGroup(t *testing.T, s metadata.Store) {
+	ctx := t.Context()
+	checkGroups := func(want ...string) {
+		t.Helper()
+		got, err := s.ListGroups(ctx)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("ListGroups = %v, %v; want %v", got, err, want)
+		}
+	}
+	if err := s.CreateGroup(ctx, "empty"); err != nil {
+		t.Fatalf("CreateGroup: %v", err)
+	}
+	mustCommitOffsets(t, s, metadata.GroupOffset{Group: "active", Topic: "t", Offset: 1})
+	checkGroups("active", "empty")
+	if offs, err := s.FetchGroupOffsets(ctx, "empty"); err != nil || len(offs) != 0 {
+		t.Errorf("FetchGroupOffsets of an empty group = %+v, %v", offs, err)
+	}
+	for _, g := range []string{"empty", "active"} {
+		if err := s.CreateGroup(ctx, g); !errors.Is(err, metadata.ErrGroupExists) {
+			t.Errorf("CreateGroup(%s) again: %v, want ErrGroupExists", g, err)
+		}
+	}
+	// A registered group that gets offsets is listed once, and deleting it
+	// removes both.
+	mustCommitOffsets(t, s, metadata.GroupOffset{Group: "empty", Topic: "t", Offset: 2})
+	checkGroups("active", "empty")
+	if err := s.DeleteGroup(ctx, "empty"); err != nil {
+		t.Fatalf("DeleteGroup: %v", err)
+	}
+	checkGroups("active")
+	if err := s.DeleteGroup(ctx, "empty"); !errors.Is(err, metadata.ErrGroupNotFound) {
+		t.Errorf("DeleteGroup of a deleted group: %v, want ErrGroupNotFound", err)
+	}
+	if err := s.CreateGroup(ctx, "empty"); err != nil {
+		t.Errorf("CreateGroup after delete: %v", err)
+	}
+	if err := s.DeleteGroup(ctx, "empty"); err != nil {
+		t.Errorf("DeleteGroup of a group without offsets: %v", err)
+	}
+	checkGroups("active")
 }
 
 func testNextProducerID(t *testing.T, s metadata.Store) {

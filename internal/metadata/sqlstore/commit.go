@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
+	"time"
 
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
@@ -16,6 +16,9 @@ import (
 func (s *Store) CommitObject(ctx context.Context, c metadata.ObjectCommit) error {
 	if err := validateCommit(&c); err != nil {
 		return fmt.Errorf("commit object %s: %w: %w", c.ObjectKey, metadata.ErrInvalidCommit, err)
+	}
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = time.Now()
 	}
 	err := s.b.commitObject(ctx, &c)
 	if errors.Is(err, errAlreadyCommitted) {
@@ -156,64 +159,6 @@ func fencedPartitions(c *metadata.ObjectCommit, advanced map[metadata.TopicParti
 	}
 	if len(failed) > 0 {
 		return &metadata.FencedError{Partitions: failed}
-	}
-	return nil
-}
-
-// commitWithValues commits c inside a transaction using multi-row VALUES
-// lists: the fence is one UPDATE ... FROM (VALUES ...) per chunk of
-// partitions, so a commit costs a handful of statements whatever its width.
-// It is the SQLite path; PostgreSQL cannot infer the VALUES column types.
-func commitWithValues(ctx context.Context, q querier, c *metadata.ObjectCommit) error {
-	n, err := q.exec(ctx, objectInsert, c.ObjectKey, c.Size, c.AgentID, toMillis(c.CreatedAt))
-	if err != nil {
-		return fmt.Errorf("insert object: %w", err)
-	}
-	if n == 0 {
-		return errAlreadyCommitted
-	}
-	advanced := make(map[metadata.TopicPartition]bool, len(c.Partitions))
-	// A thousand rows per statement: large enough to amortize, small
-	// enough to keep SQLite's parse and plan cost of one statement low.
-	const width, per = 5, 1000
-	for start := 0; start < len(c.Partitions); start += per {
-		chunk := c.Partitions[start:min(start+per, len(c.Partitions))]
-		args := make([]any, 0, 1+len(chunk)*width)
-		args = append(args, c.AgentID)
-		var values strings.Builder
-		for i, p := range chunk {
-			if i > 0 {
-				values.WriteByte(',')
-			}
-			values.WriteString("(" + placeholders(len(args)+1, width) + ")")
-			args = append(args, p.TopicID[:], p.Partition, p.Epoch, p.ExpectedHighWatermark, p.NewHighWatermark)
-		}
-		got, err := queryAll(ctx, q, scanTopicPartition,
-			`WITH v (topic_id, partition_id, epoch, expected_hw, new_hw) AS (VALUES `+values.String()+`)
-			UPDATE partitions SET high_watermark = v.new_hw FROM v
-			WHERE partitions.topic_id = v.topic_id AND partitions.partition_id = v.partition_id
-				AND partitions.leader_agent = $1 AND partitions.leader_epoch = v.epoch
-				AND partitions.high_watermark = v.expected_hw
-			RETURNING partitions.topic_id, partitions.partition_id`, args...)
-		if err != nil {
-			return fmt.Errorf("advance high watermarks: %w", err)
-		}
-		for _, tp := range got {
-			advanced[tp] = true
-		}
-	}
-	if err := fencedPartitions(c, advanced); err != nil {
-		return err
-	}
-	r, err := buildCommitRows(c)
-	if err != nil {
-		return err
-	}
-	if err := insertRows(ctx, q, segmentInsert, "", r.segments); err != nil {
-		return fmt.Errorf("insert index entries: %w", err)
-	}
-	if err := insertRows(ctx, q, producerUpsert, producerTail, r.producers); err != nil {
-		return fmt.Errorf("upsert producer state: %w", err)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -109,35 +110,72 @@ func (s *Store) AcquireLease(ctx context.Context, tp metadata.TopicPartition, ag
 	}
 	var lease metadata.Lease
 	err := s.b.tx(ctx, func(q querier) error {
-		// One conditional UPDATE: on PostgreSQL a racing acquirer waits for
-		// our row lock and then re-checks the condition against our result.
-		ls, err := queryAll(ctx, q, scanLease,
-			`UPDATE partitions SET leader_agent = $3, leader_epoch = leader_epoch + 1, lease_expires_at = $4
-			WHERE topic_id = $1 AND partition_id = $2
-				AND (leader_agent = '' OR leader_agent = $3 OR lease_expires_at <= $5)`+leaseReturning,
-			tp.TopicID[:], tp.Partition, agentID, toMillis(now.Add(ttl)), toMillis(now))
-		if err != nil {
-			return err
-		}
-		if len(ls) == 1 {
-			lease = ls[0]
-			return nil
-		}
-		var leader string
-		found, err := queryOne(ctx, q, []any{&leader},
-			`SELECT leader_agent FROM partitions WHERE topic_id = $1 AND partition_id = $2`, tp.TopicID[:], tp.Partition)
-		if err != nil {
-			return err
-		}
-		if !found {
-			return metadata.ErrPartitionNotFound
-		}
-		return fmt.Errorf("held by %q: %w", leader, metadata.ErrLeaseHeld)
+		var err error
+		lease, err = acquire(ctx, q, tp, agentID, now, ttl)
+		return err
 	})
 	if err != nil {
 		return metadata.Lease{}, fmt.Errorf("acquire lease on %s for %q: %w", tp, agentID, err)
 	}
 	return lease, nil
+}
+
+// AcquireLeases is AcquireLease for many partitions in one transaction (one
+// fsync on SQLite instead of one per partition, which dominates an agent's
+// start with thousands of partitions). It returns the leases it took;
+// partitions held by another agent or missing are skipped.
+//
+// Not (yet) part of metadata.Store.
+func (s *Store) AcquireLeases(ctx context.Context, tps []metadata.TopicPartition, agentID string, now time.Time, ttl time.Duration) ([]metadata.Lease, error) {
+	if agentID == "" {
+		return nil, fmt.Errorf("acquire leases: empty agent id")
+	}
+	var leases []metadata.Lease
+	err := s.b.tx(ctx, func(q querier) error {
+		leases = leases[:0]
+		for _, tp := range tps {
+			l, err := acquire(ctx, q, tp, agentID, now, ttl)
+			switch {
+			case err == nil:
+				leases = append(leases, l)
+			case errors.Is(err, metadata.ErrLeaseHeld), errors.Is(err, metadata.ErrPartitionNotFound):
+			default:
+				return fmt.Errorf("%s: %w", tp, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("acquire leases for %q: %w", agentID, err)
+	}
+	return leases, nil
+}
+
+// acquire is one conditional UPDATE: on PostgreSQL a racing acquirer waits
+// for the winner's row lock and then re-checks the condition against the
+// winner's result, so exactly one wins.
+func acquire(ctx context.Context, q querier, tp metadata.TopicPartition, agentID string, now time.Time, ttl time.Duration) (metadata.Lease, error) {
+	ls, err := queryAll(ctx, q, scanLease,
+		`UPDATE partitions SET leader_agent = $3, leader_epoch = leader_epoch + 1, lease_expires_at = $4
+		WHERE topic_id = $1 AND partition_id = $2
+			AND (leader_agent = '' OR leader_agent = $3 OR lease_expires_at <= $5)`+leaseReturning,
+		tp.TopicID[:], tp.Partition, agentID, toMillis(now.Add(ttl)), toMillis(now))
+	if err != nil {
+		return metadata.Lease{}, err
+	}
+	if len(ls) == 1 {
+		return ls[0], nil
+	}
+	var leader string
+	found, err := queryOne(ctx, q, []any{&leader},
+		`SELECT leader_agent FROM partitions WHERE topic_id = $1 AND partition_id = $2`, tp.TopicID[:], tp.Partition)
+	if err != nil {
+		return metadata.Lease{}, err
+	}
+	if !found {
+		return metadata.Lease{}, metadata.ErrPartitionNotFound
+	}
+	return metadata.Lease{}, fmt.Errorf("held by %q: %w", leader, metadata.ErrLeaseHeld)
 }
 
 // RenewLeases extends every lease agentID holds, in one statement.

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -59,11 +60,23 @@ func (s *Store) DeletableObjects(ctx context.Context, now time.Time, limit int) 
 	return recs, nil
 }
 
-// ForgetObject removes the object's row. The index's foreign key refuses it
-// while an index row still references the object.
+// errObjectReferenced refuses to forget an object an index row references:
+// a GC bug must not turn into data loss.
+var errObjectReferenced = errors.New("object still referenced by the index")
+
+// ForgetObject removes the object's row, unless an index row still
+// references the object.
 func (s *Store) ForgetObject(ctx context.Context, key string) error {
 	err := s.b.tx(ctx, func(q querier) error {
-		_, err := q.exec(ctx, `DELETE FROM objects WHERE object_key = $1`, key)
+		n, err := q.exec(ctx, `DELETE FROM objects WHERE object_key = $1
+			AND NOT EXISTS (SELECT 1 FROM segments WHERE object_key = $1)`, key)
+		if err != nil || n > 0 {
+			return err
+		}
+		found, err := queryOne(ctx, q, []any{new(int)}, `SELECT 1 FROM objects WHERE object_key = $1`, key)
+		if err == nil && found {
+			err = errObjectReferenced
+		}
 		return err
 	})
 	if err != nil {
@@ -139,8 +152,8 @@ func (s *Store) DeleteGroupOffsets(ctx context.Context, group, topic string, par
 		args = append(args, p)
 	}
 	err := s.b.tx(ctx, func(q querier) error {
-		_, err := q.exec(ctx, `DELETE FROM group_offsets WHERE group_id = $1 AND topic = $2
-			AND partition_id IN (`+placeholders(3, len(partitions))+`)`, args...)
+		_, err := q.exec(ctx, `DELETE FROM group_offsets WHERE group_id = `+q.bulkParam(1)+` AND topic = `+q.bulkParam(2)+`
+			AND partition_id IN (`+placeholders(q, 3, len(partitions))+`)`, args...)
 		return err
 	})
 	if err != nil {
@@ -149,14 +162,41 @@ func (s *Store) DeleteGroupOffsets(ctx context.Context, group, topic string, par
 	return nil
 }
 
-// DeleteGroup removes every offset of the group.
-func (s *Store) DeleteGroup(ctx context.Context, group string) error {
+// CreateGroup registers a group that has no offsets yet.
+func (s *Store) CreateGroup(ctx context.Context, group string) error {
 	err := s.b.tx(ctx, func(q querier) error {
-		n, err := q.exec(ctx, `DELETE FROM group_offsets WHERE group_id = $1`, group)
+		found, err := queryOne(ctx, q, []any{new(int)}, `SELECT 1 FROM group_offsets WHERE group_id = $1 LIMIT 1`, group)
 		if err != nil {
 			return err
 		}
-		if n == 0 {
+		if found {
+			return metadata.ErrGroupExists
+		}
+		n, err := q.exec(ctx, `INSERT INTO consumer_groups (group_id, created_at) VALUES ($1, $2)
+			ON CONFLICT (group_id) DO NOTHING`, group, toMillis(time.Now()))
+		if err == nil && n == 0 {
+			err = metadata.ErrGroupExists
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("create group %q: %w", group, err)
+	}
+	return nil
+}
+
+// DeleteGroup removes every offset of the group and its registration.
+func (s *Store) DeleteGroup(ctx context.Context, group string) error {
+	err := s.b.tx(ctx, func(q querier) error {
+		offsets, err := q.exec(ctx, `DELETE FROM group_offsets WHERE group_id = $1`, group)
+		if err != nil {
+			return err
+		}
+		registered, err := q.exec(ctx, `DELETE FROM consumer_groups WHERE group_id = $1`, group)
+		if err != nil {
+			return err
+		}
+		if offsets+registered == 0 {
 			return metadata.ErrGroupNotFound
 		}
 		return nil
@@ -167,13 +207,14 @@ func (s *Store) DeleteGroup(ctx context.Context, group string) error {
 	return nil
 }
 
-// ListGroups returns the groups that have committed offsets, ordered.
+// ListGroups returns the groups registered or with committed offsets,
+// ordered.
 func (s *Store) ListGroups(ctx context.Context) ([]string, error) {
 	gs, err := queryAll(ctx, s.b.reader(), func(r rows) (string, error) {
 		var g string
 		err := r.Scan(&g)
 		return g, err
-	}, `SELECT DISTINCT group_id FROM group_offsets ORDER BY group_id`)
+	}, `SELECT group_id FROM consumer_groups UNION SELECT group_id FROM group_offsets ORDER BY 1`)
 	if err != nil {
 		return nil, fmt.Errorf("list groups: %w", err)
 	}

@@ -137,46 +137,32 @@ func (b *pgBackend) commitObject(ctx context.Context, c *metadata.ObjectCommit) 
 		return int(a.Partition) - int(b.Partition)
 	})
 	var (
-		fIDs               [][]byte
-		fParts, fEpochs    []int32
-		fExpected, fNew    []int64
-		sIDs               [][]byte
-		sParts, sRecords   []int32
-		sBase, sLast, sPos []int64
-		sLen, sTS          []int64
-		pIDs               [][]byte
-		pParts, pEpochs    []int32
-		pProducers         []int64
-		pBatches           []string
+		fence     pgFenceCols
+		segments  pgSegmentCols
+		producers pgProducerCols
 	)
 	for _, i := range order {
 		p := &c.Partitions[i]
-		id := p.TopicID[:]
-		fIDs, fParts, fEpochs = append(fIDs, id), append(fParts, p.Partition), append(fEpochs, p.Epoch)
-		fExpected, fNew = append(fExpected, p.ExpectedHighWatermark), append(fNew, p.NewHighWatermark)
+		fence.add(p)
 		for _, e := range p.Entries {
-			sIDs, sParts, sRecords = append(sIDs, id), append(sParts, p.Partition), append(sRecords, e.Records)
-			sBase, sLast, sPos = append(sBase, e.BaseOffset), append(sLast, e.LastOffset), append(sPos, e.Pos)
-			sLen, sTS = append(sLen, e.Len), append(sTS, e.MaxTimestamp)
+			segments.add(p.TopicPartition, e)
 		}
 		for _, ps := range p.Producers {
-			enc, err := encodeBatches(ps.Batches)
-			if err != nil {
-				return fmt.Errorf("encode producer %d state: %w", ps.ProducerID, err)
+			if err := producers.add(p.TopicPartition, ps); err != nil {
+				return err
 			}
-			pIDs, pParts, pEpochs = append(pIDs, id), append(pParts, p.Partition), append(pEpochs, int32(ps.Epoch))
-			pProducers, pBatches = append(pProducers, ps.ProducerID), append(pBatches, enc)
 		}
 	}
 	return b.runTx(ctx, func(tx pgx.Tx) error {
 		batch := &pgx.Batch{}
 		batch.Queue(objectInsert, c.ObjectKey, c.Size, c.AgentID, toMillis(c.CreatedAt))
-		batch.Queue(pgFence, c.AgentID, fIDs, fParts, fEpochs, fExpected, fNew)
-		if len(sIDs) > 0 {
-			batch.Queue(pgSegments, c.ObjectKey, sIDs, sParts, sBase, sLast, sPos, sLen, sTS, sRecords)
+		batch.Queue(pgFence, c.AgentID, fence.ids, fence.parts, fence.epochs, fence.expected, fence.next)
+		if len(segments.ids) > 0 {
+			batch.Queue(pgSegments, c.ObjectKey, segments.ids, segments.parts, segments.base, segments.last,
+				segments.pos, segments.length, segments.maxTS, segments.records)
 		}
-		if len(pIDs) > 0 {
-			batch.Queue(pgProducers, pIDs, pParts, pProducers, pEpochs, pBatches)
+		if len(producers.ids) > 0 {
+			batch.Queue(pgProducers, producers.ids, producers.parts, producers.producers, producers.epochs, producers.batches)
 		}
 		br := tx.SendBatch(ctx, batch)
 		// Statements after a failed check may fail too (the transaction is
@@ -209,18 +195,60 @@ func (b *pgBackend) commitObject(ctx context.Context, c *metadata.ObjectCommit) 
 		if err := fencedPartitions(c, advanced); err != nil {
 			return err
 		}
-		if len(sIDs) > 0 {
+		if len(segments.ids) > 0 {
 			if _, err := br.Exec(); err != nil {
 				return fmt.Errorf("insert index entries: %w", err)
 			}
 		}
-		if len(pIDs) > 0 {
+		if len(producers.ids) > 0 {
 			if _, err := br.Exec(); err != nil {
 				return fmt.Errorf("upsert producer state: %w", err)
 			}
 		}
 		return br.Close()
 	})
+}
+
+// The statements of a PostgreSQL commit take one array per column.
+
+type pgFenceCols struct {
+	ids            [][]byte
+	parts, epochs  []int32
+	expected, next []int64
+}
+
+func (f *pgFenceCols) add(p *metadata.PartitionCommit) {
+	f.ids, f.parts, f.epochs = append(f.ids, p.TopicID[:]), append(f.parts, p.Partition), append(f.epochs, p.Epoch)
+	f.expected, f.next = append(f.expected, p.ExpectedHighWatermark), append(f.next, p.NewHighWatermark)
+}
+
+type pgSegmentCols struct {
+	ids                            [][]byte
+	parts, records                 []int32
+	base, last, pos, length, maxTS []int64
+}
+
+func (s *pgSegmentCols) add(tp metadata.TopicPartition, e metadata.IndexEntry) {
+	s.ids, s.parts, s.records = append(s.ids, tp.TopicID[:]), append(s.parts, tp.Partition), append(s.records, e.Records)
+	s.base, s.last, s.pos = append(s.base, e.BaseOffset), append(s.last, e.LastOffset), append(s.pos, e.Pos)
+	s.length, s.maxTS = append(s.length, e.Len), append(s.maxTS, e.MaxTimestamp)
+}
+
+type pgProducerCols struct {
+	ids           [][]byte
+	parts, epochs []int32
+	producers     []int64
+	batches       []string
+}
+
+func (p *pgProducerCols) add(tp metadata.TopicPartition, ps metadata.ProducerState) error {
+	enc, err := encodeBatches(ps.Batches)
+	if err != nil {
+		return fmt.Errorf("encode producer %d state: %w", ps.ProducerID, err)
+	}
+	p.ids, p.parts, p.epochs = append(p.ids, tp.TopicID[:]), append(p.parts, tp.Partition), append(p.epochs, int32(ps.Epoch))
+	p.producers, p.batches = append(p.producers, ps.ProducerID), append(p.batches, enc)
+	return nil
 }
 
 func (b *pgBackend) ping(ctx context.Context) error { return b.pool.Ping(ctx) }
@@ -242,6 +270,8 @@ func (q pgQuerier) exec(ctx context.Context, query string, args ...any) (int64, 
 	tag, err := q.c.Exec(ctx, query, args...)
 	return tag.RowsAffected(), err
 }
+
+func (pgQuerier) bulkParam(i int) string { return dollarParam(i) }
 
 func (q pgQuerier) query(ctx context.Context, query string, args ...any) (rows, error) {
 	rs, err := q.c.Query(ctx, query, args...)

@@ -92,6 +92,42 @@ func TestForgetReferencedObject(t *testing.T) {
 	}
 }
 
+func TestAcquireLeases(t *testing.T) {
+	t.Parallel()
+	for name, open := range metadatatest.Backends(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			s := open(t).(*sqlstore.Store)
+			ctx := t.Context()
+			tps := newPartition(t, s, 5)
+			if _, err := s.AcquireLease(ctx, tps[2], "b", now, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.AcquireLease(ctx, tps[3], "a", now, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			missing := metadata.TopicPartition{TopicID: tps[0].TopicID, Partition: 9}
+			leases, err := s.AcquireLeases(ctx, append(tps, missing), "a", now, time.Minute)
+			if err != nil {
+				t.Fatalf("AcquireLeases: %v", err)
+			}
+			var got []string
+			for _, l := range leases {
+				got = append(got, fmt.Sprintf("%d@%d", l.Partition, l.Epoch))
+				if !l.ExpiresAt.Equal(now.Add(time.Minute)) {
+					t.Errorf("lease %+v expires at %v", l, l.ExpiresAt)
+				}
+			}
+			if want := "[0@1 1@1 3@2 4@1]"; fmt.Sprint(got) != want {
+				t.Errorf("AcquireLeases took %v, want %s", got, want)
+			}
+			if p, err := s.GetPartition(ctx, tps[2]); err != nil || p.Leader != "b" || p.LeaderEpoch != 1 {
+				t.Errorf("partition held by b = %+v, %v", p, err)
+			}
+		})
+	}
+}
+
 // TestPostgresAgents runs two stores on one database, as two agents would:
 // they migrate at the same time, race for leases and fence each other.
 func TestPostgresAgents(t *testing.T) {
@@ -201,16 +237,12 @@ func BenchmarkCommitObject(b *testing.B) {
 	} {
 		for _, n := range []int32{1, 100, 1000} {
 			b.Run(fmt.Sprintf("%s/partitions=%d", name, n), func(b *testing.B) {
-				s := open(b)
+				s := open(b).(*sqlstore.Store)
 				tps := newPartition(b, s, n)
-				var epoch int32
-				for _, tp := range tps {
-					l, err := s.AcquireLease(b.Context(), tp, "a", now, time.Hour)
-					if err != nil {
-						b.Fatal(err)
-					}
-					epoch = l.Epoch
+				if _, err := s.AcquireLeases(b.Context(), tps, "a", now, time.Hour); err != nil {
+					b.Fatal(err)
 				}
+				const epoch = 1
 				var hw int64
 				for b.Loop() {
 					if err := s.CommitObject(b.Context(), commit(fmt.Sprintf("obj-%d", hw), "a", hw, epoch, tps...)); err != nil {

@@ -59,6 +59,11 @@ type backend interface {
 type querier interface {
 	exec(ctx context.Context, query string, args ...any) (rowsAffected int64, err error)
 	query(ctx context.Context, query string, args ...any) (rows, error)
+	// bulkParam is the placeholder of the i-th (from 1) parameter of a
+	// generated statement whose parameters appear in order in its text.
+	// SQLite gets "?": it resolves "$N" names by a linear search, which
+	// makes a statement with thousands of them quadratic to prepare.
+	bulkParam(i int) string
 }
 
 // rows is a result set; both database/sql and pgx rows fit it via adapters.
@@ -155,8 +160,7 @@ func insertRows(ctx context.Context, q querier, head, tail string, rows [][]any)
 				if j > 0 {
 					sb.WriteByte(',')
 				}
-				sb.WriteByte('$')
-				sb.WriteString(strconv.Itoa(len(args) + j + 1))
+				sb.WriteString(q.bulkParam(len(args) + j + 1))
 			}
 			sb.WriteByte(')')
 			args = append(args, r...)
@@ -170,18 +174,20 @@ func insertRows(ctx context.Context, q querier, head, tail string, rows [][]any)
 	return nil
 }
 
-// placeholders returns "$from, $from+1, ..." for n parameters.
-func placeholders(from, n int) string {
+// placeholders returns the bulk placeholders of parameters from, from+1,
+// ... from+n-1, separated by commas.
+func placeholders(q querier, from, n int) string {
 	var sb strings.Builder
 	for i := range n {
 		if i > 0 {
 			sb.WriteString(", ")
 		}
-		sb.WriteByte('$')
-		sb.WriteString(strconv.Itoa(from + i))
+		sb.WriteString(q.bulkParam(from + i))
 	}
 	return sb.String()
 }
+
+func dollarParam(i int) string { return "$" + strconv.Itoa(i) }
 
 // Times are stored as unix milliseconds; 0 stands for the zero time.
 

@@ -37,19 +37,20 @@ CREATE TABLE objects (
 CREATE INDEX objects_deletable ON objects (deletable_at) WHERE deletable_at > 0;
 
 -- The segment index: one row per contiguous run of a partition's batches
--- inside an object.
+-- inside an object. No foreign keys here or on producer_state: they cost a
+-- third of a commit, and the commit's fence already proves the partition
+-- exists (and locks it), while ForgetObject checks for references itself.
 CREATE TABLE segments (
     topic_id      bytea   NOT NULL,
     partition_id  integer NOT NULL,
     base_offset   bigint  NOT NULL,
     last_offset   bigint  NOT NULL,
-    object_key    text    NOT NULL REFERENCES objects (object_key),
+    object_key    text    NOT NULL,
     pos           bigint  NOT NULL,
     len           bigint  NOT NULL,
     max_timestamp bigint  NOT NULL,
     records       integer NOT NULL,
-    PRIMARY KEY (topic_id, partition_id, base_offset),
-    FOREIGN KEY (topic_id, partition_id) REFERENCES partitions (topic_id, partition_id)
+    PRIMARY KEY (topic_id, partition_id, base_offset)
 );
 
 CREATE INDEX segments_object ON segments (object_key);
@@ -89,8 +90,7 @@ CREATE TABLE producer_state (
     producer_id  bigint  NOT NULL,
     epoch        integer NOT NULL,
     batches      text    NOT NULL, -- JSON array of metadata.ProducerBatch
-    PRIMARY KEY (topic_id, partition_id, producer_id),
-    FOREIGN KEY (topic_id, partition_id) REFERENCES partitions (topic_id, partition_id)
+    PRIMARY KEY (topic_id, partition_id, producer_id)
 );
 
 -- +goose Down

@@ -35,19 +35,20 @@ CREATE TABLE objects (
 CREATE INDEX objects_deletable ON objects (deletable_at) WHERE deletable_at > 0;
 
 -- The segment index: one row per contiguous run of a partition's batches
--- inside an object.
+-- inside an object. No foreign keys here or on producer_state: they cost a
+-- third of a commit, and the commit's fence already proves the partition
+-- exists (and locks it), while ForgetObject checks for references itself.
 CREATE TABLE segments (
     topic_id      BLOB    NOT NULL,
     partition_id  INTEGER NOT NULL,
     base_offset   INTEGER NOT NULL,
     last_offset   INTEGER NOT NULL,
-    object_key    TEXT    NOT NULL REFERENCES objects (object_key),
+    object_key    TEXT    NOT NULL,
     pos           INTEGER NOT NULL,
     len           INTEGER NOT NULL,
     max_timestamp INTEGER NOT NULL,
     records       INTEGER NOT NULL,
-    PRIMARY KEY (topic_id, partition_id, base_offset),
-    FOREIGN KEY (topic_id, partition_id) REFERENCES partitions (topic_id, partition_id)
+    PRIMARY KEY (topic_id, partition_id, base_offset)
 ) STRICT, WITHOUT ROWID;
 
 CREATE INDEX segments_object ON segments (object_key);
@@ -87,8 +88,7 @@ CREATE TABLE producer_state (
     producer_id  INTEGER NOT NULL,
     epoch        INTEGER NOT NULL,
     batches      TEXT    NOT NULL, -- JSON array of metadata.ProducerBatch
-    PRIMARY KEY (topic_id, partition_id, producer_id),
-    FOREIGN KEY (topic_id, partition_id) REFERENCES partitions (topic_id, partition_id)
+    PRIMARY KEY (topic_id, partition_id, producer_id)
 ) STRICT, WITHOUT ROWID;
 
 -- +goose Down

@@ -1,0 +1,323 @@
+// Package broker is the one Go API every front end (Kafka, REST, gRPC, and
+// the CLI through them) calls: topics, produce, fetch, consumer group
+// offsets, and the placement of partition leadership on this agent. No
+// front end touches storage directly.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/streamhouse/streamhouse/internal/batch"
+	shlog "github.com/streamhouse/streamhouse/internal/log"
+	"github.com/streamhouse/streamhouse/internal/metadata"
+)
+
+// Errors front ends map to their protocol's codes.
+var (
+	ErrInvalidTopic      = errors.New("invalid topic")
+	ErrUnknownTopic      = errors.New("unknown topic")
+	ErrTopicExists       = errors.New("topic already exists")
+	ErrInvalidPartitions = errors.New("invalid partition count")
+	ErrUnknownPartition  = errors.New("unknown partition")
+	ErrInvalidConfig     = errors.New("invalid config")
+	ErrInvalidRequest    = errors.New("invalid request")
+	ErrUnknownGroup      = errors.New("unknown consumer group")
+	ErrGroupExists       = errors.New("consumer group already exists")
+)
+
+// mapStoreErr turns metadata errors into broker errors, keeping the chain.
+func mapStoreErr(err error) error {
+	switch {
+	case errors.Is(err, metadata.ErrTopicNotFound):
+		return fmt.Errorf("%w: %w", ErrUnknownTopic, err)
+	case errors.Is(err, metadata.ErrTopicExists):
+		return fmt.Errorf("%w: %w", ErrTopicExists, err)
+	case errors.Is(err, metadata.ErrInvalidPartitions):
+		return fmt.Errorf("%w: %w", ErrInvalidPartitions, err)
+	case errors.Is(err, metadata.ErrPartitionNotFound):
+		return fmt.Errorf("%w: %w", ErrUnknownPartition, err)
+	case errors.Is(err, metadata.ErrGroupNotFound):
+		return fmt.Errorf("%w: %w", ErrUnknownGroup, err)
+	}
+	return err
+}
+
+// Config configures a Broker.
+type Config struct {
+	AgentID string
+	Addr    string // advertised Kafka address of this agent
+	Rack    string
+	Store   metadata.Store
+	Log     *shlog.Log
+	Logger  *slog.Logger
+	// LeaseTTL must match the log's; placement runs every LeaseTTL/3.
+	LeaseTTL time.Duration
+	Now      func() time.Time
+}
+
+// Broker is the shared API. Create with New, start placement with Run.
+type Broker struct {
+	agentID string
+	cfg     Config
+	store   metadata.Store
+	plog    *shlog.Log
+	log     *slog.Logger
+	now     func() time.Time
+
+	mu     sync.Mutex
+	topics map[string]cachedTopic
+	rr     atomic.Uint32 // round-robin for keyless records
+
+	placeMu   sync.Mutex // serialises placement
+	placeKick chan struct{}
+}
+
+type cachedTopic struct {
+	t  metadata.Topic
+	at time.Time
+}
+
+// topicCacheTTL bounds how stale a cached topic may be; every local change
+// invalidates it at once.
+const topicCacheTTL = time.Second
+
+// New creates a Broker and registers its agent.
+func New(ctx context.Context, cfg Config) (*Broker, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 10 * time.Second
+	}
+	b := &Broker{
+		agentID:   cfg.AgentID,
+		cfg:       cfg,
+		store:     cfg.Store,
+		plog:      cfg.Log,
+		log:       cfg.Logger.With("component", "broker"),
+		now:       cfg.Now,
+		topics:    make(map[string]cachedTopic),
+		placeKick: make(chan struct{}, 1),
+	}
+	now := b.now()
+	if err := b.store.RegisterAgent(ctx, metadata.Agent{ID: cfg.AgentID, Addr: cfg.Addr, Rack: cfg.Rack, StartedAt: now, HeartbeatAt: now}); err != nil {
+		return nil, fmt.Errorf("register agent %s: %w", cfg.AgentID, err)
+	}
+	return b, nil
+}
+
+// AgentID is this agent's ID.
+func (b *Broker) AgentID() string { return b.agentID }
+
+// Store exposes the metadata store (for readiness checks).
+func (b *Broker) Store() metadata.Store { return b.store }
+
+func (b *Broker) cachedTopic(name string) (metadata.Topic, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c, ok := b.topics[name]
+	if !ok || b.now().Sub(c.at) > topicCacheTTL {
+		return metadata.Topic{}, false
+	}
+	return c.t, true
+}
+
+func (b *Broker) cacheTopic(t metadata.Topic) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.topics[t.Name] = cachedTopic{t: t, at: b.now()}
+}
+
+func (b *Broker) forgetTopic(name string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.topics, name)
+}
+
+// partition resolves a topic partition, checking the partition exists.
+func (b *Broker) partition(ctx context.Context, topic string, partition int32) (metadata.Topic, metadata.TopicPartition, error) {
+	t, err := b.Topic(ctx, topic)
+	if err != nil {
+		return t, metadata.TopicPartition{}, err
+	}
+	if partition < 0 || partition >= t.Partitions {
+		return t, metadata.TopicPartition{}, fmt.Errorf("%w: topic %s has partitions 0..%d, not %d", ErrUnknownPartition, topic, t.Partitions-1, partition)
+	}
+	return t, metadata.TopicPartition{TopicID: t.ID, Partition: partition}, nil
+}
+
+// Produce appends raw record batches (the Kafka path) to one partition.
+func (b *Broker) Produce(ctx context.Context, topic string, partition int32, records []byte, mode shlog.AckMode) (shlog.AppendResult, error) {
+	_, tp, err := b.partition(ctx, topic, partition)
+	if err != nil {
+		return shlog.AppendResult{}, err
+	}
+	return b.plog.Append(ctx, tp, records, mode)
+}
+
+// Record is a plain record from REST or gRPC.
+type Record = batch.Record
+
+// RecordOffset says where one produced record went.
+type RecordOffset struct {
+	Partition int32
+	Offset    int64
+	Timestamp int64
+}
+
+// ProduceRecords builds plain records into batches (one per partition) and
+// appends them. partition < 0 picks the partition per record: Kafka's
+// murmur2 of the key, or round-robin for records without a key. Results
+// are in the order of records. It is all-or-nothing per partition.
+func (b *Broker) ProduceRecords(ctx context.Context, topic string, partition int32, records []Record, mode shlog.AckMode, opts batch.BuildOptions) ([]RecordOffset, error) {
+	if len(records) == 0 {
+		return nil, fmt.Errorf("%w: no records", ErrInvalidRequest)
+	}
+	t, err := b.Topic(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	if partition >= t.Partitions {
+		return nil, fmt.Errorf("%w: topic %s has partitions 0..%d, not %d", ErrUnknownPartition, topic, t.Partitions-1, partition)
+	}
+	now := b.now().UnixMilli()
+	byPart := make(map[int32][]int)
+	var order []int32
+	for i := range records {
+		p := partition
+		if p < 0 {
+			if records[i].Key != nil {
+				p = KeyPartition(records[i].Key, t.Partitions)
+			} else {
+				p = int32(b.rr.Add(1) % uint32(t.Partitions))
+			}
+		}
+		if records[i].Timestamp == 0 {
+			records[i].Timestamp = now
+		}
+		if _, ok := byPart[p]; !ok {
+			order = append(order, p)
+		}
+		byPart[p] = append(byPart[p], i)
+	}
+	out := make([]RecordOffset, len(records))
+	for _, p := range order {
+		idx := byPart[p]
+		recs := make([]Record, len(idx))
+		for j, i := range idx {
+			recs[j] = records[i]
+		}
+		raw, err := batch.Build(recs, opts)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+		}
+		res, err := b.plog.Append(ctx, metadata.TopicPartition{TopicID: t.ID, Partition: p}, raw, mode)
+		if err != nil {
+			return nil, err
+		}
+		for j, i := range idx {
+			ts := recs[j].Timestamp
+			if res.LogAppendTime >= 0 {
+				ts = res.LogAppendTime
+			}
+			out[i] = RecordOffset{Partition: p, Offset: res.BaseOffset + int64(j), Timestamp: ts}
+		}
+	}
+	return out, nil
+}
+
+// Fetch reads raw batches (the Kafka path), waiting up to maxWait at the
+// high watermark.
+func (b *Broker) Fetch(ctx context.Context, topic string, partition int32, offset int64, maxBytes int, maxWait time.Duration) (shlog.ReadResult, error) {
+	_, tp, err := b.partition(ctx, topic, partition)
+	if err != nil {
+		return shlog.ReadResult{}, err
+	}
+	return b.plog.Read(ctx, tp, offset, maxBytes, maxWait)
+}
+
+// ConsumedRecords is the answer to Consume.
+type ConsumedRecords struct {
+	Records        []Record
+	NextOffset     int64
+	HighWatermark  int64
+	LogStartOffset int64
+}
+
+// Consume decodes up to maxRecords records of a partition from offset (the
+// REST and gRPC path), skipping control records. It waits up to maxWait
+// when there is nothing yet.
+func (b *Broker) Consume(ctx context.Context, topic string, partition int32, offset int64, maxRecords int, maxWait time.Duration) (ConsumedRecords, error) {
+	if maxRecords <= 0 {
+		return ConsumedRecords{}, fmt.Errorf("%w: maxRecords must be positive", ErrInvalidRequest)
+	}
+	_, tp, err := b.partition(ctx, topic, partition)
+	if err != nil {
+		return ConsumedRecords{}, err
+	}
+	out := ConsumedRecords{NextOffset: offset}
+	wait := maxWait
+	for len(out.Records) < maxRecords {
+		res, err := b.plog.Read(ctx, tp, out.NextOffset, 1<<20, wait)
+		if err != nil {
+			return out, err
+		}
+		wait = 0
+		out.HighWatermark, out.LogStartOffset = res.HighWatermark, res.LogStartOffset
+		if len(res.Records) == 0 {
+			break
+		}
+		raws, err := batch.Split(res.Records)
+		if err != nil {
+			return out, fmt.Errorf("consume %s/%d: %w", topic, partition, err)
+		}
+		for _, raw := range raws {
+			h, recs, err := batch.Records(raw)
+			if err != nil {
+				return out, fmt.Errorf("consume %s/%d: %w", topic, partition, err)
+			}
+			for _, r := range recs {
+				if r.Offset < out.NextOffset || len(out.Records) >= maxRecords {
+					continue
+				}
+				if !h.IsControl() {
+					out.Records = append(out.Records, r)
+				}
+				out.NextOffset = r.Offset + 1
+			}
+			if len(out.Records) < maxRecords && h.LastOffset() >= out.NextOffset {
+				// Records removed by compaction leave offset gaps.
+				out.NextOffset = h.LastOffset() + 1
+			}
+		}
+	}
+	return out, nil
+}
+
+// Offsets returns a partition's log start offset and high watermark.
+func (b *Broker) Offsets(ctx context.Context, topic string, partition int32) (logStart, hw int64, err error) {
+	_, tp, err := b.partition(ctx, topic, partition)
+	if err != nil {
+		return 0, 0, err
+	}
+	hw, logStart, err = b.plog.HighWatermark(ctx, tp)
+	return logStart, hw, err
+}
+
+// clampInt32 converts an int to int32, saturating.
+func clampInt32(n int) int32 {
+	if n > math.MaxInt32 {
+		return math.MaxInt32
+	}
+	return int32(n)
+}

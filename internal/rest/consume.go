@@ -1,0 +1,129 @@
+package rest
+
+import (
+	"errors"
+	"net/http"
+	"time"
+	"unicode/utf8"
+
+	"github.com/streamhouse/streamhouse/internal/broker"
+	shlog "github.com/streamhouse/streamhouse/internal/log"
+)
+
+// Consume limits: maxRecords defaults to 100 and is capped at 10000;
+// wait_ms defaults to 0 (answer at once) and is capped at 30000.
+const (
+	defaultMaxRecords = 100
+	maxMaxRecords     = 10000
+	maxWaitMs         = 30000
+)
+
+// consumedJSON is one consumed record. Key and value are null for null,
+// text when every non-null one of them is valid UTF-8, and otherwise both
+// base64 with encoding "base64". Header values are text, or all base64
+// with headers_encoding "base64" when any is not valid UTF-8 (a null header
+// value becomes ""; a repeated header key keeps its last value).
+type consumedJSON struct {
+	Partition       int32             `json:"partition"`
+	Offset          int64             `json:"offset"`
+	Key             *string           `json:"key"`
+	Value           *string           `json:"value"`
+	Timestamp       int64             `json:"timestamp"`
+	Headers         map[string]string `json:"headers"`
+	Encoding        string            `json:"encoding,omitempty"`
+	HeadersEncoding string            `json:"headers_encoding,omitempty"`
+}
+
+// consumeResponse is GET /api/v1/consume. nextOffset is the offset to ask
+// for next; highWatermark the offset the next produced record gets.
+type consumeResponse struct {
+	Records       []consumedJSON `json:"records"`
+	NextOffset    int64          `json:"nextOffset"`
+	HighWatermark int64          `json:"highWatermark"`
+}
+
+func toConsumedJSON(partition int32, rec broker.Record) consumedJSON {
+	b64 := !validUTF8(rec.Key) || !validUTF8(rec.Value)
+	out := consumedJSON{
+		Partition: partition,
+		Offset:    rec.Offset,
+		Key:       textOrBase64(rec.Key, b64),
+		Value:     textOrBase64(rec.Value, b64),
+		Timestamp: rec.Timestamp,
+		Headers:   make(map[string]string, len(rec.Headers)),
+	}
+	if b64 {
+		out.Encoding = "base64"
+	}
+	hb64 := false
+	for _, h := range rec.Headers {
+		if !utf8.Valid(h.Value) {
+			hb64 = true
+		}
+	}
+	for _, h := range rec.Headers {
+		out.Headers[h.Key] = *textOrBase64(append([]byte{}, h.Value...), hb64)
+	}
+	if hb64 {
+		out.HeadersEncoding = "base64"
+	}
+	return out
+}
+
+func (s *server) consume(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	topic := q.Get("topic")
+	if topic == "" {
+		return badRequest("query parameter topic is required")
+	}
+	partition, err := queryInt(q, 0, "partition")
+	if err != nil {
+		return err
+	}
+	offset, err := queryInt(q, 0, "offset")
+	if err != nil {
+		return err
+	}
+	maxRecords, err := queryInt(q, defaultMaxRecords, "maxRecords", "max_records", "limit")
+	if err != nil {
+		return err
+	}
+	waitMs, err := queryInt(q, 0, "wait_ms")
+	if err != nil {
+		return err
+	}
+	switch {
+	case partition < 0 || partition > int64(broker.MaxPartitions):
+		return badRequest("partition %d does not exist", partition)
+	case offset < 0:
+		return badRequest("offset %d is negative", offset)
+	case maxRecords <= 0:
+		return badRequest("maxRecords must be positive, not %d", maxRecords)
+	case waitMs < 0:
+		return badRequest("wait_ms must not be negative, not %d", waitMs)
+	}
+	maxRecords = min(maxRecords, maxMaxRecords)
+	waitMs = min(waitMs, maxWaitMs)
+
+	p := int32(partition)
+	res, err := s.b.Consume(r.Context(), topic, p, offset, int(maxRecords), time.Duration(waitMs)*time.Millisecond)
+	switch {
+	case errors.Is(err, broker.ErrUnknownTopic):
+		return notFound("topic %q does not exist", topic)
+	case errors.Is(err, shlog.ErrOffsetOutOfRange):
+		logStart, hw, oerr := s.b.Offsets(r.Context(), topic, p)
+		if oerr != nil {
+			return badRequest("offset %d is out of range", offset)
+		}
+		return badRequest("offset %d is out of range: partition %d of %q has offsets %d..%d (%d is the next offset to be written)",
+			offset, p, topic, logStart, hw, hw)
+	case err != nil:
+		return err
+	}
+	out := consumeResponse{Records: make([]consumedJSON, 0, len(res.Records)), NextOffset: res.NextOffset, HighWatermark: res.HighWatermark}
+	for _, rec := range res.Records {
+		out.Records = append(out.Records, toConsumedJSON(p, rec))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}

@@ -1,0 +1,186 @@
+package rest
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+
+	"github.com/streamhouse/streamhouse/internal/broker"
+)
+
+// groupOffsetJSON is one partition a group committed, with its lag. The
+// high watermark and lag are 0 when the topic no longer exists.
+type groupOffsetJSON struct {
+	Topic           string `json:"topic"`
+	Partition       int32  `json:"partition"`
+	CommittedOffset int64  `json:"committed_offset"`
+	HighWatermark   int64  `json:"high_watermark"`
+	Lag             int64  `json:"lag"`
+}
+
+// groupSummaryJSON is one group of GET /api/v1/consumer-groups.
+type groupSummaryJSON struct {
+	GroupID    string            `json:"group_id"`
+	TotalLag   int64             `json:"total_lag"`
+	Partitions []groupOffsetJSON `json:"partitions"`
+}
+
+// memberJSON is one member of a group (filled by the Kafka group
+// coordinator once it exists).
+type memberJSON struct {
+	MemberID string `json:"member_id"`
+	ClientID string `json:"client_id"`
+	Host     string `json:"host"`
+}
+
+// groupJSON is GET /api/v1/consumer-groups/{id}. state is Kafka's group
+// state; "Empty" while no member is connected.
+type groupJSON struct {
+	GroupID  string            `json:"group_id"`
+	State    string            `json:"state"`
+	Members  []memberJSON      `json:"members"`
+	Offsets  []groupOffsetJSON `json:"offsets"`
+	TotalLag int64             `json:"total_lag"`
+}
+
+// committedJSON is one entry of GET /api/v1/consumer-groups/{id}/offsets.
+type committedJSON struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	Offset    int64  `json:"offset"`
+	Metadata  string `json:"metadata"`
+}
+
+func toGroupOffsets(gl broker.GroupLag) []groupOffsetJSON {
+	out := make([]groupOffsetJSON, 0, len(gl.Partitions))
+	for _, p := range gl.Partitions {
+		out = append(out, groupOffsetJSON{Topic: p.Topic, Partition: p.Partition,
+			CommittedOffset: p.Committed, HighWatermark: p.HighWatermark, Lag: p.Lag})
+	}
+	return out
+}
+
+func toGroupJSON(gl broker.GroupLag) groupJSON {
+	return groupJSON{GroupID: gl.Group, State: "Empty", Members: []memberJSON{},
+		Offsets: toGroupOffsets(gl), TotalLag: gl.TotalLag}
+}
+
+// groupErr names the group in a 404.
+func groupErr(group string, err error) error {
+	if errors.Is(err, broker.ErrUnknownGroup) {
+		return notFound("consumer group %q does not exist", group)
+	}
+	return err
+}
+
+func (s *server) listGroups(w http.ResponseWriter, r *http.Request) error {
+	groups, err := s.b.ListGroups(r.Context())
+	if err != nil {
+		return err
+	}
+	out := make([]groupSummaryJSON, 0, len(groups))
+	for _, g := range groups {
+		out = append(out, groupSummaryJSON{GroupID: g.Group, TotalLag: g.TotalLag, Partitions: toGroupOffsets(g)})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// createGroup answers 201 with the new, empty group.
+func (s *server) createGroup(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		GroupID *string `json:"group_id"`
+	}
+	if err := s.decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.GroupID == nil {
+		return badRequest("group_id is required")
+	}
+	err := s.b.CreateGroup(r.Context(), *req.GroupID)
+	if errors.Is(err, broker.ErrGroupExists) {
+		return &apiError{status: http.StatusConflict, code: codeConflict, msg: sprintf("consumer group %q already exists", *req.GroupID)}
+	}
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/v1/consumer-groups/"+url.PathEscape(*req.GroupID))
+	writeJSON(w, http.StatusCreated, toGroupJSON(broker.GroupLag{Group: *req.GroupID}))
+	return nil
+}
+
+func (s *server) getGroup(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	gl, err := s.b.DescribeGroupLag(r.Context(), id)
+	if err != nil {
+		return groupErr(id, err)
+	}
+	writeJSON(w, http.StatusOK, toGroupJSON(gl))
+	return nil
+}
+
+// deleteGroup answers 204 No Content.
+func (s *server) deleteGroup(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if err := s.b.DeleteGroup(r.Context(), id); err != nil {
+		return groupErr(id, err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *server) groupOffsets(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	gl, err := s.b.DescribeGroupLag(r.Context(), id)
+	if err != nil {
+		return groupErr(id, err)
+	}
+	out := make([]committedJSON, 0, len(gl.Partitions))
+	for _, p := range gl.Partitions {
+		out = append(out, committedJSON{Topic: p.Topic, Partition: p.Partition, Offset: p.Committed, Metadata: p.Metadata})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// commitRequest is POST /api/v1/consumer-groups/commit. Committing for a
+// group that does not exist creates it, as Kafka does.
+type commitRequest struct {
+	GroupID   *string `json:"group_id"`
+	Topic     *string `json:"topic"`
+	Partition *int32  `json:"partition"`
+	Offset    *int64  `json:"offset"`
+	Metadata  string  `json:"metadata"`
+}
+
+func (s *server) commitOffset(w http.ResponseWriter, r *http.Request) error {
+	var req commitRequest
+	if err := s.decode(w, r, &req); err != nil {
+		return err
+	}
+	switch {
+	case req.GroupID == nil:
+		return badRequest("group_id is required")
+	case req.Topic == nil || *req.Topic == "":
+		return badRequest("topic is required")
+	case req.Partition == nil:
+		return badRequest("partition is required")
+	case req.Offset == nil:
+		return badRequest("offset is required")
+	case *req.Partition < 0:
+		return badRequest("partition %d is negative", *req.Partition)
+	case *req.Offset < 0:
+		return badRequest("offset %d is negative", *req.Offset)
+	}
+	err := s.b.CommitOffsets(r.Context(), *req.GroupID, []broker.OffsetCommit{{
+		Topic: *req.Topic, Partition: *req.Partition, Offset: *req.Offset, LeaderEpoch: -1, Metadata: req.Metadata,
+	}})
+	if errors.Is(err, broker.ErrUnknownTopic) {
+		return notFound("topic %q does not exist", *req.Topic)
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"success": true})
+	return nil
+}

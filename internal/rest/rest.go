@@ -1,0 +1,345 @@
+// Package rest serves StreamHouse's JSON REST API (SPEC.md "REST API"):
+// topics, produce, consume, consumer groups, the SQL placeholder, and the
+// operational endpoints /health, /ready and /metrics. It is a thin front end
+// over the broker API: it decodes and validates requests, calls the broker,
+// and maps every broker and log error to an HTTP status and a JSON error
+// body {"error": code, "message": text}.
+package rest
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/streamhouse/streamhouse/internal/batch"
+	"github.com/streamhouse/streamhouse/internal/broker"
+	shlog "github.com/streamhouse/streamhouse/internal/log"
+	"github.com/streamhouse/streamhouse/internal/metadata"
+)
+
+// DefaultMaxBodyBytes bounds request bodies when Config.MaxBodyBytes is not
+// positive (the default of HTTP_MAX_BODY_BYTES).
+const DefaultMaxBodyBytes = 16 << 20
+
+// Config configures the REST handler.
+type Config struct {
+	Broker *broker.Broker
+	Logger *slog.Logger // default slog.Default()
+	// Registry receives the HTTP metrics and is served on /metrics. Default:
+	// a private registry.
+	Registry *prometheus.Registry
+	// MaxBodyBytes bounds request bodies; bigger ones get 413.
+	MaxBodyBytes int64
+	// Ready reports whether the agent can serve (nil error = ready). Nil
+	// means always ready.
+	Ready func(ctx context.Context) error
+}
+
+// Error codes of the JSON error body.
+const (
+	codeBadRequest       = "bad_request"
+	codeNotFound         = "not_found"
+	codeMethodNotAllowed = "method_not_allowed"
+	codeConflict         = "conflict"
+	codeTooLarge         = "payload_too_large"
+	codeUnsupportedMedia = "unsupported_media_type"
+	codeNotReady         = "not_ready"
+	codeNotLeader        = "not_leader"
+	codeUnavailable      = "unavailable"
+	codeTimeout          = "timeout"
+	codeNotImplemented   = "not_implemented"
+	codeInternal         = "internal"
+)
+
+// errorBody is every error response.
+type errorBody struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+// apiError is an error with its HTTP answer decided by the handler.
+type apiError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) error {
+	return &apiError{status: http.StatusBadRequest, code: codeBadRequest, msg: sprintf(format, args...)}
+}
+
+func notFound(format string, args ...any) error {
+	return &apiError{status: http.StatusNotFound, code: codeNotFound, msg: sprintf(format, args...)}
+}
+
+// server holds what the handlers share.
+type server struct {
+	b        *broker.Broker
+	log      *slog.Logger
+	maxBody  int64
+	ready    func(ctx context.Context) error
+	mux      *http.ServeMux
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// handlerFunc is a handler that returns its error for writeError.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// New returns the REST API handler.
+func New(cfg Config) http.Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.Ready == nil {
+		cfg.Ready = func(context.Context) error { return nil }
+	}
+	s := &server{
+		b:       cfg.Broker,
+		log:     cfg.Logger.With("component", "rest"),
+		maxBody: cfg.MaxBodyBytes,
+		ready:   cfg.Ready,
+		mux:     http.NewServeMux(),
+	}
+	s.requests = register(cfg.Registry, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamhouse_http_requests_total",
+		Help: "REST requests by route (the mux pattern) and status code.",
+	}, []string{"route", "code"}))
+	s.duration = register(cfg.Registry, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "streamhouse_http_request_duration_seconds",
+		Help:    "REST request latency by route (the mux pattern).",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18), // 0.5ms .. ~65s (long polls)
+	}, []string{"route"}))
+
+	s.mux.HandleFunc("GET /health", s.health)
+	s.mux.HandleFunc("GET /ready", s.readiness)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}))
+
+	s.handle("GET /api/v1/topics", s.listTopics)
+	s.handle("POST /api/v1/topics", s.createTopic)
+	s.handle("GET /api/v1/topics/{name}", s.getTopic)
+	s.handle("DELETE /api/v1/topics/{name}", s.deleteTopic)
+	s.handle("GET /api/v1/topics/{name}/partitions", s.topicPartitions)
+
+	s.handle("POST /api/v1/produce", s.produce)
+	s.handle("POST /api/v1/produce/batch", s.produceBatch)
+	s.handle("GET /api/v1/consume", s.consume)
+
+	s.handle("GET /api/v1/consumer-groups", s.listGroups)
+	s.handle("POST /api/v1/consumer-groups", s.createGroup)
+	s.handle("POST /api/v1/consumer-groups/commit", s.commitOffset)
+	s.handle("GET /api/v1/consumer-groups/{id}", s.getGroup)
+	s.handle("DELETE /api/v1/consumer-groups/{id}", s.deleteGroup)
+	s.handle("GET /api/v1/consumer-groups/{id}/offsets", s.groupOffsets)
+
+	s.handle("POST /api/v1/sql", s.sql)
+	return s
+}
+
+// register registers c, or returns the collector already registered under
+// its name (New may be called more than once with one registry).
+func register[C prometheus.Collector](reg *prometheus.Registry, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic(err) // a programming error: same name, different shape
+	}
+	return c
+}
+
+func (s *server) handle(pattern string, h handlerFunc) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+// ServeHTTP routes a request, turning the mux's plain-text 404 and 405 into
+// JSON errors, and records the request's metrics and debug log.
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	// Handler only finds the route; serving through the mux itself sets
+	// the request's path values.
+	var h http.Handler = s.mux
+	found, route := s.mux.Handler(r)
+	if route == "" {
+		route = "unmatched"
+		h = s.unmatched(found)
+	}
+	h.ServeHTTP(sw, r)
+	if sw.status == 0 {
+		sw.status = http.StatusOK
+	}
+	elapsed := time.Since(start)
+	s.requests.WithLabelValues(route, strconv.Itoa(sw.status)).Inc()
+	s.duration.WithLabelValues(route).Observe(elapsed.Seconds())
+	s.log.Debug("http request", "method", r.Method, "path", r.URL.Path, "route", route,
+		"status", sw.status, "bytes", sw.bytes, "duration", elapsed)
+}
+
+// unmatched answers a request no pattern matched: the mux's own answer
+// (a redirect to a clean path) or a JSON 404 or 405.
+func (s *server) unmatched(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		probe := &probeWriter{header: make(http.Header)}
+		h.ServeHTTP(probe, r)
+		switch probe.status {
+		case http.StatusNotFound:
+			writeJSON(w, http.StatusNotFound, errorBody{Error: codeNotFound, Message: "no such endpoint: " + r.Method + " " + r.URL.Path})
+		case http.StatusMethodNotAllowed:
+			allow := probe.header.Get("Allow")
+			w.Header().Set("Allow", allow)
+			writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: codeMethodNotAllowed,
+				Message: "method " + r.Method + " is not allowed on " + r.URL.Path + "; allowed: " + allow})
+		default:
+			h.ServeHTTP(w, r)
+		}
+	})
+}
+
+// probeWriter records what a handler would answer, discarding the body.
+type probeWriter struct {
+	header http.Header
+	status int
+}
+
+func (p *probeWriter) Header() http.Header { return p.header }
+func (p *probeWriter) WriteHeader(code int) {
+	if p.status == 0 {
+		p.status = code
+	}
+}
+func (p *probeWriter) Write(b []byte) (int, error) {
+	p.WriteHeader(http.StatusOK)
+	return len(b), nil
+}
+
+// statusWriter records the status and size of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += n
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (s *server) health(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *server) readiness(w http.ResponseWriter, r *http.Request) {
+	if err := s.ready(r.Context()); err != nil {
+		s.log.Warn("not ready", "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: codeNotReady, Message: "not ready: " + err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *server) sql(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Query *string `json:"query"`
+	}
+	if err := s.decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.Query == nil || strings.TrimSpace(*req.Query) == "" {
+		return badRequest("query is required")
+	}
+	return &apiError{status: http.StatusNotImplemented, code: codeNotImplemented,
+		msg: "SQL over topics is not available yet: it arrives with the SQL work"}
+}
+
+// writeError answers err: an *apiError as decided by the handler, a known
+// broker, log or batch error by its meaning, and anything else as a logged
+// 500.
+func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := http.StatusInternalServerError, codeInternal
+	msg := err.Error()
+	var ae *apiError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &ae):
+		status, code, msg = ae.status, ae.code, ae.msg
+	case errors.As(err, &mbe):
+		status, code = http.StatusRequestEntityTooLarge, codeTooLarge
+		msg = "request body is larger than " + strconv.FormatInt(mbe.Limit, 10) + " bytes"
+	case errors.Is(err, broker.ErrUnknownTopic), errors.Is(err, metadata.ErrTopicNotFound),
+		errors.Is(err, broker.ErrUnknownGroup), errors.Is(err, metadata.ErrGroupNotFound),
+		errors.Is(err, metadata.ErrPartitionNotFound):
+		status, code = http.StatusNotFound, codeNotFound
+	case errors.Is(err, broker.ErrTopicExists), errors.Is(err, metadata.ErrTopicExists),
+		errors.Is(err, broker.ErrGroupExists):
+		status, code = http.StatusConflict, codeConflict
+	case errors.Is(err, batch.ErrTooLarge):
+		status, code = http.StatusRequestEntityTooLarge, codeTooLarge
+	case errors.Is(err, broker.ErrInvalidTopic), errors.Is(err, broker.ErrInvalidPartitions),
+		errors.Is(err, broker.ErrInvalidConfig), errors.Is(err, broker.ErrInvalidRequest),
+		errors.Is(err, broker.ErrUnknownPartition),
+		errors.Is(err, batch.ErrInvalidRecord), errors.Is(err, batch.ErrCorrupt),
+		errors.Is(err, batch.ErrUnsupportedMagic),
+		errors.Is(err, shlog.ErrOutOfOrderSequence), errors.Is(err, shlog.ErrInvalidProducerEpoch),
+		errors.Is(err, shlog.ErrOffsetOutOfRange), errors.Is(err, metadata.ErrOffsetOutOfRange),
+		errors.Is(err, metadata.ErrInvalidPartitions):
+		status, code = http.StatusBadRequest, codeBadRequest
+	case errors.Is(err, shlog.ErrNotLeader), errors.Is(err, metadata.ErrLeaseHeld):
+		status, code = http.StatusServiceUnavailable, codeNotLeader
+		msg = "this agent does not lead the partition; retry: " + msg
+	case errors.Is(err, shlog.ErrClosed):
+		status, code = http.StatusServiceUnavailable, codeUnavailable
+		msg = "the server is shutting down: " + msg
+	case errors.Is(err, context.DeadlineExceeded):
+		status, code = http.StatusGatewayTimeout, codeTimeout
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads this answer.
+		status, code = http.StatusServiceUnavailable, codeUnavailable
+	}
+	if status == http.StatusInternalServerError {
+		s.log.Error("http request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		msg = "internal error; see the server log"
+	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, status, errorBody{Error: code, Message: msg})
+}

@@ -1,0 +1,251 @@
+// Package server wires one StreamHouse agent together from its Config: the
+// object store and metadata store backends, the partition log, the broker
+// API, and the listeners (REST with the schema registry, health and
+// metrics). cmd/streamhouse only parses settings and handles signals.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/streamhouse/streamhouse/internal/broker"
+	"github.com/streamhouse/streamhouse/internal/config"
+	shlog "github.com/streamhouse/streamhouse/internal/log"
+	"github.com/streamhouse/streamhouse/internal/metadata"
+	"github.com/streamhouse/streamhouse/internal/metadata/sqlstore"
+	"github.com/streamhouse/streamhouse/internal/objstore"
+	"github.com/streamhouse/streamhouse/internal/rest"
+)
+
+// Server is one running agent.
+type Server struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	reg    *prometheus.Registry
+	bucket objstore.Bucket
+	store  metadata.Store
+	plog   *shlog.Log
+	broker *broker.Broker
+
+	httpLn  net.Listener
+	httpSrv *http.Server
+}
+
+// New opens the backends and binds the listeners. Nothing is served until
+// Run. On error everything opened so far is closed.
+func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (s *Server, err error) {
+	start := time.Now()
+	s = &Server{cfg: cfg, log: logger, reg: prometheus.NewRegistry()}
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	defer func() {
+		if err != nil {
+			s.closeBackends()
+		}
+	}()
+
+	if s.bucket, err = openBucket(ctx, cfg, logger); err != nil {
+		return nil, err
+	}
+	s.bucket = objstore.WithMetrics(s.bucket, s.reg, cfg.Storage)
+	if s.store, err = openStore(ctx, cfg, logger); err != nil {
+		return nil, err
+	}
+	cacheDir := cfg.CacheDir
+	if cfg.CacheSize == 0 {
+		cacheDir = ""
+	}
+	hot := cfg.HotTailBytes
+	if hot == 0 {
+		hot = -1
+	}
+	s.plog, err = shlog.Open(ctx, shlog.Config{
+		AgentID:          cfg.AgentID,
+		Bucket:           s.bucket,
+		Store:            s.store,
+		Logger:           logger,
+		Metrics:          s.reg,
+		FlushMinInterval: cfg.FlushMinInterval,
+		FlushInterval:    cfg.FlushInterval,
+		DurableMaxAge:    cfg.DurableBatchMaxAge,
+		MaxObjectBytes:   cfg.DurableBatchMaxBytes,
+		MaxObjectRecords: cfg.DurableBatchMaxRecords,
+		MaxPendingBytes:  cfg.MaxBufferBytes,
+		LeaseTTL:         cfg.LeaseTTL,
+		HotTailBytes:     hot,
+		CacheDir:         cacheDir,
+		CacheBytes:       cfg.CacheSize,
+		GCGrace:          cfg.GCGrace,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open partition log: %w", err)
+	}
+
+	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("listen HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+	}
+	s.broker, err = broker.New(ctx, broker.Config{
+		AgentID:  cfg.AgentID,
+		Addr:     cfg.KafkaAdvertisedAddr,
+		Rack:     cfg.Rack,
+		Store:    s.store,
+		Log:      s.plog,
+		Logger:   logger,
+		LeaseTTL: cfg.LeaseTTL,
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Take this agent's partitions before listening, so the first requests
+	// after a (re)start do not meet "not leader".
+	s.broker.Place(ctx)
+	s.httpSrv = &http.Server{
+		Handler: rest.New(rest.Config{
+			Broker:       s.broker,
+			Logger:       logger,
+			Registry:     s.reg,
+			MaxBodyBytes: cfg.HTTPMaxBodyBytes,
+			Ready:        s.ready,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	logger.Info("streamhouse ready to serve",
+		"agent", cfg.AgentID, "storage", cfg.Storage, "metadata", cfg.Metadata,
+		"http", s.httpLn.Addr().String(), "startup", time.Since(start).Round(time.Microsecond))
+	return s, nil
+}
+
+func openBucket(ctx context.Context, cfg *config.Config, logger *slog.Logger) (objstore.Bucket, error) {
+	if cfg.Storage == config.StorageLocal {
+		b, err := objstore.NewLocal(cfg.LocalStoragePath)
+		if err != nil {
+			return nil, fmt.Errorf("open local storage %s: %w", cfg.LocalStoragePath, err)
+		}
+		return b, nil
+	}
+	retries := cfg.S3UploadRetries
+	if retries == 0 {
+		retries = -1 // none; 0 means the default to objstore
+	}
+	b, err := objstore.NewS3(ctx, objstore.S3Config{
+		Bucket:              cfg.Bucket,
+		Region:              cfg.Region,
+		Endpoint:            cfg.S3Endpoint,
+		AccessKey:           cfg.AWSAccessKeyID,
+		SecretKey:           cfg.AWSSecretAccessKey,
+		UploadRetries:       retries,
+		MultipartThreshold:  cfg.MultipartThreshold,
+		MultipartPartSize:   cfg.MultipartPartSize,
+		ParallelUploadParts: cfg.ParallelUploadParts,
+		Throttle:            cfg.ThrottleEnabled,
+		Logger:              logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open S3 bucket %s: %w", cfg.Bucket, err)
+	}
+	return b, nil
+}
+
+func openStore(ctx context.Context, cfg *config.Config, logger *slog.Logger) (metadata.Store, error) {
+	if cfg.Metadata == config.MetadataPostgres {
+		st, err := sqlstore.OpenPostgres(ctx, cfg.DatabaseURL, logger)
+		if err != nil {
+			return nil, fmt.Errorf("open PostgreSQL metadata: %w", err)
+		}
+		return st, nil
+	}
+	st, err := sqlstore.OpenSQLite(ctx, cfg.MetadataPath, logger)
+	if err != nil {
+		return nil, fmt.Errorf("open SQLite metadata %s: %w", cfg.MetadataPath, err)
+	}
+	return st, nil
+}
+
+// HTTPAddr is the bound REST address.
+func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
+
+// Broker exposes the broker API (for in-process tests and front ends).
+func (s *Server) Broker() *broker.Broker { return s.broker }
+
+// ready reports whether the metadata and object stores answer.
+func (s *Server) ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		return fmt.Errorf("metadata store: %w", err)
+	}
+	if _, err := s.bucket.Get(ctx, "ready-probe/none"); err != nil && !objstore.IsNotFound(err) {
+		return fmt.Errorf("object store: %w", err)
+	}
+	return nil
+}
+
+// Run serves until ctx is done, then shuts down gracefully: listeners stop,
+// partitions are handed over after their buffered data is committed, and
+// the backends close. It returns the first serving error, if any.
+func (s *Server) Run(ctx context.Context) error {
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); s.broker.Run(bg) }()
+	go func() { defer wg.Done(); s.plog.RunGC(bg, s.cfg.GCInterval) }()
+
+	errc := make(chan error, 1)
+	go func() {
+		if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("serve HTTP: %w", err)
+		}
+	}()
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	s.log.Info("shutting down")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.httpSrv.Shutdown(shutCtx); err != nil {
+		s.log.Warn("HTTP shutdown", "err", err)
+	}
+	stopBG()
+	wg.Wait()
+	if err := s.broker.Shutdown(shutCtx); err != nil {
+		s.log.Warn("hand over partitions", "err", err)
+	}
+	if err := s.plog.Close(shutCtx); err != nil {
+		s.log.Error("close partition log", "err", err)
+		runErr = errors.Join(runErr, err)
+	}
+	s.closeBackends()
+	s.log.Info("stopped")
+	return runErr
+}
+
+func (s *Server) closeBackends() {
+	if s.plog != nil && s.httpSrv == nil {
+		// New failed after opening the log: stop its goroutines.
+		_ = s.plog.Close(context.Background())
+	}
+	if s.httpLn != nil {
+		_ = s.httpLn.Close()
+	}
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			s.log.Warn("close metadata store", "err", err)
+		}
+	}
+	if s.bucket != nil {
+		if err := s.bucket.Close(); err != nil {
+			s.log.Warn("close object store", "err", err)
+		}
+	}
+}
