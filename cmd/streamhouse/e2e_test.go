@@ -333,3 +333,42 @@ func TestRestart(t *testing.T) {
 		})
 	}
 }
+
+// TestReadmeExamples runs the README's REST examples, as written, against a
+// real server: each curl must succeed (HTTP status below 400).
+func TestReadmeExamples(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatal("curl is needed to run the README's examples")
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const startMark, endMark = "<!-- readme-examples:start -->", "<!-- readme-examples:end -->"
+	s := string(readme)
+	i, j := strings.Index(s, startMark), strings.Index(s, endMark)
+	if i < 0 || j < i {
+		t.Fatal("README.md lacks the readme-examples markers")
+	}
+	script := strings.TrimSpace(s[i+len(startMark) : j])
+	script = strings.TrimPrefix(script, "```bash")
+	script = strings.TrimSuffix(script, "```")
+	if strings.Count(script, "curl ") < 5 {
+		t.Fatalf("found too few examples in:\n%s", script)
+	}
+	dir := t.TempDir()
+	srv := start(t, dir, backends(t)[0].env(t, dir))
+	script = strings.ReplaceAll(script, "http://localhost:8080", srv.url)
+	script = strings.ReplaceAll(script, "curl -sS", "curl -sS --fail-with-body")
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("README examples failed: %v\n%s", err, out)
+	}
+	for _, want := range []string{`"name":"events"`, `"value":"b"`, `"source":"readme"`, `"group_id":"billing"`, `"lag":1`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("README examples' output lacks %s:\n%s", want, out)
+		}
+	}
+}

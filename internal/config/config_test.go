@@ -3,8 +3,10 @@ package config
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -511,5 +513,33 @@ func TestNewLogger(t *testing.T) {
 	log.Warn("shown")
 	if out := buf.String(); strings.Contains(out, "hidden") || !strings.HasPrefix(out, "{") || !strings.Contains(out, "shown") {
 		t.Errorf("logger output %q", out)
+	}
+}
+
+var updateReadme = flag.Bool("update-readme", false, "rewrite README.md's configuration table from Markdown()")
+
+// The README's configuration table is Markdown(), so it cannot drift from
+// the code.
+func TestReadmeConfigTable(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const start, end = "<!-- config-table:start -->\n", "<!-- config-table:end -->"
+	s := string(readme)
+	i, j := strings.Index(s, start), strings.Index(s, end)
+	if i < 0 || j < i {
+		t.Fatal("README.md lacks the config-table markers")
+	}
+	if got := s[i+len(start) : j]; got != Markdown() {
+		if *updateReadme {
+			s = s[:i+len(start)] + Markdown() + s[j:]
+			if err := os.WriteFile("../../README.md", []byte(s), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		t.Fatalf("README.md's configuration table differs from config.Markdown(); run: go test ./internal/config -run ReadmeConfigTable -update-readme")
 	}
 }

@@ -59,10 +59,10 @@ var vars = []variable{
 		help:  "REST API, schema registry under `/schemas`, `/health`, `/ready`, `/metrics`",
 		field: func(c *Config) any { return &c.HTTPAddr }},
 	{name: "GRPC_ADDR", group: "Listeners", def: "0.0.0.0:50051", kind: kindAddr,
-		help:  "gRPC service `streamhouse.StreamHouse` (with server reflection)",
+		help:  "gRPC service `streamhouse.StreamHouse` (with server reflection). The gRPC listener is not implemented yet",
 		field: func(c *Config) any { return &c.GRPCAddr }},
 	{name: "KAFKA_ADDR", group: "Listeners", def: "0.0.0.0:9092", kind: kindAddr,
-		help:  "Kafka wire protocol",
+		help:  "Kafka wire protocol. The Kafka listener is not implemented yet",
 		field: func(c *Config) any { return &c.KafkaAddr }},
 	{name: "KAFKA_ADVERTISED_ADDR", group: "Listeners", kind: kindAdvert, dynamic: true,
 		doc:   "derived from `KAFKA_ADDR`",
@@ -162,10 +162,10 @@ var vars = []variable{
 		help:  "memory bound on buffered plus uploading data, at least `DURABLE_BATCH_MAX_BYTES`; produces wait while it is exceeded",
 		field: func(c *Config) any { return &c.MaxBufferBytes }},
 	{name: "SEGMENT_MAX_SIZE", group: "Write path", def: "1048576", kind: kindInt, what: "bytes", min: kib,
-		help:  "size of the per-partition segments compaction writes",
+		help:  "size of the per-partition segments compaction writes (compaction is not implemented yet: accepted and logged)",
 		field: func(c *Config) any { return &c.SegmentMaxSize }},
 	{name: "SEGMENT_MAX_AGE_MS", group: "Write path", def: "10000", kind: kindInt, what: "milliseconds", min: 1, unit: time.Millisecond,
-		help:  "time span of the per-partition segments compaction writes",
+		help:  "time span of the per-partition segments compaction writes (compaction is not implemented yet: accepted and logged)",
 		field: func(c *Config) any { return &c.SegmentMaxAge }},
 
 	// S3 upload
@@ -220,7 +220,7 @@ var vars = []variable{
 
 	// Write-ahead log
 	{name: "WAL_ENABLED", group: "Write-ahead log", def: "false", kind: kindBool,
-		help:  "keep buffered (not yet durable) writes in a local log that survives a crash",
+		help:  "keep buffered (not yet durable) writes in a local log that survives a crash. **Not implemented yet**: accepted and logged with a warning; buffered acks live in memory until the next flush, so use durable acks (the default) where a crash must lose nothing",
 		field: func(c *Config) any { return &c.WALEnabled }},
 	{name: "WAL_DIR", group: "Write-ahead log", def: "./data/wal", kind: kindString, what: "a directory",
 		help:  "WAL directory",
