@@ -321,3 +321,63 @@ func clampInt32(n int) int32 {
 	}
 	return int32(n)
 }
+
+// DeleteRecords moves a partition's log start offset up to offset (-1: the
+// high watermark) and returns the new log start offset.
+func (b *Broker) DeleteRecords(ctx context.Context, topic string, partition int32, offset int64) (int64, error) {
+	_, tp, err := b.partition(ctx, topic, partition)
+	if err != nil {
+		return 0, err
+	}
+	return b.plog.DeleteRecords(ctx, tp, offset)
+}
+
+// OffsetForTime returns the first offset whose timestamp is at or after ts
+// (ms). found is false when no record is that recent.
+func (b *Broker) OffsetForTime(ctx context.Context, topic string, partition int32, ts int64) (offset, timestamp int64, found bool, err error) {
+	_, tp, err := b.partition(ctx, topic, partition)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	return b.plog.OffsetForTime(ctx, tp, ts)
+}
+
+// MaxTimestampOffset returns the offset and timestamp of the record with the
+// largest timestamp. found is false for an empty log.
+func (b *Broker) MaxTimestampOffset(ctx context.Context, topic string, partition int32) (offset, timestamp int64, found bool, err error) {
+	_, tp, err := b.partition(ctx, topic, partition)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	return b.plog.MaxTimestampOffset(ctx, tp)
+}
+
+// NextProducerID allocates a new idempotent producer ID.
+func (b *Broker) NextProducerID(ctx context.Context) (int64, error) {
+	id, err := b.store.NextProducerID(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("allocate producer id: %w", err)
+	}
+	return id, nil
+}
+
+// Leads reports whether this agent leads the partition now.
+func (b *Broker) Leads(tp metadata.TopicPartition) bool { return b.plog.Leads(tp) }
+
+// Watch returns a channel closed when the partition's high watermark next
+// changes (nil if not led here), for long polls over many partitions.
+func (b *Broker) Watch(tp metadata.TopicPartition) <-chan struct{} { return b.plog.Watch(tp) }
+
+// Agents returns the live agents (the Kafka brokers of the cluster).
+func (b *Broker) Agents(ctx context.Context) ([]metadata.Agent, error) {
+	agents, err := b.store.ListAgents(ctx, b.now().Add(-b.cfg.LeaseTTL))
+	if err != nil {
+		return nil, fmt.Errorf("list agents: %w", err)
+	}
+	return agents, nil
+}
+
+// Self is this agent's registration.
+func (b *Broker) Self() metadata.Agent {
+	return metadata.Agent{ID: b.agentID, Addr: b.cfg.Addr, Rack: b.cfg.Rack}
+}

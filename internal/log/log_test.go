@@ -869,3 +869,62 @@ func TestGracefulCloseFlushesBufferedData(t *testing.T) {
 		t.Fatalf("high watermark %d after close, want 6", st.HighWatermark)
 	}
 }
+
+func TestDeleteRecordsAndOffsetForTime(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	l := e.open(e.config("a1"))
+	topic := e.topic("t", 1, nil)
+	lead(t, l, topic)
+	tp := tpOf(topic, 0)
+	ctx := context.Background()
+	// Three batches of 3 records with timestamps 1000+10*offset.
+	for b := 0; b < 3; b++ {
+		recs := make([]batch.Record, 3)
+		for i := range recs {
+			off := b*3 + i
+			recs[i] = batch.Record{Value: []byte(fmt.Sprint(off)), Timestamp: 1000 + 10*int64(off)}
+		}
+		raw, err := batch.Build(recs, batch.DefaultBuildOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Append(ctx, tp, raw, AckDurable); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		ts    int64
+		off   int64
+		found bool
+	}{{0, 0, true}, {1000, 0, true}, {1001, 1, true}, {1040, 4, true}, {1080, 8, true}, {1081, 0, false}} {
+		off, ts, found, err := l.OffsetForTime(ctx, tp, c.ts)
+		if err != nil || found != c.found || (found && (off != c.off || ts != 1000+10*c.off)) {
+			t.Errorf("OffsetForTime(%d) = %d, %d, %v, %v; want %d, %v", c.ts, off, ts, found, err, c.off, c.found)
+		}
+	}
+	if off, ts, found, err := l.MaxTimestampOffset(ctx, tp); err != nil || !found || off != 8 || ts != 1080 {
+		t.Fatalf("MaxTimestampOffset = %d, %d, %v, %v", off, ts, found, err)
+	}
+
+	ls, err := l.DeleteRecords(ctx, tp, 4)
+	if err != nil || ls != 4 {
+		t.Fatalf("DeleteRecords(4) = %d, %v", ls, err)
+	}
+	if _, err := l.Read(ctx, tp, 3, 1<<20, 0); !errors.Is(err, ErrOffsetOutOfRange) {
+		t.Fatalf("read below log start: %v", err)
+	}
+	res, err := l.Read(ctx, tp, 4, 1<<20, 0)
+	if err != nil || res.LogStartOffset != 4 || len(res.Records) == 0 {
+		t.Fatalf("read at log start: %+v, %v", res, err)
+	}
+	if off, _, found, _ := l.OffsetForTime(ctx, tp, 0); !found || off != 4 {
+		t.Fatalf("OffsetForTime(0) after delete = %d, %v; want 4", off, found)
+	}
+	if _, err := l.DeleteRecords(ctx, tp, 10); !errors.Is(err, ErrOffsetOutOfRange) {
+		t.Fatalf("DeleteRecords past the high watermark: %v", err)
+	}
+	if ls, err := l.DeleteRecords(ctx, tp, -1); err != nil || ls != 9 {
+		t.Fatalf("DeleteRecords(-1) = %d, %v", ls, err)
+	}
+}

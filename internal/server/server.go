@@ -19,6 +19,7 @@ import (
 
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/config"
+	"github.com/streamhouse/streamhouse/internal/kafka"
 	shlog "github.com/streamhouse/streamhouse/internal/log"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/metadata/sqlstore"
@@ -38,6 +39,8 @@ type Server struct {
 
 	httpLn  net.Listener
 	httpSrv *http.Server
+	kafkaLn net.Listener
+	kafka   *kafka.Server
 }
 
 // New opens the backends and binds the listeners. Nothing is served until
@@ -92,9 +95,13 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (s *Serve
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 	}
+	if s.kafkaLn, err = net.Listen("tcp", cfg.KafkaAddr); err != nil {
+		return nil, fmt.Errorf("listen KAFKA_ADDR %s: %w", cfg.KafkaAddr, err)
+	}
+	advertised := cfg.KafkaAdvertisedFor(s.kafkaLn.Addr())
 	s.broker, err = broker.New(ctx, broker.Config{
 		AgentID:  cfg.AgentID,
-		Addr:     cfg.KafkaAdvertisedAddr,
+		Addr:     advertised,
 		Rack:     cfg.Rack,
 		Store:    s.store,
 		Log:      s.plog,
@@ -118,9 +125,16 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (s *Serve
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	s.kafka = kafka.New(kafka.Config{
+		Broker:            s.broker,
+		Logger:            logger,
+		AdvertisedAddr:    advertised,
+		AutoCreateTopics:  cfg.AutoCreateTopics,
+		DefaultPartitions: int32(cfg.DefaultPartitions),
+	})
 	logger.Info("streamhouse ready to serve",
 		"agent", cfg.AgentID, "storage", cfg.Storage, "metadata", cfg.Metadata,
-		"http", s.httpLn.Addr().String(), "startup", time.Since(start).Round(time.Microsecond))
+		"http", s.httpLn.Addr().String(), "kafka", s.kafkaLn.Addr().String(), "kafka_advertised", advertised, "startup", time.Since(start).Round(time.Microsecond))
 	return s, nil
 }
 
@@ -199,10 +213,15 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); s.broker.Run(bg) }()
 	go func() { defer wg.Done(); s.plog.RunGC(bg, s.cfg.GCInterval) }()
 
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() {
 		if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("serve HTTP: %w", err)
+		}
+	}()
+	go func() {
+		if err := s.kafka.Serve(s.kafkaLn); err != nil {
+			errc <- fmt.Errorf("serve Kafka: %w", err)
 		}
 	}()
 	var runErr error
@@ -215,6 +234,9 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	if err := s.httpSrv.Shutdown(shutCtx); err != nil {
 		s.log.Warn("HTTP shutdown", "err", err)
+	}
+	if err := s.kafka.Close(); err != nil {
+		s.log.Warn("Kafka shutdown", "err", err)
 	}
 	stopBG()
 	wg.Wait()
@@ -237,6 +259,9 @@ func (s *Server) closeBackends() {
 	}
 	if s.httpLn != nil {
 		_ = s.httpLn.Close()
+	}
+	if s.kafkaLn != nil {
+		_ = s.kafkaLn.Close()
 	}
 	if s.store != nil {
 		if err := s.store.Close(); err != nil {

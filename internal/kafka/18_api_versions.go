@@ -1,0 +1,51 @@
+package kafka
+
+import (
+	"context"
+	"sort"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// ApiVersions, key 18.
+//
+// Versions 0-4. v3 (KIP-511) added client software name and version; v4
+// only lets clients know they may ask again (KIP-896 era). The answer lists
+// exactly the keys and versions registered by the handler files. A request
+// for an unsupported ApiVersions version is answered at v0 with
+// UNSUPPORTED_VERSION and the supported range (see conn.parse).
+
+const apiVersionsKey = 18
+
+func init() { register(apiVersionsKey, 0, 4, handleApiVersions) }
+
+func supportedKeys() []kmsg.ApiVersionsResponseApiKey {
+	keys := make([]kmsg.ApiVersionsResponseApiKey, 0, len(handlers))
+	for _, h := range handlers {
+		keys = append(keys, kmsg.ApiVersionsResponseApiKey{ApiKey: h.key, MinVersion: h.minVersion, MaxVersion: h.maxVersion})
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].ApiKey < keys[j].ApiKey })
+	return keys
+}
+
+func handleApiVersions(_ context.Context, _ *conn, req kmsg.Request) (kmsg.Response, error) {
+	resp := req.ResponseKind().(*kmsg.ApiVersionsResponse)
+	resp.ApiKeys = supportedKeys()
+	return resp, nil
+}
+
+// unsupportedApiVersions is the v0 answer to an ApiVersions request of a
+// version we do not know.
+func unsupportedApiVersions() kmsg.Response {
+	resp := kmsg.NewPtrApiVersionsResponse()
+	resp.Version = 0
+	resp.ErrorCode = kerr.UnsupportedVersion.Code
+	resp.ApiKeys = supportedKeys()
+	return &v0Response{resp}
+}
+
+// v0Response pins a response to version 0 whatever the request version.
+type v0Response struct{ *kmsg.ApiVersionsResponse }
+
+func (r *v0Response) SetVersion(int16) { r.ApiVersionsResponse.Version = 0 }

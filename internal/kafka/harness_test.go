@@ -1,0 +1,129 @@
+package kafka
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/streamhouse/streamhouse/internal/broker"
+	shlog "github.com/streamhouse/streamhouse/internal/log"
+	"github.com/streamhouse/streamhouse/internal/metadata"
+	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
+	"github.com/streamhouse/streamhouse/internal/objstore"
+)
+
+// testServer is a real Kafka listener over a real broker (SQLite or
+// PostgreSQL metadata, local folder storage), on a random port.
+type testServer struct {
+	t      *testing.T
+	addr   string
+	broker *broker.Broker
+	log    *shlog.Log
+	store  metadata.Store
+	srv    *Server
+}
+
+type testOptions struct {
+	store            metadata.Store // default: fresh SQLite
+	bucket           objstore.Bucket
+	agentID          string
+	autoCreateTopics bool
+}
+
+func startServer(t *testing.T, o testOptions) *testServer {
+	t.Helper()
+	ctx := context.Background()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	if o.store == nil {
+		o.store = metadatatest.OpenSQLite(t)
+	}
+	if o.bucket == nil {
+		b, err := objstore.NewLocal(filepath.Join(t.TempDir(), "storage"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.bucket = b
+	}
+	if o.agentID == "" {
+		o.agentID = "agent-1"
+	}
+	plog, err := shlog.Open(ctx, shlog.Config{AgentID: o.agentID, Bucket: o.bucket, Store: o.store, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.New(ctx, broker.Config{AgentID: o.agentID, Addr: ln.Addr().String(), Store: o.store, Log: plog, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Place(ctx)
+	runCtx, stopRun := context.WithCancel(ctx)
+	go b.Run(runCtx)
+	srv := New(Config{Broker: b, Logger: logger, AdvertisedAddr: ln.Addr().String(), AutoCreateTopics: o.autoCreateTopics, DefaultPartitions: 1})
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		stopRun()
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = b.Shutdown(cctx)
+		_ = plog.Close(cctx)
+	})
+	return &testServer{t: t, addr: ln.Addr().String(), broker: b, log: plog, store: o.store, srv: srv}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+// client returns a franz-go client for the server, closed at cleanup.
+func (s *testServer) client(opts ...kgo.Opt) *kgo.Client {
+	s.t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(s.addr)}, opts...)...)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(cl.Close)
+	return cl
+}
+
+func (s *testServer) admin() *kadm.Client { return kadm.NewClient(s.client()) }
+
+func TestApiVersions(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, testOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req := kmsg.NewPtrApiVersionsRequest()
+	req.ClientSoftwareName, req.ClientSoftwareVersion = "test", "1"
+	resp, err := req.RequestWith(ctx, s.client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ErrorCode != 0 {
+		t.Fatalf("error code %d", resp.ErrorCode)
+	}
+	found := false
+	for _, k := range resp.ApiKeys {
+		if k.ApiKey == 18 && k.MinVersion == 0 && k.MaxVersion >= 3 {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("ApiVersions does not list itself: %+v", resp.ApiKeys)
+	}
+}

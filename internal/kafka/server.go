@@ -1,0 +1,189 @@
+// Package kafka is the Kafka wire protocol front end (port 9092): framing,
+// request headers, and one file per API key (NN_name.go), each registering
+// the versions it serves so ApiVersions is derived from the same place that
+// handles the request. Every message is encoded and decoded with franz-go's
+// kmsg. Kafka errors travel as error codes inside responses; a Go error
+// from a handler means "close the connection".
+//
+// Handlers call the broker API only; nothing here touches storage.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/streamhouse/streamhouse/internal/broker"
+)
+
+// handlerFunc serves one request. It returns the response (nil: no
+// response, as for acks=0 produce) or an error, which closes the
+// connection.
+type handlerFunc func(ctx context.Context, c *conn, req kmsg.Request) (kmsg.Response, error)
+
+type apiHandler struct {
+	key        int16
+	minVersion int16
+	maxVersion int16
+	fn         handlerFunc
+}
+
+// handlers is filled by each API file's init and never changed afterwards.
+var handlers = map[int16]apiHandler{}
+
+// register is called from the init of each NN_name.go file.
+func register(key, minVersion, maxVersion int16, fn handlerFunc) {
+	if _, dup := handlers[key]; dup {
+		panic(fmt.Sprintf("kafka: api key %d registered twice", key))
+	}
+	if req := kmsg.RequestForKey(key); req == nil || req.MaxVersion() < maxVersion {
+		panic(fmt.Sprintf("kafka: api key %d version %d is unknown to kmsg", key, maxVersion))
+	}
+	handlers[key] = apiHandler{key: key, minVersion: minVersion, maxVersion: maxVersion, fn: fn}
+}
+
+// Config configures the Kafka listener.
+type Config struct {
+	Broker *broker.Broker
+	Logger *slog.Logger
+	// AdvertisedAddr is the host:port Metadata hands to clients for this
+	// agent.
+	AdvertisedAddr string
+	// AutoCreateTopics creates unknown topics on Metadata and Produce with
+	// DefaultPartitions partitions.
+	AutoCreateTopics  bool
+	DefaultPartitions int32
+	// MaxRequestBytes bounds one request (Kafka's socket.request.max.bytes).
+	// Default 100 MiB.
+	MaxRequestBytes int32
+	// MaxInflightPerConn bounds requests handled concurrently on one
+	// connection (responses still go out in order). Default 16.
+	MaxInflightPerConn int
+}
+
+// Server serves the Kafka protocol.
+type Server struct {
+	cfg    Config
+	broker *broker.Broker
+	log    *slog.Logger
+	nodeID int32
+
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  map[*conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// New creates a Kafka server; Serve starts it.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = 100 << 20
+	}
+	if cfg.MaxInflightPerConn <= 0 {
+		cfg.MaxInflightPerConn = 16
+	}
+	if cfg.DefaultPartitions <= 0 {
+		cfg.DefaultPartitions = 1
+	}
+	return &Server{
+		cfg:    cfg,
+		broker: cfg.Broker,
+		log:    cfg.Logger.With("component", "kafka"),
+		nodeID: NodeID(cfg.Broker.AgentID()),
+		conns:  make(map[*conn]struct{}),
+	}
+}
+
+// NodeID maps an agent ID to the int32 broker ID Kafka clients see. It is a
+// stable hash, so every agent computes the same ID for every other agent
+// without coordination.
+func NodeID(agentID string) int32 {
+	return int32(crc32.ChecksumIEEE([]byte(agentID)) & 0x7fffffff)
+}
+
+// Serve accepts connections on ln until Close. It returns nil after Close.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errors.New("kafka server closed")
+	}
+	s.ln = ln
+	s.mu.Unlock()
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("kafka accept: %w", err)
+		}
+		backoff = 0
+		c := newConn(s, nc)
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			_ = nc.Close()
+			continue
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			c.serve()
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// Close stops accepting, closes every connection and waits for their
+// goroutines.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	var err error
+	if s.ln != nil {
+		err = s.ln.Close()
+	}
+	for c := range s.conns {
+		c.close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return err
+}
+
+// advertised returns host and port of an advertised address.
+func splitAddr(addr string) (string, int32) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr, 9092
+	}
+	p, _ := strconv.Atoi(port)
+	return host, int32(p)
+}
