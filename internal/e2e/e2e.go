@@ -1,0 +1,219 @@
+// Package e2e runs the real streamhouse binary for end-to-end and
+// compatibility tests: it builds it once per test binary, starts it on
+// random ports with the backends a test asks for, waits until it is ready
+// (from its JSON log), and stops it with a signal.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
+	"github.com/streamhouse/streamhouse/internal/objstore/objstoretest"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// Binary builds cmd/streamhouse (with the race detector) once and returns
+// its path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		_, file, _, _ := runtime.Caller(0)
+		root := filepath.Join(filepath.Dir(file), "..", "..")
+		dir, err := os.MkdirTemp("", "streamhouse-e2e")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "streamhouse")
+		cmd := exec.Command("go", "build", "-race", "-o", binPath, "./cmd/streamhouse")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// Backend is one storage setup: it returns the environment for a server
+// whose files live in dir.
+type Backend struct {
+	Name string
+	Env  func(t testing.TB, dir string) []string
+}
+
+// Local is the embedded defaults: local folder storage and SQLite.
+var Local = Backend{"local-sqlite", func(t testing.TB, dir string) []string {
+	return []string{
+		"LOCAL_STORAGE_PATH=" + filepath.Join(dir, "storage"),
+		"STREAMHOUSE_METADATA_PATH=" + filepath.Join(dir, "metadata.db"),
+	}
+}}
+
+// S3Postgres is the S3 server (a fresh bucket) with PostgreSQL (a fresh
+// database), from scripts/services.sh.
+var S3Postgres = Backend{"s3-postgres", func(t testing.TB, dir string) []string {
+	env := objstoretest.ReadS3Env(t)
+	bucket := objstoretest.S3(t, nil).Bucket()
+	return []string{
+		"S3_ENDPOINT=" + env.Endpoint,
+		"STREAMHOUSE_BUCKET=" + bucket,
+		"AWS_ACCESS_KEY_ID=" + env.AccessKey,
+		"AWS_SECRET_ACCESS_KEY=" + env.SecretKey,
+		"DATABASE_URL=" + metadatatest.PostgresDatabase(t),
+		"FLUSH_MIN_INTERVAL_MS=0",
+	}
+}}
+
+// Backends is every backend the test matrix runs on.
+func Backends() []Backend { return []Backend{Local, S3Postgres} }
+
+// Proc is one running streamhouse process.
+type Proc struct {
+	t         testing.TB
+	cmd       *exec.Cmd
+	URL       string // REST base URL
+	KafkaAddr string // Kafka listener host:port
+	mu        sync.Mutex
+	logs      bytes.Buffer
+	done      chan struct{}
+}
+
+// Start runs the binary in dir with env (plus random ports, JSON logs and
+// a cache under dir) and waits until it is ready.
+func Start(t testing.TB, dir string, env []string) *Proc {
+	t.Helper()
+	cmd := exec.Command(Binary(t))
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(),
+		"HTTP_ADDR=127.0.0.1:0", "GRPC_ADDR=127.0.0.1:0", "KAFKA_ADDR=127.0.0.1:0",
+		"STREAMHOUSE_AGENT_ID=e2e", "LOG_FORMAT=json", "STREAMHOUSE_CACHE="+filepath.Join(dir, "cache"))
+	cmd.Env = append(cmd.Env, env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &Proc{t: t, cmd: cmd, done: make(chan struct{})}
+	type ready struct{ http, kafka string }
+	readyc := make(chan ready, 1)
+	go func() {
+		defer close(p.done)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.logs.WriteString(line + "\n")
+			p.mu.Unlock()
+			var rec struct {
+				Msg   string `json:"msg"`
+				HTTP  string `json:"http"`
+				Kafka string `json:"kafka"`
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "streamhouse ready to serve" {
+				readyc <- ready{rec.HTTP, rec.Kafka}
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Kill()
+			<-p.done
+			_ = p.cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("server logs:\n%s", p.Logs())
+		}
+	})
+	select {
+	case r := <-readyc:
+		p.URL = "http://" + r.http
+		p.KafkaAddr = r.kafka
+	case <-p.done:
+		_ = cmd.Wait()
+		t.Fatalf("server exited before ready:\n%s", p.Logs())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("server not ready in 60s:\n%s", p.Logs())
+	}
+	return p
+}
+
+// Logs returns what the server has logged so far.
+func (p *Proc) Logs() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logs.String()
+}
+
+// Stop sends sig and waits for the process to exit; after SIGTERM the exit
+// must be clean.
+func (p *Proc) Stop(sig syscall.Signal) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatal(err)
+	}
+	<-p.done
+	err := p.cmd.Wait()
+	if sig == syscall.SIGTERM && err != nil {
+		p.t.Fatalf("graceful stop: %v\n%s", err, p.Logs())
+	}
+}
+
+// Call does one JSON request and decodes the answer into out (if not nil).
+// It returns the HTTP status.
+func (p *Proc) Call(method, path string, body any, out any) int {
+	p.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, p.URL+path, rd)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		p.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			p.t.Fatalf("%s %s: decode %q: %v", method, path, raw, err)
+		}
+	}
+	return resp.StatusCode
+}
