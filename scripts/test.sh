@@ -6,10 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-state=${STREAMHOUSE_SERVICES_DIR:-/tmp/streamhouse-services}
+# Its own services, so a run never disturbs services started by hand.
+state=$(mktemp -d /tmp/streamhouse-test.XXXXXX)
 export STREAMHOUSE_SERVICES_DIR=$state
+trap 'scripts/services.sh stop; rm -rf "$state"' EXIT
 scripts/services.sh start
-trap 'scripts/services.sh stop' EXIT
 # shellcheck disable=SC1091
 source "$state/env"
 export STREAMHOUSE_REQUIRE_SERVICES=1
