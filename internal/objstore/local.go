@@ -36,6 +36,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -46,6 +47,8 @@ type Local struct {
 	root   string   // absolute, clean
 	tmpDir string   // this instance's private temp directory
 	lock   *os.File // open on tmpDir and flocked while the instance lives
+	// noDirect is set once the filesystem refused O_DIRECT.
+	noDirect atomic.Bool
 }
 
 var _ Bucket = (*Local)(nil)
@@ -198,10 +201,21 @@ func (l *Local) Put(ctx context.Context, key string, data []byte) error {
 func (l *Local) writeTemp(data []byte) (string, error) {
 	var f *os.File
 	var name string
+	direct := !l.noDirect.Load() && len(data) >= directMin
 	for {
 		name = filepath.Join(l.tmpDir, randomName())
 		var err error
-		f, err = os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if direct {
+			var unsupported bool
+			f, unsupported, err = openDirect(name)
+			if unsupported {
+				l.noDirect.Store(true)
+				direct = false
+				continue
+			}
+		} else {
+			f, err = os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		}
 		if err == nil {
 			break
 		}
@@ -209,7 +223,12 @@ func (l *Local) writeTemp(data []byte) (string, error) {
 			return "", err
 		}
 	}
-	_, err := f.Write(data)
+	var err error
+	if direct {
+		err = writeDirect(f, data)
+	} else {
+		_, err = f.Write(data)
+	}
 	if err == nil {
 		err = fdatasync(f)
 	}
