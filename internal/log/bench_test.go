@@ -169,6 +169,8 @@ func BenchmarkDurableAppendAtRate(b *testing.B) {
 	for _, mk := range benchBackends(b) {
 		be := mk(b)
 		b.Run(be.name, func(b *testing.B) {
+			be := be
+			be.reg = prometheus.NewRegistry()
 			l, topic := openBench(b, be, 8)
 			tmpl := kibBatch(b, 16)
 			interval := time.Duration(float64(time.Second) * float64(len(tmpl)) / rate)
@@ -198,6 +200,7 @@ func BenchmarkDurableAppendAtRate(b *testing.B) {
 			wg.Wait()
 			b.StopTimer()
 			reportLatency(b, lat)
+			reportStages(b, be.reg)
 		})
 	}
 }

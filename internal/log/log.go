@@ -330,6 +330,18 @@ func (l *Log) Leads(tp metadata.TopicPartition) bool {
 	return p != nil && !p.isFenced()
 }
 
+// LeaderEpoch returns the lease epoch under which this agent leads tp (the
+// epoch written into its batches); ok is false when it does not lead tp.
+func (l *Log) LeaderEpoch(tp metadata.TopicPartition) (epoch int32, ok bool) {
+	l.mu.Lock()
+	p := l.partitions[tp]
+	l.mu.Unlock()
+	if p == nil || p.isFenced() {
+		return -1, false
+	}
+	return p.epoch, true
+}
+
 // Led returns the partitions this agent leads.
 func (l *Log) Led() []metadata.TopicPartition {
 	l.mu.Lock()

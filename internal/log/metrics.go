@@ -19,6 +19,7 @@ type metrics struct {
 	commitFailures    *prometheus.CounterVec
 	leasesLost        prometheus.Counter
 	reads             *prometheus.CounterVec
+	readBytes         prometheus.Counter
 	gcDeleted         *prometheus.CounterVec
 }
 
@@ -69,12 +70,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamhouse_log_reads_total", Help: "Index entry reads, by source (hot, cache, object).",
 		}, []string{"source"}),
+		readBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "streamhouse_log_read_bytes_total", Help: "Record batch bytes returned to readers.",
+		}),
 		gcDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamhouse_log_gc_deleted_objects_total", Help: "Objects deleted by garbage collection, by kind (unreferenced, orphan).",
 		}, []string{"kind"}),
 	}
 	reg.MustRegister(m.appendSeconds, m.appendBytes, m.committedRecords, m.backpressureWaits, m.pendingBytes,
 		m.flushes, m.flushBytes, m.flushPartitions, m.uploadSeconds, m.uploadFailures, m.commitSeconds,
-		m.commitFailures, m.leasesLost, m.reads, m.gcDeleted)
+		m.commitFailures, m.leasesLost, m.reads, m.readBytes, m.gcDeleted)
 	return m
 }

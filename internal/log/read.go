@@ -150,6 +150,7 @@ func (l *Log) readAt(ctx context.Context, tp metadata.TopicPartition, v partView
 			if h.LastOffset() >= offset {
 				if len(out) > 0 && len(out)+size > maxBytes {
 					res.Records = out
+					l.metrics.readBytes.Add(float64(len(out)))
 					return res, nil
 				}
 				out = append(out, data[:size]...)
@@ -162,6 +163,7 @@ func (l *Log) readAt(ctx context.Context, tp metadata.TopicPartition, v partView
 		}
 	}
 	res.Records = out
+	l.metrics.readBytes.Add(float64(len(out)))
 	return res, nil
 }
 
