@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -82,9 +83,70 @@ func TestEndToEnd(t *testing.T) {
 			if got[p.Offset] != `{"event": "signup"}` {
 				t.Fatalf("consumed %v", got)
 			}
-			var errBody struct{ Error, Message string }
-			if code := s.Call("POST", "/api/v1/produce", map[string]any{"topic": "nope", "value": "x"}, &errBody); code != 404 || errBody.Error == "" {
-				t.Fatalf("produce to unknown topic: %d %+v", code, errBody)
+			// Every endpoint, on the real server: success first, then bad
+			// input, which must leave the stored data as it was.
+			steps := []struct {
+				method, path string
+				body         any
+				want         int
+			}{
+				{"GET", "/api/v1/topics", nil, 200},
+				{"GET", "/api/v1/topics/events", nil, 200},
+				{"GET", "/api/v1/topics/events/partitions", nil, 200},
+				{"POST", "/api/v1/produce/batch", map[string]any{"topic": "events", "partition": 1, "records": []any{map[string]any{"value": "a"}, map[string]any{"value": "Yg==", "encoding": "base64"}}}, 200},
+				{"POST", "/api/v1/consumer-groups", map[string]any{"group_id": "g1"}, 201},
+				{"POST", "/api/v1/consumer-groups/commit", map[string]any{"group_id": "g1", "topic": "events", "partition": 1, "offset": 1}, 200},
+				{"GET", "/api/v1/consumer-groups", nil, 200},
+				{"GET", "/api/v1/consumer-groups/g1", nil, 200},
+				{"GET", "/api/v1/consumer-groups/g1/offsets", nil, 200},
+				{"POST", "/api/v1/sql", map[string]any{"query": "SELECT 1"}, 501},
+				{"POST", "/api/v1/topics", map[string]any{"name": "tmp", "partitions": 1}, 201},
+				{"DELETE", "/api/v1/topics/tmp", nil, 204},
+				{"DELETE", "/api/v1/consumer-groups/g1", nil, 204},
+				// Bad input.
+				{"POST", "/api/v1/produce", map[string]any{"topic": "nope", "value": "x"}, 404},
+				{"POST", "/api/v1/produce", map[string]any{"topic": "events", "value": "x", "partition": -1}, 400},
+				{"POST", "/api/v1/produce", map[string]any{"topic": "events", "value": "x", "partition": 4}, 400},
+				{"POST", "/api/v1/produce", map[string]any{"topic": "events"}, 400},
+				{"POST", "/api/v1/produce", map[string]any{"topic": "events", "value": "%%", "encoding": "base64"}, 400},
+				{"POST", "/api/v1/produce", "not an object", 400},
+				{"POST", "/api/v1/topics", map[string]any{"name": "..", "partitions": 1}, 400},
+				{"POST", "/api/v1/topics", map[string]any{"name": "events", "partitions": 1}, 409},
+				{"POST", "/api/v1/topics", map[string]any{"name": "x", "partitions": 0}, 400},
+				{"GET", "/api/v1/consume?topic=events&partition=abc&offset=0", nil, 400},
+				{"GET", "/api/v1/consume?topic=events&partition=0&offset=999", nil, 400},
+				{"GET", "/api/v1/topics/nope", nil, 404},
+				{"GET", "/api/v1/consumer-groups/nope", nil, 404},
+			}
+			before := partitionState(t, s)
+			for _, st := range steps {
+				var raw json.RawMessage
+				code := s.Call(st.method, st.path, st.body, &raw)
+				var errBody struct{ Error, Message string }
+				if code >= 400 {
+					_ = json.Unmarshal(raw, &errBody)
+				}
+				if code != st.want {
+					t.Errorf("%s %s: status %d, want %d (%+v)", st.method, st.path, code, st.want, errBody)
+				}
+				if code >= 400 && code != 501 && (errBody.Error == "" || errBody.Message == "") {
+					t.Errorf("%s %s: error body %+v lacks error or message", st.method, st.path, errBody)
+				}
+			}
+			after := partitionState(t, s)
+			if after[1] != before[1]+2 || after[0] != before[0] || after[2] != before[2] || after[3] != before[3] {
+				t.Errorf("high watermarks went from %v to %v; only partition 1 should have grown, by 2", before, after)
+			}
+			// A body that is too large, and one that is not JSON.
+			big := strings.NewReader(`{"topic":"events","value":"` + strings.Repeat("x", 17<<20) + `"}`)
+			if resp, err := http.Post(s.URL+"/api/v1/produce", "application/json", big); err != nil || resp.StatusCode != 413 {
+				t.Errorf("oversized body: %v %v", resp.StatusCode, err)
+			}
+			if resp, err := http.Post(s.URL+"/api/v1/produce", "text/plain", strings.NewReader("{}")); err != nil || resp.StatusCode != 415 {
+				t.Errorf("text/plain body: %v %v", resp.StatusCode, err)
+			}
+			if got := partitionState(t, s); fmt.Sprint(got) != fmt.Sprint(after) {
+				t.Errorf("rejected bodies changed high watermarks: %v → %v", after, got)
 			}
 			resp, err := http.Get(s.URL + "/metrics")
 			if err != nil {
@@ -189,4 +251,21 @@ func TestReadmeExamples(t *testing.T) {
 			t.Errorf("README examples' output lacks %s:\n%s", want, out)
 		}
 	}
+}
+
+// partitionState returns the high watermark of each partition of events.
+func partitionState(t *testing.T, s *e2e.Proc) []int64 {
+	t.Helper()
+	var parts []struct {
+		Partition     int32 `json:"partition"`
+		HighWatermark int64 `json:"high_watermark"`
+	}
+	if code := s.Call("GET", "/api/v1/topics/events/partitions", nil, &parts); code != 200 {
+		t.Fatalf("partitions: %d", code)
+	}
+	out := make([]int64, len(parts))
+	for _, p := range parts {
+		out[p.Partition] = p.HighWatermark
+	}
+	return out
 }
