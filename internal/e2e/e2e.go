@@ -25,13 +25,17 @@ import (
 	"github.com/streamhouse/streamhouse/internal/objstore/objstoretest"
 )
 
+// Race builds the binary with the race detector (the default, for tests).
+// Benchmarks set it to false before their first Start.
+var Race = true
+
 var (
 	buildOnce sync.Once
 	binPath   string
 	buildErr  error
 )
 
-// Binary builds cmd/streamhouse (with the race detector) once and returns
+// Binary builds cmd/streamhouse (with the race detector if Race) once and returns
 // its path.
 func Binary(t testing.TB) string {
 	t.Helper()
@@ -44,7 +48,11 @@ func Binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "streamhouse")
-		cmd := exec.Command("go", "build", "-race", "-o", binPath, "./cmd/streamhouse")
+		args := []string{"build", "-o", binPath}
+		if Race {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./cmd/streamhouse")...)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
