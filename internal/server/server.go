@@ -16,9 +16,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
 
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/config"
+	"github.com/streamhouse/streamhouse/internal/grpcapi"
 	"github.com/streamhouse/streamhouse/internal/kafka"
 	shlog "github.com/streamhouse/streamhouse/internal/log"
 	"github.com/streamhouse/streamhouse/internal/metadata"
@@ -41,6 +43,9 @@ type Server struct {
 	httpSrv *http.Server
 	kafkaLn net.Listener
 	kafka   *kafka.Server
+	grpcLn  net.Listener
+	grpcAPI *grpcapi.Server
+	grpcSrv *grpc.Server
 }
 
 // New opens the backends and binds the listeners. Nothing is served until
@@ -95,6 +100,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (s *Serve
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 	}
+	if s.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("listen GRPC_ADDR %s: %w", cfg.GRPCAddr, err)
+	}
 	if s.kafkaLn, err = net.Listen("tcp", cfg.KafkaAddr); err != nil {
 		return nil, fmt.Errorf("listen KAFKA_ADDR %s: %w", cfg.KafkaAddr, err)
 	}
@@ -125,6 +133,14 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (s *Serve
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	s.grpcAPI = grpcapi.New(grpcapi.Config{Broker: s.broker, Logger: logger, Registry: s.reg})
+	s.grpcSrv = s.grpcAPI.NewGRPCServer(grpcapi.ServerOptions{
+		MaxConcurrentStreams:    cfg.GRPCMaxConcurrentStreams,
+		KeepaliveInterval:       cfg.GRPCKeepaliveInterval,
+		KeepaliveTimeout:        cfg.GRPCKeepaliveTimeout,
+		InitialStreamWindowSize: cfg.GRPCInitialStreamWindowSize,
+		InitialConnWindowSize:   cfg.GRPCInitialConnWindowSize,
+	})
 	s.kafka = kafka.New(kafka.Config{
 		Broker:            s.broker,
 		Logger:            logger,
@@ -134,7 +150,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (s *Serve
 	})
 	logger.Info("streamhouse ready to serve",
 		"agent", cfg.AgentID, "storage", cfg.Storage, "metadata", cfg.Metadata,
-		"http", s.httpLn.Addr().String(), "kafka", s.kafkaLn.Addr().String(), "kafka_advertised", advertised, "startup", time.Since(start).Round(time.Microsecond))
+		"http", s.httpLn.Addr().String(), "kafka", s.kafkaLn.Addr().String(), "grpc", s.grpcLn.Addr().String(), "kafka_advertised", advertised, "startup", time.Since(start).Round(time.Microsecond))
 	return s, nil
 }
 
@@ -213,10 +229,15 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); s.broker.Run(bg) }()
 	go func() { defer wg.Done(); s.plog.RunGC(bg, s.cfg.GCInterval) }()
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() {
 		if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("serve HTTP: %w", err)
+		}
+	}()
+	go func() {
+		if err := s.grpcSrv.Serve(s.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			errc <- fmt.Errorf("serve gRPC: %w", err)
 		}
 	}()
 	go func() {
@@ -237,6 +258,15 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	if err := s.kafka.Close(); err != nil {
 		s.log.Warn("Kafka shutdown", "err", err)
+	}
+	s.grpcAPI.SetServing(false)
+	stopped := make(chan struct{})
+	go func() { s.grpcSrv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(2 * time.Second):
+		// Subscribe streams never end on their own: cut them.
+		s.grpcSrv.Stop()
 	}
 	stopBG()
 	wg.Wait()
@@ -262,6 +292,9 @@ func (s *Server) closeBackends() {
 	}
 	if s.kafkaLn != nil {
 		_ = s.kafkaLn.Close()
+	}
+	if s.grpcLn != nil {
+		_ = s.grpcLn.Close()
 	}
 	if s.store != nil {
 		if err := s.store.Close(); err != nil {

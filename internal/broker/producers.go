@@ -1,0 +1,30 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/streamhouse/streamhouse/internal/batch"
+	shlog "github.com/streamhouse/streamhouse/internal/log"
+)
+
+// AppendRecords builds records into ONE RecordBatch v2 for one partition
+// and appends it, returning the log's result. Unlike ProduceRecords it
+// keeps the batch whole, so an idempotent producer's batch (opts with
+// ProducerID >= 0) goes through the log's sequence checks as one unit: a
+// resend of an earlier batch stores nothing and comes back with Duplicate
+// set and the original's offsets.
+func (b *Broker) AppendRecords(ctx context.Context, topic string, partition int32, records []Record, mode shlog.AckMode, opts batch.BuildOptions) (shlog.AppendResult, error) {
+	if len(records) == 0 {
+		return shlog.AppendResult{}, fmt.Errorf("%w: no records", ErrInvalidRequest)
+	}
+	_, tp, err := b.partition(ctx, topic, partition)
+	if err != nil {
+		return shlog.AppendResult{}, err
+	}
+	raw, err := batch.Build(records, opts)
+	if err != nil {
+		return shlog.AppendResult{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
+	return b.plog.Append(ctx, tp, raw, mode)
+}

@@ -1,0 +1,186 @@
+package grpcapi
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/streamhouse/streamhouse/internal/broker"
+	pb "github.com/streamhouse/streamhouse/proto/streamhousepb"
+)
+
+// StartOffsetHeader is the response header of Subscribe with the first
+// offset it streams, sent as soon as that offset is fixed.
+const StartOffsetHeader = "streamhouse-start-offset"
+
+// subscribeWait is how long one long poll of Subscribe waits for data
+// before it looks again (a client cancel ends the wait at once).
+const subscribeWait = 10 * time.Second
+
+// Consume reads up to max_records (0: 100; at most 10000) records of a
+// partition from offset, without waiting for new data; at most about 4 MiB
+// of them (has_more is then true). consumer_group is accepted and ignored:
+// offsets are stored by CommitOffset only. An offset outside the log is
+// OutOfRange.
+func (s *Server) Consume(ctx context.Context, req *pb.ConsumeRequest) (*pb.ConsumeResponse, error) {
+	if err := checkTopic(req.GetTopic()); err != nil {
+		return nil, err
+	}
+	p, err := partitionArg(req.GetPartition())
+	if err != nil {
+		return nil, err
+	}
+	off, err := int64Arg("offset", req.GetOffset())
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.b.Consume(ctx, req.GetTopic(), p, off, maxRecordsArg(req.GetMaxRecords()), 0)
+	if err != nil {
+		return nil, s.toStatus("Consume", err)
+	}
+	recs, trimmed := recordsOut(res.Records)
+	return &pb.ConsumeResponse{
+		Records:       recs,
+		HighWatermark: uint64(res.HighWatermark),
+		HasMore:       trimmed || res.NextOffset < res.HighWatermark,
+	}, nil
+}
+
+// Subscribe streams a partition's records from offset (unset: the high
+// watermark now) as they are committed, each message holding up to
+// max_records consecutive records, until the client cancels or an error
+// (the topic deleted: NotFound; the offset outside the log: OutOfRange)
+// ends it. The response headers (StartOffsetHeader) arrive once the start
+// offset is fixed, so a client knows from then on nothing is missed.
+func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamingServer[pb.SubscribeResponse]) error {
+	ctx := stream.Context()
+	if err := checkTopic(req.GetTopic()); err != nil {
+		return err
+	}
+	p, err := partitionArg(req.GetPartition())
+	if err != nil {
+		return err
+	}
+	limit := maxRecordsArg(req.GetMaxRecords())
+	var next int64
+	if req.Offset != nil {
+		if next, err = int64Arg("offset", req.GetOffset()); err != nil {
+			return err
+		}
+	} else if _, next, err = s.b.Offsets(ctx, req.GetTopic(), p); err != nil {
+		return s.subscribeErr(ctx, err)
+	}
+	// The headers tell the client the subscription is in place (and where
+	// it starts) before any record arrives.
+	if err := stream.SendHeader(metadata.Pairs(StartOffsetHeader, strconv.FormatInt(next, 10))); err != nil {
+		return err
+	}
+	for {
+		res, err := s.b.Consume(ctx, req.GetTopic(), p, next, limit, subscribeWait)
+		if err != nil {
+			return s.subscribeErr(ctx, err)
+		}
+		next = res.NextOffset
+		if len(res.Records) == 0 {
+			continue
+		}
+		recs, trimmed := recordsOut(res.Records)
+		if trimmed {
+			next = int64(recs[len(recs)-1].Offset) + 1
+		}
+		if err := stream.Send(&pb.SubscribeResponse{Records: recs, HighWatermark: uint64(res.HighWatermark)}); err != nil {
+			return s.subscribeErr(ctx, err)
+		}
+	}
+}
+
+// maxResponseBytes bounds the records of one Consume answer or Subscribe
+// message, so that clients with gRPC's default 4 MiB receive limit can
+// read them. A single larger record is still sent alone.
+const maxResponseBytes = 4<<20 - 64<<10
+
+// recordsOut converts records up to maxResponseBytes (at least one);
+// trimmed says some were left for the next call.
+func recordsOut(recs []broker.Record) (out []*pb.ConsumedRecord, trimmed bool) {
+	out = make([]*pb.ConsumedRecord, 0, len(recs))
+	size := 0
+	for _, r := range recs {
+		pr := recordOut(r)
+		size += proto.Size(pr) + 6 // tag and length prefix
+		if len(out) > 0 && size > maxResponseBytes {
+			return out, true
+		}
+		out = append(out, pr)
+	}
+	return out, false
+}
+
+// subscribeErr prefers the stream's own end (the client's cancel) over the
+// error it caused.
+func (s *Server) subscribeErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	return s.toStatus("Subscribe", err)
+}
+
+// CommitOffset stores a group's offset for one partition.
+func (s *Server) CommitOffset(ctx context.Context, req *pb.CommitOffsetRequest) (*pb.CommitOffsetResponse, error) {
+	if err := checkGroup(req.GetConsumerGroup()); err != nil {
+		return nil, err
+	}
+	if err := checkTopic(req.GetTopic()); err != nil {
+		return nil, err
+	}
+	p, err := partitionArg(req.GetPartition())
+	if err != nil {
+		return nil, err
+	}
+	off, err := int64Arg("offset", req.GetOffset())
+	if err != nil {
+		return nil, err
+	}
+	err = s.b.CommitOffsets(ctx, req.GetConsumerGroup(), []broker.OffsetCommit{{
+		Topic: req.GetTopic(), Partition: p, Offset: off, LeaderEpoch: -1, Metadata: req.GetMetadata(),
+	}})
+	if err != nil {
+		return nil, s.toStatus("CommitOffset", err)
+	}
+	return &pb.CommitOffsetResponse{Success: true}, nil
+}
+
+// GetOffset returns a group's committed offset for one partition; NotFound
+// when there is none.
+func (s *Server) GetOffset(ctx context.Context, req *pb.GetOffsetRequest) (*pb.GetOffsetResponse, error) {
+	if err := checkGroup(req.GetConsumerGroup()); err != nil {
+		return nil, err
+	}
+	if err := checkTopic(req.GetTopic()); err != nil {
+		return nil, err
+	}
+	p, err := partitionArg(req.GetPartition())
+	if err != nil {
+		return nil, err
+	}
+	offs, err := s.b.GroupOffsets(ctx, req.GetConsumerGroup())
+	if err != nil {
+		return nil, s.toStatus("GetOffset", err)
+	}
+	for _, o := range offs {
+		if o.Topic == req.GetTopic() && o.Partition == p {
+			out := &pb.GetOffsetResponse{Offset: uint64(max(o.Offset, 0))}
+			if o.Metadata != "" {
+				md := validUTF8(o.Metadata)
+				out.Metadata = &md
+			}
+			return out, nil
+		}
+	}
+	return nil, status.Errorf(codes.NotFound, "group %s has no committed offset for %s/%d", req.GetConsumerGroup(), req.GetTopic(), p)
+}

@@ -1,0 +1,160 @@
+package grpcapi
+
+import (
+	"context"
+	"errors"
+	"math"
+	"strconv"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/streamhouse/streamhouse/internal/batch"
+	"github.com/streamhouse/streamhouse/internal/broker"
+	shlog "github.com/streamhouse/streamhouse/internal/log"
+	"github.com/streamhouse/streamhouse/internal/metadata"
+)
+
+// errTransactions is the answer to anything transactional.
+const errTransactions = "transactions arrive with the transactions work"
+
+// codeOf maps a broker, log, batch or metadata error to its gRPC code:
+//
+//   - InvalidArgument: bad input, including a partition number the topic
+//     does not have and a batch over max.message.bytes.
+//   - NotFound: an unknown topic or group (GetOffset also answers NotFound
+//     for a partition the group has no offset for).
+//   - AlreadyExists: the topic or group exists.
+//   - OutOfRange: an offset below the log start or above the high
+//     watermark (gRPC's code for reading past the end).
+//   - FailedPrecondition: an idempotent producer's sequence gap or fenced
+//     (older) epoch: the request is well formed, the producer's state is
+//     not, and resending it unchanged cannot succeed.
+//   - Unavailable: this agent does not lead the partition (or lost it while
+//     committing) or is shutting down; retrying, possibly elsewhere, helps.
+//   - DeadlineExceeded, Canceled: the caller's context.
+//   - Internal: anything else (logged).
+func codeOf(err error) codes.Code {
+	var fenced *metadata.FencedError
+	switch {
+	case errors.Is(err, broker.ErrUnknownTopic), errors.Is(err, metadata.ErrTopicNotFound),
+		errors.Is(err, broker.ErrUnknownGroup), errors.Is(err, metadata.ErrGroupNotFound):
+		return codes.NotFound
+	case errors.Is(err, broker.ErrTopicExists), errors.Is(err, metadata.ErrTopicExists),
+		errors.Is(err, broker.ErrGroupExists), errors.Is(err, metadata.ErrGroupExists):
+		return codes.AlreadyExists
+	case errors.Is(err, broker.ErrInvalidTopic), errors.Is(err, broker.ErrInvalidPartitions),
+		errors.Is(err, broker.ErrInvalidConfig), errors.Is(err, broker.ErrInvalidRequest),
+		errors.Is(err, broker.ErrUnknownPartition), errors.Is(err, metadata.ErrPartitionNotFound),
+		errors.Is(err, metadata.ErrInvalidPartitions),
+		errors.Is(err, batch.ErrInvalidRecord), errors.Is(err, batch.ErrCorrupt),
+		errors.Is(err, batch.ErrUnsupportedMagic), errors.Is(err, batch.ErrTooLarge):
+		return codes.InvalidArgument
+	case errors.Is(err, shlog.ErrOffsetOutOfRange), errors.Is(err, metadata.ErrOffsetOutOfRange):
+		return codes.OutOfRange
+	case errors.Is(err, shlog.ErrOutOfOrderSequence), errors.Is(err, shlog.ErrInvalidProducerEpoch):
+		return codes.FailedPrecondition
+	case errors.Is(err, shlog.ErrNotLeader), errors.Is(err, metadata.ErrLeaseHeld),
+		errors.As(err, &fenced), errors.Is(err, shlog.ErrClosed):
+		return codes.Unavailable
+	case errors.Is(err, context.DeadlineExceeded):
+		return codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		return codes.Canceled
+	}
+	return codes.Internal
+}
+
+// toStatus turns err into a status error. Internal errors are logged and
+// their text kept from the client.
+func (s *Server) toStatus(method string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	code := codeOf(err)
+	msg := err.Error()
+	switch code {
+	case codes.Internal:
+		s.log.Error("grpc request failed", "method", method, "err", err)
+		msg = "internal error; see the server log"
+	case codes.Unavailable:
+		if errors.Is(err, shlog.ErrClosed) {
+			msg = "the server is shutting down: " + msg
+		} else {
+			msg = "this agent does not lead the partition; retry: " + msg
+		}
+	}
+	return status.Error(code, msg)
+}
+
+func invalid(format string, args ...any) error {
+	return status.Errorf(codes.InvalidArgument, format, args...)
+}
+
+// Input checks shared by the methods. Each answers InvalidArgument.
+
+func checkTopic(name string) error {
+	if err := broker.ValidateTopicName(name); err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	return nil
+}
+
+func checkGroup(group string) error {
+	if err := broker.ValidateGroupID(group); err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	return nil
+}
+
+// partitionArg converts a wire partition number.
+func partitionArg(p uint32) (int32, error) {
+	if p > math.MaxInt32 {
+		return 0, invalid("partition %d is out of range", p)
+	}
+	return int32(p), nil
+}
+
+// int64Arg converts a wire offset or timestamp.
+func int64Arg(what string, v uint64) (int64, error) {
+	if v > math.MaxInt64 {
+		return 0, invalid("%s %d is out of range", what, v)
+	}
+	return int64(v), nil
+}
+
+// producerIDArg parses a producer ID as InitProducer hands it out.
+func producerIDArg(s string) (int64, error) {
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id < 0 {
+		return 0, invalid("producer_id %q is not a producer id (a non-negative decimal integer from InitProducer)", s)
+	}
+	return id, nil
+}
+
+// epochArg converts a wire producer epoch (Kafka's are int16).
+func epochArg(e uint32) (int16, error) {
+	if e > math.MaxInt16 {
+		return 0, invalid("producer_epoch %d is out of range 0..%d", e, math.MaxInt16)
+	}
+	return int16(e), nil
+}
+
+// maxRecordsArg applies the default and the cap of max_records.
+func maxRecordsArg(n uint32) int {
+	switch {
+	case n == 0:
+		return defaultMaxRecords
+	case n > maxMaxRecords:
+		return maxMaxRecords
+	}
+	return int(n)
+}
+
+const (
+	defaultMaxRecords = 100
+	maxMaxRecords     = 10000
+)

@@ -1,0 +1,136 @@
+package grpcapi
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/streamhouse/streamhouse/internal/broker"
+	shlog "github.com/streamhouse/streamhouse/internal/log"
+	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
+	"github.com/streamhouse/streamhouse/internal/objstore"
+	pb "github.com/streamhouse/streamhouse/proto/streamhousepb"
+)
+
+// env is one agent (a real broker over SQLite and a local folder bucket)
+// served by a real gRPC server on 127.0.0.1:0, with a client connected.
+type env struct {
+	b    *broker.Broker
+	srv  *Server
+	reg  *prometheus.Registry
+	addr string
+	conn *grpc.ClientConn
+	c    pb.StreamHouseClient
+}
+
+func newEnv(t *testing.T, opts ServerOptions) *env {
+	t.Helper()
+	ctx := context.Background()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	store := metadatatest.OpenSQLite(t)
+	bucket, err := objstore.NewLocal(filepath.Join(t.TempDir(), "bucket"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := shlog.Open(ctx, shlog.Config{AgentID: "a", Bucket: bucket, Store: store, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close(context.Background()) })
+	b, err := broker.New(ctx, broker.Config{AgentID: "a", Store: store, Log: l, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	srv := New(Config{Broker: b, Logger: logger, Registry: reg})
+	gs := srv.NewGRPCServer(opts)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return &env{b: b, srv: srv, reg: reg, addr: lis.Addr().String(), conn: conn, c: pb.NewStreamHouseClient(conn)}
+}
+
+// ctx is a test call's context.
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// createTopic creates a topic or fails the test.
+func (e *env) createTopic(t *testing.T, name string, partitions uint32, cfg map[string]string) {
+	t.Helper()
+	if _, err := e.c.CreateTopic(testCtx(t), &pb.CreateTopicRequest{Name: name, PartitionCount: partitions, Config: cfg}); err != nil {
+		t.Fatalf("create topic %s: %v", name, err)
+	}
+}
+
+// wantCode fails unless err has code.
+func wantCode(t *testing.T, what string, err error, code codes.Code) {
+	t.Helper()
+	if got := status.Code(err); got != code {
+		t.Fatalf("%s: code %s (%v), want %s", what, got, err, code)
+	}
+}
+
+// consumeAll reads a partition from offset to the high watermark.
+func (e *env) consumeAll(t *testing.T, topic string, partition uint32, offset uint64) []*pb.ConsumedRecord {
+	t.Helper()
+	var out []*pb.ConsumedRecord
+	for {
+		res, err := e.c.Consume(testCtx(t), &pb.ConsumeRequest{Topic: topic, Partition: partition, Offset: offset})
+		if err != nil {
+			t.Fatalf("consume %s/%d at %d: %v", topic, partition, offset, err)
+		}
+		out = append(out, res.Records...)
+		if len(res.Records) > 0 {
+			offset = res.Records[len(res.Records)-1].Offset + 1
+		}
+		if !res.HasMore {
+			return out
+		}
+	}
+}
+
+// eventually polls cond until it holds or 20 s pass.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// counterValue reads one counter.
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+func ptr[T any](v T) *T { return &v }
