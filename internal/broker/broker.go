@@ -71,9 +71,10 @@ type Broker struct {
 	log     *slog.Logger
 	now     func() time.Time
 
-	mu     sync.Mutex
-	topics map[string]cachedTopic
-	rr     atomic.Uint32 // round-robin for keyless records
+	mu       sync.Mutex
+	topics   map[string]cachedTopic
+	topicIDs map[metadata.TopicID]string // names of the topics in topics
+	rr       atomic.Uint32               // round-robin for keyless records
 
 	placeMu   sync.Mutex // serialises placement
 	placeKick chan struct{}
@@ -107,6 +108,7 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 		log:       cfg.Logger.With("component", "broker"),
 		now:       cfg.Now,
 		topics:    make(map[string]cachedTopic),
+		topicIDs:  make(map[metadata.TopicID]string),
 		placeKick: make(chan struct{}, 1),
 	}
 	now := b.now()
@@ -135,12 +137,19 @@ func (b *Broker) cachedTopic(name string) (metadata.Topic, bool) {
 func (b *Broker) cacheTopic(t metadata.Topic) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if old, ok := b.topics[t.Name]; ok && old.t.ID != t.ID {
+		delete(b.topicIDs, old.t.ID)
+	}
 	b.topics[t.Name] = cachedTopic{t: t, at: b.now()}
+	b.topicIDs[t.ID] = t.Name
 }
 
 func (b *Broker) forgetTopic(name string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if old, ok := b.topics[name]; ok {
+		delete(b.topicIDs, old.t.ID)
+	}
 	delete(b.topics, name)
 }
 
@@ -163,6 +172,20 @@ func (b *Broker) Produce(ctx context.Context, topic string, partition int32, rec
 		return shlog.AppendResult{}, err
 	}
 	return b.plog.Append(ctx, tp, records, mode)
+}
+
+// ProduceAsync is Produce without waiting for durability: the records
+// have their offsets and are buffered when it returns, and the result's
+// Wait waits as mode requires. Successive calls for one partition get
+// offsets in call order (the Kafka path keeps a connection's pipelined
+// produce requests in arrival order this way while their durable waits
+// overlap).
+func (b *Broker) ProduceAsync(ctx context.Context, topic string, partition int32, records []byte, mode shlog.AckMode) (*shlog.Appending, error) {
+	_, tp, err := b.partition(ctx, topic, partition)
+	if err != nil {
+		return nil, err
+	}
+	return b.plog.AppendAsync(ctx, tp, records, mode)
 }
 
 // Record is a plain record from REST or gRPC.
@@ -380,4 +403,30 @@ func (b *Broker) Agents(ctx context.Context) ([]metadata.Agent, error) {
 // Self is this agent's registration.
 func (b *Broker) Self() metadata.Agent {
 	return metadata.Agent{ID: b.agentID, Addr: b.cfg.Addr, Rack: b.cfg.Rack}
+}
+
+// CachedTopicByID returns a topic by ID, cached briefly like Topic: the
+// lookup of the Kafka data path (Produce v13+, Fetch v13+), which names
+// topics by ID on every request. ErrUnknownTopic if there is none.
+func (b *Broker) CachedTopicByID(ctx context.Context, id metadata.TopicID) (metadata.Topic, error) {
+	b.mu.Lock()
+	name, ok := b.topicIDs[id]
+	b.mu.Unlock()
+	if ok {
+		if t, ok := b.cachedTopic(name); ok && t.ID == id {
+			return t, nil
+		}
+	}
+	t, err := b.store.GetTopicByID(ctx, id)
+	if err != nil {
+		return metadata.Topic{}, fmt.Errorf("topic id %s: %w", id, mapStoreErr(err))
+	}
+	b.cacheTopic(t)
+	return t, nil
+}
+
+// LeaderEpoch returns the lease epoch under which this agent leads tp; ok
+// is false when it does not lead tp. It does no I/O.
+func (b *Broker) LeaderEpoch(tp metadata.TopicPartition) (epoch int32, ok bool) {
+	return b.plog.LeaderEpoch(tp)
 }

@@ -31,6 +31,10 @@ type conn struct {
 	clientID string
 
 	closeOnce sync.Once
+
+	// lastProduce is the done channel of the previous produce request's
+	// order slot (00_produce.go); only readLoop touches it.
+	lastProduce chan struct{}
 }
 
 // requestHeader is a parsed Kafka request header.
@@ -108,14 +112,26 @@ func (c *conn) readLoop(queue chan<- *pending) error {
 			close(p.done) // response prepared by parse
 			continue
 		}
+		ctx := c.ctx
+		if p.hdr.clientID != nil {
+			ctx = context.WithValue(ctx, clientIDKey{}, *p.hdr.clientID)
+		}
+		// Produce requests append in arrival order (00_produce.go).
+		var slot *orderSlot
+		if p.hdr.key == produceKey {
+			slot = newOrderSlot(c.lastProduce)
+			c.lastProduce = slot.done
+			ctx = withOrderSlot(ctx, slot)
+		}
 		go func() {
 			defer close(p.done)
+			defer slot.release()
 			defer func() {
 				if r := recover(); r != nil {
 					p.err = fmt.Errorf("panic handling api key %d v%d: %v", p.hdr.key, p.hdr.version, r)
 				}
 			}()
-			p.resp, p.err = fn(c.ctx, c, req)
+			p.resp, p.err = fn(ctx, c, req)
 		}()
 	}
 }

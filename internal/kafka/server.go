@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/streamhouse/streamhouse/internal/broker"
+	"github.com/streamhouse/streamhouse/internal/group"
 )
 
 // handlerFunc serves one request. It returns the response (nil: no
@@ -76,6 +77,9 @@ type Server struct {
 	log    *slog.Logger
 	nodeID int32
 
+	sessions *fetchSessionCache // KIP-227 incremental fetch sessions
+	groups   *group.Coordinator // consumer groups (this agent coordinates all)
+
 	mu     sync.Mutex
 	ln     net.Listener
 	conns  map[*conn]struct{}
@@ -98,11 +102,13 @@ func New(cfg Config) *Server {
 		cfg.DefaultPartitions = 1
 	}
 	return &Server{
-		cfg:    cfg,
-		broker: cfg.Broker,
-		log:    cfg.Logger.With("component", "kafka"),
-		nodeID: NodeID(cfg.Broker.AgentID()),
-		conns:  make(map[*conn]struct{}),
+		cfg:      cfg,
+		broker:   cfg.Broker,
+		log:      cfg.Logger.With("component", "kafka"),
+		nodeID:   NodeID(cfg.Broker.AgentID()),
+		sessions: newFetchSessionCache(defaultFetchSessionSlots),
+		groups:   group.New(group.Config{Logger: cfg.Logger}),
+		conns:    make(map[*conn]struct{}),
 	}
 }
 
@@ -174,6 +180,7 @@ func (s *Server) Close() error {
 		c.close()
 	}
 	s.mu.Unlock()
+	_ = s.groups.Close()
 	s.wg.Wait()
 	return err
 }

@@ -93,17 +93,43 @@ func (b *buffer) wait(ctx context.Context, tp metadata.TopicPartition) error {
 // request was stored, except for a durable wait that failed after the data
 // was buffered (ctx expiry, or the partition lost while committing).
 func (l *Log) Append(ctx context.Context, tp metadata.TopicPartition, records []byte, mode AckMode) (AppendResult, error) {
+	a, err := l.AppendAsync(ctx, tp, records, mode)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	return a.Wait(ctx)
+}
+
+// Appending is an append whose offsets are assigned and whose data is in
+// the write buffer; Wait waits for what its mode still requires.
+type Appending struct {
+	l       *Log
+	p       *partition
+	mode    AckMode
+	start   time.Time
+	res     AppendResult
+	buf     *buffer // nil if every batch was a duplicate
+	dupWait int64   // high watermark duplicates wait for; -1 if none
+}
+
+// AppendAsync is the first half of Append: it validates, checks the
+// producer state, assigns offsets and buffers, and returns without waiting
+// for durability. Appends to one partition get their offsets in the order
+// their AppendAsync calls return, so a caller that must keep an order (a
+// Kafka connection's pipelined produce requests) calls AppendAsync in that
+// order and may then wait for many appends at once. Errors are Append's.
+func (l *Log) AppendAsync(ctx context.Context, tp metadata.TopicPartition, records []byte, mode AckMode) (*Appending, error) {
 	start := time.Now()
 	batches, err := batch.Split(records)
 	if err != nil {
-		return AppendResult{}, fmt.Errorf("append to %s: %w", tp, err)
+		return nil, fmt.Errorf("append to %s: %w", tp, err)
 	}
 	if len(batches) == 0 {
-		return AppendResult{}, fmt.Errorf("append to %s: no record batch: %w", tp, batch.ErrCorrupt)
+		return nil, fmt.Errorf("append to %s: no record batch: %w", tp, batch.ErrCorrupt)
 	}
 	p, err := l.partitionFor(tp)
 	if err != nil {
-		return AppendResult{}, err
+		return nil, err
 	}
 	l.mu.Lock()
 	maxBytes := p.maxMessageBytes
@@ -111,26 +137,32 @@ func (l *Log) Append(ctx context.Context, tp metadata.TopicPartition, records []
 	headers := make([]batch.Header, len(batches))
 	for i, b := range batches {
 		if headers[i], err = batch.Validate(b, maxBytes, false); err != nil {
-			return AppendResult{}, fmt.Errorf("append to %s: %w", tp, err)
+			return nil, fmt.Errorf("append to %s: %w", tp, err)
 		}
 	}
-
 	res, buf, dupWait, err := l.appendLocked(ctx, p, batches, headers, mode)
 	if err != nil {
-		return AppendResult{}, err
+		return nil, err
 	}
-	if mode == AckDurable {
-		if buf != nil {
-			err = buf.wait(ctx, tp)
-		} else if dupWait >= 0 {
-			err = p.waitCommitted(ctx, dupWait)
+	return &Appending{l: l, p: p, mode: mode, start: start, res: res, buf: buf, dupWait: dupWait}, nil
+}
+
+// Wait returns the append's result once its mode is satisfied: at once for
+// AckNone and AckBuffered, after the commit for AckDurable.
+func (a *Appending) Wait(ctx context.Context) (AppendResult, error) {
+	if a.mode == AckDurable {
+		var err error
+		if a.buf != nil {
+			err = a.buf.wait(ctx, a.p.tp)
+		} else if a.dupWait >= 0 {
+			err = a.p.waitCommitted(ctx, a.dupWait)
 		}
 		if err != nil {
-			return AppendResult{}, fmt.Errorf("append to %s: %w", tp, err)
+			return AppendResult{}, fmt.Errorf("append to %s: %w", a.p.tp, err)
 		}
 	}
-	l.metrics.appendSeconds.WithLabelValues(mode.String()).Observe(time.Since(start).Seconds())
-	return res, nil
+	a.l.metrics.appendSeconds.WithLabelValues(a.mode.String()).Observe(time.Since(a.start).Seconds())
+	return a.res, nil
 }
 
 // appendLocked does the part of Append that needs Log.mu: backpressure,

@@ -1,0 +1,35 @@
+package broker
+
+// GroupMembership is a consumer group's live membership. It lives in the
+// memory of the group coordinator (internal/group), not in the metadata
+// store, so the broker API only names the shape; front ends that show
+// members (REST) take a GroupMembers from whoever runs the coordinator.
+type GroupMembership struct {
+	// State is Kafka's group state: Empty, PreparingRebalance,
+	// CompletingRebalance, Stable or Dead.
+	State        string
+	ProtocolType string // "consumer" for Kafka consumers
+	Protocol     string // the assignor of the current generation, e.g. "range"
+	Generation   int32
+	Leader       string // member id of the leader
+	Members      []GroupMember
+}
+
+// GroupMember is one member of a group.
+type GroupMember struct {
+	MemberID   string
+	InstanceID string // group.instance.id of a static member
+	ClientID   string
+	ClientHost string
+	// Assignment is the member's partitions by topic, decoded for the
+	// "consumer" protocol type; nil for other types and before the
+	// leader's assignment.
+	Assignment map[string][]int32
+}
+
+// GroupMembers reports live group membership. ok is false when no
+// coordinator runs the group; it may still exist with committed offsets
+// only (state Empty, no members).
+type GroupMembers interface {
+	GroupMembers(group string) (m GroupMembership, ok bool)
+}

@@ -1,0 +1,326 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/streamhouse/streamhouse/internal/broker"
+	shlog "github.com/streamhouse/streamhouse/internal/log"
+	"github.com/streamhouse/streamhouse/internal/metadata"
+)
+
+// Fetch, key 1.
+//
+// Versions 4-18. v4 IsolationLevel, LastStableOffset, AbortedTransactions;
+// v5 LogStartOffset; v7 fetch sessions (KIP-227, fetch_sessions.go); v9
+// CurrentLeaderEpoch (KIP-320): older than the lease epoch is
+// FENCED_LEADER_EPOCH, newer is UNKNOWN_LEADER_EPOCH; v11 Rack and
+// PreferredReadReplica (always -1: the leader serves); v12 flexible,
+// CurrentLeader on NOT_LEADER_OR_FOLLOWER (KIP-951); v13 topics named by ID
+// (UNKNOWN_TOPIC_ID when unknown); v15 ReplicaState, v17
+// ReplicaDirectoryID and v18 HighWatermark concern follower brokers, which
+// StreamHouse does not have, and are ignored; v16 broker endpoints for the
+// leaders named in CurrentLeader.
+//
+// Records are the stored batch bytes, never decoded; the first batch may
+// start before the fetch offset and clients skip those records. Limits, as
+// Kafka applies them (KIP-74): PartitionMaxBytes per partition and MaxBytes
+// over the response, except that the first batch of the first partition
+// with data is returned whatever its size, so a consumer always makes
+// progress. A batch that would break a limit anywhere else is left for a
+// later fetch, never cut.
+//
+// Long poll: the fetch answers at once when it has MinBytes, when a
+// partition has an error (not leader, offset out of range, unknown topic,
+// fenced epoch), or when MaxWaitMillis is not positive; otherwise it waits
+// on every requested partition's high watermark and answers as soon as the
+// partitions together hold MinBytes or MaxWaitMillis, counted from the
+// request's arrival, has passed.
+//
+// Only the agent leading a partition serves it: any other answers
+// NOT_LEADER_OR_FOLLOWER, with the leader it knows in CurrentLeader. Errors
+// carry -1 as high watermark, last stable offset and log start offset, as
+// Kafka's do. OFFSET_OUT_OF_RANGE is a fetch offset below the log start
+// offset or above the high watermark.
+//
+// Isolation: there are no transactions yet, so every stored batch is
+// committed and read_committed reads the same as read_uncommitted: the last
+// stable offset is the high watermark and there are no aborted
+// transactions.
+
+const fetchKey = 1
+
+func init() { register(fetchKey, 4, 18, handleFetch) }
+
+// fetchPart is one partition of a fetch and the outcome of its last read.
+type fetchPart struct {
+	w           fetchWant
+	name        string
+	tp          metadata.TopicPartition
+	resolveCode int16
+
+	code              int16
+	hw, lso, logStart int64
+	records           []byte
+	watch             <-chan struct{}
+}
+
+func handleFetch(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	s := c.s
+	start := time.Now()
+	req := kreq.(*kmsg.FetchRequest)
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	byID := req.Version >= 13
+
+	var wants []fetchWant
+	for _, rt := range req.Topics {
+		for _, rp := range rt.Partitions {
+			w := fetchWant{
+				topic:        rt.Topic,
+				partition:    rp.Partition,
+				offset:       rp.FetchOffset,
+				maxBytes:     rp.PartitionMaxBytes,
+				currentEpoch: rp.CurrentLeaderEpoch,
+			}
+			if byID {
+				w.topic, w.topicID = "", rt.TopicID
+			}
+			w.key = sessionKey{id: w.topicID, topic: w.topic, partition: rp.Partition}
+			wants = append(wants, w)
+		}
+	}
+	var forgotten []sessionKey
+	for _, ft := range req.ForgottenTopics {
+		for _, p := range ft.Partitions {
+			k := sessionKey{topic: ft.Topic, partition: p}
+			if byID {
+				k = sessionKey{id: ft.TopicID, partition: p}
+			}
+			forgotten = append(forgotten, k)
+		}
+	}
+	st, all, code := s.sessions.begin(req, wants, forgotten)
+	if code != 0 {
+		resp.ErrorCode = code
+		return resp, nil
+	}
+	parts := s.resolveFetch(ctx, all)
+
+	deadline := start.Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
+	var timer *time.Timer
+	for {
+		total, stop := s.fetchPass(ctx, parts, int(req.MaxBytes))
+		if stop || total >= int(req.MinBytes) || len(parts) == 0 {
+			break
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			break
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+			defer timer.Stop()
+		}
+		woke, err := waitAny(ctx, parts, timer.C)
+		if err != nil {
+			return nil, err
+		}
+		if !woke {
+			break
+		}
+	}
+
+	results := make([]fetchResult, len(parts))
+	for i, p := range parts {
+		results[i] = fetchResult{errCode: p.code, hw: p.hw, lso: p.lso, logStart: p.logStart, hasRecords: len(p.records) > 0}
+	}
+	sid, include := s.sessions.finish(st, all, results)
+	resp.SessionID = sid
+
+	type topicKey struct {
+		id   metadata.TopicID
+		name string
+	}
+	topicIdx := make(map[topicKey]int)
+	var hints *leaderHints
+	var given []leaderHint
+	for i := range parts {
+		if !include[i] {
+			continue
+		}
+		p := &parts[i]
+		tk := topicKey{id: p.w.topicID, name: p.w.topic}
+		ti, ok := topicIdx[tk]
+		if !ok {
+			rt := kmsg.NewFetchResponseTopic()
+			rt.Topic, rt.TopicID = p.w.topic, p.w.topicID
+			ti = len(resp.Topics)
+			topicIdx[tk] = ti
+			resp.Topics = append(resp.Topics, rt)
+		}
+		rp := kmsg.NewFetchResponseTopicPartition()
+		rp.Partition = p.w.partition
+		rp.ErrorCode = p.code
+		rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = p.hw, p.lso, p.logStart
+		// An empty record set is sent as empty, not null: some clients
+		// (librdkafka) read a null one as a bad size.
+		rp.RecordBatches = p.records
+		if rp.RecordBatches == nil {
+			rp.RecordBatches = []byte{}
+		}
+		if p.code == kerr.NotLeaderForPartition.Code && req.Version >= 12 && p.name != "" {
+			if hints == nil {
+				hints = s.newLeaderHints()
+			}
+			h := hints.get(ctx, p.name, p.w.partition)
+			rp.CurrentLeader.LeaderID, rp.CurrentLeader.LeaderEpoch = h.node, h.epoch
+			given = append(given, h)
+		}
+		resp.Topics[ti].Partitions = append(resp.Topics[ti].Partitions, rp)
+	}
+	if req.Version >= 16 {
+		for _, b := range endpoints(given) {
+			rb := kmsg.NewFetchResponseBroker()
+			rb.NodeID, rb.Host, rb.Port, rb.Rack = b.node, b.host, b.port, b.rack
+			resp.Brokers = append(resp.Brokers, rb)
+		}
+	}
+	return resp, nil
+}
+
+// resolveFetch names each partition's topic, once per topic.
+func (s *Server) resolveFetch(ctx context.Context, wants []fetchWant) []fetchPart {
+	type resolved struct {
+		t    metadata.Topic
+		code int16
+	}
+	topics := make(map[sessionKey]resolved)
+	parts := make([]fetchPart, len(wants))
+	for i, w := range wants {
+		tk := sessionKey{id: w.key.id, topic: w.key.topic}
+		r, ok := topics[tk]
+		if !ok {
+			var err error
+			if w.key.id != (metadata.TopicID{}) {
+				r.t, err = s.broker.CachedTopicByID(ctx, w.key.id)
+				if errors.Is(err, broker.ErrUnknownTopic) {
+					r.code = kerr.UnknownTopicID.Code
+				}
+			} else {
+				r.t, err = s.broker.Topic(ctx, w.key.topic)
+			}
+			if err != nil && r.code == 0 {
+				r.code = s.codeFor(err, "fetch")
+			}
+			topics[tk] = r
+		}
+		p := fetchPart{w: w, name: r.t.Name, tp: metadata.TopicPartition{TopicID: r.t.ID, Partition: w.partition}, resolveCode: r.code}
+		if r.code == 0 && (w.partition < 0 || w.partition >= r.t.Partitions) {
+			p.resolveCode = kerr.UnknownTopicOrPartition.Code
+		}
+		parts[i] = p
+	}
+	return parts
+}
+
+// fetchPass reads every partition once, without waiting, within the
+// request's limits. It returns the bytes read and whether the fetch must
+// answer now because a partition has an error.
+func (s *Server) fetchPass(ctx context.Context, parts []fetchPart, maxBytes int) (total int, stop bool) {
+	for i := range parts {
+		p := &parts[i]
+		p.code, p.records, p.watch = 0, nil, nil
+		p.hw, p.lso, p.logStart = -1, -1, -1
+		if p.resolveCode != 0 {
+			p.code, stop = p.resolveCode, true
+			continue
+		}
+		epoch, leads := s.broker.LeaderEpoch(p.tp)
+		switch ce := p.w.currentEpoch; {
+		case !leads:
+			p.code = kerr.NotLeaderForPartition.Code
+		case ce >= 0 && ce < epoch:
+			p.code = kerr.FencedLeaderEpoch.Code
+		case ce > epoch:
+			p.code = kerr.UnknownLeaderEpoch.Code
+		}
+		if p.code != 0 {
+			stop = true
+			continue
+		}
+		// Watch before reading, so a commit after the read is not missed.
+		p.watch = s.broker.Watch(p.tp)
+		limit := min(int(p.w.maxBytes), maxBytes-total)
+		var res shlog.ReadResult
+		var err error
+		if limit <= 0 && total > 0 {
+			// No room left: report where the partition stands.
+			res.LogStartOffset, res.HighWatermark, err = s.broker.Offsets(ctx, p.name, p.w.partition)
+			if err == nil && (p.w.offset < res.LogStartOffset || p.w.offset > res.HighWatermark) {
+				err = shlog.ErrOffsetOutOfRange
+			}
+		} else {
+			res, err = s.broker.Fetch(ctx, p.name, p.w.partition, p.w.offset, max(limit, 1), 0)
+		}
+		if err != nil {
+			p.code, stop = s.codeFor(err, "fetch"), true
+			continue
+		}
+		// Only the first data of the response may break the limits.
+		if len(res.Records) > limit && total > 0 {
+			res.Records = nil
+		}
+		p.records = res.Records
+		p.hw, p.lso, p.logStart = res.HighWatermark, res.HighWatermark, res.LogStartOffset
+		total += len(res.Records)
+	}
+	return total, stop
+}
+
+// waitAny waits until one partition's high watermark changes (true), the
+// timeout fires (false) or ctx ends (its error).
+func waitAny(ctx context.Context, parts []fetchPart, timeout <-chan time.Time) (bool, error) {
+	var chans []<-chan struct{}
+	for i := range parts {
+		if parts[i].watch != nil {
+			chans = append(chans, parts[i].watch)
+		}
+	}
+	switch len(chans) {
+	case 0:
+		select {
+		case <-timeout:
+			return false, nil
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	case 1:
+		select {
+		case <-chans[0]:
+			return true, nil
+		case <-timeout:
+			return false, nil
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+	cases := make([]reflect.SelectCase, 0, len(chans)+2)
+	cases = append(cases,
+		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())},
+		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timeout)})
+	for _, ch := range chans {
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
+	}
+	switch i, _, _ := reflect.Select(cases); i {
+	case 0:
+		return false, ctx.Err()
+	case 1:
+		return false, nil
+	}
+	return true, nil
+}

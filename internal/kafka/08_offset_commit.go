@@ -1,0 +1,122 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/streamhouse/streamhouse/internal/broker"
+	"github.com/streamhouse/streamhouse/internal/metadata"
+)
+
+// OffsetCommit, key 8.
+//
+// Versions 2-10 (v0 and v1, which Kafka 4 dropped too, stored offsets in
+// ZooKeeper or with a per-partition timestamp). v2-v4 RetentionTimeMillis
+// is accepted and ignored: offsets are kept until the group or topic is
+// deleted. v3 ThrottleMillis; v6 LeaderEpoch; v7 (KIP-345) InstanceID; v8
+// flexible; v9 GROUP_ID_NOT_FOUND instead of ILLEGAL_GENERATION for a
+// member commit to a group the coordinator does not run; v10 (KIP-848)
+// topics by TopicID (UNKNOWN_TOPIC_ID when unknown).
+//
+// The coordinator (internal/group) decides whether the commit may write:
+// a member's commit must carry its current member id and generation
+// (UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION, FENCED_INSTANCE_ID,
+// REBALANCE_IN_PROGRESS while the assignment is pending); generation -1
+// without a member id (admin tools, consumers that assign themselves) may
+// commit while the group has no members. Accepted offsets of existing
+// partitions are written to the metadata store in one transaction.
+
+const offsetCommitKey = 8
+
+func init() { register(offsetCommitKey, 2, 10, handleOffsetCommit) }
+
+// maxOffsetMetadata is Kafka's offset.metadata.max.bytes.
+const maxOffsetMetadata = 4096
+
+func handleOffsetCommit(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.OffsetCommitRequest)
+	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
+	s := c.s
+	// Answer every partition asked about, in the request's order.
+	for _, rt := range req.Topics {
+		t := kmsg.NewOffsetCommitResponseTopic()
+		t.Topic, t.TopicID = rt.Topic, rt.TopicID
+		for _, rp := range rt.Partitions {
+			p := kmsg.NewOffsetCommitResponseTopicPartition()
+			p.Partition = rp.Partition
+			t.Partitions = append(t.Partitions, p)
+		}
+		resp.Topics = append(resp.Topics, t)
+	}
+	setAll := func(code int16) {
+		for i := range resp.Topics {
+			for j := range resp.Topics[i].Partitions {
+				if resp.Topics[i].Partitions[j].ErrorCode == 0 {
+					resp.Topics[i].Partitions[j].ErrorCode = code
+				}
+			}
+		}
+	}
+	if req.Group == "" {
+		setAll(kerr.InvalidGroupID.Code)
+		return resp, nil
+	}
+	err := s.groups.ValidateCommit(req.Group, req.Generation, req.MemberID, deref(req.InstanceID))
+	if errors.Is(err, kerr.GroupIDNotFound) && req.Version < 9 {
+		err = kerr.IllegalGeneration
+	}
+	if err != nil {
+		setAll(errorCode(err))
+		return resp, nil
+	}
+
+	var commits []broker.OffsetCommit
+	for i, rt := range req.Topics {
+		rtopic := &resp.Topics[i]
+		topic, err := s.offsetTopic(ctx, req.Version >= 10, rt.Topic, rt.TopicID)
+		for j, rp := range rt.Partitions {
+			code := &rtopic.Partitions[j].ErrorCode
+			switch {
+			case err != nil:
+				*code = errorCode(err)
+			case rp.Partition < 0 || rp.Partition >= topic.Partitions:
+				*code = kerr.UnknownTopicOrPartition.Code
+			case rp.Metadata != nil && len(*rp.Metadata) > maxOffsetMetadata:
+				*code = kerr.OffsetMetadataTooLarge.Code
+			case rp.Offset < 0:
+				*code = kerr.InvalidRequest.Code // the store keeps offsets ≥ 0
+			default:
+				epoch := rp.LeaderEpoch
+				if req.Version < 6 {
+					epoch = -1
+				}
+				commits = append(commits, broker.OffsetCommit{
+					Topic: topic.Name, Partition: rp.Partition, Offset: rp.Offset, LeaderEpoch: epoch, Metadata: deref(rp.Metadata),
+				})
+			}
+		}
+	}
+	if len(commits) == 0 {
+		return resp, nil
+	}
+	if err := s.broker.CommitOffsets(ctx, req.Group, commits); err != nil {
+		s.log.Warn("offset commit failed", "group", req.Group, "err", err)
+		setAll(errorCode(err))
+	}
+	return resp, nil
+}
+
+// offsetTopic resolves a topic named by name (v0-9) or by ID (v10+).
+func (s *Server) offsetTopic(ctx context.Context, byID bool, name string, id [16]byte) (metadata.Topic, error) {
+	if !byID {
+		return s.broker.Topic(ctx, name)
+	}
+	t, err := s.broker.CachedTopicByID(ctx, metadata.TopicID(id))
+	if errors.Is(err, broker.ErrUnknownTopic) {
+		return t, kerr.UnknownTopicID
+	}
+	return t, err
+}

@@ -1,0 +1,145 @@
+package kafka
+
+import (
+	"context"
+	"sort"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/streamhouse/streamhouse/internal/metadata"
+)
+
+// OffsetFetch, key 9.
+//
+// Versions 1-10 (v0 read offsets from ZooKeeper; Kafka 4 dropped it). v2
+// a null topic list means every committed offset of the group, and a
+// top-level ErrorCode; v3 ThrottleMillis; v5 LeaderEpoch; v6 flexible; v7
+// RequireStable (there are no pending transactional offsets yet, so every
+// offset is stable); v8 (KIP-709) a batch of groups; v9 MemberID and
+// MemberEpoch of KIP-848 consumers, ignored for classic groups as Kafka
+// does; v10 (KIP-848) topics by TopicID.
+//
+// Offsets come from the metadata store, never from coordinator memory, so
+// they survive restarts. A partition without a committed offset is -1
+// with no error, as in Kafka.
+
+const offsetFetchKey = 9
+
+func init() { register(offsetFetchKey, 1, 10, handleOffsetFetch) }
+
+func handleOffsetFetch(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.OffsetFetchRequest)
+	resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)
+	if req.Version >= 8 {
+		for _, rg := range req.Groups {
+			resp.Groups = append(resp.Groups, c.s.fetchOffsets(ctx, req.Version, rg))
+		}
+		return resp, nil
+	}
+	// One group before v8: ask in the batched shape, answer in the old.
+	rg := kmsg.NewOffsetFetchRequestGroup()
+	rg.Group = req.Group
+	if req.Topics != nil {
+		rg.Topics = []kmsg.OffsetFetchRequestGroupTopic{}
+		for _, t := range req.Topics {
+			gt := kmsg.NewOffsetFetchRequestGroupTopic()
+			gt.Topic, gt.Partitions = t.Topic, t.Partitions
+			rg.Topics = append(rg.Topics, gt)
+		}
+	}
+	g := c.s.fetchOffsets(ctx, req.Version, rg)
+	resp.ErrorCode = g.ErrorCode
+	for _, gt := range g.Topics {
+		t := kmsg.NewOffsetFetchResponseTopic()
+		t.Topic = gt.Topic
+		for _, gp := range gt.Partitions {
+			p := kmsg.NewOffsetFetchResponseTopicPartition()
+			p.Partition, p.Offset, p.LeaderEpoch, p.Metadata, p.ErrorCode = gp.Partition, gp.Offset, gp.LeaderEpoch, gp.Metadata, gp.ErrorCode
+			if req.Version < 2 && p.ErrorCode == 0 {
+				p.ErrorCode = g.ErrorCode // v1 has no group-level error
+			}
+			t.Partitions = append(t.Partitions, p)
+		}
+		resp.Topics = append(resp.Topics, t)
+	}
+	return resp, nil
+}
+
+// fetchOffsets answers one group of an OffsetFetch.
+func (s *Server) fetchOffsets(ctx context.Context, version int16, rg kmsg.OffsetFetchRequestGroup) kmsg.OffsetFetchResponseGroup {
+	out := kmsg.NewOffsetFetchResponseGroup()
+	out.Group = rg.Group
+	byID := version >= 10
+	if rg.Group == "" {
+		out.ErrorCode = kerr.InvalidGroupID.Code
+		return out
+	}
+	stored, err := s.broker.GroupOffsets(ctx, rg.Group)
+	if err != nil {
+		s.log.Warn("offset fetch failed", "group", rg.Group, "err", err)
+		out.ErrorCode = errorCode(err)
+		return out
+	}
+	type tp struct {
+		topic     string
+		partition int32
+	}
+	committed := make(map[tp]metadata.GroupOffset, len(stored))
+	for _, o := range stored {
+		committed[tp{o.Topic, o.Partition}] = o
+	}
+	partition := func(topic string, p int32) kmsg.OffsetFetchResponseGroupTopicPartition {
+		rp := kmsg.NewOffsetFetchResponseGroupTopicPartition()
+		rp.Partition, rp.Offset = p, -1
+		rp.Metadata = kmsg.StringPtr("")
+		if o, ok := committed[tp{topic, p}]; ok {
+			rp.Offset, rp.LeaderEpoch, rp.Metadata = o.Offset, o.LeaderEpoch, kmsg.StringPtr(o.Metadata)
+		}
+		return rp
+	}
+
+	if rg.Topics == nil { // every committed offset
+		byTopic := make(map[string][]int32)
+		var names []string
+		for _, o := range stored {
+			if _, ok := byTopic[o.Topic]; !ok {
+				names = append(names, o.Topic)
+			}
+			byTopic[o.Topic] = append(byTopic[o.Topic], o.Partition)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			rt := kmsg.NewOffsetFetchResponseGroupTopic()
+			rt.Topic = name
+			if byID {
+				t, err := s.broker.Topic(ctx, name)
+				if err != nil {
+					continue // deleted: it has no ID to name it by
+				}
+				rt.TopicID = t.ID
+			}
+			for _, p := range byTopic[name] {
+				rt.Partitions = append(rt.Partitions, partition(name, p))
+			}
+			out.Topics = append(out.Topics, rt)
+		}
+		return out
+	}
+	for _, reqT := range rg.Topics {
+		rt := kmsg.NewOffsetFetchResponseGroupTopic()
+		rt.Topic, rt.TopicID = reqT.Topic, reqT.TopicID
+		name, code := reqT.Topic, int16(0)
+		if byID {
+			t, err := s.offsetTopic(ctx, true, "", reqT.TopicID)
+			name, code = t.Name, errorCode(err)
+		}
+		for _, p := range reqT.Partitions {
+			rp := partition(name, p)
+			rp.ErrorCode = code
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		out.Topics = append(out.Topics, rt)
+	}
+	return out
+}
