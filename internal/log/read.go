@@ -17,7 +17,8 @@ import (
 type ReadResult struct {
 	// Records holds whole RecordBatch v2 batches, concatenated. The first
 	// batch may start before the requested offset (Kafka clients skip those
-	// records). Empty when there is nothing at the offset yet.
+	// records). Empty when there is nothing at the offset yet. It may share
+	// memory with the log's caches: callers must not modify it.
 	Records        []byte
 	HighWatermark  int64
 	LogStartOffset int64
@@ -132,38 +133,59 @@ func (l *Log) readAt(ctx context.Context, tp metadata.TopicPartition, v partView
 			return res, fmt.Errorf("read %s: index: %w", tp, err)
 		}
 	}
-	var out []byte
+	// Each entry contributes one contiguous run of whole batches; a single
+	// run is returned without copying (the common case: a reader at the
+	// tail), several are joined.
+	var pieces [][]byte
+	total := 0
+	full := false
 	for _, e := range entries {
-		if e.BaseOffset >= v.hw {
+		if e.BaseOffset >= v.hw || full {
 			break
 		}
 		data, err := l.reader.read(ctx, e)
 		if err != nil {
 			return res, fmt.Errorf("read %s at %d: %w", tp, offset, err)
 		}
-		for len(data) > 0 {
-			h, err := batch.ParseHeader(data)
+		start, end := -1, 0
+		for pos := 0; pos < len(data); {
+			h, err := batch.ParseHeader(data[pos:])
 			if err != nil {
-				return res, fmt.Errorf("read %s: object %s at %d: %w", tp, e.ObjectKey, e.Pos, err)
+				return res, fmt.Errorf("read %s: object %s at %d: %w", tp, e.ObjectKey, e.Pos+int64(pos), err)
 			}
 			size := h.Size()
 			if h.LastOffset() >= offset {
-				if len(out) > 0 && len(out)+size > maxBytes {
-					res.Records = out
-					l.metrics.readBytes.Add(float64(len(out)))
-					return res, nil
+				if total > 0 && total+size > maxBytes {
+					full = true
+					break
 				}
-				out = append(out, data[:size]...)
+				if start < 0 {
+					start = pos
+				}
+				end = pos + size
+				total += size
 				res.NextOffset = h.LastOffset() + 1
 			}
-			data = data[size:]
+			pos += size
 		}
-		if len(out) >= maxBytes {
+		if start >= 0 {
+			pieces = append(pieces, data[start:end:end])
+		}
+		if total >= maxBytes {
 			break
 		}
 	}
-	res.Records = out
-	l.metrics.readBytes.Add(float64(len(out)))
+	switch len(pieces) {
+	case 0:
+	case 1:
+		res.Records = pieces[0]
+	default:
+		res.Records = make([]byte, 0, total)
+		for _, p := range pieces {
+			res.Records = append(res.Records, p...)
+		}
+	}
+	l.metrics.readBytes.Add(float64(total))
 	return res, nil
 }
 
