@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/streamhouse/streamhouse/internal/e2e"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // These tests build the real streamhouse binary and drive it over HTTP, on
@@ -268,4 +270,51 @@ func partitionState(t *testing.T, s *e2e.Proc) []int64 {
 		out[p.Partition] = p.HighWatermark
 	}
 	return out
+}
+
+// A Kafka consumer group's live members show in the REST API, and a group
+// with members cannot be deleted over REST.
+func TestKafkaGroupInREST(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := e2e.Start(t, dir, e2e.Local.Env(t, dir))
+	if code := s.Call("POST", "/api/v1/topics", map[string]any{"name": "clicks", "partitions": 2}, nil); code != 201 {
+		t.Fatalf("create: %d", code)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.KafkaAddr), kgo.ConsumerGroup("dashboard"), kgo.ConsumeTopics("clicks"), kgo.ClientID("e2e-consumer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for ctx.Err() == nil {
+			cl.PollFetches(ctx)
+		}
+	}()
+	var g struct {
+		State   string `json:"state"`
+		Members []struct {
+			ClientID   string             `json:"client_id"`
+			Assignment map[string][]int32 `json:"assignment"`
+		} `json:"members"`
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code := s.Call("GET", "/api/v1/consumer-groups/dashboard", nil, &g)
+		if code == 200 && g.State == "Stable" && len(g.Members) == 1 && len(g.Members[0].Assignment["clicks"]) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("group not visible as Stable with one member owning both partitions: %d %+v", code, g)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if g.Members[0].ClientID != "e2e-consumer" {
+		t.Errorf("client id %q", g.Members[0].ClientID)
+	}
+	if code := s.Call("DELETE", "/api/v1/consumer-groups/dashboard", nil, nil); code != 409 {
+		t.Fatalf("delete of a live group: %d, want 409", code)
+	}
 }

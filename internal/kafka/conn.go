@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -131,7 +132,9 @@ func (c *conn) readLoop(queue chan<- *pending) error {
 					p.err = fmt.Errorf("panic handling api key %d v%d: %v", p.hdr.key, p.hdr.version, r)
 				}
 			}()
+			start := time.Now()
 			p.resp, p.err = fn(ctx, c, req)
+			c.s.metrics.observe(p.hdr.key, start, p.err)
 		}()
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/streamhouse/streamhouse/internal/broker"
@@ -65,6 +66,8 @@ type Config struct {
 	// MaxRequestBytes bounds one request (Kafka's socket.request.max.bytes).
 	// Default 100 MiB.
 	MaxRequestBytes int32
+	// Registry receives the request metrics; nil means none.
+	Registry prometheus.Registerer
 	// MaxInflightPerConn bounds requests handled concurrently on one
 	// connection (responses still go out in order). Default 16.
 	MaxInflightPerConn int
@@ -77,6 +80,7 @@ type Server struct {
 	log    *slog.Logger
 	nodeID int32
 
+	metrics  *metrics
 	sessions *fetchSessionCache // KIP-227 incremental fetch sessions
 	groups   *group.Coordinator // consumer groups (this agent coordinates all)
 
@@ -102,6 +106,7 @@ func New(cfg Config) *Server {
 		cfg.DefaultPartitions = 1
 	}
 	return &Server{
+		metrics:  newMetrics(cfg.Registry),
 		cfg:      cfg,
 		broker:   cfg.Broker,
 		log:      cfg.Logger.With("component", "kafka"),
@@ -157,8 +162,10 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
+		s.metrics.conns.Inc()
 		go func() {
 			defer s.wg.Done()
+			defer s.metrics.conns.Dec()
 			c.serve()
 			s.mu.Lock()
 			delete(s.conns, c)

@@ -28,17 +28,21 @@ type groupSummaryJSON struct {
 // memberJSON is one member of a group (filled by the Kafka group
 // coordinator once it exists).
 type memberJSON struct {
-	MemberID string `json:"member_id"`
-	ClientID string `json:"client_id"`
-	Host     string `json:"host"`
+	MemberID   string             `json:"member_id"`
+	InstanceID string             `json:"instance_id,omitempty"`
+	ClientID   string             `json:"client_id"`
+	Host       string             `json:"host"`
+	Assignment map[string][]int32 `json:"assignment"`
 }
 
 // groupJSON is GET /api/v1/consumer-groups/{id}. state is Kafka's group
 // state; "Empty" while no member is connected.
 type groupJSON struct {
-	GroupID  string            `json:"group_id"`
-	State    string            `json:"state"`
-	Members  []memberJSON      `json:"members"`
+	GroupID    string            `json:"group_id"`
+	State      string            `json:"state"`
+	Protocol   string            `json:"protocol,omitempty"`
+	Generation int32             `json:"generation,omitempty"`
+	Members    []memberJSON      `json:"members"`
 	Offsets  []groupOffsetJSON `json:"offsets"`
 	TotalLag int64             `json:"total_lag"`
 }
@@ -60,9 +64,25 @@ func toGroupOffsets(gl broker.GroupLag) []groupOffsetJSON {
 	return out
 }
 
-func toGroupJSON(gl broker.GroupLag) groupJSON {
-	return groupJSON{GroupID: gl.Group, State: "Empty", Members: []memberJSON{},
+func (s *server) toGroupJSON(gl broker.GroupLag) groupJSON {
+	g := groupJSON{GroupID: gl.Group, State: "Empty", Members: []memberJSON{},
 		Offsets: toGroupOffsets(gl), TotalLag: gl.TotalLag}
+	if m, ok := s.liveGroup(gl.Group); ok {
+		g.State, g.Protocol, g.Generation = m.State, m.Protocol, m.Generation
+		for _, mem := range m.Members {
+			g.Members = append(g.Members, memberJSON{MemberID: mem.MemberID, InstanceID: mem.InstanceID,
+				ClientID: mem.ClientID, Host: mem.ClientHost, Assignment: mem.Assignment})
+		}
+	}
+	return g
+}
+
+// liveGroup returns the coordinator's view of a group, if it runs it.
+func (s *server) liveGroup(group string) (broker.GroupMembership, bool) {
+	if s.members == nil {
+		return broker.GroupMembership{}, false
+	}
+	return s.members.GroupMembers(group)
 }
 
 // groupErr names the group in a 404.
@@ -105,23 +125,33 @@ func (s *server) createGroup(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Set("Location", "/api/v1/consumer-groups/"+url.PathEscape(*req.GroupID))
-	writeJSON(w, http.StatusCreated, toGroupJSON(broker.GroupLag{Group: *req.GroupID}))
+	writeJSON(w, http.StatusCreated, s.toGroupJSON(broker.GroupLag{Group: *req.GroupID}))
 	return nil
 }
 
 func (s *server) getGroup(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	gl, err := s.b.DescribeGroupLag(r.Context(), id)
+	if errors.Is(err, broker.ErrUnknownGroup) {
+		// A group with live members but no offsets yet.
+		if _, ok := s.liveGroup(id); ok {
+			gl, err = broker.GroupLag{Group: id}, nil
+		}
+	}
 	if err != nil {
 		return groupErr(id, err)
 	}
-	writeJSON(w, http.StatusOK, toGroupJSON(gl))
+	writeJSON(w, http.StatusOK, s.toGroupJSON(gl))
 	return nil
 }
 
 // deleteGroup answers 204 No Content.
 func (s *server) deleteGroup(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
+	if m, ok := s.liveGroup(id); ok && len(m.Members) > 0 {
+		return &apiError{status: http.StatusConflict, code: codeConflict,
+			msg: sprintf("consumer group %q has %d active members; stop them before deleting it", id, len(m.Members))}
+	}
 	if err := s.b.DeleteGroup(r.Context(), id); err != nil {
 		return groupErr(id, err)
 	}

@@ -40,6 +40,9 @@ type Config struct {
 	// Ready reports whether the agent can serve (nil error = ready). Nil
 	// means always ready.
 	Ready func(ctx context.Context) error
+	// Members reports live consumer group membership (the Kafka group
+	// coordinator). Nil: groups show as Empty with no members.
+	Members broker.GroupMembers
 }
 
 // Error codes of the JSON error body.
@@ -87,6 +90,7 @@ type server struct {
 	log      *slog.Logger
 	maxBody  int64
 	ready    func(ctx context.Context) error
+	members  broker.GroupMembers
 	mux      *http.ServeMux
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -114,6 +118,7 @@ func New(cfg Config) http.Handler {
 		log:     cfg.Logger.With("component", "rest"),
 		maxBody: cfg.MaxBodyBytes,
 		ready:   cfg.Ready,
+		members: cfg.Members,
 		mux:     http.NewServeMux(),
 	}
 	s.requests = register(cfg.Registry, prometheus.NewCounterVec(prometheus.CounterOpts{

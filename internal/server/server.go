@@ -50,9 +50,9 @@ type Server struct {
 
 // New opens the backends and binds the listeners. Nothing is served until
 // Run. On error everything opened so far is closed.
-func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (s *Server, err error) {
+func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Server, err error) {
 	start := time.Now()
-	s = &Server{cfg: cfg, log: logger, reg: prometheus.NewRegistry()}
+	s := &Server{cfg: cfg, log: logger, reg: prometheus.NewRegistry()}
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	defer func() {
 		if err != nil {
@@ -122,6 +122,14 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (s *Serve
 	// Take this agent's partitions before listening, so the first requests
 	// after a (re)start do not meet "not leader".
 	s.broker.Place(ctx)
+	s.kafka = kafka.New(kafka.Config{
+		Broker:            s.broker,
+		Logger:            logger,
+		AdvertisedAddr:    advertised,
+		AutoCreateTopics:  cfg.AutoCreateTopics,
+		DefaultPartitions: int32(cfg.DefaultPartitions),
+		Registry:          s.reg,
+	})
 	s.httpSrv = &http.Server{
 		Handler: rest.New(rest.Config{
 			Broker:       s.broker,
@@ -129,6 +137,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (s *Serve
 			Registry:     s.reg,
 			MaxBodyBytes: cfg.HTTPMaxBodyBytes,
 			Ready:        s.ready,
+			Members:      s.kafka.GroupMembers(),
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
@@ -140,13 +149,6 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (s *Serve
 		KeepaliveTimeout:        cfg.GRPCKeepaliveTimeout,
 		InitialStreamWindowSize: cfg.GRPCInitialStreamWindowSize,
 		InitialConnWindowSize:   cfg.GRPCInitialConnWindowSize,
-	})
-	s.kafka = kafka.New(kafka.Config{
-		Broker:            s.broker,
-		Logger:            logger,
-		AdvertisedAddr:    advertised,
-		AutoCreateTopics:  cfg.AutoCreateTopics,
-		DefaultPartitions: int32(cfg.DefaultPartitions),
 	})
 	logger.Info("streamhouse ready to serve",
 		"agent", cfg.AgentID, "storage", cfg.Storage, "metadata", cfg.Metadata,
