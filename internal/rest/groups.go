@@ -43,8 +43,8 @@ type groupJSON struct {
 	Protocol   string            `json:"protocol,omitempty"`
 	Generation int32             `json:"generation,omitempty"`
 	Members    []memberJSON      `json:"members"`
-	Offsets  []groupOffsetJSON `json:"offsets"`
-	TotalLag int64             `json:"total_lag"`
+	Offsets    []groupOffsetJSON `json:"offsets"`
+	TotalLag   int64             `json:"total_lag"`
 }
 
 // committedJSON is one entry of GET /api/v1/consumer-groups/{id}/offsets.
