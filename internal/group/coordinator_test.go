@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamhouse/streamhouse/internal/testutil"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -99,7 +100,7 @@ func TestRebalanceWhenMemberJoins(t *testing.T) {
 		t.Fatalf("a member id alone rebalanced the group: %v", s)
 	}
 	bch := h.joinAsync(breq)
-	waitFor(t, "b parked at the barrier", func() bool { return h.parkedJoin("g", breq.MemberID) })
+	testutil.WaitFor(t, "b parked at the barrier", func() bool { return h.parkedJoin("g", breq.MemberID) })
 	if s := h.state("g"); s != PreparingRebalance {
 		t.Fatalf("state %v, want PreparingRebalance", s)
 	}
@@ -143,10 +144,10 @@ func TestJoinBarrierRemovesMembersThatDoNotRejoin(t *testing.T) {
 	c.SessionTimeout, c.RebalanceTimeout = time.Minute, 5*time.Second
 	c.MemberID = h.memberID(c)
 	cch := h.joinAsync(c)
-	waitFor(t, "c parked", func() bool { return h.parkedJoin("g", c.MemberID) })
+	testutil.WaitFor(t, "c parked", func() bool { return h.parkedJoin("g", c.MemberID) })
 	a.MemberID = res[0].MemberID
 	ach := h.joinAsync(a)
-	waitFor(t, "a parked", func() bool { return h.parkedJoin("g", a.MemberID) })
+	testutil.WaitFor(t, "a parked", func() bool { return h.parkedJoin("g", a.MemberID) })
 	h.clk.Advance(4 * time.Second)
 	if s := h.state("g"); s != PreparingRebalance {
 		t.Fatalf("barrier closed early: %v", s)
@@ -283,7 +284,7 @@ func TestStaticMemberRejoinsWithoutRebalance(t *testing.T) {
 	}
 	h.stabilize("g", []JoinResult{r1})
 	ch2 := h.joinAsync(static("c2", "i2"))
-	waitFor(t, "rebalance", func() bool { return h.state("g") == PreparingRebalance })
+	testutil.WaitFor(t, "rebalance", func() bool { return h.state("g") == PreparingRebalance })
 	re1 := static("c1", "i1")
 	re1.MemberID = r1.MemberID
 	r1 = recv(t, h.joinAsync(re1))
@@ -341,7 +342,7 @@ func TestStaticMemberChangingProtocolChoiceRebalances(t *testing.T) {
 		r := consumerReq("g", fmt.Sprint("c", i), ps...)
 		r.InstanceID = fmt.Sprint("i", i)
 		chs = append(chs, h.joinAsync(r))
-		waitFor(t, "static member parked", func() bool { return h.parkedInstance("g", r.InstanceID) })
+		testutil.WaitFor(t, "static member parked", func() bool { return h.parkedInstance("g", r.InstanceID) })
 	}
 	h.clk.Advance(time.Second)
 	h.clk.Advance(time.Second) // the delay was extended once
@@ -357,7 +358,7 @@ func TestStaticMemberChangingProtocolChoiceRebalances(t *testing.T) {
 	restarted := consumerReq("g", "c2", "range", "roundrobin")
 	restarted.InstanceID = "i2"
 	h.joinAsync(restarted)
-	waitFor(t, "restarted member parked", func() bool { return h.parkedInstance("g", "i2") })
+	testutil.WaitFor(t, "restarted member parked", func() bool { return h.parkedInstance("g", "i2") })
 	if s := h.state("g"); s != PreparingRebalance {
 		t.Fatalf("state %v, want a rebalance: range now wins 2 votes to 1", s)
 	}
@@ -375,7 +376,7 @@ func TestStaticMemberNotRejoiningStaysUntilSessionExpires(t *testing.T) {
 	d.SessionTimeout, d.RebalanceTimeout = time.Minute, 5*time.Second
 	d.MemberID = h.memberID(d)
 	dch := h.joinAsync(d)
-	waitFor(t, "d parked", func() bool { return h.parkedJoin("g", d.MemberID) })
+	testutil.WaitFor(t, "d parked", func() bool { return h.parkedJoin("g", d.MemberID) })
 	h.clk.Advance(5 * time.Second) // i1 does not rejoin: it stays, d leads
 	dr := recv(t, dch)
 	if dr.Err != nil || dr.LeaderID != d.MemberID || len(dr.Members) != 2 {
@@ -397,7 +398,7 @@ func TestPendingSyncTimeout(t *testing.T) {
 	res := h.form(a, b)
 	leader, follower := res[0], res[1]
 	fch := h.syncAsync(SyncRequest{Group: "g", MemberID: follower.MemberID, Generation: follower.Generation})
-	waitFor(t, "follower parked", func() bool { return h.parkedSync("g", follower.MemberID) })
+	testutil.WaitFor(t, "follower parked", func() bool { return h.parkedSync("g", follower.MemberID) })
 	h.clk.Advance(5 * time.Second) // the leader never syncs
 	wantErr(t, "follower's sync", recv(t, fch).Err, kerr.RebalanceInProgress)
 	d, _ := h.c.Describe("g")
@@ -435,7 +436,7 @@ func TestUnusedMemberIDHoldsBarrierUntilItExpires(t *testing.T) {
 	b := consumerReq("g", "b")
 	_ = h.memberID(b) // b never comes back
 	ach := h.joinAsync(a)
-	waitFor(t, "a parked", func() bool { return h.parkedJoin("g", a.MemberID) })
+	testutil.WaitFor(t, "a parked", func() bool { return h.parkedJoin("g", a.MemberID) })
 	h.clk.Advance(testSession)
 	r := recv(t, ach)
 	if r.Err != nil || len(r.Members) != 1 {
@@ -449,12 +450,12 @@ func TestInitialRebalanceDelay(t *testing.T) {
 	a := consumerReq("g", "a")
 	a.MemberID = h.memberID(a)
 	ach := h.joinAsync(a)
-	waitFor(t, "a parked", func() bool { return h.parkedJoin("g", a.MemberID) })
+	testutil.WaitFor(t, "a parked", func() bool { return h.parkedJoin("g", a.MemberID) })
 	h.clk.Advance(2 * time.Second)
 	b := consumerReq("g", "b")
 	b.MemberID = h.memberID(b)
 	bch := h.joinAsync(b)
-	waitFor(t, "b parked", func() bool { return h.parkedJoin("g", b.MemberID) })
+	testutil.WaitFor(t, "b parked", func() bool { return h.parkedJoin("g", b.MemberID) })
 	h.clk.Advance(time.Second) // b arrived during the delay: extended
 	if s := h.state("g"); s != PreparingRebalance {
 		t.Fatalf("state %v, want the delay extended", s)
@@ -535,7 +536,7 @@ func TestCloseAnswersWaitersAndStopsTimers(t *testing.T) {
 	b := consumerReq("g", "b")
 	_ = h.memberID(b)
 	ach := h.joinAsync(a)
-	waitFor(t, "a parked", func() bool { return h.parkedJoin("g", a.MemberID) })
+	testutil.WaitFor(t, "a parked", func() bool { return h.parkedJoin("g", a.MemberID) })
 	_ = h.c.Close()
 	wantErr(t, "parked join after Close", recv(t, ach).Err, kerr.NotCoordinator)
 	if n := h.clk.pendingTimers(); n != 0 {
@@ -554,7 +555,7 @@ func TestJoinEndsWithContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := make(chan JoinResult, 1)
 	go func() { ch <- h.c.Join(ctx, a) }()
-	waitFor(t, "a parked", func() bool { return h.parkedJoin("g", a.MemberID) })
+	testutil.WaitFor(t, "a parked", func() bool { return h.parkedJoin("g", a.MemberID) })
 	cancel()
 	wantErr(t, "join after cancel", recv(t, ch).Err, context.Canceled)
 }
@@ -566,10 +567,10 @@ func TestDuplicateJoinAnswersTheEarlierOne(t *testing.T) {
 	a.MemberID = h.memberID(a)
 	_ = h.memberID(consumerReq("g", "b")) // holds the barrier
 	first := h.joinAsync(a)
-	waitFor(t, "a parked", func() bool { return h.parkedJoin("g", a.MemberID) })
+	testutil.WaitFor(t, "a parked", func() bool { return h.parkedJoin("g", a.MemberID) })
 	second := h.joinAsync(a)
 	wantErr(t, "abandoned join", recv(t, first).Err, kerr.RebalanceInProgress)
-	waitFor(t, "a parked again", func() bool { return h.parkedJoin("g", a.MemberID) })
+	testutil.WaitFor(t, "a parked again", func() bool { return h.parkedJoin("g", a.MemberID) })
 	h.clk.Advance(testSession) // b's id expires
 	if r := recv(t, second); r.Err != nil || r.Generation != 1 {
 		t.Fatalf("second join: %+v", r)
@@ -603,7 +604,7 @@ func TestRejoinWithoutChanges(t *testing.T) {
 	// New metadata (a new subscription, owned partitions) rebalances.
 	b.Protocols = []Protocol{{Name: "range", Metadata: []byte("new subscription")}}
 	bch := h.joinAsync(b)
-	waitFor(t, "rebalance", func() bool { return h.parkedJoin("g", b.MemberID) })
+	testutil.WaitFor(t, "rebalance", func() bool { return h.parkedJoin("g", b.MemberID) })
 	if s := h.state("g"); s != PreparingRebalance {
 		t.Fatalf("state %v, want a rebalance", s)
 	}
@@ -614,10 +615,10 @@ func TestRejoinWithoutChanges(t *testing.T) {
 	// A member rejoining with other protocols while the assignment is
 	// pending restarts the rebalance; the waiting follower is told.
 	fch := h.syncAsync(SyncRequest{Group: "g", MemberID: b.MemberID, Generation: 2})
-	waitFor(t, "b's sync parked", func() bool { return h.parkedSync("g", b.MemberID) })
+	testutil.WaitFor(t, "b's sync parked", func() bool { return h.parkedSync("g", b.MemberID) })
 	a.Protocols = []Protocol{{Name: "range", Metadata: []byte("again")}}
 	h.joinAsync(a)
-	waitFor(t, "a parked", func() bool { return h.parkedJoin("g", a.MemberID) })
+	testutil.WaitFor(t, "a parked", func() bool { return h.parkedJoin("g", a.MemberID) })
 	wantErr(t, "follower's sync", recv(t, fch).Err, kerr.RebalanceInProgress)
 	if s := h.state("g"); s != PreparingRebalance {
 		t.Fatalf("state %v, want a rebalance", s)
@@ -633,7 +634,7 @@ func TestParkedMembersOutliveTheirSession(t *testing.T) {
 	b.SessionTimeout = time.Minute
 	_ = h.memberID(b) // holds the barrier until the rebalance timeout
 	ach := h.joinAsync(a)
-	waitFor(t, "a parked", func() bool { return h.parkedJoin("g", a.MemberID) })
+	testutil.WaitFor(t, "a parked", func() bool { return h.parkedJoin("g", a.MemberID) })
 	h.clk.Advance(testRebalance) // three of a's sessions pass while it waits
 	if r := recv(t, ach); r.Err != nil || r.Generation != 1 {
 		t.Fatalf("join: %+v (a waiting member must not expire)", r)
@@ -690,7 +691,7 @@ func TestConsumerProtocolViews(t *testing.T) {
 	assign.Topics = append(assign.Topics, at)
 	plan := map[string][]byte{res[0].MemberID: assign.AppendTo(nil)}
 	bch := h.syncAsync(SyncRequest{Group: "g", MemberID: res[1].MemberID, Generation: 1})
-	waitFor(t, "b parked", func() bool { return h.parkedSync("g", res[1].MemberID) })
+	testutil.WaitFor(t, "b parked", func() bool { return h.parkedSync("g", res[1].MemberID) })
 	if r := h.c.Sync(context.Background(), SyncRequest{Group: "g", MemberID: res[0].MemberID, Generation: 1, Assignments: plan}); r.Err != nil {
 		t.Fatal(r.Err)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamhouse/streamhouse/internal/testutil"
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
@@ -159,18 +160,6 @@ func recv[T any](t *testing.T, ch <-chan T) T {
 	return zero
 }
 
-// waitFor polls cond (bounded) for state another goroutine sets.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // parkedJoin reports whether a member waits at the join barrier.
 func (h *harness) parkedJoin(group, id string) bool {
 	h.c.mu.Lock()
@@ -219,7 +208,7 @@ func (h *harness) form(reqs ...JoinRequest) []JoinResult {
 		chs[i] = h.joinAsync(reqs[i])
 		if i < len(reqs)-1 {
 			// One at a time, so join order (and leadership) is reqs'.
-			waitFor(h.t, "join to park", func() bool { return h.parkedJoin(reqs[i].Group, reqs[i].MemberID) })
+			testutil.WaitFor(h.t, "join to park", func() bool { return h.parkedJoin(reqs[i].Group, reqs[i].MemberID) })
 		}
 	}
 	out := make([]JoinResult, len(reqs))
@@ -259,7 +248,7 @@ func (h *harness) stabilize(group string, res []JoinResult) map[string][]byte {
 		ids = append(ids, r.MemberID)
 	}
 	for _, id := range ids {
-		waitFor(h.t, "follower sync to park", func() bool { return h.parkedSync(group, id) })
+		testutil.WaitFor(h.t, "follower sync to park", func() bool { return h.parkedSync(group, id) })
 	}
 	got := make(map[string][]byte)
 	lr := h.c.Sync(context.Background(), SyncRequest{Group: group, MemberID: leader.MemberID, Generation: leader.Generation, Assignments: plan})

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	shlog "github.com/streamhouse/streamhouse/internal/log"
+	"github.com/streamhouse/streamhouse/internal/testutil"
 	pb "github.com/streamhouse/streamhouse/proto/streamhousepb"
 )
 
@@ -142,7 +143,7 @@ func TestProduceAndConsume(t *testing.T) {
 		}
 	}
 	var got []*pb.ConsumedRecord
-	eventually(t, "6 records on partition 0", func() bool {
+	testutil.WaitFor(t, "6 records on partition 0", func() bool {
 		got = e.consumeAll(t, "t", 0, 0)
 		return len(got) == 6
 	})

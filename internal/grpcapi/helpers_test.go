@@ -111,18 +111,6 @@ func (e *env) consumeAll(t *testing.T, topic string, partition uint32, offset ui
 	}
 }
 
-// eventually polls cond until it holds or 20 s pass.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // counterValue reads one counter.
 func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	t.Helper()

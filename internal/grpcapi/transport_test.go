@@ -15,6 +15,7 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/streamhouse/streamhouse/internal/testutil"
 	pb "github.com/streamhouse/streamhouse/proto/streamhousepb"
 )
 
@@ -101,9 +102,9 @@ func TestSubscribeTailsAndStopsOnCancel(t *testing.T) {
 		t.Fatalf("after cancel: %v", err)
 	}
 	ended := e.srv.metrics.requests.WithLabelValues("/streamhouse.StreamHouse/Subscribe", codes.Canceled.String())
-	eventually(t, "the server to end the canceled Subscribe", func() bool { return counterValue(t, ended) == 1 })
+	testutil.WaitFor(t, "the server to end the canceled Subscribe", func() bool { return counterValue(t, ended) == 1 })
 	cancelFrom()
-	eventually(t, "the server to end the second Subscribe", func() bool { return counterValue(t, ended) == 2 })
+	testutil.WaitFor(t, "the server to end the second Subscribe", func() bool { return counterValue(t, ended) == 2 })
 }
 
 func TestReflectionListsTheService(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
 	"github.com/streamhouse/streamhouse/internal/objstore"
+	"github.com/streamhouse/streamhouse/internal/testutil"
 )
 
 // env is one test's world: a bucket and a metadata store shared by the logs
@@ -160,18 +161,6 @@ func readAll(t *testing.T, l *Log, tp metadata.TopicPartition) []batch.Record {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestAppendAndReadBack(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
@@ -308,7 +297,7 @@ func TestAckModes(t *testing.T) {
 			t.Fatalf("%s: %v", mode, err)
 		}
 	}
-	waitFor(t, "upload to hang", func() bool { return f.Hanging() > 0 })
+	testutil.WaitFor(t, "upload to hang", func() bool { return f.Hanging() > 0 })
 	durable := make(chan error, 1)
 	go func() {
 		_, err := l.Append(ctx, tp, mkBatch(t, "durable", 1), AckDurable)
@@ -465,7 +454,7 @@ func TestCrashBetweenPutAndCommit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "the upload of the unacknowledged data", func() bool { return counting.Puts() > putsBefore })
+	testutil.WaitFor(t, "the upload of the unacknowledged data", func() bool { return counting.Puts() > putsBefore })
 	// "Die": stop without draining.
 	dead, cancel := context.WithCancel(ctx)
 	cancel()
@@ -793,7 +782,7 @@ func TestOneObjectPerFlushAcrossPartitions(t *testing.T) {
 	if _, err := l.Append(ctx, tpOf(topic, 0), mkBatch(t, "first", 1), AckBuffered); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "first upload", func() bool { return f.Hanging() == 1 })
+	testutil.WaitFor(t, "first upload", func() bool { return f.Hanging() == 1 })
 	var wg sync.WaitGroup
 	for p := int32(0); p < 200; p++ {
 		wg.Add(1)
@@ -804,7 +793,7 @@ func TestOneObjectPerFlushAcrossPartitions(t *testing.T) {
 			}
 		}(p)
 	}
-	waitFor(t, "200 appends buffered", func() bool {
+	testutil.WaitFor(t, "200 appends buffered", func() bool {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		return len(l.buf.order) == 200

@@ -11,20 +11,8 @@ import (
 	"time"
 
 	"github.com/streamhouse/streamhouse/internal/objstore"
+	"github.com/streamhouse/streamhouse/internal/testutil"
 )
-
-// waitFor polls cond until it holds, failing the test after a generous
-// bound; it never sleeps longer than needed on a fast machine.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
 
 func TestFaultyFailNTimesThenSucceed(t *testing.T) {
 	t.Parallel()
@@ -76,7 +64,7 @@ func TestFaultyHangRespectsContext(t *testing.T) {
 		_, err := f.Get(ctx, "k")
 		done <- err
 	}()
-	waitFor(t, "the Get to hang", func() bool { return f.Hanging() == 1 })
+	testutil.WaitFor(t, "the Get to hang", func() bool { return f.Hanging() == 1 })
 	select {
 	case err := <-done:
 		t.Fatalf("hung Get returned before cancel: %v", err)
@@ -111,7 +99,7 @@ func TestFaultyHangUntilRelease(t *testing.T) {
 			results <- string(data)
 		})
 	}
-	waitFor(t, "both Gets to hang", func() bool { return f.Hanging() == 2 })
+	testutil.WaitFor(t, "both Gets to hang", func() bool { return f.Hanging() == 2 })
 	f.Release()
 	wg.Wait()
 	close(results)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/streamhouse/streamhouse/internal/objstore"
 	"github.com/streamhouse/streamhouse/internal/objstore/objstoretest"
+	"github.com/streamhouse/streamhouse/internal/testutil"
 )
 
 func TestS3MultipartIsUsed(t *testing.T) {
@@ -342,7 +343,7 @@ func TestS3CancelWhileThrottledWaits(t *testing.T) {
 	defer close(release)
 	s := newFakeClient(t, srv, func(c *objstore.S3Config) { c.MaxConcurrency = 1 })
 	go s.Put(context.Background(), "first", nil) // takes the only slot and blocks in the server
-	waitFor(t, "the first request to hold the slot", func() bool { return s.Stats().InFlight == 1 })
+	testutil.WaitFor(t, "the first request to hold the slot", func() bool { return s.Stats().InFlight == 1 })
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
 	defer cancel()
 	err := s.Put(ctx, "second", nil)
