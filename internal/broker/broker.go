@@ -60,6 +60,9 @@ type Config struct {
 	// LeaseTTL must match the log's; placement runs every LeaseTTL/3.
 	LeaseTTL time.Duration
 	Now      func() time.Time
+	// Validator checks produced values on topics with schema validation
+	// on (validate.go). Nil: no validation.
+	Validator Validator
 }
 
 // Broker is the shared API. Create with New, start placement with Run.
@@ -167,8 +170,11 @@ func (b *Broker) partition(ctx context.Context, topic string, partition int32) (
 
 // Produce appends raw record batches (the Kafka path) to one partition.
 func (b *Broker) Produce(ctx context.Context, topic string, partition int32, records []byte, mode shlog.AckMode) (shlog.AppendResult, error) {
-	_, tp, err := b.partition(ctx, topic, partition)
+	t, tp, err := b.partition(ctx, topic, partition)
 	if err != nil {
+		return shlog.AppendResult{}, err
+	}
+	if err := b.validateBatches(ctx, t, records); err != nil {
 		return shlog.AppendResult{}, err
 	}
 	return b.plog.Append(ctx, tp, records, mode)
@@ -181,8 +187,11 @@ func (b *Broker) Produce(ctx context.Context, topic string, partition int32, rec
 // produce requests in arrival order this way while their durable waits
 // overlap).
 func (b *Broker) ProduceAsync(ctx context.Context, topic string, partition int32, records []byte, mode shlog.AckMode) (*shlog.Appending, error) {
-	_, tp, err := b.partition(ctx, topic, partition)
+	t, tp, err := b.partition(ctx, topic, partition)
 	if err != nil {
+		return nil, err
+	}
+	if err := b.validateBatches(ctx, t, records); err != nil {
 		return nil, err
 	}
 	return b.plog.AppendAsync(ctx, tp, records, mode)
@@ -212,6 +221,10 @@ func (b *Broker) ProduceRecords(ctx context.Context, topic string, partition int
 	}
 	if partition >= t.Partitions {
 		return nil, fmt.Errorf("%w: topic %s has partitions 0..%d, not %d", ErrUnknownPartition, topic, t.Partitions-1, partition)
+	}
+	// All records are checked before any partition is appended to.
+	if err := b.validateRecords(ctx, t, records); err != nil {
+		return nil, err
 	}
 	now := b.now().UnixMilli()
 	byPart := make(map[int32][]int)

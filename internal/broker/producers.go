@@ -18,8 +18,11 @@ func (b *Broker) AppendRecords(ctx context.Context, topic string, partition int3
 	if len(records) == 0 {
 		return shlog.AppendResult{}, fmt.Errorf("%w: no records", ErrInvalidRequest)
 	}
-	_, tp, err := b.partition(ctx, topic, partition)
+	t, tp, err := b.partition(ctx, topic, partition)
 	if err != nil {
+		return shlog.AppendResult{}, err
+	}
+	if err := b.validateRecords(ctx, t, records); err != nil {
 		return shlog.AppendResult{}, err
 	}
 	raw, err := batch.Build(records, opts)

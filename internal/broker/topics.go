@@ -100,6 +100,7 @@ var topicConfigs = map[string]topicConfig{
 	"segment.jitter.ms":                   {def: "0", validate: intAtLeast(0)},
 	"file.delete.delay.ms":                {def: "60000", validate: intAtLeast(0)},
 	"message.downconversion.enable":       {def: "true", validate: oneOf("true", "false")},
+	SchemaValidationConfig:                {def: "false", validate: oneOf("true", "false"), honoured: true},
 }
 
 // ValidateTopicConfig checks every name and value of cfg.

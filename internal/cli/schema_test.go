@@ -3,7 +3,6 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,14 +11,7 @@ import (
 )
 
 // testSchema covers the schema commands against the server's registry.
-// The registry is not implemented yet: while /schemas/subjects answers 404
-// this checks that streamctl says so and skips the rest. Remove the guard
-// when the registry lands.
 func testSchema(t *testing.T, s *server) {
-	if code := s.proc.Call(http.MethodGet, "/schemas/subjects", nil, nil); code == http.StatusNotFound {
-		s.fails(t, 1, "the schema registry is not available at this URL", "schema", "list")
-		t.Skip("schema registry not implemented yet: /schemas/subjects answers 404 (remove this guard when it lands)")
-	}
 	dir := t.TempDir()
 	write := func(name, body string) string {
 		p := filepath.Join(dir, name)

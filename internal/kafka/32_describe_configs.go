@@ -74,6 +74,7 @@ var topicConfigInfo = map[string]configInfo{
 	"segment.jitter.ms":                   {kmsg.ConfigTypeLong, "log.roll.jitter.ms", "Stored and reported; StreamHouse rolls segment objects itself."},
 	"file.delete.delay.ms":                {kmsg.ConfigTypeLong, "log.segment.delete.delay.ms", "Stored and reported; unreferenced objects are collected after a grace period."},
 	"message.downconversion.enable":       {kmsg.ConfigTypeBoolean, "log.message.downconversion.enable", "Stored and reported; StreamHouse serves record batches as stored."},
+	"confluent.value.schema.validation":   {kmsg.ConfigTypeBoolean, "confluent.value.schema.validation", "true: values must carry the Confluent wire format with a schema id registered under {topic}-value (INVALID_RECORD otherwise)."},
 }
 
 // configEntry is one described config, independent of message version.

@@ -29,6 +29,13 @@ var (
 	// contiguous, duplicate partitions, empty key...): a bug in the caller,
 	// never worth retrying.
 	ErrInvalidCommit = errors.New("invalid object commit")
+	// ErrSchemaNotFound: no schema has the ID, or no subject version uses
+	// it any more.
+	ErrSchemaNotFound = errors.New("schema not found")
+	// ErrSchemaConflict: a RegisterSchema lost a race (the subject's latest
+	// version is no longer the expected one, or another registration took
+	// the version number). Check again and retry.
+	ErrSchemaConflict = errors.New("schema registration conflict")
 )
 
 // FencedError is returned by CommitObject when one or more partitions of the
@@ -177,6 +184,36 @@ type ObjectRecord struct {
 	DeletableAt time.Time
 }
 
+// Schema is a schema registry schema. ID is global and shared by every
+// subject version registering the same (type, text, references).
+type Schema struct {
+	ID         int64
+	Type       string // AVRO, JSON, PROTOBUF
+	Text       string // canonical text, as the registry computed it
+	References []SchemaReference
+}
+
+// SchemaReference names another subject version a schema imports.
+type SchemaReference struct {
+	Name    string `json:"name"`
+	Subject string `json:"subject"`
+	Version int32  `json:"version"`
+}
+
+// SchemaVersion is one version of a subject.
+type SchemaVersion struct {
+	Subject string
+	Version int32
+	Deleted bool // soft-deleted
+	Schema  Schema
+}
+
+// SchemaVersionFilter selects schema versions; zero fields match all.
+type SchemaVersionFilter struct {
+	Subject  string
+	SchemaID int64
+}
+
 // Store is the metadata contract. Every method is safe for concurrent use
 // and takes a context that bounds its I/O.
 type Store interface {
@@ -293,6 +330,34 @@ type Store interface {
 	// ListGroups returns the groups registered or with committed offsets,
 	// ordered.
 	ListGroups(ctx context.Context) ([]string, error)
+
+	// Schema registry. The registry decides compatibility and error
+	// semantics; the store keeps ids stable and registrations atomic.
+
+	// RegisterSchema stores s under subject in one transaction: the schema
+	// gets the ID of an identical (type, text, references) schema if there
+	// is one, else a new one. If a version of subject that is not
+	// soft-deleted already has that ID, it is returned unchanged. Otherwise
+	// a new version (one above the highest, soft-deleted ones included) is
+	// added, but only if the subject's latest non-deleted version is still
+	// expectLatest (0: none): else ErrSchemaConflict, as when a concurrent
+	// registration took the version number.
+	RegisterSchema(ctx context.Context, subject string, s Schema, expectLatest int32) (SchemaVersion, error)
+	// GetSchema returns a schema by ID; ErrSchemaNotFound unless some
+	// subject version (soft-deleted ones included) uses it.
+	GetSchema(ctx context.Context, id int64) (Schema, error)
+	// ListSchemaVersions returns the versions matching f, soft-deleted ones
+	// included, ordered by subject and version.
+	ListSchemaVersions(ctx context.Context, f SchemaVersionFilter) ([]SchemaVersion, error)
+	// DeleteSchemaVersions soft-deletes (flags) or, if permanent, removes
+	// the listed versions of subject. Missing versions are ignored.
+	DeleteSchemaVersions(ctx context.Context, subject string, versions []int32, permanent bool) error
+	// SchemaCompatibility returns the compatibility level set for subject
+	// ("" is the global level); "" if none is set.
+	SchemaCompatibility(ctx context.Context, subject string) (string, error)
+	// SetSchemaCompatibility sets subject's level ("" subject: global); an
+	// empty level removes the setting.
+	SetSchemaCompatibility(ctx context.Context, subject, level string) error
 
 	// Ping checks the store answers (for /ready).
 	Ping(ctx context.Context) error

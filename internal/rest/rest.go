@@ -43,6 +43,9 @@ type Config struct {
 	// Members reports live consumer group membership (the Kafka group
 	// coordinator). Nil: groups show as Empty with no members.
 	Members broker.GroupMembers
+	// Schemas serves the schema registry under /schemas (paths below it,
+	// e.g. /subjects, reach it with the prefix stripped). Nil: not served.
+	Schemas http.Handler
 }
 
 // Error codes of the JSON error body.
@@ -53,6 +56,7 @@ const (
 	codeConflict         = "conflict"
 	codeTooLarge         = "payload_too_large"
 	codeUnsupportedMedia = "unsupported_media_type"
+	codeSchemaValidation = "schema_validation_failed"
 	codeNotReady         = "not_ready"
 	codeNotLeader        = "not_leader"
 	codeUnavailable      = "unavailable"
@@ -155,6 +159,9 @@ func New(cfg Config) http.Handler {
 	s.handle("GET /api/v1/consumer-groups/{id}/offsets", s.groupOffsets)
 
 	s.handle("POST /api/v1/sql", s.sql)
+	if cfg.Schemas != nil {
+		s.mux.Handle("/schemas/", http.StripPrefix("/schemas", cfg.Schemas))
+	}
 	return s
 }
 
@@ -318,6 +325,8 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		status, code = http.StatusConflict, codeConflict
 	case errors.Is(err, batch.ErrTooLarge):
 		status, code = http.StatusRequestEntityTooLarge, codeTooLarge
+	case errors.Is(err, broker.ErrSchemaValidation):
+		status, code = http.StatusUnprocessableEntity, codeSchemaValidation
 	case errors.Is(err, broker.ErrInvalidTopic), errors.Is(err, broker.ErrInvalidPartitions),
 		errors.Is(err, broker.ErrInvalidConfig), errors.Is(err, broker.ErrInvalidRequest),
 		errors.Is(err, broker.ErrUnknownPartition),

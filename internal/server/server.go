@@ -27,6 +27,7 @@ import (
 	"github.com/streamhouse/streamhouse/internal/metadata/sqlstore"
 	"github.com/streamhouse/streamhouse/internal/objstore"
 	"github.com/streamhouse/streamhouse/internal/rest"
+	"github.com/streamhouse/streamhouse/internal/schemaregistry"
 )
 
 // Server is one running agent.
@@ -107,14 +108,20 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		return nil, fmt.Errorf("listen KAFKA_ADDR %s: %w", cfg.KafkaAddr, err)
 	}
 	advertised := cfg.KafkaAdvertisedFor(s.kafkaLn.Addr())
+	registry := schemaregistry.New(schemaregistry.Config{
+		Store:        s.store,
+		Logger:       logger,
+		MaxBodyBytes: cfg.HTTPMaxBodyBytes,
+	})
 	s.broker, err = broker.New(ctx, broker.Config{
-		AgentID:  cfg.AgentID,
-		Addr:     advertised,
-		Rack:     cfg.Rack,
-		Store:    s.store,
-		Log:      s.plog,
-		Logger:   logger,
-		LeaseTTL: cfg.LeaseTTL,
+		AgentID:   cfg.AgentID,
+		Addr:      advertised,
+		Rack:      cfg.Rack,
+		Store:     s.store,
+		Log:       s.plog,
+		Logger:    logger,
+		LeaseTTL:  cfg.LeaseTTL,
+		Validator: registry.Validator(),
 	})
 	if err != nil {
 		return nil, err
@@ -138,6 +145,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 			MaxBodyBytes: cfg.HTTPMaxBodyBytes,
 			Ready:        s.ready,
 			Members:      s.kafka.GroupMembers(),
+			Schemas:      registry,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
