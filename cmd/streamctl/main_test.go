@@ -20,6 +20,7 @@ import (
 	"github.com/creack/pty"
 
 	"github.com/streamhouse/streamhouse/internal/e2e"
+	"github.com/streamhouse/streamhouse/internal/testutil"
 )
 
 var (
@@ -137,12 +138,12 @@ func TestBinary(t *testing.T) {
 
 	// SIGINT stops consume --follow with exit status 0.
 	cmd := command(t, "", []string{"STREAMHOUSE_API_URL=" + p.URL}, "consume", topic, "--partition", "1", "--follow")
-	var fout, ferr syncBuffer
+	var fout, ferr testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &fout, &ferr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "followed records", func() bool { return strings.Contains(fout.String(), "b\n") })
+	testutil.WaitFor(t, "followed records", func() bool { return strings.Contains(fout.String(), "b\n") })
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +238,7 @@ type terminal struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	pty  *os.File
-	out  syncBuffer
+	out  testutil.SyncBuffer
 	seen int // output before this was matched already
 	done chan struct{}
 }
@@ -302,33 +303,5 @@ func (term *terminal) wait() int {
 	case <-time.After(30 * time.Second):
 		term.t.Fatalf("streamctl did not exit; the terminal shows:\n%q", term.out.String()[term.seen:])
 		return -1
-	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

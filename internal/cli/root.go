@@ -19,7 +19,8 @@ completion. Piped into, the REPL reads one command per line.
 
 Every command talks to the server over its REST API (STREAMHOUSE_API_URL,
 default http://localhost:8080) and to the schema registry over the
-Confluent API (SCHEMA_REGISTRY_URL, default the API URL + /schemas).
+Confluent API (SCHEMA_REGISTRY_URL, default the API URL + /schemas),
+except the perf load tools, which speak the Kafka protocol (--brokers).
 STREAMHOUSE_ADDR and --grpc-addr (the gRPC address) are accepted for
 compatibility with the original streamctl but not used.
 
@@ -77,6 +78,7 @@ func (s *session) newRoot() (*cobra.Command, *invocation) {
 		inv.schemaCmd(),
 		inv.consumerCmd(),
 		inv.offsetCmd(),
+		inv.perfCmd(),
 		completionCmd(s.repl),
 		&cobra.Command{
 			Use:     "exit",
