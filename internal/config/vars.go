@@ -190,7 +190,7 @@ var vars = []variable{
 		help:  "recently committed objects kept in memory for consumers at the tail; 0 disables",
 		field: func(c *Config) any { return &c.HotTailBytes }},
 	{name: "STREAMHOUSE_CACHE", group: "Read cache", def: "./data/cache", kind: kindString, what: "a directory",
-		help:  "disk cache of object ranges read from storage",
+		help:  "disk cache of object ranges read from S3 (not used on the local folder backend, whose objects already are local files)",
 		field: func(c *Config) any { return &c.CacheDir }},
 	{name: "STREAMHOUSE_CACHE_SIZE", group: "Read cache", def: "1073741824", kind: kindInt, what: "bytes", min: 0,
 		help:  "disk cache size bound; 0 disables the disk cache",

@@ -68,8 +68,11 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 	if s.store, err = openStore(ctx, cfg, logger); err != nil {
 		return nil, err
 	}
+	// The disk cache keeps ranged GETs of a remote store on local disk. On
+	// the local folder backend the objects already are local files, so a
+	// cache would only copy them: it is off there.
 	cacheDir := cfg.CacheDir
-	if cfg.CacheSize == 0 {
+	if cfg.CacheSize == 0 || cfg.Storage == config.StorageLocal {
 		cacheDir = ""
 	}
 	hot := cfg.HotTailBytes
