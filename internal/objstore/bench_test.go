@@ -18,6 +18,7 @@ var benchSizes = []struct {
 	name string
 	size int
 }{
+	{"80KiB", 80 << 10},
 	{"1MiB", 1 << 20},
 	{"16MiB", 16 << 20},
 }
