@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/streamhouse/streamhouse/internal/testutil"
 )
 
 // TestCommands runs every command against one real server, each group of
@@ -155,7 +157,7 @@ func testProduceConsume(t *testing.T, s *server) {
 	}
 
 	// ack none answers before the record is stored: wait for it.
-	waitFor(t, "three records in partition 0", func() bool {
+	testutil.WaitFor(t, "three records in partition 0", func() bool {
 		var a consumeAnswer
 		s.jsonOut(t, &a, "consume", name, "--partition", "0")
 		return len(a.Records) >= 3
@@ -262,8 +264,8 @@ func testConsumeErrors(t *testing.T, s *server) {
 }
 
 // follow starts consume --follow in the background; stop it with cancel.
-func follow(t *testing.T, s *server, ctx context.Context, args ...string) (out, errOut *syncBuffer, done <-chan int) {
-	out, errOut = &syncBuffer{}, &syncBuffer{}
+func follow(t *testing.T, s *server, ctx context.Context, args ...string) (out, errOut *testutil.SyncBuffer, done <-chan int) {
+	out, errOut = &testutil.SyncBuffer{}, &testutil.SyncBuffer{}
 	ch := make(chan int, 1)
 	go func() {
 		ch <- Run(ctx, append([]string{"consume", "--follow"}, args...), strings.NewReader(""), out, errOut,
@@ -278,9 +280,9 @@ func testFollow(t *testing.T, s *server) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	out, errOut, done := follow(t, s, ctx, name)
-	waitFor(t, "the first record", func() bool { return strings.Contains(out.String(), "before") })
+	testutil.WaitFor(t, "the first record", func() bool { return strings.Contains(out.String(), "before") })
 	s.ok(t, "produce", name, "--value", `{"later": "record"}`)
-	waitFor(t, "a record produced while following", func() bool { return strings.Contains(out.String(), `{"later": "record"}`) })
+	testutil.WaitFor(t, "a record produced while following", func() bool { return strings.Contains(out.String(), `{"later": "record"}`) })
 	cancel()
 	select {
 	case code := <-done:
@@ -329,7 +331,7 @@ func testFollowInterrupt(t *testing.T, s *server) {
 	s.ok(t, "produce", name, "--value", "v")
 	sigs := make(chan os.Signal, 1)
 	out, errOut, done := follow(t, s, WithInterrupts(t.Context(), sigs), name)
-	waitFor(t, "the record", func() bool { return strings.Contains(out.String(), "v") })
+	testutil.WaitFor(t, "the record", func() bool { return strings.Contains(out.String(), "v") })
 	sigs <- os.Interrupt
 	select {
 	case code := <-done:

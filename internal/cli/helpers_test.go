@@ -1,19 +1,18 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/streamhouse/streamhouse/internal/e2e"
+	"github.com/streamhouse/streamhouse/internal/testutil"
 )
 
 // server is a real streamhouse process shared by the subtests of one
@@ -63,7 +62,7 @@ func runCLI(t *testing.T, url, stdin string, args ...string) runResult {
 }
 
 func runCtx(ctx context.Context, url string, stdin io.Reader, args ...string) runResult {
-	var out, errOut syncBuffer
+	var out, errOut testutil.SyncBuffer
 	code := Run(ctx, args, stdin, &out, &errOut, envOf(map[string]string{"STREAMHOUSE_API_URL": url}))
 	return runResult{code: code, stdout: out.String(), stderr: errOut.String()}
 }
@@ -109,37 +108,6 @@ func (s *server) createTopic(t *testing.T, prefix string, n int) string {
 	name := uniq(prefix)
 	s.ok(t, "topic", "create", name, "--partitions", fmt.Sprint(n))
 	return name
-}
-
-// syncBuffer is a bytes.Buffer safe for a command writing while a test
-// reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-// waitFor polls until cond holds or fails the test after 30 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // rows splits table output into lines of fields.

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/streamhouse/streamhouse/internal/testutil"
 )
 
 // testREPLPiped drives a REPL session from piped input: quoting, JSON
@@ -92,18 +94,18 @@ func testREPLPipedInterrupt(t *testing.T, s *server) {
 	s.ok(t, "produce", name, "--value", "first")
 	pr, pw := io.Pipe()
 	sigs := make(chan os.Signal, 1)
-	var out, errOut syncBuffer
+	var out, errOut testutil.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- Run(WithInterrupts(t.Context(), sigs), nil, pr, &out, &errOut, envOf(map[string]string{"STREAMHOUSE_API_URL": s.url}))
 	}()
 	fmt.Fprintf(pw, "consume %s --follow\n", name)
-	waitFor(t, "the followed record", func() bool { return strings.Contains(out.String(), "first") })
+	testutil.WaitFor(t, "the followed record", func() bool { return strings.Contains(out.String(), "first") })
 	s.ok(t, "produce", name, "--value", "second")
-	waitFor(t, "a record produced while following", func() bool { return strings.Contains(out.String(), "second") })
+	testutil.WaitFor(t, "a record produced while following", func() bool { return strings.Contains(out.String(), "second") })
 	sigs <- os.Interrupt
 	fmt.Fprintf(pw, "topic get %s\n", name)
-	waitFor(t, "the next command's output", func() bool { return strings.Contains(out.String(), "Messages:    2") })
+	testutil.WaitFor(t, "the next command's output", func() bool { return strings.Contains(out.String(), "Messages:    2") })
 	pw.Close()
 	select {
 	case code := <-done:
