@@ -33,12 +33,23 @@ type clock struct{ offset atomic.Int64 }
 func (c *clock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
 func (c *clock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 
-func newEnv(t *testing.T, bucket objstore.Bucket) *env {
+// storeOpener opens a fresh metadata store for one test.
+type storeOpener = func(testing.TB) metadata.Store
+
+// onBackends runs a test on both metadata stores: SQLite, and PostgreSQL
+// when scripts/services.sh runs it (in CI it must).
+func onBackends(t *testing.T, fn func(*testing.T, storeOpener)) {
+	t.Parallel()
+	t.Run("sqlite", func(t *testing.T) { fn(t, metadatatest.OpenSQLite) })
+	t.Run("postgres", func(t *testing.T) { fn(t, metadatatest.OpenPostgres) })
+}
+
+func newEnv(t *testing.T, open storeOpener, bucket objstore.Bucket) *env {
 	t.Helper()
 	if bucket == nil {
 		bucket = objstore.NewMemory()
 	}
-	return &env{t: t, bucket: bucket, store: metadatatest.OpenSQLite(t), clock: &clock{}}
+	return &env{t: t, bucket: bucket, store: open(t), clock: &clock{}}
 }
 
 func (e *env) config(agent string) Config {
@@ -161,9 +172,11 @@ func readAll(t *testing.T, l *Log, tp metadata.TopicPartition) []batch.Record {
 	}
 }
 
-func TestAppendAndReadBack(t *testing.T) {
+func TestAppendAndReadBack(t *testing.T) { onBackends(t, testAppendAndReadBack) }
+
+func testAppendAndReadBack(t *testing.T, open storeOpener) {
 	t.Parallel()
-	e := newEnv(t, nil)
+	e := newEnv(t, open, nil)
 	l := e.open(e.config("a1"))
 	topic := e.topic("orders", 3, nil)
 	lead(t, l, topic)
@@ -233,8 +246,12 @@ func countRecords(t *testing.T, bs [][]byte) int {
 }
 
 func TestAppendRejectsBadInputAndStoresNothing(t *testing.T) {
+	onBackends(t, testAppendRejectsBadInputAndStoresNothing)
+}
+
+func testAppendRejectsBadInputAndStoresNothing(t *testing.T, open storeOpener) {
 	t.Parallel()
-	e := newEnv(t, nil)
+	e := newEnv(t, open, nil)
 	l := e.open(e.config("a1"))
 	topic := e.topic("t", 1, map[string]string{"max.message.bytes": "2000"})
 	lead(t, l, topic)
@@ -281,10 +298,12 @@ func TestAppendRejectsBadInputAndStoresNothing(t *testing.T) {
 
 // Invariant 1: a durable ack means the object is stored and committed.
 // Buffered and none acks return before that.
-func TestAckModes(t *testing.T) {
+func TestAckModes(t *testing.T) { onBackends(t, testAckModes) }
+
+func testAckModes(t *testing.T, open storeOpener) {
 	t.Parallel()
 	f := objstore.NewFaulty(objstore.NewMemory())
-	e := newEnv(t, f)
+	e := newEnv(t, open, f)
 	l := e.open(e.config("a1"))
 	topic := e.topic("t", 1, nil)
 	lead(t, l, topic)
@@ -328,10 +347,12 @@ func TestAckModes(t *testing.T) {
 
 // A PUT that fails is retried; the durable ack waits for success, and
 // offsets stay dense.
-func TestPutFailuresAreRetried(t *testing.T) {
+func TestPutFailuresAreRetried(t *testing.T) { onBackends(t, testPutFailuresAreRetried) }
+
+func testPutFailuresAreRetried(t *testing.T, open storeOpener) {
 	t.Parallel()
 	f := objstore.NewFaulty(objstore.NewMemory())
-	e := newEnv(t, f)
+	e := newEnv(t, open, f)
 	l := e.open(e.config("a1"))
 	topic := e.topic("t", 1, nil)
 	lead(t, l, topic)
@@ -389,9 +410,11 @@ func (s *faultyStore) CommitObject(ctx context.Context, c metadata.ObjectCommit)
 	return s.Store.CommitObject(ctx, c)
 }
 
-func TestCommitFailuresAreRetried(t *testing.T) {
+func TestCommitFailuresAreRetried(t *testing.T) { onBackends(t, testCommitFailuresAreRetried) }
+
+func testCommitFailuresAreRetried(t *testing.T, open storeOpener) {
 	t.Parallel()
-	e := newEnv(t, nil)
+	e := newEnv(t, open, nil)
 	fs := &faultyStore{Store: e.store, failCommits: 2, lostCommits: 2}
 	cfg := e.config("a1")
 	cfg.Store = fs
@@ -424,10 +447,12 @@ func TestCommitFailuresAreRetried(t *testing.T) {
 // The process dies between PUT and commit: acknowledged durable data
 // survives, the next leader resumes from the committed high watermark, and
 // the orphaned object is collected after the grace period.
-func TestCrashBetweenPutAndCommit(t *testing.T) {
+func TestCrashBetweenPutAndCommit(t *testing.T) { onBackends(t, testCrashBetweenPutAndCommit) }
+
+func testCrashBetweenPutAndCommit(t *testing.T, open storeOpener) {
 	t.Parallel()
 	counting := objstore.NewCounting(objstore.NewMemory())
-	e := newEnv(t, counting)
+	e := newEnv(t, open, counting)
 	fs := &faultyStore{Store: e.store}
 	cfg := e.config("a1")
 	cfg.Store = fs
@@ -505,9 +530,11 @@ func TestCrashBetweenPutAndCommit(t *testing.T) {
 }
 
 // Invariant 3: a writer with a stale epoch can never advance the partition.
-func TestStaleLeaderIsFenced(t *testing.T) {
+func TestStaleLeaderIsFenced(t *testing.T) { onBackends(t, testStaleLeaderIsFenced) }
+
+func testStaleLeaderIsFenced(t *testing.T, open storeOpener) {
 	t.Parallel()
-	e := newEnv(t, nil)
+	e := newEnv(t, open, nil)
 	cfgA := e.config("agent-a")
 	cfgA.LeaseTTL = time.Hour // A never notices on its own
 	a := e.open(cfgA)
@@ -558,9 +585,11 @@ func TestStaleLeaderIsFenced(t *testing.T) {
 	}
 }
 
-func TestIdempotentProducer(t *testing.T) {
+func TestIdempotentProducer(t *testing.T) { onBackends(t, testIdempotentProducer) }
+
+func testIdempotentProducer(t *testing.T, open storeOpener) {
 	t.Parallel()
-	e := newEnv(t, nil)
+	e := newEnv(t, open, nil)
 	l := e.open(e.config("a1"))
 	topic := e.topic("t", 1, nil)
 	lead(t, l, topic)
@@ -621,10 +650,12 @@ func TestIdempotentProducer(t *testing.T) {
 }
 
 // Invariant 7: when uploads stall, appends wait instead of growing memory.
-func TestBackpressure(t *testing.T) {
+func TestBackpressure(t *testing.T) { onBackends(t, testBackpressure) }
+
+func testBackpressure(t *testing.T, open storeOpener) {
 	t.Parallel()
 	f := objstore.NewFaulty(objstore.NewMemory())
-	e := newEnv(t, f)
+	e := newEnv(t, open, f)
 	cfg := e.config("a1")
 	cfg.MaxPendingBytes = 64 << 10
 	l := e.open(cfg)
@@ -661,9 +692,11 @@ func TestBackpressure(t *testing.T) {
 	}
 }
 
-func TestLongPoll(t *testing.T) {
+func TestLongPoll(t *testing.T) { onBackends(t, testLongPoll) }
+
+func testLongPoll(t *testing.T, open storeOpener) {
 	t.Parallel()
-	e := newEnv(t, nil)
+	e := newEnv(t, open, nil)
 	l := e.open(e.config("a1"))
 	topic := e.topic("t", 1, nil)
 	lead(t, l, topic)
@@ -701,11 +734,13 @@ func TestLongPoll(t *testing.T) {
 // Reads miss the hot tail and go to the object store, through the disk
 // cache, with concurrent misses collapsed; the cache survives a restart and
 // drops corrupted entries.
-func TestReadPathCacheAndCollapse(t *testing.T) {
+func TestReadPathCacheAndCollapse(t *testing.T) { onBackends(t, testReadPathCacheAndCollapse) }
+
+func testReadPathCacheAndCollapse(t *testing.T, open storeOpener) {
 	t.Parallel()
 	counting := objstore.NewCounting(objstore.NewMemory())
 	f := objstore.NewFaulty(counting)
-	e := newEnv(t, f)
+	e := newEnv(t, open, f)
 	cfg := e.config("a1")
 	cfg.HotTailBytes = -1
 	cfg.CacheDir = t.TempDir()
@@ -766,9 +801,13 @@ func TestReadPathCacheAndCollapse(t *testing.T) {
 // Writing from many partitions at the same byte rate makes the same number
 // of objects: PUTs follow flushes, not partitions.
 func TestOneObjectPerFlushAcrossPartitions(t *testing.T) {
+	onBackends(t, testOneObjectPerFlushAcrossPartitions)
+}
+
+func testOneObjectPerFlushAcrossPartitions(t *testing.T, open storeOpener) {
 	t.Parallel()
 	counting := objstore.NewCounting(objstore.NewMemory())
-	e := newEnv(t, counting)
+	e := newEnv(t, open, counting)
 	f := objstore.NewFaulty(counting)
 	cfg := e.config("a1")
 	cfg.Bucket = f
@@ -806,8 +845,12 @@ func TestOneObjectPerFlushAcrossPartitions(t *testing.T) {
 }
 
 func TestReleaseHandsOverWithoutWaitingForExpiry(t *testing.T) {
+	onBackends(t, testReleaseHandsOverWithoutWaitingForExpiry)
+}
+
+func testReleaseHandsOverWithoutWaitingForExpiry(t *testing.T, open storeOpener) {
 	t.Parallel()
-	e := newEnv(t, nil)
+	e := newEnv(t, open, nil)
 	a := e.open(e.config("a"))
 	b := e.open(e.config("b"))
 	topic := e.topic("t", 1, nil)
@@ -836,8 +879,12 @@ func TestReleaseHandsOverWithoutWaitingForExpiry(t *testing.T) {
 }
 
 func TestGracefulCloseFlushesBufferedData(t *testing.T) {
+	onBackends(t, testGracefulCloseFlushesBufferedData)
+}
+
+func testGracefulCloseFlushesBufferedData(t *testing.T, open storeOpener) {
 	t.Parallel()
-	e := newEnv(t, nil)
+	e := newEnv(t, open, nil)
 	cfg := e.config("a1")
 	cfg.FlushMinInterval = time.Hour // only Close can flush
 	l := e.open(cfg)
@@ -860,8 +907,12 @@ func TestGracefulCloseFlushesBufferedData(t *testing.T) {
 }
 
 func TestDeleteRecordsAndOffsetForTime(t *testing.T) {
+	onBackends(t, testDeleteRecordsAndOffsetForTime)
+}
+
+func testDeleteRecordsAndOffsetForTime(t *testing.T, open storeOpener) {
 	t.Parallel()
-	e := newEnv(t, nil)
+	e := newEnv(t, open, nil)
 	l := e.open(e.config("a1"))
 	topic := e.topic("t", 1, nil)
 	lead(t, l, topic)
