@@ -968,3 +968,90 @@ func testDeleteRecordsAndOffsetForTime(t *testing.T, open storeOpener) {
 		t.Fatalf("DeleteRecords(-1) = %d, %v", ls, err)
 	}
 }
+
+// Leadership moves back and forth between two agents while both keep
+// writing: the new leader takes over without a release (the old one is
+// "paused" and still believes it leads). Every acknowledged record must be
+// readable at the offset it was acknowledged with, offsets stay dense, and
+// nothing the stale leader was refused becomes visible (invariants 1–3).
+func TestLeadershipChurn(t *testing.T) { onBackends(t, testLeadershipChurn) }
+
+func testLeadershipChurn(t *testing.T, open storeOpener) {
+	t.Parallel()
+	e := newEnv(t, open, nil)
+	ctx := context.Background()
+	var clocks [2]*clock
+	var logs [2]*Log
+	for i := range logs {
+		clocks[i] = &clock{}
+		cfg := e.config(fmt.Sprintf("agent-%d", i))
+		cfg.Now = clocks[i].Now
+		cfg.LeaseTTL = time.Hour // no renewals during the test
+		logs[i] = e.open(cfg)
+	}
+	topic := e.topic("t", 1, nil)
+	tp := tpOf(topic, 0)
+
+	var mu sync.Mutex
+	acked := map[int64]string{}
+	refused := map[string]bool{}
+	write := func(l *Log, tag string, n int, wg *sync.WaitGroup) {
+		defer wg.Done()
+		for i := 0; i < n; i++ {
+			v := fmt.Sprintf("%s-%d", tag, i)
+			raw, err := batch.Build([]batch.Record{{Value: []byte(v)}}, batch.DefaultBuildOptions())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			res, err := l.Append(ctx, tp, raw, AckDurable)
+			mu.Lock()
+			switch {
+			case err == nil:
+				if prev, dup := acked[res.BaseOffset]; dup {
+					t.Errorf("offset %d acknowledged twice: %q and %q", res.BaseOffset, prev, v)
+				}
+				acked[res.BaseOffset] = v
+			case errors.Is(err, ErrNotLeader):
+				refused[v] = true
+			default:
+				t.Errorf("append %s: %v", v, err)
+			}
+			mu.Unlock()
+		}
+	}
+	const rounds = 6
+	for r := 0; r < rounds; r++ {
+		cur, prev := logs[r%2], logs[(r+1)%2]
+		// The taker's clock is past every lease the other agent took.
+		clocks[r%2].offset.Store(int64(time.Duration(r) * 2 * time.Hour))
+		if err := cur.Lead(ctx, topic, 0); err != nil {
+			t.Fatalf("round %d: lead: %v", r, err)
+		}
+		var wg sync.WaitGroup
+		for w := 0; w < 3; w++ {
+			wg.Add(2)
+			go write(cur, fmt.Sprintf("r%d-leader-w%d", r, w), 5, &wg)
+			go write(prev, fmt.Sprintf("r%d-stale-w%d", r, w), 2, &wg)
+		}
+		wg.Wait()
+	}
+	final := logs[(rounds-1)%2]
+	got := readAll(t, final, tp)
+	if len(got) < len(acked) {
+		t.Fatalf("%d records readable, %d acknowledged", len(got), len(acked))
+	}
+	for off, v := range acked {
+		if off >= int64(len(got)) || string(got[off].Value) != v {
+			t.Fatalf("acknowledged %q at offset %d, read %q", v, off, got[min(off, int64(len(got)-1))].Value)
+		}
+	}
+	for _, r := range got {
+		if refused[string(r.Value)] {
+			t.Fatalf("record %q was refused (not leader) yet is stored at %d", r.Value, r.Offset)
+		}
+	}
+	if len(acked) < rounds*15 {
+		t.Fatalf("only %d of the current leaders' %d appends were acknowledged", len(acked), rounds*15)
+	}
+}
