@@ -116,6 +116,8 @@ type Config struct {
 	LogLevel  slog.Level // LOG_LEVEL
 	LogFormat string     // LOG_FORMAT: "text" or "json"
 
+	PprofEnabled bool // PPROF_ENABLED: /debug/pprof/ on the REST port
+
 	// env holds the variables that were set, as given.
 	env map[string]string
 }

@@ -239,4 +239,7 @@ var vars = []variable{
 	{name: "LOG_FORMAT", group: "Logging", def: "text", kind: kindEnum, choices: []string{"text", "json"},
 		help:  "log line format",
 		field: func(c *Config) any { return &c.LogFormat }},
+	{name: "PPROF_ENABLED", group: "Logging", def: "false", kind: kindBool,
+		help:  "serve Go's profiler under `/debug/pprof/` on the REST port (CPU, heap, goroutines, blocking); keep it off on untrusted networks",
+		field: func(c *Config) any { return &c.PprofEnabled }},
 }

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/streamhouse/streamhouse/internal/rest"
 )
 
 // TestBadInput sends bad requests to every endpoint and checks the status,
@@ -256,5 +258,18 @@ func TestEveryRouteAnswersJSON(t *testing.T) {
 	e.createTopic("x", 1)
 	if r := e.post("/api/v1/produce", `{"topic":"x","value":null}`); r.status != http.StatusOK {
 		t.Fatalf("tombstone: %d %s", r.status, r.body)
+	}
+}
+
+// The profiler is served only when enabled.
+func TestPprofOnlyWhenEnabled(t *testing.T) {
+	t.Parallel()
+	off := newEnv(t)
+	if r := off.get("/debug/pprof/"); r.status != http.StatusNotFound {
+		t.Fatalf("pprof without PPROF_ENABLED: %d", r.status)
+	}
+	on := newEnv(t, func(c *rest.Config) { c.Pprof = true })
+	if r := on.get("/debug/pprof/"); r.status != http.StatusOK || !strings.Contains(string(r.body), "goroutine") {
+		t.Fatalf("pprof enabled: %d", r.status)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -40,6 +41,8 @@ type Config struct {
 	// Ready reports whether the agent can serve (nil error = ready). Nil
 	// means always ready.
 	Ready func(ctx context.Context) error
+	// Pprof serves Go's profiler under /debug/pprof/.
+	Pprof bool
 	// Members reports live consumer group membership (the Kafka group
 	// coordinator). Nil: groups show as Empty with no members.
 	Members broker.GroupMembers
@@ -140,6 +143,13 @@ func New(cfg Config) http.Handler {
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}))
+	if cfg.Pprof {
+		s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		s.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		s.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		s.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 
 	s.handle("GET /api/v1/topics", s.listTopics)
 	s.handle("POST /api/v1/topics", s.createTopic)

@@ -148,6 +148,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 			MaxBodyBytes: cfg.HTTPMaxBodyBytes,
 			Ready:        s.ready,
 			Members:      s.kafka.GroupMembers(),
+			Pprof:        cfg.PprofEnabled,
 			Schemas:      registry,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
