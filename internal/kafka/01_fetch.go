@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -232,55 +233,83 @@ func (s *Server) resolveFetch(ctx context.Context, wants []fetchWant) []fetchPar
 // request's limits. It returns the bytes read and whether the fetch must
 // answer now because a partition has an error.
 func (s *Server) fetchPass(ctx context.Context, parts []fetchPart, maxBytes int) (total int, stop bool) {
-	for i := range parts {
-		p := &parts[i]
-		p.code, p.records, p.watch = 0, nil, nil
-		p.hw, p.lso, p.logStart = -1, -1, -1
-		if p.resolveCode != 0 {
-			p.code, stop = p.resolveCode, true
-			continue
-		}
-		epoch, leads := s.broker.LeaderEpoch(p.tp)
-		switch ce := p.w.currentEpoch; {
-		case !leads:
-			p.code = kerr.NotLeaderForPartition.Code
-		case ce >= 0 && ce < epoch:
-			p.code = kerr.FencedLeaderEpoch.Code
-		case ce > epoch:
-			p.code = kerr.UnknownLeaderEpoch.Code
-		}
-		if p.code != 0 {
-			stop = true
-			continue
-		}
-		// Watch before reading, so a commit after the read is not missed.
-		p.watch = s.broker.Watch(p.tp)
-		limit := min(int(p.w.maxBytes), maxBytes-total)
-		var res shlog.ReadResult
-		var err error
-		if limit <= 0 && total > 0 {
-			// No room left: report where the partition stands.
-			res.LogStartOffset, res.HighWatermark, err = s.broker.Offsets(ctx, p.name, p.w.partition)
-			if err == nil && (p.w.offset < res.LogStartOffset || p.w.offset > res.HighWatermark) {
-				err = shlog.ErrOffsetOutOfRange
+	// Partitions are read fetchReadWindow at a time, concurrently, so that
+	// reads which miss the hot tail (object store or disk) overlap; the
+	// response budget is then applied in request order, as before. At most
+	// one window of reads can be wasted past the budget.
+	type pending struct {
+		limit int
+		res   shlog.ReadResult
+		err   error
+	}
+	pend := make([]pending, len(parts))
+	for lo := 0; lo < len(parts); lo += fetchReadWindow {
+		hi := min(lo+fetchReadWindow, len(parts))
+		budget := maxBytes - total
+		var wg sync.WaitGroup
+		for i := lo; i < hi; i++ {
+			p, pd := &parts[i], &pend[i]
+			p.code, p.records, p.watch = 0, nil, nil
+			p.hw, p.lso, p.logStart = -1, -1, -1
+			if p.resolveCode != 0 {
+				p.code, stop = p.resolveCode, true
+				continue
 			}
-		} else {
-			res, err = s.broker.Fetch(ctx, p.name, p.w.partition, p.w.offset, max(limit, 1), 0)
+			epoch, leads := s.broker.LeaderEpoch(p.tp)
+			switch ce := p.w.currentEpoch; {
+			case !leads:
+				p.code = kerr.NotLeaderForPartition.Code
+			case ce >= 0 && ce < epoch:
+				p.code = kerr.FencedLeaderEpoch.Code
+			case ce > epoch:
+				p.code = kerr.UnknownLeaderEpoch.Code
+			}
+			if p.code != 0 {
+				stop = true
+				continue
+			}
+			// Watch before reading, so a commit after the read is not missed.
+			p.watch = s.broker.Watch(p.tp)
+			pd.limit = min(int(p.w.maxBytes), budget)
+			if pd.limit <= 0 && total > 0 {
+				// No room left: report where the partition stands.
+				pd.res.LogStartOffset, pd.res.HighWatermark, pd.err = s.broker.Offsets(ctx, p.name, p.w.partition)
+				if pd.err == nil && (p.w.offset < pd.res.LogStartOffset || p.w.offset > pd.res.HighWatermark) {
+					pd.err = shlog.ErrOffsetOutOfRange
+				}
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				pd.res, pd.err = s.broker.Fetch(ctx, p.name, p.w.partition, p.w.offset, max(pd.limit, 1), 0)
+			}()
 		}
-		if err != nil {
-			p.code, stop = s.codeFor(err, "fetch"), true
-			continue
+		wg.Wait()
+		for i := lo; i < hi; i++ {
+			p, pd := &parts[i], &pend[i]
+			if p.code != 0 {
+				continue
+			}
+			if pd.err != nil {
+				p.code, stop = s.codeFor(pd.err, "fetch"), true
+				continue
+			}
+			res := pd.res
+			// Only the first data of the response may break the limits.
+			if limit := min(int(p.w.maxBytes), maxBytes-total); len(res.Records) > limit && total > 0 {
+				res.Records = nil
+			}
+			p.records = res.Records
+			p.hw, p.lso, p.logStart = res.HighWatermark, res.HighWatermark, res.LogStartOffset
+			total += len(res.Records)
 		}
-		// Only the first data of the response may break the limits.
-		if len(res.Records) > limit && total > 0 {
-			res.Records = nil
-		}
-		p.records = res.Records
-		p.hw, p.lso, p.logStart = res.HighWatermark, res.HighWatermark, res.LogStartOffset
-		total += len(res.Records)
 	}
 	return total, stop
 }
+
+// fetchReadWindow is how many partitions of one fetch are read at once.
+const fetchReadWindow = 4
 
 // waitAny waits until one partition's high watermark changes (true), the
 // timeout fires (false) or ctx ends (its error).
