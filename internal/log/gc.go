@@ -83,7 +83,8 @@ func (l *Log) CollectGarbage(ctx context.Context) (GCStats, error) {
 	return st, nil
 }
 
-// RunGC runs CollectGarbage every interval until ctx is done.
+// RunGC applies retention (EnforceRetention) and runs CollectGarbage every
+// interval until ctx is done.
 func (l *Log) RunGC(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -92,6 +93,9 @@ func (l *Log) RunGC(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if _, err := l.EnforceRetention(ctx); err != nil && ctx.Err() == nil {
+			l.log.Warn("retention", "err", err)
 		}
 		if _, err := l.CollectGarbage(ctx); err != nil && ctx.Err() == nil {
 			l.log.Warn("garbage collection", "err", err)

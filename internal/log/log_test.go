@@ -1055,3 +1055,70 @@ func testLeadershipChurn(t *testing.T, open storeOpener) {
 		t.Fatalf("only %d of the current leaders' %d appends were acknowledged", len(acked), rounds*15)
 	}
 }
+
+// Retention drops whole runs from the start of the log: by age
+// (retention.ms, newest record older than the cutoff) and by size
+// (retention.bytes); compacted topics keep everything; garbage collection
+// then deletes the objects no longer referenced.
+func TestRetention(t *testing.T) { onBackends(t, testRetention) }
+
+func testRetention(t *testing.T, open storeOpener) {
+	t.Parallel()
+	counting := objstore.NewCounting(objstore.NewMemory())
+	e := newEnv(t, open, counting)
+	l := e.open(e.config("a1"))
+	ctx := context.Background()
+	byTime := e.topic("by-time", 1, map[string]string{"retention.ms": "60000"})
+	bySize := e.topic("by-size", 1, map[string]string{"retention.ms": "-1", "retention.bytes": "1"})
+	compact := e.topic("compacted", 1, map[string]string{"retention.ms": "60000", "cleanup.policy": "compact"})
+	old := e.clock.Now().Add(-10 * time.Minute).UnixMilli()
+	for _, topic := range []metadata.Topic{byTime, bySize, compact} {
+		lead(t, l, topic)
+		for i, ts := range []int64{old, old + 1, e.clock.Now().UnixMilli()} {
+			raw, err := batch.Build([]batch.Record{{Value: []byte(fmt.Sprint(i)), Timestamp: ts}, {Value: []byte("x"), Timestamp: ts}}, batch.DefaultBuildOptions())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := l.Append(ctx, tpOf(topic, 0), raw, AckDurable); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	n, err := l.EnforceRetention(ctx)
+	if err != nil || n != 2 {
+		t.Fatalf("EnforceRetention trimmed %d partitions (%v), want 2", n, err)
+	}
+	for _, c := range []struct {
+		topic metadata.Topic
+		start int64
+	}{{byTime, 4}, {bySize, 4}, {compact, 0}} {
+		_, ls, err := l.HighWatermark(ctx, tpOf(c.topic, 0))
+		if err != nil || ls != c.start {
+			t.Errorf("%s: log start %d (%v), want %d", c.topic.Name, ls, err, c.start)
+		}
+	}
+	if _, err := l.Read(ctx, tpOf(byTime, 0), 0, 1<<20, 0); !errors.Is(err, ErrOffsetOutOfRange) {
+		t.Fatalf("read of expired records: %v", err)
+	}
+	res, err := l.Read(ctx, tpOf(byTime, 0), 4, 1<<20, 0)
+	if err != nil || res.NextOffset != 6 {
+		t.Fatalf("read of retained records: %+v %v", res, err)
+	}
+	// Nothing more to trim on a second pass.
+	if n, err := l.EnforceRetention(ctx); err != nil || n != 0 {
+		t.Fatalf("second pass trimmed %d (%v)", n, err)
+	}
+	// The four objects holding only expired runs are collected after the
+	// grace period.
+	if _, err := l.CollectGarbage(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(2 * time.Minute)
+	st, err := l.CollectGarbage(ctx)
+	if err != nil || st.Unreferenced != 4 {
+		t.Fatalf("gc: %+v, %v; want 4 unreferenced objects deleted", st, err)
+	}
+	if got := readAll(t, l, tpOf(compact, 0)); len(got) != 6 {
+		t.Fatalf("compacted topic lost records: %d left", len(got))
+	}
+}

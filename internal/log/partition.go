@@ -34,6 +34,7 @@ type partition struct {
 	releasing       bool
 	maxMessageBytes int
 	logAppendTime   bool
+	retention       retention
 
 	mu        sync.Mutex
 	committed int64 // high watermark
@@ -76,6 +77,7 @@ func (p *partition) setConfig(topic metadata.Topic, defMaxBytes int) {
 		}
 	}
 	p.logAppendTime = topic.Config["message.timestamp.type"] == "LogAppendTime"
+	p.retention = retentionOf(topic)
 }
 
 // fence marks the partition as no longer led and wakes every waiter. It

@@ -1,0 +1,112 @@
+package log
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/streamhouse/streamhouse/internal/metadata"
+)
+
+// retention is a partition's delete policy, from its topic's configs
+// (retention.ms, retention.bytes, cleanup.policy); -1 means unbounded.
+type retention struct {
+	ms     int64
+	bytes  int64
+	delete bool // cleanup.policy includes "delete"
+}
+
+func retentionOf(t metadata.Topic) retention {
+	r := retention{ms: 7 * 24 * 3600 * 1000, bytes: -1, delete: true}
+	if v, ok := t.Config["retention.ms"]; ok {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			r.ms = n
+		}
+	}
+	if v, ok := t.Config["retention.bytes"]; ok {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			r.bytes = n
+		}
+	}
+	if v, ok := t.Config["cleanup.policy"]; ok {
+		r.delete = strings.Contains(v, "delete")
+	}
+	return r
+}
+
+// EnforceRetention applies time and size retention to every partition this
+// agent leads, as Kafka's log cleaner does with cleanup.policy=delete: whole
+// runs (the partition's share of one object) are dropped from the start of
+// the log once their newest record is older than retention.ms, and while
+// what remains without the oldest run is still at least retention.bytes. Dropping moves the log start offset;
+// the objects no longer referenced are deleted by CollectGarbage after the
+// grace period. It returns how many partitions it trimmed.
+func (l *Log) EnforceRetention(ctx context.Context) (int, error) {
+	l.mu.Lock()
+	parts := make([]*partition, 0, len(l.partitions))
+	for _, p := range l.partitions {
+		parts = append(parts, p)
+	}
+	l.mu.Unlock()
+	now := l.cfg.Now()
+	trimmed := 0
+	for _, p := range parts {
+		l.mu.Lock()
+		r := p.retention
+		l.mu.Unlock()
+		if !r.delete || (r.ms < 0 && r.bytes < 0) {
+			continue
+		}
+		hw, logStart, _, fenced := p.committedState()
+		if fenced || hw == logStart {
+			continue
+		}
+		entries, err := l.store.ListIndex(ctx, p.tp, logStart, 0)
+		if err != nil {
+			return trimmed, fmt.Errorf("retention of %s: %w", p.tp, err)
+		}
+		start := retainFrom(entries, logStart, hw, r, now)
+		if start <= logStart {
+			continue
+		}
+		if _, err := l.DeleteRecords(ctx, p.tp, start); err != nil {
+			return trimmed, fmt.Errorf("retention of %s: %w", p.tp, err)
+		}
+		trimmed++
+		l.log.Info("retention moved the log start", "topic", p.topicName, "partition", p.tp.Partition, "from", logStart, "to", start)
+	}
+	return trimmed, nil
+}
+
+// retainFrom returns the log start offset retention asks for.
+func retainFrom(entries []metadata.IndexEntry, logStart, hw int64, r retention, now time.Time) int64 {
+	start := logStart
+	var live []metadata.IndexEntry
+	for _, e := range entries {
+		if e.BaseOffset < hw {
+			live = append(live, e)
+		}
+	}
+	i := 0
+	if r.ms >= 0 {
+		cutoff := now.UnixMilli() - r.ms
+		for ; i < len(live) && live[i].MaxTimestamp >= 0 && live[i].MaxTimestamp < cutoff; i++ {
+			start = live[i].LastOffset + 1
+		}
+	}
+	if r.bytes >= 0 {
+		var size int64
+		for _, e := range live[i:] {
+			size += e.Len
+		}
+		// As Kafka: drop a run only if what remains is still at least
+		// retention.bytes, so the log never shrinks below it.
+		for ; i < len(live) && size-live[i].Len >= r.bytes; i++ {
+			size -= live[i].Len
+			start = live[i].LastOffset + 1
+		}
+	}
+	return max(start, logStart)
+}
