@@ -64,6 +64,10 @@ func handleOffsetCommit(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.R
 		setAll(kerr.InvalidGroupID.Code)
 		return resp, nil
 	}
+	if code := s.notCoordinator(ctx, req.Group); code != 0 {
+		setAll(code)
+		return resp, nil
+	}
 	err := s.groups.ValidateCommit(req.Group, req.Generation, req.MemberID, deref(req.InstanceID))
 	if errors.Is(err, kerr.GroupIDNotFound) && req.Version < 9 {
 		err = kerr.IllegalGeneration

@@ -75,6 +75,10 @@ func (s *Server) fetchOffsets(ctx context.Context, version int16, rg kmsg.Offset
 		out.ErrorCode = kerr.InvalidGroupID.Code
 		return out
 	}
+	if code := s.notCoordinator(ctx, rg.Group); code != 0 {
+		out.ErrorCode = code
+		return out
+	}
 	stored, err := s.broker.GroupOffsets(ctx, rg.Group)
 	if err != nil {
 		s.log.Warn("offset fetch failed", "group", rg.Group, "err", err)

@@ -30,29 +30,29 @@ const (
 	coordinatorTransaction = 1
 )
 
-func handleFindCoordinator(_ context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleFindCoordinator(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.FindCoordinatorRequest)
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
 	if req.Version < 4 {
-		co := c.s.coordinatorFor(req.CoordinatorType, req.CoordinatorKey)
+		co := c.s.coordinatorFor(ctx, req.CoordinatorType, req.CoordinatorKey)
 		resp.ErrorCode, resp.ErrorMessage = co.ErrorCode, co.ErrorMessage
 		resp.NodeID, resp.Host, resp.Port = co.NodeID, co.Host, co.Port
 		return resp, nil
 	}
 	for _, key := range req.CoordinatorKeys {
-		resp.Coordinators = append(resp.Coordinators, c.s.coordinatorFor(req.CoordinatorType, key))
+		resp.Coordinators = append(resp.Coordinators, c.s.coordinatorFor(ctx, req.CoordinatorType, key))
 	}
 	return resp, nil
 }
 
-func (s *Server) coordinatorFor(keyType int8, key string) kmsg.FindCoordinatorResponseCoordinator {
+func (s *Server) coordinatorFor(ctx context.Context, keyType int8, key string) kmsg.FindCoordinatorResponseCoordinator {
 	co := kmsg.NewFindCoordinatorResponseCoordinator()
 	co.Key = key
 	co.NodeID = -1
 	switch keyType {
 	case coordinatorGroup:
-		co.NodeID = s.nodeID
-		co.Host, co.Port = splitAddr(s.cfg.AdvertisedAddr)
+		b, _ := s.groupCoordinator(ctx, key)
+		co.NodeID, co.Host, co.Port = b.node, b.host, b.port
 	case coordinatorTransaction:
 		co.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		co.ErrorMessage = kmsg.StringPtr("transactions are not supported yet")

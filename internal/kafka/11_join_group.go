@@ -27,6 +27,10 @@ func init() { register(joinGroupKey, 0, 9, handleJoinGroup) }
 func handleJoinGroup(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.JoinGroupRequest)
 	resp := req.ResponseKind().(*kmsg.JoinGroupResponse)
+	if code := c.s.notCoordinator(ctx, req.Group); req.Group != "" && code != 0 {
+		resp.ErrorCode = code
+		return resp, nil
+	}
 	jr := group.JoinRequest{
 		Group:                req.Group,
 		MemberID:             req.MemberID,

@@ -19,9 +19,13 @@ const heartbeatKey = 12
 
 func init() { register(heartbeatKey, 0, 4, handleHeartbeat) }
 
-func handleHeartbeat(_ context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleHeartbeat(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.HeartbeatRequest)
 	resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
+	if code := c.s.notCoordinator(ctx, req.Group); req.Group != "" && code != 0 {
+		resp.ErrorCode = code
+		return resp, nil
+	}
 	err := c.s.groups.Heartbeat(group.HeartbeatRequest{
 		Group: req.Group, MemberID: req.MemberID, InstanceID: deref(req.InstanceID), Generation: req.Generation,
 	})

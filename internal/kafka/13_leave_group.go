@@ -19,9 +19,13 @@ const leaveGroupKey = 13
 
 func init() { register(leaveGroupKey, 0, 5, handleLeaveGroup) }
 
-func handleLeaveGroup(_ context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleLeaveGroup(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.LeaveGroupRequest)
 	resp := req.ResponseKind().(*kmsg.LeaveGroupResponse)
+	if code := c.s.notCoordinator(ctx, req.Group); req.Group != "" && code != 0 {
+		resp.ErrorCode = code
+		return resp, nil
+	}
 	var leaving []group.LeaveMember
 	if req.Version < 3 {
 		leaving = []group.LeaveMember{{MemberID: req.MemberID}}

@@ -25,6 +25,10 @@ func init() { register(syncGroupKey, 0, 5, handleSyncGroup) }
 func handleSyncGroup(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.SyncGroupRequest)
 	resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
+	if code := c.s.notCoordinator(ctx, req.Group); req.Group != "" && code != 0 {
+		resp.ErrorCode = code
+		return resp, nil
+	}
 	sr := group.SyncRequest{
 		Group: req.Group, MemberID: req.MemberID, InstanceID: deref(req.InstanceID), Generation: req.Generation,
 	}

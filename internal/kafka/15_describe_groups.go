@@ -37,6 +37,11 @@ func handleDescribeGroups(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg
 		if req.IncludeAuthorizedOperations {
 			rg.AuthorizedOperations = allGroupOps
 		}
+		if code := c.s.notCoordinator(ctx, id); id != "" && code != 0 {
+			rg.ErrorCode = code
+			resp.Groups = append(resp.Groups, rg)
+			continue
+		}
 		d, live := c.s.groups.Describe(id)
 		switch {
 		case id == "":

@@ -43,6 +43,9 @@ func handleListGroups(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Res
 		if !matches(req.StatesFilter, state.String()) || !matches(req.TypesFilter, classicGroupType) {
 			return
 		}
+		if c.s.notCoordinator(ctx, id) != 0 {
+			return // listed by the agent that coordinates it
+		}
 		rg := kmsg.NewListGroupsResponseGroup()
 		rg.Group, rg.ProtocolType, rg.GroupState, rg.GroupType = id, protocolType, state.String(), classicGroupType
 		resp.Groups = append(resp.Groups, rg)

@@ -42,6 +42,9 @@ func (s *Server) deleteGroup(ctx context.Context, id string) error {
 	if id == "" {
 		return kerr.InvalidGroupID
 	}
+	if s.notCoordinator(ctx, id) != 0 {
+		return kerr.NotCoordinator
+	}
 	live, err := s.groups.Delete(id)
 	if err != nil {
 		return err

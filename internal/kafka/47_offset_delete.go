@@ -34,6 +34,10 @@ func handleOffsetDelete(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.R
 		resp.ErrorCode = kerr.InvalidGroupID.Code
 		return resp, nil
 	}
+	if code := s.notCoordinator(ctx, req.Group); code != 0 {
+		resp.ErrorCode = code
+		return resp, nil
+	}
 	stored, err := s.broker.GroupOffsets(ctx, req.Group)
 	if err != nil {
 		resp.ErrorCode = errorCode(err)

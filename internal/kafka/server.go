@@ -81,6 +81,7 @@ type Server struct {
 	nodeID int32
 
 	metrics  *metrics
+	live     liveCache          // live agents, for group coordinator choice
 	sessions *fetchSessionCache // KIP-227 incremental fetch sessions
 	groups   *group.Coordinator // consumer groups (this agent coordinates all)
 
