@@ -310,10 +310,10 @@ func (b *Broker) Consume(ctx context.Context, topic string, partition int32, off
 		}
 		wait = 0
 		out.HighWatermark, out.LogStartOffset = res.HighWatermark, res.LogStartOffset
-		if len(res.Records) == 0 {
+		if res.Size == 0 {
 			break
 		}
-		raws, err := batch.Split(res.Records)
+		raws, err := batch.Split(res.Bytes())
 		if err != nil {
 			return out, fmt.Errorf("consume %s/%d: %w", topic, partition, err)
 		}

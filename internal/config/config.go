@@ -94,9 +94,11 @@ type Config struct {
 	ThrottleEnabled     bool  // THROTTLE_ENABLED
 
 	// Read cache. Zero sizes disable.
-	HotTailBytes int    // HOT_TAIL_BYTES
-	CacheDir     string // STREAMHOUSE_CACHE
-	CacheSize    int64  // STREAMHOUSE_CACHE_SIZE
+	HotTailBytes   int    // HOT_TAIL_BYTES
+	ReadCacheBytes int64  // READ_CACHE_BYTES
+	ReadAheadBytes int64  // READ_AHEAD_BYTES
+	CacheDir       string // STREAMHOUSE_CACHE
+	CacheSize      int64  // STREAMHOUSE_CACHE_SIZE
 
 	// gRPC server options. Zero means unset: leave gRPC's own default
 	// (unlimited streams, 2 h keepalive, 20 s timeout, auto-tuned windows).

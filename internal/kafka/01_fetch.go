@@ -67,7 +67,8 @@ type fetchPart struct {
 
 	code              int16
 	hw, lso, logStart int64
-	records           []byte
+	records           [][]byte // the partition's record batches, in pieces
+	size              int      // their total length
 	watch             <-chan struct{}
 }
 
@@ -138,10 +139,11 @@ func handleFetch(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response
 
 	results := make([]fetchResult, len(parts))
 	for i, p := range parts {
-		results[i] = fetchResult{errCode: p.code, hw: p.hw, lso: p.lso, logStart: p.logStart, hasRecords: len(p.records) > 0}
+		results[i] = fetchResult{errCode: p.code, hw: p.hw, lso: p.lso, logStart: p.logStart, hasRecords: p.size > 0}
 	}
 	sid, include := s.sessions.finish(st, all, results)
 	resp.SessionID = sid
+	sr := &splicedResponse{Response: resp}
 
 	type topicKey struct {
 		id   metadata.TopicID
@@ -169,11 +171,9 @@ func handleFetch(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response
 		rp.ErrorCode = p.code
 		rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = p.hw, p.lso, p.logStart
 		// An empty record set is sent as empty, not null: some clients
-		// (librdkafka) read a null one as a bad size.
-		rp.RecordBatches = p.records
-		if rp.RecordBatches == nil {
-			rp.RecordBatches = []byte{}
-		}
+		// (librdkafka) read a null one as a bad size. Records are written
+		// from the log's memory as they are (splice.go).
+		rp.RecordBatches = sr.splice(p.records, p.size)
 		if p.code == kerr.NotLeaderForPartition.Code && req.Version >= 12 && p.name != "" {
 			if hints == nil {
 				hints = s.newLeaderHints()
@@ -191,7 +191,7 @@ func handleFetch(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response
 			resp.Brokers = append(resp.Brokers, rb)
 		}
 	}
-	return resp, nil
+	return sr, nil
 }
 
 // resolveFetch names each partition's topic, once per topic.
@@ -249,7 +249,7 @@ func (s *Server) fetchPass(ctx context.Context, parts []fetchPart, maxBytes int)
 		var wg sync.WaitGroup
 		for i := lo; i < hi; i++ {
 			p, pd := &parts[i], &pend[i]
-			p.code, p.records, p.watch = 0, nil, nil
+			p.code, p.records, p.size, p.watch = 0, nil, 0, nil
 			p.hw, p.lso, p.logStart = -1, -1, -1
 			if p.resolveCode != 0 {
 				p.code, stop = p.resolveCode, true
@@ -297,12 +297,12 @@ func (s *Server) fetchPass(ctx context.Context, parts []fetchPart, maxBytes int)
 			}
 			res := pd.res
 			// Only the first data of the response may break the limits.
-			if limit := min(int(p.w.maxBytes), maxBytes-total); len(res.Records) > limit && total > 0 {
-				res.Records = nil
+			if limit := min(int(p.w.maxBytes), maxBytes-total); res.Size > limit && total > 0 {
+				res.Pieces, res.Size = nil, 0
 			}
-			p.records = res.Records
+			p.records, p.size = res.Pieces, res.Size
 			p.hw, p.lso, p.logStart = res.HighWatermark, res.HighWatermark, res.LogStartOffset
-			total += len(res.Records)
+			total += res.Size
 		}
 	}
 	return total, stop

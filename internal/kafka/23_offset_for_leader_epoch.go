@@ -128,8 +128,8 @@ func (s *Server) batchAt(ctx context.Context, topic string, partition int32, off
 	if err != nil {
 		return batch.Header{}, err
 	}
-	if len(res.Records) == 0 {
+	if res.Size == 0 {
 		return batch.Header{}, fmt.Errorf("no batch at offset %d of %s/%d", offset, topic, partition)
 	}
-	return batch.ParseHeader(res.Records)
+	return batch.ParseHeader(res.Pieces[0])
 }

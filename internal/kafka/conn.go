@@ -212,8 +212,30 @@ func (c *conn) writeLoop(queue <-chan *pending) {
 		if p.resp == nil {
 			continue
 		}
-		buf = encodeResponse(buf[:0], p.hdr, p.resp)
-		if _, err := bw.Write(buf); err != nil {
+		var err error
+		if sr, ok := p.resp.(*splicedResponse); ok {
+			var bufs net.Buffers
+			if bufs, buf, err = encodeSpliced(buf[:0], p.hdr, sr); err == nil {
+				if sr.size() >= spliceMin {
+					// Large record sets go out with writev, from where
+					// they are.
+					if err = bw.Flush(); err == nil {
+						_, err = bufs.WriteTo(c.nc)
+					}
+				} else {
+					for _, b := range bufs {
+						if _, err = bw.Write(b); err != nil {
+							break
+						}
+					}
+				}
+			}
+		} else {
+			buf = encodeResponse(buf[:0], p.hdr, p.resp)
+			_, err = bw.Write(buf)
+		}
+		if err != nil {
+			c.log.Debug("kafka response not written; closing connection", "api_key", p.hdr.key, "err", err)
 			c.close()
 			return
 		}

@@ -107,7 +107,11 @@ func FuzzRequest(f *testing.F) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		resp, err := fn(ctx, c, req)
-		if err == nil && resp != nil {
+		if sr, ok := resp.(*splicedResponse); ok && err == nil {
+			if _, _, err := encodeSpliced(nil, p.hdr, sr); err != nil {
+				t.Fatalf("fetch response: %v", err)
+			}
+		} else if err == nil && resp != nil {
 			encodeResponse(nil, p.hdr, resp)
 		}
 	})

@@ -98,6 +98,17 @@ type Config struct {
 	// HotTailBytes bounds recently committed objects kept in memory for
 	// readers. Default 64 MiB; negative disables.
 	HotTailBytes int
+	// ReadCacheBytes bounds the in-memory cache of object chunks that
+	// readers share (see chunkCache). Default 64 MiB; negative disables it
+	// (and read-ahead): reads then fetch exactly the ranges they need.
+	ReadCacheBytes int64
+	// ReadChunkBytes is the size of the chunks objects are read in.
+	// Default 1 MiB.
+	ReadChunkBytes int64
+	// ReadAheadBytes is how far past what a read returns the reader loads
+	// a partition's data in the background. Default 2 MiB; negative
+	// disables read-ahead.
+	ReadAheadBytes int64
 	// CacheDir and CacheBytes configure the disk cache of ranged reads.
 	// Empty CacheDir disables it.
 	CacheDir   string
@@ -152,6 +163,15 @@ func (c *Config) setDefaults() error {
 	}
 	if c.HotTailBytes == 0 {
 		c.HotTailBytes = 64 << 20
+	}
+	if c.ReadCacheBytes == 0 {
+		c.ReadCacheBytes = 64 << 20
+	}
+	if c.ReadChunkBytes <= 0 {
+		c.ReadChunkBytes = 1 << 20
+	}
+	if c.ReadAheadBytes == 0 {
+		c.ReadAheadBytes = 2 << 20
 	}
 	if c.GCGrace <= 0 {
 		c.GCGrace = time.Hour

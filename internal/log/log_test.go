@@ -140,13 +140,13 @@ func readAll(t *testing.T, l *Log, tp metadata.TopicPartition) []batch.Record {
 		if err != nil {
 			t.Fatalf("read %s at %d: %v", tp, off, err)
 		}
-		if len(res.Records) == 0 {
+		if res.Size == 0 {
 			if off != res.HighWatermark {
 				t.Fatalf("read stopped at %d before high watermark %d", off, res.HighWatermark)
 			}
 			return out
 		}
-		bs, err := batch.Split(res.Records)
+		bs, err := batch.Split(res.Bytes())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -201,7 +201,7 @@ func testAppendAndReadBack(t *testing.T, open storeOpener) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := batch.Split(res.Records)
+		got, err := batch.Split(res.Bytes())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -704,7 +704,7 @@ func testLongPoll(t *testing.T, open storeOpener) {
 	ctx := context.Background()
 
 	res, err := l.Read(ctx, tp, 0, 1<<20, 10*time.Millisecond)
-	if err != nil || len(res.Records) != 0 {
+	if err != nil || res.Size != 0 {
 		t.Fatalf("empty read: %+v %v", res, err)
 	}
 	got := make(chan ReadResult, 1)
@@ -761,7 +761,7 @@ func testReadPathCacheAndCollapse(t *testing.T, open storeOpener) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if res, err := l.Read(ctx, tp, 0, 1<<20, 0); err != nil || len(res.Records) == 0 {
+			if res, err := l.Read(ctx, tp, 0, 1<<20, 0); err != nil || res.Size == 0 {
 				t.Errorf("read: %v", err)
 			}
 		}()
@@ -788,9 +788,13 @@ func testReadPathCacheAndCollapse(t *testing.T, open storeOpener) {
 	if n := counting.GetRanges(); n != 1 {
 		t.Fatalf("cache not reused after restart (%d GETs)", n)
 	}
-	// Corrupt every cache file: the read must notice and refetch.
+	// Corrupt every cache file: a read that misses memory (a new log) must
+	// notice and refetch.
 	corruptDir(t, cfg.CacheDir)
-	if got := readAll(t, l2, tp); len(got) != 10 {
+	l3cfg := cfg
+	l3cfg.AgentID = "a3"
+	l3 := e.open(l3cfg)
+	if got := readAll(t, l3, tp); len(got) != 10 {
 		t.Fatal("bad read after corruption")
 	}
 	if n := counting.GetRanges(); n != 2 {
@@ -955,7 +959,7 @@ func testDeleteRecordsAndOffsetForTime(t *testing.T, open storeOpener) {
 		t.Fatalf("read below log start: %v", err)
 	}
 	res, err := l.Read(ctx, tp, 4, 1<<20, 0)
-	if err != nil || res.LogStartOffset != 4 || len(res.Records) == 0 {
+	if err != nil || res.LogStartOffset != 4 || res.Size == 0 {
 		t.Fatalf("read at log start: %+v, %v", res, err)
 	}
 	if off, _, found, _ := l.OffsetForTime(ctx, tp, 0); !found || off != 4 {

@@ -20,6 +20,9 @@ type metrics struct {
 	leasesLost        prometheus.Counter
 	reads             *prometheus.CounterVec
 	readBytes         prometheus.Counter
+	readAheads        prometheus.Counter
+	chunkLoadBytes    prometheus.Counter
+	readCacheBytes    prometheus.Gauge
 	gcDeleted         *prometheus.CounterVec
 }
 
@@ -68,10 +71,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "streamhouse_log_leases_lost_total", Help: "Partitions this agent stopped leading unexpectedly.",
 		}),
 		reads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "streamhouse_log_reads_total", Help: "Index entry reads, by source (hot, cache, object).",
+			Name: "streamhouse_log_reads_total", Help: "Index entry reads, by source (hot: recently written; memory: read cache; cache: disk cache; object: object store).",
 		}, []string{"source"}),
 		readBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "streamhouse_log_read_bytes_total", Help: "Record batch bytes returned to readers.",
+		}),
+		readAheads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "streamhouse_log_read_ahead_loads_total", Help: "Object chunks loaded in the background ahead of readers.",
+		}),
+		chunkLoadBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "streamhouse_log_chunk_load_bytes_total", Help: "Bytes of object chunks read from the object store for readers.",
+		}),
+		readCacheBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "streamhouse_log_read_cache_bytes", Help: "Bytes of object chunks held in the in-memory read cache.",
 		}),
 		gcDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamhouse_log_gc_deleted_objects_total", Help: "Objects deleted by garbage collection, by kind (unreferenced, orphan).",
@@ -79,6 +91,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	reg.MustRegister(m.appendSeconds, m.appendBytes, m.committedRecords, m.backpressureWaits, m.pendingBytes,
 		m.flushes, m.flushBytes, m.flushPartitions, m.uploadSeconds, m.uploadFailures, m.commitSeconds,
-		m.commitFailures, m.leasesLost, m.reads, m.readBytes, m.gcDeleted)
+		m.commitFailures, m.leasesLost, m.reads, m.readBytes, m.readAheads, m.chunkLoadBytes, m.readCacheBytes, m.gcDeleted)
 	return m
 }

@@ -15,16 +15,37 @@ import (
 
 // ReadResult is what Read returns: raw record batches, as stored.
 type ReadResult struct {
-	// Records holds whole RecordBatch v2 batches, concatenated. The first
-	// batch may start before the requested offset (Kafka clients skip those
-	// records). Empty when there is nothing at the offset yet. It may share
-	// memory with the log's caches: callers must not modify it.
-	Records        []byte
+	// Pieces hold whole RecordBatch v2 batches: each piece is one or more
+	// batches, and the records are the pieces concatenated (see Bytes).
+	// The first batch may start before the requested offset (Kafka clients
+	// skip those records). Empty when there is nothing at the offset yet.
+	// They share memory with the log's caches: callers must not modify
+	// them. They are not joined so that the Kafka fetch path can write
+	// them to the socket without copying.
+	Pieces [][]byte
+	// Size is the total length of Pieces.
+	Size           int
 	HighWatermark  int64
 	LogStartOffset int64
 	// NextOffset is the offset after the last returned batch (the offset to
 	// read next); equal to the requested offset when Records is empty.
 	NextOffset int64
+}
+
+// Bytes returns the records as one slice: Pieces joined (without copying
+// when there is one piece).
+func (r ReadResult) Bytes() []byte {
+	switch len(r.Pieces) {
+	case 0:
+		return nil
+	case 1:
+		return r.Pieces[0]
+	}
+	out := make([]byte, 0, r.Size)
+	for _, p := range r.Pieces {
+		out = append(out, p...)
+	}
+	return out
 }
 
 // indexBatch is how many index entries one Read looks at.
@@ -133,9 +154,16 @@ func (l *Log) readAt(ctx context.Context, tp metadata.TopicPartition, v partView
 			return res, fmt.Errorf("read %s: index: %w", tp, err)
 		}
 	}
-	// Each entry contributes one contiguous run of whole batches; a single
-	// run is returned without copying (the common case: a reader at the
-	// tail), several are joined.
+	// Each entry contributes one contiguous run of whole batches, returned
+	// without copying.
+	// Start loading what this read and the next ones will need, from the
+	// first entry holding offset on.
+	for i, e := range entries {
+		if e.LastOffset >= offset {
+			l.reader.prefetch(entries[i:], maxBytes)
+			break
+		}
+	}
 	var pieces [][]byte
 	total := 0
 	full := false
@@ -175,32 +203,27 @@ func (l *Log) readAt(ctx context.Context, tp metadata.TopicPartition, v partView
 			break
 		}
 	}
-	switch len(pieces) {
-	case 0:
-	case 1:
-		res.Records = pieces[0]
-	default:
-		res.Records = make([]byte, 0, total)
-		for _, p := range pieces {
-			res.Records = append(res.Records, p...)
-		}
-	}
+	res.Pieces, res.Size = pieces, total
 	l.metrics.readBytes.Add(float64(total))
 	return res, nil
 }
 
-// reader fetches index entries' bytes: hot tail, disk cache, then a ranged
-// GET, with concurrent misses for the same range collapsed into one GET.
+// reader fetches index entries' bytes: from the hot tail, else from the
+// chunk cache (which reads through the disk cache and the object store and
+// reads ahead). With the chunk cache disabled it reads the exact ranges,
+// with concurrent misses for the same range collapsed into one GET.
 type reader struct {
-	bucket  objstore.Bucket
-	hot     *hotTail
-	cache   *diskCache // nil if disabled
-	flight  singleflight.Group
-	metrics *metrics
+	bucket    objstore.Bucket
+	hot       *hotTail
+	chunks    *chunkCache // nil if disabled
+	cache     *diskCache  // nil if disabled
+	readAhead int64
+	flight    singleflight.Group
+	metrics   *metrics
 }
 
 func newReader(cfg Config, m *metrics) (*reader, error) {
-	r := &reader{bucket: cfg.Bucket, hot: newHotTail(cfg.HotTailBytes), metrics: m}
+	r := &reader{bucket: cfg.Bucket, hot: newHotTail(cfg.HotTailBytes), readAhead: cfg.ReadAheadBytes, metrics: m}
 	if cfg.CacheDir != "" {
 		c, err := openDiskCache(cfg.CacheDir, cfg.CacheBytes, cfg.Logger)
 		if err != nil {
@@ -208,14 +231,48 @@ func newReader(cfg Config, m *metrics) (*reader, error) {
 		}
 		r.cache = c
 	}
+	if cfg.ReadCacheBytes > 0 {
+		r.chunks = newChunkCache(cfg.Bucket, r.cache, cfg.ReadChunkBytes, cfg.ReadCacheBytes, m)
+	}
 	return r, nil
 }
 
-func (r *reader) close() {}
+func (r *reader) close() {
+	if r.chunks != nil {
+		r.chunks.close()
+	}
+}
+
+// prefetch starts background loads of what entries (in log order) will
+// need: the first maxBytes a read returns plus the read-ahead window.
+func (r *reader) prefetch(entries []metadata.IndexEntry, maxBytes int) {
+	if r.chunks == nil {
+		return
+	}
+	budget := int64(maxBytes) + max(r.readAhead, 0)
+	for _, e := range entries {
+		if budget <= 0 {
+			return
+		}
+		budget -= e.Len
+		if r.hot.has(e.ObjectKey) {
+			continue
+		}
+		r.chunks.prefetch(e)
+	}
+}
 
 func (r *reader) read(ctx context.Context, e metadata.IndexEntry) ([]byte, error) {
 	if data := r.hot.get(e.ObjectKey, e.Pos, e.Len); data != nil {
 		r.metrics.reads.WithLabelValues("hot").Inc()
+		return data, nil
+	}
+	if r.chunks != nil {
+		data, source, err := r.chunks.read(ctx, e)
+		if err != nil {
+			return nil, err
+		}
+		r.metrics.reads.WithLabelValues(source).Inc()
 		return data, nil
 	}
 	ck := cacheKey(e.ObjectKey, e.Pos, e.Len)
@@ -276,6 +333,12 @@ func (h *hotTail) add(key string, data []byte) {
 		h.size -= len(h.objs[old])
 		delete(h.objs, old)
 	}
+}
+
+func (h *hotTail) has(key string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.objs[key] != nil
 }
 
 func (h *hotTail) get(key string, pos, n int64) []byte {

@@ -310,7 +310,8 @@ func (l *Local) Get(ctx context.Context, key string) ([]byte, error) {
 	return data, nil
 }
 
-// GetRange implements Bucket with one pread.
+// GetRange implements Bucket with one pread; ranges of directMin bytes and
+// more are read with O_DIRECT (see readDirect).
 func (l *Local) GetRange(ctx context.Context, key string, off, length int64) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("get range %s: %w", key, err)
@@ -321,7 +322,13 @@ func (l *Local) GetRange(ctx context.Context, key string, off, length int64) ([]
 	if err := checkRange(off, length); err != nil {
 		return nil, fmt.Errorf("get range %s: %w", key, err)
 	}
-	f, err := os.Open(l.path(key))
+	direct := !l.noDirect.Load() && length >= directMin
+	f, err := openRead(l.path(key), direct)
+	if direct && errors.Is(err, unix.EINVAL) {
+		l.noDirect.Store(true)
+		direct = false
+		f, err = openRead(l.path(key), false)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("get range %s: %w", key, mapNotFound(err))
 	}
@@ -336,6 +343,13 @@ func (l *Local) GetRange(ctx context.Context, key string, off, length int64) ([]
 	end, err := clampRange(st.Size(), off, length)
 	if err != nil {
 		return nil, fmt.Errorf("get range %s: %w", key, err)
+	}
+	if direct {
+		buf, err := readDirect(f, off, end)
+		if err != nil {
+			return nil, fmt.Errorf("get range %s: %w", key, err)
+		}
+		return buf, nil
 	}
 	buf := make([]byte, end-off)
 	if _, err := f.ReadAt(buf, off); err != nil {

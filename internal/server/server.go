@@ -79,6 +79,13 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 	if hot == 0 {
 		hot = -1
 	}
+	readCache, readAhead := cfg.ReadCacheBytes, cfg.ReadAheadBytes
+	if readCache == 0 {
+		readCache = -1
+	}
+	if readAhead == 0 {
+		readAhead = -1
+	}
 	s.plog, err = shlog.Open(ctx, shlog.Config{
 		AgentID:          cfg.AgentID,
 		Bucket:           s.bucket,
@@ -93,6 +100,8 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		MaxPendingBytes:  cfg.MaxBufferBytes,
 		LeaseTTL:         cfg.LeaseTTL,
 		HotTailBytes:     hot,
+		ReadCacheBytes:   readCache,
+		ReadAheadBytes:   readAhead,
 		CacheDir:         cacheDir,
 		CacheBytes:       cfg.CacheSize,
 		GCGrace:          cfg.GCGrace,
