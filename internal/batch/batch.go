@@ -179,6 +179,18 @@ func (h Header) LastOffset() int64 { return h.BaseOffset + int64(h.LastOffsetDel
 // holds a header and that Length is sane: at least 49 and no more than b
 // holds. It does not look at the magic byte or the CRC; Validate does.
 func ParseHeader(b []byte) (Header, error) {
+	h, err := DecodeHeader(b)
+	if err == nil && h.Size() > len(b) {
+		return h, fmt.Errorf("batch truncated: length says %d bytes, have %d: %w", h.Size(), len(b), ErrCorrupt)
+	}
+	return h, err
+}
+
+// DecodeHeader reads the header at the start of b, which must hold at least
+// HeaderSize bytes, and checks that Length is at least 49; unlike
+// ParseHeader it does not need the rest of the batch (callers holding a
+// batch in pieces check its size themselves).
+func DecodeHeader(b []byte) (Header, error) {
 	if len(b) < HeaderSize {
 		return Header{}, fmt.Errorf("batch header: have %d bytes, need %d: %w", len(b), HeaderSize, ErrCorrupt)
 	}
@@ -199,9 +211,6 @@ func ParseHeader(b []byte) (Header, error) {
 	h.NumRecords = r.Int32()
 	if h.Length < minLength {
 		return h, fmt.Errorf("batch length %d is below the minimum %d: %w", h.Length, minLength, ErrCorrupt)
-	}
-	if h.Size() > len(b) {
-		return h, fmt.Errorf("batch truncated: length says %d bytes, have %d: %w", h.Size(), len(b), ErrCorrupt)
 	}
 	return h, nil
 }

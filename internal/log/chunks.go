@@ -87,11 +87,12 @@ func (c *chunkCache) chunkRange(pos, n int64) (first, last int64) {
 	return pos / c.chunk, (pos + n - 1) / c.chunk
 }
 
-// read returns e's bytes, loading the chunks it spans as needed.
-func (c *chunkCache) read(ctx context.Context, e metadata.IndexEntry) ([]byte, string, error) {
+// read returns e's bytes, loading the chunks it spans as needed: one
+// piece per chunk, sub-slices of the cached chunks.
+func (c *chunkCache) read(ctx context.Context, e metadata.IndexEntry) (span, string, error) {
 	first, last := c.chunkRange(e.Pos, e.Len)
 	source := "memory"
-	var out []byte
+	out := make(span, 0, last-first+1)
 	for idx := first; idx <= last; idx++ {
 		data, loaded, err := c.get(ctx, chunkID{e.ObjectKey, idx})
 		if err != nil {
@@ -106,13 +107,7 @@ func (c *chunkCache) read(ctx context.Context, e metadata.IndexEntry) ([]byte, s
 		if hi > int64(len(data)) {
 			return nil, "", fmt.Errorf("get %s [%d,+%d): object ends at %d", e.ObjectKey, e.Pos, e.Len, base+int64(len(data)))
 		}
-		if first == last {
-			return data[lo:hi:hi], source, nil
-		}
-		if out == nil {
-			out = make([]byte, 0, e.Len)
-		}
-		out = append(out, data[lo:hi]...)
+		out = append(out, data[lo:hi:hi])
 	}
 	return out, source, nil
 }

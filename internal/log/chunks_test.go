@@ -1,8 +1,10 @@
 package log
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -198,5 +200,53 @@ func TestCloseStopsChunkLoads(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Close waited on a hanging GET")
+	}
+}
+
+// A span cut anywhere reads the same headers and ranges as the whole.
+func TestSpanPieces(t *testing.T) {
+	t.Parallel()
+	var whole []byte
+	var starts []int
+	for i := 0; i < 20; i++ {
+		starts = append(starts, len(whole))
+		whole = append(whole, mkBatch(t, fmt.Sprintf("b%d", i), 1+i%5)...)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	var scratch [batch.HeaderSize]byte
+	for round := 0; round < 200; round++ {
+		var sp span
+		for rest := whole; len(rest) > 0; {
+			n := 1 + rng.IntN(min(len(rest), 1+rng.IntN(200)))
+			sp, rest = append(sp, rest[:n]), rest[n:]
+		}
+		for _, pos := range starts {
+			want, err := batch.ParseHeader(whole[pos:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := sp.header(pos, scratch[:])
+			if err != nil || got != want {
+				t.Fatalf("round %d: header at %d: %+v, %v; want %+v", round, pos, got, err, want)
+			}
+		}
+		lo := rng.IntN(len(whole))
+		hi := lo + rng.IntN(len(whole)-lo+1)
+		var joined []byte
+		for _, p := range sp.appendRange(nil, lo, hi) {
+			if len(p) == 0 {
+				t.Fatalf("round %d: empty piece in range [%d,%d)", round, lo, hi)
+			}
+			joined = append(joined, p...)
+		}
+		if !bytes.Equal(joined, whole[lo:hi]) {
+			t.Fatalf("round %d: range [%d,%d) differs", round, lo, hi)
+		}
+		if !bytes.Equal(sp.bytes(), whole) {
+			t.Fatalf("round %d: joined span differs", round)
+		}
+	}
+	if _, err := (span{whole[:30]}).header(0, scratch[:]); err == nil {
+		t.Fatal("header from 30 bytes: no error")
 	}
 }

@@ -120,11 +120,11 @@ func (l *Log) MaxTimestampOffset(ctx context.Context, tp metadata.TopicPartition
 // scanRun returns the first record of an index entry's run, at or after
 // logStart, for which match is true.
 func (l *Log) scanRun(ctx context.Context, e metadata.IndexEntry, logStart int64, match func(batch.Record) bool) (int64, int64, bool, error) {
-	data, err := l.reader.read(ctx, e)
+	sp, err := l.reader.read(ctx, e)
 	if err != nil {
 		return 0, 0, false, err
 	}
-	raws, err := batch.Split(data)
+	raws, err := batch.Split(sp.bytes())
 	if err != nil {
 		return 0, 0, false, fmt.Errorf("object %s at %d: %w", e.ObjectKey, e.Pos, err)
 	}

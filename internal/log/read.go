@@ -155,7 +155,7 @@ func (l *Log) readAt(ctx context.Context, tp metadata.TopicPartition, v partView
 		}
 	}
 	// Each entry contributes one contiguous run of whole batches, returned
-	// without copying.
+	// without copying (in pieces where the run spans chunks).
 	// Start loading what this read and the next ones will need, from the
 	// first entry holding offset on.
 	for i, e := range entries {
@@ -167,6 +167,7 @@ func (l *Log) readAt(ctx context.Context, tp metadata.TopicPartition, v partView
 	var pieces [][]byte
 	total := 0
 	full := false
+	var scratch [batch.HeaderSize]byte
 	for _, e := range entries {
 		if e.BaseOffset >= v.hw || full {
 			break
@@ -176,8 +177,11 @@ func (l *Log) readAt(ctx context.Context, tp metadata.TopicPartition, v partView
 			return res, fmt.Errorf("read %s at %d: %w", tp, offset, err)
 		}
 		start, end := -1, 0
-		for pos := 0; pos < len(data); {
-			h, err := batch.ParseHeader(data[pos:])
+		for pos := 0; pos < int(e.Len); {
+			h, err := data.header(pos, scratch[:])
+			if err == nil && pos+h.Size() > int(e.Len) {
+				err = fmt.Errorf("batch truncated: length says %d bytes, have %d: %w", h.Size(), int(e.Len)-pos, batch.ErrCorrupt)
+			}
 			if err != nil {
 				return res, fmt.Errorf("read %s: object %s at %d: %w", tp, e.ObjectKey, e.Pos+int64(pos), err)
 			}
@@ -197,7 +201,7 @@ func (l *Log) readAt(ctx context.Context, tp metadata.TopicPartition, v partView
 			pos += size
 		}
 		if start >= 0 {
-			pieces = append(pieces, data[start:end:end])
+			pieces = data.appendRange(pieces, start, end)
 		}
 		if total >= maxBytes {
 			break
@@ -262,10 +266,11 @@ func (r *reader) prefetch(entries []metadata.IndexEntry, maxBytes int) {
 	}
 }
 
-func (r *reader) read(ctx context.Context, e metadata.IndexEntry) ([]byte, error) {
+// read returns e's bytes, in one piece or (when they span chunks) several.
+func (r *reader) read(ctx context.Context, e metadata.IndexEntry) (span, error) {
 	if data := r.hot.get(e.ObjectKey, e.Pos, e.Len); data != nil {
 		r.metrics.reads.WithLabelValues("hot").Inc()
-		return data, nil
+		return span{data}, nil
 	}
 	if r.chunks != nil {
 		data, source, err := r.chunks.read(ctx, e)
@@ -279,7 +284,7 @@ func (r *reader) read(ctx context.Context, e metadata.IndexEntry) ([]byte, error
 	if r.cache != nil {
 		if data := r.cache.get(ck); data != nil {
 			r.metrics.reads.WithLabelValues("cache").Inc()
-			return data, nil
+			return span{data}, nil
 		}
 	}
 	v, err, _ := r.flight.Do(ck, func() (any, error) {
@@ -302,7 +307,59 @@ func (r *reader) read(ctx context.Context, e metadata.IndexEntry) ([]byte, error
 		return nil, err
 	}
 	r.metrics.reads.WithLabelValues("object").Inc()
-	return v.([]byte), nil
+	return span{v.([]byte)}, nil
+}
+
+// span is a range of an object as consecutive pieces of memory.
+type span [][]byte
+
+// bytes returns the span as one slice, copying only if it is in pieces.
+func (s span) bytes() []byte {
+	if len(s) == 1 {
+		return s[0]
+	}
+	var out []byte
+	for _, p := range s {
+		out = append(out, p...)
+	}
+	return out
+}
+
+// header decodes the batch header at pos, copying it into scratch
+// (HeaderSize bytes) if it straddles pieces.
+func (s span) header(pos int, scratch []byte) (batch.Header, error) {
+	i := 0
+	for i < len(s) && pos >= len(s[i]) {
+		pos -= len(s[i])
+		i++
+	}
+	if i < len(s) && pos+batch.HeaderSize <= len(s[i]) {
+		return batch.DecodeHeader(s[i][pos:])
+	}
+	n := 0
+	for ; i < len(s) && n < batch.HeaderSize; i++ {
+		n += copy(scratch[n:batch.HeaderSize], s[i][pos:])
+		pos = 0
+	}
+	return batch.DecodeHeader(scratch[:n])
+}
+
+// appendRange appends [start, end) of s to dst as sub-slices of its pieces.
+func (s span) appendRange(dst [][]byte, start, end int) [][]byte {
+	for _, p := range s {
+		if start >= end {
+			break
+		}
+		if start >= len(p) {
+			start -= len(p)
+			end -= len(p)
+			continue
+		}
+		hi := min(end, len(p))
+		dst = append(dst, p[start:hi:hi])
+		start, end = 0, end-len(p)
+	}
+	return dst
 }
 
 // hotTail keeps recently committed objects in memory, oldest evicted first.
