@@ -22,7 +22,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"api", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "streamhouse_kafka_request_duration_seconds", Help: "Time to handle a Kafka request (long polls included), by API.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+			Buckets: []float64{.00025, .0005, .001, .0015, .002, .003, .004, .005, .0075, .01, .015, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"api"}),
 		conns: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "streamhouse_kafka_connections", Help: "Open Kafka client connections.",

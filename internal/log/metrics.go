@@ -27,7 +27,7 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
-	latency := []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	latency := []float64{.00025, .0005, .001, .0015, .002, .003, .004, .005, .0075, .01, .015, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 	m := &metrics{
 		appendSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "streamhouse_log_append_duration_seconds", Help: "Time from append to acknowledgement, by ack mode.", Buckets: latency,
