@@ -32,8 +32,7 @@ type chunkCache struct {
 	chunk     int64
 	limit     int64
 	metrics   *metrics
-	ctx       context.Context // cancelled by close: stops loads
-	cancel    context.CancelFunc
+	ctx       context.Context // loads stop when it ends
 	wg        sync.WaitGroup
 	readAhead chan struct{} // semaphore of background loads
 
@@ -64,11 +63,11 @@ type chunkLoad struct {
 	err  error
 }
 
-func newChunkCache(bucket objstore.Bucket, disk *diskCache, chunk, limit int64, m *metrics) *chunkCache {
-	ctx, cancel := context.WithCancel(context.Background())
+// newChunkCache returns a chunk cache whose loads stop when ctx ends.
+func newChunkCache(ctx context.Context, bucket objstore.Bucket, disk *diskCache, chunk, limit int64, m *metrics) *chunkCache {
 	return &chunkCache{
 		bucket: bucket, disk: disk, chunk: chunk, limit: limit, metrics: m,
-		ctx: ctx, cancel: cancel,
+		ctx: ctx,
 		readAhead: make(chan struct{}, readAheadLoads),
 		lru:       list.New(),
 		items:     make(map[chunkID]*list.Element),
@@ -76,9 +75,9 @@ func newChunkCache(bucket objstore.Bucket, disk *diskCache, chunk, limit int64, 
 	}
 }
 
-// close stops loads in progress and waits for them.
+// close waits for loads in progress, which stop once the context given to
+// newChunkCache ends.
 func (c *chunkCache) close() {
-	c.cancel()
 	c.wg.Wait()
 }
 

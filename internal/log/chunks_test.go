@@ -116,7 +116,8 @@ func testChunkedReads(t *testing.T, open storeOpener) {
 
 // Partitions stored side by side in objects are read with one GET per
 // object (one chunk each), not one per partition; and a read starts loading
-// what follows, so reading on finds it in memory.
+// what follows, so reading on finds it in memory. Runs too small for their
+// chunk are read exactly instead.
 func TestChunksSharedAndReadAhead(t *testing.T) { onBackends(t, testChunksSharedAndReadAhead) }
 
 func testChunksSharedAndReadAhead(t *testing.T, open storeOpener) {
@@ -128,6 +129,7 @@ func testChunksSharedAndReadAhead(t *testing.T, open storeOpener) {
 	cfg.DurableMaxAge = time.Hour
 	cfg.HotTailBytes = -1
 	cfg.ReadAheadBytes = 1 << 20
+	cfg.ReadChunkBytes = 4096 // a whole object; runs of ~200 bytes count as dense
 	l := e.open(cfg)
 	topic := e.topic("t", 4, nil)
 	lead(t, l, topic)
@@ -156,15 +158,39 @@ func testChunksSharedAndReadAhead(t *testing.T, open storeOpener) {
 	if n := counting.GetRanges() - before; n != objects {
 		t.Fatalf("%d GETs to read %d partitions from %d objects, want one per object", n, topic.Partitions, objects)
 	}
+
+	// The same log read with big chunks: runs are sparse, read exactly, one
+	// GET per partition and object, and nothing is read ahead.
+	cfg2 := cfg
+	cfg2.AgentID = "a2"
+	cfg2.ReadChunkBytes = 1 << 20
+	l2 := e.open(cfg2)
+	before = counting.GetRanges()
+	for p := int32(0); p < topic.Partitions; p++ {
+		if got := values(readAll(t, l2, tpOf(topic, p))); fmt.Sprint(got) != fmt.Sprint(want[p]) {
+			t.Fatalf("partition %d, sparse: read %v, want %v", p, got, want[p])
+		}
+	}
+	if n := int(counting.GetRanges() - before); n != int(topic.Partitions)*rounds+rounds {
+		t.Fatalf("%d GETs for sparse runs, want %d (one per run)", n, int(topic.Partitions)*rounds+rounds)
+	}
 }
 
-// Close stops a chunk load in progress rather than waiting for it.
+// A reader's cancellation ends its read, and Close stops a GET in progress
+// rather than waiting for it, for chunk loads and exact reads alike.
 func TestCloseStopsChunkLoads(t *testing.T) {
+	t.Parallel()
+	t.Run("chunk", func(t *testing.T) { testCloseStopsLoads(t, 4096) })
+	t.Run("exact", func(t *testing.T) { testCloseStopsLoads(t, 1<<20) })
+}
+
+func testCloseStopsLoads(t *testing.T, chunk int64) {
 	t.Parallel()
 	f := objstore.NewFaulty(objstore.NewMemory())
 	e := newEnv(t, metadatatest.OpenSQLite, f)
 	cfg := e.config("a1")
 	cfg.HotTailBytes = -1
+	cfg.ReadChunkBytes = chunk
 	l, err := Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)

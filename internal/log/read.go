@@ -224,10 +224,13 @@ type reader struct {
 	readAhead int64
 	flight    singleflight.Group
 	metrics   *metrics
+	ctx       context.Context // cancelled by close: ends reads in progress
+	cancel    context.CancelFunc
 }
 
 func newReader(cfg Config, m *metrics) (*reader, error) {
 	r := &reader{bucket: cfg.Bucket, hot: newHotTail(cfg.HotTailBytes), readAhead: cfg.ReadAheadBytes, metrics: m}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
 	if cfg.CacheDir != "" {
 		c, err := openDiskCache(cfg.CacheDir, cfg.CacheBytes, cfg.Logger)
 		if err != nil {
@@ -236,12 +239,13 @@ func newReader(cfg Config, m *metrics) (*reader, error) {
 		r.cache = c
 	}
 	if cfg.ReadCacheBytes > 0 {
-		r.chunks = newChunkCache(cfg.Bucket, r.cache, cfg.ReadChunkBytes, cfg.ReadCacheBytes, m)
+		r.chunks = newChunkCache(r.ctx, cfg.Bucket, r.cache, cfg.ReadChunkBytes, cfg.ReadCacheBytes, m)
 	}
 	return r, nil
 }
 
 func (r *reader) close() {
+	r.cancel()
 	if r.chunks != nil {
 		r.chunks.close()
 	}
@@ -259,12 +263,26 @@ func (r *reader) prefetch(entries []metadata.IndexEntry, maxBytes int) {
 			return
 		}
 		budget -= e.Len
-		if r.hot.has(e.ObjectKey) {
+		if !r.chunked(e) || r.hot.has(e.ObjectKey) {
 			continue
 		}
 		r.chunks.prefetch(e)
 	}
 }
+
+// chunked reports whether e is read through the chunk cache: runs of at
+// least 1/denseRun of a chunk. Smaller runs are read exactly: a consumer of
+// one partition among many in each object would otherwise read a whole
+// chunk for each of its small runs (and on S3 pay for the bytes and the
+// time), while the partitions that make chunks worth sharing are the ones
+// with large runs, the topics being read in bulk.
+func (r *reader) chunked(e metadata.IndexEntry) bool {
+	return r.chunks != nil && e.Len*denseRun >= r.chunks.chunk
+}
+
+// denseRun: runs of at least 1/denseRun of a chunk go through the chunk
+// cache.
+const denseRun = 32
 
 // read returns e's bytes, in one piece or (when they span chunks) several.
 func (r *reader) read(ctx context.Context, e metadata.IndexEntry) (span, error) {
@@ -272,7 +290,7 @@ func (r *reader) read(ctx context.Context, e metadata.IndexEntry) (span, error) 
 		r.metrics.reads.WithLabelValues("hot").Inc()
 		return span{data}, nil
 	}
-	if r.chunks != nil {
+	if r.chunked(e) {
 		data, source, err := r.chunks.read(ctx, e)
 		if err != nil {
 			return nil, err
@@ -287,9 +305,10 @@ func (r *reader) read(ctx context.Context, e metadata.IndexEntry) (span, error) 
 			return span{data}, nil
 		}
 	}
-	v, err, _ := r.flight.Do(ck, func() (any, error) {
-		// Detached from one caller's cancellation: others share the result.
-		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
+	ch := r.flight.DoChan(ck, func() (any, error) {
+		// Detached from one caller's cancellation (others share the
+		// result), not from the log's.
+		gctx, cancel := context.WithTimeout(r.ctx, 60*time.Second)
 		defer cancel()
 		data, err := r.bucket.GetRange(gctx, e.ObjectKey, e.Pos, e.Len)
 		if err != nil {
@@ -303,11 +322,17 @@ func (r *reader) read(ctx context.Context, e metadata.IndexEntry) (span, error) 
 		}
 		return data, nil
 	})
-	if err != nil {
-		return nil, err
+	var res singleflight.Result
+	select {
+	case res = <-ch:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("get %s [%d,+%d): %w", e.ObjectKey, e.Pos, e.Len, ctx.Err())
+	}
+	if res.Err != nil {
+		return nil, res.Err
 	}
 	r.metrics.reads.WithLabelValues("object").Inc()
-	return span{v.([]byte)}, nil
+	return span{res.Val.([]byte)}, nil
 }
 
 // span is a range of an object as consecutive pieces of memory.
