@@ -67,7 +67,7 @@ type chunkLoad struct {
 func newChunkCache(ctx context.Context, bucket objstore.Bucket, disk *diskCache, chunk, limit int64, m *metrics) *chunkCache {
 	return &chunkCache{
 		bucket: bucket, disk: disk, chunk: chunk, limit: limit, metrics: m,
-		ctx: ctx,
+		ctx:       ctx,
 		readAhead: make(chan struct{}, readAheadLoads),
 		lru:       list.New(),
 		items:     make(map[chunkID]*list.Element),
