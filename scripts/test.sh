@@ -19,5 +19,7 @@ export STREAMHOUSE_REQUIRE_SERVICES=1
 
 echo "== go vet"
 go vet ./...
+echo "== benchmark report tool (its own module)"
+(cd scripts/bench/report && go vet ./... && go test -count=1 ./...)
 echo "== go test -race"
 go test -race -count=1 -timeout 30m "$@" ./...

@@ -205,6 +205,7 @@ fi
 # --- Kafka targets ---------------------------------------------------------
 
 BROKERS=
+METRICS_URL=
 
 # start_streamhouse BACKEND RUN: a fresh server; sets SERVER_PID and BROKERS
 # and writes the startup time.
@@ -252,6 +253,7 @@ start_streamhouse() {
 	# slog writes a duration as nanoseconds.
 	grep '"streamhouse ready to serve"' "$dir/server.log" | sed -E 's/.*"startup":([0-9.]+).*/\1/' >"$RES/$backend-startup-$run.ns"
 	BROKERS=127.0.0.1:$kport
+	METRICS_URL=http://127.0.0.1:$hport/metrics
 }
 
 # drop_s3 removes a run's bucket (versitygw's posix folder), database and
@@ -294,8 +296,11 @@ run_kafka_target() {
 		cmd "$BIN/streamctl" perf consume -o json --brokers "$BROKERS" --topic "$topic" \
 			--num-records "$RECORDS" >"$RES/$target-consume-$run.json"
 		rate=$(rate_of "$RES/$target-produce-$run.json")
+		# StreamHouse's own stage histograms around the fixed-rate run.
+		[ "$target" = kfake ] || curl -sS -f -o "$RES/$target-metrics-before-rate-$run.txt" "$METRICS_URL"
 		cmd "$BIN/streamctl" perf produce -o json --brokers "$BROKERS" --topic "$topic-rate" --partitions "$PARTITIONS" \
 			--duration "${RATE_SECONDS}s" --throughput "$rate" --record-size "$SIZE" --acks all >"$RES/$target-rate-$run.json"
+		[ "$target" = kfake ] || curl -sS -f -o "$RES/$target-metrics-after-rate-$run.txt" "$METRICS_URL"
 		vmhwm_kib "$SERVER_PID" >"$RES/$target-rss-$run.kib"
 		stop_pid "$SERVER_PID"
 		SERVER_PID=

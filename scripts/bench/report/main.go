@@ -49,6 +49,9 @@ type target struct {
 	rssKiB      []float64
 	startupMs   []float64
 	busyPct     []float64 // CPU busy with other work just before each run
+	// Per fixed-rate run, the server's own stage latencies (StreamHouse
+	// only; see server.go).
+	stages []map[string]stageLatency
 }
 
 var labels = map[string]string{
@@ -171,6 +174,13 @@ func load(dir, name string) (*target, error) {
 		}
 		if v, ok := readNumber(filepath.Join(dir, fmt.Sprintf("%s-startup-%d.ns", name, i))); ok {
 			t.startupMs = append(t.startupMs, v/1e6)
+		}
+		st, ok, err := loadStages(dir, name, i)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			t.stages = append(t.stages, st)
 		}
 	}
 	return t, nil

@@ -129,6 +129,35 @@ func render(ts []*target, facts map[string]string, keys []string, commands, img 
 	p("")
 	p("Kafka targets: each record's time from its Produce call to its ack. NATS: as `nats bench js pub async --batch 10 --throughput` reports it, per asynchronous batch of 10 (from the first publish of a batch to its last ack; 10 records take about 1 ms to arrive at these rates). The chart shows each target's median run (by p99).")
 	p("")
+	stageRows := false
+	for _, t := range ts {
+		stageRows = stageRows || len(t.stages) > 0
+	}
+	if stageRows {
+		p("Inside StreamHouse during the same fixed-rate runs, from its own histograms (`/metrics` read before and after each run; p50 / p99 in ms, interpolated within buckets, median over the runs): a durable append is the storage engine's whole share of a record's latency (waiting for the seal, the PUT, the commit); the rest of the client's latency is the Kafka client, the network and the two sharing the machine's cores.")
+		p("")
+		p("| target | durable append p50 / p99 | PUT p50 / p99 | metadata commit p50 / p99 |")
+		p("|---|---|---|---|")
+		for _, t := range ts {
+			if len(t.stages) == 0 {
+				continue
+			}
+			cell := func(stage string) string {
+				var p50, p99 []float64
+				for _, st := range t.stages {
+					if v, ok := st[stage]; ok {
+						p50, p99 = append(p50, v.p50), append(p99, v.p99)
+					}
+				}
+				if len(p50) == 0 {
+					return "–"
+				}
+				return fmt.Sprintf("%.2f / %.2f", summarize(p50).med, summarize(p99).med)
+			}
+			p("| %s | %s | %s | %s |", t.label, cell("append"), cell("put"), cell("commit"))
+		}
+		p("")
+	}
 
 	p("## Server process")
 	p("")
@@ -223,6 +252,17 @@ func ratios(b *strings.Builder, ts []*target) {
 	}
 	p99 := pick(local.rate, latOf(func(l *latency) float64 { return l.p99 })).med
 	p("| p99 produce latency at 10%% load | ≤ 5 ms | %.2f ms | %s |", p99, check(p99 <= 5))
+	if s3 := find(ts, "s3"); s3 != nil && len(s3.stages) > 0 {
+		// "At most one PUT plus one commit": the client's p99 against the
+		// p99 of a PUT plus the p99 of a commit in the same run.
+		var bound []float64
+		for _, st := range s3.stages {
+			bound = append(bound, st["put"].p99+st["commit"].p99)
+		}
+		b := summarize(bound).med
+		p99 := pick(s3.rate, latOf(func(l *latency) float64 { return l.p99 })).med
+		p("| p99 produce latency at 10%% load, S3 + PostgreSQL | ≤ one PUT + one commit (p99 + p99 in the same runs: %.2f ms) | %.2f ms | %s |", b, p99, check(p99 <= b))
+	}
 	rss := summarize(local.rssKiB).max / 1024
 	p("| peak RSS (max over runs) | ≤ 512 MiB | %.0f MiB | %s |", rss, check(rss <= 512))
 	if len(local.startupMs) > 0 {
