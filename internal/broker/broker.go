@@ -79,7 +79,9 @@ type Broker struct {
 	topicIDs map[metadata.TopicID]string // names of the topics in topics
 	rr       atomic.Uint32               // round-robin for keyless records
 
-	placeMu   sync.Mutex // serialises placement
+	placeMu   sync.Mutex                            // serialises placement
+	freeSince map[metadata.TopicPartition]time.Time // leaderless partitions seen by placement, guarded by placeMu
+	orphanAt  time.Time                             // when placement last took a partition beyond its share, guarded by placeMu
 	placeKick chan struct{}
 }
 

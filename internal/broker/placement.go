@@ -1,8 +1,12 @@
 package broker
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"time"
 
 	"github.com/streamhouse/streamhouse/internal/metadata"
@@ -10,8 +14,7 @@ import (
 
 // Run heartbeats this agent and places partition leadership on it until ctx
 // is done: every LeaseTTL/3, and at once after a topic or partition is
-// created. Placement takes partitions that have no live leader, up to this
-// agent's fair share (partitions ÷ live agents, rounded up).
+// created. See place.
 func (b *Broker) Run(ctx context.Context) {
 	t := time.NewTicker(b.cfg.LeaseTTL / 3)
 	defer t.Stop()
@@ -43,8 +46,27 @@ func (b *Broker) placeNow(ctx context.Context) {
 	}
 }
 
-// place acquires leases of partitions without a live leader, up to the fair
-// share.
+// shedPerRound bounds the partitions one agent hands over per placement
+// round when it leads more than its share: each is unwritable for the
+// moment it takes another agent to pick it up (up to LEASE_TTL_MS/3), so
+// they move a few at a time.
+const shedPerRound = 16
+
+// place balances partition leadership across the live agents. Each agent
+// aims at its fair share, the partitions divided by the live agents and
+// rounded up:
+//
+//   - it takes partitions that have no live leader while it leads fewer
+//     than its share, and any partition that has stayed without a leader
+//     for a whole lease TTL (so that one is never orphaned because every
+//     agent believes it has enough);
+//   - it hands partitions over (after committing their buffered data) when
+//     it leads more than its share and another live agent leads at least
+//     two fewer, as after a new agent joins: at most shedPerRound per
+//     round, first those that rendezvous hashing assigns to another agent,
+//     so that the same partitions do not move back and forth; never while
+//     some partition has no leader, and not for shedBackoff lease TTLs
+//     after it had to take an unclaimed one.
 func (b *Broker) place(ctx context.Context) {
 	b.placeMu.Lock()
 	defer b.placeMu.Unlock()
@@ -55,6 +77,12 @@ func (b *Broker) place(ctx context.Context) {
 		return
 	}
 	live := max(len(agents), 1)
+	liveIDs := make([]string, 0, len(agents))
+	counts := make(map[string]int, len(agents)) // partitions led, per live agent
+	for _, a := range agents {
+		liveIDs = append(liveIDs, a.ID)
+		counts[a.ID] = 0
+	}
 	topics, err := b.store.ListTopics(ctx)
 	if err != nil {
 		b.log.Warn("placement: list topics", "err", err)
@@ -76,6 +104,9 @@ func (b *Broker) place(ctx context.Context) {
 			total++
 			tp := metadata.TopicPartition{TopicID: t.ID, Partition: p.Partition}
 			held := p.Leader != "" && p.LeaseExpiresAt.After(now)
+			if _, ok := counts[p.Leader]; ok && held && p.Leader != b.agentID {
+				counts[p.Leader]++
+			}
 			switch {
 			case b.plog.Leads(tp):
 				mine++
@@ -86,21 +117,100 @@ func (b *Broker) place(ctx context.Context) {
 			}
 		}
 	}
+	counts[b.agentID] = mine
 	share := (total + live - 1) / live
+
+	// Remember since when each leaderless partition has been seen so.
+	seen := make(map[metadata.TopicPartition]time.Time, len(free))
 	for _, c := range free {
-		if mine >= share {
-			break
+		tp := metadata.TopicPartition{TopicID: c.t.ID, Partition: c.p}
+		since, ok := b.freeSince[tp]
+		if !ok {
+			since = now
+		}
+		seen[tp] = since
+	}
+	b.freeSince = seen
+
+	left := 0 // leaderless partitions not taken this round
+	for _, c := range free {
+		tp := metadata.TopicPartition{TopicID: c.t.ID, Partition: c.p}
+		beyond := mine >= share
+		if beyond && now.Sub(seen[tp]) < b.cfg.LeaseTTL {
+			left++
+			continue
 		}
 		err := b.plog.Lead(ctx, c.t, c.p)
 		switch {
 		case err == nil:
 			mine++
+			delete(b.freeSince, tp)
+			if beyond {
+				b.orphanAt = now
+			}
 		case errors.Is(err, metadata.ErrLeaseHeld):
 		default:
 			if ctx.Err() == nil {
 				b.log.Warn("placement: lead", "topic", c.t.Name, "partition", c.p, "err", err)
 			}
 		}
+	}
+	counts[b.agentID] = mine
+	// Hand over only when every partition has a leader (otherwise agents
+	// under their share have partitions to take), and not for a while
+	// after partitions went unclaimed: some live agent is not taking its
+	// share, and what is handed over would only come back.
+	if left == 0 && now.Sub(b.orphanAt) >= shedBackoff*b.cfg.LeaseTTL {
+		b.shed(ctx, mine, share, counts, liveIDs)
+	}
+}
+
+// shedBackoff is how many lease TTLs an agent that had to take unclaimed
+// partitions waits before handing any over.
+const shedBackoff = 10
+
+// shed hands over up to shedPerRound partitions when this agent leads more
+// than its share and another live agent at least two fewer.
+func (b *Broker) shed(ctx context.Context, mine, share int, counts map[string]int, liveIDs []string) {
+	fewest := mine
+	for id, n := range counts {
+		if id != b.agentID {
+			fewest = min(fewest, n)
+		}
+	}
+	if mine <= share || mine-fewest < 2 {
+		return
+	}
+	n := min(mine-share, (mine-fewest)/2, shedPerRound)
+	led := b.plog.Led()
+	owner := func(tp metadata.TopicPartition) string {
+		return Rendezvous(fmt.Sprintf("%x/%d", tp.TopicID[:], tp.Partition), liveIDs)
+	}
+	// Partitions another agent wins first, then the rest, in a stable order.
+	slices.SortFunc(led, func(x, y metadata.TopicPartition) int {
+		ox, oy := owner(x) == b.agentID, owner(y) == b.agentID
+		if ox != oy {
+			if ox {
+				return 1
+			}
+			return -1
+		}
+		if c := bytes.Compare(x.TopicID[:], y.TopicID[:]); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.Partition, y.Partition)
+	})
+	for _, tp := range led[:min(n, len(led))] {
+		rctx, cancel := context.WithTimeout(ctx, b.cfg.LeaseTTL)
+		err := b.plog.Release(rctx, tp)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				b.log.Warn("placement: hand over", "partition", tp, "err", err)
+			}
+			continue
+		}
+		b.log.Info("placement: handed partition over to balance agents", "partition", tp, "led", mine, "share", share)
 	}
 }
 

@@ -2,12 +2,12 @@ package kafka
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/streamhouse/streamhouse/internal/broker"
 )
 
 // Which agent coordinates a consumer group. Group membership lives in the
@@ -47,14 +47,13 @@ func (s *Server) cachedLiveBrokers(ctx context.Context) liveBrokers {
 func (s *Server) groupCoordinator(ctx context.Context, group string) (brokerInfo, bool) {
 	live := s.cachedLiveBrokers(ctx)
 	self := s.broker.AgentID()
-	best, bestScore := self, uint64(0)
-	first := true
+	ids := make([]string, 0, len(live))
 	for id := range live {
-		sum := sha256.Sum256([]byte(id + "\x00" + group))
-		score := binary.BigEndian.Uint64(sum[:8])
-		if first || score > bestScore || (score == bestScore && id < best) {
-			best, bestScore, first = id, score, false
-		}
+		ids = append(ids, id)
+	}
+	best := broker.Rendezvous(group, ids)
+	if best == "" {
+		best = self
 	}
 	return live[best], best == self
 }

@@ -1,0 +1,146 @@
+package broker
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	shlog "github.com/streamhouse/streamhouse/internal/log"
+	"github.com/streamhouse/streamhouse/internal/metadata"
+	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
+	"github.com/streamhouse/streamhouse/internal/objstore"
+	"github.com/streamhouse/streamhouse/internal/testutil"
+)
+
+// leaderOf returns which of the brokers leads partition p of topic.
+func leaderOf(topic metadata.Topic, p int32, bs ...*Broker) *Broker {
+	for _, b := range bs {
+		if b.Leads(metadata.TopicPartition{TopicID: topic.ID, Partition: p}) {
+			return b
+		}
+	}
+	return nil
+}
+
+// An agent that joins gets its share: the agent leading everything hands
+// partitions over, with their data, and the placement then stays put.
+func TestPlacementRebalancesToNewAgent(t *testing.T) {
+	t.Parallel()
+	store := metadatatest.OpenSQLite(t)
+	bucket, err := objstore.NewLocal(filepath.Join(t.TempDir(), "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a := agent(t, "a", store, bucket)
+	topic, err := a.CreateTopic(ctx, TopicSpec{Name: "t", Partitions: 6}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := ledCount(a, topic); n != 6 {
+		t.Fatalf("alone, a leads %d of 6", n)
+	}
+	for p := int32(0); p < 6; p++ {
+		if _, err := a.ProduceRecords(ctx, "t", p, []Record{{Value: []byte("before")}}, shlog.AckBuffered, defaultOpts()); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	b := agent(t, "b", store, bucket)
+	b.Place(ctx) // nothing is free yet
+	a.Place(ctx) // a leads 6, its share is 3: it hands 3 over
+	b.Place(ctx)
+	if na, nb := ledCount(a, topic), ledCount(b, topic); na != 3 || nb != 3 {
+		t.Fatalf("after b joined: a leads %d, b leads %d; want 3 and 3", na, nb)
+	}
+	before := map[int32]*Broker{}
+	for p := int32(0); p < 6; p++ {
+		before[p] = leaderOf(topic, p, a, b)
+	}
+	for range 3 {
+		a.Place(ctx)
+		b.Place(ctx)
+	}
+	for p := int32(0); p < 6; p++ {
+		if got := leaderOf(topic, p, a, b); got != before[p] {
+			t.Fatalf("partition %d moved again once balanced", p)
+		}
+	}
+	// Every partition has its record, buffered only when it moved, and
+	// takes the next one at offset 1 on its leader.
+	for p := int32(0); p < 6; p++ {
+		l := before[p]
+		res, err := l.ProduceRecords(ctx, "t", p, []Record{{Value: []byte("after")}}, shlog.AckDurable, defaultOpts())
+		if err != nil {
+			t.Fatalf("partition %d on %s: %v", p, l.AgentID(), err)
+		}
+		if len(res) != 1 || res[0].Offset != 1 {
+			t.Fatalf("partition %d: next record at %+v, want offset 1", p, res)
+		}
+		got, err := l.Consume(ctx, "t", p, 0, 10, 0)
+		if err != nil || len(got.Records) != 2 || string(got.Records[0].Value) != "before" {
+			t.Fatalf("partition %d: consumed %+v, %v", p, got.Records, err)
+		}
+	}
+}
+
+// A partition nobody takes because every agent is at its share (a live
+// agent that does not place, here) is taken anyway after a lease TTL.
+func TestPlacementNeverOrphansAPartition(t *testing.T) {
+	t.Parallel()
+	store := metadatatest.OpenSQLite(t)
+	bucket, err := objstore.NewLocal(filepath.Join(t.TempDir(), "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const ttl = 3 * time.Second
+	open := func(id string) *Broker {
+		logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+		l, err := shlog.Open(ctx, shlog.Config{AgentID: id, Bucket: bucket, Store: store, Logger: logger, LeaseTTL: ttl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = l.Close(context.Background()) })
+		b, err := New(ctx, Config{AgentID: id, Store: store, Log: l, Logger: logger, LeaseTTL: ttl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	a, b := open("a"), open("b")
+	// c heartbeats but never places.
+	if err := store.RegisterAgent(ctx, metadata.Agent{ID: "c", StartedAt: time.Now(), HeartbeatAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	topic, err := a.CreateTopic(ctx, TopicSpec{Name: "t", Partitions: 6}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Place(ctx)
+	if na, nb := ledCount(a, topic), ledCount(b, topic); na != 2 || nb != 2 {
+		t.Fatalf("a leads %d, b leads %d; want 2 and 2 (share of 6 over 3 agents)", na, nb)
+	}
+	testutil.WaitFor(t, "the two partitions left to c taken by a or b", func() bool {
+		now := time.Now()
+		for _, id := range []string{"a", "b", "c"} {
+			if err := store.HeartbeatAgent(ctx, id, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+		a.Place(ctx)
+		b.Place(ctx)
+		return ledCount(a, topic)+ledCount(b, topic) == 6
+	})
+	// And they stay: nothing is handed over to c, which would not take it.
+	for range 3 {
+		a.Place(ctx)
+		b.Place(ctx)
+		if n := ledCount(a, topic) + ledCount(b, topic); n != 6 {
+			t.Fatalf("a and b lead %d of 6 after taking c's share", n)
+		}
+	}
+}
