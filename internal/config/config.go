@@ -55,6 +55,8 @@ type Config struct {
 	LeaseTTL   time.Duration // LEASE_TTL_MS
 	GCInterval time.Duration // GC_INTERVAL_SECS
 	GCGrace    time.Duration // GC_GRACE_SECS
+	// ProducerExpiration is PRODUCER_ID_EXPIRATION_MS.
+	ProducerExpiration time.Duration
 
 	// Storage is StorageLocal or StorageS3: local unless S3_ENDPOINT or
 	// STREAMHOUSE_BUCKET is set, and always local with USE_LOCAL_STORAGE.

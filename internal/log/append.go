@@ -197,6 +197,7 @@ func (l *Log) appendLocked(ctx context.Context, p *partition, batches [][]byte, 
 		return AppendResult{}, nil, -1, fmt.Errorf("append to %s: %w", p.tp, ErrNotLeader)
 	}
 
+	now := l.cfg.Now()
 	// Check every batch before storing any.
 	pending := make(map[int64]*producerState)
 	dups := make([]*metadata.ProducerBatch, len(batches))
@@ -208,12 +209,11 @@ func (l *Log) appendLocked(ctx context.Context, p *partition, batches [][]byte, 
 		dups[i] = c.dup
 		if c.dup == nil {
 			// Let later batches of this request see this one.
-			recordProducer(pending, p.producers, h, 0)
+			recordProducer(pending, p.producers, h, 0, now)
 		}
 	}
 	clear(pending)
 
-	now := l.cfg.Now()
 	res := AppendResult{BaseOffset: -1, LogAppendTime: -1, Duplicate: true}
 	_, res.LogStartOffset, _, _ = p.committedState()
 	dupWait := int64(-1)
@@ -246,7 +246,7 @@ func (l *Log) appendLocked(ctx context.Context, p *partition, batches [][]byte, 
 			bp = l.buf.partFor(p)
 		}
 		bp.add(b, h, base)
-		recordProducer(bp.producers, p.producers, h, base)
+		recordProducer(bp.producers, p.producers, h, base, now)
 		l.buf.bytes += len(b)
 		l.buf.records += int(h.NumRecords)
 		l.pending += len(b)

@@ -83,8 +83,9 @@ func (l *Log) CollectGarbage(ctx context.Context) (GCStats, error) {
 	return st, nil
 }
 
-// RunGC applies retention (EnforceRetention) and runs CollectGarbage every
-// interval until ctx is done.
+// RunGC applies retention (EnforceRetention), expires idle producers
+// (ExpireProducers, when Config.ProducerExpiration is positive) and runs
+// CollectGarbage every interval until ctx is done.
 func (l *Log) RunGC(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -97,8 +98,42 @@ func (l *Log) RunGC(ctx context.Context, interval time.Duration) {
 		if _, err := l.EnforceRetention(ctx); err != nil && ctx.Err() == nil {
 			l.log.Warn("retention", "err", err)
 		}
+		if l.cfg.ProducerExpiration > 0 {
+			if _, err := l.ExpireProducers(ctx, l.cfg.ProducerExpiration); err != nil && ctx.Err() == nil {
+				l.log.Warn("producer expiry", "err", err)
+			}
+		}
 		if _, err := l.CollectGarbage(ctx); err != nil && ctx.Err() == nil {
 			l.log.Warn("garbage collection", "err", err)
 		}
 	}
+}
+
+// ExpireProducers forgets the idempotent producers that have not appended
+// for maxIdle: on the partitions this agent leads, and in the metadata
+// store for every partition (Kafka's producer.id.expiration.ms). A
+// producer that comes back after that is unknown, as in Kafka: a batch
+// continuing its old sequence gets OUT_OF_ORDER_SEQUENCE_NUMBER, and
+// clients then start a new sequence. It returns the rows deleted.
+func (l *Log) ExpireProducers(ctx context.Context, maxIdle time.Duration) (int64, error) {
+	cutoff := l.cfg.Now().Add(-maxIdle)
+	forgotten := 0
+	l.mu.Lock()
+	for _, p := range l.partitions {
+		for id, st := range p.producers {
+			if st.updated.Before(cutoff) {
+				delete(p.producers, id)
+				forgotten++
+			}
+		}
+	}
+	l.mu.Unlock()
+	n, err := l.store.ExpireProducers(ctx, cutoff)
+	if err != nil {
+		return 0, err
+	}
+	if n > 0 || forgotten > 0 {
+		l.log.Info("expired idle producers", "stored", n, "in_memory", forgotten, "idle_for", maxIdle)
+	}
+	return n, nil
 }

@@ -118,6 +118,10 @@ type Config struct {
 	// uploaded more than GCGrace/2 ago, so GC never deletes an object that
 	// is still being committed.
 	GCGrace time.Duration
+	// ProducerExpiration is how long an idempotent producer may stay idle
+	// before RunGC forgets it (Kafka's producer.id.expiration.ms). Zero or
+	// negative: never.
+	ProducerExpiration time.Duration
 	// ObjectPrefix is prepended to object keys. Default "segments/".
 	ObjectPrefix string
 	// Now is the clock; default time.Now.

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/metadata"
@@ -47,6 +48,7 @@ type partition struct {
 type producerState struct {
 	epoch   int16
 	batches []metadata.ProducerBatch // oldest first
+	updated time.Time                // last append (see Log.ExpireProducers)
 }
 
 func newPartition(topic metadata.Topic, part int32, lease metadata.Lease, states []metadata.ProducerState, defMaxBytes int) *partition {
@@ -61,7 +63,7 @@ func newPartition(topic metadata.Topic, part int32, lease metadata.Lease, states
 		changed:    make(chan struct{}),
 	}
 	for _, s := range states {
-		p.producers[s.ProducerID] = &producerState{epoch: s.Epoch, batches: append([]metadata.ProducerBatch(nil), s.Batches...)}
+		p.producers[s.ProducerID] = &producerState{epoch: s.Epoch, batches: append([]metadata.ProducerBatch(nil), s.Batches...), updated: s.UpdatedAt}
 	}
 	p.setConfig(topic, defMaxBytes)
 	return p
@@ -201,7 +203,7 @@ func (p *partition) checkProducer(h batch.Header, pending map[int64]*producerSta
 
 // recordProducer remembers an appended batch in st (a copy-on-write state
 // for the request). Called with Log.mu held.
-func recordProducer(pending map[int64]*producerState, committed map[int64]*producerState, h batch.Header, base int64) {
+func recordProducer(pending map[int64]*producerState, committed map[int64]*producerState, h batch.Header, base int64, now time.Time) {
 	if h.ProducerID < 0 || h.BaseSequence < 0 {
 		return
 	}
@@ -216,6 +218,7 @@ func recordProducer(pending map[int64]*producerState, committed map[int64]*produ
 	if h.ProducerEpoch != st.epoch {
 		st.epoch, st.batches = h.ProducerEpoch, st.batches[:0]
 	}
+	st.updated = now
 	st.batches = append(st.batches, metadata.ProducerBatch{
 		FirstSeq:   h.BaseSequence,
 		LastSeq:    seqAdd(h.BaseSequence, h.LastOffsetDelta),
@@ -230,7 +233,7 @@ func recordProducer(pending map[int64]*producerState, committed map[int64]*produ
 
 // snapshot returns the stored form of a producer's state.
 func (st *producerState) snapshot(id int64) metadata.ProducerState {
-	return metadata.ProducerState{ProducerID: id, Epoch: st.epoch, Batches: append([]metadata.ProducerBatch(nil), st.batches...)}
+	return metadata.ProducerState{ProducerID: id, Epoch: st.epoch, Batches: append([]metadata.ProducerBatch(nil), st.batches...), UpdatedAt: st.updated}
 }
 
 // seqAdd adds to a Kafka producer sequence, which wraps at MaxInt32 to 0.

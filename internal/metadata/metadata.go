@@ -129,6 +129,10 @@ type ProducerState struct {
 	ProducerID int64
 	Epoch      int16
 	Batches    []ProducerBatch
+	// UpdatedAt is when the producer last appended (the leader's clock,
+	// millisecond precision in the store); producers idle for longer than
+	// the expiration are forgotten (Store.ExpireProducers).
+	UpdatedAt time.Time
 }
 
 // ProducerBatch is one remembered batch of an idempotent producer.
@@ -298,6 +302,11 @@ type Store interface {
 	ProducerStates(ctx context.Context, tp TopicPartition) ([]ProducerState, error)
 	// NextProducerID allocates a new, never reused producer ID.
 	NextProducerID(ctx context.Context) (int64, error)
+	// ExpireProducers deletes the state of every producer, on every
+	// partition, last updated before olderThan, and returns how many
+	// partition-producer rows it deleted (Kafka's
+	// producer.id.expiration.ms).
+	ExpireProducers(ctx context.Context, olderThan time.Time) (int64, error)
 
 	// Objects and garbage collection.
 

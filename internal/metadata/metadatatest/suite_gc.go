@@ -15,6 +15,7 @@ var gcAndGroupTests = []suiteTest{
 	{"GroupOffsets", testGroupOffsets},
 	{"CreateGroup", testCreateGroup},
 	{"NextProducerID", testNextProducerID},
+	{"ExpireProducers", testExpireProducers},
 }
 
 func testGarbageCollection(t *testing.T, s metadata.Store) {
@@ -220,5 +221,47 @@ func testNextProducerID(t *testing.T, s metadata.Store) {
 	}
 	if len(seen) != workers*each {
 		t.Errorf("%d distinct ids, want %d", len(seen), workers*each)
+	}
+}
+
+// Producer state keeps the time it was last updated, and ExpireProducers
+// deletes, across partitions, exactly the rows older than the cutoff; a
+// state committed without a time counts as updated at the commit.
+func testExpireProducers(t *testing.T, s metadata.Store) {
+	ctx := t.Context()
+	topic := mustCreateTopic(t, s, "t", 2)
+	p0, p1 := tpOf(topic, 0), tpOf(topic, 1)
+	l0, l1 := mustAcquire(t, s, p0, "a", now), mustAcquire(t, s, p1, "a", now)
+	old, recent := now.Add(-2*time.Hour), now.Add(-time.Minute)
+	c0 := partCommit(p0, l0.Epoch, 0, 3)
+	c0.Producers = []metadata.ProducerState{
+		{ProducerID: 1, Epoch: 0, Batches: []metadata.ProducerBatch{}, UpdatedAt: old},
+		{ProducerID: 2, Epoch: 0, Batches: []metadata.ProducerBatch{}, UpdatedAt: recent},
+	}
+	c1 := partCommit(p1, l1.Epoch, 0, 3)
+	c1.Producers = []metadata.ProducerState{
+		{ProducerID: 1, Epoch: 0, Batches: []metadata.ProducerBatch{}, UpdatedAt: old},
+		{ProducerID: 3, Epoch: 0, Batches: []metadata.ProducerBatch{}}, // the commit's time
+	}
+	commit := commitOf("obj-1", "a", c0, c1)
+	commit.CreatedAt = now
+	mustCommit(t, s, commit)
+	got, err := s.ProducerStates(ctx, p0)
+	if err != nil || len(got) != 2 || !got[0].UpdatedAt.Equal(old) || !got[1].UpdatedAt.Equal(recent) {
+		t.Fatalf("ProducerStates(p0) = %+v, %v; want updated at %v and %v", got, err, old, recent)
+	}
+	if n, err := s.ExpireProducers(ctx, now.Add(-time.Hour)); err != nil || n != 2 {
+		t.Fatalf("ExpireProducers(an hour ago) = %d, %v; want the 2 rows of producer 1", n, err)
+	}
+	checkProducers(t, s, p0, c0.Producers[1])
+	checkProducers(t, s, p1, c1.Producers[1])
+	if got, _ := s.ProducerStates(ctx, p1); len(got) != 1 || !got[0].UpdatedAt.Equal(now) {
+		t.Fatalf("ProducerStates(p1) = %+v; want producer 3 updated at the commit, %v", got, now)
+	}
+	if n, err := s.ExpireProducers(ctx, now.Add(-time.Hour)); err != nil || n != 0 {
+		t.Fatalf("ExpireProducers again = %d, %v; want 0", n, err)
+	}
+	if n, err := s.ExpireProducers(ctx, now.Add(time.Second)); err != nil || n != 2 {
+		t.Fatalf("ExpireProducers(now+1s) = %d, %v; want 2", n, err)
 	}
 }

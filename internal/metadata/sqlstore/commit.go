@@ -125,8 +125,8 @@ type commitRows struct {
 
 const (
 	segmentInsert  = `INSERT INTO segments (topic_id, partition_id, base_offset, last_offset, object_key, pos, len, max_timestamp, records)`
-	producerUpsert = `INSERT INTO producer_state (topic_id, partition_id, producer_id, epoch, batches)`
-	producerTail   = `ON CONFLICT (topic_id, partition_id, producer_id) DO UPDATE SET epoch = excluded.epoch, batches = excluded.batches`
+	producerUpsert = `INSERT INTO producer_state (topic_id, partition_id, producer_id, epoch, batches, updated_at)`
+	producerTail   = `ON CONFLICT (topic_id, partition_id, producer_id) DO UPDATE SET epoch = excluded.epoch, batches = excluded.batches, updated_at = excluded.updated_at`
 	objectInsert   = `INSERT INTO objects (object_key, size, agent_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (object_key) DO NOTHING`
 )
 
@@ -142,10 +142,19 @@ func buildCommitRows(c *metadata.ObjectCommit) (commitRows, error) {
 			if err != nil {
 				return r, fmt.Errorf("encode producer %d state: %w", ps.ProducerID, err)
 			}
-			r.producers = append(r.producers, []any{id, p.Partition, ps.ProducerID, int32(ps.Epoch), enc})
+			r.producers = append(r.producers, []any{id, p.Partition, ps.ProducerID, int32(ps.Epoch), enc, producerUpdated(ps, c)})
 		}
 	}
 	return r, nil
+}
+
+// producerUpdated is the stored updated_at of ps: its UpdatedAt, or the
+// commit's time when unset.
+func producerUpdated(ps metadata.ProducerState, c *metadata.ObjectCommit) int64 {
+	if ps.UpdatedAt.IsZero() {
+		return toMillis(c.CreatedAt)
+	}
+	return toMillis(ps.UpdatedAt)
 }
 
 // fencedPartitions lists, in commit order, the partitions of c missing from
@@ -208,22 +217,37 @@ func (s *Store) ProducerStates(ctx context.Context, tp metadata.TopicPartition) 
 			p       metadata.ProducerState
 			epoch   int32
 			batches string
+			updated int64
 		)
-		if err := r.Scan(&p.ProducerID, &epoch, &batches); err != nil {
+		if err := r.Scan(&p.ProducerID, &epoch, &batches, &updated); err != nil {
 			return p, err
 		}
-		p.Epoch = int16(epoch)
+		p.Epoch, p.UpdatedAt = int16(epoch), fromMillis(updated)
 		var err error
 		if p.Batches, err = decodeBatches(batches); err != nil {
 			return p, fmt.Errorf("decode producer %d state: %w", p.ProducerID, err)
 		}
 		return p, nil
-	}, `SELECT producer_id, epoch, batches FROM producer_state
+	}, `SELECT producer_id, epoch, batches, updated_at FROM producer_state
 		WHERE topic_id = $1 AND partition_id = $2 ORDER BY producer_id`, tp.TopicID[:], tp.Partition)
 	if err != nil {
 		return nil, fmt.Errorf("producer states of %s: %w", tp, err)
 	}
 	return ps, nil
+}
+
+// ExpireProducers deletes producer state last updated before olderThan.
+func (s *Store) ExpireProducers(ctx context.Context, olderThan time.Time) (int64, error) {
+	var n int64
+	err := s.b.tx(ctx, func(q querier) error {
+		var err error
+		n, err = q.exec(ctx, `DELETE FROM producer_state WHERE updated_at < $1`, toMillis(olderThan))
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("expire producers: %w", err)
+	}
+	return n, nil
 }
 
 // NextProducerID allocates a producer ID; IDs start at 1 and never repeat.

@@ -116,7 +116,7 @@ const (
 		FROM unnest($2::bytea[], $3::integer[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::integer[])
 			AS u (t, p, b, l, pos, len, ts, r)`
 	pgProducers = producerUpsert + `
-		SELECT * FROM unnest($1::bytea[], $2::integer[], $3::bigint[], $4::integer[], $5::text[]) ` + producerTail
+		SELECT * FROM unnest($1::bytea[], $2::integer[], $3::bigint[], $4::integer[], $5::text[], $6::bigint[]) ` + producerTail
 )
 
 // commitObject pipelines the whole commit in one batch inside a
@@ -148,7 +148,7 @@ func (b *pgBackend) commitObject(ctx context.Context, c *metadata.ObjectCommit) 
 			segments.add(p.TopicPartition, e)
 		}
 		for _, ps := range p.Producers {
-			if err := producers.add(p.TopicPartition, ps); err != nil {
+			if err := producers.add(p.TopicPartition, ps, producerUpdated(ps, c)); err != nil {
 				return err
 			}
 		}
@@ -162,7 +162,7 @@ func (b *pgBackend) commitObject(ctx context.Context, c *metadata.ObjectCommit) 
 				segments.pos, segments.length, segments.maxTS, segments.records)
 		}
 		if len(producers.ids) > 0 {
-			batch.Queue(pgProducers, producers.ids, producers.parts, producers.producers, producers.epochs, producers.batches)
+			batch.Queue(pgProducers, producers.ids, producers.parts, producers.producers, producers.epochs, producers.batches, producers.updated)
 		}
 		br := tx.SendBatch(ctx, batch)
 		// Statements after a failed check may fail too (the transaction is
@@ -239,15 +239,17 @@ type pgProducerCols struct {
 	parts, epochs []int32
 	producers     []int64
 	batches       []string
+	updated       []int64
 }
 
-func (p *pgProducerCols) add(tp metadata.TopicPartition, ps metadata.ProducerState) error {
+func (p *pgProducerCols) add(tp metadata.TopicPartition, ps metadata.ProducerState, updated int64) error {
 	enc, err := encodeBatches(ps.Batches)
 	if err != nil {
 		return fmt.Errorf("encode producer %d state: %w", ps.ProducerID, err)
 	}
 	p.ids, p.parts, p.epochs = append(p.ids, tp.TopicID[:]), append(p.parts, tp.Partition), append(p.epochs, int32(ps.Epoch))
 	p.producers, p.batches = append(p.producers, ps.ProducerID), append(p.batches, enc)
+	p.updated = append(p.updated, updated)
 	return nil
 }
 
