@@ -83,6 +83,7 @@ type Broker struct {
 	freeSince map[metadata.TopicPartition]time.Time // leaderless partitions seen by placement, guarded by placeMu
 	orphanAt  time.Time                             // when placement last took a partition beyond its share, guarded by placeMu
 	placeKick chan struct{}
+	fwd       *forwarder // REST and gRPC produces to partitions led elsewhere
 }
 
 type cachedTopic struct {
@@ -115,6 +116,7 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 		topics:    make(map[string]cachedTopic),
 		topicIDs:  make(map[metadata.TopicID]string),
 		placeKick: make(chan struct{}, 1),
+		fwd:       &forwarder{clientID: "streamhouse-forward-" + cfg.AgentID},
 	}
 	now := b.now()
 	if err := b.store.RegisterAgent(ctx, metadata.Agent{ID: cfg.AgentID, Addr: cfg.Addr, Rack: cfg.Rack, StartedAt: now, HeartbeatAt: now}); err != nil {
@@ -210,7 +212,8 @@ type RecordOffset struct {
 }
 
 // ProduceRecords builds plain records into batches (one per partition) and
-// appends them. partition < 0 picks the partition per record: Kafka's
+// appends them, forwarding a partition led by another agent to it
+// (forward.go). partition < 0 picks the partition per record: Kafka's
 // murmur2 of the key, or round-robin for records without a key. Results
 // are in the order of records. It is all-or-nothing per partition.
 func (b *Broker) ProduceRecords(ctx context.Context, topic string, partition int32, records []Record, mode shlog.AckMode, opts batch.BuildOptions) ([]RecordOffset, error) {
@@ -259,7 +262,7 @@ func (b *Broker) ProduceRecords(ctx context.Context, topic string, partition int
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 		}
-		res, err := b.plog.Append(ctx, metadata.TopicPartition{TopicID: t.ID, Partition: p}, raw, mode)
+		res, err := b.append(ctx, t, p, raw, mode)
 		if err != nil {
 			return nil, err
 		}

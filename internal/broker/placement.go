@@ -228,5 +228,6 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	if err := b.store.DeregisterAgent(ctx, b.agentID); err != nil {
 		errs = append(errs, err)
 	}
+	b.fwd.close()
 	return errors.Join(errs...)
 }

@@ -1,0 +1,192 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/streamhouse/streamhouse/internal/batch"
+	shlog "github.com/streamhouse/streamhouse/internal/log"
+	"github.com/streamhouse/streamhouse/internal/metadata"
+)
+
+// Forwarding. A REST or gRPC produce may arrive at any agent (behind a load
+// balancer, say), but only a partition's leader can append to it. An agent
+// that does not lead the partition forwards the batch it built to the
+// leader over the Kafka protocol, as one ProduceRequest to the leader's
+// advertised Kafka address from the agent registry, and answers with the
+// leader's result. One hop only: the Kafka path never forwards, so a
+// leader that lost the partition meanwhile answers NOT_LEADER_OR_FOLLOWER,
+// which becomes ErrNotLeader (REST 503, gRPC Unavailable) as before.
+// Kafka clients never need this: they follow Metadata to the leader.
+
+// forwardTimeout bounds a forwarded produce when ctx has no deadline.
+const forwardTimeout = 30 * time.Second
+
+// forwarder keeps one Kafka client per leader address.
+type forwarder struct {
+	clientID string
+	mu       sync.Mutex
+	clients  map[string]*kgo.Client
+	closed   bool
+}
+
+func (f *forwarder) client(addr string) (*kgo.Client, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil, shlog.ErrClosed
+	}
+	if cl := f.clients[addr]; cl != nil {
+		return cl, nil
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID(f.clientID), kgo.RetryTimeout(forwardTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("client for %s: %w", addr, err)
+	}
+	if f.clients == nil {
+		f.clients = make(map[string]*kgo.Client)
+	}
+	f.clients[addr] = cl
+	return cl, nil
+}
+
+// close closes every client; later forwards fail with shlog.ErrClosed.
+func (f *forwarder) close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	for _, cl := range f.clients {
+		cl.Close()
+	}
+	f.clients = nil
+}
+
+// append appends raw (one or more batches) to partition p of t: here if
+// this agent leads it, else at its leader (forward).
+func (b *Broker) append(ctx context.Context, t metadata.Topic, p int32, raw []byte, mode shlog.AckMode) (shlog.AppendResult, error) {
+	tp := metadata.TopicPartition{TopicID: t.ID, Partition: p}
+	res, err := b.plog.Append(ctx, tp, raw, mode)
+	if !errors.Is(err, shlog.ErrNotLeader) {
+		return res, err
+	}
+	return b.forward(ctx, t, p, raw, mode)
+}
+
+// forward sends raw to the leader of partition p of t.
+func (b *Broker) forward(ctx context.Context, t metadata.Topic, p int32, raw []byte, mode shlog.AckMode) (shlog.AppendResult, error) {
+	tp := metadata.TopicPartition{TopicID: t.ID, Partition: p}
+	notLeader := func(why string) (shlog.AppendResult, error) {
+		return shlog.AppendResult{}, fmt.Errorf("%s/%d: %s: %w", t.Name, p, why, shlog.ErrNotLeader)
+	}
+	now := b.now()
+	part, err := b.store.GetPartition(ctx, tp)
+	if err != nil {
+		return shlog.AppendResult{}, fmt.Errorf("forward %s/%d: %w", t.Name, p, err)
+	}
+	if part.Leader == "" || part.Leader == b.agentID || !part.LeaseExpiresAt.After(now) {
+		return notLeader("no live leader to forward to")
+	}
+	agents, err := b.store.ListAgents(ctx, now.Add(-b.cfg.LeaseTTL))
+	if err != nil {
+		return shlog.AppendResult{}, fmt.Errorf("forward %s/%d: %w", t.Name, p, err)
+	}
+	addr := ""
+	for _, a := range agents {
+		if a.ID == part.Leader {
+			addr = a.Addr
+		}
+	}
+	if addr == "" {
+		return notLeader(fmt.Sprintf("leader %s has no Kafka address", part.Leader))
+	}
+	cl, err := b.fwd.client(addr)
+	if err != nil {
+		return shlog.AppendResult{}, fmt.Errorf("forward %s/%d: %w", t.Name, p, err)
+	}
+	timeout := forwardTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	req := kmsg.NewPtrProduceRequest()
+	req.Acks = -1
+	if mode != shlog.AckDurable {
+		req.Acks = 1 // the leader's offsets are wanted even for ACK_NONE
+	}
+	req.TimeoutMillis = int32(max(timeout, time.Millisecond) / time.Millisecond)
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic, rt.TopicID = t.Name, [16]byte(t.ID)
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Partition, rp.Records = p, raw
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	kresp, err := cl.SeedBrokers()[0].Request(ctx, req)
+	if err != nil {
+		return shlog.AppendResult{}, fmt.Errorf("forward %s/%d to %s at %s: %w", t.Name, p, part.Leader, addr, err)
+	}
+	resp := kresp.(*kmsg.ProduceResponse)
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		return shlog.AppendResult{}, fmt.Errorf("forward %s/%d to %s: malformed produce response", t.Name, p, part.Leader)
+	}
+	out := resp.Topics[0].Partitions[0]
+	if out.ErrorCode != 0 {
+		return shlog.AppendResult{}, forwardError(t.Name, p, part.Leader, out)
+	}
+	records, err := recordCount(raw)
+	if err != nil {
+		return shlog.AppendResult{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
+	b.log.Debug("produce forwarded to the leader", "topic", t.Name, "partition", p, "leader", part.Leader)
+	return shlog.AppendResult{
+		BaseOffset:     out.BaseOffset,
+		LastOffset:     out.BaseOffset + records - 1,
+		LogAppendTime:  out.LogAppendTime,
+		LogStartOffset: out.LogStartOffset,
+	}, nil
+}
+
+// forwardError maps the leader's Kafka error to the broker's errors.
+func forwardError(topic string, p int32, leader string, out kmsg.ProduceResponseTopicPartition) error {
+	msg := ""
+	if out.ErrorMessage != nil {
+		msg = ": " + *out.ErrorMessage
+	}
+	kind := kerr.ErrorForCode(out.ErrorCode)
+	var base error
+	switch out.ErrorCode {
+	case kerr.NotLeaderForPartition.Code, kerr.UnknownTopicOrPartition.Code:
+		base = shlog.ErrNotLeader
+	case kerr.OutOfOrderSequenceNumber.Code:
+		base = shlog.ErrOutOfOrderSequence
+	case kerr.InvalidProducerEpoch.Code:
+		base = shlog.ErrInvalidProducerEpoch
+	case kerr.InvalidRecord.Code, kerr.CorruptMessage.Code, kerr.MessageTooLarge.Code, kerr.InvalidTimestamp.Code:
+		base = ErrInvalidRequest
+	default:
+		return fmt.Errorf("%s/%d: the leader %s answered %w%s", topic, p, leader, kind, msg)
+	}
+	return fmt.Errorf("%s/%d: the leader %s answered %v%s: %w", topic, p, leader, kind, msg, base)
+}
+
+// recordCount is the number of offsets the batches in raw take.
+func recordCount(raw []byte) (int64, error) {
+	raws, err := batch.Split(raw)
+	if err != nil {
+		return 0, err
+	}
+	n := int64(0)
+	for _, r := range raws {
+		h, err := batch.ParseHeader(r)
+		if err != nil {
+			return 0, err
+		}
+		n += int64(h.LastOffsetDelta) + 1
+	}
+	return n, nil
+}
