@@ -368,6 +368,15 @@ func testReferences(t *testing.T, a *testAPI) {
 	}, &out)
 	a.fails(t, 422, 42201, "POST", "/subjects/person-proto2/versions", body("PROTOBUF",
 		`syntax = "proto3"; package x; import "address.proto"; message Person { Address home = 1; }`))
+
+	// A version a live schema references cannot be deleted (42206), alone
+	// or with its subject; once the referrer is deleted, it can.
+	a.fails(t, 422, 42206, "DELETE", "/subjects/address/versions/1", nil)
+	a.fails(t, 422, 42206, "DELETE", "/subjects/address", nil)
+	a.fails(t, 422, 42206, "DELETE", "/subjects/address-json/versions/latest", nil)
+	a.ok(t, "DELETE", "/subjects/person-value/versions/1", nil, nil)
+	a.ok(t, "DELETE", "/subjects/address/versions/1", nil, nil)
+	a.ok(t, "DELETE", "/subjects/address/versions/1?permanent=true", nil, nil)
 }
 
 func testBadInput(t *testing.T, a *testAPI) {

@@ -20,6 +20,7 @@ const (
 	codeInvalidSchema          = 42201
 	codeInvalidVersion         = 42202
 	codeInvalidCompatibility   = 42203
+	codeReferenceExists        = 42206
 	codeUnprocessable          = 422
 	codeStoreError             = 50001
 	codeOperationTimeout       = 50002

@@ -1,6 +1,7 @@
 package schemaregistry
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -93,6 +94,7 @@ func (r *Registry) register(w http.ResponseWriter, req *http.Request) error {
 		if err != nil {
 			return err
 		}
+		r.changed()
 		r.log.InfoContext(ctx, "schema registered", "subject", subject, "version", sv.Version, "id", sv.Schema.ID, "type", c.schema.Type)
 		return writeJSON(w, http.StatusOK, map[string]int64{"id": sv.Schema.ID})
 	}
@@ -129,9 +131,19 @@ func (r *Registry) referencedBy(w http.ResponseWriter, req *http.Request) error 
 	if err != nil {
 		return err
 	}
-	all, err := r.store.ListSchemaVersions(ctx, metadata.SchemaVersionFilter{})
+	ids, err := r.referrers(ctx, sv.Subject, sv.Version)
 	if err != nil {
 		return err
+	}
+	return writeJSON(w, http.StatusOK, ids)
+}
+
+// referrers returns the IDs of the live schemas that reference version of
+// subject, sorted.
+func (r *Registry) referrers(ctx context.Context, subject string, version int32) ([]int64, error) {
+	all, err := r.store.ListSchemaVersions(ctx, metadata.SchemaVersionFilter{})
+	if err != nil {
+		return nil, err
 	}
 	ids := []int64{}
 	for _, v := range all {
@@ -139,14 +151,31 @@ func (r *Registry) referencedBy(w http.ResponseWriter, req *http.Request) error 
 			continue
 		}
 		for _, ref := range v.Schema.References {
-			if ref.Subject == sv.Subject && ref.Version == sv.Version {
+			if ref.Subject == subject && ref.Version == version {
 				ids = append(ids, v.Schema.ID)
 				break
 			}
 		}
 	}
 	slices.Sort(ids)
-	return writeJSON(w, http.StatusOK, ids)
+	return ids, nil
+}
+
+// checkUnreferenced fails with 42206, as Confluent's registry does, when a
+// live schema references one of versions of subject: deleting it would
+// break that schema.
+func (r *Registry) checkUnreferenced(ctx context.Context, subject string, versions []int32) error {
+	for _, v := range versions {
+		ids, err := r.referrers(ctx, subject, v)
+		if err != nil {
+			return err
+		}
+		if len(ids) > 0 {
+			return newErr(http.StatusUnprocessableEntity, codeReferenceExists,
+				"One or more references exist to the schema {subject=%s, version=%d}: schema ids %v", subject, v, ids)
+		}
+	}
+	return nil
 }
 
 func (r *Registry) deleteVersion(w http.ResponseWriter, req *http.Request) error {
@@ -182,9 +211,13 @@ func (r *Registry) deleteVersion(w http.ResponseWriter, req *http.Request) error
 		return newErr(http.StatusNotFound, codeVersionSoftDeleted,
 			"Subject '%s' Version %d was soft deleted. Set permanent=true to delete permanently", subject, target.Version)
 	}
+	if err := r.checkUnreferenced(ctx, subject, []int32{target.Version}); err != nil {
+		return err
+	}
 	if err := r.store.DeleteSchemaVersions(ctx, subject, []int32{target.Version}, permanent); err != nil {
 		return err
 	}
+	r.changed()
 	return writeJSON(w, http.StatusOK, target.Version)
 }
 
@@ -240,9 +273,13 @@ func (r *Registry) deleteSubject(w http.ResponseWriter, req *http.Request) error
 			return newErr(http.StatusNotFound, codeSubjectNotSoftDeleted,
 				"Subject '%s' was not deleted first before being permanently deleted", subject)
 		}
+		if err := r.checkUnreferenced(ctx, subject, gone); err != nil {
+			return err
+		}
 		if err := r.store.DeleteSchemaVersions(ctx, subject, gone, true); err != nil {
 			return err
 		}
+		r.changed()
 		if err := r.store.SetSchemaCompatibility(ctx, subject, ""); err != nil {
 			return err
 		}
@@ -252,9 +289,13 @@ func (r *Registry) deleteSubject(w http.ResponseWriter, req *http.Request) error
 		return newErr(http.StatusNotFound, codeSubjectSoftDeleted,
 			"Subject '%s' was soft deleted. Set permanent=true to delete permanently", subject)
 	}
+	if err := r.checkUnreferenced(ctx, subject, live); err != nil {
+		return err
+	}
 	if err := r.store.DeleteSchemaVersions(ctx, subject, live, false); err != nil {
 		return err
 	}
+	r.changed()
 	return writeJSON(w, http.StatusOK, live)
 }
 

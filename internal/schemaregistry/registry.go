@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
@@ -53,7 +54,13 @@ type Registry struct {
 	log     *slog.Logger
 	maxBody int64
 	mux     *http.ServeMux
+	// gen counts this agent's registrations and deletions; validation
+	// caches (validate.go) drop what they saw under an older one.
+	gen atomic.Uint64
 }
+
+// changed marks a registration or deletion through this agent.
+func (r *Registry) changed() { r.gen.Add(1) }
 
 // New returns a Registry over cfg.Store.
 func New(cfg Config) *Registry {

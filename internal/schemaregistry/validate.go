@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/broker"
@@ -24,13 +25,63 @@ import (
 
 // Validator returns the broker.Validator backed by this registry.
 func (r *Registry) Validator() broker.Validator {
-	return &validator{r: r, parsed: map[int64]parsedSchema{}}
+	return &validator{r: r, parsed: map[int64]parsedSchema{}, seen: map[seenKey]seenEntry{}, now: time.Now}
 }
+
+// The validator caches what it looks up in the store, so that a produce
+// does not cost a store query per schema ID: which versions of a subject
+// carry an ID (and the subject's latest version), for validationCacheTTL.
+// A registration or deletion through this agent clears the cache at once
+// (Registry.gen); one through another agent is seen within the TTL.
+// Parsed JSON schemas are kept for good: a schema ID's text never changes.
+const (
+	validationCacheTTL = time.Second
+	// validationCacheMax bounds the cached lookups; past it the cache
+	// starts over.
+	validationCacheMax = 4096
+)
 
 type validator struct {
 	r      *Registry
+	now    func() time.Time
 	mu     sync.Mutex
-	parsed map[int64]parsedSchema // JSON schemas by ID; a schema ID's text never changes
+	parsed map[int64]parsedSchema // JSON schemas by ID
+	seen   map[seenKey]seenEntry  // store lookups
+}
+
+// seenKey is a subject and a schema ID, or latestID for the subject's
+// latest live version.
+type seenKey struct {
+	subject string
+	id      int64
+}
+
+const latestID = -1
+
+type seenEntry struct {
+	sv  *metadata.SchemaVersion // nil: no live version
+	gen uint64
+	at  time.Time
+}
+
+// cached returns a fresh cached lookup.
+func (v *validator) cached(k seenKey) (*metadata.SchemaVersion, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	e, ok := v.seen[k]
+	if !ok || e.gen != v.r.gen.Load() || v.now().Sub(e.at) >= validationCacheTTL {
+		return nil, false
+	}
+	return e.sv, true
+}
+
+func (v *validator) remember(k seenKey, sv *metadata.SchemaVersion, gen uint64) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.seen) >= validationCacheMax {
+		clear(v.seen)
+	}
+	v.seen[k] = seenEntry{sv: sv, gen: gen, at: v.now()}
 }
 
 var _ broker.Validator = (*validator)(nil)
@@ -110,14 +161,13 @@ func (v *validator) ValidateRecords(ctx context.Context, t metadata.Topic, recor
 			continue
 		}
 		if latest == nil {
-			vs, err := v.r.versions(ctx, subject, false)
-			if err != nil {
+			var err error
+			if latest, err = v.latest(ctx, subject); err != nil {
 				return err
 			}
-			if len(vs) == 0 {
+			if latest == nil {
 				return reject("topic %s validates values, but subject %s has no schema", t.Name, subject)
 			}
-			latest = &vs[len(vs)-1]
 		}
 		if latest.Schema.Type != TypeJSON {
 			return reject("record %d: the latest schema of %s is %s: send the value in the Confluent wire format", i, subject, latest.Schema.Type)
@@ -131,16 +181,43 @@ func (v *validator) ValidateRecords(ctx context.Context, t metadata.Topic, recor
 
 // version returns the live version of subject with the schema ID, or nil.
 func (v *validator) version(ctx context.Context, subject string, id int64) (*metadata.SchemaVersion, error) {
+	k := seenKey{subject, id}
+	if sv, ok := v.cached(k); ok {
+		return sv, nil
+	}
+	gen := v.r.gen.Load() // before the lookup: a change during it is not missed
 	vs, err := v.r.store.ListSchemaVersions(ctx, metadata.SchemaVersionFilter{Subject: subject, SchemaID: id})
 	if err != nil {
 		return nil, fmt.Errorf("schema validation: %w", err)
 	}
+	var sv *metadata.SchemaVersion
 	for i := range vs {
 		if !vs[i].Deleted {
-			return &vs[i], nil
+			sv = &vs[i]
+			break
 		}
 	}
-	return nil, nil
+	v.remember(k, sv, gen)
+	return sv, nil
+}
+
+// latest returns the latest live version of subject, or nil.
+func (v *validator) latest(ctx context.Context, subject string) (*metadata.SchemaVersion, error) {
+	k := seenKey{subject, latestID}
+	if sv, ok := v.cached(k); ok {
+		return sv, nil
+	}
+	gen := v.r.gen.Load()
+	vs, err := v.r.versions(ctx, subject, false)
+	if err != nil {
+		return nil, err
+	}
+	var sv *metadata.SchemaVersion
+	if len(vs) > 0 {
+		sv = &vs[len(vs)-1]
+	}
+	v.remember(k, sv, gen)
+	return sv, nil
 }
 
 func (v *validator) validateJSON(ctx context.Context, s metadata.Schema, value []byte) error {
