@@ -14,7 +14,7 @@ import (
 
 // LookupTopic returns a topic by name from the store, uncached.
 func (b *Broker) LookupTopic(ctx context.Context, name string) (metadata.Topic, error) {
-	t, err := b.store.GetTopic(ctx, name)
+	t, err := b.userTopic(ctx, name)
 	if err != nil {
 		return metadata.Topic{}, fmt.Errorf("topic %s: %w", name, mapStoreErr(err))
 	}
@@ -23,7 +23,7 @@ func (b *Broker) LookupTopic(ctx context.Context, name string) (metadata.Topic, 
 
 // TopicByID returns a topic by its ID; ErrUnknownTopic if there is none.
 func (b *Broker) TopicByID(ctx context.Context, id metadata.TopicID) (metadata.Topic, error) {
-	t, err := b.store.GetTopicByID(ctx, id)
+	t, err := b.userTopicByID(ctx, id)
 	if err != nil {
 		return metadata.Topic{}, fmt.Errorf("topic id %s: %w", id, mapStoreErr(err))
 	}

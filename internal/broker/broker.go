@@ -83,6 +83,7 @@ type Broker struct {
 	freeSince map[metadata.TopicPartition]time.Time // leaderless partitions seen by placement, guarded by placeMu
 	orphanAt  time.Time                             // when placement last took a partition beyond its share, guarded by placeMu
 	placeKick chan struct{}
+	slots     groupSlots
 	fwd       *forwarder // REST and gRPC produces to partitions led elsewhere
 }
 
@@ -435,7 +436,7 @@ func (b *Broker) CachedTopicByID(ctx context.Context, id metadata.TopicID) (meta
 			return t, nil
 		}
 	}
-	t, err := b.store.GetTopicByID(ctx, id)
+	t, err := b.userTopicByID(ctx, id)
 	if err != nil {
 		return metadata.Topic{}, fmt.Errorf("topic id %s: %w", id, mapStoreErr(err))
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,6 +24,8 @@ func ValidateTopicName(name string) error {
 		return fmt.Errorf("%w: topic name cannot be %q", ErrInvalidTopic, name)
 	case len(name) > MaxTopicNameLength:
 		return fmt.Errorf("%w: topic name is %d characters, at most %d allowed", ErrInvalidTopic, len(name), MaxTopicNameLength)
+	case IsInternalTopic(name):
+		return fmt.Errorf("%w: topic names starting with %q are reserved", ErrInvalidTopic, internalTopicPrefix)
 	}
 	for _, c := range name {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
@@ -203,7 +206,7 @@ func (b *Broker) Topic(ctx context.Context, name string) (metadata.Topic, error)
 	if t, ok := b.cachedTopic(name); ok {
 		return t, nil
 	}
-	t, err := b.store.GetTopic(ctx, name)
+	t, err := b.userTopic(ctx, name)
 	if err != nil {
 		return metadata.Topic{}, fmt.Errorf("topic %s: %w", name, mapStoreErr(err))
 	}
@@ -217,12 +220,12 @@ func (b *Broker) ListTopics(ctx context.Context) ([]metadata.Topic, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list topics: %w", err)
 	}
-	return ts, nil
+	return slices.DeleteFunc(ts, func(t metadata.Topic) bool { return IsInternalTopic(t.Name) }), nil
 }
 
 // DescribeTopic returns a topic with the state of each partition.
 func (b *Broker) DescribeTopic(ctx context.Context, name string) (TopicInfo, error) {
-	t, err := b.store.GetTopic(ctx, name)
+	t, err := b.userTopic(ctx, name)
 	if err != nil {
 		return TopicInfo{}, fmt.Errorf("topic %s: %w", name, mapStoreErr(err))
 	}
@@ -244,7 +247,7 @@ func (b *Broker) DescribeTopic(ctx context.Context, name string) (TopicInfo, err
 
 // DeleteTopic deletes a topic; its objects are collected later.
 func (b *Broker) DeleteTopic(ctx context.Context, name string) error {
-	t, err := b.store.GetTopic(ctx, name)
+	t, err := b.userTopic(ctx, name)
 	if err != nil {
 		return fmt.Errorf("delete topic %s: %w", name, mapStoreErr(err))
 	}
@@ -262,7 +265,7 @@ func (b *Broker) DeleteTopic(ctx context.Context, name string) error {
 // AlterTopicConfig replaces (incremental=false) or merges (incremental=true,
 // an empty value deleting the key) the topic's config.
 func (b *Broker) AlterTopicConfig(ctx context.Context, name string, changes map[string]*string, incremental bool) (metadata.Topic, error) {
-	t, err := b.store.GetTopic(ctx, name)
+	t, err := b.userTopic(ctx, name)
 	if err != nil {
 		return metadata.Topic{}, fmt.Errorf("alter topic %s: %w", name, mapStoreErr(err))
 	}

@@ -108,19 +108,43 @@ func (c *Coordinator) Close() error {
 	}
 	c.closed = true
 	for id, g := range c.groups {
-		for _, m := range g.members {
-			c.failWaiters(m, kerr.NotCoordinator)
-			c.stop(&m.session)
-		}
-		for _, t := range g.pending {
-			c.stop(t)
-		}
-		c.stop(&g.joinTimer)
-		c.stop(&g.syncTimer)
-		g.state = Dead
-		delete(c.groups, id)
+		c.dropLocked(id, g)
 	}
 	return nil
+}
+
+// dropLocked stops a group's timers, answers its waiting requests with
+// NOT_COORDINATOR and forgets it. c.mu is held.
+func (c *Coordinator) dropLocked(id string, g *group) {
+	for _, m := range g.members {
+		c.failWaiters(m, kerr.NotCoordinator)
+		c.stop(&m.session)
+	}
+	for _, t := range g.pending {
+		c.stop(t)
+	}
+	c.stop(&g.joinTimer)
+	c.stop(&g.syncTimer)
+	g.state = Dead
+	delete(c.groups, id)
+}
+
+// Evict drops every group whose ID matches, members and all, answering
+// their waiting requests with NOT_COORDINATOR (their clients then look for
+// the coordinator again); committed offsets are not touched. It returns
+// how many groups it dropped. The agent calls it for the groups of a
+// coordinator slot it no longer holds.
+func (c *Coordinator) Evict(match func(groupID string) bool) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for id, g := range c.groups {
+		if match(id) {
+			c.dropLocked(id, g)
+			n++
+		}
+	}
+	return n
 }
 
 // JoinRequest is one JoinGroup.

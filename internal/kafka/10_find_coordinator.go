@@ -14,9 +14,10 @@ import (
 // answers per key; v5 only adds TRANSACTION_ABORTABLE to the possible
 // errors; v6 (KIP-932) admits share group keys (type 2).
 //
-// The agent asked coordinates every group: it is named by NodeID(agent ID)
-// at its advertised address. With many agents, groups will hash to leased
-// coordinator slots (DESIGN §5) and this answer will name a slot's holder.
+// A group's coordinator is the agent holding the lease of the group's
+// coordinator slot (coordinator_choice.go), named by NodeID(agent ID) at
+// its advertised address; while the slot is being handed over the answer
+// is COORDINATOR_NOT_AVAILABLE, which clients retry.
 // There is no transaction coordinator yet: transaction keys get
 // COORDINATOR_NOT_AVAILABLE, which clients retry. Share groups are not
 // supported: INVALID_REQUEST.
@@ -51,7 +52,12 @@ func (s *Server) coordinatorFor(ctx context.Context, keyType int8, key string) k
 	co.NodeID = -1
 	switch keyType {
 	case coordinatorGroup:
-		b, _ := s.groupCoordinator(ctx, key)
+		b, _, ok := s.groupCoordinator(ctx, key)
+		if !ok {
+			co.ErrorCode = kerr.CoordinatorNotAvailable.Code
+			co.ErrorMessage = kmsg.StringPtr("the group's coordinator slot is being handed over; retry")
+			break
+		}
 		co.NodeID, co.Host, co.Port = b.node, b.host, b.port
 	case coordinatorTransaction:
 		co.ErrorCode = kerr.CoordinatorNotAvailable.Code

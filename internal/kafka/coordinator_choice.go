@@ -6,22 +6,18 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-
-	"github.com/streamhouse/streamhouse/internal/broker"
 )
 
-// Which agent coordinates a consumer group. Group membership lives in the
-// memory of one coordinator, so every agent must name the same one: it is
-// chosen among the live agents by rendezvous hashing (the agent with the
-// highest hash of agent ID and group ID), which every agent computes alike
-// from the metadata store's agent list, and which moves only the groups of
-// an agent that joins or leaves. Other agents answer group requests with
-// NOT_COORDINATOR, so clients look the coordinator up again.
-//
-// This is an interim placement: while the live agent lists of two agents
-// differ (an agent just joined or its heartbeat just expired), both may
-// briefly believe they coordinate a group. DESIGN §5's leased coordinator
-// slots remove that window.
+// Which agent coordinates a consumer group: the holder of the lease of
+// the group's coordinator slot (broker.GroupCoordinator, DESIGN §5). Every
+// agent reads the same lease table, and a lease has one holder at a time,
+// so agents never disagree for longer than it takes a handover to show;
+// during a handover the slot has no holder and FindCoordinator answers
+// COORDINATOR_NOT_AVAILABLE, which clients retry. Other agents answer the
+// group's requests with NOT_COORDINATOR, so clients look the coordinator
+// up again. When this agent sees a slot it leads change epoch (it lost the
+// slot and took it back) or sees it held elsewhere, it drops what it knew
+// of the slot's groups: their members rejoin wherever the slot now is.
 
 // liveCacheTTL bounds how stale the cached live-agent list may be.
 const liveCacheTTL = time.Second
@@ -42,27 +38,84 @@ func (s *Server) cachedLiveBrokers(ctx context.Context) liveBrokers {
 	return s.live.live
 }
 
+// slotEpochs remembers, per slot, the lease epoch under which this agent
+// holds the groups it runs (0: it holds none).
+type slotEpochs struct {
+	mu     sync.Mutex
+	epochs map[int32]int32
+}
+
 // groupCoordinator returns the coordinator of group and whether it is this
-// agent.
-func (s *Server) groupCoordinator(ctx context.Context, group string) (brokerInfo, bool) {
-	live := s.cachedLiveBrokers(ctx)
-	self := s.broker.AgentID()
-	ids := make([]string, 0, len(live))
-	for id := range live {
-		ids = append(ids, id)
+// agent; ok is false when no live agent holds the group's slot.
+func (s *Server) groupCoordinator(ctx context.Context, group string) (b brokerInfo, self, ok bool) {
+	agent, self := s.coordinatorAgent(ctx, group)
+	if agent == "" {
+		return brokerInfo{node: -1}, false, false
 	}
-	best := broker.Rendezvous(group, ids)
-	if best == "" {
-		best = self
+	b, ok = s.cachedLiveBrokers(ctx)[agent] // always has this agent
+	if !ok {
+		// An agent that joined within the cache's second.
+		s.live.mu.Lock()
+		s.live.live = nil
+		s.live.mu.Unlock()
+		if b, ok = s.cachedLiveBrokers(ctx)[agent]; !ok {
+			return brokerInfo{node: -1}, false, false
+		}
 	}
-	return live[best], best == self
+	return b, self, true
+}
+
+// coordinatorAgent returns the ID of the agent coordinating group ("" when
+// none does) and whether it is this agent.
+func (s *Server) coordinatorAgent(ctx context.Context, group string) (string, bool) {
+	agent, epoch, err := s.broker.GroupCoordinator(ctx, group)
+	if err != nil {
+		s.log.Warn("group coordinator lookup", "group", group, "err", err)
+		return "", false
+	}
+	self := agent == s.broker.AgentID()
+	s.syncSlot(ctx, group, self, epoch)
+	return agent, self
+}
+
+// syncSlot drops this agent's groups of group's slot when the slot is no
+// longer held here under the epoch they were created under.
+func (s *Server) syncSlot(ctx context.Context, group string, self bool, epoch int32) {
+	tp, err := s.broker.GroupSlot(ctx, group)
+	if err != nil {
+		return
+	}
+	if !self {
+		epoch = 0
+	}
+	s.slots.mu.Lock()
+	if s.slots.epochs == nil {
+		s.slots.epochs = make(map[int32]int32)
+	}
+	prev := s.slots.epochs[tp.Partition]
+	s.slots.epochs[tp.Partition] = epoch
+	s.slots.mu.Unlock()
+	if prev == epoch || prev == 0 {
+		return
+	}
+	n := s.groups.Evict(func(id string) bool {
+		other, err := s.broker.GroupSlot(ctx, id)
+		return err == nil && other.Partition == tp.Partition
+	})
+	if n > 0 {
+		s.log.Info("dropped the groups of a coordinator slot this agent no longer holds", "slot", tp.Partition, "groups", n)
+	}
 }
 
 // notCoordinator is the error code for a group request this agent must not
 // serve (0 when it coordinates the group).
 func (s *Server) notCoordinator(ctx context.Context, group string) int16 {
-	if _, self := s.groupCoordinator(ctx, group); self {
+	agent, self := s.coordinatorAgent(ctx, group)
+	switch {
+	case self:
 		return 0
+	case agent == "":
+		return kerr.CoordinatorNotAvailable.Code
 	}
 	return kerr.NotCoordinator.Code
 }

@@ -83,7 +83,8 @@ type Server struct {
 	metrics  *metrics
 	live     liveCache          // live agents, for group coordinator choice
 	sessions *fetchSessionCache // KIP-227 incremental fetch sessions
-	groups   *group.Coordinator // consumer groups (this agent coordinates all)
+	groups   *group.Coordinator // the consumer groups of the slots this agent holds
+	slots    slotEpochs         // coordinator_choice.go
 
 	mu     sync.Mutex
 	ln     net.Listener

@@ -139,8 +139,12 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 	if err != nil {
 		return nil, err
 	}
-	// Take this agent's partitions before listening, so the first requests
-	// after a (re)start do not meet "not leader".
+	// Take this agent's partitions (and group coordinator slots) before
+	// listening, so the first requests after a (re)start do not meet "not
+	// leader".
+	if err := s.broker.EnsureGroupSlots(ctx); err != nil {
+		return nil, err
+	}
 	s.broker.Place(ctx)
 	s.kafka = kafka.New(kafka.Config{
 		Broker:            s.broker,
