@@ -66,17 +66,32 @@ func TestValidateTopicConfig(t *testing.T) {
 	}
 }
 
-// agent is one broker over a shared store and bucket.
-func agent(t *testing.T, id string, store metadata.Store, bucket objstore.Bucket) *Broker {
+// sharedStorage returns one metadata store and bucket for several agents.
+func sharedStorage(t *testing.T) (metadata.Store, objstore.Bucket) {
+	t.Helper()
+	bucket, err := objstore.NewLocal(filepath.Join(t.TempDir(), "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return metadatatest.OpenSQLite(t), bucket
+}
+
+// agent is one broker over a shared store and bucket; a positive ttl sets
+// the lease TTL of its log and placement.
+func agent(t *testing.T, id string, store metadata.Store, bucket objstore.Bucket, ttl ...time.Duration) *Broker {
 	t.Helper()
 	ctx := context.Background()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	l, err := shlog.Open(ctx, shlog.Config{AgentID: id, Bucket: bucket, Store: store, Logger: logger})
+	var leaseTTL time.Duration
+	if len(ttl) > 0 {
+		leaseTTL = ttl[0]
+	}
+	l, err := shlog.Open(ctx, shlog.Config{AgentID: id, Bucket: bucket, Store: store, Logger: logger, LeaseTTL: leaseTTL})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = l.Close(context.Background()) })
-	b, err := New(ctx, Config{AgentID: id, Store: store, Log: l, Logger: logger})
+	b, err := New(ctx, Config{AgentID: id, Store: store, Log: l, Logger: logger, LeaseTTL: leaseTTL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,11 +112,7 @@ func ledCount(b *Broker, topic metadata.Topic) int {
 // takes everything at once (no lease expiry wait).
 func TestPlacementSharesFairlyAndHandsOver(t *testing.T) {
 	t.Parallel()
-	store := metadatatest.OpenSQLite(t)
-	bucket, err := objstore.NewLocal(filepath.Join(t.TempDir(), "s"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, bucket := sharedStorage(t)
 	ctx := context.Background()
 	a := agent(t, "a", store, bucket)
 	b := agent(t, "b", store, bucket)

@@ -2,16 +2,11 @@ package broker
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
 	shlog "github.com/streamhouse/streamhouse/internal/log"
 	"github.com/streamhouse/streamhouse/internal/metadata"
-	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
-	"github.com/streamhouse/streamhouse/internal/objstore"
 	"github.com/streamhouse/streamhouse/internal/testutil"
 )
 
@@ -29,11 +24,7 @@ func leaderOf(topic metadata.Topic, p int32, bs ...*Broker) *Broker {
 // partitions over, with their data, and the placement then stays put.
 func TestPlacementRebalancesToNewAgent(t *testing.T) {
 	t.Parallel()
-	store := metadatatest.OpenSQLite(t)
-	bucket, err := objstore.NewLocal(filepath.Join(t.TempDir(), "s"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, bucket := sharedStorage(t)
 	ctx := context.Background()
 	a := agent(t, "a", store, bucket)
 	topic, err := a.CreateTopic(ctx, TopicSpec{Name: "t", Partitions: 6}, false)
@@ -91,27 +82,10 @@ func TestPlacementRebalancesToNewAgent(t *testing.T) {
 // agent that does not place, here) is taken anyway after a lease TTL.
 func TestPlacementNeverOrphansAPartition(t *testing.T) {
 	t.Parallel()
-	store := metadatatest.OpenSQLite(t)
-	bucket, err := objstore.NewLocal(filepath.Join(t.TempDir(), "s"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, bucket := sharedStorage(t)
 	ctx := context.Background()
 	const ttl = 3 * time.Second
-	open := func(id string) *Broker {
-		logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-		l, err := shlog.Open(ctx, shlog.Config{AgentID: id, Bucket: bucket, Store: store, Logger: logger, LeaseTTL: ttl})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = l.Close(context.Background()) })
-		b, err := New(ctx, Config{AgentID: id, Store: store, Log: l, Logger: logger, LeaseTTL: ttl})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	a, b := open("a"), open("b")
+	a, b := agent(t, "a", store, bucket, ttl), agent(t, "b", store, bucket, ttl)
 	// c heartbeats but never places.
 	if err := store.RegisterAgent(ctx, metadata.Agent{ID: "c", StartedAt: time.Now(), HeartbeatAt: time.Now()}); err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,8 +11,6 @@ import (
 	"github.com/streamhouse/streamhouse/internal/broker"
 	shlog "github.com/streamhouse/streamhouse/internal/log"
 	"github.com/streamhouse/streamhouse/internal/metadata"
-	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
-	"github.com/streamhouse/streamhouse/internal/objstore"
 )
 
 // A REST or gRPC produce (Broker.ProduceRecords) that reaches an agent not
@@ -22,11 +19,7 @@ import (
 // the leader's errors come back as the broker's.
 func TestProduceForwardedToLeader(t *testing.T) {
 	t.Parallel()
-	store := metadatatest.OpenSQLite(t)
-	bucket, err := objstore.NewLocal(filepath.Join(t.TempDir(), "storage"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, bucket := sharedStorage(t)
 	s1 := startServer(t, testOptions{store: store, bucket: bucket, agentID: "agent-1"})
 	s2 := startServer(t, testOptions{store: store, bucket: bucket, agentID: "agent-2"})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -3,7 +3,6 @@ package kafka
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,8 +12,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/streamhouse/streamhouse/internal/broker"
-	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
-	"github.com/streamhouse/streamhouse/internal/objstore"
 	"github.com/streamhouse/streamhouse/internal/testutil"
 )
 
@@ -23,11 +20,7 @@ import (
 // consumer bootstrapped to either agent ends up in one group.
 func TestGroupCoordinatorAcrossAgents(t *testing.T) {
 	t.Parallel()
-	store := metadatatest.OpenSQLite(t)
-	bucket, err := objstore.NewLocal(filepath.Join(t.TempDir(), "storage"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, bucket := sharedStorage(t)
 	s1 := startServer(t, testOptions{store: store, bucket: bucket, agentID: "agent-1"})
 	s2 := startServer(t, testOptions{store: store, bucket: bucket, agentID: "agent-2"})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

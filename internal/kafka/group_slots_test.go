@@ -3,7 +3,6 @@ package kafka
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,8 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/streamhouse/streamhouse/internal/broker"
-	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
-	"github.com/streamhouse/streamhouse/internal/objstore"
 	"github.com/streamhouse/streamhouse/internal/testutil"
 )
 
@@ -23,11 +20,7 @@ import (
 // move without losing a record.
 func TestGroupFollowsItsSlot(t *testing.T) {
 	t.Parallel()
-	store := metadatatest.OpenSQLite(t)
-	bucket, err := objstore.NewLocal(filepath.Join(t.TempDir(), "storage"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, bucket := sharedStorage(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	s1 := startServer(t, testOptions{store: store, bucket: bucket, agentID: "agent-1"})

@@ -86,6 +86,16 @@ func startServer(t *testing.T, o testOptions) *testServer {
 	return &testServer{t: t, addr: ln.Addr().String(), broker: b, log: plog, store: o.store, srv: srv}
 }
 
+// sharedStorage returns one metadata store and bucket for several agents.
+func sharedStorage(t *testing.T) (metadata.Store, objstore.Bucket) {
+	t.Helper()
+	bucket, err := objstore.NewLocal(filepath.Join(t.TempDir(), "storage"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return metadatatest.OpenSQLite(t), bucket
+}
+
 type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }

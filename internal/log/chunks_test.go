@@ -56,6 +56,19 @@ func appendShared(t *testing.T, l *Log, f *objstore.Faulty, topic metadata.Topic
 	return want
 }
 
+// readEnv is a log over a counted, fault-injecting bucket, configured to
+// read everything from the bucket (no hot tail) and to seal only when the
+// previous upload is done (appendShared).
+func readEnv(t *testing.T, open storeOpener) (*objstore.Counting, *objstore.Faulty, *env, Config) {
+	counting := objstore.NewCounting(objstore.NewMemory())
+	f := objstore.NewFaulty(counting)
+	e := newEnv(t, open, f)
+	cfg := e.config("a1")
+	cfg.DurableMaxAge = time.Hour
+	cfg.HotTailBytes = -1
+	return counting, f, e, cfg
+}
+
 func values(recs []batch.Record) []string {
 	out := make([]string, len(recs))
 	for i, r := range recs {
@@ -71,12 +84,7 @@ func TestChunkedReads(t *testing.T) { onBackends(t, testChunkedReads) }
 
 func testChunkedReads(t *testing.T, open storeOpener) {
 	t.Parallel()
-	counting := objstore.NewCounting(objstore.NewMemory())
-	f := objstore.NewFaulty(counting)
-	e := newEnv(t, open, f)
-	cfg := e.config("a1")
-	cfg.DurableMaxAge = time.Hour
-	cfg.HotTailBytes = -1
+	_, f, e, cfg := readEnv(t, open)
 	cfg.ReadChunkBytes = 1000 // runs of ~100 records straddle chunks
 	cfg.ReadCacheBytes = 5000 // a few chunks
 	cfg.ReadAheadBytes = -1
@@ -122,12 +130,7 @@ func TestChunksSharedAndReadAhead(t *testing.T) { onBackends(t, testChunksShared
 
 func testChunksSharedAndReadAhead(t *testing.T, open storeOpener) {
 	t.Parallel()
-	counting := objstore.NewCounting(objstore.NewMemory())
-	f := objstore.NewFaulty(counting)
-	e := newEnv(t, open, f)
-	cfg := e.config("a1")
-	cfg.DurableMaxAge = time.Hour
-	cfg.HotTailBytes = -1
+	counting, f, e, cfg := readEnv(t, open)
 	cfg.ReadAheadBytes = 1 << 20
 	cfg.ReadChunkBytes = 4096 // a whole object; runs of ~200 bytes count as dense
 	l := e.open(cfg)

@@ -205,14 +205,7 @@ func keysOf(t *testing.T, b objstore.Bucket, prefix string) []string {
 // where O_DIRECT may be refused and Put falls back to buffered writes.
 func TestLocalDirectWrites(t *testing.T) {
 	t.Parallel()
-	roots := []string{t.TempDir()}
-	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
-		dir, err := os.MkdirTemp("/dev/shm", "sh-direct")
-		if err == nil {
-			t.Cleanup(func() { os.RemoveAll(dir) })
-			roots = append(roots, dir)
-		}
-	}
+	roots := directRoots(t)
 	for _, root := range roots {
 		l := newLocal(t, root)
 		ctx := context.Background()
@@ -241,14 +234,7 @@ func TestLocalDirectWrites(t *testing.T) {
 // tmpfs, where O_DIRECT may be refused and reads fall back to buffered.
 func TestLocalDirectRangeReads(t *testing.T) {
 	t.Parallel()
-	roots := []string{t.TempDir()}
-	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
-		dir, err := os.MkdirTemp("/dev/shm", "sh-direct")
-		if err == nil {
-			t.Cleanup(func() { os.RemoveAll(dir) })
-			roots = append(roots, dir)
-		}
-	}
+	roots := directRoots(t)
 	const size = 1<<20 + 123
 	data := objstoretest.Data(7, size)
 	for _, root := range roots {
@@ -272,4 +258,18 @@ func TestLocalDirectRangeReads(t *testing.T) {
 			}
 		}
 	}
+}
+
+// directRoots returns folders to test direct I/O in: a disk folder, and one
+// on tmpfs (where O_DIRECT may be refused) when there is /dev/shm.
+func directRoots(t *testing.T) []string {
+	roots := []string{t.TempDir()}
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		dir, err := os.MkdirTemp("/dev/shm", "sh-direct")
+		if err == nil {
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			roots = append(roots, dir)
+		}
+	}
+	return roots
 }

@@ -48,44 +48,39 @@ func TestMigrationKeepsProducersFresh(t *testing.T) {
 			t.Fatalf("upgraded producer updated at %v, want about %v", up, before)
 		}
 	}
-	t.Run("sqlite", func(t *testing.T) {
-		t.Parallel()
-		path := filepath.Join(t.TempDir(), "metadata.db")
-		db, err := sql.Open("sqlite", path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		upTo(t, db, goose.DialectSQLite3, "sqlite", 3)
-		if _, err := db.Exec(insert, topic); err != nil {
-			t.Fatal(err)
-		}
-		db.Close()
-		before := time.Now()
-		s, err := sqlstore.OpenSQLite(ctx, path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		check(t, s, before)
-	})
-	t.Run("postgres", func(t *testing.T) {
-		t.Parallel()
-		url := metadatatest.PostgresDatabase(t)
-		db, err := sql.Open("pgx", url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		upTo(t, db, goose.DialectPostgres, "postgres", 3)
-		if _, err := db.Exec(insert, topic); err != nil {
-			t.Fatal(err)
-		}
-		db.Close()
-		before := time.Now()
-		s, err := sqlstore.OpenPostgres(ctx, url, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		check(t, s, before)
-	})
+	for _, b := range []struct {
+		name, driver string
+		dialect      goose.Dialect
+		url          func(t *testing.T) string
+		open         func(url string) (*sqlstore.Store, error)
+	}{
+		{"sqlite", "sqlite", goose.DialectSQLite3,
+			func(t *testing.T) string { return filepath.Join(t.TempDir(), "metadata.db") },
+			func(url string) (*sqlstore.Store, error) { return sqlstore.OpenSQLite(ctx, url, nil) }},
+		{"postgres", "pgx", goose.DialectPostgres,
+			func(t *testing.T) string { return metadatatest.PostgresDatabase(t) },
+			func(url string) (*sqlstore.Store, error) { return sqlstore.OpenPostgres(ctx, url, nil) }},
+	} {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			url := b.url(t)
+			db, err := sql.Open(b.driver, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			upTo(t, db, b.dialect, b.name, 3)
+			if _, err := db.Exec(insert, topic); err != nil {
+				t.Fatal(err)
+			}
+			db.Close()
+			before := time.Now()
+			s, err := b.open(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, s, before)
+		})
+	}
 }
 
 var _ = stdlib.GetDefaultDriver // registers the "pgx" database/sql driver
