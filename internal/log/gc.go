@@ -52,23 +52,21 @@ func (l *Log) CollectGarbage(ctx context.Context) (GCStats, error) {
 			break
 		}
 	}
-	cutoff := now.Add(-l.cfg.GCGrace)
-	var orphans []string
-	err = l.bucket.List(ctx, l.cfg.ObjectPrefix, func(o objstore.ObjectInfo) error {
-		if !strings.HasSuffix(o.Key, ".seg") || !o.ModTime.Before(cutoff) {
-			return nil
-		}
-		ok, err := l.store.IsObjectCommitted(ctx, o.Key)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			orphans = append(orphans, o.Key)
-		}
-		return nil
-	})
+	// Orphans come only from crashes and fenced commits, and finding them
+	// lists the whole bucket (one LIST request per 1000 objects on S3), so
+	// that scan runs every OrphanScanInterval, not every pass.
+	l.gcMu.Lock()
+	scan := l.lastOrphanScan.IsZero() || now.Sub(l.lastOrphanScan) >= l.cfg.OrphanScanInterval
+	if scan {
+		l.lastOrphanScan = now
+	}
+	l.gcMu.Unlock()
+	if !scan {
+		return st, nil
+	}
+	orphans, err := l.findOrphans(ctx, now.Add(-l.cfg.GCGrace))
 	if err != nil {
-		return st, fmt.Errorf("gc: list objects: %w", err)
+		return st, err
 	}
 	for _, key := range orphans {
 		if err := l.bucket.Delete(ctx, key); err != nil {
@@ -82,6 +80,46 @@ func (l *Log) CollectGarbage(ctx context.Context) (GCStats, error) {
 	}
 	return st, nil
 }
+
+// findOrphans lists the segment objects older than cutoff that are not
+// committed, checking them against the store a batch at a time.
+func (l *Log) findOrphans(ctx context.Context, cutoff time.Time) ([]string, error) {
+	var orphans, batch []string
+	check := func() error {
+		committed, err := l.store.CommittedObjects(ctx, batch)
+		if err != nil {
+			return err
+		}
+		for _, k := range batch {
+			if !committed[k] {
+				orphans = append(orphans, k)
+			}
+		}
+		batch = batch[:0]
+		return nil
+	}
+	err := l.bucket.List(ctx, l.cfg.ObjectPrefix, func(o objstore.ObjectInfo) error {
+		if !strings.HasSuffix(o.Key, ".seg") || !o.ModTime.Before(cutoff) {
+			return nil
+		}
+		batch = append(batch, o.Key)
+		if len(batch) == orphanBatch {
+			return check()
+		}
+		return nil
+	})
+	if err == nil && len(batch) > 0 {
+		err = check()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("gc: find orphans: %w", err)
+	}
+	return orphans, nil
+}
+
+// orphanBatch is how many listed objects are checked against the store at
+// once.
+const orphanBatch = 1000
 
 // RunGC applies retention (EnforceRetention), expires idle producers
 // (ExpireProducers, when Config.ProducerExpiration is positive) and runs

@@ -118,6 +118,9 @@ type Config struct {
 	// uploaded more than GCGrace/2 ago, so GC never deletes an object that
 	// is still being committed.
 	GCGrace time.Duration
+	// OrphanScanInterval spaces the scans of the bucket for objects that
+	// were uploaded but never committed. Default GCGrace/2.
+	OrphanScanInterval time.Duration
 	// ProducerExpiration is how long an idempotent producer may stay idle
 	// before RunGC forgets it (Kafka's producer.id.expiration.ms). Zero or
 	// negative: never.
@@ -180,6 +183,9 @@ func (c *Config) setDefaults() error {
 	if c.GCGrace <= 0 {
 		c.GCGrace = time.Hour
 	}
+	if c.OrphanScanInterval <= 0 {
+		c.OrphanScanInterval = c.GCGrace / 2
+	}
 	if c.ObjectPrefix == "" {
 		c.ObjectPrefix = "segments/"
 	}
@@ -207,6 +213,9 @@ type Log struct {
 	lastSeal   time.Time
 	seq        uint64 // object sequence number
 	closed     bool
+
+	gcMu           sync.Mutex
+	lastOrphanScan time.Time // guarded by gcMu
 
 	kick     chan struct{} // wakes the sealer
 	uploaded chan *sealed  // sealed objects whose PUT finished, for the sealer

@@ -312,6 +312,9 @@ type Store interface {
 
 	// IsObjectCommitted reports whether key was committed by CommitObject.
 	IsObjectCommitted(ctx context.Context, key string) (bool, error)
+	// CommittedObjects returns which of keys were committed by
+	// CommitObject (and not forgotten), in one query per few hundred keys.
+	CommittedObjects(ctx context.Context, keys []string) (map[string]bool, error)
 	// MarkUnreferencedObjects sets DeletableAt = now+grace on every committed
 	// object that no index row references and that is not yet marked.
 	// Returns how many it marked.

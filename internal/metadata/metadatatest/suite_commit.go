@@ -75,6 +75,18 @@ func testCommitObject(t *testing.T, s metadata.Store) {
 	if ok, err := s.IsObjectCommitted(ctx, "obj-0"); err != nil || ok {
 		t.Errorf("IsObjectCommitted(obj-0) = %v, %v", ok, err)
 	}
+	// Many keys at once, over several of the store's batches.
+	keys := make([]string, 1200)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("obj-x%d", i)
+	}
+	keys[1100] = "obj-1"
+	if got, err := s.CommittedObjects(ctx, keys); err != nil || len(got) != 1 || !got["obj-1"] {
+		t.Errorf("CommittedObjects(1200 keys with obj-1) = %v, %v", got, err)
+	}
+	if got, err := s.CommittedObjects(ctx, nil); err != nil || len(got) != 0 {
+		t.Errorf("CommittedObjects(none) = %v, %v", got, err)
+	}
 
 	// The next commit continues the log and upserts producer state.
 	c2 := partCommit(p0, l0.Epoch, 10, 10)

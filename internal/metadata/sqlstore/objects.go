@@ -19,6 +19,34 @@ func (s *Store) IsObjectCommitted(ctx context.Context, key string) (bool, error)
 	return found, nil
 }
 
+// committedBatch is how many keys one CommittedObjects query checks.
+const committedBatch = 500
+
+// CommittedObjects returns which of keys are committed objects.
+func (s *Store) CommittedObjects(ctx context.Context, keys []string) (map[string]bool, error) {
+	out := make(map[string]bool)
+	q := s.b.reader()
+	for start := 0; start < len(keys); start += committedBatch {
+		part := keys[start:min(start+committedBatch, len(keys))]
+		args := make([]any, len(part))
+		for i, k := range part {
+			args[i] = k
+		}
+		found, err := queryAll(ctx, q, func(r rows) (string, error) {
+			var k string
+			err := r.Scan(&k)
+			return k, err
+		}, `SELECT object_key FROM objects WHERE object_key IN (`+placeholders(q, 1, len(part))+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("committed objects: %w", err)
+		}
+		for _, k := range found {
+			out[k] = true
+		}
+	}
+	return out, nil
+}
+
 // MarkUnreferencedObjects schedules the deletion of objects no index row
 // references any more.
 func (s *Store) MarkUnreferencedObjects(ctx context.Context, now time.Time, grace time.Duration) (int, error) {

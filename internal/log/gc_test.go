@@ -1,0 +1,66 @@
+package log
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/streamhouse/streamhouse/internal/objstore"
+)
+
+// The bucket is listed for orphans once per OrphanScanInterval (GCGrace/2
+// by default), not on every pass, and the orphans found are checked
+// against the store in batches: a thousand and more are all found, and no
+// committed object is taken for one.
+func TestOrphanScans(t *testing.T) { onBackends(t, testOrphanScans) }
+
+func testOrphanScans(t *testing.T, open storeOpener) {
+	t.Parallel()
+	counting := objstore.NewCounting(objstore.NewMemory())
+	e := newEnv(t, open, counting)
+	cfg := e.config("a1") // GCGrace 1 minute: a scan every 30 s
+	l := e.open(cfg)
+	topic := e.topic("t", 1, nil)
+	lead(t, l, topic)
+	ctx := context.Background()
+	if _, err := l.Append(ctx, tpOf(topic, 0), mkBatch(t, "kept", 3), AckDurable); err != nil {
+		t.Fatal(err)
+	}
+	putOrphans := func(prefix string, n int) {
+		t.Helper()
+		for i := range n {
+			if err := counting.Put(ctx, fmt.Sprintf("segments/dead/%s-%08d.seg", prefix, i), []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	gc := func() GCStats {
+		t.Helper()
+		st, err := l.CollectGarbage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	putOrphans("a", 1201) // more than one batch
+	if st := gc(); st.Orphans != 0 || counting.Lists() != 1 {
+		t.Fatalf("first pass, orphans within grace: %+v, %d lists", st, counting.Lists())
+	}
+	e.clock.Advance(2 * time.Minute)
+	if st := gc(); st.Orphans != 1201 || counting.Lists() != 2 {
+		t.Fatalf("after the grace: %+v, %d lists; want 1201 orphans, 2 lists", st, counting.Lists())
+	}
+	putOrphans("b", 3)
+	e.clock.Advance(20 * time.Second) // old enough already, but no scan is due
+	if st := gc(); st.Orphans != 0 || counting.Lists() != 2 {
+		t.Fatalf("20 s after a scan: %+v, %d lists; want no scan", st, counting.Lists())
+	}
+	e.clock.Advance(2 * time.Minute)
+	if st := gc(); st.Orphans != 3 || counting.Lists() != 3 {
+		t.Fatalf("a scan interval later: %+v, %d lists; want 3 orphans, 3 lists", st, counting.Lists())
+	}
+	if got := readAll(t, l, tpOf(topic, 0)); len(got) != 3 {
+		t.Fatalf("committed data after gc: %d records", len(got))
+	}
+}
