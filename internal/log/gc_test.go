@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamhouse/streamhouse/internal/batch"
+	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/objstore"
 )
 
@@ -62,5 +64,54 @@ func testOrphanScans(t *testing.T, open storeOpener) {
 	}
 	if got := readAll(t, l, tpOf(topic, 0)); len(got) != 3 {
 		t.Fatalf("committed data after gc: %d records", len(got))
+	}
+}
+
+// Retention reads the index a page at a time and stops where it keeps:
+// with more runs than a page, time retention trims exactly the expired
+// ones, and size retention keeps at least retention.bytes.
+func TestRetentionPages(t *testing.T) { onBackends(t, testRetentionPages) }
+
+func testRetentionPages(t *testing.T, open storeOpener) {
+	t.Parallel()
+	e := newEnv(t, open, nil)
+	l := e.open(e.config("a1"))
+	ctx := context.Background()
+	const runs, expired = retentionPage + 150, retentionPage + 100
+	byTime := e.topic("by-time", 1, map[string]string{"retention.ms": "60000"})
+	bySize := e.topic("by-size", 1, map[string]string{"retention.ms": "-1", "retention.bytes": "10000"})
+	old, fresh := e.clock.Now().Add(-time.Hour).UnixMilli(), e.clock.Now().UnixMilli()
+	runLen := 0
+	for _, topic := range []metadata.Topic{byTime, bySize} {
+		lead(t, l, topic)
+		for i := range runs {
+			ts := fresh
+			if i < expired {
+				ts = old
+			}
+			raw, err := batch.Build([]batch.Record{{Value: []byte("v"), Timestamp: ts}}, batch.DefaultBuildOptions())
+			if err != nil {
+				t.Fatal(err)
+			}
+			runLen = len(raw)
+			if _, err := l.Append(ctx, tpOf(topic, 0), raw, AckDurable); err != nil { // one object, one run each
+				t.Fatal(err)
+			}
+		}
+	}
+	if n, err := l.EnforceRetention(ctx); err != nil || n != 2 {
+		t.Fatalf("EnforceRetention trimmed %d partitions (%v), want 2", n, err)
+	}
+	keep := (10000 + runLen - 1) / runLen // the fewest runs holding 10000 bytes
+	for _, c := range []struct {
+		topic metadata.Topic
+		start int64
+	}{{byTime, expired}, {bySize, runs - int64(keep)}} {
+		if _, ls, err := l.HighWatermark(ctx, tpOf(c.topic, 0)); err != nil || ls != c.start {
+			t.Errorf("%s: log start %d (%v), want %d", c.topic.Name, ls, err, c.start)
+		}
+	}
+	if size, err := e.store.IndexBytes(ctx, tpOf(bySize, 0), runs-int64(keep)); err != nil || size != int64(keep*runLen) {
+		t.Errorf("IndexBytes of what size retention kept = %d, %v; want %d", size, err, keep*runLen)
 	}
 }

@@ -63,11 +63,10 @@ func (l *Log) EnforceRetention(ctx context.Context) (int, error) {
 		if fenced || hw == logStart {
 			continue
 		}
-		entries, err := l.store.ListIndex(ctx, p.tp, logStart, 0)
+		start, err := l.retainFrom(ctx, p.tp, logStart, hw, r, now)
 		if err != nil {
 			return trimmed, fmt.Errorf("retention of %s: %w", p.tp, err)
 		}
-		start := retainFrom(entries, logStart, hw, r, now)
 		if start <= logStart {
 			continue
 		}
@@ -80,33 +79,67 @@ func (l *Log) EnforceRetention(ctx context.Context) (int, error) {
 	return trimmed, nil
 }
 
-// retainFrom returns the log start offset retention asks for.
-func retainFrom(entries []metadata.IndexEntry, logStart, hw int64, r retention, now time.Time) int64 {
+// retainFrom returns the log start offset retention asks for. It reads
+// the index a page at a time from the log start and stops at the first run
+// retention keeps, so a pass costs what it trims, not the partition's
+// whole history; retention.bytes also asks the store for the partition's
+// total size, one aggregate query.
+func (l *Log) retainFrom(ctx context.Context, tp metadata.TopicPartition, logStart, hw int64, r retention, now time.Time) (int64, error) {
 	start := logStart
-	var live []metadata.IndexEntry
-	for _, e := range entries {
-		if e.BaseOffset < hw {
-			live = append(live, e)
+	// page visits the committed runs from start in order until visit
+	// returns false.
+	page := func(visit func(e metadata.IndexEntry) bool) error {
+		for from := start; from < hw; {
+			entries, err := l.store.ListIndex(ctx, tp, from, retentionPage)
+			if err != nil {
+				return err
+			}
+			for _, e := range entries {
+				if e.BaseOffset >= hw || !visit(e) {
+					return nil
+				}
+				from = e.LastOffset + 1
+			}
+			if len(entries) < retentionPage {
+				return nil
+			}
 		}
+		return nil
 	}
-	i := 0
 	if r.ms >= 0 {
 		cutoff := now.UnixMilli() - r.ms
-		for ; i < len(live) && live[i].MaxTimestamp >= 0 && live[i].MaxTimestamp < cutoff; i++ {
-			start = live[i].LastOffset + 1
+		err := page(func(e metadata.IndexEntry) bool {
+			if e.MaxTimestamp < 0 || e.MaxTimestamp >= cutoff {
+				return false
+			}
+			start = e.LastOffset + 1
+			return true
+		})
+		if err != nil {
+			return logStart, err
 		}
 	}
-	if r.bytes >= 0 {
-		var size int64
-		for _, e := range live[i:] {
-			size += e.Len
+	if r.bytes >= 0 && start < hw {
+		size, err := l.store.IndexBytes(ctx, tp, start)
+		if err != nil {
+			return logStart, err
 		}
 		// As Kafka: drop a run only if what remains is still at least
 		// retention.bytes, so the log never shrinks below it.
-		for ; i < len(live) && size-live[i].Len >= r.bytes; i++ {
-			size -= live[i].Len
-			start = live[i].LastOffset + 1
+		err = page(func(e metadata.IndexEntry) bool {
+			if size-e.Len < r.bytes {
+				return false
+			}
+			size -= e.Len
+			start = e.LastOffset + 1
+			return true
+		})
+		if err != nil {
+			return logStart, err
 		}
 	}
-	return max(start, logStart)
+	return max(start, logStart), nil
 }
+
+// retentionPage is how many index entries retention reads at once.
+const retentionPage = 1000

@@ -298,6 +298,9 @@ type Store interface {
 	// ListIndex returns up to limit entries of tp whose LastOffset >= from,
 	// ordered by BaseOffset. limit <= 0 means no limit.
 	ListIndex(ctx context.Context, tp TopicPartition, from int64, limit int) ([]IndexEntry, error)
+	// IndexBytes returns the total length of tp's index entries whose
+	// LastOffset >= from: the bytes stored for the partition from there.
+	IndexBytes(ctx context.Context, tp TopicPartition, from int64) (int64, error)
 	// ProducerStates returns the stored producer state of tp.
 	ProducerStates(ctx context.Context, tp TopicPartition) ([]ProducerState, error)
 	// NextProducerID allocates a new, never reused producer ID.

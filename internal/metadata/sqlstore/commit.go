@@ -210,6 +210,19 @@ func (s *Store) ListIndex(ctx context.Context, tp metadata.TopicPartition, from 
 	return es, nil
 }
 
+// IndexBytes returns the bytes of tp's index entries ending at or after
+// from.
+func (s *Store) IndexBytes(ctx context.Context, tp metadata.TopicPartition, from int64) (int64, error) {
+	var n int64
+	_, err := queryOne(ctx, s.b.reader(), []any{&n},
+		`SELECT COALESCE(SUM(len), 0) FROM segments WHERE topic_id = $1 AND partition_id = $2 AND last_offset >= $3`,
+		tp.TopicID[:], tp.Partition, from)
+	if err != nil {
+		return 0, fmt.Errorf("index bytes of %s from %d: %w", tp, from, err)
+	}
+	return n, nil
+}
+
 // ProducerStates returns tp's idempotent-producer state, ordered by producer.
 func (s *Store) ProducerStates(ctx context.Context, tp metadata.TopicPartition) ([]metadata.ProducerState, error) {
 	ps, err := queryAll(ctx, s.b.reader(), func(r rows) (metadata.ProducerState, error) {
