@@ -183,14 +183,19 @@ func (s *Store) RenewLeases(ctx context.Context, agentID string, now time.Time, 
 	if agentID == "" {
 		return nil, fmt.Errorf("renew leases: empty agent id")
 	}
+	expires := toMillis(now.Add(ttl))
 	var leases []metadata.Lease
-	err := s.b.tx(ctx, func(q querier) error {
-		var err error
-		leases, err = queryAll(ctx, q, scanLease,
-			`UPDATE partitions SET lease_expires_at = $2 WHERE leader_agent = $1`+leaseReturning,
-			agentID, toMillis(now.Add(ttl)))
-		return err
-	})
+	var err error
+	if _, ok := s.b.(*pgBackend); ok {
+		leases, err = s.renewPostgres(ctx, agentID, expires)
+	} else {
+		err = s.b.tx(ctx, func(q querier) error {
+			var err error
+			leases, err = queryAll(ctx, q, scanLease,
+				`UPDATE partitions SET lease_expires_at = $2 WHERE leader_agent = $1`+leaseReturning, agentID, expires)
+			return err
+		})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("renew leases of %q: %w", agentID, err)
 	}
@@ -200,6 +205,54 @@ func (s *Store) RenewLeases(ctx context.Context, agentID string, now time.Time, 
 		}
 		return int(a.Partition) - int(b.Partition)
 	})
+	return leases, nil
+}
+
+// renewPostgres renews an agent's leases without ever holding one
+// partition's row lock while waiting for another's. One UPDATE over every
+// row would lock them in its scan order while this agent's commits lock
+// theirs in the commit's order, and the two could deadlock (PostgreSQL then
+// aborts one after deadlock_timeout, a second). So the rows no transaction
+// holds are renewed at once, skipping locked ones, and the few that a
+// commit holds are renewed one row per transaction afterwards: a statement
+// that locks a single row can wait, but never in a cycle.
+func (s *Store) renewPostgres(ctx context.Context, agentID string, expires int64) ([]metadata.Lease, error) {
+	var leases []metadata.Lease
+	err := s.b.tx(ctx, func(q querier) error {
+		var err error
+		leases, err = queryAll(ctx, q, scanLease, pgRenewFree, agentID, expires)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	held, err := queryAll(ctx, s.b.reader(), scanTopicPartition,
+		`SELECT topic_id, partition_id FROM partitions WHERE leader_agent = $1`, agentID)
+	if err != nil {
+		return nil, err
+	}
+	if len(held) == len(leases) {
+		return leases, nil
+	}
+	done := make(map[metadata.TopicPartition]bool, len(leases))
+	for _, l := range leases {
+		done[l.TopicPartition] = true
+	}
+	for _, tp := range held {
+		if done[tp] {
+			continue
+		}
+		err := s.b.tx(ctx, func(q querier) error {
+			more, err := queryAll(ctx, q, scanLease, `UPDATE partitions SET lease_expires_at = $4
+				WHERE topic_id = $1 AND partition_id = $2 AND leader_agent = $3`+leaseReturning,
+				tp.TopicID[:], tp.Partition, agentID, expires)
+			leases = append(leases, more...)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
 	return leases, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -56,8 +57,9 @@ func OpenPostgres(ctx context.Context, url string, logger *slog.Logger) (*Store,
 }
 
 type pgBackend struct {
-	pool   *pgxpool.Pool
-	logger *slog.Logger
+	pool    *pgxpool.Pool
+	logger  *slog.Logger
+	retried atomic.Int64 // transactions retried after a deadlock or serialization failure
 }
 
 func (b *pgBackend) reader() querier { return pgQuerier{b.pool} }
@@ -77,6 +79,7 @@ func (b *pgBackend) runTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 		if err == nil || attempt == pgMaxAttempts || !retryable(err) {
 			return err
 		}
+		b.retried.Add(1)
 		wait := time.Duration(1<<min(attempt, 7)) * time.Millisecond
 		wait = wait/2 + rand.N(wait)
 		b.logger.DebugContext(ctx, "retrying metadata transaction", "attempt", attempt, "wait", wait, "err", err)
@@ -111,6 +114,13 @@ const (
 		WHERE p.topic_id = v.topic_id AND p.partition_id = v.partition_id
 			AND p.leader_agent = $1 AND p.leader_epoch = v.epoch AND p.high_watermark = v.expected_hw
 		RETURNING p.topic_id, p.partition_id`
+	// pgRenewFree renews the leases whose rows no other transaction has
+	// locked, without waiting for any (see RenewLeases).
+	pgRenewFree = `WITH free AS (
+			SELECT topic_id, partition_id FROM partitions WHERE leader_agent = $1 FOR UPDATE SKIP LOCKED)
+		UPDATE partitions AS p SET lease_expires_at = $2
+		FROM free WHERE p.topic_id = free.topic_id AND p.partition_id = free.partition_id
+		RETURNING p.topic_id, p.partition_id, p.leader_epoch, p.lease_expires_at, p.high_watermark, p.log_start_offset`
 	pgSegments = segmentInsert + `
 		SELECT t, p, b, l, $1::text, pos, len, ts, r
 		FROM unnest($2::bytea[], $3::integer[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::integer[])

@@ -79,6 +79,16 @@ type rows interface {
 var errAlreadyCommitted = errors.New("object already committed")
 
 // Ping checks the store answers.
+// RetriedTransactions counts the transactions retried after a deadlock or
+// a serialization failure (PostgreSQL; always 0 on SQLite, which has one
+// writer). Each such retry cost a wait of up to deadlock_timeout.
+func (s *Store) RetriedTransactions() int64 {
+	if b, ok := s.b.(*pgBackend); ok {
+		return b.retried.Load()
+	}
+	return 0
+}
+
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.b.ping(ctx); err != nil {
 		return fmt.Errorf("ping metadata store: %w", err)
