@@ -57,6 +57,18 @@ func (f *forwarder) client(addr string) (*kgo.Client, error) {
 	return cl, nil
 }
 
+// prune closes the clients of addresses no live agent has any more.
+func (f *forwarder) prune(live map[string]bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for addr, cl := range f.clients {
+		if !live[addr] {
+			cl.Close()
+			delete(f.clients, addr)
+		}
+	}
+}
+
 // close closes every client; later forwards fail with shlog.ErrClosed.
 func (f *forwarder) close() {
 	f.mu.Lock()
@@ -98,11 +110,14 @@ func (b *Broker) forward(ctx context.Context, t metadata.Topic, p int32, raw []b
 		return shlog.AppendResult{}, fmt.Errorf("forward %s/%d: %w", t.Name, p, err)
 	}
 	addr := ""
+	live := make(map[string]bool, len(agents))
 	for _, a := range agents {
+		live[a.Addr] = true
 		if a.ID == part.Leader {
 			addr = a.Addr
 		}
 	}
+	b.fwd.prune(live)
 	if addr == "" {
 		return notLeader(fmt.Sprintf("leader %s has no Kafka address", part.Leader))
 	}

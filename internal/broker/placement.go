@@ -22,7 +22,7 @@ func (b *Broker) Run(ctx context.Context) {
 		if err := b.store.HeartbeatAgent(ctx, b.agentID, b.now()); err != nil && ctx.Err() == nil {
 			b.log.Warn("agent heartbeat", "err", err)
 		}
-		b.place(ctx)
+		b.place(ctx, true)
 		select {
 		case <-ctx.Done():
 			return
@@ -34,12 +34,12 @@ func (b *Broker) Run(ctx context.Context) {
 
 // Place runs placement once, synchronously: at start, so that an agent
 // serves its partitions as soon as it listens.
-func (b *Broker) Place(ctx context.Context) { b.place(ctx) }
+func (b *Broker) Place(ctx context.Context) { b.place(ctx, true) }
 
 // placeNow runs placement at once, so a topic just created can be produced
 // to as soon as CreateTopic returns.
 func (b *Broker) placeNow(ctx context.Context) {
-	b.place(ctx)
+	b.place(ctx, false)
 	select {
 	case b.placeKick <- struct{}{}:
 	default:
@@ -67,7 +67,10 @@ const shedPerRound = 16
 //     so that the same partitions do not move back and forth; never while
 //     some partition has no leader, and not for shedBackoff lease TTLs
 //     after it had to take an unclaimed one.
-func (b *Broker) place(ctx context.Context) {
+//
+// Handing over runs only when shed is set: from the agent's own placement
+// loop (Run) and Place, never inside a client's request (placeNow).
+func (b *Broker) place(ctx context.Context, shed bool) {
 	b.placeMu.Lock()
 	defer b.placeMu.Unlock()
 	now := b.now()
@@ -160,7 +163,7 @@ func (b *Broker) place(ctx context.Context) {
 	// under their share have partitions to take), and not for a while
 	// after partitions went unclaimed: some live agent is not taking its
 	// share, and what is handed over would only come back.
-	if left == 0 && now.Sub(b.orphanAt) >= shedBackoff*b.cfg.LeaseTTL {
+	if shed && left == 0 && now.Sub(b.orphanAt) >= shedBackoff*b.cfg.LeaseTTL {
 		b.shed(ctx, mine, share, counts, liveIDs)
 	}
 }
@@ -200,13 +203,18 @@ func (b *Broker) shed(ctx context.Context, mine, share int, counts map[string]in
 		}
 		return cmp.Compare(x.Partition, y.Partition)
 	})
+	// One round may take a third of a lease TTL, so the agent's heartbeat
+	// (same loop) is never late; what is left waits for the next round.
+	rctx, cancel := context.WithTimeout(ctx, b.cfg.LeaseTTL/3)
+	defer cancel()
 	for _, tp := range led[:min(n, len(led))] {
-		rctx, cancel := context.WithTimeout(ctx, b.cfg.LeaseTTL)
 		err := b.plog.Release(rctx, tp)
-		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
 				b.log.Warn("placement: hand over", "partition", tp, "err", err)
+			}
+			if rctx.Err() != nil {
+				return
 			}
 			continue
 		}

@@ -150,6 +150,11 @@ func handleFetch(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response
 		name string
 	}
 	topicIdx := make(map[topicKey]int)
+	// The records of each response partition, parallel to resp.Topics: the
+	// markers are placed once the response has its final order (a topic's
+	// partitions may be scattered through parts, and kmsg encodes them
+	// grouped by topic).
+	var records [][]*fetchPart
 	var hints *leaderHints
 	var given []leaderHint
 	for i := range parts {
@@ -165,15 +170,12 @@ func handleFetch(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response
 			ti = len(resp.Topics)
 			topicIdx[tk] = ti
 			resp.Topics = append(resp.Topics, rt)
+			records = append(records, nil)
 		}
 		rp := kmsg.NewFetchResponseTopicPartition()
 		rp.Partition = p.w.partition
 		rp.ErrorCode = p.code
 		rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = p.hw, p.lso, p.logStart
-		// An empty record set is sent as empty, not null: some clients
-		// (librdkafka) read a null one as a bad size. Records are written
-		// from the log's memory as they are (splice.go).
-		rp.RecordBatches = sr.splice(p.records, p.size)
 		if p.code == kerr.NotLeaderForPartition.Code && req.Version >= 12 && p.name != "" {
 			if hints == nil {
 				hints = s.newLeaderHints()
@@ -183,6 +185,16 @@ func handleFetch(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response
 			given = append(given, h)
 		}
 		resp.Topics[ti].Partitions = append(resp.Topics[ti].Partitions, rp)
+		records[ti] = append(records[ti], p)
+	}
+	// In encoding order. An empty record set is sent as empty, not null:
+	// some clients (librdkafka) read a null one as a bad size. Records are
+	// written from the log's memory as they are (splice.go).
+	for ti := range resp.Topics {
+		for pi := range resp.Topics[ti].Partitions {
+			p := records[ti][pi]
+			resp.Topics[ti].Partitions[pi].RecordBatches = sr.splice(p.records, p.size)
+		}
 	}
 	if req.Version >= 16 {
 		for _, b := range endpoints(given) {

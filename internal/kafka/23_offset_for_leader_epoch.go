@@ -131,5 +131,5 @@ func (s *Server) batchAt(ctx context.Context, topic string, partition int32, off
 	if res.Size == 0 {
 		return batch.Header{}, fmt.Errorf("no batch at offset %d of %s/%d", offset, topic, partition)
 	}
-	return batch.ParseHeader(res.Pieces[0])
+	return batch.ParseHeader(res.Bytes()) // the batch may span pieces
 }

@@ -2,6 +2,8 @@ package kafka
 
 import (
 	"bytes"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -433,4 +435,58 @@ func dpLocalBucket(t *testing.T) objstore.Bucket {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// A fetch whose request names a topic's partitions apart (topic a, then b,
+// then a again, as a fetch session also orders them after partitions are
+// added) gets each partition's own records: the response groups them by
+// topic, and the records written from memory follow that order. Small and
+// large record sets, classic and flexible versions.
+func TestFetchScatteredTopicPartitions(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, testOptions{})
+	s.dpTopic(t, "sa", 2, nil)
+	s.dpTopic(t, "sb", 1, nil)
+	w := s.dpDial(t)
+	type shape struct{ records, size int }
+	sent := map[string]shape{"sa/0": {3, 100}, "sb/0": {5, 20000}, "sa/1": {2, 300}} // sb/0 is over the writev threshold
+	for key, sh := range sent {
+		var topic string
+		var p int32
+		fmt.Sscanf(strings.Replace(key, "/", " ", 1), "%s %d", &topic, &p)
+		dpProduceRaw(t, w, topic, p, sh.records, sh.size)
+	}
+	for _, v := range []int16{4, 11, 12} { // v13+ names topics by ID
+		req := dpFetchReq(v, "sa", map[int32]int64{0: 0})
+		for _, tp := range []struct {
+			topic string
+			p     int32
+		}{{"sb", 0}, {"sa", 1}} {
+			rt := kmsg.NewFetchRequestTopic()
+			rt.Topic = tp.topic
+			rp := kmsg.NewFetchRequestTopicPartition()
+			rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = tp.p, 0, 1<<20
+			rt.Partitions = append(rt.Partitions, rp)
+			req.Topics = append(req.Topics, rt)
+		}
+		resp := w.do(req).(*kmsg.FetchResponse)
+		n := 0
+		for _, rt := range resp.Topics {
+			for _, rp := range rt.Partitions {
+				key := fmt.Sprintf("%s/%d", rt.Topic, rp.Partition)
+				raws, err := batch.Split(rp.RecordBatches)
+				if err != nil || len(raws) != 1 {
+					t.Fatalf("v%d: %s: %d batches, %v", v, key, len(raws), err)
+				}
+				_, recs, err := batch.Records(raws[0])
+				if err != nil || len(recs) != sent[key].records || len(recs[0].Value) != sent[key].size {
+					t.Fatalf("v%d: %s got %d records of %d bytes (%v), want its own %+v", v, key, len(recs), len(recs[0].Value), err, sent[key])
+				}
+				n++
+			}
+		}
+		if n != 3 {
+			t.Fatalf("v%d: %d partitions in the response, want 3", v, n)
+		}
+	}
 }

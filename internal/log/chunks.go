@@ -163,6 +163,12 @@ func (c *chunkCache) startLocked(id chunkID) *chunkLoad {
 		return ld
 	}
 	ld := &chunkLoad{done: make(chan struct{})}
+	if err := c.ctx.Err(); err != nil {
+		// Closing: no new loads (close may be waiting on c.wg already).
+		ld.err = fmt.Errorf("load %s chunk %d: %w", id.key, id.idx, ErrClosed)
+		close(ld.done)
+		return ld
+	}
 	c.loading[id] = ld
 	c.wg.Add(1)
 	go func() {

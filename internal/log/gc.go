@@ -56,7 +56,8 @@ func (l *Log) CollectGarbage(ctx context.Context) (GCStats, error) {
 	// lists the whole bucket (one LIST request per 1000 objects on S3), so
 	// that scan runs every OrphanScanInterval, not every pass.
 	l.gcMu.Lock()
-	scan := l.lastOrphanScan.IsZero() || now.Sub(l.lastOrphanScan) >= l.cfg.OrphanScanInterval
+	last := l.lastOrphanScan
+	scan := last.IsZero() || now.Sub(last) >= l.cfg.OrphanScanInterval
 	if scan {
 		l.lastOrphanScan = now
 	}
@@ -66,6 +67,12 @@ func (l *Log) CollectGarbage(ctx context.Context) (GCStats, error) {
 	}
 	orphans, err := l.findOrphans(ctx, now.Add(-l.cfg.GCGrace))
 	if err != nil {
+		// Try again at the next pass, not an interval later.
+		l.gcMu.Lock()
+		if l.lastOrphanScan.Equal(now) {
+			l.lastOrphanScan = last
+		}
+		l.gcMu.Unlock()
 		return st, err
 	}
 	for _, key := range orphans {

@@ -341,6 +341,12 @@ func (l *Log) Release(ctx context.Context, tp metadata.TopicPartition) error {
 	l.mu.Unlock()
 	l.signal()
 	if err := p.waitCommitted(ctx, target); err != nil {
+		// Still the leader: take appends again rather than refuse them
+		// while holding the lease.
+		l.mu.Lock()
+		p.releasing = false
+		l.mu.Unlock()
+		l.signal()
 		return fmt.Errorf("release %s: %w", tp, err)
 	}
 	l.mu.Lock()

@@ -176,6 +176,9 @@ func (l *Log) readAt(ctx context.Context, tp metadata.TopicPartition, v partView
 		if err != nil {
 			return res, fmt.Errorf("read %s at %d: %w", tp, offset, err)
 		}
+		if n := data.len(); n != int(e.Len) {
+			return res, fmt.Errorf("read %s: object %s at %d: %d bytes, the index says %d: %w", tp, e.ObjectKey, e.Pos, n, e.Len, batch.ErrCorrupt)
+		}
 		start, end := -1, 0
 		for pos := 0; pos < int(e.Len); {
 			h, err := data.header(pos, scratch[:])
@@ -337,6 +340,15 @@ func (r *reader) read(ctx context.Context, e metadata.IndexEntry) (span, error) 
 
 // span is a range of an object as consecutive pieces of memory.
 type span [][]byte
+
+// len is the span's total length.
+func (s span) len() int {
+	n := 0
+	for _, p := range s {
+		n += len(p)
+	}
+	return n
+}
 
 // bytes returns the span as one slice, copying only if it is in pieces.
 func (s span) bytes() []byte {

@@ -110,22 +110,26 @@ func readDirect(f *os.File, off, end int64) ([]byte, error) {
 	raw := make([]byte, n+directAlign)
 	shift := int(directAlign-uintptr(unsafe.Pointer(&raw[0]))%directAlign) % directAlign
 	buf := raw[shift : shift+n]
+	// pread directly: after a short read at the end of the file the next
+	// offset is unaligned, which O_DIRECT may refuse, so a short read ends
+	// the loop (os.File.ReadAt would retry at that offset).
+	fd := int(f.Fd())
 	got := 0
 	for got < n {
-		m, err := f.ReadAt(buf[got:], start+int64(got))
-		got += m
+		m, err := unix.Pread(fd, buf[got:], start+int64(got))
+		if err == unix.EINTR {
+			continue
+		}
 		if err != nil {
-			if errors.Is(err, io.EOF) && start+int64(got) >= end {
-				break // the file ends inside its last block
-			}
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF // objects are immutable; a short file is damage
-			}
 			return nil, err
+		}
+		got += m
+		if m == 0 || got%directAlign != 0 {
+			break // the end of the file
 		}
 	}
 	if start+int64(got) < end {
-		return nil, io.ErrUnexpectedEOF
+		return nil, io.ErrUnexpectedEOF // objects are immutable; a short file is damage
 	}
 	lo := int(off - start)
 	return buf[lo : lo+int(end-off) : lo+int(end-off)], nil
