@@ -96,4 +96,18 @@ func TestScaleOut(t *testing.T) {
 		}
 		return true
 	})
+	// Both agents show the group's live member, whichever coordinates it
+	// (the other asks the coordinator).
+	for i, via := range []*e2e.Proc{a, b} {
+		testutil.WaitFor(t, fmt.Sprintf("agent %d to show the group's member", i), func() bool {
+			var g struct {
+				State   string `json:"state"`
+				Members []struct {
+					Assignment map[string][]int32 `json:"assignment"`
+				} `json:"members"`
+			}
+			code := via.Call("GET", "/api/v1/consumer-groups/scale-readers", nil, &g)
+			return code == 200 && g.State == "Stable" && len(g.Members) == 1 && len(g.Members[0].Assignment["scale"]) == parts
+		})
+	}
 }

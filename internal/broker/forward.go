@@ -80,6 +80,10 @@ func (f *forwarder) close() {
 	f.clients = nil
 }
 
+// KafkaClient returns a Kafka client for another agent's address, kept for
+// reuse (and closed when the agent leaves or this broker shuts down).
+func (b *Broker) KafkaClient(addr string) (*kgo.Client, error) { return b.fwd.client(addr) }
+
 // append appends raw (one or more batches) to partition p of t: here if
 // this agent leads it, else at its leader (forward).
 func (b *Broker) append(ctx context.Context, t metadata.Topic, p int32, raw []byte, mode shlog.AckMode) (shlog.AppendResult, error) {

@@ -1,5 +1,7 @@
 package broker
 
+import "context"
+
 // GroupMembership is a consumer group's live membership. It lives in the
 // memory of the group coordinator (internal/group), not in the metadata
 // store, so the broker API only names the shape; front ends that show
@@ -27,9 +29,10 @@ type GroupMember struct {
 	Assignment map[string][]int32
 }
 
-// GroupMembers reports live group membership. ok is false when no
-// coordinator runs the group; it may still exist with committed offsets
-// only (state Empty, no members).
+// GroupMembers reports live group membership, asking the agent that
+// coordinates the group. ok is false when no coordinator runs the group
+// (it may still exist with committed offsets only: state Empty, no
+// members) or the coordinator cannot be reached.
 type GroupMembers interface {
-	GroupMembers(group string) (m GroupMembership, ok bool)
+	GroupMembers(ctx context.Context, group string) (m GroupMembership, ok bool)
 }

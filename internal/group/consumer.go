@@ -41,8 +41,9 @@ func SubscribedTopics(d Description) (topics map[string]bool, ok bool) {
 	return topics, true
 }
 
-// decodeAssignment reads a consumer protocol assignment; nil if it cannot.
-func decodeAssignment(b []byte) map[string][]int32 {
+// DecodeAssignment reads a consumer protocol assignment (partitions by
+// topic, sorted); nil if it cannot.
+func DecodeAssignment(b []byte) map[string][]int32 {
 	if b == nil {
 		return nil
 	}
@@ -62,10 +63,8 @@ func decodeAssignment(b []byte) map[string][]int32 {
 	return out
 }
 
-var _ broker.GroupMembers = (*Coordinator)(nil)
-
-// GroupMembers implements broker.GroupMembers, for front ends that show
-// live membership without speaking Kafka.
+// GroupMembers returns the live membership of a group this coordinator
+// runs, for front ends that show it without speaking Kafka.
 func (c *Coordinator) GroupMembers(groupID string) (broker.GroupMembership, bool) {
 	d, ok := c.Describe(groupID)
 	if !ok {
@@ -78,7 +77,7 @@ func (c *Coordinator) GroupMembers(groupID string) (broker.GroupMembership, bool
 	for _, m := range d.Members {
 		bm := broker.GroupMember{MemberID: m.MemberID, InstanceID: m.InstanceID, ClientID: m.ClientID, ClientHost: m.ClientHost}
 		if d.ProtocolType == ConsumerProtocolType {
-			bm.Assignment = decodeAssignment(m.Assignment)
+			bm.Assignment = DecodeAssignment(m.Assignment)
 		}
 		out.Members = append(out.Members, bm)
 	}

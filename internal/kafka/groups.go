@@ -3,20 +3,68 @@ package kafka
 import (
 	"context"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/streamhouse/streamhouse/internal/broker"
+	"github.com/streamhouse/streamhouse/internal/group"
 )
 
 // Shared by the group coordinator's API files (08-16, 42, 47). The
 // coordinator itself is internal/group; offsets live in the metadata store
 // and are reached through the broker.
 
-// GroupMembers reports the live membership of the groups this server
-// coordinates, for front ends that show members (REST).
-func (s *Server) GroupMembers() broker.GroupMembers { return s.groups }
+// GroupMembers reports the live membership of consumer groups, for front
+// ends that show members (REST).
+func (s *Server) GroupMembers() broker.GroupMembers { return groupMembers{s} }
+
+// groupMembers answers from this agent's coordinator for the groups whose
+// slot it holds, and asks the coordinating agent over Kafka
+// (DescribeGroups) for the others, so a REST client behind a load
+// balancer sees a group's members whichever agent it reaches.
+type groupMembers struct{ s *Server }
+
+func (g groupMembers) GroupMembers(ctx context.Context, id string) (broker.GroupMembership, bool) {
+	s := g.s
+	b, self, ok := s.groupCoordinator(ctx, id)
+	switch {
+	case self:
+		return s.groups.GroupMembers(id)
+	case !ok:
+		return broker.GroupMembership{}, false
+	}
+	cl, err := s.broker.KafkaClient(net.JoinHostPort(b.host, strconv.Itoa(int(b.port))))
+	if err != nil {
+		return broker.GroupMembership{}, false
+	}
+	req := kmsg.NewPtrDescribeGroupsRequest()
+	req.Groups = []string{id}
+	kresp, err := cl.SeedBrokers()[0].Request(ctx, req)
+	if err != nil {
+		s.log.Debug("describe group at its coordinator", "group", id, "err", err)
+		return broker.GroupMembership{}, false
+	}
+	resp := kresp.(*kmsg.DescribeGroupsResponse)
+	if len(resp.Groups) != 1 || resp.Groups[0].ErrorCode != 0 || resp.Groups[0].State == "Dead" {
+		return broker.GroupMembership{}, false
+	}
+	d := resp.Groups[0]
+	out := broker.GroupMembership{State: d.State, ProtocolType: d.ProtocolType, Protocol: d.Protocol,
+		Members: make([]broker.GroupMember, 0, len(d.Members))}
+	for _, m := range d.Members {
+		bm := broker.GroupMember{MemberID: m.MemberID, ClientID: m.ClientID, ClientHost: m.ClientHost}
+		if m.InstanceID != nil {
+			bm.InstanceID = *m.InstanceID
+		}
+		if d.ProtocolType == group.ConsumerProtocolType {
+			bm.Assignment = group.DecodeAssignment(m.MemberAssignment)
+		}
+		out.Members = append(out.Members, bm)
+	}
+	return out, true
+}
 
 // allGroupOps is the authorized operations bitfield (KIP-430) of a group
 // with no authorizer: everything a group supports.

@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -64,10 +65,10 @@ func toGroupOffsets(gl broker.GroupLag) []groupOffsetJSON {
 	return out
 }
 
-func (s *server) toGroupJSON(gl broker.GroupLag) groupJSON {
+func (s *server) toGroupJSON(ctx context.Context, gl broker.GroupLag) groupJSON {
 	g := groupJSON{GroupID: gl.Group, State: "Empty", Members: []memberJSON{},
 		Offsets: toGroupOffsets(gl), TotalLag: gl.TotalLag}
-	if m, ok := s.liveGroup(gl.Group); ok {
+	if m, ok := s.liveGroup(ctx, gl.Group); ok {
 		g.State, g.Protocol, g.Generation = m.State, m.Protocol, m.Generation
 		for _, mem := range m.Members {
 			g.Members = append(g.Members, memberJSON{MemberID: mem.MemberID, InstanceID: mem.InstanceID,
@@ -77,12 +78,12 @@ func (s *server) toGroupJSON(gl broker.GroupLag) groupJSON {
 	return g
 }
 
-// liveGroup returns the coordinator's view of a group, if it runs it.
-func (s *server) liveGroup(group string) (broker.GroupMembership, bool) {
+// liveGroup returns the coordinator's view of a group, if one runs it.
+func (s *server) liveGroup(ctx context.Context, group string) (broker.GroupMembership, bool) {
 	if s.members == nil {
 		return broker.GroupMembership{}, false
 	}
-	return s.members.GroupMembers(group)
+	return s.members.GroupMembers(ctx, group)
 }
 
 // groupErr names the group in a 404.
@@ -125,7 +126,7 @@ func (s *server) createGroup(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Set("Location", "/api/v1/consumer-groups/"+url.PathEscape(*req.GroupID))
-	writeJSON(w, http.StatusCreated, s.toGroupJSON(broker.GroupLag{Group: *req.GroupID}))
+	writeJSON(w, http.StatusCreated, s.toGroupJSON(r.Context(), broker.GroupLag{Group: *req.GroupID}))
 	return nil
 }
 
@@ -134,21 +135,21 @@ func (s *server) getGroup(w http.ResponseWriter, r *http.Request) error {
 	gl, err := s.b.DescribeGroupLag(r.Context(), id)
 	if errors.Is(err, broker.ErrUnknownGroup) {
 		// A group with live members but no offsets yet.
-		if _, ok := s.liveGroup(id); ok {
+		if _, ok := s.liveGroup(r.Context(), id); ok {
 			gl, err = broker.GroupLag{Group: id}, nil
 		}
 	}
 	if err != nil {
 		return groupErr(id, err)
 	}
-	writeJSON(w, http.StatusOK, s.toGroupJSON(gl))
+	writeJSON(w, http.StatusOK, s.toGroupJSON(r.Context(), gl))
 	return nil
 }
 
 // deleteGroup answers 204 No Content.
 func (s *server) deleteGroup(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if m, ok := s.liveGroup(id); ok && len(m.Members) > 0 {
+	if m, ok := s.liveGroup(r.Context(), id); ok && len(m.Members) > 0 {
 		return &apiError{status: http.StatusConflict, code: codeConflict,
 			msg: sprintf("consumer group %q has %d active members; stop them before deleting it", id, len(m.Members))}
 	}
