@@ -33,11 +33,12 @@ func (r *Registry) Validator() broker.Validator {
 // carry an ID (and the subject's latest version), for validationCacheTTL.
 // A registration or deletion through this agent clears the cache at once
 // (Registry.gen); one through another agent is seen within the TTL.
-// Parsed JSON schemas are kept for good: a schema ID's text never changes.
+// Parsed JSON schemas are kept longer (a schema ID's text never changes),
+// up to validationCacheMax of them.
 const (
 	validationCacheTTL = time.Second
-	// validationCacheMax bounds the cached lookups; past it the cache
-	// starts over.
+	// validationCacheMax bounds the cached lookups and parsed schemas;
+	// past it a cache starts over.
 	validationCacheMax = 4096
 )
 
@@ -230,6 +231,9 @@ func (v *validator) validateJSON(ctx context.Context, s metadata.Schema, value [
 			return fmt.Errorf("schema %d: %w", s.ID, err)
 		}
 		v.mu.Lock()
+		if len(v.parsed) >= validationCacheMax {
+			clear(v.parsed) // bounded; parsing again is only slower
+		}
 		v.parsed[s.ID] = p
 		v.mu.Unlock()
 	}
