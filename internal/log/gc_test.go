@@ -75,11 +75,13 @@ func TestRetentionPages(t *testing.T) { onBackends(t, testRetentionPages) }
 func testRetentionPages(t *testing.T, open storeOpener) {
 	t.Parallel()
 	e := newEnv(t, open, nil)
-	l := e.open(e.config("a1"))
+	cfg := e.config("a1")
+	cfg.RetentionPage = 20
+	l := e.open(cfg)
 	ctx := context.Background()
-	const runs, expired = retentionPage + 150, retentionPage + 100
+	const runs, expired = 20*3 + 15, 20*2 + 10 // several pages, ending mid-page
 	byTime := e.topic("by-time", 1, map[string]string{"retention.ms": "60000"})
-	bySize := e.topic("by-size", 1, map[string]string{"retention.ms": "-1", "retention.bytes": "10000"})
+	bySize := e.topic("by-size", 1, map[string]string{"retention.ms": "-1", "retention.bytes": "2000"})
 	old, fresh := e.clock.Now().Add(-time.Hour).UnixMilli(), e.clock.Now().UnixMilli()
 	runLen := 0
 	for _, topic := range []metadata.Topic{byTime, bySize} {
@@ -102,7 +104,7 @@ func testRetentionPages(t *testing.T, open storeOpener) {
 	if n, err := l.EnforceRetention(ctx); err != nil || n != 2 {
 		t.Fatalf("EnforceRetention trimmed %d partitions (%v), want 2", n, err)
 	}
-	keep := (10000 + runLen - 1) / runLen // the fewest runs holding 10000 bytes
+	keep := (2000 + runLen - 1) / runLen // the fewest runs holding 2000 bytes
 	for _, c := range []struct {
 		topic metadata.Topic
 		start int64

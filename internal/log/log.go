@@ -121,6 +121,9 @@ type Config struct {
 	// OrphanScanInterval spaces the scans of the bucket for objects that
 	// were uploaded but never committed. Default GCGrace/2.
 	OrphanScanInterval time.Duration
+	// RetentionPage is how many index entries retention reads at once.
+	// Default 1000.
+	RetentionPage int
 	// ProducerExpiration is how long an idempotent producer may stay idle
 	// before RunGC forgets it (Kafka's producer.id.expiration.ms). Zero or
 	// negative: never.
@@ -182,6 +185,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.GCGrace <= 0 {
 		c.GCGrace = time.Hour
+	}
+	if c.RetentionPage <= 0 {
+		c.RetentionPage = 1000
 	}
 	if c.OrphanScanInterval <= 0 {
 		c.OrphanScanInterval = c.GCGrace / 2

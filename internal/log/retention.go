@@ -90,7 +90,7 @@ func (l *Log) retainFrom(ctx context.Context, tp metadata.TopicPartition, logSta
 	// returns false.
 	page := func(visit func(e metadata.IndexEntry) bool) error {
 		for from := start; from < hw; {
-			entries, err := l.store.ListIndex(ctx, tp, from, retentionPage)
+			entries, err := l.store.ListIndex(ctx, tp, from, l.cfg.RetentionPage)
 			if err != nil {
 				return err
 			}
@@ -100,7 +100,7 @@ func (l *Log) retainFrom(ctx context.Context, tp metadata.TopicPartition, logSta
 				}
 				from = e.LastOffset + 1
 			}
-			if len(entries) < retentionPage {
+			if len(entries) < l.cfg.RetentionPage {
 				return nil
 			}
 		}
@@ -140,6 +140,3 @@ func (l *Log) retainFrom(ctx context.Context, tp metadata.TopicPartition, logSta
 	}
 	return max(start, logStart), nil
 }
-
-// retentionPage is how many index entries retention reads at once.
-const retentionPage = 1000
