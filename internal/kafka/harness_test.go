@@ -36,6 +36,9 @@ type testOptions struct {
 	bucket           objstore.Bucket
 	agentID          string
 	autoCreateTopics bool
+	// readChunkBytes, when set, reads objects in chunks of this size with
+	// no hot tail, so reads come back in pieces.
+	readChunkBytes int64
 }
 
 func startServer(t *testing.T, o testOptions) *testServer {
@@ -58,7 +61,11 @@ func startServer(t *testing.T, o testOptions) *testServer {
 	if o.agentID == "" {
 		o.agentID = "agent-1"
 	}
-	plog, err := shlog.Open(ctx, shlog.Config{AgentID: o.agentID, Bucket: o.bucket, Store: o.store, Logger: logger})
+	lcfg := shlog.Config{AgentID: o.agentID, Bucket: o.bucket, Store: o.store, Logger: logger}
+	if o.readChunkBytes > 0 {
+		lcfg.ReadChunkBytes, lcfg.HotTailBytes = o.readChunkBytes, -1
+	}
+	plog, err := shlog.Open(ctx, lcfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -243,3 +243,35 @@ func TestOffsetForLeaderEpoch(t *testing.T) {
 		t.Fatalf("follower request: %v", kerr.ErrorForCode(p.ErrorCode))
 	}
 }
+
+// OffsetForLeaderEpoch reads batch headers from stored runs; a batch that
+// lies across chunks of the read cache (the read returns it in pieces) is
+// read like any other.
+func TestOffsetForLeaderEpochAcrossChunks(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, testOptions{readChunkBytes: 4096})
+	top := s.dpTopic(t, "ofle-chunks", 1, nil)
+	tp := metadata.TopicPartition{TopicID: top.ID, Partition: 0}
+	w := s.dpDial(t)
+	ctx := dpCtx(t)
+	e1, _ := s.broker.LeaderEpoch(tp)
+	dpProduceRaw(t, w, "ofle-chunks", 0, 3, 3000) // offsets 0-2, one ~9 KB batch over three chunks
+	if err := s.log.Release(ctx, tp); err != nil {
+		t.Fatal(err)
+	}
+	s.broker.Place(ctx)
+	e2, ok := s.broker.LeaderEpoch(tp)
+	if !ok || e2 <= e1 {
+		t.Fatalf("epoch %d after %d (led: %v)", e2, e1, ok)
+	}
+	dpProduceRaw(t, w, "ofle-chunks", 0, 2, 3000) // offsets 3-4
+	req := kmsg.NewPtrOffsetForLeaderEpochRequest()
+	req.Version, req.ReplicaID = 3, -1
+	rp := kmsg.NewOffsetForLeaderEpochRequestTopicPartition()
+	rp.Partition, rp.CurrentLeaderEpoch, rp.LeaderEpoch = 0, e2, e1
+	req.Topics = []kmsg.OffsetForLeaderEpochRequestTopic{{Topic: "ofle-chunks", Partitions: []kmsg.OffsetForLeaderEpochRequestTopicPartition{rp}}}
+	p := w.do(req).(*kmsg.OffsetForLeaderEpochResponse).Topics[0].Partitions[0]
+	if p.ErrorCode != 0 || p.LeaderEpoch != e1 || p.EndOffset != 3 {
+		t.Fatalf("epoch %d: code %v, epoch %d, end %d; want epoch %d ending at 3", e1, kerr.ErrorForCode(p.ErrorCode), p.LeaderEpoch, p.EndOffset, e1)
+	}
+}
