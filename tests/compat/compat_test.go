@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -50,15 +53,42 @@ func (s *server) createTopic(name string, partitions int) {
 }
 
 // freeAddr returns a 127.0.0.1 address with a port that was free a moment
-// ago. The server binds it with SO_REUSEADDR, so it can rebind after a kill.
+// ago, for a server that must keep its port across restarts. The server
+// binds it with SO_REUSEADDR, so it can rebind after a kill.
+//
+// The port is picked at random below the kernel's ephemeral range
+// (ip_local_port_range), never from it: an ephemeral port that was free a
+// moment ago can become the local port of any outgoing connection on the
+// machine (the tests make many) before the server binds it.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	low := ephemeralLow()
+	for range 100 {
+		port := 10000 + rand.IntN(low-10000)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue // taken: try another
+		}
+		addr := ln.Addr().String()
+		_ = ln.Close()
+		return addr
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free port below the ephemeral range")
+	return ""
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (32768
+// when it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 11000 {
+				return n
+			}
+		}
+	}
+	return 32768
 }
 
 // needTool fails (never skips: CI must run these) when a client program is
