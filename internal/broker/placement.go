@@ -97,7 +97,9 @@ func (b *Broker) place(ctx context.Context, shed bool) {
 	}
 	var free []candidate
 	total, mine := 0, 0
+	sizes := make(map[metadata.TopicID]int, len(topics))
 	for _, t := range topics {
+		sizes[t.ID] = int(t.Partitions)
 		parts, err := b.store.ListPartitions(ctx, t.ID)
 		if err != nil {
 			b.log.Warn("placement: list partitions", "topic", t.Name, "err", err)
@@ -164,7 +166,7 @@ func (b *Broker) place(ctx context.Context, shed bool) {
 	// after partitions went unclaimed: some live agent is not taking its
 	// share, and what is handed over would only come back.
 	if shed && left == 0 && now.Sub(b.orphanAt) >= shedBackoff*b.cfg.LeaseTTL {
-		b.shed(ctx, mine, share, counts, liveIDs)
+		b.shed(ctx, mine, share, counts, sizes, liveIDs)
 	}
 }
 
@@ -174,7 +176,7 @@ const shedBackoff = 10
 
 // shed hands over up to shedPerRound partitions when this agent leads more
 // than its share and another live agent at least two fewer.
-func (b *Broker) shed(ctx context.Context, mine, share int, counts map[string]int, liveIDs []string) {
+func (b *Broker) shed(ctx context.Context, mine, share int, counts map[string]int, sizes map[metadata.TopicID]int, liveIDs []string) {
 	fewest := mine
 	for id, n := range counts {
 		if id != b.agentID {
@@ -185,24 +187,7 @@ func (b *Broker) shed(ctx context.Context, mine, share int, counts map[string]in
 		return
 	}
 	n := min(mine-share, (mine-fewest)/2, shedPerRound)
-	led := b.plog.Led()
-	owner := func(tp metadata.TopicPartition) string {
-		return Rendezvous(fmt.Sprintf("%x/%d", tp.TopicID[:], tp.Partition), liveIDs)
-	}
-	// Partitions another agent wins first, then the rest, in a stable order.
-	slices.SortFunc(led, func(x, y metadata.TopicPartition) int {
-		ox, oy := owner(x) == b.agentID, owner(y) == b.agentID
-		if ox != oy {
-			if ox {
-				return 1
-			}
-			return -1
-		}
-		if c := bytes.Compare(x.TopicID[:], y.TopicID[:]); c != 0 {
-			return c
-		}
-		return cmp.Compare(x.Partition, y.Partition)
-	})
+	led := shedOrder(b.plog.Led(), b.agentID, sizes, len(liveIDs), liveIDs)
 	// One round may take a third of a lease TTL, so the agent's heartbeat
 	// (same loop) is never late; what is left waits for the next round.
 	rctx, cancel := context.WithTimeout(ctx, b.cfg.LeaseTTL/3)
@@ -220,6 +205,58 @@ func (b *Broker) shed(ctx context.Context, mine, share int, counts map[string]in
 		}
 		b.log.Info("placement: handed partition over to balance agents", "partition", tp, "led", mine, "share", share)
 	}
+}
+
+// shedOrder orders the partitions an agent leads for handing over, so that
+// each topic ends up spread over the agents, not only the totals: first,
+// taking the topics in turn, the partitions of topics of which the agent
+// leads more than that topic's share (its partitions divided by the live
+// agents, rounded up), then the rest. Within a topic, partitions that
+// rendezvous hashing gives to another agent come first, so a balanced
+// cluster does not shuffle. sizes holds each topic's partition count.
+func shedOrder(led []metadata.TopicPartition, self string, sizes map[metadata.TopicID]int, live int, liveIDs []string) []metadata.TopicPartition {
+	owner := func(tp metadata.TopicPartition) string {
+		return Rendezvous(fmt.Sprintf("%x/%d", tp.TopicID[:], tp.Partition), liveIDs)
+	}
+	slices.SortFunc(led, func(x, y metadata.TopicPartition) int {
+		if c := bytes.Compare(x.TopicID[:], y.TopicID[:]); c != 0 {
+			return c
+		}
+		ox, oy := owner(x) == self, owner(y) == self
+		if ox != oy {
+			if ox {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Compare(x.Partition, y.Partition)
+	})
+	// Split by topic, in topic order.
+	var topics [][]metadata.TopicPartition
+	for i, tp := range led {
+		if i == 0 || tp.TopicID != led[i-1].TopicID {
+			topics = append(topics, nil)
+		}
+		topics[len(topics)-1] = append(topics[len(topics)-1], tp)
+	}
+	out := make([]metadata.TopicPartition, 0, len(led))
+	var rest []metadata.TopicPartition
+	excess := make([]int, len(topics))
+	for i, ps := range topics {
+		share := (sizes[ps[0].TopicID] + live - 1) / max(live, 1)
+		excess[i] = max(len(ps)-share, 0)
+		rest = append(rest, ps[excess[i]:]...)
+	}
+	for taken := true; taken; {
+		taken = false
+		for i := range topics {
+			if excess[i] > 0 {
+				out = append(out, topics[i][0])
+				topics[i], excess[i], taken = topics[i][1:], excess[i]-1, true
+			}
+		}
+	}
+	return append(out, rest...)
 }
 
 // Shutdown hands this agent's partitions over (after their buffered data is

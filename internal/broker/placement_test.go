@@ -118,3 +118,56 @@ func TestPlacementNeverOrphansAPartition(t *testing.T) {
 		}
 	}
 }
+
+// Handing over spreads each topic over the agents, not only the totals: a
+// small topic next to a big one ends up split too.
+func TestPlacementBalancesEachTopic(t *testing.T) {
+	t.Parallel()
+	store, bucket := sharedStorage(t)
+	ctx := context.Background()
+	a := agent(t, "a", store, bucket)
+	big, err := a.CreateTopic(ctx, TopicSpec{Name: "big", Partitions: 50}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, err := a.CreateTopic(ctx, TopicSpec{Name: "small", Partitions: 6}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := agent(t, "b", store, bucket)
+	for range 6 { // more rounds than balancing needs
+		a.Place(ctx)
+		b.Place(ctx)
+	}
+	if na, nb := ledCount(a, small), ledCount(b, small); na != 3 || nb != 3 {
+		t.Fatalf("small topic: a leads %d, b leads %d; want 3 and 3", na, nb)
+	}
+	if na, nb := ledCount(a, big), ledCount(b, big); na != 25 || nb != 25 {
+		t.Fatalf("big topic: a leads %d, b leads %d; want 25 and 25", na, nb)
+	}
+}
+
+func TestShedOrderInterleavesTopicsOverTheirShare(t *testing.T) {
+	var x, y metadata.TopicID
+	x[0], y[0] = 1, 2
+	var led []metadata.TopicPartition
+	for p := range int32(6) {
+		led = append(led, metadata.TopicPartition{TopicID: x, Partition: p})
+	}
+	for p := range int32(50) {
+		led = append(led, metadata.TopicPartition{TopicID: y, Partition: p})
+	}
+	order := shedOrder(led, "a", map[metadata.TopicID]int{x: 6, y: 50}, 2, []string{"a", "b"})
+	if len(order) != 56 {
+		t.Fatalf("%d partitions in the order, want 56", len(order))
+	}
+	inFirst := 0
+	for _, tp := range order[:16] {
+		if tp.TopicID == x {
+			inFirst++
+		}
+	}
+	if inFirst != 3 {
+		t.Fatalf("%d of the small topic's partitions among the first 16, want its excess, 3", inFirst)
+	}
+}
