@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -327,7 +328,11 @@ func (l *Log) Lead(ctx context.Context, topic metadata.Topic, partition int32) e
 		old.fence()
 	}
 	l.partitions[tp] = p
-	l.log.Info("leading partition", "topic", topic.Name, "partition", partition, "epoch", lease.Epoch, "high_watermark", lease.HighWatermark)
+	level := slog.LevelInfo
+	if strings.HasPrefix(topic.Name, "__") {
+		level = slog.LevelDebug // internal topics (group coordinator slots): fifty lines at every start otherwise
+	}
+	l.log.Log(ctx, level, "leading partition", "topic", topic.Name, "partition", partition, "epoch", lease.Epoch, "high_watermark", lease.HighWatermark)
 	return nil
 }
 
