@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/streamhouse/streamhouse/internal/batch"
-	shlog "github.com/streamhouse/streamhouse/internal/log"
 	"github.com/streamhouse/streamhouse/internal/metadata"
+	"github.com/streamhouse/streamhouse/internal/partlog"
 )
 
 // Errors front ends map to their protocol's codes.
@@ -55,7 +55,7 @@ type Config struct {
 	Addr    string // advertised Kafka address of this agent
 	Rack    string
 	Store   metadata.Store
-	Log     *shlog.Log
+	Log     *partlog.Log
 	Logger  *slog.Logger
 	// LeaseTTL must match the log's; placement runs every LeaseTTL/3.
 	LeaseTTL time.Duration
@@ -70,7 +70,7 @@ type Broker struct {
 	agentID string
 	cfg     Config
 	store   metadata.Store
-	plog    *shlog.Log
+	plog    *partlog.Log
 	log     *slog.Logger
 	now     func() time.Time
 
@@ -174,13 +174,13 @@ func (b *Broker) partition(ctx context.Context, topic string, partition int32) (
 }
 
 // Produce appends raw record batches (the Kafka path) to one partition.
-func (b *Broker) Produce(ctx context.Context, topic string, partition int32, records []byte, mode shlog.AckMode) (shlog.AppendResult, error) {
+func (b *Broker) Produce(ctx context.Context, topic string, partition int32, records []byte, mode partlog.AckMode) (partlog.AppendResult, error) {
 	t, tp, err := b.partition(ctx, topic, partition)
 	if err != nil {
-		return shlog.AppendResult{}, err
+		return partlog.AppendResult{}, err
 	}
 	if err := b.validateBatches(ctx, t, records); err != nil {
-		return shlog.AppendResult{}, err
+		return partlog.AppendResult{}, err
 	}
 	return b.plog.Append(ctx, tp, records, mode)
 }
@@ -191,7 +191,7 @@ func (b *Broker) Produce(ctx context.Context, topic string, partition int32, rec
 // offsets in call order (the Kafka path keeps a connection's pipelined
 // produce requests in arrival order this way while their durable waits
 // overlap).
-func (b *Broker) ProduceAsync(ctx context.Context, topic string, partition int32, records []byte, mode shlog.AckMode) (*shlog.Appending, error) {
+func (b *Broker) ProduceAsync(ctx context.Context, topic string, partition int32, records []byte, mode partlog.AckMode) (*partlog.Appending, error) {
 	t, tp, err := b.partition(ctx, topic, partition)
 	if err != nil {
 		return nil, err
@@ -217,7 +217,7 @@ type RecordOffset struct {
 // (forward.go). partition < 0 picks the partition per record: Kafka's
 // murmur2 of the key, or round-robin for records without a key. Results
 // are in the order of records. It is all-or-nothing per partition.
-func (b *Broker) ProduceRecords(ctx context.Context, topic string, partition int32, records []Record, mode shlog.AckMode, opts batch.BuildOptions) ([]RecordOffset, error) {
+func (b *Broker) ProduceRecords(ctx context.Context, topic string, partition int32, records []Record, mode partlog.AckMode, opts batch.BuildOptions) ([]RecordOffset, error) {
 	if len(records) == 0 {
 		return nil, fmt.Errorf("%w: no records", ErrInvalidRequest)
 	}
@@ -280,10 +280,10 @@ func (b *Broker) ProduceRecords(ctx context.Context, topic string, partition int
 
 // Fetch reads raw batches (the Kafka path), waiting up to maxWait at the
 // high watermark.
-func (b *Broker) Fetch(ctx context.Context, topic string, partition int32, offset int64, maxBytes int, maxWait time.Duration) (shlog.ReadResult, error) {
+func (b *Broker) Fetch(ctx context.Context, topic string, partition int32, offset int64, maxBytes int, maxWait time.Duration) (partlog.ReadResult, error) {
 	_, tp, err := b.partition(ctx, topic, partition)
 	if err != nil {
-		return shlog.ReadResult{}, err
+		return partlog.ReadResult{}, err
 	}
 	return b.plog.Read(ctx, tp, offset, maxBytes, maxWait)
 }

@@ -14,10 +14,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamhouse/streamhouse/internal/batch"
-	shlog "github.com/streamhouse/streamhouse/internal/log"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
 	"github.com/streamhouse/streamhouse/internal/objstore"
+	"github.com/streamhouse/streamhouse/internal/partlog"
 )
 
 // The partition of a keyed record is the one franz-go's default
@@ -86,7 +86,7 @@ func agent(t *testing.T, id string, store metadata.Store, bucket objstore.Bucket
 	if len(ttl) > 0 {
 		leaseTTL = ttl[0]
 	}
-	l, err := shlog.Open(ctx, shlog.Config{AgentID: id, Bucket: bucket, Store: store, Logger: logger, LeaseTTL: leaseTTL})
+	l, err := partlog.Open(ctx, partlog.Config{AgentID: id, Bucket: bucket, Store: store, Logger: logger, LeaseTTL: leaseTTL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestPlacementSharesFairlyAndHandsOver(t *testing.T) {
 	if na, nb := ledCount(a, topic), ledCount(b, topic); na != 3 || nb != 3 {
 		t.Fatalf("a leads %d, b leads %d; want 3 and 3", na, nb)
 	}
-	if _, err := b.ProduceRecords(ctx, "t", -1, []Record{{Key: []byte("k"), Value: []byte("v")}}, shlog.AckDurable, defaultOpts()); err != nil && !errors.Is(err, shlog.ErrNotLeader) {
+	if _, err := b.ProduceRecords(ctx, "t", -1, []Record{{Key: []byte("k"), Value: []byte("v")}}, partlog.AckDurable, defaultOpts()); err != nil && !errors.Is(err, partlog.ErrNotLeader) {
 		t.Fatal(err)
 	}
 	if err := a.Shutdown(ctx); err != nil {
@@ -136,7 +136,7 @@ func TestPlacementSharesFairlyAndHandsOver(t *testing.T) {
 	}
 	// Every partition accepts writes on b now.
 	for p := int32(0); p < 6; p++ {
-		if _, err := b.ProduceRecords(ctx, "t", p, []Record{{Value: []byte("x")}}, shlog.AckDurable, defaultOpts()); err != nil {
+		if _, err := b.ProduceRecords(ctx, "t", p, []Record{{Value: []byte("x")}}, partlog.AckDurable, defaultOpts()); err != nil {
 			t.Fatalf("partition %d: %v", p, err)
 		}
 	}
@@ -157,7 +157,7 @@ func TestProduceRecordsAndConsume(t *testing.T) {
 		{Key: []byte("alpha"), Value: []byte("3")},
 		{Value: []byte("no key")},
 	}
-	offs, err := b.ProduceRecords(ctx, "t", -1, recs, shlog.AckDurable, defaultOpts())
+	offs, err := b.ProduceRecords(ctx, "t", -1, recs, partlog.AckDurable, defaultOpts())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,10 +175,10 @@ func TestProduceRecordsAndConsume(t *testing.T) {
 	if !strings.HasPrefix(strings.Join(vals, ","), "1,") || !strings.HasSuffix(strings.Join(vals, ","), ",3") || got.NextOffset != got.HighWatermark {
 		t.Fatalf("consumed %v next %d hw %d", vals, got.NextOffset, got.HighWatermark)
 	}
-	if _, err := b.ProduceRecords(ctx, "t", 9, recs[:1], shlog.AckDurable, defaultOpts()); !errors.Is(err, ErrUnknownPartition) {
+	if _, err := b.ProduceRecords(ctx, "t", 9, recs[:1], partlog.AckDurable, defaultOpts()); !errors.Is(err, ErrUnknownPartition) {
 		t.Fatalf("partition 9: %v", err)
 	}
-	if _, err := b.ProduceRecords(ctx, "nope", -1, recs[:1], shlog.AckDurable, defaultOpts()); !errors.Is(err, ErrUnknownTopic) {
+	if _, err := b.ProduceRecords(ctx, "nope", -1, recs[:1], partlog.AckDurable, defaultOpts()); !errors.Is(err, ErrUnknownTopic) {
 		t.Fatalf("unknown topic: %v", err)
 	}
 	// Long poll: a consume at the end waits for the next record.
@@ -190,7 +190,7 @@ func TestProduceRecordsAndConsume(t *testing.T) {
 		}
 		done <- c
 	}()
-	if _, err := b.ProduceRecords(ctx, "t", 3, []Record{{Value: []byte("late")}}, shlog.AckDurable, defaultOpts()); err != nil {
+	if _, err := b.ProduceRecords(ctx, "t", 3, []Record{{Value: []byte("late")}}, partlog.AckDurable, defaultOpts()); err != nil {
 		t.Fatal(err)
 	}
 	select {

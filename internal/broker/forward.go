@@ -12,8 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/streamhouse/streamhouse/internal/batch"
-	shlog "github.com/streamhouse/streamhouse/internal/log"
 	"github.com/streamhouse/streamhouse/internal/metadata"
+	"github.com/streamhouse/streamhouse/internal/partlog"
 )
 
 // Forwarding. A REST or gRPC produce may arrive at any agent (behind a load
@@ -41,7 +41,7 @@ func (f *forwarder) client(addr string) (*kgo.Client, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
-		return nil, shlog.ErrClosed
+		return nil, partlog.ErrClosed
 	}
 	if cl := f.clients[addr]; cl != nil {
 		return cl, nil
@@ -69,7 +69,7 @@ func (f *forwarder) prune(live map[string]bool) {
 	}
 }
 
-// close closes every client; later forwards fail with shlog.ErrClosed.
+// close closes every client; later forwards fail with partlog.ErrClosed.
 func (f *forwarder) close() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -86,32 +86,32 @@ func (b *Broker) KafkaClient(addr string) (*kgo.Client, error) { return b.fwd.cl
 
 // append appends raw (one or more batches) to partition p of t: here if
 // this agent leads it, else at its leader (forward).
-func (b *Broker) append(ctx context.Context, t metadata.Topic, p int32, raw []byte, mode shlog.AckMode) (shlog.AppendResult, error) {
+func (b *Broker) append(ctx context.Context, t metadata.Topic, p int32, raw []byte, mode partlog.AckMode) (partlog.AppendResult, error) {
 	tp := metadata.TopicPartition{TopicID: t.ID, Partition: p}
 	res, err := b.plog.Append(ctx, tp, raw, mode)
-	if !errors.Is(err, shlog.ErrNotLeader) {
+	if !errors.Is(err, partlog.ErrNotLeader) {
 		return res, err
 	}
 	return b.forward(ctx, t, p, raw, mode)
 }
 
 // forward sends raw to the leader of partition p of t.
-func (b *Broker) forward(ctx context.Context, t metadata.Topic, p int32, raw []byte, mode shlog.AckMode) (shlog.AppendResult, error) {
+func (b *Broker) forward(ctx context.Context, t metadata.Topic, p int32, raw []byte, mode partlog.AckMode) (partlog.AppendResult, error) {
 	tp := metadata.TopicPartition{TopicID: t.ID, Partition: p}
-	notLeader := func(why string) (shlog.AppendResult, error) {
-		return shlog.AppendResult{}, fmt.Errorf("%s/%d: %s: %w", t.Name, p, why, shlog.ErrNotLeader)
+	notLeader := func(why string) (partlog.AppendResult, error) {
+		return partlog.AppendResult{}, fmt.Errorf("%s/%d: %s: %w", t.Name, p, why, partlog.ErrNotLeader)
 	}
 	now := b.now()
 	part, err := b.store.GetPartition(ctx, tp)
 	if err != nil {
-		return shlog.AppendResult{}, fmt.Errorf("forward %s/%d: %w", t.Name, p, err)
+		return partlog.AppendResult{}, fmt.Errorf("forward %s/%d: %w", t.Name, p, err)
 	}
 	if part.Leader == "" || part.Leader == b.agentID || !part.LeaseExpiresAt.After(now) {
 		return notLeader("no live leader to forward to")
 	}
 	agents, err := b.store.ListAgents(ctx, now.Add(-b.cfg.LeaseTTL))
 	if err != nil {
-		return shlog.AppendResult{}, fmt.Errorf("forward %s/%d: %w", t.Name, p, err)
+		return partlog.AppendResult{}, fmt.Errorf("forward %s/%d: %w", t.Name, p, err)
 	}
 	addr := ""
 	live := make(map[string]bool, len(agents))
@@ -127,7 +127,7 @@ func (b *Broker) forward(ctx context.Context, t metadata.Topic, p int32, raw []b
 	}
 	cl, err := b.fwd.client(addr)
 	if err != nil {
-		return shlog.AppendResult{}, fmt.Errorf("forward %s/%d: %w", t.Name, p, err)
+		return partlog.AppendResult{}, fmt.Errorf("forward %s/%d: %w", t.Name, p, err)
 	}
 	timeout := forwardTimeout
 	if dl, ok := ctx.Deadline(); ok {
@@ -135,7 +135,7 @@ func (b *Broker) forward(ctx context.Context, t metadata.Topic, p int32, raw []b
 	}
 	req := kmsg.NewPtrProduceRequest()
 	req.Acks = -1
-	if mode != shlog.AckDurable {
+	if mode != partlog.AckDurable {
 		req.Acks = 1 // the leader's offsets are wanted even for ACK_NONE
 	}
 	req.TimeoutMillis = int32(max(timeout, time.Millisecond) / time.Millisecond)
@@ -147,22 +147,22 @@ func (b *Broker) forward(ctx context.Context, t metadata.Topic, p int32, raw []b
 	req.Topics = append(req.Topics, rt)
 	kresp, err := cl.SeedBrokers()[0].Request(ctx, req)
 	if err != nil {
-		return shlog.AppendResult{}, fmt.Errorf("forward %s/%d to %s at %s: %w", t.Name, p, part.Leader, addr, err)
+		return partlog.AppendResult{}, fmt.Errorf("forward %s/%d to %s at %s: %w", t.Name, p, part.Leader, addr, err)
 	}
 	resp := kresp.(*kmsg.ProduceResponse)
 	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
-		return shlog.AppendResult{}, fmt.Errorf("forward %s/%d to %s: malformed produce response", t.Name, p, part.Leader)
+		return partlog.AppendResult{}, fmt.Errorf("forward %s/%d to %s: malformed produce response", t.Name, p, part.Leader)
 	}
 	out := resp.Topics[0].Partitions[0]
 	if out.ErrorCode != 0 {
-		return shlog.AppendResult{}, forwardError(t.Name, p, part.Leader, out)
+		return partlog.AppendResult{}, forwardError(t.Name, p, part.Leader, out)
 	}
 	records, err := recordCount(raw)
 	if err != nil {
-		return shlog.AppendResult{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+		return partlog.AppendResult{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
 	b.log.Debug("produce forwarded to the leader", "topic", t.Name, "partition", p, "leader", part.Leader)
-	return shlog.AppendResult{
+	return partlog.AppendResult{
 		BaseOffset:     out.BaseOffset,
 		LastOffset:     out.BaseOffset + records - 1,
 		LogAppendTime:  out.LogAppendTime,
@@ -180,11 +180,11 @@ func forwardError(topic string, p int32, leader string, out kmsg.ProduceResponse
 	var base error
 	switch out.ErrorCode {
 	case kerr.NotLeaderForPartition.Code, kerr.UnknownTopicOrPartition.Code:
-		base = shlog.ErrNotLeader
+		base = partlog.ErrNotLeader
 	case kerr.OutOfOrderSequenceNumber.Code:
-		base = shlog.ErrOutOfOrderSequence
+		base = partlog.ErrOutOfOrderSequence
 	case kerr.InvalidProducerEpoch.Code:
-		base = shlog.ErrInvalidProducerEpoch
+		base = partlog.ErrInvalidProducerEpoch
 	case kerr.InvalidRecord.Code, kerr.CorruptMessage.Code, kerr.MessageTooLarge.Code, kerr.InvalidTimestamp.Code:
 		base = ErrInvalidRequest
 	default:

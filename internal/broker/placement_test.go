@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	shlog "github.com/streamhouse/streamhouse/internal/log"
 	"github.com/streamhouse/streamhouse/internal/metadata"
+	"github.com/streamhouse/streamhouse/internal/partlog"
 	"github.com/streamhouse/streamhouse/internal/testutil"
 )
 
@@ -35,7 +35,7 @@ func TestPlacementRebalancesToNewAgent(t *testing.T) {
 		t.Fatalf("alone, a leads %d of 6", n)
 	}
 	for p := int32(0); p < 6; p++ {
-		if _, err := a.ProduceRecords(ctx, "t", p, []Record{{Value: []byte("before")}}, shlog.AckBuffered, defaultOpts()); err != nil {
+		if _, err := a.ProduceRecords(ctx, "t", p, []Record{{Value: []byte("before")}}, partlog.AckBuffered, defaultOpts()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -64,7 +64,7 @@ func TestPlacementRebalancesToNewAgent(t *testing.T) {
 	// takes the next one at offset 1 on its leader.
 	for p := int32(0); p < 6; p++ {
 		l := before[p]
-		res, err := l.ProduceRecords(ctx, "t", p, []Record{{Value: []byte("after")}}, shlog.AckDurable, defaultOpts())
+		res, err := l.ProduceRecords(ctx, "t", p, []Record{{Value: []byte("after")}}, partlog.AckDurable, defaultOpts())
 		if err != nil {
 			t.Fatalf("partition %d on %s: %v", p, l.AgentID(), err)
 		}

@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/streamhouse/streamhouse/internal/batch"
-	shlog "github.com/streamhouse/streamhouse/internal/log"
+	"github.com/streamhouse/streamhouse/internal/partlog"
 )
 
 // AppendRecords builds records into ONE RecordBatch v2 for one partition
@@ -14,20 +14,20 @@ import (
 // ProducerID >= 0) goes through the log's sequence checks as one unit: a
 // resend of an earlier batch stores nothing and comes back with Duplicate
 // set and the original's offsets.
-func (b *Broker) AppendRecords(ctx context.Context, topic string, partition int32, records []Record, mode shlog.AckMode, opts batch.BuildOptions) (shlog.AppendResult, error) {
+func (b *Broker) AppendRecords(ctx context.Context, topic string, partition int32, records []Record, mode partlog.AckMode, opts batch.BuildOptions) (partlog.AppendResult, error) {
 	if len(records) == 0 {
-		return shlog.AppendResult{}, fmt.Errorf("%w: no records", ErrInvalidRequest)
+		return partlog.AppendResult{}, fmt.Errorf("%w: no records", ErrInvalidRequest)
 	}
 	t, tp, err := b.partition(ctx, topic, partition)
 	if err != nil {
-		return shlog.AppendResult{}, err
+		return partlog.AppendResult{}, err
 	}
 	if err := b.validateRecords(ctx, t, records); err != nil {
-		return shlog.AppendResult{}, err
+		return partlog.AppendResult{}, err
 	}
 	raw, err := batch.Build(records, opts)
 	if err != nil {
-		return shlog.AppendResult{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+		return partlog.AppendResult{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
 	return b.plog.Append(ctx, tp, raw, mode)
 }

@@ -11,7 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	shlog "github.com/streamhouse/streamhouse/internal/log"
+	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/testutil"
 	pb "github.com/streamhouse/streamhouse/proto/streamhousepb"
 )
@@ -357,11 +357,11 @@ func TestCodeOf(t *testing.T) {
 		err  error
 		code codes.Code
 	}{
-		{shlog.ErrNotLeader, codes.Unavailable},
-		{shlog.ErrClosed, codes.Unavailable},
-		{shlog.ErrOffsetOutOfRange, codes.OutOfRange},
-		{shlog.ErrOutOfOrderSequence, codes.FailedPrecondition},
-		{shlog.ErrInvalidProducerEpoch, codes.FailedPrecondition},
+		{broker.ErrNotLeader, codes.Unavailable},
+		{broker.ErrClosed, codes.Unavailable},
+		{broker.ErrOffsetOutOfRange, codes.OutOfRange},
+		{broker.ErrOutOfOrderSequence, codes.FailedPrecondition},
+		{broker.ErrInvalidProducerEpoch, codes.FailedPrecondition},
 		{context.DeadlineExceeded, codes.DeadlineExceeded},
 		{context.Canceled, codes.Canceled},
 		{bytes.ErrTooLarge, codes.Internal},

@@ -11,7 +11,6 @@ import (
 
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/broker"
-	shlog "github.com/streamhouse/streamhouse/internal/log"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
@@ -50,12 +49,12 @@ func codeOf(err error) codes.Code {
 		errors.Is(err, batch.ErrInvalidRecord), errors.Is(err, batch.ErrCorrupt),
 		errors.Is(err, batch.ErrUnsupportedMagic), errors.Is(err, batch.ErrTooLarge):
 		return codes.InvalidArgument
-	case errors.Is(err, shlog.ErrOffsetOutOfRange), errors.Is(err, metadata.ErrOffsetOutOfRange):
+	case errors.Is(err, broker.ErrOffsetOutOfRange), errors.Is(err, metadata.ErrOffsetOutOfRange):
 		return codes.OutOfRange
-	case errors.Is(err, shlog.ErrOutOfOrderSequence), errors.Is(err, shlog.ErrInvalidProducerEpoch):
+	case errors.Is(err, broker.ErrOutOfOrderSequence), errors.Is(err, broker.ErrInvalidProducerEpoch):
 		return codes.FailedPrecondition
-	case errors.Is(err, shlog.ErrNotLeader), errors.Is(err, metadata.ErrLeaseHeld),
-		errors.As(err, &fenced), errors.Is(err, shlog.ErrClosed):
+	case errors.Is(err, broker.ErrNotLeader), errors.Is(err, metadata.ErrLeaseHeld),
+		errors.As(err, &fenced), errors.Is(err, broker.ErrClosed):
 		return codes.Unavailable
 	case errors.Is(err, context.DeadlineExceeded):
 		return codes.DeadlineExceeded
@@ -81,7 +80,7 @@ func (s *Server) toStatus(method string, err error) error {
 		s.log.Error("grpc request failed", "method", method, "err", err)
 		msg = "internal error; see the server log"
 	case codes.Unavailable:
-		if errors.Is(err, shlog.ErrClosed) {
+		if errors.Is(err, broker.ErrClosed) {
 			msg = "the server is shutting down: " + msg
 		} else {
 			msg = "this agent does not lead the partition; retry: " + msg

@@ -17,9 +17,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/streamhouse/streamhouse/internal/broker"
-	shlog "github.com/streamhouse/streamhouse/internal/log"
 	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
 	"github.com/streamhouse/streamhouse/internal/objstore"
+	"github.com/streamhouse/streamhouse/internal/partlog"
 	pb "github.com/streamhouse/streamhouse/proto/streamhousepb"
 )
 
@@ -43,7 +43,7 @@ func newEnv(t *testing.T, opts ServerOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := shlog.Open(ctx, shlog.Config{AgentID: "a", Bucket: bucket, Store: store, Logger: logger})
+	l, err := partlog.Open(ctx, partlog.Config{AgentID: "a", Bucket: bucket, Store: store, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

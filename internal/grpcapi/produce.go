@@ -12,7 +12,6 @@ import (
 
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/broker"
-	shlog "github.com/streamhouse/streamhouse/internal/log"
 	pb "github.com/streamhouse/streamhouse/proto/streamhousepb"
 )
 
@@ -27,7 +26,7 @@ func (s *Server) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.Produ
 		return nil, err
 	}
 	rec := recordIn(req.GetKey(), req.GetValue(), req.GetHeaders(), 0)
-	offs, err := s.b.ProduceRecords(ctx, req.GetTopic(), p, []broker.Record{rec}, shlog.AckDurable, batch.DefaultBuildOptions())
+	offs, err := s.b.ProduceRecords(ctx, req.GetTopic(), p, []broker.Record{rec}, broker.AckDurable, batch.DefaultBuildOptions())
 	if err != nil {
 		return nil, s.toStatus("Produce", err)
 	}
@@ -84,14 +83,14 @@ func (s *Server) ProduceBatch(ctx context.Context, req *pb.ProduceBatchRequest) 
 	}, nil
 }
 
-func ackModeArg(m pb.AckMode) (shlog.AckMode, error) {
+func ackModeArg(m pb.AckMode) (broker.AckMode, error) {
 	switch m {
 	case pb.AckMode_ACK_BUFFERED:
-		return shlog.AckBuffered, nil
+		return broker.AckBuffered, nil
 	case pb.AckMode_ACK_DURABLE:
-		return shlog.AckDurable, nil
+		return broker.AckDurable, nil
 	case pb.AckMode_ACK_NONE:
-		return shlog.AckNone, nil
+		return broker.AckNone, nil
 	}
 	return 0, invalid("ack_mode %d is not an AckMode", int32(m))
 }

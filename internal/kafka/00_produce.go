@@ -11,7 +11,6 @@ import (
 
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/broker"
-	shlog "github.com/streamhouse/streamhouse/internal/log"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
@@ -75,9 +74,9 @@ type produceJob struct {
 	out     *kmsg.ProduceResponseTopicPartition
 	topic   string
 	records []byte
-	pending *shlog.Appending
+	pending *broker.Appending
 	err     error
-	res     shlog.AppendResult
+	res     broker.AppendResult
 }
 
 func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
@@ -122,14 +121,14 @@ func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Respon
 		return produceAnswer(req, resp, true)
 	}
 
-	var mode shlog.AckMode
+	var mode broker.AckMode
 	switch req.Acks {
 	case 0:
-		mode = shlog.AckNone
+		mode = broker.AckNone
 	case 1:
-		mode = shlog.AckBuffered
+		mode = broker.AckBuffered
 	case -1:
-		mode = shlog.AckDurable
+		mode = broker.AckDurable
 	default:
 		return failAll(kerr.InvalidRequiredAcks.Code, "acks must be -1, 0 or 1")
 	}
@@ -165,7 +164,7 @@ func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Respon
 	}
 
 	actx := ctx
-	if mode == shlog.AckDurable {
+	if mode == broker.AckDurable {
 		timeout := time.Duration(req.TimeoutMillis) * time.Millisecond
 		if timeout <= 0 {
 			timeout = defaultProduceTimeout

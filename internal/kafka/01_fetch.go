@@ -11,7 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/streamhouse/streamhouse/internal/broker"
-	shlog "github.com/streamhouse/streamhouse/internal/log"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
@@ -251,7 +250,7 @@ func (s *Server) fetchPass(ctx context.Context, parts []fetchPart, maxBytes int)
 	// one window of reads can be wasted past the budget.
 	type pending struct {
 		limit int
-		res   shlog.ReadResult
+		res   broker.ReadResult
 		err   error
 	}
 	pend := make([]pending, len(parts))
@@ -287,7 +286,7 @@ func (s *Server) fetchPass(ctx context.Context, parts []fetchPart, maxBytes int)
 				// No room left: report where the partition stands.
 				pd.res.LogStartOffset, pd.res.HighWatermark, pd.err = s.broker.Offsets(ctx, p.name, p.w.partition)
 				if pd.err == nil && (p.w.offset < pd.res.LogStartOffset || p.w.offset > pd.res.HighWatermark) {
-					pd.err = shlog.ErrOffsetOutOfRange
+					pd.err = broker.ErrOffsetOutOfRange
 				}
 				continue
 			}

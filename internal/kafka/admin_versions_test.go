@@ -16,7 +16,6 @@ import (
 
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/broker"
-	shlog "github.com/streamhouse/streamhouse/internal/log"
 )
 
 // wireClient speaks the protocol at exactly the version a test sets on each
@@ -96,7 +95,7 @@ func produceN(t *testing.T, s *testServer, topic string, partition int32, n int)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := s.broker.ProduceRecords(ctx, topic, partition, recs, shlog.AckDurable, batch.DefaultBuildOptions()); err != nil {
+	if _, err := s.broker.ProduceRecords(ctx, topic, partition, recs, broker.AckDurable, batch.DefaultBuildOptions()); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/broker"
-	shlog "github.com/streamhouse/streamhouse/internal/log"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
@@ -24,15 +23,15 @@ func errorCode(err error) int16 {
 		return ke.Code
 	}
 	switch {
-	case errors.Is(err, shlog.ErrNotLeader), errors.Is(err, metadata.ErrLeaseHeld):
+	case errors.Is(err, broker.ErrNotLeader), errors.Is(err, metadata.ErrLeaseHeld):
 		return kerr.NotLeaderForPartition.Code
-	case errors.Is(err, shlog.ErrOffsetOutOfRange):
+	case errors.Is(err, broker.ErrOffsetOutOfRange):
 		return kerr.OffsetOutOfRange.Code
-	case errors.Is(err, shlog.ErrOutOfOrderSequence):
+	case errors.Is(err, broker.ErrOutOfOrderSequence):
 		return kerr.OutOfOrderSequenceNumber.Code
-	case errors.Is(err, shlog.ErrInvalidProducerEpoch):
+	case errors.Is(err, broker.ErrInvalidProducerEpoch):
 		return kerr.InvalidProducerEpoch.Code
-	case errors.Is(err, shlog.ErrClosed):
+	case errors.Is(err, broker.ErrClosed):
 		return kerr.NotLeaderForPartition.Code
 	case errors.Is(err, batch.ErrTooLarge):
 		return kerr.MessageTooLarge.Code

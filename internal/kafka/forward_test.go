@@ -9,7 +9,6 @@ import (
 
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/broker"
-	shlog "github.com/streamhouse/streamhouse/internal/log"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
@@ -51,7 +50,7 @@ func TestProduceForwardedToLeader(t *testing.T) {
 		part int32
 	}{{s1, at2}, {s2, at1}, {s1, at2}} {
 		recs := []broker.Record{{Value: []byte(fmt.Sprintf("r%d-a", round))}, {Value: []byte(fmt.Sprintf("r%d-b", round))}}
-		offs, err := c.via.broker.ProduceRecords(ctx, "fwd", c.part, recs, shlog.AckDurable, batch.DefaultBuildOptions())
+		offs, err := c.via.broker.ProduceRecords(ctx, "fwd", c.part, recs, broker.AckDurable, batch.DefaultBuildOptions())
 		if err != nil {
 			t.Fatalf("round %d: produce to partition %d via the other agent: %v", round, c.part, err)
 		}
@@ -76,7 +75,7 @@ func TestProduceForwardedToLeader(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		recs = append(recs, broker.Record{Key: []byte(fmt.Sprint("k", i)), Value: []byte("v")})
 	}
-	offs, err := s1.broker.ProduceRecords(ctx, "fwd", -1, recs, shlog.AckDurable, batch.DefaultBuildOptions())
+	offs, err := s1.broker.ProduceRecords(ctx, "fwd", -1, recs, broker.AckDurable, batch.DefaultBuildOptions())
 	if err != nil || len(offs) != 20 {
 		t.Fatalf("keyed produce over both partitions: %d offsets, %v", len(offs), err)
 	}
@@ -85,8 +84,8 @@ func TestProduceForwardedToLeader(t *testing.T) {
 	// of an idempotent batch is out of order at the leader.
 	opts := batch.DefaultBuildOptions()
 	opts.ProducerID, opts.ProducerEpoch, opts.BaseSequence = 77, 0, 5
-	_, err = s1.broker.ProduceRecords(ctx, "fwd", at2, []broker.Record{{Value: []byte("x")}}, shlog.AckDurable, opts)
-	if !errors.Is(err, shlog.ErrOutOfOrderSequence) {
+	_, err = s1.broker.ProduceRecords(ctx, "fwd", at2, []broker.Record{{Value: []byte("x")}}, broker.AckDurable, opts)
+	if !errors.Is(err, broker.ErrOutOfOrderSequence) {
 		t.Fatalf("forwarded out-of-order batch: %v, want ErrOutOfOrderSequence", err)
 	}
 }

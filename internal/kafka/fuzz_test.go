@@ -15,9 +15,9 @@ import (
 
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/broker"
-	shlog "github.com/streamhouse/streamhouse/internal/log"
 	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
 	"github.com/streamhouse/streamhouse/internal/objstore"
+	"github.com/streamhouse/streamhouse/internal/partlog"
 )
 
 // fuzzHandled are the keys whose handlers FuzzRequest runs on what parses;
@@ -40,7 +40,7 @@ func dpServerTB(tb testing.TB) (*Server, string) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	plog, err := shlog.Open(ctx, shlog.Config{AgentID: "tb", Bucket: bucket, Store: store, Logger: logger})
+	plog, err := partlog.Open(ctx, partlog.Config{AgentID: "tb", Bucket: bucket, Store: store, Logger: logger})
 	if err != nil {
 		tb.Fatal(err)
 	}

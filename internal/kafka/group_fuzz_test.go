@@ -12,9 +12,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/streamhouse/streamhouse/internal/broker"
-	shlog "github.com/streamhouse/streamhouse/internal/log"
 	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
 	"github.com/streamhouse/streamhouse/internal/objstore"
+	"github.com/streamhouse/streamhouse/internal/partlog"
 )
 
 // grpKeys are the group coordinator's API keys.
@@ -36,7 +36,7 @@ func FuzzGroupRequests(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	plog, err := shlog.Open(ctx, shlog.Config{AgentID: "fz", Bucket: bucket, Store: store, Logger: logger})
+	plog, err := partlog.Open(ctx, partlog.Config{AgentID: "fz", Bucket: bucket, Store: store, Logger: logger})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -14,10 +14,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/streamhouse/streamhouse/internal/broker"
-	shlog "github.com/streamhouse/streamhouse/internal/log"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
 	"github.com/streamhouse/streamhouse/internal/objstore"
+	"github.com/streamhouse/streamhouse/internal/partlog"
 )
 
 // testServer is a real Kafka listener over a real broker (SQLite or
@@ -26,7 +26,7 @@ type testServer struct {
 	t      *testing.T
 	addr   string
 	broker *broker.Broker
-	log    *shlog.Log
+	log    *partlog.Log
 	store  metadata.Store
 	srv    *Server
 }
@@ -61,11 +61,11 @@ func startServer(t *testing.T, o testOptions) *testServer {
 	if o.agentID == "" {
 		o.agentID = "agent-1"
 	}
-	lcfg := shlog.Config{AgentID: o.agentID, Bucket: o.bucket, Store: o.store, Logger: logger}
+	lcfg := partlog.Config{AgentID: o.agentID, Bucket: o.bucket, Store: o.store, Logger: logger}
 	if o.readChunkBytes > 0 {
 		lcfg.ReadChunkBytes, lcfg.HotTailBytes = o.readChunkBytes, -1
 	}
-	plog, err := shlog.Open(ctx, lcfg)
+	plog, err := partlog.Open(ctx, lcfg)
 	if err != nil {
 		t.Fatal(err)
 	}

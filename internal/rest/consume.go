@@ -7,7 +7,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/streamhouse/streamhouse/internal/broker"
-	shlog "github.com/streamhouse/streamhouse/internal/log"
 )
 
 // Consume limits: maxRecords defaults to 100 and is capped at 10000;
@@ -110,7 +109,7 @@ func (s *server) consume(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case errors.Is(err, broker.ErrUnknownTopic):
 		return notFound("topic %q does not exist", topic)
-	case errors.Is(err, shlog.ErrOffsetOutOfRange):
+	case errors.Is(err, broker.ErrOffsetOutOfRange):
 		logStart, hw, oerr := s.b.Offsets(r.Context(), topic, p)
 		if oerr != nil {
 			return badRequest("offset %d is out of range", offset)

@@ -19,9 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/streamhouse/streamhouse/internal/broker"
-	shlog "github.com/streamhouse/streamhouse/internal/log"
 	"github.com/streamhouse/streamhouse/internal/metadata/sqlstore"
 	"github.com/streamhouse/streamhouse/internal/objstore"
+	"github.com/streamhouse/streamhouse/internal/partlog"
 	"github.com/streamhouse/streamhouse/internal/rest"
 )
 
@@ -56,7 +56,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		t.Fatalf("open local bucket: %v", err)
 	}
 	t.Cleanup(func() { _ = bucket.Close() })
-	plog, err := shlog.Open(ctx, shlog.Config{AgentID: "test", Bucket: bucket, Store: store, Logger: logger})
+	plog, err := partlog.Open(ctx, partlog.Config{AgentID: "test", Bucket: bucket, Store: store, Logger: logger})
 	if err != nil {
 		t.Fatalf("open log: %v", err)
 	}

@@ -11,36 +11,35 @@ import (
 
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/broker"
-	shlog "github.com/streamhouse/streamhouse/internal/log"
 )
 
 // parseAckMode reads ack_mode: absent or null is durable (a 2xx means the
 // record is in the object store); "none", "buffered", "durable" (any case,
 // also the gRPC names "ACK_NONE"...) or the original's integers 2, 0, 1.
-func parseAckMode(raw json.RawMessage) (shlog.AckMode, error) {
+func parseAckMode(raw json.RawMessage) (broker.AckMode, error) {
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
-		return shlog.AckDurable, nil
+		return broker.AckDurable, nil
 	}
 	var name string
 	if err := json.Unmarshal(raw, &name); err == nil {
 		switch strings.TrimPrefix(strings.ToLower(name), "ack_") {
 		case "none":
-			return shlog.AckNone, nil
+			return broker.AckNone, nil
 		case "buffered":
-			return shlog.AckBuffered, nil
+			return broker.AckBuffered, nil
 		case "durable":
-			return shlog.AckDurable, nil
+			return broker.AckDurable, nil
 		}
 	} else {
 		var n int
 		if err := json.Unmarshal(raw, &n); err == nil {
 			switch n {
 			case 2:
-				return shlog.AckNone, nil
+				return broker.AckNone, nil
 			case 0:
-				return shlog.AckBuffered, nil
+				return broker.AckBuffered, nil
 			case 1:
-				return shlog.AckDurable, nil
+				return broker.AckDurable, nil
 			}
 		}
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/broker"
-	shlog "github.com/streamhouse/streamhouse/internal/log"
 )
 
 // TestReadmeQuickStart runs the README's curl examples.
@@ -120,7 +119,7 @@ func TestConsumeNonUTF8(t *testing.T) {
 	_, err := e.b.ProduceRecords(context.Background(), "raw", 0, []broker.Record{
 		{Key: []byte("text-key"), Value: bad},
 		{Value: []byte("fine"), Headers: []batch.RecordHeader{{Key: "h", Value: bad}, {Key: "n"}}},
-	}, shlog.AckDurable, batch.DefaultBuildOptions())
+	}, broker.AckDurable, batch.DefaultBuildOptions())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,6 @@ import (
 
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/broker"
-	shlog "github.com/streamhouse/streamhouse/internal/log"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
@@ -342,14 +341,14 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		errors.Is(err, broker.ErrUnknownPartition),
 		errors.Is(err, batch.ErrInvalidRecord), errors.Is(err, batch.ErrCorrupt),
 		errors.Is(err, batch.ErrUnsupportedMagic),
-		errors.Is(err, shlog.ErrOutOfOrderSequence), errors.Is(err, shlog.ErrInvalidProducerEpoch),
-		errors.Is(err, shlog.ErrOffsetOutOfRange), errors.Is(err, metadata.ErrOffsetOutOfRange),
+		errors.Is(err, broker.ErrOutOfOrderSequence), errors.Is(err, broker.ErrInvalidProducerEpoch),
+		errors.Is(err, broker.ErrOffsetOutOfRange), errors.Is(err, metadata.ErrOffsetOutOfRange),
 		errors.Is(err, metadata.ErrInvalidPartitions):
 		status, code = http.StatusBadRequest, codeBadRequest
-	case errors.Is(err, shlog.ErrNotLeader), errors.Is(err, metadata.ErrLeaseHeld):
+	case errors.Is(err, broker.ErrNotLeader), errors.Is(err, metadata.ErrLeaseHeld):
 		status, code = http.StatusServiceUnavailable, codeNotLeader
 		msg = "this agent does not lead the partition; retry: " + msg
-	case errors.Is(err, shlog.ErrClosed):
+	case errors.Is(err, broker.ErrClosed):
 		status, code = http.StatusServiceUnavailable, codeUnavailable
 		msg = "the server is shutting down: " + msg
 	case errors.Is(err, context.DeadlineExceeded):

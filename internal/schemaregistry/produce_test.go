@@ -24,9 +24,9 @@ import (
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/grpcapi"
 	"github.com/streamhouse/streamhouse/internal/kafka"
-	shlog "github.com/streamhouse/streamhouse/internal/log"
 	"github.com/streamhouse/streamhouse/internal/metadata/sqlstore"
 	"github.com/streamhouse/streamhouse/internal/objstore"
+	"github.com/streamhouse/streamhouse/internal/partlog"
 	"github.com/streamhouse/streamhouse/internal/rest"
 	"github.com/streamhouse/streamhouse/internal/schemaregistry"
 	pb "github.com/streamhouse/streamhouse/proto/streamhousepb"
@@ -57,7 +57,7 @@ func newStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = bucket.Close() })
-	plog, err := shlog.Open(ctx, shlog.Config{AgentID: "test", Bucket: bucket, Store: store, Logger: logger})
+	plog, err := partlog.Open(ctx, partlog.Config{AgentID: "test", Bucket: bucket, Store: store, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,10 +22,10 @@ import (
 	"github.com/streamhouse/streamhouse/internal/config"
 	"github.com/streamhouse/streamhouse/internal/grpcapi"
 	"github.com/streamhouse/streamhouse/internal/kafka"
-	shlog "github.com/streamhouse/streamhouse/internal/log"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/metadata/sqlstore"
 	"github.com/streamhouse/streamhouse/internal/objstore"
+	"github.com/streamhouse/streamhouse/internal/partlog"
 	"github.com/streamhouse/streamhouse/internal/rest"
 	"github.com/streamhouse/streamhouse/internal/schemaregistry"
 )
@@ -37,7 +37,7 @@ type Server struct {
 	reg    *prometheus.Registry
 	bucket objstore.Bucket
 	store  metadata.Store
-	plog   *shlog.Log
+	plog   *partlog.Log
 	broker *broker.Broker
 
 	httpLn  net.Listener
@@ -86,7 +86,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 	if readAhead == 0 {
 		readAhead = -1
 	}
-	s.plog, err = shlog.Open(ctx, shlog.Config{
+	s.plog, err = partlog.Open(ctx, partlog.Config{
 		AgentID:            cfg.AgentID,
 		Bucket:             s.bucket,
 		Store:              s.store,

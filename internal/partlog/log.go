@@ -1,4 +1,4 @@
-// Package log owns the partition log of one agent: the write path of
+// Package partlog owns the partition log of one agent: the write path of
 // DESIGN.md §2 (offset assignment, the shared write buffer, sealing into
 // multi-partition segment objects, pipelined uploads, fenced commits in seal
 // order, acknowledgements) and the read path of §3 (index lookup, hot tail,
@@ -6,7 +6,7 @@
 //
 // Lock order: Log.mu before partition.mu. Nothing holds either lock across
 // I/O.
-package log
+package partlog
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package log
+package partlog
 
 import "github.com/prometheus/client_golang/prometheus"
 

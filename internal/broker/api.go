@@ -1,0 +1,36 @@
+package broker
+
+import "github.com/streamhouse/streamhouse/internal/partlog"
+
+// The names front ends need from the partition log, re-exported so that a
+// front end (Kafka, REST, gRPC, SQL) imports the broker and never the log:
+// the broker is the one API every front end calls (DESIGN.md §1).
+
+// AckMode says when a produce returns.
+type AckMode = partlog.AckMode
+
+// Ack modes: none answers at once, buffered once the batch is in the write
+// buffer, durable once it is committed in the metadata store.
+const (
+	AckNone     = partlog.AckNone
+	AckBuffered = partlog.AckBuffered
+	AckDurable  = partlog.AckDurable
+)
+
+type (
+	// AppendResult is what a produce assigned: base offset, timestamp, log start.
+	AppendResult = partlog.AppendResult
+	// Appending is a produce in flight; Wait returns its AppendResult.
+	Appending = partlog.Appending
+	// ReadResult is a fetch's answer: record bytes as stored plus watermarks.
+	ReadResult = partlog.ReadResult
+)
+
+// Errors front ends map to their protocol's codes.
+var (
+	ErrNotLeader            = partlog.ErrNotLeader
+	ErrOffsetOutOfRange     = partlog.ErrOffsetOutOfRange
+	ErrOutOfOrderSequence   = partlog.ErrOutOfOrderSequence
+	ErrInvalidProducerEpoch = partlog.ErrInvalidProducerEpoch
+	ErrClosed               = partlog.ErrClosed
+)
