@@ -36,6 +36,11 @@ var (
 	// version is no longer the expected one, or another registration took
 	// the version number). Check again and retry.
 	ErrSchemaConflict = errors.New("schema registration conflict")
+	// ErrGroupFenced: a group coordinator's write (offsets or group state)
+	// was made under a coordinator slot lease its agent no longer holds at
+	// that epoch, or carried a group generation older than the stored
+	// one. Nothing was written.
+	ErrGroupFenced = errors.New("group coordinator fenced")
 )
 
 // FencedError is returned by CommitObject when one or more partitions of the
@@ -175,6 +180,43 @@ type GroupOffset struct {
 	LeaderEpoch int32 // -1 if unknown
 	Metadata    string
 	CommittedAt time.Time
+}
+
+// GroupFence names the lease under which a group coordinator writes: the
+// group's coordinator slot (a partition of the internal groups topic), the
+// agent and the slot's lease epoch it holds. A fenced write succeeds only
+// if the slot's partition row still names that agent and epoch, checked in
+// the write's own transaction.
+type GroupFence struct {
+	Slot    TopicPartition
+	AgentID string
+	Epoch   int32
+}
+
+// GroupState is what a consumer group's coordinator persists when a
+// generation completes (the leader's assignment is handed out, or the group
+// empties), as Kafka's group metadata records do, so a coordinator taking
+// the group over continues its generation sequence.
+type GroupState struct {
+	Group        string
+	Generation   int32
+	ProtocolType string
+	Protocol     string // the generation's protocol; "" for an empty group
+	Leader       string
+	Members      []GroupMemberState // in join order; none for an empty group
+	UpdatedAt    time.Time
+}
+
+// GroupMemberState is one member of a GroupState.
+type GroupMemberState struct {
+	MemberID         string
+	InstanceID       string // "" for dynamic members
+	ClientID         string
+	ClientHost       string
+	SessionTimeout   time.Duration
+	RebalanceTimeout time.Duration
+	Subscription     []byte // the member's metadata for the generation's protocol
+	Assignment       []byte // the leader's assignment for the member
 }
 
 // ObjectRecord is an object the store knows about.
@@ -339,12 +381,25 @@ type Store interface {
 	// CreateGroup registers a group without offsets, so it is listed before
 	// its first commit. ErrGroupExists if it is registered or has offsets.
 	CreateGroup(ctx context.Context, group string) error
-	// DeleteGroup removes every offset of the group and its registration.
-	// ErrGroupNotFound if it has neither.
+	// DeleteGroup removes every offset of the group, its registration and
+	// its stored group state. ErrGroupNotFound if it has neither offsets
+	// nor registration.
 	DeleteGroup(ctx context.Context, group string) error
 	// ListGroups returns the groups registered or with committed offsets,
 	// ordered.
 	ListGroups(ctx context.Context) ([]string, error)
+	// CommitFencedGroupOffsets is CommitGroupOffsets for a group
+	// coordinator: in the same transaction it checks that the partition
+	// row of fence.Slot names fence.AgentID at fence.Epoch, else it writes
+	// nothing and returns an error wrapping ErrGroupFenced.
+	CommitFencedGroupOffsets(ctx context.Context, fence GroupFence, offsets []GroupOffset) error
+	// SaveGroupState stores a group's state, replacing the stored one,
+	// fenced as CommitFencedGroupOffsets is; a state whose generation is
+	// older than the stored one is refused with ErrGroupFenced too.
+	SaveGroupState(ctx context.Context, fence GroupFence, st GroupState) error
+	// LoadGroupState returns a group's stored state; found is false when
+	// it has none. DeleteGroup deletes it.
+	LoadGroupState(ctx context.Context, group string) (st GroupState, found bool, err error)
 
 	// Schema registry. The registry decides compatibility and error
 	// semantics; the store keeps ids stable and registrations atomic.

@@ -115,41 +115,7 @@ func (s *Store) ForgetObject(ctx context.Context, key string) error {
 
 // CommitGroupOffsets upserts offsets in one transaction.
 func (s *Store) CommitGroupOffsets(ctx context.Context, offsets []metadata.GroupOffset) error {
-	if len(offsets) == 0 {
-		return nil
-	}
-	// One statement may not upsert a row twice (PostgreSQL refuses it):
-	// the last offset for a key wins, as if committed in order.
-	type key struct {
-		group, topic string
-		partition    int32
-	}
-	last := make(map[key]int, len(offsets))
-	for i, o := range offsets {
-		last[key{o.Group, o.Topic, o.Partition}] = i
-	}
-	rows := make([][]any, 0, len(last))
-	for i, o := range offsets {
-		if last[key{o.Group, o.Topic, o.Partition}] != i {
-			continue
-		}
-		committed := o.CommittedAt
-		if committed.IsZero() {
-			committed = time.Now()
-		}
-		rows = append(rows, []any{o.Group, o.Topic, o.Partition, o.Offset, o.LeaderEpoch, o.Metadata, toMillis(committed)})
-	}
-	err := s.b.tx(ctx, func(q querier) error {
-		return insertRows(ctx, q,
-			`INSERT INTO group_offsets (group_id, topic, partition_id, committed_offset, leader_epoch, metadata, committed_at)`,
-			`ON CONFLICT (group_id, topic, partition_id) DO UPDATE SET committed_offset = excluded.committed_offset,
-				leader_epoch = excluded.leader_epoch, metadata = excluded.metadata, committed_at = excluded.committed_at`,
-			rows)
-	})
-	if err != nil {
-		return fmt.Errorf("commit offsets of group %q: %w", offsets[0].Group, err)
-	}
-	return nil
+	return s.commitGroupOffsets(ctx, nil, offsets) // groups_state.go
 }
 
 // FetchGroupOffsets returns the group's offsets ordered by topic and
@@ -222,6 +188,9 @@ func (s *Store) DeleteGroup(ctx context.Context, group string) error {
 		}
 		registered, err := q.exec(ctx, `DELETE FROM consumer_groups WHERE group_id = $1`, group)
 		if err != nil {
+			return err
+		}
+		if _, err := q.exec(ctx, `DELETE FROM group_state WHERE group_id = $1`, group); err != nil {
 			return err
 		}
 		if offsets+registered == 0 {
