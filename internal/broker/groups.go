@@ -30,29 +30,38 @@ type OffsetCommit struct {
 }
 
 // CommitOffsets stores a group's offsets in one transaction, after checking
-// each topic and partition exists and each offset is not negative.
+// each topic and partition exists and each offset is not negative. It is
+// not fenced: group coordinators commit with CommitGroupOffsets.
 func (b *Broker) CommitOffsets(ctx context.Context, group string, commits []OffsetCommit) error {
-	if err := ValidateGroupID(group); err != nil {
+	rows, err := b.offsetRows(ctx, group, commits)
+	if err != nil {
 		return err
+	}
+	if err := b.store.CommitGroupOffsets(ctx, rows); err != nil {
+		return fmt.Errorf("commit offsets of %s: %w", group, err)
+	}
+	return nil
+}
+
+func (b *Broker) offsetRows(ctx context.Context, group string, commits []OffsetCommit) ([]metadata.GroupOffset, error) {
+	if err := ValidateGroupID(group); err != nil {
+		return nil, err
 	}
 	now := b.now()
 	rows := make([]metadata.GroupOffset, 0, len(commits))
 	for _, c := range commits {
 		if _, _, err := b.partition(ctx, c.Topic, c.Partition); err != nil {
-			return err
+			return nil, err
 		}
 		if c.Offset < 0 {
-			return fmt.Errorf("%w: offset %d is negative", ErrInvalidRequest, c.Offset)
+			return nil, fmt.Errorf("%w: offset %d is negative", ErrInvalidRequest, c.Offset)
 		}
 		rows = append(rows, metadata.GroupOffset{
 			Group: group, Topic: c.Topic, Partition: c.Partition, Offset: c.Offset,
 			LeaderEpoch: c.LeaderEpoch, Metadata: c.Metadata, CommittedAt: now,
 		})
 	}
-	if err := b.store.CommitGroupOffsets(ctx, rows); err != nil {
-		return fmt.Errorf("commit offsets of %s: %w", group, err)
-	}
-	return nil
+	return rows, nil
 }
 
 // GroupOffsets returns a group's committed offsets.

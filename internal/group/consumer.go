@@ -1,6 +1,7 @@
 package group
 
 import (
+	"context"
 	"slices"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -65,8 +66,8 @@ func DecodeAssignment(b []byte) map[string][]int32 {
 
 // GroupMembers returns the live membership of a group this coordinator
 // runs, for front ends that show it without speaking Kafka.
-func (c *Coordinator) GroupMembers(groupID string) (broker.GroupMembership, bool) {
-	d, ok := c.Describe(groupID)
+func (c *Coordinator) GroupMembers(ctx context.Context, groupID string) (broker.GroupMembership, bool) {
+	d, ok := c.Describe(ctx, groupID)
 	if !ok {
 		return broker.GroupMembership{}, false
 	}

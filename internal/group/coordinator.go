@@ -6,10 +6,13 @@
 // roundrobin, sticky, cooperative-sticky all work; cooperative rebalancing
 // is driven by the clients, the coordinator just runs rebalances).
 //
-// Membership lives in memory only. Committed offsets live in the metadata
-// store and are reached through the broker; the coordinator only decides
-// whether a member may commit (ValidateCommit). A restart therefore costs
-// the groups one rebalance and loses nothing durable.
+// Membership lives in memory, and with a Store each completed generation
+// (generation, protocol, leader, members and assignments) is saved, and
+// loaded by the next coordinator of the group (persist.go), so generations
+// continue across coordinator moves and restarts. Committed offsets live
+// in the metadata store and are reached through the broker; the
+// coordinator decides whether a member may commit (ValidateCommit) and
+// under which slot lease the commit is fenced.
 //
 // Outcomes a Kafka client branches on are returned as kerr errors
 // (kerr.UnknownMemberID, kerr.RebalanceInProgress, ...): the classic
@@ -17,7 +20,7 @@
 // unchanged.
 //
 // Locking: one mutex guards every group. Nothing under it does I/O or
-// blocks. Requests that must wait (a JoinGroup for the barrier, a
+// blocks: loads happen before it is taken, saves after it is released. Requests that must wait (a JoinGroup for the barrier, a
 // follower's SyncGroup for the leader) park on a buffered channel of their
 // own outside the lock, and are answered by whichever call or timer
 // completes their step. Timers (join barrier, initial rebalance delay,
@@ -36,6 +39,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
 var (
@@ -61,6 +66,9 @@ type Config struct {
 	// MaxGroupSize (group.max.size) bounds the members of a group; 0 means
 	// no bound.
 	MaxGroupSize int
+	// Store persists completed generations and loads groups this
+	// coordinator does not have in memory; nil keeps groups in memory only.
+	Store Store
 }
 
 // Coordinator runs the groups of this agent.
@@ -68,6 +76,11 @@ type Coordinator struct {
 	cfg   Config
 	log   *slog.Logger
 	clock Clock
+
+	// root bounds every save; Close cancels it and waits for saves.
+	root   context.Context
+	cancel context.CancelFunc
+	saves  sync.WaitGroup
 
 	mu     sync.Mutex
 	groups map[string]*group
@@ -89,27 +102,32 @@ func New(cfg Config) *Coordinator {
 	if cfg.MaxSessionTimeout <= 0 {
 		cfg.MaxSessionTimeout = 30 * time.Minute
 	}
+	root, cancel := context.WithCancel(context.Background())
 	return &Coordinator{
 		cfg:    cfg,
 		log:    cfg.Logger.With("component", "group"),
 		clock:  cfg.Clock,
+		root:   root,
+		cancel: cancel,
 		groups: make(map[string]*group),
 	}
 }
 
 // Close stops every timer and answers every waiting request with
 // NOT_COORDINATOR (clients then look for the coordinator again). Calls
-// after Close answer NOT_COORDINATOR too. Close is idempotent.
+// after Close answer NOT_COORDINATOR too. Saves in flight are cancelled
+// and waited for. Close is idempotent.
 func (c *Coordinator) Close() error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil
+	if !c.closed {
+		c.closed = true
+		for id, g := range c.groups {
+			c.dropLocked(id, g)
+		}
 	}
-	c.closed = true
-	for id, g := range c.groups {
-		c.dropLocked(id, g)
-	}
+	c.mu.Unlock()
+	c.cancel()
+	c.saves.Wait()
 	return nil
 }
 
@@ -209,9 +227,16 @@ func (c *Coordinator) Join(ctx context.Context, req JoinRequest) JoinResult {
 	if req.RebalanceTimeout <= 0 {
 		req.RebalanceTimeout = req.SessionTimeout
 	}
-	c.mu.Lock()
-	res, wait := c.join(req)
-	c.mu.Unlock()
+	var (
+		res  JoinResult
+		wait chan JoinResult
+	)
+	err := c.withGroup(ctx, req.Group, req.MemberID == "", func(g *group, _ metadata.GroupFence) {
+		res, wait = c.join(g, req)
+	})
+	if err != nil {
+		return joinErr(err, req.MemberID)
+	}
 	if wait == nil {
 		return res
 	}
@@ -223,16 +248,11 @@ func (c *Coordinator) Join(ctx context.Context, req JoinRequest) JoinResult {
 	}
 }
 
-func (c *Coordinator) join(req JoinRequest) (JoinResult, chan JoinResult) {
-	if c.closed {
-		return joinErr(kerr.NotCoordinator, req.MemberID), nil
-	}
-	g := c.groups[req.Group]
+// join handles a JoinGroup for g (nil: the group does not exist and the
+// member claims a member id).
+func (c *Coordinator) join(g *group, req JoinRequest) (JoinResult, chan JoinResult) {
 	if g == nil {
-		if req.MemberID != "" {
-			return joinErr(kerr.UnknownMemberID, req.MemberID), nil
-		}
-		g = newGroup(req.Group)
+		return joinErr(kerr.UnknownMemberID, req.MemberID), nil
 	}
 	if !g.supportsProtocols(req.ProtocolType, req.Protocols) {
 		return joinErr(kerr.InconsistentGroupProtocol, req.MemberID), nil
@@ -381,6 +401,7 @@ func (c *Coordinator) replaceStatic(g *group, oldID, newID string, req JoinReque
 		if g.selectProtocol() == g.protocol {
 			m.join = nil
 			c.scheduleSession(g, m)
+			c.saveLater(g) // the stored generation names the new member id
 			res := c.joinResult(g, m, false)
 			res.LeaderID = oldLeader
 			if oldLeader == oldID && req.SkipAssignmentOK {
@@ -456,9 +477,20 @@ func (c *Coordinator) Sync(ctx context.Context, req SyncRequest) SyncResult {
 	if req.Group == "" {
 		return SyncResult{Err: kerr.InvalidGroupID}
 	}
-	c.mu.Lock()
-	res, wait := c.syncGroup(req)
-	c.mu.Unlock()
+	var (
+		res  SyncResult
+		wait chan SyncResult
+		save *pendingSave
+	)
+	err := c.withGroup(ctx, req.Group, false, func(g *group, _ metadata.GroupFence) {
+		res, wait, save = c.syncGroup(g, req)
+	})
+	if err != nil {
+		return SyncResult{Err: err}
+	}
+	if save != nil {
+		c.saveAssignment(save)
+	}
 	if wait == nil {
 		return res
 	}
@@ -470,27 +502,25 @@ func (c *Coordinator) Sync(ctx context.Context, req SyncRequest) SyncResult {
 	}
 }
 
-func (c *Coordinator) syncGroup(req SyncRequest) (SyncResult, chan SyncResult) {
-	if c.closed {
-		return SyncResult{Err: kerr.NotCoordinator}, nil
-	}
-	g := c.groups[req.Group]
+// syncGroup handles a SyncGroup. The leader's assignment is handed out at
+// once without a Store; with one, it is returned to be saved first.
+func (c *Coordinator) syncGroup(g *group, req SyncRequest) (SyncResult, chan SyncResult, *pendingSave) {
 	if g == nil {
-		return SyncResult{Err: kerr.UnknownMemberID}, nil
+		return SyncResult{Err: kerr.UnknownMemberID}, nil, nil
 	}
 	if err := g.checkMember(req.MemberID, req.InstanceID); err != nil {
-		return SyncResult{Err: err}, nil
+		return SyncResult{Err: err}, nil, nil
 	}
 	if req.Generation != g.generation {
-		return SyncResult{Err: kerr.IllegalGeneration}, nil
+		return SyncResult{Err: kerr.IllegalGeneration}, nil, nil
 	}
 	if req.ProtocolType != nil && *req.ProtocolType != g.protocolType || req.Protocol != nil && *req.Protocol != g.protocol {
-		return SyncResult{Err: kerr.InconsistentGroupProtocol}, nil
+		return SyncResult{Err: kerr.InconsistentGroupProtocol}, nil, nil
 	}
 	m := g.members[req.MemberID]
 	switch g.state {
 	case PreparingRebalance:
-		return SyncResult{Err: kerr.RebalanceInProgress}, nil
+		return SyncResult{Err: kerr.RebalanceInProgress}, nil, nil
 	case CompletingRebalance:
 		c.synced(g, m)
 		if m.sync != nil {
@@ -498,28 +528,47 @@ func (c *Coordinator) syncGroup(req SyncRequest) (SyncResult, chan SyncResult) {
 		}
 		m.sync = make(chan SyncResult, 1)
 		ch := m.sync
-		if m.id == g.leader {
-			for _, mm := range g.members {
-				mm.assignment = req.Assignments[mm.id]
-				if mm.assignment == nil {
-					mm.assignment = []byte{}
-				}
-			}
-			g.state = Stable
-			c.log.Info("group stable", "group", g.id, "generation", g.generation, "protocol", g.protocol, "members", len(g.members))
-			for _, mm := range g.members {
-				if mm.sync != nil {
-					mm.sync <- c.syncResult(g, mm)
-					mm.sync = nil
-				}
-			}
+		if m.id != g.leader {
+			return SyncResult{}, ch, nil
 		}
-		return SyncResult{}, ch
+		assign := make(map[string][]byte, len(g.members))
+		for id := range g.members {
+			a := req.Assignments[id]
+			if a == nil {
+				a = []byte{}
+			}
+			assign[id] = a
+		}
+		if c.cfg.Store == nil {
+			c.handOut(g, assign)
+			return SyncResult{}, ch, nil
+		}
+		g.saving++
+		return SyncResult{}, ch, &pendingSave{g: g, generation: g.generation, fence: g.fence, state: snapshot(g, assign), assign: assign}
 	case Stable:
 		c.synced(g, m)
-		return c.syncResult(g, m), nil
+		return c.syncResult(g, m), nil, nil
 	}
-	return SyncResult{Err: kerr.UnknownMemberID}, nil
+	return SyncResult{Err: kerr.UnknownMemberID}, nil, nil
+}
+
+// handOut makes the leader's assignment the generation's and answers
+// every member waiting in SyncGroup: the group is Stable.
+func (c *Coordinator) handOut(g *group, assign map[string][]byte) {
+	for id, m := range g.members {
+		m.assignment = assign[id]
+		if m.assignment == nil {
+			m.assignment = []byte{}
+		}
+	}
+	g.state = Stable
+	c.log.Info("group stable", "group", g.id, "generation", g.generation, "protocol", g.protocol, "members", len(g.members))
+	for _, m := range g.members {
+		if m.sync != nil {
+			m.sync <- c.syncResult(g, m)
+			m.sync = nil
+		}
+	}
 }
 
 func (c *Coordinator) syncResult(g *group, m *member) SyncResult {

@@ -35,7 +35,7 @@ func TestSingleMemberJoinSyncHeartbeat(t *testing.T) {
 	if s := h.state("g"); s != CompletingRebalance {
 		t.Fatalf("state %v, want CompletingRebalance", s)
 	}
-	wantErr(t, "heartbeat before sync", h.c.Heartbeat(HeartbeatRequest{Group: "g", MemberID: id, Generation: 1}), nil)
+	wantErr(t, "heartbeat before sync", h.c.Heartbeat(t.Context(), HeartbeatRequest{Group: "g", MemberID: id, Generation: 1}), nil)
 	sr := h.c.Sync(context.Background(), SyncRequest{Group: "g", MemberID: id, Generation: 1, Assignments: map[string][]byte{id: []byte("a")}})
 	if sr.Err != nil || string(sr.Assignment) != "a" || sr.Protocol != "range" || sr.ProtocolType != "consumer" {
 		t.Fatalf("sync: %+v", sr)
@@ -43,11 +43,11 @@ func TestSingleMemberJoinSyncHeartbeat(t *testing.T) {
 	if s := h.state("g"); s != Stable {
 		t.Fatalf("state %v, want Stable", s)
 	}
-	wantErr(t, "heartbeat", h.c.Heartbeat(HeartbeatRequest{Group: "g", MemberID: id, Generation: 1}), nil)
-	wantErr(t, "heartbeat old generation", h.c.Heartbeat(HeartbeatRequest{Group: "g", MemberID: id, Generation: 0}), kerr.IllegalGeneration)
-	wantErr(t, "heartbeat unknown member", h.c.Heartbeat(HeartbeatRequest{Group: "g", MemberID: "nobody", Generation: 1}), kerr.UnknownMemberID)
-	wantErr(t, "heartbeat unknown group", h.c.Heartbeat(HeartbeatRequest{Group: "other", MemberID: id, Generation: 1}), kerr.UnknownMemberID)
-	wantErr(t, "heartbeat empty group id", h.c.Heartbeat(HeartbeatRequest{MemberID: id, Generation: 1}), kerr.InvalidGroupID)
+	wantErr(t, "heartbeat", h.c.Heartbeat(t.Context(), HeartbeatRequest{Group: "g", MemberID: id, Generation: 1}), nil)
+	wantErr(t, "heartbeat old generation", h.c.Heartbeat(t.Context(), HeartbeatRequest{Group: "g", MemberID: id, Generation: 0}), kerr.IllegalGeneration)
+	wantErr(t, "heartbeat unknown member", h.c.Heartbeat(t.Context(), HeartbeatRequest{Group: "g", MemberID: "nobody", Generation: 1}), kerr.UnknownMemberID)
+	wantErr(t, "heartbeat unknown group", h.c.Heartbeat(t.Context(), HeartbeatRequest{Group: "other", MemberID: id, Generation: 1}), kerr.UnknownMemberID)
+	wantErr(t, "heartbeat empty group id", h.c.Heartbeat(t.Context(), HeartbeatRequest{MemberID: id, Generation: 1}), kerr.InvalidGroupID)
 	// A follower-style rejoin of the only member, who leads: rebalance.
 	ch := h.joinAsync(req)
 	if r := recv(t, ch); r.Err != nil || r.Generation != 2 {
@@ -73,7 +73,7 @@ func TestJoinValidation(t *testing.T) {
 	req = consumerReq("g", "c")
 	req.Protocols = nil
 	wantErr(t, "no protocols", h.c.Join(ctx, req).Err, kerr.InconsistentGroupProtocol)
-	if _, ok := h.c.Describe("g"); ok {
+	if _, ok := h.c.Describe(t.Context(), "g"); ok {
 		t.Fatal("a refused join left a group behind")
 	}
 
@@ -104,10 +104,10 @@ func TestRebalanceWhenMemberJoins(t *testing.T) {
 	if s := h.state("g"); s != PreparingRebalance {
 		t.Fatalf("state %v, want PreparingRebalance", s)
 	}
-	wantErr(t, "a's heartbeat", h.c.Heartbeat(HeartbeatRequest{Group: "g", MemberID: a, Generation: 1}), kerr.RebalanceInProgress)
+	wantErr(t, "a's heartbeat", h.c.Heartbeat(t.Context(), HeartbeatRequest{Group: "g", MemberID: a, Generation: 1}), kerr.RebalanceInProgress)
 	wantErr(t, "a's sync", h.c.Sync(ctx, SyncRequest{Group: "g", MemberID: a, Generation: 1}).Err, kerr.RebalanceInProgress)
 	// Members may commit what they consumed before rejoining.
-	wantErr(t, "a's commit while rebalancing", h.c.ValidateCommit("g", 1, a, ""), nil)
+	wantErr(t, "a's commit while rebalancing", h.validateCommit("g", 1, a, ""), nil)
 
 	areq := consumerReq("g", "a")
 	areq.MemberID = a
@@ -122,13 +122,13 @@ func TestRebalanceWhenMemberJoins(t *testing.T) {
 	if len(ar.Members) != 2 || len(br.Members) != 0 {
 		t.Fatalf("members: leader got %d, follower got %d", len(ar.Members), len(br.Members))
 	}
-	wantErr(t, "commit before the assignment", h.c.ValidateCommit("g", 2, a, ""), kerr.RebalanceInProgress)
+	wantErr(t, "commit before the assignment", h.validateCommit("g", 2, a, ""), kerr.RebalanceInProgress)
 	wantErr(t, "sync of an old generation", h.c.Sync(ctx, SyncRequest{Group: "g", MemberID: breq.MemberID, Generation: 1}).Err, kerr.IllegalGeneration)
 	got := h.stabilize("g", []JoinResult{ar, br})
 	if string(got[breq.MemberID]) != "assigned:"+breq.MemberID {
 		t.Fatalf("b got %q", got[breq.MemberID])
 	}
-	wantErr(t, "commit when stable", h.c.ValidateCommit("g", 2, a, ""), nil)
+	wantErr(t, "commit when stable", h.validateCommit("g", 2, a, ""), nil)
 }
 
 func TestJoinBarrierRemovesMembersThatDoNotRejoin(t *testing.T) {
@@ -157,11 +157,11 @@ func TestJoinBarrierRemovesMembersThatDoNotRejoin(t *testing.T) {
 	if ar.Err != nil || cr.Err != nil || ar.Generation != 2 || len(ar.Members)+len(cr.Members) != 2 {
 		t.Fatalf("joins: %+v %+v", ar, cr)
 	}
-	d, _ := h.c.Describe("g")
+	d, _ := h.c.Describe(t.Context(), "g")
 	if !slices.Equal(memberIDs(d), sortedStrings(a.MemberID, c.MemberID)) {
 		t.Fatalf("members %v, want a and c", memberIDs(d))
 	}
-	wantErr(t, "b after removal", h.c.Heartbeat(HeartbeatRequest{Group: "g", MemberID: res[1].MemberID, Generation: 2}), kerr.UnknownMemberID)
+	wantErr(t, "b after removal", h.c.Heartbeat(t.Context(), HeartbeatRequest{Group: "g", MemberID: res[1].MemberID, Generation: 2}), kerr.UnknownMemberID)
 }
 
 func sortedStrings(s ...string) []string {
@@ -177,17 +177,17 @@ func TestSessionExpiryRebalances(t *testing.T) {
 	a, b := res[0].MemberID, res[1].MemberID
 	for range 3 {
 		h.clk.Advance(testSession - time.Second)
-		wantErr(t, "a heartbeat", h.c.Heartbeat(HeartbeatRequest{Group: "g", MemberID: a, Generation: 1}), nil)
-		wantErr(t, "b heartbeat", h.c.Heartbeat(HeartbeatRequest{Group: "g", MemberID: b, Generation: 1}), nil)
+		wantErr(t, "a heartbeat", h.c.Heartbeat(t.Context(), HeartbeatRequest{Group: "g", MemberID: a, Generation: 1}), nil)
+		wantErr(t, "b heartbeat", h.c.Heartbeat(t.Context(), HeartbeatRequest{Group: "g", MemberID: b, Generation: 1}), nil)
 	}
 	h.clk.Advance(testSession - time.Second)
-	wantErr(t, "a heartbeat", h.c.Heartbeat(HeartbeatRequest{Group: "g", MemberID: a, Generation: 1}), nil)
+	wantErr(t, "a heartbeat", h.c.Heartbeat(t.Context(), HeartbeatRequest{Group: "g", MemberID: a, Generation: 1}), nil)
 	h.clk.Advance(2 * time.Second) // b is silent past its session
 	if s := h.state("g"); s != PreparingRebalance {
 		t.Fatalf("state %v after b's session expired, want PreparingRebalance", s)
 	}
-	wantErr(t, "b after expiry", h.c.Heartbeat(HeartbeatRequest{Group: "g", MemberID: b, Generation: 1}), kerr.UnknownMemberID)
-	wantErr(t, "a during the rebalance", h.c.Heartbeat(HeartbeatRequest{Group: "g", MemberID: a, Generation: 1}), kerr.RebalanceInProgress)
+	wantErr(t, "b after expiry", h.c.Heartbeat(t.Context(), HeartbeatRequest{Group: "g", MemberID: b, Generation: 1}), kerr.UnknownMemberID)
+	wantErr(t, "a during the rebalance", h.c.Heartbeat(t.Context(), HeartbeatRequest{Group: "g", MemberID: a, Generation: 1}), kerr.RebalanceInProgress)
 	areq := consumerReq("g", "a")
 	areq.MemberID = a
 	r := recv(t, h.joinAsync(areq))
@@ -203,26 +203,26 @@ func TestLastMemberLeavingEmptiesGroup(t *testing.T) {
 	h.stabilize("g", res)
 	a, b, c := res[0].MemberID, res[1].MemberID, res[2].MemberID
 
-	errs, err := h.c.Leave("g", []LeaveMember{{MemberID: b}, {MemberID: "ghost"}})
+	errs, err := h.c.Leave(t.Context(), "g", []LeaveMember{{MemberID: b}, {MemberID: "ghost"}})
 	if err != nil || errs[0] != nil || !errorsIs(errs[1], kerr.UnknownMemberID) {
 		t.Fatalf("leave: %v %v", errs, err)
 	}
 	if s := h.state("g"); s != PreparingRebalance {
 		t.Fatalf("state %v after a leave, want PreparingRebalance", s)
 	}
-	errs, err = h.c.Leave("g", []LeaveMember{{MemberID: a}, {MemberID: c}})
+	errs, err = h.c.Leave(t.Context(), "g", []LeaveMember{{MemberID: a}, {MemberID: c}})
 	if err != nil || errs[0] != nil || errs[1] != nil {
 		t.Fatalf("leave: %v %v", errs, err)
 	}
-	if _, ok := h.c.Describe("g"); ok {
+	if _, ok := h.c.Describe(t.Context(), "g"); ok {
 		t.Fatal("an empty group stayed in memory")
 	}
-	errs, _ = h.c.Leave("g", []LeaveMember{{MemberID: a}})
+	errs, _ = h.c.Leave(t.Context(), "g", []LeaveMember{{MemberID: a}})
 	wantErr(t, "leave of a dropped group", errs[0], kerr.UnknownMemberID)
-	_, err = h.c.Leave("", []LeaveMember{{MemberID: a}})
+	_, err = h.c.Leave(t.Context(), "", []LeaveMember{{MemberID: a}})
 	wantErr(t, "leave with empty group id", err, kerr.InvalidGroupID)
-	wantErr(t, "simple commit to the emptied group", h.c.ValidateCommit("g", -1, "", ""), nil)
-	wantErr(t, "old member's commit", h.c.ValidateCommit("g", 1, a, ""), kerr.GroupIDNotFound)
+	wantErr(t, "simple commit to the emptied group", h.validateCommit("g", -1, "", ""), nil)
+	wantErr(t, "old member's commit", h.validateCommit("g", 1, a, ""), kerr.GroupIDNotFound)
 	if h.clk.pendingTimers() != 0 {
 		t.Fatalf("%d timers armed for a dropped group", h.clk.pendingTimers())
 	}
@@ -304,9 +304,9 @@ func TestStaticMemberRejoinsWithoutRebalance(t *testing.T) {
 	if sr.Err != nil || string(sr.Assignment) != string(assigned[r2.MemberID]) {
 		t.Fatalf("sync after static rejoin: %+v, want the old assignment %q", sr, assigned[r2.MemberID])
 	}
-	wantErr(t, "old member id", h.c.Heartbeat(HeartbeatRequest{Group: "g", MemberID: r2.MemberID, InstanceID: "i2", Generation: 2}), kerr.FencedInstanceID)
-	wantErr(t, "old member id commit", h.c.ValidateCommit("g", 2, r2.MemberID, "i2"), kerr.FencedInstanceID)
-	wantErr(t, "new member id", h.c.Heartbeat(HeartbeatRequest{Group: "g", MemberID: rr.MemberID, InstanceID: "i2", Generation: 2}), nil)
+	wantErr(t, "old member id", h.c.Heartbeat(t.Context(), HeartbeatRequest{Group: "g", MemberID: r2.MemberID, InstanceID: "i2", Generation: 2}), kerr.FencedInstanceID)
+	wantErr(t, "old member id commit", h.validateCommit("g", 2, r2.MemberID, "i2"), kerr.FencedInstanceID)
+	wantErr(t, "new member id", h.c.Heartbeat(t.Context(), HeartbeatRequest{Group: "g", MemberID: rr.MemberID, InstanceID: "i2", Generation: 2}), nil)
 
 	// The leader restarts: before v9 it is told the old leader id (so it
 	// does not assign); v9+ (KIP-814) tells it it leads, with
@@ -383,7 +383,7 @@ func TestStaticMemberNotRejoiningStaysUntilSessionExpires(t *testing.T) {
 		t.Fatalf("join: %+v (the static member should stay in the generation)", dr)
 	}
 	h.clk.Advance(time.Minute) // i1's session ends; d's sync never came either
-	desc, ok := h.c.Describe("g")
+	desc, ok := h.c.Describe(t.Context(), "g")
 	if ok && slices.Contains(memberIDs(desc), r1.MemberID) {
 		t.Fatalf("static member %s outlived its session: %+v", r1.MemberID, desc)
 	}
@@ -401,11 +401,11 @@ func TestPendingSyncTimeout(t *testing.T) {
 	testutil.WaitFor(t, "follower parked", func() bool { return h.parkedSync("g", follower.MemberID) })
 	h.clk.Advance(5 * time.Second) // the leader never syncs
 	wantErr(t, "follower's sync", recv(t, fch).Err, kerr.RebalanceInProgress)
-	d, _ := h.c.Describe("g")
+	d, _ := h.c.Describe(t.Context(), "g")
 	if d.State != PreparingRebalance || len(d.Members) != 1 || d.Members[0].MemberID != follower.MemberID {
 		t.Fatalf("after the sync timeout: %+v", d)
 	}
-	wantErr(t, "removed leader", h.c.Heartbeat(HeartbeatRequest{Group: "g", MemberID: leader.MemberID, Generation: 1}), kerr.UnknownMemberID)
+	wantErr(t, "removed leader", h.c.Heartbeat(t.Context(), HeartbeatRequest{Group: "g", MemberID: leader.MemberID, Generation: 1}), kerr.UnknownMemberID)
 }
 
 func TestMemberIDRequiredExpires(t *testing.T) {
@@ -414,7 +414,7 @@ func TestMemberIDRequiredExpires(t *testing.T) {
 	req := consumerReq("g", "a")
 	req.MemberID = h.memberID(req)
 	h.clk.Advance(testSession)
-	if _, ok := h.c.Describe("g"); ok {
+	if _, ok := h.c.Describe(t.Context(), "g"); ok {
 		t.Fatal("group with only an expired member id is still there")
 	}
 	wantErr(t, "join with the expired id", h.c.Join(context.Background(), req).Err, kerr.UnknownMemberID)
@@ -494,7 +494,7 @@ func TestValidateCommit(t *testing.T) {
 		if tc.stabilized && h.state("g") != Stable {
 			h.stabilize("g", res)
 		}
-		wantErr(t, tc.name, h.c.ValidateCommit(tc.group, tc.gen, tc.member, tc.instance), tc.want)
+		wantErr(t, tc.name, h.validateCommit(tc.group, tc.gen, tc.member, tc.instance), tc.want)
 	}
 }
 
@@ -503,7 +503,7 @@ func TestDeleteAndDescribe(t *testing.T) {
 	h := newHarness(t, Config{})
 	res := h.form(consumerReq("g", "a"), consumerReq("g", "b"))
 	h.stabilize("g", res)
-	d, ok := h.c.Describe("g")
+	d, ok := h.c.Describe(t.Context(), "g")
 	if !ok || d.State != Stable || d.Protocol != "range" || d.ProtocolType != "consumer" || len(d.Members) != 2 || d.Members[0].ClientID != "a" || d.Members[0].ClientHost != "/127.0.0.1" {
 		t.Fatalf("describe: %+v", d)
 	}
@@ -513,17 +513,17 @@ func TestDeleteAndDescribe(t *testing.T) {
 	if gs := h.c.Groups(); len(gs) != 1 || gs[0].Group != "g" {
 		t.Fatalf("groups: %+v", gs)
 	}
-	found, err := h.c.Delete("g")
+	found, err := h.c.Delete(t.Context(), "g")
 	if !found {
 		t.Fatal("not found")
 	}
 	wantErr(t, "delete with members", err, kerr.NonEmptyGroup)
-	if found, err := h.c.Delete("nope"); found || err != nil {
+	if found, err := h.c.Delete(t.Context(), "nope"); found || err != nil {
 		t.Fatalf("delete unknown: %v %v", found, err)
 	}
 	// A group with only a pending member id is empty: deletable.
 	_ = h.memberID(consumerReq("p", "x"))
-	if found, err := h.c.Delete("p"); !found || err != nil {
+	if found, err := h.c.Delete(t.Context(), "p"); !found || err != nil {
 		t.Fatalf("delete of a group with a pending id: %v %v", found, err)
 	}
 }
@@ -650,7 +650,7 @@ func TestLeaveVariants(t *testing.T) {
 	r1 := h.c.Join(ctx, s1)
 	h.stabilize("g", []JoinResult{r1})
 	pending := h.memberID(consumerReq("g", "p"))
-	errs, err := h.c.Leave("g", []LeaveMember{
+	errs, err := h.c.Leave(t.Context(), "g", []LeaveMember{
 		{MemberID: pending},                   // an unused member id
 		{MemberID: "stale", InstanceID: "i1"}, // fenced
 		{InstanceID: "i9"},                    // unknown instance
@@ -662,7 +662,7 @@ func TestLeaveVariants(t *testing.T) {
 	for i, want := range []error{nil, kerr.FencedInstanceID, kerr.UnknownMemberID, nil} {
 		wantErr(t, fmt.Sprint("leave ", i), errs[i], want)
 	}
-	if _, ok := h.c.Describe("g"); ok {
+	if _, ok := h.c.Describe(t.Context(), "g"); ok {
 		t.Fatal("group still there after everyone left")
 	}
 }
@@ -680,7 +680,7 @@ func TestConsumerProtocolViews(t *testing.T) {
 	b.Protocols = []Protocol{{Name: "range", Metadata: meta("t1", "t2")}}
 	res := h.form(a, b)
 
-	d, _ := h.c.Describe("g")
+	d, _ := h.c.Describe(t.Context(), "g")
 	topics, ok := SubscribedTopics(d)
 	if !ok || !topics["t1"] || !topics["t2"] || len(topics) != 2 {
 		t.Fatalf("subscribed: %v %v", topics, ok)
@@ -696,7 +696,7 @@ func TestConsumerProtocolViews(t *testing.T) {
 		t.Fatal(r.Err)
 	}
 	recv(t, bch)
-	gm, ok := h.c.GroupMembers("g")
+	gm, ok := h.c.GroupMembers(t.Context(), "g")
 	if !ok || gm.State != "Stable" || gm.Protocol != "range" || gm.Generation != 1 || gm.Leader != res[0].MemberID || len(gm.Members) != 2 {
 		t.Fatalf("members: %+v", gm)
 	}
@@ -706,7 +706,7 @@ func TestConsumerProtocolViews(t *testing.T) {
 	if got := gm.Members[1].Assignment; got == nil || len(got) != 0 {
 		t.Fatalf("empty assignment decoded as %v", got)
 	}
-	if _, ok := h.c.GroupMembers("none"); ok {
+	if _, ok := h.c.GroupMembers(t.Context(), "none"); ok {
 		t.Fatal("members of an unknown group")
 	}
 

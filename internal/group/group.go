@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"slices"
 	"time"
+
+	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
 // State is a group's state in Kafka's classic protocol.
@@ -107,6 +109,12 @@ type group struct {
 	initialDelay   bool
 	newMemberAdded bool
 	delayRemaining time.Duration
+
+	// fence is the coordinator slot lease the group was loaded (or
+	// created) under; every write for the group is made under it.
+	fence metadata.GroupFence
+	// saving counts saves of the group's state in flight (persist.go).
+	saving int
 }
 
 func newGroup(id string) *group {

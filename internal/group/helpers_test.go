@@ -188,7 +188,7 @@ func (h *harness) parkedSync(group, id string) bool {
 }
 
 func (h *harness) state(group string) State {
-	d, ok := h.c.Describe(group)
+	d, ok := h.c.Describe(h.t.Context(), group)
 	if !ok {
 		return Dead
 	}
@@ -283,4 +283,10 @@ func wantErr(t *testing.T, what string, got, want error) {
 	if want == nil && got != nil || want != nil && !errors.Is(got, want) {
 		t.Fatalf("%s: error %v, want %v", what, got, want)
 	}
+}
+
+// validateCommit is ValidateCommit's verdict.
+func (h *harness) validateCommit(group string, gen int32, member, instance string) error {
+	_, err := h.c.ValidateCommit(h.t.Context(), group, gen, member, instance)
+	return err
 }

@@ -1,10 +1,13 @@
 package group
 
 import (
+	"context"
 	"slices"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
 // HeartbeatRequest is one Heartbeat.
@@ -17,16 +20,19 @@ type HeartbeatRequest struct {
 
 // Heartbeat keeps a member's session alive. During a rebalance it answers
 // REBALANCE_IN_PROGRESS, which tells the member to rejoin.
-func (c *Coordinator) Heartbeat(req HeartbeatRequest) error {
+func (c *Coordinator) Heartbeat(ctx context.Context, req HeartbeatRequest) error {
 	if req.Group == "" {
 		return kerr.InvalidGroupID
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return kerr.NotCoordinator
+	var res error
+	err := c.withGroup(ctx, req.Group, false, func(g *group, _ metadata.GroupFence) { res = c.heartbeat(g, req) })
+	if err != nil {
+		return err
 	}
-	g := c.groups[req.Group]
+	return res
+}
+
+func (c *Coordinator) heartbeat(g *group, req HeartbeatRequest) error {
 	if g == nil {
 		return kerr.UnknownMemberID
 	}
@@ -60,27 +66,26 @@ type LeaveMember struct {
 
 // Leave removes members and rebalances the rest. It returns one error
 // (nil: left) per member, or a group-level error.
-func (c *Coordinator) Leave(groupID string, members []LeaveMember) ([]error, error) {
+func (c *Coordinator) Leave(ctx context.Context, groupID string, members []LeaveMember) ([]error, error) {
 	if groupID == "" {
 		return nil, kerr.InvalidGroupID
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil, kerr.NotCoordinator
-	}
 	errs := make([]error, len(members))
-	g := c.groups[groupID]
-	if g == nil {
-		for i := range errs {
-			errs[i] = kerr.UnknownMemberID
+	err := c.withGroup(ctx, groupID, false, func(g *group, _ metadata.GroupFence) {
+		if g == nil {
+			for i := range errs {
+				errs[i] = kerr.UnknownMemberID
+			}
+			return
 		}
-		return errs, nil
+		for i, lm := range members {
+			errs[i] = c.leave(g, lm)
+		}
+		c.maybeDrop(g)
+	})
+	if err != nil {
+		return nil, err
 	}
-	for i, lm := range members {
-		errs[i] = c.leave(g, lm)
-	}
-	c.maybeDrop(g)
 	return errs, nil
 }
 
@@ -108,7 +113,8 @@ func (c *Coordinator) leave(g *group, lm LeaveMember) error {
 }
 
 // ValidateCommit decides whether an OffsetCommit may write, as Kafka's
-// classic groups do. A commit with generation -1 and no member id (kadm,
+// classic groups do, and returns the fence the write must be made under
+// (the coordinator slot lease the group is held under). A commit with generation -1 and no member id (kadm,
 // consumers assigning partitions themselves) is accepted while the group
 // has no members. A member's commit must carry its current generation; it
 // is refused with REBALANCE_IN_PROGRESS while the leader's assignment is
@@ -116,16 +122,24 @@ func (c *Coordinator) leave(g *group, lm LeaveMember) error {
 // they consumed before they rejoin). kerr.GroupIDNotFound means a member
 // commit for a group this coordinator does not run (Kafka answers
 // ILLEGAL_GENERATION to OffsetCommit before v9).
-func (c *Coordinator) ValidateCommit(groupID string, generation int32, memberID, instanceID string) error {
+func (c *Coordinator) ValidateCommit(ctx context.Context, groupID string, generation int32, memberID, instanceID string) (metadata.GroupFence, error) {
 	if groupID == "" {
-		return kerr.InvalidGroupID
+		return metadata.GroupFence{}, kerr.InvalidGroupID
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return kerr.NotCoordinator
+	var (
+		fence metadata.GroupFence
+		res   error
+	)
+	err := c.withGroup(ctx, groupID, false, func(g *group, f metadata.GroupFence) {
+		fence, res = f, validateCommit(g, generation, memberID, instanceID)
+	})
+	if err != nil {
+		return metadata.GroupFence{}, err
 	}
-	g := c.groups[groupID]
+	return fence, res
+}
+
+func validateCommit(g *group, generation int32, memberID, instanceID string) error {
 	if g == nil {
 		if generation < 0 {
 			return nil
@@ -173,16 +187,23 @@ type MemberDescription struct {
 	Assignment []byte     // nil until the leader's SyncGroup
 }
 
-// Describe returns a group's live state; ok is false when the coordinator
-// runs no such group (it may still have committed offsets).
-func (c *Coordinator) Describe(groupID string) (Description, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	g := c.groups[groupID]
-	if g == nil {
+// Describe returns a group's live state (loading it from the store when
+// it is not in memory); ok is false when the coordinator runs no such
+// group (it may still have committed offsets) or cannot load it.
+func (c *Coordinator) Describe(ctx context.Context, groupID string) (Description, bool) {
+	var (
+		d  Description
+		ok bool
+	)
+	err := c.withGroup(ctx, groupID, false, func(g *group, _ metadata.GroupFence) {
+		if g != nil && !g.lingering() {
+			d, ok = describe(g), true
+		}
+	})
+	if err != nil {
 		return Description{}, false
 	}
-	return describe(g), true
+	return d, ok
 }
 
 // Groups describes every group the coordinator runs, ordered by id.
@@ -191,7 +212,9 @@ func (c *Coordinator) Groups() []Description {
 	defer c.mu.Unlock()
 	out := make([]Description, 0, len(c.groups))
 	for _, g := range c.groups {
-		out = append(out, describe(g))
+		if !g.lingering() {
+			out = append(out, describe(g))
+		}
 	}
 	slices.SortFunc(out, func(a, b Description) int { return strings.Compare(a.Group, b.Group) })
 	return out
@@ -211,20 +234,24 @@ func describe(g *group) Description {
 // Delete drops an empty group from the coordinator. found is false when
 // the coordinator runs no such group; NON_EMPTY_GROUP when it has members.
 // The caller deletes the group's offsets.
-func (c *Coordinator) Delete(groupID string) (found bool, err error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	g := c.groups[groupID]
-	if g == nil {
-		return false, nil
+func (c *Coordinator) Delete(ctx context.Context, groupID string) (found bool, err error) {
+	werr := c.withGroup(ctx, groupID, false, func(g *group, _ metadata.GroupFence) {
+		if g == nil || g.lingering() {
+			return
+		}
+		found = true
+		if g.state != Empty || len(g.members) > 0 {
+			err = kerr.NonEmptyGroup
+			return
+		}
+		for id, t := range g.pending {
+			c.stop(t)
+			delete(g.pending, id)
+		}
+		c.maybeDrop(g)
+	})
+	if werr != nil {
+		return false, werr
 	}
-	if g.state != Empty || len(g.members) > 0 {
-		return true, kerr.NonEmptyGroup
-	}
-	for id, t := range g.pending {
-		c.stop(t)
-		delete(g.pending, id)
-	}
-	c.maybeDrop(g)
-	return true, nil
+	return found, err
 }

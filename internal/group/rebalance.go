@@ -104,6 +104,7 @@ func (c *Coordinator) completeJoin(g *group) {
 	if len(g.members) == 0 {
 		g.state, g.protocol = Empty, ""
 		c.log.Info("group empty", "group", g.id, "generation", g.generation)
+		c.saveLater(g)
 		c.maybeDrop(g)
 		return
 	}
@@ -199,11 +200,18 @@ func (c *Coordinator) removeMemberAndUpdate(g *group, m *member, reason string) 
 	}
 }
 
-// maybeDrop forgets a group with no members and no member ids pending.
-// Its committed offsets stay in the metadata store, so it is still listed
-// and described as Empty; the next member starts it at generation 1.
+// lingering reports whether the group is in memory only until the save
+// of its emptying lands: it is reported as dropped.
+func (g *group) lingering() bool {
+	return g.state == Empty && len(g.members) == 0 && len(g.pending) == 0
+}
+
+// maybeDrop forgets a group with no members, no member ids pending and no
+// save in flight. Its committed offsets stay in the metadata store, so it
+// is still listed and described as Empty; the next member continues after
+// its stored generation (at generation 1 without a Store).
 func (c *Coordinator) maybeDrop(g *group) {
-	if g.state != Empty || len(g.members) > 0 || len(g.pending) > 0 || c.groups[g.id] != g {
+	if g.state != Empty || len(g.members) > 0 || len(g.pending) > 0 || g.saving > 0 || c.groups[g.id] != g {
 		return
 	}
 	c.stop(&g.joinTimer)

@@ -27,7 +27,11 @@ import (
 // REBALANCE_IN_PROGRESS while the assignment is pending); generation -1
 // without a member id (admin tools, consumers that assign themselves) may
 // commit while the group has no members. Accepted offsets of existing
-// partitions are written to the metadata store in one transaction.
+// partitions are written to the metadata store in one transaction, which
+// also checks that this agent still holds the group's coordinator slot at
+// the lease epoch the group is held under: a coordinator that lost the
+// slot (paused past its lease, cut off) gets NOT_COORDINATOR and writes
+// nothing, whatever its memory says.
 
 const offsetCommitKey = 8
 
@@ -68,7 +72,7 @@ func handleOffsetCommit(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.R
 		setAll(code)
 		return resp, nil
 	}
-	err := s.groups.ValidateCommit(req.Group, req.Generation, req.MemberID, deref(req.InstanceID))
+	fence, err := s.groups.ValidateCommit(ctx, req.Group, req.Generation, req.MemberID, deref(req.InstanceID))
 	if errors.Is(err, kerr.GroupIDNotFound) && req.Version < 9 {
 		err = kerr.IllegalGeneration
 	}
@@ -106,9 +110,13 @@ func handleOffsetCommit(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.R
 	if len(commits) == 0 {
 		return resp, nil
 	}
-	if err := s.broker.CommitOffsets(ctx, req.Group, commits); err != nil {
+	if err := s.broker.CommitGroupOffsets(ctx, fence, req.Group, commits); err != nil {
 		s.log.Warn("offset commit failed", "group", req.Group, "err", err)
-		setAll(errorCode(err))
+		code := errorCode(err)
+		if errors.Is(err, broker.ErrNotCoordinator) {
+			code = kerr.NotCoordinator.Code
+		}
+		setAll(code)
 	}
 	return resp, nil
 }

@@ -26,7 +26,7 @@ func handleHeartbeat(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Resp
 		resp.ErrorCode = code
 		return resp, nil
 	}
-	err := c.s.groups.Heartbeat(group.HeartbeatRequest{
+	err := c.s.groups.Heartbeat(ctx, group.HeartbeatRequest{
 		Group: req.Group, MemberID: req.MemberID, InstanceID: deref(req.InstanceID), Generation: req.Generation,
 	})
 	resp.ErrorCode = errorCode(err)

@@ -34,7 +34,7 @@ func handleLeaveGroup(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Res
 			leaving = append(leaving, group.LeaveMember{MemberID: m.MemberID, InstanceID: deref(m.InstanceID), Reason: deref(m.Reason)})
 		}
 	}
-	errs, err := c.s.groups.Leave(req.Group, leaving)
+	errs, err := c.s.groups.Leave(ctx, req.Group, leaving)
 	if err != nil {
 		resp.ErrorCode = errorCode(err)
 		return resp, nil

@@ -42,7 +42,7 @@ func handleDescribeGroups(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg
 			resp.Groups = append(resp.Groups, rg)
 			continue
 		}
-		d, live := c.s.groups.Describe(id)
+		d, live := c.s.groups.Describe(ctx, id)
 		switch {
 		case id == "":
 			rg.ErrorCode = kerr.InvalidGroupID.Code

@@ -45,7 +45,7 @@ func (s *Server) deleteGroup(ctx context.Context, id string) error {
 	if s.notCoordinator(ctx, id) != 0 {
 		return kerr.NotCoordinator
 	}
-	live, err := s.groups.Delete(id)
+	live, err := s.groups.Delete(ctx, id)
 	if err != nil {
 		return err
 	}

@@ -43,7 +43,7 @@ func handleOffsetDelete(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.R
 		resp.ErrorCode = errorCode(err)
 		return resp, nil
 	}
-	d, live := s.groups.Describe(req.Group)
+	d, live := s.groups.Describe(ctx, req.Group)
 	if !live && len(stored) == 0 {
 		groups, err := s.storedGroups(ctx)
 		if err != nil {

@@ -108,14 +108,17 @@ func (s *Server) syncSlot(ctx context.Context, group string, self bool, epoch in
 }
 
 // notCoordinator is the error code for a group request this agent must not
-// serve (0 when it coordinates the group).
+// serve (0 when it coordinates the group). It is asked on every group
+// request: whether this agent leads the slot comes from the partition
+// log's lease, which stops counting once the lease's deadline has passed,
+// so an agent cut off from the metadata store stops coordinating then,
+// with or without a slot change seen. NOT_COORDINATOR whether or not
+// another agent holds the slot yet: either way this agent is not the
+// coordinator, and the client looks it up again (FindCoordinator answers
+// COORDINATOR_NOT_AVAILABLE while nobody holds the slot).
 func (s *Server) notCoordinator(ctx context.Context, group string) int16 {
-	agent, self := s.coordinatorAgent(ctx, group)
-	switch {
-	case self:
+	if _, self := s.coordinatorAgent(ctx, group); self {
 		return 0
-	case agent == "":
-		return kerr.CoordinatorNotAvailable.Code
 	}
 	return kerr.NotCoordinator.Code
 }

@@ -58,7 +58,7 @@ func (s *testServer) newOwnership(groupID string) *ownership {
 		owner: make(map[int32]owned),
 		gone:  make(map[string]bool),
 		isMember: func(memberID string) bool {
-			d, ok := s.srv.groups.Describe(groupID)
+			d, ok := s.srv.groups.Describe(s.t.Context(), groupID)
 			return ok && slices.ContainsFunc(d.Members, func(m group.MemberDescription) bool { return m.MemberID == memberID })
 		},
 	}
@@ -365,7 +365,7 @@ func TestGroupStaticMemberRestartsWithoutRebalance(t *testing.T) {
 	// Restart a follower: a restarted leader (franz-go) recomputes the
 	// plan and asks for a rebalance if it differs, which is the client's
 	// choice, not the coordinator's.
-	d, _ := s.srv.groups.Describe("static")
+	d, _ := s.srv.groups.Describe(t.Context(), "static")
 	var restart string
 	var others []*grpConsumer
 	for _, name := range []string{"c1", "c2", "c3"} {

@@ -31,7 +31,7 @@ func (g groupMembers) GroupMembers(ctx context.Context, id string) (broker.Group
 	b, self, ok := s.groupCoordinator(ctx, id)
 	switch {
 	case self:
-		return s.groups.GroupMembers(id)
+		return s.groups.GroupMembers(ctx, id)
 	case !ok:
 		return broker.GroupMembership{}, false
 	}

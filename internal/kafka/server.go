@@ -114,7 +114,7 @@ func New(cfg Config) *Server {
 		log:      cfg.Logger.With("component", "kafka"),
 		nodeID:   NodeID(cfg.Broker.AgentID()),
 		sessions: newFetchSessionCache(defaultFetchSessionSlots),
-		groups:   group.New(group.Config{Logger: cfg.Logger}),
+		groups:   group.New(group.Config{Logger: cfg.Logger, Store: cfg.Broker}),
 		conns:    make(map[*conn]struct{}),
 	}
 }
