@@ -39,6 +39,9 @@ type testOptions struct {
 	// readChunkBytes, when set, reads objects in chunks of this size with
 	// no hot tail, so reads come back in pieces.
 	readChunkBytes int64
+	// leaseTTL, when set, is the partition log's lease TTL (renewals every
+	// third of it).
+	leaseTTL time.Duration
 }
 
 func startServer(t *testing.T, o testOptions) *testServer {
@@ -65,6 +68,7 @@ func startServer(t *testing.T, o testOptions) *testServer {
 	if o.readChunkBytes > 0 {
 		lcfg.ReadChunkBytes, lcfg.HotTailBytes = o.readChunkBytes, -1
 	}
+	lcfg.LeaseTTL = o.leaseTTL
 	plog, err := partlog.Open(ctx, lcfg)
 	if err != nil {
 		t.Fatal(err)
