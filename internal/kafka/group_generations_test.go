@@ -150,6 +150,40 @@ func TestGroupGenerationSurvivesSlotMove(t *testing.T) {
 		if lead.Generation != gen4+1 || other.Generation != gen4+1 {
 			t.Fatalf("generation with a new member: %d and %d, want %d", lead.Generation, other.Generation, gen4+1)
 		}
+		gen5 := lead.Generation
+
+		// Everyone leaves: the empty group's generation is stored too, and
+		// survives the slot moving to a third agent.
+		leave := kmsg.NewPtrLeaveGroupRequest()
+		leave.Group = group
+		for _, id := range []string{member, other.MemberID} {
+			m := kmsg.NewLeaveGroupRequestMember()
+			m.MemberID = id
+			leave.Members = append(leave.Members, m)
+		}
+		for _, m := range w2.do(4, leave).(*kmsg.LeaveGroupResponse).Members {
+			grpCode(t, "leave", m.ErrorCode, nil)
+		}
+		testutil.WaitFor(t, "the empty group stored", func() bool {
+			st, found, err := store.LoadGroupState(ctx, group)
+			return err == nil && found && len(st.Members) == 0 && st.Generation > gen5
+		})
+		s3 := startServer(t, testOptions{store: store, bucket: bucket, agentID: "agent-3"})
+		testutil.WaitFor(t, "agent-3 coordinating", func() bool {
+			if err := s2.log.Release(ctx, slot); err != nil { // no-op once released
+				t.Fatal(err)
+			}
+			s3.broker.Place(ctx)
+			agent, _, err := s2.broker.GroupCoordinator(ctx, group)
+			return err == nil && agent == "agent-3"
+		})
+		w4 := s3.grpDial(t)
+		again, gen6 := grpJoined(t, w4, group, nil)
+		if gen6 <= gen5+1 {
+			t.Fatalf("first generation after the group emptied and moved: %d, want above %d", gen6, gen5+1)
+		}
+		grpCode(t, "commit at the old coordinator's last generation", grpCommit(w4, group, again, gen5, 1), kerr.IllegalGeneration)
+		checkCommitted(t, store, group, 1200)
 	})
 }
 
