@@ -94,7 +94,7 @@ func (c *Coordinator) withGroup(ctx context.Context, id string, create bool, fn 
 			return kerr.NotCoordinator
 		}
 		g := c.groups[id]
-		if g == nil && l == nil && c.cfg.Store != nil {
+		if g == nil && l == nil && c.cfg.Store != nil && id != "" {
 			// It was in memory a moment ago and was dropped since: load
 			// it again.
 			c.mu.Unlock()
