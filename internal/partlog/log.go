@@ -130,8 +130,9 @@ type Config struct {
 	// negative: never.
 	ProducerExpiration time.Duration
 	// ReadPollInterval is how often the watcher of a partition led
-	// elsewhere reads its state while long polls wait on it (watch.go).
-	// Default 50ms.
+	// elsewhere reads its state while long polls wait on it (watch.go);
+	// 20 times less often while the store's commit notices flow
+	// (metadata.CommitNotifier). Default 50ms.
 	ReadPollInterval time.Duration
 	// MaxReadWatchers bounds the partitions led elsewhere watched at once
 	// (each costs a store read per ReadPollInterval). Default 1000.

@@ -90,7 +90,7 @@ func (l *Log) Read(ctx context.Context, tp metadata.TopicPartition, offset int64
 		}
 		if view.changed == nil {
 			// Not led here: wait on the partition's watcher.
-			v, woken, err := l.watch.wait(ctx, tp, view.hw, deadline)
+			v, woken, err := l.watch.wait(ctx, tp, view.hw, view.logStart, deadline)
 			switch {
 			case errors.Is(err, errNoWatcher):
 				// Every watcher is taken: wait out maxWait, then look

@@ -5,18 +5,27 @@ package partlog
 // A Read at the high watermark of a partition led by another agent learns of
 // that agent's commits from the metadata store. Its waiters do not poll the
 // store themselves: the waiters of one partition share one watcher, which
-// reads the partition's state once per interval and wakes them when its high
-// watermark moves past theirs. The store's load so grows with the partitions
-// being waited on, not with the waiters. A watcher stops when its last waiter
-// leaves; at most a bounded number run at once (each costs one query per
-// interval), and a long poll that finds no free watcher waits out its max
-// wait and looks once more at the end.
+// wakes them when the partition's high watermark moves past theirs. The
+// store's load so grows with the partitions being waited on, not with the
+// waiters.
+//
+// A store that announces commits (metadata.CommitNotifier: PostgreSQL
+// LISTEN/NOTIFY, one connection per agent) tells the watchers at once; they
+// then read the partition's state only every feedPollFactor intervals, to
+// cover notices lost while the feed was down (and all of them at once when
+// it comes back). Without a feed, or while it is down, a watcher reads the
+// partition's state once per interval.
+//
+// A watcher stops when its last waiter leaves; at most a bounded number run
+// at once, and a long poll that finds no free watcher waits out its max wait
+// and looks once more at the end.
 
 import (
 	"context"
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,19 +33,30 @@ import (
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
+// feedPollFactor: while the store's commit feed is up, watchers read the
+// store every feedPollFactor intervals (1s by default).
+const feedPollFactor = 20
+
+// maxRecent bounds the high watermarks announced by the feed that are kept
+// for partitions without a watcher; past it they are forgotten.
+const maxRecent = 1 << 16
+
 // watchers are the watchers of one Log, by partition.
 type watchers struct {
-	store    metadata.Store
-	interval time.Duration
-	limit    int
-	log      *slog.Logger
-	polls    prometheus.Counter
-	active   prometheus.Gauge
+	store     metadata.Store
+	interval  time.Duration
+	limit     int
+	log       *slog.Logger
+	polls     prometheus.Counter
+	active    prometheus.Gauge
+	listening atomic.Bool        // the store's commit feed is up
+	stopFeed  context.CancelFunc // nil without a feed
 
 	mu     sync.Mutex
 	m      map[metadata.TopicPartition]*watcher
+	recent map[metadata.TopicPartition]int64 // announced high watermarks of unwatched partitions
 	closed bool
-	wg     sync.WaitGroup // one per running watcher goroutine
+	wg     sync.WaitGroup // the feed and the watchers' goroutines
 }
 
 // watcher is the shared view of one partition's stored state. Its fields are
@@ -44,13 +64,14 @@ type watchers struct {
 type watcher struct {
 	tp      metadata.TopicPartition
 	waiters int
-	seen    bool  // a poll succeeded
-	hw, ls  int64 // high watermark and log start offset of the last poll
+	hw, ls  int64 // the newest high watermark and log start offset seen
 	err     error // a permanent failure (partition gone), for the waiters
 	changed chan struct{}
+	poll    chan struct{}      // asks for a store read now (buffered 1)
 	cancel  context.CancelFunc // stops the goroutine
 }
 
+// newWatchers starts the commit feed if the store has one; close stops it.
 func newWatchers(store metadata.Store, interval time.Duration, limit int, log *slog.Logger, reg prometheus.Registerer) *watchers {
 	ws := &watchers{
 		store:    store,
@@ -58,6 +79,7 @@ func newWatchers(store metadata.Store, interval time.Duration, limit int, log *s
 		limit:    limit,
 		log:      log,
 		m:        make(map[metadata.TopicPartition]*watcher),
+		recent:   make(map[metadata.TopicPartition]int64),
 		polls: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "streamhouse_log_watch_polls_total",
 			Help: "Metadata store reads by the watchers of partitions led elsewhere that long polls wait on (one per watched partition per interval, whatever the number of waiters).",
@@ -68,32 +90,78 @@ func newWatchers(store metadata.Store, interval time.Duration, limit int, log *s
 		}),
 	}
 	reg.MustRegister(ws.polls, ws.active)
+	if feed, ok := store.(metadata.CommitNotifier); ok {
+		ctx, cancel := context.WithCancel(context.Background())
+		ws.stopFeed = cancel
+		ws.wg.Add(1)
+		go func() {
+			defer ws.wg.Done()
+			_ = feed.WatchCommits(ctx, metadata.CommitWatch{Advanced: ws.advanced, Listening: ws.setListening})
+			ws.listening.Store(false)
+		}()
+	}
 	return ws
+}
+
+// advanced takes a commit notice.
+func (ws *watchers) advanced(tp metadata.TopicPartition, hw int64) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	w := ws.m[tp]
+	if w == nil {
+		if len(ws.recent) >= maxRecent {
+			clear(ws.recent)
+		}
+		ws.recent[tp] = max(ws.recent[tp], hw)
+		return
+	}
+	if hw > w.hw {
+		w.hw = hw
+		ws.broadcast(w)
+	}
+}
+
+// setListening takes the feed's state. Notices may have been lost before it
+// came (back) up: every watcher reads the store now.
+func (ws *watchers) setListening(ok bool) {
+	ws.listening.Store(ok)
+	if !ok {
+		return
+	}
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	clear(ws.recent)
+	for _, w := range ws.m {
+		select {
+		case w.poll <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // errNoWatcher: every watcher slot is taken.
 var errNoWatcher = errors.New("too many watched partitions")
 
-// wait waits until tp's stored high watermark is above hw and returns the
-// partition as the watcher last saw it; woken is false when done fired
-// first. It returns errNoWatcher at once when no watcher is free.
-func (ws *watchers) wait(ctx context.Context, tp metadata.TopicPartition, hw int64, done <-chan time.Time) (v partView, woken bool, err error) {
-	w, err := ws.join(tp)
+// wait waits until tp's stored high watermark is above hw (the caller's view
+// of the partition is hw, logStart) and returns the partition as the watcher
+// last saw it; woken is false when done fired first. It returns errNoWatcher
+// at once when no watcher is free.
+func (ws *watchers) wait(ctx context.Context, tp metadata.TopicPartition, hw, logStart int64, done <-chan time.Time) (v partView, woken bool, err error) {
+	w, err := ws.join(tp, hw, logStart)
 	if err != nil {
 		return partView{}, false, err
 	}
 	defer ws.leave(w)
 	for {
 		ws.mu.Lock()
-		seen, whw, wls, werr, ch := w.seen, w.hw, w.ls, w.err, w.changed
+		whw, wls, werr, ch := w.hw, w.ls, w.err, w.changed
 		ws.mu.Unlock()
 		if werr != nil {
 			return partView{}, false, werr
 		}
-		// Compared with the waiter's own view, not the watcher's previous
-		// one: a commit between the two is not missed. High watermarks
-		// never go down.
-		if seen && whw > hw {
+		// Compared with the waiter's own view, not with what the watcher
+		// saw before: a commit in between is not missed.
+		if whw > hw {
 			return partView{hw: whw, logStart: wls}, true, nil
 		}
 		select {
@@ -106,8 +174,9 @@ func (ws *watchers) wait(ctx context.Context, tp metadata.TopicPartition, hw int
 	}
 }
 
-// join registers a waiter on tp's watcher, starting one if needed.
-func (ws *watchers) join(tp metadata.TopicPartition) (*watcher, error) {
+// join registers a waiter on tp's watcher, starting one if needed; the
+// waiter's view (hw, ls) is news to the watcher if newer than its own.
+func (ws *watchers) join(tp metadata.TopicPartition, hw, ls int64) (*watcher, error) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	if ws.closed {
@@ -119,11 +188,16 @@ func (ws *watchers) join(tp metadata.TopicPartition) (*watcher, error) {
 			return nil, errNoWatcher
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		w = &watcher{tp: tp, changed: make(chan struct{}), cancel: cancel}
+		// A commit announced between the waiter's look and now counts.
+		w = &watcher{tp: tp, hw: max(hw, ws.recent[tp]), ls: ls, changed: make(chan struct{}), poll: make(chan struct{}, 1), cancel: cancel}
+		delete(ws.recent, tp)
 		ws.m[tp] = w
 		ws.active.Inc()
 		ws.wg.Add(1)
 		go ws.run(ctx, w)
+	} else if hw > w.hw || ls > w.ls {
+		w.hw, w.ls = max(w.hw, hw), max(w.ls, ls)
+		ws.broadcast(w)
 	}
 	w.waiters++
 	return w, nil
@@ -141,20 +215,28 @@ func (ws *watchers) leave(w *watcher) {
 	}
 }
 
-// run polls the store for w until it is cancelled.
+// run reads w's partition from the store until it is cancelled: every
+// interval, or every feedPollFactor intervals while the commit feed is up,
+// and when asked.
 func (ws *watchers) run(ctx context.Context, w *watcher) {
 	defer ws.wg.Done()
-	// The first poll waits an interval: every waiter has just read the
+	// The first read waits an interval: every waiter has just read the
 	// partition before joining.
 	t := time.NewTicker(ws.interval)
 	defer t.Stop()
+	last := time.Now()
 	failing := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if ws.listening.Load() && time.Since(last) < feedPollFactor*ws.interval {
+				continue
+			}
+		case <-w.poll:
 		}
+		last = time.Now()
 		st, err := ws.store.GetPartition(ctx, w.tp)
 		ws.polls.Inc()
 		if ctx.Err() != nil {
@@ -162,7 +244,10 @@ func (ws *watchers) run(ctx context.Context, w *watcher) {
 		}
 		switch {
 		case errors.Is(err, metadata.ErrPartitionNotFound) || errors.Is(err, metadata.ErrTopicNotFound):
-			ws.update(w, func() bool { w.err = err; return true })
+			ws.mu.Lock()
+			w.err = err
+			ws.broadcast(w)
+			ws.mu.Unlock()
 		case err != nil:
 			// Transient: the waiters keep waiting (until their max wait)
 			// and the watcher tries again next interval.
@@ -172,24 +257,20 @@ func (ws *watchers) run(ctx context.Context, w *watcher) {
 			failing = true
 		default:
 			failing = false
-			ws.update(w, func() bool {
-				moved := !w.seen || st.HighWatermark != w.hw || st.LogStartOffset != w.ls
-				w.seen, w.hw, w.ls = true, st.HighWatermark, st.LogStartOffset
-				return moved
-			})
+			ws.mu.Lock()
+			if st.HighWatermark > w.hw || st.LogStartOffset > w.ls {
+				w.hw, w.ls = max(w.hw, st.HighWatermark), max(w.ls, st.LogStartOffset)
+				ws.broadcast(w)
+			}
+			ws.mu.Unlock()
 		}
 	}
 }
 
-// update changes w's state under the lock and, if fn reports a change,
-// wakes its waiters.
-func (ws *watchers) update(w *watcher, fn func() bool) {
-	ws.mu.Lock()
-	defer ws.mu.Unlock()
-	if fn() {
-		close(w.changed)
-		w.changed = make(chan struct{})
-	}
+// broadcast wakes w's waiters. ws.mu is held.
+func (ws *watchers) broadcast(w *watcher) {
+	close(w.changed)
+	w.changed = make(chan struct{})
 }
 
 // count returns the number of running watchers.
@@ -199,9 +280,12 @@ func (ws *watchers) count() int {
 	return len(ws.m)
 }
 
-// close stops every watcher and waits for their goroutines; waiters still
-// in wait get ErrClosed.
+// close stops the feed and every watcher and waits for their goroutines;
+// waiters still in wait get ErrClosed.
 func (ws *watchers) close() {
+	if ws.stopFeed != nil {
+		ws.stopFeed()
+	}
 	ws.mu.Lock()
 	ws.closed = true
 	for _, w := range ws.m {
@@ -209,8 +293,7 @@ func (ws *watchers) close() {
 		if w.err == nil {
 			w.err = ErrClosed
 		}
-		close(w.changed)
-		w.changed = make(chan struct{})
+		ws.broadcast(w)
 	}
 	ws.mu.Unlock()
 	ws.wg.Wait()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/streamhouse/streamhouse/internal/metadata"
+	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
 	"github.com/streamhouse/streamhouse/internal/testutil"
 )
 
@@ -41,33 +42,84 @@ func (s *countingStore) reads(tp metadata.TopicPartition) int64 {
 	return s.byPartition[tp]
 }
 
-// Many idle long polls on a partition another agent leads cost the store a
-// number of reads that grows with time and partitions, not with waiters.
-func TestIdleWaitersCostOneWatcher(t *testing.T) { onBackends(t, testIdleWaitersCostOneWatcher) }
+// countingNotifier is a countingStore that passes on the store's commit
+// notices (a countingStore alone hides them, so its watchers poll).
+type countingNotifier struct {
+	*countingStore
+	feed metadata.CommitNotifier
+}
 
-func testIdleWaitersCostOneWatcher(t *testing.T, open storeOpener) {
+func (s countingNotifier) WatchCommits(ctx context.Context, w metadata.CommitWatch) error {
+	return s.feed.WatchCommits(ctx, w)
+}
+
+// twoAgents is a leader and a reader agent on one bucket and metadata
+// database: on PostgreSQL each through its own store (connections), so
+// that commit notices travel by NOTIFY; on SQLite, which one process
+// opens, through one.
+type twoAgents struct {
+	e      *env
+	leader *Log
+	topic  metadata.Topic
+}
+
+// onTwoAgents runs fn on each backend with the reader's store counting
+// partition reads; with notify false the counting store hides the commit
+// notices.
+func onTwoAgents(t *testing.T, notify bool, fn func(*testing.T, *twoAgents, metadata.Store, *countingStore)) {
 	t.Parallel()
+	for name, opener := range map[string]func(testing.TB) func() metadata.Store{
+		"sqlite":   metadatatest.SQLiteOpener,
+		"postgres": metadatatest.PostgresOpener,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			open := opener(t)
+			leaderStore := open()
+			readerStore := leaderStore
+			if name == "postgres" {
+				readerStore = open()
+			}
+			e := newEnv(t, func(testing.TB) metadata.Store { return leaderStore }, nil)
+			a := &twoAgents{e: e}
+			a.leader = e.open(e.config("leader"))
+			a.topic = e.topic("t", 2, nil)
+			lead(t, a.leader, a.topic)
+			counted := &countingStore{Store: readerStore}
+			var store metadata.Store = counted
+			if notify {
+				store = countingNotifier{counted, readerStore.(metadata.CommitNotifier)}
+			}
+			fn(t, a, store, counted)
+		})
+	}
+}
+
+// Many idle long polls on a partition another agent leads cost the store a
+// number of reads that grows with time and partitions, not with waiters:
+// one read per interval by the partition's watcher, fewer with commit
+// notices.
+func TestIdleWaitersCostOneWatcher(t *testing.T) {
+	t.Run("poll", func(t *testing.T) { onTwoAgents(t, false, testIdleWaitersCostOneWatcher) })
+	t.Run("notify", func(t *testing.T) { onTwoAgents(t, true, testIdleWaitersCostOneWatcher) })
+}
+
+func testIdleWaitersCostOneWatcher(t *testing.T, a *twoAgents, store metadata.Store, counted *countingStore) {
 	const (
 		waiters  = 200
 		interval = 100 * time.Millisecond
 		window   = 2 * time.Second
 	)
-	e := newEnv(t, open, nil)
-	leader := e.open(e.config("leader"))
-	topic := e.topic("t", 1, nil)
-	lead(t, leader, topic)
-	tp := tpOf(topic, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if _, err := leader.Append(ctx, tp, mkBatch(t, "x", 2), AckDurable); err != nil {
+	tp := tpOf(a.topic, 0)
+	if _, err := a.leader.Append(ctx, tp, mkBatch(t, "x", 2), AckDurable); err != nil {
 		t.Fatal(err)
 	}
-
-	counted := &countingStore{Store: e.store}
-	cfg := e.config("reader")
-	cfg.Store = counted
+	cfg := a.e.config("reader")
+	cfg.Store = store
 	cfg.ReadPollInterval = interval
-	reader := e.open(cfg)
+	reader := a.e.open(cfg)
 
 	var wg sync.WaitGroup
 	for range waiters {
@@ -98,24 +150,29 @@ func testIdleWaitersCostOneWatcher(t *testing.T, open storeOpener) {
 	testutil.WaitFor(t, "the watcher to stop with its last waiter", func() bool { return reader.watch.count() == 0 })
 	t.Logf("%d idle waiters: %d partition reads in %v (%.0f/s)", waiters, reads, elapsed.Round(time.Millisecond), float64(reads)/elapsed.Seconds())
 	if limit := int64(3*elapsed/interval) + 10; reads > limit {
-		t.Fatalf("%d idle waiters made %d partition reads in %v, want at most %d (one watcher polling every %v)", waiters, reads, elapsed, limit, interval)
+		t.Fatalf("%d idle waiters made %d partition reads in %v, want at most %d (one watcher reading every %v)", waiters, reads, elapsed, limit, interval)
 	}
 }
 
 // A long poll on a partition another agent leads wakes when that agent
 // commits, with the data; waiters on other partitions do not wake, and the
-// watchers stop with their waiters.
+// watchers stop with their waiters. With commit notices the watchers read
+// the store only once a minute here: the wake-up comes from the notice
+// (PostgreSQL NOTIFY from the other agent's store).
 func TestWaiterWakesOnOtherAgentsCommit(t *testing.T) {
-	onBackends(t, testWaiterWakesOnOtherAgentsCommit)
+	t.Run("poll", func(t *testing.T) { onTwoAgents(t, false, testWaiterWakesOnOtherAgentsCommit) })
+	t.Run("notify", func(t *testing.T) { onTwoAgents(t, true, testWaiterWakesOnOtherAgentsCommit) })
 }
 
-func testWaiterWakesOnOtherAgentsCommit(t *testing.T, open storeOpener) {
-	t.Parallel()
-	e := newEnv(t, open, nil)
-	leader := e.open(e.config("leader"))
-	topic := e.topic("t", 2, nil)
-	lead(t, leader, topic)
-	reader := e.open(e.config("reader"))
+func testWaiterWakesOnOtherAgentsCommit(t *testing.T, a *twoAgents, store metadata.Store, _ *countingStore) {
+	cfg := a.e.config("reader")
+	cfg.Store = store
+	_, notify := store.(metadata.CommitNotifier)
+	if notify {
+		cfg.ReadPollInterval = time.Minute
+	}
+	reader := a.e.open(cfg)
+	topic := a.topic
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -123,47 +180,47 @@ func testWaiterWakesOnOtherAgentsCommit(t *testing.T, open storeOpener) {
 		res ReadResult
 		err error
 	}
-	poll := func(p int32, n int) []chan result {
+	poll := func(p int32, offset int64, n int) []chan result {
 		out := make([]chan result, n)
 		for i := range out {
 			ch := make(chan result, 1)
 			out[i] = ch
 			go func() {
-				res, err := reader.Read(ctx, tpOf(topic, p), 0, 1<<20, time.Minute)
+				res, err := reader.Read(ctx, tpOf(topic, p), offset, 1<<20, time.Minute)
 				ch <- result{res, err}
 			}()
 		}
 		return out
 	}
-	woken, idle := poll(0, 5), poll(1, 3)
-	testutil.WaitFor(t, "both partitions watched", func() bool { return reader.watch.count() == 2 })
-	if _, err := leader.Append(ctx, tpOf(topic, 0), mkBatch(t, "x", 3), AckDurable); err != nil {
-		t.Fatal(err)
-	}
-	for i, ch := range woken {
-		select {
-		case r := <-ch:
-			if r.err != nil || r.res.NextOffset != 3 || r.res.HighWatermark != 3 || countRecords(t, r.res.Pieces) != 3 {
-				t.Fatalf("waiter %d: %+v %v", i, r.res, r.err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatalf("waiter %d did not wake on the other agent's commit", i)
+	for round := range 3 {
+		woken, idle := poll(0, int64(3*round), 5), poll(1, 0, 3)
+		testutil.WaitFor(t, "both partitions watched", func() bool { return reader.watch.count() == 2 })
+		if round == 0 {
+			testutil.WaitFor(t, "commit notices", func() bool { return reader.watch.listening.Load() == notify })
 		}
-	}
-	testutil.WaitFor(t, "the woken partition's watcher to stop", func() bool { return reader.watch.count() == 1 })
-	for i, ch := range idle {
-		select {
-		case r := <-ch:
-			t.Fatalf("waiter %d on the other partition woke: %+v %v", i, r.res, r.err)
-		default:
+		if _, err := a.leader.Append(ctx, tpOf(topic, 0), mkBatch(t, "x", 3), AckDurable); err != nil {
+			t.Fatal(err)
+		}
+		for i, ch := range woken {
+			select {
+			case r := <-ch:
+				if r.err != nil || r.res.NextOffset != int64(3*(round+1)) || countRecords(t, r.res.Pieces) != 3 {
+					t.Fatalf("round %d: waiter %d: %+v %v", round, i, r.res, r.err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatalf("round %d: waiter %d did not wake on the other agent's commit", round, i)
+			}
+		}
+		testutil.WaitFor(t, "the woken partition's watcher to stop", func() bool { return reader.watch.count() == 1 })
+		for i, ch := range idle {
+			select {
+			case r := <-ch:
+				t.Fatalf("waiter %d on the other partition woke: %+v %v", i, r.res, r.err)
+			default:
+			}
 		}
 	}
 	cancel()
-	for _, ch := range idle {
-		if r := <-ch; !errors.Is(r.err, context.Canceled) {
-			t.Fatalf("cancelled waiter: %+v %v", r.res, r.err)
-		}
-	}
 	testutil.WaitFor(t, "every watcher to stop", func() bool { return reader.watch.count() == 0 })
 }
 
