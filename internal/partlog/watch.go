@@ -130,7 +130,6 @@ func (ws *watchers) setListening(ok bool) {
 	}
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	clear(ws.recent)
 	for _, w := range ws.m {
 		select {
 		case w.poll <- struct{}{}:

@@ -148,7 +148,7 @@ func testIdleWaitersCostOneWatcher(t *testing.T, a *twoAgents, store metadata.St
 	cancel()
 	wg.Wait()
 	testutil.WaitFor(t, "the watcher to stop with its last waiter", func() bool { return reader.watch.count() == 0 })
-	t.Logf("%d idle waiters: %d partition reads in %v (%.0f/s)", waiters, reads, elapsed.Round(time.Millisecond), float64(reads)/elapsed.Seconds())
+	t.Logf("%s: %d idle waiters: %d partition reads in %v (%.0f/s)", t.Name(), waiters, reads, elapsed.Round(time.Millisecond), float64(reads)/elapsed.Seconds())
 	if limit := int64(3*elapsed/interval) + 10; reads > limit {
 		t.Fatalf("%d idle waiters made %d partition reads in %v, want at most %d (one watcher reading every %v)", waiters, reads, elapsed, limit, interval)
 	}
