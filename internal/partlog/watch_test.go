@@ -8,8 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
+	"github.com/streamhouse/streamhouse/internal/metadata/sqlstore"
 	"github.com/streamhouse/streamhouse/internal/testutil"
 )
 
@@ -299,5 +302,66 @@ func testWatcherLimitAndClose(t *testing.T, open storeOpener) {
 	}
 	if n := reader.watch.count(); n != 0 {
 		t.Fatalf("%d watchers after close", n)
+	}
+}
+
+// When the LISTEN connections are cut just before a commit, whose notice may
+// so be lost, the waiters still wake: the watchers poll at the short
+// interval while notices are down and read the store once they flow again.
+func TestWaitersWakeWhenNoticesAreLost(t *testing.T) {
+	t.Parallel()
+	url := metadatatest.PostgresDatabase(t)
+	open := func() metadata.Store {
+		s, err := sqlstore.OpenPostgres(context.Background(), url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	leaderStore, readerStore := open(), open()
+	e := newEnv(t, func(testing.TB) metadata.Store { return leaderStore }, nil)
+	leader := e.open(e.config("leader"))
+	topic := e.topic("t", 1, nil)
+	lead(t, leader, topic)
+	tp := tpOf(topic, 0)
+	cfg := e.config("reader")
+	cfg.Store = readerStore
+	reader := e.open(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	testutil.WaitFor(t, "commit notices", reader.watch.listening.Load)
+
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+	for round := range 2 {
+		done := make(chan ReadResult, 1)
+		go func() {
+			res, err := reader.Read(ctx, tp, int64(round), 1<<20, time.Minute)
+			if err != nil {
+				t.Error(err)
+			}
+			done <- res
+		}()
+		testutil.WaitFor(t, "the waiter", func() bool { return reader.watch.count() == 1 })
+		// Every agent's listening connection on this database.
+		if _, err := conn.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+			WHERE datname = current_database() AND query = 'LISTEN streamhouse_commits'`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := leader.Append(ctx, tp, mkBatch(t, "x", 1), AckDurable); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case res := <-done:
+			if res.NextOffset != int64(round+1) {
+				t.Fatalf("round %d: woke with %+v", round, res)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("round %d: the waiter did not wake after its notice was lost", round)
+		}
 	}
 }
