@@ -216,7 +216,7 @@ func (ws *watchers) leave(w *watcher) {
 
 // run reads w's partition from the store until it is cancelled: every
 // interval, or every feedPollFactor intervals while the commit feed is up,
-// and when asked.
+// backing off while the store fails, and at once when asked.
 func (ws *watchers) run(ctx context.Context, w *watcher) {
 	defer ws.wg.Done()
 	// The first read waits an interval: every waiter has just read the
@@ -224,13 +224,18 @@ func (ws *watchers) run(ctx context.Context, w *watcher) {
 	t := time.NewTicker(ws.interval)
 	defer t.Stop()
 	last := time.Now()
-	failing := false
+	var backoff time.Duration // while the store fails
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if ws.listening.Load() && time.Since(last) < feedPollFactor*ws.interval {
+			gap := backoff
+			if ws.listening.Load() {
+				gap = max(gap, feedPollFactor*ws.interval)
+			}
+			// Ticks come an interval apart, give or take scheduling.
+			if time.Since(last) < gap-ws.interval/2 {
 				continue
 			}
 		case <-w.poll:
@@ -249,13 +254,13 @@ func (ws *watchers) run(ctx context.Context, w *watcher) {
 			ws.mu.Unlock()
 		case err != nil:
 			// Transient: the waiters keep waiting (until their max wait)
-			// and the watcher tries again next interval.
-			if !failing {
+			// and the watcher tries again, less and less often.
+			if backoff == 0 {
 				ws.log.Warn("watch partition", "topic_id", w.tp.TopicID, "partition", w.tp.Partition, "err", err)
 			}
-			failing = true
+			backoff = min(max(2*backoff, 2*ws.interval), maxWatchBackoff)
 		default:
-			failing = false
+			backoff = 0
 			ws.mu.Lock()
 			if st.HighWatermark > w.hw || st.LogStartOffset > w.ls {
 				w.hw, w.ls = max(w.hw, st.HighWatermark), max(w.ls, st.LogStartOffset)
@@ -265,6 +270,10 @@ func (ws *watchers) run(ctx context.Context, w *watcher) {
 		}
 	}
 }
+
+// maxWatchBackoff bounds how long a watcher waits between reads while the
+// store fails.
+const maxWatchBackoff = 5 * time.Second
 
 // broadcast wakes w's waiters. ws.mu is held.
 func (ws *watchers) broadcast(w *watcher) {

@@ -3,6 +3,7 @@ package partlog
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,6 +22,7 @@ import (
 // metadata store.
 type countingStore struct {
 	metadata.Store
+	failing        atomic.Bool // GetPartition fails
 	partitionReads atomic.Int64
 	mu             sync.Mutex
 	byPartition    map[metadata.TopicPartition]int64
@@ -29,6 +31,9 @@ type countingStore struct {
 // GetPartition counts a read once it has its answer.
 func (s *countingStore) GetPartition(ctx context.Context, tp metadata.TopicPartition) (metadata.PartitionState, error) {
 	st, err := s.Store.GetPartition(ctx, tp)
+	if s.failing.Load() {
+		err = errors.New("injected: store unavailable")
+	}
 	s.partitionReads.Add(1)
 	s.mu.Lock()
 	if s.byPartition == nil {
@@ -363,5 +368,56 @@ func TestWaitersWakeWhenNoticesAreLost(t *testing.T) {
 		case <-time.After(20 * time.Second):
 			t.Fatalf("round %d: the waiter did not wake after its notice was lost", round)
 		}
+	}
+}
+
+// While the store fails (PostgreSQL restarting), a watcher backs off instead
+// of reading every interval, its waiters keep waiting, and once the store
+// answers again they wake on the data committed meanwhile.
+func TestWatcherBacksOffWhileStoreFails(t *testing.T) { onBackends(t, testWatcherBacksOffWhileStoreFails) }
+
+func testWatcherBacksOffWhileStoreFails(t *testing.T, open storeOpener) {
+	t.Parallel()
+	const interval = 20 * time.Millisecond
+	e := newEnv(t, open, nil)
+	leader := e.open(e.config("leader"))
+	topic := e.topic("t", 1, nil)
+	lead(t, leader, topic)
+	tp := tpOf(topic, 0)
+	counted := &countingStore{Store: e.store}
+	cfg := e.config("reader")
+	cfg.Store = counted
+	cfg.ReadPollInterval = interval
+	reader := e.open(cfg)
+	ctx := context.Background()
+
+	done := make(chan error, 1)
+	go func() {
+		res, err := reader.Read(ctx, tp, 0, 1<<20, time.Minute)
+		if err == nil && res.NextOffset != 1 {
+			err = fmt.Errorf("woke with %+v", res)
+		}
+		done <- err
+	}()
+	testutil.WaitFor(t, "the waiter", func() bool { return reader.watch.count() == 1 })
+	counted.failing.Store(true)
+	before := counted.partitionReads.Load()
+	start := time.Now()
+	testutil.WaitFor(t, "the failing window", func() bool { return time.Since(start) >= 2*time.Second })
+	reads := counted.partitionReads.Load() - before
+	if limit := int64(12); reads > limit {
+		t.Fatalf("%d reads of a failing store in %v at a %v interval, want at most %d (backing off)", reads, time.Since(start), interval, limit)
+	}
+	if _, err := leader.Append(ctx, tp, mkBatch(t, "x", 1), AckDurable); err != nil {
+		t.Fatal(err)
+	}
+	counted.failing.Store(false)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the waiter did not wake once the store answered again")
 	}
 }

@@ -46,7 +46,7 @@ const maxNoticeBytes = 7000
 
 var _ metadata.CommitNotifier = (*Store)(nil)
 
-// localWatches are the metadata.CommitWatches of one Store, for the commits made
+// localWatches are the CommitWatches of one Store, for the commits made
 // through it.
 type localWatches struct {
 	mu      sync.Mutex
