@@ -374,7 +374,9 @@ func TestWaitersWakeWhenNoticesAreLost(t *testing.T) {
 // While the store fails (PostgreSQL restarting), a watcher backs off instead
 // of reading every interval, its waiters keep waiting, and once the store
 // answers again they wake on the data committed meanwhile.
-func TestWatcherBacksOffWhileStoreFails(t *testing.T) { onBackends(t, testWatcherBacksOffWhileStoreFails) }
+func TestWatcherBacksOffWhileStoreFails(t *testing.T) {
+	onBackends(t, testWatcherBacksOffWhileStoreFails)
+}
 
 func testWatcherBacksOffWhileStoreFails(t *testing.T, open storeOpener) {
 	t.Parallel()
