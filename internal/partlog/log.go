@@ -129,6 +129,14 @@ type Config struct {
 	// before RunGC forgets it (Kafka's producer.id.expiration.ms). Zero or
 	// negative: never.
 	ProducerExpiration time.Duration
+	// ReadPollInterval is how often the watcher of a partition led
+	// elsewhere reads its state while long polls wait on it (watch.go);
+	// 20 times less often while the store's commit notices flow
+	// (metadata.CommitNotifier). Default 50ms.
+	ReadPollInterval time.Duration
+	// MaxReadWatchers bounds the partitions led elsewhere watched at once
+	// (each costs a store read per ReadPollInterval). Default 1000.
+	MaxReadWatchers int
 	// ObjectPrefix is prepended to object keys. Default "segments/".
 	ObjectPrefix string
 	// Now is the clock; default time.Now.
@@ -193,6 +201,12 @@ func (c *Config) setDefaults() error {
 	if c.OrphanScanInterval <= 0 {
 		c.OrphanScanInterval = c.GCGrace / 2
 	}
+	if c.ReadPollInterval <= 0 {
+		c.ReadPollInterval = 50 * time.Millisecond
+	}
+	if c.MaxReadWatchers <= 0 {
+		c.MaxReadWatchers = 1000
+	}
 	if c.ObjectPrefix == "" {
 		c.ObjectPrefix = "segments/"
 	}
@@ -210,6 +224,7 @@ type Log struct {
 	bucket  objstore.Bucket
 	store   metadata.Store
 	reader  *reader
+	watch   *watchers // long polls on partitions led elsewhere
 
 	mu         sync.Mutex
 	partitions map[metadata.TopicPartition]*partition // led partitions
@@ -256,6 +271,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		return nil, err
 	}
 	l.reader = r
+	l.watch = newWatchers(cfg.Store, cfg.ReadPollInterval, cfg.MaxReadWatchers, l.log, cfg.Metrics)
 	l.buf = newBuffer()
 	l.wg.Add(3)
 	go l.sealLoop()
@@ -303,6 +319,7 @@ func (l *Log) Close(ctx context.Context) error {
 	l.buf = newBuffer()
 	l.mu.Unlock()
 	l.reader.close()
+	l.watch.close()
 	return err
 }
 

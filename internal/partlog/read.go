@@ -2,6 +2,7 @@ package partlog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -57,7 +58,8 @@ const indexBatch = 64
 // above the high watermark give ErrOffsetOutOfRange.
 //
 // A partition this agent leads is read from its in-memory state; any other
-// from the metadata store.
+// from the metadata store, and a wait on it shares the partition's watcher
+// (watch.go) with every other waiter on it.
 func (l *Log) Read(ctx context.Context, tp metadata.TopicPartition, offset int64, maxBytes int, maxWait time.Duration) (ReadResult, error) {
 	var deadline <-chan time.Time
 	if maxWait > 0 {
@@ -65,10 +67,16 @@ func (l *Log) Read(ctx context.Context, tp metadata.TopicPartition, offset int64
 		defer t.Stop()
 		deadline = t.C
 	}
+	var watched *partView // the watcher's view after it woke this read
 	for {
-		view, err := l.view(ctx, tp)
-		if err != nil {
-			return ReadResult{}, err
+		var view partView
+		if watched != nil {
+			view, watched = *watched, nil
+		} else {
+			var err error
+			if view, err = l.view(ctx, tp); err != nil {
+				return ReadResult{}, err
+			}
 		}
 		res := ReadResult{HighWatermark: view.hw, LogStartOffset: view.logStart, NextOffset: offset}
 		if offset < view.logStart || offset > view.hw {
@@ -80,14 +88,32 @@ func (l *Log) Read(ctx context.Context, tp metadata.TopicPartition, offset int64
 		if deadline == nil {
 			return res, nil
 		}
-		var poll <-chan time.Time
 		if view.changed == nil {
-			// Not led here: poll the store.
-			poll = time.After(50 * time.Millisecond)
+			// Not led here: wait on the partition's watcher.
+			v, woken, err := l.watch.wait(ctx, tp, view.hw, view.logStart, deadline)
+			switch {
+			case errors.Is(err, errNoWatcher):
+				// Every watcher is taken: wait out maxWait, then look
+				// once more.
+				select {
+				case <-deadline:
+				case <-ctx.Done():
+					return res, ctx.Err()
+				}
+				deadline = nil
+			case err != nil && ctx.Err() != nil:
+				return res, ctx.Err()
+			case err != nil:
+				return res, fmt.Errorf("read %s: %w", tp, err)
+			case !woken:
+				return res, nil
+			default:
+				watched = &v
+			}
+			continue
 		}
 		select {
 		case <-view.changed:
-		case <-poll:
 		case <-deadline:
 			return res, nil
 		case <-ctx.Done():

@@ -28,6 +28,7 @@ func (s *Store) CommitObject(ctx context.Context, c metadata.ObjectCommit) error
 	if err != nil {
 		return fmt.Errorf("commit object %s: %w", c.ObjectKey, err)
 	}
+	s.announce(&c)
 	return nil
 }
 

@@ -53,13 +53,15 @@ func OpenPostgres(ctx context.Context, url string, logger *slog.Logger) (*Store,
 		return nil, fmt.Errorf("open postgres metadata: %w", err)
 	}
 	logger.InfoContext(ctx, "metadata store open", "backend", "postgres", "host", cfg.ConnConfig.Host, "database", cfg.ConnConfig.Database)
-	return &Store{b: &pgBackend{pool: pool, logger: logger}, logger: logger}, nil
+	return &Store{b: &pgBackend{pool: pool, logger: logger, announcer: newPGAnnouncer(pool, logger)}, logger: logger}, nil
 }
 
 type pgBackend struct {
 	pool    *pgxpool.Pool
 	logger  *slog.Logger
 	retried atomic.Int64 // transactions retried after a deadlock or serialization failure
+	// announcer NOTIFYs commits to the other agents (notify.go).
+	announcer *pgAnnouncer
 }
 
 func (b *pgBackend) reader() querier { return pgQuerier{b.pool} }
@@ -266,6 +268,7 @@ func (p *pgProducerCols) add(tp metadata.TopicPartition, ps metadata.ProducerSta
 func (b *pgBackend) ping(ctx context.Context) error { return b.pool.Ping(ctx) }
 
 func (b *pgBackend) close() error {
+	b.announcer.close()
 	b.pool.Close()
 	return nil
 }

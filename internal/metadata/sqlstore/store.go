@@ -30,6 +30,7 @@ import (
 type Store struct {
 	b         backend
 	logger    *slog.Logger
+	local     localWatches // see WatchCommits
 	closeOnce sync.Once
 	closeErr  error
 }
