@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamhouse/streamhouse/internal/e2e"
@@ -56,7 +57,9 @@ func TestFaultInjection(t *testing.T) {
 		t.Fatalf("the test deadline is %v away; a %v run needs about %v: raise -timeout", time.Until(dl).Round(time.Second), duration, duration+3*time.Minute)
 	}
 
+	began := time.Now()
 	bin := e2e.Binary(t)
+	t.Logf("binary built in %v", time.Since(began).Round(time.Second))
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 
@@ -151,6 +154,9 @@ func TestFaultInjection(t *testing.T) {
 		if err == nil {
 			err = r.Err
 		}
+		if errors.Is(err, kerr.TopicAlreadyExists) {
+			return nil // an earlier attempt created it and its answer was lost
+		}
 		return err
 	})
 
@@ -174,6 +180,7 @@ func TestFaultInjection(t *testing.T) {
 		return nil
 	})
 
+	t.Logf("cluster up and workload running after %v; the nemesis starts", time.Since(began).Round(time.Second))
 	c := &cluster{pg: pg, s3: s3, agents: agents, adm: adm, leaseTTL: leaseTTL, began: time.Now(), logf: t.Logf,
 		progress: func() string {
 			h.mu.Lock()
@@ -227,6 +234,7 @@ func TestFaultInjection(t *testing.T) {
 		}
 	}
 
+	t.Logf("run over after %v; checking", time.Since(began).Round(time.Second))
 	checks := checkRun(h, f)
 	var failed []string
 	for _, ch := range checks {

@@ -117,7 +117,7 @@ func (c *cluster) apply(ctx context.Context, kind faultKind, target int, frac fl
 	case faultPause:
 		a := c.agents[target]
 		f.Agent = target
-		d := c.leaseTTL + between(time.Second, 3*time.Second)
+		d := c.leaseTTL + between(time.Second, 5*time.Second)
 		f.Detail = fmt.Sprintf("%s stopped %v (lease %v)", a.id, d.Round(time.Millisecond), c.leaseTTL)
 		c.note(f, "begins")
 		if err = a.signal(syscall.SIGSTOP); err == nil {
