@@ -32,9 +32,6 @@ const leaseTTL = 3 * time.Second
 // correct server guarantees whatever the timing is checked.
 func TestFaultInjection(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("the fault-injection test runs for minutes")
-	}
 	tl := findTools(t)
 	duration := time.Minute
 	if v := os.Getenv("STREAMHOUSE_FAULT_DURATION"); v != "" {
