@@ -87,19 +87,20 @@ func (c *cluster) nemesis(ctx context.Context, seed uint64, duration time.Durati
 			atCoordinator = atCoordinator || pauses == 0
 			pauses++
 		}
+		role := ""
 		if atCoordinator && (kind == faultPause || kind == faultKill || kind == faultPGCut) {
 			if a, ok := c.coordinator(ctx, groups[0].name); ok {
-				target = a
+				target, role = a, " (coordinator of "+groups[0].name+")"
 			}
 		}
-		if err := c.apply(ctx, kind, target, frac, mode); err != nil {
+		if err := c.apply(ctx, kind, target, role, frac, mode); err != nil {
 			return fmt.Errorf("fault %d (%s): %w", i+1, kind, err)
 		}
 	}
 }
 
 // apply runs one fault and heals it.
-func (c *cluster) apply(ctx context.Context, kind faultKind, target int, frac float64, mode int) error {
+func (c *cluster) apply(ctx context.Context, kind faultKind, target int, role string, frac float64, mode int) error {
 	f := fault{Kind: kind, Agent: -1, Start: time.Now()}
 	between := func(lo, hi time.Duration) time.Duration { return lo + time.Duration(frac*float64(hi-lo)) }
 	var err error
@@ -108,7 +109,7 @@ func (c *cluster) apply(ctx context.Context, kind faultKind, target int, frac fl
 		a := c.agents[target]
 		f.Agent = target
 		down := between(0, 2*time.Second)
-		f.Detail = fmt.Sprintf("%s down %v", a.id, down.Round(time.Millisecond))
+		f.Detail = fmt.Sprintf("%s%s down %v", a.id, role, down.Round(time.Millisecond))
 		c.note(f, "begins")
 		a.stop(syscall.SIGKILL)
 		if err = sleep(ctx, down); err == nil {
@@ -118,7 +119,7 @@ func (c *cluster) apply(ctx context.Context, kind faultKind, target int, frac fl
 		a := c.agents[target]
 		f.Agent = target
 		d := c.leaseTTL + between(time.Second, 5*time.Second)
-		f.Detail = fmt.Sprintf("%s stopped %v (lease %v)", a.id, d.Round(time.Millisecond), c.leaseTTL)
+		f.Detail = fmt.Sprintf("%s%s stopped %v (lease %v)", a.id, role, d.Round(time.Millisecond), c.leaseTTL)
 		c.note(f, "begins")
 		if err = a.signal(syscall.SIGSTOP); err == nil {
 			_ = sleep(ctx, d)
@@ -152,7 +153,7 @@ func (c *cluster) apply(ctx context.Context, kind faultKind, target int, frac fl
 		a := c.agents[target]
 		f.Agent = target
 		d := 2*c.leaseTTL + between(0, 2*time.Second)
-		f.Detail = fmt.Sprintf("%s cut off from PostgreSQL %v (lease %v)", a.id, d.Round(time.Millisecond), c.leaseTTL)
+		f.Detail = fmt.Sprintf("%s%s cut off from PostgreSQL %v (lease %v)", a.id, role, d.Round(time.Millisecond), c.leaseTTL)
 		c.note(f, "begins")
 		a.pg.Cut()
 		_ = sleep(ctx, d)
