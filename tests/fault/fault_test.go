@@ -158,7 +158,7 @@ func TestFaultInjection(t *testing.T) {
 	})
 
 	h := newHistory()
-	w := &workload{h: h, seeds: seeds, logf: t.Logf}
+	w := &workload{h: h, seeds: seeds}
 	t.Cleanup(w.close)
 	if err := w.start(); err != nil {
 		t.Fatal(err)

@@ -49,7 +49,6 @@ func parseValue(v string) (id, seq int, ok bool) {
 type workload struct {
 	h     *history
 	seeds []string
-	logf  func(format string, args ...any)
 
 	prodStop    context.CancelFunc
 	prodWG      sync.WaitGroup
