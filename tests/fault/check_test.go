@@ -152,8 +152,9 @@ func checkCommitted(h *history, f final) check {
 			s := g.polled[p]
 			for i := 1; i < len(s); i++ {
 				if s[i].Offset < s[i-1].Offset {
-					c.violations = append(c.violations, fmt.Sprintf("%s partition %d: committed offset went from %d back to %d (polled at %s, then %s)",
-						name, p, s[i-1].Offset, s[i].Offset, s[i-1].At.UTC().Format("15:04:05.000"), s[i].At.UTC().Format("15:04:05.000")))
+					c.violations = append(c.violations, fmt.Sprintf("%s partition %d: committed offset went from %d back to %d (polled at %s, then %s); commits acknowledged around then: %s",
+						name, p, s[i-1].Offset, s[i].Offset, s[i-1].At.UTC().Format("15:04:05.000"), s[i].At.UTC().Format("15:04:05.000"),
+						commitsBetween(g.commits[p], s[i-1].At.Add(-5*time.Second), s[i].At)))
 				}
 			}
 		}
@@ -175,6 +176,21 @@ func checkCommitted(h *history, f final) check {
 		}
 	}
 	return c
+}
+
+// commitsBetween formats the acknowledged commits from from to to (at most
+// the last eight).
+func commitsBetween(commits []commitObs, from, to time.Time) string {
+	var out []string
+	for _, c := range commits {
+		if !c.At.Before(from) && !c.At.After(to) {
+			out = append(out, fmt.Sprintf("%d by member %d gen %d at %s", c.Offset, c.Member, c.Generation, c.At.UTC().Format("15:04:05.000")))
+		}
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out[max(0, len(out)-8):], ", ")
 }
 
 // checkOwners: in one generation of a group, no partition is owned by two
