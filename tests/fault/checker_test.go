@@ -1,0 +1,154 @@
+package fault
+
+import (
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The checker finds each kind of violation in a made-up history, and
+// passes a clean one: a checker that cannot fail proves nothing.
+func TestCheckerFindsViolations(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	// clean is a correct run: producer 0 wrote seq 0..3 to partition 0,
+	// seq 2 was never acked (and is in the log: allowed); a group read and
+	// committed everything.
+	clean := func() (*history, final) {
+		h := newHistory()
+		f := final{hwm: map[int32]int64{0: 4}, log: map[position]string{}, committed: map[string]map[int32]int64{"g": {0: 4}}}
+		for o, seq := range []int{0, 1, 2, 3} {
+			pos := position{0, int64(o)}
+			v := value(0, seq)
+			if seq != 2 {
+				h.acked(v, pos)
+			}
+			h.read("g", 0, pos, v)
+			h.read("", 0, pos, v)
+			f.log[pos] = v
+		}
+		h.committed("g", commitObs{At: t0, Member: 0, Generation: 1, Offset: 2}, 0)
+		h.committed("g", commitObs{At: t0.Add(time.Second), Member: 1, Generation: 2, Offset: 4}, 0)
+		h.polledOffset("g", 0, t0, 2)
+		h.polledOffset("g", 0, t0.Add(time.Second), 4)
+		h.owned("g", 0, 1, []int32{0})
+		h.owned("g", 1, 2, []int32{0})
+		return h, f
+	}
+	failing := func(checks []check) []string {
+		var names []string
+		for _, c := range checks {
+			if len(c.violations) > 0 {
+				names = append(names, c.name)
+			}
+		}
+		return names
+	}
+	if got := failing(checkRun(clean())); len(got) > 0 {
+		t.Fatalf("a clean run fails %v", got)
+	}
+
+	for _, tc := range []struct {
+		want   string
+		mutate func(h *history, f *final)
+	}{
+		{"acked-records-present-once", func(h *history, f *final) { delete(f.log, position{0, 3}); f.hwm[0] = 3 }},
+		{"acked-records-present-once", func(h *history, f *final) { f.log[position{0, 4}] = value(0, 3); f.hwm[0] = 5 }},
+		{"per-producer-order", func(h *history, f *final) {
+			f.log[position{0, 0}], f.log[position{0, 1}] = f.log[position{0, 1}], f.log[position{0, 0}]
+			h.acks[value(0, 0)], h.acks[value(0, 1)] = position{0, 1}, position{0, 0}
+		}},
+		{"one-record-per-offset", func(h *history, f *final) { h.read("g", 1, position{0, 1}, "other") }},
+		{"log-dense-and-readable", func(h *history, f *final) { f.hwm[0] = 6 }},
+		{"committed-offsets-never-go-back", func(h *history, f *final) { h.polledOffset("g", 0, t0.Add(2*time.Second), 3) }},
+		{"committed-offsets-never-go-back", func(h *history, f *final) { f.committed["g"][0] = 3 }},
+		{"one-owner-per-generation", func(h *history, f *final) { h.owned("g", 0, 2, []int32{0}) }},
+		{"group-read-below-committed", func(h *history, f *final) { delete(h.groups["g"].read, position{0, 1}) }},
+		{"agents-ready-at-end", func(h *history, f *final) { f.notReady = []string{"agent-1"} }},
+	} {
+		h, f := clean()
+		tc.mutate(h, &f)
+		if got := failing(checkRun(h, f)); !strings.Contains(strings.Join(got, ","), tc.want) {
+			t.Errorf("want %s to fail, failing: %v", tc.want, got)
+		}
+	}
+}
+
+// The longest leader gap counts samples with no leader, an unknown broker
+// or an agent that was down, and ignores samples that were not taken.
+func TestLongestLeaderGap(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	sample := func(ms int, leader int32) metaSample {
+		return metaSample{At: at(ms), Leaders: map[int32]int32{0: leader, 1: 1}, Agents: map[int32]int{1: 0, 2: 1}}
+	}
+	samples := []metaSample{
+		sample(0, 1), sample(100, -1), sample(200, -1), sample(900, 2), // no leader 100..900
+		sample(1000, 1), sample(1100, 1), sample(2500, 2), // agent 0 down 1000..2000: gap 1000..2500
+	}
+	down := func(agent int, t time.Time) bool { return agent == 0 && !t.Before(at(1000)) && t.Before(at(2000)) }
+	g := longestLeaderGap(samples, down)
+	if g.Length != 1500*time.Millisecond || !g.Start.Equal(at(1000)) {
+		t.Fatalf("longest gap %v from %v, want 1.5s from +1s (partition 1 is led by agent 0 too)", g.Length, g.Start.Sub(t0))
+	}
+}
+
+// A cut proxy drops its connections and blackholes new ones until healed.
+func TestProxyCut(t *testing.T) {
+	t.Parallel()
+	up, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	go func() { // an echo server
+		for {
+			c, err := up.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	p, err := newProxy("test", up.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	echo := func(c net.Conn) error {
+		_ = c.SetDeadline(time.Now().Add(500 * time.Millisecond))
+		if _, err := c.Write([]byte("x")); err != nil {
+			return err
+		}
+		_, err := io.ReadFull(c, make([]byte, 1))
+		return err
+	}
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", p.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	before := dial()
+	if err := echo(before); err != nil {
+		t.Fatalf("through the proxy: %v", err)
+	}
+	p.Cut()
+	if err := echo(before); err == nil {
+		t.Fatal("a connection open at the cut still works")
+	}
+	during := dial()
+	err = echo(during)
+	if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+		t.Fatalf("a connection made during the cut: %v, want a timeout (blackhole)", err)
+	}
+	p.Heal()
+	if err := echo(dial()); err != nil {
+		t.Fatalf("after the heal: %v", err)
+	}
+}
