@@ -366,7 +366,7 @@ func zstdAll(t *testing.T, src []byte, level zstd.EncoderLevel) []byte {
 }
 
 // TestDecompressionIsBounded feeds each codec data that decompresses past
-// MaxDecompressedSize: Validate and Records must refuse it as corrupt.
+// MaxDecompressedSize: Validate and Records must refuse it as too large.
 func TestDecompressionIsBounded(t *testing.T) {
 	t.Parallel()
 	zeros := make([]byte, MaxDecompressedSize+1)
@@ -389,10 +389,10 @@ func TestDecompressionIsBounded(t *testing.T) {
 		if _, err := Validate(b, 0, false); err != nil {
 			t.Errorf("%s: shallow Validate: %v", tc.codec, err)
 		}
-		if _, err := Validate(b, 0, true); !errors.Is(err, ErrCorrupt) || !errors.Is(err, errDecompressLimit) {
+		if _, err := Validate(b, 0, true); !errors.Is(err, ErrTooLarge) {
 			t.Errorf("%s (%d bytes): deep Validate: %v, want the decompression limit", tc.codec, len(tc.data), err)
 		}
-		if _, _, err := Records(b); !errors.Is(err, ErrCorrupt) || !errors.Is(err, errDecompressLimit) {
+		if _, _, err := Records(b); !errors.Is(err, ErrTooLarge) {
 			t.Errorf("%s: Records: %v, want the decompression limit", tc.codec, err)
 		}
 	}
@@ -425,10 +425,10 @@ func TestForgedSizesDoNotAllocate(t *testing.T) {
 		}
 	}
 	// Sizes: the forged snappy claim is refused before decoding.
-	if _, err := decompress(CodecSnappy, nil, forged); err == nil {
+	if _, err := decompress(CodecSnappy, nil, forged, MaxDecompressedSize); err == nil {
 		t.Error("forged snappy claim accepted")
 	}
-	out, _ := decompress(CodecGzip, nil, gz)
+	out, _ := decompress(CodecGzip, nil, gz, MaxDecompressedSize)
 	if cap(out) > 1<<20 {
 		t.Errorf("forged gzip ISIZE made a %d byte buffer", cap(out))
 	}

@@ -10,8 +10,12 @@ package batch
 //     size the Java client writes (its reader takes any standard size).
 //   - zstd: written as one frame; read with any number of frames.
 //
-// Every decoder is bounded by MaxDecompressedSize so a small batch cannot
-// expand into gigabytes (a zip bomb); going over is ErrCorrupt.
+// Every decoder is bounded by its caller's limit, at most
+// MaxDecompressedSize, so a small batch cannot expand into gigabytes (a zip
+// bomb); going over is ErrTooLarge. The bound is enforced while decoding,
+// before the output grows past it, except for a zstd frame that does not
+// declare its size (zstd-jni's streams), which one shared decoder bounds by
+// MaxDecompressedSize and the limit is checked after.
 
 import (
 	"bytes"
@@ -28,9 +32,10 @@ import (
 	"github.com/pierrec/lz4/v4"
 )
 
-// MaxDecompressedSize bounds what one compressed batch may decompress to.
-// Producers size batches by their compressed bytes (1 MiB by default in
-// Kafka), and even very compressible data stays well under this.
+// MaxDecompressedSize bounds what one compressed batch may decompress to on
+// any path, whatever the topic allows. Producers size batches by their
+// compressed bytes (1 MiB by default in Kafka), and even very compressible
+// data stays well under this.
 const MaxDecompressedSize = 64 << 20
 
 var errDecompressLimit = fmt.Errorf("decompressed size exceeds %d bytes", MaxDecompressedSize)
@@ -145,11 +150,12 @@ func compress(c Codec, dst, src []byte) ([]byte, error) {
 	return nil, fmt.Errorf("compress: unknown codec %d", c)
 }
 
-// decompress appends src decompressed with c to dst, failing if more than
-// MaxDecompressedSize-len(dst) bytes come out. Errors are not wrapped in a
-// sentinel; the caller knows what a failure means.
-func decompress(c Codec, dst, src []byte) ([]byte, error) {
-	limit := MaxDecompressedSize - len(dst)
+// decompress appends src decompressed with c to dst, failing with
+// errDecompressLimit if more than limit (at most MaxDecompressedSize) bytes
+// come out. Other errors are not wrapped in a sentinel; the caller knows
+// what a failure means.
+func decompress(c Codec, dst, src []byte, limit int) ([]byte, error) {
+	limit = min(limit, MaxDecompressedSize)
 	switch c {
 	case CodecNone:
 		return append(dst, src...), nil
@@ -178,11 +184,18 @@ func decompress(c Codec, dst, src []byte) ([]byte, error) {
 		d.r.Reset(&d.src)
 		return readBounded(dst, d.r, 4*len(src), limit)
 	case CodecZstd:
-		// The decoder enforces MaxDecompressedSize itself: it refuses a
-		// frame declaring a larger content size before allocating and
-		// stops one that outgrows it while decoding.
+		// A first frame declaring more than limit is refused before
+		// anything is allocated. Otherwise the shared decoder enforces
+		// MaxDecompressedSize itself (refusing any later frame declaring
+		// too much, stopping one that outgrows it), and limit is checked
+		// once it is done.
+		var fh zstd.Header
+		if fh.Decode(src) == nil && fh.HasFCS && fh.FrameContentSize > uint64(limit) {
+			return dst, errDecompressLimit
+		}
+		at := len(dst)
 		out, err := zstdDecoder().DecodeAll(src, dst)
-		if errors.Is(err, zstd.ErrDecoderSizeExceeded) || len(out) > MaxDecompressedSize {
+		if errors.Is(err, zstd.ErrDecoderSizeExceeded) || len(out)-at > limit {
 			return out, errDecompressLimit
 		}
 		return out, err
