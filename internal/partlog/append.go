@@ -132,13 +132,25 @@ func (l *Log) AppendAsync(ctx context.Context, tp metadata.TopicPartition, recor
 		return nil, err
 	}
 	l.mu.Lock()
-	maxBytes := p.maxMessageBytes
+	lim := batch.Limits{MaxBatchBytes: p.maxMessageBytes, MaxRecordsBytes: p.maxRecordsBytes}
+	bounds := p.timestamps
 	l.mu.Unlock()
+	// Every record is checked, compressed or not, as Kafka's broker does:
+	// a batch stored here is one every reader can decode.
+	now := l.cfg.Now().UnixMilli()
 	headers := make([]batch.Header, len(batches))
 	for i, b := range batches {
-		if headers[i], err = batch.Validate(b, maxBytes, false); err != nil {
+		h, st, err := batch.Check(b, lim)
+		if err == nil {
+			err = bounds.check(st, now)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("append to %s: %w", tp, err)
 		}
+		// The index keeps the records' own newest timestamp, as Kafka
+		// rewrites MaxTimestamp to it, whatever the header claims.
+		h.MaxTimestamp = st.MaxTimestamp
+		headers[i] = h
 	}
 	res, buf, dupWait, err := l.appendLocked(ctx, p, batches, headers, mode)
 	if err != nil {
