@@ -159,7 +159,7 @@ func testAppendTimestampBounds(t *testing.T, open storeOpener) {
 		{"default: half an hour ahead", def, at(ms(30 * time.Minute)), true},
 		{"default: years ago", def, at(1, ms(0)), true},
 		{"default: no timestamp", def, testutil.FramedBatch(batch.CodecNone, 1, noTimestampRecord(), -1, -1), true},
-		{"tight: ten minutes ago", tight, at(ms(0), ms(-10 * time.Minute)), false},
+		{"tight: ten minutes ago", tight, at(ms(0), ms(-10*time.Minute)), false},
 		{"tight: a minute ahead", tight, at(ms(time.Minute)), false},
 		{"tight: now", tight, at(ms(0)), true},
 		{"log append time: far future", lat, at(ms(1000 * time.Hour)), true},
