@@ -100,9 +100,9 @@ var (
 		}
 		return &lz4Encoder{w: w}
 	}}
-	gzipDecoders = sync.Pool{New: func() any { return new(gzipDecoder) }}
-	lz4Decoders  = sync.Pool{New: func() any { return &lz4Decoder{r: lz4.NewReader(nil)} }}
-	zstdStreamers  = sync.Pool{New: func() any {
+	gzipDecoders  = sync.Pool{New: func() any { return new(gzipDecoder) }}
+	lz4Decoders   = sync.Pool{New: func() any { return &lz4Decoder{r: lz4.NewReader(nil)} }}
+	zstdStreamers = sync.Pool{New: func() any {
 		// One goroutine-free streaming decoder each, bounded per call.
 		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
 		if err != nil {
