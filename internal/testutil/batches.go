@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"bytes"
 	"encoding/binary"
 	"hash/crc32"
 	"testing"
@@ -44,11 +45,11 @@ func GarbageBatch(codec batch.Codec, timestamp int64) []byte {
 	return FramedBatch(codec, 3, []byte("these bytes are not compressed records, whatever the codec says"), timestamp, timestamp)
 }
 
-// BombBatch builds a batch of n records, each with a value of size zero
+// BombBatch builds a batch of n records, each with a value of size 'x'
 // bytes, compressed with codec: a few KB that decompress to n*size bytes.
 func BombBatch(t testing.TB, codec batch.Codec, n, size int, timestamp int64) []byte {
 	t.Helper()
-	value := make([]byte, size)
+	value := bytes.Repeat([]byte{'x'}, size)
 	recs := make([]batch.Record, n)
 	for i := range recs {
 		recs[i] = batch.Record{Value: value, Timestamp: timestamp}
