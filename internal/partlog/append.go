@@ -88,8 +88,14 @@ func (b *buffer) wait(ctx context.Context, tp metadata.TopicPartition) error {
 // records: it edits offsets in place and keeps the bytes until they are
 // uploaded.
 //
+// Every record of every batch is checked first (batch.Check with the
+// topic's bounds), compressed or not, then the record timestamps against
+// message.timestamp.before/after.max.ms.
+//
 // Errors wrap ErrNotLeader, ErrOutOfOrderSequence, ErrInvalidProducerEpoch,
-// ErrClosed or one of batch's validation errors; on error nothing of the
+// ErrClosed, ErrInvalidTimestamp or one of batch's validation errors
+// (ErrTooLarge for records decompressing past 32 times
+// max.message.bytes); on error nothing of the
 // request was stored, except for a durable wait that failed after the data
 // was buffered (ctx expiry, or the partition lost while committing).
 func (l *Log) Append(ctx context.Context, tp metadata.TopicPartition, records []byte, mode AckMode) (AppendResult, error) {

@@ -44,7 +44,8 @@ func retentionOf(t metadata.Topic) retention {
 // EnforceRetention applies time and size retention to every partition this
 // agent leads, as Kafka's log cleaner does with cleanup.policy=delete: whole
 // runs (the partition's share of one object) are dropped from the start of
-// the log once their newest record is older than retention.ms, and while
+// the log once their newest record is older than retention.ms (or, for a
+// run whose timestamp cannot be trusted, its object; see runTime), and while
 // what remains without the oldest run is still at least retention.bytes. Dropping moves the log start offset;
 // the objects no longer referenced are deleted by CollectGarbage after the
 // grace period. It returns how many partitions it trimmed.
