@@ -84,6 +84,13 @@ func checkBatch(t *testing.T, b []byte) {
 	if (errCheck == nil) != (errDeep == nil) {
 		t.Fatalf("Check: %v; deep Validate: %v", errCheck, errDeep)
 	}
+	// Under a bound below MaxDecompressedSize, zstd decodes as a stream
+	// (the produce path) instead of whole frames (the readers' path): the
+	// two must agree, or a batch produce accepts could poison readers.
+	_, _, errStream := Check(b, Limits{MaxRecordsBytes: MaxDecompressedSize - 1})
+	if (errStream == nil) != (errCheck == nil) && !errors.Is(errStream, ErrTooLarge) {
+		t.Fatalf("Check under a bound: %v; without: %v", errStream, errCheck)
+	}
 	_, _, errSmall := Check(b, Limits{MaxRecordsBytes: 4 << 10})
 	if errSmall != nil && countSentinels(errSmall) != 1 {
 		t.Fatalf("%v wraps %d sentinels", errSmall, countSentinels(errSmall))
