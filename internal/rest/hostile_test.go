@@ -82,5 +82,9 @@ func TestConsumeBoundsDecompressedBytes(t *testing.T) {
 	if len(small.Records) != 8 || small.NextOffset != 8 {
 		t.Fatalf("max_bytes 64 KiB: %d records, next offset %d; want 8 records of 8 KiB", len(small.Records), small.NextOffset)
 	}
+	// The first record comes back whatever the budget.
+	if one := e.consume("topic=bombs&partition=0&offset=3&max_bytes=1"); len(one.Records) != 1 || one.Records[0].Offset != 3 || one.NextOffset != 4 {
+		t.Fatalf("max_bytes 1: %d records, next offset %d; want the record at 3", len(one.Records), one.NextOffset)
+	}
 	checkError(t, e.get("/api/v1/consume?topic=bombs&partition=0&max_bytes=0"), 400, "bad_request", "max_bytes")
 }
