@@ -40,12 +40,14 @@ import (
 var (
 	// ErrCorrupt is CORRUPT_MESSAGE: the bytes are not a well-framed batch
 	// (truncated, bad Length, CRC mismatch, unknown codec, compressed data
-	// that does not decompress or decompresses past MaxDecompressedSize).
+	// that does not decompress).
 	ErrCorrupt = errors.New("corrupt record batch")
 	// ErrUnsupportedMagic is a batch whose magic byte is not 2 (message
 	// format v0/v1, which this broker does not store).
 	ErrUnsupportedMagic = errors.New("unsupported record batch magic")
-	// ErrTooLarge is MESSAGE_TOO_LARGE: the batch is bigger than allowed.
+	// ErrTooLarge is MESSAGE_TOO_LARGE: the batch is bigger than allowed,
+	// as sent or once its records are decompressed (Limits,
+	// MaxDecompressedSize).
 	ErrTooLarge = errors.New("record batch too large")
 	// ErrInvalidRecord is INVALID_RECORD: the batch is intact (its CRC
 	// matches) but what it says is inconsistent: record counts and offset

@@ -30,6 +30,24 @@ func BenchmarkValidate(b *testing.B) {
 	}
 }
 
+// BenchmarkCheck is the produce path's validation: every codec walked,
+// with a topic's bounds (max.message.bytes 1 MiB).
+func BenchmarkCheck(b *testing.B) {
+	lim := Limits{MaxBatchBytes: 1 << 20, MaxRecordsBytes: 32 << 20}
+	for _, c := range allCodecs {
+		batch := mustBuild(b, benchRecords(), BuildOptions{Codec: c, ProducerID: -1})
+		b.Run(c.String(), func(b *testing.B) {
+			b.SetBytes(int64(len(batch)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := Check(batch, lim); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 func BenchmarkBuild(b *testing.B) {
 	recs := benchRecords()
 	size := 0

@@ -258,6 +258,7 @@ func TestRecordsReadsForeignBatches(t *testing.T) {
 		{"lz4 64KB blocks, no checksum", CodecLZ4, 5000, lz4Frame(t, big, lz4.BlockSizeOption(lz4.Block64Kb), lz4.ChecksumOption(false))},
 		{"zstd stream", CodecZstd, 5000, zstdStream(t, big)},
 		{"zstd best", CodecZstd, n, zstdAll(t, raw, zstd.SpeedBestCompression)},
+		{"zstd stream, 8 MiB window (zstd-jni at high levels)", CodecZstd, n, zstdWindowed(t, raw, 8<<20)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -265,6 +266,11 @@ func TestRecordsReadsForeignBatches(t *testing.T) {
 			b := kmsgBatch(tc.codec, tc.n, tc.data, func(rb *kmsg.RecordBatch) { rb.FirstOffset = 500 })
 			if _, err := Validate(b, 0, true); err != nil {
 				t.Fatalf("Validate: %v", err)
+			}
+			// The produce path: bounded by a small topic's limits, zstd
+			// decoded as a stream.
+			if _, _, err := Check(b, Limits{MaxBatchBytes: 1 << 20, MaxRecordsBytes: 512 << 10}); err != nil {
+				t.Fatalf("Check: %v", err)
 			}
 			h, recs, err := Records(b)
 			if err != nil {
@@ -355,6 +361,35 @@ func zstdStream(t *testing.T, src []byte) []byte {
 	return buf.Bytes()
 }
 
+// zstdWindowed is one streamed frame (no content size) declaring window.
+func zstdWindowed(t *testing.T, src []byte, window int) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := zstd.NewWriter(&buf, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(window))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Written in flushed pieces, as a stream: no content size.
+	for len(src) > 0 {
+		n := min(100, len(src))
+		if _, err := w.Write(src[:n]); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		src = src[n:]
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var fh zstd.Header
+	if err := fh.Decode(buf.Bytes()); err != nil || fh.HasFCS || fh.WindowSize != uint64(window) {
+		t.Fatalf("frame header %+v, %v", fh, err)
+	}
+	return buf.Bytes()
+}
+
 func zstdAll(t *testing.T, src []byte, level zstd.EncoderLevel) []byte {
 	t.Helper()
 	e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(level))
@@ -366,7 +401,7 @@ func zstdAll(t *testing.T, src []byte, level zstd.EncoderLevel) []byte {
 }
 
 // TestDecompressionIsBounded feeds each codec data that decompresses past
-// MaxDecompressedSize: Validate and Records must refuse it as corrupt.
+// MaxDecompressedSize: Validate and Records must refuse it as too large.
 func TestDecompressionIsBounded(t *testing.T) {
 	t.Parallel()
 	zeros := make([]byte, MaxDecompressedSize+1)
@@ -389,10 +424,10 @@ func TestDecompressionIsBounded(t *testing.T) {
 		if _, err := Validate(b, 0, false); err != nil {
 			t.Errorf("%s: shallow Validate: %v", tc.codec, err)
 		}
-		if _, err := Validate(b, 0, true); !errors.Is(err, ErrCorrupt) || !errors.Is(err, errDecompressLimit) {
+		if _, err := Validate(b, 0, true); !errors.Is(err, ErrTooLarge) {
 			t.Errorf("%s (%d bytes): deep Validate: %v, want the decompression limit", tc.codec, len(tc.data), err)
 		}
-		if _, _, err := Records(b); !errors.Is(err, ErrCorrupt) || !errors.Is(err, errDecompressLimit) {
+		if _, _, err := Records(b); !errors.Is(err, ErrTooLarge) {
 			t.Errorf("%s: Records: %v, want the decompression limit", tc.codec, err)
 		}
 	}
@@ -425,10 +460,10 @@ func TestForgedSizesDoNotAllocate(t *testing.T) {
 		}
 	}
 	// Sizes: the forged snappy claim is refused before decoding.
-	if _, err := decompress(CodecSnappy, nil, forged); err == nil {
+	if _, err := decompress(CodecSnappy, nil, forged, MaxDecompressedSize); err == nil {
 		t.Error("forged snappy claim accepted")
 	}
-	out, _ := decompress(CodecGzip, nil, gz)
+	out, _ := decompress(CodecGzip, nil, gz, MaxDecompressedSize)
 	if cap(out) > 1<<20 {
 		t.Errorf("forged gzip ISIZE made a %d byte buffer", cap(out))
 	}

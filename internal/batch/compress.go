@@ -10,8 +10,12 @@ package batch
 //     size the Java client writes (its reader takes any standard size).
 //   - zstd: written as one frame; read with any number of frames.
 //
-// Every decoder is bounded by MaxDecompressedSize so a small batch cannot
-// expand into gigabytes (a zip bomb); going over is ErrCorrupt.
+// Every decoder is bounded by its caller's limit, at most
+// MaxDecompressedSize, so a small batch cannot expand into gigabytes (a zip
+// bomb); going over is ErrTooLarge. The bound is enforced while decoding,
+// before the output grows past it, except for a zstd frame that does not
+// declare its size (zstd-jni's streams), which one shared decoder bounds by
+// MaxDecompressedSize and the limit is checked after.
 
 import (
 	"bytes"
@@ -28,9 +32,10 @@ import (
 	"github.com/pierrec/lz4/v4"
 )
 
-// MaxDecompressedSize bounds what one compressed batch may decompress to.
-// Producers size batches by their compressed bytes (1 MiB by default in
-// Kafka), and even very compressible data stays well under this.
+// MaxDecompressedSize bounds what one compressed batch may decompress to on
+// any path, whatever the topic allows. Producers size batches by their
+// compressed bytes (1 MiB by default in Kafka), and even very compressible
+// data stays well under this.
 const MaxDecompressedSize = 64 << 20
 
 var errDecompressLimit = fmt.Errorf("decompressed size exceeds %d bytes", MaxDecompressedSize)
@@ -66,6 +71,21 @@ type lz4Decoder struct {
 	src bytes.Reader
 }
 
+// zstdStreamer decodes zstd frame by frame, block by block, so that a bound
+// smaller than MaxDecompressedSize stops it before the output outgrows the
+// bound. window is the window bound its options were last set to.
+type zstdStreamer struct {
+	d      *zstd.Decoder
+	src    bytes.Reader
+	window int
+}
+
+// minZstdWindow is the window every bounded zstd decode accepts, whatever
+// its output bound: producers streaming zstd (zstd-jni, as the Java client
+// does) write frames with a window of up to 8 MiB, which the format
+// recommends every decoder support, even for little data.
+const minZstdWindow = 8 << 20
+
 // The codec state is shared by every caller in the process; it holds no
 // data between calls, only reusable buffers.
 var (
@@ -80,8 +100,16 @@ var (
 		}
 		return &lz4Encoder{w: w}
 	}}
-	gzipDecoders = sync.Pool{New: func() any { return new(gzipDecoder) }}
-	lz4Decoders  = sync.Pool{New: func() any { return &lz4Decoder{r: lz4.NewReader(nil)} }}
+	gzipDecoders  = sync.Pool{New: func() any { return new(gzipDecoder) }}
+	lz4Decoders   = sync.Pool{New: func() any { return &lz4Decoder{r: lz4.NewReader(nil)} }}
+	zstdStreamers = sync.Pool{New: func() any {
+		// One goroutine-free streaming decoder each, bounded per call.
+		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+		if err != nil {
+			panic(err)
+		}
+		return &zstdStreamer{d: d}
+	}}
 
 	// EncodeAll and DecodeAll are safe for concurrent use and run up to
 	// GOMAXPROCS calls at once, so one of each serves the whole process.
@@ -145,11 +173,12 @@ func compress(c Codec, dst, src []byte) ([]byte, error) {
 	return nil, fmt.Errorf("compress: unknown codec %d", c)
 }
 
-// decompress appends src decompressed with c to dst, failing if more than
-// MaxDecompressedSize-len(dst) bytes come out. Errors are not wrapped in a
-// sentinel; the caller knows what a failure means.
-func decompress(c Codec, dst, src []byte) ([]byte, error) {
-	limit := MaxDecompressedSize - len(dst)
+// decompress appends src decompressed with c to dst, failing with
+// errDecompressLimit if more than limit (at most MaxDecompressedSize) bytes
+// come out. Other errors are not wrapped in a sentinel; the caller knows
+// what a failure means.
+func decompress(c Codec, dst, src []byte, limit int) ([]byte, error) {
+	limit = min(limit, MaxDecompressedSize)
 	switch c {
 	case CodecNone:
 		return append(dst, src...), nil
@@ -178,9 +207,22 @@ func decompress(c Codec, dst, src []byte) ([]byte, error) {
 		d.r.Reset(&d.src)
 		return readBounded(dst, d.r, 4*len(src), limit)
 	case CodecZstd:
-		// The decoder enforces MaxDecompressedSize itself: it refuses a
-		// frame declaring a larger content size before allocating and
-		// stops one that outgrows it while decoding.
+		// A first frame declaring more than limit is refused before
+		// anything is allocated.
+		var fh zstd.Header
+		hint := 4 * len(src)
+		if fh.Decode(src) == nil && fh.HasFCS {
+			if fh.FrameContentSize > uint64(limit) {
+				return dst, errDecompressLimit
+			}
+			hint = int(fh.FrameContentSize)
+		}
+		if limit < MaxDecompressedSize {
+			return decodeZstdBounded(dst, src, hint, limit)
+		}
+		// At the process-wide bound, the shared decoder enforces it
+		// itself (refusing a frame declaring more, stopping one that
+		// outgrows it), decoding whole frames at once.
 		out, err := zstdDecoder().DecodeAll(src, dst)
 		if errors.Is(err, zstd.ErrDecoderSizeExceeded) || len(out) > MaxDecompressedSize {
 			return out, errDecompressLimit
@@ -188,6 +230,38 @@ func decompress(c Codec, dst, src []byte) ([]byte, error) {
 		return out, err
 	}
 	return dst, fmt.Errorf("decompress: unknown codec %d", c)
+}
+
+// decodeZstdBounded decodes src as a stream, so that output past limit is
+// never produced: memory is the output (at most limit) plus the frame's
+// window (at most max(limit, minZstdWindow)), whatever src claims.
+func decodeZstdBounded(dst, src []byte, hint, limit int) ([]byte, error) {
+	z := zstdStreamers.Get().(*zstdStreamer)
+	defer func() {
+		_ = z.d.Reset(nil) // pool no reference to src
+		z.src.Reset(nil)
+		zstdStreamers.Put(z)
+	}()
+	z.src.Reset(src)
+	window := min(max(limit, minZstdWindow), MaxDecompressedSize)
+	var err error
+	if window != z.window {
+		// In streaming mode both options bound the window; the output is
+		// bounded by readBounded. Set only when it changes: setting
+		// allocates.
+		err = z.d.ResetWithOptions(&z.src, zstd.WithDecoderMaxWindow(uint64(window)), zstd.WithDecoderMaxMemory(uint64(window)))
+		z.window = window
+	} else {
+		err = z.d.Reset(&z.src)
+	}
+	if err != nil {
+		return dst, err
+	}
+	out, err := readBounded(dst, z.d, hint, limit)
+	if errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrWindowSizeExceeded) {
+		err = errDecompressLimit
+	}
+	return out, err
 }
 
 // readBounded appends everything r produces to dst, failing once more than

@@ -19,6 +19,19 @@ func fuzzSeeds(tb testing.TB) [][]byte {
 	for _, c := range allCodecs {
 		b := mustBuild(tb, recs, BuildOptions{Codec: c, ProducerID: -1})
 		seeds = append(seeds, b, b[:len(b)/2])
+		if c == CodecNone {
+			continue
+		}
+		// Framed right, records wrong: garbage for the codec, the
+		// compressed records cut short, claimed one record too many, and
+		// a small bomb (1 MiB of zeros).
+		comp := b[HeaderSize:]
+		seeds = append(seeds,
+			kmsgBatch(c, 3, []byte("these bytes are not compressed records"), nil),
+			kmsgBatch(c, 3, comp[:len(comp)/2], nil),
+			kmsgBatch(c, 4, comp, nil),
+			mustBuild(tb, []Record{{Value: make([]byte, 1<<20), Timestamp: 1}}, BuildOptions{Codec: c, ProducerID: -1}),
+		)
 	}
 	return seeds
 }
@@ -64,6 +77,43 @@ func checkBatch(t *testing.T, b []byte) {
 	if errShallow != nil && errDeep == nil {
 		t.Fatalf("deep validation accepted what shallow refused: %v", errShallow)
 	}
+	// Check is deep validation: with no bound but MaxDecompressedSize it
+	// agrees with it; with a small records bound it refuses more, never
+	// less, and what it refuses more is ErrTooLarge.
+	_, st, errCheck := Check(b, Limits{})
+	if (errCheck == nil) != (errDeep == nil) {
+		t.Fatalf("Check: %v; deep Validate: %v", errCheck, errDeep)
+	}
+	// Under a bound below MaxDecompressedSize, zstd decodes as a stream
+	// (the produce path) instead of whole frames (the readers' path): the
+	// two must agree, or a batch produce accepts could poison readers.
+	_, _, errStream := Check(b, Limits{MaxRecordsBytes: MaxDecompressedSize - 1})
+	if (errStream == nil) != (errCheck == nil) && !errors.Is(errStream, ErrTooLarge) {
+		t.Fatalf("Check under a bound: %v; without: %v", errStream, errCheck)
+	}
+	_, _, errSmall := Check(b, Limits{MaxRecordsBytes: 4 << 10})
+	if errSmall != nil && countSentinels(errSmall) != 1 {
+		t.Fatalf("%v wraps %d sentinels", errSmall, countSentinels(errSmall))
+	}
+	if errCheck != nil && errSmall == nil {
+		t.Fatalf("a bound accepted what no bound refused: %v", errCheck)
+	}
+	if errCheck == nil && errSmall != nil && !errors.Is(errSmall, ErrTooLarge) {
+		t.Fatalf("a bound refused with %v, want ErrTooLarge", errSmall)
+	}
+	// The Decoder decodes like Records.
+	var dec Decoder
+	defer dec.Release()
+	_, drecs, _, errDec := dec.Decode(b)
+	if (errDec == nil) != (errRecords == nil) || len(drecs) != len(recs) {
+		t.Fatalf("Decoder: %d records, %v; Records: %d records, %v", len(drecs), errDec, len(recs), errRecords)
+	}
+	for i := range drecs {
+		if drecs[i].Offset != recs[i].Offset || drecs[i].Timestamp != recs[i].Timestamp ||
+			!sameBytes(drecs[i].Key, recs[i].Key) || !sameBytes(drecs[i].Value, recs[i].Value) {
+			t.Fatalf("Decoder record %d differs from Records", i)
+		}
+	}
 	if errDeep != nil {
 		return
 	}
@@ -73,10 +123,22 @@ func checkBatch(t *testing.T, b []byte) {
 	if len(recs) != int(h.NumRecords) {
 		t.Fatalf("Records: %d records, header says %d", len(recs), h.NumRecords)
 	}
+	lo, hi := int64(-1), int64(-1)
 	for i, r := range recs {
 		if r.Offset != h.BaseOffset+int64(i) {
 			t.Fatalf("record %d: offset %d", i, r.Offset)
 		}
+		if r.Timestamp != -1 {
+			if lo == -1 || r.Timestamp < lo {
+				lo = r.Timestamp
+			}
+			if hi == -1 || r.Timestamp > hi {
+				hi = r.Timestamp
+			}
+		}
+	}
+	if st.MinTimestamp != lo || st.MaxTimestamp != hi {
+		t.Fatalf("Check stats %d..%d, records span %d..%d", st.MinTimestamp, st.MaxTimestamp, lo, hi)
 	}
 	// A valid batch survives the broker's header edits.
 	c := bytes.Clone(b)

@@ -23,48 +23,95 @@ import (
 // with records removed; it fails on anything Validate with deep set fails
 // on in the records area.
 func Records(b []byte) (Header, []Record, error) {
-	if len(b) > offMagic && int8(b[offMagic]) != magicV2 {
-		return Header{}, nil, fmt.Errorf("magic %d: %w", int8(b[offMagic]), ErrUnsupportedMagic)
+	h, recs, _, err := decodeRecords(b, nil)
+	return h, recs, err
+}
+
+// Decoder decodes batches as Records does, but decompresses into one buffer
+// it reuses (taken from a process-wide pool), so a reader decoding many
+// batches for one request holds one batch's decompressed records at a
+// time instead of all of them. The Key, Value and header values of the
+// records Decode returns for a compressed batch point into that buffer:
+// they are valid until the next Decode or Release, so copy what you keep.
+// A Decoder is not safe for concurrent use; its zero value is ready.
+type Decoder struct {
+	buf *[]byte
+}
+
+// Decode decodes b like Records. size is the bytes the records took once
+// decompressed (len(b) minus the header for an uncompressed batch): what
+// decoding b held in memory.
+func (d *Decoder) Decode(b []byte) (h Header, recs []Record, size int, err error) {
+	if d.buf == nil {
+		d.buf = getScratch()
 	}
-	h, err := ParseHeader(b)
+	h, recs, data, err := decodeRecords(b, (*d.buf)[:0])
+	if h.Codec() != CodecNone && cap(data) > 0 {
+		if cap(data) > maxPooledScratch {
+			// Do not keep a huge batch's buffer beyond this batch.
+			*d.buf = nil
+		} else {
+			*d.buf = data[:0]
+		}
+	}
+	return h, recs, len(data), err
+}
+
+// Release returns the decoder's buffer to the pool; records from earlier
+// Decode calls must no longer be used.
+func (d *Decoder) Release() {
+	if d.buf != nil {
+		putScratch(d.buf)
+		d.buf = nil
+	}
+}
+
+// decodeRecords is Records, decompressing into dst (nil: a fresh buffer).
+// data is the records area it decoded: b's, or the decompressed one.
+func decodeRecords(b, dst []byte) (h Header, out []Record, data []byte, err error) {
+	if len(b) > offMagic && int8(b[offMagic]) != magicV2 {
+		return Header{}, nil, nil, fmt.Errorf("magic %d: %w", int8(b[offMagic]), ErrUnsupportedMagic)
+	}
+	h, err = ParseHeader(b)
 	if err != nil {
-		return h, nil, err
+		return h, nil, nil, err
 	}
 	if h.Size() != len(b) {
-		return h, nil, fmt.Errorf("batch is %d bytes but its length says %d: %w", len(b), h.Size(), ErrCorrupt)
+		return h, nil, nil, fmt.Errorf("batch is %d bytes but its length says %d: %w", len(b), h.Size(), ErrCorrupt)
 	}
 	if crc := crc32.Checksum(b[offAttributes:], castagnoli); crc != h.CRC {
-		return h, nil, fmt.Errorf("crc mismatch: header %08x, computed %08x: %w", h.CRC, crc, ErrCorrupt)
+		return h, nil, nil, fmt.Errorf("crc mismatch: header %08x, computed %08x: %w", h.CRC, crc, ErrCorrupt)
 	}
 	if !h.Codec().valid() {
-		return h, nil, fmt.Errorf("unknown compression codec %d: %w", h.Codec(), ErrCorrupt)
+		return h, nil, nil, fmt.Errorf("unknown compression codec %d: %w", h.Codec(), ErrCorrupt)
 	}
 	if h.NumRecords < 0 {
-		return h, nil, fmt.Errorf("record count %d: %w", h.NumRecords, ErrInvalidRecord)
+		return h, nil, nil, fmt.Errorf("record count %d: %w", h.NumRecords, ErrInvalidRecord)
 	}
-	data := b[HeaderSize:]
+	data = b[HeaderSize:]
 	if h.Codec() != CodecNone {
-		if data, err = decompress(h.Codec(), nil, data); err != nil {
-			return h, nil, fmt.Errorf("%s records: %w: %w", h.Codec(), err, ErrCorrupt)
+		if data, err = decompressRecords(h, dst, data, MaxDecompressedSize); err != nil {
+			return h, nil, data, err
 		}
 	}
 	if int64(h.NumRecords) > int64(len(data)/minRecordSize) {
-		return h, nil, fmt.Errorf("%d records cannot fit in %d bytes: %w", h.NumRecords, len(data), ErrInvalidRecord)
+		return h, nil, data, fmt.Errorf("%d records cannot fit in %d bytes: %w", h.NumRecords, len(data), ErrInvalidRecord)
 	}
 	if h.NumRecords == 0 && len(data) == 0 {
-		return h, nil, nil
+		return h, nil, data, nil
 	}
 
 	logAppend := h.TimestampType() == 1
-	out := make([]Record, h.NumRecords)
+	out = make([]Record, h.NumRecords)
 	var kr kmsg.Record // reused: ReadFrom keeps the header slice's capacity
+	rest := data
 	for i := range out {
-		rec, rest, delta, err := nextRecord(data)
+		rec, next, delta, _, err := nextRecord(rest)
 		if err != nil {
-			return h, nil, fmt.Errorf("record %d: %w", i, err)
+			return h, nil, data, fmt.Errorf("record %d: %w", i, err)
 		}
 		if err := kr.ReadFrom(rec); err != nil { // cannot fail: nextRecord walked the same fields
-			return h, nil, fmt.Errorf("record %d: %w: %w", i, err, ErrInvalidRecord)
+			return h, nil, data, fmt.Errorf("record %d: %w: %w", i, err, ErrInvalidRecord)
 		}
 		r := &out[i]
 		r.Offset = h.BaseOffset + int64(delta)
@@ -79,10 +126,10 @@ func Records(b []byte) (Header, []Record, error) {
 				r.Headers[j] = RecordHeader{Key: kh.Key, Value: kh.Value}
 			}
 		}
-		data = rest
+		rest = next
 	}
-	if len(data) != 0 {
-		return h, nil, fmt.Errorf("%d bytes after the last of %d records: %w", len(data), h.NumRecords, ErrInvalidRecord)
+	if len(rest) != 0 {
+		return h, nil, data, fmt.Errorf("%d bytes after the last of %d records: %w", len(rest), h.NumRecords, ErrInvalidRecord)
 	}
-	return h, out, nil
+	return h, out, data, nil
 }

@@ -1,12 +1,55 @@
 package batch
 
 import (
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kbin"
 )
+
+// Limits bound what Check accepts.
+type Limits struct {
+	// MaxBatchBytes bounds the batch as sent (the topic's
+	// max.message.bytes); 0 is no bound.
+	MaxBatchBytes int
+	// MaxRecordsBytes bounds the records area of a compressed batch once
+	// decompressed; 0, or anything above MaxDecompressedSize, is
+	// MaxDecompressedSize. Going over is ErrTooLarge, found without
+	// decompressing more than the bound.
+	MaxRecordsBytes int
+}
+
+// Stats is what Check learned by walking a batch's records.
+type Stats struct {
+	// MinTimestamp and MaxTimestamp span the records' timestamps (as
+	// Records reports them), leaving out records without one (-1); both
+	// are -1 when no record has a timestamp.
+	MinTimestamp, MaxTimestamp int64
+	// RecordsBytes is the size of the records area, decompressed.
+	RecordsBytes int
+}
+
+// Check is what a broker runs on a produced batch: everything Validate
+// checks, with the records of a compressed batch decompressed (within
+// lim.MaxRecordsBytes) and walked like those of an uncompressed one, as
+// Kafka's broker does before appending. A batch that passes Check can be
+// decoded by Records. Decompression goes into a pooled buffer, so at
+// steady state Check does not allocate.
+func Check(b []byte, lim Limits) (Header, Stats, error) {
+	h, err := checkHeader(b, lim.MaxBatchBytes)
+	if err != nil {
+		return h, Stats{}, err
+	}
+	recs := b[HeaderSize:]
+	if h.Codec() == CodecNone {
+		st, err := walkRecords(h, recs)
+		return h, st, err
+	}
+	st, err := checkCompressed(h, recs, recordsLimit(lim.MaxRecordsBytes))
+	return h, st, err
+}
 
 // Validate checks that b is exactly one well-formed v2 batch a client may
 // produce, without copying or re-encoding it:
@@ -23,8 +66,10 @@ import (
 // allocation) and checks that there are exactly NumRecords records, each
 // parsing to exactly its stated length, with offset delta equal to its
 // index (else ErrInvalidRecord). A compressed batch gets that walk only when
-// deep is true, after decompressing it (bounded by MaxDecompressedSize;
-// data that does not decompress is ErrCorrupt).
+// deep is true, after decompressing it (bounded by MaxDecompressedSize,
+// beyond which it is ErrTooLarge; data that does not decompress is
+// ErrCorrupt). Deep validation is Check with no bound but
+// MaxDecompressedSize.
 //
 // Validate does not judge what a broker may refuse by policy: control
 // batches, producer fields, LogAppendTime set by a client, timestamps too
@@ -32,6 +77,19 @@ import (
 // the header could be read, even with an error (but not for a magic other
 // than 2, whose layout differs).
 func Validate(b []byte, maxBatchBytes int, deep bool) (Header, error) {
+	if deep {
+		h, _, err := Check(b, Limits{MaxBatchBytes: maxBatchBytes})
+		return h, err
+	}
+	h, err := checkHeader(b, maxBatchBytes)
+	if err == nil && h.Codec() == CodecNone {
+		_, err = walkRecords(h, b[HeaderSize:])
+	}
+	return h, err
+}
+
+// checkHeader makes Validate's checks that need no decompression.
+func checkHeader(b []byte, maxBatchBytes int) (Header, error) {
 	if len(b) > offMagic && int8(b[offMagic]) != magicV2 {
 		return Header{}, fmt.Errorf("magic %d: %w", int8(b[offMagic]), ErrUnsupportedMagic)
 	}
@@ -62,96 +120,125 @@ func Validate(b []byte, maxBatchBytes int, deep bool) (Header, error) {
 	if h.TimestampType() == 0 && h.FirstTimestamp != noTimestamp && h.MaxTimestamp != noTimestamp && h.MaxTimestamp < h.FirstTimestamp {
 		return h, fmt.Errorf("max timestamp %d is before first timestamp %d: %w", h.MaxTimestamp, h.FirstTimestamp, ErrInvalidRecord)
 	}
-	recs := b[HeaderSize:]
-	switch {
-	case h.Codec() == CodecNone:
-		return h, walkRecords(recs, h.NumRecords)
-	case deep:
-		return h, validateCompressed(h, recs)
-	}
 	return h, nil
 }
 
-// scratch holds decompressed records for deep validation, which only walks
-// them; Records needs its own buffer since its records point into it.
+// recordsLimit applies MaxDecompressedSize to a caller's bound.
+func recordsLimit(n int) int {
+	if n <= 0 || n > MaxDecompressedSize {
+		return MaxDecompressedSize
+	}
+	return n
+}
+
+// scratch holds decompressed records for checking and for Decoder: the
+// records are walked or copied out before the buffer goes back.
 var scratch = sync.Pool{New: func() any { return new([]byte) }}
 
 // maxPooledScratch keeps one huge batch from pinning its buffer in the pool.
 const maxPooledScratch = 4 << 20
 
-func validateCompressed(h Header, recs []byte) error {
-	buf := scratch.Get().(*[]byte)
-	out, err := decompress(h.Codec(), (*buf)[:0], recs)
+func getScratch() *[]byte { return scratch.Get().(*[]byte) }
+
+func checkCompressed(h Header, recs []byte, limit int) (Stats, error) {
+	buf := getScratch()
+	out, err := decompressRecords(h, (*buf)[:0], recs, limit)
+	var st Stats
 	if err == nil {
-		err = walkRecords(out, h.NumRecords)
-	} else {
-		err = fmt.Errorf("%s records: %w: %w", h.Codec(), err, ErrCorrupt)
+		st, err = walkRecords(h, out)
 	}
-	if cap(out) <= maxPooledScratch {
-		*buf = out[:0]
-		scratch.Put(buf)
-	}
-	return err
+	*buf = out
+	putScratch(buf)
+	return st, err
 }
 
-// walkRecords checks that recs holds exactly n records with offset deltas
-// 0 to n-1 and nothing after them.
-func walkRecords(recs []byte, n int32) error {
-	if int64(n) > int64(len(recs)/minRecordSize) {
-		return fmt.Errorf("%d records cannot fit in %d bytes: %w", n, len(recs), ErrInvalidRecord)
+// decompressRecords decompresses a batch's records area into dst, wrapping
+// errors in the sentinel that says what went wrong: ErrTooLarge beyond
+// limit, ErrCorrupt for data that does not decompress.
+func decompressRecords(h Header, dst, recs []byte, limit int) ([]byte, error) {
+	out, err := decompress(h.Codec(), dst, recs, limit)
+	switch {
+	case errors.Is(err, errDecompressLimit):
+		return out, fmt.Errorf("%s records: decompressed size exceeds %d bytes: %w", h.Codec(), limit, ErrTooLarge)
+	case err != nil:
+		return out, fmt.Errorf("%s records: %w: %w", h.Codec(), err, ErrCorrupt)
 	}
+	return out, nil
+}
+
+// walkRecords checks that recs holds exactly h.NumRecords records with
+// offset deltas 0 to n-1 and nothing after them, and gathers their stats.
+func walkRecords(h Header, recs []byte) (Stats, error) {
+	st := Stats{MinTimestamp: noTimestamp, MaxTimestamp: noTimestamp, RecordsBytes: len(recs)}
+	n := h.NumRecords
+	if int64(n) > int64(len(recs)/minRecordSize) {
+		return st, fmt.Errorf("%d records cannot fit in %d bytes: %w", n, len(recs), ErrInvalidRecord)
+	}
+	logAppend := h.TimestampType() == 1
 	for i := range n {
-		_, rest, delta, err := nextRecord(recs)
+		_, rest, delta, tsDelta, err := nextRecord(recs)
 		if err != nil {
-			return fmt.Errorf("record %d: %w", i, err)
+			return st, fmt.Errorf("record %d: %w", i, err)
 		}
 		if delta != i {
-			return fmt.Errorf("record %d has offset delta %d: %w", i, delta, ErrInvalidRecord)
+			return st, fmt.Errorf("record %d has offset delta %d: %w", i, delta, ErrInvalidRecord)
+		}
+		ts := h.FirstTimestamp + tsDelta
+		if logAppend {
+			ts = h.MaxTimestamp
+		}
+		if ts != noTimestamp {
+			if st.MinTimestamp == noTimestamp || ts < st.MinTimestamp {
+				st.MinTimestamp = ts
+			}
+			if st.MaxTimestamp == noTimestamp || ts > st.MaxTimestamp {
+				st.MaxTimestamp = ts
+			}
 		}
 		recs = rest
 	}
 	if len(recs) != 0 {
-		return fmt.Errorf("%d bytes after the last of %d records: %w", len(recs), n, ErrInvalidRecord)
+		return st, fmt.Errorf("%d bytes after the last of %d records: %w", len(recs), n, ErrInvalidRecord)
 	}
-	return nil
+	return st, nil
 }
 
 // nextRecord splits the first record off recs and checks that its fields
 // parse and end exactly where its length says, the way Kafka's
 // DefaultRecord.readFrom does. rec includes the length prefix, so it can be
 // handed to kmsg.Record.ReadFrom. Errors wrap ErrInvalidRecord.
-func nextRecord(recs []byte) (rec, rest []byte, offsetDelta int32, err error) {
+func nextRecord(recs []byte) (rec, rest []byte, offsetDelta int32, timestampDelta int64, err error) {
 	length, n := kbin.Varint(recs)
 	if n <= 0 {
-		return nil, nil, 0, fmt.Errorf("bad length varint: %w", ErrInvalidRecord)
+		return nil, nil, 0, 0, fmt.Errorf("bad length varint: %w", ErrInvalidRecord)
 	}
 	if length < minRecordSize-1 || int64(length) > int64(len(recs)-n) {
-		return nil, nil, 0, fmt.Errorf("length %d with %d bytes left: %w", length, len(recs)-n, ErrInvalidRecord)
+		return nil, nil, 0, 0, fmt.Errorf("length %d with %d bytes left: %w", length, len(recs)-n, ErrInvalidRecord)
 	}
 	end := n + int(length)
 	r := kbin.Reader{Src: recs[n:end]}
-	r.Int8()    // attributes: unused by v2 records
-	r.Varlong() // timestamp delta
+	r.Int8() // attributes: unused by v2 records
+	timestampDelta = r.Varlong()
 	offsetDelta = r.Varint()
 	r.VarintBytes() // key; any negative length is null, as in Kafka
 	r.VarintBytes() // value
 	headers := r.Varint()
 	if headers < 0 || int64(headers) > int64(len(r.Src)/2) { // a header takes at least 2 bytes
-		return nil, nil, 0, fmt.Errorf("header count %d: %w", headers, ErrInvalidRecord)
+		return nil, nil, 0, 0, fmt.Errorf("header count %d: %w", headers, ErrInvalidRecord)
 	}
 	for range headers {
 		kl := r.Varint()
 		if kl < 0 {
-			return nil, nil, 0, fmt.Errorf("header key length %d: %w", kl, ErrInvalidRecord)
+			return nil, nil, 0, 0, fmt.Errorf("header key length %d: %w", kl, ErrInvalidRecord)
 		}
 		r.Span(int(kl))
 		r.VarintBytes() // header value; negative is null
 	}
 	if !r.Ok() {
-		return nil, nil, 0, fmt.Errorf("fields run past the record's length %d: %w", length, ErrInvalidRecord)
+		return nil, nil, 0, 0, fmt.Errorf("fields run past the record's length %d: %w", length, ErrInvalidRecord)
 	}
 	if len(r.Src) != 0 {
-		return nil, nil, 0, fmt.Errorf("%d bytes left inside the record's length %d: %w", len(r.Src), length, ErrInvalidRecord)
+		return nil, nil, 0, 0, fmt.Errorf("%d bytes left inside the record's length %d: %w", len(r.Src), length, ErrInvalidRecord)
 	}
-	return recs[:end:end], recs[end:], offsetDelta, nil
+	return recs[:end:end], recs[end:], offsetDelta, timestampDelta, nil
 }

@@ -33,4 +33,7 @@ var (
 	ErrOutOfOrderSequence   = partlog.ErrOutOfOrderSequence
 	ErrInvalidProducerEpoch = partlog.ErrInvalidProducerEpoch
 	ErrClosed               = partlog.ErrClosed
+	// ErrInvalidTimestamp wraps batch.ErrInvalidRecord (Kafka answers
+	// INVALID_TIMESTAMP).
+	ErrInvalidTimestamp = partlog.ErrInvalidTimestamp
 )

@@ -296,21 +296,52 @@ type ConsumedRecords struct {
 	LogStartOffset int64
 }
 
-// Consume decodes up to maxRecords records of a partition from offset (the
-// REST and gRPC path), skipping control records. It waits up to maxWait
-// when there is nothing yet.
+// DefaultConsumeBytes is Consume's byte budget: see ConsumeBytes.
+const DefaultConsumeBytes = 4 << 20
+
+// consumeReadBytes is how much stored data Consume reads at a time.
+const consumeReadBytes = 1 << 20
+
+// Consume is ConsumeBytes with DefaultConsumeBytes.
 func (b *Broker) Consume(ctx context.Context, topic string, partition int32, offset int64, maxRecords int, maxWait time.Duration) (ConsumedRecords, error) {
+	return b.ConsumeBytes(ctx, topic, partition, offset, maxRecords, DefaultConsumeBytes, maxWait)
+}
+
+// ConsumeBytes decodes up to maxRecords records of a partition from offset
+// (the REST and gRPC path), skipping control records. It waits up to
+// maxWait when there is nothing yet.
+//
+// maxBytes is the request's budget of decoded bytes: once the batches it
+// decoded (their records decompressed) add up to maxBytes, it decodes no
+// more, and it keeps records only while their keys, values and headers fit
+// in maxBytes. The first record is always returned, however large, so a
+// reader always makes progress. What one call holds at once is therefore
+// about maxBytes plus one batch (at most batch.MaxDecompressedSize
+// decompressed) plus one read of stored data (1 MiB), whatever the
+// partition holds: a batch is decompressed into a reused buffer and the
+// records kept are copied out of it.
+func (b *Broker) ConsumeBytes(ctx context.Context, topic string, partition int32, offset int64, maxRecords, maxBytes int, maxWait time.Duration) (ConsumedRecords, error) {
 	if maxRecords <= 0 {
 		return ConsumedRecords{}, fmt.Errorf("%w: maxRecords must be positive", ErrInvalidRequest)
+	}
+	if maxBytes <= 0 {
+		return ConsumedRecords{}, fmt.Errorf("%w: maxBytes must be positive", ErrInvalidRequest)
 	}
 	_, tp, err := b.partition(ctx, topic, partition)
 	if err != nil {
 		return ConsumedRecords{}, err
 	}
 	out := ConsumedRecords{NextOffset: offset}
+	var (
+		dec     batch.Decoder
+		decoded int // bytes of records decoded
+		kept    int // bytes of the records in out
+	)
+	defer dec.Release()
+	full := func() bool { return len(out.Records) >= maxRecords || decoded >= maxBytes || kept >= maxBytes }
 	wait := maxWait
-	for len(out.Records) < maxRecords {
-		res, err := b.plog.Read(ctx, tp, out.NextOffset, 1<<20, wait)
+	for !full() {
+		res, err := b.plog.Read(ctx, tp, out.NextOffset, consumeReadBytes, wait)
 		if err != nil {
 			return out, err
 		}
@@ -324,26 +355,73 @@ func (b *Broker) Consume(ctx context.Context, topic string, partition int32, off
 			return out, fmt.Errorf("consume %s/%d: %w", topic, partition, err)
 		}
 		for _, raw := range raws {
-			h, recs, err := batch.Records(raw)
+			if full() {
+				break
+			}
+			h, recs, size, err := dec.Decode(raw)
 			if err != nil {
 				return out, fmt.Errorf("consume %s/%d: %w", topic, partition, err)
 			}
+			decoded += size
+			compressed := h.Codec() != batch.CodecNone
+			stopped := false
 			for _, r := range recs {
-				if r.Offset < out.NextOffset || len(out.Records) >= maxRecords {
+				if r.Offset < out.NextOffset {
 					continue
 				}
+				n := recordBytes(r)
+				if len(out.Records) >= maxRecords || (len(out.Records) > 0 && kept+n > maxBytes) {
+					stopped = true
+					break
+				}
 				if !h.IsControl() {
+					if compressed {
+						r = copyRecord(r, n) // the decoder reuses its buffer
+					}
 					out.Records = append(out.Records, r)
+					kept += n
 				}
 				out.NextOffset = r.Offset + 1
 			}
-			if len(out.Records) < maxRecords && h.LastOffset() >= out.NextOffset {
+			if !stopped && h.LastOffset() >= out.NextOffset {
 				// Records removed by compaction leave offset gaps.
 				out.NextOffset = h.LastOffset() + 1
 			}
 		}
 	}
 	return out, nil
+}
+
+// recordBytes is what a consumed record holds: its key, value and headers.
+func recordBytes(r Record) int {
+	n := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+// copyRecord copies r's bytes (n of them, recordBytes) into one new buffer,
+// keeping nil apart from empty.
+func copyRecord(r Record, n int) Record {
+	buf := make([]byte, 0, n)
+	take := func(b []byte) []byte {
+		if b == nil {
+			return nil
+		}
+		at := len(buf)
+		buf = append(buf, b...)
+		return buf[at:len(buf):len(buf)]
+	}
+	r.Key, r.Value = take(r.Key), take(r.Value)
+	if len(r.Headers) > 0 {
+		hs := make([]batch.RecordHeader, len(r.Headers))
+		for i, h := range r.Headers {
+			hs[i] = batch.RecordHeader{Key: h.Key, Value: take(h.Value)}
+		}
+		r.Headers = hs
+	}
+	return r
 }
 
 // Offsets returns a partition's log start offset and high watermark.

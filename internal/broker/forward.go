@@ -185,7 +185,9 @@ func forwardError(topic string, p int32, leader string, out kmsg.ProduceResponse
 		base = partlog.ErrOutOfOrderSequence
 	case kerr.InvalidProducerEpoch.Code:
 		base = partlog.ErrInvalidProducerEpoch
-	case kerr.InvalidRecord.Code, kerr.CorruptMessage.Code, kerr.MessageTooLarge.Code, kerr.InvalidTimestamp.Code:
+	case kerr.InvalidTimestamp.Code:
+		base = partlog.ErrInvalidTimestamp
+	case kerr.InvalidRecord.Code, kerr.CorruptMessage.Code, kerr.MessageTooLarge.Code:
 		base = ErrInvalidRequest
 	default:
 		return fmt.Errorf("%s/%d: the leader %s answered %w%s", topic, p, leader, kind, msg)

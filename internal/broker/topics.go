@@ -85,6 +85,8 @@ var topicConfigs = map[string]topicConfig{
 	"cleanup.policy":                      {def: "delete", validate: cleanupPolicy, honoured: true},
 	"max.message.bytes":                   {def: "1048588", validate: intAtLeast(0), honoured: true},
 	"message.timestamp.type":              {def: "CreateTime", validate: oneOf("CreateTime", "LogAppendTime"), honoured: true},
+	"message.timestamp.before.max.ms":     {def: "9223372036854775807", validate: intAtLeast(0), honoured: true},
+	"message.timestamp.after.max.ms":      {def: "3600000", validate: intAtLeast(0), honoured: true},
 	"compression.type":                    {def: "producer", validate: oneOf("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd")},
 	"segment.bytes":                       {def: "1073741824", validate: intAtLeast(14)},
 	"segment.ms":                          {def: "604800000", validate: intAtLeast(1)},

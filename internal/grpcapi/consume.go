@@ -40,7 +40,7 @@ func (s *Server) Consume(ctx context.Context, req *pb.ConsumeRequest) (*pb.Consu
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.b.Consume(ctx, req.GetTopic(), p, off, maxRecordsArg(req.GetMaxRecords()), 0)
+	res, err := s.b.ConsumeBytes(ctx, req.GetTopic(), p, off, maxRecordsArg(req.GetMaxRecords()), maxResponseBytes, 0)
 	if err != nil {
 		return nil, s.toStatus("Consume", err)
 	}
@@ -82,7 +82,7 @@ func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreaming
 		return err
 	}
 	for {
-		res, err := s.b.Consume(ctx, req.GetTopic(), p, next, limit, subscribeWait)
+		res, err := s.b.ConsumeBytes(ctx, req.GetTopic(), p, next, limit, maxResponseBytes, subscribeWait)
 		if err != nil {
 			return s.subscribeErr(ctx, err)
 		}
@@ -102,7 +102,9 @@ func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreaming
 
 // maxResponseBytes bounds the records of one Consume answer or Subscribe
 // message, so that clients with gRPC's default 4 MiB receive limit can
-// read them. A single larger record is still sent alone.
+// read them. A single larger record is still sent alone. It is also the
+// byte budget of the broker's decoding for one answer
+// (broker.ConsumeBytes).
 const maxResponseBytes = 4<<20 - 64<<10
 
 // recordsOut converts records up to maxResponseBytes (at least one);

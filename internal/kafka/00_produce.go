@@ -41,7 +41,13 @@ import (
 //   - control batches from clients are INVALID_RECORD;
 //   - CRC, sizes (max.message.bytes: MESSAGE_TOO_LARGE), record framing
 //     and idempotent sequences are checked by the log, nothing of a failed
-//     batch is stored;
+//     batch is stored; a compressed batch is decompressed and each record
+//     checked: data that does not decompress is CORRUPT_MESSAGE, records
+//     that do not add up INVALID_RECORD, and records decompressing past 32
+//     times max.message.bytes (at most 64 MiB) MESSAGE_TOO_LARGE;
+//   - with message.timestamp.type=CreateTime, a record timestamp outside
+//     [now - message.timestamp.before.max.ms, now +
+//     message.timestamp.after.max.ms] is INVALID_TIMESTAMP (KIP-937);
 //   - a topic-partition named twice in one request is INVALID_REQUEST for
 //     every copy, since the order of the two appends would be arbitrary.
 //
@@ -201,7 +207,7 @@ func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Respon
 	for _, j := range jobs {
 		p := j.out
 		if j.err != nil {
-			code := s.codeFor(j.err, "produce")
+			code := s.produceCode(j.err)
 			fail(p, code, j.err.Error())
 			if code == kerr.NotLeaderForPartition.Code && req.Version >= 10 {
 				if hints == nil {
@@ -319,6 +325,17 @@ func (s *Server) produceTopic(ctx context.Context, version int16, rt kmsg.Produc
 		return t, s.codeFor(err, "produce"), err.Error()
 	}
 	return t, 0, ""
+}
+
+// produceCode is codeFor with the one produce error the shared mapping
+// does not know: a record timestamp out of the topic's bounds is
+// INVALID_TIMESTAMP (it also wraps batch.ErrInvalidRecord, INVALID_RECORD,
+// for front ends without a code of their own).
+func (s *Server) produceCode(err error) int16 {
+	if errors.Is(err, broker.ErrInvalidTimestamp) {
+		return kerr.InvalidTimestamp.Code
+	}
+	return s.codeFor(err, "produce")
 }
 
 // checkProduceRecords applies the rules Kafka checks before appending:

@@ -56,6 +56,8 @@ var topicConfigInfo = map[string]configInfo{
 	"cleanup.policy":                      {kmsg.ConfigTypeList, "log.cleanup.policy", "delete (by retention), compact (keep the latest record per key), or both."},
 	"max.message.bytes":                   {kmsg.ConfigTypeInt, "message.max.bytes", "The largest record batch the topic accepts, in bytes."},
 	"message.timestamp.type":              {kmsg.ConfigTypeString, "log.message.timestamp.type", "CreateTime keeps the producer's timestamp; LogAppendTime stamps records on append."},
+	"message.timestamp.before.max.ms":     {kmsg.ConfigTypeLong, "log.message.timestamp.before.max.ms", "With CreateTime, the furthest a record's timestamp may be behind the broker's clock (INVALID_TIMESTAMP beyond)."},
+	"message.timestamp.after.max.ms":      {kmsg.ConfigTypeLong, "log.message.timestamp.after.max.ms", "With CreateTime, the furthest a record's timestamp may be ahead of the broker's clock (INVALID_TIMESTAMP beyond); time retention also distrusts stored timestamps further ahead than this."},
 	"compression.type":                    {kmsg.ConfigTypeString, "compression.type", "Stored and reported; StreamHouse keeps batches as the producer compressed them."},
 	"segment.bytes":                       {kmsg.ConfigTypeInt, "log.segment.bytes", "Stored and reported; StreamHouse sizes its segment objects itself."},
 	"segment.ms":                          {kmsg.ConfigTypeLong, "log.roll.ms", "Stored and reported; StreamHouse rolls segment objects itself."},

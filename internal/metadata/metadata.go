@@ -124,6 +124,12 @@ type IndexEntry struct {
 	Len          int64
 	MaxTimestamp int64 // milliseconds; -1 if unknown
 	Records      int32 // number of records in the run
+	// ObjectCreatedAt is when the object holding the run was sealed
+	// (milliseconds, the committing agent's clock), which time retention
+	// falls back to when MaxTimestamp cannot be trusted. ListIndex fills
+	// it; 0 if unknown. Commits ignore it (the object's time is
+	// ObjectCommit.CreatedAt).
+	ObjectCreatedAt int64
 }
 
 // ProducerState is the idempotent-producer state of one producer on one

@@ -88,8 +88,14 @@ func (b *buffer) wait(ctx context.Context, tp metadata.TopicPartition) error {
 // records: it edits offsets in place and keeps the bytes until they are
 // uploaded.
 //
+// Every record of every batch is checked first (batch.Check with the
+// topic's bounds), compressed or not, then the record timestamps against
+// message.timestamp.before/after.max.ms.
+//
 // Errors wrap ErrNotLeader, ErrOutOfOrderSequence, ErrInvalidProducerEpoch,
-// ErrClosed or one of batch's validation errors; on error nothing of the
+// ErrClosed, ErrInvalidTimestamp or one of batch's validation errors
+// (ErrTooLarge for records decompressing past 32 times
+// max.message.bytes); on error nothing of the
 // request was stored, except for a durable wait that failed after the data
 // was buffered (ctx expiry, or the partition lost while committing).
 func (l *Log) Append(ctx context.Context, tp metadata.TopicPartition, records []byte, mode AckMode) (AppendResult, error) {
@@ -132,13 +138,25 @@ func (l *Log) AppendAsync(ctx context.Context, tp metadata.TopicPartition, recor
 		return nil, err
 	}
 	l.mu.Lock()
-	maxBytes := p.maxMessageBytes
+	lim := batch.Limits{MaxBatchBytes: p.maxMessageBytes, MaxRecordsBytes: p.maxRecordsBytes}
+	bounds := p.timestamps
 	l.mu.Unlock()
+	// Every record is checked, compressed or not, as Kafka's broker does:
+	// a batch stored here is one every reader can decode.
+	now := l.cfg.Now().UnixMilli()
 	headers := make([]batch.Header, len(batches))
 	for i, b := range batches {
-		if headers[i], err = batch.Validate(b, maxBytes, false); err != nil {
+		h, st, err := batch.Check(b, lim)
+		if err == nil {
+			err = bounds.check(st, now)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("append to %s: %w", tp, err)
 		}
+		// The index keeps the records' own newest timestamp, as Kafka
+		// rewrites MaxTimestamp to it, whatever the header claims.
+		h.MaxTimestamp = st.MaxTimestamp
+		headers[i] = h
 	}
 	res, buf, dupWait, err := l.appendLocked(ctx, p, batches, headers, mode)
 	if err != nil {

@@ -19,6 +19,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/streamhouse/streamhouse/internal/batch"
+
 	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/objstore"
 )
@@ -62,6 +64,12 @@ var (
 	ErrInvalidProducerEpoch = errors.New("invalid producer epoch")
 	// ErrClosed: the log is shutting down.
 	ErrClosed = errors.New("log closed")
+	// ErrInvalidTimestamp: with message.timestamp.type=CreateTime, a record's
+	// timestamp is outside [now - message.timestamp.before.max.ms, now +
+	// message.timestamp.after.max.ms] (Kafka INVALID_TIMESTAMP). It is an
+	// invalid record, so front ends without a code of their own for it
+	// answer as for one.
+	ErrInvalidTimestamp = fmt.Errorf("record timestamp out of range: %w", batch.ErrInvalidRecord)
 )
 
 // Config configures a Log. Zero values take the defaults noted.
@@ -437,7 +445,8 @@ func (l *Log) Forget(tp metadata.TopicPartition) {
 }
 
 // UpdateTopic refreshes the topic configs a led partition enforces
-// (max.message.bytes, message.timestamp.type).
+// (max.message.bytes, message.timestamp.type, the timestamp bounds,
+// retention).
 func (l *Log) UpdateTopic(topic metadata.Topic) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

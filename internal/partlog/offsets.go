@@ -128,6 +128,10 @@ func (l *Log) scanRun(ctx context.Context, e metadata.IndexEntry, logStart int64
 	if err != nil {
 		return 0, 0, false, fmt.Errorf("object %s at %d: %w", e.ObjectKey, e.Pos, err)
 	}
+	// One decompression buffer for the run: a run of many compressed
+	// batches holds one batch's records at a time.
+	var dec batch.Decoder
+	defer dec.Release()
 	for _, raw := range raws {
 		h, err := batch.ParseHeader(raw)
 		if err != nil {
@@ -136,7 +140,7 @@ func (l *Log) scanRun(ctx context.Context, e metadata.IndexEntry, logStart int64
 		if h.IsControl() || h.LastOffset() < logStart {
 			continue
 		}
-		_, recs, err := batch.Records(raw)
+		_, recs, _, err := dec.Decode(raw)
 		if err != nil {
 			return 0, 0, false, fmt.Errorf("object %s at %d: %w", e.ObjectKey, e.Pos, err)
 		}

@@ -34,7 +34,9 @@ type partition struct {
 	producers       map[int64]*producerState
 	releasing       bool
 	maxMessageBytes int
+	maxRecordsBytes int // decompressed bound of one batch's records
 	logAppendTime   bool
+	timestamps      timestampBounds
 	retention       retention
 
 	mu        sync.Mutex
@@ -78,8 +80,77 @@ func (p *partition) setConfig(topic metadata.Topic, defMaxBytes int) {
 			p.maxMessageBytes = n
 		}
 	}
+	p.maxRecordsBytes = recordsBound(p.maxMessageBytes)
 	p.logAppendTime = topic.Config["message.timestamp.type"] == "LogAppendTime"
+	p.timestamps = timestampBoundsOf(topic)
 	p.retention = retentionOf(topic)
+}
+
+// maxCompressionRatio ties the decompressed size a compressed batch may
+// have to the topic's max.message.bytes (which bounds it as sent): 32
+// times, so a 1 MiB batch may hold 32 MiB of records, well above what real
+// data compresses by, and never more than batch.MaxDecompressedSize.
+const maxCompressionRatio = 32
+
+// recordsBound is the most a batch's records may take decompressed on a
+// topic whose max.message.bytes is maxMessageBytes.
+func recordsBound(maxMessageBytes int) int {
+	return int(min(int64(maxMessageBytes)*maxCompressionRatio, batch.MaxDecompressedSize))
+}
+
+// Kafka's defaults for the timestamp bounds (KIP-937; the after bound is
+// one hour since Kafka 4.0, KIP-1030).
+const (
+	defaultTimestampBeforeMs = math.MaxInt64
+	defaultTimestampAfterMs  = 3600000
+)
+
+// timestampBounds is what the write path checks record timestamps against
+// (KIP-937): message.timestamp.before.max.ms and after.max.ms, applied only
+// when the topic keeps producers' timestamps (CreateTime).
+type timestampBounds struct {
+	createTime    bool
+	before, after int64
+}
+
+func timestampBoundsOf(topic metadata.Topic) timestampBounds {
+	b := timestampBounds{
+		createTime: topic.Config["message.timestamp.type"] != "LogAppendTime",
+		before:     defaultTimestampBeforeMs,
+		after:      defaultTimestampAfterMs,
+	}
+	if n, err := strconv.ParseInt(topic.Config["message.timestamp.before.max.ms"], 10, 64); err == nil && n >= 0 {
+		b.before = n
+	}
+	if n, err := strconv.ParseInt(topic.Config["message.timestamp.after.max.ms"], 10, 64); err == nil && n >= 0 {
+		b.after = n
+	}
+	return b
+}
+
+// check applies the bounds to a batch's records as Kafka's LogValidator
+// does: records without a timestamp (-1) pass, and so does everything on a
+// LogAppendTime topic, whose records get the broker's time.
+func (b timestampBounds) check(st batch.Stats, now int64) error {
+	if !b.createTime || st.MaxTimestamp == -1 {
+		return nil
+	}
+	// With now >= 0 and both bounds >= 0, now-before cannot overflow;
+	// now+after saturates.
+	lo, hi := int64(math.MinInt64), int64(math.MaxInt64)
+	if now >= 0 {
+		lo = now - b.before
+		if b.after < math.MaxInt64-now {
+			hi = now + b.after
+		}
+	}
+	for _, ts := range []int64{st.MinTimestamp, st.MaxTimestamp} {
+		if ts < lo || ts > hi {
+			return fmt.Errorf("timestamp %d is outside [%d, %d] (message.timestamp.before.max.ms %d, after.max.ms %d): %w",
+				ts, lo, hi, b.before, b.after, ErrInvalidTimestamp)
+		}
+	}
+	return nil
 }
 
 // fence marks the partition as no longer led and wakes every waiter. It

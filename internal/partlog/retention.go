@@ -3,6 +3,7 @@ package partlog
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -16,10 +17,14 @@ type retention struct {
 	ms     int64
 	bytes  int64
 	delete bool // cleanup.policy includes "delete"
+	// after is message.timestamp.after.max.ms: a run whose newest record
+	// is further than this ahead of its object's creation has a timestamp
+	// retention does not trust.
+	after int64
 }
 
 func retentionOf(t metadata.Topic) retention {
-	r := retention{ms: 7 * 24 * 3600 * 1000, bytes: -1, delete: true}
+	r := retention{ms: 7 * 24 * 3600 * 1000, bytes: -1, delete: true, after: timestampBoundsOf(t).after}
 	if v, ok := t.Config["retention.ms"]; ok {
 		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
 			r.ms = n
@@ -39,7 +44,8 @@ func retentionOf(t metadata.Topic) retention {
 // EnforceRetention applies time and size retention to every partition this
 // agent leads, as Kafka's log cleaner does with cleanup.policy=delete: whole
 // runs (the partition's share of one object) are dropped from the start of
-// the log once their newest record is older than retention.ms, and while
+// the log once their newest record is older than retention.ms (or, for a
+// run whose timestamp cannot be trusted, its object; see runTime), and while
 // what remains without the oldest run is still at least retention.bytes. Dropping moves the log start offset;
 // the objects no longer referenced are deleted by CollectGarbage after the
 // grace period. It returns how many partitions it trimmed.
@@ -109,7 +115,7 @@ func (l *Log) retainFrom(ctx context.Context, tp metadata.TopicPartition, logSta
 	if r.ms >= 0 {
 		cutoff := now.UnixMilli() - r.ms
 		err := page(func(e metadata.IndexEntry) bool {
-			if e.MaxTimestamp < 0 || e.MaxTimestamp >= cutoff {
+			if t := r.runTime(e); t < 0 || t >= cutoff {
 				return false
 			}
 			start = e.LastOffset + 1
@@ -139,4 +145,23 @@ func (l *Log) retainFrom(ctx context.Context, tp metadata.TopicPartition, logSta
 		}
 	}
 	return max(start, logStart), nil
+}
+
+// runTime is the time retention.ms measures a run's age from: its newest
+// record's timestamp, or, when that is missing (-1) or further in the
+// future than the topic lets producers write (message.timestamp.after.max.ms
+// past the object's creation), the time its object was created, as Kafka
+// falls back to a segment's modification time. Without the fallback one
+// such run would stop time retention for good, since runs go in order. -1
+// when neither is known.
+func (r retention) runTime(e metadata.IndexEntry) int64 {
+	ts := e.MaxTimestamp
+	created := e.ObjectCreatedAt
+	if created <= 0 {
+		return ts
+	}
+	if ts < 0 || (r.after < math.MaxInt64-created && ts > created+r.after) {
+		return created
+	}
+	return ts
 }

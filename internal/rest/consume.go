@@ -10,10 +10,14 @@ import (
 )
 
 // Consume limits: maxRecords defaults to 100 and is capped at 10000;
-// wait_ms defaults to 0 (answer at once) and is capped at 30000.
+// max_bytes (the decoded bytes one request may hold, see
+// broker.ConsumeBytes) defaults to 4 MiB and is capped at 16 MiB; wait_ms
+// defaults to 0 (answer at once) and is capped at 30000.
 const (
 	defaultMaxRecords = 100
 	maxMaxRecords     = 10000
+	defaultMaxBytes   = broker.DefaultConsumeBytes
+	maxMaxBytes       = 16 << 20
 	maxWaitMs         = 30000
 )
 
@@ -87,6 +91,10 @@ func (s *server) consume(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	maxBytes, err := queryInt(q, defaultMaxBytes, "max_bytes", "maxBytes")
+	if err != nil {
+		return err
+	}
 	waitMs, err := queryInt(q, 0, "wait_ms")
 	if err != nil {
 		return err
@@ -98,14 +106,17 @@ func (s *server) consume(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("offset %d is negative", offset)
 	case maxRecords <= 0:
 		return badRequest("maxRecords must be positive, not %d", maxRecords)
+	case maxBytes <= 0:
+		return badRequest("max_bytes must be positive, not %d", maxBytes)
 	case waitMs < 0:
 		return badRequest("wait_ms must not be negative, not %d", waitMs)
 	}
 	maxRecords = min(maxRecords, maxMaxRecords)
+	maxBytes = min(maxBytes, maxMaxBytes)
 	waitMs = min(waitMs, maxWaitMs)
 
 	p := int32(partition)
-	res, err := s.b.Consume(r.Context(), topic, p, offset, int(maxRecords), time.Duration(waitMs)*time.Millisecond)
+	res, err := s.b.ConsumeBytes(r.Context(), topic, p, offset, int(maxRecords), int(maxBytes), time.Duration(waitMs)*time.Millisecond)
 	switch {
 	case errors.Is(err, broker.ErrUnknownTopic):
 		return notFound("topic %q does not exist", topic)

@@ -46,6 +46,9 @@ func testCommitObject(t *testing.T, s metadata.Store) {
 	}
 	e0, e1 := c0.Entries[0], c0.Entries[1]
 	e0.ObjectKey, e1.ObjectKey = "obj-1", "obj-1"
+	// ListIndex tells when the run's object was created (retention's
+	// fallback for timestamps it cannot trust).
+	e0.ObjectCreatedAt, e1.ObjectCreatedAt = now.UnixMilli(), now.UnixMilli()
 	for _, c := range []struct {
 		from  int64
 		limit int

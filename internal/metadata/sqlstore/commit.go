@@ -197,14 +197,15 @@ func (s *Store) ListIndex(ctx context.Context, tp metadata.TopicPartition, from 
 	// primary key instead of a filter over the whole partition.
 	es, err := queryAll(ctx, s.b.reader(), func(r rows) (metadata.IndexEntry, error) {
 		var e metadata.IndexEntry
-		err := r.Scan(&e.BaseOffset, &e.LastOffset, &e.ObjectKey, &e.Pos, &e.Len, &e.MaxTimestamp, &e.Records)
+		err := r.Scan(&e.BaseOffset, &e.LastOffset, &e.ObjectKey, &e.Pos, &e.Len, &e.MaxTimestamp, &e.Records, &e.ObjectCreatedAt)
 		return e, err
-	}, `SELECT base_offset, last_offset, object_key, pos, len, max_timestamp, records FROM segments
-		WHERE topic_id = $1 AND partition_id = $2 AND last_offset >= $3
-			AND base_offset >= COALESCE((SELECT base_offset FROM segments
+	}, `SELECT s.base_offset, s.last_offset, s.object_key, s.pos, s.len, s.max_timestamp, s.records, COALESCE(o.created_at, 0)
+		FROM segments s LEFT JOIN objects o ON o.object_key = s.object_key
+		WHERE s.topic_id = $1 AND s.partition_id = $2 AND s.last_offset >= $3
+			AND s.base_offset >= COALESCE((SELECT base_offset FROM segments
 				WHERE topic_id = $1 AND partition_id = $2 AND base_offset <= $3
 				ORDER BY base_offset DESC LIMIT 1), $3)
-		ORDER BY base_offset LIMIT $4`, tp.TopicID[:], tp.Partition, from, lim)
+		ORDER BY s.base_offset LIMIT $4`, tp.TopicID[:], tp.Partition, from, lim)
 	if err != nil {
 		return nil, fmt.Errorf("list index of %s from %d: %w", tp, from, err)
 	}
