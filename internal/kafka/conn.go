@@ -63,6 +63,8 @@ func (c *conn) close() {
 	c.closeOnce.Do(func() {
 		c.cancel()
 		_ = c.nc.Close()
+		// Fetch sessions die with their connection (fetch_sessions.go).
+		c.s.sessions.dropOwner(c)
 	})
 }
 
