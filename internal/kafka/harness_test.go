@@ -39,6 +39,8 @@ type testOptions struct {
 	// readChunkBytes, when set, reads objects in chunks of this size with
 	// no hot tail, so reads come back in pieces.
 	readChunkBytes int64
+	// kafka, when set, adjusts the listener's Config.
+	kafka func(*Config)
 }
 
 func startServer(t *testing.T, o testOptions) *testServer {
@@ -80,7 +82,11 @@ func startServer(t *testing.T, o testOptions) *testServer {
 	b.Place(ctx)
 	runCtx, stopRun := context.WithCancel(ctx)
 	go b.Run(runCtx)
-	srv := New(Config{Broker: b, Logger: logger, AdvertisedAddr: ln.Addr().String(), AutoCreateTopics: o.autoCreateTopics, DefaultPartitions: 1})
+	kcfg := Config{Broker: b, Logger: logger, AdvertisedAddr: ln.Addr().String(), AutoCreateTopics: o.autoCreateTopics, DefaultPartitions: 1}
+	if o.kafka != nil {
+		o.kafka(&kcfg)
+	}
+	srv := New(kcfg)
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() {
 		_ = srv.Close()
