@@ -262,10 +262,10 @@ func (c *conn) parse(buf []byte) (*pending, handlerFunc, kmsg.Request, error) {
 		}
 		return nil, nil, nil, fmt.Errorf("api key %d version %d is outside %d..%d", h.key, h.version, api.minVersion, api.maxVersion)
 	}
-	req := kmsg.RequestForKey(h.key)
-	req.SetVersion(h.version)
 	body := r.Src
-	if req.IsFlexible() {
+	probe := kmsg.RequestForKey(h.key)
+	probe.SetVersion(h.version)
+	if probe.IsFlexible() {
 		// Request header v2 has tagged fields after the client ID.
 		skipTags(&r)
 		if !r.Ok() {
@@ -273,10 +273,25 @@ func (c *conn) parse(buf []byte) (*pending, handlerFunc, kmsg.Request, error) {
 		}
 		body = r.Src
 	}
-	if err := req.ReadFrom(body); err != nil {
-		return nil, nil, nil, fmt.Errorf("decode api key %d v%d: %w", h.key, h.version, err)
+	req, err := decodeRequest(h.key, h.version, body)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	return p, api.fn, req, nil
+}
+
+// decodeRequest decodes the body of a request of a served key and version.
+// kmsg trusts claimed lengths, so they are checked first (prescan.go).
+func decodeRequest(key, version int16, body []byte) (kmsg.Request, error) {
+	if err := checkBody(key, version, body); err != nil {
+		return nil, fmt.Errorf("api key %d v%d: %w", key, version, err)
+	}
+	req := kmsg.RequestForKey(key)
+	req.SetVersion(version)
+	if err := req.ReadFrom(body); err != nil {
+		return nil, fmt.Errorf("decode api key %d v%d: %w", key, version, err)
+	}
+	return req, nil
 }
 
 func skipTags(r *kbin.Reader) {

@@ -147,6 +147,9 @@ func New(cfg Config) *Server {
 	if cfg.DefaultPartitions <= 0 {
 		cfg.DefaultPartitions = 1
 	}
+	if _, err := layouts(); err != nil {
+		panic(fmt.Sprintf("kafka: request layouts: %v", err)) // a bug, caught by TestLayoutsAcceptRealRequests
+	}
 	return &Server{
 		metrics:  newMetrics(cfg.Registry),
 		cfg:      cfg,
