@@ -1,6 +1,12 @@
 package broker
 
-import "github.com/streamhouse/streamhouse/internal/partlog"
+import (
+	"errors"
+
+	"github.com/streamhouse/streamhouse/internal/metadata"
+	"github.com/streamhouse/streamhouse/internal/objstore"
+	"github.com/streamhouse/streamhouse/internal/partlog"
+)
 
 // The names front ends need from the partition log, re-exported so that a
 // front end (Kafka, REST, gRPC, SQL) imports the broker and never the log:
@@ -37,3 +43,11 @@ var (
 	// INVALID_TIMESTAMP).
 	ErrInvalidTimestamp = partlog.ErrInvalidTimestamp
 )
+
+// IsUnavailable reports whether err is a transient failure of the metadata
+// store or the object store (unreachable, restarting, overloaded, too
+// slow): the request may succeed when retried, so front ends answer with
+// their protocol's retriable code and keep "unknown error" for bugs.
+func IsUnavailable(err error) bool {
+	return errors.Is(err, metadata.ErrUnavailable) || errors.Is(err, objstore.ErrUnavailable)
+}

@@ -77,6 +77,12 @@ type Config struct {
 	// Kafka.
 	AutoCreateTopics  bool // KAFKA_AUTO_CREATE_TOPICS
 	DefaultPartitions int  // KAFKA_DEFAULT_PARTITIONS
+	// Kafka listener limits.
+	KafkaMaxRequestBytes         int32         // KAFKA_MAX_REQUEST_BYTES (Produce frames)
+	KafkaMaxInflightRequestBytes int64         // KAFKA_MAX_INFLIGHT_REQUEST_BYTES
+	KafkaMaxConnections          int           // KAFKA_MAX_CONNECTIONS
+	KafkaMaxConnectionsPerIP     int           // KAFKA_MAX_CONNECTIONS_PER_IP
+	KafkaConnectionsMaxIdle      time.Duration // KAFKA_CONNECTIONS_MAX_IDLE_MS
 
 	// Write path.
 	FlushInterval          time.Duration // FLUSH_INTERVAL_SECS
@@ -218,6 +224,11 @@ func load(getenv func(string) (string, bool), hostname func() (string, error)) (
 		fail(lookup("MAX_BUFFER_BYTES"), strconv.Itoa(c.MaxBufferBytes),
 			fmt.Sprintf("less than DURABLE_BATCH_MAX_BYTES=%d", c.DurableBatchMaxBytes),
 			"bytes, at least DURABLE_BATCH_MAX_BYTES")
+	}
+	if !bad["KAFKA_MAX_INFLIGHT_REQUEST_BYTES"] && !bad["KAFKA_MAX_REQUEST_BYTES"] && c.KafkaMaxInflightRequestBytes < int64(c.KafkaMaxRequestBytes) {
+		fail(lookup("KAFKA_MAX_INFLIGHT_REQUEST_BYTES"), strconv.FormatInt(c.KafkaMaxInflightRequestBytes, 10),
+			fmt.Sprintf("less than KAFKA_MAX_REQUEST_BYTES=%d", c.KafkaMaxRequestBytes),
+			"bytes, at least KAFKA_MAX_REQUEST_BYTES")
 	}
 	if c.Storage == StorageS3 && (c.AWSAccessKeyID == "") != (c.AWSSecretAccessKey == "") {
 		missing, other := "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID"

@@ -3,6 +3,7 @@ package grpcapi
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,6 +13,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/streamhouse/streamhouse/internal/broker"
+	"github.com/streamhouse/streamhouse/internal/metadata"
+	"github.com/streamhouse/streamhouse/internal/objstore"
 	"github.com/streamhouse/streamhouse/internal/testutil"
 	pb "github.com/streamhouse/streamhouse/proto/streamhousepb"
 )
@@ -365,6 +368,8 @@ func TestCodeOf(t *testing.T) {
 		{context.DeadlineExceeded, codes.DeadlineExceeded},
 		{context.Canceled, codes.Canceled},
 		{bytes.ErrTooLarge, codes.Internal},
+		{fmt.Errorf("topic: %w: connection refused", metadata.ErrUnavailable), codes.Unavailable},
+		{fmt.Errorf("read: %w", objstore.ErrInjected), codes.Unavailable},
 	} {
 		if got := codeOf(c.err); got != c.code {
 			t.Errorf("%v: %s, want %s", c.err, got, c.code)

@@ -30,7 +30,8 @@ const errTransactions = "transactions arrive with the transactions work"
 //     (older) epoch: the request is well formed, the producer's state is
 //     not, and resending it unchanged cannot succeed.
 //   - Unavailable: this agent does not lead the partition (or lost it while
-//     committing) or is shutting down; retrying, possibly elsewhere, helps.
+//     committing), is shutting down, or cannot reach the metadata or object
+//     store for now; retrying, possibly elsewhere, helps.
 //   - DeadlineExceeded, Canceled: the caller's context.
 //   - Internal: anything else (logged).
 func codeOf(err error) codes.Code {
@@ -54,7 +55,7 @@ func codeOf(err error) codes.Code {
 	case errors.Is(err, broker.ErrOutOfOrderSequence), errors.Is(err, broker.ErrInvalidProducerEpoch):
 		return codes.FailedPrecondition
 	case errors.Is(err, broker.ErrNotLeader), errors.Is(err, metadata.ErrLeaseHeld),
-		errors.As(err, &fenced), errors.Is(err, broker.ErrClosed):
+		errors.As(err, &fenced), errors.Is(err, broker.ErrClosed), broker.IsUnavailable(err):
 		return codes.Unavailable
 	case errors.Is(err, context.DeadlineExceeded):
 		return codes.DeadlineExceeded
@@ -80,9 +81,12 @@ func (s *Server) toStatus(method string, err error) error {
 		s.log.Error("grpc request failed", "method", method, "err", err)
 		msg = "internal error; see the server log"
 	case codes.Unavailable:
-		if errors.Is(err, broker.ErrClosed) {
+		switch {
+		case errors.Is(err, broker.ErrClosed):
 			msg = "the server is shutting down: " + msg
-		} else {
+		case broker.IsUnavailable(err):
+			msg = "storage is unavailable for now; retry: " + msg
+		default:
 			msg = "this agent does not lead the partition; retry: " + msg
 		}
 	}

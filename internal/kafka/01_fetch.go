@@ -105,7 +105,7 @@ func handleFetch(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response
 			forgotten = append(forgotten, k)
 		}
 	}
-	st, all, code := s.sessions.begin(req, wants, forgotten)
+	st, all, code := s.sessions.begin(c, req, wants, forgotten)
 	if code != 0 {
 		resp.ErrorCode = code
 		return resp, nil

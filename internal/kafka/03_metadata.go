@@ -177,16 +177,6 @@ func (s *Server) autoCreate(ctx context.Context, name string) error {
 	return nil
 }
 
-// codeFor maps a broker error to its Kafka code, logging the ones that are
-// not the client's doing.
-func (s *Server) codeFor(err error, what string) int16 {
-	code := errorCode(err)
-	if code == kerr.UnknownServerError.Code && !errors.Is(err, context.Canceled) {
-		s.log.Warn("kafka "+what+" failed", "err", err)
-	}
-	return code
-}
-
 // brokerInfo is one agent as Kafka clients see it.
 type brokerInfo struct {
 	node int32

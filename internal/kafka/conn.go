@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kbin"
@@ -36,6 +37,11 @@ type conn struct {
 	// lastProduce is the done channel of the previous produce request's
 	// order slot (00_produce.go); only readLoop touches it.
 	lastProduce chan struct{}
+
+	// For connections.max.idle.ms: requests read and not yet answered, and
+	// when a response was last written (UnixNano).
+	unanswered atomic.Int64
+	lastWrite  atomic.Int64
 }
 
 // requestHeader is a parsed Kafka request header.
@@ -56,13 +62,17 @@ type pending struct {
 
 func newConn(s *Server, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &conn{s: s, nc: nc, ctx: ctx, cancel: cancel, log: s.log.With("remote", nc.RemoteAddr().String())}
+	c := &conn{s: s, nc: nc, ctx: ctx, cancel: cancel, log: s.log.With("remote", nc.RemoteAddr().String())}
+	c.lastWrite.Store(time.Now().UnixNano())
+	return c
 }
 
 func (c *conn) close() {
 	c.closeOnce.Do(func() {
 		c.cancel()
 		_ = c.nc.Close()
+		// Fetch sessions die with their connection (fetch_sessions.go).
+		c.s.sessions.dropOwner(c)
 	})
 }
 
@@ -84,29 +94,64 @@ func (c *conn) serve() {
 	}
 }
 
+// errIdle closes a connection idle for longer than ConnectionsMaxIdle.
+var errIdle = errors.New("connection idle for longer than connections.max.idle.ms")
+
 // readLoop reads requests and starts their handlers, in order.
 func (c *conn) readLoop(queue chan<- *pending) error {
 	br := bufio.NewReaderSize(c.nc, 64<<10)
-	var sizeBuf [4]byte
 	for {
-		if _, err := io.ReadFull(br, sizeBuf[:]); err != nil {
-			return err
-		}
-		size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
-		if size < 8 || size > c.s.cfg.MaxRequestBytes {
-			return fmt.Errorf("request of %d bytes is outside 8..%d (socket.request.max.bytes)", size, c.s.cfg.MaxRequestBytes)
-		}
-		buf := make([]byte, size)
-		if _, err := io.ReadFull(br, buf); err != nil {
-			return fmt.Errorf("read request body: %w", err)
-		}
-		p, fn, req, err := c.parse(buf)
+		size, err := c.readSize(br)
 		if err != nil {
 			return err
 		}
+		// The frame has begun: the rest must come in time (slowloris).
+		deadline := time.Now().Add(c.s.cfg.FrameReadTimeout + time.Duration(size>>20)*time.Second)
+		_ = c.nc.SetReadDeadline(deadline)
+		if size > max(c.s.cfg.MaxRequestBytes, largeRequestCap) {
+			c.s.metrics.requestsRejected.WithLabelValues("too_large").Inc()
+			return fmt.Errorf("request of %d bytes is over every cap", size)
+		}
+		if size < 8 {
+			c.s.metrics.requestsRejected.WithLabelValues("malformed").Inc()
+			return fmt.Errorf("request of %d bytes is shorter than a request header", size)
+		}
+		keyBytes, err := br.Peek(2)
+		if err != nil {
+			c.dropReason(err)
+			return fmt.Errorf("read request header: %w", err)
+		}
+		key := int16(binary.BigEndian.Uint16(keyBytes))
+		if limit := c.s.requestCap(key); size > limit {
+			c.s.metrics.requestsRejected.WithLabelValues("too_large").Inc()
+			return fmt.Errorf("request of %d bytes for api key %d is over its cap of %d bytes", size, key, limit)
+		}
+		// Wait for room in the shared budget before holding the body.
+		if err := c.s.inflight.Acquire(c.ctx, int64(size)); err != nil {
+			return err
+		}
+		release := sync.OnceFunc(func() { c.s.inflight.Release(int64(size)) })
+		// Time spent waiting for budget is not the client's.
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.FrameReadTimeout + time.Duration(size>>20)*time.Second))
+		buf := make([]byte, size)
+		if _, err := io.ReadFull(br, buf); err != nil {
+			release()
+			c.dropReason(err)
+			return fmt.Errorf("read request body: %w", err)
+		}
+		p, fn, req, err := c.parse(buf)
+		if key == fetchKey || err != nil || fn == nil {
+			release() // decoded; a long poll holds no budget
+		}
+		if err != nil {
+			c.s.metrics.requestsRejected.WithLabelValues("malformed").Inc()
+			return err
+		}
+		c.unanswered.Add(1)
 		select {
 		case queue <- p:
 		case <-c.ctx.Done():
+			release()
 			return c.ctx.Err()
 		}
 		if fn == nil {
@@ -125,6 +170,7 @@ func (c *conn) readLoop(queue chan<- *pending) error {
 			ctx = withOrderSlot(ctx, slot)
 		}
 		go func() {
+			defer release()
 			defer close(p.done)
 			defer slot.release()
 			defer func() {
@@ -136,6 +182,52 @@ func (c *conn) readLoop(queue chan<- *pending) error {
 			p.resp, p.err = fn(ctx, c, req)
 			c.s.metrics.observe(p.hdr.key, start, p.err)
 		}()
+	}
+}
+
+// readSize reads the size prefix of the next request. While waiting for
+// its first byte the connection may idle for ConnectionsMaxIdle, counted
+// from the last response written, unless requests are unanswered; once a
+// byte has come, the rest of the prefix must follow within
+// FrameReadTimeout.
+func (c *conn) readSize(br *bufio.Reader) (int32, error) {
+	var sizeBuf [4]byte
+	idle := c.s.cfg.ConnectionsMaxIdle
+	_ = c.nc.SetReadDeadline(time.Now().Add(idle))
+	for n := 0; n < 4; {
+		m, err := br.Read(sizeBuf[n:])
+		if m > 0 && n == 0 {
+			_ = c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.FrameReadTimeout))
+		}
+		n += m
+		if err == nil {
+			continue
+		}
+		var ne net.Error
+		if n > 0 || !errors.As(err, &ne) || !ne.Timeout() {
+			c.dropReason(err)
+			return 0, err
+		}
+		last := time.Unix(0, c.lastWrite.Load())
+		switch {
+		case c.unanswered.Load() > 0:
+			_ = c.nc.SetReadDeadline(time.Now().Add(idle))
+		case time.Since(last) < idle:
+			_ = c.nc.SetReadDeadline(last.Add(idle))
+		default:
+			c.s.metrics.requestsRejected.WithLabelValues("idle").Inc()
+			return 0, errIdle
+		}
+	}
+	return int32(binary.BigEndian.Uint32(sizeBuf[:])), nil
+}
+
+// dropReason counts a connection dropped because a frame did not arrive in
+// time.
+func (c *conn) dropReason(err error) {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		c.s.metrics.requestsRejected.WithLabelValues("slow").Inc()
 	}
 }
 
@@ -170,10 +262,10 @@ func (c *conn) parse(buf []byte) (*pending, handlerFunc, kmsg.Request, error) {
 		}
 		return nil, nil, nil, fmt.Errorf("api key %d version %d is outside %d..%d", h.key, h.version, api.minVersion, api.maxVersion)
 	}
-	req := kmsg.RequestForKey(h.key)
-	req.SetVersion(h.version)
 	body := r.Src
-	if req.IsFlexible() {
+	probe := kmsg.RequestForKey(h.key)
+	probe.SetVersion(h.version)
+	if probe.IsFlexible() {
 		// Request header v2 has tagged fields after the client ID.
 		skipTags(&r)
 		if !r.Ok() {
@@ -181,10 +273,25 @@ func (c *conn) parse(buf []byte) (*pending, handlerFunc, kmsg.Request, error) {
 		}
 		body = r.Src
 	}
-	if err := req.ReadFrom(body); err != nil {
-		return nil, nil, nil, fmt.Errorf("decode api key %d v%d: %w", h.key, h.version, err)
+	req, err := decodeRequest(h.key, h.version, body)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	return p, api.fn, req, nil
+}
+
+// decodeRequest decodes the body of a request of a served key and version.
+// kmsg trusts claimed lengths, so they are checked first (prescan.go).
+func decodeRequest(key, version int16, body []byte) (kmsg.Request, error) {
+	if err := checkBody(key, version, body); err != nil {
+		return nil, fmt.Errorf("api key %d v%d: %w", key, version, err)
+	}
+	req := kmsg.RequestForKey(key)
+	req.SetVersion(version)
+	if err := req.ReadFrom(body); err != nil {
+		return nil, fmt.Errorf("decode api key %d v%d: %w", key, version, err)
+	}
+	return req, nil
 }
 
 func skipTags(r *kbin.Reader) {
@@ -204,6 +311,7 @@ func (c *conn) writeLoop(queue <-chan *pending) {
 		case <-c.ctx.Done():
 			return
 		}
+		c.unanswered.Add(-1)
 		if p.err != nil {
 			c.log.Warn("kafka request failed; closing connection", "api_key", p.hdr.key, "version", p.hdr.version, "err", p.err)
 			c.close()
@@ -212,6 +320,7 @@ func (c *conn) writeLoop(queue <-chan *pending) {
 		if p.resp == nil {
 			continue
 		}
+		c.lastWrite.Store(time.Now().UnixNano())
 		var err error
 		if sr, ok := p.resp.(*splicedResponse); ok {
 			var bufs net.Buffers

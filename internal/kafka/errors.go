@@ -12,9 +12,38 @@ import (
 )
 
 // errorCode maps an error from the broker API to the Kafka error code a
-// client understands. nil maps to 0. Unknown errors are UNKNOWN_SERVER_ERROR
-// (and should be logged by the caller).
+// client understands, for the group and admin APIs. nil maps to 0. A
+// transient storage failure (broker.IsUnavailable) is
+// COORDINATOR_NOT_AVAILABLE, which clients retry (after finding the
+// coordinator again). Unknown errors are UNKNOWN_SERVER_ERROR, kept for
+// bugs (and should be logged by the caller).
 func errorCode(err error) int16 {
+	return errorCodeOr(err, kerr.CoordinatorNotAvailable.Code)
+}
+
+// codeFor maps a broker error to its Kafka code for the data path (what
+// names the API: "produce", "fetch", "metadata" ...), logging the ones that
+// are not the client's doing. A transient storage failure is
+// KAFKA_STORAGE_ERROR, which producers and consumers retry after
+// refreshing metadata; in Metadata responses it is LEADER_NOT_AVAILABLE.
+func (s *Server) codeFor(err error, what string) int16 {
+	unavailable := kerr.KafkaStorageError.Code
+	if what == "metadata" {
+		unavailable = kerr.LeaderNotAvailable.Code
+	}
+	code := errorCodeOr(err, unavailable)
+	switch {
+	case code == kerr.UnknownServerError.Code && !errors.Is(err, context.Canceled):
+		s.log.Warn("kafka "+what+" failed", "err", err)
+	case code == unavailable && broker.IsUnavailable(err):
+		s.log.Debug("kafka "+what+" met unavailable storage", "err", err)
+	}
+	return code
+}
+
+// errorCodeOr is errorCode with unavailable as the code of a transient
+// storage failure.
+func errorCodeOr(err error, unavailable int16) int16 {
 	if err == nil {
 		return 0
 	}
@@ -57,6 +86,8 @@ func errorCode(err error) int16 {
 		return kerr.InvalidRequest.Code
 	case errors.Is(err, context.DeadlineExceeded):
 		return kerr.RequestTimedOut.Code
+	case broker.IsUnavailable(err):
+		return unavailable
 	}
 	return kerr.UnknownServerError.Code
 }

@@ -1,6 +1,8 @@
 package kafka
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"sort"
 	"sync"
 	"time"
@@ -42,6 +44,16 @@ import (
 // Sessions live in memory on the agent that created them: a consumer that
 // reconnects to another agent gets FETCH_SESSION_ID_NOT_FOUND and starts a
 // new one, as with a restarted Kafka broker.
+//
+// A session belongs to the connection that created it and dies with it.
+// Its ID is crypto-random (positive, never 0) and not handed out again
+// while the session lives or soon after it ends (the last retiredIDs IDs
+// are remembered), so an ID cannot be guessed from another's. A request on
+// another connection that names the session, whatever its epoch, is
+// answered as if the session did not exist: an incremental fetch gets
+// FETCH_SESSION_ID_NOT_FOUND, and epoch -1 or 0 neither closes nor
+// replaces it. Another client can thus neither read a session's
+// partitions, advance its epoch nor end it.
 
 const (
 	defaultFetchSessionSlots = 1000
@@ -78,7 +90,8 @@ type sessionPart struct {
 }
 
 type fetchSession struct {
-	id int32
+	id    int32
+	owner *conn // the connection that created it; fixed
 
 	mu       sync.Mutex
 	epoch    int32 // the epoch the next request must carry
@@ -94,37 +107,45 @@ type fetchSessionCache struct {
 	now   func() time.Time
 
 	mu       sync.Mutex // before fetchSession.mu
-	nextID   int32
 	sessions map[int32]*fetchSession
+	// retired remembers the IDs of ended sessions, oldest first, so that
+	// an ID is not reused soon; retiredSet indexes it.
+	retired    []int32
+	retiredSet map[int32]struct{}
 }
 
 func newFetchSessionCache(slots int) *fetchSessionCache {
-	return &fetchSessionCache{slots: slots, now: time.Now, nextID: 1, sessions: make(map[int32]*fetchSession)}
+	return &fetchSessionCache{slots: slots, now: time.Now, sessions: make(map[int32]*fetchSession), retiredSet: make(map[int32]struct{})}
 }
+
+// retiredIDs bounds how many ended session IDs are kept from reuse.
+const retiredIDs = 4096
 
 // fetchSessionState is how one fetch request relates to a session.
 type fetchSessionState struct {
 	session     *fetchSession // the incremental session; nil otherwise
 	createNew   bool          // SessionEpoch 0: create a session after the fetch
+	owner       *conn         // the connection a new session belongs to
 	incremental bool
 }
 
-// begin resolves the session of req. wants are the request's partitions;
-// it returns the partitions to fetch, in order, or a top-level error code.
-func (c *fetchSessionCache) begin(req *kmsg.FetchRequest, wants []fetchWant, forgotten []sessionKey) (fetchSessionState, []fetchWant, int16) {
+// begin resolves the session of req, received on connection from. wants
+// are the request's partitions; it returns the partitions to fetch, in
+// order, or a top-level error code.
+func (c *fetchSessionCache) begin(from *conn, req *kmsg.FetchRequest, wants []fetchWant, forgotten []sessionKey) (fetchSessionState, []fetchWant, int16) {
 	if req.Version < 7 {
 		return fetchSessionState{}, wants, 0
 	}
 	if req.SessionEpoch == -1 || req.SessionEpoch == 0 {
 		if req.SessionID != 0 {
-			c.remove(req.SessionID)
+			c.removeOwned(from, req.SessionID)
 		}
-		return fetchSessionState{createNew: req.SessionEpoch == 0}, wants, 0
+		return fetchSessionState{createNew: req.SessionEpoch == 0, owner: from}, wants, 0
 	}
 	c.mu.Lock()
 	s := c.sessions[req.SessionID]
 	c.mu.Unlock()
-	if s == nil {
+	if s == nil || s.owner != from {
 		return fetchSessionState{}, nil, kerr.FetchSessionIDNotFound.Code
 	}
 	out, errCode := s.update(req.SessionEpoch, wants, forgotten, c.now())
@@ -200,7 +221,7 @@ func (c *fetchSessionCache) finish(st fetchSessionState, wants []fetchWant, res 
 	}
 	switch {
 	case st.createNew:
-		return c.create(wants, res), include
+		return c.create(st.owner, wants, res), include
 	case st.session == nil:
 		return 0, include
 	}
@@ -226,14 +247,15 @@ func (c *fetchSessionCache) finish(st fetchSessionState, wants []fetchWant, res 
 	return s.id, include
 }
 
-// create caches a new session holding wants, answered with res, if there
-// is room or a session to evict; it returns its ID, or 0.
-func (c *fetchSessionCache) create(wants []fetchWant, res []fetchResult) int32 {
-	if c.slots <= 0 || len(wants) == 0 {
+// create caches a new session of connection owner holding wants, answered
+// with res, if there is room or a session to evict; it returns its ID, or
+// 0. A connection already closed gets no session (it could never end).
+func (c *fetchSessionCache) create(owner *conn, wants []fetchWant, res []fetchResult) int32 {
+	if c.slots <= 0 || len(wants) == 0 || owner == nil || owner.ctx.Err() != nil {
 		return 0
 	}
 	now := c.now()
-	s := &fetchSession{epoch: 1, parts: make(map[sessionKey]*sessionPart, len(wants)), created: now, lastUsed: now}
+	s := &fetchSession{owner: owner, epoch: 1, parts: make(map[sessionKey]*sessionPart, len(wants)), created: now, lastUsed: now}
 	for i, w := range wants {
 		r := res[i]
 		p := &sessionPart{want: w, seq: s.nextSeq, answered: r.errCode == 0, hw: r.hw, lso: r.lso, logStart: r.logStart}
@@ -246,18 +268,33 @@ func (c *fetchSessionCache) create(wants []fetchWant, res []fetchResult) int32 {
 		return 0
 	}
 	for {
-		id := c.nextID
-		c.nextID++
-		if c.nextID <= 0 {
-			c.nextID = 1
-		}
-		if _, taken := c.sessions[id]; !taken {
+		id := randomSessionID()
+		_, live := c.sessions[id]
+		_, retired := c.retiredSet[id]
+		if !live && !retired {
 			s.id = id
 			break
 		}
 	}
 	c.sessions[s.id] = s
+	// The connection may have closed since the check above; its dropOwner
+	// then ran already or runs after this and finds the session.
+	if owner.ctx.Err() != nil {
+		c.removeLocked(s.id)
+		return 0
+	}
 	return s.id
+}
+
+// randomSessionID returns a crypto-random ID from 1 to 2^31-1.
+func randomSessionID() int32 {
+	var b [4]byte
+	for {
+		_, _ = rand.Read(b[:]) // never fails (crypto/rand panics instead)
+		if id := int32(binary.BigEndian.Uint32(b[:]) & 0x7fffffff); id != 0 {
+			return id
+		}
+	}
 }
 
 // evictLocked makes room for a session of size partitions: the least
@@ -288,14 +325,48 @@ func (c *fetchSessionCache) evictLocked(now time.Time, size int) bool {
 	if victim == nil {
 		return false
 	}
-	delete(c.sessions, victim.id)
+	c.removeLocked(victim.id)
 	return true
 }
 
 func (c *fetchSessionCache) remove(id int32) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.removeLocked(id)
+}
+
+// removeOwned ends session id if connection from owns it.
+func (c *fetchSessionCache) removeOwned(from *conn, id int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s := c.sessions[id]; s != nil && s.owner == from {
+		c.removeLocked(id)
+	}
+}
+
+// dropOwner ends every session of a closed connection.
+func (c *fetchSessionCache) dropOwner(owner *conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, s := range c.sessions {
+		if s.owner == owner {
+			c.removeLocked(id)
+		}
+	}
+}
+
+// removeLocked ends a session and keeps its ID from reuse. Called with c.mu.
+func (c *fetchSessionCache) removeLocked(id int32) {
+	if _, ok := c.sessions[id]; !ok {
+		return
+	}
 	delete(c.sessions, id)
+	if len(c.retired) >= retiredIDs {
+		delete(c.retiredSet, c.retired[0])
+		c.retired = c.retired[1:]
+	}
+	c.retired = append(c.retired, id)
+	c.retiredSet[id] = struct{}{}
 }
 
 // len reports how many sessions are cached (for tests).

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -385,6 +386,7 @@ func TestFetchSessionCacheEviction(t *testing.T) {
 	now := time.Unix(1000, 0)
 	c := newFetchSessionCache(2)
 	c.now = func() time.Time { return now }
+	owner := &conn{ctx: context.Background()}
 	wants := func(n int) ([]fetchWant, []fetchResult) {
 		ws := make([]fetchWant, n)
 		for i := range ws {
@@ -392,12 +394,16 @@ func TestFetchSessionCacheEviction(t *testing.T) {
 		}
 		return ws, make([]fetchResult, n)
 	}
-	a := c.create(wants(1))
-	b := c.create(wants(3))
+	create := func(n int) int32 {
+		ws, rs := wants(n)
+		return c.create(owner, ws, rs)
+	}
+	a := create(1)
+	b := create(3)
 	if a == 0 || b == 0 || a == b {
 		t.Fatalf("sessions %d, %d", a, b)
 	}
-	if id := c.create(wants(5)); id != 0 {
+	if id := create(5); id != 0 {
 		t.Fatalf("a full cache of fresh sessions admitted %d", id)
 	}
 	// Old enough to be judged but in use: the smallest goes for a bigger
@@ -411,17 +417,17 @@ func TestFetchSessionCacheEviction(t *testing.T) {
 	}
 	use(a)
 	use(b)
-	if id := c.create(wants(1)); id != 0 {
+	if id := create(1); id != 0 {
 		t.Fatalf("a session no bigger than any evicted one: %d", id)
 	}
-	d := c.create(wants(2))
+	d := create(2)
 	if d == 0 || c.sessions[a] != nil || c.sessions[b] == nil {
 		t.Fatalf("size eviction: new %d, cached %v", d, c.sessions)
 	}
 	// Stale sessions go first, least recently used first.
 	now = now.Add(fetchSessionStaleAfter)
 	use(d)
-	e := c.create(wants(1))
+	e := create(1)
 	if e == 0 || c.sessions[b] != nil || c.sessions[d] == nil {
 		t.Fatalf("stale eviction: new %d, cached %v", e, c.sessions)
 	}

@@ -42,6 +42,8 @@ type testOptions struct {
 	// leaseTTL, when set, is the partition log's lease TTL (renewals every
 	// third of it).
 	leaseTTL time.Duration
+	// kafka, when set, adjusts the listener's Config.
+	kafka func(*Config)
 }
 
 func startServer(t *testing.T, o testOptions) *testServer {
@@ -84,7 +86,11 @@ func startServer(t *testing.T, o testOptions) *testServer {
 	b.Place(ctx)
 	runCtx, stopRun := context.WithCancel(ctx)
 	go b.Run(runCtx)
-	srv := New(Config{Broker: b, Logger: logger, AdvertisedAddr: ln.Addr().String(), AutoCreateTopics: o.autoCreateTopics, DefaultPartitions: 1})
+	kcfg := Config{Broker: b, Logger: logger, AdvertisedAddr: ln.Addr().String(), AutoCreateTopics: o.autoCreateTopics, DefaultPartitions: 1}
+	if o.kafka != nil {
+		o.kafka(&kcfg)
+	}
+	srv := New(kcfg)
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() {
 		_ = srv.Close()

@@ -13,6 +13,12 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	conns    prometheus.Gauge
+	// connsRejected counts connections closed at accept, by reason
+	// (max_connections, max_connections_per_ip); requestsRejected the
+	// connections closed for a request, by reason (too_large, malformed,
+	// idle, slow: a frame that did not arrive in time).
+	connsRejected    *prometheus.CounterVec
+	requestsRejected *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -27,9 +33,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		conns: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "streamhouse_kafka_connections", Help: "Open Kafka client connections.",
 		}),
+		connsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "streamhouse_kafka_connections_rejected_total", Help: "Kafka connections closed as soon as accepted, by the limit they broke.",
+		}, []string{"reason"}),
+		requestsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "streamhouse_kafka_connections_dropped_total", Help: "Kafka connections closed by the server, by reason: too_large (a frame over its cap), malformed (a request that does not decode), idle, slow (a frame not complete in time).",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.conns)
+		reg.MustRegister(m.requests, m.duration, m.conns, m.connsRejected, m.requestsRejected)
 	}
 	return m
 }

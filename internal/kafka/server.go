@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/group"
@@ -63,9 +64,27 @@ type Config struct {
 	// DefaultPartitions partitions.
 	AutoCreateTopics  bool
 	DefaultPartitions int32
-	// MaxRequestBytes bounds one request (Kafka's socket.request.max.bytes).
-	// Default 100 MiB.
+	// MaxRequestBytes bounds one Produce request frame (Kafka's
+	// socket.request.max.bytes). Default 100 MiB. Other keys have fixed,
+	// smaller caps (limits.go).
 	MaxRequestBytes int32
+	// MaxInflightRequestBytes bounds the request bytes read and not yet
+	// answered over all connections (Kafka's queued.max.request.bytes): a
+	// connection waits before reading a request that does not fit. Default
+	// twice MaxRequestBytes; never less than the largest cap.
+	MaxInflightRequestBytes int64
+	// MaxConnections and MaxConnectionsPerIP bound open connections
+	// (Kafka's max.connections, max.connections.per.ip); a connection over
+	// either is closed at accept. Defaults 4096 and 1024.
+	MaxConnections      int
+	MaxConnectionsPerIP int
+	// ConnectionsMaxIdle closes a connection that has no request in flight
+	// and sends nothing for this long (Kafka's connections.max.idle.ms).
+	// Default 10 minutes.
+	ConnectionsMaxIdle time.Duration
+	// FrameReadTimeout is how long a request that has begun may take to
+	// arrive whole, plus one second per MiB of its size. Default 30 s.
+	FrameReadTimeout time.Duration
 	// Registry receives the request metrics; nil means none.
 	Registry prometheus.Registerer
 	// MaxInflightPerConn bounds requests handled concurrently on one
@@ -86,9 +105,14 @@ type Server struct {
 	groups   *group.Coordinator // the consumer groups of the slots this agent holds
 	slots    slotEpochs         // coordinator_choice.go
 
+	// inflight holds the request bytes read and not yet answered
+	// (MaxInflightRequestBytes).
+	inflight *semaphore.Weighted
+
 	mu     sync.Mutex
 	ln     net.Listener
 	conns  map[*conn]struct{}
+	perIP  map[string]int // open connections by remote IP
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -101,11 +125,30 @@ func New(cfg Config) *Server {
 	if cfg.MaxRequestBytes <= 0 {
 		cfg.MaxRequestBytes = 100 << 20
 	}
+	if cfg.MaxInflightRequestBytes <= 0 {
+		cfg.MaxInflightRequestBytes = 2 * int64(cfg.MaxRequestBytes)
+	}
+	cfg.MaxInflightRequestBytes = max(cfg.MaxInflightRequestBytes, int64(cfg.MaxRequestBytes), largeRequestCap)
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = 4096
+	}
+	if cfg.MaxConnectionsPerIP <= 0 {
+		cfg.MaxConnectionsPerIP = 1024
+	}
+	if cfg.ConnectionsMaxIdle <= 0 {
+		cfg.ConnectionsMaxIdle = 10 * time.Minute
+	}
+	if cfg.FrameReadTimeout <= 0 {
+		cfg.FrameReadTimeout = 30 * time.Second
+	}
 	if cfg.MaxInflightPerConn <= 0 {
 		cfg.MaxInflightPerConn = 16
 	}
 	if cfg.DefaultPartitions <= 0 {
 		cfg.DefaultPartitions = 1
+	}
+	if _, err := layouts(); err != nil {
+		panic(fmt.Sprintf("kafka: request layouts: %v", err)) // a bug, caught by TestLayoutsAcceptRealRequests
 	}
 	return &Server{
 		metrics:  newMetrics(cfg.Registry),
@@ -116,6 +159,8 @@ func New(cfg Config) *Server {
 		sessions: newFetchSessionCache(defaultFetchSessionSlots),
 		groups:   group.New(group.Config{Logger: cfg.Logger, Store: cfg.Broker}),
 		conns:    make(map[*conn]struct{}),
+		perIP:    make(map[string]int),
+		inflight: semaphore.NewWeighted(cfg.MaxInflightRequestBytes),
 	}
 }
 
@@ -154,14 +199,23 @@ func (s *Server) Serve(ln net.Listener) error {
 			return fmt.Errorf("kafka accept: %w", err)
 		}
 		backoff = 0
-		c := newConn(s, nc)
+		ip := remoteIP(nc)
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
 			_ = nc.Close()
 			continue
 		}
+		if reason := s.admitLocked(ip); reason != "" {
+			s.mu.Unlock()
+			s.metrics.connsRejected.WithLabelValues(reason).Inc()
+			s.log.Debug("kafka connection rejected", "remote", nc.RemoteAddr().String(), "reason", reason)
+			_ = nc.Close()
+			continue
+		}
+		c := newConn(s, nc)
 		s.conns[c] = struct{}{}
+		s.perIP[ip]++
 		s.wg.Add(1)
 		s.mu.Unlock()
 		s.metrics.conns.Inc()
@@ -171,6 +225,9 @@ func (s *Server) Serve(ln net.Listener) error {
 			c.serve()
 			s.mu.Lock()
 			delete(s.conns, c)
+			if s.perIP[ip]--; s.perIP[ip] <= 0 {
+				delete(s.perIP, ip)
+			}
 			s.mu.Unlock()
 		}()
 	}

@@ -41,6 +41,13 @@ var (
 	// that epoch, or carried a group generation older than the stored
 	// one. Nothing was written.
 	ErrGroupFenced = errors.New("group coordinator fenced")
+	// ErrUnavailable wraps a failure of the store itself rather than of the
+	// request: the database is unreachable, restarting, shutting down, out
+	// of connections, or did not answer in time. The call may succeed if
+	// retried later; front ends answer with their protocol's retriable
+	// code (Kafka KAFKA_STORAGE_ERROR or COORDINATOR_NOT_AVAILABLE, HTTP
+	// 503, gRPC Unavailable).
+	ErrUnavailable = errors.New("metadata store unavailable")
 )
 
 // FencedError is returned by CommitObject when one or more partitions of the

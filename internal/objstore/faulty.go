@@ -6,7 +6,6 @@ package objstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -26,7 +25,9 @@ const (
 )
 
 // ErrInjected is the error a Fault returns when it sets no Err of its own.
-var ErrInjected = errors.New("injected object store fault")
+// It is a transient failure (it wraps ErrUnavailable), like the outages it
+// stands for.
+var ErrInjected = fmt.Errorf("injected object store fault: %w", ErrUnavailable)
 
 // Fault is one rule: which calls it affects and what happens to them.
 //

@@ -573,6 +573,9 @@ func (s *S3) mapErr(op, key string, err error) error {
 	if statusCode(err) == http.StatusRequestedRangeNotSatisfiable {
 		return fmt.Errorf("s3 %s %s: %w (range starts at or past the end of the object): %w", op, key, ErrInvalidRange, err)
 	}
+	if s3Transient(err) {
+		return fmt.Errorf("s3 %s %s: %w: %w", op, key, ErrUnavailable, err)
+	}
 	return fmt.Errorf("s3 %s %s: %w", op, key, err)
 }
 

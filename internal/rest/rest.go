@@ -351,6 +351,9 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, broker.ErrClosed):
 		status, code = http.StatusServiceUnavailable, codeUnavailable
 		msg = "the server is shutting down: " + msg
+	case broker.IsUnavailable(err):
+		status, code = http.StatusServiceUnavailable, codeUnavailable
+		msg = "storage is unavailable for now; retry: " + msg
 	case errors.Is(err, context.DeadlineExceeded):
 		status, code = http.StatusGatewayTimeout, codeTimeout
 	case errors.Is(err, context.Canceled):

@@ -153,6 +153,12 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		AutoCreateTopics:  cfg.AutoCreateTopics,
 		DefaultPartitions: int32(cfg.DefaultPartitions),
 		Registry:          s.reg,
+
+		MaxRequestBytes:         cfg.KafkaMaxRequestBytes,
+		MaxInflightRequestBytes: cfg.KafkaMaxInflightRequestBytes,
+		MaxConnections:          cfg.KafkaMaxConnections,
+		MaxConnectionsPerIP:     cfg.KafkaMaxConnectionsPerIP,
+		ConnectionsMaxIdle:      cfg.KafkaConnectionsMaxIdle,
 	})
 	s.httpSrv = &http.Server{
 		Handler: rest.New(rest.Config{

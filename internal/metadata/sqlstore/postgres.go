@@ -79,7 +79,7 @@ func (b *pgBackend) runTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	for attempt := 1; ; attempt++ {
 		err := pgx.BeginTxFunc(ctx, b.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, fn)
 		if err == nil || attempt == pgMaxAttempts || !retryable(err) {
-			return err
+			return unavailable(err)
 		}
 		b.retried.Add(1)
 		wait := time.Duration(1<<min(attempt, 7)) * time.Millisecond
@@ -89,7 +89,7 @@ func (b *pgBackend) runTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return errors.Join(err, ctx.Err())
+			return unavailable(errors.Join(err, ctx.Err()))
 		case <-t.C:
 		}
 	}
@@ -265,7 +265,7 @@ func (p *pgProducerCols) add(tp metadata.TopicPartition, ps metadata.ProducerSta
 	return nil
 }
 
-func (b *pgBackend) ping(ctx context.Context) error { return b.pool.Ping(ctx) }
+func (b *pgBackend) ping(ctx context.Context) error { return unavailable(b.pool.Ping(ctx)) }
 
 func (b *pgBackend) close() error {
 	b.announcer.close()
@@ -283,7 +283,7 @@ type pgQuerier struct {
 
 func (q pgQuerier) exec(ctx context.Context, query string, args ...any) (int64, error) {
 	tag, err := q.c.Exec(ctx, query, args...)
-	return tag.RowsAffected(), err
+	return tag.RowsAffected(), unavailable(err)
 }
 
 func (pgQuerier) bulkParam(i int) string { return dollarParam(i) }
@@ -291,7 +291,7 @@ func (pgQuerier) bulkParam(i int) string { return dollarParam(i) }
 func (q pgQuerier) query(ctx context.Context, query string, args ...any) (rows, error) {
 	rs, err := q.c.Query(ctx, query, args...)
 	if err != nil {
-		return nil, err
+		return nil, unavailable(err)
 	}
-	return rs, nil
+	return classifiedRows{rs}, nil
 }

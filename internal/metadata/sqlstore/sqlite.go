@@ -100,13 +100,13 @@ func (b *sqliteBackend) tx(ctx context.Context, fn func(q querier) error) error 
 func (b *sqliteBackend) rawTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := b.writer.BeginTx(ctx, nil) // BEGIN IMMEDIATE, from _txlock
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return unavailable(fmt.Errorf("begin: %w", err))
 	}
 	if err := fn(tx); err != nil {
-		return errors.Join(err, ignoreDone(tx.Rollback()))
+		return unavailable(errors.Join(err, ignoreDone(tx.Rollback())))
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return unavailable(fmt.Errorf("commit: %w", err))
 	}
 	return nil
 }
@@ -202,7 +202,7 @@ type sqlQuerier struct {
 func (q sqlQuerier) exec(ctx context.Context, query string, args ...any) (int64, error) {
 	res, err := q.c.ExecContext(ctx, query, args...)
 	if err != nil {
-		return 0, err
+		return 0, unavailable(err)
 	}
 	return res.RowsAffected()
 }
@@ -210,9 +210,9 @@ func (q sqlQuerier) exec(ctx context.Context, query string, args ...any) (int64,
 func (q sqlQuerier) query(ctx context.Context, query string, args ...any) (rows, error) {
 	rs, err := q.c.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, err
+		return nil, unavailable(err)
 	}
-	return sqlRows{rs}, nil
+	return classifiedRows{sqlRows{rs}}, nil
 }
 
 func (sqlQuerier) bulkParam(int) string { return "?" }
