@@ -207,7 +207,7 @@ func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Respon
 	for _, j := range jobs {
 		p := j.out
 		if j.err != nil {
-			code := s.produceCode(j.err)
+			code := s.codeFor(j.err, "produce")
 			fail(p, code, j.err.Error())
 			if code == kerr.NotLeaderForPartition.Code && req.Version >= 10 {
 				if hints == nil {
@@ -325,17 +325,6 @@ func (s *Server) produceTopic(ctx context.Context, version int16, rt kmsg.Produc
 		return t, s.codeFor(err, "produce"), err.Error()
 	}
 	return t, 0, ""
-}
-
-// produceCode is codeFor with the one produce error the shared mapping
-// does not know: a record timestamp out of the topic's bounds is
-// INVALID_TIMESTAMP (it also wraps batch.ErrInvalidRecord, INVALID_RECORD,
-// for front ends without a code of their own).
-func (s *Server) produceCode(err error) int16 {
-	if errors.Is(err, broker.ErrInvalidTimestamp) {
-		return kerr.InvalidTimestamp.Code
-	}
-	return s.codeFor(err, "produce")
 }
 
 // checkProduceRecords applies the rules Kafka checks before appending:

@@ -68,6 +68,10 @@ func errorCodeOr(err error, unavailable int16) int16 {
 		return kerr.CorruptMessage.Code
 	case errors.Is(err, batch.ErrUnsupportedMagic):
 		return kerr.UnsupportedForMessageFormat.Code
+	case errors.Is(err, broker.ErrInvalidTimestamp):
+		// Before ErrInvalidRecord, which it wraps for front ends that have
+		// no code of their own for it.
+		return kerr.InvalidTimestamp.Code
 	case errors.Is(err, batch.ErrInvalidRecord):
 		return kerr.InvalidRecord.Code
 	case errors.Is(err, broker.ErrUnknownTopic), errors.Is(err, broker.ErrUnknownPartition):
