@@ -103,7 +103,7 @@ func (l *Log) sealLocked(reason string, now time.Time) *sealed {
 	}
 	for _, bp := range b.order {
 		if bp.p.isFenced() {
-			b.errs[bp.p.tp] = fmt.Errorf("%s: %w", bp.p.tp, ErrNotLeader)
+			b.errs[bp.p] = fmt.Errorf("%s: %w", bp.p.tp, ErrNotLeader)
 			continue
 		}
 		s.parts = append(s.parts, bp)
@@ -134,6 +134,7 @@ func (l *Log) sealLoop() {
 		}
 		l.mu.Unlock()
 		if s != nil {
+			l.wg.Add(1)
 			go l.upload(s)
 			select {
 			case l.commitQ <- s:
@@ -166,6 +167,7 @@ func (l *Log) sealLoop() {
 // it succeeds or the log stops. The data stays in memory meanwhile, so a
 // store outage slows producers (backpressure) but loses nothing.
 func (l *Log) upload(s *sealed) {
+	defer l.wg.Done()
 	defer func() {
 		close(s.putDone)
 		l.mu.Lock()
@@ -178,15 +180,7 @@ func (l *Log) upload(s *sealed) {
 		s.uploadedAt = l.cfg.Now()
 		return // nothing left to store
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-l.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	ctx := l.ctx
 	backoff := 20 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
@@ -245,15 +239,7 @@ func buildObject(parts []*bufPart, createdMs int64) ([]byte, []SegmentRun) {
 func (l *Log) commitLoop() {
 	defer l.wg.Done()
 	// Commits in progress are cancelled when the log stops.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-l.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	ctx := l.ctx
 	for {
 		var s *sealed
 		select {
@@ -299,7 +285,7 @@ func (l *Log) commit(ctx context.Context, s *sealed) {
 		if !bp.p.isFenced() {
 			live = append(live, i)
 		} else {
-			s.buf.errs[bp.p.tp] = fmt.Errorf("%s: %w", bp.p.tp, ErrNotLeader)
+			s.buf.errs[bp.p] = fmt.Errorf("%s: %w", bp.p.tp, ErrNotLeader)
 		}
 	}
 	backoff := 20 * time.Millisecond
@@ -324,7 +310,7 @@ func (l *Log) commit(ctx context.Context, s *sealed) {
 				Producers: s.producers[i],
 			})
 		}
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		cctx, cancel := context.WithTimeout(ctx, l.cfg.CommitTimeout)
 		start := time.Now()
 		err := l.store.CommitObject(cctx, c)
 		cancel()
@@ -345,7 +331,7 @@ func (l *Log) commit(ctx context.Context, s *sealed) {
 				bp := s.parts[i]
 				if fenced[bp.p.tp] {
 					l.drop(bp.p, err)
-					s.buf.errs[bp.p.tp] = fmt.Errorf("%s: %w", bp.p.tp, ErrNotLeader)
+					s.buf.errs[bp.p] = fmt.Errorf("%s: %w", bp.p.tp, ErrNotLeader)
 				} else {
 					kept = append(kept, i)
 				}
@@ -361,7 +347,7 @@ func (l *Log) commit(ctx context.Context, s *sealed) {
 			l.log.Error("giving up commit of old object", "key", s.key, "err", err)
 			for _, i := range live {
 				l.drop(s.parts[i].p, err)
-				s.buf.errs[s.parts[i].p.tp] = fmt.Errorf("%s: commit failed: %w", s.parts[i].p.tp, ErrNotLeader)
+				s.buf.errs[s.parts[i].p] = fmt.Errorf("%s: commit failed: %w", s.parts[i].p.tp, ErrNotLeader)
 			}
 			break
 		}
@@ -393,7 +379,7 @@ func (l *Log) failParts(s *sealed, parts []*bufPart, err error) {
 		if !errors.Is(err, ErrClosed) {
 			l.drop(bp.p, err)
 		}
-		s.buf.errs[bp.p.tp] = fmt.Errorf("%s: %w", bp.p.tp, err)
+		s.buf.errs[bp.p] = fmt.Errorf("%s: %w", bp.p.tp, err)
 	}
 }
 

@@ -128,10 +128,12 @@ func (l *Log) findOrphans(ctx context.Context, cutoff time.Time) ([]string, erro
 // once.
 const orphanBatch = 1000
 
-// RunGC applies retention (EnforceRetention), expires idle producers
+// gcLoop applies retention (EnforceRetention), expires idle producers
 // (ExpireProducers, when Config.ProducerExpiration is positive) and runs
-// CollectGarbage every interval until ctx is done.
-func (l *Log) RunGC(ctx context.Context, interval time.Duration) {
+// CollectGarbage every interval until the log closes.
+func (l *Log) gcLoop(interval time.Duration) {
+	defer l.wg.Done()
+	ctx := l.ctx
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {

@@ -42,7 +42,15 @@ type partition struct {
 	logStart  int64
 	index     []metadata.IndexEntry // recent entries, ascending, contiguous
 	changed   chan struct{}         // closed and replaced on every change
-	fenced    bool
+	fenced    bool                  // this leadership term is over
+	// deadline is when the lease stops being safe to act on (see
+	// Log.LeaseDeadline): last successful acquisition or renewal start +
+	// LeaseTTL - LeaseClockSkew, on the monotonic clock of now.
+	deadline time.Time
+	now      func() time.Time
+	// expiryWoken records that waiters were woken for the current
+	// deadline's passing (so it happens once per deadline).
+	expiryWoken bool
 }
 
 type producerState struct {
@@ -51,8 +59,10 @@ type producerState struct {
 	updated time.Time                // last append (see Log.ExpireProducers)
 }
 
-func newPartition(topic metadata.Topic, part int32, lease metadata.Lease, states []metadata.ProducerState, defMaxBytes int) *partition {
+func newPartition(topic metadata.Topic, part int32, lease metadata.Lease, states []metadata.ProducerState, defMaxBytes int, deadline time.Time, now func() time.Time) *partition {
 	p := &partition{
+		deadline:   deadline,
+		now:        now,
 		tp:         lease.TopicPartition,
 		topicName:  topic.Name,
 		epoch:      lease.Epoch,
@@ -96,18 +106,66 @@ func (p *partition) fence() bool {
 	return true
 }
 
+// isFenced reports whether this leadership term is over. The write
+// pipeline uses it: data a term assigned offsets to is still committed
+// (fenced by its epoch in the store) while the lease deadline has passed.
 func (p *partition) isFenced() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.fenced
 }
 
+// leading reports whether the agent may act as this partition's leader
+// now: the term is not over and the lease deadline has not passed.
+func (p *partition) leading() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.leadingLocked()
+}
+
+func (p *partition) leadingLocked() bool {
+	return !p.fenced && p.now().Before(p.deadline)
+}
+
+// extend moves the lease deadline to at (never back) after a successful
+// renewal that started at at - LeaseTTL + LeaseClockSkew.
+func (p *partition) extend(at time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if at.After(p.deadline) {
+		p.deadline = at
+		p.expiryWoken = false
+	}
+}
+
+// leaseDeadline returns the partition's lease deadline.
+func (p *partition) leaseDeadline() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.deadline
+}
+
+// wakeIfExpired wakes every waiter once when the deadline has passed, so
+// long polls re-check leadership instead of waiting out their timeout.
+func (p *partition) wakeIfExpired() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fenced || p.expiryWoken || p.now().Before(p.deadline) {
+		return
+	}
+	p.expiryWoken = true
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
 // committedState returns the high watermark, log start offset and a channel
-// closed at the next change.
+// closed at the next change. fenced is true when the agent may not act as
+// leader (the term is over or the lease deadline has passed): callers then
+// go to the metadata store, the authority, instead.
 func (p *partition) committedState() (hw, logStart int64, changed <-chan struct{}, fenced bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.committed, p.logStart, p.changed, p.fenced
+	return p.committed, p.logStart, p.changed, !p.leadingLocked()
 }
 
 // advance records a successful commit of entry.
@@ -140,7 +198,11 @@ func (p *partition) lookup(offset int64, max int) (entries []metadata.IndexEntry
 // waitCommitted waits until the high watermark reaches target.
 func (p *partition) waitCommitted(ctx context.Context, target int64) error {
 	for {
-		hw, _, ch, fenced := p.committedState()
+		// The term's own end, not the lease deadline: data of a term whose
+		// lease has lapsed may still commit (the store fences by epoch).
+		p.mu.Lock()
+		hw, ch, fenced := p.committed, p.changed, p.fenced
+		p.mu.Unlock()
 		if hw >= target {
 			return nil
 		}
