@@ -45,8 +45,11 @@ func (m *Memory) Put(ctx context.Context, key string, data []byte) error {
 		obj.data = []byte{}
 	}
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.objs[key]; ok {
+		return fmt.Errorf("put %s: %w", key, ErrExists)
+	}
 	m.objs[key] = obj
-	m.mu.Unlock()
 	return nil
 }
 

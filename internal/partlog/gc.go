@@ -21,8 +21,10 @@ type GCStats struct {
 //     deleted), once GCGrace has passed since they were found so;
 //   - objects under the prefix that were never committed and are older than
 //     GCGrace (an agent died between PUT and commit, or the commit was
-//     fenced). The agent never commits an object older than GCGrace/2, so
-//     such an object can no longer become committed.
+//     fenced). No commit attempt starts later than an object's creation +
+//     GCGrace - CommitMargin, and an attempt ends within CommitTimeout, so
+//     such an object can no longer become committed; and the check that
+//     it is not committed happens before its deletion.
 //
 // It is safe to run on several agents at once: every step is idempotent.
 func (l *Log) CollectGarbage(ctx context.Context) (GCStats, error) {

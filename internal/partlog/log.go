@@ -10,6 +10,8 @@ package partlog
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -123,9 +125,10 @@ type Config struct {
 	CacheDir   string
 	CacheBytes int64
 	// GCGrace is how long an unreferenced or uncommitted object is kept
-	// before deletion. Default 1h. The agent gives up committing an object
-	// uploaded more than GCGrace/2 ago, so GC never deletes an object that
-	// is still being committed.
+	// before deletion. Default 1h; at least CommitTimeout + LeaseTTL +
+	// LeaseClockSkew. No commit attempt of an object starts later than its
+	// creation + GCGrace - (CommitTimeout + LeaseClockSkew), so GC never
+	// deletes an object whose commit may still land (docs/architecture.md).
 	GCGrace time.Duration
 	// GCInterval spaces the background passes of retention, producer
 	// expiry and garbage collection the log runs from Open to Close.
@@ -211,6 +214,9 @@ func (c *Config) setDefaults() error {
 	if c.GCGrace <= 0 {
 		c.GCGrace = time.Hour
 	}
+	if min := c.CommitTimeout + c.LeaseTTL + c.LeaseClockSkew; c.GCGrace < min {
+		return fmt.Errorf("log config: GCGrace %v is below CommitTimeout + LeaseTTL + LeaseClockSkew = %v: an object could be collected while its commit may still start", c.GCGrace, min)
+	}
 	if c.RetentionPage <= 0 {
 		c.RetentionPage = 1000
 	}
@@ -243,6 +249,7 @@ type Log struct {
 	inflight   int                                    // PUTs in flight
 	lastSeal   time.Time
 	seq        uint64 // object sequence number
+	bootID     string // random per Open, part of every object key
 	closed     bool
 
 	gcMu           sync.Mutex
@@ -284,6 +291,11 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	l.reader = r
 	l.buf = newBuffer()
+	var boot [6]byte
+	if _, err := crand.Read(boot[:]); err != nil {
+		return nil, fmt.Errorf("open log: boot id: %w", err)
+	}
+	l.bootID = hex.EncodeToString(boot[:])
 	l.ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	l.stop = l.ctx.Done()
 	l.wg.Add(3)

@@ -106,6 +106,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		CacheBytes:         cfg.CacheSize,
 		GCGrace:            cfg.GCGrace,
 		GCInterval:         cfg.GCInterval,
+		CommitTimeout:      config.CommitTimeout,
 		ProducerExpiration: cfg.ProducerExpiration,
 	})
 	if err != nil {
