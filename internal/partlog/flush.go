@@ -409,16 +409,17 @@ func (l *Log) commit(ctx context.Context, s *sealed) {
 
 // commitDeadline is the latest time a commit attempt of s may start: its
 // creation plus GCGrace (from then on an orphan scan may delete it) minus
-// CommitMargin (one attempt's CommitTimeout plus the clock skew allowed
-// between agents and the object store).
+// CommitMargin (one attempt's CommitTimeout plus twice the clock skew
+// allowed between any two of the clocks involved: this agent's, the object
+// store's and the collecting agent's).
 func (l *Log) commitDeadline(s *sealed) time.Time {
 	return s.createdAt.Add(l.cfg.GCGrace - l.CommitMargin())
 }
 
 // CommitMargin is how long before an object's GC-safe age its commit
-// attempts stop starting: CommitTimeout + LeaseClockSkew.
+// attempts stop starting: CommitTimeout + 2 × LeaseClockSkew.
 func (l *Log) CommitMargin() time.Duration {
-	return l.cfg.CommitTimeout + l.cfg.LeaseClockSkew
+	return l.cfg.CommitTimeout + 2*l.cfg.LeaseClockSkew
 }
 
 func partsAt(s *sealed, idx []int) []*bufPart {

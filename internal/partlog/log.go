@@ -126,8 +126,8 @@ type Config struct {
 	CacheBytes int64
 	// GCGrace is how long an unreferenced or uncommitted object is kept
 	// before deletion. Default 1h; at least CommitTimeout + LeaseTTL +
-	// LeaseClockSkew. No commit attempt of an object starts later than its
-	// creation + GCGrace - (CommitTimeout + LeaseClockSkew), so GC never
+	// 2 × LeaseClockSkew. No commit attempt of an object starts later than
+	// its creation + GCGrace - (CommitTimeout + 2 × LeaseClockSkew), so GC never
 	// deletes an object whose commit may still land (docs/architecture.md).
 	GCGrace time.Duration
 	// GCInterval spaces the background passes of retention, producer
@@ -214,8 +214,8 @@ func (c *Config) setDefaults() error {
 	if c.GCGrace <= 0 {
 		c.GCGrace = time.Hour
 	}
-	if min := c.CommitTimeout + c.LeaseTTL + c.LeaseClockSkew; c.GCGrace < min {
-		return fmt.Errorf("log config: GCGrace %v is below CommitTimeout + LeaseTTL + LeaseClockSkew = %v: an object could be collected while its commit may still start", c.GCGrace, min)
+	if min := c.CommitTimeout + c.LeaseTTL + 2*c.LeaseClockSkew; c.GCGrace < min {
+		return fmt.Errorf("log config: GCGrace %v is below CommitTimeout + LeaseTTL + 2 × LeaseClockSkew = %v: too little of it would be left for commits to start in", c.GCGrace, min)
 	}
 	if c.RetentionPage <= 0 {
 		c.RetentionPage = 1000
