@@ -394,6 +394,9 @@ func (l *Log) commit(ctx context.Context, s *sealed) {
 			break
 		}
 		l.metrics.commitFailures.WithLabelValues("error").Inc()
+		for _, i := range live {
+			s.parts[i].p.setUncertain()
+		}
 		l.log.Warn("commit failed; retrying", "key", s.key, "err", err)
 		select {
 		case <-l.stop:

@@ -51,6 +51,12 @@ type partition struct {
 	// expiryWoken records that waiters were woken for the current
 	// deadline's passing (so it happens once per deadline).
 	expiryWoken bool
+	// uncertain is set while a commit of this partition's data failed
+	// with an unknown outcome (it may have landed) and is being retried:
+	// the store may then be ahead of committed, so readers go to the store
+	// rather than be served a high watermark below one already visible
+	// there.
+	uncertain bool
 }
 
 type producerState struct {
@@ -165,7 +171,15 @@ func (p *partition) wakeIfExpired() {
 func (p *partition) committedState() (hw, logStart int64, changed <-chan struct{}, fenced bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.committed, p.logStart, p.changed, !p.leadingLocked()
+	return p.committed, p.logStart, p.changed, !p.leadingLocked() || p.uncertain
+}
+
+// setUncertain marks that a commit with this partition's data may have
+// landed unseen (see uncertain).
+func (p *partition) setUncertain() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.uncertain = true
 }
 
 // advance records a successful commit of entry.
@@ -178,6 +192,7 @@ func (p *partition) advance(e metadata.IndexEntry) {
 	}
 	p.index = append(p.index, e)
 	p.committed = e.LastOffset + 1
+	p.uncertain = false
 	close(p.changed)
 	p.changed = make(chan struct{})
 }
