@@ -323,6 +323,14 @@ type Store interface {
 	// CommittedObjects returns which of keys were committed by
 	// CommitObject (and not forgotten), in one query per few hundred keys.
 	CommittedObjects(ctx context.Context, keys []string) (map[string]bool, error)
+	// ClaimOrphans takes the keys of uploaded objects that are not
+	// committed, for deletion: each key not yet recorded is recorded as an
+	// object without index rows, deletable at now+grace, and returned. A
+	// later CommitObject of a claimed key fails with ErrObjectConflict, so
+	// an orphan scan that deletes only claimed keys can never race a
+	// commit into an index row that points at nothing. Keys already
+	// recorded (committed, or claimed before) are not returned.
+	ClaimOrphans(ctx context.Context, keys []string, now time.Time, grace time.Duration) ([]string, error)
 	// MarkUnreferencedObjects sets DeletableAt = now+grace on every committed
 	// object that no index row references and that is not yet marked.
 	// Returns how many it marked.

@@ -91,20 +91,32 @@ func (l *Log) CollectGarbage(ctx context.Context) (GCStats, error) {
 }
 
 // findOrphans lists the segment objects older than cutoff that are not
-// committed, checking them against the store a batch at a time.
+// committed, checking them against the store a batch at a time, and claims
+// them in the store (ClaimOrphans) before returning them: from then on no
+// commit of them can succeed, so deleting them cannot leave an index row
+// pointing at nothing, however late a commit attempt arrives.
 func (l *Log) findOrphans(ctx context.Context, cutoff time.Time) ([]string, error) {
-	var orphans, batch []string
+	var orphans, batch, unseen []string
 	check := func() error {
 		committed, err := l.store.CommittedObjects(ctx, batch)
 		if err != nil {
 			return err
 		}
+		unseen = unseen[:0]
 		for _, k := range batch {
 			if !committed[k] {
-				orphans = append(orphans, k)
+				unseen = append(unseen, k)
 			}
 		}
 		batch = batch[:0]
+		if len(unseen) == 0 {
+			return nil
+		}
+		claimed, err := l.store.ClaimOrphans(ctx, unseen, l.cfg.Now(), l.cfg.GCGrace)
+		if err != nil {
+			return err
+		}
+		orphans = append(orphans, claimed...)
 		return nil
 	}
 	err := l.bucket.List(ctx, l.cfg.ObjectPrefix, func(o objstore.ObjectInfo) error {
