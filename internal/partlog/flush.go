@@ -322,8 +322,8 @@ func (l *Log) commit(ctx context.Context, s *sealed) {
 		if now := l.cfg.Now(); now.After(l.commitDeadline(s)) {
 			// Garbage collection may delete the object as an orphan from
 			// its creation + GCGrace on: no attempt may start this late
-			// (docs/architecture.md, "Garbage collection never deletes a
-			// committed object"). Whoever leads the partitions next
+			// (docs/architecture.md, "Invariant: garbage collection never
+			// deletes an object a commit can still make referenced"). Whoever leads the partitions next
 			// starts from the committed state.
 			l.metrics.commitFailures.WithLabelValues("too_old").Inc()
 			l.log.Error("giving up commit of an object too old to be safe from garbage collection", "key", s.key, "created", s.createdAt)
@@ -412,16 +412,16 @@ func (l *Log) commit(ctx context.Context, s *sealed) {
 
 // commitDeadline is the latest time a commit attempt of s may start: its
 // creation plus GCGrace (from then on an orphan scan may delete it) minus
-// CommitMargin (one attempt's CommitTimeout plus twice the clock skew
+// commitMargin (one attempt's CommitTimeout plus twice the clock skew
 // allowed between any two of the clocks involved: this agent's, the object
 // store's and the collecting agent's).
 func (l *Log) commitDeadline(s *sealed) time.Time {
-	return s.createdAt.Add(l.cfg.GCGrace - l.CommitMargin())
+	return s.createdAt.Add(l.cfg.GCGrace - l.commitMargin())
 }
 
-// CommitMargin is how long before an object's GC-safe age its commit
+// commitMargin is how long before an object's GC-safe age its commit
 // attempts stop starting: CommitTimeout + 2 × LeaseClockSkew.
-func (l *Log) CommitMargin() time.Duration {
+func (l *Log) commitMargin() time.Duration {
 	return l.cfg.CommitTimeout + 2*l.cfg.LeaseClockSkew
 }
 

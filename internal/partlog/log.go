@@ -267,8 +267,9 @@ type Log struct {
 	wg     sync.WaitGroup
 }
 
-// Open starts a Log: its sealer, committer and lease renewer. It leads no
-// partition until Lead is called.
+// Open starts a Log: its sealer, committer, lease renewer and, with
+// Config.GCInterval, its background GC loop; Close stops them all. It
+// leads no partition until Lead is called.
 func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
@@ -285,17 +286,17 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		kick:       make(chan struct{}, 1),
 		commitQ:    make(chan *sealed, 1024),
 	}
+	var boot [6]byte
+	if _, err := crand.Read(boot[:]); err != nil {
+		return nil, fmt.Errorf("open log: boot id: %w", err)
+	}
+	l.bootID = hex.EncodeToString(boot[:])
 	r, err := newReader(cfg, m)
 	if err != nil {
 		return nil, err
 	}
 	l.reader = r
 	l.buf = newBuffer()
-	var boot [6]byte
-	if _, err := crand.Read(boot[:]); err != nil {
-		return nil, fmt.Errorf("open log: boot id: %w", err)
-	}
-	l.bootID = hex.EncodeToString(boot[:])
 	l.ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	l.stop = l.ctx.Done()
 	l.wg.Add(3)
