@@ -322,9 +322,10 @@ func (l *Log) commit(ctx context.Context, s *sealed) {
 		if now := l.cfg.Now(); now.After(l.commitDeadline(s)) {
 			// Garbage collection may delete the object as an orphan from
 			// its creation + GCGrace on: no attempt may start this late
-			// (docs/architecture.md, "Invariant: garbage collection never
-			// deletes an object a commit can still make referenced"). Whoever leads the partitions next
-			// starts from the committed state.
+			// (docs/architecture.md, "Invariant: garbage collection
+			// never deletes an object a commit can still make
+			// referenced"). Whoever leads the partitions next starts from
+			// the committed state.
 			l.metrics.commitFailures.WithLabelValues("too_old").Inc()
 			l.log.Error("giving up commit of an object too old to be safe from garbage collection", "key", s.key, "created", s.createdAt)
 			for _, i := range live {

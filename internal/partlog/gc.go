@@ -22,9 +22,10 @@ type GCStats struct {
 //   - objects under the prefix that were never committed and are older than
 //     GCGrace (an agent died between PUT and commit, or the commit was
 //     fenced). No commit attempt starts later than an object's creation +
-//     GCGrace - CommitMargin, and an attempt ends within CommitTimeout, so
-//     such an object can no longer become committed; and the check that
-//     it is not committed happens before its deletion.
+//     GCGrace - commitMargin, and an attempt ends within CommitTimeout, so
+//     such an object can no longer become committed; besides, each one is
+//     claimed in the store (ClaimOrphans) before it is deleted, after which
+//     no commit of it can succeed.
 //
 // It is safe to run on several agents at once: every step is idempotent.
 func (l *Log) CollectGarbage(ctx context.Context) (GCStats, error) {
