@@ -112,8 +112,13 @@ func (b *Broker) place(ctx context.Context, shed bool) {
 			if _, ok := counts[p.Leader]; ok && held && p.Leader != b.agentID {
 				counts[p.Leader]++
 			}
+			_, holds := b.plog.LeaseDeadline(tp)
 			switch {
-			case b.plog.Leads(tp):
+			case holds:
+				// Led here, or held with a lapsed deadline while renewals
+				// fail: a renewal that succeeds resumes it at the same
+				// epoch, so taking it again (a new epoch) would only fail
+				// the writes in flight.
 				mine++
 			case !held || p.Leader == b.agentID:
 				// No live leader, or a lease this agent held before a

@@ -132,6 +132,17 @@ type Config struct {
 	env map[string]string
 }
 
+// CommitTimeout bounds one metadata commit attempt of a segment object.
+const CommitTimeout = 30 * time.Second
+
+// MinGCGrace is the smallest GC_GRACE_SECS allowed with a lease TTL: an
+// object's commit attempts start until its creation + GC grace -
+// (CommitTimeout + 2 × the clock skew allowed, ttl/10), and this leaves at
+// least one lease TTL of that window for the commit to start in.
+func MinGCGrace(ttl time.Duration) time.Duration {
+	return CommitTimeout + ttl + 2*(ttl/10)
+}
+
 // VarError reports one bad variable. Load returns them joined with
 // errors.Join.
 type VarError struct {
@@ -229,6 +240,11 @@ func load(getenv func(string) (string, bool), hostname func() (string, error)) (
 		fail(lookup("KAFKA_MAX_INFLIGHT_REQUEST_BYTES"), strconv.FormatInt(c.KafkaMaxInflightRequestBytes, 10),
 			fmt.Sprintf("less than KAFKA_MAX_REQUEST_BYTES=%d", c.KafkaMaxRequestBytes),
 			"bytes, at least KAFKA_MAX_REQUEST_BYTES")
+	}
+	if !bad["GC_GRACE_SECS"] && !bad["LEASE_TTL_MS"] && c.GCGrace < MinGCGrace(c.LeaseTTL) {
+		fail(lookup("GC_GRACE_SECS"), strconv.FormatInt(int64(c.GCGrace/time.Second), 10),
+			fmt.Sprintf("below the commit timeout (%v) + LEASE_TTL_MS (%v) + twice the clock skew allowed (LEASE_TTL_MS/10): an object must stay safe from garbage collection for as long as its commit may start (docs/architecture.md)", CommitTimeout, c.LeaseTTL),
+			fmt.Sprintf("seconds, at least %d with LEASE_TTL_MS=%d", int64((MinGCGrace(c.LeaseTTL)+time.Second-1)/time.Second), c.LeaseTTL.Milliseconds()))
 	}
 	if c.Storage == StorageS3 && (c.AWSAccessKeyID == "") != (c.AWSSecretAccessKey == "") {
 		missing, other := "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID"

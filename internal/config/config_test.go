@@ -303,6 +303,9 @@ func TestBadValues(t *testing.T) {
 		{"GC_GRACE_SECS", "9223372036854775807", nil, "too large"},
 		{"GC_GRACE_SECS", "99999999999999999999", nil, "too large"},
 		{"LEASE_TTL_MS", "999", nil, "at least 1000"},
+		// The grace must outlast a commit's window (commit timeout + lease
+		// TTL + 2 × clock skew): 30 s + 60 s + 12 s.
+		{"GC_GRACE_SECS", "60", map[string]string{"LEASE_TTL_MS": "60000"}, "at least 102 with LEASE_TTL_MS=60000"},
 		{"MULTIPART_PART_SIZE", "5242879", nil, "from 5242880 to 5368709120"},
 		{"PARALLEL_UPLOAD_PARTS", "65", nil, "from 1 to 64"},
 		{"PARALLEL_UPLOAD_PARTS", "0", nil, "too small"},

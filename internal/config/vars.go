@@ -93,7 +93,7 @@ var vars = []variable{
 		help:  "an idempotent producer's state is forgotten after it has not produced for this long (Kafka's producer.id.expiration.ms)",
 		field: func(c *Config) any { return &c.ProducerExpiration }},
 	{name: "GC_GRACE_SECS", group: "Agent", def: "3600", kind: kindInt, what: "seconds", min: 60, unit: time.Second,
-		help:  "age before an unreferenced object is deleted; an agent gives up committing an object older than half of it",
+		help:  "age before an unreferenced or never-committed object is deleted; an agent starts no commit of an object older than this minus 30 s (commit timeout) minus LEASE_TTL_MS/5, and it must be at least 30 s + 1.2 × LEASE_TTL_MS",
 		field: func(c *Config) any { return &c.GCGrace }},
 
 	// Storage and metadata

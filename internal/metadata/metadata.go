@@ -21,10 +21,14 @@ var (
 	ErrPartitionNotFound = errors.New("partition not found")
 	ErrInvalidPartitions = errors.New("invalid partition count")
 	ErrLeaseHeld         = errors.New("partition lease held by another agent")
-	ErrGroupNotFound     = errors.New("consumer group not found")
-	ErrGroupExists       = errors.New("consumer group already exists")
-	ErrOffsetOutOfRange  = errors.New("offset out of range")
-	ErrAgentNotFound     = errors.New("agent not registered")
+	// ErrObjectConflict: CommitObject found its object key committed
+	// already, but not with this commit's index entries (another object
+	// under the same key). Nothing was stored.
+	ErrObjectConflict   = errors.New("object key already committed with other contents")
+	ErrGroupNotFound    = errors.New("consumer group not found")
+	ErrGroupExists      = errors.New("consumer group already exists")
+	ErrOffsetOutOfRange = errors.New("offset out of range")
+	ErrAgentNotFound    = errors.New("agent not registered")
 	// ErrInvalidCommit marks an ObjectCommit that is malformed (offsets not
 	// contiguous, duplicate partitions, empty key...): a bug in the caller,
 	// never worth retrying.
@@ -343,9 +347,10 @@ type Store interface {
 	// index entries and upserts producer state. All or nothing: if any fence
 	// check fails, nothing is stored and a *FencedError lists the failed
 	// partitions. A malformed commit fails with ErrInvalidCommit before
-	// touching the store. Committing an object key that is already committed is a
-	// no-op returning nil (so a commit whose success was not seen can be
-	// retried safely).
+	// touching the store. Committing an object key that is already committed
+	// returns nil when the index holds this commit's entries under the key
+	// (a commit whose success was not seen, retried), and ErrObjectConflict
+	// otherwise.
 	CommitObject(ctx context.Context, c ObjectCommit) error
 
 	// Read path.
@@ -373,6 +378,14 @@ type Store interface {
 	// CommittedObjects returns which of keys were committed by
 	// CommitObject (and not forgotten), in one query per few hundred keys.
 	CommittedObjects(ctx context.Context, keys []string) (map[string]bool, error)
+	// ClaimOrphans takes the keys of uploaded objects that are not
+	// committed, for deletion: each key not yet recorded is recorded as an
+	// object without index rows, deletable at now+grace, and returned. A
+	// later CommitObject of a claimed key fails with ErrObjectConflict, so
+	// an orphan scan that deletes only claimed keys can never race a
+	// commit into an index row that points at nothing. Keys already
+	// recorded (committed, or claimed before) are not returned.
+	ClaimOrphans(ctx context.Context, keys []string, now time.Time, grace time.Duration) ([]string, error)
 	// MarkUnreferencedObjects sets DeletableAt = now+grace on every committed
 	// object that no index row references and that is not yet marked.
 	// Returns how many it marked.

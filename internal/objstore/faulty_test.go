@@ -5,6 +5,7 @@ package objstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -172,9 +173,9 @@ func TestFaultyTimesIsExactUnderConcurrency(t *testing.T) {
 	var mu sync.Mutex
 	failed := 0
 	var wg sync.WaitGroup
-	for range 50 {
+	for i := range 50 {
 		wg.Go(func() {
-			if err := f.Put(t.Context(), "k", nil); err != nil {
+			if err := f.Put(t.Context(), fmt.Sprintf("k%d", i), nil); err != nil {
 				mu.Lock()
 				failed++
 				mu.Unlock()

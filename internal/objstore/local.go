@@ -187,7 +187,7 @@ func (l *Local) Put(ctx context.Context, key string, data []byte) error {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	final := l.path(key)
-	if err := l.rename(tmp, final); err != nil {
+	if err := l.publish(tmp, final); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("put %s: %w", key, err)
 	}
@@ -242,18 +242,25 @@ func (l *Local) writeTemp(data []byte) (string, error) {
 	return name, nil
 }
 
-// rename moves tmp to final, creating final's directory on first use. The
-// directory is created lazily (on ENOENT) so the common case costs no stat.
-func (l *Local) rename(tmp, final string) error {
-	err := os.Rename(tmp, final)
+// publish links tmp to final, creating final's directory on first use, and
+// removes tmp. A hard link, unlike a rename, never replaces an existing
+// file: a key that exists fails with ErrExists. The directory is created
+// lazily (on ENOENT) so the common case costs no stat.
+func (l *Local) publish(tmp, final string) error {
+	err := os.Link(tmp, final)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err := l.mkdirAll(filepath.Dir(final)); err != nil {
 			return err
 		}
-		err = os.Rename(tmp, final)
+		err = os.Link(tmp, final)
 	}
 	if err != nil {
 		var le *os.LinkError
+		if errors.As(err, &le) && errors.Is(le.Err, syscall.EEXIST) {
+			if st, serr := os.Lstat(final); serr == nil && st.Mode().IsRegular() {
+				return ErrExists
+			}
+		}
 		if errors.As(err, &le) && (errors.Is(le.Err, syscall.EISDIR) ||
 			errors.Is(le.Err, syscall.ENOTDIR) || errors.Is(le.Err, syscall.EEXIST) ||
 			errors.Is(le.Err, syscall.ENOTEMPTY)) {
@@ -261,6 +268,9 @@ func (l *Local) rename(tmp, final string) error {
 		}
 		return err
 	}
+	// The object is published; the temporary name is only clutter now
+	// (NewLocal removes what a crash leaves).
+	_ = os.Remove(tmp)
 	return nil
 }
 

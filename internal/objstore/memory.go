@@ -18,6 +18,7 @@ import (
 type Memory struct {
 	mu   sync.RWMutex
 	objs map[string]memObject
+	now  func() time.Time // modification times
 }
 
 type memObject struct {
@@ -29,7 +30,15 @@ var _ Bucket = (*Memory)(nil)
 
 // NewMemory returns an empty in-memory bucket.
 func NewMemory() *Memory {
-	return &Memory{objs: make(map[string]memObject)}
+	return NewMemoryClock(time.Now)
+}
+
+// NewMemoryClock returns an empty in-memory bucket that stamps objects'
+// modification times with now, for tests whose clock is not the wall
+// clock (the store's clock must agree with the agents' for garbage
+// collection, as a real one does within the allowed skew).
+func NewMemoryClock(now func() time.Time) *Memory {
+	return &Memory{objs: make(map[string]memObject), now: now}
 }
 
 // Put implements Bucket.
@@ -40,13 +49,16 @@ func (m *Memory) Put(ctx context.Context, key string, data []byte) error {
 	if err := ValidateKey(key); err != nil {
 		return fmt.Errorf("put: %w", err)
 	}
-	obj := memObject{data: slices.Clone(data), modTime: time.Now()}
+	obj := memObject{data: slices.Clone(data), modTime: m.now()}
 	if obj.data == nil {
 		obj.data = []byte{}
 	}
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.objs[key]; ok {
+		return fmt.Errorf("put %s: %w", key, ErrExists)
+	}
 	m.objs[key] = obj
-	m.mu.Unlock()
 	return nil
 }
 

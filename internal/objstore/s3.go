@@ -340,6 +340,7 @@ func (s *S3) Put(ctx context.Context, key string, data []byte) error {
 		Key:           aws.String(key),
 		Body:          bytes.NewReader(data),
 		ContentLength: aws.Int64(int64(len(data))),
+		IfNoneMatch:   aws.String("*"), // create only: never replace an object
 	})
 	if err != nil {
 		return s.mapErr("put", key, err)
@@ -407,6 +408,7 @@ func (s *S3) putMultipart(ctx context.Context, key string, data []byte) error {
 			Key:             aws.String(key),
 			UploadId:        uploadID,
 			MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+			IfNoneMatch:     aws.String("*"),
 		})
 	}
 	if err != nil {
@@ -568,7 +570,12 @@ func (s *S3) mapErr(op, key string, err error) error {
 			return fmt.Errorf("s3 %s %s: %w: %w", op, key, ErrNotFound, err)
 		case "InvalidRange":
 			return fmt.Errorf("s3 %s %s: %w (range starts at or past the end of the object): %w", op, key, ErrInvalidRange, err)
+		case "PreconditionFailed":
+			return fmt.Errorf("s3 %s %s: %w: %w", op, key, ErrExists, err)
 		}
+	}
+	if statusCode(err) == http.StatusPreconditionFailed {
+		return fmt.Errorf("s3 %s %s: %w: %w", op, key, ErrExists, err)
 	}
 	if statusCode(err) == http.StatusRequestedRangeNotSatisfiable {
 		return fmt.Errorf("s3 %s %s: %w (range starts at or past the end of the object): %w", op, key, ErrInvalidRange, err)

@@ -34,7 +34,11 @@ type buffer struct {
 	durableSince time.Time // when the first durable waiter arrived; zero if none
 
 	done chan struct{} // closed once every partition's outcome is known
-	errs map[metadata.TopicPartition]error
+	// errs holds the outcome per leadership term (*partition), not per
+	// TopicPartition: a buffer may hold data of a term that ended and of
+	// the next term of the same partition on this agent, and the old
+	// term's failure must not fail the new term's writers.
+	errs map[*partition]error
 }
 
 type bufPart struct {
@@ -52,7 +56,7 @@ func newBuffer() *buffer {
 	return &buffer{
 		parts: make(map[*partition]*bufPart),
 		done:  make(chan struct{}),
-		errs:  make(map[metadata.TopicPartition]error),
+		errs:  make(map[*partition]error),
 	}
 }
 
@@ -61,8 +65,8 @@ func (b *buffer) empty() bool { return len(b.order) == 0 }
 // fail completes every partition of the buffer with err.
 func (b *buffer) fail(err error) {
 	for _, bp := range b.order {
-		if _, ok := b.errs[bp.p.tp]; !ok {
-			b.errs[bp.p.tp] = err
+		if _, ok := b.errs[bp.p]; !ok {
+			b.errs[bp.p] = err
 		}
 	}
 	select {
@@ -72,11 +76,11 @@ func (b *buffer) fail(err error) {
 	}
 }
 
-// wait waits for the outcome of tp's data in this buffer.
-func (b *buffer) wait(ctx context.Context, tp metadata.TopicPartition) error {
+// wait waits for the outcome of p's data in this buffer.
+func (b *buffer) wait(ctx context.Context, p *partition) error {
 	select {
 	case <-b.done:
-		return b.errs[tp]
+		return b.errs[p]
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -171,7 +175,7 @@ func (a *Appending) Wait(ctx context.Context) (AppendResult, error) {
 	if a.mode == AckDurable {
 		var err error
 		if a.buf != nil {
-			err = a.buf.wait(ctx, a.p.tp)
+			err = a.buf.wait(ctx, a.p)
 		} else if a.dupWait >= 0 {
 			err = a.p.waitCommitted(ctx, a.dupWait)
 		}
@@ -211,7 +215,7 @@ func (l *Log) appendLocked(ctx context.Context, p *partition, batches [][]byte, 
 	if l.closed {
 		return AppendResult{}, nil, -1, fmt.Errorf("append to %s: %w", p.tp, ErrClosed)
 	}
-	if p.releasing || l.partitions[p.tp] != p || p.isFenced() {
+	if p.releasing || l.partitions[p.tp] != p || !p.leading() {
 		return AppendResult{}, nil, -1, fmt.Errorf("append to %s: %w", p.tp, ErrNotLeader)
 	}
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/streamhouse/streamhouse/internal/metadata"
+	"github.com/streamhouse/streamhouse/internal/objstore"
 )
 
 // sealed is a buffer turned into an object, travelling through upload and
@@ -23,8 +24,14 @@ type sealed struct {
 	sealedAt  time.Time
 
 	// Set by the uploader before putDone closes.
-	data       []byte
-	runs       []SegmentRun
+	data []byte
+	runs []SegmentRun
+	// createdAt is the wall-clock time just before the first PUT attempt
+	// of this object was sent: no copy of it can carry an older
+	// modification time in the store. Garbage collection may delete it
+	// as an orphan from createdAt + GCGrace on, so no commit attempt
+	// starts after commitDeadline (see Log.commitDeadline).
+	createdAt  time.Time
 	uploadedAt time.Time
 	putErr     error
 	putDone    chan struct{}
@@ -92,10 +99,9 @@ func (l *Log) sealDecision(now time.Time) (reason string, wait time.Duration) {
 func (l *Log) sealLocked(reason string, now time.Time) *sealed {
 	b := l.buf
 	l.buf = newBuffer()
-	l.seq++
 	s := &sealed{
 		buf:      b,
-		key:      fmt.Sprintf("%s%s/%013d-%08d.seg", l.cfg.ObjectPrefix, l.cfg.AgentID, now.UnixMilli(), l.seq),
+		key:      l.newKeyLocked(now),
 		reason:   reason,
 		sealedAt: now,
 		putDone:  make(chan struct{}),
@@ -103,7 +109,7 @@ func (l *Log) sealLocked(reason string, now time.Time) *sealed {
 	}
 	for _, bp := range b.order {
 		if bp.p.isFenced() {
-			b.errs[bp.p.tp] = fmt.Errorf("%s: %w", bp.p.tp, ErrNotLeader)
+			b.errs[bp.p] = fmt.Errorf("%s: %w", bp.p.tp, ErrNotLeader)
 			continue
 		}
 		s.parts = append(s.parts, bp)
@@ -117,6 +123,15 @@ func (l *Log) sealLocked(reason string, now time.Time) *sealed {
 	l.lastSeal = now
 	l.metrics.flushes.WithLabelValues(reason).Inc()
 	return s
+}
+
+// newKeyLocked names a new segment object: the prefix, the agent, the seal
+// time (so keys sort by age), the log's random boot id (so two processes
+// that share an agent id, or one restarted within a millisecond, cannot
+// pick one key) and a sequence number. Called with Log.mu held.
+func (l *Log) newKeyLocked(now time.Time) string {
+	l.seq++
+	return fmt.Sprintf("%s%s/%013d-%s-%08d.seg", l.cfg.ObjectPrefix, l.cfg.AgentID, now.UnixMilli(), l.bootID, l.seq)
 }
 
 // sealLoop decides when to seal the open buffer and starts its upload.
@@ -134,6 +149,7 @@ func (l *Log) sealLoop() {
 		}
 		l.mu.Unlock()
 		if s != nil {
+			l.wg.Add(1)
 			go l.upload(s)
 			select {
 			case l.commitQ <- s:
@@ -166,6 +182,7 @@ func (l *Log) sealLoop() {
 // it succeeds or the log stops. The data stays in memory meanwhile, so a
 // store outage slows producers (backpressure) but loses nothing.
 func (l *Log) upload(s *sealed) {
+	defer l.wg.Done()
 	defer func() {
 		close(s.putDone)
 		l.mu.Lock()
@@ -178,20 +195,26 @@ func (l *Log) upload(s *sealed) {
 		s.uploadedAt = l.cfg.Now()
 		return // nothing left to store
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-l.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	ctx := l.ctx
 	backoff := 20 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
-		err := l.bucket.Put(ctx, s.key, s.data)
+		if s.createdAt.IsZero() {
+			s.createdAt = l.cfg.Now()
+		}
+		// A key that exists holds either this object (an earlier attempt
+		// landed though its answer was lost) or, against every odds of the
+		// per-boot random key part, someone else's: then a new key.
+		err := objstore.PutOrMatch(ctx, l.bucket, s.key, s.data)
 		l.metrics.uploadSeconds.Observe(time.Since(start).Seconds())
+		if objstore.IsExists(err) {
+			l.mu.Lock()
+			old := s.key
+			s.key = l.newKeyLocked(l.cfg.Now())
+			l.mu.Unlock()
+			s.createdAt = time.Time{}
+			l.log.Error("object key taken by another object; uploading under a new key", "key", old, "new_key", s.key)
+		}
 		if err == nil {
 			s.uploadedAt = l.cfg.Now()
 			l.metrics.flushBytes.Observe(float64(len(s.data)))
@@ -245,15 +268,7 @@ func buildObject(parts []*bufPart, createdMs int64) ([]byte, []SegmentRun) {
 func (l *Log) commitLoop() {
 	defer l.wg.Done()
 	// Commits in progress are cancelled when the log stops.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-l.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	ctx := l.ctx
 	for {
 		var s *sealed
 		select {
@@ -299,11 +314,26 @@ func (l *Log) commit(ctx context.Context, s *sealed) {
 		if !bp.p.isFenced() {
 			live = append(live, i)
 		} else {
-			s.buf.errs[bp.p.tp] = fmt.Errorf("%s: %w", bp.p.tp, ErrNotLeader)
+			s.buf.errs[bp.p] = fmt.Errorf("%s: %w", bp.p.tp, ErrNotLeader)
 		}
 	}
 	backoff := 20 * time.Millisecond
 	for len(live) > 0 {
+		if now := l.cfg.Now(); now.After(l.commitDeadline(s)) {
+			// Garbage collection may delete the object as an orphan from
+			// its creation + GCGrace on: no attempt may start this late
+			// (docs/architecture.md, "Invariant: garbage collection
+			// never deletes an object a commit can still make
+			// referenced"). Whoever leads the partitions next starts from
+			// the committed state.
+			l.metrics.commitFailures.WithLabelValues("too_old").Inc()
+			l.log.Error("giving up commit of an object too old to be safe from garbage collection", "key", s.key, "created", s.createdAt)
+			for _, i := range live {
+				l.drop(s.parts[i].p, errors.New("commit too late"))
+				s.buf.errs[s.parts[i].p] = fmt.Errorf("%s: commit too late: %w", s.parts[i].p.tp, ErrNotLeader)
+			}
+			break
+		}
 		c := metadata.ObjectCommit{
 			ObjectKey: s.key,
 			Size:      int64(len(s.data)),
@@ -324,7 +354,7 @@ func (l *Log) commit(ctx context.Context, s *sealed) {
 				Producers: s.producers[i],
 			})
 		}
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		cctx, cancel := context.WithTimeout(ctx, l.cfg.CommitTimeout)
 		start := time.Now()
 		err := l.store.CommitObject(cctx, c)
 		cancel()
@@ -345,7 +375,7 @@ func (l *Log) commit(ctx context.Context, s *sealed) {
 				bp := s.parts[i]
 				if fenced[bp.p.tp] {
 					l.drop(bp.p, err)
-					s.buf.errs[bp.p.tp] = fmt.Errorf("%s: %w", bp.p.tp, ErrNotLeader)
+					s.buf.errs[bp.p] = fmt.Errorf("%s: %w", bp.p.tp, ErrNotLeader)
 				} else {
 					kept = append(kept, i)
 				}
@@ -353,17 +383,20 @@ func (l *Log) commit(ctx context.Context, s *sealed) {
 			live = kept
 			continue
 		}
-		l.metrics.commitFailures.WithLabelValues("error").Inc()
-		if l.cfg.Now().Sub(s.uploadedAt) > l.cfg.GCGrace/2 {
-			// Too old: garbage collection may soon delete the object. Give
-			// the partitions up; whoever leads them next starts from the
-			// committed state.
-			l.log.Error("giving up commit of old object", "key", s.key, "err", err)
+		if errors.Is(err, metadata.ErrObjectConflict) {
+			// The key is another object's (or garbage collection claimed
+			// it): nothing was stored, and retrying cannot change that.
+			l.metrics.commitFailures.WithLabelValues("conflict").Inc()
+			l.log.Error("object key already committed by another commit", "key", s.key, "err", err)
 			for _, i := range live {
 				l.drop(s.parts[i].p, err)
-				s.buf.errs[s.parts[i].p.tp] = fmt.Errorf("%s: commit failed: %w", s.parts[i].p.tp, ErrNotLeader)
+				s.buf.errs[s.parts[i].p] = fmt.Errorf("%s: commit failed: %w", s.parts[i].p.tp, ErrNotLeader)
 			}
 			break
+		}
+		l.metrics.commitFailures.WithLabelValues("error").Inc()
+		for _, i := range live {
+			s.parts[i].p.setUncertain()
 		}
 		l.log.Warn("commit failed; retrying", "key", s.key, "err", err)
 		select {
@@ -376,6 +409,21 @@ func (l *Log) commit(ctx context.Context, s *sealed) {
 		backoff = min(2*backoff, 2*time.Second)
 	}
 	l.finish(s, nil, nil)
+}
+
+// commitDeadline is the latest time a commit attempt of s may start: its
+// creation plus GCGrace (from then on an orphan scan may delete it) minus
+// commitMargin (one attempt's CommitTimeout plus twice the clock skew
+// allowed between any two of the clocks involved: this agent's, the object
+// store's and the collecting agent's).
+func (l *Log) commitDeadline(s *sealed) time.Time {
+	return s.createdAt.Add(l.cfg.GCGrace - l.commitMargin())
+}
+
+// commitMargin is how long before an object's GC-safe age its commit
+// attempts stop starting: CommitTimeout + 2 × LeaseClockSkew.
+func (l *Log) commitMargin() time.Duration {
+	return l.cfg.CommitTimeout + 2*l.cfg.LeaseClockSkew
 }
 
 func partsAt(s *sealed, idx []int) []*bufPart {
@@ -393,7 +441,7 @@ func (l *Log) failParts(s *sealed, parts []*bufPart, err error) {
 		if !errors.Is(err, ErrClosed) {
 			l.drop(bp.p, err)
 		}
-		s.buf.errs[bp.p.tp] = fmt.Errorf("%s: %w", bp.p.tp, err)
+		s.buf.errs[bp.p] = fmt.Errorf("%s: %w", bp.p.tp, err)
 	}
 }
 

@@ -21,8 +21,11 @@ type GCStats struct {
 //     deleted), once GCGrace has passed since they were found so;
 //   - objects under the prefix that were never committed and are older than
 //     GCGrace (an agent died between PUT and commit, or the commit was
-//     fenced). The agent never commits an object older than GCGrace/2, so
-//     such an object can no longer become committed.
+//     fenced). No commit attempt starts later than an object's creation +
+//     GCGrace - commitMargin, and an attempt ends within CommitTimeout, so
+//     such an object can no longer become committed; besides, each one is
+//     claimed in the store (ClaimOrphans) before it is deleted, after which
+//     no commit of it can succeed.
 //
 // It is safe to run on several agents at once: every step is idempotent.
 func (l *Log) CollectGarbage(ctx context.Context) (GCStats, error) {
@@ -89,20 +92,32 @@ func (l *Log) CollectGarbage(ctx context.Context) (GCStats, error) {
 }
 
 // findOrphans lists the segment objects older than cutoff that are not
-// committed, checking them against the store a batch at a time.
+// committed, checking them against the store a batch at a time, and claims
+// them in the store (ClaimOrphans) before returning them: from then on no
+// commit of them can succeed, so deleting them cannot leave an index row
+// pointing at nothing, however late a commit attempt arrives.
 func (l *Log) findOrphans(ctx context.Context, cutoff time.Time) ([]string, error) {
-	var orphans, batch []string
+	var orphans, batch, unseen []string
 	check := func() error {
 		committed, err := l.store.CommittedObjects(ctx, batch)
 		if err != nil {
 			return err
 		}
+		unseen = unseen[:0]
 		for _, k := range batch {
 			if !committed[k] {
-				orphans = append(orphans, k)
+				unseen = append(unseen, k)
 			}
 		}
 		batch = batch[:0]
+		if len(unseen) == 0 {
+			return nil
+		}
+		claimed, err := l.store.ClaimOrphans(ctx, unseen, l.cfg.Now(), l.cfg.GCGrace)
+		if err != nil {
+			return err
+		}
+		orphans = append(orphans, claimed...)
 		return nil
 	}
 	err := l.bucket.List(ctx, l.cfg.ObjectPrefix, func(o objstore.ObjectInfo) error {
@@ -128,10 +143,12 @@ func (l *Log) findOrphans(ctx context.Context, cutoff time.Time) ([]string, erro
 // once.
 const orphanBatch = 1000
 
-// RunGC applies retention (EnforceRetention), expires idle producers
+// gcLoop applies retention (EnforceRetention), expires idle producers
 // (ExpireProducers, when Config.ProducerExpiration is positive) and runs
-// CollectGarbage every interval until ctx is done.
-func (l *Log) RunGC(ctx context.Context, interval time.Duration) {
+// CollectGarbage every interval until the log closes.
+func (l *Log) gcLoop(interval time.Duration) {
+	defer l.wg.Done()
+	ctx := l.ctx
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {

@@ -10,6 +10,8 @@ package partlog
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -104,6 +106,14 @@ type Config struct {
 	MaxMessageBytes int
 	// LeaseTTL is how long a lease lasts without renewal. Default 10s.
 	LeaseTTL time.Duration
+	// LeaseClockSkew is subtracted from a lease's deadline: the store
+	// records a lease's expiry as the agent's wall clock at the start of
+	// the acquisition or renewal plus LeaseTTL, and another agent takes
+	// the lease once its own wall clock passes that, so the agent stops
+	// acting as leader LeaseClockSkew before its monotonic clock says the
+	// TTL is over, to stay safe while agents' wall clocks disagree by less
+	// than that. Default LeaseTTL/10.
+	LeaseClockSkew time.Duration
 	// HotTailBytes bounds recently committed objects kept in memory for
 	// readers. Default 64 MiB; negative disables.
 	HotTailBytes int
@@ -123,10 +133,18 @@ type Config struct {
 	CacheDir   string
 	CacheBytes int64
 	// GCGrace is how long an unreferenced or uncommitted object is kept
-	// before deletion. Default 1h. The agent gives up committing an object
-	// uploaded more than GCGrace/2 ago, so GC never deletes an object that
-	// is still being committed.
+	// before deletion. Default 1h; at least CommitTimeout + LeaseTTL +
+	// 2 × LeaseClockSkew. No commit attempt of an object starts later than
+	// its creation + GCGrace - (CommitTimeout + 2 × LeaseClockSkew), so GC never
+	// deletes an object whose commit may still land (docs/architecture.md).
 	GCGrace time.Duration
+	// GCInterval spaces the background passes of retention, producer
+	// expiry and garbage collection the log runs from Open to Close.
+	// Zero or negative: no background pass (tests call them directly).
+	GCInterval time.Duration
+	// CommitTimeout bounds one commit attempt in the metadata store.
+	// Default 30s.
+	CommitTimeout time.Duration
 	// OrphanScanInterval spaces the scans of the bucket for objects that
 	// were uploaded but never committed. Default GCGrace/2.
 	OrphanScanInterval time.Duration
@@ -188,6 +206,15 @@ func (c *Config) setDefaults() error {
 	if c.LeaseTTL <= 0 {
 		c.LeaseTTL = 10 * time.Second
 	}
+	if c.LeaseClockSkew <= 0 {
+		c.LeaseClockSkew = c.LeaseTTL / 10
+	}
+	if c.LeaseClockSkew >= c.LeaseTTL/2 {
+		return fmt.Errorf("log config: LeaseClockSkew %v must be below half of LeaseTTL %v", c.LeaseClockSkew, c.LeaseTTL)
+	}
+	if c.CommitTimeout <= 0 {
+		c.CommitTimeout = 30 * time.Second
+	}
 	if c.HotTailBytes == 0 {
 		c.HotTailBytes = 64 << 20
 	}
@@ -202,6 +229,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.GCGrace <= 0 {
 		c.GCGrace = time.Hour
+	}
+	if min := c.CommitTimeout + c.LeaseTTL + 2*c.LeaseClockSkew; c.GCGrace < min {
+		return fmt.Errorf("log config: GCGrace %v is below CommitTimeout + LeaseTTL + 2 × LeaseClockSkew = %v: too little of it would be left for commits to start in", c.GCGrace, min)
 	}
 	if c.RetentionPage <= 0 {
 		c.RetentionPage = 1000
@@ -242,20 +272,27 @@ type Log struct {
 	inflight   int                                    // PUTs in flight
 	lastSeal   time.Time
 	seq        uint64 // object sequence number
+	bootID     string // random per Open, part of every object key
 	closed     bool
 
 	gcMu           sync.Mutex
 	lastOrphanScan time.Time // guarded by gcMu
 
-	kick     chan struct{} // wakes the sealer
-	uploaded chan *sealed  // sealed objects whose PUT finished, for the sealer
-	commitQ  chan *sealed  // sealed objects in seal order, for the committer
-	stop     chan struct{} // closed by Close
-	wg       sync.WaitGroup
+	kick    chan struct{} // wakes the sealer
+	commitQ chan *sealed  // sealed objects in seal order, for the committer
+
+	// ctx is the root of every goroutine the log starts (sealer, uploads,
+	// committer, lease renewer, background GC); Close cancels it once the
+	// buffer has drained, then waits for wg.
+	ctx    context.Context
+	cancel context.CancelFunc
+	stop   <-chan struct{} // ctx.Done()
+	wg     sync.WaitGroup
 }
 
-// Open starts a Log: its sealer, committer and lease renewer. It leads no
-// partition until Lead is called.
+// Open starts a Log: its sealer, committer, lease renewer and, with
+// Config.GCInterval, its background GC loop; Close stops them all. It
+// leads no partition until Lead is called.
 func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
@@ -270,10 +307,13 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		partitions: make(map[metadata.TopicPartition]*partition),
 		spaceFreed: make(chan struct{}),
 		kick:       make(chan struct{}, 1),
-		uploaded:   make(chan *sealed, 64),
 		commitQ:    make(chan *sealed, 1024),
-		stop:       make(chan struct{}),
 	}
+	var boot [6]byte
+	if _, err := crand.Read(boot[:]); err != nil {
+		return nil, fmt.Errorf("open log: boot id: %w", err)
+	}
+	l.bootID = hex.EncodeToString(boot[:])
 	r, err := newReader(cfg, m)
 	if err != nil {
 		return nil, err
@@ -281,10 +321,16 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	l.reader = r
 	l.watch = newWatchers(cfg.Store, cfg.ReadPollInterval, cfg.MaxReadWatchers, l.log, cfg.Metrics)
 	l.buf = newBuffer()
+	l.ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	l.stop = l.ctx.Done()
 	l.wg.Add(3)
 	go l.sealLoop()
 	go l.commitLoop()
 	go l.renewLoop()
+	if cfg.GCInterval > 0 {
+		l.wg.Add(1)
+		go l.gcLoop(cfg.GCInterval)
+	}
 	return l, nil
 }
 
@@ -319,7 +365,7 @@ func (l *Log) Close(ctx context.Context) error {
 			break
 		}
 	}
-	close(l.stop)
+	l.cancel()
 	l.wg.Wait()
 	// Anything still pending now was not committed: fail its waiters.
 	l.mu.Lock()
@@ -335,7 +381,8 @@ func (l *Log) Close(ctx context.Context) error {
 // state (high watermark, producer state) comes from the metadata store.
 func (l *Log) Lead(ctx context.Context, topic metadata.Topic, partition int32) error {
 	tp := metadata.TopicPartition{TopicID: topic.ID, Partition: partition}
-	lease, err := l.store.AcquireLease(ctx, tp, l.cfg.AgentID, l.cfg.Now(), l.cfg.LeaseTTL)
+	start := l.cfg.Now()
+	lease, err := l.store.AcquireLease(ctx, tp, l.cfg.AgentID, start, l.cfg.LeaseTTL)
 	if err != nil {
 		return fmt.Errorf("lead %s: %w", tp, err)
 	}
@@ -343,7 +390,7 @@ func (l *Log) Lead(ctx context.Context, topic metadata.Topic, partition int32) e
 	if err != nil {
 		return fmt.Errorf("lead %s: load producers: %w", tp, err)
 	}
-	p := newPartition(topic, partition, lease, states, l.cfg.MaxMessageBytes)
+	p := newPartition(topic, partition, lease, states, l.cfg.MaxMessageBytes, l.leaseDeadlineFrom(start), l.cfg.Now)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -397,27 +444,57 @@ func (l *Log) Release(ctx context.Context, tp metadata.TopicPartition) error {
 	return nil
 }
 
-// Leads reports whether this agent currently leads tp.
+// Leads reports whether this agent may act as tp's leader now: it holds
+// tp's lease and the lease deadline (see LeaseDeadline) has not passed.
+// Everything that acts as leader (appends, high watermarks served,
+// group or transaction coordination for an internal topic's partition)
+// checks it, or LeaderEpoch, at the moment it acts. It turns false as soon
+// as the deadline passes without a successful renewal, and true again if
+// a later renewal succeeds before another agent takes the lease (same
+// epoch: the committed state in the store is authoritative).
 func (l *Log) Leads(tp metadata.TopicPartition) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	p := l.partitions[tp]
-	return p != nil && !p.isFenced()
+	_, ok := l.LeaderEpoch(tp)
+	return ok
 }
 
 // LeaderEpoch returns the lease epoch under which this agent leads tp (the
-// epoch written into its batches); ok is false when it does not lead tp.
+// epoch written into its batches); ok is false when it does not lead tp or
+// its lease deadline has passed (as Leads).
 func (l *Log) LeaderEpoch(tp metadata.TopicPartition) (epoch int32, ok bool) {
 	l.mu.Lock()
 	p := l.partitions[tp]
 	l.mu.Unlock()
-	if p == nil || p.isFenced() {
+	if p == nil || !p.leading() {
 		return -1, false
 	}
 	return p.epoch, true
 }
 
-// Led returns the partitions this agent leads.
+// LeaseDeadline returns when this agent stops acting as tp's leader unless
+// a renewal succeeds first: the start of the last successful acquisition or
+// renewal of the lease, plus LeaseTTL, minus LeaseClockSkew, on the
+// monotonic clock. ok is false when this agent holds no lease on tp. A
+// deadline in the past means the agent holds the lease but must not act on
+// it (Leads is false).
+func (l *Log) LeaseDeadline(tp metadata.TopicPartition) (deadline time.Time, ok bool) {
+	l.mu.Lock()
+	p := l.partitions[tp]
+	l.mu.Unlock()
+	if p == nil || p.isFenced() {
+		return time.Time{}, false
+	}
+	return p.leaseDeadline(), true
+}
+
+// leaseDeadlineFrom is the deadline a lease acquired or renewed by a call
+// started at start gives.
+func (l *Log) leaseDeadlineFrom(start time.Time) time.Time {
+	return start.Add(l.cfg.LeaseTTL - l.cfg.LeaseClockSkew)
+}
+
+// Led returns the partitions whose lease this agent holds (including any
+// whose lease deadline has passed while a renewal may still succeed), for
+// handing them over.
 func (l *Log) Led() []metadata.TopicPartition {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -462,7 +539,7 @@ func (l *Log) partitionFor(tp metadata.TopicPartition) (*partition, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	p := l.partitions[tp]
-	if p == nil || p.isFenced() {
+	if p == nil || !p.leading() {
 		return nil, fmt.Errorf("%s: %w", tp, ErrNotLeader)
 	}
 	return p, nil
@@ -490,45 +567,93 @@ func (l *Log) signal() {
 	}
 }
 
-// renewLoop renews all leases in one statement every LeaseTTL/3 and drops
-// partitions whose lease is gone.
+// renewLoop renews all leases in one statement every LeaseTTL/3 (sooner
+// after a failure), drops partitions whose lease is gone, and moves the
+// deadline of those renewed. Each attempt is bounded by LeaseTTL/4, so a
+// store that hangs cannot keep the next attempt from starting before the
+// deadline: a lease renewed at t has attempts starting about t+TTL/3 and,
+// after a timeout, t+TTL/3+TTL/4+TTL/10, both before t+TTL-LeaseClockSkew.
+// The loop also wakes waiters on partitions whose deadline passed.
 func (l *Log) renewLoop() {
 	defer l.wg.Done()
-	t := time.NewTicker(l.cfg.LeaseTTL / 3)
-	defer t.Stop()
+	ttl := l.cfg.LeaseTTL
+	timer := time.NewTimer(ttl / 3)
+	defer timer.Stop()
+	next := l.cfg.Now().Add(ttl / 3)
 	for {
-		select {
-		case <-l.stop:
-			return
-		case <-t.C:
-		}
-		// Only partitions led before the renewal started can be judged by
-		// its answer.
-		l.mu.Lock()
-		before := make(map[metadata.TopicPartition]*partition, len(l.partitions))
-		for tp, p := range l.partitions {
-			before[tp] = p
-		}
-		l.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.LeaseTTL/3)
-		leases, err := l.store.RenewLeases(ctx, l.cfg.AgentID, l.cfg.Now(), l.cfg.LeaseTTL)
-		cancel()
-		if err != nil {
-			l.log.Warn("renew leases", "err", err)
+		now := l.cfg.Now()
+		if now.Before(next) {
+			wait := next.Sub(now)
+			if w := l.wakeExpired(now); w > 0 && w < wait {
+				wait = w + time.Millisecond
+			}
+			timer.Reset(wait)
+			select {
+			case <-l.stop:
+				return
+			case <-timer.C:
+			}
 			continue
 		}
-		held := make(map[metadata.TopicPartition]int32, len(leases))
-		for _, ls := range leases {
-			held[ls.TopicPartition] = ls.Epoch
+		start := l.cfg.Now()
+		if err := l.renew(start); err != nil {
+			l.metrics.renewFailures.Inc()
+			l.log.Warn("renew leases", "err", err)
+			next = start.Add(max(ttl/10, time.Millisecond))
+		} else {
+			next = start.Add(ttl / 3)
 		}
-		var lost []*partition
-		for tp, p := range before {
-			if e, ok := held[tp]; !ok || e != p.epoch {
-				lost = append(lost, p)
-			}
-		}
-		for _, p := range lost {
+		l.wakeExpired(l.cfg.Now())
+	}
+}
+
+// renew runs one renewal that starts at start.
+func (l *Log) renew(start time.Time) error {
+	// Only partitions led before the renewal started can be judged by its
+	// answer.
+	l.mu.Lock()
+	before := make(map[metadata.TopicPartition]*partition, len(l.partitions))
+	for tp, p := range l.partitions {
+		before[tp] = p
+	}
+	l.mu.Unlock()
+	ctx, cancel := context.WithTimeout(l.ctx, l.cfg.LeaseTTL/4)
+	leases, err := l.store.RenewLeases(ctx, l.cfg.AgentID, start, l.cfg.LeaseTTL)
+	cancel()
+	if err != nil {
+		return err
+	}
+	deadline := l.leaseDeadlineFrom(start)
+	held := make(map[metadata.TopicPartition]int32, len(leases))
+	for _, ls := range leases {
+		held[ls.TopicPartition] = ls.Epoch
+	}
+	for tp, p := range before {
+		if e, ok := held[tp]; ok && e == p.epoch {
+			p.extend(deadline)
+		} else {
 			l.drop(p, errors.New("lease not renewed"))
 		}
 	}
+	return nil
+}
+
+// wakeExpired wakes the waiters of partitions whose lease deadline has
+// passed and returns how long until the next deadline of the others
+// (0: none).
+func (l *Log) wakeExpired(now time.Time) time.Duration {
+	l.mu.Lock()
+	parts := make([]*partition, 0, len(l.partitions))
+	for _, p := range l.partitions {
+		parts = append(parts, p)
+	}
+	l.mu.Unlock()
+	var next time.Duration
+	for _, p := range parts {
+		p.wakeIfExpired()
+		if d := p.leaseDeadline().Sub(now); d > 0 && (next == 0 || d < next) {
+			next = d
+		}
+	}
+	return next
 }

@@ -537,6 +537,7 @@ func testStaleLeaderIsFenced(t *testing.T, open storeOpener) {
 	e := newEnv(t, open, nil)
 	cfgA := e.config("agent-a")
 	cfgA.LeaseTTL = time.Hour // A never notices on its own
+	cfgA.GCGrace = 2 * time.Hour
 	a := e.open(cfgA)
 	topic := e.topic("t", 2, nil)
 	lead(t, a, topic)
@@ -991,6 +992,7 @@ func testLeadershipChurn(t *testing.T, open storeOpener) {
 		cfg := e.config(fmt.Sprintf("agent-%d", i))
 		cfg.Now = clocks[i].Now
 		cfg.LeaseTTL = time.Hour // no renewals during the test
+		cfg.GCGrace = 2 * time.Hour
 		logs[i] = e.open(cfg)
 	}
 	topic := e.topic("t", 1, nil)

@@ -18,6 +18,7 @@ type metrics struct {
 	commitSeconds     prometheus.Histogram
 	commitFailures    *prometheus.CounterVec
 	leasesLost        prometheus.Counter
+	renewFailures     prometheus.Counter
 	reads             *prometheus.CounterVec
 	readBytes         prometheus.Counter
 	readAheads        prometheus.Counter
@@ -70,6 +71,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		leasesLost: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "streamhouse_log_leases_lost_total", Help: "Partitions this agent stopped leading unexpectedly.",
 		}),
+		renewFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "streamhouse_log_lease_renew_failures_total", Help: "Lease renewals that failed or timed out.",
+		}),
 		reads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamhouse_log_reads_total", Help: "Index entry reads, by source (hot: recently written; memory: read cache; cache: disk cache; object: object store).",
 		}, []string{"source"}),
@@ -91,6 +95,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	reg.MustRegister(m.appendSeconds, m.appendBytes, m.committedRecords, m.backpressureWaits, m.pendingBytes,
 		m.flushes, m.flushBytes, m.flushPartitions, m.uploadSeconds, m.uploadFailures, m.commitSeconds,
-		m.commitFailures, m.leasesLost, m.reads, m.readBytes, m.readAheads, m.chunkLoadBytes, m.readCacheBytes, m.gcDeleted)
+		m.commitFailures, m.leasesLost, m.renewFailures, m.reads, m.readBytes, m.readAheads, m.chunkLoadBytes, m.readCacheBytes, m.gcDeleted)
 	return m
 }

@@ -44,7 +44,21 @@ type partition struct {
 	logStart  int64
 	index     []metadata.IndexEntry // recent entries, ascending, contiguous
 	changed   chan struct{}         // closed and replaced on every change
-	fenced    bool
+	fenced    bool                  // this leadership term is over
+	// deadline is when the lease stops being safe to act on (see
+	// Log.LeaseDeadline): last successful acquisition or renewal start +
+	// LeaseTTL - LeaseClockSkew, on the monotonic clock of now.
+	deadline time.Time
+	now      func() time.Time
+	// expiryWoken records that waiters were woken for the current
+	// deadline's passing (so it happens once per deadline).
+	expiryWoken bool
+	// uncertain is set while a commit of this partition's data failed
+	// with an unknown outcome (it may have landed) and is being retried:
+	// the store may then be ahead of committed, so readers go to the store
+	// rather than be served a high watermark below one already visible
+	// there.
+	uncertain bool
 }
 
 type producerState struct {
@@ -53,8 +67,10 @@ type producerState struct {
 	updated time.Time                // last append (see Log.ExpireProducers)
 }
 
-func newPartition(topic metadata.Topic, part int32, lease metadata.Lease, states []metadata.ProducerState, defMaxBytes int) *partition {
+func newPartition(topic metadata.Topic, part int32, lease metadata.Lease, states []metadata.ProducerState, defMaxBytes int, deadline time.Time, now func() time.Time) *partition {
 	p := &partition{
+		deadline:   deadline,
+		now:        now,
 		tp:         lease.TopicPartition,
 		topicName:  topic.Name,
 		epoch:      lease.Epoch,
@@ -167,18 +183,74 @@ func (p *partition) fence() bool {
 	return true
 }
 
+// isFenced reports whether this leadership term is over. The write
+// pipeline uses it: data a term assigned offsets to is still committed
+// (fenced by its epoch in the store) while the lease deadline has passed.
 func (p *partition) isFenced() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.fenced
 }
 
+// leading reports whether the agent may act as this partition's leader
+// now: the term is not over and the lease deadline has not passed.
+func (p *partition) leading() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.leadingLocked()
+}
+
+func (p *partition) leadingLocked() bool {
+	return !p.fenced && p.now().Before(p.deadline)
+}
+
+// extend moves the lease deadline to at (never back) after a successful
+// renewal that started at at - LeaseTTL + LeaseClockSkew.
+func (p *partition) extend(at time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if at.After(p.deadline) {
+		p.deadline = at
+		p.expiryWoken = false
+	}
+}
+
+// leaseDeadline returns the partition's lease deadline.
+func (p *partition) leaseDeadline() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.deadline
+}
+
+// wakeIfExpired wakes every waiter once when the deadline has passed, so
+// long polls re-check leadership instead of waiting out their timeout.
+func (p *partition) wakeIfExpired() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fenced || p.expiryWoken || p.now().Before(p.deadline) {
+		return
+	}
+	p.expiryWoken = true
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
 // committedState returns the high watermark, log start offset and a channel
-// closed at the next change.
+// closed at the next change. fenced is true when the agent may not act as
+// leader (the term is over or the lease deadline has passed): callers then
+// go to the metadata store, the authority, instead.
 func (p *partition) committedState() (hw, logStart int64, changed <-chan struct{}, fenced bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.committed, p.logStart, p.changed, p.fenced
+	return p.committed, p.logStart, p.changed, !p.leadingLocked() || p.uncertain
+}
+
+// setUncertain marks that a commit with this partition's data may have
+// landed unseen (see uncertain).
+func (p *partition) setUncertain() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.uncertain = true
 }
 
 // advance records a successful commit of entry.
@@ -191,6 +263,7 @@ func (p *partition) advance(e metadata.IndexEntry) {
 	}
 	p.index = append(p.index, e)
 	p.committed = e.LastOffset + 1
+	p.uncertain = false
 	close(p.changed)
 	p.changed = make(chan struct{})
 }
@@ -211,7 +284,11 @@ func (p *partition) lookup(offset int64, max int) (entries []metadata.IndexEntry
 // waitCommitted waits until the high watermark reaches target.
 func (p *partition) waitCommitted(ctx context.Context, target int64) error {
 	for {
-		hw, _, ch, fenced := p.committedState()
+		// The term's own end, not the lease deadline: data of a term whose
+		// lease has lapsed may still commit (the store fences by epoch).
+		p.mu.Lock()
+		hw, ch, fenced := p.committed, p.changed, p.fenced
+		p.mu.Unlock()
 		if hw >= target {
 			return nil
 		}

@@ -16,6 +16,8 @@ func testProducerExpiry(t *testing.T, open storeOpener) {
 	t.Parallel()
 	e := newEnv(t, open, nil)
 	cfg := e.config("a1")
+	cfg.LeaseTTL = 24 * time.Hour // the clock jumps hours; the lease must outlast it
+	cfg.GCGrace = 48 * time.Hour
 	l := e.open(cfg)
 	topic := e.topic("t", 1, nil)
 	lead(t, l, topic)

@@ -105,6 +105,8 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		CacheDir:           cacheDir,
 		CacheBytes:         cfg.CacheSize,
 		GCGrace:            cfg.GCGrace,
+		GCInterval:         cfg.GCInterval,
+		CommitTimeout:      config.CommitTimeout,
 		ProducerExpiration: cfg.ProducerExpiration,
 	})
 	if err != nil {
@@ -259,9 +261,8 @@ func (s *Server) ready(ctx context.Context) error {
 func (s *Server) Run(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(1)
 	go func() { defer wg.Done(); s.broker.Run(bg) }()
-	go func() { defer wg.Done(); s.plog.RunGC(bg, s.cfg.GCInterval) }()
 
 	errc := make(chan error, 3)
 	go func() {

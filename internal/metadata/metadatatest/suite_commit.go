@@ -15,6 +15,7 @@ var commitTests = []suiteTest{
 	{"CommitFenced", testCommitFenced},
 	{"CommitAllOrNothing", testCommitAllOrNothing},
 	{"CommitIdempotent", testCommitIdempotent},
+	{"CommitKeyConflict", testCommitKeyConflict},
 	{"CommitInvalid", testCommitInvalid},
 	{"CommitRace", testCommitRace},
 	{"CommitConcurrentPartitions", testCommitConcurrentPartitions},
@@ -202,6 +203,32 @@ func testCommitIdempotent(t *testing.T, s metadata.Store) {
 	}
 	if es := mustListIndex(t, s, tp, 0, 0); len(es) != 1 {
 		t.Errorf("index after re-commit has %d entries, want 1", len(es))
+	}
+}
+
+// "Already committed" is verified against the index rows: a commit of an
+// object key that another commit used fails with ErrObjectConflict and
+// stores nothing, instead of reporting a success that stored nothing.
+func testCommitKeyConflict(t *testing.T, s metadata.Store) {
+	topic := mustCreateTopic(t, s, "t", 2)
+	tp, tp1 := tpOf(topic, 0), tpOf(topic, 1)
+	l := mustAcquire(t, s, tp, "a", now)
+	l1 := mustAcquire(t, s, tp1, "a", now)
+	mustCommit(t, s, commitOf("obj", "a", partCommit(tp, l.Epoch, 0, 10)))
+	for name, c := range map[string]metadata.ObjectCommit{
+		"next offsets":    commitOf("obj", "a", partCommit(tp, l.Epoch, 10, 5)),
+		"other partition": commitOf("obj", "a", partCommit(tp1, l1.Epoch, 0, 10)),
+		"one of two":      commitOf("obj", "a", partCommit(tp, l.Epoch, 0, 10), partCommit(tp1, l1.Epoch, 0, 3)),
+	} {
+		if err := s.CommitObject(t.Context(), c); !errors.Is(err, metadata.ErrObjectConflict) {
+			t.Errorf("%s: commit under a used key: err %v, want ErrObjectConflict", name, err)
+		}
+	}
+	if p, err := s.GetPartition(t.Context(), tp); err != nil || p.HighWatermark != 10 {
+		t.Errorf("partition 0 = %+v, %v; want high watermark 10", p, err)
+	}
+	if p, err := s.GetPartition(t.Context(), tp1); err != nil || p.HighWatermark != 0 {
+		t.Errorf("partition 1 = %+v, %v; want high watermark 0", p, err)
 	}
 }
 

@@ -12,10 +12,53 @@ import (
 
 var gcAndGroupTests = []suiteTest{
 	{"GarbageCollection", testGarbageCollection},
+	{"ClaimOrphans", testClaimOrphans},
 	{"GroupOffsets", testGroupOffsets},
 	{"CreateGroup", testCreateGroup},
 	{"NextProducerID", testNextProducerID},
 	{"ExpireProducers", testExpireProducers},
+}
+
+// An orphan claimed by garbage collection can no longer be committed, and
+// a committed object cannot be claimed.
+func testClaimOrphans(t *testing.T, s metadata.Store) {
+	ctx := t.Context()
+	topic := mustCreateTopic(t, s, "t", 1)
+	tp := tpOf(topic, 0)
+	l := mustAcquire(t, s, tp, "a", now)
+	mustCommit(t, s, commitOf("committed", "a", partCommit(tp, l.Epoch, 0, 10)))
+	claimed, err := s.ClaimOrphans(ctx, []string{"committed", "orphan-1", "orphan-2"}, now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(claimed)
+	if !slices.Equal(claimed, []string{"orphan-1", "orphan-2"}) {
+		t.Fatalf("claimed %v, want the two uncommitted keys", claimed)
+	}
+	if again, err := s.ClaimOrphans(ctx, []string{"orphan-1"}, now, time.Hour); err != nil || len(again) != 0 {
+		t.Fatalf("claiming again = %v, %v; want nothing", again, err)
+	}
+	// A commit that arrives after the claim stores nothing.
+	err = s.CommitObject(ctx, commitOf("orphan-1", "a", partCommit(tp, l.Epoch, 10, 5)))
+	if !errors.Is(err, metadata.ErrObjectConflict) {
+		t.Fatalf("commit of a claimed orphan: err %v, want ErrObjectConflict", err)
+	}
+	if p, err := s.GetPartition(ctx, tp); err != nil || p.HighWatermark != 10 {
+		t.Fatalf("partition = %+v, %v; want high watermark 10", p, err)
+	}
+	// Claimed orphans are deleted like unreferenced objects, a grace later.
+	objs, err := s.DeletableObjects(ctx, now.Add(2*time.Hour), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, o := range objs {
+		keys = append(keys, o.Key)
+	}
+	slices.Sort(keys)
+	if !slices.Equal(keys, []string{"orphan-1", "orphan-2"}) {
+		t.Fatalf("deletable %v, want the claimed orphans", keys)
+	}
 }
 
 func testGarbageCollection(t *testing.T, s metadata.Store) {

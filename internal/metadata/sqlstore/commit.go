@@ -22,6 +22,11 @@ func (s *Store) CommitObject(ctx context.Context, c metadata.ObjectCommit) error
 	}
 	err := s.b.commitObject(ctx, &c)
 	if errors.Is(err, errAlreadyCommitted) {
+		// A retry of a commit whose answer was lost, unless the key was
+		// committed with other contents: the index rows decide.
+		if err := s.verifyCommitted(ctx, &c); err != nil {
+			return fmt.Errorf("commit object %s: %w", c.ObjectKey, err)
+		}
 		s.logger.DebugContext(ctx, "object already committed", "object", c.ObjectKey)
 		return nil
 	}
@@ -29,6 +34,32 @@ func (s *Store) CommitObject(ctx context.Context, c metadata.ObjectCommit) error
 		return fmt.Errorf("commit object %s: %w", c.ObjectKey, err)
 	}
 	s.announce(&c)
+	return nil
+}
+
+// verifyCommitted checks that an object key already committed was
+// committed by c: every index entry of c is in the index, under the key,
+// with c's byte range. Otherwise the key names another commit's object
+// and c stored nothing (metadata.ErrObjectConflict).
+func (s *Store) verifyCommitted(ctx context.Context, c *metadata.ObjectCommit) error {
+	for _, p := range c.Partitions {
+		for _, e := range p.Entries {
+			var (
+				key            string
+				last, pos, len int64
+			)
+			found, err := queryOne(ctx, s.b.reader(), []any{&key, &last, &pos, &len},
+				`SELECT object_key, last_offset, pos, len FROM segments
+				WHERE topic_id = $1 AND partition_id = $2 AND base_offset = $3`,
+				p.TopicID[:], p.Partition, e.BaseOffset)
+			if err != nil {
+				return fmt.Errorf("verify earlier commit: %w", err)
+			}
+			if !found || key != c.ObjectKey || last != e.LastOffset || pos != e.Pos || len != e.Len {
+				return fmt.Errorf("%s at offset %d: %w", p.TopicPartition, e.BaseOffset, metadata.ErrObjectConflict)
+			}
+		}
+	}
 	return nil
 }
 

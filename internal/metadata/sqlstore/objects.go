@@ -47,6 +47,32 @@ func (s *Store) CommittedObjects(ctx context.Context, keys []string) (map[string
 	return out, nil
 }
 
+// ClaimOrphans records each key not yet in the objects table as an object
+// garbage collection owns (no index row, deletable a grace from now), in
+// one transaction, and returns the keys it recorded; see metadata.Store.
+func (s *Store) ClaimOrphans(ctx context.Context, keys []string, now time.Time, grace time.Duration) ([]string, error) {
+	var claimed []string
+	err := s.b.tx(ctx, func(q querier) error {
+		claimed = claimed[:0]
+		for _, k := range keys {
+			n, err := q.exec(ctx, `INSERT INTO objects (object_key, size, agent_id, created_at, deletable_at)
+				VALUES ($1, 0, '', $2, $3) ON CONFLICT (object_key) DO NOTHING`,
+				k, toMillis(now), toMillis(now.Add(grace)))
+			if err != nil {
+				return err
+			}
+			if n == 1 {
+				claimed = append(claimed, k)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim orphans: %w", err)
+	}
+	return claimed, nil
+}
+
 // MarkUnreferencedObjects schedules the deletion of objects no index row
 // references any more.
 func (s *Store) MarkUnreferencedObjects(ctx context.Context, now time.Time, grace time.Duration) (int, error) {

@@ -33,7 +33,8 @@ func Run(t *testing.T, newBucket func(t *testing.T) objstore.Bucket) {
 	}{
 		{"RoundTrip", testRoundTrip},
 		{"DataNotAliased", testDataNotAliased},
-		{"Overwrite", testOverwrite},
+		{"NoOverwrite", testNoOverwrite},
+		{"ConcurrentCreate", testConcurrentCreate},
 		{"GetRange", testGetRange},
 		{"GetRangeEmptyObject", testGetRangeEmpty},
 		{"NotFound", testNotFound},
@@ -139,15 +140,64 @@ func testDataNotAliased(t *testing.T, b objstore.Bucket) {
 	}
 }
 
-func testOverwrite(t *testing.T, b objstore.Bucket) {
-	put(t, b, "over", []byte("first version, longer"))
-	put(t, b, "over", []byte("second"))
-	if got := mustGet(t, b, "over"); string(got) != "second" {
-		t.Fatalf("after overwrite Get = %q, want %q", got, "second")
+func testNoOverwrite(t *testing.T, b objstore.Bucket) {
+	first := []byte("first version, longer")
+	put(t, b, "over", first)
+	if err := b.Put(t.Context(), "over", []byte("second")); !objstore.IsExists(err) {
+		t.Fatalf("Put over an existing key: err %v, want ErrExists", err)
+	}
+	if got := mustGet(t, b, "over"); !bytes.Equal(got, first) {
+		t.Fatalf("after a refused Put, Get = %q, want %q", got, first)
 	}
 	infos := listAll(t, b, "over")
-	if len(infos) != 1 || infos[0].Size != int64(len("second")) {
-		t.Fatalf("after overwrite List = %+v, want one 6-byte object", infos)
+	if len(infos) != 1 || infos[0].Size != int64(len(first)) {
+		t.Fatalf("after a refused Put, List = %+v, want the first object", infos)
+	}
+	// A retried Put of the same bytes is recognised as our own write; other
+	// bytes are another writer's.
+	if err := objstore.PutOrMatch(t.Context(), b, "over", first); err != nil {
+		t.Fatalf("PutOrMatch with the stored bytes: %v", err)
+	}
+	if err := objstore.PutOrMatch(t.Context(), b, "over", []byte("second")); !objstore.IsExists(err) {
+		t.Fatalf("PutOrMatch with other bytes: err %v, want ErrExists", err)
+	}
+	// The same for a large object (a multipart upload on S3).
+	big := Data(7, 5<<20+17)
+	put(t, b, "over-big", big)
+	if err := b.Put(t.Context(), "over-big", Data(8, 5<<20+17)); !objstore.IsExists(err) {
+		t.Fatalf("large Put over an existing key: err %v, want ErrExists", err)
+	}
+	if got := mustGet(t, b, "over-big"); !bytes.Equal(got, big) {
+		t.Fatal("a refused large Put changed the object")
+	}
+}
+
+// testConcurrentCreate races Puts of one key: exactly one wins, and the
+// object is the winner's.
+func testConcurrentCreate(t *testing.T, b objstore.Bucket) {
+	const writers = 6
+	var wg sync.WaitGroup
+	results := make([]error, writers)
+	for w := range writers {
+		wg.Go(func() { results[w] = b.Put(t.Context(), "race", Data(uint64(100+w), 4096)) })
+	}
+	wg.Wait()
+	winner := -1
+	for w, err := range results {
+		switch {
+		case err == nil && winner >= 0:
+			t.Fatalf("writers %d and %d both created the key", winner, w)
+		case err == nil:
+			winner = w
+		case !objstore.IsExists(err):
+			t.Logf("writer %d: %v (a retriable conflict)", w, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no writer created the key")
+	}
+	if got := mustGet(t, b, "race"); !bytes.Equal(got, Data(uint64(100+winner), 4096)) {
+		t.Fatal("the object is not the winner's")
 	}
 }
 

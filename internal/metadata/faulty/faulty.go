@@ -1,0 +1,241 @@
+// Package faulty owns Store, a fault-injecting wrapper of a metadata.Store
+// for failure tests: lease renewals that fail or hang, commits that are
+// slow, or that land in the store yet report failure (a lost response).
+// It mirrors objstore.Faulty, the object store's counterpart.
+package faulty
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/streamhouse/streamhouse/internal/metadata"
+)
+
+// Op names a wrapped Store method.
+type Op string
+
+// The methods faults can target; every other method passes through.
+const (
+	OpAcquireLease Op = "acquire_lease"
+	OpRenewLeases  Op = "renew_leases"
+	OpReleaseLease Op = "release_lease"
+	OpCommitObject Op = "commit_object"
+	OpCommitted    Op = "committed_objects" // IsObjectCommitted and CommittedObjects
+)
+
+// ErrInjected is the error a Fault returns when it sets no Err of its own.
+var ErrInjected = errors.New("injected metadata store fault")
+
+// Fault is one rule: which calls it affects and what happens to them.
+//
+// Effects apply in this order: wait Delay, then hang if Hang, then either
+// fail with Err, or (AfterWrite) run the call on the inner store and then
+// fail with Err. A Fault with Delay or Hang but no Err lets the call proceed
+// normally afterwards; a Fault with none of Err, Delay or Hang fails with
+// ErrInjected.
+type Fault struct {
+	Op Op
+	// Times is how many matching calls the fault affects before it
+	// expires; 0 means every matching call until Clear.
+	Times int
+	Err   error
+	// AfterWrite runs the call on the inner store before reporting Err: a
+	// commit that lands yet reports failure.
+	AfterWrite bool
+	// Delay is added before the call (after it, with AfterWrite: the call
+	// lands, then its answer is late); a cancelled ctx cuts it short.
+	Delay time.Duration
+	// Hang blocks the call until its ctx is done or until Release.
+	Hang bool
+}
+
+// Store wraps a metadata.Store and applies the injected Faults. With no
+// faults it is a transparent pass-through. Safe for concurrent use.
+type Store struct {
+	metadata.Store
+
+	mu      sync.Mutex
+	rules   []*rule
+	calls   map[Op]int
+	release chan struct{}
+	hanging int
+}
+
+type rule struct {
+	Fault
+	left int
+}
+
+var _ metadata.Store = (*Store)(nil)
+
+// New wraps inner with no faults injected.
+func New(inner metadata.Store) *Store {
+	return &Store{Store: inner, calls: make(map[Op]int), release: make(chan struct{})}
+}
+
+// Inject adds a rule after the existing ones; the first matching rule
+// applies to a call.
+func (s *Store) Inject(f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rules = append(s.rules, &rule{Fault: f, left: f.Times})
+}
+
+// Clear removes every rule. Calls already hanging stay hung until Release
+// or their ctx ends.
+func (s *Store) Clear() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rules = nil
+}
+
+// Release frees every call hanging now.
+func (s *Store) Release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	close(s.release)
+	s.release = make(chan struct{})
+}
+
+// Hanging returns how many calls are hung now.
+func (s *Store) Hanging() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hanging
+}
+
+// Calls returns how many times op was called, faulted or not.
+func (s *Store) Calls(op Op) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[op]
+}
+
+// do runs call under the first matching rule for op.
+func (s *Store) do(ctx context.Context, op Op, call func() error) error {
+	s.mu.Lock()
+	s.calls[op]++
+	var f Fault
+	matched := false
+	for i, r := range s.rules {
+		if r.Op != op {
+			continue
+		}
+		f, matched = r.Fault, true
+		if r.Times > 0 {
+			if r.left--; r.left == 0 {
+				s.rules = slices.Delete(s.rules, i, i+1)
+			}
+		}
+		break
+	}
+	release := s.release
+	s.mu.Unlock()
+	if !matched {
+		return call()
+	}
+	wait := func() error {
+		if f.Delay > 0 {
+			t := time.NewTimer(f.Delay)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				return fmt.Errorf("%s: %w", op, ctx.Err())
+			}
+		}
+		if f.Hang {
+			s.mu.Lock()
+			s.hanging++
+			s.mu.Unlock()
+			defer func() {
+				s.mu.Lock()
+				s.hanging--
+				s.mu.Unlock()
+			}()
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return fmt.Errorf("%s: %w", op, ctx.Err())
+			}
+		}
+		return nil
+	}
+	ferr := f.Err
+	if ferr == nil && f.Delay == 0 && !f.Hang {
+		ferr = ErrInjected
+	}
+	if f.AfterWrite {
+		if err := call(); err != nil {
+			return err
+		}
+		if err := wait(); err != nil {
+			return err
+		}
+		if ferr != nil {
+			return fmt.Errorf("%s: %w", op, ferr)
+		}
+		return nil
+	}
+	if err := wait(); err != nil {
+		return err
+	}
+	if ferr != nil {
+		return fmt.Errorf("%s: %w", op, ferr)
+	}
+	return call()
+}
+
+// AcquireLease implements metadata.Store.
+func (s *Store) AcquireLease(ctx context.Context, tp metadata.TopicPartition, agentID string, now time.Time, ttl time.Duration) (l metadata.Lease, err error) {
+	err = s.do(ctx, OpAcquireLease, func() error {
+		l, err = s.Store.AcquireLease(ctx, tp, agentID, now, ttl)
+		return err
+	})
+	return l, err
+}
+
+// RenewLeases implements metadata.Store.
+func (s *Store) RenewLeases(ctx context.Context, agentID string, now time.Time, ttl time.Duration) (ls []metadata.Lease, err error) {
+	err = s.do(ctx, OpRenewLeases, func() error {
+		ls, err = s.Store.RenewLeases(ctx, agentID, now, ttl)
+		return err
+	})
+	return ls, err
+}
+
+// ReleaseLease implements metadata.Store.
+func (s *Store) ReleaseLease(ctx context.Context, tp metadata.TopicPartition, agentID string, epoch int32) error {
+	return s.do(ctx, OpReleaseLease, func() error {
+		return s.Store.ReleaseLease(ctx, tp, agentID, epoch)
+	})
+}
+
+// CommitObject implements metadata.Store.
+func (s *Store) CommitObject(ctx context.Context, c metadata.ObjectCommit) error {
+	return s.do(ctx, OpCommitObject, func() error {
+		return s.Store.CommitObject(ctx, c)
+	})
+}
+
+// IsObjectCommitted implements metadata.Store.
+func (s *Store) IsObjectCommitted(ctx context.Context, key string) (ok bool, err error) {
+	err = s.do(ctx, OpCommitted, func() error {
+		ok, err = s.Store.IsObjectCommitted(ctx, key)
+		return err
+	})
+	return ok, err
+}
+
+// CommittedObjects implements metadata.Store.
+func (s *Store) CommittedObjects(ctx context.Context, keys []string) (m map[string]bool, err error) {
+	err = s.do(ctx, OpCommitted, func() error {
+		m, err = s.Store.CommittedObjects(ctx, keys)
+		return err
+	})
+	return m, err
+}

@@ -1,0 +1,73 @@
+package faulty_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/streamhouse/streamhouse/internal/metadata"
+	"github.com/streamhouse/streamhouse/internal/metadata/faulty"
+	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
+	"github.com/streamhouse/streamhouse/internal/testutil"
+)
+
+func TestFaults(t *testing.T) {
+	t.Parallel()
+	inner := metadatatest.OpenSQLite(t)
+	s := faulty.New(inner)
+	ctx := context.Background()
+	topic, err := s.CreateTopic(ctx, metadata.Topic{Name: "t", Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := metadata.TopicPartition{TopicID: topic.ID, Partition: 0}
+	now := time.Now()
+	boom := errors.New("boom")
+
+	// Times: the fault expires after that many calls.
+	s.Inject(faulty.Fault{Op: faulty.OpAcquireLease, Err: boom, Times: 1})
+	if _, err := s.AcquireLease(ctx, tp, "a", now, time.Minute); !errors.Is(err, boom) {
+		t.Fatalf("first acquire: %v, want the injected error", err)
+	}
+	l, err := s.AcquireLease(ctx, tp, "a", now, time.Minute)
+	if err != nil {
+		t.Fatalf("second acquire: %v", err)
+	}
+
+	// AfterWrite: the commit lands, the caller sees the error.
+	s.Inject(faulty.Fault{Op: faulty.OpCommitObject, AfterWrite: true, Times: 1})
+	c := metadata.ObjectCommit{ObjectKey: "k", AgentID: "a", Partitions: []metadata.PartitionCommit{{
+		TopicPartition: tp, Epoch: l.Epoch, NewHighWatermark: 1,
+		Entries: []metadata.IndexEntry{{BaseOffset: 0, LastOffset: 0, ObjectKey: "k", Len: 1, Records: 1}},
+	}}}
+	if err := s.CommitObject(ctx, c); !errors.Is(err, faulty.ErrInjected) {
+		t.Fatalf("commit: %v, want ErrInjected", err)
+	}
+	if p, err := inner.GetPartition(ctx, tp); err != nil || p.HighWatermark != 1 {
+		t.Fatalf("after a landed commit: %+v, %v", p, err)
+	}
+
+	// Hang: until Release, or the caller's ctx.
+	s.Inject(faulty.Fault{Op: faulty.OpRenewLeases, Hang: true})
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.RenewLeases(ctx, "a", now, time.Minute)
+		done <- err
+	}()
+	testutil.WaitFor(t, "the renewal to hang", func() bool { return s.Hanging() == 1 })
+	s.Clear()
+	s.Release()
+	if err := <-done; err != nil {
+		t.Fatalf("released renewal: %v", err)
+	}
+	s.Inject(faulty.Fault{Op: faulty.OpRenewLeases, Hang: true})
+	tctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, err := s.RenewLeases(tctx, "a", now, time.Minute); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("hung renewal with a deadline: %v", err)
+	}
+	if n := s.Calls(faulty.OpRenewLeases); n != 2 {
+		t.Fatalf("%d renewals counted, want 2", n)
+	}
+}
