@@ -208,9 +208,13 @@ func (c *conn) readSize(br *bufio.Reader) (int32, error) {
 			c.dropReason(err)
 			return 0, err
 		}
+		// unanswered before lastWrite (the writer stores them in the other
+		// order): seeing no request unanswered guarantees seeing the write
+		// of the last answer.
+		unanswered := c.unanswered.Load()
 		last := time.Unix(0, c.lastWrite.Load())
 		switch {
-		case c.unanswered.Load() > 0:
+		case unanswered > 0:
 			_ = c.nc.SetReadDeadline(time.Now().Add(idle))
 		case time.Since(last) < idle:
 			_ = c.nc.SetReadDeadline(last.Add(idle))
@@ -311,6 +315,10 @@ func (c *conn) writeLoop(queue <-chan *pending) {
 		case <-c.ctx.Done():
 			return
 		}
+		// lastWrite before unanswered: the idle check reads them in the
+		// other order, so it never sees a request answered without seeing
+		// the time of its answer.
+		c.lastWrite.Store(time.Now().UnixNano())
 		c.unanswered.Add(-1)
 		if p.err != nil {
 			c.log.Warn("kafka request failed; closing connection", "api_key", p.hdr.key, "version", p.hdr.version, "err", p.err)
@@ -320,7 +328,6 @@ func (c *conn) writeLoop(queue <-chan *pending) {
 		if p.resp == nil {
 			continue
 		}
-		c.lastWrite.Store(time.Now().UnixNano())
 		var err error
 		if sr, ok := p.resp.(*splicedResponse); ok {
 			var bufs net.Buffers

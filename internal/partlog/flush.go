@@ -383,9 +383,13 @@ func (l *Log) commit(ctx context.Context, s *sealed) {
 			live = kept
 			continue
 		}
-		if errors.Is(err, metadata.ErrObjectConflict) {
+		if errors.Is(err, metadata.ErrObjectConflict) || errors.Is(err, metadata.ErrInvalidCommit) {
 			// The key is another object's (or garbage collection claimed
-			// it): nothing was stored, and retrying cannot change that.
+			// it), or the commit is malformed (checked before the store
+			// is touched): nothing was stored, and retrying cannot change
+			// that, so the partitions are re-led from the store rather
+			// than left reading through it while a hopeless commit is
+			// retried until its deadline.
 			l.metrics.commitFailures.WithLabelValues("conflict").Inc()
 			l.log.Error("object key already committed by another commit", "key", s.key, "err", err)
 			for _, i := range live {
