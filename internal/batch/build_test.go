@@ -468,3 +468,21 @@ func TestForgedSizesDoNotAllocate(t *testing.T) {
 		t.Errorf("forged gzip ISIZE made a %d byte buffer", cap(out))
 	}
 }
+
+// A zstd frame of a few bytes that declares a content size near the bound
+// sizes its output from the input it really has, not from the claim.
+func TestForgedZstdContentSizeDoesNotAllocate(t *testing.T) {
+	t.Parallel()
+	frame := []byte{0x28, 0xb5, 0x2f, 0xfd, 0xe0} // magic; single segment, 8-byte content size
+	frame = binary.LittleEndian.AppendUint64(frame, 30<<20)
+	frame = append(frame, 0x09, 0x00, 0x00, 'x') // one raw block of one byte, the last
+	for _, limit := range []int{32 << 20, MaxDecompressedSize} {
+		out, err := decompress(CodecZstd, nil, frame, limit)
+		if err == nil {
+			t.Errorf("limit %d: a frame one byte long claiming 30 MiB decoded", limit)
+		}
+		if limit < MaxDecompressedSize && cap(out) > 1<<20 {
+			t.Errorf("limit %d: forged zstd content size made a %d byte buffer", limit, cap(out))
+		}
+	}
+}

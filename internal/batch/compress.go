@@ -215,7 +215,11 @@ func decompress(c Codec, dst, src []byte, limit int) ([]byte, error) {
 			if fh.FrameContentSize > uint64(limit) {
 				return dst, errDecompressLimit
 			}
-			hint = int(fh.FrameContentSize)
+			// A claim is only a claim: a few header bytes may declare up
+			// to the limit, so the output is sized from the claim only as
+			// far as the input could plausibly expand, and grows as bytes
+			// really come out.
+			hint = int(min(fh.FrameContentSize, uint64(max(64*len(src), 64<<10))))
 		}
 		if limit < MaxDecompressedSize {
 			return decodeZstdBounded(dst, src, hint, limit)
