@@ -135,6 +135,11 @@ type S3 struct {
 	limiter *aimdLimiter // nil when Throttle is off
 
 	putObjects, multipartUploads, parts atomic.Int64
+
+	// unconditional is set once the store has answered a create-only
+	// write (If-None-Match: *) with 501 Not Implemented: from then on
+	// writes check for the key with a HEAD and then PUT plainly.
+	unconditional atomic.Bool
 }
 
 var _ Bucket = (*S3)(nil)
@@ -332,6 +337,29 @@ func (s *S3) Put(ctx context.Context, key string, data []byte) error {
 	if err := ValidateKey(key); err != nil {
 		return fmt.Errorf("s3 put: %w", err)
 	}
+	if s.unconditional.Load() {
+		if err := s.checkAbsent(ctx, key); err != nil {
+			return err
+		}
+	}
+	err := s.put(ctx, key, data)
+	if err != nil && !s.unconditional.Load() && notImplemented(err) {
+		// Stores without conditional writes (older MinIO, some S3
+		// work-alikes) answer 501. Retrying would fail forever, so fall
+		// back: keys carry a per-boot random part, and the HEAD keeps the
+		// remaining check (against our own earlier attempt).
+		s.unconditional.Store(true)
+		s.cfg.Logger.Warn("s3: the store does not support create-only writes (If-None-Match: *); checking for the key before each write instead", "bucket", s.cfg.Bucket, "err", err)
+		if err := s.checkAbsent(ctx, key); err != nil {
+			return err
+		}
+		err = s.put(ctx, key, data)
+	}
+	return err
+}
+
+// put writes one object, create-only unless the store lacks it.
+func (s *S3) put(ctx context.Context, key string, data []byte) error {
 	if int64(len(data)) >= s.cfg.MultipartThreshold {
 		return s.putMultipart(ctx, key, data)
 	}
@@ -340,13 +368,43 @@ func (s *S3) Put(ctx context.Context, key string, data []byte) error {
 		Key:           aws.String(key),
 		Body:          bytes.NewReader(data),
 		ContentLength: aws.Int64(int64(len(data))),
-		IfNoneMatch:   aws.String("*"), // create only: never replace an object
+		IfNoneMatch:   s.ifNoneMatch(), // create only: never replace an object
 	})
 	if err != nil {
 		return s.mapErr("put", key, err)
 	}
 	s.putObjects.Add(1)
 	return nil
+}
+
+// ifNoneMatch is the create-only precondition, or nil on a store that
+// does not implement it.
+func (s *S3) ifNoneMatch() *string {
+	if s.unconditional.Load() {
+		return nil
+	}
+	return aws.String("*")
+}
+
+// checkAbsent returns ErrExists when key is already in the bucket.
+func (s *S3) checkAbsent(ctx context.Context, key string) error {
+	_, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String(key)})
+	if err == nil {
+		return fmt.Errorf("s3 put %s: %w", key, ErrExists)
+	}
+	if err := s.mapErr("head", key, err); !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	return nil
+}
+
+// notImplemented reports a 501 answer: the store lacks the feature asked for.
+func notImplemented(err error) bool {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode() == "NotImplemented" {
+		return true
+	}
+	return statusCode(err) == http.StatusNotImplemented
 }
 
 // partSize returns the part size for an object of n bytes.
@@ -408,7 +466,7 @@ func (s *S3) putMultipart(ctx context.Context, key string, data []byte) error {
 			Key:             aws.String(key),
 			UploadId:        uploadID,
 			MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
-			IfNoneMatch:     aws.String("*"),
+			IfNoneMatch:     s.ifNoneMatch(),
 		})
 	}
 	if err != nil {

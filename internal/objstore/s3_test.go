@@ -6,6 +6,7 @@ package objstore_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -353,5 +354,46 @@ func TestS3CancelWhileThrottledWaits(t *testing.T) {
 	// The second request never reached the server: it waited for a slot.
 	if n := fake.count("PUT object"); n != 1 {
 		t.Fatalf("server saw %d PUTs, want 1", n)
+	}
+}
+
+// A store that answers create-only writes (If-None-Match: *) with 501 is
+// written with a HEAD check and a plain PUT instead of being retried
+// forever; a key the HEAD finds is still refused with ErrExists.
+func TestS3WithoutConditionalWrites(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	stored := map[string]bool{}
+	fake, srv := newFakeS3(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case r.Method == http.MethodPut && r.Header.Get("If-None-Match") != "":
+			writeS3Error(w, http.StatusNotImplemented, "NotImplemented")
+		case r.Method == http.MethodPut:
+			stored[r.URL.Path] = true
+			w.Header().Set("ETag", `"abc"`)
+			w.WriteHeader(http.StatusOK)
+		case r.Method == http.MethodHead && stored[r.URL.Path]:
+			w.WriteHeader(http.StatusOK)
+		case r.Method == http.MethodHead:
+			w.WriteHeader(http.StatusNotFound)
+		default:
+			writeS3Error(w, http.StatusBadRequest, "Unexpected")
+		}
+	})
+	s := newFakeClient(t, srv, nil)
+	ctx := t.Context()
+	for _, key := range []string{"a", "b"} {
+		if err := s.Put(ctx, key, []byte("data")); err != nil {
+			t.Fatalf("Put %s on a store without conditional writes = %v", key, err)
+		}
+	}
+	// One refused conditional attempt, then plain PUTs only.
+	if n := fake.count("PUT object"); n != 3 {
+		t.Fatalf("PUT attempts = %d, want 3 (one conditional, two plain)", n)
+	}
+	if err := s.Put(ctx, "a", []byte("other")); !errors.Is(err, objstore.ErrExists) {
+		t.Fatalf("Put over an existing key = %v, want ErrExists", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 
 	"github.com/aws/smithy-go"
 )
@@ -30,6 +31,8 @@ func s3Transient(err error) bool {
 		}
 	}
 	switch code := statusCode(err); {
+	case code == http.StatusNotImplemented:
+		return false // the store lacks a feature; asking again cannot help
 	case code >= 500, code == 429, code == 408:
 		return true
 	case code != 0:
