@@ -333,6 +333,9 @@ type Store interface {
 	AcquireLease(ctx context.Context, tp TopicPartition, agentID string, now time.Time, ttl time.Duration) (Lease, error)
 	// RenewLeases extends every lease agentID holds to now+ttl, in one
 	// statement, without changing epochs, and returns the leases it holds.
+	// With an error it may still return leases: those were renewed (a
+	// store that renews in several steps reports the steps that
+	// succeeded), and nothing is known of the others.
 	RenewLeases(ctx context.Context, agentID string, now time.Time, ttl time.Duration) ([]Lease, error)
 	// ReleaseLease gives up tp if agentID holds it at epoch: the partition is
 	// left with no leader and no expiry, so another agent can take it at once

@@ -620,22 +620,22 @@ func (l *Log) renew(start time.Time) error {
 	ctx, cancel := context.WithTimeout(l.ctx, l.cfg.LeaseTTL/4)
 	leases, err := l.store.RenewLeases(ctx, l.cfg.AgentID, start, l.cfg.LeaseTTL)
 	cancel()
-	if err != nil {
-		return err
-	}
 	deadline := l.leaseDeadlineFrom(start)
 	held := make(map[metadata.TopicPartition]int32, len(leases))
 	for _, ls := range leases {
 		held[ls.TopicPartition] = ls.Epoch
 	}
 	for tp, p := range before {
-		if e, ok := held[tp]; ok && e == p.epoch {
+		switch e, ok := held[tp]; {
+		case ok && e == p.epoch:
 			p.extend(deadline)
-		} else {
+		case err == nil:
 			l.drop(p, errors.New("lease not renewed"))
 		}
+		// After an error, the leases it did not report are unknown: they
+		// keep their deadline and the next attempt judges them.
 	}
-	return nil
+	return err
 }
 
 // wakeExpired wakes the waiters of partitions whose lease deadline has

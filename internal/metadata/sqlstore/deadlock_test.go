@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
 	"github.com/streamhouse/streamhouse/internal/metadata/sqlstore"
@@ -75,5 +77,57 @@ func TestPostgresRenewAndCommitDoNotDeadlock(t *testing.T) {
 	}
 	if n := s.RetriedTransactions(); n != 0 {
 		t.Fatalf("%d transactions retried after deadlocks", n)
+	}
+}
+
+// A renewal that times out waiting for one partition's row (a slow
+// transaction holds it) still reports the leases it did renew, so the
+// agent keeps leading everything else.
+func TestPostgresRenewReportsWhatItRenewed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := metadatatest.PostgresDatabase(t)
+	s, err := sqlstore.OpenPostgres(ctx, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	const parts = 8
+	topic, err := s.CreateTopic(ctx, metadata.Topic{Name: "t", Partitions: parts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for p := range int32(parts) {
+		if _, err := s.AcquireLease(ctx, metadata.TopicPartition{TopicID: topic.ID, Partition: p}, "a", now, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback(context.Background()) })
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM partitions WHERE topic_id = $1 AND partition_id = 3 FOR UPDATE`, topic.ID[:]); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	leases, err := s.RenewLeases(rctx, "a", time.Now(), time.Hour)
+	if err == nil {
+		t.Fatal("renewal finished while a row it must renew was locked")
+	}
+	if len(leases) != parts-1 {
+		t.Fatalf("renewal reported %d leases with its error (%v), want the %d it renewed", len(leases), err, parts-1)
+	}
+	for _, l := range leases {
+		if l.Partition == 3 {
+			t.Fatalf("the locked partition was reported renewed: %+v", l)
+		}
 	}
 }

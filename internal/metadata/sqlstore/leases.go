@@ -197,7 +197,7 @@ func (s *Store) RenewLeases(ctx context.Context, agentID string, now time.Time, 
 		})
 	}
 	if err != nil {
-		return nil, fmt.Errorf("renew leases of %q: %w", agentID, err)
+		return leases, fmt.Errorf("renew leases of %q: %w", agentID, err)
 	}
 	slices.SortFunc(leases, func(a, b metadata.Lease) int {
 		if c := bytes.Compare(a.TopicID[:], b.TopicID[:]); c != 0 {
@@ -229,7 +229,7 @@ func (s *Store) renewPostgres(ctx context.Context, agentID string, expires int64
 	held, err := queryAll(ctx, s.b.reader(), scanTopicPartition,
 		`SELECT topic_id, partition_id FROM partitions WHERE leader_agent = $1`, agentID)
 	if err != nil {
-		return nil, err
+		return leases, err
 	}
 	if len(held) == len(leases) {
 		return leases, nil
@@ -250,7 +250,9 @@ func (s *Store) renewPostgres(ctx context.Context, agentID string, expires int64
 			return err
 		})
 		if err != nil {
-			return nil, err
+			// What was renewed stays renewed: one row held by a slow
+			// transaction must not cost the agent every other lease.
+			return leases, err
 		}
 	}
 	return leases, nil
