@@ -37,6 +37,14 @@ func (b *Broker) GroupFence(ctx context.Context, group string) (metadata.GroupFe
 	return metadata.GroupFence{Slot: tp, AgentID: b.agentID, Epoch: epoch}, nil
 }
 
+// Holds reports whether this agent still coordinates under fence: it
+// leads the slot at the fence's epoch and its lease deadline has not
+// passed (partlog.Log.LeaderEpoch is deadline-aware). No I/O.
+func (b *Broker) Holds(fence metadata.GroupFence) bool {
+	epoch, ok := b.plog.LeaderEpoch(fence.Slot)
+	return ok && epoch == fence.Epoch && fence.AgentID == b.agentID
+}
+
 // LoadGroup returns the fence under which this agent coordinates group
 // (as GroupFence) and the group's stored state, if any. The fence is taken
 // before the state is read, so a state saved by a later holder of the slot

@@ -35,6 +35,10 @@ type Store interface {
 	// SaveGroup stores the group's state if fence still holds; an error
 	// wrapping broker.ErrNotCoordinator when it does not.
 	SaveGroup(ctx context.Context, fence metadata.GroupFence, st metadata.GroupState) error
+	// Holds reports whether this agent still coordinates under fence: it
+	// leads the slot at that epoch and the lease deadline has not passed.
+	// No I/O: it is asked under the coordinator's lock.
+	Holds(fence metadata.GroupFence) bool
 }
 
 // saveTimeout bounds one save of a group's state.
@@ -252,4 +256,20 @@ func (c *Coordinator) saveLater(g *group) {
 		}
 		c.maybeDrop(g)
 	}()
+}
+
+// lostFence drops g when this agent no longer coordinates under its fence
+// (the slot was lost, or its lease deadline passed: an agent paused past
+// its lease resumes with every timer overdue), answering its waiting
+// requests with NOT_COORDINATOR, and reports whether it did. Timers call it
+// before acting, so a coordinator that lost the slot neither completes a
+// join nor expires sessions: its in-memory generation would otherwise run
+// alongside the successor's. c.mu is held.
+func (c *Coordinator) lostFence(g *group) bool {
+	if c.cfg.Store == nil || c.groups[g.id] != g || c.cfg.Store.Holds(g.fence) {
+		return false
+	}
+	c.log.Info("group dropped: its coordinator slot is no longer held", "group", g.id, "slot", g.fence.Slot.Partition, "epoch", g.fence.Epoch)
+	c.dropLocked(g.id, g)
+	return true
 }

@@ -21,6 +21,7 @@ type faultyStore struct {
 	mu     sync.Mutex
 	states map[string]metadata.GroupState
 	fail   error // returned by the next save
+	lost   bool  // Holds answers false: the slot is gone
 }
 
 func newFaultyStore() *faultyStore {
@@ -46,6 +47,18 @@ func (s *faultyStore) SaveGroup(_ context.Context, _ metadata.GroupFence, st met
 	}
 	s.states[st.Group] = st
 	return nil
+}
+
+func (s *faultyStore) Holds(metadata.GroupFence) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.lost
+}
+
+func (s *faultyStore) loseSlot() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lost = true
 }
 
 func (s *faultyStore) failNext(err error) {
@@ -156,5 +169,33 @@ func TestSaveFailures(t *testing.T) {
 				t.Fatalf("state %v, want %v", h.state("g"), tc.state)
 			}
 		})
+	}
+}
+
+// A coordinator that no longer holds the group's slot (lost, or its lease
+// deadline passed while it was paused) acts on no timer: a rebalance it
+// was waiting on does not complete into a generation of its own, and
+// sessions do not expire there. The group is dropped and its waiting
+// members are sent to look for the coordinator again.
+func TestTimersStopWhenTheSlotIsLost(t *testing.T) {
+	t.Parallel()
+	store := newFaultyStore()
+	h := newHarness(t, Config{Store: store})
+	res := h.form(consumerReq("g", "a"), consumerReq("g", "b"))
+	h.stabilize("g", res)
+	stored, _ := store.state("g")
+
+	// c joins: the barrier waits for a and b until the rebalance timeout.
+	req := consumerReq("g", "c")
+	req.MemberID = h.memberID(req)
+	joined := h.joinAsync(req)
+	testutil.WaitFor(t, "c parked at the barrier", func() bool { return h.parkedJoin("g", req.MemberID) })
+	store.loseSlot()
+	h.clk.Advance(testRebalance + testSession)
+	if r := recv(t, joined); !errors.Is(r.Err, kerr.NotCoordinator) {
+		t.Fatalf("join waiting at a coordinator that lost the slot: %+v, want NOT_COORDINATOR", r)
+	}
+	if st, _ := store.state("g"); st.Generation != stored.Generation {
+		t.Fatalf("stored generation moved from %d to %d after the slot was lost", stored.Generation, st.Generation)
 	}
 }

@@ -50,6 +50,9 @@ func (c *Coordinator) tryCompleteJoin(g *group) {
 // initialDelayPassed extends the initial delay while members keep
 // arriving, then closes the barrier.
 func (c *Coordinator) initialDelayPassed(g *group) {
+	if c.lostFence(g) {
+		return
+	}
 	if g.state != PreparingRebalance || c.groups[g.id] != g {
 		return
 	}
@@ -64,6 +67,9 @@ func (c *Coordinator) initialDelayPassed(g *group) {
 }
 
 func (c *Coordinator) joinTimedOut(g *group) {
+	if c.lostFence(g) {
+		return
+	}
 	if g.state == PreparingRebalance && c.groups[g.id] == g {
 		c.completeJoin(g)
 	}
@@ -125,6 +131,9 @@ func (c *Coordinator) completeJoin(g *group) {
 // syncTimedOut removes the members of the generation that never sent
 // SyncGroup, and rebalances without them.
 func (c *Coordinator) syncTimedOut(g *group) {
+	if c.lostFence(g) {
+		return
+	}
 	if (g.state != CompletingRebalance && g.state != Stable) || len(g.pendingSync) == 0 || c.groups[g.id] != g {
 		return
 	}
@@ -146,6 +155,9 @@ func (c *Coordinator) scheduleSession(g *group, m *member) {
 // waiting in JoinGroup or SyncGroup cannot heartbeat and is kept alive;
 // those waits are bounded by the rebalance timeout.
 func (c *Coordinator) sessionExpired(g *group, m *member) {
+	if c.lostFence(g) {
+		return
+	}
 	if c.groups[g.id] != g || g.members[m.id] != m {
 		return
 	}
@@ -160,6 +172,9 @@ func (c *Coordinator) sessionExpired(g *group, m *member) {
 // expirePending forgets a member id handed out with MEMBER_ID_REQUIRED
 // that was not used within the session timeout.
 func (c *Coordinator) expirePending(g *group, id string) {
+	if c.lostFence(g) {
+		return
+	}
 	if c.groups[g.id] != g {
 		return
 	}
