@@ -140,8 +140,13 @@ func (c *conn) readLoop(queue chan<- *pending) error {
 			return fmt.Errorf("read request body: %w", err)
 		}
 		p, fn, req, err := c.parse(buf)
-		if key == fetchKey || err != nil || fn == nil {
-			release() // decoded; a long poll holds no budget
+		if key != produceKey || err != nil || fn == nil {
+			// Decoded: only a produce keeps its frame (the records go to
+			// the write buffer as they are), and a request that parks (a
+			// fetch's long poll, JoinGroup at the barrier, SyncGroup
+			// waiting for the leader) must not hold budget that other
+			// clients' heartbeats need to be read at all.
+			release()
 		}
 		if err != nil {
 			c.s.metrics.requestsRejected.WithLabelValues("malformed").Inc()

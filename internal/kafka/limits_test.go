@@ -12,6 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/streamhouse/streamhouse/internal/batch"
+	"github.com/streamhouse/streamhouse/internal/group"
+	"github.com/streamhouse/streamhouse/internal/testutil"
 )
 
 // dialFrom opens a raw connection to s from a given loopback address.
@@ -197,4 +199,35 @@ func TestInflightBudget(t *testing.T) {
 	if !hog.closed(10 * time.Second) {
 		t.Fatal("the partial frame's connection left open")
 	}
+}
+
+// A JoinGroup parked at the barrier holds none of the request budget once
+// decoded: a group's rebalance can last minutes, and while budget is held
+// other clients' requests (their heartbeats among them) cannot even be
+// read.
+func TestParkedJoinHoldsNoBudget(t *testing.T) {
+	t.Parallel()
+	const budget = largeRequestCap
+	s := startServer(t, testOptions{kafka: func(c *Config) { c.MaxRequestBytes, c.MaxInflightRequestBytes = budget, budget }})
+	a := s.grpDial(t)
+	grpJoined(t, a, "g", nil) // a leads a stable group, rebalance timeout 10 s
+
+	// b joins: the barrier waits for a to rejoin, up to 10 s.
+	b := s.grpDial(t)
+	first := b.do(9, grpJoinReq("g", "")).(*kmsg.JoinGroupResponse)
+	grpCode(t, "b's first join", first.ErrorCode, kerr.MemberIDRequired)
+	join := grpJoinReq("g", first.MemberID)
+	join.SetVersion(9)
+	frame := dpFrame(join, 2)
+	if _, err := b.nc.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(frame))), frame...)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "b parked at the barrier", func() bool {
+		d, ok := s.srv.groups.Describe(t.Context(), "g")
+		return ok && len(d.Members) == 2 && d.State == group.PreparingRebalance
+	})
+	if !s.srv.inflight.TryAcquire(budget) {
+		t.Fatal("a JoinGroup parked at the barrier holds request budget")
+	}
+	s.srv.inflight.Release(budget)
 }
