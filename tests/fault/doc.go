@@ -11,7 +11,7 @@
 // from the binaries scripts/services.sh installs (PostgreSQL's under
 // /usr/lib/postgresql, versitygw under ~/.cache/streamhouse/bin); it skips
 // without them unless STREAMHOUSE_REQUIRE_SERVICES=1. The short run (a
-// one-minute nemesis, about three minutes in all):
+// two-minute nemesis, about three minutes in all):
 //
 //	go test -race -count=1 -v -run TestFaultInjection ./tests/fault
 //

@@ -33,7 +33,7 @@ const leaseTTL = 3 * time.Second
 func TestFaultInjection(t *testing.T) {
 	t.Parallel()
 	tl := findTools(t)
-	duration := time.Minute
+	duration := 2 * time.Minute
 	if v := os.Getenv("STREAMHOUSE_FAULT_DURATION"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
