@@ -86,6 +86,10 @@ type Coordinator struct {
 	groups map[string]*group
 	closed bool
 	seq    uint64 // member join order and timer tokens
+	// drops counts groups dropped from memory; a load that saw another
+	// count may have read a state older than the dropped group's last
+	// save, and is not restored (persist.go).
+	drops uint64
 }
 
 // New creates a coordinator.
@@ -145,6 +149,7 @@ func (c *Coordinator) dropLocked(id string, g *group) {
 	c.stop(&g.syncTimer)
 	g.state = Dead
 	delete(c.groups, id)
+	c.drops++
 }
 
 // Evict drops every group whose ID matches, members and all, answering

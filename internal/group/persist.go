@@ -49,6 +49,7 @@ type loaded struct {
 	fence metadata.GroupFence
 	state metadata.GroupState
 	found bool
+	drops uint64 // Coordinator.drops before the store was read
 }
 
 // storeErr is the Kafka error for a failed load or save.
@@ -70,6 +71,7 @@ func (c *Coordinator) load(ctx context.Context, id string) (*loaded, error) {
 	}
 	c.mu.Lock()
 	known := c.groups[id] != nil || c.closed
+	drops := c.drops
 	c.mu.Unlock()
 	if known {
 		return nil, nil
@@ -78,7 +80,7 @@ func (c *Coordinator) load(ctx context.Context, id string) (*loaded, error) {
 	if err != nil {
 		return nil, storeErr(err)
 	}
-	return &loaded{fence: fence, state: st, found: found}, nil
+	return &loaded{fence: fence, state: st, found: found, drops: drops}, nil
 }
 
 // withGroup runs fn under c.mu with the group (nil when there is none)
@@ -87,7 +89,7 @@ func (c *Coordinator) load(ctx context.Context, id string) (*loaded, error) {
 // exist is created (starting after the stored generation of an empty
 // group). A group with members in the store is restored as it was saved.
 func (c *Coordinator) withGroup(ctx context.Context, id string, create bool, fn func(g *group, fence metadata.GroupFence)) error {
-	for range 3 {
+	for range 5 {
 		l, err := c.load(ctx, id)
 		if err != nil {
 			return err
@@ -98,9 +100,11 @@ func (c *Coordinator) withGroup(ctx context.Context, id string, create bool, fn 
 			return kerr.NotCoordinator
 		}
 		g := c.groups[id]
-		if g == nil && l == nil && c.cfg.Store != nil && id != "" {
-			// It was in memory a moment ago and was dropped since: load
-			// it again.
+		if g == nil && c.cfg.Store != nil && id != "" && (l == nil || l.drops != c.drops) {
+			// It was in memory a moment ago and was dropped since, or a
+			// group was dropped while the store was read (its last save
+			// may be newer than what was read: restoring the older state
+			// would hand out a generation number twice): load it again.
 			c.mu.Unlock()
 			continue
 		}
@@ -124,7 +128,7 @@ func (c *Coordinator) withGroup(ctx context.Context, id string, create bool, fn 
 		c.mu.Unlock()
 		return nil
 	}
-	return fmt.Errorf("%w: group %s keeps being dropped while loaded", kerr.CoordinatorNotAvailable, id)
+	return fmt.Errorf("%w: group %s: groups keep being dropped while it is loaded", kerr.CoordinatorNotAvailable, id)
 }
 
 // restore puts a stored group with members in memory, Stable, with the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -22,6 +23,9 @@ type faultyStore struct {
 	states map[string]metadata.GroupState
 	fail   error // returned by the next save
 	lost   bool  // Holds answers false: the slot is gone
+	// loaded, when set, runs after a load has read the state and before
+	// it returns (outside s.mu).
+	loaded func()
 }
 
 func newFaultyStore() *faultyStore {
@@ -30,8 +34,12 @@ func newFaultyStore() *faultyStore {
 
 func (s *faultyStore) LoadGroup(_ context.Context, group string) (metadata.GroupFence, metadata.GroupState, bool, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	st, ok := s.states[group]
+	hook := s.loaded
+	s.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
 	return metadata.GroupFence{AgentID: "a", Epoch: 1}, st, ok, nil
 }
 
@@ -197,5 +205,58 @@ func TestTimersStopWhenTheSlotIsLost(t *testing.T) {
 	}
 	if st, _ := store.state("g"); st.Generation != stored.Generation {
 		t.Fatalf("stored generation moved from %d to %d after the slot was lost", stored.Generation, st.Generation)
+	}
+}
+
+// A load that read the store before the group was dropped from memory
+// (its last member left and the empty generation was saved meanwhile)
+// does not restore what it read: that older state would hand its next
+// generation number out a second time.
+func TestStaleLoadIsNotRestored(t *testing.T) {
+	t.Parallel()
+	store := newFaultyStore()
+	h1 := newHarness(t, Config{Store: store})
+	res := h1.form(consumerReq("g", "a"))
+	h1.stabilize("g", res)
+	a := res[0].MemberID
+
+	h2 := newHarness(t, Config{Store: store})
+	// The first load at h2 reads generation 1 (a a member) and waits.
+	reading, proceed := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	store.mu.Lock()
+	store.loaded = func() {
+		if first.CompareAndSwap(false, true) {
+			close(reading)
+			<-proceed
+		}
+	}
+	store.mu.Unlock()
+	stale := make(chan error, 1)
+	go func() {
+		stale <- h2.c.Heartbeat(context.Background(), HeartbeatRequest{Group: "g", MemberID: a, Generation: 1})
+	}()
+	<-reading
+	// Meanwhile another request restores the group, a leaves, and the
+	// empty generation 2 is saved and the group dropped from memory.
+	if errs, err := h2.c.Leave(t.Context(), "g", []LeaveMember{{MemberID: a}}); err != nil || errs[0] != nil {
+		t.Fatalf("leave: %v, %v", errs, err)
+	}
+	testutil.WaitFor(t, "the empty group stored", func() bool {
+		st, ok := store.state("g")
+		return ok && st.Generation == 2 && len(st.Members) == 0
+	})
+	testutil.WaitFor(t, "the empty group dropped", func() bool {
+		h2.c.mu.Lock()
+		defer h2.c.mu.Unlock()
+		return h2.c.groups["g"] == nil
+	})
+	close(proceed)
+	if err := <-stale; !errors.Is(err, kerr.UnknownMemberID) {
+		t.Fatalf("heartbeat of a member that left, answered from a stale load: %v, want UNKNOWN_MEMBER_ID", err)
+	}
+	r := h2.form(consumerReq("g", "b"))
+	if r[0].Generation != 3 {
+		t.Fatalf("next generation %d, want 3", r[0].Generation)
 	}
 }

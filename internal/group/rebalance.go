@@ -233,4 +233,5 @@ func (c *Coordinator) maybeDrop(g *group) {
 	c.stop(&g.syncTimer)
 	g.state = Dead
 	delete(c.groups, g.id)
+	c.drops++
 }
