@@ -150,7 +150,7 @@ func (l *Log) AppendAsync(ctx context.Context, tp metadata.TopicPartition, recor
 	now := l.cfg.Now().UnixMilli()
 	headers := make([]batch.Header, len(batches))
 	for i, b := range batches {
-		h, st, err := batch.Check(b, lim)
+		h, st, err := l.check(ctx, b, lim)
 		if err == nil {
 			err = bounds.check(st, now)
 		}
@@ -167,6 +167,26 @@ func (l *Log) AppendAsync(ctx context.Context, tp metadata.TopicPartition, recor
 		return nil, err
 	}
 	return &Appending{l: l, p: p, mode: mode, start: start, res: res, buf: buf, dupWait: dupWait}, nil
+}
+
+// check is batch.Check within the agent's decompression budget: a
+// compressed batch takes its decompression bound from l.decompress while
+// it is checked (the pooled buffer it decompresses into is reused, so the
+// budget bounds what concurrent checks hold), waiting, bounded by ctx,
+// while other checks hold it.
+func (l *Log) check(ctx context.Context, b []byte, lim batch.Limits) (batch.Header, batch.Stats, error) {
+	if h, err := batch.ParseHeader(b); err != nil || h.Codec() == batch.CodecNone {
+		return batch.Check(b, lim)
+	}
+	w := int64(lim.MaxRecordsBytes)
+	if w <= 0 || w > batch.MaxDecompressedSize {
+		w = batch.MaxDecompressedSize
+	}
+	if err := l.decompress.Acquire(ctx, w); err != nil {
+		return batch.Header{}, batch.Stats{}, fmt.Errorf("wait for decompression budget: %w", err)
+	}
+	defer l.decompress.Release(w)
+	return batch.Check(b, lim)
 }
 
 // Wait returns the append's result once its mode is satisfied: at once for

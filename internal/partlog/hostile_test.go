@@ -11,6 +11,7 @@ import (
 
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/metadata"
+	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
 	"github.com/streamhouse/streamhouse/internal/testutil"
 )
 
@@ -257,4 +258,38 @@ func mkTimedBatch(t *testing.T, ts int64) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// Checks of compressed batches share the agent's decompression budget:
+// while it is spent, a compressed produce waits (bounded by its context),
+// an uncompressed one does not, and the compressed one goes through once
+// the budget is back. However many connections send small bombs at once,
+// what their checks hold together stays within MaxDecompressBytes.
+func TestCompressedChecksShareTheDecompressionBudget(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, metadatatest.OpenSQLite, nil)
+	l := e.open(e.config("a1"))
+	topic := e.topic("t", 1, nil)
+	lead(t, l, topic)
+	tp := tpOf(topic, 0)
+	now := e.clock.Now().UnixMilli()
+	zstd := testutil.BombBatch(t, batch.CodecZstd, 2, 1<<10, now)
+	if !l.decompress.TryAcquire(l.cfg.MaxDecompressBytes) {
+		t.Fatal("the decompression budget is not free at the start")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := l.Append(ctx, tp, zstd, AckDurable); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("compressed produce with the budget spent: %v, want to wait until its deadline", err)
+	}
+	if _, err := l.Append(context.Background(), tp, mkTimedBatch(t, now), AckDurable); err != nil {
+		t.Fatalf("uncompressed produce with the budget spent: %v", err)
+	}
+	l.decompress.Release(l.cfg.MaxDecompressBytes)
+	if _, err := l.Append(context.Background(), tp, zstd, AckDurable); err != nil {
+		t.Fatalf("compressed produce with the budget back: %v", err)
+	}
+	if hw := e.hwOf(tp); hw != 3 {
+		t.Fatalf("high watermark %d, want 3", hw)
+	}
 }

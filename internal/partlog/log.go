@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/streamhouse/streamhouse/internal/batch"
 
@@ -163,6 +164,14 @@ type Config struct {
 	// MaxReadWatchers bounds the partitions led elsewhere watched at once
 	// (each costs a store read per ReadPollInterval). Default 1000.
 	MaxReadWatchers int
+	// MaxDecompressBytes bounds the memory that checking produced
+	// compressed batches may hold at once, across every partition: each
+	// check takes its batch's decompression bound (32 × max.message.bytes,
+	// at most 64 MiB) from it, and waits while it is spent. Without it,
+	// many small connections each sending a few KB that expand to the
+	// bound would add up without limit. Default 256 MiB; never below one
+	// batch's bound.
+	MaxDecompressBytes int64
 	// ObjectPrefix is prepended to object keys. Default "segments/".
 	ObjectPrefix string
 	// Now is the clock; default time.Now.
@@ -245,6 +254,10 @@ func (c *Config) setDefaults() error {
 	if c.MaxReadWatchers <= 0 {
 		c.MaxReadWatchers = 1000
 	}
+	if c.MaxDecompressBytes <= 0 {
+		c.MaxDecompressBytes = 256 << 20
+	}
+	c.MaxDecompressBytes = max(c.MaxDecompressBytes, batch.MaxDecompressedSize)
 	if c.ObjectPrefix == "" {
 		c.ObjectPrefix = "segments/"
 	}
@@ -263,6 +276,9 @@ type Log struct {
 	store   metadata.Store
 	reader  *reader
 	watch   *watchers // long polls on partitions led elsewhere
+	// decompress is the budget of Config.MaxDecompressBytes that produce
+	// checks of compressed batches take from.
+	decompress *semaphore.Weighted
 
 	mu         sync.Mutex
 	partitions map[metadata.TopicPartition]*partition // led partitions
@@ -299,6 +315,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	m := newMetrics(cfg.Metrics)
 	l := &Log{
+		decompress: semaphore.NewWeighted(cfg.MaxDecompressBytes),
 		cfg:        cfg,
 		log:        cfg.Logger.With("component", "log", "agent", cfg.AgentID),
 		metrics:    m,
