@@ -113,6 +113,13 @@ func (s *Store) WatchCommits(ctx context.Context, w metadata.CommitWatch) error 
 	}
 }
 
+// listenPing is how long a listening connection may be quiet before it is
+// pinged; listenPingTimeout bounds the ping.
+const (
+	listenPing        = 15 * time.Second
+	listenPingTimeout = 5 * time.Second
+)
+
 // listen opens a connection, LISTENs and hands notices to w until the
 // connection fails or ctx ends.
 func (b *pgBackend) listen(ctx context.Context, w metadata.CommitWatch) error {
@@ -130,7 +137,27 @@ func (b *pgBackend) listen(ctx context.Context, w metadata.CommitWatch) error {
 	}
 	w.Listening(true)
 	for {
-		n, err := conn.WaitForNotification(ctx)
+		// A connection that went half-open (the server or a middlebox gone
+		// without a reset) would wait forever while watchers believe
+		// notices flow and poll slowly: after a quiet listenPing the
+		// connection is pinged, and one that does not answer is replaced.
+		quiet := listenPing
+		if b.listenPing > 0 {
+			quiet = b.listenPing
+		}
+		wctx, cancel := context.WithTimeout(ctx, quiet)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			pctx, cancel := context.WithTimeout(ctx, listenPingTimeout)
+			err = conn.Ping(pctx)
+			cancel()
+			b.pings.Add(1)
+			if err != nil {
+				return fmt.Errorf("ping the listening connection: %w", err)
+			}
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("wait for notification: %w", err)
 		}

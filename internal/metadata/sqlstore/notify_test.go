@@ -148,3 +148,44 @@ func testCommitNotices(t *testing.T, committer, watcher *sqlstore.Store, pgURL s
 	}
 	testutil.WaitFor(t, "a notice after reconnecting", func() bool { return n.get(tps[0]) == 30 })
 }
+
+// A quiet listening connection is pinged (a half-open one would otherwise
+// wait forever while watchers poll slowly, believing notices flow); pings
+// that succeed keep it, and notices still arrive on it.
+func TestQuietListenerIsPinged(t *testing.T) {
+	t.Parallel()
+	url := metadatatest.PostgresDatabase(t)
+	open := func() *sqlstore.Store {
+		s, err := sqlstore.OpenPostgres(t.Context(), url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	committer, watcher := open(), open()
+	pings := sqlstore.SetListenPing(watcher, 20*time.Millisecond)
+	ctx, cancel := context.WithCancel(t.Context())
+	n := &noticeLog{hw: make(map[metadata.TopicPartition]int64)}
+	done := make(chan error, 1)
+	go func() { done <- watcher.WatchCommits(ctx, n.watch()) }()
+	defer func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("WatchCommits returned %v", err)
+		}
+	}()
+	testutil.WaitFor(t, "the watch to listen", func() bool { ok, _ := n.state(); return ok })
+	testutil.WaitFor(t, "three pings of the quiet connection", func() bool { return pings() >= 3 })
+	tps := newPartition(t, committer, 1)
+	if _, err := committer.AcquireLeases(ctx, tps, "a", now, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := committer.CommitObject(ctx, commit("o1", "a", 0, 1, tps...)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "the notice after the pings", func() bool { return n.get(tps[0]) == 10 })
+	if ok, downs := n.state(); !ok || downs != 0 {
+		t.Fatalf("listening %v after %d losses: pings replaced a healthy connection", ok, downs)
+	}
+}

@@ -62,6 +62,10 @@ type pgBackend struct {
 	retried atomic.Int64 // transactions retried after a deadlock or serialization failure
 	// announcer NOTIFYs commits to the other agents (notify.go).
 	announcer *pgAnnouncer
+	// listenPing, when set, replaces the default quiet time after which a
+	// listening connection is pinged (tests); pings counts the pings.
+	listenPing time.Duration
+	pings      atomic.Int64
 }
 
 func (b *pgBackend) reader() querier { return pgQuerier{b.pool} }
