@@ -84,18 +84,27 @@ func TestCommitNotices(t *testing.T) {
 	})
 }
 
-func testCommitNotices(t *testing.T, committer, watcher *sqlstore.Store, pgURL string) {
+// startWatch runs watcher.WatchCommits until the test ends, checking it
+// then stops only because it was cancelled, and waits until it listens.
+func startWatch(t *testing.T, watcher *sqlstore.Store) *noticeLog {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	n := &noticeLog{hw: make(map[metadata.TopicPartition]int64)}
 	done := make(chan error, 1)
 	go func() { done <- watcher.WatchCommits(ctx, n.watch()) }()
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		if err := <-done; !errors.Is(err, context.Canceled) {
 			t.Errorf("WatchCommits returned %v", err)
 		}
-	}()
+	})
 	testutil.WaitFor(t, "the watch to listen", func() bool { ok, _ := n.state(); return ok })
+	return n
+}
+
+func testCommitNotices(t *testing.T, committer, watcher *sqlstore.Store, pgURL string) {
+	ctx := t.Context()
+	n := startWatch(t, watcher)
 
 	tps := newPartition(t, committer, 1000)
 	if _, err := committer.AcquireLeases(ctx, tps, "a", now, time.Hour); err != nil {
@@ -165,17 +174,8 @@ func TestQuietListenerIsPinged(t *testing.T) {
 	}
 	committer, watcher := open(), open()
 	pings := sqlstore.SetListenPing(watcher, 20*time.Millisecond)
-	ctx, cancel := context.WithCancel(t.Context())
-	n := &noticeLog{hw: make(map[metadata.TopicPartition]int64)}
-	done := make(chan error, 1)
-	go func() { done <- watcher.WatchCommits(ctx, n.watch()) }()
-	defer func() {
-		cancel()
-		if err := <-done; !errors.Is(err, context.Canceled) {
-			t.Errorf("WatchCommits returned %v", err)
-		}
-	}()
-	testutil.WaitFor(t, "the watch to listen", func() bool { ok, _ := n.state(); return ok })
+	ctx := t.Context()
+	n := startWatch(t, watcher)
 	testutil.WaitFor(t, "three pings of the quiet connection", func() bool { return pings() >= 3 })
 	tps := newPartition(t, committer, 1)
 	if _, err := committer.AcquireLeases(ctx, tps, "a", now, time.Hour); err != nil {
