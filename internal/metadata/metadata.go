@@ -103,6 +103,10 @@ type PartitionState struct {
 	Leader         string    // agent ID holding the lease, "" if none
 	LeaderEpoch    int32     // changes only when leadership changes
 	LeaseExpiresAt time.Time // zero if never leased or released
+	// LastStableOffset is the first offset of the oldest open
+	// transaction's data in the committed log, or HighWatermark when no
+	// transaction is open: read_committed readers stop there.
+	LastStableOffset int64
 }
 
 // Lease is what an agent holds while it leads a partition.
@@ -155,6 +159,14 @@ type ProducerState struct {
 	// millisecond precision in the store); producers idle for longer than
 	// the expiration are forgotten (Store.ExpireProducers).
 	UpdatedAt time.Time
+	// InTxn is true while the producer has an open transaction on the
+	// partition, whose first record is at TxnFirstOffset. A marker closes
+	// it. Producers with an open transaction are never expired.
+	InTxn          bool
+	TxnFirstOffset int64
+	// CoordinatorEpoch is the epoch of the last marker written for the
+	// producer (-1 if none), as Kafka keeps it; informational.
+	CoordinatorEpoch int32
 }
 
 // ProducerBatch is one remembered batch of an idempotent producer.
@@ -177,6 +189,15 @@ type PartitionCommit struct {
 	NewHighWatermark      int64
 	Entries               []IndexEntry
 	Producers             []ProducerState // upserted, replacing earlier state of those producers
+	// HasOpenTxn and OpenTxnFirstOffset give the partition's last stable
+	// offset after the commit: OpenTxnFirstOffset when HasOpenTxn (the
+	// first offset of the oldest transaction still open on the partition,
+	// whichever producer's), else NewHighWatermark.
+	HasOpenTxn         bool
+	OpenTxnFirstOffset int64
+	// AbortedTxns are added to the partition's aborted-transaction index:
+	// the transactions whose abort markers this commit writes.
+	AbortedTxns []AbortedTxn
 }
 
 // ObjectCommit commits one uploaded object: all partitions or none.
@@ -457,6 +478,9 @@ type Store interface {
 	// SetSchemaCompatibility sets subject's level ("" subject: global); an
 	// empty level removes the setting.
 	SetSchemaCompatibility(ctx context.Context, subject, level string) error
+
+	// Transactions (txn.go).
+	TxnStore
 
 	// Ping checks the store answers (for /ready).
 	Ping(ctx context.Context) error

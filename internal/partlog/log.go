@@ -172,6 +172,9 @@ type Config struct {
 	// bound would add up without limit. Default 256 MiB; never below one
 	// batch's bound.
 	MaxDecompressBytes int64
+	// VerifyTxn admits transactional batches (txn.go). Nil: every
+	// transactional batch is refused with ErrInvalidTxnState.
+	VerifyTxn VerifyTxnFunc
 	// ObjectPrefix is prepended to object keys. Default "segments/".
 	ObjectPrefix string
 	// Now is the clock; default time.Now.

@@ -31,6 +31,12 @@ type ReadResult struct {
 	// NextOffset is the offset after the last returned batch (the offset to
 	// read next); equal to the requested offset when Records is empty.
 	NextOffset int64
+	// LastStableOffset is the partition's LSO (ReadWith fills it for
+	// both isolation levels).
+	LastStableOffset int64
+	// Aborted lists, for a ReadCommitted read, the aborted transactions
+	// whose range overlaps the returned batches, ordered by FirstOffset.
+	Aborted []metadata.AbortedTxn
 }
 
 // Bytes returns the records as one slice: Pieces joined (without copying

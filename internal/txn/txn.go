@@ -1,0 +1,69 @@
+// Package txn is the transaction coordinator of Kafka's exactly-once
+// protocol: InitProducerId with a transactional ID (epoch bumps, fencing
+// of older producers, abort of their open transaction), AddPartitionsToTxn,
+// AddOffsetsToTxn, EndTxn, transaction timeouts, and the recovery of
+// decided transactions whose markers are not all written.
+//
+// A transactional ID hashes to a coordinator slot, the same leased slots
+// as consumer groups (broker.GroupSlot): the agent leading the slot
+// coordinates the ID, and every state change is written to the metadata
+// store fenced by the slot's lease (metadata.TxnStore.PutTxn), so a
+// coordinator that lost its slot writes nothing. State lives in the store;
+// memory holds only per-ID locks and the markers in flight.
+//
+// Commit protocol (docs/architecture.md, "Transactions"): EndTxn writes
+// PrepareCommit or PrepareAbort (in the same metadata transaction the
+// transaction's consumer-group offsets become visible or are dropped),
+// answers, then writes a marker to every partition of the transaction at
+// the partition's leader, and writes CompleteCommit or CompleteAbort once
+// all are durable. A coordinator that takes a slot over finishes every
+// Prepare* transaction of the slot, so a decided transaction always ends
+// with all its markers written, never some.
+//
+// Outcomes a Kafka client branches on are returned as kerr errors
+// (kerr.ProducerFenced, kerr.ConcurrentTransactions, ...), which the Kafka
+// front end puts on the wire unchanged and the gRPC front end maps.
+package txn
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/streamhouse/streamhouse/internal/metadata"
+	"github.com/streamhouse/streamhouse/internal/partlog"
+)
+
+// Backend is what the coordinator needs from the agent (the broker
+// implements it).
+type Backend interface {
+	// TxnFence returns the fence under which this agent coordinates
+	// transactional ID id now; an error wrapping broker.ErrNotCoordinator
+	// when it does not lead the ID's slot.
+	TxnFence(ctx context.Context, id string) (metadata.GroupFence, error)
+	// Holds reports whether fence still holds (no I/O).
+	Holds(fence metadata.GroupFence) bool
+	// NextProducerID allocates a never reused producer ID.
+	NextProducerID(ctx context.Context) (int64, error)
+	// WriteMarker writes m to partition p at its leader (this agent, or
+	// another one over the Kafka protocol's WriteTxnMarkers) and returns
+	// once it is durable; retriable errors (no leader yet, leader moved,
+	// store unavailable) are returned for the caller to retry.
+	WriteMarker(ctx context.Context, p metadata.TxnPartition, m partlog.Marker) error
+	// Store is the metadata store.
+	Store() metadata.Store
+}
+
+// Config configures a Coordinator.
+type Config struct {
+	Backend Backend
+	Logger  *slog.Logger
+	Now     func() time.Time
+	// MaxTimeout bounds transaction.timeout.ms (Kafka's
+	// transaction.max.timeout.ms). Default 15 minutes.
+	MaxTimeout time.Duration
+	// ScanInterval spaces the scans for timed-out transactions and for
+	// decided transactions of slots this agent leads whose markers are not
+	// all written. Default 1 s.
+	ScanInterval time.Duration
+}
