@@ -27,6 +27,7 @@ package txn
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -67,3 +68,78 @@ type Config struct {
 	// all written. Default 1 s.
 	ScanInterval time.Duration
 }
+
+// Coordinator runs the transactions of the slots this agent leads.
+type Coordinator struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New creates a Coordinator; Run starts its scans.
+func New(cfg Config) (*Coordinator, error) {
+	return &Coordinator{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// Run scans, every ScanInterval until ctx is done, for transactions of
+// slots this agent leads that timed out (aborted) or are decided with
+// markers not all written (finished).
+func (c *Coordinator) Run(ctx context.Context) { <-ctx.Done() }
+
+// InitProducerID is Kafka's InitProducerId for transactional ID id:
+// producerID/epoch are the caller's (KIP-360) or -1/-1. It returns the
+// producer ID and epoch to use.
+func (c *Coordinator) InitProducerID(ctx context.Context, id string, timeoutMs int32, producerID int64, epoch int16) (int64, int16, error) {
+	return -1, -1, errUnimplemented
+}
+
+// AddPartitions adds partitions to the open transaction of id (opening it
+// if there is none): all or none.
+func (c *Coordinator) AddPartitions(ctx context.Context, id string, producerID int64, epoch int16, parts []metadata.TxnPartition) error {
+	return errUnimplemented
+}
+
+// AddOffsets adds consumer group group to the open transaction of id.
+func (c *Coordinator) AddOffsets(ctx context.Context, id string, producerID int64, epoch int16, group string) error {
+	return errUnimplemented
+}
+
+// Begin opens a transaction of id with no partitions yet (gRPC
+// BeginTransaction; Kafka clients open one with their first add). It
+// returns the stored transaction.
+func (c *Coordinator) Begin(ctx context.Context, id string, producerID int64, epoch int16) (metadata.Txn, error) {
+	return metadata.Txn{}, errUnimplemented
+}
+
+// EndTxn commits or aborts the open transaction of id. It returns once the
+// decision is stored; the markers follow.
+func (c *Coordinator) EndTxn(ctx context.Context, id string, producerID int64, epoch int16, commit bool) error {
+	return errUnimplemented
+}
+
+// Describe returns the stored state of id (kerr.TransactionalIDNotFound
+// if none).
+func (c *Coordinator) Describe(ctx context.Context, id string) (metadata.Txn, error) {
+	return metadata.Txn{}, errUnimplemented
+}
+
+// List returns the transactions matching f.
+func (c *Coordinator) List(ctx context.Context, f metadata.TxnFilter) ([]metadata.Txn, error) {
+	return nil, errUnimplemented
+}
+
+// Verify is the log's partlog.VerifyTxnFunc: nil if producerID at epoch
+// has an Ongoing transaction that includes tp.
+func (c *Coordinator) Verify(ctx context.Context, tp metadata.TopicPartition, producerID int64, epoch int16) error {
+	return errUnimplemented
+}
+
+// CheckMarker checks that marker m for tp is one a coordinator decided
+// (the transaction of m's producer is PrepareCommit/CompleteCommit for a
+// commit marker, PrepareAbort/CompleteAbort for an abort marker, at m's
+// epoch, and includes tp), so a WriteTxnMarkers request from anything but
+// a coordinator changes nothing. kerr.InvalidTxnState otherwise.
+func (c *Coordinator) CheckMarker(ctx context.Context, tp metadata.TopicPartition, m partlog.Marker) error {
+	return errUnimplemented
+}
+
+var errUnimplemented = errors.New("transaction coordinator: not implemented yet")
