@@ -25,6 +25,14 @@ type final struct {
 	unplanned  []string                   // agent exits the nemesis did not cause
 	races      []string                   // data races reported by the agents
 	nemesis    []string                   // faults that could not be applied or healed
+
+	// The transactional workload (txncheck_test.go).
+	txnLog        map[position]string // the final read_committed read of the transactional topic
+	txnIncomplete []string            // its partitions it could not finish
+	hanging       []string            // partitions whose last stable offset stayed below the high watermark
+	eosLog        map[position]string // the final read_committed read of the pipeline's output (nil: no pipeline)
+	eosIncomplete []string            // its partitions it could not finish
+	eosBehind     []string            // the pipeline did not consume all its input
 }
 
 // check is one promise and how the run broke it.
@@ -50,7 +58,7 @@ func (c check) String() string {
 // checkRun evaluates every promise. h.mu must not be held by anyone
 // recording (the run is over).
 func checkRun(h *history, f final) []check {
-	return []check{
+	return append([]check{
 		checkAcked(h, f),
 		checkOrder(h, f),
 		{"one-record-per-offset", append(append([]string(nil), h.conflicts...), h.ackDups...)},
@@ -63,7 +71,7 @@ func checkRun(h *history, f final) []check {
 		{"no-unplanned-agent-exit", f.unplanned},
 		{"no-data-race-in-agents", f.races},
 		{"nemesis-applied-and-healed", f.nemesis},
-	}
+	}, txnChecks(h, f)...)
 }
 
 // checkAcked: every acknowledged record is in the final log exactly once,

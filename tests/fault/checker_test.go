@@ -35,6 +35,31 @@ func TestCheckerFindsViolations(t *testing.T) {
 		h.polledOffset("g", 0, t0.Add(time.Second), 4)
 		h.owned("g", 0, 1, []int32{0})
 		h.owned("g", 1, 2, []int32{0})
+		// Transactions: producer 0's first committed (two records), its
+		// second aborted; producer 1's first had an unknown outcome and is
+		// wholly visible, its second unknown and invisible. The pipeline
+		// copied the four visible records once each; the read_committed
+		// reader saw one of them during the run.
+		f.txnLog, f.eosLog = map[position]string{}, map[position]string{}
+		for _, tx := range []struct {
+			k       txnKey
+			count   int
+			outcome txnOutcome
+			at      []position
+		}{
+			{txnKey{0, 0}, 2, txnCommitted, []position{{0, 0}, {1, 0}}},
+			{txnKey{0, 1}, 1, txnAborted, nil},
+			{txnKey{1, 0}, 2, txnUnknown, []position{{0, 2}, {1, 2}}},
+			{txnKey{1, 1}, 3, txnUnknown, nil},
+		} {
+			h.txnBegun(tx.k, tx.count)
+			h.txnEnded(tx.k, tx.outcome, tx.outcome == txnAborted, nil)
+			for i, pos := range tx.at {
+				f.txnLog[pos] = txnValue(tx.k.Producer, tx.k.N, i, tx.count)
+				f.eosLog[pos] = eosValue(f.txnLog[pos])
+			}
+		}
+		h.rcRead(position{0, 0}, txnValue(0, 0, 0, 2))
 		return h, f
 	}
 	failing := func(checks []check) []string {
@@ -67,6 +92,23 @@ func TestCheckerFindsViolations(t *testing.T) {
 		{"one-owner-per-generation", func(h *history, f *final) { h.owned("g", 0, 2, []int32{0}) }},
 		{"group-read-below-committed", func(h *history, f *final) { delete(h.groups["g"].read, position{0, 1}) }},
 		{"agents-ready-at-end", func(h *history, f *final) { f.notReady = []string{"agent-1"} }},
+		{"txn-committed-not-lost", func(h *history, f *final) { delete(f.txnLog, position{1, 0}) }},
+		{"txn-committed-not-lost", func(h *history, f *final) { f.txnIncomplete = []string{"fault-txn partition 1"} }},
+		{"txn-aborted-invisible", func(h *history, f *final) { f.txnLog[position{2, 0}] = txnValue(0, 1, 0, 1) }},
+		{"txn-aborted-invisible", func(h *history, f *final) { f.txnLog[position{2, 0}] = txnValue(2, 0, 0, 1) }}, // never begun
+		{"txn-all-or-nothing", func(h *history, f *final) { delete(f.txnLog, position{1, 2}); delete(f.eosLog, position{1, 2}) }},
+		{"txn-all-or-nothing", func(h *history, f *final) { // a record twice
+			f.txnLog[position{3, 0}] = txnValue(1, 0, 1, 2)
+		}},
+		{"txn-no-hanging-transaction", func(h *history, f *final) {
+			f.hanging = []string{"fault-txn partition 0: last stable offset 3, high watermark 5"}
+		}},
+		{"txn-read-committed-during-run", func(h *history, f *final) { h.rcRead(position{2, 0}, txnValue(0, 1, 0, 1)) }},
+		{"txn-read-committed-during-run", func(h *history, f *final) { h.rcRead(position{0, 3}, txnValue(1, 1, 0, 3)) }}, // not in the final read
+		{"eos-pipeline-exactly-once", func(h *history, f *final) { delete(f.eosLog, position{0, 2}) }},
+		{"eos-pipeline-exactly-once", func(h *history, f *final) { f.eosLog[position{3, 0}] = eosValue(txnValue(0, 0, 0, 2)) }},
+		{"eos-pipeline-exactly-once", func(h *history, f *final) { f.eosLog[position{3, 0}] = eosValue(txnValue(1, 1, 0, 3)) }},
+		{"eos-pipeline-exactly-once", func(h *history, f *final) { f.eosBehind = []string{"fault-eos behind"} }},
 	} {
 		h, f := clean()
 		tc.mutate(h, &f)

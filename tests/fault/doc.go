@@ -7,6 +7,19 @@
 // reordered, one record per offset, committed offsets never going back, one
 // owner per partition per group generation, every agent ready at the end).
 //
+// Beside it runs a transactional workload (txnworkload_test.go):
+// transactional producers committing or aborting small transactions over
+// the partitions of their own topic, a read_committed reader, and a
+// consume-transform-produce pipeline (franz-go's GroupTransactSession); a
+// fault kind kills -9 the agent a commit's EndTxn was just written to (the
+// transaction coordinator) while the commit is in flight. Its checks
+// (txncheck_test.go): nothing committed lost, no aborted record visible to
+// read_committed (at the end or during the run), every transaction visible
+// all or nothing (unknown outcomes included), no transaction left hanging
+// (the last stable offset reaches the high watermark once the producers
+// stopped), and the pipeline's output holding every input record exactly
+// once.
+//
 // The package has no code of its own. The test starts its own services
 // from the binaries scripts/services.sh installs (PostgreSQL's under
 // /usr/lib/postgresql, versitygw under ~/.cache/streamhouse/bin); it skips

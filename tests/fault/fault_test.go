@@ -144,18 +144,20 @@ func TestFaultInjection(t *testing.T) {
 	}
 	t.Cleanup(admCl.Close)
 	adm := kadm.NewClient(admCl)
-	within(t, time.Minute, "create the topic", func() error {
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		r, err := adm.CreateTopic(cctx, partitions, -1, nil, topic)
-		if err == nil {
-			err = r.Err
-		}
-		if errors.Is(err, kerr.TopicAlreadyExists) {
-			return nil // an earlier attempt created it and its answer was lost
-		}
-		return err
-	})
+	for name, n := range map[string]int32{topic: partitions, txnTopic: txnPartitions, eosTopic: txnPartitions} {
+		within(t, time.Minute, "create topic "+name, func() error {
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			r, err := adm.CreateTopic(cctx, n, -1, nil, name)
+			if err == nil {
+				err = r.Err
+			}
+			if errors.Is(err, kerr.TopicAlreadyExists) {
+				return nil // an earlier attempt created it and its answer was lost
+			}
+			return err
+		})
+	}
 
 	h := newHistory()
 	w := &workload{h: h, seeds: seeds}
@@ -163,11 +165,20 @@ func TestFaultInjection(t *testing.T) {
 	if err := w.start(); err != nil {
 		t.Fatal(err)
 	}
-	within(t, time.Minute, "the workload to start (records acked, every group member assigned)", func() error {
+	tw := &txnWorkload{h: h, seeds: seeds, seed: seed}
+	t.Cleanup(tw.close)
+	tw.start()
+	within(t, time.Minute, "the workload to start (records acked, every group member assigned, transactions and the pipeline committed)", func() error {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		if len(h.acks) < 100 {
 			return fmt.Errorf("%d records acked", len(h.acks))
+		}
+		if n := h.txnCounts()[txnCommitted]; n < 5 {
+			return fmt.Errorf("%d transactions committed; transactional errors: %s", n, topErrors(h.txnErrs, 3, func(time.Time) string { return "start" }))
+		}
+		if h.eosEnds["committed"] < 1 {
+			return fmt.Errorf("no pipeline transaction committed; pipeline errors: %s", topErrors(h.eosErrs, 3, func(time.Time) string { return "start" }))
 		}
 		for _, g := range groups {
 			if n := h.group(g.name).assigns; n < g.members {
@@ -178,11 +189,13 @@ func TestFaultInjection(t *testing.T) {
 	})
 
 	t.Logf("cluster up and workload running after %v; the nemesis starts", time.Since(began).Round(time.Second))
-	c := &cluster{pg: pg, s3: s3, agents: agents, adm: adm, leaseTTL: leaseTTL, began: time.Now(), logf: t.Logf,
+	c := &cluster{pg: pg, s3: s3, agents: agents, adm: adm, leaseTTL: leaseTTL, began: time.Now(), logf: t.Logf, txn: tw,
 		progress: func() string {
 			h.mu.Lock()
 			defer h.mu.Unlock()
-			return fmt.Sprintf("sent %d, acked %d, produce errors %d, group reads %d", h.sent, len(h.acks), sumCounts(h.prodErrs), h.reads)
+			tc := h.txnCounts()
+			return fmt.Sprintf("sent %d, acked %d, produce errors %d, group reads %d; transactions committed %d, aborted %d, unknown %d, pipeline commits %d",
+				h.sent, len(h.acks), sumCounts(h.prodErrs), h.reads, tc[txnCommitted], tc[txnAborted], tc[txnUnknown], h.eosEnds["committed"])
 		}}
 	var f final
 	if err := c.nemesis(ctx, seed, duration); err != nil {
@@ -199,6 +212,7 @@ func TestFaultInjection(t *testing.T) {
 	if err := w.stopProducers(time.Minute); err != nil {
 		t.Logf("producers did not finish within a minute after the heal (their unanswered records are not acked, so not checked): %v", err)
 	}
+	tw.stopProducers() // each ends the transaction it is in (bounded by txnOpTimeout)
 	for _, a := range agents {
 		var last error
 		deadline := time.Now().Add(time.Minute)
@@ -221,6 +235,7 @@ func TestFaultInjection(t *testing.T) {
 	f.hwm = hwm
 	f.log, f.incomplete = finalRead(ctx, seeds, hwm, h, 2*time.Minute)
 	f.committed = committedOffsets(t, ctx, adm)
+	finalTxn(ctx, admCl, adm, tw, &f)
 	w.close()
 	for _, a := range agents {
 		a.mu.Lock()
@@ -240,6 +255,13 @@ func TestFaultInjection(t *testing.T) {
 			t.Errorf("%v", ch)
 		} else {
 			t.Logf("%v", ch)
+		}
+	}
+	logged := 0
+	for _, k := range sortedTxnKeys(h.txns) {
+		if tx := h.txns[k]; tx.Outcome == txnUnknown && logged < 20 {
+			logged++
+			t.Logf("%s: outcome unknown to its producer (%s), read_committed shows it: %v", k, tx.Err, txnVisible(f.txnLog, k))
 		}
 	}
 	gap := longestLeaderGap(h.meta, c.down)
@@ -268,15 +290,27 @@ func summary(seed uint64, duration, ran time.Duration, c *cluster, h *history, f
 			commits += len(s)
 		}
 	}
+	tc := h.txnCounts()
+	confirmed := 0
+	for _, tx := range h.txns {
+		if tx.Outcome == txnAborted && tx.AbortConfirm {
+			confirmed++
+		}
+	}
 	verdict := "every check passed"
 	if len(failed) > 0 {
 		verdict = "FAILED: " + strings.Join(failed, ", ")
 	}
 	s := fmt.Sprintf("fault-injection summary: seed %d, nemesis %v (asked %v), %d faults (%s); sent %d, acked %d, produce errors %d, abandoned at the end %d; "+
-		"final log %d records (%d not acked); group reads %d, accepted commits %d; longest without a serving leader %v (partition %d, %s; %d Metadata samples); %s",
+		"final log %d records (%d not acked); group reads %d, accepted commits %d; "+
+		"transactions committed %d, aborted %d (%d confirmed), unknown %d, open at the end %d, read_committed at the end %d records, during the run %d; "+
+		"pipeline transactions committed %d, aborted %d, failed %d, output %d records; "+
+		"longest without a serving leader %v (partition %d, %s; %d Metadata samples); %s",
 		seed, ran.Round(time.Second), duration, len(c.faults), strings.Join(ks, " "),
 		h.sent, len(h.acks), sumCounts(h.prodErrs), w.abandoned,
 		len(f.log), unacked, h.reads, commits,
+		tc[txnCommitted], tc[txnAborted], confirmed, tc[txnUnknown], tc[txnOpen], len(f.txnLog), len(h.rcReads),
+		h.eosEnds["committed"], h.eosEnds["aborted"], h.eosEnds["failed"], len(f.eosLog),
 		gap.Length.Round(10*time.Millisecond), gap.Partition, c.faultAt(gap.Start), gap.Samples, verdict)
 	if len(h.prodErrs) > 0 {
 		s += "\n  produce errors: " + topErrors(h.prodErrs, 5, c.faultAt)
@@ -284,7 +318,47 @@ func summary(seed uint64, duration, ran time.Duration, c *cluster, h *history, f
 	if len(h.fetchErrs) > 0 {
 		s += "\n  group fetch errors: " + topErrors(h.fetchErrs, 5, c.faultAt)
 	}
+	if len(h.txnErrs) > 0 {
+		s += "\n  transactional producer errors: " + topErrors(h.txnErrs, 5, c.faultAt)
+	}
+	if len(h.rcErrs) > 0 {
+		s += "\n  read_committed reader errors: " + topErrors(h.rcErrs, 5, c.faultAt)
+	}
+	if len(h.eosErrs) > 0 {
+		s += "\n  pipeline errors: " + topErrors(h.eosErrs, 5, c.faultAt)
+	}
 	return s
+}
+
+// finalTxn is the end of the transactional workload, with its producers
+// stopped and every fault healed: every partition's last stable offset
+// must reach its high watermark (within the transaction timeout and the
+// coordinator's retries), then a read_committed read of the transactional
+// topic, the pipeline catching up with it, and a read_committed read of
+// the pipeline's output.
+func finalTxn(ctx context.Context, cl *kgo.Client, adm *kadm.Client, tw *txnWorkload, f *final) {
+	const stableWithin = time.Minute
+	var ids []string
+	for i := range txnProducers {
+		ids = append(ids, txnID(i))
+	}
+	for i := range eosMembers {
+		ids = append(ids, fmt.Sprintf("fault-eos-%d", i))
+	}
+	hangs := func(v []string) {
+		if len(v) > 0 {
+			f.hanging = append(f.hanging, v...)
+			f.hanging = append(f.hanging, "the coordinators' view: "+describeTxns(ctx, adm, ids))
+		}
+	}
+	hwm, hang := waitStable(ctx, adm, []string{topic, txnTopic}, stableWithin)
+	hangs(hang)
+	f.txnLog, f.txnIncomplete = readCommittedLog(ctx, cl, adm, txnTopic, hwm[txnTopic], 2*time.Minute)
+	f.eosBehind = eosCaughtUp(ctx, adm, f.txnLog, 90*time.Second)
+	tw.stopConsumers()
+	hwm, hang = waitStable(ctx, adm, []string{eosTopic}, stableWithin)
+	hangs(hang)
+	f.eosLog, f.eosIncomplete = readCommittedLog(ctx, cl, adm, eosTopic, hwm[eosTopic], 2*time.Minute)
 }
 
 // within polls fn (every 200 ms) until it returns nil, failing the test

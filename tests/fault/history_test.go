@@ -29,6 +29,53 @@ type history struct {
 
 	groups map[string]*groupHistory
 	meta   []metaSample
+
+	// The transactional workload: every transaction begun and the outcome
+	// its producer saw, what the read_committed reader saw during the run,
+	// and the pipeline's transactions.
+	txns      map[txnKey]*txnObs
+	txnErrs   map[string]*errCount // transactional producers' errors
+	rcReads   []rcObs              // the read_committed reader, during the run
+	rcErrs    map[string]*errCount // its fetch errors
+	eosEnds   map[string]int       // pipeline transactions by outcome (committed, aborted, failed)
+	eosErrs   map[string]*errCount // the pipeline's errors
+	eosOutput int                  // records the pipeline produced in committed transactions
+}
+
+// txnKey names one transaction: producer p's n'th.
+type txnKey struct{ Producer, N int }
+
+func (k txnKey) String() string { return fmt.Sprintf("transaction %d of producer %d", k.N, k.Producer) }
+
+// txnOutcome is what a transactional producer was told about a
+// transaction.
+type txnOutcome int
+
+const (
+	txnOpen      txnOutcome = iota // not ended yet (the run stopped first, or recorded no end)
+	txnCommitted                   // EndTransaction(commit) returned nil
+	txnAborted                     // a commit was never asked (the producer aborted or gave up before)
+	txnUnknown                     // a commit was asked and its answer was an error
+)
+
+func (o txnOutcome) String() string {
+	return [...]string{"open", "committed", "aborted", "unknown"}[o]
+}
+
+// txnObs is one transaction as its producer saw it.
+type txnObs struct {
+	Count        int // records in the transaction
+	Outcome      txnOutcome
+	AbortConfirm bool   // for aborted: EndTransaction(abort) returned nil
+	Err          string // the error that made the outcome unknown or the transaction give up
+	Start, End   time.Time
+}
+
+// rcObs is one record the read_committed reader got during the run.
+type rcObs struct {
+	At    time.Time
+	Pos   position
+	Value string
 }
 
 // position is one record's place in the topic.
@@ -84,6 +131,11 @@ func newHistory() *history {
 		fetchErrs: map[string]*errCount{},
 		seen:      map[position]string{},
 		groups:    map[string]*groupHistory{},
+		txns:      map[txnKey]*txnObs{},
+		txnErrs:   map[string]*errCount{},
+		rcErrs:    map[string]*errCount{},
+		eosEnds:   map[string]int{},
+		eosErrs:   map[string]*errCount{},
 	}
 }
 
@@ -209,6 +261,81 @@ func (h *history) owned(group string, member int, generation int32, partitions [
 			byPart[p] = append(byPart[p], ownerObs{member, now})
 		}
 	}
+}
+
+// txnBegun records that k is about to produce count records.
+func (h *history) txnBegun(k txnKey, count int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.txns[k] = &txnObs{Count: count, Start: time.Now()}
+}
+
+// txnEnded records the outcome k's producer saw; err (may be nil) is why
+// it is unknown or why the producer gave up.
+func (h *history) txnEnded(k txnKey, o txnOutcome, abortConfirmed bool, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t := h.txns[k]
+	if t == nil {
+		return
+	}
+	t.Outcome, t.AbortConfirm, t.End = o, abortConfirmed, time.Now()
+	if err != nil {
+		t.Err = err.Error()
+		countErr(h.txnErrs, err)
+	}
+}
+
+// txnFailed counts an error of a transactional producer outside a
+// transaction's outcome (creating a client, recovering).
+func (h *history) txnFailed(err error) {
+	h.mu.Lock()
+	countErr(h.txnErrs, err)
+	h.mu.Unlock()
+}
+
+func (h *history) rcRead(pos position, value string) {
+	h.mu.Lock()
+	h.rcReads = append(h.rcReads, rcObs{At: time.Now(), Pos: pos, Value: value})
+	h.mu.Unlock()
+}
+
+func (h *history) rcFailed(err error) {
+	h.mu.Lock()
+	countErr(h.rcErrs, err)
+	h.mu.Unlock()
+}
+
+// eosEnded records one pipeline transaction's end: committed (with n
+// records produced in it), aborted, or failed with err.
+func (h *history) eosEnded(committed bool, n int, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case err != nil:
+		h.eosEnds["failed"]++
+		countErr(h.eosErrs, err)
+	case committed:
+		h.eosEnds["committed"]++
+		h.eosOutput += n
+	default:
+		h.eosEnds["aborted"]++
+	}
+}
+
+func (h *history) eosFailed(err error) {
+	h.mu.Lock()
+	countErr(h.eosErrs, err)
+	h.mu.Unlock()
+}
+
+// txnCounts is how many transactions ended with each outcome.
+func (h *history) txnCounts() map[txnOutcome]int {
+	out := map[txnOutcome]int{}
+	for _, t := range h.txns {
+		out[t.Outcome]++
+	}
+	return out
 }
 
 func (h *history) metadata(s metaSample) {

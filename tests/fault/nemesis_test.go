@@ -15,9 +15,9 @@ import (
 )
 
 // The nemesis applies one fault at a time, each healed before the next,
-// on a schedule drawn from a seed: the first five faults are the five kinds
-// in a seeded order (every run has each at least once), then kinds at
-// random until the run's duration has passed.
+// on a schedule drawn from a seed: the first faults are the kinds in a
+// seeded order (every run has each at least once), then kinds at random
+// until the run's duration has passed.
 
 type faultKind string
 
@@ -27,9 +27,13 @@ const (
 	faultS3        faultKind = "object-store" // the object store unavailable for seconds
 	faultPGRestart faultKind = "pg-restart"   // pg_ctl restart -m fast
 	faultPGCut     faultKind = "pg-cut"       // one agent cut off from PostgreSQL past its lease
+	// kill -9 the agent a transactional producer's EndTxn(commit) was just
+	// written to (its transaction coordinator), while the commit is in
+	// flight, and restart it
+	faultTxnKill faultKind = "txn-coordinator-kill"
 )
 
-var faultKinds = []faultKind{faultKill, faultPause, faultS3, faultPGRestart, faultPGCut}
+var faultKinds = []faultKind{faultKill, faultPause, faultS3, faultPGRestart, faultPGCut, faultTxnKill}
 
 // fault is one applied fault, for the log and for the leader-gap measure.
 type fault struct {
@@ -49,6 +53,7 @@ type cluster struct {
 	began    time.Time
 	logf     func(format string, args ...any)
 	progress func() string // the workload's counts so far, for the log
+	txn      *txnWorkload  // the transactional producers, for faultTxnKill
 
 	mu     sync.Mutex
 	faults []fault
@@ -74,6 +79,8 @@ func (c *cluster) nemesis(ctx context.Context, seed uint64, duration time.Durati
 		atCoordinator := rng.IntN(2) == 0
 		frac := rng.Float64()
 		mode := rng.IntN(2)
+		txnProducer := rng.IntN(txnProducers)
+		frac2 := rng.Float64()
 		if i >= len(first) && time.Now().Add(gap).After(end) {
 			return nil
 		}
@@ -92,6 +99,12 @@ func (c *cluster) nemesis(ctx context.Context, seed uint64, duration time.Durati
 			if a, ok := c.coordinator(ctx, groups[0].name); ok {
 				target, role = a, " (coordinator of "+groups[0].name+")"
 			}
+		}
+		if kind == faultTxnKill {
+			if err := c.killTxnCoordinator(ctx, txnProducer, frac, frac2); err != nil {
+				return fmt.Errorf("fault %d (%s): %w", i+1, kind, err)
+			}
+			continue
 		}
 		if err := c.apply(ctx, kind, target, role, frac, mode); err != nil {
 			return fmt.Errorf("fault %d (%s): %w", i+1, kind, err)
@@ -159,12 +172,82 @@ func (c *cluster) apply(ctx context.Context, kind faultKind, target int, role st
 		_ = sleep(ctx, d)
 		a.pg.Heal()
 	}
+	c.healed(f)
+	return err
+}
+
+// healed records f as over now.
+func (c *cluster) healed(f fault) {
 	f.End = time.Now()
 	c.mu.Lock()
 	c.faults = append(c.faults, f)
 	c.mu.Unlock()
 	c.note(f, fmt.Sprintf("healed after %v", f.End.Sub(f.Start).Round(time.Millisecond)))
+}
+
+// killTxnCoordinator kills -9 the agent that transactional producer p's
+// next EndTxn(commit) is written to, delay (0 to 15 ms, from frac) after
+// the write, so the commit is in flight: before, while or after the
+// coordinator stores its decision, or while the markers are written. The
+// agent restarts after 0 to 2 s (from frac2). Should no commit come within
+// 15 s, the coordinator FindCoordinator names is killed anyway.
+func (c *cluster) killTxnCoordinator(ctx context.Context, p int, frac, frac2 float64) error {
+	f := fault{Kind: faultTxnKill, Agent: -1, Start: time.Now()}
+	prod := c.txn.producers[p]
+	named, namedOK := c.txnCoordinator(ctx, prod.tid)
+	found := namedOK
+	ch := prod.armCommit()
+	delay := time.Duration(frac * float64(15*time.Millisecond))
+	down := time.Duration(frac2 * float64(2*time.Second))
+	target, how := named, ""
+	select {
+	case w := <-ch:
+		if err := sleep(ctx, delay); err != nil {
+			return nil
+		}
+		if i := slices.IndexFunc(c.agents, func(a *agent) bool { return strings.EqualFold(a.kafkaAddr, w.Addr) }); i >= 0 {
+			target, found = i, true
+		}
+		how = fmt.Sprintf("%v after the EndTxn(commit) of transaction %d of %s was written to %s", delay.Round(100*time.Microsecond), w.Txn, prod.tid, w.Addr)
+	case <-time.After(15 * time.Second):
+		prod.disarm()
+		how = fmt.Sprintf("with no commit of %s in flight within 15 s", prod.tid)
+	case <-ctx.Done():
+		prod.disarm()
+		return nil
+	}
+	if !found {
+		return fmt.Errorf("the coordinator of %s is not known (FindCoordinator failed and no EndTxn was written to an agent)", prod.tid)
+	}
+	a := c.agents[target]
+	f.Agent, f.Start = target, time.Now()
+	byFind := "FindCoordinator failed before"
+	if namedOK {
+		byFind = "FindCoordinator named " + c.agents[named].id + " before"
+	}
+	f.Detail = fmt.Sprintf("%s killed %s (%s), down %v", a.id, how, byFind, down.Round(time.Millisecond))
+	c.note(f, "begins")
+	a.stop(syscall.SIGKILL)
+	err := sleep(ctx, down)
+	if err == nil {
+		err = a.start(ctx)
+	}
+	c.healed(f)
 	return err
+}
+
+// txnCoordinator is the agent coordinating transactional ID id
+// (FindCoordinator, key type transaction), if it can be found.
+func (c *cluster) txnCoordinator(ctx context.Context, id string) (int, bool) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	r, ok := c.adm.FindTxnCoordinators(ctx, id)[id]
+	if !ok || r.Err != nil {
+		return 0, false
+	}
+	addr := fmt.Sprintf("%s:%d", r.Host, r.Port)
+	i := slices.IndexFunc(c.agents, func(a *agent) bool { return strings.EqualFold(a.kafkaAddr, addr) })
+	return i, i >= 0
 }
 
 func (c *cluster) note(f fault, what string) {
@@ -219,7 +302,7 @@ func (c *cluster) down(i int, t time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, f := range c.faults {
-		if f.Agent == i && (f.Kind == faultKill || f.Kind == faultPause || f.Kind == faultPGCut) &&
+		if f.Agent == i && (f.Kind == faultKill || f.Kind == faultPause || f.Kind == faultPGCut || f.Kind == faultTxnKill) &&
 			!t.Before(f.Start) && t.Before(f.End) {
 			return true
 		}
