@@ -235,7 +235,7 @@ func TestFaultInjection(t *testing.T) {
 	f.hwm = hwm
 	f.log, f.incomplete = finalRead(ctx, seeds, hwm, h, 2*time.Minute)
 	f.committed = committedOffsets(t, ctx, adm)
-	finalTxn(ctx, admCl, adm, tw, &f)
+	finalTxn(ctx, admCl, adm, tw, &f, t.Logf)
 	w.close()
 	for _, a := range agents {
 		a.mu.Lock()
@@ -291,6 +291,7 @@ func summary(seed uint64, duration, ran time.Duration, c *cluster, h *history, f
 		}
 	}
 	tc := h.txnCounts()
+	stall := longestTxnStall(h.txns)
 	confirmed := 0
 	for _, tx := range h.txns {
 		if tx.Outcome == txnAborted && tx.AbortConfirm {
@@ -305,12 +306,14 @@ func summary(seed uint64, duration, ran time.Duration, c *cluster, h *history, f
 		"final log %d records (%d not acked); group reads %d, accepted commits %d; "+
 		"transactions committed %d, aborted %d (%d confirmed), unknown %d, open at the end %d, read_committed at the end %d records, during the run %d; "+
 		"pipeline transactions committed %d, aborted %d, failed %d, output %d records; "+
+		"longest a transactional producer went without ending a transaction %v (producer %d, %s); "+
 		"longest without a serving leader %v (partition %d, %s; %d Metadata samples); %s",
 		seed, ran.Round(time.Second), duration, len(c.faults), strings.Join(ks, " "),
 		h.sent, len(h.acks), sumCounts(h.prodErrs), w.abandoned,
 		len(f.log), unacked, h.reads, commits,
 		tc[txnCommitted], tc[txnAborted], confirmed, tc[txnUnknown], tc[txnOpen], len(f.txnLog), len(h.rcReads),
 		h.eosEnds["committed"], h.eosEnds["aborted"], h.eosEnds["failed"], len(f.eosLog),
+		stall.Length.Round(10*time.Millisecond), stall.Partition, c.faultAt(stall.Start),
 		gap.Length.Round(10*time.Millisecond), gap.Partition, c.faultAt(gap.Start), gap.Samples, verdict)
 	if len(h.prodErrs) > 0 {
 		s += "\n  produce errors: " + topErrors(h.prodErrs, 5, c.faultAt)
@@ -336,7 +339,7 @@ func summary(seed uint64, duration, ran time.Duration, c *cluster, h *history, f
 // coordinator's retries), then a read_committed read of the transactional
 // topic, the pipeline catching up with it, and a read_committed read of
 // the pipeline's output.
-func finalTxn(ctx context.Context, cl *kgo.Client, adm *kadm.Client, tw *txnWorkload, f *final) {
+func finalTxn(ctx context.Context, cl *kgo.Client, adm *kadm.Client, tw *txnWorkload, f *final, logf func(string, ...any)) {
 	const stableWithin = time.Minute
 	var ids []string
 	for i := range txnProducers {
@@ -351,14 +354,20 @@ func finalTxn(ctx context.Context, cl *kgo.Client, adm *kadm.Client, tw *txnWork
 			f.hanging = append(f.hanging, "the coordinators' view: "+describeTxns(ctx, adm, ids))
 		}
 	}
+	began := time.Now()
 	hwm, hang := waitStable(ctx, adm, []string{topic, txnTopic}, stableWithin)
 	hangs(hang)
+	stable := time.Since(began)
 	f.txnLog, f.txnIncomplete = readCommittedLog(ctx, cl, adm, txnTopic, hwm[txnTopic], 2*time.Minute)
+	read := time.Since(began)
 	f.eosBehind = eosCaughtUp(ctx, adm, f.txnLog, 90*time.Second)
+	caughtUp := time.Since(began)
 	tw.stopConsumers()
 	hwm, hang = waitStable(ctx, adm, []string{eosTopic}, stableWithin)
 	hangs(hang)
 	f.eosLog, f.eosIncomplete = readCommittedLog(ctx, cl, adm, eosTopic, hwm[eosTopic], 2*time.Minute)
+	logf("transactional end: last stable offsets at the high watermarks after %v, input read after %v, pipeline caught up after %v, output read after %v",
+		stable.Round(time.Millisecond), read.Round(time.Millisecond), caughtUp.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
 }
 
 // within polls fn (every 200 ms) until it returns nil, failing the test

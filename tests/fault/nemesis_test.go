@@ -200,8 +200,10 @@ func (c *cluster) killTxnCoordinator(ctx context.Context, p int, frac, frac2 flo
 	delay := time.Duration(frac * float64(15*time.Millisecond))
 	down := time.Duration(frac2 * float64(2*time.Second))
 	target, how := named, ""
+	var written *endTxnWrite
 	select {
 	case w := <-ch:
+		written = &w
 		if err := sleep(ctx, delay); err != nil {
 			return nil
 		}
@@ -228,9 +230,13 @@ func (c *cluster) killTxnCoordinator(ctx context.Context, p int, frac, frac2 flo
 	f.Detail = fmt.Sprintf("%s killed %s (%s), down %v", a.id, how, byFind, down.Round(time.Millisecond))
 	c.note(f, "begins")
 	a.stop(syscall.SIGKILL)
+	killed := time.Now()
 	err := sleep(ctx, down)
 	if err == nil {
 		err = a.start(ctx)
+	}
+	if written != nil {
+		f.Detail += "; " + c.txn.told(txnKey{p, written.Txn}, killed)
 	}
 	c.healed(f)
 	return err

@@ -193,6 +193,29 @@ func checkEOS(f final) check {
 	return c
 }
 
+// longestTxnStall is the longest time one transactional producer went
+// between the ends of two consecutive transactions (or from the start of
+// its first), as a leaderGap whose Partition is the producer.
+func longestTxnStall(txns map[txnKey]*txnObs) leaderGap {
+	var best leaderGap
+	last := map[int]time.Time{}
+	for _, k := range sortedTxnKeys(txns) {
+		t := txns[k]
+		if t.Outcome == txnOpen {
+			continue
+		}
+		from, ok := last[k.Producer]
+		if !ok {
+			from = t.Start
+		}
+		if d := t.End.Sub(from); d > best.Length {
+			best = leaderGap{Partition: int32(k.Producer), Length: d, Start: from}
+		}
+		last[k.Producer] = t.End
+	}
+	return best
+}
+
 // txnVisible reports whether any record of k is in log.
 func txnVisible(log map[position]string, k txnKey) bool {
 	for _, v := range log {

@@ -108,6 +108,24 @@ func (w *txnWorkload) close() {
 	w.stopConsumers()
 }
 
+// told describes what k's producer was told, relative to the kill at
+// killed: for the nemesis's log.
+func (w *txnWorkload) told(k txnKey, killed time.Time) string {
+	w.h.mu.Lock()
+	defer w.h.mu.Unlock()
+	t := w.h.txns[k]
+	switch {
+	case t == nil:
+		return "the transaction is not recorded"
+	case t.Outcome == txnOpen:
+		return "its producer has no answer yet"
+	case t.End.Before(killed):
+		return fmt.Sprintf("its producer was told %s %v before the kill", t.Outcome, killed.Sub(t.End).Round(100*time.Microsecond))
+	default:
+		return fmt.Sprintf("its producer was told %s%s %v after the kill", t.Outcome, errSuffix(t.Err), t.End.Sub(killed).Round(time.Millisecond))
+	}
+}
+
 // endTxnWrite is an EndTxn(commit) request written to an agent.
 type endTxnWrite struct {
 	Addr string // the agent's Kafka address
