@@ -306,14 +306,14 @@ func summary(seed uint64, duration, ran time.Duration, c *cluster, h *history, f
 		"final log %d records (%d not acked); group reads %d, accepted commits %d; "+
 		"transactions committed %d, aborted %d (%d confirmed), unknown %d, open at the end %d, read_committed at the end %d records, during the run %d; "+
 		"pipeline transactions committed %d, aborted %d, failed %d, output %d records; "+
-		"longest a transactional producer went without ending a transaction %v (producer %d, %s); "+
+		"longest a transactional producer went without ending a transaction %v (producer %d, during %s); "+
 		"longest without a serving leader %v (partition %d, %s; %d Metadata samples); %s",
 		seed, ran.Round(time.Second), duration, len(c.faults), strings.Join(ks, " "),
 		h.sent, len(h.acks), sumCounts(h.prodErrs), w.abandoned,
 		len(f.log), unacked, h.reads, commits,
 		tc[txnCommitted], tc[txnAborted], confirmed, tc[txnUnknown], tc[txnOpen], len(f.txnLog), len(h.rcReads),
 		h.eosEnds["committed"], h.eosEnds["aborted"], h.eosEnds["failed"], len(f.eosLog),
-		stall.Length.Round(10*time.Millisecond), stall.Partition, c.faultAt(stall.Start),
+		stall.Length.Round(10*time.Millisecond), stall.Partition, c.faultsDuring(stall.Start, stall.Start.Add(stall.Length)),
 		gap.Length.Round(10*time.Millisecond), gap.Partition, c.faultAt(gap.Start), gap.Samples, verdict)
 	if len(h.prodErrs) > 0 {
 		s += "\n  produce errors: " + topErrors(h.prodErrs, 5, c.faultAt)

@@ -328,6 +328,23 @@ func (c *cluster) faultAt(t time.Time) string {
 	return "no fault"
 }
 
+// faultsDuring names the faults that overlapped from..to (each with its
+// lease's worth of aftermath), or "no fault".
+func (c *cluster) faultsDuring(from, to time.Time) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, f := range c.faults {
+		if f.Start.Before(to) && from.Before(f.End.Add(c.leaseTTL)) {
+			out = append(out, string(f.Kind)+" "+f.Detail)
+		}
+	}
+	if len(out) == 0 {
+		return "no fault"
+	}
+	return strings.Join(out, " and ")
+}
+
 // sleep waits d or until ctx is done (a fault's length, not a wait for a
 // condition).
 func sleep(ctx context.Context, d time.Duration) error {

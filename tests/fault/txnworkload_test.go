@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -234,11 +235,14 @@ func (p *txnProducer) transaction(ctx context.Context, cl *kgo.Client, n int) bo
 	// loop's.
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), txnOpTimeout)
 	defer cancel()
-	p.w.h.txnBegun(k, count)
 	if err := cl.BeginTransaction(); err != nil {
-		p.w.h.txnEnded(k, txnAborted, false, fmt.Errorf("begin: %w", err))
+		// Nothing was produced: no transaction to record. A fenced
+		// producer ID (franz-go: fatal) ends up here after an abort that
+		// could not reload it.
+		p.w.h.txnFailed(fmt.Errorf("begin: %w", err))
 		return false
 	}
+	p.w.h.txnBegun(k, count)
 	var mu sync.Mutex
 	var produceErr error
 	for i := range count {
@@ -293,6 +297,9 @@ func (p *txnProducer) transaction(ctx context.Context, cl *kgo.Client, n int) bo
 	// reloads the producer ID (an epoch bump that fence-aborts whatever is
 	// still open; a decided commit stays committed).
 	p.w.h.txnEnded(k, txnUnknown, false, fmt.Errorf("commit: %w", err))
+	if errors.Is(err, kerr.ProducerFenced) {
+		return false // fatal in franz-go: a new client
+	}
 	if err := cl.EndTransaction(octx, kgo.TryAbort); err != nil {
 		p.w.h.txnFailed(fmt.Errorf("abort after a failed commit: %w", err))
 		return false
