@@ -329,14 +329,18 @@ func (c *cluster) faultAt(t time.Time) string {
 }
 
 // faultsDuring names the faults that overlapped from..to (each with its
-// lease's worth of aftermath), or "no fault".
+// lease's worth of aftermath), briefly, or "no fault".
 func (c *cluster) faultsDuring(from, to time.Time) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []string
 	for _, f := range c.faults {
 		if f.Start.Before(to) && from.Before(f.End.Add(c.leaseTTL)) {
-			out = append(out, string(f.Kind)+" "+f.Detail)
+			s := string(f.Kind)
+			if f.Agent >= 0 {
+				s += " of " + c.agents[f.Agent].id
+			}
+			out = append(out, s+" at "+f.Start.UTC().Format("15:04:05.000"))
 		}
 	}
 	if len(out) == 0 {
