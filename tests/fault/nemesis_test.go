@@ -101,7 +101,7 @@ func (c *cluster) nemesis(ctx context.Context, seed uint64, duration time.Durati
 			}
 		}
 		if kind == faultTxnKill {
-			if err := c.killTxnCoordinator(ctx, txnProducer, frac, frac2); err != nil {
+			if err := c.killTxnCoordinator(ctx, txnProducer, mode == 1, frac, frac2); err != nil {
 				return fmt.Errorf("fault %d (%s): %w", i+1, kind, err)
 			}
 			continue
@@ -188,16 +188,21 @@ func (c *cluster) healed(f fault) {
 // killTxnCoordinator kills -9 the agent that transactional producer p's
 // next EndTxn(commit) is written to, delay (0 to 15 ms, from frac) after
 // the write, so the commit is in flight: before, while or after the
-// coordinator stores its decision, or while the markers are written. The
-// agent restarts after 0 to 2 s (from frac2). Should no commit come within
-// 15 s, the coordinator FindCoordinator names is killed anyway.
-func (c *cluster) killTxnCoordinator(ctx context.Context, p int, frac, frac2 float64) error {
+// coordinator stores its decision. With answered, the kill comes 0 to 5 ms
+// after the producer read the answer (its commit acknowledged), while the
+// coordinator writes the markers. The agent restarts after 0 to 2 s (from
+// frac2). Should no commit come within 15 s, the coordinator
+// FindCoordinator names is killed anyway.
+func (c *cluster) killTxnCoordinator(ctx context.Context, p int, answered bool, frac, frac2 float64) error {
 	f := fault{Kind: faultTxnKill, Agent: -1, Start: time.Now()}
 	prod := c.txn.producers[p]
 	named, namedOK := c.txnCoordinator(ctx, prod.tid)
 	found := namedOK
-	ch := prod.armCommit()
+	ch := prod.armCommit(answered)
 	delay := time.Duration(frac * float64(15*time.Millisecond))
+	if answered {
+		delay = time.Duration(frac * float64(5*time.Millisecond))
+	}
 	down := time.Duration(frac2 * float64(2*time.Second))
 	target, how := named, ""
 	var written *endTxnWrite
@@ -210,7 +215,11 @@ func (c *cluster) killTxnCoordinator(ctx context.Context, p int, frac, frac2 flo
 		if i := slices.IndexFunc(c.agents, func(a *agent) bool { return strings.EqualFold(a.kafkaAddr, w.Addr) }); i >= 0 {
 			target, found = i, true
 		}
-		how = fmt.Sprintf("%v after the EndTxn(commit) of transaction %d of %s was written to %s", delay.Round(100*time.Microsecond), w.Txn, prod.tid, w.Addr)
+		what := "was written to"
+		if answered {
+			what = "was answered by"
+		}
+		how = fmt.Sprintf("%v after the EndTxn(commit) of transaction %d of %s %s %s", delay.Round(100*time.Microsecond), w.Txn, prod.tid, what, w.Addr)
 	case <-time.After(15 * time.Second):
 		prod.disarm()
 		how = fmt.Sprintf("with no commit of %s in flight within 15 s", prod.tid)

@@ -127,11 +127,19 @@ func (w *txnWorkload) told(k txnKey, killed time.Time) string {
 	}
 }
 
-// endTxnWrite is an EndTxn(commit) request written to an agent.
+// endTxnWrite is an EndTxn(commit) request written to an agent, or its
+// answer read.
 type endTxnWrite struct {
 	Addr string // the agent's Kafka address
 	Txn  int    // the transaction being committed
 	At   time.Time
+}
+
+// armed is what the nemesis waits for: the next EndTxn(commit) written,
+// or (answered) the next one's answer read.
+type armed struct {
+	ch       chan endTxnWrite
+	answered bool
 }
 
 // txnProducer runs one transactional ID's transactions one after the
@@ -145,17 +153,17 @@ type txnProducer struct {
 	committing atomic.Int64 // the transaction whose EndTxn(commit) is in flight, -1 for none
 
 	mu  sync.Mutex
-	arm chan endTxnWrite // the nemesis waits here for the next commit's EndTxn
+	arm *armed // the nemesis waits for the next commit's EndTxn
 }
 
 // armCommit returns a channel that gets the next EndTxn(commit) request
-// this producer writes, once.
-func (p *txnProducer) armCommit() <-chan endTxnWrite {
-	ch := make(chan endTxnWrite, 1)
+// this producer writes (answered: whose answer it reads), once.
+func (p *txnProducer) armCommit(answered bool) <-chan endTxnWrite {
+	a := &armed{ch: make(chan endTxnWrite, 1), answered: answered}
 	p.mu.Lock()
-	p.arm = ch
+	p.arm = a
 	p.mu.Unlock()
-	return ch
+	return a.ch
 }
 
 func (p *txnProducer) disarm() {
@@ -168,6 +176,17 @@ func (p *txnProducer) disarm() {
 // EndTxn request of a commit has been written to an agent: the nemesis
 // kills that agent while the commit is in flight.
 func (p *txnProducer) OnBrokerWrite(meta kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	p.fire(meta, key, false, err)
+}
+
+// OnBrokerRead (kgo.HookBrokerRead) fires the armed channel when the
+// answer to an EndTxn request of a commit has been read: the nemesis kills
+// the agent while it writes the commit's markers.
+func (p *txnProducer) OnBrokerRead(meta kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	p.fire(meta, key, true, err)
+}
+
+func (p *txnProducer) fire(meta kgo.BrokerMetadata, key int16, answered bool, err error) {
 	if key != int16(kmsg.EndTxn) || err != nil {
 		return
 	}
@@ -176,11 +195,15 @@ func (p *txnProducer) OnBrokerWrite(meta kgo.BrokerMetadata, key int16, _ int, _
 		return
 	}
 	p.mu.Lock()
-	ch := p.arm
-	p.arm = nil
+	a := p.arm
+	if a != nil && a.answered == answered {
+		p.arm = nil
+	} else {
+		a = nil
+	}
 	p.mu.Unlock()
-	if ch != nil {
-		ch <- endTxnWrite{Addr: net.JoinHostPort(meta.Host, strconv.Itoa(int(meta.Port))), Txn: int(n), At: time.Now()}
+	if a != nil {
+		a.ch <- endTxnWrite{Addr: net.JoinHostPort(meta.Host, strconv.Itoa(int(meta.Port))), Txn: int(n), At: time.Now()}
 	}
 }
 
