@@ -238,8 +238,8 @@ func (c *cluster) killTxnCoordinator(ctx context.Context, p int, answered bool, 
 	}
 	f.Detail = fmt.Sprintf("%s killed %s (%s), down %v", a.id, how, byFind, down.Round(time.Millisecond))
 	c.note(f, "begins")
-	a.stop(syscall.SIGKILL)
 	killed := time.Now()
+	a.stop(syscall.SIGKILL)
 	err := sleep(ctx, down)
 	if err == nil {
 		err = a.start(ctx)
