@@ -237,9 +237,9 @@ func (c *cluster) killTxnCoordinator(ctx context.Context, p int, answered bool, 
 		byFind = "FindCoordinator named " + c.agents[named].id + " before"
 	}
 	f.Detail = fmt.Sprintf("%s killed %s (%s), down %v", a.id, how, byFind, down.Round(time.Millisecond))
-	c.note(f, "begins")
 	killed := time.Now()
-	a.stop(syscall.SIGKILL)
+	a.stop(syscall.SIGKILL) // before the note: the delay is what it says
+	c.note(f, "begins")
 	err := sleep(ctx, down)
 	if err == nil {
 		err = a.start(ctx)
