@@ -356,13 +356,23 @@ func readCommittedLog(ctx context.Context, cl *kgo.Client, adm *kadm.Client, top
 	log := map[position]string{}
 	var incomplete []string
 	deadline := time.Now().Add(d)
+	var at *leaderAt
 	for _, p := range slices.Sorted(maps.Keys(end)) {
 		next := int64(0)
 		var lastErr error
 		for next < end[p] && time.Now().Before(deadline) {
-			recs, n, err := fetchCommitted(ctx, cl, adm, topic, p, next)
+			if at == nil || at.partition != p {
+				l, err := findLeader(ctx, adm, topic, p)
+				if err != nil {
+					lastErr = err
+					time.Sleep(200 * time.Millisecond)
+					continue
+				}
+				at = &l
+			}
+			recs, n, err := fetchCommitted(ctx, cl, *at, next)
 			if err != nil {
-				lastErr = err
+				lastErr, at = err, nil // ask Metadata again
 				time.Sleep(200 * time.Millisecond)
 				continue
 			}
@@ -382,24 +392,39 @@ func readCommittedLog(ctx context.Context, cl *kgo.Client, adm *kadm.Client, top
 	return log, incomplete
 }
 
-// fetchCommitted is one read_committed Fetch of partition p of topic at
-// offset, at the partition's leader: the records it returns and the next
-// offset to ask for.
-func fetchCommitted(ctx context.Context, cl *kgo.Client, adm *kadm.Client, topic string, p int32, offset int64) ([]*kgo.Record, int64, error) {
-	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+// leaderAt is where to fetch a partition from.
+type leaderAt struct {
+	topic     string
+	topicID   [16]byte
+	partition int32
+	leader    int32
+}
+
+func findLeader(ctx context.Context, adm *kadm.Client, topic string, p int32) (leaderAt, error) {
+	mctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	md, err := adm.Metadata(fctx, topic)
+	md, err := adm.Metadata(mctx, topic)
 	if err != nil {
-		return nil, offset, fmt.Errorf("metadata: %w", err)
+		return leaderAt{}, fmt.Errorf("metadata: %w", err)
 	}
 	td, ok := md.Topics[topic]
 	if !ok || td.Err != nil {
-		return nil, offset, fmt.Errorf("metadata of %s: %v", topic, td.Err)
+		return leaderAt{}, fmt.Errorf("metadata of %s: %v", topic, td.Err)
 	}
 	pd, ok := td.Partitions[p]
 	if !ok || pd.Leader < 0 {
-		return nil, offset, fmt.Errorf("no leader for partition %d", p)
+		return leaderAt{}, fmt.Errorf("no leader for partition %d", p)
 	}
+	return leaderAt{topic: topic, topicID: td.ID, partition: p, leader: pd.Leader}, nil
+}
+
+// fetchCommitted is one read_committed Fetch of a partition at offset, at
+// the partition's leader: the records it returns and the next offset to
+// ask for.
+func fetchCommitted(ctx context.Context, cl *kgo.Client, at leaderAt, offset int64) ([]*kgo.Record, int64, error) {
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	topic, p := at.topic, at.partition
 	req := kmsg.NewPtrFetchRequest()
 	req.ReplicaID = -1
 	req.MaxWaitMillis = 100
@@ -407,14 +432,14 @@ func fetchCommitted(ctx context.Context, cl *kgo.Client, adm *kadm.Client, topic
 	req.IsolationLevel = 1
 	rt := kmsg.NewFetchRequestTopic()
 	rt.Topic = topic
-	rt.TopicID = td.ID
+	rt.TopicID = at.topicID
 	rp := kmsg.NewFetchRequestTopicPartition()
 	rp.Partition = p
 	rp.FetchOffset = offset
 	rp.PartitionMaxBytes = 1 << 20
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(fctx, cl.Broker(int(pd.Leader)))
+	resp, err := req.RequestWith(fctx, cl.Broker(int(at.leader)))
 	if err != nil {
 		return nil, offset, fmt.Errorf("fetch: %w", err)
 	}
