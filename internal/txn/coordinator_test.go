@@ -46,7 +46,9 @@ func (a *agent) Holds(f metadata.GroupFence) bool {
 	return ok && epoch == f.Epoch && f.AgentID == a.id
 }
 
-func (a *agent) NextProducerID(ctx context.Context) (int64, error) { return a.store.NextProducerID(ctx) }
+func (a *agent) NextProducerID(ctx context.Context) (int64, error) {
+	return a.store.NextProducerID(ctx)
+}
 
 func (a *agent) WriteMarker(ctx context.Context, p metadata.TxnPartition, m partlog.Marker) error {
 	if a.markerFails.Load() > 0 {
