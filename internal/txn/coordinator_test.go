@@ -503,3 +503,32 @@ func TestNotCoordinator(t *testing.T) {
 		wantKerr(t, "init without the slot", err, kerr.NotCoordinator)
 	})
 }
+
+func TestExpireIDs(t *testing.T) {
+	onBackends(t, func(t *testing.T, w *world) {
+		c := ctx(t)
+		pid, ep, _ := w.c.InitProducerID(c, "idle", 60000, -1, -1)
+		if _, _, err := w.c.InitProducerID(c, "open", 60000, -1, -1); err != nil {
+			t.Fatal(err)
+		}
+		st := w.state("open")
+		if err := w.c.AddPartitions(c, "open", st.ProducerID, st.ProducerEpoch, []metadata.TxnPartition{w.part(0)}); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := w.c.ExpireIDs(c); err != nil || n != 0 {
+			t.Fatalf("expiry of fresh ids: %d, %v", n, err)
+		}
+		w.clock.Add(int64(8 * 24 * time.Hour))
+		if n, err := w.c.ExpireIDs(c); err != nil || n != 1 {
+			t.Fatalf("expiry after 8 days: %d, %v; want 1 (the open transaction's id is kept)", n, err)
+		}
+		if _, found, _ := w.store.GetTxn(c, "idle"); found {
+			t.Fatal("idle id not forgotten")
+		}
+		// The forgotten id starts over with a new producer.
+		pid2, ep2, err := w.c.InitProducerID(c, "idle", 60000, -1, -1)
+		if err != nil || pid2 == pid || ep2 != 0 {
+			t.Fatalf("init after expiry: %d/%d, %v (old %d/%d)", pid2, ep2, err, pid, ep)
+		}
+	})
+}
