@@ -678,3 +678,34 @@ func TestAbortedIndexBound(t *testing.T) {
 		t.Fatalf("overlapping = %v, want %v", got, want)
 	}
 }
+
+// DeleteRecords stays bounded by the high watermark (as Kafka's), also
+// past an open transaction's start: the LSO then reads as the log start,
+// as Kafka clamps its first unstable offset, and the transaction's marker
+// still closes it.
+func TestTxnDeleteRecordsPastOpenTxn(t *testing.T) { onBackends(t, testTxnDeleteRecordsPastOpenTxn) }
+
+func testTxnDeleteRecordsPastOpenTxn(t *testing.T, open storeOpener) {
+	t.Parallel()
+	x := newTxnEnv(t, open)
+	ctx := context.Background()
+	x.coord.begin(1, 0)
+	x.append(t, txnBatch(t, 1, 0, 0, 2)) // 0-1
+	x.append(t, mkBatch(t, "plain", 1))  // 2
+	if _, err := x.l.DeleteRecords(ctx, x.tp, 4); !errors.Is(err, ErrOffsetOutOfRange) {
+		t.Fatalf("DeleteRecords past the high watermark: %v", err)
+	}
+	if ls, err := x.l.DeleteRecords(ctx, x.tp, 2); err != nil || ls != 2 {
+		t.Fatalf("DeleteRecords(2) = %d, %v", ls, err)
+	}
+	checkStable(t, x.l, x.tp, 2, 3)
+	if res, err := x.l.ReadWith(ctx, x.tp, 2, ReadOptions{MaxBytes: 1 << 20, Isolation: ReadCommitted}); err != nil || res.Size != 0 || res.LastStableOffset != 2 {
+		t.Fatalf("read_committed at the log start: %+v %v", res, err)
+	}
+	x.marker(t, 1, 0, true) // 3
+	checkStable(t, x.l, x.tp, 4, 4)
+	c, _ := consume(t, x.l, x.tp, 2, ReadCommitted)
+	if !reflect.DeepEqual(c.values, []string{"plain-0"}) || !reflect.DeepEqual(c.markers, map[int64]bool{3: true}) {
+		t.Fatalf("read_committed after the marker: %v markers %v", c.values, c.markers)
+	}
+}
