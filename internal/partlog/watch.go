@@ -206,9 +206,6 @@ func (ws *watchers) join(tp metadata.TopicPartition, view partView, committed bo
 		ctx, cancel := context.WithCancel(context.Background())
 		// A commit announced between the waiter's look and now counts.
 		w = &watcher{tp: tp, hw: max(hw, ws.recent[tp]), ls: ls, lso: lso, changed: make(chan struct{}), poll: make(chan struct{}, 1), cancel: cancel}
-		if committed && w.hw > hw {
-			w.pollNow() // the LSO may have moved with that commit
-		}
 		delete(ws.recent, tp)
 		ws.m[tp] = w
 		ws.active.Inc()
@@ -217,6 +214,11 @@ func (ws *watchers) join(tp metadata.TopicPartition, view partView, committed bo
 	} else if hw > w.hw || ls > w.ls || lso > w.lso {
 		w.hw, w.ls, w.lso = max(w.hw, hw), max(w.ls, ls), max(w.lso, lso)
 		ws.broadcast(w)
+	}
+	if committed && w.hw > hw {
+		// A commit announced since the waiter's look may have moved the
+		// LSO too, which notices do not say: read it now.
+		w.pollNow()
 	}
 	w.waiters++
 	if committed {
