@@ -709,3 +709,66 @@ func testTxnDeleteRecordsPastOpenTxn(t *testing.T, open storeOpener) {
 		t.Fatalf("read_committed after the marker: %v markers %v", c.values, c.markers)
 	}
 }
+
+// The LSO may fall inside one committed run (a transaction opened in the
+// middle of a sealed object's share of the partition): read_committed
+// returns the batches before it and none from it on.
+func TestTxnLSOInsideRun(t *testing.T) { onBackends(t, testTxnLSOInsideRun) }
+
+func testTxnLSOInsideRun(t *testing.T, open storeOpener) {
+	t.Parallel()
+	e := newEnv(t, open, nil)
+	coord := newTxnCoord()
+	cfg := e.config("a1")
+	cfg.VerifyTxn = coord.verify
+	// After the first seal, only a durable waiter's age seals: what is
+	// buffered before it goes into one object.
+	cfg.FlushMinInterval, cfg.FlushInterval = time.Hour, time.Hour
+	l := e.open(cfg)
+	topic := e.topic("t", 1, nil)
+	lead(t, l, topic)
+	tp := tpOf(topic, 0)
+	ctx := context.Background()
+	if _, err := l.Append(ctx, tp, mkBatch(t, "first", 1), AckDurable); err != nil { // 0
+		t.Fatal(err)
+	}
+	coord.begin(1, 0)
+	for _, b := range [][]byte{mkBatch(t, "before", 2), txnBatch(t, 1, 0, 0, 2)} { // 1-2, 3-4
+		if _, err := l.Append(ctx, tp, b, AckBuffered); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := l.Append(ctx, tp, mkBatch(t, "after", 1), AckDurable); err != nil { // 5
+		t.Fatal(err)
+	}
+	entries, err := e.store.ListIndex(ctx, tp, 1, 10)
+	if err != nil || len(entries) != 1 || entries[0].BaseOffset != 1 || entries[0].LastOffset != 5 {
+		t.Fatalf("index %+v %v, want one run [1, 5]", entries, err)
+	}
+	checkStable(t, l, tp, 3, 6)
+	for _, reader := range []string{"leader", "store"} {
+		if reader == "store" {
+			if err := l.Release(ctx, tp); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res, err := l.ReadWith(ctx, tp, 1, ReadOptions{MaxBytes: 1 << 20, Isolation: ReadCommitted})
+		if err != nil || res.NextOffset != 3 || res.LastStableOffset != 3 || recordsIn(t, res) != 2 {
+			t.Fatalf("%s: read_committed from 1: next %d lso %d, %d records, %v", reader, res.NextOffset, res.LastStableOffset, recordsIn(t, res), err)
+		}
+		res, err = l.ReadWith(ctx, tp, 1, ReadOptions{MaxBytes: 1 << 20})
+		if err != nil || res.NextOffset != 6 || recordsIn(t, res) != 5 {
+			t.Fatalf("%s: read_uncommitted from 1: next %d, %d records, %v", reader, res.NextOffset, recordsIn(t, res), err)
+		}
+	}
+}
+
+// recordsIn counts the records of every batch a read returned.
+func recordsIn(t *testing.T, res ReadResult) int {
+	t.Helper()
+	bs, err := batch.Split(res.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return countRecords(t, bs)
+}
