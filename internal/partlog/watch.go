@@ -55,7 +55,7 @@ type watchers struct {
 
 	mu     sync.Mutex
 	m      map[metadata.TopicPartition]*watcher
-	recent map[metadata.TopicPartition]int64 // announced high watermarks of unwatched partitions
+	recent map[metadata.TopicPartition]int64 // high watermarks of unwatched partitions: announced, or seen by a watcher that stopped
 	closed bool
 	wg     sync.WaitGroup // the feed and the watchers' goroutines
 }
@@ -236,6 +236,13 @@ func (ws *watchers) leave(w *watcher, committed bool) {
 		w.committed--
 	}
 	if w.waiters == 0 && ws.m[w.tp] == w {
+		// Remembered as a notice would be: a waiter whose view predates
+		// what this watcher saw, joining a new watcher, must not wait for
+		// the next store read to learn it.
+		if len(ws.recent) >= maxRecent {
+			clear(ws.recent)
+		}
+		ws.recent[w.tp] = max(ws.recent[w.tp], w.hw)
 		delete(ws.m, w.tp)
 		ws.active.Dec()
 		w.cancel()
