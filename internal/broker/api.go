@@ -58,7 +58,7 @@ var (
 	// ErrInvalidTxnState: a transactional write the transaction's
 	// coordinator did not admit (Kafka INVALID_TXN_STATE).
 	ErrInvalidTxnState = partlog.ErrInvalidTxnState
-	ErrClosed               = partlog.ErrClosed
+	ErrClosed          = partlog.ErrClosed
 	// ErrInvalidTimestamp wraps batch.ErrInvalidRecord (Kafka answers
 	// INVALID_TIMESTAMP).
 	ErrInvalidTimestamp = partlog.ErrInvalidTimestamp

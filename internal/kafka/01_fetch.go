@@ -73,7 +73,7 @@ type fetchPart struct {
 	hw, lso, logStart int64
 	aborted           []metadata.AbortedTxn // read_committed: aborted transactions of the records
 	records           [][]byte              // the partition's record batches, in pieces
-	size              int      // their total length
+	size              int                   // their total length
 	watch             <-chan struct{}
 }
 
