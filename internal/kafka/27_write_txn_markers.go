@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -24,17 +25,26 @@ import (
 // the partition's leader writes: any other agent answers
 // NOT_LEADER_OR_FOLLOWER and the coordinator retries at the new leader. A
 // marker for a producer with no transaction open on the partition (already
-// written) succeeds without writing. Errors are per partition.
+// written) succeeds without writing. Errors are per partition. Writing
+// the markers of one request is bounded by markerHandleTimeout (the
+// coordinator's default marker timeout, txn.Config.MarkerTimeout), so a
+// request the coordinator gave up on is not still writing when its retry
+// arrives.
 
 const writeTxnMarkersKey = 27
 
 func init() { register(writeTxnMarkersKey, 0, 1, handleWriteTxnMarkers) }
+
+// markerHandleTimeout bounds one WriteTxnMarkers request's writes.
+const markerHandleTimeout = 10 * time.Second
 
 func handleWriteTxnMarkers(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	s := c.s
 	req := kreq.(*kmsg.WriteTxnMarkersRequest)
 	resp := req.ResponseKind().(*kmsg.WriteTxnMarkersResponse)
 	co, coErr := s.coordinator()
+	ctx, cancel := context.WithTimeout(ctx, markerHandleTimeout)
+	defer cancel()
 	for _, rm := range req.Markers {
 		om := kmsg.NewWriteTxnMarkersResponseMarker()
 		om.ProducerID = rm.ProducerID
