@@ -58,7 +58,10 @@ var (
 	// ErrInvalidTxnState: a transactional write the transaction's
 	// coordinator did not admit (Kafka INVALID_TXN_STATE).
 	ErrInvalidTxnState = partlog.ErrInvalidTxnState
-	ErrClosed          = partlog.ErrClosed
+	// ErrCoordinatorFenced: a transaction marker from a coordinator epoch
+	// older than the last marker's (Kafka TRANSACTION_COORDINATOR_FENCED).
+	ErrCoordinatorFenced = partlog.ErrCoordinatorFenced
+	ErrClosed            = partlog.ErrClosed
 	// ErrInvalidTimestamp wraps batch.ErrInvalidRecord (Kafka answers
 	// INVALID_TIMESTAMP).
 	ErrInvalidTimestamp = partlog.ErrInvalidTimestamp

@@ -49,7 +49,8 @@ func (b *Broker) TxnCoordinator(ctx context.Context, id string) (agent string, e
 // store was unreachable). ErrUnknownTopic/ErrUnknownPartition mean the
 // partition no longer exists (nothing to mark). partlog's
 // ErrInvalidProducerEpoch and ErrInvalidTxnState are refusals by the log
-// or by the leader's marker check.
+// or by the leader's marker check, ErrCoordinatorFenced a marker from an
+// older coordinator epoch than the last one written for the producer.
 func (b *Broker) WriteMarker(ctx context.Context, p metadata.TxnPartition, m partlog.Marker) error {
 	tp := p.TP()
 	if b.plog.Leads(tp) {
@@ -139,6 +140,8 @@ func markerError(topic string, p int32, leader string, code int16) error {
 		base = partlog.ErrInvalidProducerEpoch
 	case kerr.InvalidTxnState.Code:
 		base = partlog.ErrInvalidTxnState
+	case kerr.TransactionCoordinatorFenced.Code:
+		base = partlog.ErrCoordinatorFenced
 	default:
 		return fmt.Errorf("marker for %s/%d: the leader %s answered %w", topic, p, leader, kind)
 	}

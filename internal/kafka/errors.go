@@ -62,6 +62,8 @@ func errorCodeOr(err error, unavailable int16) int16 {
 		return kerr.InvalidProducerEpoch.Code
 	case errors.Is(err, broker.ErrInvalidTxnState):
 		return kerr.InvalidTxnState.Code
+	case errors.Is(err, broker.ErrCoordinatorFenced):
+		return kerr.TransactionCoordinatorFenced.Code
 	case errors.Is(err, broker.ErrNotCoordinator):
 		return kerr.NotCoordinator.Code
 	case errors.Is(err, broker.ErrClosed):
