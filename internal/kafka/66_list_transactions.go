@@ -80,10 +80,7 @@ func handleListTransactions(ctx context.Context, c *conn, kreq kmsg.Request) (km
 		return resp, nil
 	}
 	now := time.Now()
-	for _, t := range txns {
-		if _, err := s.broker.TxnFence(ctx, t.TransactionalID); err != nil {
-			continue // coordinated elsewhere (or by nobody right now)
-		}
+	for _, t := range txns { // those this agent coordinates (txn.Coordinator.List)
 		if pattern != nil && !pattern.MatchString(t.TransactionalID) {
 			continue
 		}
