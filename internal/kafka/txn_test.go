@@ -13,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/broker"
+	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
 )
 
@@ -389,4 +391,92 @@ func TestTxnGroupTransactSessionExactlyOnce(t *testing.T) {
 			t.Fatalf("group offset %+v, want %d", o, n)
 		}
 	})
+}
+
+// A transaction over partitions led by two agents: the coordinator writes
+// the marker of the partition the other agent leads over WriteTxnMarkers
+// (broker.WriteMarker), and read_committed readers of both partitions see
+// the committed transaction and not the aborted one. A marker the leader
+// refuses comes back as the broker's error.
+func TestTxnMarkersAcrossAgents(t *testing.T) {
+	t.Parallel()
+	store, bucket := sharedStorage(t)
+	s1 := startServer(t, testOptions{store: store, bucket: bucket, agentID: "agent-1"})
+	s2 := startServer(t, testOptions{store: store, bucket: bucket, agentID: "agent-2"})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	topic, err := s1.broker.CreateTopic(ctx, broker.TopicSpec{Name: "xa", Partitions: 2}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.broker.Place(ctx)
+	leader := map[int32]*testServer{}
+	for p := int32(0); p < 2; p++ {
+		for _, s := range []*testServer{s1, s2} {
+			if s.broker.Leads(metadata.TopicPartition{TopicID: topic.ID, Partition: p}) {
+				leader[p] = s
+			}
+		}
+	}
+	if leader[0] == nil || leader[1] == nil || leader[0] == leader[1] {
+		t.Fatalf("each agent should lead one partition: %v", leader)
+	}
+	tx := s1.client(kgo.SeedBrokers(s1.addr, s2.addr), kgo.TransactionalID("xa-tx"), kgo.DefaultProduceTopic("xa"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	for i, commit := range []bool{true, false, true} {
+		if err := tx.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for p := int32(0); p < 2; p++ {
+			r := &kgo.Record{Partition: p, Value: fmt.Appendf(nil, "t%d-p%d", i, p)}
+			if err := tx.ProduceSync(ctx, r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tx.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plain := s1.client(kgo.SeedBrokers(s1.addr, s2.addr), kgo.DefaultProduceTopic("xa"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	for p := int32(0); p < 2; p++ {
+		if err := plain.ProduceSync(ctx, &kgo.Record{Partition: p, Value: []byte("end")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl := s1.client(kgo.SeedBrokers(s1.addr, s2.addr), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"xa": {0: kgo.NewOffset().AtStart(), 1: kgo.NewOffset().AtStart()}}))
+	got := map[int32][]string{}
+	ends := 0
+	for ends < 2 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %v: %v", got, ctx.Err())
+		}
+		fs.EachError(func(topic string, p int32, err error) { t.Fatalf("fetch %s/%d: %v", topic, p, err) })
+		for _, r := range fs.Records() {
+			if string(r.Value) == "end" {
+				ends++
+				continue
+			}
+			got[r.Partition] = append(got[r.Partition], string(r.Value))
+		}
+	}
+	for p := int32(0); p < 2; p++ {
+		want := []string{fmt.Sprintf("t0-p%d", p), fmt.Sprintf("t2-p%d", p)}
+		if !slices.Equal(got[p], want) {
+			t.Errorf("partition %d read_committed: %v, want %v", p, got[p], want)
+		}
+	}
+
+	// A marker for no decided transaction, sent by the agent that does not
+	// lead partition 1 to the one that does, is refused there.
+	other := s1
+	if leader[1] == s1 {
+		other = s2
+	}
+	err = other.broker.WriteMarker(ctx, metadata.TxnPartition{TopicID: topic.ID, Topic: "xa", Partition: 1},
+		broker.Marker{ProducerID: 1 << 40, ProducerEpoch: 0, Commit: true})
+	if !errors.Is(err, broker.ErrInvalidTxnState) {
+		t.Fatalf("remote marker of no transaction: %v, want ErrInvalidTxnState", err)
+	}
 }
