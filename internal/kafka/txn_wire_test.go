@@ -242,10 +242,13 @@ func TestTxnWireOffsetCommit(t *testing.T) {
 	s.dpTopic(t, "src", 1, nil)
 	w := s.txnDial(t)
 	pid, epoch := w.initProducer("o")
+	var member string
+	var generation int32 = -1
 	commit := func(version int16, id string, pid int64, epoch int16, offset int64) int16 {
 		t.Helper()
 		req := kmsg.NewPtrTxnOffsetCommitRequest()
 		req.Version, req.TransactionalID, req.Group, req.ProducerID, req.ProducerEpoch = version, id, "g", pid, epoch
+		req.MemberID, req.Generation = member, generation
 		rt := kmsg.NewTxnOffsetCommitRequestTopic()
 		rt.Topic = "src"
 		rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
@@ -274,6 +277,16 @@ func TestTxnWireOffsetCommit(t *testing.T) {
 	addOffsets()
 	wantCode(t, "offsets with another epoch v3", commit(3, "o", pid, epoch+1, 5), kerr.ProducerFenced.Code)
 	wantCode(t, "offsets with another epoch v2", commit(2, "o", pid, epoch+1, 5), kerr.InvalidProducerEpoch.Code)
+	// KIP-447: a generation or member the group does not have (a zombie
+	// consumer's) is refused and stores nothing.
+	generation = 3
+	wantCode(t, "offsets of a generation the group never had", commit(3, "o", pid, epoch, 5), kerr.IllegalGeneration.Code)
+	member = "ghost"
+	wantCode(t, "offsets of an unknown member", commit(3, "o", pid, epoch, 5), kerr.IllegalGeneration.Code)
+	if off, code := fetch(true); code != 0 || off != -1 {
+		t.Errorf("after refused commits: %d, %v; want -1 and nothing pending", off, kerr.ErrorForCode(code))
+	}
+	member, generation = "", -1
 	wantCode(t, "offsets", commit(3, "o", pid, epoch, 5), 0)
 	if off, code := fetch(true); code != kerr.UnstableOffsetCommit.Code || off != -1 {
 		t.Errorf("require_stable fetch with pending offsets: %d, %v", off, kerr.ErrorForCode(code))
