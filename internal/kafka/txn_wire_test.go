@@ -2,6 +2,8 @@ package kafka
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -9,6 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/streamhouse/streamhouse/internal/batch"
+	"github.com/streamhouse/streamhouse/internal/broker"
+	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
 // The transaction APIs on the wire: bad input and protocol errors, each
@@ -317,5 +321,35 @@ func TestTxnWireOffsetCommit(t *testing.T) {
 	wantCode(t, "abort", w.endTxn(3, "o", pid, epoch, false), 0)
 	if off, code := fetch(true); code != 0 || off != 5 {
 		t.Errorf("after the abort: %d, %v; want 5", off, kerr.ErrorForCode(code))
+	}
+}
+
+// The coordinator's and the store's outcomes map to the codes Kafka
+// answers, by version where Kafka's answer changed.
+func TestTxnErrorCodes(t *testing.T) {
+	t.Parallel()
+	s := &Server{log: slog.New(slog.DiscardHandler)}
+	meta := fmt.Errorf("put txn: %w: connection refused", metadata.ErrUnavailable)
+	for _, tc := range []struct {
+		name string
+		got  int16
+		want *kerr.Error
+	}{
+		{"store down", s.txnCode(meta, 3, 2, "x"), kerr.CoordinatorNotAvailable},
+		{"slot not led", s.txnCode(fmt.Errorf("txn: %w", broker.ErrNotCoordinator), 3, 2, "x"), kerr.NotCoordinator},
+		{"fenced, new version", s.txnCode(fmt.Errorf("add: %w", metadata.ErrTxnFenced), 3, 3, "x"), kerr.ProducerFenced},
+		{"fenced, old version", s.txnCode(fmt.Errorf("add: %w", metadata.ErrTxnFenced), 2, 3, "x"), kerr.InvalidProducerEpoch},
+		{"coordinator's fenced, old version", s.txnCode(kerr.ProducerFenced, 1, 2, "x"), kerr.InvalidProducerEpoch},
+		{"state", s.txnCode(fmt.Errorf("add: %w", metadata.ErrTxnState), 3, 3, "x"), kerr.InvalidTxnState},
+		{"not found", s.txnCode(fmt.Errorf("add: %w", metadata.ErrTxnNotFound), 3, 3, "x"), kerr.InvalidProducerIDMapping},
+		{"concurrent", s.txnCode(fmt.Errorf("end: %w", kerr.ConcurrentTransactions), 3, 2, "x"), kerr.ConcurrentTransactions},
+		{"log: txn state", s.codeFor(fmt.Errorf("append: %w", broker.ErrInvalidTxnState), "produce"), kerr.InvalidTxnState},
+		{"log: epoch", s.codeFor(fmt.Errorf("append: %w", broker.ErrInvalidProducerEpoch), "produce"), kerr.InvalidProducerEpoch},
+		{"log: coordinator fenced", s.codeFor(fmt.Errorf("marker: %w", broker.ErrCoordinatorFenced), "write txn markers"), kerr.TransactionCoordinatorFenced},
+		{"no coordinator", s.txnCode(errNoTxnCoordinator, 3, 2, "x"), kerr.CoordinatorNotAvailable},
+	} {
+		if tc.got != tc.want.Code {
+			t.Errorf("%s: %v, want %v", tc.name, kerr.ErrorForCode(tc.got), tc.want)
+		}
 	}
 }
