@@ -161,9 +161,10 @@ func (l *Log) abortedIn(ctx context.Context, tp metadata.TopicPartition, v partV
 	return out, nil
 }
 
-// Watch returns a channel closed when tp's high watermark next changes (or
-// leadership is lost), for callers that wait on many partitions at once.
-// For partitions not led here it returns nil.
+// Watch returns a channel closed when tp's high watermark (and with it the
+// last stable offset) next changes (or leadership is lost), for callers
+// that wait on many partitions at once. For partitions not led here it
+// returns nil.
 func (l *Log) Watch(tp metadata.TopicPartition) <-chan struct{} {
 	l.mu.Lock()
 	p := l.partitions[tp]

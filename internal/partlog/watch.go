@@ -55,7 +55,7 @@ type watchers struct {
 
 	mu     sync.Mutex
 	m      map[metadata.TopicPartition]*watcher
-	recent map[metadata.TopicPartition]int64 // announced high watermarks of unwatched partitions
+	recent map[metadata.TopicPartition]int64 // high watermarks of unwatched partitions: announced, or seen by a watcher that stopped
 	closed bool
 	wg     sync.WaitGroup // the feed and the watchers' goroutines
 }
@@ -71,10 +71,10 @@ type watcher struct {
 	// which commit notices do not carry, so a notice makes the watcher
 	// read the store while any wait.
 	committed int
-	err     error // a permanent failure (partition gone), for the waiters
-	changed chan struct{}
-	poll    chan struct{}      // asks for a store read now (buffered 1)
-	cancel  context.CancelFunc // stops the goroutine
+	err       error // a permanent failure (partition gone), for the waiters
+	changed   chan struct{}
+	poll      chan struct{}      // asks for a store read now (buffered 1)
+	cancel    context.CancelFunc // stops the goroutine
 }
 
 // newWatchers starts the commit feed if the store has one; close stops it.
@@ -206,9 +206,6 @@ func (ws *watchers) join(tp metadata.TopicPartition, view partView, committed bo
 		ctx, cancel := context.WithCancel(context.Background())
 		// A commit announced between the waiter's look and now counts.
 		w = &watcher{tp: tp, hw: max(hw, ws.recent[tp]), ls: ls, lso: lso, changed: make(chan struct{}), poll: make(chan struct{}, 1), cancel: cancel}
-		if committed && w.hw > hw {
-			w.pollNow() // the LSO may have moved with that commit
-		}
 		delete(ws.recent, tp)
 		ws.m[tp] = w
 		ws.active.Inc()
@@ -217,6 +214,11 @@ func (ws *watchers) join(tp metadata.TopicPartition, view partView, committed bo
 	} else if hw > w.hw || ls > w.ls || lso > w.lso {
 		w.hw, w.ls, w.lso = max(w.hw, hw), max(w.ls, ls), max(w.lso, lso)
 		ws.broadcast(w)
+	}
+	if committed && w.hw > hw {
+		// A commit announced since the waiter's look may have moved the
+		// LSO too, which notices do not say: read it now.
+		w.pollNow()
 	}
 	w.waiters++
 	if committed {
@@ -234,6 +236,13 @@ func (ws *watchers) leave(w *watcher, committed bool) {
 		w.committed--
 	}
 	if w.waiters == 0 && ws.m[w.tp] == w {
+		// Remembered as a notice would be: a waiter whose view predates
+		// what this watcher saw, joining a new watcher, must not wait for
+		// the next store read to learn it.
+		if len(ws.recent) >= maxRecent {
+			clear(ws.recent)
+		}
+		ws.recent[w.tp] = max(ws.recent[w.tp], w.hw)
 		delete(ws.m, w.tp)
 		ws.active.Dec()
 		w.cancel()

@@ -299,6 +299,9 @@ func (s *Store) AddTxnOffsets(ctx context.Context, fence metadata.GroupFence, id
 			ep              int32
 			state, groupsJS string
 		)
+		// FOR SHARE on PostgreSQL (the slot fence's lock clause): a
+		// PutTxn of this transaction waits for this one to commit, and
+		// this one, if later, waits for it and reads its state.
 		found, err := queryOne(ctx, q, []any{&pid, &ep, &state, &groupsJS},
 			`SELECT producer_id, producer_epoch, state, group_list FROM txns WHERE transactional_id = $1`+s.slotShareLock(), id)
 		if err != nil {
