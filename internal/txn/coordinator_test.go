@@ -144,9 +144,13 @@ func (w *world) openLog(id string, slots metadata.Topic) *partlog.Log {
 	return l
 }
 
-func (w *world) newCoordinator(a *agent) *Coordinator {
+func (w *world) newCoordinator(a *agent, opts ...func(*Config)) *Coordinator {
 	w.t.Helper()
-	c, err := New(Config{Backend: a, Now: w.now, ScanInterval: time.Hour, MarkerTimeout: 2 * time.Second, CompletionWait: 5 * time.Second})
+	cfg := Config{Backend: a, Now: w.now, ScanInterval: time.Hour, MarkerTimeout: 2 * time.Second, CompletionWait: 5 * time.Second}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c, err := New(cfg)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -518,9 +522,25 @@ func TestExpireIDs(t *testing.T) {
 		if n, err := w.c.ExpireIDs(c); err != nil || n != 0 {
 			t.Fatalf("expiry of fresh ids: %d, %v", n, err)
 		}
-		w.clock.Add(int64(8 * 24 * time.Hour))
-		if n, err := w.c.ExpireIDs(c); err != nil || n != 1 {
-			t.Fatalf("expiry after 8 days: %d, %v; want 1 (the open transaction's id is kept)", n, err)
+		// A coordinator that forgets ids unused for 50 ms (moving the
+		// clock by days would also expire the slot's lease).
+		short := w.newCoordinator(w.a, func(cfg *Config) { cfg.IDExpiration = 50 * time.Millisecond })
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			n, err := short.ExpireIDs(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 1 {
+				break
+			}
+			if n != 0 || time.Now().After(deadline) {
+				t.Fatalf("expiry: %d ids forgotten, want 1 (the open transaction's id is kept)", n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if _, found, _ := w.store.GetTxn(c, "open"); !found {
+			t.Fatal("the id with an open transaction was forgotten")
 		}
 		if _, found, _ := w.store.GetTxn(c, "idle"); found {
 			t.Fatal("idle id not forgotten")
