@@ -16,12 +16,14 @@ import (
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
+	"github.com/streamhouse/streamhouse/internal/objstore/objstoretest"
 )
 
 // End-to-end transactions with franz-go's transactional producer and
 // read_committed consumers, on both metadata backends.
 
-// forBackends runs f against a server on each metadata backend.
+// forBackends runs f against a server on each metadata backend with the
+// local folder, and on PostgreSQL with S3.
 func forBackends(t *testing.T, f func(t *testing.T, s *testServer)) {
 	t.Helper()
 	for name, open := range metadatatest.Backends(t) {
@@ -30,6 +32,10 @@ func forBackends(t *testing.T, f func(t *testing.T, s *testServer)) {
 			f(t, startServer(t, testOptions{store: open(t)}))
 		})
 	}
+	t.Run("postgres-s3", func(t *testing.T) {
+		t.Parallel()
+		f(t, startServer(t, testOptions{store: metadatatest.OpenPostgres(t), bucket: objstoretest.S3(t, nil)}))
+	})
 }
 
 // txnProducer is a transactional franz-go producer writing to topic.
