@@ -57,3 +57,43 @@ func inAbortedTxn(h batch.Header, aborted []metadata.AbortedTxn) bool {
 	}
 	return false
 }
+
+// ErrTxnNotOpen is the log's refusal of a transactional batch for a
+// transaction its coordinator does not have open on the partition (Kafka
+// INVALID_TXN_STATE).
+var ErrTxnNotOpen = partlog.ErrInvalidTxnState
+
+// TxnPartitionOf names partition p of topic as a transaction's partition.
+func (b *Broker) TxnPartitionOf(ctx context.Context, topic string, partition int32) (metadata.TxnPartition, error) {
+	t, tp, err := b.partition(ctx, topic, partition)
+	if err != nil {
+		return metadata.TxnPartition{}, err
+	}
+	return metadata.TxnPartition{TopicID: tp.TopicID, Topic: t.Name, Partition: tp.Partition}, nil
+}
+
+// AppendTxnRecords is AppendRecords for a transactional producer's batch
+// (opts.Transactional, with the producer's ID, epoch and sequence): ONE
+// batch, appended here if this agent leads the partition, else forwarded
+// to its leader (forward.go), whose log admits it only if the coordinator
+// has the partition in the producer's open transaction.
+func (b *Broker) AppendTxnRecords(ctx context.Context, topic string, partition int32, records []Record, mode partlog.AckMode, opts batch.BuildOptions) (partlog.AppendResult, error) {
+	if len(records) == 0 {
+		return partlog.AppendResult{}, fmt.Errorf("%w: no records", ErrInvalidRequest)
+	}
+	if !opts.Transactional || opts.ProducerID < 0 {
+		return partlog.AppendResult{}, fmt.Errorf("%w: not a transactional batch", ErrInvalidRequest)
+	}
+	t, _, err := b.partition(ctx, topic, partition)
+	if err != nil {
+		return partlog.AppendResult{}, err
+	}
+	if err := b.validateRecords(ctx, t, records); err != nil {
+		return partlog.AppendResult{}, err
+	}
+	raw, err := batch.Build(records, opts)
+	if err != nil {
+		return partlog.AppendResult{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
+	return b.append(ctx, t, partition, raw, mode)
+}

@@ -17,9 +17,11 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/streamhouse/streamhouse/internal/broker"
+	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
 	"github.com/streamhouse/streamhouse/internal/objstore"
 	"github.com/streamhouse/streamhouse/internal/partlog"
+	"github.com/streamhouse/streamhouse/internal/txn"
 	pb "github.com/streamhouse/streamhouse/proto/streamhousepb"
 )
 
@@ -43,7 +45,13 @@ func newEnv(t *testing.T, opts ServerOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := partlog.Open(ctx, partlog.Config{AgentID: "a", Bucket: bucket, Store: store, Logger: logger})
+	// The log asks the coordinator, made after it, to admit transactional
+	// batches.
+	var coord *txn.Coordinator
+	verify := func(ctx context.Context, tp metadata.TopicPartition, pid int64, epoch int16) error {
+		return coord.Verify(ctx, tp, pid, epoch)
+	}
+	l, err := partlog.Open(ctx, partlog.Config{AgentID: "a", Bucket: bucket, Store: store, Logger: logger, VerifyTxn: verify})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,8 +60,19 @@ func newEnv(t *testing.T, opts ServerOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := b.EnsureGroupSlots(ctx); err != nil { // this agent coordinates every transactional ID
+		t.Fatal(err)
+	}
+	coord, err = txn.New(txn.Config{Backend: txnBackend{Broker: b, log: l}, Logger: logger, ScanInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); coord.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-done })
 	reg := prometheus.NewRegistry()
-	srv := New(Config{Broker: b, Logger: logger, Registry: reg})
+	srv := New(Config{Broker: b, Logger: logger, Registry: reg, Txn: coord})
 	gs := srv.NewGRPCServer(opts)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -122,3 +141,21 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// txnBackend is the coordinator's view of the agent: the broker, with
+// transactional IDs placed on the group slots (as the design places them)
+// and markers written to this agent's log (the test has one agent, which
+// leads every partition).
+type txnBackend struct {
+	*broker.Broker
+	log *partlog.Log
+}
+
+func (tb txnBackend) TxnFence(ctx context.Context, id string) (metadata.GroupFence, error) {
+	return tb.GroupFence(ctx, id)
+}
+
+func (tb txnBackend) WriteMarker(ctx context.Context, p metadata.TxnPartition, m partlog.Marker) error {
+	_, err := tb.log.WriteMarker(ctx, p.TP(), m)
+	return err
+}
