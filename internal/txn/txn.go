@@ -67,79 +67,59 @@ type Config struct {
 	// decided transactions of slots this agent leads whose markers are not
 	// all written. Default 1 s.
 	ScanInterval time.Duration
+	// MarkerTimeout bounds one attempt to write a marker at a partition's
+	// leader. After an attempt that timed out, the next one waits as long
+	// again, so an attempt still queued at the leader has given up (the
+	// leader bounds its own handling by the same timeout) before a
+	// retry can succeed and the transaction move on. Default 10 s.
+	MarkerTimeout time.Duration
+	// CompletionWait bounds how long a request for a transactional ID
+	// waits for the markers of its previous transaction before it is
+	// answered CONCURRENT_TRANSACTIONS (which clients retry). Default 5 s.
+	CompletionWait time.Duration
+	// IDExpiration is how long a transactional ID with no open
+	// transaction may stay unused before it is forgotten (Kafka's
+	// transactional.id.expiration.ms): its producer ID and epoch are
+	// dropped, and its next InitProducerId starts over with a new producer
+	// ID. Checked every ExpirationInterval. Defaults 7 days and 1 hour.
+	IDExpiration       time.Duration
+	ExpirationInterval time.Duration
+	// MaxPartitions bounds the partitions one transaction may add (a
+	// client-caused allocation in memory and in the store). Default
+	// 10000.
+	MaxPartitions int
 }
 
-// Coordinator runs the transactions of the slots this agent leads.
-type Coordinator struct {
-	cfg Config
-	log *slog.Logger
+func (c *Config) setDefaults() error {
+	if c.Backend == nil {
+		return errors.New("txn config: Backend is required")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.MaxTimeout <= 0 {
+		c.MaxTimeout = 15 * time.Minute
+	}
+	if c.ScanInterval <= 0 {
+		c.ScanInterval = time.Second
+	}
+	if c.MarkerTimeout <= 0 {
+		c.MarkerTimeout = 10 * time.Second
+	}
+	if c.CompletionWait <= 0 {
+		c.CompletionWait = 5 * time.Second
+	}
+	if c.IDExpiration <= 0 {
+		c.IDExpiration = 7 * 24 * time.Hour
+	}
+	if c.ExpirationInterval <= 0 {
+		c.ExpirationInterval = time.Hour
+	}
+	if c.MaxPartitions <= 0 {
+		c.MaxPartitions = 10000
+	}
+	return nil
 }
-
-// New creates a Coordinator; Run starts its scans.
-func New(cfg Config) (*Coordinator, error) {
-	return &Coordinator{cfg: cfg, log: cfg.Logger}, nil
-}
-
-// Run scans, every ScanInterval until ctx is done, for transactions of
-// slots this agent leads that timed out (aborted) or are decided with
-// markers not all written (finished).
-func (c *Coordinator) Run(ctx context.Context) { <-ctx.Done() }
-
-// InitProducerID is Kafka's InitProducerId for transactional ID id:
-// producerID/epoch are the caller's (KIP-360) or -1/-1. It returns the
-// producer ID and epoch to use.
-func (c *Coordinator) InitProducerID(ctx context.Context, id string, timeoutMs int32, producerID int64, epoch int16) (int64, int16, error) {
-	return -1, -1, errUnimplemented
-}
-
-// AddPartitions adds partitions to the open transaction of id (opening it
-// if there is none): all or none.
-func (c *Coordinator) AddPartitions(ctx context.Context, id string, producerID int64, epoch int16, parts []metadata.TxnPartition) error {
-	return errUnimplemented
-}
-
-// AddOffsets adds consumer group group to the open transaction of id.
-func (c *Coordinator) AddOffsets(ctx context.Context, id string, producerID int64, epoch int16, group string) error {
-	return errUnimplemented
-}
-
-// Begin opens a transaction of id with no partitions yet (gRPC
-// BeginTransaction; Kafka clients open one with their first add). It
-// returns the stored transaction.
-func (c *Coordinator) Begin(ctx context.Context, id string, producerID int64, epoch int16) (metadata.Txn, error) {
-	return metadata.Txn{}, errUnimplemented
-}
-
-// EndTxn commits or aborts the open transaction of id. It returns once the
-// decision is stored; the markers follow.
-func (c *Coordinator) EndTxn(ctx context.Context, id string, producerID int64, epoch int16, commit bool) error {
-	return errUnimplemented
-}
-
-// Describe returns the stored state of id (kerr.TransactionalIDNotFound
-// if none).
-func (c *Coordinator) Describe(ctx context.Context, id string) (metadata.Txn, error) {
-	return metadata.Txn{}, errUnimplemented
-}
-
-// List returns the transactions matching f.
-func (c *Coordinator) List(ctx context.Context, f metadata.TxnFilter) ([]metadata.Txn, error) {
-	return nil, errUnimplemented
-}
-
-// Verify is the log's partlog.VerifyTxnFunc: nil if producerID at epoch
-// has an Ongoing transaction that includes tp.
-func (c *Coordinator) Verify(ctx context.Context, tp metadata.TopicPartition, producerID int64, epoch int16) error {
-	return errUnimplemented
-}
-
-// CheckMarker checks that marker m for tp is one a coordinator decided
-// (the transaction of m's producer is PrepareCommit/CompleteCommit for a
-// commit marker, PrepareAbort/CompleteAbort for an abort marker, at m's
-// epoch, and includes tp), so a WriteTxnMarkers request from anything but
-// a coordinator changes nothing. kerr.InvalidTxnState otherwise.
-func (c *Coordinator) CheckMarker(ctx context.Context, tp metadata.TopicPartition, m partlog.Marker) error {
-	return errUnimplemented
-}
-
-var errUnimplemented = errors.New("transaction coordinator: not implemented yet")
