@@ -50,7 +50,7 @@ type bufPart struct {
 	maxTs     int64
 	bytes     int
 	producers map[int64]*producerState // state after this buffer's batches
-	aborted   []metadata.AbortedTxn     // transactions its abort markers close
+	aborted   []metadata.AbortedTxn    // transactions its abort markers close
 }
 
 func newBuffer() *buffer {

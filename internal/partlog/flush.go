@@ -19,7 +19,7 @@ type sealed struct {
 	key       string
 	parts     []*bufPart
 	producers [][]metadata.ProducerState // per part, state to persist
-	txns      []sealedTxns                // per part, transaction state after it
+	txns      []sealedTxns               // per part, transaction state after it
 	bytes     int                        // buffered bytes it accounts for
 	reason    string
 	sealedAt  time.Time

@@ -220,8 +220,10 @@ func (l *Log) verifyTxns(ctx context.Context, p *partition, headers []batch.Head
 		if !h.IsTransactional() || h.ProducerID < 0 {
 			continue
 		}
-		if st := p.producers[h.ProducerID]; st != nil && st.inTxn && st.epoch == h.ProducerEpoch {
-			continue // joins its open transaction
+		if st := p.producers[h.ProducerID]; st != nil && (h.ProducerEpoch < st.epoch || (st.inTxn && st.epoch == h.ProducerEpoch)) {
+			// Joins its open transaction, or is fenced (checkProducer
+			// refuses it with ErrInvalidProducerEpoch).
+			continue
 		}
 		if _, ok := out[h.ProducerID]; ok {
 			continue

@@ -71,10 +71,10 @@ type watcher struct {
 	// which commit notices do not carry, so a notice makes the watcher
 	// read the store while any wait.
 	committed int
-	err     error // a permanent failure (partition gone), for the waiters
-	changed chan struct{}
-	poll    chan struct{}      // asks for a store read now (buffered 1)
-	cancel  context.CancelFunc // stops the goroutine
+	err       error // a permanent failure (partition gone), for the waiters
+	changed   chan struct{}
+	poll      chan struct{}      // asks for a store read now (buffered 1)
+	cancel    context.CancelFunc // stops the goroutine
 }
 
 // newWatchers starts the commit feed if the store has one; close stops it.
