@@ -26,21 +26,6 @@ func (b *Broker) readCommitted(ctx context.Context, tp metadata.TopicPartition, 
 	return b.plog.ReadWith(ctx, tp, offset, partlog.ReadOptions{MaxBytes: consumeReadBytes, MaxWait: wait, Isolation: partlog.ReadCommitted})
 }
 
-// CommittedOffsets returns a partition's log start offset, last stable
-// offset and high watermark: a read_committed reader sees offsets below
-// the LSO only (Subscribe with no offset starts there).
-func (b *Broker) CommittedOffsets(ctx context.Context, topic string, partition int32) (logStart, lso, hw int64, err error) {
-	_, tp, err := b.partition(ctx, topic, partition)
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	logStart, lso, hw, err = b.plog.StableOffsets(ctx, tp)
-	if err != nil {
-		return 0, 0, 0, fmt.Errorf("offsets of %s/%d: %w", topic, partition, err)
-	}
-	return logStart, lso, hw, nil
-}
-
 // inAbortedTxn reports whether the batch with header h holds records of an
 // aborted transaction: a transactional data batch whose producer has an
 // aborted transaction (from aborted, the log's index for the range read)
@@ -57,11 +42,6 @@ func inAbortedTxn(h batch.Header, aborted []metadata.AbortedTxn) bool {
 	}
 	return false
 }
-
-// ErrTxnNotOpen is the log's refusal of a transactional batch for a
-// transaction its coordinator does not have open on the partition (Kafka
-// INVALID_TXN_STATE).
-var ErrTxnNotOpen = partlog.ErrInvalidTxnState
 
 // TxnPartitionOf names partition p of topic as a transaction's partition.
 func (b *Broker) TxnPartitionOf(ctx context.Context, topic string, partition int32) (metadata.TxnPartition, error) {

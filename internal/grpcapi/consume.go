@@ -75,7 +75,7 @@ func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreaming
 		if next, err = int64Arg("offset", req.GetOffset()); err != nil {
 			return err
 		}
-	} else if _, next, _, err = s.b.CommittedOffsets(ctx, req.GetTopic(), p); err != nil {
+	} else if _, next, _, err = s.b.StableOffsets(ctx, req.GetTopic(), p); err != nil {
 		return s.subscribeErr(ctx, err)
 	}
 	// The headers tell the client the subscription is in place (and where

@@ -62,7 +62,7 @@ func codeOf(err error) codes.Code {
 	case errors.Is(err, broker.ErrOffsetOutOfRange), errors.Is(err, metadata.ErrOffsetOutOfRange):
 		return codes.OutOfRange
 	case errors.Is(err, broker.ErrOutOfOrderSequence), errors.Is(err, broker.ErrInvalidProducerEpoch),
-		errors.Is(err, broker.ErrTxnNotOpen), errors.Is(err, metadata.ErrTxnFenced), errors.Is(err, metadata.ErrTxnState):
+		errors.Is(err, broker.ErrInvalidTxnState), errors.Is(err, metadata.ErrTxnFenced), errors.Is(err, metadata.ErrTxnState):
 		return codes.FailedPrecondition
 	case errors.Is(err, metadata.ErrTxnNotFound):
 		return codes.NotFound

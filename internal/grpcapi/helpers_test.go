@@ -63,7 +63,7 @@ func newEnv(t *testing.T, opts ServerOptions) *env {
 	if err := b.EnsureGroupSlots(ctx); err != nil { // this agent coordinates every transactional ID
 		t.Fatal(err)
 	}
-	coord, err = txn.New(txn.Config{Backend: txnBackend{Broker: b, log: l}, Logger: logger, ScanInterval: 50 * time.Millisecond})
+	coord, err = txn.New(txn.Config{Backend: b, Logger: logger, ScanInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,21 +141,3 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-// txnBackend is the coordinator's view of the agent: the broker, with
-// transactional IDs placed on the group slots (as the design places them)
-// and markers written to this agent's log (the test has one agent, which
-// leads every partition).
-type txnBackend struct {
-	*broker.Broker
-	log *partlog.Log
-}
-
-func (tb txnBackend) TxnFence(ctx context.Context, id string) (metadata.GroupFence, error) {
-	return tb.GroupFence(ctx, id)
-}
-
-func (tb txnBackend) WriteMarker(ctx context.Context, p metadata.TxnPartition, m partlog.Marker) error {
-	_, err := tb.log.WriteMarker(ctx, p.TP(), m)
-	return err
-}
