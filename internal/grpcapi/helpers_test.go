@@ -38,9 +38,14 @@ type env struct {
 
 func newEnv(t *testing.T, opts ServerOptions) *env {
 	t.Helper()
+	return newEnvOn(t, opts, metadatatest.OpenSQLite(t))
+}
+
+// newEnvOn is newEnv over store.
+func newEnvOn(t *testing.T, opts ServerOptions, store metadata.Store) *env {
+	t.Helper()
 	ctx := context.Background()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store := metadatatest.OpenSQLite(t)
 	bucket, err := objstore.NewLocal(filepath.Join(t.TempDir(), "bucket"))
 	if err != nil {
 		t.Fatal(err)

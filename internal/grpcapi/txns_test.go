@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/streamhouse/streamhouse/internal/metadata"
+	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
 	pb "github.com/streamhouse/streamhouse/proto/streamhousepb"
 )
 
@@ -130,9 +131,18 @@ func (e *env) waitConsume(t *testing.T, topic string, partition uint32, want str
 // them visible on every partition, an abort never does, a transaction_id
 // is good for its own transaction only, and a second InitProducer fences
 // the first producer.
+// On both metadata backends.
 func TestTransactionCommitAbortAndFencing(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, ServerOptions{})
+	for name, open := range metadatatest.Backends(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testTransactionCommitAbortAndFencing(t, newEnvOn(t, ServerOptions{}, open(t)))
+		})
+	}
+}
+
+func testTransactionCommitAbortAndFencing(t *testing.T, e *env) {
 	ctx := testCtx(t)
 	e.createTopic(t, "t", 2, nil)
 	p := e.initTxn(t, "tx")
