@@ -77,3 +77,31 @@ func (b *Broker) AppendTxnRecords(ctx context.Context, topic string, partition i
 	}
 	return b.append(ctx, t, partition, raw, mode)
 }
+
+// StoredTxn returns the transaction state stored for transactional ID id
+// (found false if none), read from the metadata store on any agent: for
+// answers that must not depend on which agent coordinates the ID (a gRPC
+// Heartbeat). Changes go through the coordinator.
+func (b *Broker) StoredTxn(ctx context.Context, id string) (t metadata.Txn, found bool, err error) {
+	t, found, err = b.store.GetTxn(ctx, id)
+	if err != nil {
+		return t, false, fmt.Errorf("transaction %q: %w", id, err)
+	}
+	return t, found, nil
+}
+
+// TxnOfProducer returns the stored transaction state of the transactional
+// ID whose current producer is producerID (found false if none), from any
+// agent.
+func (b *Broker) TxnOfProducer(ctx context.Context, producerID int64) (t metadata.Txn, found bool, err error) {
+	ts, err := b.store.ListTxns(ctx, metadata.TxnFilter{ProducerIDs: []int64{producerID}})
+	if err != nil {
+		return t, false, fmt.Errorf("transaction of producer %d: %w", producerID, err)
+	}
+	for _, t := range ts {
+		if t.ProducerID == producerID {
+			return t, true, nil
+		}
+	}
+	return metadata.Txn{}, false, nil
+}

@@ -38,9 +38,16 @@ import (
 // producer begun within the same millisecond are not told apart.
 //
 // The coordinator of a transactional ID is the agent leading its slot
-// (the group coordinator slots). Calls reaching another agent answer
-// Unavailable ("not the coordinator"); a client retries, and tries the
-// agent it reached before with the ID.
+// (the group coordinator slots). InitProducer, BeginTransaction,
+// CommitTransaction, AbortTransaction and the partition add of a
+// transactional ProduceBatch reaching another agent answer Unavailable
+// (Kafka's NOT_COORDINATOR): a client retries, on the coordinator.
+// Heartbeat reads the stored state and answers the same on every agent;
+// transactional batches are forwarded to the partition's leader like
+// other produces. A CommitTransaction or AbortTransaction retried after
+// its answer was lost succeeds while the same decision's markers are
+// being written; once they are all written the retry is FailedPrecondition
+// naming the final state (CompleteCommit or CompleteAbort).
 
 // txnTokenVersion is the first byte of every transaction_id.
 const txnTokenVersion = 1
@@ -207,16 +214,16 @@ func (s *Server) BeginTransaction(ctx context.Context, req *pb.BeginTransactionR
 }
 
 // txnOfProducer finds the transactional ID that producer pid belongs to
-// (NotFound if none).
+// (NotFound if none), from the store on any agent.
 func (s *Server) txnOfProducer(ctx context.Context, method string, pid int64) (metadata.Txn, error) {
-	ts, err := s.txn.List(ctx, metadata.TxnFilter{ProducerIDs: []int64{pid}})
+	t, found, err := s.b.TxnOfProducer(ctx, pid)
 	if err != nil {
 		return metadata.Txn{}, s.toStatus(method, err)
 	}
-	if len(ts) == 0 {
+	if !found {
 		return metadata.Txn{}, status.Errorf(codes.NotFound, "producer %d has no transactional id: call InitProducer with a transactional_id", pid)
 	}
-	return ts[0], nil
+	return t, nil
 }
 
 // endTxn checks a Commit/AbortTransaction request and ends the
@@ -240,7 +247,17 @@ func (s *Server) endTxn(ctx context.Context, method, producerID string, producer
 	if s.txn == nil {
 		return errNoCoordinator
 	}
-	if _, err := s.openTxn(ctx, method, tok); err != nil {
+	if t, err := s.openTxn(ctx, method, tok); err != nil {
+		// A retry of an end whose answer was lost: the same decision is
+		// stored for this very transaction (its markers are being
+		// written), so it succeeded.
+		decided := metadata.TxnPrepareAbort
+		if commit {
+			decided = metadata.TxnPrepareCommit
+		}
+		if t.State == decided && t.ProducerID == pid && t.ProducerEpoch == epoch && t.StartedAt.UnixMilli() == tok.startMs {
+			return nil
+		}
 		return err
 	}
 	if err := s.txn.EndTxn(ctx, tok.id, pid, epoch, commit); err != nil {
@@ -344,32 +361,26 @@ func (s *Server) txnHeartbeat(ctx context.Context, pid int64, epoch int16, trans
 		if err := tok.matches(pid, epoch); err != nil {
 			return nil, true, err
 		}
-		if s.txn == nil {
-			return nil, true, errNoCoordinator
-		}
-		t, err := s.txn.Describe(ctx, tok.id)
+		t, found, err := s.b.StoredTxn(ctx, tok.id)
 		if err != nil {
-			if status.Code(s.toStatus("Heartbeat", err)) == codes.NotFound {
-				return invalidHeartbeat(fmt.Sprintf("transactional id %q is unknown", tok.id)), true, nil
-			}
 			return nil, true, s.toStatus("Heartbeat", err)
+		}
+		if !found {
+			return invalidHeartbeat(fmt.Sprintf("transactional id %q is unknown", tok.id)), true, nil
 		}
 		if reason := staleReason(t, tok); reason != "" {
 			return invalidHeartbeat(reason), true, nil
 		}
 		return &pb.HeartbeatResponse{Valid: true}, true, nil
 	}
-	if s.txn == nil {
-		return nil, false, nil
-	}
-	ts, err := s.txn.List(ctx, metadata.TxnFilter{ProducerIDs: []int64{pid}})
+	t, found, err := s.b.TxnOfProducer(ctx, pid)
 	if err != nil {
 		return nil, true, s.toStatus("Heartbeat", err)
 	}
-	if len(ts) == 0 {
+	if !found {
 		return nil, false, nil
 	}
-	if t := ts[0]; t.ProducerEpoch != epoch {
+	if t.ProducerEpoch != epoch {
 		return invalidHeartbeat(fmt.Sprintf("producer %d epoch %d is fenced: transactional id %q has epoch %d; call InitProducer", pid, epoch, t.TransactionalID, t.ProducerEpoch)), true, nil
 	}
 	return &pb.HeartbeatResponse{Valid: true}, true, nil
