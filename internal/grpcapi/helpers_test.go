@@ -44,24 +44,31 @@ func newEnv(t *testing.T, opts ServerOptions) *env {
 // newEnvOn is newEnv over store.
 func newEnvOn(t *testing.T, opts ServerOptions, store metadata.Store) *env {
 	t.Helper()
-	ctx := context.Background()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	bucket, err := objstore.NewLocal(filepath.Join(t.TempDir(), "bucket"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newAgentEnv(t, opts, store, bucket, "a")
+}
+
+// newAgentEnv is agent id over a store and bucket that other agents may
+// share.
+func newAgentEnv(t *testing.T, opts ServerOptions, store metadata.Store, bucket objstore.Bucket, id string) *env {
+	t.Helper()
+	ctx := context.Background()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	// The log asks the coordinator, made after it, to admit transactional
 	// batches.
 	var coord *txn.Coordinator
 	verify := func(ctx context.Context, tp metadata.TopicPartition, pid int64, epoch int16) error {
 		return coord.Verify(ctx, tp, pid, epoch)
 	}
-	l, err := partlog.Open(ctx, partlog.Config{AgentID: "a", Bucket: bucket, Store: store, Logger: logger, VerifyTxn: verify})
+	l, err := partlog.Open(ctx, partlog.Config{AgentID: id, Bucket: bucket, Store: store, Logger: logger, VerifyTxn: verify})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = l.Close(context.Background()) })
-	b, err := broker.New(ctx, broker.Config{AgentID: "a", Store: store, Log: l, Logger: logger})
+	b, err := broker.New(ctx, broker.Config{AgentID: id, Store: store, Log: l, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
