@@ -325,3 +325,58 @@ func TestTransactionCallsOnTheOtherAgent(t *testing.T) {
 		t.Fatal("heartbeat on the other agent calls the committed transaction valid")
 	}
 }
+
+// A Subscribe started while a transaction is open starts at its first
+// offset (the LSO) and waits there; the commit wakes it with the
+// transaction's records and what was produced after them, an abort
+// never shows its records.
+func TestSubscribeWaitsAtTheLastStableOffset(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, ServerOptions{})
+	ctx := testCtx(t)
+	e.createTopic(t, "t", 1, nil)
+	p := e.initTxn(t, "tx-sub")
+	aborted := p.begin(t)
+	if _, err := p.produce(ctx, aborted, "t", 0, "ABORTED"); err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sub, err := e.c.Subscribe(sctx, &pb.SubscribeRequest{Topic: "t", Partition: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr, err := sub.Header()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := hdr.Get(StartOffsetHeader); len(got) != 1 || got[0] != "0" {
+		t.Fatalf("start offset %v, want 0 (the open transaction's first offset)", got)
+	}
+	if _, err := e.c.AbortTransaction(ctx, &pb.AbortTransactionRequest{ProducerId: p.id, ProducerEpoch: p.epoch, TransactionId: aborted}); err != nil {
+		t.Fatal(err)
+	}
+	committed := p.begin(t)
+	if _, err := p.produce(ctx, committed, "t", 0, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.Produce(ctx, &pb.ProduceRequest{Topic: "t", Partition: 0, Value: []byte("plain")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.CommitTransaction(ctx, &pb.CommitTransactionRequest{ProducerId: p.id, ProducerEpoch: p.epoch, TransactionId: committed}); err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	for len(seen) < 2 {
+		m, err := sub.Recv()
+		if err != nil {
+			t.Fatalf("subscribe after %v: %v", seen, err)
+		}
+		for _, r := range m.Records {
+			seen = append(seen, string(r.Value))
+		}
+	}
+	if got := strings.Join(seen, ","); got != "c1,plain" {
+		t.Fatalf("subscribe read %s, want c1,plain", got)
+	}
+}
