@@ -251,6 +251,10 @@ func TestBadInputCodes(t *testing.T) {
 			_, err := c.InitProducer(ctx, &pb.InitProducerRequest{TransactionalId: ptr(strings.Repeat("x", math.MaxInt16+1))})
 			return err
 		}, codes.InvalidArgument},
+		{"InitProducer transaction timeout above the maximum", func(ctx context.Context) error {
+			_, err := c.InitProducer(ctx, &pb.InitProducerRequest{TransactionalId: ptr("tx"), TimeoutMs: 16 * 60 * 1000})
+			return err
+		}, codes.InvalidArgument},
 		{"Heartbeat transaction_id not from BeginTransaction", func(ctx context.Context) error {
 			_, err := c.Heartbeat(ctx, &pb.HeartbeatRequest{ProducerId: "1", TransactionId: ptr("!!")})
 			return err
