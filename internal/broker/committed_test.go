@@ -1,8 +1,6 @@
 package broker
 
 import (
-	"encoding/binary"
-	"hash/crc32"
 	"strings"
 	"testing"
 
@@ -37,26 +35,12 @@ func (p *partBuilder) data(pid int64, txn bool, values ...string) int64 {
 	return p.add(raw)
 }
 
-// marker appends a control batch of pid (commit or abort marker), built as
-// a transactional batch whose control bit is then set.
+// marker appends pid's commit or abort marker, as the log writes it.
 func (p *partBuilder) marker(pid int64, commit bool) int64 {
 	p.t.Helper()
-	key := []byte{0, 0, 0, 0}
-	if commit {
-		key[3] = 1
-	}
-	opts := batch.DefaultBuildOptions()
-	opts.ProducerID, opts.ProducerEpoch, opts.BaseSequence, opts.Transactional = pid, 0, 0, true
-	raw, err := batch.Build([]batch.Record{{Key: key, Value: []byte{0, 0, 0, 0, 0, 0}, Timestamp: 1}}, opts)
+	raw, err := batch.BuildControl(batch.EndTxnMarker{ProducerID: pid, Commit: commit, Timestamp: 1})
 	if err != nil {
 		p.t.Fatal(err)
-	}
-	const attrs, crcAt, seqAt = 21, 17, 53
-	binary.BigEndian.PutUint16(raw[attrs:], binary.BigEndian.Uint16(raw[attrs:])|0x20)
-	binary.BigEndian.PutUint32(raw[seqAt:], 0xffffffff) // markers have base sequence -1
-	binary.BigEndian.PutUint32(raw[crcAt:], crc32.Checksum(raw[attrs:], crc32.MakeTable(crc32.Castagnoli)))
-	if h, err := batch.ParseHeader(raw); err != nil || !h.IsControl() || !h.IsTransactional() || h.BaseSequence != -1 {
-		p.t.Fatalf("marker header %+v: %v", h, err)
 	}
 	return p.add(raw)
 }
