@@ -193,7 +193,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	s.grpcAPI = grpcapi.New(grpcapi.Config{Broker: s.broker, Logger: logger, Registry: s.reg})
+	s.grpcAPI = grpcapi.New(grpcapi.Config{Broker: s.broker, Logger: logger, Registry: s.reg, Txn: s.txn})
 	s.grpcSrv = s.grpcAPI.NewGRPCServer(grpcapi.ServerOptions{
 		MaxConcurrentStreams:    cfg.GRPCMaxConcurrentStreams,
 		KeepaliveInterval:       cfg.GRPCKeepaliveInterval,
