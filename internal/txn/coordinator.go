@@ -774,6 +774,14 @@ func (c *Coordinator) writeMarker(ctx context.Context, fence metadata.GroupFence
 			// Deleted with its data: nothing left to mark.
 			c.log.Info("transaction marker for a deleted partition dropped", "topic", p.Topic, "partition", p.Partition)
 			return nil
+		case errors.Is(err, partlog.ErrInvalidProducerEpoch), errors.Is(err, partlog.ErrInvalidTxnState), errors.Is(err, partlog.ErrCoordinatorFenced):
+			// The leader refuses the marker for good: a newer epoch or
+			// coordinator superseded this completion (the stored state
+			// moved on), or the stored decision does not match it.
+			// Retrying cannot help; this completion ends, and if the
+			// transaction is still decided the next scan starts over
+			// from the stored state.
+			return fmt.Errorf("marker for %s/%d refused: %w", p.Topic, p.Partition, err)
 		case ctx.Err() != nil:
 			return ctx.Err()
 		}

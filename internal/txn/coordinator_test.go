@@ -28,8 +28,10 @@ type agent struct {
 	store metadata.Store
 	log   *partlog.Log
 	slot  metadata.TopicPartition
-	// markerFails makes the next n WriteMarker calls fail (retriable).
-	markerFails atomic.Int32
+	// markerFails makes the next n WriteMarker calls fail (retriable);
+	// markerRefusals makes the next n fail for good (the leader refuses).
+	markerFails    atomic.Int32
+	markerRefusals atomic.Int32
 	markers     atomic.Int32 // WriteMarker calls that succeeded
 }
 
@@ -54,6 +56,10 @@ func (a *agent) WriteMarker(ctx context.Context, p metadata.TxnPartition, m part
 	if a.markerFails.Load() > 0 {
 		a.markerFails.Add(-1)
 		return fmt.Errorf("injected: %w", partlog.ErrNotLeader)
+	}
+	if a.markerRefusals.Load() > 0 {
+		a.markerRefusals.Add(-1)
+		return fmt.Errorf("injected: %w", partlog.ErrInvalidTxnState)
 	}
 	if _, err := a.log.WriteMarker(ctx, p.TP(), m); err != nil {
 		return err
@@ -550,5 +556,38 @@ func TestExpireIDs(t *testing.T) {
 		if err != nil || pid2 == pid || ep2 != 0 {
 			t.Fatalf("init after expiry: %d/%d, %v (old %d/%d)", pid2, ep2, err, pid, ep)
 		}
+	})
+}
+
+// TestMarkerRefusedEndsCompletion: a leader refusing a marker for good ends
+// the completion (no retry loop); the transaction stays decided and the
+// next scan finishes it.
+func TestMarkerRefusedEndsCompletion(t *testing.T) {
+	onBackends(t, func(t *testing.T, w *world) {
+		c := ctx(t)
+		pid, ep, _ := w.c.InitProducerID(c, "tx", 60000, -1, -1)
+		if err := w.c.AddPartitions(c, "tx", pid, ep, []metadata.TxnPartition{w.part(0)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.produce(0, pid, ep, 0, 1); err != nil {
+			t.Fatal(err)
+		}
+		w.a.markerRefusals.Store(1)
+		if err := w.c.EndTxn(c, "tx", pid, ep, true); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for !w.c.waitCompletion(c, "tx") {
+			if time.Now().After(deadline) {
+				t.Fatal("the completer did not end after the refusal")
+			}
+		}
+		if st := w.state("tx"); st.State != metadata.TxnPrepareCommit {
+			t.Fatalf("after a refused marker: %s, want PrepareCommit", st.State)
+		}
+		if err := w.c.Scan(c); err != nil {
+			t.Fatal(err)
+		}
+		w.waitState("tx", metadata.TxnCompleteCommit)
 	})
 }
