@@ -28,8 +28,25 @@ type (
 	AppendResult = partlog.AppendResult
 	// Appending is a produce in flight; Wait returns its AppendResult.
 	Appending = partlog.Appending
-	// ReadResult is a fetch's answer: record bytes as stored plus watermarks.
+	// ReadResult is a fetch's answer: record bytes as stored plus
+	// watermarks (high watermark, last stable offset, log start) and, for
+	// a read_committed read, the aborted transactions of the range.
 	ReadResult = partlog.ReadResult
+	// ReadOptions are a fetch's limits and isolation level.
+	ReadOptions = partlog.ReadOptions
+	// Isolation is a reader's isolation level.
+	Isolation = partlog.Isolation
+	// Marker is a transaction marker for one partition.
+	Marker = partlog.Marker
+	// MarkerResult says whether a marker was written, and where.
+	MarkerResult = partlog.MarkerResult
+)
+
+// Isolation levels: read_uncommitted reads to the high watermark,
+// read_committed to the last stable offset.
+const (
+	ReadUncommitted = partlog.ReadUncommitted
+	ReadCommitted   = partlog.ReadCommitted
 )
 
 // Errors front ends map to their protocol's codes.
@@ -38,7 +55,13 @@ var (
 	ErrOffsetOutOfRange     = partlog.ErrOffsetOutOfRange
 	ErrOutOfOrderSequence   = partlog.ErrOutOfOrderSequence
 	ErrInvalidProducerEpoch = partlog.ErrInvalidProducerEpoch
-	ErrClosed               = partlog.ErrClosed
+	// ErrInvalidTxnState: a transactional write the transaction's
+	// coordinator did not admit (Kafka INVALID_TXN_STATE).
+	ErrInvalidTxnState = partlog.ErrInvalidTxnState
+	// ErrCoordinatorFenced: a transaction marker from a coordinator epoch
+	// older than the last marker's (Kafka TRANSACTION_COORDINATOR_FENCED).
+	ErrCoordinatorFenced = partlog.ErrCoordinatorFenced
+	ErrClosed            = partlog.ErrClosed
 	// ErrInvalidTimestamp wraps batch.ErrInvalidRecord (Kafka answers
 	// INVALID_TIMESTAMP).
 	ErrInvalidTimestamp = partlog.ErrInvalidTimestamp

@@ -290,10 +290,14 @@ func (b *Broker) Fetch(ctx context.Context, topic string, partition int32, offse
 
 // ConsumedRecords is the answer to Consume.
 type ConsumedRecords struct {
-	Records        []Record
-	NextOffset     int64
-	HighWatermark  int64
-	LogStartOffset int64
+	Records       []Record
+	NextOffset    int64
+	HighWatermark int64
+	// LastStableOffset is where the read stopped being allowed to go: the
+	// first offset of the oldest transaction still open (the high
+	// watermark when none is). Records from it on are not returned yet.
+	LastStableOffset int64
+	LogStartOffset   int64
 }
 
 // DefaultConsumeBytes is Consume's byte budget: see ConsumeBytes.
@@ -308,8 +312,9 @@ func (b *Broker) Consume(ctx context.Context, topic string, partition int32, off
 }
 
 // ConsumeBytes decodes up to maxRecords records of a partition from offset
-// (the REST and gRPC path), skipping control records. It waits up to
-// maxWait when there is nothing yet.
+// (the REST and gRPC path). It reads committed (committed.go): never past
+// the last stable offset, never a record of an aborted transaction, never
+// a control record. It waits up to maxWait when there is nothing yet.
 //
 // maxBytes is the request's budget of decoded bytes: once the batches it
 // decoded (their records decompressed) add up to maxBytes, it decodes no
@@ -331,65 +336,99 @@ func (b *Broker) ConsumeBytes(ctx context.Context, topic string, partition int32
 	if err != nil {
 		return ConsumedRecords{}, err
 	}
-	out := ConsumedRecords{NextOffset: offset}
-	var (
-		dec     batch.Decoder
-		decoded int // bytes of records decoded
-		kept    int // bytes of the records in out
-	)
-	defer dec.Release()
-	full := func() bool { return len(out.Records) >= maxRecords || decoded >= maxBytes || kept >= maxBytes }
+	c := consumer{maxRecords: maxRecords, maxBytes: maxBytes, out: ConsumedRecords{NextOffset: offset}}
+	defer c.dec.Release()
 	wait := maxWait
-	for !full() {
-		res, err := b.plog.Read(ctx, tp, out.NextOffset, consumeReadBytes, wait)
+	for !c.full() {
+		res, err := b.readCommitted(ctx, tp, c.out.NextOffset, wait)
 		if err != nil {
-			return out, err
+			return c.out, err
 		}
 		wait = 0
-		out.HighWatermark, out.LogStartOffset = res.HighWatermark, res.LogStartOffset
-		if res.Size == 0 {
+		more, err := c.add(res)
+		if err != nil {
+			return c.out, fmt.Errorf("consume %s/%d: %w", topic, partition, err)
+		}
+		if !more {
 			break
 		}
-		raws, err := batch.Split(res.Bytes())
-		if err != nil {
-			return out, fmt.Errorf("consume %s/%d: %w", topic, partition, err)
+	}
+	return c.out, nil
+}
+
+// consumer collects the records of one ConsumeBytes call.
+type consumer struct {
+	maxRecords, maxBytes int
+	out                  ConsumedRecords
+	dec                  batch.Decoder
+	decoded              int // bytes of records decoded
+	kept                 int // bytes of the records in out
+}
+
+func (c *consumer) full() bool {
+	return len(c.out.Records) >= c.maxRecords || c.decoded >= c.maxBytes || c.kept >= c.maxBytes
+}
+
+// add takes the records of one committed read: those below its last
+// stable offset that are neither control records nor records of an
+// aborted transaction. more is false when the read returned nothing (the
+// reader is at the LSO).
+func (c *consumer) add(res partlog.ReadResult) (more bool, err error) {
+	c.out.HighWatermark, c.out.LastStableOffset, c.out.LogStartOffset = res.HighWatermark, res.LastStableOffset, res.LogStartOffset
+	if res.Size == 0 {
+		return false, nil
+	}
+	raws, err := batch.Split(res.Bytes())
+	if err != nil {
+		return false, err
+	}
+	for _, raw := range raws {
+		if c.full() {
+			break
 		}
-		for _, raw := range raws {
-			if full() {
+		h, err := batch.ParseHeader(raw)
+		if err != nil {
+			return false, err
+		}
+		if h.BaseOffset >= res.LastStableOffset {
+			// Not stable yet (the log stops here; this keeps a reader
+			// safe should it not): read again later.
+			return false, nil
+		}
+		if h.IsControl() || inAbortedTxn(h, res.Aborted) {
+			// Nothing here a reader may see: skip it whole, unread.
+			c.out.NextOffset = max(c.out.NextOffset, h.LastOffset()+1)
+			continue
+		}
+		h, recs, size, err := c.dec.Decode(raw)
+		if err != nil {
+			return false, err
+		}
+		c.decoded += size
+		compressed := h.Codec() != batch.CodecNone
+		stopped := false
+		for _, r := range recs {
+			if r.Offset < c.out.NextOffset {
+				continue
+			}
+			n := recordBytes(r)
+			if len(c.out.Records) >= c.maxRecords || (len(c.out.Records) > 0 && c.kept+n > c.maxBytes) {
+				stopped = true
 				break
 			}
-			h, recs, size, err := dec.Decode(raw)
-			if err != nil {
-				return out, fmt.Errorf("consume %s/%d: %w", topic, partition, err)
+			if compressed {
+				r = copyRecord(r, n) // the decoder reuses its buffer
 			}
-			decoded += size
-			compressed := h.Codec() != batch.CodecNone
-			stopped := false
-			for _, r := range recs {
-				if r.Offset < out.NextOffset {
-					continue
-				}
-				n := recordBytes(r)
-				if len(out.Records) >= maxRecords || (len(out.Records) > 0 && kept+n > maxBytes) {
-					stopped = true
-					break
-				}
-				if !h.IsControl() {
-					if compressed {
-						r = copyRecord(r, n) // the decoder reuses its buffer
-					}
-					out.Records = append(out.Records, r)
-					kept += n
-				}
-				out.NextOffset = r.Offset + 1
-			}
-			if !stopped && h.LastOffset() >= out.NextOffset {
-				// Records removed by compaction leave offset gaps.
-				out.NextOffset = h.LastOffset() + 1
-			}
+			c.out.Records = append(c.out.Records, r)
+			c.kept += n
+			c.out.NextOffset = r.Offset + 1
+		}
+		if !stopped && h.LastOffset() >= c.out.NextOffset {
+			// Records removed by compaction leave offset gaps.
+			c.out.NextOffset = h.LastOffset() + 1
 		}
 	}
-	return out, nil
+	return true, nil
 }
 
 // recordBytes is what a consumed record holds: its key, value and headers.

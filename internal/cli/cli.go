@@ -1,11 +1,11 @@
 // Package cli is streamctl, StreamHouse's command-line client: its commands
 // (topics, produce, consume, SQL, schemas, consumer groups, offsets, the
-// perf load tools), their table and JSON output, shell completion, and the
+// perf load tools, transactions), their table and JSON output, shell completion, and the
 // interactive REPL.
 //
 // Every command speaks REST to the server (STREAMHOUSE_API_URL) or the
-// Confluent schema registry API (SCHEMA_REGISTRY_URL), except perf, which
-// speaks the Kafka protocol through franz-go; the gRPC address
+// Confluent schema registry API (SCHEMA_REGISTRY_URL), except perf and
+// transaction, which speak the Kafka protocol through franz-go; the gRPC address
 // (STREAMHOUSE_ADDR, --grpc-addr) is accepted for compatibility with the
 // original streamctl and not used. cmd/streamctl only wires Run to the
 // process.

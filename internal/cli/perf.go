@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -98,7 +99,14 @@ acknowledgement.
 
 The topic is created with --partitions partitions if it does not exist.
 --acks all (the default) uses franz-go's idempotent producer; 1 and 0
-turn idempotence off, as Kafka requires.`
+turn idempotence off, as Kafka requires.
+
+--transaction-duration D produces in transactions (a transactional
+producer, --transactional-id or a new id per run): each one is committed
+after D, and waits for its commit before the next begins, as a
+consume-transform-produce loop does. Records then count once committed,
+and the summary adds the transactions and the latency of each commit
+(flushing the transaction's last records, then EndTransaction).`
 
 func (inv *invocation) perfProduceCmd() *cobra.Command {
 	var (
@@ -110,13 +118,16 @@ func (inv *invocation) perfProduceCmd() *cobra.Command {
 		compression   string
 		linger        time.Duration
 		batchMaxBytes int32
+		txnDuration   time.Duration
+		txnID         string
 	)
 	cmd := &cobra.Command{
 		Use:   "produce --topic T (--num-records N | --duration D) [flags]",
 		Short: "Produce records as fast as possible or at a fixed rate; report throughput and ack latency",
 		Long:  perfProduceLong,
 		Example: `  streamctl perf produce --topic bench --num-records 1000000 --record-size 1024
-  streamctl perf produce --brokers kafka:9092 --topic bench --duration 30s --throughput 10000 --acks 1 -o json`,
+  streamctl perf produce --brokers kafka:9092 --topic bench --duration 30s --throughput 10000 --acks 1 -o json
+  streamctl perf produce --topic bench --duration 20s --transaction-duration 10ms`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := pc.validate(cmd); err != nil {
@@ -134,8 +145,20 @@ func (inv *invocation) perfProduceCmd() *cobra.Command {
 			if batchMaxBytes < 1 {
 				return usagef("--batch-max-bytes %d: at least 1", batchMaxBytes)
 			}
+			if txnDuration < 0 {
+				return usagef("--transaction-duration %v must not be negative", txnDuration)
+			}
 			opts := []kgo.Opt{kgo.SeedBrokers(pc.seeds()...), kgo.DefaultProduceTopic(pc.topic),
 				kgo.ProducerLinger(linger), kgo.ProducerBatchMaxBytes(batchMaxBytes)}
+			if txnDuration > 0 {
+				if a := strings.ToLower(acks); a != "all" && a != "-1" {
+					return usagef("--transaction-duration needs --acks all (transactions are idempotent)")
+				}
+				if txnID == "" {
+					txnID = fmt.Sprintf("streamctl-perf-%d-%d", os.Getpid(), time.Now().UnixNano())
+				}
+				opts = append(opts, kgo.TransactionalID(txnID))
+			}
 			switch strings.ToLower(acks) {
 			case "all", "-1":
 				opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
@@ -165,7 +188,13 @@ func (inv *invocation) perfProduceCmd() *cobra.Command {
 			if inv.showProgress(&pc) {
 				stopProgress = stats.progress(inv.s.stderr, "sent")
 			}
-			elapsed, runErr := perfProduce(ctx, cl, &pc, stats, recordSize, throughput)
+			var elapsed time.Duration
+			var runErr error
+			if txnDuration > 0 {
+				elapsed, runErr = perfProduceTxn(ctx, cl, &pc, stats, recordSize, throughput, txnDuration)
+			} else {
+				elapsed, runErr = perfProduce(ctx, cl, &pc, stats, recordSize, throughput)
+			}
 			stopProgress()
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -174,6 +203,7 @@ func (inv *invocation) perfProduceCmd() *cobra.Command {
 				"record_size": recordSize, "num_records": pc.records, "duration_s": pc.duration.Seconds(),
 				"throughput": throughput, "acks": acks, "partitions": partitions, "compression": compression,
 				"linger_ms": float64(linger) / 1e6, "batch_max_bytes": batchMaxBytes,
+				"transaction_ms": float64(txnDuration) / 1e6,
 			})
 			if err := inv.out().perfSummary(sum); err != nil {
 				return err
@@ -190,6 +220,8 @@ func (inv *invocation) perfProduceCmd() *cobra.Command {
 	fs.StringVar(&compression, "compression", "none", "batch compression: none, gzip, snappy, lz4 or zstd")
 	fs.DurationVar(&linger, "linger", 0, "how long a batch may wait for more records")
 	fs.Int32Var(&batchMaxBytes, "batch-max-bytes", 1000012, "largest batch sent to one partition, in bytes")
+	fs.DurationVar(&txnDuration, "transaction-duration", 0, "produce in transactions, each committed after this long (e.g. 10ms); 0: no transactions")
+	fs.StringVar(&txnID, "transactional-id", "", "transactional id with --transaction-duration (default: a new one per run)")
 	setFlagCompletion(cmd, "acks", fixedCompletions("all", "1", "0"))
 	setFlagCompletion(cmd, "compression", fixedCompletions("none", "gzip", "snappy", "lz4", "zstd"))
 	return cmd
@@ -226,56 +258,124 @@ func ensureTopic(ctx context.Context, cl *kgo.Client, topic string, partitions i
 // perfProduce runs the produce loop and returns the time from the first
 // Produce call to the last ack.
 func perfProduce(ctx context.Context, cl *kgo.Client, pc *perfCommon, stats *perfStats, recordSize int, rate int64) (time.Duration, error) {
-	// Values are windows of one random buffer: incompressible, and no
-	// allocation per record.
-	const window = 1 << 20
-	random := make([]byte, window+recordSize)
-	if _, err := rand.Read(random); err != nil {
+	sn, err := newPerfSender(cl, stats, recordSize, rate, true)
+	if err != nil {
 		return 0, err
 	}
-	var (
-		errMu    sync.Mutex
-		firstErr error
-	)
-	start := time.Now()
-	var n int64
-	for ; !pc.done(n, start) && ctx.Err() == nil; n++ {
-		if rate > 0 {
-			// The schedule is absolute, so a late record is followed by
-			// others at once until the run is back on schedule.
-			due := start.Add(time.Duration(float64(n) / float64(rate) * float64(time.Second)))
-			if wait := time.Until(due); wait > 0 {
-				time.Sleep(wait)
-			}
-		}
-		at := (n * 4099) % window
-		sent := time.Now()
-		rec := &kgo.Record{Value: random[at : at+int64(recordSize)], Timestamp: sent}
-		cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
-			if err != nil {
-				stats.errors.Add(1)
-				errMu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				errMu.Unlock()
-				return
-			}
-			stats.recordLatency(time.Since(sent))
-			stats.records.Add(1)
-			stats.bytes.Add(int64(len(r.Key) + len(r.Value)))
-		})
+	for ; !pc.done(sn.n, sn.start) && ctx.Err() == nil; sn.n++ {
+		sn.send(ctx)
 	}
 	if err := cl.Flush(ctx); err != nil {
-		return time.Since(start), err
+		return time.Since(sn.start), err
 	}
-	elapsed := time.Since(start)
-	errMu.Lock()
-	defer errMu.Unlock()
-	if firstErr != nil {
-		return elapsed, fmt.Errorf("%d of %d records failed; the first: %w", stats.errors.Load(), n, firstErr)
+	return time.Since(sn.start), sn.err()
+}
+
+// perfProduceTxn is perfProduce in transactions of txnDuration each: a
+// record counts once its transaction committed, and each commit's latency
+// (Flush, then EndTransaction) is recorded.
+func perfProduceTxn(ctx context.Context, cl *kgo.Client, pc *perfCommon, stats *perfStats, recordSize int, rate int64, txnDuration time.Duration) (time.Duration, error) {
+	sn, err := newPerfSender(cl, stats, recordSize, rate, false)
+	if err != nil {
+		return 0, err
 	}
-	return elapsed, nil
+	for !pc.done(sn.n, sn.start) && ctx.Err() == nil {
+		if err := cl.BeginTransaction(); err != nil {
+			return time.Since(sn.start), fmt.Errorf("begin transaction: %w", err)
+		}
+		began, from := time.Now(), sn.n
+		for ; !pc.done(sn.n, sn.start) && time.Since(began) < txnDuration && ctx.Err() == nil; sn.n++ {
+			sn.send(ctx)
+		}
+		commitStart := time.Now()
+		err := cl.Flush(ctx)
+		if err == nil {
+			err = sn.err()
+		}
+		how := kgo.TryCommit
+		if err != nil {
+			how = kgo.TryAbort
+		}
+		if endErr := cl.EndTransaction(ctx, how); err == nil && endErr != nil {
+			err = fmt.Errorf("commit transaction: %w", endErr)
+		}
+		if err != nil {
+			return time.Since(sn.start), err
+		}
+		stats.recordCommit(time.Since(commitStart))
+		stats.txns.Add(1)
+		stats.records.Add(sn.n - from)
+		stats.bytes.Add((sn.n - from) * int64(recordSize))
+	}
+	return time.Since(sn.start), nil
+}
+
+// perfSender produces the records of a perf run.
+type perfSender struct {
+	cl         *kgo.Client
+	stats      *perfStats
+	random     []byte
+	recordSize int
+	rate       int64
+	count      bool // count records at their ack (else the caller counts)
+	start      time.Time
+	n          int64 // records sent
+
+	errMu    sync.Mutex
+	firstErr error
+}
+
+func newPerfSender(cl *kgo.Client, stats *perfStats, recordSize int, rate int64, count bool) (*perfSender, error) {
+	// Values are windows of one random buffer: incompressible, and no
+	// allocation per record.
+	random := make([]byte, perfWindow+recordSize)
+	if _, err := rand.Read(random); err != nil {
+		return nil, err
+	}
+	return &perfSender{cl: cl, stats: stats, random: random, recordSize: recordSize, rate: rate, count: count, start: time.Now()}, nil
+}
+
+const perfWindow = 1 << 20
+
+// send produces record number sn.n, on schedule when a rate is set.
+func (sn *perfSender) send(ctx context.Context) {
+	if sn.rate > 0 {
+		// The schedule is absolute, so a late record is followed by
+		// others at once until the run is back on schedule.
+		due := sn.start.Add(time.Duration(float64(sn.n) / float64(sn.rate) * float64(time.Second)))
+		if wait := time.Until(due); wait > 0 {
+			time.Sleep(wait)
+		}
+	}
+	at := (sn.n * 4099) % perfWindow
+	sent := time.Now()
+	rec := &kgo.Record{Value: sn.random[at : at+int64(sn.recordSize)], Timestamp: sent}
+	sn.cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
+		if err != nil {
+			sn.stats.errors.Add(1)
+			sn.errMu.Lock()
+			if sn.firstErr == nil {
+				sn.firstErr = err
+			}
+			sn.errMu.Unlock()
+			return
+		}
+		sn.stats.recordLatency(time.Since(sent))
+		if sn.count {
+			sn.stats.records.Add(1)
+			sn.stats.bytes.Add(int64(len(r.Key) + len(r.Value)))
+		}
+	})
+}
+
+// err is the first failed record's error, with the count.
+func (sn *perfSender) err() error {
+	sn.errMu.Lock()
+	defer sn.errMu.Unlock()
+	if sn.firstErr != nil {
+		return fmt.Errorf("%d of %d records failed; the first: %w", sn.stats.errors.Load(), sn.n, sn.firstErr)
+	}
+	return nil
 }
 
 const perfConsumeLong = `Consumes a topic from its start, as fast as the server serves it, and
@@ -299,6 +399,7 @@ func (inv *invocation) perfConsumeCmd() *cobra.Command {
 		timeout       time.Duration
 		latency       bool
 		fetchMaxBytes int32
+		isolation     string
 	)
 	cmd := &cobra.Command{
 		Use:   "consume --topic T (--num-records N | --duration D) [flags]",
@@ -319,6 +420,13 @@ func (inv *invocation) perfConsumeCmd() *cobra.Command {
 			}
 			opts := []kgo.Opt{kgo.SeedBrokers(pc.seeds()...), kgo.ConsumeTopics(pc.topic),
 				kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(fetchMaxBytes)}
+			switch strings.ToLower(isolation) {
+			case "read_uncommitted":
+			case "read_committed":
+				opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+			default:
+				return usagef("--isolation %q: use read_uncommitted or read_committed", isolation)
+			}
 			if groupID != "" {
 				opts = append(opts, kgo.ConsumerGroup(groupID))
 			}
@@ -340,7 +448,7 @@ func (inv *invocation) perfConsumeCmd() *cobra.Command {
 			}
 			sum := stats.summary("consume", pc.brokers, pc.topic, elapsed, map[string]any{
 				"num_records": pc.records, "duration_s": pc.duration.Seconds(), "group": groupID,
-				"timeout_s": timeout.Seconds(), "fetch_max_bytes": fetchMaxBytes,
+				"timeout_s": timeout.Seconds(), "fetch_max_bytes": fetchMaxBytes, "isolation": isolation,
 			})
 			if err := inv.out().perfSummary(sum); err != nil {
 				return err
@@ -354,6 +462,7 @@ func (inv *invocation) perfConsumeCmd() *cobra.Command {
 	fs.DurationVar(&timeout, "timeout", 10*time.Second, "stop when no record arrives for this long")
 	fs.BoolVar(&latency, "latency", false, "report end-to-end latency from each record's timestamp")
 	fs.Int32Var(&fetchMaxBytes, "fetch-max-bytes", 50<<20, "most bytes one fetch response may hold")
+	fs.StringVar(&isolation, "isolation", "read_uncommitted", "read_uncommitted (everything) or read_committed (committed transactions only, up to the last stable offset)")
 	setFlagCompletion(cmd, "group", inv.completeNames("group", true))
 	return cmd
 }

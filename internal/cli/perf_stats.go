@@ -18,26 +18,37 @@ type perfStats struct {
 	bytes   atomic.Int64
 	errors  atomic.Int64
 
-	mu   sync.Mutex
-	hist *hdrhistogram.Histogram // microseconds
+	// Transactions (perf produce --transaction-duration): committed
+	// transactions and the latency of each commit (EndTransaction).
+	txns atomic.Int64
+
+	mu     sync.Mutex
+	hist   *hdrhistogram.Histogram // microseconds
+	commit *hdrhistogram.Histogram // microseconds
 }
 
 // Latencies from 1 µs to 1 hour, to 3 significant figures (an error of at
 // most 0.1%).
 func newPerfStats() *perfStats {
-	return &perfStats{hist: hdrhistogram.New(1, int64(time.Hour/time.Microsecond), 3)}
+	hi := int64(time.Hour / time.Microsecond)
+	return &perfStats{hist: hdrhistogram.New(1, hi, 3), commit: hdrhistogram.New(1, hi, 3)}
 }
 
-func (ps *perfStats) recordLatency(d time.Duration) {
+func (ps *perfStats) recordLatency(d time.Duration) { ps.record(ps.hist, d) }
+
+// recordCommit records the latency of one transaction commit.
+func (ps *perfStats) recordCommit(d time.Duration) { ps.record(ps.commit, d) }
+
+func (ps *perfStats) record(h *hdrhistogram.Histogram, d time.Duration) {
 	us := d.Microseconds()
 	if us < 1 {
 		us = 1
 	}
-	if hi := ps.hist.HighestTrackableValue(); us > hi {
+	if hi := h.HighestTrackableValue(); us > hi {
 		us = hi
 	}
 	ps.mu.Lock()
-	_ = ps.hist.RecordValue(us) // within range: cannot fail
+	_ = h.RecordValue(us) // within range: cannot fail
 	ps.mu.Unlock()
 }
 
@@ -73,10 +84,9 @@ var cdfPercentiles = []float64{0, 1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 
 
 func usToMs(us int64) float64 { return float64(us) / 1000 }
 
-func (ps *perfStats) latency() *perfLatency {
+func (ps *perfStats) latency(h *hdrhistogram.Histogram) *perfLatency {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	h := ps.hist
 	if h.TotalCount() == 0 {
 		return nil
 	}
@@ -116,15 +126,22 @@ type perfSummary struct {
 	// consume, from the record's timestamp (set by its producer) to its
 	// arrival, which means something only when producer and consumer
 	// share a clock and run at the same time.
-	Latency *perfLatency   `json:"latency_ms,omitempty"`
-	Config  map[string]any `json:"config"`
+	Latency *perfLatency `json:"latency_ms,omitempty"`
+	// Transactions and CommitLatency (perf produce
+	// --transaction-duration): committed transactions, and the time each
+	// EndTransaction(commit) took. Records and Bytes then count committed
+	// records only.
+	Transactions  int64          `json:"transactions,omitempty"`
+	CommitLatency *perfLatency   `json:"commit_latency_ms,omitempty"`
+	Config        map[string]any `json:"config"`
 }
 
 func (ps *perfStats) summary(mode, brokers, topic string, elapsed time.Duration, cfg map[string]any) perfSummary {
 	s := perfSummary{
 		Mode: mode, Brokers: brokers, Topic: topic,
 		Records: ps.records.Load(), Bytes: ps.bytes.Load(), Errors: ps.errors.Load(),
-		ElapsedSec: elapsed.Seconds(), Latency: ps.latency(), Config: cfg,
+		ElapsedSec: elapsed.Seconds(), Latency: ps.latency(ps.hist), Config: cfg,
+		Transactions: ps.txns.Load(), CommitLatency: ps.latency(ps.commit),
 	}
 	if sec := elapsed.Seconds(); sec > 0 {
 		s.RecordsSec = float64(s.Records) / sec
@@ -150,6 +167,11 @@ func (p printer) perfSummary(s perfSummary) error {
 	if l := s.Latency; l != nil {
 		pairs = append(pairs, [2]string{"Latency", fmt.Sprintf("p50 %.3f ms, p95 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms (mean %.3f ms)",
 			l.P50, l.P95, l.P99, l.P999, l.Max, l.Mean)})
+	}
+	if l := s.CommitLatency; l != nil {
+		pairs = append(pairs, [2]string{"Transactions", itoa(s.Transactions)},
+			[2]string{"Commit latency", fmt.Sprintf("p50 %.3f ms, p95 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms (mean %.3f ms)",
+				l.P50, l.P95, l.P99, l.P999, l.Max, l.Mean)})
 	}
 	return p.fields(pairs)
 }

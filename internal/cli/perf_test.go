@@ -75,6 +75,48 @@ func TestPerf(t *testing.T) {
 	}
 }
 
+// TestPerfTransactions runs perf produce in transactions and reads the
+// result back read_committed, on the real server and on kfake.
+func TestPerfTransactions(t *testing.T) {
+	t.Parallel()
+	for _, target := range []struct {
+		name  string
+		start func(t *testing.T) string
+	}{
+		{"streamhouse", func(t *testing.T) string { return startServer(t).proc.KafkaAddr }},
+		{"kfake", func(t *testing.T) string {
+			c, err := kfake.NewCluster(kfake.NumBrokers(1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(c.Close)
+			return c.ListenAddrs()[0]
+		}},
+	} {
+		t.Run(target.name, func(t *testing.T) {
+			t.Parallel()
+			brokers := target.start(t)
+			const n = 600
+			topic := uniq("perf-txn")
+			var prod perfSummary
+			perfJSON(t, &prod, "perf", "produce", "--brokers", brokers, "--topic", topic, "--partitions", "2",
+				"--num-records", fmt.Sprint(n), "--record-size", "64", "--throughput", "3000", "--transaction-duration", "20ms")
+			if prod.Records != n || prod.Errors != 0 || prod.Transactions < 2 {
+				t.Fatalf("transactional produce: %+v", prod)
+			}
+			if l := prod.CommitLatency; l == nil || l.Count != prod.Transactions || l.P50 <= 0 {
+				t.Fatalf("commit latency: %+v", prod.CommitLatency)
+			}
+			var cons perfSummary
+			perfJSON(t, &cons, "perf", "consume", "--brokers", brokers, "--topic", topic, "--isolation", "read_committed",
+				"--num-records", fmt.Sprint(n), "--timeout", "20s")
+			if cons.Records != n {
+				t.Fatalf("read_committed consume: %+v, want %d records", cons, n)
+			}
+		})
+	}
+}
+
 func TestPerfUsage(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -87,6 +129,9 @@ func TestPerfUsage(t *testing.T) {
 		{[]string{"perf", "produce", "--topic", "t", "--num-records", "1", "--compression", "brotli"}, "--compression"},
 		{[]string{"perf", "produce", "--topic", "t", "--num-records", "1", "--throughput", "0"}, "--throughput 0"},
 		{[]string{"perf", "consume", "--topic", "t", "--num-records", "1", "--timeout", "0s"}, "--timeout"},
+		{[]string{"perf", "produce", "--topic", "t", "--num-records", "1", "--transaction-duration", "5ms", "--acks", "1"}, "needs --acks all"},
+		{[]string{"perf", "produce", "--topic", "t", "--num-records", "1", "--transaction-duration", "-1s"}, "--transaction-duration"},
+		{[]string{"perf", "consume", "--topic", "t", "--num-records", "1", "--isolation", "serializable"}, "--isolation"},
 		{[]string{"perf", "nope"}, `unknown command "nope"`},
 	} {
 		r := runCLI(t, "", "", tc.args...)

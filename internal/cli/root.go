@@ -20,7 +20,8 @@ completion. Piped into, the REPL reads one command per line.
 Every command talks to the server over its REST API (STREAMHOUSE_API_URL,
 default http://localhost:8080) and to the schema registry over the
 Confluent API (SCHEMA_REGISTRY_URL, default the API URL + /schemas),
-except the perf load tools, which speak the Kafka protocol (--brokers).
+except the perf load tools and the transaction commands, which speak the
+Kafka protocol (--brokers).
 STREAMHOUSE_ADDR and --grpc-addr (the gRPC address) are accepted for
 compatibility with the original streamctl but not used.
 
@@ -79,6 +80,7 @@ func (s *session) newRoot() (*cobra.Command, *invocation) {
 		inv.consumerCmd(),
 		inv.offsetCmd(),
 		inv.perfCmd(),
+		inv.transactionCmd(),
 		completionCmd(s.repl),
 		&cobra.Command{
 			Use:     "exit",

@@ -57,6 +57,8 @@ type Config struct {
 	GCGrace    time.Duration // GC_GRACE_SECS
 	// ProducerExpiration is PRODUCER_ID_EXPIRATION_MS.
 	ProducerExpiration time.Duration
+	// TransactionMaxTimeout is TRANSACTION_MAX_TIMEOUT_MS.
+	TransactionMaxTimeout time.Duration
 
 	// Storage is StorageLocal or StorageS3: local unless S3_ENDPOINT or
 	// STREAMHOUSE_BUCKET is set, and always local with USE_LOCAL_STORAGE.

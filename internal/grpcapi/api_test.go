@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/metadata"
@@ -284,39 +283,12 @@ func TestProducerLifecycle(t *testing.T) {
 		t.Fatalf("heartbeat unknown producer: %+v %v", hb, err)
 	}
 
-	// Nothing transactional pretends to work.
-	for name, call := range map[string]func() error{
-		"InitProducer": func() error {
-			_, err := e.c.InitProducer(ctx, &pb.InitProducerRequest{TransactionalId: ptr("tx")})
-			return err
-		},
-		"BeginTransaction": func() error {
-			_, err := e.c.BeginTransaction(ctx, &pb.BeginTransactionRequest{ProducerId: a.ProducerId})
-			return err
-		},
-		"CommitTransaction": func() error {
-			_, err := e.c.CommitTransaction(ctx, &pb.CommitTransactionRequest{ProducerId: a.ProducerId, TransactionId: "t"})
-			return err
-		},
-		"AbortTransaction": func() error {
-			_, err := e.c.AbortTransaction(ctx, &pb.AbortTransactionRequest{ProducerId: a.ProducerId, TransactionId: "t"})
-			return err
-		},
-		"Heartbeat": func() error {
-			_, err := e.c.Heartbeat(ctx, &pb.HeartbeatRequest{ProducerId: a.ProducerId, TransactionId: ptr("t")})
-			return err
-		},
-		"ProduceBatch": func() error {
-			_, err := e.c.ProduceBatch(ctx, &pb.ProduceBatchRequest{Topic: "t", Records: []*pb.Record{{Value: []byte("x")}}, TransactionId: ptr("t")})
-			return err
-		},
-	} {
-		err := call()
-		wantCode(t, name, err, codes.FailedPrecondition)
-		if !strings.Contains(status.Convert(err).Message(), errTransactions) {
-			t.Fatalf("%s: message %q", name, status.Convert(err).Message())
-		}
-	}
+	// An idempotent producer has no transactional ID: it cannot begin a
+	// transaction, and a transaction_id that is not one is bad input.
+	_, err = e.c.BeginTransaction(ctx, &pb.BeginTransactionRequest{ProducerId: a.ProducerId})
+	wantCode(t, "BeginTransaction of an idempotent producer", err, codes.NotFound)
+	_, err = e.c.Heartbeat(ctx, &pb.HeartbeatRequest{ProducerId: a.ProducerId, TransactionId: ptr("t")})
+	wantCode(t, "Heartbeat with a made-up transaction_id", err, codes.InvalidArgument)
 }
 
 // Producer sessions expire after their timeout unless kept alive.

@@ -21,6 +21,7 @@ func TestBadInputCodes(t *testing.T) {
 	e.createTopic(t, "small", 1, map[string]string{"max.message.bytes": "200"})
 	c := e.c
 	one := []*pb.Record{{Value: []byte("x")}}
+	otherTxn := txnToken{id: "tx", producerID: 2, startMs: 1}.String() // a well-formed transaction_id of producer 2
 	id := ptr("1")
 	big := uint32(math.MaxInt32) + 1
 
@@ -166,10 +167,19 @@ func TestBadInputCodes(t *testing.T) {
 			_, err := c.ProduceBatch(ctx, &pb.ProduceBatchRequest{Topic: "small", Records: []*pb.Record{{Value: make([]byte, 1000)}}})
 			return err
 		}, codes.InvalidArgument},
-		{"ProduceBatch transaction", func(ctx context.Context) error {
+		{"ProduceBatch transaction_id not from BeginTransaction", func(ctx context.Context) error {
 			_, err := c.ProduceBatch(ctx, &pb.ProduceBatchRequest{Topic: "t", Records: one, TransactionId: ptr("x")})
 			return err
-		}, codes.FailedPrecondition},
+		}, codes.InvalidArgument},
+		{"ProduceBatch transaction without producer fields", func(ctx context.Context) error {
+			_, err := c.ProduceBatch(ctx, &pb.ProduceBatchRequest{Topic: "t", Records: one, TransactionId: ptr(otherTxn)})
+			return err
+		}, codes.InvalidArgument},
+		{"ProduceBatch transaction of another producer", func(ctx context.Context) error {
+			_, err := c.ProduceBatch(ctx, &pb.ProduceBatchRequest{Topic: "t", Records: one, TransactionId: ptr(otherTxn),
+				ProducerId: ptr("1"), ProducerEpoch: ptr[uint32](0), BaseSequence: ptr[int64](0)})
+			return err
+		}, codes.InvalidArgument},
 		// Consume
 		{"Consume bad topic", func(ctx context.Context) error {
 			_, err := c.Consume(ctx, &pb.ConsumeRequest{Topic: "a b"})
@@ -237,10 +247,18 @@ func TestBadInputCodes(t *testing.T) {
 			return err
 		}, codes.NotFound},
 		// Producers and transactions
-		{"InitProducer transactional", func(ctx context.Context) error {
-			_, err := c.InitProducer(ctx, &pb.InitProducerRequest{TransactionalId: ptr("tx")})
+		{"InitProducer transactional_id too long", func(ctx context.Context) error {
+			_, err := c.InitProducer(ctx, &pb.InitProducerRequest{TransactionalId: ptr(strings.Repeat("x", math.MaxInt16+1))})
 			return err
-		}, codes.FailedPrecondition},
+		}, codes.InvalidArgument},
+		{"InitProducer transaction timeout above the maximum", func(ctx context.Context) error {
+			_, err := c.InitProducer(ctx, &pb.InitProducerRequest{TransactionalId: ptr("tx"), TimeoutMs: 16 * 60 * 1000})
+			return err
+		}, codes.InvalidArgument},
+		{"Heartbeat transaction_id not from BeginTransaction", func(ctx context.Context) error {
+			_, err := c.Heartbeat(ctx, &pb.HeartbeatRequest{ProducerId: "1", TransactionId: ptr("!!")})
+			return err
+		}, codes.InvalidArgument},
 		{"Heartbeat empty producer id", func(ctx context.Context) error {
 			_, err := c.Heartbeat(ctx, &pb.HeartbeatRequest{})
 			return err
@@ -257,26 +275,34 @@ func TestBadInputCodes(t *testing.T) {
 			_, err := c.BeginTransaction(ctx, &pb.BeginTransactionRequest{ProducerId: "x"})
 			return err
 		}, codes.InvalidArgument},
-		{"BeginTransaction", func(ctx context.Context) error {
+		{"BeginTransaction producer without transactional id", func(ctx context.Context) error {
 			_, err := c.BeginTransaction(ctx, &pb.BeginTransactionRequest{ProducerId: "1"})
 			return err
-		}, codes.FailedPrecondition},
+		}, codes.NotFound},
 		{"CommitTransaction bad producer id", func(ctx context.Context) error {
 			_, err := c.CommitTransaction(ctx, &pb.CommitTransactionRequest{ProducerId: "1.5"})
 			return err
 		}, codes.InvalidArgument},
-		{"CommitTransaction", func(ctx context.Context) error {
+		{"CommitTransaction transaction_id not from BeginTransaction", func(ctx context.Context) error {
 			_, err := c.CommitTransaction(ctx, &pb.CommitTransactionRequest{ProducerId: "1", TransactionId: "x"})
 			return err
-		}, codes.FailedPrecondition},
+		}, codes.InvalidArgument},
+		{"CommitTransaction transaction of another producer", func(ctx context.Context) error {
+			_, err := c.CommitTransaction(ctx, &pb.CommitTransactionRequest{ProducerId: "1", TransactionId: otherTxn})
+			return err
+		}, codes.InvalidArgument},
 		{"AbortTransaction bad epoch", func(ctx context.Context) error {
 			_, err := c.AbortTransaction(ctx, &pb.AbortTransactionRequest{ProducerId: "1", ProducerEpoch: math.MaxUint32})
 			return err
 		}, codes.InvalidArgument},
-		{"AbortTransaction", func(ctx context.Context) error {
+		{"AbortTransaction transaction_id not from BeginTransaction", func(ctx context.Context) error {
 			_, err := c.AbortTransaction(ctx, &pb.AbortTransactionRequest{ProducerId: "1", TransactionId: "x"})
 			return err
-		}, codes.FailedPrecondition},
+		}, codes.InvalidArgument},
+		{"AbortTransaction transaction_id of an unknown version", func(ctx context.Context) error {
+			_, err := c.AbortTransaction(ctx, &pb.AbortTransactionRequest{ProducerId: "2", TransactionId: "Ag" + otherTxn[2:]})
+			return err
+		}, codes.InvalidArgument},
 		// Subscribe: the error ends the stream.
 		{"Subscribe bad topic", subscribeErr(c, &pb.SubscribeRequest{Topic: ""}), codes.InvalidArgument},
 		{"Subscribe unknown topic", subscribeErr(c, &pb.SubscribeRequest{Topic: "nope"}), codes.NotFound},

@@ -23,8 +23,9 @@ const StartOffsetHeader = "streamhouse-start-offset"
 // before it looks again (a client cancel ends the wait at once).
 const subscribeWait = 10 * time.Second
 
-// Consume reads up to max_records (0: 100; at most 10000) records of a
-// partition from offset, without waiting for new data; at most about 4 MiB
+// Consume reads up to max_records (0: 100; at most 10000) committed records
+// of a partition from offset (read_committed: none of an aborted or open
+// transaction), without waiting for new data; at most about 4 MiB
 // of them (has_more is then true). consumer_group is accepted and ignored:
 // offsets are stored by CommitOffset only. An offset outside the log is
 // OutOfRange.
@@ -48,12 +49,13 @@ func (s *Server) Consume(ctx context.Context, req *pb.ConsumeRequest) (*pb.Consu
 	return &pb.ConsumeResponse{
 		Records:       recs,
 		HighWatermark: uint64(res.HighWatermark),
-		HasMore:       trimmed || res.NextOffset < res.HighWatermark,
+		HasMore:       trimmed || res.NextOffset < res.LastStableOffset,
 	}, nil
 }
 
-// Subscribe streams a partition's records from offset (unset: the high
-// watermark now) as they are committed, each message holding up to
+// Subscribe streams a partition's records from offset (unset: the last
+// stable offset now, the high watermark unless a transaction is open) as
+// they are committed, each message holding up to
 // max_records consecutive records, until the client cancels or an error
 // (the topic deleted: NotFound; the offset outside the log: OutOfRange)
 // ends it. The response headers (StartOffsetHeader) arrive once the start
@@ -73,7 +75,7 @@ func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreaming
 		if next, err = int64Arg("offset", req.GetOffset()); err != nil {
 			return err
 		}
-	} else if _, next, err = s.b.Offsets(ctx, req.GetTopic(), p); err != nil {
+	} else if _, next, _, err = s.b.StableOffsets(ctx, req.GetTopic(), p); err != nil {
 		return s.subscribeErr(ctx, err)
 	}
 	// The headers tell the client the subscription is in place (and where

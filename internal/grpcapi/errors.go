@@ -6,6 +6,7 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -13,9 +14,6 @@ import (
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
-
-// errTransactions is the answer to anything transactional.
-const errTransactions = "transactions arrive with the transactions work"
 
 // codeOf maps a broker, log, batch or metadata error to its gRPC code:
 //
@@ -27,15 +25,26 @@ const errTransactions = "transactions arrive with the transactions work"
 //   - OutOfRange: an offset below the log start or above the high
 //     watermark (gRPC's code for reading past the end).
 //   - FailedPrecondition: an idempotent producer's sequence gap or fenced
-//     (older) epoch: the request is well formed, the producer's state is
-//     not, and resending it unchanged cannot succeed.
+//     (older) epoch, a fenced transactional producer (Kafka's
+//     PRODUCER_FENCED, INVALID_PRODUCER_EPOCH), a transaction in a state
+//     that does not admit the call (INVALID_TXN_STATE, a batch for a
+//     transaction not open on the partition): the request is well formed,
+//     the producer's state is not, and resending it unchanged cannot
+//     succeed.
+//   - NotFound also: a transactional ID the coordinator does not know.
 //   - Unavailable: this agent does not lead the partition (or lost it while
-//     committing), is shutting down, or cannot reach the metadata or object
-//     store for now; retrying, possibly elsewhere, helps.
+//     committing) or does not coordinate the transactional ID, the
+//     transaction is busy finishing its previous end
+//     (CONCURRENT_TRANSACTIONS), the agent is shutting down, or cannot
+//     reach the metadata or object store for now; retrying, possibly
+//     elsewhere, helps.
 //   - DeadlineExceeded, Canceled: the caller's context.
 //   - Internal: anything else (logged).
 func codeOf(err error) codes.Code {
-	var fenced *metadata.FencedError
+	var (
+		fenced *metadata.FencedError
+		ke     *kerr.Error
+	)
 	switch {
 	case errors.Is(err, broker.ErrUnknownTopic), errors.Is(err, metadata.ErrTopicNotFound),
 		errors.Is(err, broker.ErrUnknownGroup), errors.Is(err, metadata.ErrGroupNotFound):
@@ -52,8 +61,15 @@ func codeOf(err error) codes.Code {
 		return codes.InvalidArgument
 	case errors.Is(err, broker.ErrOffsetOutOfRange), errors.Is(err, metadata.ErrOffsetOutOfRange):
 		return codes.OutOfRange
-	case errors.Is(err, broker.ErrOutOfOrderSequence), errors.Is(err, broker.ErrInvalidProducerEpoch):
+	case errors.Is(err, broker.ErrOutOfOrderSequence), errors.Is(err, broker.ErrInvalidProducerEpoch),
+		errors.Is(err, broker.ErrInvalidTxnState), errors.Is(err, metadata.ErrTxnFenced), errors.Is(err, metadata.ErrTxnState):
 		return codes.FailedPrecondition
+	case errors.Is(err, metadata.ErrTxnNotFound):
+		return codes.NotFound
+	case errors.Is(err, broker.ErrNotCoordinator):
+		return codes.Unavailable
+	case errors.As(err, &ke):
+		return kerrCode(ke)
 	case errors.Is(err, broker.ErrNotLeader), errors.Is(err, metadata.ErrLeaseHeld),
 		errors.As(err, &fenced), errors.Is(err, broker.ErrClosed), broker.IsUnavailable(err):
 		return codes.Unavailable
@@ -61,6 +77,26 @@ func codeOf(err error) codes.Code {
 		return codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):
 		return codes.Canceled
+	}
+	return codes.Internal
+}
+
+// kerrCode maps the Kafka outcomes of the transaction coordinator (and of
+// a forwarded produce).
+func kerrCode(ke *kerr.Error) codes.Code {
+	switch ke {
+	case kerr.ProducerFenced, kerr.InvalidProducerEpoch, kerr.InvalidTxnState, kerr.InvalidProducerIDMapping,
+		kerr.TransactionAbortable, kerr.OutOfOrderSequenceNumber:
+		return codes.FailedPrecondition
+	case kerr.TransactionalIDNotFound:
+		return codes.NotFound
+	case kerr.InvalidTransactionTimeout, kerr.InvalidRequest, kerr.InvalidRecord:
+		return codes.InvalidArgument
+	case kerr.ConcurrentTransactions:
+		return codes.Unavailable
+	}
+	if ke.Retriable {
+		return codes.Unavailable
 	}
 	return codes.Internal
 }
@@ -86,6 +122,9 @@ func (s *Server) toStatus(method string, err error) error {
 			msg = "the server is shutting down: " + msg
 		case broker.IsUnavailable(err):
 			msg = "storage is unavailable for now; retry: " + msg
+		case errors.Is(err, broker.ErrNotCoordinator), errors.Is(err, kerr.ConcurrentTransactions),
+			errors.Is(err, kerr.NotCoordinator), errors.Is(err, kerr.CoordinatorNotAvailable), errors.Is(err, kerr.CoordinatorLoadInProgress):
+			msg = "the transaction coordinator is busy or elsewhere; retry: " + msg
 		default:
 			msg = "this agent does not lead the partition; retry: " + msg
 		}

@@ -17,9 +17,11 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/streamhouse/streamhouse/internal/broker"
+	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
 	"github.com/streamhouse/streamhouse/internal/objstore"
 	"github.com/streamhouse/streamhouse/internal/partlog"
+	"github.com/streamhouse/streamhouse/internal/txn"
 	pb "github.com/streamhouse/streamhouse/proto/streamhousepb"
 )
 
@@ -36,24 +38,53 @@ type env struct {
 
 func newEnv(t *testing.T, opts ServerOptions) *env {
 	t.Helper()
-	ctx := context.Background()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store := metadatatest.OpenSQLite(t)
+	return newEnvOn(t, opts, metadatatest.OpenSQLite(t))
+}
+
+// newEnvOn is newEnv over store.
+func newEnvOn(t *testing.T, opts ServerOptions, store metadata.Store) *env {
+	t.Helper()
 	bucket, err := objstore.NewLocal(filepath.Join(t.TempDir(), "bucket"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := partlog.Open(ctx, partlog.Config{AgentID: "a", Bucket: bucket, Store: store, Logger: logger})
+	return newAgentEnv(t, opts, store, bucket, "a")
+}
+
+// newAgentEnv is agent id over a store and bucket that other agents may
+// share.
+func newAgentEnv(t *testing.T, opts ServerOptions, store metadata.Store, bucket objstore.Bucket, id string) *env {
+	t.Helper()
+	ctx := context.Background()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// The log asks the coordinator, made after it, to admit transactional
+	// batches.
+	var coord *txn.Coordinator
+	verify := func(ctx context.Context, tp metadata.TopicPartition, pid int64, epoch int16) error {
+		return coord.Verify(ctx, tp, pid, epoch)
+	}
+	l, err := partlog.Open(ctx, partlog.Config{AgentID: id, Bucket: bucket, Store: store, Logger: logger, VerifyTxn: verify})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = l.Close(context.Background()) })
-	b, err := broker.New(ctx, broker.Config{AgentID: "a", Store: store, Log: l, Logger: logger})
+	b, err := broker.New(ctx, broker.Config{AgentID: id, Store: store, Log: l, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := b.EnsureGroupSlots(ctx); err != nil { // this agent coordinates every transactional ID
+		t.Fatal(err)
+	}
+	coord, err = txn.New(txn.Config{Backend: b, Logger: logger, ScanInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); coord.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-done })
 	reg := prometheus.NewRegistry()
-	srv := New(Config{Broker: b, Logger: logger, Registry: reg})
+	srv := New(Config{Broker: b, Logger: logger, Registry: reg, Txn: coord})
 	gs := srv.NewGRPCServer(opts)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

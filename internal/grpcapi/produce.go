@@ -7,7 +7,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/streamhouse/streamhouse/internal/batch"
@@ -34,7 +33,8 @@ func (s *Server) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.Produ
 }
 
 // ProduceBatch appends records to the given partition as one record batch,
-// idempotent when the producer fields are given.
+// idempotent when the producer fields are given, transactional with a
+// transaction_id (txns.go).
 func (s *Server) ProduceBatch(ctx context.Context, req *pb.ProduceBatchRequest) (*pb.ProduceBatchResponse, error) {
 	if err := checkTopic(req.GetTopic()); err != nil {
 		return nil, err
@@ -49,17 +49,6 @@ func (s *Server) ProduceBatch(ctx context.Context, req *pb.ProduceBatchRequest) 
 	if len(req.GetRecords()) > math.MaxInt32 {
 		return nil, invalid("%d records is too many", len(req.GetRecords()))
 	}
-	mode, err := ackModeArg(req.GetAckMode())
-	if err != nil {
-		return nil, err
-	}
-	if req.GetTransactionId() != "" {
-		return nil, status.Error(codes.FailedPrecondition, "transaction_id: "+errTransactions)
-	}
-	opts, err := producerOpts(req)
-	if err != nil {
-		return nil, err
-	}
 	recs := make([]broker.Record, len(req.GetRecords()))
 	for i, r := range req.GetRecords() {
 		ts, err := int64Arg("timestamp", r.GetTimestamp())
@@ -67,6 +56,17 @@ func (s *Server) ProduceBatch(ctx context.Context, req *pb.ProduceBatchRequest) 
 			return nil, invalid("record %d: %s", i, status.Convert(err).Message())
 		}
 		recs[i] = recordIn(r.GetKey(), r.GetValue(), r.GetHeaders(), ts)
+	}
+	if req.GetTransactionId() != "" {
+		return s.produceTxn(ctx, req, p, recs)
+	}
+	mode, err := ackModeArg(req.GetAckMode())
+	if err != nil {
+		return nil, err
+	}
+	opts, err := producerOpts(req)
+	if err != nil {
+		return nil, err
 	}
 	res, err := s.b.AppendRecords(ctx, req.GetTopic(), p, recs, mode, opts)
 	if err != nil {

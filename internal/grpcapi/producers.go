@@ -7,9 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	pb "github.com/streamhouse/streamhouse/proto/streamhousepb"
 )
 
@@ -27,6 +24,9 @@ import (
 // behind a load balancer, answers valid=false with a reason; a client then
 // calls InitProducer again. Heartbeat never affects produce: a producer ID
 // that Heartbeat calls invalid still produces, checked by sequence.
+// Transactional producers (InitProducer with a transactional_id) are
+// answered from the transaction coordinator's stored state instead
+// (txns.go), the same on every agent.
 
 const (
 	// defaultProducerTimeout applies when InitProducer has no timeout_ms.
@@ -92,6 +92,15 @@ func (ps *producerSessions) check(id int64, epoch int16) (bool, string) {
 	return true, ""
 }
 
+// known reports whether this agent issued producer id (and has not yet
+// swept it away).
+func (ps *producerSessions) known(id int64) bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	_, ok := ps.sessions[id]
+	return ok
+}
+
 // touch keeps a live producer alive (a produce is as good as a heartbeat).
 func (ps *producerSessions) touch(id int64, epoch int16) { ps.check(id, epoch) }
 
@@ -99,11 +108,13 @@ func (ps *producerSessions) touch(id int64, epoch int16) { ps.check(id, epoch) }
 // ProduceBatch calls. timeout_ms (0: one minute, at most 15 minutes) is how
 // long the producer may stay silent before Heartbeat calls it invalid;
 // organization_id and metadata are accepted and not used (StreamHouse has
-// no tenants). A transactional_id is FailedPrecondition until transactions
-// exist.
+// no tenants). With a transactional_id it is the transaction
+// coordinator's InitProducerId instead (txns.go), and timeout_ms is the
+// transaction timeout (0: 60 s; above the server's maximum:
+// InvalidArgument).
 func (s *Server) InitProducer(ctx context.Context, req *pb.InitProducerRequest) (*pb.InitProducerResponse, error) {
 	if req.GetTransactionalId() != "" {
-		return nil, status.Error(codes.FailedPrecondition, "transactional_id: "+errTransactions)
+		return s.initTxnProducer(ctx, req)
 	}
 	timeout := defaultProducerTimeout
 	if req.GetTimeoutMs() > 0 {
@@ -117,10 +128,11 @@ func (s *Server) InitProducer(ctx context.Context, req *pb.InitProducerRequest) 
 	return &pb.InitProducerResponse{ProducerId: strconv.FormatInt(id, 10), Epoch: 0}, nil
 }
 
-// Heartbeat reports whether this agent knows the producer as alive (see
-// above); bad input is InvalidArgument, a transaction_id
-// FailedPrecondition.
-func (s *Server) Heartbeat(_ context.Context, req *pb.HeartbeatRequest) (*pb.HeartbeatResponse, error) {
+// Heartbeat reports whether the producer is alive: an idempotent producer
+// when this agent knows it as alive (see above), a transactional one while
+// it is not fenced and, with a transaction_id, while that transaction is
+// open (txns.go). Bad input is InvalidArgument.
+func (s *Server) Heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*pb.HeartbeatResponse, error) {
 	id, err := producerIDArg(req.GetProducerId())
 	if err != nil {
 		return nil, err
@@ -129,8 +141,16 @@ func (s *Server) Heartbeat(_ context.Context, req *pb.HeartbeatRequest) (*pb.Hea
 	if err != nil {
 		return nil, err
 	}
-	if req.GetTransactionId() != "" {
-		return nil, status.Error(codes.FailedPrecondition, "transaction_id: "+errTransactions)
+	if req.GetTransactionId() == "" && s.producers.known(id) {
+		valid, reason := s.producers.check(id, epoch)
+		out := &pb.HeartbeatResponse{Valid: valid}
+		if !valid {
+			out.Error = &reason
+		}
+		return out, nil
+	}
+	if out, found, err := s.txnHeartbeat(ctx, id, epoch, req.GetTransactionId()); found || err != nil {
+		return out, err
 	}
 	valid, reason := s.producers.check(id, epoch)
 	out := &pb.HeartbeatResponse{Valid: valid}
@@ -138,40 +158,4 @@ func (s *Server) Heartbeat(_ context.Context, req *pb.HeartbeatRequest) (*pb.Hea
 		out.Error = &reason
 	}
 	return out, nil
-}
-
-// checkTxnProducer validates the producer fields of a transaction call, so
-// bad input is InvalidArgument there too.
-func checkTxnProducer(id string, epoch uint32) error {
-	if _, err := producerIDArg(id); err != nil {
-		return err
-	}
-	_, err := epochArg(epoch)
-	return err
-}
-
-var errNoTransactions = status.Error(codes.FailedPrecondition, errTransactions)
-
-// BeginTransaction is FailedPrecondition until transactions exist.
-func (s *Server) BeginTransaction(_ context.Context, req *pb.BeginTransactionRequest) (*pb.BeginTransactionResponse, error) {
-	if err := checkTxnProducer(req.GetProducerId(), req.GetProducerEpoch()); err != nil {
-		return nil, err
-	}
-	return nil, errNoTransactions
-}
-
-// CommitTransaction is FailedPrecondition until transactions exist.
-func (s *Server) CommitTransaction(_ context.Context, req *pb.CommitTransactionRequest) (*pb.CommitTransactionResponse, error) {
-	if err := checkTxnProducer(req.GetProducerId(), req.GetProducerEpoch()); err != nil {
-		return nil, err
-	}
-	return nil, errNoTransactions
-}
-
-// AbortTransaction is FailedPrecondition until transactions exist.
-func (s *Server) AbortTransaction(_ context.Context, req *pb.AbortTransactionRequest) (*pb.AbortTransactionResponse, error) {
-	if err := checkTxnProducer(req.GetProducerId(), req.GetProducerEpoch()); err != nil {
-		return nil, err
-	}
-	return nil, errNoTransactions
 }

@@ -29,9 +29,10 @@
 //   - InitProducer allocates a cluster-wide producer ID (epoch 0). Heartbeat
 //     validity is per agent: each agent remembers the producers it issued,
 //     in memory, until they miss their timeout (see producers.go).
-//   - Transactions (transactional_id, transaction_id and the three
-//     transaction methods) answer FailedPrecondition until the
-//     transactions work lands; nothing pretends to succeed.
+//   - Transactions (InitProducer with transactional_id, BeginTransaction,
+//     ProduceBatch with transaction_id, Commit/AbortTransaction) run on
+//     the Kafka transaction coordinator (txns.go); every read (Consume,
+//     Subscribe) is read_committed.
 package grpcapi
 
 import (
@@ -49,6 +50,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/streamhouse/streamhouse/internal/broker"
+	"github.com/streamhouse/streamhouse/internal/txn"
 	pb "github.com/streamhouse/streamhouse/proto/streamhousepb"
 )
 
@@ -63,6 +65,9 @@ type Config struct {
 	Registry prometheus.Registerer
 	// Now is the clock of producer sessions; default time.Now.
 	Now func() time.Time
+	// Txn is the transaction coordinator of this agent. Nil: the
+	// transaction methods answer FailedPrecondition.
+	Txn *txn.Coordinator
 }
 
 // ServerOptions are the GRPC_* settings of SPEC.md. A zero field keeps
@@ -103,6 +108,8 @@ type Server struct {
 	health    *health.Server
 	producers *producerSessions
 	metrics   *metrics
+	txn       *txn.Coordinator
+	now       func() time.Time
 }
 
 // New returns a Server over cfg.Broker.
@@ -119,6 +126,8 @@ func New(cfg Config) *Server {
 		health:    health.NewServer(),
 		producers: newProducerSessions(cfg.Now),
 		metrics:   newMetrics(cfg.Registry),
+		txn:       cfg.Txn,
+		now:       cfg.Now,
 	}
 	s.health.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_SERVING)
 	return s

@@ -51,12 +51,15 @@ import (
 //   - a topic-partition named twice in one request is INVALID_REQUEST for
 //     every copy, since the order of the two appends would be arbitrary.
 //
-// Transactions are not supported yet. A request with transactional batches
-// is answered TRANSACTIONAL_ID_AUTHORIZATION_FAILED for every partition:
-// that is what Kafka answers when transactional records come without a
-// transactional ID the client may use, and clients treat it as fatal, so a
-// transactional producer fails at once with a clear error instead of
-// retrying.
+// Transactional batches (KIP-98) go to the log like any other; the log
+// asks the transaction coordinator whether the producer's transaction is
+// open and includes the partition before it stores the first batch of a
+// transaction there (partlog.VerifyTxnFunc), so a batch the coordinator
+// did not admit is INVALID_TXN_STATE, and one from an older epoch than the
+// producer's INVALID_PRODUCER_EPOCH; nothing of either is stored. A
+// request with transactional batches but no TransactionalID is answered
+// TRANSACTIONAL_ID_AUTHORIZATION_FAILED for every partition, as Kafka
+// answers it.
 //
 // A resent batch of an idempotent producer (same producer, epoch and
 // sequences as one of its last five) is answered with no error and the
@@ -138,10 +141,12 @@ func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Respon
 	default:
 		return failAll(kerr.InvalidRequiredAcks.Code, "acks must be -1, 0 or 1")
 	}
-	for _, rt := range req.Topics {
-		for _, rp := range rt.Partitions {
-			if h, err := batch.ParseHeader(rp.Records); err == nil && h.IsTransactional() {
-				return failAll(kerr.TransactionalIDAuthorizationFailed.Code, "transactions are not supported by this server yet")
+	if req.TransactionID == nil || *req.TransactionID == "" {
+		for _, rt := range req.Topics {
+			for _, rp := range rt.Partitions {
+				if h, err := batch.ParseHeader(rp.Records); err == nil && h.IsTransactional() {
+					return failAll(kerr.TransactionalIDAuthorizationFailed.Code, "transactional records without a transactional id")
+				}
 			}
 		}
 	}

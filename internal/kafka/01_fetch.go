@@ -48,10 +48,15 @@ import (
 // Kafka's do. OFFSET_OUT_OF_RANGE is a fetch offset below the log start
 // offset or above the high watermark.
 //
-// Isolation: there are no transactions yet, so every stored batch is
-// committed and read_committed reads the same as read_uncommitted: the last
-// stable offset is the high watermark and there are no aborted
-// transactions.
+// Isolation (KIP-98): IsolationLevel 1 (read_committed) reads up to the
+// partition's last stable offset (the first offset of the oldest
+// transaction still open), long-polling there as at the high watermark,
+// and the answer lists in AbortedTransactions the aborted transactions
+// overlapping the returned batches (producer ID, first offset), from which
+// the client drops their records; control batches are returned like any
+// batch and clients skip them. IsolationLevel 0 reads up to the high
+// watermark. Both report the last stable offset. Any other level is
+// INVALID_REQUEST for every partition.
 
 const fetchKey = 1
 
@@ -66,8 +71,9 @@ type fetchPart struct {
 
 	code              int16
 	hw, lso, logStart int64
-	records           [][]byte // the partition's record batches, in pieces
-	size              int      // their total length
+	aborted           []metadata.AbortedTxn // read_committed: aborted transactions of the records
+	records           [][]byte              // the partition's record batches, in pieces
+	size              int                   // their total length
 	watch             <-chan struct{}
 }
 
@@ -105,6 +111,16 @@ func handleFetch(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response
 			forgotten = append(forgotten, k)
 		}
 	}
+	var isolation broker.Isolation
+	switch req.IsolationLevel {
+	case 0:
+		isolation = broker.ReadUncommitted
+	case 1:
+		isolation = broker.ReadCommitted
+	default:
+		resp.ErrorCode = kerr.InvalidRequest.Code
+		return resp, nil
+	}
 	st, all, code := s.sessions.begin(c, req, wants, forgotten)
 	if code != 0 {
 		resp.ErrorCode = code
@@ -115,7 +131,7 @@ func handleFetch(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response
 	deadline := start.Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
 	var timer *time.Timer
 	for {
-		total, stop := s.fetchPass(ctx, parts, int(req.MaxBytes))
+		total, stop := s.fetchPass(ctx, parts, int(req.MaxBytes), isolation)
 		if stop || total >= int(req.MinBytes) || len(parts) == 0 {
 			break
 		}
@@ -175,6 +191,14 @@ func handleFetch(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response
 		rp.Partition = p.w.partition
 		rp.ErrorCode = p.code
 		rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = p.hw, p.lso, p.logStart
+		if isolation == broker.ReadCommitted && p.code == 0 {
+			rp.AbortedTransactions = make([]kmsg.FetchResponseTopicPartitionAbortedTransaction, 0, len(p.aborted))
+			for _, a := range p.aborted {
+				at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
+				at.ProducerID, at.FirstOffset = a.ProducerID, a.FirstOffset
+				rp.AbortedTransactions = append(rp.AbortedTransactions, at)
+			}
+		}
 		if p.code == kerr.NotLeaderForPartition.Code && req.Version >= 12 && p.name != "" {
 			if hints == nil {
 				hints = s.newLeaderHints()
@@ -243,7 +267,7 @@ func (s *Server) resolveFetch(ctx context.Context, wants []fetchWant) []fetchPar
 // fetchPass reads every partition once, without waiting, within the
 // request's limits. It returns the bytes read and whether the fetch must
 // answer now because a partition has an error.
-func (s *Server) fetchPass(ctx context.Context, parts []fetchPart, maxBytes int) (total int, stop bool) {
+func (s *Server) fetchPass(ctx context.Context, parts []fetchPart, maxBytes int, isolation broker.Isolation) (total int, stop bool) {
 	// Partitions are read fetchReadWindow at a time, concurrently, so that
 	// reads which miss the hot tail (object store or disk) overlap; the
 	// response budget is then applied in request order, as before. At most
@@ -260,7 +284,7 @@ func (s *Server) fetchPass(ctx context.Context, parts []fetchPart, maxBytes int)
 		var wg sync.WaitGroup
 		for i := lo; i < hi; i++ {
 			p, pd := &parts[i], &pend[i]
-			p.code, p.records, p.size, p.watch = 0, nil, 0, nil
+			p.code, p.records, p.size, p.watch, p.aborted = 0, nil, 0, nil, nil
 			p.hw, p.lso, p.logStart = -1, -1, -1
 			if p.resolveCode != 0 {
 				p.code, stop = p.resolveCode, true
@@ -284,7 +308,7 @@ func (s *Server) fetchPass(ctx context.Context, parts []fetchPart, maxBytes int)
 			pd.limit = min(int(p.w.maxBytes), budget)
 			if pd.limit <= 0 && total > 0 {
 				// No room left: report where the partition stands.
-				pd.res.LogStartOffset, pd.res.HighWatermark, pd.err = s.broker.Offsets(ctx, p.name, p.w.partition)
+				pd.res.LogStartOffset, pd.res.LastStableOffset, pd.res.HighWatermark, pd.err = s.broker.StableOffsets(ctx, p.name, p.w.partition)
 				if pd.err == nil && (p.w.offset < pd.res.LogStartOffset || p.w.offset > pd.res.HighWatermark) {
 					pd.err = broker.ErrOffsetOutOfRange
 				}
@@ -293,7 +317,7 @@ func (s *Server) fetchPass(ctx context.Context, parts []fetchPart, maxBytes int)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				pd.res, pd.err = s.broker.Fetch(ctx, p.name, p.w.partition, p.w.offset, max(pd.limit, 1), 0)
+				pd.res, pd.err = s.broker.FetchWith(ctx, p.name, p.w.partition, p.w.offset, broker.ReadOptions{MaxBytes: max(pd.limit, 1), Isolation: isolation})
 			}()
 		}
 		wg.Wait()
@@ -309,10 +333,10 @@ func (s *Server) fetchPass(ctx context.Context, parts []fetchPart, maxBytes int)
 			res := pd.res
 			// Only the first data of the response may break the limits.
 			if limit := min(int(p.w.maxBytes), maxBytes-total); res.Size > limit && total > 0 {
-				res.Pieces, res.Size = nil, 0
+				res.Pieces, res.Size, res.Aborted = nil, 0, nil
 			}
-			p.records, p.size = res.Pieces, res.Size
-			p.hw, p.lso, p.logStart = res.HighWatermark, res.HighWatermark, res.LogStartOffset
+			p.records, p.size, p.aborted = res.Pieces, res.Size, res.Aborted
+			p.hw, p.lso, p.logStart = res.HighWatermark, res.LastStableOffset, res.LogStartOffset
 			total += res.Size
 		}
 	}

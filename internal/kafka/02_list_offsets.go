@@ -20,10 +20,14 @@ import (
 // record is equally "local"; v9 -5, the latest tiered offset (KIP-1005):
 // -1, nothing is tiered; v10 TimeoutMillis, which needs no waiting here.
 //
-// Timestamps: -2 is the log start offset, -1 the high watermark (also under
-// read_committed: with no transactions the last stable offset is the high
-// watermark), and t >= 0 the first record whose timestamp is at least t, or
-// offset and timestamp -1 when there is none. A special timestamp sent
+// Timestamps: -2 is the log start offset, -1 the high watermark
+// (IsolationLevel 0) or the last stable offset (IsolationLevel 1,
+// read_committed: the first offset of the oldest open transaction), and
+// t >= 0 the first record whose timestamp is at least t, or offset and
+// timestamp -1 when there is none. Under read_committed a record found by
+// timestamp (t >= 0, and -3) at or past the last stable offset is not
+// answered (offset -1), as in Kafka: a consumer may not be sent past the
+// LSO. Any other IsolationLevel is INVALID_REQUEST. A special timestamp sent
 // below the version that introduced it, or any other negative one, is
 // UNSUPPORTED_VERSION for that partition; a partition listed twice is
 // INVALID_REQUEST for both, as in Kafka.
@@ -85,7 +89,7 @@ func handleListOffsets(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Re
 // listOffset answers one partition into out and returns its error code.
 func (s *Server) listOffset(ctx context.Context, req *kmsg.ListOffsetsRequest, topic string, rp kmsg.ListOffsetsRequestTopicPartition,
 	count int, topics map[string]metadata.Topic, topicErr map[string]int16, out *kmsg.ListOffsetsResponseTopicPartition) int16 {
-	if count > 1 {
+	if count > 1 || req.IsolationLevel < 0 || req.IsolationLevel > 1 {
 		return kerr.InvalidRequest.Code
 	}
 	if v, ok := listOffsetsMinVersion[rp.Timestamp]; rp.Timestamp < 0 && (!ok || req.Version < v) {
@@ -123,7 +127,11 @@ func (s *Server) listOffset(ctx context.Context, req *kmsg.ListOffsetsRequest, t
 	case -2, -4:
 		out.Offset, _, err = s.broker.Offsets(ctx, topic, rp.Partition)
 	case -1:
-		_, out.Offset, err = s.broker.Offsets(ctx, topic, rp.Partition)
+		if req.IsolationLevel == 1 {
+			_, out.Offset, _, err = s.broker.StableOffsets(ctx, topic, rp.Partition)
+		} else {
+			_, out.Offset, err = s.broker.Offsets(ctx, topic, rp.Partition)
+		}
 	case -5:
 		out.LeaderEpoch = -1
 	default:
@@ -133,6 +141,12 @@ func (s *Server) listOffset(ctx context.Context, req *kmsg.ListOffsetsRequest, t
 			off, ts, found, err = s.broker.MaxTimestampOffset(ctx, topic, rp.Partition)
 		} else {
 			off, ts, found, err = s.broker.OffsetForTime(ctx, topic, rp.Partition, rp.Timestamp)
+		}
+		if found && err == nil && req.IsolationLevel == 1 {
+			// Only records below the last stable offset are answered.
+			var lso int64
+			_, lso, _, err = s.broker.StableOffsets(ctx, topic, rp.Partition)
+			found = off < lso
 		}
 		if found {
 			out.Offset, out.Timestamp = off, ts

@@ -15,8 +15,11 @@ import (
 // Versions 1-10 (v0 read offsets from ZooKeeper; Kafka 4 dropped it). v2
 // a null topic list means every committed offset of the group, and a
 // top-level ErrorCode; v3 ThrottleMillis; v5 LeaderEpoch; v6 flexible; v7
-// RequireStable (there are no pending transactional offsets yet, so every
-// offset is stable); v8 (KIP-709) a batch of groups; v9 MemberID and
+// RequireStable (KIP-447): a partition with transactional offsets not yet
+// committed or aborted (TxnOffsetCommit of an open transaction) is
+// UNSTABLE_OFFSET_COMMIT with offset -1, which consumers retry, so a
+// read_committed consumer starting after a transactional producer never
+// begins at an offset that transaction is about to replace; v8 (KIP-709) a batch of groups; v9 MemberID and
 // MemberEpoch of KIP-848 consumers, ignored for classic groups as Kafka
 // does; v10 (KIP-848) topics by TopicID.
 //
@@ -33,7 +36,7 @@ func handleOffsetFetch(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Re
 	resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)
 	if req.Version >= 8 {
 		for _, rg := range req.Groups {
-			resp.Groups = append(resp.Groups, c.s.fetchOffsets(ctx, req.Version, rg))
+			resp.Groups = append(resp.Groups, c.s.fetchOffsets(ctx, req.Version, req.RequireStable, rg))
 		}
 		return resp, nil
 	}
@@ -48,7 +51,7 @@ func handleOffsetFetch(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Re
 			rg.Topics = append(rg.Topics, gt)
 		}
 	}
-	g := c.s.fetchOffsets(ctx, req.Version, rg)
+	g := c.s.fetchOffsets(ctx, req.Version, req.RequireStable, rg)
 	resp.ErrorCode = g.ErrorCode
 	for _, gt := range g.Topics {
 		t := kmsg.NewOffsetFetchResponseTopic()
@@ -67,7 +70,7 @@ func handleOffsetFetch(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Re
 }
 
 // fetchOffsets answers one group of an OffsetFetch.
-func (s *Server) fetchOffsets(ctx context.Context, version int16, rg kmsg.OffsetFetchRequestGroup) kmsg.OffsetFetchResponseGroup {
+func (s *Server) fetchOffsets(ctx context.Context, version int16, requireStable bool, rg kmsg.OffsetFetchRequestGroup) kmsg.OffsetFetchResponseGroup {
 	out := kmsg.NewOffsetFetchResponseGroup()
 	out.Group = rg.Group
 	byID := version >= 10
@@ -93,10 +96,26 @@ func (s *Server) fetchOffsets(ctx context.Context, version int16, rg kmsg.Offset
 	for _, o := range stored {
 		committed[tp{o.Topic, o.Partition}] = o
 	}
+	unstable := make(map[tp]bool)
+	if requireStable && version >= 7 {
+		pending, err := s.broker.PendingTxnOffsets(ctx, rg.Group)
+		if err != nil {
+			s.log.Warn("offset fetch failed", "group", rg.Group, "err", err)
+			out.ErrorCode = errorCode(err)
+			return out
+		}
+		for _, o := range pending {
+			unstable[tp{o.Topic, o.Partition}] = true
+		}
+	}
 	partition := func(topic string, p int32) kmsg.OffsetFetchResponseGroupTopicPartition {
 		rp := kmsg.NewOffsetFetchResponseGroupTopicPartition()
 		rp.Partition, rp.Offset = p, -1
 		rp.Metadata = kmsg.StringPtr("")
+		if unstable[tp{topic, p}] {
+			rp.ErrorCode = kerr.UnstableOffsetCommit.Code
+			return rp
+		}
 		if o, ok := committed[tp{topic, p}]; ok {
 			rp.Offset, rp.LeaderEpoch, rp.Metadata = o.Offset, o.LeaderEpoch, kmsg.StringPtr(o.Metadata)
 		}
@@ -140,7 +159,9 @@ func (s *Server) fetchOffsets(ctx context.Context, version int16, rg kmsg.Offset
 		}
 		for _, p := range reqT.Partitions {
 			rp := partition(name, p)
-			rp.ErrorCode = code
+			if code != 0 {
+				rp.ErrorCode = code
+			}
 			rt.Partitions = append(rt.Partitions, rp)
 		}
 		out.Topics = append(out.Topics, rt)

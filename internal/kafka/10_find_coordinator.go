@@ -18,9 +18,10 @@ import (
 // coordinator slot (coordinator_choice.go), named by NodeID(agent ID) at
 // its advertised address; while the slot is being handed over the answer
 // is COORDINATOR_NOT_AVAILABLE, which clients retry.
-// There is no transaction coordinator yet: transaction keys get
-// COORDINATOR_NOT_AVAILABLE, which clients retry. Share groups are not
-// supported: INVALID_REQUEST.
+// A transactional ID (key type 1) hashes to the same slots, and its
+// coordinator is found the same way (internal/txn runs the IDs of the
+// slots an agent leads); an empty transactional ID is INVALID_REQUEST.
+// Share groups are not supported: INVALID_REQUEST.
 
 const findCoordinatorKey = 10
 
@@ -51,20 +52,23 @@ func (s *Server) coordinatorFor(ctx context.Context, keyType int8, key string) k
 	co.Key = key
 	co.NodeID = -1
 	switch keyType {
-	case coordinatorGroup:
+	case coordinatorGroup, coordinatorTransaction:
+		if keyType == coordinatorTransaction && checkTransactionalID(key) != 0 {
+			co.ErrorCode = kerr.InvalidRequest.Code
+			co.ErrorMessage = kmsg.StringPtr("a transactional id is 1 to 255 bytes")
+			break
+		}
+		// Transactional IDs share the groups' slots (broker.TxnCoordinator).
 		b, _, ok := s.groupCoordinator(ctx, key)
 		if !ok {
 			co.ErrorCode = kerr.CoordinatorNotAvailable.Code
-			co.ErrorMessage = kmsg.StringPtr("the group's coordinator slot is being handed over; retry")
+			co.ErrorMessage = kmsg.StringPtr("the coordinator slot is being handed over; retry")
 			break
 		}
 		co.NodeID, co.Host, co.Port = b.node, b.host, b.port
-	case coordinatorTransaction:
-		co.ErrorCode = kerr.CoordinatorNotAvailable.Code
-		co.ErrorMessage = kmsg.StringPtr("transactions are not supported yet")
 	default:
 		co.ErrorCode = kerr.InvalidRequest.Code
-		co.ErrorMessage = kmsg.StringPtr("only group coordinators exist (key type 0)")
+		co.ErrorMessage = kmsg.StringPtr("only group and transaction coordinators exist (key types 0 and 1)")
 	}
 	return co
 }

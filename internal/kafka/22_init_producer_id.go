@@ -10,8 +10,9 @@ import (
 // InitProducerId, key 22.
 //
 // Versions 0-5. v1 is v0; v2 flexible; v3 ProducerID and ProducerEpoch of
-// the caller (KIP-360); v4 nothing new for us; v5 (KIP-890) only changes
-// what a transactional producer may expect.
+// the caller (KIP-360); v4 PRODUCER_FENCED (KIP-588; older versions get
+// INVALID_PRODUCER_EPOCH instead); v5 (KIP-890) only changes what a
+// transactional producer may expect.
 //
 // Idempotent producers (no TransactionalID) get a new producer ID with
 // epoch 0 on every call, including a KIP-360 call that names its current ID
@@ -21,33 +22,49 @@ import (
 // on any partition, where a bumped epoch would need that state checked.
 // IDs come from the metadata store and are never reused.
 //
-// Transactions are not supported yet. A TransactionalID is answered with
-// TRANSACTIONAL_ID_AUTHORIZATION_FAILED: clients treat it as fatal and say
-// the transactional ID cannot be used, so a transactional producer fails
-// at once (COORDINATOR_NOT_AVAILABLE, the other candidate, is retriable
-// and would make it hang until its timeout). An empty, non-null
-// TransactionalID is INVALID_REQUEST, as in Kafka.
+// A TransactionalID goes to the transaction coordinator (internal/txn): a
+// new ID gets a producer ID at epoch 0, a known one its epoch bumped
+// (fencing the older producer), after its open transaction is aborted
+// (CONCURRENT_TRANSACTIONS until the abort's markers are written). An
+// empty TransactionalID is INVALID_REQUEST, as in Kafka; a
+// TransactionTimeoutMillis not in 1..transaction.max.timeout.ms is
+// INVALID_TRANSACTION_TIMEOUT. An agent that does not coordinate the ID
+// answers NOT_COORDINATOR; a store that cannot be reached,
+// COORDINATOR_NOT_AVAILABLE.
 
 const initProducerIDKey = 22
 
 func init() { register(initProducerIDKey, 0, 5, handleInitProducerID) }
 
 func handleInitProducerID(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	s := c.s
 	req := kreq.(*kmsg.InitProducerIDRequest)
 	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
 	resp.ProducerID, resp.ProducerEpoch = -1, -1
-	if id := req.TransactionalID; id != nil {
-		if *id == "" {
-			resp.ErrorCode = kerr.InvalidRequest.Code
-		} else {
-			resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+	if req.TransactionalID != nil {
+		id := *req.TransactionalID
+		if code := checkTransactionalID(id); code != 0 {
+			resp.ErrorCode = code
+			return resp, nil
+		}
+		if req.TransactionTimeoutMillis <= 0 || int64(req.TransactionTimeoutMillis) > s.cfg.TransactionMaxTimeout.Milliseconds() {
+			resp.ErrorCode = kerr.InvalidTransactionTimeout.Code
+			return resp, nil
+		}
+		co, err := s.coordinator()
+		if err == nil {
+			resp.ProducerID, resp.ProducerEpoch, err = co.InitProducerID(ctx, id, req.TransactionTimeoutMillis, req.ProducerID, req.ProducerEpoch)
+		}
+		if err != nil {
+			resp.ProducerID, resp.ProducerEpoch = -1, -1
+			resp.ErrorCode = s.txnCode(err, req.Version, 4, "init producer id")
 		}
 		return resp, nil
 	}
-	id, err := c.s.broker.NextProducerID(ctx)
+	id, err := s.broker.NextProducerID(ctx)
 	if err != nil {
 		// Retriable: the client asks again.
-		c.s.log.Warn("kafka init producer id", "err", err)
+		s.log.Warn("kafka init producer id", "err", err)
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		return resp, nil
 	}

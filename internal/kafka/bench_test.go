@@ -163,3 +163,42 @@ func BenchmarkKafkaProduceLatency(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkKafkaTxnCommit is one transaction per op with a franz-go
+// transactional producer: begin, one 1 KiB record (acks=all), commit. It
+// reports the p50 and p99 of the EndTxn call alone (the decision stored;
+// markers follow) and ns/op for the whole transaction, which includes
+// waiting at the next transaction's first add for the previous one's
+// markers.
+//
+//	go test ./internal/kafka -run XXX -bench KafkaTxnCommit -benchtime 300x
+func BenchmarkKafkaTxnCommit(b *testing.B) {
+	for _, tgt := range benchTargets {
+		b.Run(tgt.name, func(b *testing.B) {
+			addr := tgt.start(b, 1)
+			cl := benchClient(b, addr, kgo.TransactionalID("bench-tx"))
+			ctx := context.Background()
+			value := make([]byte, benchRecordSize)
+			_, _ = rand.Read(value)
+			ends := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for range b.N {
+				if err := cl.BeginTransaction(); err != nil {
+					b.Fatal(err)
+				}
+				if err := cl.ProduceSync(ctx, &kgo.Record{Value: value}).FirstErr(); err != nil {
+					b.Fatal(err)
+				}
+				start := time.Now()
+				if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+					b.Fatal(err)
+				}
+				ends = append(ends, time.Since(start))
+			}
+			b.StopTimer()
+			slices.Sort(ends)
+			b.ReportMetric(float64(ends[len(ends)/2].Microseconds())/1000, "p50-end-ms")
+			b.ReportMetric(float64(ends[len(ends)*99/100].Microseconds())/1000, "p99-end-ms")
+		})
+	}
+}

@@ -60,6 +60,12 @@ func errorCodeOr(err error, unavailable int16) int16 {
 		return kerr.OutOfOrderSequenceNumber.Code
 	case errors.Is(err, broker.ErrInvalidProducerEpoch):
 		return kerr.InvalidProducerEpoch.Code
+	case errors.Is(err, broker.ErrInvalidTxnState):
+		return kerr.InvalidTxnState.Code
+	case errors.Is(err, broker.ErrCoordinatorFenced):
+		return kerr.TransactionCoordinatorFenced.Code
+	case errors.Is(err, broker.ErrNotCoordinator):
+		return kerr.NotCoordinator.Code
 	case errors.Is(err, broker.ErrClosed):
 		return kerr.NotLeaderForPartition.Code
 	case errors.Is(err, batch.ErrTooLarge):

@@ -18,6 +18,7 @@ import (
 	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
 	"github.com/streamhouse/streamhouse/internal/objstore"
 	"github.com/streamhouse/streamhouse/internal/partlog"
+	"github.com/streamhouse/streamhouse/internal/txn"
 )
 
 // fuzzHandled are the keys whose handlers FuzzRequest runs on what parses;
@@ -25,6 +26,8 @@ import (
 var fuzzHandled = map[int16]bool{
 	produceKey: true, fetchKey: true, listOffsetsKey: true, metadataKey: true,
 	initProducerIDKey: true, offsetForLeaderEpochKey: true, apiVersionsKey: true,
+	addPartitionsToTxnKey: true, addOffsetsToTxnKey: true, endTxnKey: true, writeTxnMarkersKey: true,
+	txnOffsetCommitKey: true, describeProducersKey: true, describeTransactionsKey: true, listTransactionsKey: true,
 }
 
 // dpServerTB is a Server over a real broker (SQLite, local folder) with a
@@ -40,7 +43,8 @@ func dpServerTB(tb testing.TB) (*Server, string) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	plog, err := partlog.Open(ctx, partlog.Config{AgentID: "tb", Bucket: bucket, Store: store, Logger: logger})
+	verifier := &txnVerifier{}
+	plog, err := partlog.Open(ctx, partlog.Config{AgentID: "tb", Bucket: bucket, Store: store, Logger: logger, VerifyTxn: verifier.verify})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -57,11 +61,19 @@ func dpServerTB(tb testing.TB) (*Server, string) {
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	go b.Run(runCtx)
-	srv := New(Config{Broker: b, Logger: logger, AdvertisedAddr: ln.Addr().String(), DefaultPartitions: 1})
+	co, err := txn.New(txn.Config{Backend: b, Logger: logger, CompletionWait: 100 * time.Millisecond})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	verifier.c.Store(co)
+	coDone := make(chan struct{})
+	go func() { defer close(coDone); co.Run(runCtx) }()
+	srv := New(Config{Broker: b, Logger: logger, AdvertisedAddr: ln.Addr().String(), DefaultPartitions: 1, Txn: co})
 	go func() { _ = srv.Serve(ln) }()
 	tb.Cleanup(func() {
 		_ = srv.Close()
 		stop()
+		<-coDone
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = b.Shutdown(cctx)
@@ -145,7 +157,7 @@ func fuzzSeeds(tb testing.TB) map[string]kmsg.Request {
 		r := kmsg.NewPtrInitProducerIDRequest()
 		r.Version = v
 		if v == 5 {
-			r.TransactionalID = kmsg.StringPtr("txn")
+			r.TransactionalID, r.TransactionTimeoutMillis = kmsg.StringPtr("txn"), 60000
 		}
 		seeds[fmt.Sprintf("init-producer-id-v%d", v)] = r
 	}
@@ -155,6 +167,35 @@ func fuzzSeeds(tb testing.TB) map[string]kmsg.Request {
 		r.Topics = []kmsg.OffsetForLeaderEpochRequestTopic{{Topic: "fuzz", Partitions: []kmsg.OffsetForLeaderEpochRequestTopicPartition{{Partition: 0, CurrentLeaderEpoch: -1, LeaderEpoch: 1}}}}
 		seeds[fmt.Sprintf("offset-for-leader-epoch-v%d", v)] = r
 	}
+	for _, v := range []int16{0, 3} {
+		r := kmsg.NewPtrAddPartitionsToTxnRequest()
+		r.Version, r.TransactionalID, r.ProducerID, r.ProducerEpoch = v, "txn", 1, 0
+		r.Topics = []kmsg.AddPartitionsToTxnRequestTopic{{Topic: "fuzz", Partitions: []int32{0, 1}}}
+		seeds[fmt.Sprintf("add-partitions-to-txn-v%d", v)] = r
+		ao := kmsg.NewPtrAddOffsetsToTxnRequest()
+		ao.Version, ao.TransactionalID, ao.ProducerID, ao.Group = v, "txn", 1, "g"
+		seeds[fmt.Sprintf("add-offsets-to-txn-v%d", v)] = ao
+		et := kmsg.NewPtrEndTxnRequest()
+		et.Version, et.TransactionalID, et.ProducerID, et.Commit = v, "txn", 1, v == 3
+		seeds[fmt.Sprintf("end-txn-v%d", v)] = et
+		oc := kmsg.NewPtrTxnOffsetCommitRequest()
+		oc.Version, oc.TransactionalID, oc.Group, oc.ProducerID = v, "txn", "g", 1
+		oc.Topics = []kmsg.TxnOffsetCommitRequestTopic{{Topic: "fuzz", Partitions: []kmsg.TxnOffsetCommitRequestTopicPartition{{Partition: 0, Offset: 1}}}}
+		seeds[fmt.Sprintf("txn-offset-commit-v%d", v)] = oc
+	}
+	wm := kmsg.NewPtrWriteTxnMarkersRequest()
+	wm.Version = 1
+	wm.Markers = []kmsg.WriteTxnMarkersRequestMarker{{ProducerID: 1, Committed: true, Topics: []kmsg.WriteTxnMarkersRequestMarkerTopic{{Topic: "fuzz", Partitions: []int32{0}}}}}
+	seeds["write-txn-markers-v1"] = wm
+	dp := kmsg.NewPtrDescribeProducersRequest()
+	dp.Topics = []kmsg.DescribeProducersRequestTopic{{Topic: "fuzz", Partitions: []int32{0, 1}}}
+	seeds["describe-producers-v0"] = dp
+	dt := kmsg.NewPtrDescribeTransactionsRequest()
+	dt.TransactionalIDs = []string{"txn", ""}
+	seeds["describe-transactions-v0"] = dt
+	lt := kmsg.NewPtrListTransactionsRequest()
+	lt.Version, lt.StateFilters, lt.TransactionalIDPattern = 2, []string{"Ongoing"}, kmsg.StringPtr("t.*")
+	seeds["list-transactions-v2"] = lt
 	return seeds
 }
 

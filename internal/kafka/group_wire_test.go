@@ -284,7 +284,9 @@ func TestGroupWireFindCoordinator(t *testing.T) {
 		t.Fatalf("v0: %+v", r0)
 	}
 	req.CoordinatorType = coordinatorTransaction
-	grpCode(t, "v3 transaction", w.do(3, req).(*kmsg.FindCoordinatorResponse).ErrorCode, kerr.CoordinatorNotAvailable)
+	if r3 := w.do(3, req).(*kmsg.FindCoordinatorResponse); r3.ErrorCode != 0 || r3.NodeID != NodeID("agent-1") || r3.Port != port {
+		t.Fatalf("v3 transaction: %+v", r3)
+	}
 	req = kmsg.NewPtrFindCoordinatorRequest()
 	req.CoordinatorKeys = []string{"a", "b"}
 	r6 := w.do(6, req).(*kmsg.FindCoordinatorResponse)

@@ -2,10 +2,12 @@ package kafka
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
 	"github.com/streamhouse/streamhouse/internal/objstore"
 	"github.com/streamhouse/streamhouse/internal/partlog"
+	"github.com/streamhouse/streamhouse/internal/txn"
 )
 
 // testServer is a real Kafka listener over a real broker (SQLite or
@@ -29,6 +32,7 @@ type testServer struct {
 	log    *partlog.Log
 	store  metadata.Store
 	srv    *Server
+	txn    *txn.Coordinator
 }
 
 type testOptions struct {
@@ -44,6 +48,22 @@ type testOptions struct {
 	leaseTTL time.Duration
 	// kafka, when set, adjusts the listener's Config.
 	kafka func(*Config)
+	// txn, when set, adjusts the transaction coordinator's Config.
+	txn func(*txn.Config)
+}
+
+// txnVerifier is the log's VerifyTxn hook, calling the coordinator built
+// after the log (as internal/server does).
+type txnVerifier struct {
+	c atomic.Pointer[txn.Coordinator]
+}
+
+func (v *txnVerifier) verify(ctx context.Context, tp metadata.TopicPartition, producerID int64, epoch int16) error {
+	c := v.c.Load()
+	if c == nil {
+		return fmt.Errorf("no coordinator yet: %w", metadata.ErrUnavailable)
+	}
+	return c.Verify(ctx, tp, producerID, epoch)
 }
 
 func startServer(t *testing.T, o testOptions) *testServer {
@@ -71,6 +91,8 @@ func startServer(t *testing.T, o testOptions) *testServer {
 		lcfg.ReadChunkBytes, lcfg.HotTailBytes = o.readChunkBytes, -1
 	}
 	lcfg.LeaseTTL = o.leaseTTL
+	verifier := &txnVerifier{}
+	lcfg.VerifyTxn = verifier.verify
 	plog, err := partlog.Open(ctx, lcfg)
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +108,18 @@ func startServer(t *testing.T, o testOptions) *testServer {
 	b.Place(ctx)
 	runCtx, stopRun := context.WithCancel(ctx)
 	go b.Run(runCtx)
-	kcfg := Config{Broker: b, Logger: logger, AdvertisedAddr: ln.Addr().String(), AutoCreateTopics: o.autoCreateTopics, DefaultPartitions: 1}
+	tcfg := txn.Config{Backend: b, Logger: logger, ScanInterval: 100 * time.Millisecond}
+	if o.txn != nil {
+		o.txn(&tcfg)
+	}
+	co, err := txn.New(tcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier.c.Store(co)
+	coDone := make(chan struct{})
+	go func() { defer close(coDone); co.Run(runCtx) }()
+	kcfg := Config{Broker: b, Logger: logger, AdvertisedAddr: ln.Addr().String(), AutoCreateTopics: o.autoCreateTopics, DefaultPartitions: 1, Txn: co}
 	if o.kafka != nil {
 		o.kafka(&kcfg)
 	}
@@ -95,12 +128,13 @@ func startServer(t *testing.T, o testOptions) *testServer {
 	t.Cleanup(func() {
 		_ = srv.Close()
 		stopRun()
+		<-coDone
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = b.Shutdown(cctx)
 		_ = plog.Close(cctx)
 	})
-	return &testServer{t: t, addr: ln.Addr().String(), broker: b, log: plog, store: o.store, srv: srv}
+	return &testServer{t: t, addr: ln.Addr().String(), broker: b, log: plog, store: o.store, srv: srv, txn: co}
 }
 
 // sharedStorage returns one metadata store and bucket for several agents.

@@ -34,6 +34,7 @@ var largeRequestKeys = map[int16]bool{
 	offsetFetchKey: true, joinGroupKey: true, syncGroupKey: true, describeGroupsKey: true,
 	21:                      true, // DeleteRecords
 	offsetForLeaderEpochKey: true, offsetDeleteKey: true,
+	addPartitionsToTxnKey: true, writeTxnMarkersKey: true, txnOffsetCommitKey: true, describeProducersKey: true,
 }
 
 // requestCap is the largest frame (without its size prefix) accepted for

@@ -241,13 +241,19 @@ func TestProduceIdempotentAndProducerIDs(t *testing.T) {
 		ids[resp.ProducerID] = true
 	}
 	for _, tc := range []struct {
-		id   string
-		code int16
-	}{{"txn", kerr.TransactionalIDAuthorizationFailed.Code}, {"", kerr.InvalidRequest.Code}} {
+		id      string
+		timeout int32
+		code    int16
+	}{
+		{"", 60000, kerr.InvalidRequest.Code},
+		{"txn", 0, kerr.InvalidTransactionTimeout.Code},
+		{"txn", -1, kerr.InvalidTransactionTimeout.Code},
+		{"txn", 900001, kerr.InvalidTransactionTimeout.Code}, // over transaction.max.timeout.ms
+	} {
 		req := kmsg.NewPtrInitProducerIDRequest()
-		req.Version, req.TransactionalID = 4, kmsg.StringPtr(tc.id)
+		req.Version, req.TransactionalID, req.TransactionTimeoutMillis = 4, kmsg.StringPtr(tc.id), tc.timeout
 		if resp := w.do(req).(*kmsg.InitProducerIDResponse); resp.ErrorCode != tc.code || resp.ProducerID != -1 {
-			t.Fatalf("transactional id %q: %+v", tc.id, resp)
+			t.Fatalf("transactional id %q, timeout %d: %+v", tc.id, tc.timeout, resp)
 		}
 	}
 

@@ -25,6 +25,7 @@ import (
 
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/group"
+	"github.com/streamhouse/streamhouse/internal/txn"
 )
 
 // handlerFunc serves one request. It returns the response (nil: no
@@ -90,6 +91,13 @@ type Config struct {
 	// MaxInflightPerConn bounds requests handled concurrently on one
 	// connection (responses still go out in order). Default 16.
 	MaxInflightPerConn int
+	// Txn is the transaction coordinator (txns.go). Nil: the transaction
+	// APIs answer COORDINATOR_NOT_AVAILABLE (tests without transactions).
+	Txn *txn.Coordinator
+	// TransactionMaxTimeout bounds a producer's transaction.timeout.ms
+	// (Kafka's transaction.max.timeout.ms): larger is
+	// INVALID_TRANSACTION_TIMEOUT. Default 15 minutes.
+	TransactionMaxTimeout time.Duration
 }
 
 // Server serves the Kafka protocol.
@@ -103,6 +111,7 @@ type Server struct {
 	live     liveCache          // live agents, for group coordinator choice
 	sessions *fetchSessionCache // KIP-227 incremental fetch sessions
 	groups   *group.Coordinator // the consumer groups of the slots this agent holds
+	txn      *txn.Coordinator   // the transactions of the slots this agent holds; may be nil
 	slots    slotEpochs         // coordinator_choice.go
 
 	// inflight holds the request bytes read and not yet answered
@@ -147,6 +156,9 @@ func New(cfg Config) *Server {
 	if cfg.DefaultPartitions <= 0 {
 		cfg.DefaultPartitions = 1
 	}
+	if cfg.TransactionMaxTimeout <= 0 {
+		cfg.TransactionMaxTimeout = 15 * time.Minute
+	}
 	if _, err := layouts(); err != nil {
 		panic(fmt.Sprintf("kafka: request layouts: %v", err)) // a bug, caught by TestLayoutsAcceptRealRequests
 	}
@@ -158,6 +170,7 @@ func New(cfg Config) *Server {
 		nodeID:   NodeID(cfg.Broker.AgentID()),
 		sessions: newFetchSessionCache(defaultFetchSessionSlots),
 		groups:   group.New(group.Config{Logger: cfg.Logger, Store: cfg.Broker}),
+		txn:      cfg.Txn,
 		conns:    make(map[*conn]struct{}),
 		perIP:    make(map[string]int),
 		inflight: semaphore.NewWeighted(cfg.MaxInflightRequestBytes),

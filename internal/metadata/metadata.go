@@ -311,7 +311,8 @@ type Store interface {
 	GetTopicByID(ctx context.Context, id TopicID) (Topic, error)
 	ListTopics(ctx context.Context) ([]Topic, error) // ordered by name
 	// DeleteTopic removes the topic, its partitions, index rows, producer
-	// state and the consumer-group offsets committed for its name (as Kafka
+	// state, aborted-transaction index and the consumer-group offsets
+	// (committed, and pending in transactions) for its name (as Kafka
 	// does, so a topic created again under the name starts clean). Objects
 	// left unreferenced become deletable after the grace period given to
 	// MarkUnreferencedObjects. ErrTopicNotFound if absent.
@@ -330,7 +331,8 @@ type Store interface {
 	ListPartitions(ctx context.Context, id TopicID) ([]PartitionState, error)
 	// SetLogStartOffset raises the log start offset (never lowers it, never
 	// above the high watermark: ErrOffsetOutOfRange) and deletes index entries
-	// wholly below it. Returns the resulting log start offset.
+	// and aborted transactions wholly below it (LastOffset < offset).
+	// Returns the resulting log start offset.
 	SetLogStartOffset(ctx context.Context, tp TopicPartition, offset int64) (int64, error)
 
 	// Agents and leases.
@@ -367,8 +369,9 @@ type Store interface {
 
 	// CommitObject records an uploaded object and, for each partition, checks
 	// the fence (leader == c.AgentID, epoch, stored high watermark ==
-	// ExpectedHighWatermark), then advances the high watermark, inserts the
-	// index entries and upserts producer state. All or nothing: if any fence
+	// ExpectedHighWatermark), then advances the high watermark, sets the
+	// last stable offset, inserts the index entries and aborted
+	// transactions and upserts producer state. All or nothing: if any fence
 	// check fails, nothing is stored and a *FencedError lists the failed
 	// partitions. A malformed commit fails with ErrInvalidCommit before
 	// touching the store. Committing an object key that is already committed
@@ -390,7 +393,8 @@ type Store interface {
 	// NextProducerID allocates a new, never reused producer ID.
 	NextProducerID(ctx context.Context) (int64, error)
 	// ExpireProducers deletes the state of every producer, on every
-	// partition, last updated before olderThan, and returns how many
+	// partition, last updated before olderThan (except producers with
+	// InTxn set, which a marker must close first), and returns how many
 	// partition-producer rows it deleted (Kafka's
 	// producer.id.expiration.ms).
 	ExpireProducers(ctx context.Context, olderThan time.Time) (int64, error)
@@ -431,8 +435,9 @@ type Store interface {
 	// CreateGroup registers a group without offsets, so it is listed before
 	// its first commit. ErrGroupExists if it is registered or has offsets.
 	CreateGroup(ctx context.Context, group string) error
-	// DeleteGroup removes every offset of the group, its registration and
-	// its stored group state. ErrGroupNotFound if it has neither offsets
+	// DeleteGroup removes every offset of the group (pending
+	// transactional ones too), its registration and its stored group
+	// state. ErrGroupNotFound if it has neither offsets
 	// nor registration.
 	DeleteGroup(ctx context.Context, group string) error
 	// ListGroups returns the groups registered or with committed offsets,

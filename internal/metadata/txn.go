@@ -47,7 +47,9 @@ type TxnPartition struct {
 }
 
 // TP returns the partition's TopicPartition.
-func (p TxnPartition) TP() TopicPartition { return TopicPartition{TopicID: p.TopicID, Partition: p.Partition} }
+func (p TxnPartition) TP() TopicPartition {
+	return TopicPartition{TopicID: p.TopicID, Partition: p.Partition}
+}
 
 // Txn is the coordinator's stored state of one transactional ID.
 type Txn struct {

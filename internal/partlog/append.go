@@ -50,6 +50,7 @@ type bufPart struct {
 	maxTs     int64
 	bytes     int
 	producers map[int64]*producerState // state after this buffer's batches
+	aborted   []metadata.AbortedTxn    // transactions its abort markers close
 }
 
 func newBuffer() *buffer {
@@ -96,7 +97,12 @@ func (b *buffer) wait(ctx context.Context, p *partition) error {
 // topic's bounds), compressed or not, then the record timestamps against
 // message.timestamp.before/after.max.ms.
 //
+// A transactional batch joins its producer's open transaction on tp, or
+// opens one once Config.VerifyTxn admits it (txn.go); a control batch is
+// refused (batch.ErrInvalidRecord): only WriteMarker writes them.
+//
 // Errors wrap ErrNotLeader, ErrOutOfOrderSequence, ErrInvalidProducerEpoch,
+// ErrInvalidTxnState (or the VerifyTxn error),
 // ErrClosed, ErrInvalidTimestamp or one of batch's validation errors
 // (ErrTooLarge for records decompressing past 32 times
 // max.message.bytes); on error nothing of the
@@ -149,6 +155,7 @@ func (l *Log) AppendAsync(ctx context.Context, tp metadata.TopicPartition, recor
 	// a batch stored here is one every reader can decode.
 	now := l.cfg.Now().UnixMilli()
 	headers := make([]batch.Header, len(batches))
+	txn := false
 	for i, b := range batches {
 		h, st, err := l.check(ctx, b, lim)
 		if err == nil {
@@ -157,12 +164,29 @@ func (l *Log) AppendAsync(ctx context.Context, tp metadata.TopicPartition, recor
 		if err != nil {
 			return nil, fmt.Errorf("append to %s: %w", tp, err)
 		}
+		if h.IsControl() {
+			return nil, fmt.Errorf("append to %s: control batches are written by transaction markers only: %w", tp, batch.ErrInvalidRecord)
+		}
+		if h.IsTransactional() {
+			txn = true
+		}
 		// The index keeps the records' own newest timestamp, as Kafka
 		// rewrites MaxTimestamp to it, whatever the header claims.
 		h.MaxTimestamp = st.MaxTimestamp
 		headers[i] = h
 	}
-	res, buf, dupWait, err := l.appendLocked(ctx, p, batches, headers, mode)
+	var verified map[int64]txnVerified
+	if txn {
+		v, release, err := l.verifyTxns(ctx, p, headers)
+		if err != nil {
+			return nil, err
+		}
+		if release != nil {
+			defer release()
+		}
+		verified = v
+	}
+	res, buf, dupWait, err := l.appendLocked(ctx, p, batches, headers, mode, verified)
 	if err != nil {
 		return nil, err
 	}
@@ -211,7 +235,11 @@ func (a *Appending) Wait(ctx context.Context) (AppendResult, error) {
 // idempotence checks, offset assignment and buffering. It returns the buffer
 // the data went into (nil if all duplicates) and, for duplicates, the high
 // watermark to wait for (-1 if none).
-func (l *Log) appendLocked(ctx context.Context, p *partition, batches [][]byte, headers []batch.Header, mode AckMode) (AppendResult, *buffer, int64, error) {
+//
+// verified holds the transaction verifications of the request's producers
+// (verifyTxns); a transactional batch that would open a transaction needs
+// one that no marker has voided since.
+func (l *Log) appendLocked(ctx context.Context, p *partition, batches [][]byte, headers []batch.Header, mode AckMode, verified map[int64]txnVerified) (AppendResult, *buffer, int64, error) {
 	size := 0
 	for _, b := range batches {
 		size += len(b)
@@ -245,6 +273,13 @@ func (l *Log) appendLocked(ctx context.Context, p *partition, batches [][]byte, 
 	dups := make([]*metadata.ProducerBatch, len(batches))
 	for i, h := range headers {
 		c, err := p.checkProducer(h, pending)
+		if err == nil && c.dup == nil && h.IsTransactional() {
+			st := pending[h.ProducerID]
+			if st == nil {
+				st = p.producers[h.ProducerID]
+			}
+			err = checkTxnOpen(h, st, verified)
+		}
 		if err != nil {
 			return AppendResult{}, nil, -1, fmt.Errorf("append to %s: %w", p.tp, err)
 		}
@@ -288,7 +323,9 @@ func (l *Log) appendLocked(ctx context.Context, p *partition, batches [][]byte, 
 			bp = l.buf.partFor(p)
 		}
 		bp.add(b, h, base)
-		recordProducer(bp.producers, p.producers, h, base, now)
+		if recordProducer(bp.producers, p.producers, h, base, now) {
+			p.openTxns[h.ProducerID] = base
+		}
 		l.buf.bytes += len(b)
 		l.buf.records += int(h.NumRecords)
 		l.pending += len(b)

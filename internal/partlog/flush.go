@@ -19,6 +19,7 @@ type sealed struct {
 	key       string
 	parts     []*bufPart
 	producers [][]metadata.ProducerState // per part, state to persist
+	txns      []sealedTxns               // per part, transaction state after it
 	bytes     int                        // buffered bytes it accounts for
 	reason    string
 	sealedAt  time.Time
@@ -35,6 +36,15 @@ type sealed struct {
 	uploadedAt time.Time
 	putErr     error
 	putDone    chan struct{}
+}
+
+// sealedTxns is a sealed part's transaction state: the last stable offset
+// once it is committed (open: a transaction is still open, and lso is its
+// first offset), and the transactions its abort markers close.
+type sealedTxns struct {
+	open    bool
+	lso     int64
+	aborted []metadata.AbortedTxn
 }
 
 // sealDecision says whether to seal the open buffer now (a reason) or how
@@ -118,6 +128,11 @@ func (l *Log) sealLocked(reason string, now time.Time) *sealed {
 			states = append(states, st.snapshot(id))
 		}
 		s.producers = append(s.producers, states)
+		tx := sealedTxns{lso: bp.last + 1, aborted: bp.aborted}
+		if len(bp.p.openTxns) > 0 {
+			tx.open, tx.lso = true, bp.p.sealedLSO(bp.last+1)
+		}
+		s.txns = append(s.txns, tx)
 	}
 	l.inflight++
 	l.lastSeal = now
@@ -351,7 +366,10 @@ func (l *Log) commit(ctx context.Context, s *sealed) {
 					BaseOffset: r.BaseOffset, LastOffset: r.LastOffset, ObjectKey: s.key,
 					Pos: r.Pos, Len: r.Len, MaxTimestamp: r.MaxTimestamp, Records: r.Records,
 				}},
-				Producers: s.producers[i],
+				Producers:          s.producers[i],
+				HasOpenTxn:         s.txns[i].open,
+				OpenTxnFirstOffset: s.txns[i].lso,
+				AbortedTxns:        s.txns[i].aborted,
 			})
 		}
 		cctx, cancel := context.WithTimeout(ctx, l.cfg.CommitTimeout)
@@ -461,7 +479,7 @@ func (l *Log) finish(s *sealed, committed []int, err error) {
 		bp.p.advance(metadata.IndexEntry{
 			BaseOffset: r.BaseOffset, LastOffset: r.LastOffset, ObjectKey: s.key,
 			Pos: r.Pos, Len: r.Len, MaxTimestamp: r.MaxTimestamp, Records: r.Records,
-		})
+		}, s.txns[i].lso, s.txns[i].aborted)
 		l.metrics.committedRecords.Add(float64(r.Records))
 	}
 	if err != nil {

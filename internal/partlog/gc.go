@@ -176,14 +176,16 @@ func (l *Log) gcLoop(interval time.Duration) {
 // store for every partition (Kafka's producer.id.expiration.ms). A
 // producer that comes back after that is unknown, as in Kafka: a batch
 // continuing its old sequence gets OUT_OF_ORDER_SEQUENCE_NUMBER, and
-// clients then start a new sequence. It returns the rows deleted.
+// clients then start a new sequence. A producer with a transaction open is
+// kept (its marker must find it; the store keeps its row too). It returns
+// the rows deleted.
 func (l *Log) ExpireProducers(ctx context.Context, maxIdle time.Duration) (int64, error) {
 	cutoff := l.cfg.Now().Add(-maxIdle)
 	forgotten := 0
 	l.mu.Lock()
 	for _, p := range l.partitions {
 		for id, st := range p.producers {
-			if st.updated.Before(cutoff) {
+			if st.updated.Before(cutoff) && !st.inTxn {
 				delete(p.producers, id)
 				forgotten++
 			}

@@ -398,7 +398,8 @@ func (l *Log) Close(ctx context.Context) error {
 }
 
 // Lead takes the lease of tp and prepares to accept appends for it. Its
-// state (high watermark, producer state) comes from the metadata store.
+// state (high watermark, producer state with the open transactions, the
+// recent aborted transactions) comes from the metadata store.
 func (l *Log) Lead(ctx context.Context, topic metadata.Topic, partition int32) error {
 	tp := metadata.TopicPartition{TopicID: topic.ID, Partition: partition}
 	start := l.cfg.Now()
@@ -410,7 +411,12 @@ func (l *Log) Lead(ctx context.Context, topic metadata.Topic, partition int32) e
 	if err != nil {
 		return fmt.Errorf("lead %s: load producers: %w", tp, err)
 	}
+	aborted, err := l.loadAborted(ctx, tp, lease.LogStartOffset, lease.HighWatermark)
+	if err != nil {
+		return fmt.Errorf("lead %s: load aborted transactions: %w", tp, err)
+	}
 	p := newPartition(topic, partition, lease, states, l.cfg.MaxMessageBytes, l.leaseDeadlineFrom(start), l.cfg.Now)
+	p.aborted = aborted
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {

@@ -290,6 +290,11 @@ func (m *model) checkPartition(ag *modelAgent, tp metadata.TopicPartition, final
 		}
 		if off == 0 {
 			hw = res.HighWatermark
+			// No step writes transactions: the last stable offset is
+			// the high watermark, in memory and in the store alike.
+			if res.LastStableOffset != hw {
+				m.t.Fatalf("step %d: %s read by %s: last stable offset %d, high watermark %d, with no transaction", m.step, tp, ag.name, res.LastStableOffset, hw)
+			}
 		}
 		if res.Size == 0 {
 			break

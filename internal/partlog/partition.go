@@ -38,10 +38,19 @@ type partition struct {
 	logAppendTime   bool
 	timestamps      timestampBounds
 	retention       retention
+	// openTxns maps the producers with a transaction open on the
+	// partition to its first offset (txn.go); the last stable offset of
+	// what is sealed is the least of them.
+	openTxns map[int64]int64
+	// txnGuards are the producers with a transaction verification in
+	// flight (txn.go).
+	txnGuards map[int64]*txnGuard
 
 	mu        sync.Mutex
 	committed int64 // high watermark
 	logStart  int64
+	lso       int64 // committed last stable offset (before clamping to logStart)
+	aborted   abortedIndex
 	index     []metadata.IndexEntry // recent entries, ascending, contiguous
 	changed   chan struct{}         // closed and replaced on every change
 	fenced    bool                  // this leadership term is over
@@ -65,6 +74,12 @@ type producerState struct {
 	epoch   int16
 	batches []metadata.ProducerBatch // oldest first
 	updated time.Time                // last append (see Log.ExpireProducers)
+	// inTxn: the producer has a transaction open on the partition, from
+	// txnFirst on. coordEpoch is the coordinator epoch of its last marker
+	// (-1 if none).
+	inTxn      bool
+	txnFirst   int64
+	coordEpoch int32
 }
 
 func newPartition(topic metadata.Topic, part int32, lease metadata.Lease, states []metadata.ProducerState, defMaxBytes int, deadline time.Time, now func() time.Time) *partition {
@@ -78,11 +93,20 @@ func newPartition(topic metadata.Topic, part int32, lease metadata.Lease, states
 		committed:  lease.HighWatermark,
 		logStart:   lease.LogStartOffset,
 		producers:  make(map[int64]*producerState, len(states)),
+		openTxns:   make(map[int64]int64),
+		txnGuards:  make(map[int64]*txnGuard),
 		changed:    make(chan struct{}),
 	}
 	for _, s := range states {
-		p.producers[s.ProducerID] = &producerState{epoch: s.Epoch, batches: append([]metadata.ProducerBatch(nil), s.Batches...), updated: s.UpdatedAt}
+		p.producers[s.ProducerID] = &producerState{
+			epoch: s.Epoch, batches: append([]metadata.ProducerBatch(nil), s.Batches...), updated: s.UpdatedAt,
+			inTxn: s.InTxn, txnFirst: s.TxnFirstOffset, coordEpoch: s.CoordinatorEpoch,
+		}
+		if s.InTxn {
+			p.openTxns[s.ProducerID] = s.TxnFirstOffset
+		}
 	}
+	p.lso = p.sealedLSO(lease.HighWatermark)
 	p.setConfig(topic, defMaxBytes)
 	return p
 }
@@ -253,10 +277,15 @@ func (p *partition) setUncertain() {
 	p.uncertain = true
 }
 
-// advance records a successful commit of entry.
-func (p *partition) advance(e metadata.IndexEntry) {
+// advance records a successful commit of entry, after which the last
+// stable offset is lso and aborted joined the aborted index.
+func (p *partition) advance(e metadata.IndexEntry, lso int64, aborted []metadata.AbortedTxn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.lso = lso
+	if len(aborted) > 0 {
+		p.aborted.add(aborted)
+	}
 	if len(p.index) >= maxIndexEntries {
 		n := copy(p.index, p.index[len(p.index)/4:])
 		p.index = p.index[:n]
@@ -313,11 +342,22 @@ type producerCheck struct {
 // with Log.mu held. It changes nothing.
 func (p *partition) checkProducer(h batch.Header, pending map[int64]*producerState) (producerCheck, error) {
 	if h.ProducerID < 0 || h.BaseSequence < 0 {
+		if h.IsTransactional() {
+			return producerCheck{}, fmt.Errorf("transactional batch without producer id and sequence: %w", batch.ErrInvalidRecord)
+		}
 		return producerCheck{}, nil
 	}
 	st := pending[h.ProducerID]
 	if st == nil {
 		st = p.producers[h.ProducerID]
+	}
+	if st != nil && st.inTxn && h.ProducerEpoch >= st.epoch {
+		switch {
+		case !h.IsTransactional():
+			return producerCheck{}, fmt.Errorf("producer %d: non-transactional batch while its transaction is open: %w", h.ProducerID, ErrInvalidTxnState)
+		case h.ProducerEpoch > st.epoch:
+			return producerCheck{}, fmt.Errorf("producer %d: epoch %d while its transaction of epoch %d is open: %w", h.ProducerID, h.ProducerEpoch, st.epoch, ErrInvalidTxnState)
+		}
 	}
 	lastSeq := seqAdd(h.BaseSequence, h.LastOffsetDelta)
 	switch {
@@ -345,23 +385,34 @@ func (p *partition) checkProducer(h batch.Header, pending map[int64]*producerSta
 		if want := seqAdd(st.batches[n-1].LastSeq, 1); h.BaseSequence != want {
 			return producerCheck{}, fmt.Errorf("producer %d: sequence %d, want %d: %w", h.ProducerID, h.BaseSequence, want, ErrOutOfOrderSequence)
 		}
+	} else if h.BaseSequence != 0 {
+		// A marker that raised the epoch left no batch: the new epoch
+		// starts at sequence 0, as Kafka.
+		return producerCheck{}, fmt.Errorf("producer %d: epoch %d starts at sequence %d, want 0: %w", h.ProducerID, h.ProducerEpoch, h.BaseSequence, ErrOutOfOrderSequence)
 	}
 	return producerCheck{}, nil
 }
 
 // recordProducer remembers an appended batch in st (a copy-on-write state
-// for the request). Called with Log.mu held.
-func recordProducer(pending map[int64]*producerState, committed map[int64]*producerState, h batch.Header, base int64, now time.Time) {
+// for the request). Called with Log.mu held. It reports whether the batch
+// opened a transaction of its producer.
+func recordProducer(pending map[int64]*producerState, committed map[int64]*producerState, h batch.Header, base int64, now time.Time) (opened bool) {
 	if h.ProducerID < 0 || h.BaseSequence < 0 {
-		return
+		return false
 	}
 	st := pending[h.ProducerID]
 	if st == nil {
-		st = &producerState{epoch: h.ProducerEpoch}
-		if old := committed[h.ProducerID]; old != nil && old.epoch == h.ProducerEpoch {
-			st.batches = append(st.batches, old.batches...)
+		st = &producerState{epoch: h.ProducerEpoch, coordEpoch: -1}
+		if old := committed[h.ProducerID]; old != nil {
+			if old.epoch == h.ProducerEpoch {
+				st.batches = append(st.batches, old.batches...)
+			}
+			st.inTxn, st.txnFirst, st.coordEpoch = old.inTxn, old.txnFirst, old.coordEpoch
 		}
 		pending[h.ProducerID] = st
+	}
+	if h.IsTransactional() && !st.inTxn {
+		st.inTxn, st.txnFirst, opened = true, base, true
 	}
 	if h.ProducerEpoch != st.epoch {
 		st.epoch, st.batches = h.ProducerEpoch, st.batches[:0]
@@ -377,11 +428,15 @@ func recordProducer(pending map[int64]*producerState, committed map[int64]*produ
 	if n := len(st.batches); n > maxProducerBatches {
 		st.batches = append(st.batches[:0], st.batches[n-maxProducerBatches:]...)
 	}
+	return opened
 }
 
 // snapshot returns the stored form of a producer's state.
 func (st *producerState) snapshot(id int64) metadata.ProducerState {
-	return metadata.ProducerState{ProducerID: id, Epoch: st.epoch, Batches: append([]metadata.ProducerBatch(nil), st.batches...), UpdatedAt: st.updated}
+	return metadata.ProducerState{
+		ProducerID: id, Epoch: st.epoch, Batches: append([]metadata.ProducerBatch(nil), st.batches...), UpdatedAt: st.updated,
+		InTxn: st.inTxn, TxnFirstOffset: st.txnFirst, CoordinatorEpoch: st.coordEpoch,
+	}
 }
 
 // seqAdd adds to a Kafka producer sequence, which wraps at MaxInt32 to 0.

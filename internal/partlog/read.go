@@ -61,15 +61,22 @@ const indexBatch = 64
 // Read returns batches of tp from offset, up to maxBytes (at least one batch
 // when any is available, as Kafka's KIP-74). When offset equals the high
 // watermark it waits up to maxWait for data. Offsets below the log start or
-// above the high watermark give ErrOffsetOutOfRange.
+// above the high watermark give ErrOffsetOutOfRange. It reads uncommitted
+// (ReadWith with ReadUncommitted).
 //
 // A partition this agent leads is read from its in-memory state; any other
 // from the metadata store, and a wait on it shares the partition's watcher
 // (watch.go) with every other waiter on it.
 func (l *Log) Read(ctx context.Context, tp metadata.TopicPartition, offset int64, maxBytes int, maxWait time.Duration) (ReadResult, error) {
+	return l.ReadWith(ctx, tp, offset, ReadOptions{MaxBytes: maxBytes, MaxWait: maxWait})
+}
+
+// read is ReadWith.
+func (l *Log) read(ctx context.Context, tp metadata.TopicPartition, offset int64, opts ReadOptions) (ReadResult, error) {
+	committed := opts.Isolation == ReadCommitted
 	var deadline <-chan time.Time
-	if maxWait > 0 {
-		t := time.NewTimer(maxWait)
+	if opts.MaxWait > 0 {
+		t := time.NewTimer(opts.MaxWait)
 		defer t.Stop()
 		deadline = t.C
 	}
@@ -84,19 +91,27 @@ func (l *Log) Read(ctx context.Context, tp metadata.TopicPartition, offset int64
 				return ReadResult{}, err
 			}
 		}
-		res := ReadResult{HighWatermark: view.hw, LogStartOffset: view.logStart, NextOffset: offset}
+		res := ReadResult{HighWatermark: view.hw, LogStartOffset: view.logStart, LastStableOffset: view.lso, NextOffset: offset}
 		if offset < view.logStart || offset > view.hw {
 			return res, fmt.Errorf("read %s at %d (log %d..%d): %w", tp, offset, view.logStart, view.hw, ErrOffsetOutOfRange)
 		}
-		if offset < view.hw {
-			return l.readAt(ctx, tp, view, offset, maxBytes)
+		limit := view.hw
+		if committed {
+			limit = view.lso
+		}
+		if offset < limit {
+			res, err := l.readAt(ctx, tp, view, offset, opts.MaxBytes, limit)
+			if err == nil && committed && res.NextOffset > offset {
+				res.Aborted, err = l.abortedIn(ctx, tp, view, offset, res.NextOffset)
+			}
+			return res, err
 		}
 		if deadline == nil {
 			return res, nil
 		}
 		if view.changed == nil {
 			// Not led here: wait on the partition's watcher.
-			v, woken, err := l.watch.wait(ctx, tp, view.hw, view.logStart, deadline)
+			v, woken, err := l.watch.wait(ctx, tp, view, committed, deadline)
 			switch {
 			case errors.Is(err, errNoWatcher):
 				// Every watcher is taken: wait out maxWait, then look
@@ -128,9 +143,28 @@ func (l *Log) Read(ctx context.Context, tp metadata.TopicPartition, offset int64
 	}
 }
 
-// Watch returns a channel closed when tp's high watermark next changes (or
-// leadership is lost), for callers that wait on many partitions at once.
-// For partitions not led here it returns nil.
+// abortedIn returns the aborted transactions of tp overlapping [from, to):
+// from the led partition's index when it covers from, else from the store.
+func (l *Log) abortedIn(ctx context.Context, tp metadata.TopicPartition, v partView, from, to int64) ([]metadata.AbortedTxn, error) {
+	if v.p != nil {
+		v.p.mu.Lock()
+		out, ok := v.p.aborted.overlapping(from, to)
+		v.p.mu.Unlock()
+		if ok {
+			return out, nil
+		}
+	}
+	out, err := l.store.ListAbortedTxns(ctx, tp, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: aborted transactions: %w", tp, err)
+	}
+	return out, nil
+}
+
+// Watch returns a channel closed when tp's high watermark (and with it the
+// last stable offset) next changes (or leadership is lost), for callers
+// that wait on many partitions at once. For partitions not led here it
+// returns nil.
 func (l *Log) Watch(tp metadata.TopicPartition) <-chan struct{} {
 	l.mu.Lock()
 	p := l.partitions[tp]
@@ -151,8 +185,10 @@ func (l *Log) HighWatermark(ctx context.Context, tp metadata.TopicPartition) (hw
 // partView is a consistent look at a partition for one read.
 type partView struct {
 	hw, logStart int64
-	p            *partition      // nil if not led here
-	changed      <-chan struct{} // nil if not led here
+	// lso is the last stable offset, never below logStart (as Kafka's).
+	lso     int64
+	p       *partition      // nil if not led here
+	changed <-chan struct{} // nil if not led here
 }
 
 func (l *Log) view(ctx context.Context, tp metadata.TopicPartition) (partView, error) {
@@ -160,21 +196,25 @@ func (l *Log) view(ctx context.Context, tp metadata.TopicPartition) (partView, e
 	p := l.partitions[tp]
 	l.mu.Unlock()
 	if p != nil {
-		hw, ls, ch, fenced := p.committedState()
+		p.mu.Lock()
+		v := partView{hw: p.committed, logStart: p.logStart, lso: max(p.lso, p.logStart), p: p, changed: p.changed}
+		fenced := !p.leadingLocked() || p.uncertain
+		p.mu.Unlock()
 		if !fenced {
-			return partView{hw: hw, logStart: ls, p: p, changed: ch}, nil
+			return v, nil
 		}
 	}
 	st, err := l.store.GetPartition(ctx, tp)
 	if err != nil {
 		return partView{}, fmt.Errorf("read %s: %w", tp, err)
 	}
-	return partView{hw: st.HighWatermark, logStart: st.LogStartOffset}, nil
+	return partView{hw: st.HighWatermark, logStart: st.LogStartOffset, lso: max(st.LastStableOffset, st.LogStartOffset)}, nil
 }
 
-// readAt collects batches from offset (below the high watermark).
-func (l *Log) readAt(ctx context.Context, tp metadata.TopicPartition, v partView, offset int64, maxBytes int) (ReadResult, error) {
-	res := ReadResult{HighWatermark: v.hw, LogStartOffset: v.logStart, NextOffset: offset}
+// readAt collects batches from offset (below limit: the high watermark,
+// or the last stable offset for read_committed; no batch from limit on).
+func (l *Log) readAt(ctx context.Context, tp metadata.TopicPartition, v partView, offset int64, maxBytes int, limit int64) (ReadResult, error) {
+	res := ReadResult{HighWatermark: v.hw, LogStartOffset: v.logStart, LastStableOffset: v.lso, NextOffset: offset}
 	var entries []metadata.IndexEntry
 	ok := false
 	if v.p != nil {
@@ -201,7 +241,7 @@ func (l *Log) readAt(ctx context.Context, tp metadata.TopicPartition, v partView
 	full := false
 	var scratch [batch.HeaderSize]byte
 	for _, e := range entries {
-		if e.BaseOffset >= v.hw || full {
+		if e.BaseOffset >= limit || full {
 			break
 		}
 		data, err := l.reader.read(ctx, e)
@@ -221,6 +261,10 @@ func (l *Log) readAt(ctx context.Context, tp metadata.TopicPartition, v partView
 				return res, fmt.Errorf("read %s: object %s at %d: %w", tp, e.ObjectKey, e.Pos+int64(pos), err)
 			}
 			size := h.Size()
+			if h.BaseOffset >= limit {
+				full = true // the rest is past the limit
+				break
+			}
 			if h.LastOffset() >= offset {
 				if total > 0 && total+size > maxBytes {
 					full = true

@@ -2,8 +2,9 @@ package partlog
 
 // Long polls on partitions this agent does not lead.
 //
-// A Read at the high watermark of a partition led by another agent learns of
-// that agent's commits from the metadata store. Its waiters do not poll the
+// A Read at the high watermark (or, read_committed, at the last stable
+// offset) of a partition led by another agent learns of that agent's
+// commits from the metadata store. Its waiters do not poll the
 // store themselves: the waiters of one partition share one watcher, which
 // wakes them when the partition's high watermark moves past theirs. The
 // store's load so grows with the partitions being waited on, not with the
@@ -54,7 +55,7 @@ type watchers struct {
 
 	mu     sync.Mutex
 	m      map[metadata.TopicPartition]*watcher
-	recent map[metadata.TopicPartition]int64 // announced high watermarks of unwatched partitions
+	recent map[metadata.TopicPartition]int64 // high watermarks of unwatched partitions: announced, or seen by a watcher that stopped
 	closed bool
 	wg     sync.WaitGroup // the feed and the watchers' goroutines
 }
@@ -65,10 +66,15 @@ type watcher struct {
 	tp      metadata.TopicPartition
 	waiters int
 	hw, ls  int64 // the newest high watermark and log start offset seen
-	err     error // a permanent failure (partition gone), for the waiters
-	changed chan struct{}
-	poll    chan struct{}      // asks for a store read now (buffered 1)
-	cancel  context.CancelFunc // stops the goroutine
+	lso     int64 // the newest last stable offset seen
+	// committed counts the read_committed waiters: they wait for the LSO,
+	// which commit notices do not carry, so a notice makes the watcher
+	// read the store while any wait.
+	committed int
+	err       error // a permanent failure (partition gone), for the waiters
+	changed   chan struct{}
+	poll      chan struct{}      // asks for a store read now (buffered 1)
+	cancel    context.CancelFunc // stops the goroutine
 }
 
 // newWatchers starts the commit feed if the store has one; close stops it.
@@ -118,6 +124,17 @@ func (ws *watchers) advanced(tp metadata.TopicPartition, hw int64) {
 	if hw > w.hw {
 		w.hw = hw
 		ws.broadcast(w)
+		if w.committed > 0 {
+			w.pollNow()
+		}
+	}
+}
+
+// pollNow asks w's goroutine for a store read. ws.mu is held.
+func (w *watcher) pollNow() {
+	select {
+	case w.poll <- struct{}{}:
+	default:
 	}
 }
 
@@ -131,37 +148,36 @@ func (ws *watchers) setListening(ok bool) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	for _, w := range ws.m {
-		select {
-		case w.poll <- struct{}{}:
-		default:
-		}
+		w.pollNow()
 	}
 }
 
 // errNoWatcher: every watcher slot is taken.
 var errNoWatcher = errors.New("too many watched partitions")
 
-// wait waits until tp's stored high watermark is above hw (the caller's view
-// of the partition is hw, logStart) and returns the partition as the watcher
-// last saw it; woken is false when done fired first. It returns errNoWatcher
-// at once when no watcher is free.
-func (ws *watchers) wait(ctx context.Context, tp metadata.TopicPartition, hw, logStart int64, done <-chan time.Time) (v partView, woken bool, err error) {
-	w, err := ws.join(tp, hw, logStart)
+// wait waits until tp's stored high watermark is above the caller's view
+// of the partition (its last stable offset, when committed) and returns the
+// partition as the watcher last saw it; woken is false when done fired
+// first. It returns errNoWatcher at once when no watcher is free.
+func (ws *watchers) wait(ctx context.Context, tp metadata.TopicPartition, view partView, committed bool, done <-chan time.Time) (v partView, woken bool, err error) {
+	w, err := ws.join(tp, view, committed)
 	if err != nil {
 		return partView{}, false, err
 	}
-	defer ws.leave(w)
+	defer ws.leave(w, committed)
 	for {
 		ws.mu.Lock()
-		whw, wls, werr, ch := w.hw, w.ls, w.err, w.changed
+		whw, wls, wlso, werr, ch := w.hw, w.ls, w.lso, w.err, w.changed
 		ws.mu.Unlock()
 		if werr != nil {
 			return partView{}, false, werr
 		}
 		// Compared with the waiter's own view, not with what the watcher
-		// saw before: a commit in between is not missed.
-		if whw > hw {
-			return partView{hw: whw, logStart: wls}, true, nil
+		// saw before: a commit in between is not missed. The watcher's
+		// LSO may lag its high watermark (a notice moved that), never
+		// lead it.
+		if (!committed && whw > view.hw) || (committed && wlso > view.lso) {
+			return partView{hw: whw, logStart: wls, lso: max(min(wlso, whw), wls)}, true, nil
 		}
 		select {
 		case <-ch:
@@ -174,8 +190,9 @@ func (ws *watchers) wait(ctx context.Context, tp metadata.TopicPartition, hw, lo
 }
 
 // join registers a waiter on tp's watcher, starting one if needed; the
-// waiter's view (hw, ls) is news to the watcher if newer than its own.
-func (ws *watchers) join(tp metadata.TopicPartition, hw, ls int64) (*watcher, error) {
+// waiter's view is news to the watcher if newer than its own.
+func (ws *watchers) join(tp metadata.TopicPartition, view partView, committed bool) (*watcher, error) {
+	hw, ls, lso := view.hw, view.logStart, view.lso
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	if ws.closed {
@@ -188,26 +205,44 @@ func (ws *watchers) join(tp metadata.TopicPartition, hw, ls int64) (*watcher, er
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		// A commit announced between the waiter's look and now counts.
-		w = &watcher{tp: tp, hw: max(hw, ws.recent[tp]), ls: ls, changed: make(chan struct{}), poll: make(chan struct{}, 1), cancel: cancel}
+		w = &watcher{tp: tp, hw: max(hw, ws.recent[tp]), ls: ls, lso: lso, changed: make(chan struct{}), poll: make(chan struct{}, 1), cancel: cancel}
 		delete(ws.recent, tp)
 		ws.m[tp] = w
 		ws.active.Inc()
 		ws.wg.Add(1)
 		go ws.run(ctx, w)
-	} else if hw > w.hw || ls > w.ls {
-		w.hw, w.ls = max(w.hw, hw), max(w.ls, ls)
+	} else if hw > w.hw || ls > w.ls || lso > w.lso {
+		w.hw, w.ls, w.lso = max(w.hw, hw), max(w.ls, ls), max(w.lso, lso)
 		ws.broadcast(w)
 	}
+	if committed && w.hw > hw {
+		// A commit announced since the waiter's look may have moved the
+		// LSO too, which notices do not say: read it now.
+		w.pollNow()
+	}
 	w.waiters++
+	if committed {
+		w.committed++
+	}
 	return w, nil
 }
 
 // leave unregisters a waiter; the last one out stops the watcher.
-func (ws *watchers) leave(w *watcher) {
+func (ws *watchers) leave(w *watcher, committed bool) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	w.waiters--
+	if committed {
+		w.committed--
+	}
 	if w.waiters == 0 && ws.m[w.tp] == w {
+		// Remembered as a notice would be: a waiter whose view predates
+		// what this watcher saw, joining a new watcher, must not wait for
+		// the next store read to learn it.
+		if len(ws.recent) >= maxRecent {
+			clear(ws.recent)
+		}
+		ws.recent[w.tp] = max(ws.recent[w.tp], w.hw)
 		delete(ws.m, w.tp)
 		ws.active.Dec()
 		w.cancel()
@@ -262,8 +297,8 @@ func (ws *watchers) run(ctx context.Context, w *watcher) {
 		default:
 			backoff = 0
 			ws.mu.Lock()
-			if st.HighWatermark > w.hw || st.LogStartOffset > w.ls {
-				w.hw, w.ls = max(w.hw, st.HighWatermark), max(w.ls, st.LogStartOffset)
+			if st.HighWatermark > w.hw || st.LogStartOffset > w.ls || st.LastStableOffset > w.lso {
+				w.hw, w.ls, w.lso = max(w.hw, st.HighWatermark), max(w.ls, st.LogStartOffset), max(w.lso, st.LastStableOffset)
 				ws.broadcast(w)
 			}
 			ws.mu.Unlock()

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
@@ -421,5 +424,43 @@ func testWatcherBacksOffWhileStoreFails(t *testing.T, open storeOpener) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the waiter did not wake once the store answered again")
+	}
+}
+
+// A watcher that stops (its last waiter left) remembers the newest high
+// watermark it saw: a long poll whose view predates that commit and that
+// joins after the watcher stopped wakes at once, instead of waiting for
+// the next store read (a minute here) or the next commit.
+func TestWatcherRemembersHighWatermarkWhenItStops(t *testing.T) {
+	t.Parallel()
+	store := metadatatest.OpenSQLite(t)
+	ws := newWatchers(store, time.Minute, 10, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	defer ws.close()
+	topic, err := store.CreateTopic(context.Background(), metadata.Topic{Name: "t", Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := tpOf(topic, 0)
+	ctx := context.Background()
+	stale := partView{hw: 0}
+
+	first := make(chan bool, 1)
+	go func() {
+		_, woken, _ := ws.wait(ctx, tp, stale, false, nil)
+		first <- woken
+	}()
+	testutil.WaitFor(t, "the first waiter to join", func() bool { return ws.count() == 1 })
+	ws.advanced(tp, 3) // a commit notice
+	if !<-first {
+		t.Fatal("the first waiter did not wake")
+	}
+	testutil.WaitFor(t, "the watcher to stop", func() bool { return ws.count() == 0 })
+
+	done := make(chan time.Time)
+	timer := time.AfterFunc(10*time.Second, func() { close(done) })
+	defer timer.Stop()
+	v, woken, err := ws.wait(ctx, tp, stale, false, done)
+	if err != nil || !woken || v.hw != 3 {
+		t.Fatalf("a waiter with a view older than the stopped watcher's: woken %v, hw %d, %v", woken, v.hw, err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,7 +29,11 @@ import (
 	"github.com/streamhouse/streamhouse/internal/partlog"
 	"github.com/streamhouse/streamhouse/internal/rest"
 	"github.com/streamhouse/streamhouse/internal/schemaregistry"
+	"github.com/streamhouse/streamhouse/internal/txn"
 )
+
+// The broker is the transaction coordinator's backend.
+var _ txn.Backend = (*broker.Broker)(nil)
 
 // Server is one running agent.
 type Server struct {
@@ -39,6 +44,7 @@ type Server struct {
 	store  metadata.Store
 	plog   *partlog.Log
 	broker *broker.Broker
+	txn    *txn.Coordinator
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -75,6 +81,10 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 	if cfg.CacheSize == 0 || cfg.Storage == config.StorageLocal {
 		cacheDir = ""
 	}
+	// The log verifies transactional batches with the coordinator, which
+	// needs the broker, which needs the log: the holder is filled once the
+	// coordinator exists (before any listener serves).
+	verifier := &txnVerifier{}
 	hot := cfg.HotTailBytes
 	if hot == 0 {
 		hot = -1
@@ -108,6 +118,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		GCInterval:         cfg.GCInterval,
 		CommitTimeout:      config.CommitTimeout,
 		ProducerExpiration: cfg.ProducerExpiration,
+		VerifyTxn:          verifier.verify,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open partition log: %w", err)
@@ -148,13 +159,19 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		return nil, err
 	}
 	s.broker.Place(ctx)
+	if s.txn, err = txn.New(txn.Config{Backend: s.broker, Logger: logger, MaxTimeout: cfg.TransactionMaxTimeout}); err != nil {
+		return nil, fmt.Errorf("transaction coordinator: %w", err)
+	}
+	verifier.set(s.txn)
 	s.kafka = kafka.New(kafka.Config{
-		Broker:            s.broker,
-		Logger:            logger,
-		AdvertisedAddr:    advertised,
-		AutoCreateTopics:  cfg.AutoCreateTopics,
-		DefaultPartitions: int32(cfg.DefaultPartitions),
-		Registry:          s.reg,
+		Broker:                s.broker,
+		Txn:                   s.txn,
+		TransactionMaxTimeout: cfg.TransactionMaxTimeout,
+		Logger:                logger,
+		AdvertisedAddr:        advertised,
+		AutoCreateTopics:      cfg.AutoCreateTopics,
+		DefaultPartitions:     int32(cfg.DefaultPartitions),
+		Registry:              s.reg,
 
 		MaxRequestBytes:         cfg.KafkaMaxRequestBytes,
 		MaxInflightRequestBytes: cfg.KafkaMaxInflightRequestBytes,
@@ -176,7 +193,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	s.grpcAPI = grpcapi.New(grpcapi.Config{Broker: s.broker, Logger: logger, Registry: s.reg})
+	s.grpcAPI = grpcapi.New(grpcapi.Config{Broker: s.broker, Logger: logger, Registry: s.reg, Txn: s.txn})
 	s.grpcSrv = s.grpcAPI.NewGRPCServer(grpcapi.ServerOptions{
 		MaxConcurrentStreams:    cfg.GRPCMaxConcurrentStreams,
 		KeepaliveInterval:       cfg.GRPCKeepaliveInterval,
@@ -263,6 +280,8 @@ func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); s.broker.Run(bg) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.txn.Run(bg) }()
 
 	errc := make(chan error, 3)
 	go func() {
@@ -341,4 +360,21 @@ func (s *Server) closeBackends() {
 			s.log.Warn("close object store", "err", err)
 		}
 	}
+}
+
+// txnVerifier is the log's VerifyTxn hook, calling the transaction
+// coordinator once it exists; before that (never while serving) a
+// transactional batch gets a retriable error.
+type txnVerifier struct {
+	c atomic.Pointer[txn.Coordinator]
+}
+
+func (v *txnVerifier) set(c *txn.Coordinator) { v.c.Store(c) }
+
+func (v *txnVerifier) verify(ctx context.Context, tp metadata.TopicPartition, producerID int64, epoch int16) error {
+	c := v.c.Load()
+	if c == nil {
+		return fmt.Errorf("transaction coordinator not started: %w", metadata.ErrUnavailable)
+	}
+	return c.Verify(ctx, tp, producerID, epoch)
 }

@@ -570,9 +570,18 @@ func (c *Coordinator) CheckMarker(ctx context.Context, tp metadata.TopicPartitio
 func (c *Coordinator) Run(ctx context.Context) {
 	t := time.NewTicker(c.cfg.ScanInterval)
 	defer t.Stop()
+	var lastExpiry time.Time
 	for {
 		if err := c.Scan(ctx); err != nil && ctx.Err() == nil {
 			c.log.Warn("transaction scan", "err", err)
+		}
+		if now := c.now(); now.Sub(lastExpiry) >= c.cfg.ExpirationInterval {
+			lastExpiry = now
+			if n, err := c.ExpireIDs(ctx); err != nil && ctx.Err() == nil {
+				c.log.Warn("transactional id expiry", "err", err)
+			} else if n > 0 {
+				c.log.Info("transactional ids expired", "count", n)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -604,6 +613,57 @@ func (c *Coordinator) Scan(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// ExpireIDs forgets the transactional IDs of slots this agent leads that
+// have no open transaction and were last used more than IDExpiration ago,
+// and returns how many it forgot.
+func (c *Coordinator) ExpireIDs(ctx context.Context) (int, error) {
+	ts, err := c.store.ListTxns(ctx, metadata.TxnFilter{States: []metadata.TxnStatus{metadata.TxnEmpty, metadata.TxnCompleteCommit, metadata.TxnCompleteAbort}})
+	if err != nil {
+		return 0, fmt.Errorf("transactional id expiry: %w", err)
+	}
+	cutoff := c.now().Add(-c.cfg.IDExpiration)
+	n := 0
+	for _, t := range ts {
+		if !t.UpdatedAt.Before(cutoff) {
+			continue
+		}
+		fence, err := c.be.TxnFence(ctx, t.TransactionalID)
+		if err != nil {
+			continue
+		}
+		deleted, err := c.forget(ctx, fence, t.TransactionalID, cutoff)
+		if err != nil {
+			return n, err
+		}
+		if deleted {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// forget deletes id if, read again under its lock, it still has no open
+// transaction and was last used before cutoff.
+func (c *Coordinator) forget(ctx context.Context, fence metadata.GroupFence, id string, cutoff time.Time) (bool, error) {
+	unlock, err := c.lock(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	t, found, err := c.store.GetTxn(ctx, id)
+	if err != nil {
+		return false, fmt.Errorf("forget transactional id %q: %w", id, err)
+	}
+	if !found || t.State == metadata.TxnOngoing || preparing(t.State) || !t.UpdatedAt.Before(cutoff) {
+		return false, nil
+	}
+	// DeleteTxn also checks the producer, in its own transaction.
+	if err := c.store.DeleteTxn(ctx, fence, id, t.ProducerID, t.ProducerEpoch); err != nil {
+		return false, fmt.Errorf("forget transactional id %q: %w", id, err)
+	}
+	return true, nil
 }
 
 // expire aborts t if it is still the same Ongoing transaction and past its
@@ -714,6 +774,14 @@ func (c *Coordinator) writeMarker(ctx context.Context, fence metadata.GroupFence
 			// Deleted with its data: nothing left to mark.
 			c.log.Info("transaction marker for a deleted partition dropped", "topic", p.Topic, "partition", p.Partition)
 			return nil
+		case errors.Is(err, partlog.ErrInvalidProducerEpoch), errors.Is(err, partlog.ErrInvalidTxnState), errors.Is(err, partlog.ErrCoordinatorFenced):
+			// The leader refuses the marker for good: a newer epoch or
+			// coordinator superseded this completion (the stored state
+			// moved on), or the stored decision does not match it.
+			// Retrying cannot help; this completion ends, and if the
+			// transaction is still decided the next scan starts over
+			// from the stored state.
+			return fmt.Errorf("marker for %s/%d refused: %w", p.Topic, p.Partition, err)
 		case ctx.Err() != nil:
 			return ctx.Err()
 		}

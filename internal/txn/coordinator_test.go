@@ -28,8 +28,10 @@ type agent struct {
 	store metadata.Store
 	log   *partlog.Log
 	slot  metadata.TopicPartition
-	// markerFails makes the next n WriteMarker calls fail (retriable).
-	markerFails atomic.Int32
+	// markerFails makes the next n WriteMarker calls fail (retriable);
+	// markerRefusals makes the next n fail for good (the leader refuses).
+	markerFails    atomic.Int32
+	markerRefusals atomic.Int32
 	markers     atomic.Int32 // WriteMarker calls that succeeded
 }
 
@@ -46,12 +48,18 @@ func (a *agent) Holds(f metadata.GroupFence) bool {
 	return ok && epoch == f.Epoch && f.AgentID == a.id
 }
 
-func (a *agent) NextProducerID(ctx context.Context) (int64, error) { return a.store.NextProducerID(ctx) }
+func (a *agent) NextProducerID(ctx context.Context) (int64, error) {
+	return a.store.NextProducerID(ctx)
+}
 
 func (a *agent) WriteMarker(ctx context.Context, p metadata.TxnPartition, m partlog.Marker) error {
 	if a.markerFails.Load() > 0 {
 		a.markerFails.Add(-1)
 		return fmt.Errorf("injected: %w", partlog.ErrNotLeader)
+	}
+	if a.markerRefusals.Load() > 0 {
+		a.markerRefusals.Add(-1)
+		return fmt.Errorf("injected: %w", partlog.ErrInvalidTxnState)
 	}
 	if _, err := a.log.WriteMarker(ctx, p.TP(), m); err != nil {
 		return err
@@ -142,9 +150,13 @@ func (w *world) openLog(id string, slots metadata.Topic) *partlog.Log {
 	return l
 }
 
-func (w *world) newCoordinator(a *agent) *Coordinator {
+func (w *world) newCoordinator(a *agent, opts ...func(*Config)) *Coordinator {
 	w.t.Helper()
-	c, err := New(Config{Backend: a, Now: w.now, ScanInterval: time.Hour, MarkerTimeout: 2 * time.Second, CompletionWait: 5 * time.Second})
+	cfg := Config{Backend: a, Now: w.now, ScanInterval: time.Hour, MarkerTimeout: 2 * time.Second, CompletionWait: 5 * time.Second}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c, err := New(cfg)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -499,5 +511,83 @@ func TestNotCoordinator(t *testing.T) {
 		}
 		_, _, err := w.c.InitProducerID(c, "tx", 1000, -1, -1)
 		wantKerr(t, "init without the slot", err, kerr.NotCoordinator)
+	})
+}
+
+func TestExpireIDs(t *testing.T) {
+	onBackends(t, func(t *testing.T, w *world) {
+		c := ctx(t)
+		pid, ep, _ := w.c.InitProducerID(c, "idle", 60000, -1, -1)
+		if _, _, err := w.c.InitProducerID(c, "open", 60000, -1, -1); err != nil {
+			t.Fatal(err)
+		}
+		st := w.state("open")
+		if err := w.c.AddPartitions(c, "open", st.ProducerID, st.ProducerEpoch, []metadata.TxnPartition{w.part(0)}); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := w.c.ExpireIDs(c); err != nil || n != 0 {
+			t.Fatalf("expiry of fresh ids: %d, %v", n, err)
+		}
+		// A coordinator that forgets ids unused for 50 ms (moving the
+		// clock by days would also expire the slot's lease).
+		short := w.newCoordinator(w.a, func(cfg *Config) { cfg.IDExpiration = 50 * time.Millisecond })
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			n, err := short.ExpireIDs(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 1 {
+				break
+			}
+			if n != 0 || time.Now().After(deadline) {
+				t.Fatalf("expiry: %d ids forgotten, want 1 (the open transaction's id is kept)", n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if _, found, _ := w.store.GetTxn(c, "open"); !found {
+			t.Fatal("the id with an open transaction was forgotten")
+		}
+		if _, found, _ := w.store.GetTxn(c, "idle"); found {
+			t.Fatal("idle id not forgotten")
+		}
+		// The forgotten id starts over with a new producer.
+		pid2, ep2, err := w.c.InitProducerID(c, "idle", 60000, -1, -1)
+		if err != nil || pid2 == pid || ep2 != 0 {
+			t.Fatalf("init after expiry: %d/%d, %v (old %d/%d)", pid2, ep2, err, pid, ep)
+		}
+	})
+}
+
+// TestMarkerRefusedEndsCompletion: a leader refusing a marker for good ends
+// the completion (no retry loop); the transaction stays decided and the
+// next scan finishes it.
+func TestMarkerRefusedEndsCompletion(t *testing.T) {
+	onBackends(t, func(t *testing.T, w *world) {
+		c := ctx(t)
+		pid, ep, _ := w.c.InitProducerID(c, "tx", 60000, -1, -1)
+		if err := w.c.AddPartitions(c, "tx", pid, ep, []metadata.TxnPartition{w.part(0)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.produce(0, pid, ep, 0, 1); err != nil {
+			t.Fatal(err)
+		}
+		w.a.markerRefusals.Store(1)
+		if err := w.c.EndTxn(c, "tx", pid, ep, true); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for !w.c.waitCompletion(c, "tx") {
+			if time.Now().After(deadline) {
+				t.Fatal("the completer did not end after the refusal")
+			}
+		}
+		if st := w.state("tx"); st.State != metadata.TxnPrepareCommit {
+			t.Fatalf("after a refused marker: %s, want PrepareCommit", st.State)
+		}
+		if err := w.c.Scan(c); err != nil {
+			t.Fatal(err)
+		}
+		w.waitState("tx", metadata.TxnCompleteCommit)
 	})
 }

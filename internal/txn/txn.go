@@ -77,6 +77,13 @@ type Config struct {
 	// waits for the markers of its previous transaction before it is
 	// answered CONCURRENT_TRANSACTIONS (which clients retry). Default 5 s.
 	CompletionWait time.Duration
+	// IDExpiration is how long a transactional ID with no open
+	// transaction may stay unused before it is forgotten (Kafka's
+	// transactional.id.expiration.ms): its producer ID and epoch are
+	// dropped, and its next InitProducerId starts over with a new producer
+	// ID. Checked every ExpirationInterval. Defaults 7 days and 1 hour.
+	IDExpiration       time.Duration
+	ExpirationInterval time.Duration
 	// MaxPartitions bounds the partitions one transaction may add (a
 	// client-caused allocation in memory and in the store). Default
 	// 10000.
@@ -104,6 +111,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.CompletionWait <= 0 {
 		c.CompletionWait = 5 * time.Second
+	}
+	if c.IDExpiration <= 0 {
+		c.IDExpiration = 7 * 24 * time.Hour
+	}
+	if c.ExpirationInterval <= 0 {
+		c.ExpirationInterval = time.Hour
 	}
 	if c.MaxPartitions <= 0 {
 		c.MaxPartitions = 10000

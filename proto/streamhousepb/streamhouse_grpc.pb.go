@@ -66,8 +66,10 @@ type StreamHouseClient interface {
 	Consume(ctx context.Context, in *ConsumeRequest, opts ...grpc.CallOption) (*ConsumeResponse, error)
 	CommitOffset(ctx context.Context, in *CommitOffsetRequest, opts ...grpc.CallOption) (*CommitOffsetResponse, error)
 	GetOffset(ctx context.Context, in *GetOffsetRequest, opts ...grpc.CallOption) (*GetOffsetResponse, error)
-	// Producer lifecycle. The transaction methods answer FailedPrecondition
-	// until transactions are implemented.
+	// Producer lifecycle and transactions, on the Kafka transaction
+	// coordinator: InitProducer with a transactional_id, BeginTransaction
+	// (answers the transaction_id for ProduceBatch, CommitTransaction and
+	// AbortTransaction), Heartbeat. Consume and Subscribe read committed.
 	InitProducer(ctx context.Context, in *InitProducerRequest, opts ...grpc.CallOption) (*InitProducerResponse, error)
 	BeginTransaction(ctx context.Context, in *BeginTransactionRequest, opts ...grpc.CallOption) (*BeginTransactionResponse, error)
 	CommitTransaction(ctx context.Context, in *CommitTransactionRequest, opts ...grpc.CallOption) (*CommitTransactionResponse, error)
@@ -262,8 +264,10 @@ type StreamHouseServer interface {
 	Consume(context.Context, *ConsumeRequest) (*ConsumeResponse, error)
 	CommitOffset(context.Context, *CommitOffsetRequest) (*CommitOffsetResponse, error)
 	GetOffset(context.Context, *GetOffsetRequest) (*GetOffsetResponse, error)
-	// Producer lifecycle. The transaction methods answer FailedPrecondition
-	// until transactions are implemented.
+	// Producer lifecycle and transactions, on the Kafka transaction
+	// coordinator: InitProducer with a transactional_id, BeginTransaction
+	// (answers the transaction_id for ProduceBatch, CommitTransaction and
+	// AbortTransaction), Heartbeat. Consume and Subscribe read committed.
 	InitProducer(context.Context, *InitProducerRequest) (*InitProducerResponse, error)
 	BeginTransaction(context.Context, *BeginTransactionRequest) (*BeginTransactionResponse, error)
 	CommitTransaction(context.Context, *CommitTransactionRequest) (*CommitTransactionResponse, error)

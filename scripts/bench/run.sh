@@ -7,6 +7,7 @@
 #   scripts/bench/run.sh --runs 5 --records 500000 --rate-seconds 20 --targets local,kfake
 #   scripts/bench/run.sh --s3-flush-ms 100   # s3 with the server's default flush spacing
 #   scripts/bench/run.sh --idle-wait 0       # do not wait for an idle machine before each run
+#   scripts/bench/run.sh --txn               # the transactions matrix instead (see below)
 #
 # Targets, each measured --runs times (at least 3), with a fresh server
 # per run:
@@ -19,6 +20,13 @@
 # server takes them (8 partitions for Kafka targets; one stream for NATS),
 # consume them all from the start, then produce for --rate-seconds at 10%
 # of that run's full-speed rate and record the latency percentiles.
+#
+# --txn runs the transactions matrix instead, on the local and s3 targets
+# (or --targets): for --rate-seconds each, one producer writes --size records
+# in transactions committed every 1, 10 and 100 ms, and without
+# transactions, as fast as it can, with a fresh server per run; then a
+# read_committed consumer reads them all. It prints a markdown table
+# (throughput, ack and commit latency percentiles) for docs/benchmarks.md.
 #
 # Kafka targets are driven by `streamctl perf`; NATS by `nats bench js pub
 # async` and `nats bench js ordered` (the fixed-rate run with --batch 10: its
@@ -45,6 +53,7 @@ TARGETS=local,s3,kfake,nats
 S3_FLUSH_MS=0
 IDLE_WAIT=60
 QUICK=0
+TXN=0
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-0}"; }
 
@@ -57,12 +66,16 @@ while (($#)); do
 	--targets) TARGETS=$2; shift ;;
 	--s3-flush-ms) S3_FLUSH_MS=$2; shift ;;
 	--idle-wait) IDLE_WAIT=$2; shift ;;
+	--txn) TXN=1 ;;
 	-h | --help) usage 0 ;;
 	*) echo "run.sh: unknown option $1" >&2; usage 2 ;;
 	esac
 	shift
 done
 ((RUNS >= 3)) || { echo "run.sh: --runs must be at least 3" >&2; exit 2; }
+if ((TXN)) && [ "$TARGETS" = local,s3,kfake,nats ]; then
+	TARGETS=local,s3
+fi
 
 log() { echo "bench: $*" >&2; }
 
@@ -342,8 +355,68 @@ run_nats() {
 	done
 }
 
+# --- transactions ------------------------------------------------------------
+
+TXN_DURATIONS=(0 1ms 10ms 100ms)
+
+run_txn_target() {
+	local target=$1 run d topic out
+	for run in $(seq 1 "$RUNS"); do
+		for d in "${TXN_DURATIONS[@]}"; do
+			log "$target transactions $d: run $run of $RUNS"
+			quiet "$target-txn-$d-$run"
+			start_streamhouse "$target" "$run"
+			topic=txn-$run
+			CUR_RUN=$run
+			out=$RES/$target-txn-$d-$run.json
+			cmd "$BIN/streamctl" perf produce -o json --brokers "$BROKERS" --topic "$topic" --partitions "$PARTITIONS" \
+				--duration "${RATE_SECONDS}s" --record-size "$SIZE" --acks all --transaction-duration "$d" >"$out"
+			cmd "$BIN/streamctl" perf consume -o json --brokers "$BROKERS" --topic "$topic" --isolation read_committed \
+				--num-records "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["records"])' "$out")" \
+				>"$RES/$target-txn-$d-consume-$run.json"
+			stop_pid "$SERVER_PID"
+			SERVER_PID=
+			case $target in
+			s3) drop_s3 "$run" ;;
+			local) rm -rf "$WORK/data/local-$run" ;;
+			esac
+		done
+	done
+}
+
+# txn_table prints the medians of the transactions matrix as markdown.
+txn_table() {
+	python3 - "$RES" "$RUNS" "$TARGETS" "${TXN_DURATIONS[@]}" <<'PY'
+import json, statistics, sys
+res, runs, targets, durations = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(","), sys.argv[4:]
+print("| target | transaction | MB/s | records/s | transactions/s | ack p50 / p99 ms | commit p50 / p99 ms | read_committed consume MB/s |")
+print("|---|---|---|---|---|---|---|---|")
+for t in [t for t in targets if t]:
+    for d in durations:
+        ps = [json.load(open(f"{res}/{t}-txn-{d}-{r}.json")) for r in range(1, runs + 1)]
+        cs = [json.load(open(f"{res}/{t}-txn-{d}-consume-{r}.json")) for r in range(1, runs + 1)]
+        med = lambda xs: statistics.median(xs)
+        lat = lambda s, k, q: (s.get(k) or {}).get(q, 0)
+        commit = "-" if d == "0" else f"{med([lat(p, 'commit_latency_ms', 'p50') for p in ps]):.1f} / {med([lat(p, 'commit_latency_ms', 'p99') for p in ps]):.1f}"
+        tps = "-" if d == "0" else f"{med([p.get('transactions', 0) / p['elapsed_s'] for p in ps]):.0f}"
+        print(f"| {t} | {'none' if d == '0' else d} | {med([p['mb_per_sec'] for p in ps]):.1f} | {med([p['records_per_sec'] for p in ps]):.0f} | {tps} | "
+              f"{med([lat(p, 'latency_ms', 'p50') for p in ps]):.1f} / {med([lat(p, 'latency_ms', 'p99') for p in ps]):.1f} | {commit} | {med([c['mb_per_sec'] for c in cs]):.1f} |")
+PY
+}
+
 start=$SECONDS
 IFS=, read -ra targets <<<"$TARGETS"
+if ((TXN)); then
+	for t in "${targets[@]}"; do
+		case $t in
+		local | s3) run_txn_target "$t" ;;
+		*) ;;
+		esac
+	done
+	txn_table | tee "$RES/txn-table.md"
+	log "done in $((SECONDS - start)) s; raw results in $RES"
+	exit 0
+fi
 for t in "${targets[@]}"; do
 	case $t in
 	local | s3 | kfake) run_kafka_target "$t" ;;

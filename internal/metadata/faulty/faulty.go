@@ -20,11 +20,13 @@ type Op string
 
 // The methods faults can target; every other method passes through.
 const (
-	OpAcquireLease Op = "acquire_lease"
-	OpRenewLeases  Op = "renew_leases"
-	OpReleaseLease Op = "release_lease"
-	OpCommitObject Op = "commit_object"
-	OpCommitted    Op = "committed_objects" // IsObjectCommitted and CommittedObjects
+	OpAcquireLease  Op = "acquire_lease"
+	OpRenewLeases   Op = "renew_leases"
+	OpReleaseLease  Op = "release_lease"
+	OpCommitObject  Op = "commit_object"
+	OpCommitted     Op = "committed_objects" // IsObjectCommitted and CommittedObjects
+	OpPutTxn        Op = "put_txn"
+	OpAddTxnOffsets Op = "add_txn_offsets"
 )
 
 // ErrInjected is the error a Fault returns when it sets no Err of its own.
@@ -238,4 +240,18 @@ func (s *Store) CommittedObjects(ctx context.Context, keys []string) (m map[stri
 		return err
 	})
 	return m, err
+}
+
+// PutTxn implements metadata.Store.
+func (s *Store) PutTxn(ctx context.Context, fence metadata.GroupFence, t metadata.Txn) error {
+	return s.do(ctx, OpPutTxn, func() error {
+		return s.Store.PutTxn(ctx, fence, t)
+	})
+}
+
+// AddTxnOffsets implements metadata.Store.
+func (s *Store) AddTxnOffsets(ctx context.Context, fence metadata.GroupFence, id string, producerID int64, epoch int16, offsets []metadata.GroupOffset) error {
+	return s.do(ctx, OpAddTxnOffsets, func() error {
+		return s.Store.AddTxnOffsets(ctx, fence, id, producerID, epoch, offsets)
+	})
 }

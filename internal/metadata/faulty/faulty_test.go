@@ -71,3 +71,46 @@ func TestFaults(t *testing.T) {
 		t.Fatalf("%d renewals counted, want 2", n)
 	}
 }
+
+// The transaction writes have fault points too: a PutTxn that lands yet
+// reports failure, an AddTxnOffsets that fails without writing.
+func TestTxnFaults(t *testing.T) {
+	t.Parallel()
+	inner := metadatatest.OpenSQLite(t)
+	s := faulty.New(inner)
+	ctx := context.Background()
+	slots, err := s.CreateTopic(ctx, metadata.Topic{Name: "slots", Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot := metadata.TopicPartition{TopicID: slots.ID}
+	l, err := s.AcquireLease(ctx, slot, "a", time.Now(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fence := metadata.GroupFence{Slot: slot, AgentID: "a", Epoch: l.Epoch}
+	txn := metadata.Txn{TransactionalID: "tx", ProducerID: 1, LastProducerID: -1, State: metadata.TxnOngoing, Groups: []string{"g"}}
+
+	s.Inject(faulty.Fault{Op: faulty.OpPutTxn, AfterWrite: true, Times: 1})
+	if err := s.PutTxn(ctx, fence, txn); !errors.Is(err, faulty.ErrInjected) {
+		t.Fatalf("PutTxn: %v, want ErrInjected", err)
+	}
+	if got, found, err := inner.GetTxn(ctx, "tx"); err != nil || !found || got.State != metadata.TxnOngoing {
+		t.Fatalf("after a landed PutTxn: %+v, %v, %v", got, found, err)
+	}
+
+	s.Inject(faulty.Fault{Op: faulty.OpAddTxnOffsets, Times: 1})
+	offs := []metadata.GroupOffset{{Group: "g", Topic: "t", Offset: 5}}
+	if err := s.AddTxnOffsets(ctx, fence, "tx", 1, 0, offs); !errors.Is(err, faulty.ErrInjected) {
+		t.Fatalf("AddTxnOffsets: %v, want ErrInjected", err)
+	}
+	if p, err := inner.PendingTxnOffsets(ctx, "g"); err != nil || len(p) != 0 {
+		t.Fatalf("pending offsets after a failed AddTxnOffsets: %+v, %v", p, err)
+	}
+	if err := s.AddTxnOffsets(ctx, fence, "tx", 1, 0, offs); err != nil {
+		t.Fatalf("AddTxnOffsets after the fault expired: %v", err)
+	}
+	if n := s.Calls(faulty.OpAddTxnOffsets); n != 2 {
+		t.Fatalf("%d AddTxnOffsets counted, want 2", n)
+	}
+}

@@ -3,6 +3,7 @@ package metadatatest
 import (
 	"errors"
 	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -43,6 +44,21 @@ func RunPersistence(t *testing.T, newDB func(t *testing.T) func() metadata.Store
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Transaction state: a coordinator row with a pending offset, and a
+	// partition with an open transaction and an aborted one.
+	fence := txnSlot(t, s)
+	txn := ongoingTxn("tx", 9, 1, "g")
+	mustPutTxn(t, s, fence, txn)
+	if err := s.AddTxnOffsets(ctx, fence, "tx", 9, 1, []metadata.GroupOffset{txnOffset("g", "kept", 0, 3)}); err != nil {
+		t.Fatal(err)
+	}
+	txnTP := tpOf(topic, 0)
+	txnLease := mustAcquire(t, s, txnTP, "a", now)
+	txnPC := partCommit(txnTP, txnLease.Epoch, 0, 10)
+	txnPC.HasOpenTxn, txnPC.OpenTxnFirstOffset = true, 6
+	txnPC.AbortedTxns = []metadata.AbortedTxn{{ProducerID: 9, FirstOffset: 0, LastOffset: 4}}
+	txnPC.Producers = []metadata.ProducerState{{ProducerID: 9, Epoch: 1, InTxn: true, TxnFirstOffset: 6, CoordinatorEpoch: 2}}
+	mustCommit(t, s, commitOf("obj-txn", "a", txnPC))
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -73,6 +89,13 @@ func RunPersistence(t *testing.T, newDB func(t *testing.T) func() metadata.Store
 	if next, err := s.NextProducerID(ctx); err != nil || next <= pid {
 		t.Errorf("NextProducerID after reopen = %d, %v; want above %d", next, err, pid)
 	}
+	checkTxn(t, s, txn)
+	checkOffsets(t, "pending offsets after reopen", mustPending(t, s, "g"), txnOffset("g", "kept", 0, 3))
+	checkLSO(t, s, txnTP, 10, 6)
+	if as := mustListAborted(t, s, txnTP, 0, 10); !slices.Equal(as, txnPC.AbortedTxns) {
+		t.Errorf("aborted transactions after reopen = %+v, want %+v", as, txnPC.AbortedTxns)
+	}
+	checkProducers(t, s, txnTP, txnPC.Producers...)
 	// The lease is still held, and its holder carries on from the stored
 	// high watermark.
 	if _, err := s.AcquireLease(ctx, tp, "b", now, ttl); !errors.Is(err, metadata.ErrLeaseHeld) {

@@ -35,6 +35,7 @@ func Run(t *testing.T, open func(t *testing.T) metadata.Store) {
 	tests = append(tests, gcAndGroupTests...)
 	tests = append(tests, schemaTests...)
 	tests = append(tests, groupStateTests...)
+	tests = append(tests, txnTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -389,7 +389,8 @@ func checkProducers(t *testing.T, s metadata.Store, tp metadata.TopicPartition, 
 		t.Fatalf("ProducerStates(%s): %v", tp, err)
 	}
 	eq := func(a, b metadata.ProducerState) bool {
-		return a.ProducerID == b.ProducerID && a.Epoch == b.Epoch && slices.Equal(a.Batches, b.Batches)
+		return a.ProducerID == b.ProducerID && a.Epoch == b.Epoch && slices.Equal(a.Batches, b.Batches) &&
+			a.InTxn == b.InTxn && a.TxnFirstOffset == b.TxnFirstOffset && a.CoordinatorEpoch == b.CoordinatorEpoch
 	}
 	if !slices.EqualFunc(got, want, eq) {
 		t.Errorf("ProducerStates(%s) = %+v, want %+v", tp, got, want)

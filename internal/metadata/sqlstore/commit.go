@@ -114,7 +114,37 @@ func validatePartitionCommit(p *metadata.PartitionCommit) error {
 		}
 		producers[ps.ProducerID] = true
 	}
+	if p.HasOpenTxn && (p.OpenTxnFirstOffset < 0 || p.OpenTxnFirstOffset > p.NewHighWatermark) {
+		return fmt.Errorf("open transaction at offset %d, outside [0, %d]", p.OpenTxnFirstOffset, p.NewHighWatermark)
+	}
+	markers := make(map[int64]bool, len(p.AbortedTxns))
+	for _, a := range p.AbortedTxns {
+		if a.FirstOffset < 0 || a.FirstOffset > a.LastOffset || a.LastOffset >= p.NewHighWatermark {
+			return fmt.Errorf("aborted transaction of producer %d at [%d, %d], want 0 <= first <= last < %d",
+				a.ProducerID, a.FirstOffset, a.LastOffset, p.NewHighWatermark)
+		}
+		if markers[a.LastOffset] {
+			return fmt.Errorf("two aborted transactions end at offset %d", a.LastOffset)
+		}
+		markers[a.LastOffset] = true
+	}
 	return nil
+}
+
+// lastStable is the partition's last stable offset after p.
+func lastStable(p *metadata.PartitionCommit) int64 {
+	if p.HasOpenTxn {
+		return p.OpenTxnFirstOffset
+	}
+	return p.NewHighWatermark
+}
+
+// boolInt is a flag's stored form.
+func boolInt(b bool) int32 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // storedBatch is the stored form of metadata.ProducerBatch, named apart from
@@ -153,13 +183,22 @@ func decodeBatches(s string) ([]metadata.ProducerBatch, error) {
 type commitRows struct {
 	segments  [][]any
 	producers [][]any
+	aborted   [][]any
 }
 
 const (
 	segmentInsert  = `INSERT INTO segments (topic_id, partition_id, base_offset, last_offset, object_key, pos, len, max_timestamp, records)`
-	producerUpsert = `INSERT INTO producer_state (topic_id, partition_id, producer_id, epoch, batches, updated_at)`
-	producerTail   = `ON CONFLICT (topic_id, partition_id, producer_id) DO UPDATE SET epoch = excluded.epoch, batches = excluded.batches, updated_at = excluded.updated_at`
-	objectInsert   = `INSERT INTO objects (object_key, size, agent_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (object_key) DO NOTHING`
+	producerUpsert = `INSERT INTO producer_state (topic_id, partition_id, producer_id, epoch, batches, updated_at, in_txn, txn_first_offset, coordinator_epoch)`
+	producerTail   = `ON CONFLICT (topic_id, partition_id, producer_id) DO UPDATE SET epoch = excluded.epoch, batches = excluded.batches,
+		updated_at = excluded.updated_at, in_txn = excluded.in_txn, txn_first_offset = excluded.txn_first_offset,
+		coordinator_epoch = excluded.coordinator_epoch`
+	objectInsert = `INSERT INTO objects (object_key, size, agent_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (object_key) DO NOTHING`
+	// abortedInsert adds to the aborted-transaction index. A marker's
+	// offset is unique in its partition and the commit carrying it is
+	// stored once, so a conflict cannot happen; DO NOTHING keeps the
+	// index a set even so.
+	abortedInsert = `INSERT INTO aborted_txns (topic_id, partition_id, last_offset, producer_id, first_offset)`
+	abortedTail   = `ON CONFLICT (topic_id, partition_id, last_offset, producer_id) DO NOTHING`
 )
 
 func buildCommitRows(c *metadata.ObjectCommit) (commitRows, error) {
@@ -174,7 +213,11 @@ func buildCommitRows(c *metadata.ObjectCommit) (commitRows, error) {
 			if err != nil {
 				return r, fmt.Errorf("encode producer %d state: %w", ps.ProducerID, err)
 			}
-			r.producers = append(r.producers, []any{id, p.Partition, ps.ProducerID, int32(ps.Epoch), enc, producerUpdated(ps, c)})
+			r.producers = append(r.producers, []any{id, p.Partition, ps.ProducerID, int32(ps.Epoch), enc, producerUpdated(ps, c),
+				boolInt(ps.InTxn), ps.TxnFirstOffset, ps.CoordinatorEpoch})
+		}
+		for _, a := range p.AbortedTxns {
+			r.aborted = append(r.aborted, []any{id, p.Partition, a.LastOffset, a.ProducerID, a.FirstOffset})
 		}
 	}
 	return r, nil
@@ -264,17 +307,18 @@ func (s *Store) ProducerStates(ctx context.Context, tp metadata.TopicPartition) 
 			epoch   int32
 			batches string
 			updated int64
+			inTxn   int32
 		)
-		if err := r.Scan(&p.ProducerID, &epoch, &batches, &updated); err != nil {
+		if err := r.Scan(&p.ProducerID, &epoch, &batches, &updated, &inTxn, &p.TxnFirstOffset, &p.CoordinatorEpoch); err != nil {
 			return p, err
 		}
-		p.Epoch, p.UpdatedAt = int16(epoch), fromMillis(updated)
+		p.Epoch, p.UpdatedAt, p.InTxn = int16(epoch), fromMillis(updated), inTxn != 0
 		var err error
 		if p.Batches, err = decodeBatches(batches); err != nil {
 			return p, fmt.Errorf("decode producer %d state: %w", p.ProducerID, err)
 		}
 		return p, nil
-	}, `SELECT producer_id, epoch, batches, updated_at FROM producer_state
+	}, `SELECT producer_id, epoch, batches, updated_at, in_txn, txn_first_offset, coordinator_epoch FROM producer_state
 		WHERE topic_id = $1 AND partition_id = $2 ORDER BY producer_id`, tp.TopicID[:], tp.Partition)
 	if err != nil {
 		return nil, fmt.Errorf("producer states of %s: %w", tp, err)
@@ -282,12 +326,15 @@ func (s *Store) ProducerStates(ctx context.Context, tp metadata.TopicPartition) 
 	return ps, nil
 }
 
-// ExpireProducers deletes producer state last updated before olderThan.
+// ExpireProducers deletes producer state last updated before olderThan,
+// except that of producers with a transaction open on the partition: their
+// state holds the partition's last stable offset back until a marker
+// closes the transaction.
 func (s *Store) ExpireProducers(ctx context.Context, olderThan time.Time) (int64, error) {
 	var n int64
 	err := s.b.tx(ctx, func(q querier) error {
 		var err error
-		n, err = q.exec(ctx, `DELETE FROM producer_state WHERE updated_at < $1`, toMillis(olderThan))
+		n, err = q.exec(ctx, `DELETE FROM producer_state WHERE updated_at < $1 AND in_txn = 0`, toMillis(olderThan))
 		return err
 	})
 	if err != nil {

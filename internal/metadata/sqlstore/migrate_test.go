@@ -84,3 +84,85 @@ func TestMigrationKeepsProducersFresh(t *testing.T) {
 }
 
 var _ = stdlib.GetDefaultDriver // registers the "pgx" database/sql driver
+
+// Migration 6 (transactions) upgrades a database holding data: existing
+// partitions get a last stable offset at their high watermark (no
+// transaction can be open), existing producers none open, and the store
+// goes on committing and storing transactions.
+func TestMigrationTransactions(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	topic := make([]byte, 16)
+	topic[0] = 7
+	var id metadata.TopicID
+	copy(id[:], topic)
+	tp := metadata.TopicPartition{TopicID: id}
+	for _, b := range []struct {
+		name, driver string
+		dialect      goose.Dialect
+		url          func(t *testing.T) string
+		open         func(url string) (*sqlstore.Store, error)
+	}{
+		{"sqlite", "sqlite", goose.DialectSQLite3,
+			func(t *testing.T) string { return filepath.Join(t.TempDir(), "metadata.db") },
+			func(url string) (*sqlstore.Store, error) { return sqlstore.OpenSQLite(ctx, url, nil) }},
+		{"postgres", "pgx", goose.DialectPostgres,
+			func(t *testing.T) string { return metadatatest.PostgresDatabase(t) },
+			func(url string) (*sqlstore.Store, error) { return sqlstore.OpenPostgres(ctx, url, nil) }},
+	} {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			url := b.url(t)
+			db, err := sql.Open(b.driver, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			upTo(t, db, b.dialect, b.name, 5)
+			for _, stmt := range []string{
+				`INSERT INTO topics (id, name, partitions, config, created_at) VALUES ($1, 't', 2, '{}', 1)`,
+				`INSERT INTO partitions (topic_id, partition_id, high_watermark, log_start_offset, leader_agent, leader_epoch, lease_expires_at)
+					VALUES ($1, 0, 42, 10, 'a', 3, 9999999999999)`,
+				`INSERT INTO partitions (topic_id, partition_id) VALUES ($1, 1)`,
+				`INSERT INTO producer_state (topic_id, partition_id, producer_id, epoch, batches, updated_at) VALUES ($1, 0, 7, 2, '[]', 1)`,
+			} {
+				if _, err := db.Exec(stmt, topic); err != nil {
+					t.Fatalf("%s: %v", stmt, err)
+				}
+			}
+			db.Close()
+			s, err := b.open(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			ps, err := s.ListPartitions(ctx, id)
+			if err != nil || len(ps) != 2 || ps[0].HighWatermark != 42 || ps[0].LastStableOffset != 42 || ps[1].LastStableOffset != 0 {
+				t.Fatalf("partitions after upgrade = %+v, %v; want last stable offsets 42 and 0", ps, err)
+			}
+			prods, err := s.ProducerStates(ctx, tp)
+			if err != nil || len(prods) != 1 || prods[0].Epoch != 2 || prods[0].InTxn || prods[0].TxnFirstOffset != -1 || prods[0].CoordinatorEpoch != -1 {
+				t.Fatalf("producers after upgrade = %+v, %v; want producer 7 with no transaction", prods, err)
+			}
+			// Expiry may forget it: no transaction is open.
+			if n, err := s.ExpireProducers(ctx, time.UnixMilli(2)); err != nil || n != 1 {
+				t.Errorf("ExpireProducers after upgrade = %d, %v; want 1", n, err)
+			}
+			// The upgraded store commits with the new fields.
+			err = s.CommitObject(ctx, metadata.ObjectCommit{ObjectKey: "k", AgentID: "a", Partitions: []metadata.PartitionCommit{{
+				TopicPartition: tp, Epoch: 3, ExpectedHighWatermark: 42, NewHighWatermark: 45,
+				Entries:    []metadata.IndexEntry{{BaseOffset: 42, LastOffset: 44, ObjectKey: "k", Len: 1, Records: 3}},
+				HasOpenTxn: true, OpenTxnFirstOffset: 44,
+				AbortedTxns: []metadata.AbortedTxn{{ProducerID: 7, FirstOffset: 40, LastOffset: 43}},
+			}}})
+			if err != nil {
+				t.Fatalf("commit after upgrade: %v", err)
+			}
+			if p, err := s.GetPartition(ctx, tp); err != nil || p.HighWatermark != 45 || p.LastStableOffset != 44 {
+				t.Errorf("partition after a commit = %+v, %v; want high watermark 45, last stable offset 44", p, err)
+			}
+			if as, err := s.ListAbortedTxns(ctx, tp, 0, 100); err != nil || len(as) != 1 {
+				t.Errorf("aborted transactions after a commit = %+v, %v", as, err)
+			}
+		})
+	}
+}

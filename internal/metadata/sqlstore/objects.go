@@ -216,8 +216,15 @@ func (s *Store) DeleteGroup(ctx context.Context, group string) error {
 		if err != nil {
 			return err
 		}
-		if _, err := q.exec(ctx, `DELETE FROM group_state WHERE group_id = $1`, group); err != nil {
-			return err
+		// Pending transactional offsets go with the group, as in Kafka: a
+		// later commit of their transaction finds nothing to move.
+		for _, stmt := range []string{
+			`DELETE FROM group_state WHERE group_id = $1`,
+			`DELETE FROM txn_offsets WHERE group_id = $1`,
+		} {
+			if _, err := q.exec(ctx, stmt, group); err != nil {
+				return err
+			}
 		}
 		if offsets+registered == 0 {
 			return metadata.ErrGroupNotFound

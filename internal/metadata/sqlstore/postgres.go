@@ -114,9 +114,9 @@ func retryable(err error) bool {
 // The commit statements take one array per column, so their text never
 // changes with the number of partitions and stays in pgx's statement cache.
 const (
-	pgFence = `UPDATE partitions AS p SET high_watermark = v.new_hw
-		FROM unnest($2::bytea[], $3::integer[], $4::integer[], $5::bigint[], $6::bigint[])
-			AS v (topic_id, partition_id, epoch, expected_hw, new_hw)
+	pgFence = `UPDATE partitions AS p SET high_watermark = v.new_hw, last_stable_offset = v.lso
+		FROM unnest($2::bytea[], $3::integer[], $4::integer[], $5::bigint[], $6::bigint[], $7::bigint[])
+			AS v (topic_id, partition_id, epoch, expected_hw, new_hw, lso)
 		WHERE p.topic_id = v.topic_id AND p.partition_id = v.partition_id
 			AND p.leader_agent = $1 AND p.leader_epoch = v.epoch AND p.high_watermark = v.expected_hw
 		RETURNING p.topic_id, p.partition_id`
@@ -132,7 +132,10 @@ const (
 		FROM unnest($2::bytea[], $3::integer[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::integer[])
 			AS u (t, p, b, l, pos, len, ts, r)`
 	pgProducers = producerUpsert + `
-		SELECT * FROM unnest($1::bytea[], $2::integer[], $3::bigint[], $4::integer[], $5::text[], $6::bigint[]) ` + producerTail
+		SELECT * FROM unnest($1::bytea[], $2::integer[], $3::bigint[], $4::integer[], $5::text[], $6::bigint[],
+			$7::integer[], $8::bigint[], $9::integer[]) ` + producerTail
+	pgAborted = abortedInsert + `
+		SELECT * FROM unnest($1::bytea[], $2::integer[], $3::bigint[], $4::bigint[], $5::bigint[]) ` + abortedTail
 )
 
 // commitObject pipelines the whole commit in one batch inside a
@@ -156,6 +159,7 @@ func (b *pgBackend) commitObject(ctx context.Context, c *metadata.ObjectCommit) 
 		fence     pgFenceCols
 		segments  pgSegmentCols
 		producers pgProducerCols
+		aborted   pgAbortedCols
 	)
 	for _, i := range order {
 		p := &c.Partitions[i]
@@ -168,17 +172,24 @@ func (b *pgBackend) commitObject(ctx context.Context, c *metadata.ObjectCommit) 
 				return err
 			}
 		}
+		for _, a := range p.AbortedTxns {
+			aborted.add(p.TopicPartition, a)
+		}
 	}
 	return b.runTx(ctx, func(tx pgx.Tx) error {
 		batch := &pgx.Batch{}
 		batch.Queue(objectInsert, c.ObjectKey, c.Size, c.AgentID, toMillis(c.CreatedAt))
-		batch.Queue(pgFence, c.AgentID, fence.ids, fence.parts, fence.epochs, fence.expected, fence.next)
+		batch.Queue(pgFence, c.AgentID, fence.ids, fence.parts, fence.epochs, fence.expected, fence.next, fence.lso)
 		if len(segments.ids) > 0 {
 			batch.Queue(pgSegments, c.ObjectKey, segments.ids, segments.parts, segments.base, segments.last,
 				segments.pos, segments.length, segments.maxTS, segments.records)
 		}
 		if len(producers.ids) > 0 {
-			batch.Queue(pgProducers, producers.ids, producers.parts, producers.producers, producers.epochs, producers.batches, producers.updated)
+			batch.Queue(pgProducers, producers.ids, producers.parts, producers.producers, producers.epochs, producers.batches, producers.updated,
+				producers.inTxn, producers.txnFirst, producers.coordEpochs)
+		}
+		if len(aborted.ids) > 0 {
+			batch.Queue(pgAborted, aborted.ids, aborted.parts, aborted.last, aborted.producers, aborted.first)
 		}
 		br := tx.SendBatch(ctx, batch)
 		// Statements after a failed check may fail too (the transaction is
@@ -221,6 +232,11 @@ func (b *pgBackend) commitObject(ctx context.Context, c *metadata.ObjectCommit) 
 				return fmt.Errorf("upsert producer state: %w", err)
 			}
 		}
+		if len(aborted.ids) > 0 {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("insert aborted transactions: %w", err)
+			}
+		}
 		return br.Close()
 	})
 }
@@ -228,14 +244,15 @@ func (b *pgBackend) commitObject(ctx context.Context, c *metadata.ObjectCommit) 
 // The statements of a PostgreSQL commit take one array per column.
 
 type pgFenceCols struct {
-	ids            [][]byte
-	parts, epochs  []int32
-	expected, next []int64
+	ids                 [][]byte
+	parts, epochs       []int32
+	expected, next, lso []int64
 }
 
 func (f *pgFenceCols) add(p *metadata.PartitionCommit) {
 	f.ids, f.parts, f.epochs = append(f.ids, p.TopicID[:]), append(f.parts, p.Partition), append(f.epochs, p.Epoch)
 	f.expected, f.next = append(f.expected, p.ExpectedHighWatermark), append(f.next, p.NewHighWatermark)
+	f.lso = append(f.lso, lastStable(p))
 }
 
 type pgSegmentCols struct {
@@ -251,11 +268,13 @@ func (s *pgSegmentCols) add(tp metadata.TopicPartition, e metadata.IndexEntry) {
 }
 
 type pgProducerCols struct {
-	ids           [][]byte
-	parts, epochs []int32
-	producers     []int64
-	batches       []string
-	updated       []int64
+	ids                [][]byte
+	parts, epochs      []int32
+	producers          []int64
+	batches            []string
+	updated            []int64
+	inTxn, coordEpochs []int32
+	txnFirst           []int64
 }
 
 func (p *pgProducerCols) add(tp metadata.TopicPartition, ps metadata.ProducerState, updated int64) error {
@@ -266,7 +285,20 @@ func (p *pgProducerCols) add(tp metadata.TopicPartition, ps metadata.ProducerSta
 	p.ids, p.parts, p.epochs = append(p.ids, tp.TopicID[:]), append(p.parts, tp.Partition), append(p.epochs, int32(ps.Epoch))
 	p.producers, p.batches = append(p.producers, ps.ProducerID), append(p.batches, enc)
 	p.updated = append(p.updated, updated)
+	p.inTxn, p.txnFirst = append(p.inTxn, boolInt(ps.InTxn)), append(p.txnFirst, ps.TxnFirstOffset)
+	p.coordEpochs = append(p.coordEpochs, ps.CoordinatorEpoch)
 	return nil
+}
+
+type pgAbortedCols struct {
+	ids                    [][]byte
+	parts                  []int32
+	last, producers, first []int64
+}
+
+func (c *pgAbortedCols) add(tp metadata.TopicPartition, a metadata.AbortedTxn) {
+	c.ids, c.parts = append(c.ids, tp.TopicID[:]), append(c.parts, tp.Partition)
+	c.last, c.producers, c.first = append(c.last, a.LastOffset), append(c.producers, a.ProducerID), append(c.first, a.FirstOffset)
 }
 
 func (b *pgBackend) ping(ctx context.Context) error { return unavailable(b.pool.Ping(ctx)) }

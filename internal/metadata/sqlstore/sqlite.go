@@ -139,7 +139,7 @@ func commitSQLite(ctx context.Context, tx *sql.Tx, c *metadata.ObjectCommit) err
 	if n == 0 {
 		return errAlreadyCommitted
 	}
-	fence, err := tx.PrepareContext(ctx, `UPDATE partitions SET high_watermark = $1
+	fence, err := tx.PrepareContext(ctx, `UPDATE partitions SET high_watermark = $1, last_stable_offset = $7
 		WHERE topic_id = $2 AND partition_id = $3 AND leader_agent = $4 AND leader_epoch = $5 AND high_watermark = $6`)
 	if err != nil {
 		return fmt.Errorf("advance high watermarks: %w", err)
@@ -147,7 +147,7 @@ func commitSQLite(ctx context.Context, tx *sql.Tx, c *metadata.ObjectCommit) err
 	defer func() { _ = fence.Close() }()
 	var failed []metadata.TopicPartition
 	for _, p := range c.Partitions {
-		res, err := fence.ExecContext(ctx, p.NewHighWatermark, p.TopicID[:], p.Partition, c.AgentID, p.Epoch, p.ExpectedHighWatermark)
+		res, err := fence.ExecContext(ctx, p.NewHighWatermark, p.TopicID[:], p.Partition, c.AgentID, p.Epoch, p.ExpectedHighWatermark, lastStable(&p))
 		if err != nil {
 			return fmt.Errorf("advance high watermark of %s: %w", p.TopicPartition, err)
 		}
@@ -169,6 +169,9 @@ func commitSQLite(ctx context.Context, tx *sql.Tx, c *metadata.ObjectCommit) err
 	}
 	if err := insertRows(ctx, q, producerUpsert, producerTail, r.producers); err != nil {
 		return fmt.Errorf("upsert producer state: %w", err)
+	}
+	if err := insertRows(ctx, q, abortedInsert, abortedTail, r.aborted); err != nil {
+		return fmt.Errorf("insert aborted transactions: %w", err)
 	}
 	return nil
 }

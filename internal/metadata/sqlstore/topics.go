@@ -163,6 +163,7 @@ func (s *Store) DeleteTopic(ctx context.Context, name string) error {
 		for _, stmt := range []string{
 			`DELETE FROM segments WHERE topic_id = $1`,
 			`DELETE FROM producer_state WHERE topic_id = $1`,
+			`DELETE FROM aborted_txns WHERE topic_id = $1`,
 			`DELETE FROM partitions WHERE topic_id = $1`,
 			`DELETE FROM topics WHERE id = $1`,
 		} {
@@ -170,8 +171,17 @@ func (s *Store) DeleteTopic(ctx context.Context, name string) error {
 				return err
 			}
 		}
-		_, err = q.exec(ctx, `DELETE FROM group_offsets WHERE topic = $1`, name)
-		return err
+		// Pending transactional offsets of the name go too, or a
+		// transaction's commit would bring them back for a new topic.
+		for _, stmt := range []string{
+			`DELETE FROM group_offsets WHERE topic = $1`,
+			`DELETE FROM txn_offsets WHERE topic = $1`,
+		} {
+			if _, err := q.exec(ctx, stmt, name); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("delete topic %q: %w", name, err)
@@ -237,7 +247,7 @@ func (s *Store) AddPartitions(ctx context.Context, name string, total int32) err
 	return nil
 }
 
-const partitionColumns = `topic_id, partition_id, log_start_offset, high_watermark, leader_agent, leader_epoch, lease_expires_at`
+const partitionColumns = `topic_id, partition_id, log_start_offset, high_watermark, leader_agent, leader_epoch, lease_expires_at, last_stable_offset`
 
 func scanPartition(r rows) (metadata.PartitionState, error) {
 	var (
@@ -245,7 +255,7 @@ func scanPartition(r rows) (metadata.PartitionState, error) {
 		id      []byte
 		expires int64
 	)
-	if err := r.Scan(&id, &p.Partition, &p.LogStartOffset, &p.HighWatermark, &p.Leader, &p.LeaderEpoch, &expires); err != nil {
+	if err := r.Scan(&id, &p.Partition, &p.LogStartOffset, &p.HighWatermark, &p.Leader, &p.LeaderEpoch, &expires, &p.LastStableOffset); err != nil {
 		return p, err
 	}
 	var err error
@@ -309,9 +319,15 @@ func (s *Store) SetLogStartOffset(ctx context.Context, tp metadata.TopicPartitio
 			tp.TopicID[:], tp.Partition, offset); err != nil {
 			return err
 		}
-		if _, err := q.exec(ctx, `DELETE FROM segments WHERE topic_id = $1 AND partition_id = $2 AND last_offset < $3`,
-			tp.TopicID[:], tp.Partition, offset); err != nil {
-			return err
+		for _, stmt := range []string{
+			`DELETE FROM segments WHERE topic_id = $1 AND partition_id = $2 AND last_offset < $3`,
+			// An aborted transaction whose marker is below the log start
+			// has nothing left to hide.
+			`DELETE FROM aborted_txns WHERE topic_id = $1 AND partition_id = $2 AND last_offset < $3`,
+		} {
+			if _, err := q.exec(ctx, stmt, tp.TopicID[:], tp.Partition, offset); err != nil {
+				return err
+			}
 		}
 		result = offset
 		return nil
