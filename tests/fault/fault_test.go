@@ -357,17 +357,28 @@ func finalTxn(ctx context.Context, cl *kgo.Client, adm *kadm.Client, tw *txnWork
 	began := time.Now()
 	hwm, hang := waitStable(ctx, adm, []string{topic, txnTopic}, stableWithin)
 	hangs(hang)
+	hwm0 := hwm[txnTopic]
 	stable := time.Since(began)
-	f.txnLog, f.txnIncomplete = readCommittedLog(ctx, cl, adm, txnTopic, hwm[txnTopic], 2*time.Minute)
+	var inFetches, outFetches int
+	f.txnLog, inFetches, f.txnIncomplete = readCommittedLog(ctx, cl, adm, txnTopic, hwm[txnTopic], 2*time.Minute)
 	read := time.Since(began)
 	f.eosBehind = eosCaughtUp(ctx, adm, f.txnLog, 90*time.Second)
 	caughtUp := time.Since(began)
 	tw.stopConsumers()
 	hwm, hang = waitStable(ctx, adm, []string{eosTopic}, stableWithin)
 	hangs(hang)
-	f.eosLog, f.eosIncomplete = readCommittedLog(ctx, cl, adm, eosTopic, hwm[eosTopic], 2*time.Minute)
-	logf("transactional end: last stable offsets at the high watermarks after %v, input read after %v, pipeline caught up after %v, output read after %v",
-		stable.Round(time.Millisecond), read.Round(time.Millisecond), caughtUp.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+	f.eosLog, outFetches, f.eosIncomplete = readCommittedLog(ctx, cl, adm, eosTopic, hwm[eosTopic], 2*time.Minute)
+	logf("transactional end: last stable offsets at the high watermarks after %v, input read (%d records, %d offsets, %d fetches) after %v, pipeline caught up after %v, output read (%d records, %d offsets, %d fetches) after %v",
+		stable.Round(time.Millisecond), len(f.txnLog), sumOffsets(hwm0), inFetches, read.Round(time.Millisecond), caughtUp.Round(time.Millisecond),
+		len(f.eosLog), sumOffsets(hwm[eosTopic]), outFetches, time.Since(began).Round(time.Millisecond))
+}
+
+func sumOffsets(m map[int32]int64) int64 {
+	var n int64
+	for _, o := range m {
+		n += o
+	}
+	return n
 }
 
 // within polls fn (every 200 ms) until it returns nil, failing the test

@@ -350,9 +350,10 @@ func describeTxns(ctx context.Context, adm *kadm.Client, ids []string) string {
 // with read_committed Fetch requests at the partition's leader, dropping
 // aborted records and control batches as Kafka clients do (franz-go's
 // ProcessFetchPartition over the response's aborted transactions), and
-// returns what it read; a partition it could not finish within d is
-// reported.
-func readCommittedLog(ctx context.Context, cl *kgo.Client, adm *kadm.Client, topic string, end map[int32]int64, d time.Duration) (map[position]string, []string) {
+// returns what it read and how many Fetch requests it took; a partition
+// it could not finish within d is reported.
+func readCommittedLog(ctx context.Context, cl *kgo.Client, adm *kadm.Client, topic string, end map[int32]int64, d time.Duration) (map[position]string, int, []string) {
+	fetches := 0
 	log := map[position]string{}
 	var incomplete []string
 	deadline := time.Now().Add(d)
@@ -370,6 +371,7 @@ func readCommittedLog(ctx context.Context, cl *kgo.Client, adm *kadm.Client, top
 				}
 				at = &l
 			}
+			fetches++
 			recs, n, err := fetchCommitted(ctx, cl, *at, next)
 			if err != nil {
 				lastErr, at = err, nil // ask Metadata again
@@ -389,7 +391,7 @@ func readCommittedLog(ctx context.Context, cl *kgo.Client, adm *kadm.Client, top
 			incomplete = append(incomplete, fmt.Sprintf("%s partition %d: the final read_committed read got to offset %d of %d in %v; last error: %v", topic, p, next, end[p], d, lastErr))
 		}
 	}
-	return log, incomplete
+	return log, fetches, incomplete
 }
 
 // leaderAt is where to fetch a partition from.
