@@ -158,6 +158,19 @@ func (l *Log) abortedIn(ctx context.Context, tp metadata.TopicPartition, v partV
 	if err != nil {
 		return nil, fmt.Errorf("read %s: aborted transactions: %w", tp, err)
 	}
+	// Raising the log start deletes the aborted entries below it, while
+	// the data read before may still be served from its objects (kept for
+	// the GC grace). The list is complete only if the log start was still
+	// at or below from when it was read; it never goes back, so reading it
+	// after the list proves that. Otherwise the read is out of range, as
+	// it would have been a moment later.
+	st, err := l.store.GetPartition(ctx, tp)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", tp, err)
+	}
+	if st.LogStartOffset > from {
+		return nil, fmt.Errorf("read %s at %d: the log start moved to %d during the read: %w", tp, from, st.LogStartOffset, ErrOffsetOutOfRange)
+	}
 	return out, nil
 }
 

@@ -225,9 +225,9 @@ func (c *Coordinator) initOnce(ctx context.Context, id string, timeoutMs int32, 
 	}
 	defer unlock()
 	if !found {
-		if producerID >= 0 {
-			return -1, -1, false, fmt.Errorf("%w: transactional id %q has no producer", kerr.InvalidProducerIDMapping, id)
-		}
+		// A first init, or a KIP-360 re-init of an ID that was forgotten
+		// (IDExpiration): both start over with a new producer, as Kafka
+		// does.
 		pid, err := c.be.NextProducerID(ctx)
 		if err != nil {
 			return -1, -1, false, fmt.Errorf("init producer of %q: %w", id, err)
@@ -272,7 +272,16 @@ func (c *Coordinator) initOnce(ctx context.Context, id string, timeoutMs int32, 
 	} else {
 		t.ProducerEpoch++
 	}
-	t.LastProducerID, t.LastProducerEpoch = last.ProducerID, last.ProducerEpoch
+	// The producer this one replaces is remembered only for a KIP-360
+	// caller (the producer itself, re-initialising): its retry of a lost
+	// answer is recognised. A new producer (no ID given) fences every
+	// older one, so nothing may be handed back to the ID it replaced, as
+	// Kafka sets the last epoch to -1 then.
+	if producerID >= 0 {
+		t.LastProducerID, t.LastProducerEpoch = last.ProducerID, last.ProducerEpoch
+	} else {
+		t.LastProducerID, t.LastProducerEpoch = -1, -1
+	}
 	t.State, t.TimeoutMs, t.Partitions, t.Groups, t.StartedAt = metadata.TxnEmpty, timeoutMs, nil, nil, time.Time{}
 	if err := c.put(ctx, fence, t); err != nil {
 		return -1, -1, false, err
@@ -287,6 +296,8 @@ func (c *Coordinator) abortOngoing(ctx context.Context, fence metadata.GroupFenc
 	if t.ProducerEpoch < math.MaxInt16 {
 		t.ProducerEpoch++
 	}
+	// The fenced producer must not be recognised as a retry later.
+	t.LastProducerID, t.LastProducerEpoch = -1, -1
 	t.State = metadata.TxnPrepareAbort
 	if err := c.put(ctx, fence, *t); err != nil {
 		return err
@@ -599,13 +610,14 @@ func (c *Coordinator) Scan(ctx context.Context) error {
 	}
 	now := c.now()
 	for _, t := range ts {
-		fence, err := c.be.TxnFence(ctx, t.TransactionalID)
-		if err != nil {
+		if _, err := c.be.TxnFence(ctx, t.TransactionalID); err != nil {
 			continue // another agent's slot (or none's yet)
 		}
 		switch {
 		case preparing(t.State):
-			c.startCompletion(fence, t)
+			if err := c.resume(ctx, t.TransactionalID); err != nil {
+				c.log.Warn("resume decided transaction", "transactional_id", t.TransactionalID, "err", err)
+			}
 		case t.State == metadata.TxnOngoing && now.After(t.StartedAt.Add(time.Duration(t.TimeoutMs)*time.Millisecond)):
 			if err := c.expire(ctx, t); err != nil {
 				c.log.Warn("abort timed-out transaction", "transactional_id", t.TransactionalID, "err", err)
@@ -666,6 +678,28 @@ func (c *Coordinator) forget(ctx context.Context, fence metadata.GroupFence, id 
 	return true, nil
 }
 
+// resume starts the completer of id's decided transaction, from the state
+// read again under id's lock (never from a scan's snapshot, which may
+// predate a completion and the next transaction's start). Every
+// completer starts this way, under the lock with the state just loaded,
+// so a completer only ever writes markers of the transaction that is
+// decided in the store, and one runs per ID at a time.
+func (c *Coordinator) resume(ctx context.Context, id string) error {
+	unlock, err := c.lock(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	fence, t, found, err := c.load(ctx, id)
+	if err != nil {
+		return err
+	}
+	if found && preparing(t.State) {
+		c.startCompletion(fence, t)
+	}
+	return nil
+}
+
 // expire aborts t if it is still the same Ongoing transaction and past its
 // timeout.
 func (c *Coordinator) expire(ctx context.Context, seen metadata.Txn) error {
@@ -686,7 +720,8 @@ func (c *Coordinator) expire(ctx context.Context, seen metadata.Txn) error {
 }
 
 // startCompletion starts writing the markers of t (PrepareCommit or
-// PrepareAbort) unless a completer for its ID is running.
+// PrepareAbort) unless a completer for its ID is running. Called with the
+// ID's lock held and t just loaded (see resume).
 func (c *Coordinator) startCompletion(fence metadata.GroupFence, t metadata.Txn) {
 	c.mu.Lock()
 	if c.completing[t.TransactionalID] != nil || c.root.Err() != nil {
@@ -743,7 +778,7 @@ func (c *Coordinator) complete(ctx context.Context, fence metadata.GroupFence, t
 	if err != nil {
 		return err
 	}
-	if !found || cur.ProducerID != t.ProducerID || cur.ProducerEpoch != t.ProducerEpoch || cur.State != t.State {
+	if !found || cur.ProducerID != t.ProducerID || cur.ProducerEpoch != t.ProducerEpoch || cur.State != t.State || !cur.StartedAt.Equal(t.StartedAt) {
 		return nil // someone else finished it
 	}
 	if m.Commit {

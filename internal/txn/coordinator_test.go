@@ -591,3 +591,78 @@ func TestMarkerRefusedEndsCompletion(t *testing.T) {
 		w.waitState("tx", metadata.TxnCompleteCommit)
 	})
 }
+
+// TestNewProducerIsNotAZombiesRetry: after a new producer (no producer ID
+// given) takes the ID over, the fenced producer's KIP-360 re-init naming
+// its old epoch is refused; it must not be taken for a retry of the new
+// producer's init and handed the new epoch.
+func TestNewProducerIsNotAZombiesRetry(t *testing.T) {
+	onBackends(t, func(t *testing.T, w *world) {
+		c := ctx(t)
+		pid, e0, _ := w.c.InitProducerID(c, "tx", 60000, -1, -1)
+		if _, _, err := w.c.InitProducerID(c, "tx", 60000, -1, -1); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := w.c.InitProducerID(c, "tx", 60000, pid, e0)
+		wantKerr(t, "the zombie's re-init", err, kerr.ProducerFenced)
+		// Nor after an abort by fencing: the aborted producer is not a
+		// retry either.
+		_, e2, _ := w.c.InitProducerID(c, "tx", 60000, -1, -1)
+		if err := w.c.AddPartitions(c, "tx", pid, e2, []metadata.TxnPartition{w.part(0)}); err != nil {
+			t.Fatal(err)
+		}
+		_, e4, err := w.c.InitProducerID(c, "tx", 60000, -1, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range []int16{e2, e2 + 1} {
+			if _, got, err := w.c.InitProducerID(c, "tx", 60000, pid, e); err == nil {
+				t.Fatalf("re-init naming fenced epoch %d: handed epoch %d (the new producer has %d)", e, got, e4)
+			}
+		}
+	})
+}
+
+// TestScanNeverCompletesAnOldSnapshot: a scan that listed a transaction
+// while it was decided, and acts after it completed and the producer's
+// next transaction opened, must not write the old decision's markers over
+// the new transaction.
+func TestScanNeverCompletesAnOldSnapshot(t *testing.T) {
+	onBackends(t, func(t *testing.T, w *world) {
+		c := ctx(t)
+		pid, ep, _ := w.c.InitProducerID(c, "tx", 60000, -1, -1)
+		if err := w.c.AddPartitions(c, "tx", pid, ep, []metadata.TxnPartition{w.part(0)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.produce(0, pid, ep, 0, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.c.EndTxn(c, "tx", pid, ep, true); err != nil {
+			t.Fatal(err)
+		}
+		w.waitState("tx", metadata.TxnCompleteCommit)
+		// The next transaction opens on the same partition.
+		if err := w.c.AddPartitions(c, "tx", pid, ep, []metadata.TxnPartition{w.part(0)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.produce(0, pid, ep, 1, 1); err != nil {
+			t.Fatal(err)
+		}
+		// What a scan does with a transaction it listed as decided.
+		if err := w.c.resume(c, "tx"); err != nil {
+			t.Fatal(err)
+		}
+		w.c.waitCompletion(c, "tx")
+		if lso, hw := w.offsets(0); lso != 2 || hw != 3 {
+			t.Fatalf("the open transaction was closed: LSO %d HWM %d, want 2 and 3", lso, hw)
+		}
+		if err := w.c.EndTxn(c, "tx", pid, ep, false); err != nil {
+			t.Fatal(err)
+		}
+		w.waitState("tx", metadata.TxnCompleteAbort)
+		res, err := w.a.log.ReadWith(c, w.part(0).TP(), 0, partlog.ReadOptions{MaxBytes: 1 << 20, Isolation: partlog.ReadCommitted})
+		if err != nil || len(res.Aborted) != 1 || res.Aborted[0].FirstOffset != 2 {
+			t.Fatalf("the second transaction's abort: %+v, %v", res.Aborted, err)
+		}
+	})
+}
