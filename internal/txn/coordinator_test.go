@@ -32,7 +32,7 @@ type agent struct {
 	// markerRefusals makes the next n fail for good (the leader refuses).
 	markerFails    atomic.Int32
 	markerRefusals atomic.Int32
-	markers     atomic.Int32 // WriteMarker calls that succeeded
+	markers        atomic.Int32 // WriteMarker calls that succeeded
 }
 
 func (a *agent) TxnFence(ctx context.Context, id string) (metadata.GroupFence, error) {
