@@ -321,16 +321,43 @@ func (c *Coordinator) openForAdd(fence metadata.GroupFence, t metadata.Txn, foun
 	return nil
 }
 
-// open makes t Ongoing if it is not.
+// open makes t Ongoing if it is not. A transaction's StartedAt (stored in
+// milliseconds) is later than the ID's last change, so the transactions
+// of one ID have distinct StartedAt values: it identifies the transaction
+// (the gRPC transaction_id names it; a completer checks it).
 func (c *Coordinator) open(t *metadata.Txn) {
 	if t.State != metadata.TxnOngoing {
-		t.State, t.Partitions, t.Groups, t.StartedAt = metadata.TxnOngoing, nil, nil, c.now()
+		start := c.now().Truncate(time.Millisecond)
+		if last := t.UpdatedAt.Truncate(time.Millisecond); !start.After(last) {
+			start = last.Add(time.Millisecond)
+		}
+		t.State, t.Partitions, t.Groups, t.StartedAt = metadata.TxnOngoing, nil, nil, start
 	}
+}
+
+// sameTxn checks, for callers that name one transaction of id by its
+// start (gRPC), that t is that transaction and still open.
+func sameTxn(t metadata.Txn, started time.Time) error {
+	if t.State != metadata.TxnOngoing || t.StartedAt.UnixMilli() != started.UnixMilli() {
+		return fmt.Errorf("%w: transactional id %q: the transaction begun at %d ms is over (now %s, begun at %d ms)", kerr.InvalidTxnState, t.TransactionalID, started.UnixMilli(), t.State, t.StartedAt.UnixMilli())
+	}
+	return nil
 }
 
 // AddPartitions adds partitions to the open transaction of id (opening it
 // if there is none): all or none.
 func (c *Coordinator) AddPartitions(ctx context.Context, id string, producerID int64, epoch int16, parts []metadata.TxnPartition) error {
+	return c.addPartitions(ctx, id, producerID, epoch, nil, parts)
+}
+
+// AddPartitionsTo is AddPartitions into the open transaction begun at
+// started only (gRPC names its transaction): kerr.InvalidTxnState if that
+// transaction is over, instead of opening a new one.
+func (c *Coordinator) AddPartitionsTo(ctx context.Context, id string, producerID int64, epoch int16, started time.Time, parts []metadata.TxnPartition) error {
+	return c.addPartitions(ctx, id, producerID, epoch, &started, parts)
+}
+
+func (c *Coordinator) addPartitions(ctx context.Context, id string, producerID int64, epoch int16, started *time.Time, parts []metadata.TxnPartition) error {
 	unlock, fence, t, found, err := c.begin(ctx, id)
 	if err != nil {
 		return err
@@ -338,6 +365,11 @@ func (c *Coordinator) AddPartitions(ctx context.Context, id string, producerID i
 	defer unlock()
 	if err := c.openForAdd(fence, t, found, id, producerID, epoch); err != nil {
 		return err
+	}
+	if started != nil {
+		if err := sameTxn(t, *started); err != nil {
+			return err
+		}
 	}
 	wasOpen := t.State == metadata.TxnOngoing
 	c.open(&t)
@@ -439,6 +471,16 @@ func (c *Coordinator) Begin(ctx context.Context, id string, producerID int64, ep
 // operation on id waits for them. A retry of an EndTxn that completed is
 // answered with success, as Kafka does.
 func (c *Coordinator) EndTxn(ctx context.Context, id string, producerID int64, epoch int16, commit bool) error {
+	return c.endTxn(ctx, id, producerID, epoch, nil, commit)
+}
+
+// EndTxnOf is EndTxn of the open transaction begun at started only (gRPC):
+// kerr.InvalidTxnState if that transaction is over.
+func (c *Coordinator) EndTxnOf(ctx context.Context, id string, producerID int64, epoch int16, started time.Time, commit bool) error {
+	return c.endTxn(ctx, id, producerID, epoch, &started, commit)
+}
+
+func (c *Coordinator) endTxn(ctx context.Context, id string, producerID int64, epoch int16, started *time.Time, commit bool) error {
 	unlock, fence, t, found, err := c.begin(ctx, id)
 	if err != nil {
 		return err
@@ -453,6 +495,9 @@ func (c *Coordinator) EndTxn(ctx context.Context, id string, producerID int64, e
 	want := metadata.TxnPrepareAbort
 	if commit {
 		want = metadata.TxnPrepareCommit
+	}
+	if started != nil && t.StartedAt.UnixMilli() != started.UnixMilli() {
+		return sameTxn(t, *started)
 	}
 	switch t.State {
 	case metadata.TxnOngoing:
@@ -570,6 +615,22 @@ func (c *Coordinator) CheckMarker(ctx context.Context, tp metadata.TopicPartitio
 	}
 	if !ok {
 		return fmt.Errorf("%w: no decided transaction of producer %d epoch %d on %s matches the marker", kerr.InvalidTxnState, m.ProducerID, m.ProducerEpoch, tp)
+	}
+	// The marker must come from the coordinator holding the ID's slot
+	// now: its coordinator epoch is the slot's lease epoch. A marker
+	// from an older holder is superseded, and one with a made-up epoch
+	// (above the real one) would, once stored, fence every real marker
+	// of the producer on the partition.
+	slot, err := c.be.TxnSlot(ctx, t.TransactionalID)
+	if err != nil {
+		return fmt.Errorf("marker check: slot of %q: %w", t.TransactionalID, err)
+	}
+	st, err := c.store.GetPartition(ctx, slot)
+	if err != nil {
+		return fmt.Errorf("marker check: slot of %q: %w", t.TransactionalID, err)
+	}
+	if m.CoordinatorEpoch != st.LeaderEpoch {
+		return fmt.Errorf("%w: marker of producer %d carries coordinator epoch %d, the slot of %q is at %d", kerr.InvalidTxnState, m.ProducerID, m.CoordinatorEpoch, t.TransactionalID, st.LeaderEpoch)
 	}
 	return nil
 }

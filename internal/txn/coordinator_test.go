@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -46,6 +47,10 @@ func (a *agent) TxnFence(ctx context.Context, id string) (metadata.GroupFence, e
 func (a *agent) Holds(f metadata.GroupFence) bool {
 	epoch, ok := a.log.LeaderEpoch(f.Slot)
 	return ok && epoch == f.Epoch && f.AgentID == a.id
+}
+
+func (a *agent) TxnSlot(ctx context.Context, id string) (metadata.TopicPartition, error) {
+	return a.slot, nil
 }
 
 func (a *agent) NextProducerID(ctx context.Context) (int64, error) {
@@ -493,8 +498,18 @@ func TestVerifyAndCheckMarker(t *testing.T) {
 		if err := w.c.EndTxn(c, "tx", pid, ep, true); err != nil {
 			t.Fatal(err)
 		}
+		fence, err := w.a.TxnFence(c, "tx")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.CoordinatorEpoch = fence.Epoch
 		if err := w.c.CheckMarker(c, tp0, m); err != nil {
 			t.Fatalf("commit marker of a committed transaction: %v", err)
+		}
+		for _, e := range []int32{fence.Epoch - 1, fence.Epoch + 1, math.MaxInt32} {
+			forged := m
+			forged.CoordinatorEpoch = e
+			wantKerr(t, fmt.Sprintf("marker with coordinator epoch %d (the slot's is %d)", e, fence.Epoch), w.c.CheckMarker(c, tp0, forged), kerr.InvalidTxnState)
 		}
 		abort := m
 		abort.Commit = false
@@ -663,6 +678,57 @@ func TestScanNeverCompletesAnOldSnapshot(t *testing.T) {
 		res, err := w.a.log.ReadWith(c, w.part(0).TP(), 0, partlog.ReadOptions{MaxBytes: 1 << 20, Isolation: partlog.ReadCommitted})
 		if err != nil || len(res.Aborted) != 1 || res.Aborted[0].FirstOffset != 2 {
 			t.Fatalf("the second transaction's abort: %+v, %v", res.Aborted, err)
+		}
+	})
+}
+
+// TestNamedTransactionCalls: gRPC names its transaction by its start; an
+// add or end naming a transaction that is over is refused and opens
+// nothing, and consecutive transactions of an ID never share a start.
+func TestNamedTransactionCalls(t *testing.T) {
+	onBackends(t, func(t *testing.T, w *world) {
+		c := ctx(t)
+		pid, ep, _ := w.c.InitProducerID(c, "tx", 60000, -1, -1)
+		first, err := w.c.Begin(c, "tx", pid, ep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.c.AddPartitionsTo(c, "tx", pid, ep, first.StartedAt, []metadata.TxnPartition{w.part(0)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.c.EndTxnOf(c, "tx", pid, ep, first.StartedAt, true); err != nil {
+			t.Fatal(err)
+		}
+		w.waitState("tx", metadata.TxnCompleteCommit)
+		wantKerr(t, "add to a committed transaction", w.c.AddPartitionsTo(c, "tx", pid, ep, first.StartedAt, []metadata.TxnPartition{w.part(1)}), kerr.InvalidTxnState)
+		if st := w.state("tx"); st.State != metadata.TxnCompleteCommit {
+			t.Fatalf("a refused add opened a transaction: %s", st.State)
+		}
+		second, err := w.c.Begin(c, "tx", pid, ep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !second.StartedAt.After(first.StartedAt) {
+			t.Fatalf("second transaction starts at %v, not after the first's %v", second.StartedAt, first.StartedAt)
+		}
+		wantKerr(t, "end naming the first transaction", w.c.EndTxnOf(c, "tx", pid, ep, first.StartedAt, false), kerr.InvalidTxnState)
+		if st := w.state("tx"); st.State != metadata.TxnOngoing || !st.StartedAt.Equal(second.StartedAt) {
+			t.Fatalf("the second transaction was touched: %+v", st)
+		}
+		// Many transactions in a row, faster than a millisecond each.
+		last := second.StartedAt
+		for i := 0; i < 5; i++ {
+			if err := w.c.EndTxn(c, "tx", pid, ep, false); err != nil {
+				t.Fatal(err)
+			}
+			nt, err := w.c.Begin(c, "tx", pid, ep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !nt.StartedAt.After(last) {
+				t.Fatalf("transaction %d starts at %v, not after %v", i, nt.StartedAt, last)
+			}
+			last = nt.StartedAt
 		}
 	})
 }
