@@ -6,8 +6,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"time"
 	"strconv"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"

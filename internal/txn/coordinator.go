@@ -629,8 +629,11 @@ func (c *Coordinator) CheckMarker(ctx context.Context, tp metadata.TopicPartitio
 	if err != nil {
 		return fmt.Errorf("marker check: slot of %q: %w", t.TransactionalID, err)
 	}
-	if m.CoordinatorEpoch != st.LeaderEpoch {
-		return fmt.Errorf("%w: marker of producer %d carries coordinator epoch %d, the slot of %q is at %d", kerr.InvalidTxnState, m.ProducerID, m.CoordinatorEpoch, t.TransactionalID, st.LeaderEpoch)
+	switch {
+	case m.CoordinatorEpoch < st.LeaderEpoch:
+		return fmt.Errorf("%w: marker of producer %d carries coordinator epoch %d, the slot of %q is at %d", kerr.TransactionCoordinatorFenced, m.ProducerID, m.CoordinatorEpoch, t.TransactionalID, st.LeaderEpoch)
+	case m.CoordinatorEpoch > st.LeaderEpoch:
+		return fmt.Errorf("%w: marker of producer %d carries coordinator epoch %d, above the slot of %q at %d", kerr.InvalidTxnState, m.ProducerID, m.CoordinatorEpoch, t.TransactionalID, st.LeaderEpoch)
 	}
 	return nil
 }

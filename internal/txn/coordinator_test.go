@@ -506,10 +506,10 @@ func TestVerifyAndCheckMarker(t *testing.T) {
 		if err := w.c.CheckMarker(c, tp0, m); err != nil {
 			t.Fatalf("commit marker of a committed transaction: %v", err)
 		}
-		for _, e := range []int32{fence.Epoch - 1, fence.Epoch + 1, math.MaxInt32} {
+		for e, want := range map[int32]error{fence.Epoch - 1: kerr.TransactionCoordinatorFenced, fence.Epoch + 1: kerr.InvalidTxnState, math.MaxInt32: kerr.InvalidTxnState} {
 			forged := m
 			forged.CoordinatorEpoch = e
-			wantKerr(t, fmt.Sprintf("marker with coordinator epoch %d (the slot's is %d)", e, fence.Epoch), w.c.CheckMarker(c, tp0, forged), kerr.InvalidTxnState)
+			wantKerr(t, fmt.Sprintf("marker with coordinator epoch %d (the slot's is %d)", e, fence.Epoch), w.c.CheckMarker(c, tp0, forged), want)
 		}
 		abort := m
 		abort.Commit = false
