@@ -36,7 +36,11 @@ type ReadResult struct {
 	LastStableOffset int64
 	// Aborted lists, for a ReadCommitted read, the aborted transactions
 	// whose range overlaps the returned batches, ordered by FirstOffset.
+	// It is left empty when the returned batches hold no transactional
+	// data (only those can belong to an aborted transaction).
 	Aborted []metadata.AbortedTxn
+
+	txnData bool // a returned batch is transactional data (not a marker)
 }
 
 // Bytes returns the records as one slice: Pieces joined (without copying
@@ -101,7 +105,10 @@ func (l *Log) read(ctx context.Context, tp metadata.TopicPartition, offset int64
 		}
 		if offset < limit {
 			res, err := l.readAt(ctx, tp, view, offset, opts.MaxBytes, limit)
-			if err == nil && committed && res.NextOffset > offset {
+			// Readers use the aborted list only to drop transactional
+			// data batches: a range without any needs no lookup (so
+			// topics without transactions pay nothing for it).
+			if err == nil && committed && res.txnData {
 				res.Aborted, err = l.abortedIn(ctx, tp, view, offset, res.NextOffset)
 			}
 			return res, err
@@ -289,6 +296,9 @@ func (l *Log) readAt(ctx context.Context, tp metadata.TopicPartition, v partView
 				end = pos + size
 				total += size
 				res.NextOffset = h.LastOffset() + 1
+				if h.IsTransactional() && !h.IsControl() {
+					res.txnData = true
+				}
 			}
 			pos += size
 		}
