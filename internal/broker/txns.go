@@ -33,6 +33,11 @@ func (b *Broker) TxnFence(ctx context.Context, id string) (metadata.GroupFence, 
 	return metadata.GroupFence{Slot: tp, AgentID: b.agentID, Epoch: epoch}, nil
 }
 
+// TxnSlot returns the coordinator slot of the transactional ID id.
+func (b *Broker) TxnSlot(ctx context.Context, id string) (metadata.TopicPartition, error) {
+	return b.GroupSlot(ctx, id)
+}
+
 // TxnCoordinator returns the agent coordinating the transactional ID id:
 // the holder of its slot's lease, "" when no live agent holds it, and the
 // lease epoch (as GroupCoordinator).

@@ -105,8 +105,9 @@ turn idempotence off, as Kafka requires.
 producer, --transactional-id or a new id per run): each one is committed
 after D, and waits for its commit before the next begins, as a
 consume-transform-produce loop does. Records then count once committed,
-and the summary adds the transactions and the latency of each commit
-(flushing the transaction's last records, then EndTransaction).`
+and the summary adds the transactions and the latency of each commit:
+EndTransaction alone, once the transaction's records are acknowledged
+(what committing adds to a transaction).`
 
 func (inv *invocation) perfProduceCmd() *cobra.Command {
 	var (
@@ -273,7 +274,7 @@ func perfProduce(ctx context.Context, cl *kgo.Client, pc *perfCommon, stats *per
 
 // perfProduceTxn is perfProduce in transactions of txnDuration each: a
 // record counts once its transaction committed, and each commit's latency
-// (Flush, then EndTransaction) is recorded.
+// (EndTransaction, after Flush has every record acknowledged) is recorded.
 func perfProduceTxn(ctx context.Context, cl *kgo.Client, pc *perfCommon, stats *perfStats, recordSize int, rate int64, txnDuration time.Duration) (time.Duration, error) {
 	sn, err := newPerfSender(cl, stats, recordSize, rate, false)
 	if err != nil {
@@ -287,7 +288,6 @@ func perfProduceTxn(ctx context.Context, cl *kgo.Client, pc *perfCommon, stats *
 		for ; !pc.done(sn.n, sn.start) && time.Since(began) < txnDuration && ctx.Err() == nil; sn.n++ {
 			sn.send(ctx)
 		}
-		commitStart := time.Now()
 		err := cl.Flush(ctx)
 		if err == nil {
 			err = sn.err()
@@ -296,6 +296,7 @@ func perfProduceTxn(ctx context.Context, cl *kgo.Client, pc *perfCommon, stats *
 		if err != nil {
 			how = kgo.TryAbort
 		}
+		commitStart := time.Now()
 		if endErr := cl.EndTransaction(ctx, how); err == nil && endErr != nil {
 			err = fmt.Errorf("commit transaction: %w", endErr)
 		}

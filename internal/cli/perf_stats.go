@@ -129,7 +129,8 @@ type perfSummary struct {
 	Latency *perfLatency `json:"latency_ms,omitempty"`
 	// Transactions and CommitLatency (perf produce
 	// --transaction-duration): committed transactions, and the time each
-	// EndTransaction(commit) took. Records and Bytes then count committed
+	// EndTransaction(commit) took once the transaction's records were
+	// acknowledged. Records and Bytes then count committed
 	// records only.
 	Transactions  int64          `json:"transactions,omitempty"`
 	CommitLatency *perfLatency   `json:"commit_latency_ms,omitempty"`

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -52,9 +53,9 @@ import (
 // txnTokenVersion is the first byte of every transaction_id.
 const txnTokenVersion = 1
 
-// maxTransactionalIDLen is Kafka's limit (an int16 string), so an ID used
-// over gRPC is usable by Kafka clients too.
-const maxTransactionalIDLen = math.MaxInt16
+// maxTransactionalIDLen is the Kafka front end's bound, so an ID used over
+// gRPC is usable by Kafka clients too.
+const maxTransactionalIDLen = 255
 
 // defaultTxnTimeoutMs is transaction.timeout.ms when InitProducer has no
 // timeout_ms: Kafka's producer default.
@@ -260,7 +261,7 @@ func (s *Server) endTxn(ctx context.Context, method, producerID string, producer
 		}
 		return err
 	}
-	if err := s.txn.EndTxn(ctx, tok.id, pid, epoch, commit); err != nil {
+	if err := s.txn.EndTxnOf(ctx, tok.id, pid, epoch, time.UnixMilli(tok.startMs), commit); err != nil {
 		return s.toStatus(method, err)
 	}
 	return nil
@@ -329,7 +330,7 @@ func (s *Server) produceTxn(ctx context.Context, req *pb.ProduceBatchRequest, pa
 		}
 	}
 	if !added {
-		if err := s.txn.AddPartitions(ctx, tok.id, tok.producerID, tok.epoch, []metadata.TxnPartition{tp}); err != nil {
+		if err := s.txn.AddPartitionsTo(ctx, tok.id, tok.producerID, tok.epoch, time.UnixMilli(tok.startMs), []metadata.TxnPartition{tp}); err != nil {
 			return nil, s.toStatus("ProduceBatch", err)
 		}
 	}

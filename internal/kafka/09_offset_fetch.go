@@ -82,20 +82,17 @@ func (s *Server) fetchOffsets(ctx context.Context, version int16, requireStable 
 		out.ErrorCode = code
 		return out
 	}
-	stored, err := s.broker.GroupOffsets(ctx, rg.Group)
-	if err != nil {
-		s.log.Warn("offset fetch failed", "group", rg.Group, "err", err)
-		out.ErrorCode = errorCode(err)
-		return out
-	}
 	type tp struct {
 		topic     string
 		partition int32
 	}
-	committed := make(map[tp]metadata.GroupOffset, len(stored))
-	for _, o := range stored {
-		committed[tp{o.Topic, o.Partition}] = o
-	}
+	// Pending transactional offsets are read BEFORE the committed ones: a
+	// transaction's decision moves its pending offsets into the committed
+	// ones in one metadata transaction, so a partition read as stable here
+	// (no pending offset) has, in the committed read that follows, an
+	// offset at least as new as any decided before the pending read. In
+	// the other order a decision landing between the reads would answer
+	// the old offset as stable.
 	unstable := make(map[tp]bool)
 	if requireStable && version >= 7 {
 		pending, err := s.broker.PendingTxnOffsets(ctx, rg.Group)
@@ -107,6 +104,16 @@ func (s *Server) fetchOffsets(ctx context.Context, version int16, requireStable 
 		for _, o := range pending {
 			unstable[tp{o.Topic, o.Partition}] = true
 		}
+	}
+	stored, err := s.broker.GroupOffsets(ctx, rg.Group)
+	if err != nil {
+		s.log.Warn("offset fetch failed", "group", rg.Group, "err", err)
+		out.ErrorCode = errorCode(err)
+		return out
+	}
+	committed := make(map[tp]metadata.GroupOffset, len(stored))
+	for _, o := range stored {
+		committed[tp{o.Topic, o.Partition}] = o
 	}
 	partition := func(topic string, p int32) kmsg.OffsetFetchResponseGroupTopicPartition {
 		rp := kmsg.NewOffsetFetchResponseGroupTopicPartition()

@@ -61,6 +61,11 @@ func (s *Server) txnCode(err error, version, fencedSince int16, what string) int
 		code = kerr.InvalidTxnState.Code
 	case errors.Is(err, metadata.ErrTxnNotFound):
 		code = kerr.InvalidProducerIDMapping.Code
+	case code == kerr.RequestTimedOut.Code || broker.IsUnavailable(err):
+		// A store too slow or down: clients' transaction handlers retry
+		// COORDINATOR_NOT_AVAILABLE, and the Java client treats
+		// REQUEST_TIMED_OUT there as fatal.
+		code = kerr.CoordinatorNotAvailable.Code
 	}
 	if code == kerr.ProducerFenced.Code && version < fencedSince {
 		code = kerr.InvalidProducerEpoch.Code

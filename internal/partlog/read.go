@@ -36,7 +36,11 @@ type ReadResult struct {
 	LastStableOffset int64
 	// Aborted lists, for a ReadCommitted read, the aborted transactions
 	// whose range overlaps the returned batches, ordered by FirstOffset.
+	// It is left empty when the returned batches hold no transactional
+	// data (only those can belong to an aborted transaction).
 	Aborted []metadata.AbortedTxn
+
+	txnData bool // a returned batch is transactional data (not a marker)
 }
 
 // Bytes returns the records as one slice: Pieces joined (without copying
@@ -101,7 +105,10 @@ func (l *Log) read(ctx context.Context, tp metadata.TopicPartition, offset int64
 		}
 		if offset < limit {
 			res, err := l.readAt(ctx, tp, view, offset, opts.MaxBytes, limit)
-			if err == nil && committed && res.NextOffset > offset {
+			// Readers use the aborted list only to drop transactional
+			// data batches: a range without any needs no lookup (so
+			// topics without transactions pay nothing for it).
+			if err == nil && committed && res.txnData {
 				res.Aborted, err = l.abortedIn(ctx, tp, view, offset, res.NextOffset)
 			}
 			return res, err
@@ -157,6 +164,19 @@ func (l *Log) abortedIn(ctx context.Context, tp metadata.TopicPartition, v partV
 	out, err := l.store.ListAbortedTxns(ctx, tp, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: aborted transactions: %w", tp, err)
+	}
+	// Raising the log start deletes the aborted entries below it, while
+	// the data read before may still be served from its objects (kept for
+	// the GC grace). The list is complete only if the log start was still
+	// at or below from when it was read; it never goes back, so reading it
+	// after the list proves that. Otherwise the read is out of range, as
+	// it would have been a moment later.
+	st, err := l.store.GetPartition(ctx, tp)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", tp, err)
+	}
+	if st.LogStartOffset > from {
+		return nil, fmt.Errorf("read %s at %d: the log start moved to %d during the read: %w", tp, from, st.LogStartOffset, ErrOffsetOutOfRange)
 	}
 	return out, nil
 }
@@ -276,6 +296,9 @@ func (l *Log) readAt(ctx context.Context, tp metadata.TopicPartition, v partView
 				end = pos + size
 				total += size
 				res.NextOffset = h.LastOffset() + 1
+				if h.IsTransactional() && !h.IsControl() {
+					res.txnData = true
+				}
 			}
 			pos += size
 		}

@@ -105,6 +105,14 @@ func (l *Log) WriteMarker(ctx context.Context, tp metadata.TopicPartition, m Mar
 		l.mu.Unlock()
 		return MarkerResult{}, fmt.Errorf("write marker to %s: %w", tp, ErrNotLeader)
 	}
+	// A marker whose request is over (the WriteTxnMarkers handler bounds
+	// it by the coordinator's marker timeout) is not written: after that
+	// the coordinator may retry, complete and let the producer open its
+	// next transaction here, which a late marker would close.
+	if err := ctx.Err(); err != nil {
+		l.mu.Unlock()
+		return MarkerResult{}, fmt.Errorf("write marker to %s: %w", tp, err)
+	}
 	// Whatever happens next, a verification of this producer's batches
 	// that started before it is void: the coordinator may have decided.
 	if g := p.txnGuards[m.ProducerID]; g != nil {
@@ -120,6 +128,12 @@ func (l *Log) WriteMarker(ctx context.Context, tp metadata.TopicPartition, m Mar
 		return MarkerResult{}, fmt.Errorf("write marker to %s: producer %d: coordinator epoch %d is older than %d: %w", tp, m.ProducerID, m.CoordinatorEpoch, st.coordEpoch, ErrCoordinatorFenced)
 	case st == nil || !st.inTxn:
 		target := p.nextOffset
+		if !l.buf.empty() && l.buf.durableSince.IsZero() {
+			// Wait for the data before it as a durable write would,
+			// not for the buffered-only flush interval.
+			l.buf.durableSince = l.cfg.Now()
+			l.signal()
+		}
 		l.mu.Unlock()
 		if err := p.waitCommitted(ctx, target); err != nil {
 			return MarkerResult{}, fmt.Errorf("write marker to %s: %w", tp, err)

@@ -324,6 +324,10 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	stopBG()
 	wg.Wait()
+	// Transaction completers stop before the log and the store close; a
+	// decided transaction they leave is finished by the slot's next
+	// coordinator.
+	s.txn.Close()
 	if err := s.broker.Shutdown(shutCtx); err != nil {
 		s.log.Warn("hand over partitions", "err", err)
 	}

@@ -225,9 +225,9 @@ func (c *Coordinator) initOnce(ctx context.Context, id string, timeoutMs int32, 
 	}
 	defer unlock()
 	if !found {
-		if producerID >= 0 {
-			return -1, -1, false, fmt.Errorf("%w: transactional id %q has no producer", kerr.InvalidProducerIDMapping, id)
-		}
+		// A first init, or a KIP-360 re-init of an ID that was forgotten
+		// (IDExpiration): both start over with a new producer, as Kafka
+		// does.
 		pid, err := c.be.NextProducerID(ctx)
 		if err != nil {
 			return -1, -1, false, fmt.Errorf("init producer of %q: %w", id, err)
@@ -272,7 +272,16 @@ func (c *Coordinator) initOnce(ctx context.Context, id string, timeoutMs int32, 
 	} else {
 		t.ProducerEpoch++
 	}
-	t.LastProducerID, t.LastProducerEpoch = last.ProducerID, last.ProducerEpoch
+	// The producer this one replaces is remembered only for a KIP-360
+	// caller (the producer itself, re-initialising): its retry of a lost
+	// answer is recognised. A new producer (no ID given) fences every
+	// older one, so nothing may be handed back to the ID it replaced, as
+	// Kafka sets the last epoch to -1 then.
+	if producerID >= 0 {
+		t.LastProducerID, t.LastProducerEpoch = last.ProducerID, last.ProducerEpoch
+	} else {
+		t.LastProducerID, t.LastProducerEpoch = -1, -1
+	}
 	t.State, t.TimeoutMs, t.Partitions, t.Groups, t.StartedAt = metadata.TxnEmpty, timeoutMs, nil, nil, time.Time{}
 	if err := c.put(ctx, fence, t); err != nil {
 		return -1, -1, false, err
@@ -287,6 +296,8 @@ func (c *Coordinator) abortOngoing(ctx context.Context, fence metadata.GroupFenc
 	if t.ProducerEpoch < math.MaxInt16 {
 		t.ProducerEpoch++
 	}
+	// The fenced producer must not be recognised as a retry later.
+	t.LastProducerID, t.LastProducerEpoch = -1, -1
 	t.State = metadata.TxnPrepareAbort
 	if err := c.put(ctx, fence, *t); err != nil {
 		return err
@@ -310,16 +321,43 @@ func (c *Coordinator) openForAdd(fence metadata.GroupFence, t metadata.Txn, foun
 	return nil
 }
 
-// open makes t Ongoing if it is not.
+// open makes t Ongoing if it is not. A transaction's StartedAt (stored in
+// milliseconds) is later than the ID's last change, so the transactions
+// of one ID have distinct StartedAt values: it identifies the transaction
+// (the gRPC transaction_id names it; a completer checks it).
 func (c *Coordinator) open(t *metadata.Txn) {
 	if t.State != metadata.TxnOngoing {
-		t.State, t.Partitions, t.Groups, t.StartedAt = metadata.TxnOngoing, nil, nil, c.now()
+		start := c.now().Truncate(time.Millisecond)
+		if last := t.UpdatedAt.Truncate(time.Millisecond); !start.After(last) {
+			start = last.Add(time.Millisecond)
+		}
+		t.State, t.Partitions, t.Groups, t.StartedAt = metadata.TxnOngoing, nil, nil, start
 	}
+}
+
+// sameTxn checks, for callers that name one transaction of id by its
+// start (gRPC), that t is that transaction and still open.
+func sameTxn(t metadata.Txn, started time.Time) error {
+	if t.State != metadata.TxnOngoing || t.StartedAt.UnixMilli() != started.UnixMilli() {
+		return fmt.Errorf("%w: transactional id %q: the transaction begun at %d ms is over (now %s, begun at %d ms)", kerr.InvalidTxnState, t.TransactionalID, started.UnixMilli(), t.State, t.StartedAt.UnixMilli())
+	}
+	return nil
 }
 
 // AddPartitions adds partitions to the open transaction of id (opening it
 // if there is none): all or none.
 func (c *Coordinator) AddPartitions(ctx context.Context, id string, producerID int64, epoch int16, parts []metadata.TxnPartition) error {
+	return c.addPartitions(ctx, id, producerID, epoch, nil, parts)
+}
+
+// AddPartitionsTo is AddPartitions into the open transaction begun at
+// started only (gRPC names its transaction): kerr.InvalidTxnState if that
+// transaction is over, instead of opening a new one.
+func (c *Coordinator) AddPartitionsTo(ctx context.Context, id string, producerID int64, epoch int16, started time.Time, parts []metadata.TxnPartition) error {
+	return c.addPartitions(ctx, id, producerID, epoch, &started, parts)
+}
+
+func (c *Coordinator) addPartitions(ctx context.Context, id string, producerID int64, epoch int16, started *time.Time, parts []metadata.TxnPartition) error {
 	unlock, fence, t, found, err := c.begin(ctx, id)
 	if err != nil {
 		return err
@@ -327,6 +365,11 @@ func (c *Coordinator) AddPartitions(ctx context.Context, id string, producerID i
 	defer unlock()
 	if err := c.openForAdd(fence, t, found, id, producerID, epoch); err != nil {
 		return err
+	}
+	if started != nil {
+		if err := sameTxn(t, *started); err != nil {
+			return err
+		}
 	}
 	wasOpen := t.State == metadata.TxnOngoing
 	c.open(&t)
@@ -428,6 +471,16 @@ func (c *Coordinator) Begin(ctx context.Context, id string, producerID int64, ep
 // operation on id waits for them. A retry of an EndTxn that completed is
 // answered with success, as Kafka does.
 func (c *Coordinator) EndTxn(ctx context.Context, id string, producerID int64, epoch int16, commit bool) error {
+	return c.endTxn(ctx, id, producerID, epoch, nil, commit)
+}
+
+// EndTxnOf is EndTxn of the open transaction begun at started only (gRPC):
+// kerr.InvalidTxnState if that transaction is over.
+func (c *Coordinator) EndTxnOf(ctx context.Context, id string, producerID int64, epoch int16, started time.Time, commit bool) error {
+	return c.endTxn(ctx, id, producerID, epoch, &started, commit)
+}
+
+func (c *Coordinator) endTxn(ctx context.Context, id string, producerID int64, epoch int16, started *time.Time, commit bool) error {
 	unlock, fence, t, found, err := c.begin(ctx, id)
 	if err != nil {
 		return err
@@ -442,6 +495,9 @@ func (c *Coordinator) EndTxn(ctx context.Context, id string, producerID int64, e
 	want := metadata.TxnPrepareAbort
 	if commit {
 		want = metadata.TxnPrepareCommit
+	}
+	if started != nil && t.StartedAt.UnixMilli() != started.UnixMilli() {
+		return sameTxn(t, *started)
 	}
 	switch t.State {
 	case metadata.TxnOngoing:
@@ -560,6 +616,25 @@ func (c *Coordinator) CheckMarker(ctx context.Context, tp metadata.TopicPartitio
 	if !ok {
 		return fmt.Errorf("%w: no decided transaction of producer %d epoch %d on %s matches the marker", kerr.InvalidTxnState, m.ProducerID, m.ProducerEpoch, tp)
 	}
+	// The marker must come from the coordinator holding the ID's slot
+	// now: its coordinator epoch is the slot's lease epoch. A marker
+	// from an older holder is superseded, and one with a made-up epoch
+	// (above the real one) would, once stored, fence every real marker
+	// of the producer on the partition.
+	slot, err := c.be.TxnSlot(ctx, t.TransactionalID)
+	if err != nil {
+		return fmt.Errorf("marker check: slot of %q: %w", t.TransactionalID, err)
+	}
+	st, err := c.store.GetPartition(ctx, slot)
+	if err != nil {
+		return fmt.Errorf("marker check: slot of %q: %w", t.TransactionalID, err)
+	}
+	switch {
+	case m.CoordinatorEpoch < st.LeaderEpoch:
+		return fmt.Errorf("%w: marker of producer %d carries coordinator epoch %d, the slot of %q is at %d", kerr.TransactionCoordinatorFenced, m.ProducerID, m.CoordinatorEpoch, t.TransactionalID, st.LeaderEpoch)
+	case m.CoordinatorEpoch > st.LeaderEpoch:
+		return fmt.Errorf("%w: marker of producer %d carries coordinator epoch %d, above the slot of %q at %d", kerr.InvalidTxnState, m.ProducerID, m.CoordinatorEpoch, t.TransactionalID, st.LeaderEpoch)
+	}
 	return nil
 }
 
@@ -599,13 +674,14 @@ func (c *Coordinator) Scan(ctx context.Context) error {
 	}
 	now := c.now()
 	for _, t := range ts {
-		fence, err := c.be.TxnFence(ctx, t.TransactionalID)
-		if err != nil {
+		if _, err := c.be.TxnFence(ctx, t.TransactionalID); err != nil {
 			continue // another agent's slot (or none's yet)
 		}
 		switch {
 		case preparing(t.State):
-			c.startCompletion(fence, t)
+			if err := c.resume(ctx, t.TransactionalID); err != nil {
+				c.log.Warn("resume decided transaction", "transactional_id", t.TransactionalID, "err", err)
+			}
 		case t.State == metadata.TxnOngoing && now.After(t.StartedAt.Add(time.Duration(t.TimeoutMs)*time.Millisecond)):
 			if err := c.expire(ctx, t); err != nil {
 				c.log.Warn("abort timed-out transaction", "transactional_id", t.TransactionalID, "err", err)
@@ -666,6 +742,28 @@ func (c *Coordinator) forget(ctx context.Context, fence metadata.GroupFence, id 
 	return true, nil
 }
 
+// resume starts the completer of id's decided transaction, from the state
+// read again under id's lock (never from a scan's snapshot, which may
+// predate a completion and the next transaction's start). Every
+// completer starts this way, under the lock with the state just loaded,
+// so a completer only ever writes markers of the transaction that is
+// decided in the store, and one runs per ID at a time.
+func (c *Coordinator) resume(ctx context.Context, id string) error {
+	unlock, err := c.lock(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	fence, t, found, err := c.load(ctx, id)
+	if err != nil {
+		return err
+	}
+	if found && preparing(t.State) {
+		c.startCompletion(fence, t)
+	}
+	return nil
+}
+
 // expire aborts t if it is still the same Ongoing transaction and past its
 // timeout.
 func (c *Coordinator) expire(ctx context.Context, seen metadata.Txn) error {
@@ -686,7 +784,8 @@ func (c *Coordinator) expire(ctx context.Context, seen metadata.Txn) error {
 }
 
 // startCompletion starts writing the markers of t (PrepareCommit or
-// PrepareAbort) unless a completer for its ID is running.
+// PrepareAbort) unless a completer for its ID is running. Called with the
+// ID's lock held and t just loaded (see resume).
 func (c *Coordinator) startCompletion(fence metadata.GroupFence, t metadata.Txn) {
 	c.mu.Lock()
 	if c.completing[t.TransactionalID] != nil || c.root.Err() != nil {
@@ -743,7 +842,7 @@ func (c *Coordinator) complete(ctx context.Context, fence metadata.GroupFence, t
 	if err != nil {
 		return err
 	}
-	if !found || cur.ProducerID != t.ProducerID || cur.ProducerEpoch != t.ProducerEpoch || cur.State != t.State {
+	if !found || cur.ProducerID != t.ProducerID || cur.ProducerEpoch != t.ProducerEpoch || cur.State != t.State || !cur.StartedAt.Equal(t.StartedAt) {
 		return nil // someone else finished it
 	}
 	if m.Commit {

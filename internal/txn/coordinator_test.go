@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -32,7 +33,7 @@ type agent struct {
 	// markerRefusals makes the next n fail for good (the leader refuses).
 	markerFails    atomic.Int32
 	markerRefusals atomic.Int32
-	markers     atomic.Int32 // WriteMarker calls that succeeded
+	markers        atomic.Int32 // WriteMarker calls that succeeded
 }
 
 func (a *agent) TxnFence(ctx context.Context, id string) (metadata.GroupFence, error) {
@@ -46,6 +47,10 @@ func (a *agent) TxnFence(ctx context.Context, id string) (metadata.GroupFence, e
 func (a *agent) Holds(f metadata.GroupFence) bool {
 	epoch, ok := a.log.LeaderEpoch(f.Slot)
 	return ok && epoch == f.Epoch && f.AgentID == a.id
+}
+
+func (a *agent) TxnSlot(ctx context.Context, id string) (metadata.TopicPartition, error) {
+	return a.slot, nil
 }
 
 func (a *agent) NextProducerID(ctx context.Context) (int64, error) {
@@ -493,8 +498,18 @@ func TestVerifyAndCheckMarker(t *testing.T) {
 		if err := w.c.EndTxn(c, "tx", pid, ep, true); err != nil {
 			t.Fatal(err)
 		}
+		fence, err := w.a.TxnFence(c, "tx")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.CoordinatorEpoch = fence.Epoch
 		if err := w.c.CheckMarker(c, tp0, m); err != nil {
 			t.Fatalf("commit marker of a committed transaction: %v", err)
+		}
+		for e, want := range map[int32]error{fence.Epoch - 1: kerr.TransactionCoordinatorFenced, fence.Epoch + 1: kerr.InvalidTxnState, math.MaxInt32: kerr.InvalidTxnState} {
+			forged := m
+			forged.CoordinatorEpoch = e
+			wantKerr(t, fmt.Sprintf("marker with coordinator epoch %d (the slot's is %d)", e, fence.Epoch), w.c.CheckMarker(c, tp0, forged), want)
 		}
 		abort := m
 		abort.Commit = false
@@ -589,5 +604,131 @@ func TestMarkerRefusedEndsCompletion(t *testing.T) {
 			t.Fatal(err)
 		}
 		w.waitState("tx", metadata.TxnCompleteCommit)
+	})
+}
+
+// TestNewProducerIsNotAZombiesRetry: after a new producer (no producer ID
+// given) takes the ID over, the fenced producer's KIP-360 re-init naming
+// its old epoch is refused; it must not be taken for a retry of the new
+// producer's init and handed the new epoch.
+func TestNewProducerIsNotAZombiesRetry(t *testing.T) {
+	onBackends(t, func(t *testing.T, w *world) {
+		c := ctx(t)
+		pid, e0, _ := w.c.InitProducerID(c, "tx", 60000, -1, -1)
+		if _, _, err := w.c.InitProducerID(c, "tx", 60000, -1, -1); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := w.c.InitProducerID(c, "tx", 60000, pid, e0)
+		wantKerr(t, "the zombie's re-init", err, kerr.ProducerFenced)
+		// Nor after an abort by fencing: the aborted producer is not a
+		// retry either.
+		_, e2, _ := w.c.InitProducerID(c, "tx", 60000, -1, -1)
+		if err := w.c.AddPartitions(c, "tx", pid, e2, []metadata.TxnPartition{w.part(0)}); err != nil {
+			t.Fatal(err)
+		}
+		_, e4, err := w.c.InitProducerID(c, "tx", 60000, -1, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range []int16{e2, e2 + 1} {
+			if _, got, err := w.c.InitProducerID(c, "tx", 60000, pid, e); err == nil {
+				t.Fatalf("re-init naming fenced epoch %d: handed epoch %d (the new producer has %d)", e, got, e4)
+			}
+		}
+	})
+}
+
+// TestScanNeverCompletesAnOldSnapshot: a scan that listed a transaction
+// while it was decided, and acts after it completed and the producer's
+// next transaction opened, must not write the old decision's markers over
+// the new transaction.
+func TestScanNeverCompletesAnOldSnapshot(t *testing.T) {
+	onBackends(t, func(t *testing.T, w *world) {
+		c := ctx(t)
+		pid, ep, _ := w.c.InitProducerID(c, "tx", 60000, -1, -1)
+		if err := w.c.AddPartitions(c, "tx", pid, ep, []metadata.TxnPartition{w.part(0)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.produce(0, pid, ep, 0, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.c.EndTxn(c, "tx", pid, ep, true); err != nil {
+			t.Fatal(err)
+		}
+		w.waitState("tx", metadata.TxnCompleteCommit)
+		// The next transaction opens on the same partition.
+		if err := w.c.AddPartitions(c, "tx", pid, ep, []metadata.TxnPartition{w.part(0)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.produce(0, pid, ep, 1, 1); err != nil {
+			t.Fatal(err)
+		}
+		// What a scan does with a transaction it listed as decided.
+		if err := w.c.resume(c, "tx"); err != nil {
+			t.Fatal(err)
+		}
+		w.c.waitCompletion(c, "tx")
+		if lso, hw := w.offsets(0); lso != 2 || hw != 3 {
+			t.Fatalf("the open transaction was closed: LSO %d HWM %d, want 2 and 3", lso, hw)
+		}
+		if err := w.c.EndTxn(c, "tx", pid, ep, false); err != nil {
+			t.Fatal(err)
+		}
+		w.waitState("tx", metadata.TxnCompleteAbort)
+		res, err := w.a.log.ReadWith(c, w.part(0).TP(), 0, partlog.ReadOptions{MaxBytes: 1 << 20, Isolation: partlog.ReadCommitted})
+		if err != nil || len(res.Aborted) != 1 || res.Aborted[0].FirstOffset != 2 {
+			t.Fatalf("the second transaction's abort: %+v, %v", res.Aborted, err)
+		}
+	})
+}
+
+// TestNamedTransactionCalls: gRPC names its transaction by its start; an
+// add or end naming a transaction that is over is refused and opens
+// nothing, and consecutive transactions of an ID never share a start.
+func TestNamedTransactionCalls(t *testing.T) {
+	onBackends(t, func(t *testing.T, w *world) {
+		c := ctx(t)
+		pid, ep, _ := w.c.InitProducerID(c, "tx", 60000, -1, -1)
+		first, err := w.c.Begin(c, "tx", pid, ep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.c.AddPartitionsTo(c, "tx", pid, ep, first.StartedAt, []metadata.TxnPartition{w.part(0)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.c.EndTxnOf(c, "tx", pid, ep, first.StartedAt, true); err != nil {
+			t.Fatal(err)
+		}
+		w.waitState("tx", metadata.TxnCompleteCommit)
+		wantKerr(t, "add to a committed transaction", w.c.AddPartitionsTo(c, "tx", pid, ep, first.StartedAt, []metadata.TxnPartition{w.part(1)}), kerr.InvalidTxnState)
+		if st := w.state("tx"); st.State != metadata.TxnCompleteCommit {
+			t.Fatalf("a refused add opened a transaction: %s", st.State)
+		}
+		second, err := w.c.Begin(c, "tx", pid, ep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !second.StartedAt.After(first.StartedAt) {
+			t.Fatalf("second transaction starts at %v, not after the first's %v", second.StartedAt, first.StartedAt)
+		}
+		wantKerr(t, "end naming the first transaction", w.c.EndTxnOf(c, "tx", pid, ep, first.StartedAt, false), kerr.InvalidTxnState)
+		if st := w.state("tx"); st.State != metadata.TxnOngoing || !st.StartedAt.Equal(second.StartedAt) {
+			t.Fatalf("the second transaction was touched: %+v", st)
+		}
+		// Many transactions in a row, faster than a millisecond each.
+		last := second.StartedAt
+		for i := 0; i < 5; i++ {
+			if err := w.c.EndTxn(c, "tx", pid, ep, false); err != nil {
+				t.Fatal(err)
+			}
+			nt, err := w.c.Begin(c, "tx", pid, ep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !nt.StartedAt.After(last) {
+				t.Fatalf("transaction %d starts at %v, not after %v", i, nt.StartedAt, last)
+			}
+			last = nt.StartedAt
+		}
 	})
 }

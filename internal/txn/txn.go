@@ -44,6 +44,9 @@ type Backend interface {
 	TxnFence(ctx context.Context, id string) (metadata.GroupFence, error)
 	// Holds reports whether fence still holds (no I/O).
 	Holds(fence metadata.GroupFence) bool
+	// TxnSlot returns the coordinator slot of transactional ID id (a
+	// partition of the slot topic), wherever it is led.
+	TxnSlot(ctx context.Context, id string) (metadata.TopicPartition, error)
 	// NextProducerID allocates a never reused producer ID.
 	NextProducerID(ctx context.Context) (int64, error)
 	// WriteMarker writes m to partition p at its leader (this agent, or
