@@ -163,24 +163,37 @@ func diffKV(t *testing.T, what string, got, want []kv) {
 // nothing), through franz-go's OffsetFetch.
 func groupOffsets(t *testing.T, addr, group, topic string, partitions int32) map[int32]int64 {
 	t.Helper()
+	got, err := groupOffsetsErr(addr, group, topic, partitions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// groupOffsetsErr is groupOffsets for goroutines other than the test's.
+func groupOffsetsErr(addr, group, topic string, partitions int32) (map[int32]int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	adm := kadm.NewClient(franzClient(t, addr))
-	resp, err := adm.FetchOffsets(ctx, group)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RequestRetries(50), kgo.RetryTimeout(30*time.Second))
 	if err != nil {
-		t.Fatalf("OffsetFetch %s: %v", group, err)
+		return nil, err
+	}
+	defer cl.Close()
+	resp, err := kadm.NewClient(cl).FetchOffsets(ctx, group)
+	if err != nil {
+		return nil, fmt.Errorf("OffsetFetch %s: %w", group, err)
 	}
 	got := map[int32]int64{}
 	for p := range partitions {
 		got[p] = -1
 		if o, ok := resp.Lookup(topic, p); ok {
 			if o.Err != nil {
-				t.Fatalf("OffsetFetch %s %s/%d: %v", group, topic, p, o.Err)
+				return nil, fmt.Errorf("OffsetFetch %s %s/%d: %w", group, topic, p, o.Err)
 			}
 			got[p] = o.At
 		}
 	}
-	return got
+	return got, nil
 }
 
 // mapString shows a partition → offset map in partition order.
