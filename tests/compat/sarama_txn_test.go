@@ -295,6 +295,43 @@ func TestSaramaTransactions(t *testing.T) {
 			if got := groupOffsets(t, addr, group, in, parts); got[0] != 10 || got[1] != 10 {
 				t.Errorf("group %s committed %s at the end, want 10 on both partitions", group, mapString(got))
 			}
+
+			// Zombie fencing: a new producer with the same ID fences the
+			// first, whose open transaction is aborted and whose commit
+			// fails.
+			t.Run("fencing", func(t *testing.T) {
+				topic := "sarama-fence"
+				s.createTopic(topic, 1)
+				first := saramaTxnProducer(t, addr, "sarama-fence-txn")
+				if err := first.BeginTxn(); err != nil {
+					t.Fatal(err)
+				}
+				if _, _, err := first.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: 0,
+					Key: sarama.StringEncoder("zombie"), Value: sarama.StringEncoder("zombie")}); err != nil {
+					t.Fatalf("first producer: %v", err)
+				}
+				second := saramaTxnProducer(t, addr, "sarama-fence-txn")
+				err := first.CommitTxn()
+				if !errors.Is(err, sarama.ErrProducerFenced) {
+					t.Errorf("the fenced producer's CommitTxn: %v, want %v", err, sarama.ErrProducerFenced)
+				}
+				t.Logf("the fenced producer's CommitTxn: %v", err)
+				if err := second.BeginTxn(); err != nil {
+					t.Fatal(err)
+				}
+				if _, _, err := second.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: 0,
+					Key: sarama.StringEncoder("second"), Value: sarama.StringEncoder("second")}); err != nil {
+					t.Fatalf("second producer: %v", err)
+				}
+				if err := second.CommitTxn(); err != nil {
+					t.Fatalf("second producer's CommitTxn: %v", err)
+				}
+				writeSentinels(t, addr, topic, 1)
+				diffKV(t, "read_committed", readToSentinels(t, addr, topic, 1, kgo.ReadCommitted()),
+					[]kv{{0, "second", "second"}})
+				diffKV(t, "read_uncommitted", readToSentinels(t, addr, topic, 1, kgo.ReadUncommitted()),
+					[]kv{{0, "zombie", "zombie"}, {0, "second", "second"}})
+			})
 		})
 	}
 }
