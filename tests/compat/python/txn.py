@@ -106,8 +106,12 @@ def eos(broker, input_topic, output_topic, group, txn_id, records, abort_at):
     while done < records:
         if time.monotonic() > deadline:
             raise RuntimeError(f"{done} of {records} records committed in {DEADLINE} s")
-        msgs = consumer.consume(num_messages=4, timeout=1)
-        msgs = [m for m in msgs if m.error() is None or on_error(m.error())]
+        msgs = []
+        for m in consumer.consume(num_messages=4, timeout=1):
+            if m.error() is not None:
+                on_error(m.error())  # a consumer event, not a record
+            else:
+                msgs.append(m)
         if not msgs:
             continue
         abort = n == abort_at
