@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -332,6 +333,85 @@ func TestSaramaTransactions(t *testing.T) {
 				diffKV(t, "read_uncommitted", readToSentinels(t, addr, topic, 1, kgo.ReadUncommitted()),
 					[]kv{{0, "zombie", "zombie"}, {0, "second", "second"}})
 			})
+		})
+	}
+}
+
+// TestSaramaTransactionRestart kills the server (SIGKILL) in the middle of
+// a sarama transaction and right after a commit: the open transaction
+// either commits after the restart or fails in a way sarama aborts, and
+// readers and the group's offsets agree with the outcome the client saw;
+// the transaction committed just before the kill becomes visible once the
+// restarted coordinator has finished its markers.
+func TestSaramaTransactionRestart(t *testing.T) {
+	t.Parallel()
+	for _, be := range e2e.Backends() {
+		t.Run(be.Name, func(t *testing.T) {
+			t.Parallel()
+			s := startServer(t, be)
+			addr := s.KafkaAddr
+			topic, group := "sarama-restart", "sarama-restart-group"
+			s.createTopic(topic, 1)
+			prod := saramaTxnProducer(t, addr, "sarama-restart-txn")
+			send := func(v string) {
+				t.Helper()
+				if _, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: 0,
+					Key: sarama.StringEncoder(v), Value: sarama.StringEncoder(v)}); err != nil {
+					t.Fatalf("send %s: %v", v, err)
+				}
+			}
+
+			// Killed with a transaction open: records and offsets sent.
+			if err := prod.BeginTxn(); err != nil {
+				t.Fatal(err)
+			}
+			send("open-at-kill")
+			if err := prod.AddOffsetsToTxn(map[string][]*sarama.PartitionOffsetMetadata{
+				topic: {{Partition: 0, Offset: 1, LeaderEpoch: -1}}}, group); err != nil {
+				t.Fatalf("AddOffsetsToTxn: %v", err)
+			}
+			s.restart(syscall.SIGKILL)
+			var want []kv
+			wantOffset := int64(-1)
+			if err := prod.CommitTxn(); err != nil {
+				// Allowed, if sarama can abort it: then nothing of it may
+				// show.
+				t.Logf("CommitTxn after the restart: %v (status %v); aborting", err, prod.TxnStatus())
+				if err := prod.AbortTxn(); err != nil {
+					t.Fatalf("AbortTxn after a failed commit: %v", err)
+				}
+			} else {
+				want = append(want, kv{0, "open-at-kill", "open-at-kill"})
+				wantOffset = 1
+			}
+
+			// Killed right after a commit's answer: the decision is
+			// stored, the markers may not be written yet.
+			if err := prod.BeginTxn(); err != nil {
+				t.Fatal(err)
+			}
+			send("committed-at-kill")
+			if err := prod.CommitTxn(); err != nil {
+				t.Fatalf("CommitTxn: %v", err)
+			}
+			want = append(want, kv{0, "committed-at-kill", "committed-at-kill"})
+			s.restart(syscall.SIGKILL)
+
+			// And the producer goes on after both restarts.
+			if err := prod.BeginTxn(); err != nil {
+				t.Fatal(err)
+			}
+			send("after")
+			if err := prod.CommitTxn(); err != nil {
+				t.Fatalf("CommitTxn after the restarts: %v", err)
+			}
+			want = append(want, kv{0, "after", "after"})
+
+			writeSentinels(t, addr, topic, 1)
+			diffKV(t, "read_committed", readToSentinels(t, addr, topic, 1, kgo.ReadCommitted()), want)
+			if got := groupOffsets(t, addr, group, topic, 1); got[0] != wantOffset {
+				t.Errorf("group %s committed %d, want %d", group, got[0], wantOffset)
+			}
 		})
 	}
 }
