@@ -86,9 +86,21 @@ func runConfluent(t *testing.T, py string, args ...string) *confluentSummary {
 		t.Errorf("txn.py %s: %v", args[0], runErr)
 	}
 	if t.Failed() {
-		t.Fatalf("librdkafka debug log:\n%s", stderr.String())
+		t.Fatalf("librdkafka debug log (last %d lines):\n%s", debugTail, tail(stderr.String(), debugTail))
 	}
 	return &sum
+}
+
+// debugTail is how much of librdkafka's debug log a failure shows.
+const debugTail = 3000
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.SplitAfter(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "")
 }
 
 // TestConfluentTransactions drives librdkafka's transactional producer
