@@ -34,9 +34,15 @@ type confluentSummary struct {
 		OK    bool          `json:"ok"`
 		Error *confluentErr `json:"error"`
 	} `json:"zombie_commit"`
-	SecondCommitted bool          `json:"second_committed"`
-	Errors          []string      `json:"errors"`
-	Fatal           *confluentErr `json:"fatal"`
+	SecondCommitted bool `json:"second_committed"`
+	StaleOffsets    *struct {
+		OK    bool          `json:"ok"`
+		Error *confluentErr `json:"error"`
+	} `json:"stale_offsets"`
+	CommittedAfterStale   map[string]int64 `json:"committed_after_stale"`
+	CommittedAfterCurrent map[string]int64 `json:"committed_after_current"`
+	Errors                []string         `json:"errors"`
+	Fatal                 *confluentErr    `json:"fatal"`
 }
 
 // confluentErr is a confluent_kafka.KafkaError.
@@ -194,6 +200,32 @@ func TestConfluentTransactions(t *testing.T) {
 				t.Logf("%d transactions, group offsets at the end %s", len(sum.Transactions), mapString(got))
 				if t.Failed() {
 					t.Logf("transactions: %+v\nclient errors: %q\ncommitted: %s", sum.Transactions, sum.Errors, mapString(got))
+				}
+			})
+
+			// KIP-447: TxnOffsetCommit carries the consumer's generation and
+			// member ID; offsets from a member that missed a rebalance are
+			// refused, so a zombie consumer cannot commit.
+			t.Run("stale-member", func(t *testing.T) {
+				topic, group := "confluent-stale", "confluent-stale-group"
+				s.createTopic(topic, 2)
+				sum := runConfluent(t, py, "stale-member", addr, topic, group, "confluent-stale-txn")
+				so := sum.StaleOffsets
+				switch {
+				case so == nil:
+					t.Error("stale offsets step did not run")
+				case so.OK:
+					t.Error("offsets sent with a member's metadata from an older generation were accepted")
+				case so.Error == nil || so.Error.Name != "ILLEGAL_GENERATION":
+					t.Errorf("stale offsets failed with %+v, want ILLEGAL_GENERATION", so.Error)
+				default:
+					t.Logf("stale offsets: %+v", *so.Error)
+				}
+				if got := sum.CommittedAfterStale["0"]; got != -1001 {
+					t.Errorf("after the refused offsets the group has %d on partition 0, want nothing (-1001)", got)
+				}
+				if got := sum.CommittedAfterCurrent["0"]; got != 2 {
+					t.Errorf("after the current member's transaction the group has %d on partition 0, want 2", got)
 				}
 			})
 

@@ -2,6 +2,7 @@
 
     python3 txn.py eos   BROKER INPUT OUTPUT GROUP TXN_ID RECORDS ABORT_AT
     python3 txn.py fence BROKER OUTPUT TXN_ID
+    python3 txn.py stale-member BROKER TOPIC GROUP TXN_ID
 
 eos: a consume-transform-produce loop with confluent-kafka (librdkafka): a
 read_committed consumer in GROUP reads INPUT and a transactional producer
@@ -16,7 +17,11 @@ fence: a transactional producer writes one record in a transaction; a second
 producer with the same TXN_ID calls init_transactions (fencing the first);
 the first one's commit must fail; the second one commits its own record.
 
-Both print one JSON summary on stdout and check nothing themselves: the Go
+stale-member: a consumer's group metadata is kept across a rebalance (a
+second member joins); offsets sent with it in a transaction must be
+refused (KIP-447), and with the member's current metadata accepted.
+
+Each prints one JSON summary on stdout and check nothing themselves: the Go
 test asserts on it. Every blocking call has a timeout.
 """
 
@@ -172,6 +177,68 @@ def fence(broker, output_topic, txn_id):
     summary["second_committed"] = True
 
 
+def stale_member(broker, topic, group, txn_id):
+    """KIP-447: offsets sent with a group member's metadata from before a
+    rebalance must be refused (the generation moved on)."""
+    assigned = {"a": 0, "b": 0}
+
+    def consumer(name):
+        c = Consumer(
+            dict(
+                common(broker),
+                **{
+                    "group.id": group,
+                    "isolation.level": "read_committed",
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                    "session.timeout.ms": 10000,
+                    "heartbeat.interval.ms": 300,
+                },
+            )
+        )
+
+        def on_assign(_c, parts):
+            assigned[name] += 1
+
+        c.subscribe([topic], on_assign=on_assign)
+        return c
+
+    def poll_until(what, cond, *consumers):
+        deadline = time.monotonic() + TIMEOUT
+        while not cond():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what}: not within {TIMEOUT} s (assignments {assigned})")
+            for c in consumers:
+                c.poll(0.1)
+
+    a = consumer("a")
+    poll_until("first member assigned", lambda: assigned["a"] >= 1, a)
+    stale = a.consumer_group_metadata()
+    b = consumer("b")
+    # Both poll: the first member rejoins the new generation.
+    poll_until("rebalance to two members", lambda: assigned["a"] >= 2 and assigned["b"] >= 1, a, b)
+
+    producer = Producer(dict(common(broker), **{"transactional.id": txn_id, "transaction.timeout.ms": 60000}))
+    producer.init_transactions(TIMEOUT)
+    producer.begin_transaction()
+    try:
+        producer.send_offsets_to_transaction([TopicPartition(topic, 0, 1)], stale, TIMEOUT)
+        summary["stale_offsets"] = {"ok": True}
+        producer.commit_transaction(TIMEOUT)
+    except KafkaException as e:
+        summary["stale_offsets"] = {"ok": False, "error": kafka_error(e)}
+        producer.abort_transaction(TIMEOUT)
+    summary["committed_after_stale"] = offsets(a.committed([TopicPartition(topic, 0)], TIMEOUT))
+
+    # The same with the member's current metadata is accepted.
+    producer.begin_transaction()
+    producer.send_offsets_to_transaction([TopicPartition(topic, 0, 2)], a.consumer_group_metadata(), TIMEOUT)
+    producer.commit_transaction(TIMEOUT)
+    summary["committed_after_current"] = offsets(a.committed([TopicPartition(topic, 0)], TIMEOUT))
+    b.close()
+    a.close()
+
+
 def main():
     args = [a for a in sys.argv[1:] if a != "--debug"]
     try:
@@ -180,6 +247,8 @@ def main():
             eos(broker, inp, out, group, txn_id, int(records), int(abort_at))
         elif args[0] == "fence":
             fence(*args[1:4])
+        elif args[0] == "stale-member":
+            stale_member(*args[1:5])
         else:
             raise SystemExit(f"unknown mode {args[0]}")
     except KafkaException as e:
