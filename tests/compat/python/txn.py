@@ -133,6 +133,10 @@ def eos(broker, input_topic, output_topic, group, txn_id, records, abort_at):
         producer.send_offsets_to_transaction(sent, consumer.consumer_group_metadata(), TIMEOUT)
         txn = {"n": n, "abort": abort, "produced": produced, "offsets": offsets(sent)}
         if abort:
+            # abort_transaction purges records still queued in the client:
+            # deliver them first, so the log holds them, to be hidden.
+            if producer.flush(TIMEOUT) != 0:
+                raise RuntimeError("aborted transaction: records not delivered")
             producer.abort_transaction(TIMEOUT)
             # What the group has committed right after the abort: the
             # previous transactions' offsets, never this one's.
