@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs (when missing) the Kafka clients the compatibility tests in
-# tests/compat drive besides the Go ones: kcat (librdkafka) from Debian's
-# packages and KafkaJS from the npm registry (versions pinned in
-# tests/compat/kafkajs/package-lock.json). Safe to run again: it does nothing
-# when both are already in place. Needs root for apt-get on Debian.
+# tests/compat drive besides the Go ones: kcat and confluent-kafka-python
+# (both librdkafka) from Debian's packages, and KafkaJS from the npm registry
+# (versions pinned in tests/compat/kafkajs/package-lock.json). Safe to run
+# again: it does nothing when all are already in place. Needs root for
+# apt-get on Debian.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,17 @@ install_kcat() {
 	apt-get update -qq >/dev/null
 	apt-get install -y -qq kcat >/dev/null
 	command -v kcat >/dev/null || { log "kcat install failed"; return 1; }
+}
+
+# Debian's package installs the module for Debian's /usr/bin/python3, which
+# the test uses even when another python3 comes first on PATH.
+install_confluent_kafka() {
+	/usr/bin/python3 -c 'import confluent_kafka' 2>/dev/null && return 0
+	log "installing python3-confluent-kafka from Debian's packages"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq >/dev/null
+	apt-get install -y -qq python3-confluent-kafka >/dev/null
+	/usr/bin/python3 -c 'import confluent_kafka' || { log "python3-confluent-kafka install failed"; return 1; }
 }
 
 install_kafkajs() {
@@ -35,4 +47,5 @@ install_kafkajs() {
 }
 
 install_kcat
+install_confluent_kafka
 install_kafkajs

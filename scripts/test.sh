@@ -11,7 +11,8 @@ state=$(mktemp -d /tmp/streamhouse-test.XXXXXX)
 export STREAMHOUSE_SERVICES_DIR=$state
 trap 'scripts/services.sh stop; rm -rf "$state"' EXIT
 scripts/services.sh start
-# kcat and KafkaJS for tests/compat (the Kafka client compatibility tests).
+# kcat, confluent-kafka and KafkaJS for tests/compat (the Kafka client
+# compatibility tests).
 scripts/install-test-tools.sh
 # shellcheck disable=SC1091
 source "$state/env"
