@@ -58,22 +58,12 @@ func (b *Broker) TxnPartitionOf(ctx context.Context, topic string, partition int
 // to its leader (forward.go), whose log admits it only if the coordinator
 // has the partition in the producer's open transaction.
 func (b *Broker) AppendTxnRecords(ctx context.Context, topic string, partition int32, records []Record, mode partlog.AckMode, opts batch.BuildOptions) (partlog.AppendResult, error) {
-	if len(records) == 0 {
-		return partlog.AppendResult{}, fmt.Errorf("%w: no records", ErrInvalidRequest)
-	}
 	if !opts.Transactional || opts.ProducerID < 0 {
 		return partlog.AppendResult{}, fmt.Errorf("%w: not a transactional batch", ErrInvalidRequest)
 	}
-	t, _, err := b.partition(ctx, topic, partition)
+	t, _, raw, err := b.buildOne(ctx, topic, partition, records, opts)
 	if err != nil {
 		return partlog.AppendResult{}, err
-	}
-	if err := b.validateRecords(ctx, t, records); err != nil {
-		return partlog.AppendResult{}, err
-	}
-	raw, err := batch.Build(records, opts)
-	if err != nil {
-		return partlog.AppendResult{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
 	return b.append(ctx, t, partition, raw, mode)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/streamhouse/streamhouse/internal/batch"
+	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/partlog"
 )
 
@@ -15,19 +16,29 @@ import (
 // resend of an earlier batch stores nothing and comes back with Duplicate
 // set and the original's offsets.
 func (b *Broker) AppendRecords(ctx context.Context, topic string, partition int32, records []Record, mode partlog.AckMode, opts batch.BuildOptions) (partlog.AppendResult, error) {
+	_, tp, raw, err := b.buildOne(ctx, topic, partition, records, opts)
+	if err != nil {
+		return partlog.AppendResult{}, err
+	}
+	return b.plog.Append(ctx, tp, raw, mode)
+}
+
+// buildOne validates records for partition of topic and builds them into
+// one RecordBatch v2 with opts.
+func (b *Broker) buildOne(ctx context.Context, topic string, partition int32, records []Record, opts batch.BuildOptions) (metadata.Topic, metadata.TopicPartition, []byte, error) {
 	if len(records) == 0 {
-		return partlog.AppendResult{}, fmt.Errorf("%w: no records", ErrInvalidRequest)
+		return metadata.Topic{}, metadata.TopicPartition{}, nil, fmt.Errorf("%w: no records", ErrInvalidRequest)
 	}
 	t, tp, err := b.partition(ctx, topic, partition)
 	if err != nil {
-		return partlog.AppendResult{}, err
+		return t, tp, nil, err
 	}
 	if err := b.validateRecords(ctx, t, records); err != nil {
-		return partlog.AppendResult{}, err
+		return t, tp, nil, err
 	}
 	raw, err := batch.Build(records, opts)
 	if err != nil {
-		return partlog.AppendResult{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+		return t, tp, nil, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
-	return b.plog.Append(ctx, tp, raw, mode)
+	return t, tp, raw, nil
 }

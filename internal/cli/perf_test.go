@@ -9,24 +9,29 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
+// perfTargets are the Kafka servers the perf tests run against: the real
+// server and franz-go's kfake (any Kafka-compatible server); start returns
+// the bootstrap address.
+var perfTargets = []struct {
+	name  string
+	start func(t *testing.T) string
+}{
+	{"streamhouse", func(t *testing.T) string { return startServer(t).proc.KafkaAddr }},
+	{"kfake", func(t *testing.T) string {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return c.ListenAddrs()[0]
+	}},
+}
+
 // TestPerf runs perf produce, then perf consume, against the real server's
 // Kafka port and against franz-go's kfake (any Kafka-compatible server).
 func TestPerf(t *testing.T) {
 	t.Parallel()
-	for _, target := range []struct {
-		name  string
-		start func(t *testing.T) string // the bootstrap address
-	}{
-		{"streamhouse", func(t *testing.T) string { return startServer(t).proc.KafkaAddr }},
-		{"kfake", func(t *testing.T) string {
-			c, err := kfake.NewCluster(kfake.NumBrokers(1))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(c.Close)
-			return c.ListenAddrs()[0]
-		}},
-	} {
+	for _, target := range perfTargets {
 		t.Run(target.name, func(t *testing.T) {
 			t.Parallel()
 			brokers := target.start(t)
@@ -79,20 +84,7 @@ func TestPerf(t *testing.T) {
 // result back read_committed, on the real server and on kfake.
 func TestPerfTransactions(t *testing.T) {
 	t.Parallel()
-	for _, target := range []struct {
-		name  string
-		start func(t *testing.T) string
-	}{
-		{"streamhouse", func(t *testing.T) string { return startServer(t).proc.KafkaAddr }},
-		{"kfake", func(t *testing.T) string {
-			c, err := kfake.NewCluster(kfake.NumBrokers(1))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(c.Close)
-			return c.ListenAddrs()[0]
-		}},
-	} {
+	for _, target := range perfTargets {
 		t.Run(target.name, func(t *testing.T) {
 			t.Parallel()
 			brokers := target.start(t)

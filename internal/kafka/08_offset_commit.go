@@ -87,16 +87,7 @@ func handleOffsetCommit(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.R
 		topic, err := s.offsetTopic(ctx, req.Version >= 10, rt.Topic, rt.TopicID)
 		for j, rp := range rt.Partitions {
 			code := &rtopic.Partitions[j].ErrorCode
-			switch {
-			case err != nil:
-				*code = errorCode(err)
-			case rp.Partition < 0 || rp.Partition >= topic.Partitions:
-				*code = kerr.UnknownTopicOrPartition.Code
-			case rp.Metadata != nil && len(*rp.Metadata) > maxOffsetMetadata:
-				*code = kerr.OffsetMetadataTooLarge.Code
-			case rp.Offset < 0:
-				*code = kerr.InvalidRequest.Code // the store keeps offsets ≥ 0
-			default:
+			if *code = commitCheck(topic, err, rp.Partition, rp.Metadata, rp.Offset); *code == 0 {
 				epoch := rp.LeaderEpoch
 				if req.Version < 6 {
 					epoch = -1
@@ -131,4 +122,21 @@ func (s *Server) offsetTopic(ctx context.Context, byID bool, name string, id [16
 		return t, kerr.UnknownTopicID
 	}
 	return t, err
+}
+
+// commitCheck is what OffsetCommit and TxnOffsetCommit check of one
+// partition's offset before committing it: 0 when it may be committed, else
+// the partition's error code. topicErr is the error of looking the topic up.
+func commitCheck(topic metadata.Topic, topicErr error, partition int32, meta *string, offset int64) int16 {
+	switch {
+	case topicErr != nil:
+		return errorCode(topicErr)
+	case partition < 0 || partition >= topic.Partitions:
+		return kerr.UnknownTopicOrPartition.Code
+	case meta != nil && len(*meta) > maxOffsetMetadata:
+		return kerr.OffsetMetadataTooLarge.Code
+	case offset < 0:
+		return kerr.InvalidRequest.Code // the store keeps offsets ≥ 0
+	}
+	return 0
 }

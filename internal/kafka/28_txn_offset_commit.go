@@ -103,16 +103,7 @@ func handleTxnOffsetCommit(ctx context.Context, c *conn, kreq kmsg.Request) (kms
 		topic, err := s.broker.Topic(ctx, rt.Topic)
 		for j, rp := range rt.Partitions {
 			code := &rtopic.Partitions[j].ErrorCode
-			switch {
-			case err != nil:
-				*code = errorCode(err)
-			case rp.Partition < 0 || rp.Partition >= topic.Partitions:
-				*code = kerr.UnknownTopicOrPartition.Code
-			case rp.Metadata != nil && len(*rp.Metadata) > maxOffsetMetadata:
-				*code = kerr.OffsetMetadataTooLarge.Code
-			case rp.Offset < 0:
-				*code = kerr.InvalidRequest.Code
-			default:
+			if *code = commitCheck(topic, err, rp.Partition, rp.Metadata, rp.Offset); *code == 0 {
 				epoch := rp.LeaderEpoch
 				if req.Version < 2 {
 					epoch = -1
