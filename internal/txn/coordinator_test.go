@@ -191,6 +191,23 @@ func (w *world) produce(p int32, pid int64, epoch int16, seq int32, n int) error
 	return err
 }
 
+// openTxn initialises producer id (transaction timeout timeoutMs), adds
+// partition 0 to its transaction and writes n records there.
+func (w *world) openTxn(c context.Context, id string, timeoutMs int32, n int) (int64, int16) {
+	w.t.Helper()
+	pid, ep, err := w.c.InitProducerID(c, id, timeoutMs, -1, -1)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if err := w.c.AddPartitions(c, id, pid, ep, []metadata.TxnPartition{w.part(0)}); err != nil {
+		w.t.Fatal(err)
+	}
+	if err := w.produce(0, pid, ep, 0, n); err != nil {
+		w.t.Fatal(err)
+	}
+	return pid, ep
+}
+
 // state reads id's stored state.
 func (w *world) state(id string) metadata.Txn {
 	w.t.Helper()
@@ -334,13 +351,7 @@ func TestCommitWritesMarkers(t *testing.T) {
 func TestInitAbortsOpenTransactionAndFences(t *testing.T) {
 	onBackends(t, func(t *testing.T, w *world) {
 		c := ctx(t)
-		pid, ep, _ := w.c.InitProducerID(c, "tx", 60000, -1, -1)
-		if err := w.c.AddPartitions(c, "tx", pid, ep, []metadata.TxnPartition{w.part(0)}); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.produce(0, pid, ep, 0, 2); err != nil {
-			t.Fatal(err)
-		}
+		pid, ep := w.openTxn(c, "tx", 60000, 2)
 		// A second producer with the same transactional id.
 		pid2, ep2, err := w.c.InitProducerID(c, "tx", 60000, -1, -1)
 		if err != nil {
@@ -367,13 +378,7 @@ func TestInitAbortsOpenTransactionAndFences(t *testing.T) {
 func TestTimeoutAborts(t *testing.T) {
 	onBackends(t, func(t *testing.T, w *world) {
 		c := ctx(t)
-		pid, ep, _ := w.c.InitProducerID(c, "tx", 1000, -1, -1)
-		if err := w.c.AddPartitions(c, "tx", pid, ep, []metadata.TxnPartition{w.part(0)}); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.produce(0, pid, ep, 0, 2); err != nil {
-			t.Fatal(err)
-		}
+		pid, ep := w.openTxn(c, "tx", 1000, 2)
 		if err := w.c.Scan(c); err != nil {
 			t.Fatal(err)
 		}
@@ -446,13 +451,7 @@ func TestRecoveryFinishesDecided(t *testing.T) {
 func TestMarkerRetries(t *testing.T) {
 	onBackends(t, func(t *testing.T, w *world) {
 		c := ctx(t)
-		pid, ep, _ := w.c.InitProducerID(c, "tx", 60000, -1, -1)
-		if err := w.c.AddPartitions(c, "tx", pid, ep, []metadata.TxnPartition{w.part(0)}); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.produce(0, pid, ep, 0, 1); err != nil {
-			t.Fatal(err)
-		}
+		pid, ep := w.openTxn(c, "tx", 60000, 1)
 		w.a.markerFails.Store(3)
 		if err := w.c.EndTxn(c, "tx", pid, ep, true); err != nil {
 			t.Fatal(err)
@@ -580,13 +579,7 @@ func TestExpireIDs(t *testing.T) {
 func TestMarkerRefusedEndsCompletion(t *testing.T) {
 	onBackends(t, func(t *testing.T, w *world) {
 		c := ctx(t)
-		pid, ep, _ := w.c.InitProducerID(c, "tx", 60000, -1, -1)
-		if err := w.c.AddPartitions(c, "tx", pid, ep, []metadata.TxnPartition{w.part(0)}); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.produce(0, pid, ep, 0, 1); err != nil {
-			t.Fatal(err)
-		}
+		pid, ep := w.openTxn(c, "tx", 60000, 1)
 		w.a.markerRefusals.Store(1)
 		if err := w.c.EndTxn(c, "tx", pid, ep, true); err != nil {
 			t.Fatal(err)
@@ -645,13 +638,7 @@ func TestNewProducerIsNotAZombiesRetry(t *testing.T) {
 func TestScanNeverCompletesAnOldSnapshot(t *testing.T) {
 	onBackends(t, func(t *testing.T, w *world) {
 		c := ctx(t)
-		pid, ep, _ := w.c.InitProducerID(c, "tx", 60000, -1, -1)
-		if err := w.c.AddPartitions(c, "tx", pid, ep, []metadata.TxnPartition{w.part(0)}); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.produce(0, pid, ep, 0, 1); err != nil {
-			t.Fatal(err)
-		}
+		pid, ep := w.openTxn(c, "tx", 60000, 1)
 		if err := w.c.EndTxn(c, "tx", pid, ep, true); err != nil {
 			t.Fatal(err)
 		}
