@@ -86,15 +86,13 @@ func handleOffsetCommit(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.R
 		rtopic := &resp.Topics[i]
 		topic, err := s.offsetTopic(ctx, req.Version >= 10, rt.Topic, rt.TopicID)
 		for j, rp := range rt.Partitions {
-			code := &rtopic.Partitions[j].ErrorCode
-			if *code = commitCheck(topic, err, rp.Partition, rp.Metadata, rp.Offset); *code == 0 {
-				epoch := rp.LeaderEpoch
-				if req.Version < 6 {
-					epoch = -1
-				}
-				commits = append(commits, broker.OffsetCommit{
-					Topic: topic.Name, Partition: rp.Partition, Offset: rp.Offset, LeaderEpoch: epoch, Metadata: deref(rp.Metadata),
-				})
+			epoch := rp.LeaderEpoch
+			if req.Version < 6 {
+				epoch = -1
+			}
+			c, code := offsetCommitOf(topic, err, rp.Partition, rp.Metadata, rp.Offset, epoch)
+			if rtopic.Partitions[j].ErrorCode = code; code == 0 {
+				commits = append(commits, c)
 			}
 		}
 	}
@@ -124,19 +122,20 @@ func (s *Server) offsetTopic(ctx context.Context, byID bool, name string, id [16
 	return t, err
 }
 
-// commitCheck is what OffsetCommit and TxnOffsetCommit check of one
-// partition's offset before committing it: 0 when it may be committed, else
-// the partition's error code. topicErr is the error of looking the topic up.
-func commitCheck(topic metadata.Topic, topicErr error, partition int32, meta *string, offset int64) int16 {
+// offsetCommitOf is what OffsetCommit and TxnOffsetCommit check of one
+// partition's offset before committing it: the commit and 0 when it may be
+// committed, else the partition's error code. topicErr is the error of
+// looking the topic up; leaderEpoch is -1 when the request version has none.
+func offsetCommitOf(topic metadata.Topic, topicErr error, partition int32, meta *string, offset int64, leaderEpoch int32) (broker.OffsetCommit, int16) {
 	switch {
 	case topicErr != nil:
-		return errorCode(topicErr)
+		return broker.OffsetCommit{}, errorCode(topicErr)
 	case partition < 0 || partition >= topic.Partitions:
-		return kerr.UnknownTopicOrPartition.Code
+		return broker.OffsetCommit{}, kerr.UnknownTopicOrPartition.Code
 	case meta != nil && len(*meta) > maxOffsetMetadata:
-		return kerr.OffsetMetadataTooLarge.Code
+		return broker.OffsetCommit{}, kerr.OffsetMetadataTooLarge.Code
 	case offset < 0:
-		return kerr.InvalidRequest.Code // the store keeps offsets ≥ 0
+		return broker.OffsetCommit{}, kerr.InvalidRequest.Code // the store keeps offsets ≥ 0
 	}
-	return 0
+	return broker.OffsetCommit{Topic: topic.Name, Partition: partition, Offset: offset, LeaderEpoch: leaderEpoch, Metadata: deref(meta)}, 0
 }

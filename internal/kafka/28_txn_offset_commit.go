@@ -102,15 +102,13 @@ func handleTxnOffsetCommit(ctx context.Context, c *conn, kreq kmsg.Request) (kms
 		rtopic := &resp.Topics[i]
 		topic, err := s.broker.Topic(ctx, rt.Topic)
 		for j, rp := range rt.Partitions {
-			code := &rtopic.Partitions[j].ErrorCode
-			if *code = commitCheck(topic, err, rp.Partition, rp.Metadata, rp.Offset); *code == 0 {
-				epoch := rp.LeaderEpoch
-				if req.Version < 2 {
-					epoch = -1
-				}
-				commits = append(commits, broker.OffsetCommit{
-					Topic: topic.Name, Partition: rp.Partition, Offset: rp.Offset, LeaderEpoch: epoch, Metadata: deref(rp.Metadata),
-				})
+			epoch := rp.LeaderEpoch
+			if req.Version < 2 {
+				epoch = -1
+			}
+			c, code := offsetCommitOf(topic, err, rp.Partition, rp.Metadata, rp.Offset, epoch)
+			if rtopic.Partitions[j].ErrorCode = code; code == 0 {
+				commits = append(commits, c)
 			}
 		}
 	}
