@@ -136,10 +136,7 @@ func TestConfluentTransactions(t *testing.T) {
 				// Exactly one output record per committed input record:
 				// no aborted input (read_committed consumer), no output of
 				// the aborted transaction, nothing twice.
-				var want []kv
-				for _, r := range input {
-					want = append(want, kv{r.Partition, r.Key, "out:" + r.Value})
-				}
+				want := transformed(input)
 				diffKV(t, "read_committed output", readToSentinels(t, addr, out, parts, kgo.ReadCommitted()), want)
 
 				// read_uncommitted sees every transaction's records, the

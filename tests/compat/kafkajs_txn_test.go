@@ -78,10 +78,7 @@ func TestKafkaJSTransactions(t *testing.T) {
 			}
 
 			writeSentinels(t, addr, out, parts)
-			var want []kv
-			for _, r := range input {
-				want = append(want, kv{r.Partition, r.Key, "out:" + r.Value})
-			}
+			want := transformed(input)
 			diffKV(t, "read_committed output", readToSentinels(t, addr, out, parts, kgo.ReadCommitted()), want)
 			var all []kv
 			aborted := 0

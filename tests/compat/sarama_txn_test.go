@@ -254,10 +254,7 @@ func TestSaramaTransactions(t *testing.T) {
 			}
 
 			writeSentinels(t, addr, out, parts)
-			var want []kv
-			for _, r := range input {
-				want = append(want, kv{r.Partition, r.Key, "out:" + r.Value})
-			}
+			want := transformed(input)
 			diffKV(t, "franz-go read_committed", readToSentinels(t, addr, out, parts, kgo.ReadCommitted()), want)
 			all := slices.Clone(h.produced)
 			sortKV(all)

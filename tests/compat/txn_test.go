@@ -151,6 +151,17 @@ func readToSentinels(t *testing.T, addr, topic string, partitions int32, iso kgo
 	return all
 }
 
+// transformed is what a consume-transform-produce run over input must
+// output, exactly: one "out:" record per committed input record, on its
+// partition under its key.
+func transformed(input []kv) []kv {
+	want := make([]kv, 0, len(input))
+	for _, r := range input {
+		want = append(want, kv{r.Partition, r.Key, "out:" + r.Value})
+	}
+	return want
+}
+
 // diffKV fails the test unless got equals want.
 func diffKV(t *testing.T, what string, got, want []kv) {
 	t.Helper()
