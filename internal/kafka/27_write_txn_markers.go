@@ -3,7 +3,6 @@ package kafka
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -36,7 +35,7 @@ const writeTxnMarkersKey = 27
 func init() { register(writeTxnMarkersKey, 0, 1, handleWriteTxnMarkers) }
 
 // markerHandleTimeout bounds one WriteTxnMarkers request's writes.
-const markerHandleTimeout = 10 * time.Second
+const markerHandleTimeout = txn.DefaultMarkerTimeout
 
 func handleWriteTxnMarkers(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	s := c.s

@@ -93,6 +93,10 @@ type Config struct {
 	MaxPartitions int
 }
 
+// DefaultMarkerTimeout is Config.MarkerTimeout's default, which the
+// leaders' WriteTxnMarkers handling is bounded by too.
+const DefaultMarkerTimeout = 10 * time.Second
+
 func (c *Config) setDefaults() error {
 	if c.Backend == nil {
 		return errors.New("txn config: Backend is required")
@@ -110,7 +114,7 @@ func (c *Config) setDefaults() error {
 		c.ScanInterval = time.Second
 	}
 	if c.MarkerTimeout <= 0 {
-		c.MarkerTimeout = 10 * time.Second
+		c.MarkerTimeout = DefaultMarkerTimeout
 	}
 	if c.CompletionWait <= 0 {
 		c.CompletionWait = 5 * time.Second
