@@ -59,9 +59,22 @@ type Txn struct {
 	// LastProducerID/LastProducerEpoch are the producer the ID had before
 	// its epoch was exhausted and it got a new producer ID (-1 if none),
 	// so a KIP-360 retry naming the old one is recognised.
+	//
+	// Under transactions V2 (ClientVersion 2) they are also the producer
+	// ID and epoch before the last EndTxn bumped them, so a retried EndTxn
+	// carrying them is recognised.
 	LastProducerID    int64
 	LastProducerEpoch int16
-	State             TxnStatus
+	// NextProducerID is the producer ID a V2 EndTxn that exhausted the
+	// epoch handed to its producer (0: none; producer IDs start at 1): it
+	// becomes ProducerID, at epoch 0, once the markers are written.
+	NextProducerID int64
+	// ClientVersion is the transaction version (Kafka's
+	// transaction.version) of the client that last ended a transaction of
+	// the ID: 2 for EndTxn v5 and later (every EndTxn bumps the epoch, and
+	// the markers carry the bumped epoch), 0 before.
+	ClientVersion int8
+	State         TxnStatus
 	TimeoutMs         int32
 	Partitions        []TxnPartition // ordered by topic ID, partition; no duplicates
 	Groups            []string       // consumer groups whose offsets it commits, sorted

@@ -112,7 +112,7 @@ func testTxnRoundTrip(t *testing.T, s metadata.Store) {
 	b := metadata.TopicID{2}
 	txn := metadata.Txn{
 		TransactionalID: "tx", ProducerID: 42, ProducerEpoch: 7, LastProducerID: 41, LastProducerEpoch: 32766,
-		State: metadata.TxnOngoing, TimeoutMs: 12345,
+		NextProducerID: 43, ClientVersion: 2, State: metadata.TxnOngoing, TimeoutMs: 12345,
 		// Given out of order and with a duplicate: stored ordered, once.
 		Partitions: []metadata.TxnPartition{
 			{TopicID: b, Topic: "b", Partition: 0}, {TopicID: a, Topic: "a", Partition: 3},
@@ -150,6 +150,8 @@ func testTxnRoundTrip(t *testing.T, s metadata.Store) {
 	for _, bad := range []metadata.Txn{
 		{TransactionalID: "", State: metadata.TxnEmpty},
 		{TransactionalID: "bad", State: "Bogus"},
+		{TransactionalID: "bad", State: metadata.TxnEmpty, NextProducerID: -1},
+		{TransactionalID: "bad", State: metadata.TxnEmpty, ClientVersion: 3},
 	} {
 		if err := s.PutTxn(ctx, fence, bad); err == nil {
 			t.Errorf("PutTxn(%+v) succeeded", bad)

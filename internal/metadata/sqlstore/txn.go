@@ -30,7 +30,7 @@ type storedTxnPartition struct {
 }
 
 const txnColumns = `transactional_id, producer_id, producer_epoch, last_producer_id, last_producer_epoch,
-	state, timeout_ms, partition_list, group_list, started_at, updated_at`
+	state, timeout_ms, partition_list, group_list, started_at, updated_at, client_version, next_producer_id`
 
 func scanTxn(r rows) (metadata.Txn, error) {
 	var (
@@ -38,12 +38,14 @@ func scanTxn(r rows) (metadata.Txn, error) {
 		epoch, lastEpoch   int32
 		state, parts, grps string
 		started, updated   int64
+		clientVersion      int32
 		stored             []storedTxnPartition
 	)
 	if err := r.Scan(&t.TransactionalID, &t.ProducerID, &epoch, &t.LastProducerID, &lastEpoch,
-		&state, &t.TimeoutMs, &parts, &grps, &started, &updated); err != nil {
+		&state, &t.TimeoutMs, &parts, &grps, &started, &updated, &clientVersion, &t.NextProducerID); err != nil {
 		return t, err
 	}
+	t.ClientVersion = int8(clientVersion)
 	t.ProducerEpoch, t.LastProducerEpoch, t.State = int16(epoch), int16(lastEpoch), metadata.TxnStatus(state)
 	t.StartedAt, t.UpdatedAt = fromMillis(started), fromMillis(updated)
 	if err := json.Unmarshal([]byte(parts), &stored); err != nil {
@@ -177,6 +179,9 @@ func (s *Store) PutTxn(ctx context.Context, fence metadata.GroupFence, t metadat
 	if !validTxnStatus(t.State) {
 		return fmt.Errorf("put transaction %q: unknown state %q", t.TransactionalID, t.State)
 	}
+	if t.NextProducerID < 0 || t.ClientVersion < 0 || t.ClientVersion > 2 {
+		return fmt.Errorf("put transaction %q: next producer id %d, client version %d", t.TransactionalID, t.NextProducerID, t.ClientVersion)
+	}
 	parts, groups, err := encodeTxnLists(&t)
 	if err != nil {
 		return fmt.Errorf("put transaction %q: %w", t.TransactionalID, err)
@@ -193,14 +198,16 @@ func (s *Store) PutTxn(ctx context.Context, fence metadata.GroupFence, t metadat
 		// AddTxnOffsets holding the row's share lock, and those waiting
 		// for it after this transaction: they see the new state.
 		if _, err := q.exec(ctx, `INSERT INTO txns (`+txnColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 			ON CONFLICT (transactional_id) DO UPDATE SET producer_id = excluded.producer_id,
 				producer_epoch = excluded.producer_epoch, last_producer_id = excluded.last_producer_id,
 				last_producer_epoch = excluded.last_producer_epoch, state = excluded.state,
 				timeout_ms = excluded.timeout_ms, partition_list = excluded.partition_list,
-				group_list = excluded.group_list, started_at = excluded.started_at, updated_at = excluded.updated_at`,
+				group_list = excluded.group_list, started_at = excluded.started_at, updated_at = excluded.updated_at,
+				client_version = excluded.client_version, next_producer_id = excluded.next_producer_id`,
 			t.TransactionalID, t.ProducerID, int32(t.ProducerEpoch), t.LastProducerID, int32(t.LastProducerEpoch),
-			string(t.State), t.TimeoutMs, parts, groups, toMillis(t.StartedAt), toMillis(updated)); err != nil {
+			string(t.State), t.TimeoutMs, parts, groups, toMillis(t.StartedAt), toMillis(updated),
+			int32(t.ClientVersion), t.NextProducerID); err != nil {
 			return err
 		}
 		switch t.State {
