@@ -68,6 +68,12 @@ func (b *Broker) WriteMarker(ctx context.Context, p metadata.TxnPartition, m par
 	return b.remoteMarker(ctx, p, m)
 }
 
+// TxnOpen reports whether producerID has a transaction open at epoch on
+// partition p of topic in this agent's log (false when p is not led here).
+func (b *Broker) TxnOpen(topicID metadata.TopicID, p int32, producerID int64, epoch int16) bool {
+	return b.plog.TxnOpen(metadata.TopicPartition{TopicID: topicID, Partition: p}, producerID, epoch)
+}
+
 // WriteLocalMarker writes m to tp only if this agent leads it, else
 // ErrNotLeader (the WriteTxnMarkers handler: one hop, never forwarded).
 func (b *Broker) WriteLocalMarker(ctx context.Context, tp metadata.TopicPartition, m partlog.Marker) (partlog.MarkerResult, error) {
@@ -109,6 +115,7 @@ func (b *Broker) remoteMarker(ctx context.Context, p metadata.TxnPartition, m pa
 	req := kmsg.NewPtrWriteTxnMarkersRequest()
 	rm := kmsg.NewWriteTxnMarkersRequestMarker()
 	rm.ProducerID, rm.ProducerEpoch, rm.Committed, rm.CoordinatorEpoch = m.ProducerID, m.ProducerEpoch, m.Commit, m.CoordinatorEpoch
+	rm.TransactionVersion = m.TransactionVersion
 	rt := kmsg.NewWriteTxnMarkersRequestMarkerTopic()
 	rt.Topic, rt.Partitions = t.Name, []int32{p.Partition}
 	rm.Topics = append(rm.Topics, rt)

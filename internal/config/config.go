@@ -85,6 +85,7 @@ type Config struct {
 	KafkaMaxConnections          int           // KAFKA_MAX_CONNECTIONS
 	KafkaMaxConnectionsPerIP     int           // KAFKA_MAX_CONNECTIONS_PER_IP
 	KafkaConnectionsMaxIdle      time.Duration // KAFKA_CONNECTIONS_MAX_IDLE_MS
+	KafkaTransactionVersion      int           // KAFKA_TRANSACTION_VERSION
 
 	// Write path.
 	FlushInterval          time.Duration // FLUSH_INTERVAL_SECS

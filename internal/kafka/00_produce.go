@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"errors"
+	"math"
 	"sync"
 	"time"
 
@@ -82,6 +83,7 @@ func init() { register(produceKey, 3, 13, handleProduce) }
 type produceJob struct {
 	out     *kmsg.ProduceResponseTopicPartition
 	topic   string
+	topicID metadata.TopicID
 	records []byte
 	pending *broker.Appending
 	err     error
@@ -169,7 +171,7 @@ func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Respon
 					fail(p, code, msg)
 					continue
 				}
-				jobs = append(jobs, &produceJob{out: p, topic: t.Name, records: rp.Records})
+				jobs = append(jobs, &produceJob{out: p, topic: t.Name, topicID: t.ID, records: rp.Records})
 			}
 		}
 	}
@@ -183,6 +185,9 @@ func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Respon
 		var cancel context.CancelFunc
 		actx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
+	}
+	if req.Version >= 12 && req.TransactionID != nil && *req.TransactionID != "" {
+		jobs = s.addToTxn(actx, req.Version, *req.TransactionID, jobs, fail)
 	}
 	// Offsets are assigned in the connection's arrival order; the waits
 	// for durability then overlap, with each other and with the next
@@ -234,6 +239,76 @@ func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Respon
 		resp.Brokers = append(resp.Brokers, rb)
 	}
 	return produceAnswer(req, resp, failed)
+}
+
+// addToTxn is the implicit add of transactions V2 (Produce v12 and later,
+// KIP-890 part 2): the client sends no AddPartitionsToTxn, so the
+// partitions of jobs led here whose producer has no transaction open at
+// the batch's epoch are added to the producer's transaction (opening it)
+// at its coordinator, in one call per producer, before anything is
+// appended; the log then verifies the transaction as for every
+// transactional batch. The jobs of partitions that could not be added fail
+// (a busy, moving or unreachable coordinator with the retriable
+// NOT_ENOUGH_REPLICAS, as Kafka answers it; a fenced producer with
+// INVALID_PRODUCER_EPOCH) and are left out of the jobs returned. A
+// partition stays in the transaction even if its append then fails, as in
+// Kafka: the transaction's end writes a marker there, which is a no-op
+// where nothing was written.
+func (s *Server) addToTxn(ctx context.Context, version int16, id string, jobs []*produceJob, fail func(*kmsg.ProduceResponseTopicPartition, int16, string)) []*produceJob {
+	type producer struct {
+		id    int64
+		epoch int16
+	}
+	var need map[producer][]*produceJob
+	for _, j := range jobs {
+		h, err := batch.ParseHeader(j.records)
+		if err != nil || !h.IsTransactional() || h.ProducerID < 0 {
+			continue
+		}
+		tp := metadata.TopicPartition{TopicID: j.topicID, Partition: j.out.Partition}
+		if !s.broker.Leads(tp) || s.broker.TxnOpen(j.topicID, j.out.Partition, h.ProducerID, h.ProducerEpoch) {
+			continue // appended as usual: NOT_LEADER_OR_FOLLOWER, or joins the open transaction
+		}
+		if need == nil {
+			need = make(map[producer][]*produceJob)
+		}
+		k := producer{h.ProducerID, h.ProducerEpoch}
+		need[k] = append(need[k], j)
+	}
+	if need == nil {
+		return jobs
+	}
+	co, coErr := s.coordinator()
+	failed := make(map[*produceJob]bool)
+	for k, js := range need {
+		parts := make([]metadata.TxnPartition, len(js))
+		for i, j := range js {
+			parts[i] = metadata.TxnPartition{TopicID: j.topicID, Topic: j.topic, Partition: j.out.Partition}
+		}
+		err := coErr
+		if err == nil {
+			err = co.AddImplicitly(ctx, id, k.id, k.epoch, parts, "")
+		}
+		if err == nil {
+			continue
+		}
+		// Produce has no PRODUCER_FENCED: INVALID_PRODUCER_EPOCH.
+		code := s.implicitAddCode(err, kerr.NotEnoughReplicas.Code, version, math.MaxInt16, "produce: add partitions to the transaction")
+		for _, j := range js {
+			fail(j.out, code, err.Error())
+			failed[j] = true
+		}
+	}
+	if len(failed) == 0 {
+		return jobs
+	}
+	kept := make([]*produceJob, 0, len(jobs)-len(failed))
+	for _, j := range jobs {
+		if !failed[j] {
+			kept = append(kept, j)
+		}
+	}
+	return kept
 }
 
 // Arrival order. A producer pipelines requests on one connection (kgo, the

@@ -29,9 +29,34 @@ func supportedKeys() []kmsg.ApiVersionsResponseApiKey {
 	return keys
 }
 
-func handleApiVersions(_ context.Context, _ *conn, req kmsg.Request) (kmsg.Response, error) {
+// Features (v3 and later, KIP-584): transaction.version is supported from
+// 0 to maxTransactionVersion and finalized at Config.TransactionVersion.
+// Clients use transactions V2 (KIP-890 part 2) when it is finalized at 2:
+// Produce v12 and later adds partitions to the transaction at the leader,
+// TxnOffsetCommit v5 and later adds the group, and EndTxn v5 and later
+// bumps the producer epoch (txn.Coordinator.EndTxnV2). The V2 behaviour
+// follows the request versions, as in Kafka, so a client that still sends
+// the older versions keeps the original protocol whatever is finalized.
+// The finalized features' epoch is a constant: the level changes only
+// with a restart, which clients see by reconnecting.
+const (
+	transactionVersionFeature = "transaction.version"
+	maxTransactionVersion     = 2
+	finalizedFeaturesEpoch    = 1
+)
+
+func handleApiVersions(_ context.Context, c *conn, req kmsg.Request) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.ApiVersionsResponse)
 	resp.ApiKeys = supportedKeys()
+	if resp.Version >= 3 {
+		sf := kmsg.NewApiVersionsResponseSupportedFeature()
+		sf.Name, sf.MinVersion, sf.MaxVersion = transactionVersionFeature, 0, maxTransactionVersion
+		resp.SupportedFeatures = append(resp.SupportedFeatures, sf)
+		ff := kmsg.NewApiVersionsResponseFinalizedFeature()
+		ff.Name, ff.MinVersionLevel, ff.MaxVersionLevel = transactionVersionFeature, c.s.cfg.TransactionVersion, c.s.cfg.TransactionVersion
+		resp.FinalizedFeatures = append(resp.FinalizedFeatures, ff)
+		resp.FinalizedFeaturesEpoch = finalizedFeaturesEpoch
+	}
 	return resp, nil
 }
 

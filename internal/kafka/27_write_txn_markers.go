@@ -14,7 +14,10 @@ import (
 
 // WriteTxnMarkers, key 27.
 //
-// Versions 0-1 (v1 flexible). Sent by a transaction coordinator to the
+// Versions 0-2 (v1 flexible; v2 TransactionVersion, KIP-1228: 2 for a
+// transactions V2 marker, whose epoch is above every batch of its
+// transaction, so a late retry of it cannot close the producer's next
+// transaction; see partlog.Marker). Sent by a transaction coordinator to the
 // leader of each partition of a decided transaction (broker.WriteMarker,
 // when another agent leads the partition). Each marker is checked with the
 // coordinator's stored decision first (txn.Coordinator.CheckMarker: the
@@ -32,7 +35,7 @@ import (
 
 const writeTxnMarkersKey = 27
 
-func init() { register(writeTxnMarkersKey, 0, 1, handleWriteTxnMarkers) }
+func init() { register(writeTxnMarkersKey, 0, 2, handleWriteTxnMarkers) }
 
 // markerHandleTimeout bounds one WriteTxnMarkers request's writes.
 const markerHandleTimeout = txn.DefaultMarkerTimeout
@@ -47,7 +50,8 @@ func handleWriteTxnMarkers(ctx context.Context, c *conn, kreq kmsg.Request) (kms
 	for _, rm := range req.Markers {
 		om := kmsg.NewWriteTxnMarkersResponseMarker()
 		om.ProducerID = rm.ProducerID
-		m := broker.Marker{ProducerID: rm.ProducerID, ProducerEpoch: rm.ProducerEpoch, Commit: rm.Committed, CoordinatorEpoch: rm.CoordinatorEpoch}
+		m := broker.Marker{ProducerID: rm.ProducerID, ProducerEpoch: rm.ProducerEpoch, Commit: rm.Committed,
+			CoordinatorEpoch: rm.CoordinatorEpoch, TransactionVersion: rm.TransactionVersion}
 		for _, rt := range rm.Topics {
 			ot := kmsg.NewWriteTxnMarkersResponseMarkerTopic()
 			ot.Topic = rt.Topic

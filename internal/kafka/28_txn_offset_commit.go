@@ -13,11 +13,13 @@ import (
 
 // TxnOffsetCommit, key 28.
 //
-// Versions 0-4. v2 LeaderEpoch; v3 (KIP-447) Generation, MemberID and
+// Versions 0-5. v2 LeaderEpoch; v3 (KIP-447) Generation, MemberID and
 // InstanceID, flexible, and PRODUCER_FENCED (KIP-588; older versions get
 // INVALID_PRODUCER_EPOCH); v4 (KIP-890) only adds TRANSACTION_ABORTABLE
-// to the errors a client may see. v5 is KIP-890's transactions V2, not
-// advertised (no transaction.version feature).
+// to the errors a client may see; v5 is transactions V2 (KIP-890 part 2):
+// the client sends no AddOffsetsToTxn, and the group is added to the
+// producer's transaction (opening it) at the transaction coordinator
+// before the offsets are stored (txn.Coordinator.AddImplicitly).
 //
 // Sent to the GROUP's coordinator (an agent that does not coordinate the
 // group answers NOT_COORDINATOR). The offsets are stored as pending
@@ -42,7 +44,7 @@ import (
 
 const txnOffsetCommitKey = 28
 
-func init() { register(txnOffsetCommitKey, 0, 4, handleTxnOffsetCommit) }
+func init() { register(txnOffsetCommitKey, 0, 5, handleTxnOffsetCommit) }
 
 func handleTxnOffsetCommit(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	s := c.s
@@ -114,6 +116,16 @@ func handleTxnOffsetCommit(ctx context.Context, c *conn, kreq kmsg.Request) (kms
 	}
 	if len(commits) == 0 {
 		return resp, nil
+	}
+	if req.Version >= 5 {
+		co, err := s.coordinator()
+		if err == nil {
+			err = co.AddImplicitly(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, nil, req.Group)
+		}
+		if err != nil {
+			setAll(s.implicitAddCode(err, kerr.CoordinatorLoadInProgress.Code, req.Version, 3, "txn offset commit: add the group to the transaction"))
+			return resp, nil
+		}
 	}
 	err = s.broker.CommitTxnOffsets(ctx, fence, req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Group, commits)
 	if err != nil {

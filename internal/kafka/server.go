@@ -98,6 +98,11 @@ type Config struct {
 	// (Kafka's transaction.max.timeout.ms): larger is
 	// INVALID_TRANSACTION_TIMEOUT. Default 15 minutes.
 	TransactionMaxTimeout time.Duration
+	// TransactionVersion is the transaction.version feature level
+	// finalized in ApiVersions (18_api_versions.go): 2 (the default)
+	// lets clients use transactions V2, 1 keeps them on the original
+	// protocol.
+	TransactionVersion int16
 }
 
 // Server serves the Kafka protocol.
@@ -158,6 +163,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.TransactionMaxTimeout <= 0 {
 		cfg.TransactionMaxTimeout = 15 * time.Minute
+	}
+	if cfg.TransactionVersion <= 0 || cfg.TransactionVersion > maxTransactionVersion {
+		cfg.TransactionVersion = maxTransactionVersion
 	}
 	if _, err := layouts(); err != nil {
 		panic(fmt.Sprintf("kafka: request layouts: %v", err)) // a bug, caught by TestLayoutsAcceptRealRequests

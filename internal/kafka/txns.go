@@ -78,3 +78,21 @@ func (s *Server) txnCode(err error, version, fencedSince int16, what string) int
 	}
 	return code
 }
+
+// implicitAddCode maps an error of a transactions V2 implicit add
+// (txn.Coordinator.AddImplicitly) to the Kafka code of the request that
+// caused it, which is not a transaction coordinator API: a coordinator
+// that is busy (CONCURRENT_TRANSACTIONS while the last transaction's
+// markers are written), moving or unreachable becomes retry, the
+// request's own retriable code (NOT_ENOUGH_REPLICAS for Produce, as Kafka
+// answers it, COORDINATOR_LOAD_IN_PROGRESS for TxnOffsetCommit); a fenced
+// producer is INVALID_PRODUCER_EPOCH where the API predates
+// PRODUCER_FENCED (version < fencedSince); other refusals pass unchanged.
+func (s *Server) implicitAddCode(err error, retry, version, fencedSince int16, what string) int16 {
+	code := s.txnCode(err, version, fencedSince, what)
+	switch code {
+	case kerr.ConcurrentTransactions.Code, kerr.NotCoordinator.Code, kerr.CoordinatorNotAvailable.Code, kerr.CoordinatorLoadInProgress.Code:
+		return retry
+	}
+	return code
+}

@@ -75,9 +75,9 @@ type Txn struct {
 	// the markers carry the bumped epoch), 0 before.
 	ClientVersion int8
 	State         TxnStatus
-	TimeoutMs         int32
-	Partitions        []TxnPartition // ordered by topic ID, partition; no duplicates
-	Groups            []string       // consumer groups whose offsets it commits, sorted
+	TimeoutMs     int32
+	Partitions    []TxnPartition // ordered by topic ID, partition; no duplicates
+	Groups        []string       // consumer groups whose offsets it commits, sorted
 	// StartedAt is when the open transaction (Ongoing, Prepare*) began;
 	// zero otherwise. The coordinator aborts an Ongoing transaction at
 	// StartedAt + TimeoutMs.

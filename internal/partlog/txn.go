@@ -58,6 +58,13 @@ type Marker struct {
 	ProducerEpoch    int16
 	Commit           bool  // commit marker; false: abort
 	CoordinatorEpoch int32 // the coordinator's slot lease epoch
+	// TransactionVersion is the transaction's (Kafka's WriteTxnMarkers
+	// v2): 2 when the marker's epoch is the transaction's bumped by its
+	// end (transactions V2), so it is above every batch of the
+	// transaction, and a marker whose epoch the producer already reached
+	// on the partition was written before (a late retry) and must not
+	// close the producer's next transaction.
+	TransactionVersion int8
 }
 
 // MarkerResult says what WriteMarker did.
@@ -84,8 +91,9 @@ type ReadOptions struct {
 // producer's epoch to m.ProducerEpoch (fencing older writes) and advances
 // the LSO. An epoch older than the producer's current one is refused
 // (ErrInvalidProducerEpoch), and so is a coordinator epoch older than the
-// last marker's (ErrCoordinatorFenced). ErrNotLeader when this agent does
-// not lead tp.
+// last marker's (ErrCoordinatorFenced); a V2 marker (TransactionVersion 2)
+// at the producer's current epoch is a late retry and writes nothing.
+// ErrNotLeader when this agent does not lead tp.
 //
 // Without an open transaction nothing is written (Written false), once
 // everything appended to tp before the call is committed: a marker that an
@@ -126,7 +134,12 @@ func (l *Log) WriteMarker(ctx context.Context, tp metadata.TopicPartition, m Mar
 	case st != nil && m.CoordinatorEpoch < st.coordEpoch:
 		l.mu.Unlock()
 		return MarkerResult{}, fmt.Errorf("write marker to %s: producer %d: coordinator epoch %d is older than %d: %w", tp, m.ProducerID, m.CoordinatorEpoch, st.coordEpoch, ErrCoordinatorFenced)
-	case st == nil || !st.inTxn:
+	case st == nil || !st.inTxn || (m.TransactionVersion >= 2 && m.ProducerEpoch == st.epoch):
+		// Nothing open for this marker to close: it was written before,
+		// or the producer never wrote here. A V2 marker is always above
+		// its transaction's epoch, so at the producer's epoch it is a
+		// late retry of one that raised the epoch to it, and what is
+		// open is the producer's next transaction.
 		target := p.nextOffset
 		if !l.buf.empty() && l.buf.durableSince.IsZero() {
 			// Wait for the data before it as a durable write would,
@@ -203,6 +216,20 @@ func (l *Log) WriteMarker(ctx context.Context, tp metadata.TopicPartition, m Mar
 		return MarkerResult{}, fmt.Errorf("write marker to %s: %w", tp, err)
 	}
 	return MarkerResult{Written: true, Offset: base}, nil
+}
+
+// TxnOpen reports whether producerID has a transaction open on tp at
+// epoch, so its next transactional batch there at that epoch joins it
+// without asking the coordinator. False when tp is not led here.
+func (l *Log) TxnOpen(tp metadata.TopicPartition, producerID int64, epoch int16) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p := l.partitions[tp]
+	if p == nil {
+		return false
+	}
+	st := p.producers[producerID]
+	return st != nil && st.inTxn && st.epoch == epoch
 }
 
 // txnGuard counts the markers written for one producer on a partition

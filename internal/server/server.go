@@ -167,6 +167,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		Broker:                s.broker,
 		Txn:                   s.txn,
 		TransactionMaxTimeout: cfg.TransactionMaxTimeout,
+		TransactionVersion:    int16(cfg.KafkaTransactionVersion),
 		Logger:                logger,
 		AdvertisedAddr:        advertised,
 		AutoCreateTopics:      cfg.AutoCreateTopics,

@@ -241,12 +241,23 @@ func (c *Coordinator) initOnce(ctx context.Context, id string, timeoutMs int32, 
 	if producerID >= 0 {
 		cur := producerID == t.ProducerID && epoch == t.ProducerEpoch
 		last := producerID == t.LastProducerID && epoch == t.LastProducerEpoch
+		// The producer a V2 EndTxn handed out while its markers are
+		// still written (the epoch was exhausted): it is the current one.
+		next := preparing(t.State) && t.NextProducerID > 0 && producerID == t.NextProducerID && epoch == 0
 		switch {
-		case last && !preparing(t.State) && t.State != metadata.TxnOngoing:
-			// A retry of a call whose answer was lost: it was answered
-			// with the current producer.
+		case last && preparing(t.State):
+			// A retry whose answer was lost, or the producer of a V2
+			// transaction just ended: answered once the markers are
+			// written.
+			c.startCompletion(fence, t)
+			return -1, -1, true, concurrent(t)
+		case last && t.State != metadata.TxnOngoing:
+			// A retry of a call whose answer was lost (or, under
+			// transactions V2, a producer re-initialising at the epoch
+			// its last EndTxn bumped): it is answered with the current
+			// producer.
 			return t.ProducerID, t.ProducerEpoch, false, nil
-		case !cur:
+		case !cur && !next:
 			return -1, -1, false, fmt.Errorf("%w: transactional id %q is at producer %d epoch %d, the request names %d epoch %d", kerr.ProducerFenced, id, t.ProducerID, t.ProducerEpoch, producerID, epoch)
 		}
 	}
@@ -310,6 +321,12 @@ func (c *Coordinator) abortOngoing(ctx context.Context, fence metadata.GroupFenc
 func (c *Coordinator) openForAdd(fence metadata.GroupFence, t metadata.Txn, found bool, id string, producerID int64, epoch int16) error {
 	if !found {
 		return fmt.Errorf("%w: transactional id %q has no producer", kerr.InvalidProducerIDMapping, id)
+	}
+	if preparing(t.State) && t.NextProducerID > 0 && producerID == t.NextProducerID && epoch == 0 {
+		// The producer a V2 EndTxn handed out (the epoch was exhausted)
+		// starts its next transaction once the markers are written.
+		c.startCompletion(fence, t)
+		return concurrent(t)
 	}
 	if err := checkProducer(t, producerID, epoch); err != nil {
 		return err
@@ -382,6 +399,31 @@ func (c *Coordinator) addPartitions(ctx context.Context, id string, producerID i
 	}
 	t.Partitions = merged
 	return c.put(ctx, fence, t)
+}
+
+// AddImplicitly is the implicit add of transactions V2 (KIP-890 part 2):
+// a partition leader adds the partitions a V2 producer writes to (Produce
+// v12 and later), and a group coordinator the group it commits offsets of
+// (TxnOffsetCommit v5 and later), to the producer's transaction, opening
+// it, before storing anything of it. It runs here when this agent
+// coordinates id, else at the agent that does (Backend.RemoteAddToTxn).
+// Either of parts and group may be empty.
+func (c *Coordinator) AddImplicitly(ctx context.Context, id string, producerID int64, epoch int16, parts []metadata.TxnPartition, group string) error {
+	if _, err := c.be.TxnFence(ctx, id); err != nil {
+		if !errors.Is(err, broker.ErrNotCoordinator) {
+			return err
+		}
+		return c.be.RemoteAddToTxn(ctx, id, producerID, epoch, parts, group)
+	}
+	if len(parts) > 0 {
+		if err := c.AddPartitions(ctx, id, producerID, epoch, parts); err != nil {
+			return err
+		}
+	}
+	if group != "" {
+		return c.AddOffsets(ctx, id, producerID, epoch, group)
+	}
+	return nil
 }
 
 // mergePartitions returns have plus add, ordered by topic ID and
@@ -501,7 +543,7 @@ func (c *Coordinator) endTxn(ctx context.Context, id string, producerID int64, e
 	}
 	switch t.State {
 	case metadata.TxnOngoing:
-		t.State = want
+		t.State, t.ClientVersion = want, 0
 		if err := c.put(ctx, fence, t); err != nil {
 			return err
 		}
@@ -520,6 +562,109 @@ func (c *Coordinator) endTxn(ctx context.Context, id string, producerID int64, e
 		}
 	}
 	return fmt.Errorf("%w: cannot %s transactional id %q in state %s", kerr.InvalidTxnState, map[bool]string{true: "commit", false: "abort"}[commit], id, t.State)
+}
+
+// EndTxnV2 is EndTxn for transactions V2 (KIP-890 part 2; Kafka's EndTxn
+// v5 and later). Every end bumps the producer's epoch: the decision is
+// stored with the epoch + 1, the markers carry it (so a late write of the
+// ended transaction is refused at every partition, its epoch being older),
+// and the producer ID and epoch returned are the ones to use next. An
+// epoch that would reach its maximum hands out a new producer ID at epoch
+// 0 instead, which replaces the old one once the markers are written.
+// Aborting with no transaction open is allowed and just bumps the epoch.
+// A retry of an end whose answer was lost (it carries the epoch before the
+// bump) is answered CONCURRENT_TRANSACTIONS while the markers are written,
+// then with the producer to use next, as Kafka answers it.
+func (c *Coordinator) EndTxnV2(ctx context.Context, id string, producerID int64, epoch int16, commit bool) (int64, int16, error) {
+	unlock, fence, t, found, err := c.begin(ctx, id)
+	if err != nil {
+		return -1, -1, err
+	}
+	defer unlock()
+	if !found {
+		return -1, -1, fmt.Errorf("%w: transactional id %q has no producer", kerr.InvalidProducerIDMapping, id)
+	}
+	want, done := metadata.TxnPrepareAbort, metadata.TxnCompleteAbort
+	if commit {
+		want, done = metadata.TxnPrepareCommit, metadata.TxnCompleteCommit
+	}
+	next := func() (int64, int16) {
+		if t.NextProducerID > 0 {
+			return t.NextProducerID, 0
+		}
+		return t.ProducerID, t.ProducerEpoch
+	}
+	decided := preparing(t.State) || t.State == metadata.TxnCompleteCommit || t.State == metadata.TxnCompleteAbort
+	if decided && t.ClientVersion >= 2 && producerID == t.LastProducerID && epoch == t.LastProducerEpoch {
+		// A retry of the V2 end that decided this transaction.
+		switch t.State {
+		case want:
+			c.startCompletion(fence, t)
+			return -1, -1, concurrent(t)
+		case done:
+			pid, ep := next()
+			return pid, ep, nil
+		}
+		return -1, -1, fmt.Errorf("%w: transactional id %q ended its last transaction as %s", kerr.InvalidTxnState, id, t.State)
+	}
+	if preparing(t.State) && t.NextProducerID > 0 && producerID == t.NextProducerID && epoch == 0 {
+		c.startCompletion(fence, t)
+		return -1, -1, concurrent(t)
+	}
+	if err := checkProducer(t, producerID, epoch); err != nil {
+		return -1, -1, err
+	}
+	switch t.State {
+	case metadata.TxnOngoing:
+		if err := c.bumpForEnd(ctx, &t); err != nil {
+			return -1, -1, err
+		}
+		t.State = want
+		if err := c.put(ctx, fence, t); err != nil {
+			return -1, -1, err
+		}
+		c.startCompletion(fence, t)
+		pid, ep := next()
+		return pid, ep, nil
+	case metadata.TxnPrepareCommit, metadata.TxnPrepareAbort:
+		c.startCompletion(fence, t)
+		return -1, -1, concurrent(t)
+	}
+	if commit {
+		return -1, -1, fmt.Errorf("%w: transactional id %q has no transaction open to commit (%s)", kerr.InvalidTxnState, id, t.State)
+	}
+	// An abort with nothing open: the epoch moves on, no marker to write.
+	if err := c.bumpForEnd(ctx, &t); err != nil {
+		return -1, -1, err
+	}
+	if t.NextProducerID > 0 {
+		t.ProducerID, t.ProducerEpoch, t.NextProducerID = t.NextProducerID, 0, 0
+	}
+	t.State, t.Partitions, t.Groups, t.StartedAt = done, nil, nil, time.Time{}
+	if err := c.put(ctx, fence, t); err != nil {
+		return -1, -1, err
+	}
+	return t.ProducerID, t.ProducerEpoch, nil
+}
+
+// bumpForEnd raises t's epoch for a V2 end, remembering the producer it
+// replaces for retries, and allocates the next producer ID when the epoch
+// is exhausted.
+func (c *Coordinator) bumpForEnd(ctx context.Context, t *metadata.Txn) error {
+	t.LastProducerID, t.LastProducerEpoch = t.ProducerID, t.ProducerEpoch
+	t.ClientVersion = 2
+	t.NextProducerID = 0
+	if t.ProducerEpoch >= math.MaxInt16-1 {
+		pid, err := c.be.NextProducerID(ctx)
+		if err != nil {
+			return fmt.Errorf("end transaction of %q: %w", t.TransactionalID, err)
+		}
+		t.NextProducerID = pid
+	}
+	if t.ProducerEpoch < math.MaxInt16 {
+		t.ProducerEpoch++
+	}
+	return nil
 }
 
 // Describe returns the stored state of id (kerr.TransactionalIDNotFound
@@ -598,14 +743,14 @@ func (c *Coordinator) Verify(ctx context.Context, tp metadata.TopicPartition, pr
 // CheckMarker checks that marker m for tp is one a coordinator decided
 // (the transaction of m's producer is PrepareCommit/CompleteCommit for a
 // commit marker, PrepareAbort/CompleteAbort for an abort marker, at m's
-// epoch, and includes tp), so a WriteTxnMarkers request from anything but
+// epoch and transaction version, and includes tp), so a WriteTxnMarkers request from anything but
 // a coordinator changes nothing. kerr.InvalidTxnState otherwise.
 func (c *Coordinator) CheckMarker(ctx context.Context, tp metadata.TopicPartition, m partlog.Marker) error {
 	t, found, err := c.byProducer(ctx, m.ProducerID)
 	if err != nil {
 		return err
 	}
-	ok := found && t.ProducerEpoch == m.ProducerEpoch && includes(t, tp)
+	ok := found && t.ProducerEpoch == m.ProducerEpoch && t.ClientVersion == m.TransactionVersion && includes(t, tp)
 	if ok {
 		if m.Commit {
 			ok = t.State == metadata.TxnPrepareCommit || t.State == metadata.TxnCompleteCommit
@@ -814,7 +959,8 @@ func (c *Coordinator) startCompletion(fence metadata.GroupFence, t metadata.Txn)
 // Complete state. It gives up (leaving the transaction to the slot's next
 // coordinator, which finishes it) when the fence stops holding.
 func (c *Coordinator) complete(ctx context.Context, fence metadata.GroupFence, t metadata.Txn) error {
-	m := partlog.Marker{ProducerID: t.ProducerID, ProducerEpoch: t.ProducerEpoch, Commit: t.State == metadata.TxnPrepareCommit, CoordinatorEpoch: fence.Epoch}
+	m := partlog.Marker{ProducerID: t.ProducerID, ProducerEpoch: t.ProducerEpoch, Commit: t.State == metadata.TxnPrepareCommit,
+		CoordinatorEpoch: fence.Epoch, TransactionVersion: t.ClientVersion}
 	errs := make(chan error, len(t.Partitions))
 	sem := make(chan struct{}, 16)
 	for _, p := range t.Partitions {
@@ -851,6 +997,11 @@ func (c *Coordinator) complete(ctx context.Context, fence metadata.GroupFence, t
 		cur.State = metadata.TxnCompleteAbort
 	}
 	cur.StartedAt = time.Time{}
+	if cur.NextProducerID > 0 {
+		// The V2 end exhausted the epoch: its producer goes on with
+		// the producer ID it was handed.
+		cur.ProducerID, cur.ProducerEpoch, cur.NextProducerID = cur.NextProducerID, 0, 0
+	}
 	return c.put(ctx, fence2, cur)
 }
 

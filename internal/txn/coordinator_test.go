@@ -73,6 +73,13 @@ func (a *agent) WriteMarker(ctx context.Context, p metadata.TxnPartition, m part
 	return nil
 }
 
+// RemoteAddToTxn: one agent coordinates every ID here, so an implicit add
+// never goes elsewhere; were it to, the answer is the retriable one of an
+// unreachable coordinator.
+func (a *agent) RemoteAddToTxn(ctx context.Context, id string, producerID int64, epoch int16, parts []metadata.TxnPartition, group string) error {
+	return fmt.Errorf("one agent: %w", kerr.CoordinatorNotAvailable)
+}
+
 func (a *agent) Store() metadata.Store { return a.store }
 
 // world is one test's store, clock, data topic and agent.

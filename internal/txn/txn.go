@@ -54,6 +54,11 @@ type Backend interface {
 	// once it is durable; retriable errors (no leader yet, leader moved,
 	// store unavailable) are returned for the caller to retry.
 	WriteMarker(ctx context.Context, p metadata.TxnPartition, m partlog.Marker) error
+	// RemoteAddToTxn adds partitions and a consumer group (either may be
+	// empty) to the open transaction of id at the agent coordinating it
+	// (another one), opening it: the implicit adds of transactions V2.
+	// The coordinator's refusals are returned as its kerr errors.
+	RemoteAddToTxn(ctx context.Context, id string, producerID int64, epoch int16, parts []metadata.TxnPartition, group string) error
 	// Store is the metadata store.
 	Store() metadata.Store
 }
