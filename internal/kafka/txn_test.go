@@ -23,7 +23,9 @@ import (
 // read_committed consumers, on both metadata backends.
 
 // forBackends runs f against a server on each metadata backend with the
-// local folder, and on PostgreSQL with S3.
+// local folder, and on PostgreSQL with S3, all finalizing transactions V2
+// (which franz-go then uses), and once more on SQLite with
+// transaction.version 1, where franz-go keeps the original protocol.
 func forBackends(t *testing.T, f func(t *testing.T, s *testServer)) {
 	t.Helper()
 	for name, open := range metadatatest.Backends(t) {
@@ -36,6 +38,63 @@ func forBackends(t *testing.T, f func(t *testing.T, s *testServer)) {
 		t.Parallel()
 		f(t, startServer(t, testOptions{store: metadatatest.OpenPostgres(t), bucket: objstoretest.S3(t, nil)}))
 	})
+	t.Run("sqlite-tv1", func(t *testing.T) {
+		t.Parallel()
+		f(t, startServer(t, testOptions{kafka: func(c *Config) { c.TransactionVersion = 1 }}))
+	})
+}
+
+// franz-go follows the finalized transaction.version: at 2 (the default)
+// it uses transactions V2 (no AddPartitionsToTxn or AddOffsetsToTxn, and
+// every EndTxn bumps the epoch), at 1 the original protocol; both read
+// committed the same.
+func TestTxnVersionNegotiated(t *testing.T) {
+	t.Parallel()
+	for _, version := range []int16{1, 2} {
+		t.Run(fmt.Sprintf("tv%d", version), func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			s := startServer(t, testOptions{kafka: func(c *Config) { c.TransactionVersion = version }})
+			api := kmsg.NewPtrApiVersionsRequest()
+			resp, err := api.RequestWith(ctx, s.client())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(resp.FinalizedFeatures) != 1 || resp.FinalizedFeatures[0].Name != "transaction.version" || resp.FinalizedFeatures[0].MaxVersionLevel != version ||
+				len(resp.SupportedFeatures) != 1 || resp.SupportedFeatures[0].MaxVersion != 2 || resp.FinalizedFeaturesEpoch < 0 {
+				t.Fatalf("ApiVersions features: supported %+v, finalized %+v (epoch %d)", resp.SupportedFeatures, resp.FinalizedFeatures, resp.FinalizedFeaturesEpoch)
+			}
+			s.dpTopic(t, "tv", 1, nil)
+			cl := s.txnProducer("tv-tx", "tv")
+			// The client learns the feature with its first response.
+			if err := cl.Ping(ctx); err != nil {
+				t.Fatal(err)
+			}
+			txnProduce(t, ctx, cl, true, "c0", "c1")
+			txnProduce(t, ctx, cl, false, "a0")
+			txnProduce(t, ctx, cl, true, "c2")
+			st, found, err := s.store.GetTxn(ctx, "tv-tx")
+			if err != nil || !found {
+				t.Fatalf("stored transaction: %v, %v", found, err)
+			}
+			wantEpoch, wantVersion := int16(0), int8(0)
+			if version == 2 {
+				wantEpoch, wantVersion = 3, 2 // one bump per transaction
+			}
+			if st.ProducerEpoch != wantEpoch || st.ClientVersion != wantVersion {
+				t.Errorf("after three transactions: epoch %d, client version %d; want %d and %d", st.ProducerEpoch, st.ClientVersion, wantEpoch, wantVersion)
+			}
+			plain := s.client(kgo.DefaultProduceTopic("tv"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+			if err := plain.ProduceSync(ctx, &kgo.Record{Value: []byte("end")}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			got := s.consumeUntil(t, ctx, "tv", kgo.ReadCommitted(), "end")
+			if want := []string{"0:c0", "1:c1", "5:c2"}; !slices.Equal(got, want) {
+				t.Errorf("read_committed: %v, want %v", got, want)
+			}
+		})
+	}
 }
 
 // txnProducer is a transactional franz-go producer writing to topic.
@@ -429,6 +488,11 @@ func TestTxnMarkersAcrossAgents(t *testing.T) {
 	}
 	tx := s1.client(kgo.SeedBrokers(s1.addr, s2.addr), kgo.TransactionalID("xa-tx"), kgo.DefaultProduceTopic("xa"),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	// Transactions V2 from the first transaction: the leader that does not
+	// coordinate xa-tx adds its partition at the other agent.
+	if err := tx.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
 	for i, commit := range []bool{true, false, true} {
 		if err := tx.BeginTransaction(); err != nil {
 			t.Fatal(err)
@@ -442,6 +506,9 @@ func TestTxnMarkersAcrossAgents(t *testing.T) {
 		if err := tx.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if st, _, err := store.GetTxn(ctx, "xa-tx"); err != nil || st.ClientVersion != 2 || st.ProducerEpoch != 3 {
+		t.Fatalf("stored transaction %+v, %v; want transactions V2 at epoch 3", st, err)
 	}
 	plain := s1.client(kgo.SeedBrokers(s1.addr, s2.addr), kgo.DefaultProduceTopic("xa"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	for p := int32(0); p < 2; p++ {

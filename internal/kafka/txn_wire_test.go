@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"testing"
 	"time"
 
@@ -347,9 +348,99 @@ func TestTxnErrorCodes(t *testing.T) {
 		{"log: epoch", s.codeFor(fmt.Errorf("append: %w", broker.ErrInvalidProducerEpoch), "produce"), kerr.InvalidProducerEpoch},
 		{"log: coordinator fenced", s.codeFor(fmt.Errorf("marker: %w", broker.ErrCoordinatorFenced), "write txn markers"), kerr.TransactionCoordinatorFenced},
 		{"no coordinator", s.txnCode(errNoTxnCoordinator, 3, 2, "x"), kerr.CoordinatorNotAvailable},
+		// Implicit adds (transactions V2) answer in the terms of the
+		// request that caused them.
+		{"implicit add: busy", s.implicitAddCode(fmt.Errorf("add: %w", kerr.ConcurrentTransactions), kerr.NotEnoughReplicas.Code, 12, math.MaxInt16, "x"), kerr.NotEnoughReplicas},
+		{"implicit add: moved", s.implicitAddCode(fmt.Errorf("add: %w", broker.ErrNotCoordinator), kerr.CoordinatorLoadInProgress.Code, 5, 3, "x"), kerr.CoordinatorLoadInProgress},
+		{"implicit add: store down", s.implicitAddCode(meta, kerr.NotEnoughReplicas.Code, 12, math.MaxInt16, "x"), kerr.NotEnoughReplicas},
+		{"implicit add: fenced, produce", s.implicitAddCode(kerr.ProducerFenced, kerr.NotEnoughReplicas.Code, 12, math.MaxInt16, "x"), kerr.InvalidProducerEpoch},
+		{"implicit add: fenced, offsets", s.implicitAddCode(kerr.ProducerFenced, kerr.CoordinatorLoadInProgress.Code, 5, 3, "x"), kerr.ProducerFenced},
+		{"implicit add: state", s.implicitAddCode(kerr.InvalidTxnState, kerr.NotEnoughReplicas.Code, 12, math.MaxInt16, "x"), kerr.InvalidTxnState},
 	} {
 		if tc.got != tc.want.Code {
 			t.Errorf("%s: %v, want %v", tc.name, kerr.ErrorForCode(tc.got), tc.want)
 		}
+	}
+}
+
+// Transactions V2 on the wire (KIP-890 part 2): Produce v12 adds its
+// partition to the producer's transaction at the leader, TxnOffsetCommit
+// v5 adds the group, EndTxn v5 answers the bumped epoch, and the ended
+// transaction's epoch is fenced everywhere.
+func TestTxnWireV2(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, testOptions{})
+	s.dpTopic(t, "v2", 2, nil)
+	s.dpTopic(t, "v2src", 1, nil)
+	w := s.txnDial(t)
+	pid, epoch := w.initProducer("v2-tx")
+	produce := func(version int16, partition int32, pid int64, epoch int16, seq int32) kmsg.ProduceResponseTopicPartition {
+		t.Helper()
+		b := dpBatch(t, batch.BuildOptions{ProducerID: pid, ProducerEpoch: epoch, BaseSequence: seq, Transactional: true})
+		req := dpProduceReq(version, "v2", partition, -1, b)
+		req.TransactionID = kmsg.StringPtr("v2-tx")
+		return w.do(req).(*kmsg.ProduceResponse).Topics[0].Partitions[0]
+	}
+	end := func(id string, pid int64, epoch int16, commit bool) *kmsg.EndTxnResponse {
+		t.Helper()
+		req := kmsg.NewPtrEndTxnRequest()
+		req.Version, req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit = 5, id, pid, epoch, commit
+		return w.do(req).(*kmsg.EndTxnResponse)
+	}
+	offsets := func(pid int64, epoch int16, offset int64) int16 {
+		t.Helper()
+		req := kmsg.NewPtrTxnOffsetCommitRequest()
+		req.Version, req.TransactionalID, req.Group, req.ProducerID, req.ProducerEpoch = 5, "v2-tx", "v2g", pid, epoch
+		req.Generation = -1
+		req.Topics = []kmsg.TxnOffsetCommitRequestTopic{{Topic: "v2src", Partitions: []kmsg.TxnOffsetCommitRequestTopicPartition{{Partition: 0, Offset: offset, LeaderEpoch: -1}}}}
+		return w.do(req).(*kmsg.TxnOffsetCommitResponse).Topics[0].Partitions[0].ErrorCode
+	}
+
+	// Produce v11 keeps the original protocol: no add, no write.
+	wantCode(t, "v11 produce without AddPartitionsToTxn", produce(11, 0, pid, epoch, 0).ErrorCode, kerr.InvalidTxnState.Code)
+	// v12 adds the partition itself, on both partitions.
+	wantCode(t, "v12 produce p0", produce(12, 0, pid, epoch, 0).ErrorCode, 0)
+	wantCode(t, "v12 produce p1", produce(12, 1, pid, epoch, 0).ErrorCode, 0)
+	wantCode(t, "v12 produce p0 again", produce(12, 0, pid, epoch, 1).ErrorCode, 0)
+	wantCode(t, "TxnOffsetCommit v5 without AddOffsetsToTxn", offsets(pid, epoch, 7), 0)
+	if st, _, err := s.store.GetTxn(context.Background(), "v2-tx"); err != nil || st.State != metadata.TxnOngoing || len(st.Partitions) != 2 || len(st.Groups) != 1 {
+		t.Fatalf("after implicit adds: %+v, %v", st, err)
+	}
+	resp := end("v2-tx", pid, epoch, true)
+	if resp.ErrorCode != 0 || resp.ProducerID != pid || resp.ProducerEpoch != epoch+1 {
+		t.Fatalf("EndTxn v5: %v, producer %d/%d; want %d/%d", kerr.ErrorForCode(resp.ErrorCode), resp.ProducerID, resp.ProducerEpoch, pid, epoch+1)
+	}
+	waitFor(t, t.Context(), "the commit markers", func() bool {
+		lso0, hw0 := s.stable(t, "v2", 0)
+		lso1, hw1 := s.stable(t, "v2", 1)
+		return lso0 == 3 && hw0 == 3 && lso1 == 2 && hw1 == 2
+	})
+	// The ended transaction's epoch: a late write is fenced at the
+	// partition (the marker carried the bumped epoch), and a late offset
+	// commit at the coordinator.
+	wantCode(t, "late write at the ended epoch", produce(12, 0, pid, epoch, 2).ErrorCode, kerr.InvalidProducerEpoch.Code)
+	wantCode(t, "late offsets at the ended epoch", offsets(pid, epoch, 9), kerr.ProducerFenced.Code)
+	// A lost answer's retry gets the same producer; an empty abort bumps.
+	if r := end("v2-tx", pid, epoch, true); r.ErrorCode != 0 || r.ProducerEpoch != epoch+1 {
+		t.Errorf("retried EndTxn v5: %v, epoch %d", kerr.ErrorForCode(r.ErrorCode), r.ProducerEpoch)
+	}
+	if r := end("v2-tx", pid, epoch+1, false); r.ErrorCode != 0 || r.ProducerEpoch != epoch+2 {
+		t.Errorf("empty abort: %v, epoch %d", kerr.ErrorForCode(r.ErrorCode), r.ProducerEpoch)
+	}
+	if r := end("v2-tx", pid, epoch+2, true); r.ErrorCode != kerr.InvalidTxnState.Code || r.ProducerID != -1 {
+		t.Errorf("empty commit: %v, producer %d", kerr.ErrorForCode(r.ErrorCode), r.ProducerID)
+	}
+	// A producer from a fenced epoch adding by producing: INVALID_PRODUCER_EPOCH
+	// (Produce has no PRODUCER_FENCED), and nothing is stored.
+	wantCode(t, "produce at a fenced epoch", produce(12, 1, pid, epoch+1, 0).ErrorCode, kerr.InvalidProducerEpoch.Code)
+	if _, hw := s.stable(t, "v2", 1); hw != 2 {
+		t.Errorf("partition 1 after the fenced write: HWM %d, want 2", hw)
+	}
+	// The committed offsets are the group's.
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.Version, req.Group = 7, "v2g"
+	req.Topics = []kmsg.OffsetFetchRequestTopic{{Topic: "v2src", Partitions: []int32{0}}}
+	if p := w.do(req).(*kmsg.OffsetFetchResponse).Topics[0].Partitions[0]; p.ErrorCode != 0 || p.Offset != 7 {
+		t.Errorf("group offset after the V2 commit: %d, %v; want 7", p.Offset, kerr.ErrorForCode(p.ErrorCode))
 	}
 }
