@@ -267,7 +267,7 @@ func (b *Broker) ProduceRecords(ctx context.Context, topic string, partition int
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 		}
-		res, err := b.append(ctx, t, p, raw, mode)
+		res, err := b.append(ctx, t, p, raw, mode, "")
 		if err != nil {
 			return nil, err
 		}

@@ -86,18 +86,20 @@ func (f *forwarder) close() {
 func (b *Broker) KafkaClient(addr string) (*kgo.Client, error) { return b.fwd.client(addr) }
 
 // append appends raw (one or more batches) to partition p of t: here if
-// this agent leads it, else at its leader (forward).
-func (b *Broker) append(ctx context.Context, t metadata.Topic, p int32, raw []byte, mode partlog.AckMode) (partlog.AppendResult, error) {
+// this agent leads it, else at its leader (forward). txnID is the
+// transactional ID of transactional batches, "" for others.
+func (b *Broker) append(ctx context.Context, t metadata.Topic, p int32, raw []byte, mode partlog.AckMode, txnID string) (partlog.AppendResult, error) {
 	tp := metadata.TopicPartition{TopicID: t.ID, Partition: p}
 	res, err := b.plog.Append(ctx, tp, raw, mode)
 	if !errors.Is(err, partlog.ErrNotLeader) {
 		return res, err
 	}
-	return b.forward(ctx, t, p, raw, mode)
+	return b.forward(ctx, t, p, raw, mode, txnID)
 }
 
-// forward sends raw to the leader of partition p of t.
-func (b *Broker) forward(ctx context.Context, t metadata.Topic, p int32, raw []byte, mode partlog.AckMode) (partlog.AppendResult, error) {
+// forward sends raw to the leader of partition p of t; a transactional
+// batch with its transactional ID txnID, which the Kafka protocol requires.
+func (b *Broker) forward(ctx context.Context, t metadata.Topic, p int32, raw []byte, mode partlog.AckMode, txnID string) (partlog.AppendResult, error) {
 	tp := metadata.TopicPartition{TopicID: t.ID, Partition: p}
 	notLeader := func(why string) (partlog.AppendResult, error) {
 		return partlog.AppendResult{}, fmt.Errorf("%s/%d: %s: %w", t.Name, p, why, partlog.ErrNotLeader)
@@ -132,6 +134,9 @@ func (b *Broker) forward(ctx context.Context, t metadata.Topic, p int32, raw []b
 		req.Acks = 1 // the leader's offsets are wanted even for ACK_NONE
 	}
 	req.TimeoutMillis = int32(max(timeout, time.Millisecond) / time.Millisecond)
+	if txnID != "" {
+		req.TransactionID = &txnID
+	}
 	rt := kmsg.NewProduceRequestTopic()
 	rt.Topic, rt.TopicID = t.Name, [16]byte(t.ID)
 	rp := kmsg.NewProduceRequestTopicPartition()

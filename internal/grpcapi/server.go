@@ -110,6 +110,7 @@ type Server struct {
 	metrics   *metrics
 	txn       *txn.Coordinator
 	now       func() time.Time
+	peers     peers // connections to the other agents (forward.go)
 }
 
 // New returns a Server over cfg.Broker.
@@ -152,6 +153,10 @@ func (s *Server) Register(gs *grpc.Server) {
 	healthpb.RegisterHealthServer(gs, s.health)
 	reflection.Register(gs)
 }
+
+// Close closes the connections to other agents that forwarded transaction
+// calls opened (forward.go); call it once the gRPC server has stopped.
+func (s *Server) Close() { s.peers.close() }
 
 // SetServing sets what the health service reports for the whole server and
 // for StreamHouse: SERVING or NOT_SERVING (say, while shutting down).
