@@ -31,8 +31,10 @@
 //     in memory, until they miss their timeout (see producers.go).
 //   - Transactions (InitProducer with transactional_id, BeginTransaction,
 //     ProduceBatch with transaction_id, Commit/AbortTransaction) run on
-//     the Kafka transaction coordinator (txns.go); every read (Consume,
-//     Subscribe) is read_committed.
+//     the Kafka transaction coordinator (txns.go), on any agent: one that
+//     does not coordinate the transactional ID forwards the call to the
+//     one that does (forward.go); every read (Consume, Subscribe) is
+//     read_committed.
 package grpcapi
 
 import (

@@ -40,12 +40,15 @@ import (
 //
 // The coordinator of a transactional ID is the agent leading its slot
 // (the group coordinator slots). InitProducer, BeginTransaction,
-// CommitTransaction, AbortTransaction and the partition add of a
-// transactional ProduceBatch reaching another agent answer Unavailable
-// (Kafka's NOT_COORDINATOR): a client retries, on the coordinator.
-// Heartbeat reads the stored state and answers the same on every agent;
-// transactional batches are forwarded to the partition's leader like
-// other produces. A CommitTransaction or AbortTransaction retried after
+// CommitTransaction, AbortTransaction and a transactional ProduceBatch
+// reaching another agent meet Kafka's NOT_COORDINATOR there and are
+// forwarded whole, once, to the coordinator's gRPC address (forward.go);
+// when there is no live coordinator to forward to, or a forwarded call
+// meets NOT_COORDINATOR again (the slot moved meanwhile), the answer is
+// Unavailable and the client retries. Heartbeat reads the stored state
+// and answers the same on every agent; the coordinator appends
+// transactional batches itself or forwards them to the partition's leader
+// like other produces. A CommitTransaction or AbortTransaction retried after
 // its answer was lost succeeds while the same decision's markers are
 // being written; once they are all written the retry is FailedPrecondition
 // naming the final state (CompleteCommit or CompleteAbort).
