@@ -63,6 +63,10 @@ type Config struct {
 	// Validator checks produced values on topics with schema validation
 	// on (validate.go). Nil: no validation.
 	Validator Validator
+
+	// GRPCAddr is the advertised gRPC address of this agent ("" if it
+	// serves no gRPC): where other agents forward gRPC transaction calls.
+	GRPCAddr string
 }
 
 // Broker is the shared API. Create with New, start placement with Run.
@@ -120,7 +124,7 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 		fwd:       &forwarder{clientID: "streamhouse-forward-" + cfg.AgentID},
 	}
 	now := b.now()
-	if err := b.store.RegisterAgent(ctx, metadata.Agent{ID: cfg.AgentID, Addr: cfg.Addr, Rack: cfg.Rack, StartedAt: now, HeartbeatAt: now}); err != nil {
+	if err := b.store.RegisterAgent(ctx, metadata.Agent{ID: cfg.AgentID, Addr: cfg.Addr, GRPCAddr: cfg.GRPCAddr, Rack: cfg.Rack, StartedAt: now, HeartbeatAt: now}); err != nil {
 		return nil, fmt.Errorf("register agent %s: %w", cfg.AgentID, err)
 	}
 	return b, nil
@@ -263,7 +267,7 @@ func (b *Broker) ProduceRecords(ctx context.Context, topic string, partition int
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 		}
-		res, err := b.append(ctx, t, p, raw, mode)
+		res, err := b.append(ctx, t, p, raw, mode, "")
 		if err != nil {
 			return nil, err
 		}
@@ -538,7 +542,7 @@ func (b *Broker) Agents(ctx context.Context) ([]metadata.Agent, error) {
 
 // Self is this agent's registration.
 func (b *Broker) Self() metadata.Agent {
-	return metadata.Agent{ID: b.agentID, Addr: b.cfg.Addr, Rack: b.cfg.Rack}
+	return metadata.Agent{ID: b.agentID, Addr: b.cfg.Addr, GRPCAddr: b.cfg.GRPCAddr, Rack: b.cfg.Rack}
 }
 
 // CachedTopicByID returns a topic by ID, cached briefly like Topic: the

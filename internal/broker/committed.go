@@ -52,20 +52,21 @@ func (b *Broker) TxnPartitionOf(ctx context.Context, topic string, partition int
 	return metadata.TxnPartition{TopicID: tp.TopicID, Topic: t.Name, Partition: tp.Partition}, nil
 }
 
-// AppendTxnRecords is AppendRecords for a transactional producer's batch
-// (opts.Transactional, with the producer's ID, epoch and sequence): ONE
+// AppendTxnRecords is AppendRecords for a batch of the transactional
+// producer of transactional ID txnID (opts.Transactional, with the
+// producer's ID, epoch and sequence): ONE
 // batch, appended here if this agent leads the partition, else forwarded
 // to its leader (forward.go), whose log admits it only if the coordinator
 // has the partition in the producer's open transaction.
-func (b *Broker) AppendTxnRecords(ctx context.Context, topic string, partition int32, records []Record, mode partlog.AckMode, opts batch.BuildOptions) (partlog.AppendResult, error) {
-	if !opts.Transactional || opts.ProducerID < 0 {
+func (b *Broker) AppendTxnRecords(ctx context.Context, txnID, topic string, partition int32, records []Record, mode partlog.AckMode, opts batch.BuildOptions) (partlog.AppendResult, error) {
+	if !opts.Transactional || opts.ProducerID < 0 || txnID == "" {
 		return partlog.AppendResult{}, fmt.Errorf("%w: not a transactional batch", ErrInvalidRequest)
 	}
 	t, _, raw, err := b.buildOne(ctx, topic, partition, records, opts)
 	if err != nil {
 		return partlog.AppendResult{}, err
 	}
-	return b.append(ctx, t, partition, raw, mode)
+	return b.append(ctx, t, partition, raw, mode, txnID)
 }
 
 // StoredTxn returns the transaction state stored for transactional ID id

@@ -26,8 +26,9 @@ import (
 // which becomes ErrNotLeader (REST 503, gRPC Unavailable) as before.
 // Kafka clients never need this: they follow Metadata to the leader.
 
-// forwardTimeout bounds a forwarded produce when ctx has no deadline.
-const forwardTimeout = 30 * time.Second
+// ForwardTimeout bounds a forwarded request (a produce here, a gRPC
+// transaction call in grpcapi) when its context has no deadline.
+const ForwardTimeout = 30 * time.Second
 
 // forwarder keeps one Kafka client per leader address.
 type forwarder struct {
@@ -46,7 +47,7 @@ func (f *forwarder) client(addr string) (*kgo.Client, error) {
 	if cl := f.clients[addr]; cl != nil {
 		return cl, nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID(f.clientID), kgo.RetryTimeout(forwardTimeout))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID(f.clientID), kgo.RetryTimeout(ForwardTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("client for %s: %w", addr, err)
 	}
@@ -85,51 +86,45 @@ func (f *forwarder) close() {
 func (b *Broker) KafkaClient(addr string) (*kgo.Client, error) { return b.fwd.client(addr) }
 
 // append appends raw (one or more batches) to partition p of t: here if
-// this agent leads it, else at its leader (forward).
-func (b *Broker) append(ctx context.Context, t metadata.Topic, p int32, raw []byte, mode partlog.AckMode) (partlog.AppendResult, error) {
+// this agent leads it, else at its leader (forward). txnID is the
+// transactional ID of transactional batches, "" for others.
+func (b *Broker) append(ctx context.Context, t metadata.Topic, p int32, raw []byte, mode partlog.AckMode, txnID string) (partlog.AppendResult, error) {
 	tp := metadata.TopicPartition{TopicID: t.ID, Partition: p}
 	res, err := b.plog.Append(ctx, tp, raw, mode)
 	if !errors.Is(err, partlog.ErrNotLeader) {
 		return res, err
 	}
-	return b.forward(ctx, t, p, raw, mode)
+	return b.forward(ctx, t, p, raw, mode, txnID)
 }
 
-// forward sends raw to the leader of partition p of t.
-func (b *Broker) forward(ctx context.Context, t metadata.Topic, p int32, raw []byte, mode partlog.AckMode) (partlog.AppendResult, error) {
+// forward sends raw to the leader of partition p of t; a transactional
+// batch with its transactional ID txnID, which the Kafka protocol requires.
+func (b *Broker) forward(ctx context.Context, t metadata.Topic, p int32, raw []byte, mode partlog.AckMode, txnID string) (partlog.AppendResult, error) {
 	tp := metadata.TopicPartition{TopicID: t.ID, Partition: p}
 	notLeader := func(why string) (partlog.AppendResult, error) {
 		return partlog.AppendResult{}, fmt.Errorf("%s/%d: %s: %w", t.Name, p, why, partlog.ErrNotLeader)
 	}
-	now := b.now()
-	part, err := b.store.GetPartition(ctx, tp)
+	leader, agents, ok, err := b.liveLeader(ctx, tp)
 	if err != nil {
 		return partlog.AppendResult{}, fmt.Errorf("forward %s/%d: %w", t.Name, p, err)
 	}
-	if part.Leader == "" || part.Leader == b.agentID || !part.LeaseExpiresAt.After(now) {
+	if !ok {
 		return notLeader("no live leader to forward to")
 	}
-	agents, err := b.store.ListAgents(ctx, now.Add(-b.cfg.LeaseTTL))
-	if err != nil {
-		return partlog.AppendResult{}, fmt.Errorf("forward %s/%d: %w", t.Name, p, err)
-	}
-	addr := ""
 	live := make(map[string]bool, len(agents))
 	for _, a := range agents {
 		live[a.Addr] = true
-		if a.ID == part.Leader {
-			addr = a.Addr
-		}
 	}
 	b.fwd.prune(live)
+	addr := leader.Addr
 	if addr == "" {
-		return notLeader(fmt.Sprintf("leader %s has no Kafka address", part.Leader))
+		return notLeader(fmt.Sprintf("leader %s has no Kafka address", leader.ID))
 	}
 	cl, err := b.fwd.client(addr)
 	if err != nil {
 		return partlog.AppendResult{}, fmt.Errorf("forward %s/%d: %w", t.Name, p, err)
 	}
-	timeout := forwardTimeout
+	timeout := ForwardTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
@@ -139,6 +134,9 @@ func (b *Broker) forward(ctx context.Context, t metadata.Topic, p int32, raw []b
 		req.Acks = 1 // the leader's offsets are wanted even for ACK_NONE
 	}
 	req.TimeoutMillis = int32(max(timeout, time.Millisecond) / time.Millisecond)
+	if txnID != "" {
+		req.TransactionID = &txnID
+	}
 	rt := kmsg.NewProduceRequestTopic()
 	rt.Topic, rt.TopicID = t.Name, [16]byte(t.ID)
 	rp := kmsg.NewProduceRequestTopicPartition()
@@ -147,27 +145,53 @@ func (b *Broker) forward(ctx context.Context, t metadata.Topic, p int32, raw []b
 	req.Topics = append(req.Topics, rt)
 	kresp, err := cl.SeedBrokers()[0].Request(ctx, req)
 	if err != nil {
-		return partlog.AppendResult{}, fmt.Errorf("forward %s/%d to %s at %s: %w", t.Name, p, part.Leader, addr, err)
+		return partlog.AppendResult{}, fmt.Errorf("forward %s/%d to %s at %s: %w", t.Name, p, leader.ID, addr, err)
 	}
 	resp := kresp.(*kmsg.ProduceResponse)
 	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
-		return partlog.AppendResult{}, fmt.Errorf("forward %s/%d to %s: malformed produce response", t.Name, p, part.Leader)
+		return partlog.AppendResult{}, fmt.Errorf("forward %s/%d to %s: malformed produce response", t.Name, p, leader.ID)
 	}
 	out := resp.Topics[0].Partitions[0]
 	if out.ErrorCode != 0 {
-		return partlog.AppendResult{}, forwardError(t.Name, p, part.Leader, out)
+		return partlog.AppendResult{}, forwardError(t.Name, p, leader.ID, out)
 	}
 	records, err := recordCount(raw)
 	if err != nil {
 		return partlog.AppendResult{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
-	b.log.Debug("produce forwarded to the leader", "topic", t.Name, "partition", p, "leader", part.Leader)
+	b.log.Debug("produce forwarded to the leader", "topic", t.Name, "partition", p, "leader", leader.ID)
 	return partlog.AppendResult{
 		BaseOffset:     out.BaseOffset,
 		LastOffset:     out.BaseOffset + records - 1,
 		LogAppendTime:  out.LogAppendTime,
 		LogStartOffset: out.LogStartOffset,
 	}, nil
+}
+
+// liveLeader returns the live agent other than this one that leads tp
+// (its registration; only its ID when it is not among the live agents)
+// and every live agent. ok is false when no other agent holds a live lease
+// on tp.
+func (b *Broker) liveLeader(ctx context.Context, tp metadata.TopicPartition) (leader metadata.Agent, live []metadata.Agent, ok bool, err error) {
+	now := b.now()
+	part, err := b.store.GetPartition(ctx, tp)
+	if err != nil {
+		return metadata.Agent{}, nil, false, err
+	}
+	if part.Leader == "" || part.Leader == b.agentID || !part.LeaseExpiresAt.After(now) {
+		return metadata.Agent{}, nil, false, nil
+	}
+	live, err = b.store.ListAgents(ctx, now.Add(-b.cfg.LeaseTTL))
+	if err != nil {
+		return metadata.Agent{}, nil, false, err
+	}
+	leader = metadata.Agent{ID: part.Leader}
+	for _, a := range live {
+		if a.ID == part.Leader {
+			leader = a
+		}
+	}
+	return leader, live, true, nil
 }
 
 // forwardError maps the leader's Kafka error to the broker's errors.

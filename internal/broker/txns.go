@@ -45,6 +45,22 @@ func (b *Broker) TxnCoordinator(ctx context.Context, id string) (agent string, e
 	return b.GroupCoordinator(ctx, id)
 }
 
+// TxnCoordinatorAgent returns the live agent other than this one that
+// coordinates the transactional ID id (the leader of its slot; only its ID
+// when it is not among the live agents) and every live agent. ok is false
+// when no other agent holds its slot's lease.
+func (b *Broker) TxnCoordinatorAgent(ctx context.Context, id string) (coord metadata.Agent, live []metadata.Agent, ok bool, err error) {
+	tp, err := b.TxnSlot(ctx, id)
+	if err != nil {
+		return metadata.Agent{}, nil, false, err
+	}
+	coord, live, ok, err = b.liveLeader(ctx, tp)
+	if err != nil {
+		return metadata.Agent{}, nil, false, fmt.Errorf("coordinator of transactional id %s: %w", id, err)
+	}
+	return coord, live, ok, nil
+}
+
 // WriteMarker writes transaction marker m to partition p at its leader and
 // returns once it is durable: through the local log when this agent leads
 // p, else as a WriteTxnMarkers request (Kafka key 27) to the leader's
@@ -87,26 +103,16 @@ func (b *Broker) remoteMarker(ctx context.Context, p metadata.TxnPartition, m pa
 	if err != nil {
 		return fmt.Errorf("marker for %s/%d: %w", p.Topic, p.Partition, mapStoreErr(err))
 	}
-	now := b.now()
-	part, err := b.store.GetPartition(ctx, tp)
+	leader, _, ok, err := b.liveLeader(ctx, tp)
 	if err != nil {
 		return fmt.Errorf("marker for %s/%d: %w", t.Name, p.Partition, mapStoreErr(err))
 	}
-	if part.Leader == "" || part.Leader == b.agentID || !part.LeaseExpiresAt.After(now) {
+	if !ok {
 		return fmt.Errorf("marker for %s/%d: no live leader: %w", t.Name, p.Partition, partlog.ErrNotLeader)
 	}
-	agents, err := b.store.ListAgents(ctx, now.Add(-b.cfg.LeaseTTL))
-	if err != nil {
-		return fmt.Errorf("marker for %s/%d: %w", t.Name, p.Partition, err)
-	}
-	addr := ""
-	for _, a := range agents {
-		if a.ID == part.Leader {
-			addr = a.Addr
-		}
-	}
+	addr := leader.Addr
 	if addr == "" {
-		return fmt.Errorf("marker for %s/%d: leader %s has no Kafka address: %w", t.Name, p.Partition, part.Leader, partlog.ErrNotLeader)
+		return fmt.Errorf("marker for %s/%d: leader %s has no Kafka address: %w", t.Name, p.Partition, leader.ID, partlog.ErrNotLeader)
 	}
 	cl, err := b.fwd.client(addr)
 	if err != nil {
@@ -123,17 +129,17 @@ func (b *Broker) remoteMarker(ctx context.Context, p metadata.TxnPartition, m pa
 	kresp, err := cl.SeedBrokers()[0].Request(ctx, req)
 	if err != nil {
 		// The leader did not answer: as retriable as a store outage.
-		return fmt.Errorf("marker for %s/%d to %s at %s: %w: %w", t.Name, p.Partition, part.Leader, addr, metadata.ErrUnavailable, err)
+		return fmt.Errorf("marker for %s/%d to %s at %s: %w: %w", t.Name, p.Partition, leader.ID, addr, metadata.ErrUnavailable, err)
 	}
 	resp := kresp.(*kmsg.WriteTxnMarkersResponse)
 	if len(resp.Markers) != 1 || len(resp.Markers[0].Topics) != 1 || len(resp.Markers[0].Topics[0].Partitions) != 1 {
-		return fmt.Errorf("marker for %s/%d to %s: malformed WriteTxnMarkers response", t.Name, p.Partition, part.Leader)
+		return fmt.Errorf("marker for %s/%d to %s: malformed WriteTxnMarkers response", t.Name, p.Partition, leader.ID)
 	}
 	code := resp.Markers[0].Topics[0].Partitions[0].ErrorCode
 	if code == 0 {
 		return nil
 	}
-	return markerError(t.Name, p.Partition, part.Leader, code)
+	return markerError(t.Name, p.Partition, leader.ID, code)
 }
 
 // markerError maps a leader's WriteTxnMarkers error code to the broker's

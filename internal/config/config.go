@@ -47,7 +47,12 @@ type Config struct {
 	// AdvertisedAddr); use KafkaAdvertisedFor once the listener is bound so
 	// that port 0 is replaced by the real port.
 	KafkaAdvertisedAddr string
-	HTTPMaxBodyBytes    int64 // HTTP_MAX_BODY_BYTES
+	// GRPCAdvertisedAddr (GRPC_ADVERTISED_ADDR) is where the other agents
+	// reach this agent's gRPC service. When unset it is the host of
+	// KafkaAdvertisedAddr with GRPCAddr's port; use GRPCAdvertisedFor once
+	// the listeners are bound.
+	GRPCAdvertisedAddr string
+	HTTPMaxBodyBytes   int64 // HTTP_MAX_BODY_BYTES
 
 	// Agent.
 	AgentID    string        // STREAMHOUSE_AGENT_ID, default the hostname
@@ -220,6 +225,9 @@ func load(getenv func(string) (string, bool), hostname func() (string, error)) (
 	if _, ok := c.env["KAFKA_ADVERTISED_ADDR"]; !ok && !bad["KAFKA_ADDR"] {
 		c.KafkaAdvertisedAddr = AdvertisedAddr(c.KafkaAddr)
 	}
+	if _, ok := c.env["GRPC_ADVERTISED_ADDR"]; !ok && !bad["GRPC_ADDR"] && !bad["KAFKA_ADDR"] && !bad["KAFKA_ADVERTISED_ADDR"] {
+		c.GRPCAdvertisedAddr = hostWithPort(c.KafkaAdvertisedAddr, c.GRPCAddr)
+	}
 	if _, ok := c.env["STREAMHOUSE_AGENT_ID"]; !ok {
 		v := lookup("STREAMHOUSE_AGENT_ID")
 		h, err := hostname()
@@ -298,6 +306,28 @@ func (c *Config) KafkaAdvertisedFor(bound net.Addr) string {
 		return c.KafkaAdvertisedAddr
 	}
 	return AdvertisedAddr(bound.String())
+}
+
+// GRPCAdvertisedFor returns GRPC_ADVERTISED_ADDR when it was set, else the
+// host of kafkaAdvertised (what KafkaAdvertisedFor returned) with the port
+// of bound, the gRPC listener's actual address (which replaces a port 0 in
+// GRPC_ADDR).
+func (c *Config) GRPCAdvertisedFor(kafkaAdvertised string, bound net.Addr) string {
+	if _, ok := c.env["GRPC_ADVERTISED_ADDR"]; ok || bound == nil {
+		return c.GRPCAdvertisedAddr
+	}
+	return hostWithPort(kafkaAdvertised, bound.String())
+}
+
+// hostWithPort joins the host of hostFrom and the port of portFrom, both
+// host:port; when hostFrom has no host, portFrom as AdvertisedAddr makes it.
+func hostWithPort(hostFrom, portFrom string) string {
+	host, _, err := net.SplitHostPort(hostFrom)
+	_, port, perr := net.SplitHostPort(portFrom)
+	if err != nil || host == "" || perr != nil {
+		return AdvertisedAddr(portFrom)
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func isWildcard(host string) bool {

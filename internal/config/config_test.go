@@ -30,7 +30,7 @@ func mustLoad(t *testing.T, env map[string]string) *Config {
 
 // specNames are the variables SPEC.md and the brief require.
 var specNames = []string{
-	"HTTP_ADDR", "GRPC_ADDR", "KAFKA_ADDR", "KAFKA_ADVERTISED_ADDR",
+	"HTTP_ADDR", "GRPC_ADDR", "KAFKA_ADDR", "KAFKA_ADVERTISED_ADDR", "GRPC_ADVERTISED_ADDR",
 	"USE_LOCAL_STORAGE", "LOCAL_STORAGE_PATH", "STREAMHOUSE_BUCKET", "AWS_REGION", "S3_ENDPOINT",
 	"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "DATABASE_URL", "STREAMHOUSE_METADATA_PATH",
 	"FLUSH_INTERVAL_SECS", "FLUSH_MIN_INTERVAL_MS", "SEGMENT_MAX_SIZE", "SEGMENT_MAX_AGE_MS",
@@ -87,6 +87,7 @@ func TestDefaults(t *testing.T) {
 		{"GRPC_ADDR", c.GRPCAddr, "0.0.0.0:50051"},
 		{"KAFKA_ADDR", c.KafkaAddr, "0.0.0.0:9092"},
 		{"KAFKA_ADVERTISED_ADDR", c.KafkaAdvertisedAddr, "localhost:9092"},
+		{"GRPC_ADVERTISED_ADDR", c.GRPCAdvertisedAddr, "localhost:50051"},
 		{"HTTP_MAX_BODY_BYTES", c.HTTPMaxBodyBytes, int64(16777216)},
 		{"STREAMHOUSE_AGENT_ID", c.AgentID, "agent-1"},
 		{"STREAMHOUSE_RACK", c.Rack, ""},
@@ -476,6 +477,41 @@ func TestAdvertisedAddr(t *testing.T) {
 	explicit := mustLoad(t, map[string]string{"KAFKA_ADDR": ":0", "KAFKA_ADVERTISED_ADDR": "broker1.example.com:9092"})
 	if got := explicit.KafkaAdvertisedFor(bound); got != "broker1.example.com:9092" {
 		t.Errorf("explicit KafkaAdvertisedFor = %q", got)
+	}
+}
+
+func TestGRPCAdvertisedAddr(t *testing.T) {
+	t.Parallel()
+	// Unset: the host advertised for Kafka, with the gRPC listener's port.
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{}, "localhost:50051"},
+		{map[string]string{"GRPC_ADDR": "0.0.0.0:6000"}, "localhost:6000"},
+		{map[string]string{"KAFKA_ADDR": "10.0.0.5:9092", "GRPC_ADDR": ":6000"}, "10.0.0.5:6000"},
+		{map[string]string{"KAFKA_ADVERTISED_ADDR": "broker1.example.com:9092"}, "broker1.example.com:50051"},
+		{map[string]string{"KAFKA_ADVERTISED_ADDR": "[::1]:9092", "GRPC_ADDR": "[::]:6000"}, "[::1]:6000"},
+		{map[string]string{"GRPC_ADVERTISED_ADDR": "grpc1.example.com:443"}, "grpc1.example.com:443"},
+	} {
+		c := mustLoad(t, tc.env)
+		if c.GRPCAdvertisedAddr != tc.want {
+			t.Errorf("%v: GRPC advertised %q, want %q", tc.env, c.GRPCAdvertisedAddr, tc.want)
+		}
+	}
+
+	// A port 0 is replaced by the port actually bound.
+	bound := &net.TCPAddr{IP: net.IPv4zero, Port: 40124}
+	derived := mustLoad(t, map[string]string{"KAFKA_ADVERTISED_ADDR": "broker1.example.com:9092", "GRPC_ADDR": ":0"})
+	if got := derived.GRPCAdvertisedFor("broker1.example.com:9092", bound); got != "broker1.example.com:40124" {
+		t.Errorf("derived GRPCAdvertisedFor = %q", got)
+	}
+	explicit := mustLoad(t, map[string]string{"GRPC_ADDR": ":0", "GRPC_ADVERTISED_ADDR": "grpc1.example.com:50051"})
+	if got := explicit.GRPCAdvertisedFor("localhost:9092", bound); got != "grpc1.example.com:50051" {
+		t.Errorf("explicit GRPCAdvertisedFor = %q", got)
+	}
+	if _, err := loadEnv(t, map[string]string{"GRPC_ADVERTISED_ADDR": ":50051"}); err == nil || !strings.Contains(err.Error(), "GRPC_ADVERTISED_ADDR") {
+		t.Errorf("GRPC_ADVERTISED_ADDR without a host: %v, want an error naming it", err)
 	}
 }
 

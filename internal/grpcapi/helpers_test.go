@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/streamhouse/streamhouse/internal/broker"
+	"github.com/streamhouse/streamhouse/internal/kafka"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
 	"github.com/streamhouse/streamhouse/internal/objstore"
@@ -68,7 +69,20 @@ func newAgentEnv(t *testing.T, opts ServerOptions, store metadata.Store, bucket 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = l.Close(context.Background()) })
-	b, err := broker.New(ctx, broker.Config{AgentID: id, Store: store, Log: l, Logger: logger})
+	// Listen first: the agent registers its gRPC address.
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lis.Close() })
+	// Kafka too: produces and transaction markers forwarded to another
+	// agent travel over it.
+	kln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = kln.Close() })
+	b, err := broker.New(ctx, broker.Config{AgentID: id, Addr: kln.Addr().String(), Store: store, Log: l, Logger: logger, GRPCAddr: lis.Addr().String()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,14 +97,14 @@ func newAgentEnv(t *testing.T, opts ServerOptions, store metadata.Store, bucket 
 	done := make(chan struct{})
 	go func() { defer close(done); coord.Run(runCtx) }()
 	t.Cleanup(func() { stop(); <-done })
+	ks := kafka.New(kafka.Config{Broker: b, Txn: coord, Logger: logger, AdvertisedAddr: kln.Addr().String()})
+	go func() { _ = ks.Serve(kln) }()
+	t.Cleanup(func() { _ = ks.Close() })
 	reg := prometheus.NewRegistry()
 	srv := New(Config{Broker: b, Logger: logger, Registry: reg, Txn: coord})
 	gs := srv.NewGRPCServer(opts)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(srv.Close) // after gs.Stop
 	t.Cleanup(gs.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -58,7 +58,10 @@ func (s *Server) ProduceBatch(ctx context.Context, req *pb.ProduceBatchRequest) 
 		recs[i] = recordIn(r.GetKey(), r.GetValue(), r.GetHeaders(), ts)
 	}
 	if req.GetTransactionId() != "" {
-		return s.produceTxn(ctx, req, p, recs)
+		local := func(ctx context.Context, req *pb.ProduceBatchRequest) (*pb.ProduceBatchResponse, error) {
+			return s.produceTxn(ctx, req, p, recs)
+		}
+		return forwardTxn(s, ctx, "ProduceBatch", req, local, pb.StreamHouseClient.ProduceBatch)
 	}
 	mode, err := ackModeArg(req.GetAckMode())
 	if err != nil {

@@ -114,7 +114,7 @@ func (ps *producerSessions) touch(id int64, epoch int16) { ps.check(id, epoch) }
 // InvalidArgument).
 func (s *Server) InitProducer(ctx context.Context, req *pb.InitProducerRequest) (*pb.InitProducerResponse, error) {
 	if req.GetTransactionalId() != "" {
-		return s.initTxnProducer(ctx, req)
+		return forwardTxn(s, ctx, "InitProducer", req, s.initTxnProducer, pb.StreamHouseClient.InitProducer)
 	}
 	timeout := defaultProducerTimeout
 	if req.GetTimeoutMs() > 0 {

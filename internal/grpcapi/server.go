@@ -31,8 +31,10 @@
 //     in memory, until they miss their timeout (see producers.go).
 //   - Transactions (InitProducer with transactional_id, BeginTransaction,
 //     ProduceBatch with transaction_id, Commit/AbortTransaction) run on
-//     the Kafka transaction coordinator (txns.go); every read (Consume,
-//     Subscribe) is read_committed.
+//     the Kafka transaction coordinator (txns.go), on any agent: one that
+//     does not coordinate the transactional ID forwards the call to the
+//     one that does (forward.go); every read (Consume, Subscribe) is
+//     read_committed.
 package grpcapi
 
 import (
@@ -110,6 +112,7 @@ type Server struct {
 	metrics   *metrics
 	txn       *txn.Coordinator
 	now       func() time.Time
+	peers     peers // connections to the other agents (forward.go)
 }
 
 // New returns a Server over cfg.Broker.
@@ -152,6 +155,10 @@ func (s *Server) Register(gs *grpc.Server) {
 	healthpb.RegisterHealthServer(gs, s.health)
 	reflection.Register(gs)
 }
+
+// Close closes the connections to other agents that forwarded transaction
+// calls opened (forward.go); call it once the gRPC server has stopped.
+func (s *Server) Close() { s.peers.close() }
 
 // SetServing sets what the health service reports for the whole server and
 // for StreamHouse: SERVING or NOT_SERVING (say, while shutting down).

@@ -40,12 +40,15 @@ import (
 //
 // The coordinator of a transactional ID is the agent leading its slot
 // (the group coordinator slots). InitProducer, BeginTransaction,
-// CommitTransaction, AbortTransaction and the partition add of a
-// transactional ProduceBatch reaching another agent answer Unavailable
-// (Kafka's NOT_COORDINATOR): a client retries, on the coordinator.
-// Heartbeat reads the stored state and answers the same on every agent;
-// transactional batches are forwarded to the partition's leader like
-// other produces. A CommitTransaction or AbortTransaction retried after
+// CommitTransaction, AbortTransaction and a transactional ProduceBatch
+// reaching another agent meet Kafka's NOT_COORDINATOR there and are
+// forwarded whole, once, to the coordinator's gRPC address (forward.go);
+// when there is no live coordinator to forward to, or a forwarded call
+// meets NOT_COORDINATOR again (the slot moved meanwhile), the answer is
+// Unavailable and the client retries. Heartbeat reads the stored state
+// and answers the same on every agent; the coordinator appends
+// transactional batches itself or forwards them to the partition's leader
+// like other produces. A CommitTransaction or AbortTransaction retried after
 // its answer was lost succeeds while the same decision's markers are
 // being written; once they are all written the retry is FailedPrecondition
 // naming the final state (CompleteCommit or CompleteAbort).
@@ -132,7 +135,7 @@ func isOpen(t metadata.Txn) bool {
 func (s *Server) openTxn(ctx context.Context, method string, tok txnToken) (metadata.Txn, error) {
 	t, err := s.txn.Describe(ctx, tok.id)
 	if err != nil {
-		return t, s.toStatus(method, err)
+		return t, s.coordStatus(method, tok.id, err)
 	}
 	if reason := staleReason(t, tok); reason != "" {
 		return t, status.Error(codes.FailedPrecondition, reason)
@@ -170,7 +173,7 @@ func (s *Server) initTxnProducer(ctx context.Context, req *pb.InitProducerReques
 	}
 	pid, epoch, err := s.txn.InitProducerID(ctx, id, timeoutMs, -1, -1)
 	if err != nil {
-		return nil, s.toStatus("InitProducer", err)
+		return nil, s.coordStatus("InitProducer", id, err)
 	}
 	return &pb.InitProducerResponse{ProducerId: strconv.FormatInt(pid, 10), Epoch: uint32(epoch)}, nil
 }
@@ -182,6 +185,10 @@ func (s *Server) initTxnProducer(ctx context.Context, req *pb.InitProducerReques
 // or already has a transaction open; NotFound when no transactional ID
 // has this producer.
 func (s *Server) BeginTransaction(ctx context.Context, req *pb.BeginTransactionRequest) (*pb.BeginTransactionResponse, error) {
+	return forwardTxn(s, ctx, "BeginTransaction", req, s.beginTxn, pb.StreamHouseClient.BeginTransaction)
+}
+
+func (s *Server) beginTxn(ctx context.Context, req *pb.BeginTransactionRequest) (*pb.BeginTransactionResponse, error) {
 	pid, err := producerIDArg(req.GetProducerId())
 	if err != nil {
 		return nil, err
@@ -208,7 +215,7 @@ func (s *Server) BeginTransaction(ctx context.Context, req *pb.BeginTransactionR
 	}
 	t, err := s.txn.Begin(ctx, cur.TransactionalID, pid, epoch)
 	if err != nil {
-		return nil, s.toStatus("BeginTransaction", err)
+		return nil, s.coordStatus("BeginTransaction", cur.TransactionalID, err)
 	}
 	tok := txnToken{id: t.TransactionalID, producerID: t.ProducerID, epoch: t.ProducerEpoch, startMs: t.StartedAt.UnixMilli()}
 	return &pb.BeginTransactionResponse{TransactionId: tok.String()}, nil
@@ -262,7 +269,7 @@ func (s *Server) endTxn(ctx context.Context, method, producerID string, producer
 		return err
 	}
 	if err := s.txn.EndTxnOf(ctx, tok.id, pid, epoch, time.UnixMilli(tok.startMs), commit); err != nil {
-		return s.toStatus(method, err)
+		return s.coordStatus(method, tok.id, err)
 	}
 	return nil
 }
@@ -272,6 +279,10 @@ func (s *Server) endTxn(ctx context.Context, method, producerID string, producer
 // once on each partition's leader). commit_timestamp is the server's time,
 // in milliseconds since the Unix epoch, once the commit was stored.
 func (s *Server) CommitTransaction(ctx context.Context, req *pb.CommitTransactionRequest) (*pb.CommitTransactionResponse, error) {
+	return forwardTxn(s, ctx, "CommitTransaction", req, s.commitTxn, pb.StreamHouseClient.CommitTransaction)
+}
+
+func (s *Server) commitTxn(ctx context.Context, req *pb.CommitTransactionRequest) (*pb.CommitTransactionResponse, error) {
 	if err := s.endTxn(ctx, "CommitTransaction", req.GetProducerId(), req.GetProducerEpoch(), req.GetTransactionId(), true); err != nil {
 		return nil, err
 	}
@@ -281,6 +292,10 @@ func (s *Server) CommitTransaction(ctx context.Context, req *pb.CommitTransactio
 // AbortTransaction aborts the transaction: no reader ever sees its
 // records.
 func (s *Server) AbortTransaction(ctx context.Context, req *pb.AbortTransactionRequest) (*pb.AbortTransactionResponse, error) {
+	return forwardTxn(s, ctx, "AbortTransaction", req, s.abortTxn, pb.StreamHouseClient.AbortTransaction)
+}
+
+func (s *Server) abortTxn(ctx context.Context, req *pb.AbortTransactionRequest) (*pb.AbortTransactionResponse, error) {
 	if err := s.endTxn(ctx, "AbortTransaction", req.GetProducerId(), req.GetProducerEpoch(), req.GetTransactionId(), false); err != nil {
 		return nil, err
 	}
@@ -331,11 +346,11 @@ func (s *Server) produceTxn(ctx context.Context, req *pb.ProduceBatchRequest, pa
 	}
 	if !added {
 		if err := s.txn.AddPartitionsTo(ctx, tok.id, tok.producerID, tok.epoch, time.UnixMilli(tok.startMs), []metadata.TxnPartition{tp}); err != nil {
-			return nil, s.toStatus("ProduceBatch", err)
+			return nil, s.coordStatus("ProduceBatch", tok.id, err)
 		}
 	}
 	opts.Transactional = true
-	res, err := s.b.AppendTxnRecords(ctx, req.GetTopic(), partition, recs, mode, opts)
+	res, err := s.b.AppendTxnRecords(ctx, tok.id, req.GetTopic(), partition, recs, mode, opts)
 	if err != nil {
 		return nil, s.toStatus("ProduceBatch", err)
 	}

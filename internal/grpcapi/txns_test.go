@@ -3,7 +3,6 @@ package grpcapi
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
-	"github.com/streamhouse/streamhouse/internal/objstore"
 	pb "github.com/streamhouse/streamhouse/proto/streamhousepb"
 )
 
@@ -273,63 +271,6 @@ func TestTransactionTimeoutIsInitProducers(t *testing.T) {
 	pid, _ := strconv.ParseInt(p.id, 10, 64)
 	_, err = e.c.BeginTransaction(testCtx(t), &pb.BeginTransactionRequest{ProducerId: fmt.Sprint(pid + 1000), ProducerEpoch: 0})
 	wantCode(t, "BeginTransaction of an unknown producer", err, codes.NotFound)
-}
-
-// With two agents, transaction calls that change state answer Unavailable
-// on the agent that does not coordinate the transactional ID, and work on
-// the one that does; Heartbeat answers the same on both.
-func TestTransactionCallsOnTheOtherAgent(t *testing.T) {
-	t.Parallel()
-	store := metadatatest.OpenSQLite(t)
-	bucket, err := objstore.NewLocal(filepath.Join(t.TempDir(), "bucket"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := newAgentEnv(t, ServerOptions{}, store, bucket, "a")
-	b := newAgentEnv(t, ServerOptions{}, store, bucket, "b")
-	ctx := testCtx(t)
-	a.b.Place(ctx)
-	b.b.Place(ctx)
-	// A transactional ID that a coordinates.
-	txnID := ""
-	for i := 0; i < 1000 && txnID == ""; i++ {
-		id := fmt.Sprintf("tx-%d", i)
-		agent, _, err := a.b.TxnCoordinator(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if agent == "a" {
-			if other, _, err := b.b.TxnCoordinator(ctx, id); err != nil || other != "a" {
-				t.Fatalf("b sees the coordinator of %s as %q (%v)", id, other, err)
-			}
-			txnID = id
-		}
-	}
-	if txnID == "" {
-		t.Fatal("agent a coordinates none of 1000 transactional ids")
-	}
-
-	_, err = b.c.InitProducer(ctx, &pb.InitProducerRequest{TransactionalId: ptr(txnID)})
-	wantCode(t, "InitProducer on the other agent", err, codes.Unavailable)
-	p := a.initTxn(t, txnID)
-	onB := &txnProducer{e: b, id: p.id, epoch: p.epoch, seq: map[uint32]int64{}}
-	if hb := onB.heartbeat(t, ""); !hb.Valid {
-		t.Fatalf("heartbeat on the other agent: %s", hb.GetError())
-	}
-	_, err = b.c.BeginTransaction(ctx, &pb.BeginTransactionRequest{ProducerId: p.id, ProducerEpoch: p.epoch})
-	wantCode(t, "BeginTransaction on the other agent", err, codes.Unavailable)
-	tok := p.begin(t)
-	if hb := onB.heartbeat(t, tok); !hb.Valid {
-		t.Fatalf("heartbeat of the transaction on the other agent: %s", hb.GetError())
-	}
-	_, err = b.c.CommitTransaction(ctx, &pb.CommitTransactionRequest{ProducerId: p.id, ProducerEpoch: p.epoch, TransactionId: tok})
-	wantCode(t, "CommitTransaction on the other agent", err, codes.Unavailable)
-	if _, err := a.c.CommitTransaction(ctx, &pb.CommitTransactionRequest{ProducerId: p.id, ProducerEpoch: p.epoch, TransactionId: tok}); err != nil {
-		t.Fatalf("commit on the coordinator: %v", err)
-	}
-	if hb := onB.heartbeat(t, tok); hb.Valid {
-		t.Fatal("heartbeat on the other agent calls the committed transaction valid")
-	}
 }
 
 // A Subscribe started while a transaction is open starts at its first

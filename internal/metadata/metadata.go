@@ -123,6 +123,7 @@ type Lease struct {
 type Agent struct {
 	ID          string
 	Addr        string // advertised Kafka host:port
+	GRPCAddr    string // advertised gRPC host:port, "" if unknown
 	Rack        string
 	StartedAt   time.Time
 	HeartbeatAt time.Time

@@ -134,6 +134,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		return nil, fmt.Errorf("listen KAFKA_ADDR %s: %w", cfg.KafkaAddr, err)
 	}
 	advertised := cfg.KafkaAdvertisedFor(s.kafkaLn.Addr())
+	grpcAdvertised := cfg.GRPCAdvertisedFor(advertised, s.grpcLn.Addr())
 	registry := schemaregistry.New(schemaregistry.Config{
 		Store:        s.store,
 		Logger:       logger,
@@ -148,6 +149,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		Logger:    logger,
 		LeaseTTL:  cfg.LeaseTTL,
 		Validator: registry.Validator(),
+		GRPCAddr:  grpcAdvertised,
 	})
 	if err != nil {
 		return nil, err
@@ -204,7 +206,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 	})
 	logger.Info("streamhouse ready to serve",
 		"agent", cfg.AgentID, "storage", cfg.Storage, "metadata", cfg.Metadata,
-		"http", s.httpLn.Addr().String(), "kafka", s.kafkaLn.Addr().String(), "grpc", s.grpcLn.Addr().String(), "kafka_advertised", advertised, "startup", time.Since(start).Round(time.Microsecond))
+		"http", s.httpLn.Addr().String(), "kafka", s.kafkaLn.Addr().String(), "grpc", s.grpcLn.Addr().String(), "kafka_advertised", advertised, "grpc_advertised", grpcAdvertised, "startup", time.Since(start).Round(time.Microsecond))
 	return s, nil
 }
 
@@ -323,6 +325,7 @@ func (s *Server) Run(ctx context.Context) error {
 		// Subscribe streams never end on their own: cut them.
 		s.grpcSrv.Stop()
 	}
+	s.grpcAPI.Close()
 	stopBG()
 	wg.Wait()
 	// Transaction completers stop before the log and the store close; a

@@ -195,7 +195,7 @@ func testLeaseTakeover(t *testing.T, s metadata.Store) {
 
 func testAgents(t *testing.T, s metadata.Store) {
 	ctx := t.Context()
-	a := metadata.Agent{ID: "a", Addr: "10.0.0.1:9092", Rack: "r1", StartedAt: now, HeartbeatAt: now}
+	a := metadata.Agent{ID: "a", Addr: "10.0.0.1:9092", GRPCAddr: "10.0.0.1:50051", Rack: "r1", StartedAt: now, HeartbeatAt: now}
 	b := metadata.Agent{ID: "b", Addr: "10.0.0.2:9092", StartedAt: now.Add(-time.Hour), HeartbeatAt: now.Add(-time.Minute)}
 	for _, ag := range []metadata.Agent{b, a} {
 		if err := s.RegisterAgent(ctx, ag); err != nil {
@@ -216,7 +216,7 @@ func testAgents(t *testing.T, s metadata.Store) {
 	}
 
 	// Registering again (a restart) updates everything.
-	a = metadata.Agent{ID: "a", Addr: "10.0.0.9:9092", Rack: "r2", StartedAt: now.Add(time.Minute), HeartbeatAt: now.Add(time.Minute)}
+	a = metadata.Agent{ID: "a", Addr: "10.0.0.9:9092", GRPCAddr: "10.0.0.9:50052", Rack: "r2", StartedAt: now.Add(time.Minute), HeartbeatAt: now.Add(time.Minute)}
 	if err := s.RegisterAgent(ctx, a); err != nil {
 		t.Fatalf("RegisterAgent again: %v", err)
 	}
@@ -280,7 +280,7 @@ func checkAgents(t *testing.T, s metadata.Store, since time.Time, want ...metada
 		t.Fatalf("ListAgents: %v", err)
 	}
 	eq := func(a, b metadata.Agent) bool {
-		return a.ID == b.ID && a.Addr == b.Addr && a.Rack == b.Rack &&
+		return a.ID == b.ID && a.Addr == b.Addr && a.GRPCAddr == b.GRPCAddr && a.Rack == b.Rack &&
 			a.StartedAt.Equal(b.StartedAt) && a.HeartbeatAt.Equal(b.HeartbeatAt)
 	}
 	if !slices.EqualFunc(got, want, eq) {

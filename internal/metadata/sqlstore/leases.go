@@ -20,10 +20,10 @@ func (s *Store) RegisterAgent(ctx context.Context, a metadata.Agent) error {
 		a.HeartbeatAt = time.Now()
 	}
 	err := s.b.tx(ctx, func(q querier) error {
-		_, err := q.exec(ctx, `INSERT INTO agents (id, addr, rack, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5)
+		_, err := q.exec(ctx, `INSERT INTO agents (id, addr, rack, started_at, heartbeat_at, grpc_addr) VALUES ($1, $2, $3, $4, $5, $6)
 			ON CONFLICT (id) DO UPDATE SET addr = excluded.addr, rack = excluded.rack,
-				started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at`,
-			a.ID, a.Addr, a.Rack, toMillis(a.StartedAt), toMillis(a.HeartbeatAt))
+				started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, grpc_addr = excluded.grpc_addr`,
+			a.ID, a.Addr, a.Rack, toMillis(a.StartedAt), toMillis(a.HeartbeatAt), a.GRPCAddr)
 		return err
 	})
 	if err != nil {
@@ -57,10 +57,10 @@ func (s *Store) ListAgents(ctx context.Context, since time.Time) ([]metadata.Age
 			a                  metadata.Agent
 			started, heartbeat int64
 		)
-		err := r.Scan(&a.ID, &a.Addr, &a.Rack, &started, &heartbeat)
+		err := r.Scan(&a.ID, &a.Addr, &a.Rack, &started, &heartbeat, &a.GRPCAddr)
 		a.StartedAt, a.HeartbeatAt = fromMillis(started), fromMillis(heartbeat)
 		return a, err
-	}, `SELECT id, addr, rack, started_at, heartbeat_at FROM agents WHERE heartbeat_at >= $1 ORDER BY id`, toMillis(since))
+	}, `SELECT id, addr, rack, started_at, heartbeat_at, grpc_addr FROM agents WHERE heartbeat_at >= $1 ORDER BY id`, toMillis(since))
 	if err != nil {
 		return nil, fmt.Errorf("list agents: %w", err)
 	}
