@@ -20,31 +20,21 @@ import (
 // error it answered; no live coordinator, or no answer, is
 // kerr.CoordinatorNotAvailable (retriable).
 func (b *Broker) RemoteAddToTxn(ctx context.Context, id string, producerID int64, epoch int16, parts []metadata.TxnPartition, group string) error {
-	agent, _, err := b.TxnCoordinator(ctx, id)
-	if err != nil {
-		return fmt.Errorf("add to transaction %q: %w", id, err)
-	}
 	unavailable := func(why string, args ...any) error {
 		return fmt.Errorf("add to transaction %q: %s: %w", id, fmt.Sprintf(why, args...), kerr.CoordinatorNotAvailable)
 	}
-	if agent == "" || agent == b.agentID {
+	coord, _, ok, err := b.TxnCoordinatorAgent(ctx, id)
+	switch {
+	case err != nil:
+		return fmt.Errorf("add to transaction %q: %w", id, mapStoreErr(err))
+	case !ok:
 		// No live holder, or this agent holds the slot but does not
 		// lead it (yet, or any more): the caller retries.
-		return unavailable("no live coordinator")
+		return unavailable("no live coordinator elsewhere")
+	case coord.Addr == "":
+		return unavailable("coordinator %s has no Kafka address", coord.ID)
 	}
-	agents, err := b.store.ListAgents(ctx, b.now().Add(-b.cfg.LeaseTTL))
-	if err != nil {
-		return fmt.Errorf("add to transaction %q: %w", id, mapStoreErr(err))
-	}
-	addr := ""
-	for _, a := range agents {
-		if a.ID == agent {
-			addr = a.Addr
-		}
-	}
-	if addr == "" {
-		return unavailable("coordinator %s has no Kafka address", agent)
-	}
+	agent, addr := coord.ID, coord.Addr
 	cl, err := b.fwd.client(addr)
 	if err != nil {
 		return fmt.Errorf("add to transaction %q: %w", id, err)
