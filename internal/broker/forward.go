@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/metadata"
@@ -30,6 +31,18 @@ import (
 // transaction call in grpcapi) when its context has no deadline.
 const ForwardTimeout = 30 * time.Second
 
+// forwardVersions are the request versions agents send each other: the
+// newest, except Produce, capped at v11. A forwarded transactional batch
+// (gRPC) was added to its named transaction at the coordinator before it
+// is forwarded; from v12 the leader would add the partition again itself
+// (transactions V2), which opens a new transaction when the named one has
+// ended meanwhile, instead of refusing the batch.
+func forwardVersions() *kversion.Versions {
+	v := kversion.Stable()
+	v.SetMaxKeyVersion(0, 11)
+	return v
+}
+
 // forwarder keeps one Kafka client per leader address.
 type forwarder struct {
 	clientID string
@@ -47,7 +60,7 @@ func (f *forwarder) client(addr string) (*kgo.Client, error) {
 	if cl := f.clients[addr]; cl != nil {
 		return cl, nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID(f.clientID), kgo.RetryTimeout(ForwardTimeout))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID(f.clientID), kgo.RetryTimeout(ForwardTimeout), kgo.MaxVersions(forwardVersions()))
 	if err != nil {
 		return nil, fmt.Errorf("client for %s: %w", addr, err)
 	}
@@ -209,6 +222,8 @@ func forwardError(topic string, p int32, leader string, out kmsg.ProduceResponse
 		base = partlog.ErrOutOfOrderSequence
 	case kerr.InvalidProducerEpoch.Code:
 		base = partlog.ErrInvalidProducerEpoch
+	case kerr.InvalidTxnState.Code:
+		base = partlog.ErrInvalidTxnState
 	case kerr.InvalidTimestamp.Code:
 		base = partlog.ErrInvalidTimestamp
 	case kerr.InvalidRecord.Code, kerr.CorruptMessage.Code, kerr.MessageTooLarge.Code:

@@ -226,7 +226,7 @@ func load(getenv func(string) (string, bool), hostname func() (string, error)) (
 		c.KafkaAdvertisedAddr = AdvertisedAddr(c.KafkaAddr)
 	}
 	if _, ok := c.env["GRPC_ADVERTISED_ADDR"]; !ok && !bad["GRPC_ADDR"] && !bad["KAFKA_ADDR"] && !bad["KAFKA_ADVERTISED_ADDR"] {
-		c.GRPCAdvertisedAddr = hostWithPort(c.KafkaAdvertisedAddr, c.GRPCAddr)
+		c.GRPCAdvertisedAddr = grpcAdvertised(c.KafkaAdvertisedAddr, c.GRPCAddr)
 	}
 	if _, ok := c.env["STREAMHOUSE_AGENT_ID"]; !ok {
 		v := lookup("STREAMHOUSE_AGENT_ID")
@@ -316,7 +316,17 @@ func (c *Config) GRPCAdvertisedFor(kafkaAdvertised string, bound net.Addr) strin
 	if _, ok := c.env["GRPC_ADVERTISED_ADDR"]; ok || bound == nil {
 		return c.GRPCAdvertisedAddr
 	}
-	return hostWithPort(kafkaAdvertised, bound.String())
+	return grpcAdvertised(kafkaAdvertised, bound.String())
+}
+
+// grpcAdvertised derives GRPC_ADVERTISED_ADDR from the gRPC listener's
+// address: a listener bound to one address is reached there, one bound to
+// every address at the host the agent advertises for Kafka.
+func grpcAdvertised(kafkaAdvertised, grpcAddr string) string {
+	if host, _, err := net.SplitHostPort(grpcAddr); err == nil && host != "" && !isWildcard(host) {
+		return grpcAddr
+	}
+	return hostWithPort(kafkaAdvertised, grpcAddr)
 }
 
 // hostWithPort joins the host of hostFrom and the port of portFrom, both

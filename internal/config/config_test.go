@@ -493,6 +493,8 @@ func TestGRPCAdvertisedAddr(t *testing.T) {
 		{map[string]string{"KAFKA_ADVERTISED_ADDR": "broker1.example.com:9092"}, "broker1.example.com:50051"},
 		{map[string]string{"KAFKA_ADVERTISED_ADDR": "[::1]:9092", "GRPC_ADDR": "[::]:6000"}, "[::1]:6000"},
 		{map[string]string{"GRPC_ADVERTISED_ADDR": "grpc1.example.com:443"}, "grpc1.example.com:443"},
+		// Bound to one address: reached there.
+		{map[string]string{"GRPC_ADDR": "10.0.0.6:6000", "KAFKA_ADVERTISED_ADDR": "broker1.example.com:9092"}, "10.0.0.6:6000"},
 	} {
 		c := mustLoad(t, tc.env)
 		if c.GRPCAdvertisedAddr != tc.want {

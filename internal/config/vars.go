@@ -70,7 +70,7 @@ var vars = []variable{
 		field: func(c *Config) any { return &c.KafkaAdvertisedAddr }},
 	{name: "GRPC_ADVERTISED_ADDR", group: "Listeners", kind: kindAdvert, dynamic: true,
 		doc:   "derived from `KAFKA_ADVERTISED_ADDR` and `GRPC_ADDR`",
-		help:  "host:port at which the other agents reach this agent's gRPC service, to forward gRPC transaction calls to the transactional ID's coordinator. Unset: the host of `KAFKA_ADVERTISED_ADDR` with the port `GRPC_ADDR` listens on",
+		help:  "host:port at which the other agents reach this agent's gRPC service, to forward gRPC transaction calls to the transactional ID's coordinator. Unset: `GRPC_ADDR` when it names one address, else the host of `KAFKA_ADVERTISED_ADDR` with the port `GRPC_ADDR` listens on",
 		field: func(c *Config) any { return &c.GRPCAdvertisedAddr }},
 	{name: "HTTP_MAX_BODY_BYTES", group: "Listeners", def: "16777216", kind: kindInt, what: "bytes", min: 1,
 		help:  "largest REST request body accepted",

@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	grpcmd "google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -78,8 +79,17 @@ func forwardTxn[Req, Resp any](s *Server, ctx context.Context, method string, re
 	out, ferr := remote(pb.NewStreamHouseClient(conn), fctx, req)
 	if ferr != nil {
 		st := status.Convert(ferr)
+		code := st.Code()
+		if (code == codes.Canceled || code == codes.DeadlineExceeded) && ctx.Err() == nil {
+			// The hop failed, not the caller: its connection was
+			// closed (pruned, or this agent stopping) or the
+			// coordinator took too long. The outcome is unknown and
+			// the call is retriable, as for a coordinator that is
+			// not there.
+			code = codes.Unavailable
+		}
 		s.log.Debug("forwarded transaction call failed", "method", method, "coordinator", coord, "addr", addr, "code", st.Code().String())
-		return out, status.Errorf(st.Code(), "forwarded to the coordinator %s at %s: %s", coord, addr, st.Message())
+		return out, status.Errorf(code, "forwarded to the coordinator %s at %s: %s", coord, addr, st.Message())
 	}
 	return out, nil
 }

@@ -2,14 +2,17 @@ package grpcapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	grpcmd "google.golang.org/grpc/metadata"
 
+	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
@@ -241,5 +244,58 @@ func TestForwardContext(t *testing.T) {
 	defer ncancel()
 	if got, ok := nctx.Deadline(); !ok || time.Until(got) > broker.ForwardTimeout || time.Until(got) < broker.ForwardTimeout-time.Minute {
 		t.Errorf("deadline without the caller's: %v %v, want about ForwardTimeout from now", got, ok)
+	}
+}
+
+// A transactional batch that reaches the partition's leader (another agent)
+// after its transaction ended is refused there: the forward must not let
+// the leader add the partition to a new transaction (transactions V2's
+// implicit add), which would acknowledge a write no one commits and leave a
+// transaction open until its timeout.
+func TestLateTransactionalForwardIsRefused(t *testing.T) {
+	t.Parallel()
+	a, _, txnID, _, onB := twoAgents(t, sharedOpeners["sqlite"](t))
+	ctx := testCtx(t)
+	p := a.initTxn(t, txnID)
+	tok := p.begin(t)
+	if _, err := p.produce(ctx, tok, "t", onB, "in"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.c.CommitTransaction(ctx, &pb.CommitTransactionRequest{ProducerId: p.id, ProducerEpoch: p.epoch, TransactionId: tok}); err != nil {
+		t.Fatal(err)
+	}
+	// Once the commit's markers are written (before, a late batch still
+	// joins the transaction and is committed with it), the batch of a
+	// ProduceBatch that passed its open check before the commit arrives,
+	// forwarded by a to b, the leader.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, _, err := a.b.StoredTxn(ctx, txnID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.State == metadata.TxnCompleteCommit {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the commit never completed: %+v", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	pid, err := strconv.ParseInt(p.id, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.b.AppendTxnRecords(ctx, txnID, "t", int32(onB), []broker.Record{{Value: []byte("late")}}, broker.AckDurable,
+		batch.BuildOptions{ProducerID: pid, ProducerEpoch: int16(p.epoch), BaseSequence: 1, Transactional: true})
+	if !errors.Is(err, broker.ErrInvalidTxnState) {
+		t.Fatalf("late forwarded transactional batch: %v, want ErrInvalidTxnState", err)
+	}
+	st, found, err := a.b.StoredTxn(ctx, txnID)
+	if err != nil || !found || st.State == metadata.TxnOngoing {
+		t.Fatalf("stored transaction after the late batch: %+v, %v, %v; want no transaction open", st, found, err)
+	}
+	if _, err := a.c.BeginTransaction(ctx, &pb.BeginTransactionRequest{ProducerId: p.id, ProducerEpoch: p.epoch}); err != nil {
+		t.Fatalf("BeginTransaction after the late batch: %v", err)
 	}
 }
