@@ -37,12 +37,12 @@ func supportedKeys() []kmsg.ApiVersionsResponseApiKey {
 // bumps the producer epoch (txn.Coordinator.EndTxnV2). The V2 behaviour
 // follows the request versions, as in Kafka, so a client that still sends
 // the older versions keeps the original protocol whatever is finalized.
-// The finalized features' epoch is a constant: the level changes only
-// with a restart, which clients see by reconnecting.
+// The level changes only with a restart. The finalized features' epoch is
+// the level, so a raised level also raises the epoch: the Java client keeps
+// the finalized features of the highest epoch it has seen.
 const (
 	transactionVersionFeature = "transaction.version"
 	maxTransactionVersion     = 2
-	finalizedFeaturesEpoch    = 1
 )
 
 func handleApiVersions(_ context.Context, c *conn, req kmsg.Request) (kmsg.Response, error) {
@@ -55,7 +55,7 @@ func handleApiVersions(_ context.Context, c *conn, req kmsg.Request) (kmsg.Respo
 		ff := kmsg.NewApiVersionsResponseFinalizedFeature()
 		ff.Name, ff.MinVersionLevel, ff.MaxVersionLevel = transactionVersionFeature, c.s.cfg.TransactionVersion, c.s.cfg.TransactionVersion
 		resp.FinalizedFeatures = append(resp.FinalizedFeatures, ff)
-		resp.FinalizedFeaturesEpoch = finalizedFeaturesEpoch
+		resp.FinalizedFeaturesEpoch = int64(c.s.cfg.TransactionVersion)
 	}
 	return resp, nil
 }

@@ -267,7 +267,7 @@ func (c *Coordinator) initOnce(ctx context.Context, id string, timeoutMs int32, 
 		return -1, -1, true, concurrent(t)
 	case metadata.TxnOngoing:
 		// Fence the old producer and abort what it left open.
-		if err := c.abortOngoing(ctx, fence, &t); err != nil {
+		if err := c.abortOngoing(ctx, fence, &t, true); err != nil {
 			return -1, -1, false, err
 		}
 		return -1, -1, true, concurrent(t)
@@ -301,14 +301,38 @@ func (c *Coordinator) initOnce(ctx context.Context, id string, timeoutMs int32, 
 }
 
 // abortOngoing decides to abort t, which is Ongoing, with the producer's
-// epoch bumped (its markers then fence the producer on every partition it
-// wrote), and starts writing the markers. Called with t's lock held.
-func (c *Coordinator) abortOngoing(ctx context.Context, fence metadata.GroupFence, t *metadata.Txn) error {
+// epoch bumped (its markers then fence the producer's late writes on every
+// partition it wrote), and starts writing the markers. Called with t's lock
+// held.
+//
+// fence says why. A new producer of the ID (InitProducerId) fences the old
+// one: nothing it sends later is taken for a retry. A timeout only ends the
+// transaction: the producer it replaced is remembered, so its abort (EndTxn
+// v5 at the old epoch, which franz-go sends on the error its next request
+// gets) is answered as a retry with the producer to use next, as Kafka
+// answers it under transactions V2, instead of fencing the producer for
+// good; at the last epoch the next producer is a new producer ID.
+func (c *Coordinator) abortOngoing(ctx context.Context, fence metadata.GroupFence, t *metadata.Txn, fenceProducer bool) error {
+	if fenceProducer {
+		t.LastProducerID, t.LastProducerEpoch = -1, -1
+	} else {
+		t.LastProducerID, t.LastProducerEpoch = t.ProducerID, t.ProducerEpoch
+		if t.ProducerEpoch >= math.MaxInt16-1 {
+			pid, err := c.be.NextProducerID(ctx)
+			if err != nil {
+				return fmt.Errorf("abort transaction of %q: %w", t.TransactionalID, err)
+			}
+			t.NextProducerID = pid
+		}
+	}
 	if t.ProducerEpoch < math.MaxInt16 {
 		t.ProducerEpoch++
+	} else {
+		// Never handed out (a new producer ID comes first), but were it:
+		// the markers would carry the batches' own epoch, which only the
+		// original protocol's marker rule accepts.
+		t.ClientVersion = 0
 	}
-	// The fenced producer must not be recognised as a retry later.
-	t.LastProducerID, t.LastProducerEpoch = -1, -1
 	t.State = metadata.TxnPrepareAbort
 	if err := c.put(ctx, fence, *t); err != nil {
 		return err
@@ -595,8 +619,11 @@ func (c *Coordinator) EndTxnV2(ctx context.Context, id string, producerID int64,
 		return t.ProducerID, t.ProducerEpoch
 	}
 	decided := preparing(t.State) || t.State == metadata.TxnCompleteCommit || t.State == metadata.TxnCompleteAbort
-	if decided && t.ClientVersion >= 2 && producerID == t.LastProducerID && epoch == t.LastProducerEpoch {
-		// A retry of the V2 end that decided this transaction.
+	if decided && producerID == t.LastProducerID && epoch == t.LastProducerEpoch {
+		// A retry of the V2 end that decided this transaction, or the
+		// producer's abort of a transaction its timeout aborted (only
+		// those two leave a decided transaction with the producer it
+		// replaced remembered).
 		switch t.State {
 		case want:
 			c.startCompletion(fence, t)
@@ -604,6 +631,12 @@ func (c *Coordinator) EndTxnV2(ctx context.Context, id string, producerID int64,
 		case done:
 			pid, ep := next()
 			return pid, ep, nil
+		}
+		if commit {
+			// Aborted (by its timeout, or by the producer's own V2
+			// abort): a commit from the epoch before is a producer
+			// that lost its transaction, as Kafka answers it.
+			return -1, -1, fmt.Errorf("%w: transactional id %q: the transaction was aborted (%s)", kerr.ProducerFenced, id, t.State)
 		}
 		return -1, -1, fmt.Errorf("%w: transactional id %q ended its last transaction as %s", kerr.InvalidTxnState, id, t.State)
 	}
@@ -652,7 +685,6 @@ func (c *Coordinator) EndTxnV2(ctx context.Context, id string, producerID int64,
 // is exhausted.
 func (c *Coordinator) bumpForEnd(ctx context.Context, t *metadata.Txn) error {
 	t.LastProducerID, t.LastProducerEpoch = t.ProducerID, t.ProducerEpoch
-	t.ClientVersion = 2
 	t.NextProducerID = 0
 	if t.ProducerEpoch >= math.MaxInt16-1 {
 		pid, err := c.be.NextProducerID(ctx)
@@ -663,6 +695,11 @@ func (c *Coordinator) bumpForEnd(ctx context.Context, t *metadata.Txn) error {
 	}
 	if t.ProducerEpoch < math.MaxInt16 {
 		t.ProducerEpoch++
+		t.ClientVersion = 2
+	} else {
+		// Never handed out (see abortOngoing): markers at the batches'
+		// own epoch need the original protocol's marker rule.
+		t.ClientVersion = 0
 	}
 	return nil
 }
@@ -925,7 +962,7 @@ func (c *Coordinator) expire(ctx context.Context, seen metadata.Txn) error {
 		return nil
 	}
 	c.log.Info("aborting timed-out transaction", "transactional_id", t.TransactionalID, "producer_id", t.ProducerID, "epoch", t.ProducerEpoch, "timeout_ms", t.TimeoutMs)
-	return c.abortOngoing(ctx, fence, &t)
+	return c.abortOngoing(ctx, fence, &t, false)
 }
 
 // startCompletion starts writing the markers of t (PrepareCommit or

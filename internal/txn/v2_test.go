@@ -2,8 +2,10 @@ package txn
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
@@ -214,5 +216,83 @@ func TestLateV2MarkerDoesNotCloseNextTransaction(t *testing.T) {
 		if res, err := w.a.log.WriteMarker(c, w.part(0).TP(), late); err != nil || !res.Written {
 			t.Fatalf("V1 marker: written %v, %v", res.Written, err)
 		}
+	})
+}
+
+// A transaction its timeout aborted ends the transaction, not the
+// producer: the V2 producer's abort at the epoch before is answered with
+// the producer to use next (CONCURRENT_TRANSACTIONS while the markers are
+// written), its commit is fenced, and at the last epoch the producer to use
+// next is a new producer ID.
+func TestTimeoutAbortLeavesV2ProducerAbortable(t *testing.T) {
+	onBackends(t, func(t *testing.T, w *world) {
+		c := ctx(t)
+		for _, last := range []bool{false, true} {
+			id := fmt.Sprintf("tx-%v", last)
+			pid, ep, err := w.c.InitProducerID(c, id, 1000, -1, -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if last {
+				st := w.state(id)
+				st.ProducerEpoch = math.MaxInt16 - 1
+				fence, err := w.a.TxnFence(c, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := w.store.PutTxn(c, fence, st); err != nil {
+					t.Fatal(err)
+				}
+				ep = st.ProducerEpoch
+			}
+			if err := w.c.AddImplicitly(c, id, pid, ep, []metadata.TxnPartition{w.part(1)}, ""); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.produce(1, pid, ep, 0, 1); err != nil {
+				t.Fatal(err)
+			}
+			w.a.markerFails.Store(1000)
+			w.clock.Add(int64(2 * time.Second))
+			if err := w.c.Scan(c); err != nil {
+				t.Fatal(err)
+			}
+			if st := w.state(id); st.State != metadata.TxnPrepareAbort {
+				t.Fatalf("%s after its timeout: %+v", id, st)
+			}
+			_, _, err = w.c.EndTxnV2(c, id, pid, ep, false)
+			wantKerr(t, "abort while the timeout's markers are written", err, kerr.ConcurrentTransactions)
+			w.a.markerFails.Store(0)
+			if err := w.c.Scan(c); err != nil {
+				t.Fatal(err)
+			}
+			st := w.waitState(id, metadata.TxnCompleteAbort)
+			_, _, err = w.c.EndTxnV2(c, id, pid, ep, true)
+			wantKerr(t, "commit of the timed-out transaction", err, kerr.ProducerFenced)
+			np, ne, err := w.c.EndTxnV2(c, id, pid, ep, false)
+			if err != nil || np != st.ProducerID || ne != st.ProducerEpoch {
+				t.Fatalf("%s: abort after the timeout = %d/%d, %v; want the stored %d/%d", id, np, ne, err, st.ProducerID, st.ProducerEpoch)
+			}
+			if last && (np == pid || ne != 0) {
+				t.Fatalf("%s: at the last epoch the producer to use next is %d/%d, want a new producer ID at 0", id, np, ne)
+			}
+			if !last && (np != pid || ne != ep+1) {
+				t.Fatalf("%s: producer to use next %d/%d, want %d/%d", id, np, ne, pid, ep+1)
+			}
+			// The producer goes on with it.
+			if err := w.c.AddImplicitly(c, id, np, ne, []metadata.TxnPartition{w.part(1)}, ""); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := w.c.EndTxnV2(c, id, np, ne, false); err != nil {
+				t.Fatal(err)
+			}
+			w.waitState(id, metadata.TxnCompleteAbort)
+		}
+		// A new producer instance fences: the old one's abort is fenced.
+		pid, ep := w.openTxn(c, "fenced", 60000, 1)
+		if _, _, err := w.c.InitProducerID(c, "fenced", 60000, -1, -1); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := w.c.EndTxnV2(c, "fenced", pid, ep, false)
+		wantKerr(t, "abort of a fenced producer", err, kerr.ProducerFenced)
 	})
 }
