@@ -1,6 +1,7 @@
 package txn
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -16,21 +17,46 @@ import (
 // Transactions V2 (KIP-890 part 2): EndTxnV2 bumps the epoch per
 // transaction, the markers carry the bumped epoch, and adds are implicit.
 
+// addAndProduce adds partition p to id's transaction implicitly (as a
+// leader does for Produce v12: no AddPartitions call) and writes n records
+// there from sequence seq.
+func (w *world) addAndProduce(c context.Context, id string, pid int64, ep int16, p int32, seq int32, n int) {
+	w.t.Helper()
+	if err := w.c.AddImplicitly(c, id, pid, ep, []metadata.TxnPartition{w.part(p)}, ""); err != nil {
+		w.t.Fatal(err)
+	}
+	if err := w.produce(p, pid, ep, seq, n); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// initV2 initialises id's producer and, with at set, moves its epoch there.
+func (w *world) initV2(c context.Context, id string, timeoutMs int32, at int16) (int64, int16) {
+	w.t.Helper()
+	pid, ep, err := w.c.InitProducerID(c, id, timeoutMs, -1, -1)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if at > 0 {
+		st := w.state(id)
+		st.ProducerEpoch = at
+		fence, err := w.a.TxnFence(c, id)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		if err := w.store.PutTxn(c, fence, st); err != nil {
+			w.t.Fatal(err)
+		}
+		ep = at
+	}
+	return pid, ep
+}
+
 func TestEndTxnV2BumpsEpochAndFencesLateWrites(t *testing.T) {
 	onBackends(t, func(t *testing.T, w *world) {
 		c := ctx(t)
-		pid, ep, err := w.c.InitProducerID(c, "tx", 60000, -1, -1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// The partition is added implicitly, as a leader does for Produce
-		// v12: no AddPartitions call.
-		if err := w.c.AddImplicitly(c, "tx", pid, ep, []metadata.TxnPartition{w.part(0)}, ""); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.produce(0, pid, ep, 0, 3); err != nil {
-			t.Fatal(err)
-		}
+		pid, ep := w.initV2(c, "tx", 60000, 0)
+		w.addAndProduce(c, "tx", pid, ep, 0, 0, 3)
 		npid, nep, err := w.c.EndTxnV2(c, "tx", pid, ep, true)
 		if err != nil || npid != pid || nep != ep+1 {
 			t.Fatalf("EndTxnV2 = %d/%d, %v; want %d/%d", npid, nep, err, pid, ep+1)
@@ -90,32 +116,14 @@ func TestEndTxnV2BumpsEpochAndFencesLateWrites(t *testing.T) {
 func TestEndTxnV2ExhaustedEpochHandsOutNewProducer(t *testing.T) {
 	onBackends(t, func(t *testing.T, w *world) {
 		c := ctx(t)
-		pid, _, err := w.c.InitProducerID(c, "tx", 60000, -1, -1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Move the epoch to the last one a transaction may use.
-		st := w.state("tx")
-		st.ProducerEpoch = math.MaxInt16 - 1
-		fence, err := w.a.TxnFence(c, "tx")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.store.PutTxn(c, fence, st); err != nil {
-			t.Fatal(err)
-		}
-		ep := st.ProducerEpoch
-		if err := w.c.AddImplicitly(c, "tx", pid, ep, []metadata.TxnPartition{w.part(0)}, ""); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.produce(0, pid, ep, 0, 2); err != nil {
-			t.Fatal(err)
-		}
+		// The epoch is the last one a transaction may use.
+		pid, ep := w.initV2(c, "tx", 60000, math.MaxInt16-1)
+		w.addAndProduce(c, "tx", pid, ep, 0, 0, 2)
 		npid, nep, err := w.c.EndTxnV2(c, "tx", pid, ep, true)
 		if err != nil || npid == pid || nep != 0 {
 			t.Fatalf("EndTxnV2 at the last epoch = %d/%d, %v; want a new producer at epoch 0", npid, nep, err)
 		}
-		st = w.waitState("tx", metadata.TxnCompleteCommit)
+		st := w.waitState("tx", metadata.TxnCompleteCommit)
 		if st.ProducerID != npid || st.ProducerEpoch != 0 || st.NextProducerID != 0 || st.LastProducerID != pid || st.LastProducerEpoch != ep {
 			t.Fatalf("after the commit: %+v", st)
 		}
@@ -177,16 +185,8 @@ func TestEndTxnV2RetryWhileMarkersPending(t *testing.T) {
 func TestLateV2MarkerDoesNotCloseNextTransaction(t *testing.T) {
 	onBackends(t, func(t *testing.T, w *world) {
 		c := ctx(t)
-		pid, ep, err := w.c.InitProducerID(c, "tx", 60000, -1, -1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.c.AddImplicitly(c, "tx", pid, ep, []metadata.TxnPartition{w.part(0)}, ""); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.produce(0, pid, ep, 0, 1); err != nil {
-			t.Fatal(err)
-		}
+		pid, ep := w.initV2(c, "tx", 60000, 0)
+		w.addAndProduce(c, "tx", pid, ep, 0, 0, 1)
 		if _, _, err := w.c.EndTxnV2(c, "tx", pid, ep, true); err != nil {
 			t.Fatal(err)
 		}
@@ -229,28 +229,12 @@ func TestTimeoutAbortLeavesV2ProducerAbortable(t *testing.T) {
 		c := ctx(t)
 		for _, last := range []bool{false, true} {
 			id := fmt.Sprintf("tx-%v", last)
-			pid, ep, err := w.c.InitProducerID(c, id, 1000, -1, -1)
-			if err != nil {
-				t.Fatal(err)
-			}
+			at := int16(0)
 			if last {
-				st := w.state(id)
-				st.ProducerEpoch = math.MaxInt16 - 1
-				fence, err := w.a.TxnFence(c, id)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := w.store.PutTxn(c, fence, st); err != nil {
-					t.Fatal(err)
-				}
-				ep = st.ProducerEpoch
+				at = math.MaxInt16 - 1
 			}
-			if err := w.c.AddImplicitly(c, id, pid, ep, []metadata.TxnPartition{w.part(1)}, ""); err != nil {
-				t.Fatal(err)
-			}
-			if err := w.produce(1, pid, ep, 0, 1); err != nil {
-				t.Fatal(err)
-			}
+			pid, ep := w.initV2(c, id, 1000, at)
+			w.addAndProduce(c, id, pid, ep, 1, 0, 1)
 			w.a.markerFails.Store(1000)
 			w.clock.Add(int64(2 * time.Second))
 			if err := w.c.Scan(c); err != nil {
@@ -259,7 +243,7 @@ func TestTimeoutAbortLeavesV2ProducerAbortable(t *testing.T) {
 			if st := w.state(id); st.State != metadata.TxnPrepareAbort {
 				t.Fatalf("%s after its timeout: %+v", id, st)
 			}
-			_, _, err = w.c.EndTxnV2(c, id, pid, ep, false)
+			_, _, err := w.c.EndTxnV2(c, id, pid, ep, false)
 			wantKerr(t, "abort while the timeout's markers are written", err, kerr.ConcurrentTransactions)
 			w.a.markerFails.Store(0)
 			if err := w.c.Scan(c); err != nil {
