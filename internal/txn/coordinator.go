@@ -632,11 +632,13 @@ func (c *Coordinator) EndTxnV2(ctx context.Context, id string, producerID int64,
 			pid, ep := next()
 			return pid, ep, nil
 		}
-		if commit {
-			// Aborted (by its timeout, or by the producer's own V2
-			// abort): a commit from the epoch before is a producer
-			// that lost its transaction, as Kafka answers it.
-			return -1, -1, fmt.Errorf("%w: transactional id %q: the transaction was aborted (%s)", kerr.ProducerFenced, id, t.State)
+		if commit && (t.State == metadata.TxnPrepareAbort || t.State == metadata.TxnCompleteAbort) {
+			// Aborted by its timeout (a V2 end of the producer's own
+			// would be a retry of the same decision): the producer
+			// aborts too and goes on (TRANSACTION_ABORTABLE, which
+			// EndTxn v4 and later may answer and clients recover
+			// from by aborting), instead of being fenced for good.
+			return -1, -1, fmt.Errorf("%w: transactional id %q: the transaction timed out and was aborted", kerr.TransactionAbortable, id)
 		}
 		return -1, -1, fmt.Errorf("%w: transactional id %q ended its last transaction as %s", kerr.InvalidTxnState, id, t.State)
 	}

@@ -222,8 +222,8 @@ func TestLateV2MarkerDoesNotCloseNextTransaction(t *testing.T) {
 // A transaction its timeout aborted ends the transaction, not the
 // producer: the V2 producer's abort at the epoch before is answered with
 // the producer to use next (CONCURRENT_TRANSACTIONS while the markers are
-// written), its commit is fenced, and at the last epoch the producer to use
-// next is a new producer ID.
+// written), its commit is TRANSACTION_ABORTABLE (abort and go on), and at
+// the last epoch the producer to use next is a new producer ID.
 func TestTimeoutAbortLeavesV2ProducerAbortable(t *testing.T) {
 	onBackends(t, func(t *testing.T, w *world) {
 		c := ctx(t)
@@ -251,7 +251,7 @@ func TestTimeoutAbortLeavesV2ProducerAbortable(t *testing.T) {
 			}
 			st := w.waitState(id, metadata.TxnCompleteAbort)
 			_, _, err = w.c.EndTxnV2(c, id, pid, ep, true)
-			wantKerr(t, "commit of the timed-out transaction", err, kerr.ProducerFenced)
+			wantKerr(t, "commit of the timed-out transaction", err, kerr.TransactionAbortable)
 			np, ne, err := w.c.EndTxnV2(c, id, pid, ep, false)
 			if err != nil || np != st.ProducerID || ne != st.ProducerEpoch {
 				t.Fatalf("%s: abort after the timeout = %d/%d, %v; want the stored %d/%d", id, np, ne, err, st.ProducerID, st.ProducerEpoch)
