@@ -124,6 +124,11 @@ type Config struct {
 	GRPCInitialStreamWindowSize int32         // GRPC_INITIAL_STREAM_WINDOW_SIZE
 	GRPCInitialConnWindowSize   int32         // GRPC_INITIAL_CONNECTION_WINDOW_SIZE
 
+	// SQL over topics.
+	SQLMaxRows        int           // SQL_MAX_ROWS
+	SQLTimeout        time.Duration // SQL_TIMEOUT_MS
+	SQLMaxMemoryBytes int64         // SQL_MAX_MEMORY_BYTES
+
 	// Write-ahead log.
 	WALEnabled      bool          // WAL_ENABLED
 	WALDir          string        // WAL_DIR

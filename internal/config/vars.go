@@ -253,6 +253,15 @@ var vars = []variable{
 		field: func(c *Config) any { return &c.GRPCInitialConnWindowSize }},
 
 	// Write-ahead log
+	{name: "SQL_MAX_ROWS", group: "SQL", def: "10000", kind: kindInt, what: "rows", min: 1, max: math.MaxInt32,
+		help:  "the most rows a SQL query returns (and the largest `max_rows` a request may ask for); beyond it the answer says `truncated: true`",
+		field: func(c *Config) any { return &c.SQLMaxRows }},
+	{name: "SQL_TIMEOUT_MS", group: "SQL", def: "30000", kind: kindInt, what: "milliseconds", min: 1, unit: time.Millisecond,
+		help:  "how long a SQL query may run (and the largest `timeout_ms` a request may ask for); past it the query is stopped and answers `query_timeout`",
+		field: func(c *Config) any { return &c.SQLTimeout }},
+	{name: "SQL_MAX_MEMORY_BYTES", group: "SQL", def: "268435456", kind: kindInt, what: "bytes", min: 16 << 20,
+		help:  "the SQL engine's memory (grouping, sorting and join state over all queries); a query needing more answers `resource_limit`",
+		field: func(c *Config) any { return &c.SQLMaxMemoryBytes }},
 	{name: "WAL_ENABLED", group: "Write-ahead log", def: "false", kind: kindBool,
 		help:  "keep buffered (not yet durable) writes in a local log that survives a crash. **Not implemented yet**: accepted and logged with a warning; buffered acks live in memory until the next flush, so use durable acks (the default) where a crash must lose nothing",
 		field: func(c *Config) any { return &c.WALEnabled }},

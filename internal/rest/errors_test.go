@@ -150,11 +150,16 @@ func TestBadInput(t *testing.T) {
 		{"commit unknown topic", "POST", "/api/v1/consumer-groups/commit", js, `{"group_id":"g2","topic":"nope","partition":0,"offset":1}`, 404, "not_found", `topic "nope" does not exist`},
 		{"commit empty group", "POST", "/api/v1/consumer-groups/commit", js, `{"group_id":"","topic":"orders","partition":0,"offset":1}`, 400, "bad_request", "empty"},
 
-		// SQL: the body is checked before the 501.
+		// SQL without an engine (a build without cgo): the body is
+		// checked before the 501.
 		{"sql malformed", "POST", "/api/v1/sql", js, `{"query":`, 400, "bad_request", "malformed"},
 		{"sql missing query", "POST", "/api/v1/sql", js, `{}`, 400, "bad_request", "query is required"},
 		{"sql query number", "POST", "/api/v1/sql", js, `{"query":1}`, 400, "bad_request", "query must be a string"},
-		{"sql", "POST", "/api/v1/sql", "application/json; charset=utf-8", `{"query":"SELECT * FROM orders LIMIT 10"}`, 501, "not_implemented", "SQL over topics is not available yet: it arrives with the SQL work"},
+		{"sql timeout zero", "POST", "/api/v1/sql", js, `{"query":"SELECT 1","timeout_ms":0}`, 400, "bad_request", "timeout_ms must be in 1..30000"},
+		{"sql timeout above the limit", "POST", "/api/v1/sql", js, `{"query":"SELECT 1","timeout_ms":30001}`, 400, "bad_request", "SQL_TIMEOUT_MS"},
+		{"sql max_rows negative", "POST", "/api/v1/sql", js, `{"query":"SELECT 1","max_rows":-1}`, 400, "bad_request", "max_rows must be in 1..10000"},
+		{"sql max_rows above the limit", "POST", "/api/v1/sql", js, `{"query":"SELECT 1","max_rows":10001}`, 400, "bad_request", "SQL_MAX_ROWS"},
+		{"sql", "POST", "/api/v1/sql", "application/json; charset=utf-8", `{"query":"SELECT * FROM orders LIMIT 10"}`, 501, "not_implemented", "SQL is not available in this build"},
 
 		// Routing.
 		{"unknown path", "GET", "/api/v2/topics", none, ``, 404, "not_found", "no such endpoint"},

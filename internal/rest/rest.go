@@ -22,6 +22,7 @@ import (
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/metadata"
+	"github.com/streamhouse/streamhouse/internal/sql"
 )
 
 // DefaultMaxBodyBytes bounds request bodies when Config.MaxBodyBytes is not
@@ -48,6 +49,14 @@ type Config struct {
 	// Schemas serves the schema registry under /schemas (paths below it,
 	// e.g. /subjects, reach it with the prefix stripped). Nil: not served.
 	Schemas http.Handler
+	// SQL answers POST /api/v1/sql (internal/sql). Nil: 501, as in a
+	// build without cgo.
+	SQL sql.Engine
+	// SQLMaxRows and SQLTimeout are the defaults of a query's max_rows
+	// and timeout_ms and the largest it may ask for (SQL_MAX_ROWS,
+	// SQL_TIMEOUT_MS). Defaults 10000 and 30 s.
+	SQLMaxRows int
+	SQLTimeout time.Duration
 }
 
 // Error codes of the JSON error body.
@@ -90,6 +99,13 @@ func notFound(format string, args ...any) error {
 	return &apiError{status: http.StatusNotFound, code: codeNotFound, msg: sprintf(format, args...)}
 }
 
+// DefaultSQLMaxRows and DefaultSQLTimeout are SQL_MAX_ROWS's and
+// SQL_TIMEOUT_MS's defaults.
+const (
+	DefaultSQLMaxRows = 10000
+	DefaultSQLTimeout = 30 * time.Second
+)
+
 // server holds what the handlers share.
 type server struct {
 	b        *broker.Broker
@@ -97,6 +113,9 @@ type server struct {
 	maxBody  int64
 	ready    func(ctx context.Context) error
 	members  broker.GroupMembers
+	sqlq     sql.Engine
+	sqlRows  int
+	sqlTime  time.Duration
 	mux      *http.ServeMux
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -119,12 +138,21 @@ func New(cfg Config) http.Handler {
 	if cfg.Ready == nil {
 		cfg.Ready = func(context.Context) error { return nil }
 	}
+	if cfg.SQLMaxRows <= 0 {
+		cfg.SQLMaxRows = DefaultSQLMaxRows
+	}
+	if cfg.SQLTimeout <= 0 {
+		cfg.SQLTimeout = DefaultSQLTimeout
+	}
 	s := &server{
 		b:       cfg.Broker,
 		log:     cfg.Logger.With("component", "rest"),
 		maxBody: cfg.MaxBodyBytes,
 		ready:   cfg.Ready,
 		members: cfg.Members,
+		sqlq:    cfg.SQL,
+		sqlRows: cfg.SQLMaxRows,
+		sqlTime: cfg.SQLTimeout,
 		mux:     http.NewServeMux(),
 	}
 	s.requests = register(cfg.Registry, prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -297,9 +325,31 @@ func (s *server) readiness(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
+// sqlAnswer is POST /api/v1/sql's answer, in the original's shape.
+type sqlAnswer struct {
+	Columns         []sqlColumn `json:"columns"`
+	Rows            [][]any     `json:"rows"`
+	RowCount        int         `json:"rowCount"`
+	Truncated       bool        `json:"truncated"`
+	ExecutionTimeMs int64       `json:"executionTimeMs"`
+}
+
+type sqlColumn struct {
+	Name     string `json:"name"`
+	DataType string `json:"dataType"`
+}
+
+// sql runs a SQL query over topics (SPEC.md "SQL over topics"):
+// {"query", "timeout_ms"?, "max_rows"?}. timeout_ms and max_rows default
+// to SQL_TIMEOUT_MS and SQL_MAX_ROWS and may not exceed them. A refused
+// query answers its code: 400 parse_error, invalid_query,
+// unsupported_operation, resource_limit; 404 topic_not_found; 408
+// query_timeout.
 func (s *server) sql(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
-		Query *string `json:"query"`
+		Query     *string `json:"query"`
+		TimeoutMs *int64  `json:"timeout_ms"`
+		MaxRows   *int64  `json:"max_rows"`
 	}
 	if err := s.decode(w, r, &req); err != nil {
 		return err
@@ -307,8 +357,56 @@ func (s *server) sql(w http.ResponseWriter, r *http.Request) error {
 	if req.Query == nil || strings.TrimSpace(*req.Query) == "" {
 		return badRequest("query is required")
 	}
-	return &apiError{status: http.StatusNotImplemented, code: codeNotImplemented,
-		msg: "SQL over topics is not available yet: it arrives with the SQL work"}
+	q := sql.Request{Query: *req.Query, Timeout: s.sqlTime, MaxRows: s.sqlRows}
+	if req.TimeoutMs != nil {
+		if *req.TimeoutMs <= 0 || *req.TimeoutMs > s.sqlTime.Milliseconds() {
+			return badRequest("timeout_ms must be in 1..%d (SQL_TIMEOUT_MS)", s.sqlTime.Milliseconds())
+		}
+		q.Timeout = time.Duration(*req.TimeoutMs) * time.Millisecond
+	}
+	if req.MaxRows != nil {
+		if *req.MaxRows <= 0 || *req.MaxRows > int64(s.sqlRows) {
+			return badRequest("max_rows must be in 1..%d (SQL_MAX_ROWS)", s.sqlRows)
+		}
+		q.MaxRows = int(*req.MaxRows)
+	}
+	if s.sqlq == nil {
+		return &apiError{status: http.StatusNotImplemented, code: codeNotImplemented, msg: sql.ErrUnavailable.Error()}
+	}
+	res, err := s.sqlq.Query(r.Context(), q)
+	if err != nil {
+		return sqlError(err)
+	}
+	ans := sqlAnswer{Columns: make([]sqlColumn, len(res.Columns)), Rows: res.Rows, RowCount: len(res.Rows),
+		Truncated: res.Truncated, ExecutionTimeMs: res.ExecutionTime.Milliseconds()}
+	for i, c := range res.Columns {
+		ans.Columns[i] = sqlColumn{Name: c.Name, DataType: c.DataType}
+	}
+	if ans.Rows == nil {
+		ans.Rows = [][]any{}
+	}
+	writeJSON(w, http.StatusOK, ans)
+	return nil
+}
+
+// sqlError maps the engine's refusals to their status and code; anything
+// else goes to writeError's general rules (a store outage is 503).
+func sqlError(err error) error {
+	var qe *sql.Error
+	if errors.As(err, &qe) {
+		status := http.StatusBadRequest
+		switch qe.Code {
+		case sql.CodeTopicNotFound:
+			status = http.StatusNotFound
+		case sql.CodeTimeout:
+			status = http.StatusRequestTimeout
+		}
+		return &apiError{status: status, code: string(qe.Code), msg: qe.Message}
+	}
+	if errors.Is(err, sql.ErrUnavailable) {
+		return &apiError{status: http.StatusNotImplemented, code: codeNotImplemented, msg: err.Error()}
+	}
+	return err
 }
 
 // writeError answers err: an *apiError as decided by the handler, a known
