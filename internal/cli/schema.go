@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -280,13 +281,19 @@ func prettySchema(s string) string {
 }
 
 func (inv *invocation) sqlCmd() *cobra.Command {
+	var (
+		timeout time.Duration
+		maxRows int
+	)
 	query := &cobra.Command{
 		Use:   "query SQL...",
 		Short: "Run a SQL query over topics",
 		Long: `Runs a SQL query over topics. The words after "query" are the query;
 quote it on a shell command line (the REPL does not glob, so
 sql query SELECT * FROM orders LIMIT 10 works there as typed).`,
-		Example: `  streamctl sql query 'SELECT * FROM orders LIMIT 10'`,
+		Example: `  streamctl sql query 'SELECT * FROM orders LIMIT 10'
+  streamctl sql query --max-rows 100 --timeout 5s 'SELECT key, COUNT(*) FROM orders GROUP BY key'
+  streamctl sql query -o json 'SHOW TOPICS'`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usagef("%s: missing SQL (usage: %s)", cmdPath(cmd), cmd.UseLine())
@@ -297,11 +304,24 @@ sql query SELECT * FROM orders LIMIT 10 works there as typed).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := inv.client()
 			var ans struct {
-				Columns []json.RawMessage   `json:"columns"`
-				Rows    [][]json.RawMessage `json:"rows"`
+				Columns   []json.RawMessage   `json:"columns"`
+				Rows      [][]json.RawMessage `json:"rows"`
+				Truncated bool                `json:"truncated"`
 			}
-			raw, err := c.call(cmd.Context(), request{method: http.MethodPost, base: c.api, path: "/api/v1/sql",
-				body: map[string]string{"query": strings.Join(args, " ")}}, &ans)
+			body := map[string]any{"query": strings.Join(args, " ")}
+			if cmd.Flags().Changed("timeout") {
+				if timeout < time.Millisecond {
+					return usagef("%s: --timeout must be at least 1ms", cmdPath(cmd))
+				}
+				body["timeout_ms"] = timeout.Milliseconds()
+			}
+			if cmd.Flags().Changed("max-rows") {
+				if maxRows < 1 {
+					return usagef("%s: --max-rows must be positive", cmdPath(cmd))
+				}
+				body["max_rows"] = maxRows
+			}
+			raw, err := c.call(cmd.Context(), request{method: http.MethodPost, base: c.api, path: "/api/v1/sql", body: body}, &ans)
 			if err != nil {
 				return err
 			}
@@ -330,9 +350,14 @@ sql query SELECT * FROM orders LIMIT 10 works there as typed).`,
 			if err := p.table(header, rows); err != nil {
 				return err
 			}
+			if ans.Truncated {
+				return p.textf("(%d %s; truncated: more rows matched, see --max-rows)", len(rows), plural(len(rows), "row"))
+			}
 			return p.textf("(%d %s)", len(rows), plural(len(rows), "row"))
 		},
 	}
+	query.Flags().DurationVar(&timeout, "timeout", 0, "stop the query after this long (default: the server's SQL_TIMEOUT_MS)")
+	query.Flags().IntVar(&maxRows, "max-rows", 0, "return at most this many rows (default: the server's SQL_MAX_ROWS)")
 	// Flags after the query's first word are part of the query.
 	query.Flags().SetInterspersed(false)
 	return group("sql", "Query topics with SQL", query)
