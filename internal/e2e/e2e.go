@@ -29,39 +29,60 @@ import (
 // Benchmarks set it to false before their first Start.
 var Race = true
 
+// build is one build of cmd/streamhouse, made once per test binary.
+type build struct {
+	once sync.Once
+	path string
+	err  error
+}
+
 var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
+	raceOrPlain build // Binary
+	noCgo       build // BinaryNoCgo
 )
 
 // Binary builds cmd/streamhouse (with the race detector if Race) once and returns
 // its path.
 func Binary(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
+	var flags []string
+	if Race {
+		flags = append(flags, "-race")
+	}
+	return raceOrPlain.get(t, nil, flags)
+}
+
+// BinaryNoCgo builds cmd/streamhouse with CGO_ENABLED=0 once (no race
+// detector, which needs cgo) and returns its path: a build without the
+// engines that need cgo (SQL answers 501).
+func BinaryNoCgo(t testing.TB) string {
+	t.Helper()
+	return noCgo.get(t, []string{"CGO_ENABLED=0"}, nil)
+}
+
+func (b *build) get(t testing.TB, env, flags []string) string {
+	t.Helper()
+	b.once.Do(func() {
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(file), "..", "..")
 		dir, err := os.MkdirTemp("", "streamhouse-e2e")
 		if err != nil {
-			buildErr = err
+			b.err = err
 			return
 		}
-		binPath = filepath.Join(dir, "streamhouse")
-		args := []string{"build", "-o", binPath}
-		if Race {
-			args = append(args, "-race")
-		}
+		b.path = filepath.Join(dir, "streamhouse")
+		args := append([]string{"build", "-o", b.path}, flags...)
 		cmd := exec.Command("go", append(args, "./cmd/streamhouse")...)
 		cmd.Dir = root
+		cmd.Env = append(os.Environ(), env...)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			b.err = fmt.Errorf("go build %v: %v\n%s", env, err, out)
 		}
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return binPath
+	return b.path
 }
 
 // Backend is one storage setup: it returns the environment for a server
@@ -112,7 +133,13 @@ type Proc struct {
 // a cache under dir) and waits until it is ready.
 func Start(t testing.TB, dir string, env []string) *Proc {
 	t.Helper()
-	cmd := exec.Command(Binary(t))
+	return StartBinary(t, Binary(t), dir, env)
+}
+
+// StartBinary is Start with the binary at bin (BinaryNoCgo, say).
+func StartBinary(t testing.TB, bin, dir string, env []string) *Proc {
+	t.Helper()
+	cmd := exec.Command(bin)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(),
 		"HTTP_ADDR=127.0.0.1:0", "GRPC_ADDR=127.0.0.1:0", "KAFKA_ADDR=127.0.0.1:0",
