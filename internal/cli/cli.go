@@ -82,6 +82,7 @@ type session struct {
 	repl       bool     // inside the REPL
 	transport  *http.Transport
 	names      nameCache
+	sql        sqlState // the REPL's SQL mode (sqlmode.go)
 }
 
 // Run runs streamctl with args (without the program name) and returns its

@@ -37,6 +37,8 @@ func TestCommands(t *testing.T) {
 		{"repl-piped", testREPLPiped},
 		{"repl-piped-interrupt", testREPLPipedInterrupt},
 		{"repl-completion", testREPLCompletion},
+		{"repl-sql-mode", testREPLSQLMode},
+		{"repl-sql-completion", testREPLSQLCompletion},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -41,12 +41,19 @@ func isTerminal(v any) bool {
 
 // runLine runs one REPL line: its exit status, and whether it was exit.
 func (s *session) runLine(ctx context.Context, line string) (code int, exit bool) {
+	if s.sql.on {
+		return s.sqlLine(ctx, line), false
+	}
 	words, err := splitLine(line)
 	if err != nil {
 		fmt.Fprintf(s.stderr, "streamctl: %v\n", err)
 		return ExitUsage, false
 	}
 	if len(words) == 0 {
+		return ExitOK, false
+	}
+	if s.enterSQL(words) {
+		fmt.Fprintln(s.stdout, `SQL mode: end statements with ";"; exit, quit or \q goes back to commands.`)
 		return ExitOK, false
 	}
 	res := s.execute(ctx, words)
@@ -86,6 +93,12 @@ func (s *session) piped(ctx context.Context) int {
 					fmt.Fprintf(s.stderr, "streamctl: read commands: %v\n", err)
 					return ExitError
 				}
+				if s.sql.on && s.sql.buf.Len() > 0 {
+					fmt.Fprintf(s.stderr, "streamctl: unfinished SQL statement (no ';') not run: %s\n", s.sql.buf.String())
+					if status == ExitOK {
+						status = ExitUsage
+					}
+				}
 				return status
 			}
 			line = l
@@ -117,22 +130,34 @@ func (s *session) interactive(ctx context.Context) int {
 	ln.SetCtrlCAborts(true)
 	ln.SetTabCompletionStyle(liner.TabPrints)
 	ln.SetWordCompleter(func(line string, pos int) (string, []string, string) {
+		if s.sql.on {
+			return s.completeSQL(ctx, line, pos)
+		}
 		return s.complete(ctx, line, pos)
 	})
 	hist := s.historyPath()
-	if hist != "" {
-		if f, err := os.Open(hist); err == nil {
-			_, _ = ln.ReadHistory(f)
-			f.Close()
-		}
-	}
+	loadHistory(ln, hist)
 	fmt.Fprintf(s.stdout, "streamctl: StreamHouse at %s. Type help for commands (without the streamctl prefix), exit or Ctrl+D to leave.\n", s.defaults.apiURL)
 	s.warnUnreachable(ctx)
 	warned := false
+	histSQL := false // which history ln holds
 	for {
-		line, err := ln.Prompt(replPrompt)
+		if s.sql.on != histSQL {
+			// SQL statements and commands keep separate histories.
+			histSQL = s.sql.on
+			ln.ClearHistory()
+			hist = s.historyPath()
+			loadHistory(ln, hist)
+		}
+		inSQL := s.sql.on
+		line, err := ln.Prompt(s.prompt())
 		switch {
 		case errors.Is(err, liner.ErrPromptAborted):
+			s.sql.buf.Reset()
+			continue
+		case errors.Is(err, io.EOF) && inSQL:
+			fmt.Fprintln(s.stdout)
+			s.leaveSQL()
 			continue
 		case errors.Is(err, io.EOF):
 			fmt.Fprintln(s.stdout)
@@ -157,6 +182,17 @@ func (s *session) interactive(ctx context.Context) int {
 	}
 }
 
+// loadHistory reads the history file at path (if any) into ln.
+func loadHistory(ln *liner.State, path string) {
+	if path == "" {
+		return
+	}
+	if f, err := os.Open(path); err == nil {
+		_, _ = ln.ReadHistory(f)
+		f.Close()
+	}
+}
+
 // warnUnreachable says at the start of a session when the server does not
 // answer, so that the first command's failure is no surprise.
 func (s *session) warnUnreachable(ctx context.Context) {
@@ -167,13 +203,18 @@ func (s *session) warnUnreachable(ctx context.Context) {
 }
 
 // historyPath is $XDG_STATE_HOME/streamctl/history, else
-// ~/.streamctl_history; "" when neither is known.
+// ~/.streamctl_history ("sql_history" and ~/.streamctl_sql_history in SQL
+// mode); "" when neither is known.
 func (s *session) historyPath() string {
+	name, dot := "history", ".streamctl_history"
+	if s.sql.on {
+		name, dot = "sql_history", ".streamctl_sql_history"
+	}
 	if d := s.getenv("XDG_STATE_HOME"); d != "" {
-		return filepath.Join(d, "streamctl", "history")
+		return filepath.Join(d, "streamctl", name)
 	}
 	if h := s.getenv("HOME"); h != "" {
-		return filepath.Join(h, ".streamctl_history")
+		return filepath.Join(h, dot)
 	}
 	return ""
 }
