@@ -141,6 +141,7 @@ type walker struct {
 	ctes     map[string]bool
 	pushdown map[string]bounds
 	aliases  [][2]int // select-list spans to name by their text when rewritten
+	orderBy  map[[2]int]bool
 }
 
 func str(n node, k string) string { s, _ := n[k].(string); return s }
@@ -217,6 +218,12 @@ func (w *walker) node(n node, parent node) error {
 		return w.selectNode(n)
 	case "FUNCTION":
 		return w.function(n, parent)
+	case "LAMBDA":
+		// value->'a' parses as a lambda; DuckDB binds it to json_extract
+		// when its right side is not a lambda body.
+		if str(n, "syntax_type") == "SINGLE_ARROW" && str(asNode(n["expr"]), "class") == "CONSTANT" {
+			return w.jsonEdit(n, parent, "sh_json", asNode(n["lhs"]), asNode(n["expr"]))
+		}
 	case "COMPARE_EQUAL", "COMPARE_NOTEQUAL", "COMPARE_LESSTHAN", "COMPARE_GREATERTHAN",
 		"COMPARE_LESSTHANOREQUALTO", "COMPARE_GREATERTHANOREQUALTO", "COMPARE_BETWEEN", "COMPARE_IN", "COMPARE_NOT_IN":
 		w.timestampLiterals(n)
@@ -237,8 +244,20 @@ func (w *walker) selectNode(n node) error {
 		if xn == nil || str(xn, "alias") != "" || str(xn, "class") == "STAR" || str(xn, "class") == "COLUMN_REF" {
 			continue
 		}
-		if start, end, ok := w.span(xn); ok {
+		if start, end, ok := w.span(xn); ok && w.within(xn) {
 			w.aliases = append(w.aliases, [2]int{start, end})
+		}
+	}
+	mods, _ := n["modifiers"].([]any)
+	for _, m := range mods {
+		orders, _ := asNode(m)["orders"].([]any)
+		for _, o := range orders {
+			if start, end, ok := w.span(asNode(asNode(o)["expression"])); ok {
+				if w.orderBy == nil {
+					w.orderBy = map[[2]int]bool{}
+				}
+				w.orderBy[[2]int{start, end}] = true
+			}
 		}
 	}
 	from, _ := n["from_table"].(node)
@@ -584,6 +603,7 @@ const (
 	ctxJSON = iota
 	ctxNumber
 	ctxString
+	ctxOrder // numbers by value, then strings
 )
 
 var numberFuncs = map[string]bool{"sum": true, "avg": true, "min": true, "max": true, "+": true, "-": true, "*": true,
@@ -661,23 +681,62 @@ func (w *walker) function(n, parent node) error {
 	if len(args) != 2 {
 		return nil
 	}
+	return w.jsonEdit(n, parent, macro, asNode(asNode(args[0])["expression"]), asNode(asNode(args[1])["expression"]))
+}
+
+// within reports whether every located node under n lies in n's span
+// (the parser's spans are not exact for every expression: a rewrite is
+// only made where they are).
+func (w *walker) within(n node) bool {
+	start, end, ok := w.span(n)
+	if !ok {
+		return false
+	}
+	inside := true
+	var check func(v any)
+	check = func(v any) {
+		switch x := v.(type) {
+		case node:
+			if s, e, ok := w.span(x); ok && (s < start || e > end) {
+				inside = false
+			}
+			for _, c := range x {
+				check(c)
+			}
+		case []any:
+			for _, c := range x {
+				check(c)
+			}
+		}
+	}
+	for _, c := range n {
+		check(c)
+	}
+	return inside
+}
+
+func (w *walker) jsonEdit(n, parent node, macro string, doc, path node) error {
 	var spans [2][2]int
-	for i, a := range args {
-		e := asNode(asNode(a)["expression"])
+	for i, e := range []node{doc, path} {
 		s, en, ok := w.span(e)
-		if !ok {
+		if !ok || !w.within(e) {
 			return nil
 		}
 		spans[i] = [2]int{s, en}
 	}
 	start, end, ok := w.span(n)
-	if !ok || spans[0][0] < start || spans[1][1] > end {
+	if !ok || !w.within(n) || spans[0][1] > spans[1][0] {
 		return nil
 	}
 	ctx := jsonContext(n, parent)
+	if w.orderBy[[2]int{start, end}] {
+		ctx = ctxOrder
+	}
 	w.a.edits = append(w.a.edits, edit{start: start, end: end, render: func(sub func(int, int) string) string {
 		call := macro + "(" + sub(spans[0][0], spans[0][1]) + ", " + sub(spans[1][0], spans[1][1]) + ")"
 		switch {
+		case ctx == ctxOrder:
+			return "struct_pack(n := TRY_CAST(" + call + " AS DOUBLE), s := " + call + "::VARCHAR)"
 		case ctx == ctxNumber:
 			return "TRY_CAST(" + call + " AS DOUBLE)"
 		case ctx == ctxString && macro == "sh_json":

@@ -105,8 +105,9 @@ func (e *engine) setup(ctx context.Context) error {
 		`SET GLOBAL temp_directory = ''`,
 		`SET GLOBAL enable_external_access = false`,
 		`SET GLOBAL lock_configuration = true`,
-		// JSON extraction is NULL (not an error) for a value that is not JSON.
-		`CREATE MACRO sh_json(j, p) AS CASE WHEN json_valid(j) THEN json_extract(j, p) END`,
+		// JSON extraction is NULL (not an error) for a value that is not
+		// JSON, and for a JSON null.
+		`CREATE MACRO sh_json(j, p) AS CASE WHEN json_valid(j) THEN nullif(json_extract(j, p), 'null') END`,
 		`CREATE MACRO sh_json_text(j, p) AS CASE WHEN json_valid(j) THEN json_extract_string(j, p) END`,
 	} {
 		if _, err := conn.ExecContext(ctx, stmt); err != nil {

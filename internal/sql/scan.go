@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"slices"
 	"strconv"
 	"sync"
@@ -400,6 +401,11 @@ func jsonValue(v any, dataType string) any {
 		return int64(x)
 	case float32:
 		return jsonValue(float64(x), dataType)
+	case *big.Int:
+		if x.IsInt64() {
+			return x.Int64()
+		}
+		return x.String()
 	case time.Time:
 		return x.UTC().Format(time.RFC3339Nano)
 	case []byte:
