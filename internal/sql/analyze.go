@@ -49,13 +49,14 @@ type window struct {
 // and inclusive offset and timestamp ranges.
 type bounds struct {
 	partitions   []int32 // sorted; nil means every partition
+	pLo, pHi     int64   // and only those in [pLo, pHi]
 	offLo, offHi int64
 	tsLo, tsHi   int64
 	empty        bool // the predicates admit nothing
 }
 
 func allBounds() bounds {
-	return bounds{offLo: math.MinInt64, offHi: math.MaxInt64, tsLo: math.MinInt64, tsHi: math.MaxInt64}
+	return bounds{pLo: 0, pHi: math.MaxInt32, offLo: math.MinInt64, offHi: math.MaxInt64, tsLo: math.MinInt64, tsHi: math.MaxInt64}
 }
 
 // analysis is what a statement reads and how its text is rewritten.
@@ -324,7 +325,7 @@ func union(a, b bounds) bounds {
 	if b.empty {
 		return a
 	}
-	out := bounds{offLo: min(a.offLo, b.offLo), offHi: max(a.offHi, b.offHi), tsLo: min(a.tsLo, b.tsLo), tsHi: max(a.tsHi, b.tsHi)}
+	out := bounds{pLo: min(a.pLo, b.pLo), pHi: max(a.pHi, b.pHi), offLo: min(a.offLo, b.offLo), offHi: max(a.offHi, b.offHi), tsLo: min(a.tsLo, b.tsLo), tsHi: max(a.tsHi, b.tsHi)}
 	if a.partitions != nil && b.partitions != nil {
 		out.partitions = append(slices.Clone(a.partitions), b.partitions...)
 		slices.Sort(out.partitions)
@@ -502,28 +503,8 @@ func flip(t string) string {
 func (b *bounds) narrow(col string, lo, hi int64) {
 	switch col {
 	case "partition":
-		if lo < 0 {
-			lo = 0
-		}
-		if hi > math.MaxInt32 {
-			hi = math.MaxInt32
-		}
-		if lo > hi {
-			b.empty = true
-			return
-		}
-		if hi-lo > 1<<16 { // a range too wide to list: keep the partitions as they are
-			if b.partitions != nil {
-				b.partitions = slices.DeleteFunc(b.partitions, func(p int32) bool { return int64(p) < lo || int64(p) > hi })
-				b.empty = b.empty || len(b.partitions) == 0
-			}
-			return
-		}
-		var ps []int32
-		for p := lo; p <= hi; p++ {
-			ps = append(ps, int32(p))
-		}
-		b.keep(ps)
+		b.pLo, b.pHi = max(b.pLo, lo), min(b.pHi, hi)
+		b.empty = b.empty || b.pLo > b.pHi
 	case "offset":
 		b.offLo, b.offHi = max(b.offLo, lo), min(b.offHi, hi)
 		b.empty = b.empty || b.offLo > b.offHi

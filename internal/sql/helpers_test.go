@@ -125,3 +125,5 @@ func produce(t *testing.T, b *broker.Broker, topic string, parts int, recs []rec
 		}
 	}
 }
+
+func openSQLite(t *testing.T) metadata.Store { return metadatatest.OpenSQLite(t) }

@@ -32,6 +32,9 @@ const (
 	// scan holds at a time.
 	scanBytes   = 4 << 20
 	scanRecords = 8192
+	// firstRecords is the first read's size; each read doubles it up to
+	// scanRecords, so a LIMIT that stops the scan early read little.
+	firstRecords = 256
 )
 
 // errScan marks a read failure of the scan (reported as is, not as bad SQL).
@@ -99,7 +102,7 @@ func (e *engine) plan(ctx context.Context, q *queryState, a *analysis) error {
 			}
 		}
 		for _, p := range parts {
-			if p >= t.Partitions {
+			if p >= t.Partitions || int64(p) < b.pLo || int64(p) > b.pHi {
 				continue
 			}
 			logStart, lso, _, err := e.cfg.Source.StableOffsets(ctx, name, p)
@@ -211,6 +214,7 @@ type topicScan struct {
 	buf  []broker.Record
 	pos  int
 	part int32
+	size int // records to ask for next
 }
 
 func (s *topicScan) ColumnInfos() []duckdb.ColumnInfo {
@@ -249,7 +253,8 @@ func (s *topicScan) fill() (bool, error) {
 			}
 			continue
 		}
-		n := int(min(r.to-s.next, scanRecords))
+		s.size = min(max(s.size*2, firstRecords), scanRecords)
+		n := int(min(r.to-s.next, int64(s.size)))
 		got, err := s.e.cfg.Source.ConsumeBytes(s.ctx, s.t.name, r.partition, s.next, n, scanBytes, 0)
 		if err != nil {
 			return false, s.q.fail(fmt.Errorf("%w: read %s/%d at %d: %w", errScan, s.t.name, r.partition, s.next, err))
