@@ -20,7 +20,7 @@ import (
 )
 
 // newBroker is one broker over store and a local bucket.
-func newBroker(t *testing.T, store metadata.Store) *broker.Broker {
+func newBroker(t testing.TB, store metadata.Store) *broker.Broker {
 	t.Helper()
 	ctx := context.Background()
 	bucket, err := objstore.NewLocal(filepath.Join(t.TempDir(), "s"))
@@ -40,7 +40,7 @@ func newBroker(t *testing.T, store metadata.Store) *broker.Broker {
 	return b
 }
 
-func newEngine(t *testing.T, b *broker.Broker, cfg Config) Engine {
+func newEngine(t testing.TB, b *broker.Broker, cfg Config) Engine {
 	t.Helper()
 	cfg.Source = b
 	e, err := New(cfg)
@@ -101,7 +101,7 @@ func genRecords(n, parts int) []rec {
 
 // produce creates topic with parts partitions and writes recs, filling
 // in their offsets.
-func produce(t *testing.T, b *broker.Broker, topic string, parts int, recs []rec) {
+func produce(t testing.TB, b *broker.Broker, topic string, parts int, recs []rec) {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := b.CreateTopic(ctx, broker.TopicSpec{Name: topic, Partitions: int32(parts)}, false); err != nil {
@@ -126,4 +126,4 @@ func produce(t *testing.T, b *broker.Broker, topic string, parts int, recs []rec
 	}
 }
 
-func openSQLite(t *testing.T) metadata.Store { return metadatatest.OpenSQLite(t) }
+func openSQLite(t testing.TB) metadata.Store { return metadatatest.OpenSQLite(t) }
