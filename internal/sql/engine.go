@@ -106,9 +106,10 @@ func (e *engine) setup(ctx context.Context) error {
 		`SET GLOBAL enable_external_access = false`,
 		`SET GLOBAL lock_configuration = true`,
 		// JSON extraction is NULL (not an error) for a value that is not
-		// JSON, and for a JSON null.
-		`CREATE MACRO sh_json(j, p) AS CASE WHEN json_valid(j) THEN nullif(json_extract(j, p), 'null') END`,
-		`CREATE MACRO sh_json_text(j, p) AS CASE WHEN json_valid(j) THEN json_extract_string(j, p) END`,
+		// JSON, and for a JSON null. TRY costs nothing on valid input.
+		`CREATE MACRO sh_json_raw(j, p) AS TRY(json_extract(j, p))`,
+		`CREATE MACRO sh_json(j, p) AS nullif(TRY(json_extract(j, p)), 'null')`,
+		`CREATE MACRO sh_json_text(j, p) AS TRY(json_extract_string(j, p))`,
 	} {
 		if _, err := conn.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("sql: setup: %w", err)

@@ -175,10 +175,10 @@ func viewSQL(id int64, i int, t *topicPlan, w window) string {
 	return "CREATE TEMP VIEW " + quoteIdent(t.name) + " AS " + scan
 }
 
-func (e *engine) scanFunction() duckdb.ChunkTableFunction {
-	return duckdb.ChunkTableFunction{
+func (e *engine) scanFunction() duckdb.ParallelChunkTableFunction {
+	return duckdb.ParallelChunkTableFunction{
 		Config: duckdb.TableFunctionConfig{Arguments: []duckdb.TypeInfo{mustType(duckdb.TYPE_BIGINT), mustType(duckdb.TYPE_INTEGER)}},
-		BindArgumentsContext: func(ctx context.Context, _ map[string]any, args ...any) (duckdb.ChunkTableSource, error) {
+		BindArgumentsContext: func(ctx context.Context, _ map[string]any, args ...any) (duckdb.ParallelChunkTableSource, error) {
 			id, _ := args[0].(int64)
 			i, _ := args[1].(int32)
 			v, ok := e.queries.Load(id)
@@ -202,19 +202,29 @@ func mustType(t duckdb.Type) duckdb.TypeInfo {
 	return ti
 }
 
-// topicScan reads one topic's ranges in order. The ctx is the query's
-// (DuckDB calls FillChunk within the query's execution).
+// topicScan reads one topic's ranges: each of DuckDB's threads (up to
+// Config.Threads) claims a whole range (a partition) at a time and reads it
+// in order with its own cursor. The ctx is the query's (DuckDB calls
+// FillChunk within the query's execution).
 type topicScan struct {
-	ctx  context.Context
-	e    *engine
-	q    *queryState
-	t    *topicPlan
-	cur  int   // index in t.ranges
-	next int64 // next offset to read in t.ranges[cur]
+	ctx     context.Context
+	e       *engine
+	q       *queryState
+	t       *topicPlan
+	mu      sync.Mutex
+	claimed int // ranges handed out
+}
+
+// cursor is one thread's position.
+type cursor struct {
+	r    partRange
+	ok   bool  // r is being read
+	next int64 // next offset to read in r
 	buf  []broker.Record
 	pos  int
-	part int32
 	size int // records to ask for next
+	// projected says which columns the query uses.
+	projected []bool
 }
 
 func (s *topicScan) ColumnInfos() []duckdb.ColumnInfo {
@@ -236,40 +246,52 @@ func (s *topicScan) Cardinality() *duckdb.CardinalityInfo {
 	return &duckdb.CardinalityInfo{Cardinality: uint(n), Exact: false}
 }
 
-func (s *topicScan) Init() {
-	if len(s.t.ranges) > 0 {
-		s.next = s.t.ranges[0].from
-	}
+func (s *topicScan) Init() duckdb.ParallelTableSourceInfo {
+	return duckdb.ParallelTableSourceInfo{MaxThreads: max(1, min(s.e.cfg.Threads, len(s.t.ranges)))}
 }
 
-// fill reads the next records into buf; false at the end of the ranges.
-func (s *topicScan) fill() (bool, error) {
-	for s.cur < len(s.t.ranges) {
-		r := s.t.ranges[s.cur]
-		if s.next >= r.to {
-			s.cur++
-			if s.cur < len(s.t.ranges) {
-				s.next = s.t.ranges[s.cur].from
+func (s *topicScan) NewLocalState() any { return &cursor{} }
+
+// claim hands out the next range; false when all are.
+func (s *topicScan) claim() (partRange, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.claimed >= len(s.t.ranges) {
+		return partRange{}, false
+	}
+	s.claimed++
+	return s.t.ranges[s.claimed-1], true
+}
+
+// fill reads c's next records into its buf; false at the end of the ranges.
+func (s *topicScan) fill(c *cursor) (bool, error) {
+	for {
+		if !c.ok || c.next >= c.r.to {
+			if c.r, c.ok = s.claim(); !c.ok {
+				return false, nil
 			}
+			c.next = c.r.from
 			continue
 		}
-		s.size = min(max(s.size*2, firstRecords), scanRecords)
-		n := int(min(r.to-s.next, int64(s.size)))
-		got, err := s.e.cfg.Source.ConsumeBytes(s.ctx, s.t.name, r.partition, s.next, n, scanBytes, 0)
+		r := c.r
+		c.size = min(max(c.size*2, firstRecords), scanRecords)
+		n := int(min(r.to-c.next, int64(c.size)))
+		got, err := s.e.cfg.Source.ConsumeBytes(s.ctx, s.t.name, r.partition, c.next, n, scanBytes, 0)
 		if err != nil {
-			return false, s.q.fail(fmt.Errorf("%w: read %s/%d at %d: %w", errScan, s.t.name, r.partition, s.next, err))
+			return false, s.q.fail(fmt.Errorf("%w: read %s/%d at %d: %w", errScan, s.t.name, r.partition, c.next, err))
 		}
-		recs := slices.DeleteFunc(got.Records, func(rec broker.Record) bool { return rec.Offset < s.next || rec.Offset >= r.to })
+		from := c.next
+		recs := slices.DeleteFunc(got.Records, func(rec broker.Record) bool { return rec.Offset < from || rec.Offset >= r.to })
 		switch {
-		case got.NextOffset > s.next:
-			s.next = got.NextOffset
+		case got.NextOffset > c.next:
+			c.next = got.NextOffset
 		case len(recs) == 0:
-			s.next = r.to // nothing more is readable in this range (e.g. the rest aborted)
+			c.next = r.to // nothing more is readable in this range (e.g. the rest aborted)
 		}
 		if len(recs) == 0 {
 			continue
 		}
-		s.buf, s.pos, s.part = recs, 0, r.partition
+		c.buf, c.pos = recs, 0
 		var bytes int64
 		for _, rec := range recs {
 			bytes += int64(len(rec.Key) + len(rec.Value))
@@ -281,15 +303,23 @@ func (s *topicScan) fill() (bool, error) {
 		s.q.bytes.Add(bytes)
 		return true, nil
 	}
-	return false, nil
 }
 
-func (s *topicScan) FillChunk(chunk duckdb.DataChunk) error {
+func (s *topicScan) FillChunk(local any, chunk duckdb.DataChunk) error {
+	c := local.(*cursor)
 	capacity := duckdb.GetDataChunkCapacity()
+	if c.projected == nil {
+		// Only the columns the query uses are filled (projection pushdown).
+		c.projected = make([]bool, len(s.ColumnInfos()))
+		for i := range c.projected {
+			_, err := chunk.GetVector(i)
+			c.projected[i] = err == nil
+		}
+	}
 	n := 0
 	for n < capacity {
-		if s.pos >= len(s.buf) {
-			more, err := s.fill()
+		if c.pos >= len(c.buf) {
+			more, err := s.fill(c)
 			if err != nil {
 				return err
 			}
@@ -297,9 +327,9 @@ func (s *topicScan) FillChunk(chunk duckdb.DataChunk) error {
 				break
 			}
 		}
-		rec := s.buf[s.pos]
-		s.pos++
-		if err := s.row(chunk, n, rec); err != nil {
+		rec := c.buf[c.pos]
+		c.pos++
+		if err := row(c, chunk, n, rec); err != nil {
 			return err
 		}
 		n++
@@ -307,18 +337,28 @@ func (s *topicScan) FillChunk(chunk duckdb.DataChunk) error {
 	return chunk.SetSize(n)
 }
 
-func (s *topicScan) row(chunk duckdb.DataChunk, i int, rec broker.Record) error {
-	b64 := !validUTF8(rec.Key) || !validUTF8(rec.Value)
-	if err := duckdb.SetChunkValue(chunk, 0, i, s.part); err != nil {
-		return err
+func row(c *cursor, chunk duckdb.DataChunk, i int, rec broker.Record) error {
+	pr := c.projected
+	if pr[0] {
+		if err := duckdb.SetChunkValue(chunk, 0, i, c.r.partition); err != nil {
+			return err
+		}
 	}
-	if err := duckdb.SetChunkValue(chunk, 1, i, rec.Offset); err != nil {
-		return err
+	if pr[1] {
+		if err := duckdb.SetChunkValue(chunk, 1, i, rec.Offset); err != nil {
+			return err
+		}
 	}
-	if err := duckdb.SetChunkValue(chunk, 2, i, rec.Timestamp); err != nil {
-		return err
+	if pr[2] {
+		if err := duckdb.SetChunkValue(chunk, 2, i, rec.Timestamp); err != nil {
+			return err
+		}
 	}
+	b64 := (pr[3] || pr[4]) && (!validUTF8(rec.Key) || !validUTF8(rec.Value))
 	for col, b := range [2][]byte{rec.Key, rec.Value} {
+		if !pr[3+col] {
+			continue
+		}
 		var err error
 		if s := textOrBase64(b, b64); s == nil {
 			err = chunk.SetValue(3+col, i, nil)
@@ -328,6 +368,9 @@ func (s *topicScan) row(chunk duckdb.DataChunk, i int, rec broker.Record) error 
 		if err != nil {
 			return err
 		}
+	}
+	if !pr[5] {
+		return nil
 	}
 	return duckdb.SetChunkValue(chunk, 5, i, headersJSON(rec))
 }
