@@ -66,6 +66,10 @@ type analysis struct {
 	bounds  map[string]bounds // pushdown, for topics referenced once
 	windows map[string]window // window over a topic (one per topic)
 	edits   []edit            // text rewrites
+	// notLive says why the statement cannot be a live query ("" if it can);
+	// limit is its outermost LIMIT (-1: none).
+	notLive string
+	limit   int64
 }
 
 // edit replaces text[start:end] by render(sub), where sub renders a span
@@ -84,7 +88,17 @@ func analyze(text string, stmt json.RawMessage) (*analysis, error) {
 	if err := dec.Decode(&root); err != nil {
 		return nil, fmt.Errorf("decode statement: %w", err)
 	}
-	a := &analysis{refs: map[string]int{}, bounds: map[string]bounds{}, windows: map[string]window{}}
+	a := &analysis{refs: map[string]int{}, bounds: map[string]bounds{}, windows: map[string]window{}, limit: -1}
+	if top := asNode(root["node"]); top != nil {
+		mods, _ := top["modifiers"].([]any)
+		for _, m := range mods {
+			if mn := asNode(m); str(mn, "type") == "LIMIT_MODIFIER" && mn["offset"] == nil {
+				if k, ok := constant(asNode(mn["limit"]), ""); ok && k >= 0 {
+					a.limit = k
+				}
+			}
+		}
+	}
 	ctes := map[string]bool{}
 	collectCTEs(root, ctes)
 	w := &walker{a: a, text: text, ctes: ctes}
@@ -216,8 +230,29 @@ func (w *walker) node(n node, parent node) error {
 	case "SHOW_REF":
 		return &Error{Code: CodeUnsupported, Message: "only SHOW TOPICS is supported"}
 	case "SELECT_NODE":
+		if gs, _ := n["group_expressions"].([]any); len(gs) > 0 {
+			w.a.notLive = "GROUP BY"
+		}
+		if n["having"] != nil {
+			w.a.notLive = "HAVING"
+		}
 		return w.selectNode(n)
+	case "ORDER_MODIFIER":
+		if orders, _ := n["orders"].([]any); len(orders) > 0 {
+			w.a.notLive = "ORDER BY"
+		}
+	case "DISTINCT_MODIFIER":
+		w.a.notLive = "DISTINCT"
+	case "LIMIT_MODIFIER", "LIMIT_PERCENT_MODIFIER":
+		if n["offset"] != nil {
+			w.a.notLive = "OFFSET"
+		}
+	case "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "JOIN":
+		w.a.notLive = "a join or set operation"
 	case "FUNCTION":
+		if aggregates[strings.ToLower(str(n, "function_name"))] {
+			w.a.notLive = "an aggregate"
+		}
 		return w.function(n, parent)
 	case "LAMBDA":
 		// value->'a' parses as a lambda; DuckDB binds it to json_extract
@@ -228,6 +263,9 @@ func (w *walker) node(n node, parent node) error {
 	case "COMPARE_EQUAL", "COMPARE_NOTEQUAL", "COMPARE_LESSTHAN", "COMPARE_GREATERTHAN",
 		"COMPARE_LESSTHANOREQUALTO", "COMPARE_GREATERTHANOREQUALTO", "COMPARE_BETWEEN", "COMPARE_IN", "COMPARE_NOT_IN":
 		w.timestampLiterals(n)
+	}
+	if str(n, "class") == "WINDOW" {
+		w.a.notLive = "a window function"
 	}
 	if str(n, "class") == "PARAMETER" {
 		return &Error{Code: CodeInvalid, Message: "parameters ($1, ?) are not supported"}
@@ -577,6 +615,10 @@ func (w *walker) timestampLiterals(c node) {
 		}})
 	}
 }
+
+var aggregates = map[string]bool{"count": true, "count_star": true, "sum": true, "avg": true, "min": true, "max": true,
+	"list": true, "array_agg": true, "string_agg": true, "median": true, "stddev": true, "any_value": true, "first": true,
+	"last": true, "arg_min": true, "arg_max": true, "bool_and": true, "bool_or": true, "mode": true, "quantile": true}
 
 // Contexts of a JSON extraction: a number is wanted (aggregates,
 // arithmetic, comparison with a number), a string, or the JSON value.

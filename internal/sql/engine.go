@@ -210,27 +210,7 @@ func (e *engine) query(ctx context.Context, req Request) (Result, error) {
 	case stmtDescribe:
 		return e.describe(ctx, st.topic)
 	}
-	conn, err := e.db.Conn(ctx)
-	if err != nil {
-		return Result{}, fmt.Errorf("sql: connect: %w", err)
-	}
-	defer conn.Close()
-	text := st.text
-	var p parsed
-	var out string
-	if err := conn.QueryRowContext(ctx, `SELECT json_serialize_sql(?::VARCHAR)::VARCHAR`, text).Scan(&out); err != nil {
-		return Result{}, err
-	}
-	if err := json.Unmarshal([]byte(out), &p); err != nil {
-		return Result{}, fmt.Errorf("sql: parse answer: %w", err)
-	}
-	if p.Error {
-		return Result{}, parseError(req.Query, st.offset, p)
-	}
-	if len(p.Statements) != 1 {
-		return Result{}, &Error{Code: CodeUnsupported, Message: "one statement at a time"}
-	}
-	a, err := analyze(text, p.Statements[0])
+	a, err := e.parse(ctx, req.Query, st)
 	if err != nil {
 		return Result{}, err
 	}
@@ -242,6 +222,40 @@ func (e *engine) query(ctx context.Context, req Request) (Result, error) {
 	if st.kind == stmtExplain {
 		return explainResult(q), nil
 	}
+	return e.execute(ctx, q, a, st.text, maxRows)
+}
+
+// parse has DuckDB parse a SELECT and analyses it.
+func (e *engine) parse(ctx context.Context, query string, st statement) (*analysis, error) {
+	conn, err := e.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("sql: connect: %w", err)
+	}
+	defer conn.Close()
+	var p parsed
+	var out string
+	if err := conn.QueryRowContext(ctx, `SELECT json_serialize_sql(?::VARCHAR)::VARCHAR`, st.text).Scan(&out); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(out), &p); err != nil {
+		return nil, fmt.Errorf("sql: parse answer: %w", err)
+	}
+	if p.Error {
+		return nil, parseError(query, st.offset, p)
+	}
+	if len(p.Statements) != 1 {
+		return nil, &Error{Code: CodeUnsupported, Message: "one statement at a time"}
+	}
+	return analyze(st.text, p.Statements[0])
+}
+
+// execute runs a planned query on its own connection.
+func (e *engine) execute(ctx context.Context, q *queryState, a *analysis, text string, maxRows int) (Result, error) {
+	conn, err := e.db.Conn(ctx)
+	if err != nil {
+		return Result{}, fmt.Errorf("sql: connect: %w", err)
+	}
+	defer conn.Close()
 	e.queries.Store(q.id, q)
 	defer e.queries.Delete(q.id)
 	for i, t := range q.topics {
