@@ -262,6 +262,10 @@ func (e *engine) execute(ctx context.Context, q *queryState, a *analysis, text s
 		if _, err := conn.ExecContext(ctx, viewSQL(q.id, i, t, a.windows[t.name])); err != nil {
 			return Result{}, fmt.Errorf("sql: define %s: %w", t.name, err)
 		}
+		defer func() {
+			// Best effort: the next query replaces a view it needs anyway.
+			_, _ = conn.ExecContext(context.WithoutCancel(ctx), "DROP VIEW IF EXISTS temp."+quoteIdent(t.name))
+		}()
 	}
 	body := strings.TrimRight(strings.TrimSpace(rewrite(text, a.edits)), ";")
 	final := "SELECT * FROM (\n" + body + "\n) LIMIT " + strconv.Itoa(maxRows+1)

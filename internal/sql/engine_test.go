@@ -6,7 +6,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
@@ -45,4 +50,48 @@ func TestSmoke(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// Queries run concurrently (more than the connection bound), and the
+// metrics count them by outcome with what they read.
+func TestConcurrentQueriesAndMetrics(t *testing.T) {
+	b := newBroker(t, openSQLite(t))
+	produce(t, b, "t", 4, genRecords(400, 4))
+	reg := prometheus.NewRegistry()
+	e := newEngine(t, b, Config{Registry: reg, Threads: 2})
+	var wg sync.WaitGroup
+	errs := make(chan error, 12)
+	for i := range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := e.Query(context.Background(), Request{Query: fmt.Sprintf(`SELECT count(*) FROM t WHERE partition = %d`, i%4)})
+			if err == nil && res.Rows[0][0] != int64(100) {
+				err = fmt.Errorf("partition %d: %v rows", i%4, res.Rows[0][0])
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.Query(context.Background(), Request{Query: "SELEC"}); err == nil {
+		t.Fatal("no parse error")
+	}
+	if got := testutil.ToFloat64(e.(*engine).metrics.queries.WithLabelValues("ok")); got != 12 {
+		t.Errorf("ok queries %v, want 12", got)
+	}
+	if got := testutil.ToFloat64(e.(*engine).metrics.queries.WithLabelValues(string(CodeParse))); got != 1 {
+		t.Errorf("parse_error queries %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(e.(*engine).metrics.records); got != 1200 {
+		t.Errorf("scanned records %v, want 1200", got)
+	}
+	if n, err := testutil.GatherAndCount(reg, "streamhouse_sql_query_duration_seconds"); err != nil || n != 1 {
+		t.Errorf("duration histogram: %d, %v", n, err)
+	}
 }

@@ -172,7 +172,9 @@ func viewSQL(id int64, i int, t *topicPlan, w window) string {
 			`SELECT *, CASE WHEN "timestamp" - lag("timestamp") OVER (ORDER BY "timestamp", "partition", "offset") <= %[1]d THEN 0 ELSE 1 END AS sh_new FROM (%[2]s)))`,
 			w.size, scan)
 	}
-	return "CREATE TEMP VIEW " + quoteIdent(t.name) + " AS " + scan
+	// OR REPLACE: database/sql may hand a connection straight to a waiting
+	// query, with the views of the one before.
+	return "CREATE OR REPLACE TEMP VIEW " + quoteIdent(t.name) + " AS " + scan
 }
 
 func (e *engine) scanFunction() duckdb.ParallelChunkTableFunction {
