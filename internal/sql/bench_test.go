@@ -35,7 +35,7 @@ func BenchmarkGroupBy(b *testing.B) {
 		var rs []broker.Record
 		for i := p; i < n; i += 8 {
 			v, _ := json.Marshal(map[string]any{"id": i, "category": cats[i%len(cats)], "price": float64(i%1000) / 10,
-				"customer": fmt.Sprintf("customer-%06d", i%50000), "note": "a note of some length to reach ~200 bytes",
+				"customer": fmt.Sprintf("customer-%06d", i%50000), "note": "a note of some length to reach about two hundred bytes per record, as the issue says",
 				"items": []int{i % 7, i % 11}})
 			total += len(v)
 			rs = append(rs, broker.Record{Key: []byte(strconv.Itoa(i)), Value: v, Timestamp: int64(1_767_225_600_000 + i)})
