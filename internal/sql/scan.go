@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/duckdb/duckdb-go/v2"
 
@@ -227,6 +228,7 @@ type cursor struct {
 	size int // records to ask for next
 	// projected says which columns the query uses.
 	projected []bool
+	text      [3]*duckdb.VectorWriter[string] // key, value, headers: nil when not projected
 }
 
 func (s *topicScan) ColumnInfos() []duckdb.ColumnInfo {
@@ -318,6 +320,26 @@ func (s *topicScan) FillChunk(local any, chunk duckdb.DataChunk) error {
 			c.projected[i] = err == nil
 		}
 	}
+	// Text columns are written through typed writers (no per-value type
+	// dispatch); a writer checks rows against the chunk's size.
+	if err := chunk.SetSize(capacity); err != nil {
+		return err
+	}
+	for i := 3; i <= 5; i++ {
+		c.text[i-3] = nil
+		if !c.projected[i] {
+			continue
+		}
+		vec, err := chunk.GetVector(i)
+		if err != nil {
+			return err
+		}
+		w, err := duckdb.GetVectorWriter[string](vec)
+		if err != nil {
+			return err
+		}
+		c.text[i-3] = &w
+	}
 	n := 0
 	for n < capacity {
 		if c.pos >= len(c.buf) {
@@ -358,23 +380,27 @@ func row(c *cursor, chunk duckdb.DataChunk, i int, rec broker.Record) error {
 	}
 	b64 := (pr[3] || pr[4]) && (!validUTF8(rec.Key) || !validUTF8(rec.Value))
 	for col, b := range [2][]byte{rec.Key, rec.Value} {
-		if !pr[3+col] {
-			continue
-		}
+		w := c.text[col]
 		var err error
-		if s := textOrBase64(b, b64); s == nil {
-			err = chunk.SetValue(3+col, i, nil)
-		} else {
-			err = duckdb.SetChunkValue(chunk, 3+col, i, *s)
+		switch {
+		case w == nil:
+			continue
+		case b == nil:
+			err = w.SetNull(i)
+		case b64:
+			err = w.Set(i, base64.StdEncoding.EncodeToString(b))
+		default:
+			// DuckDB copies the bytes before Set returns.
+			err = w.Set(i, unsafe.String(unsafe.SliceData(b), len(b)))
 		}
 		if err != nil {
 			return err
 		}
 	}
-	if !pr[5] {
+	if c.text[2] == nil {
 		return nil
 	}
-	return duckdb.SetChunkValue(chunk, 5, i, headersJSON(rec))
+	return c.text[2].Set(i, headersJSON(rec))
 }
 
 func validUTF8(b []byte) bool { return b == nil || utf8.Valid(b) }
