@@ -250,6 +250,9 @@ func (w *walker) node(n node, parent node) error {
 	case "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "JOIN":
 		w.a.notLive = "a join or set operation"
 	case "FUNCTION":
+		if name := strings.ToLower(str(n, "function_name")); unbounded[name] {
+			return &Error{Code: CodeUnsupported, Message: fmt.Sprintf("%s is not available: it can make data without bound, outside SQL_MAX_MEMORY_BYTES", name)}
+		}
 		if aggregates[strings.ToLower(str(n, "function_name"))] {
 			w.a.notLive = "an aggregate"
 		}
@@ -615,6 +618,13 @@ func (w *walker) timestampLiterals(c node) {
 		}})
 	}
 }
+
+// unbounded are functions that make values of any size from a constant
+// (repeat('x', 2e9), generate_series(1, 1e9)): DuckDB allocates them
+// outside its memory limit and does not interrupt them, so they are refused.
+var unbounded = map[string]bool{"repeat": true, "lpad": true, "rpad": true, "generate_series": true, "range": true,
+	"list_resize": true, "array_resize": true, "repeat_row": true, "printf": true, "format": true, "bar": true,
+	"list_repeat": true, "array_repeat": true, "generate_subscripts": true, "unnest": true}
 
 var aggregates = map[string]bool{"count": true, "count_star": true, "sum": true, "avg": true, "min": true, "max": true,
 	"list": true, "array_agg": true, "string_agg": true, "median": true, "stddev": true, "any_value": true, "first": true,

@@ -58,6 +58,11 @@ func TestErrorCodes(t *testing.T) {
 			{"SHOW DATABASES", CodeUnsupported},
 			{"EXPLAIN ANALYZE SELECT * FROM t", CodeUnsupported},
 			{"SELECT count(*) FROM t GROUP BY TUMBLE(timestamp, INTERVAL '0' HOUR)", CodeInvalid},
+			// Functions that make data without bound from a constant.
+			{"SELECT length(repeat('x', 2000000000))", CodeUnsupported},
+			{"SELECT len(generate_series(1, 300000000))", CodeUnsupported},
+			{"SELECT count(*) FROM (SELECT unnest(range(300000000)))", CodeUnsupported},
+			{"SELECT lpad(value, 2000000000, 'x') FROM t", CodeUnsupported},
 			{"SELECT count(*) FROM t GROUP BY TUMBLE(value, INTERVAL '1' HOUR)", CodeInvalid},
 		} {
 			qe := queryErr(t, e, Request{Query: c.query})
@@ -103,7 +108,7 @@ func TestLimits(t *testing.T) {
 		t.Fatalf("timeout took %v", d)
 	}
 
-	qe = queryErr(t, e, Request{Query: `SELECT list(repeat(a.value, 2000)) FROM t a, t b WHERE a.partition = 0 AND b."offset" < 40`})
+	qe = queryErr(t, e, Request{Query: `SELECT length(string_agg(a.value || b.value, ',')) FROM t a, t b`})
 	if qe.Code != CodeResourceLimit {
 		t.Fatalf("memory: %v", qe)
 	}
