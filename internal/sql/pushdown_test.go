@@ -3,12 +3,10 @@
 package sql
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
 
-	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
@@ -115,6 +113,4 @@ func TestShowTopicsAndDescribe(t *testing.T) {
 	if fmt.Sprint(names) != "[partition INTEGER offset BIGINT timestamp BIGINT key VARCHAR value VARCHAR headers JSON]" {
 		t.Fatalf("SELECT * columns: %v", names)
 	}
-	_ = broker.AckDurable
-	_ = context.Background
 }

@@ -52,7 +52,6 @@ type partRange struct {
 type topicPlan struct {
 	name   string
 	ranges []partRange
-	tsHi   int64
 }
 
 // queryState is a running query, found by the scan through its id.
@@ -91,7 +90,7 @@ func (e *engine) plan(ctx context.Context, q *queryState, a *analysis) error {
 		if !bounded {
 			b = allBounds()
 		}
-		tp := &topicPlan{name: name, tsHi: b.tsHi}
+		tp := &topicPlan{name: name}
 		q.topics = append(q.topics, tp)
 		if b.empty {
 			continue

@@ -107,7 +107,7 @@ func (e *engine) stream(ctx context.Context, req Request, emit func([]Column, []
 	defer tick.Stop()
 	for {
 		q := &queryState{id: e.nextID.Add(1)}
-		tp := &topicPlan{name: topic.Name, tsHi: b.tsHi}
+		tp := &topicPlan{name: topic.Name}
 		q.topics = []*topicPlan{tp}
 		for p, from := range start {
 			_, lso, _, err := e.cfg.Source.StableOffsets(ctx, topic.Name, p)
