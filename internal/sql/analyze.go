@@ -69,6 +69,8 @@ type analysis struct {
 	// notLive says why the statement cannot be a live query ("" if it can);
 	// limit is its outermost LIMIT (-1: none).
 	notLive string
+	// grouped: GROUP BY, HAVING or an aggregate (live only over TUMBLE).
+	grouped bool
 	limit   int64
 }
 
@@ -231,10 +233,10 @@ func (w *walker) node(n node, parent node) error {
 		return &Error{Code: CodeUnsupported, Message: "only SHOW TOPICS is supported"}
 	case "SELECT_NODE":
 		if gs, _ := n["group_expressions"].([]any); len(gs) > 0 {
-			w.a.notLive = "GROUP BY"
+			w.a.grouped = true
 		}
 		if n["having"] != nil {
-			w.a.notLive = "HAVING"
+			w.a.grouped = true
 		}
 		return w.selectNode(n)
 	case "ORDER_MODIFIER":
@@ -254,7 +256,7 @@ func (w *walker) node(n node, parent node) error {
 			return &Error{Code: CodeUnsupported, Message: fmt.Sprintf("%s is not available: it can make data without bound, outside SQL_MAX_MEMORY_BYTES", name)}
 		}
 		if aggregates[strings.ToLower(str(n, "function_name"))] {
-			w.a.notLive = "an aggregate"
+			w.a.grouped = true
 		}
 		return w.function(n, parent)
 	case "LAMBDA":

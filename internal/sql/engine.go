@@ -259,7 +259,7 @@ func (e *engine) execute(ctx context.Context, q *queryState, a *analysis, text s
 	e.queries.Store(q.id, q)
 	defer e.queries.Delete(q.id)
 	for i, t := range q.topics {
-		if _, err := conn.ExecContext(ctx, viewSQL(q.id, i, t, a.windows[t.name])); err != nil {
+		if _, err := conn.ExecContext(ctx, viewSQL(q.id, i, t, a.windows[t.name], q.viewFilter)); err != nil {
 			return Result{}, fmt.Errorf("sql: define %s: %w", t.name, err)
 		}
 		defer func() {

@@ -56,12 +56,13 @@ type topicPlan struct {
 
 // queryState is a running query, found by the scan through its id.
 type queryState struct {
-	id      int64
-	topics  []*topicPlan
-	records atomic.Int64
-	bytes   atomic.Int64
-	mu      sync.Mutex
-	err     error
+	id         int64
+	viewFilter string // a condition on the view's rows (live TUMBLE windows)
+	topics     []*topicPlan
+	records    atomic.Int64
+	bytes      atomic.Int64
+	mu         sync.Mutex
+	err        error
 }
 
 func (q *queryState) fail(err error) error {
@@ -153,7 +154,7 @@ func explainResult(q *queryState) Result {
 
 // viewSQL defines topic i of query id as a temporary view under the
 // topic's own name, with the window columns when the query groups by one.
-func viewSQL(id int64, i int, t *topicPlan, w window) string {
+func viewSQL(id int64, i int, t *topicPlan, w window, filter string) string {
 	scan := fmt.Sprintf(`SELECT "partition", "offset", "timestamp", "key", "value", "headers"::JSON AS "headers" FROM sh_scan(%d, %d)`, id, i)
 	switch w.kind {
 	case "tumble":
@@ -171,6 +172,9 @@ func viewSQL(id int64, i int, t *topicPlan, w window) string {
 			`max("timestamp") OVER (PARTITION BY sh_sid) + %[1]d AS window_end FROM (SELECT *, sum(sh_new) OVER (ORDER BY "timestamp", "partition", "offset" ROWS UNBOUNDED PRECEDING) AS sh_sid FROM (`+
 			`SELECT *, CASE WHEN "timestamp" - lag("timestamp") OVER (ORDER BY "timestamp", "partition", "offset") <= %[1]d THEN 0 ELSE 1 END AS sh_new FROM (%[2]s)))`,
 			w.size, scan)
+	}
+	if filter != "" {
+		scan = "SELECT * FROM (" + scan + ") WHERE " + filter
 	}
 	// OR REPLACE: database/sql may hand a connection straight to a waiting
 	// query, with the views of the one before.

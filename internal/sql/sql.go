@@ -82,9 +82,10 @@ type Engine interface {
 // engine New returns implements it.
 type Streamer interface {
 	// Stream runs a SELECT … WHERE … without aggregates, grouping,
-	// ordering, joins or windows (else unsupported_operation) over the
-	// records committed after the call, calling emit for each matching row
-	// (columns is the same every time) as they are committed, until the
+	// ordering or joins (else unsupported_operation), or one grouped by
+	// TUMBLE (each window sent once, when it closes), over the records
+	// committed after the call, calling emit for each row (columns is the
+	// same every time) as they are committed, until the
 	// query's LIMIT is reached, ctx is done (ctx.Err()), or req.Timeout
 	// passes (nil). Errors before the first row are *Error as for Query;
 	// an error from emit ends the stream with it.

@@ -9,11 +9,17 @@ package sql
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"time"
 )
 
-const streamPoll = 100 * time.Millisecond
+const (
+	streamPoll = 100 * time.Millisecond
+	// windowGrace is how long after its end a live TUMBLE window waits
+	// for records still being committed (timestamps are set before).
+	windowGrace = time.Second
+)
 
 var _ Streamer = (*engine)(nil)
 
@@ -54,10 +60,24 @@ func (e *engine) stream(ctx context.Context, req Request, emit func([]Column, []
 		return err
 	}
 	if a.notLive != "" {
-		return &Error{Code: CodeUnsupported, Message: "a live query filters and projects records: " + a.notLive + " is not supported"}
+		return &Error{Code: CodeUnsupported, Message: "a live query filters and projects records, or groups them by TUMBLE: " + a.notLive + " is not supported"}
 	}
 	if len(a.topics) != 1 {
 		return &Error{Code: CodeUnsupported, Message: "a live query reads one topic"}
+	}
+	win, windowed := a.windows[a.topics[0]]
+	if a.grouped && (!windowed || win.kind != "tumble") {
+		return &Error{Code: CodeUnsupported, Message: "a live query groups only by TUMBLE (windows are sent when they close)"}
+	}
+	// A TUMBLE window closes when the clock passes its end (plus
+	// windowGrace): it is then
+	// computed over the records read since the stream began (the first
+	// window is the first that starts after it), and sent once.
+	now := func() int64 { return time.Now().UnixMilli() }
+	floorTo := func(t, size int64) int64 { return t - ((t%size)+size)%size }
+	var emitted int64 // windows ending at or before it are sent
+	if windowed {
+		emitted = floorTo(now(), win.size) + win.size
 	}
 	// Where each partition's stream starts: the records committed from now on.
 	first := &queryState{}
@@ -105,11 +125,31 @@ func (e *engine) stream(ctx context.Context, req Request, emit func([]Column, []
 	batchRows := max(req.MaxRows, e.cfg.MaxRows)
 	tick := time.NewTicker(streamPoll)
 	defer tick.Stop()
+	origin := map[int32]int64{}
+	for p, from := range start {
+		origin[p] = from
+	}
 	for {
 		q := &queryState{id: e.nextID.Add(1)}
 		tp := &topicPlan{name: topic.Name}
 		q.topics = []*topicPlan{tp}
+		closed := int64(0)
+		if windowed {
+			closed = floorTo(now()-windowGrace.Milliseconds(), win.size)
+			if closed <= emitted {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-tick.C:
+				}
+				continue
+			}
+			q.viewFilter = fmt.Sprintf("window_start >= %d AND window_end <= %d", emitted, closed)
+		}
 		for p, from := range start {
+			if windowed {
+				from = origin[p]
+			}
 			_, lso, _, err := e.cfg.Source.StableOffsets(ctx, topic.Name, p)
 			if err != nil {
 				return err
@@ -141,6 +181,9 @@ func (e *engine) stream(ctx context.Context, req Request, emit func([]Column, []
 					}
 				}
 			}
+		}
+		if windowed {
+			emitted = closed
 		}
 		select {
 		case <-ctx.Done():

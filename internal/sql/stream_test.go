@@ -122,3 +122,54 @@ func TestStreamEnds(t *testing.T) {
 		t.Errorf("unknown topic: %v", err)
 	}
 }
+
+// A live TUMBLE query sends each window once, when the clock passes its
+// end, with the records committed in it.
+func TestStreamTumble(t *testing.T) {
+	ctx := context.Background()
+	b := newBroker(t, openSQLite(t))
+	if _, err := b.CreateTopic(ctx, broker.TopicSpec{Name: "live", Partitions: 1}, false); err != nil {
+		t.Fatal(err)
+	}
+	e := newEngine(t, b, Config{})
+	stop := make(chan struct{})
+	prodDone := make(chan struct{})
+	var produced sync.Map // window start → records produced in it
+	go func() {
+		defer close(prodDone)
+		for k := 0; k < 1000; k++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			ts := time.Now().UnixMilli()
+			if _, err := b.ProduceRecords(ctx, "live", 0, []broker.Record{{Value: []byte("x"), Timestamp: ts}}, broker.AckDurable, batch.DefaultBuildOptions()); err != nil {
+				t.Error(err)
+				return
+			}
+			n, _ := produced.LoadOrStore(ts-ts%1000, new(int64))
+			*n.(*int64)++
+		}
+	}()
+	var rows [][]any
+	err := e.(Streamer).Stream(ctx, Request{Query: `SELECT window_start, window_end, count(*) AS n FROM live GROUP BY TUMBLE(timestamp, INTERVAL '1' SECOND) LIMIT 2`, Timeout: 20 * time.Second},
+		func(_ []Column, row []any) error { rows = append(rows, row); return nil })
+	close(stop)
+	<-prodDone
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 {
+		t.Fatalf("%d windows, want 2: %v", len(rows), rows)
+	}
+	for i, r := range rows {
+		ws, we, n := r[0].(int64), r[1].(int64), r[2].(int64)
+		if we-ws != 1000 || (i > 0 && ws <= rows[i-1][0].(int64)) {
+			t.Fatalf("windows %v", rows)
+		}
+		if p, ok := produced.Load(ws); !ok || *p.(*int64) != n {
+			t.Fatalf("window %d: %d records, produced %v", ws, n, p)
+		}
+	}
+}
