@@ -78,6 +78,20 @@ type Engine interface {
 	Close() error
 }
 
+// Streamer runs live queries (SPEC.md: POST /api/v1/sql/stream). The
+// engine New returns implements it.
+type Streamer interface {
+	// Stream runs a SELECT … WHERE … without aggregates, grouping,
+	// ordering or joins (else unsupported_operation), or one grouped by
+	// TUMBLE (each window sent once, when it closes), over the records
+	// committed after the call, calling emit for each row (columns is the
+	// same every time) as they are committed, until the
+	// query's LIMIT is reached, ctx is done (ctx.Err()), or req.Timeout
+	// passes (nil). Errors before the first row are *Error as for Query;
+	// an error from emit ends the stream with it.
+	Stream(ctx context.Context, req Request, emit func(columns []Column, row []any) error) error
+}
+
 // Source is what the engine reads: the broker's committed read path (the
 // same caches and read-ahead as every reader). *broker.Broker implements it.
 type Source interface {

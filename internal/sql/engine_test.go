@@ -1,0 +1,97 @@
+//go:build cgo
+
+package sql
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/streamhouse/streamhouse/internal/metadata"
+)
+
+func mustQuery(t *testing.T, e Engine, q string) Result {
+	t.Helper()
+	res, err := e.Query(context.Background(), Request{Query: q})
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return res
+}
+
+func rowsJSON(t *testing.T, res Result) string {
+	t.Helper()
+	out, err := json.Marshal(res.Rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+func TestSmoke(t *testing.T) {
+	eachBackend(t, func(t *testing.T, store metadata.Store) {
+		b := newBroker(t, store)
+		recs := genRecords(200, 4)
+		produce(t, b, "my-topic", 4, recs)
+		e := newEngine(t, b, Config{})
+		res := mustQuery(t, e, `SELECT count(*), sum(json_extract(value, '$.price')) FROM "my-topic"`)
+		t.Logf("%v %s %d", res.Columns, rowsJSON(t, res), res.ScannedRecords)
+		res = mustQuery(t, e, `SELECT partition, "offset", timestamp, key, value, headers FROM "my-topic" WHERE partition = 1 AND "offset" < 3`)
+		t.Logf("%v %s %d", res.Columns, rowsJSON(t, res), res.ScannedRecords)
+		_, err := e.Query(context.Background(), Request{Query: "SELECT * FROM nope"})
+		var qe *Error
+		if !errors.As(err, &qe) || qe.Code != CodeTopicNotFound {
+			t.Fatal(err)
+		}
+	})
+}
+
+// Queries run concurrently (more than the connection bound), and the
+// metrics count them by outcome with what they read.
+func TestConcurrentQueriesAndMetrics(t *testing.T) {
+	b := newBroker(t, openSQLite(t))
+	produce(t, b, "t", 4, genRecords(400, 4))
+	reg := prometheus.NewRegistry()
+	e := newEngine(t, b, Config{Registry: reg, Threads: 2})
+	var wg sync.WaitGroup
+	errs := make(chan error, 12)
+	for i := range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := e.Query(context.Background(), Request{Query: fmt.Sprintf(`SELECT count(*) FROM t WHERE partition = %d`, i%4)})
+			if err == nil && res.Rows[0][0] != int64(100) {
+				err = fmt.Errorf("partition %d: %v rows", i%4, res.Rows[0][0])
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.Query(context.Background(), Request{Query: "SELEC"}); err == nil {
+		t.Fatal("no parse error")
+	}
+	if got := testutil.ToFloat64(e.(*engine).metrics.queries.WithLabelValues("ok")); got != 12 {
+		t.Errorf("ok queries %v, want 12", got)
+	}
+	if got := testutil.ToFloat64(e.(*engine).metrics.queries.WithLabelValues(string(CodeParse))); got != 1 {
+		t.Errorf("parse_error queries %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(e.(*engine).metrics.records); got != 1200 {
+		t.Errorf("scanned records %v, want 1200", got)
+	}
+	if n, err := testutil.GatherAndCount(reg, "streamhouse_sql_query_duration_seconds"); err != nil || n != 1 {
+		t.Errorf("duration histogram: %d, %v", n, err)
+	}
+}

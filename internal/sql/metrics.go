@@ -1,0 +1,52 @@
+package sql
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the engine's streamhouse_sql_* series.
+type metrics struct {
+	queries  *prometheus.CounterVec
+	records  prometheus.Counter
+	bytes    prometheus.Counter
+	duration prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		queries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamhouse_sql_queries_total",
+			Help: "SQL queries by outcome: ok, an error code of SPEC.md, canceled or error."}, []string{"outcome"}),
+		records: prometheus.NewCounter(prometheus.CounterOpts{Name: "streamhouse_sql_scanned_records_total",
+			Help: "Records read by SQL queries."}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "streamhouse_sql_scanned_bytes_total",
+			Help: "Key, value and header bytes of the records read by SQL queries."}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "streamhouse_sql_query_duration_seconds",
+			Help: "SQL query duration.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.queries, m.records, m.bytes, m.duration} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("sql: register metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) observe(res Result, err error) {
+	outcome := "ok"
+	var qe *Error
+	switch {
+	case errors.As(err, &qe):
+		outcome = string(qe.Code)
+	case err != nil:
+		outcome = "error"
+	}
+	m.queries.WithLabelValues(outcome).Inc()
+	m.records.Add(float64(res.ScannedRecords))
+	m.bytes.Add(float64(res.ScannedBytes))
+	m.duration.Observe(res.ExecutionTime.Seconds())
+}
