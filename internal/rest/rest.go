@@ -22,7 +22,7 @@ import (
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/metadata"
-	"github.com/streamhouse/streamhouse/internal/sql"
+	"github.com/streamhouse/streamhouse/internal/sqlapi"
 )
 
 // DefaultMaxBodyBytes bounds request bodies when Config.MaxBodyBytes is not
@@ -51,7 +51,7 @@ type Config struct {
 	Schemas http.Handler
 	// SQL answers POST /api/v1/sql (internal/sql). Nil: 501, as in a
 	// build without cgo.
-	SQL sql.Engine
+	SQL sqlapi.Engine
 	// SQLMaxRows and SQLTimeout are the defaults of a query's max_rows
 	// and timeout_ms and the largest it may ask for (SQL_MAX_ROWS,
 	// SQL_TIMEOUT_MS). Defaults 10000 and 30 s.
@@ -113,7 +113,7 @@ type server struct {
 	maxBody  int64
 	ready    func(ctx context.Context) error
 	members  broker.GroupMembers
-	sqlq     sql.Engine
+	sqlq     sqlapi.Engine
 	sqlRows  int
 	sqlTime  time.Duration
 	mux      *http.ServeMux
@@ -196,6 +196,7 @@ func New(cfg Config) http.Handler {
 	s.handle("GET /api/v1/consumer-groups/{id}/offsets", s.groupOffsets)
 
 	s.handle("POST /api/v1/sql", s.sql)
+	s.handle("POST /api/v1/sql/stream", s.sqlStream)
 	if cfg.Schemas != nil {
 		s.mux.Handle("/schemas/", http.StripPrefix("/schemas", cfg.Schemas))
 	}
@@ -357,7 +358,7 @@ func (s *server) sql(w http.ResponseWriter, r *http.Request) error {
 	if req.Query == nil || strings.TrimSpace(*req.Query) == "" {
 		return badRequest("query is required")
 	}
-	q := sql.Request{Query: *req.Query, Timeout: s.sqlTime, MaxRows: s.sqlRows}
+	q := sqlapi.Request{Query: *req.Query, Timeout: s.sqlTime, MaxRows: s.sqlRows}
 	if req.TimeoutMs != nil {
 		if *req.TimeoutMs <= 0 || *req.TimeoutMs > s.sqlTime.Milliseconds() {
 			return badRequest("timeout_ms must be in 1..%d (SQL_TIMEOUT_MS)", s.sqlTime.Milliseconds())
@@ -371,7 +372,7 @@ func (s *server) sql(w http.ResponseWriter, r *http.Request) error {
 		q.MaxRows = int(*req.MaxRows)
 	}
 	if s.sqlq == nil {
-		return &apiError{status: http.StatusNotImplemented, code: codeNotImplemented, msg: sql.ErrUnavailable.Error()}
+		return &apiError{status: http.StatusNotImplemented, code: codeNotImplemented, msg: sqlapi.ErrUnavailable.Error()}
 	}
 	res, err := s.sqlq.Query(r.Context(), q)
 	if err != nil {
@@ -392,18 +393,18 @@ func (s *server) sql(w http.ResponseWriter, r *http.Request) error {
 // sqlError maps the engine's refusals to their status and code; anything
 // else goes to writeError's general rules (a store outage is 503).
 func sqlError(err error) error {
-	var qe *sql.Error
+	var qe *sqlapi.Error
 	if errors.As(err, &qe) {
 		status := http.StatusBadRequest
 		switch qe.Code {
-		case sql.CodeTopicNotFound:
+		case sqlapi.CodeTopicNotFound:
 			status = http.StatusNotFound
-		case sql.CodeTimeout:
+		case sqlapi.CodeTimeout:
 			status = http.StatusRequestTimeout
 		}
 		return &apiError{status: status, code: string(qe.Code), msg: qe.Message}
 	}
-	if errors.Is(err, sql.ErrUnavailable) {
+	if errors.Is(err, sqlapi.ErrUnavailable) {
 		return &apiError{status: http.StatusNotImplemented, code: codeNotImplemented, msg: err.Error()}
 	}
 	return err

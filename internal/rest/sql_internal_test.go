@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/streamhouse/streamhouse/internal/sql"
+	"github.com/streamhouse/streamhouse/internal/sqlapi"
 )
 
 // The engine's refusals answer SPEC.md's statuses and codes; anything else
@@ -18,13 +18,13 @@ func TestSQLErrorStatus(t *testing.T) {
 		status int
 		code   string
 	}{
-		{&sql.Error{Code: sql.CodeParse, Message: "syntax error at line 1, column 8"}, http.StatusBadRequest, "parse_error"},
-		{&sql.Error{Code: sql.CodeInvalid}, http.StatusBadRequest, "invalid_query"},
-		{&sql.Error{Code: sql.CodeUnsupported}, http.StatusBadRequest, "unsupported_operation"},
-		{&sql.Error{Code: sql.CodeResourceLimit}, http.StatusBadRequest, "resource_limit"},
-		{fmt.Errorf("query: %w", &sql.Error{Code: sql.CodeTopicNotFound}), http.StatusNotFound, "topic_not_found"},
-		{&sql.Error{Code: sql.CodeTimeout}, http.StatusRequestTimeout, "query_timeout"},
-		{fmt.Errorf("new: %w", sql.ErrUnavailable), http.StatusNotImplemented, codeNotImplemented},
+		{&sqlapi.Error{Code: sqlapi.CodeParse, Message: "syntax error at line 1, column 8"}, http.StatusBadRequest, "parse_error"},
+		{&sqlapi.Error{Code: sqlapi.CodeInvalid}, http.StatusBadRequest, "invalid_query"},
+		{&sqlapi.Error{Code: sqlapi.CodeUnsupported}, http.StatusBadRequest, "unsupported_operation"},
+		{&sqlapi.Error{Code: sqlapi.CodeResourceLimit}, http.StatusBadRequest, "resource_limit"},
+		{fmt.Errorf("query: %w", &sqlapi.Error{Code: sqlapi.CodeTopicNotFound}), http.StatusNotFound, "topic_not_found"},
+		{&sqlapi.Error{Code: sqlapi.CodeTimeout}, http.StatusRequestTimeout, "query_timeout"},
+		{fmt.Errorf("new: %w", sqlapi.ErrUnavailable), http.StatusNotImplemented, codeNotImplemented},
 	} {
 		var ae *apiError
 		if !errors.As(sqlError(tc.err), &ae) || ae.status != tc.status || ae.code != tc.code {

@@ -29,6 +29,7 @@ import (
 	"github.com/streamhouse/streamhouse/internal/partlog"
 	"github.com/streamhouse/streamhouse/internal/rest"
 	"github.com/streamhouse/streamhouse/internal/schemaregistry"
+	"github.com/streamhouse/streamhouse/internal/sql"
 	"github.com/streamhouse/streamhouse/internal/txn"
 )
 
@@ -45,6 +46,7 @@ type Server struct {
 	plog   *partlog.Log
 	broker *broker.Broker
 	txn    *txn.Coordinator
+	sql    sql.Engine // nil in a build without cgo
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -182,8 +184,21 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		MaxConnectionsPerIP:     cfg.KafkaMaxConnectionsPerIP,
 		ConnectionsMaxIdle:      cfg.KafkaConnectionsMaxIdle,
 	})
+	switch s.sql, err = sql.New(sql.Config{
+		Source: s.broker, Logger: logger, Registry: s.reg,
+		MaxMemoryBytes: cfg.SQLMaxMemoryBytes, MaxRows: cfg.SQLMaxRows, Timeout: cfg.SQLTimeout,
+	}); {
+	case errors.Is(err, sql.ErrUnavailable):
+		logger.Info("SQL over topics unavailable: this binary was built without cgo")
+		s.sql, err = nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("SQL engine: %w", err)
+	}
 	s.httpSrv = &http.Server{
 		Handler: rest.New(rest.Config{
+			SQL:          s.sql,
+			SQLMaxRows:   cfg.SQLMaxRows,
+			SQLTimeout:   cfg.SQLTimeout,
 			Broker:       s.broker,
 			Logger:       logger,
 			Registry:     s.reg,
@@ -348,6 +363,11 @@ func (s *Server) closeBackends() {
 	if s.plog != nil && s.httpSrv == nil {
 		// New failed after opening the log: stop its goroutines.
 		_ = s.plog.Close(context.Background())
+	}
+	if s.sql != nil {
+		if err := s.sql.Close(); err != nil {
+			s.log.Warn("close SQL engine", "err", err)
+		}
 	}
 	if s.httpLn != nil {
 		_ = s.httpLn.Close()

@@ -343,7 +343,7 @@ func (e *engine) showTopics(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Columns: []Column{{"name", "VARCHAR"}, {"partitions", "INTEGER"}}, Rows: [][]any{}}
+	res := Result{Columns: []Column{{Name: "name", DataType: "VARCHAR"}, {Name: "partitions", DataType: "INTEGER"}}, Rows: [][]any{}}
 	for _, t := range ts {
 		res.Rows = append(res.Rows, []any{t.Name, int64(t.Partitions)})
 	}
@@ -354,7 +354,7 @@ func (e *engine) describe(ctx context.Context, topic string) (Result, error) {
 	if _, err := e.topic(ctx, topic); err != nil {
 		return Result{}, err
 	}
-	res := Result{Columns: []Column{{"column_name", "VARCHAR"}, {"column_type", "VARCHAR"}, {"null", "VARCHAR"}}}
+	res := Result{Columns: []Column{{Name: "column_name", DataType: "VARCHAR"}, {Name: "column_type", DataType: "VARCHAR"}, {Name: "null", DataType: "VARCHAR"}}}
 	for _, c := range topicColumns {
 		res.Rows = append(res.Rows, []any{c.Name, c.DataType, c.null})
 	}
@@ -375,10 +375,10 @@ var topicColumns = []struct {
 	Column
 	null string
 }{
-	{Column{"partition", "INTEGER"}, "NO"},
-	{Column{"offset", "BIGINT"}, "NO"},
-	{Column{"timestamp", "BIGINT"}, "NO"},
-	{Column{"key", "VARCHAR"}, "YES"},
-	{Column{"value", "VARCHAR"}, "YES"},
-	{Column{"headers", "JSON"}, "NO"},
+	{Column{Name: "partition", DataType: "INTEGER"}, "NO"},
+	{Column{Name: "offset", DataType: "BIGINT"}, "NO"},
+	{Column{Name: "timestamp", DataType: "BIGINT"}, "NO"},
+	{Column{Name: "key", DataType: "VARCHAR"}, "YES"},
+	{Column{Name: "value", DataType: "VARCHAR"}, "YES"},
+	{Column{Name: "headers", DataType: "JSON"}, "NO"},
 }

@@ -138,8 +138,9 @@ func (e *engine) plan(ctx context.Context, q *queryState, a *analysis) error {
 
 // explainResult is EXPLAIN's answer: one row per partition read.
 func explainResult(q *queryState) Result {
-	res := Result{Columns: []Column{{"topic", "VARCHAR"}, {"partition", "INTEGER"}, {"start_offset", "BIGINT"},
-		{"end_offset", "BIGINT"}, {"records", "BIGINT"}, {"min_timestamp", "BIGINT"}}, Rows: [][]any{}}
+	res := Result{Columns: []Column{{Name: "topic", DataType: "VARCHAR"}, {Name: "partition", DataType: "INTEGER"},
+		{Name: "start_offset", DataType: "BIGINT"}, {Name: "end_offset", DataType: "BIGINT"},
+		{Name: "records", DataType: "BIGINT"}, {Name: "min_timestamp", DataType: "BIGINT"}}, Rows: [][]any{}}
 	for _, t := range q.topics {
 		for _, r := range t.ranges {
 			var ts any

@@ -1,0 +1,111 @@
+package rest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/streamhouse/streamhouse/internal/sqlapi"
+)
+
+// sqlStream runs a live query (SPEC.md: POST /api/v1/sql/stream): a
+// SELECT … WHERE … over the records committed from now on, answered as
+// application/x-ndjson, one JSON object per matching row (keys in the
+// query's column order), written as the records are committed, until the
+// query's LIMIT, the client leaving, or timeout_ms (absent: until one of
+// the others). A query the engine refuses answers as POST /api/v1/sql
+// does; an error once rows have gone out ends the stream with a last line
+// {"error", "message"}.
+func (s *server) sqlStream(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Query     *string `json:"query"`
+		TimeoutMs *int64  `json:"timeout_ms"`
+	}
+	if err := s.decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.Query == nil || strings.TrimSpace(*req.Query) == "" {
+		return badRequest("query is required")
+	}
+	q := sqlapi.Request{Query: *req.Query}
+	if req.TimeoutMs != nil {
+		if *req.TimeoutMs <= 0 {
+			return badRequest("timeout_ms must be positive")
+		}
+		q.Timeout = time.Duration(*req.TimeoutMs) * time.Millisecond
+	}
+	st, ok := s.sqlq.(sqlapi.Streamer)
+	if s.sqlq == nil || !ok {
+		return &apiError{status: http.StatusNotImplemented, code: codeNotImplemented, msg: sqlapi.ErrUnavailable.Error()}
+	}
+	rc := http.NewResponseController(w)
+	started := false
+	var keys [][]byte // each column's `"name":` (unique names)
+	var line bytes.Buffer
+	err := st.Stream(r.Context(), q, func(cols []sqlapi.Column, row []any) error {
+		if !started {
+			started = true
+			keys = rowKeys(cols)
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			w.WriteHeader(http.StatusOK)
+		}
+		line.Reset()
+		line.WriteByte('{')
+		for i, v := range row {
+			if i > 0 {
+				line.WriteByte(',')
+			}
+			line.Write(keys[i])
+			b, err := json.Marshal(v)
+			if err != nil {
+				return err
+			}
+			line.Write(b)
+		}
+		line.WriteString("}\n")
+		if _, err := w.Write(line.Bytes()); err != nil {
+			return err // the client left
+		}
+		return rc.Flush()
+	})
+	if !started {
+		if err != nil && r.Context().Err() == nil {
+			return sqlError(err)
+		}
+		// Ended before any row (timeout or LIMIT 0): an empty stream.
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+	if err != nil && r.Context().Err() == nil {
+		body := errorBody{Error: codeInternal, Message: err.Error()}
+		var qe *sqlapi.Error
+		if errors.As(err, &qe) {
+			body = errorBody{Error: string(qe.Code), Message: qe.Message}
+		}
+		b, _ := json.Marshal(body)
+		_, _ = w.Write(append(b, '\n'))
+	}
+	return nil
+}
+
+// rowKeys returns each column's JSON object key, made unique: a name seen
+// before gets _2, _3 … appended.
+func rowKeys(cols []sqlapi.Column) [][]byte {
+	seen := make(map[string]int, len(cols))
+	out := make([][]byte, len(cols))
+	for i, c := range cols {
+		name := c.Name
+		if n := seen[name]; n > 0 {
+			name += "_" + strconv.Itoa(n+1)
+		}
+		seen[c.Name]++
+		k, _ := json.Marshal(name)
+		out[i] = append(k, ':')
+	}
+	return out
+}

@@ -1,0 +1,185 @@
+// Package sqltest runs SQL over topics end to end: the real server binary
+// (with its DuckDB engine), data produced over REST and Kafka, and queries
+// over REST, on both storage backends. The engine's own tests (the golden
+// suite, pushdown counts, windows) are in internal/sql.
+package sqltest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamhouse/streamhouse/internal/e2e"
+)
+
+type answer struct {
+	Columns []struct {
+		Name     string `json:"name"`
+		DataType string `json:"dataType"`
+	} `json:"columns"`
+	Rows            [][]json.RawMessage `json:"rows"`
+	RowCount        int                 `json:"rowCount"`
+	Truncated       bool                `json:"truncated"`
+	ExecutionTimeMs *int64              `json:"executionTimeMs"`
+	Error           string              `json:"error"`
+	Message         string              `json:"message"`
+}
+
+func query(t *testing.T, p *e2e.Proc, body map[string]any) (int, answer) {
+	t.Helper()
+	var a answer
+	code := p.Call(http.MethodPost, "/api/v1/sql", body, &a)
+	return code, a
+}
+
+// cells renders each row as its cells' JSON joined by "|".
+func cells(a answer) []string {
+	out := make([]string, len(a.Rows))
+	for i, r := range a.Rows {
+		parts := make([]string, len(r))
+		for j, c := range r {
+			parts[j] = string(c)
+		}
+		out[i] = strings.Join(parts, "|")
+	}
+	return out
+}
+
+func TestSQLOverREST(t *testing.T) {
+	t.Parallel()
+	for _, b := range e2e.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			p := e2e.Start(t, dir, b.Env(t, dir))
+			defer p.Stop(syscall.SIGTERM)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+
+			if code := p.Call(http.MethodPost, "/api/v1/topics", map[string]any{"name": "orders", "partitions": 2}, nil); code != http.StatusCreated {
+				t.Fatalf("create topic: %d", code)
+			}
+			// 10 orders on each partition: category c<i%3>, price i, a
+			// nested item; every fifth has no price; key k<i>.
+			for part := range 2 {
+				var recs []map[string]any
+				for i := range 10 {
+					n := part*10 + i
+					v := fmt.Sprintf(`{"category":"c%d","price":%d,"item":{"sku":"s%d","tags":["a","b"]}}`, n%3, n, n)
+					if n%5 == 4 {
+						v = fmt.Sprintf(`{"category":"c%d","item":{"sku":"s%d"}}`, n%3, n)
+					}
+					recs = append(recs, map[string]any{"key": fmt.Sprintf("k%d", n), "value": v, "headers": map[string]string{"source": "e2e"}})
+				}
+				if code := p.Call(http.MethodPost, "/api/v1/produce/batch", map[string]any{"topic": "orders", "partition": part, "records": recs}, nil); code != http.StatusOK {
+					t.Fatalf("produce batch: %d", code)
+				}
+			}
+			// An aborted transaction on partition 0: never visible.
+			tx, err := kgo.NewClient(kgo.SeedBrokers(p.KafkaAddr), kgo.TransactionalID("sql-e2e"), kgo.DefaultProduceTopic("orders"),
+				kgo.RecordPartitioner(kgo.ManualPartitioner()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Close()
+			if err := tx.BeginTransaction(); err != nil {
+				t.Fatal(err)
+			}
+			if err := tx.ProduceSync(ctx, &kgo.Record{Partition: 0, Value: []byte(`{"category":"aborted","price":1000}`)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			if err := tx.EndTransaction(ctx, kgo.TryAbort); err != nil {
+				t.Fatal(err)
+			}
+
+			ok := func(q string, want ...string) answer {
+				t.Helper()
+				code, a := query(t, p, map[string]any{"query": q})
+				if code != http.StatusOK {
+					t.Fatalf("%s: %d %s %s", q, code, a.Error, a.Message)
+				}
+				if got := cells(a); !slices.Equal(got, want) {
+					t.Errorf("%s:\n got  %q\n want %q", q, got, want)
+				}
+				if a.RowCount != len(a.Rows) || a.ExecutionTimeMs == nil {
+					t.Errorf("%s: rowCount %d for %d rows, executionTimeMs %v", q, a.RowCount, len(a.Rows), a.ExecutionTimeMs)
+				}
+				return a
+			}
+			// The aborted record's offset and its abort marker follow
+			// partition 0's ten records; neither is a row.
+			ok(`SELECT COUNT(*) FROM orders`, "20")
+			ok(`SELECT COUNT(*) FROM orders WHERE value LIKE '%aborted%'`, "0")
+			ok(`SELECT partition, "offset", key FROM orders WHERE partition = 1 AND "offset" = 3`, `1|3|"k13"`)
+			ok(`SELECT key, json_extract(value, '$.price') FROM orders WHERE partition = 0 ORDER BY "offset" LIMIT 3`,
+				`"k0"|0`, `"k1"|1`, `"k2"|2`)
+			ok(`SELECT json_extract_string(value, '$.category') AS c, COUNT(*), SUM(json_extract(value, '$.price'))
+				FROM orders GROUP BY c ORDER BY c`,
+				`"c0"|7|54`, `"c1"|7|47`, `"c2"|6|43`)
+			ok(`SELECT value->>'$.item.sku' FROM "orders" WHERE partition = 1 AND "offset" BETWEEN 2 AND 3 ORDER BY "offset"`, `"s12"`, `"s13"`)
+			ok(`SELECT COUNT(*) FROM orders WHERE json_extract(value, '$.price') IS NULL`, "4")
+			ok(`SELECT headers->>'$.source', COUNT(*) FROM orders GROUP BY 1`, `"e2e"|20`)
+
+			// SELECT * has SPEC's columns, in order.
+			code, star := query(t, p, map[string]any{"query": `SELECT * FROM orders LIMIT 1`})
+			if code != http.StatusOK {
+				t.Fatalf("SELECT *: %d %s", code, star.Message)
+			}
+			var names []string
+			for _, c := range star.Columns {
+				names = append(names, c.Name)
+			}
+			if want := []string{"partition", "offset", "timestamp", "key", "value", "headers"}; !slices.Equal(names, want) {
+				t.Errorf("SELECT * columns %v, want %v", names, want)
+			}
+
+			// max_rows truncates.
+			code, tr := query(t, p, map[string]any{"query": `SELECT "offset" FROM orders`, "max_rows": 5})
+			if code != http.StatusOK || len(tr.Rows) != 5 || !tr.Truncated {
+				t.Errorf("max_rows 5: %d, %d rows, truncated %v", code, len(tr.Rows), tr.Truncated)
+			}
+
+			// SHOW TOPICS and DESCRIBE.
+			code, st := query(t, p, map[string]any{"query": `SHOW TOPICS`})
+			if code != http.StatusOK || !slices.ContainsFunc(cells(st), func(s string) bool { return strings.Contains(s, `"orders"`) }) {
+				t.Errorf("SHOW TOPICS: %d %q", code, cells(st))
+			}
+			code, d := query(t, p, map[string]any{"query": `DESCRIBE orders`})
+			if code != http.StatusOK || len(d.Rows) != 6 {
+				t.Errorf("DESCRIBE orders: %d %q", code, cells(d))
+			}
+
+			// Errors in SPEC's terms, never a 500.
+			for _, tc := range []struct {
+				q      string
+				status int
+				code   string
+				msg    string
+			}{
+				{"SELECT * FROM orders WHERE", 400, "parse_error", "line 1"},
+				{"SELECT *\nFROM orders\nWHERE partition = = 1", 400, "parse_error", "line 3"},
+				{"SELECT nope FROM orders", 400, "invalid_query", "nope"},
+				{"SELECT no_such_function(value) FROM orders", 400, "invalid_query", "no_such_function"},
+				{"SELECT * FROM missing", 404, "topic_not_found", "missing"},
+				{"INSERT INTO orders VALUES (1)", 400, "unsupported_operation", ""},
+				{"DROP TABLE orders", 400, "unsupported_operation", ""},
+				{"SELECT 1; SELECT 2", 400, "unsupported_operation", ""},
+				{"COPY orders TO '/tmp/x.csv'", 400, "unsupported_operation", ""},
+				{"SELECT * FROM read_csv('/etc/passwd')", 400, "", ""},
+			} {
+				code, a := query(t, p, map[string]any{"query": tc.q})
+				if code != tc.status || (tc.code != "" && a.Error != tc.code) || !strings.Contains(a.Message, tc.msg) {
+					t.Errorf("%q: %d %s %q, want %d %s containing %q", tc.q, code, a.Error, a.Message, tc.status, tc.code, tc.msg)
+				}
+			}
+		})
+	}
+}
