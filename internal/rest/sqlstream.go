@@ -16,8 +16,8 @@ import (
 // SELECT … WHERE … over the records committed from now on, answered as
 // application/x-ndjson, one JSON object per matching row (keys in the
 // query's column order), written as the records are committed, until the
-// query's LIMIT, the client leaving, or timeout_ms (absent: until one of
-// the others). A query the engine refuses answers as POST /api/v1/sql
+// query's LIMIT, the client leaving, or timeout_ms (any length; default
+// SQL_TIMEOUT_MS). A query the engine refuses answers as POST /api/v1/sql
 // does; an error once rows have gone out ends the stream with a last line
 // {"error", "message"}.
 func (s *server) sqlStream(w http.ResponseWriter, r *http.Request) error {

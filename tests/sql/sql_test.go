@@ -5,6 +5,8 @@
 package sqltest
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -181,5 +183,86 @@ func TestSQLOverREST(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A live query answers NDJSON rows as matching records are committed,
+// skips the others, and ends at its LIMIT.
+func TestSQLStreamOverREST(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := e2e.Start(t, dir, e2e.Local.Env(t, dir))
+	defer p.Stop(syscall.SIGTERM)
+	if code := p.Call(http.MethodPost, "/api/v1/topics", map[string]any{"name": "live", "partitions": 1}, nil); code != http.StatusCreated {
+		t.Fatalf("create topic: %d", code)
+	}
+	// Committed before the query: not part of a live query's answer.
+	if code := p.Call(http.MethodPost, "/api/v1/produce", map[string]any{"topic": "live", "key": "old", "value": `{"n":0}`}, nil); code != http.StatusOK {
+		t.Fatalf("produce: %d", code)
+	}
+	body, _ := json.Marshal(map[string]any{
+		"query":      `SELECT key, json_extract(value, '$.n') AS n FROM live WHERE json_extract(value, '$.n') > 10 LIMIT 2`,
+		"timeout_ms": 60000,
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.URL+"/api/v1/sql/stream", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	type result struct {
+		lines []string
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/x-ndjson" {
+			done <- result{err: fmt.Errorf("status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))}
+			return
+		}
+		var out []string
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			out = append(out, sc.Text())
+		}
+		done <- result{lines: out, err: sc.Err()}
+	}()
+	// Produce until the stream ends: records before the query started
+	// its snapshot may be missed, so keep writing matching and other ones.
+	for i := 1; ; i++ {
+		select {
+		case r := <-done:
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			if len(r.lines) != 2 {
+				t.Fatalf("live query lines %q, want 2", r.lines)
+			}
+			for _, l := range r.lines {
+				var row struct {
+					Key string `json:"key"`
+					N   int    `json:"n"`
+				}
+				if err := json.Unmarshal([]byte(l), &row); err != nil || row.N <= 10 || row.Key != fmt.Sprintf("k%d", row.N) {
+					t.Errorf("live row %q: %+v %v", l, row, err)
+				}
+			}
+			return
+		case <-ctx.Done():
+			t.Fatal("the live query never ended")
+		case <-time.After(50 * time.Millisecond):
+		}
+		for _, n := range []int{i, 10 + i} {
+			if code := p.Call(http.MethodPost, "/api/v1/produce", map[string]any{"topic": "live", "key": fmt.Sprintf("k%d", n), "value": fmt.Sprintf(`{"n":%d}`, n)}, nil); code != http.StatusOK {
+				t.Fatalf("produce: %d", code)
+			}
+		}
 	}
 }
