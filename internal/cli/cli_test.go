@@ -428,17 +428,35 @@ func testGroupsOffsets(t *testing.T, s *server) {
 }
 
 func testSQL(t *testing.T, s *server) {
-	// This server has no SQL engine, as a build without cgo (the engine's
-	// answers are tested end to end in tests/sql).
-	r := s.fails(t, 1, "SQL is not available in this build", "sql", "query", "SELECT * FROM orders LIMIT 10")
-	if !strings.Contains(r.stderr, "(HTTP 501, not_implemented)") {
+	name := s.createTopic(t, "sql", 2)
+	s.ok(t, "produce", name, "--partition", "1", "--key", "k1", "--value", `{"n": 1}`)
+	s.ok(t, "produce", name, "--partition", "1", "--key", "k2", "--value", `{"n": 2}`)
+	q := `SELECT key, json_extract(value, '$.n') AS n FROM "` + name + `" ORDER BY n`
+	out := s.ok(t, "sql", "query", q)
+	if !strings.Contains(out, "k1") || !strings.Contains(out, "k2") || !strings.Contains(out, "(2 rows)") || strings.Index(out, "k1") > strings.Index(out, "k2") {
+		t.Fatalf("sql query table:\n%s", out)
+	}
+	if out := s.ok(t, "sql", "query", "--max-rows", "1", q); !strings.Contains(out, "(1 row; truncated") {
+		t.Fatalf("sql query --max-rows 1:\n%s", out)
+	}
+	var ans struct {
+		Rows      [][]any `json:"rows"`
+		RowCount  int     `json:"rowCount"`
+		Truncated bool    `json:"truncated"`
+	}
+	if err := json.Unmarshal([]byte(s.ok(t, "-o", "json", "sql", "query", q)), &ans); err != nil || ans.RowCount != 2 || ans.Truncated {
+		t.Fatalf("sql query -o json: %+v, %v", ans, err)
+	}
+	r := s.fails(t, 1, "topic_not_found", "sql", "query", "SELECT * FROM no_such_topic")
+	if !strings.Contains(r.stderr, "(HTTP 404, topic_not_found)") {
 		t.Fatalf("want the server's code: %v", r)
 	}
 	// Words after query are the query, even ones that look like flags.
-	s.fails(t, 1, "HTTP 501", "sql", "query", "SELECT", "a", "-1", "FROM", "t")
+	s.fails(t, 1, "parse_error", "sql", "query", "SELECT", "a", "-1", "FROM", "FROM")
 	s.fails(t, 2, "sql query: missing SQL", "sql", "query")
 	// The limits are checked here, then by the server.
 	s.fails(t, 2, "--max-rows must be positive", "sql", "query", "--max-rows", "0", "SELECT 1")
 	s.fails(t, 2, "--timeout must be at least 1ms", "sql", "query", "--timeout", "0s", "SELECT 1")
+	s.fails(t, 2, "--max-rows does not apply to --follow", "sql", "query", "--follow", "--max-rows", "3", "SELECT 1")
 	s.fails(t, 1, "max_rows must be in 1..10000", "sql", "query", "--max-rows", "10001", "SELECT 1")
 }

@@ -153,13 +153,13 @@ func parsePairs(flag string, vals []string) (map[string]string, error) {
 // jsonCell shows one JSON value in a table cell: strings unquoted, null
 // as NULL, anything else as compact JSON.
 func jsonCell(raw json.RawMessage) string {
+	t := strings.TrimSpace(string(raw))
+	if t == "null" || t == "" {
+		return "NULL" // before the string case: null decodes into a string as ""
+	}
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
 		return s
-	}
-	t := strings.TrimSpace(string(raw))
-	if t == "null" || t == "" {
-		return "NULL"
 	}
 	var buf bytes.Buffer
 	if json.Compact(&buf, raw) == nil {

@@ -284,6 +284,7 @@ func (inv *invocation) sqlCmd() *cobra.Command {
 	var (
 		timeout time.Duration
 		maxRows int
+		follow  bool
 	)
 	query := &cobra.Command{
 		Use:   "query SQL...",
@@ -293,7 +294,8 @@ quote it on a shell command line (the REPL does not glob, so
 sql query SELECT * FROM orders LIMIT 10 works there as typed).`,
 		Example: `  streamctl sql query 'SELECT * FROM orders LIMIT 10'
   streamctl sql query --max-rows 100 --timeout 5s 'SELECT key, COUNT(*) FROM orders GROUP BY key'
-  streamctl sql query -o json 'SHOW TOPICS'`,
+  streamctl sql query -o json 'SHOW TOPICS'
+  streamctl sql query --follow --timeout 10m "SELECT key, value FROM orders WHERE value->>'status' = 'failed'"`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usagef("%s: missing SQL (usage: %s)", cmdPath(cmd), cmd.UseLine())
@@ -316,10 +318,16 @@ sql query SELECT * FROM orders LIMIT 10 works there as typed).`,
 				body["timeout_ms"] = timeout.Milliseconds()
 			}
 			if cmd.Flags().Changed("max-rows") {
+				if follow {
+					return usagef("%s: --max-rows does not apply to --follow (use LIMIT)", cmdPath(cmd))
+				}
 				if maxRows < 1 {
 					return usagef("%s: --max-rows must be positive", cmdPath(cmd))
 				}
 				body["max_rows"] = maxRows
+			}
+			if follow {
+				return c.followSQL(cmd.Context(), body, inv.out())
 			}
 			raw, err := c.call(cmd.Context(), request{method: http.MethodPost, base: c.api, path: "/api/v1/sql", body: body}, &ans)
 			if err != nil {
@@ -358,6 +366,7 @@ sql query SELECT * FROM orders LIMIT 10 works there as typed).`,
 	}
 	query.Flags().DurationVar(&timeout, "timeout", 0, "stop the query after this long (default: the server's SQL_TIMEOUT_MS)")
 	query.Flags().IntVar(&maxRows, "max-rows", 0, "return at most this many rows (default: the server's SQL_MAX_ROWS)")
+	query.Flags().BoolVar(&follow, "follow", false, "a live query: print matching rows as records are committed, until LIMIT, --timeout or Ctrl+C")
 	// Flags after the query's first word are part of the query.
 	query.Flags().SetInterspersed(false)
 	return group("sql", "Query topics with SQL", query)

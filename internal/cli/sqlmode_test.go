@@ -8,16 +8,16 @@ import (
 )
 
 // testREPLSQLMode: "sql" enters SQL mode, a statement runs once its ";"
-// arrives (over several lines, as `sql query` runs it: here the server has
-// no engine, so each statement answers 501), exit goes back to commands,
-// and the end of input drops an unfinished statement with a warning.
+// arrives (over several lines, as `sql query` runs it), exit goes back to
+// commands, and the end of input drops an unfinished statement with a
+// warning.
 func testREPLSQLMode(t *testing.T, s *server) {
 	name := s.createTopic(t, "sqlmode", 1)
 	script := strings.Join([]string{
 		"sql",
-		"SELECT *",
-		"  FROM " + name,
-		"  LIMIT 10;",
+		"SELECT COUNT(*) AS how_many",
+		`  FROM "` + name + `"`,
+		"  WHERE partition = 0;",
 		"SHOW TOPICS;",
 		"",
 		"exit",
@@ -26,14 +26,13 @@ func testREPLSQLMode(t *testing.T, s *server) {
 		"SELECT 1", // never ended
 	}, "\n") + "\n"
 	r := runCLI(t, s.url, script)
-	if r.code != 1 {
-		t.Fatalf("want exit status 1 (the 501s): %v", r)
+	if r.code != ExitUsage {
+		t.Fatalf("want exit status 2 (the unfinished statement): %v", r)
 	}
-	if n := strings.Count(r.stderr, "(HTTP 501, not_implemented)"); n != 2 {
-		t.Fatalf("want the two statements run, each answering 501; got %d in %v", n, r)
-	}
-	if !strings.Contains(r.stdout, "SQL mode") || !strings.Contains(r.stdout, name) {
-		t.Fatalf("want the SQL mode hint and topic get's answer: %v", r)
+	for _, want := range []string{"SQL mode", "how_many", "(1 row)", name, "Partitions:"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("no %q in the session's output: %v", want, r)
+		}
 	}
 	if !strings.Contains(r.stderr, "unfinished SQL statement") {
 		t.Fatalf("want a warning about the statement without its ';': %v", r)
@@ -81,5 +80,24 @@ func testREPLSQLCompletion(t *testing.T, s *server) {
 	}
 	if got := sqlName("orders_2"); got != "orders_2" {
 		t.Errorf("sqlName(orders_2) = %s", got)
+	}
+}
+
+func TestSQLFollowLines(t *testing.T) {
+	t.Parallel()
+	pairs, err := orderedPairs([]byte(`{"z":1,"a":"x y","n":null,"o":{"k":[1,2]}}`))
+	if want := []string{"z=1", "a=x y", "n=NULL", `o={"k":[1,2]}`}; err != nil || !slices.Equal(pairs, want) {
+		t.Errorf("orderedPairs = %q, %v; want %q", pairs, err, want)
+	}
+	if _, err := orderedPairs([]byte(`[1]`)); err == nil {
+		t.Error("orderedPairs of an array succeeded")
+	}
+	if msg, code, ok := streamError([]byte(`{"error":"query_timeout","message":"too slow"}`)); !ok || code != "query_timeout" || msg != "too slow" {
+		t.Errorf("streamError = %q %q %v", msg, code, ok)
+	}
+	for _, row := range []string{`{"error":"x"}`, `{"error":"x","message":"y","n":1}`, `{"a":1,"b":2}`, `{"error":1,"message":2}`} {
+		if _, _, ok := streamError([]byte(row)); ok {
+			t.Errorf("streamError(%s) took a row for an error", row)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/streamhouse/streamhouse/internal/cli"
 	"github.com/streamhouse/streamhouse/internal/e2e"
 )
 
@@ -263,6 +265,63 @@ func TestSQLStreamOverREST(t *testing.T) {
 			if code := p.Call(http.MethodPost, "/api/v1/produce", map[string]any{"topic": "live", "key": fmt.Sprintf("k%d", n), "value": fmt.Sprintf(`{"n":%d}`, n)}, nil); code != http.StatusOK {
 				t.Fatalf("produce: %d", code)
 			}
+		}
+	}
+}
+
+// streamctl sql query prints a table of a query's answer, and with
+// --follow the rows of a live query as they are committed.
+func TestStreamctlSQL(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := e2e.Start(t, dir, e2e.Local.Env(t, dir))
+	defer p.Stop(syscall.SIGTERM)
+	if code := p.Call(http.MethodPost, "/api/v1/topics", map[string]any{"name": "cli", "partitions": 1}, nil); code != http.StatusCreated {
+		t.Fatalf("create topic: %d", code)
+	}
+	for i := range 3 {
+		if code := p.Call(http.MethodPost, "/api/v1/produce", map[string]any{"topic": "cli", "key": fmt.Sprintf("k%d", i), "value": fmt.Sprintf(`{"n":%d}`, i)}, nil); code != http.StatusOK {
+			t.Fatalf("produce: %d", code)
+		}
+	}
+	env := func(k string) string {
+		if k == "STREAMHOUSE_API_URL" {
+			return p.URL
+		}
+		return ""
+	}
+	run := func(ctx context.Context, args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := cli.Run(ctx, args, strings.NewReader(""), &out, &errb, env)
+		return code, out.String(), errb.String()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	code, out, errs := run(ctx, "sql", "query", `SELECT key, json_extract(value, '$.n') AS n FROM cli ORDER BY n DESC`)
+	if code != 0 || !strings.Contains(out, "k2") || !strings.Contains(out, "(3 rows)") || strings.Index(out, "k2") > strings.Index(out, "k0") {
+		t.Fatalf("sql query: %d\n%s%s", code, out, errs)
+	}
+	if code, out, errs := run(ctx, "sql", "query", "SELECT * FROM nope"); code != 1 || !strings.Contains(errs, "topic_not_found") {
+		t.Fatalf("sql query of a missing topic: %d\n%s%s", code, out, errs)
+	}
+	done := make(chan [3]string, 1)
+	go func() {
+		code, out, errs := run(ctx, "sql", "query", "--follow", "--timeout", "50s", `SELECT key FROM cli WHERE json_extract(value, '$.n') >= 100 LIMIT 1`)
+		done <- [3]string{fmt.Sprint(code), out, errs}
+	}()
+	for i := 100; ; i++ {
+		select {
+		case r := <-done:
+			if r[0] != "0" || !regexp.MustCompile(`(?m)^key=k1\d\d$`).MatchString(r[1]) || !strings.Contains(r[1], "(1 row)") {
+				t.Fatalf("sql query --follow: %s\n%s%s", r[0], r[1], r[2])
+			}
+			return
+		case <-ctx.Done():
+			t.Fatal("sql query --follow never ended")
+		case <-time.After(50 * time.Millisecond):
+		}
+		if code := p.Call(http.MethodPost, "/api/v1/produce", map[string]any{"topic": "cli", "key": fmt.Sprintf("k%d", i), "value": fmt.Sprintf(`{"n":%d}`, i)}, nil); code != http.StatusOK {
+			t.Fatalf("produce: %d", code)
 		}
 	}
 }
