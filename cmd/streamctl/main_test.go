@@ -114,8 +114,11 @@ func TestBinary(t *testing.T) {
 	if code, _, errOut := run(t, p.URL, "", "topic", "list", "--nope"); code != 2 || !strings.HasPrefix(errOut, "streamctl: unknown flag: --nope") {
 		t.Fatalf("unknown flag: %d %q", code, errOut)
 	}
-	if code, _, errOut := run(t, p.URL, "", "sql", "query", "SELECT 1"); code != 1 || !strings.Contains(errOut, "(HTTP 501, not_implemented)") {
-		t.Fatalf("sql: %d %q", code, errOut)
+	if code, out, errOut := run(t, p.URL, "", "sql", "query", `SELECT key, value FROM "bin-orders" ORDER BY "offset" LIMIT 1`); code != 0 || !strings.Contains(out, "(1 row)") {
+		t.Fatalf("sql: %d %q %q", code, out, errOut)
+	}
+	if code, _, errOut := run(t, p.URL, "", "sql", "query", "SELECT * FROM nope"); code != 1 || !strings.Contains(errOut, "(HTTP 404, topic_not_found)") {
+		t.Fatalf("sql of an unknown topic: %d %q", code, errOut)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

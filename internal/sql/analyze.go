@@ -83,7 +83,13 @@ type edit struct {
 
 // analyze walks one SELECT statement's AST. text is the statement text
 // the locations refer to.
-func analyze(text string, stmt json.RawMessage) (*analysis, error) {
+// known are the names DuckDB's catalog has (engine.setup): its functions,
+// and its tables and views. Nil sets check nothing.
+type known struct {
+	functions, catalog map[string]bool
+}
+
+func analyze(text string, stmt json.RawMessage, k known) (*analysis, error) {
 	dec := json.NewDecoder(bytes.NewReader(stmt))
 	dec.UseNumber()
 	var root node
@@ -103,7 +109,14 @@ func analyze(text string, stmt json.RawMessage) (*analysis, error) {
 	}
 	ctes := map[string]bool{}
 	collectCTEs(root, ctes)
-	w := &walker{a: a, text: text, ctes: ctes}
+	for name := range ctes {
+		// A table reference out of the CTE's scope would reach the
+		// catalog object of that name (pg_settings, say), not a topic.
+		if k.catalog[name] {
+			return nil, &Error{Code: CodeUnsupported, Message: fmt.Sprintf("a WITH query may not be named %q, the name of a system table", name)}
+		}
+	}
+	w := &walker{a: a, text: text, ctes: ctes, known: k}
 	if err := w.visit(root, nil); err != nil {
 		return nil, err
 	}
@@ -153,6 +166,7 @@ func collectCTEs(v any, out map[string]bool) {
 }
 
 type walker struct {
+	known    known
 	a        *analysis
 	text     string
 	ctes     map[string]bool
@@ -252,8 +266,11 @@ func (w *walker) node(n node, parent node) error {
 	case "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "JOIN":
 		w.a.notLive = "a join or set operation"
 	case "FUNCTION":
-		if name := strings.ToLower(str(n, "function_name")); unbounded[name] {
-			return &Error{Code: CodeUnsupported, Message: fmt.Sprintf("%s is not available: it can make data without bound, outside SQL_MAX_MEMORY_BYTES", name)}
+		if name := strings.ToLower(str(n, "function_name")); !allowedFunctions[name] && !aggregates[name] {
+			if w.known.functions != nil && !w.known.functions[name] {
+				return &Error{Code: CodeInvalid, Message: fmt.Sprintf("unknown function %s", name)}
+			}
+			return &Error{Code: CodeUnsupported, Message: fmt.Sprintf("function %s is not available in SQL over topics (see the list in the README)", name)}
 		}
 		if aggregates[strings.ToLower(str(n, "function_name"))] {
 			w.a.grouped = true
@@ -265,6 +282,9 @@ func (w *walker) node(n node, parent node) error {
 		if str(n, "syntax_type") == "SINGLE_ARROW" && str(asNode(n["expr"]), "class") == "CONSTANT" {
 			return w.jsonEdit(n, parent, "sh_json", asNode(n["lhs"]), asNode(n["expr"]))
 		}
+		// A real lambda (list_transform, list_reduce ...) can build values
+		// without bound, outside SQL_MAX_MEMORY_BYTES.
+		return &Error{Code: CodeUnsupported, Message: "lambda functions are not available in SQL over topics"}
 	case "COMPARE_EQUAL", "COMPARE_NOTEQUAL", "COMPARE_LESSTHAN", "COMPARE_GREATERTHAN",
 		"COMPARE_LESSTHANOREQUALTO", "COMPARE_GREATERTHANOREQUALTO", "COMPARE_BETWEEN", "COMPARE_IN", "COMPARE_NOT_IN":
 		w.timestampLiterals(n)
@@ -621,12 +641,43 @@ func (w *walker) timestampLiterals(c node) {
 	}
 }
 
-// unbounded are functions that make values of any size from a constant
-// (repeat('x', 2e9), generate_series(1, 1e9)): DuckDB allocates them
-// outside its memory limit and does not interrupt them, so they are refused.
-var unbounded = map[string]bool{"repeat": true, "lpad": true, "rpad": true, "generate_series": true, "range": true,
-	"list_resize": true, "array_resize": true, "repeat_row": true, "printf": true, "format": true, "bar": true,
-	"list_repeat": true, "array_repeat": true, "generate_subscripts": true, "unnest": true}
+// allowedFunctions are the scalar functions (and operators, which the
+// parser names as functions) a query may call, besides the aggregates:
+// SPEC.md's, and more of the same kind, each one whose result is bounded by
+// its inputs' size. Anything else is refused: DuckDB's memory limit does
+// not cover a scalar function's own allocations and one call cannot be
+// interrupted, so functions that make values of any size (repeat,
+// generate_series, regexp_replace with an empty pattern, lambdas over
+// lists ...) would escape SQL_MAX_MEMORY_BYTES and SQL_TIMEOUT_MS.
+var allowedFunctions = func() map[string]bool {
+	m := make(map[string]bool)
+	for _, f := range []string{
+		// operators
+		"+", "-", "*", "/", "//", "%", "||", "~~", "!~~", "~~*", "!~~*", "->", "->>", "^", "**",
+		// strings
+		"lower", "upper", "lcase", "ucase", "length", "len", "strlen", "substr", "substring", "trim", "ltrim", "rtrim",
+		"starts_with", "ends_with", "suffix", "prefix", "contains", "strpos", "instr", "position", "left", "right",
+		"reverse", "split_part", "regexp_matches", "regexp_extract", "regexp_full_match", "concat", "concat_ws",
+		"like_escape", "ilike_escape", "md5", "hash", "ascii", "chr", "base64", "to_base64", "from_base64",
+		// numbers
+		"abs", "round", "floor", "ceil", "ceiling", "sqrt", "cbrt", "ln", "log", "log10", "log2", "exp", "pow",
+		"power", "sign", "greatest", "least", "mod", "trunc", "even", "isnan", "isinf", "isfinite",
+		// conditions
+		"nullif", "ifnull", "if", "coalesce",
+		// JSON
+		"json_extract", "json_extract_string", "json_extract_path", "json_extract_path_text", "json_valid",
+		"json_type", "json_array_length", "json_keys", "json_exists", "json_value",
+		// time
+		"epoch_ms", "epoch", "to_timestamp", "make_timestamp", "date_trunc", "date_part", "datepart", "strftime",
+		"now", "current_timestamp", "to_milliseconds", "to_seconds", "to_minutes", "to_hours", "to_days",
+		"to_microseconds", "year", "month", "day", "hour", "minute", "second", "dayofweek", "dayofyear",
+		// windows (rewritten) and types
+		"tumble", "hop", "session", "typeof",
+	} {
+		m[f] = true
+	}
+	return m
+}()
 
 var aggregates = map[string]bool{"count": true, "count_star": true, "sum": true, "avg": true, "min": true, "max": true,
 	"list": true, "array_agg": true, "string_agg": true, "median": true, "stddev": true, "any_value": true, "first": true,

@@ -45,6 +45,8 @@ type engine struct {
 	metrics   *metrics
 	nextID    atomic.Int64
 	queries   sync.Map // query id → *queryState
+	// functions and catalog are the names DuckDB knows (setup).
+	functions, catalog map[string]bool
 }
 
 // New opens the engine.
@@ -115,7 +117,42 @@ func (e *engine) setup(ctx context.Context) error {
 			return fmt.Errorf("sql: setup: %w", err)
 		}
 	}
+	// The names DuckDB knows: a call of one of them that is not allowed
+	// is unsupported_operation, of any other invalid_query; a CTE may not
+	// take a catalog object's name (a reference out of the CTE's scope
+	// would reach the object).
+	for _, q := range []struct {
+		sql string
+		set *map[string]bool
+	}{
+		{`SELECT DISTINCT lower(function_name) FROM duckdb_functions()`, &e.functions},
+		{`SELECT DISTINCT lower(view_name) FROM duckdb_views() UNION SELECT DISTINCT lower(table_name) FROM duckdb_tables()`, &e.catalog},
+	} {
+		names, err := queryNames(ctx, conn, q.sql)
+		if err != nil {
+			return fmt.Errorf("sql: setup: %w", err)
+		}
+		*q.set = names
+	}
 	return nil
+}
+
+// queryNames returns the strings of a one-column query as a set.
+func queryNames(ctx context.Context, conn *stdsql.Conn, q string) (map[string]bool, error) {
+	rows, err := conn.QueryContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[string]bool)
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		out[n] = true
+	}
+	return out, rows.Err()
 }
 
 func (e *engine) Close() error {
@@ -246,7 +283,7 @@ func (e *engine) parse(ctx context.Context, query string, st statement) (*analys
 	if len(p.Statements) != 1 {
 		return nil, &Error{Code: CodeUnsupported, Message: "one statement at a time"}
 	}
-	return analyze(st.text, p.Statements[0])
+	return analyze(st.text, p.Statements[0], known{functions: e.functions, catalog: e.catalog})
 }
 
 // execute runs a planned query on its own connection.
