@@ -57,6 +57,10 @@ type Config struct {
 	// SQL_TIMEOUT_MS). Defaults 10000 and 30 s.
 	SQLMaxRows int
 	SQLTimeout time.Duration
+	// Stopping, closed when the server starts shutting down, ends the live
+	// queries (POST /api/v1/sql/stream), which would otherwise hold the
+	// shutdown until their timeout. Nil: never.
+	Stopping <-chan struct{}
 }
 
 // Error codes of the JSON error body.
@@ -116,6 +120,8 @@ type server struct {
 	sqlq     sqlapi.Engine
 	sqlRows  int
 	sqlTime  time.Duration
+	stopping <-chan struct{}
+	live     chan struct{} // a token per live query running
 	mux      *http.ServeMux
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -145,15 +151,17 @@ func New(cfg Config) http.Handler {
 		cfg.SQLTimeout = DefaultSQLTimeout
 	}
 	s := &server{
-		b:       cfg.Broker,
-		log:     cfg.Logger.With("component", "rest"),
-		maxBody: cfg.MaxBodyBytes,
-		ready:   cfg.Ready,
-		members: cfg.Members,
-		sqlq:    cfg.SQL,
-		sqlRows: cfg.SQLMaxRows,
-		sqlTime: cfg.SQLTimeout,
-		mux:     http.NewServeMux(),
+		b:        cfg.Broker,
+		log:      cfg.Logger.With("component", "rest"),
+		maxBody:  cfg.MaxBodyBytes,
+		ready:    cfg.Ready,
+		members:  cfg.Members,
+		sqlq:     cfg.SQL,
+		sqlRows:  cfg.SQLMaxRows,
+		sqlTime:  cfg.SQLTimeout,
+		stopping: cfg.Stopping,
+		live:     make(chan struct{}, maxLiveQueries),
+		mux:      http.NewServeMux(),
 	}
 	s.requests = register(cfg.Registry, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "streamhouse_http_requests_total",

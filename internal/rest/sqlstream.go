@@ -2,8 +2,10 @@ package rest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -42,11 +44,29 @@ func (s *server) sqlStream(w http.ResponseWriter, r *http.Request) error {
 	if s.sqlq == nil || !ok {
 		return &apiError{status: http.StatusNotImplemented, code: codeNotImplemented, msg: sqlapi.ErrUnavailable.Error()}
 	}
+	select {
+	case s.live <- struct{}{}:
+		defer func() { <-s.live }()
+	default:
+		return &apiError{status: http.StatusBadRequest, code: string(sqlapi.CodeResourceLimit),
+			msg: fmt.Sprintf("%d live queries are running, the most one agent runs at once", maxLiveQueries)}
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	if s.stopping != nil {
+		go func() {
+			select {
+			case <-s.stopping:
+				cancel() // the server is shutting down: end the stream
+			case <-ctx.Done():
+			}
+		}()
+	}
 	rc := http.NewResponseController(w)
 	started := false
 	var keys [][]byte // each column's `"name":` (unique names)
 	var line bytes.Buffer
-	err := st.Stream(r.Context(), q, func(cols []sqlapi.Column, row []any) error {
+	err := st.Stream(ctx, q, func(cols []sqlapi.Column, row []any) error {
 		if !started {
 			started = true
 			keys = rowKeys(cols)
@@ -73,7 +93,7 @@ func (s *server) sqlStream(w http.ResponseWriter, r *http.Request) error {
 		return rc.Flush()
 	})
 	if !started {
-		if err != nil && r.Context().Err() == nil {
+		if err != nil && ctx.Err() == nil {
 			return sqlError(err)
 		}
 		// Ended before any row (timeout or LIMIT 0): an empty stream.
@@ -81,7 +101,7 @@ func (s *server) sqlStream(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	if err != nil && r.Context().Err() == nil {
+	if err != nil && ctx.Err() == nil {
 		body := errorBody{Error: codeInternal, Message: err.Error()}
 		var qe *sqlapi.Error
 		if errors.As(err, &qe) {
@@ -92,6 +112,10 @@ func (s *server) sqlStream(w http.ResponseWriter, r *http.Request) error {
 	}
 	return nil
 }
+
+// maxLiveQueries bounds the live queries one agent runs at once: each
+// polls its topic's offsets and takes an engine connection per poll.
+const maxLiveQueries = 16
 
 // rowKeys returns each column's JSON object key, made unique: a name seen
 // before gets _2, _3 … appended.

@@ -47,6 +47,9 @@ type Server struct {
 	broker *broker.Broker
 	txn    *txn.Coordinator
 	sql    sql.Engine // nil in a build without cgo
+	// stopping is closed when the HTTP server starts shutting down (live
+	// SQL queries end then).
+	stopping chan struct{}
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -61,7 +64,7 @@ type Server struct {
 // Run. On error everything opened so far is closed.
 func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Server, err error) {
 	start := time.Now()
-	s := &Server{cfg: cfg, log: logger, reg: prometheus.NewRegistry()}
+	s := &Server{cfg: cfg, log: logger, reg: prometheus.NewRegistry(), stopping: make(chan struct{})}
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	defer func() {
 		if err != nil {
@@ -197,6 +200,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 	s.httpSrv = &http.Server{
 		Handler: rest.New(rest.Config{
 			SQL:          s.sql,
+			Stopping:     s.stopping,
 			SQLMaxRows:   cfg.SQLMaxRows,
 			SQLTimeout:   cfg.SQLTimeout,
 			Broker:       s.broker,
@@ -211,6 +215,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	// Shutdown waits for requests in flight; live SQL queries would hold
+	// it until their timeout, so they end as it starts.
+	s.httpSrv.RegisterOnShutdown(func() { close(s.stopping) })
 	s.grpcAPI = grpcapi.New(grpcapi.Config{Broker: s.broker, Logger: logger, Registry: s.reg, Txn: s.txn})
 	s.grpcSrv = s.grpcAPI.NewGRPCServer(grpcapi.ServerOptions{
 		MaxConcurrentStreams:    cfg.GRPCMaxConcurrentStreams,

@@ -132,6 +132,14 @@ func analyze(text string, stmt json.RawMessage, k known) (*analysis, error) {
 		}})
 	}
 	a.edits = append(named, a.edits...)
+	// Each topic is a view named after it, and DuckDB's names ignore case.
+	lower := make(map[string]string, len(a.refs))
+	for name := range a.refs {
+		if other, dup := lower[strings.ToLower(name)]; dup {
+			return nil, &Error{Code: CodeUnsupported, Message: fmt.Sprintf("topics %q and %q differ only in case: one query may read only one of them", other, name)}
+		}
+		lower[strings.ToLower(name)] = name
+	}
 	// Pushdown only where a topic is read once (a self-join reads all).
 	for name, b := range w.pushdown {
 		if a.refs[name] == 1 {

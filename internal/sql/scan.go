@@ -185,7 +185,12 @@ func viewSQL(id int64, i int, t *topicPlan, w window, filter string) string {
 func (e *engine) scanFunction() duckdb.ParallelChunkTableFunction {
 	return duckdb.ParallelChunkTableFunction{
 		Config: duckdb.TableFunctionConfig{Arguments: []duckdb.TypeInfo{mustType(duckdb.TYPE_BIGINT), mustType(duckdb.TYPE_INTEGER)}},
-		BindArgumentsContext: func(ctx context.Context, _ map[string]any, args ...any) (duckdb.ParallelChunkTableSource, error) {
+		BindArgumentsContext: func(ctx context.Context, _ map[string]any, args ...any) (_ duckdb.ParallelChunkTableSource, err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					err = fmt.Errorf("%w: panic binding the scan: %v", errScan, r)
+				}
+			}()
 			id, _ := args[0].(int64)
 			i, _ := args[1].(int32)
 			v, ok := e.queries.Load(id)
@@ -313,7 +318,14 @@ func (s *topicScan) fill(c *cursor) (bool, error) {
 	}
 }
 
-func (s *topicScan) FillChunk(local any, chunk duckdb.DataChunk) error {
+func (s *topicScan) FillChunk(local any, chunk duckdb.DataChunk) (err error) {
+	// A panic here would cross DuckDB's C frames and end the process:
+	// it fails the query instead.
+	defer func() {
+		if r := recover(); r != nil {
+			err = s.q.fail(fmt.Errorf("%w: panic reading %s: %v", errScan, s.t.name, r))
+		}
+	}()
 	c := local.(*cursor)
 	capacity := duckdb.GetDataChunkCapacity()
 	if c.projected == nil {

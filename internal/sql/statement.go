@@ -26,12 +26,13 @@ type statement struct {
 
 func classifyStatement(query string) (statement, error) {
 	trimmed := strings.TrimRightFunc(query, func(r rune) bool { return unicode.IsSpace(r) || r == ';' })
-	lead := len(trimmed) - len(strings.TrimLeftFunc(trimmed, unicode.IsSpace))
+	lead := skipComments(trimmed)
 	body := trimmed[lead:]
+	if body == "" {
+		return statement{}, &Error{Code: CodeParse, Line: 1, Column: 1, Message: "empty query (line 1, column 1)"}
+	}
 	word, rest := firstWord(body)
 	switch strings.ToLower(word) {
-	case "":
-		return statement{}, &Error{Code: CodeParse, Line: 1, Column: 1, Message: "empty query (line 1, column 1)"}
 	case "show":
 		w2, after := firstWord(rest)
 		if (strings.EqualFold(w2, "topics") || strings.EqualFold(w2, "tables")) && strings.TrimSpace(after) == "" {
@@ -53,6 +54,33 @@ func classifyStatement(query string) (statement, error) {
 		return statement{kind: stmtExplain, text: trimmed[off:], offset: off}, nil
 	}
 	return statement{kind: stmtSelect, text: trimmed}, nil
+}
+
+// skipComments returns the length of s's leading white space and SQL
+// comments (-- to the end of the line, /* … */).
+func skipComments(s string) int {
+	i := 0
+	for i < len(s) {
+		switch {
+		case unicode.IsSpace(rune(s[i])):
+			i++
+		case strings.HasPrefix(s[i:], "--"):
+			end := strings.IndexByte(s[i:], '\n')
+			if end < 0 {
+				return len(s)
+			}
+			i += end + 1
+		case strings.HasPrefix(s[i:], "/*"):
+			end := strings.Index(s[i+2:], "*/")
+			if end < 0 {
+				return i // unterminated: DuckDB says where
+			}
+			i += 2 + end + 2
+		default:
+			return i
+		}
+	}
+	return i
 }
 
 // firstWord splits off a leading keyword (letters only).

@@ -121,6 +121,7 @@ func TestSQLOverREST(t *testing.T) {
 			// The aborted record's offset and its abort marker follow
 			// partition 0's ten records; neither is a row.
 			ok(`SELECT COUNT(*) FROM orders`, "20")
+			ok("-- a SQL editor's comment\n/* and another */ SELECT COUNT(*) FROM orders", "20")
 			ok(`SELECT COUNT(*) FROM orders WHERE value LIKE '%aborted%'`, "0")
 			ok(`SELECT partition, "offset", key FROM orders WHERE partition = 1 AND "offset" = 3`, `1|3|"k13"`)
 			ok(`SELECT key, json_extract(value, '$.price') FROM orders WHERE partition = 0 ORDER BY "offset" LIMIT 3`,
@@ -178,6 +179,12 @@ func TestSQLOverREST(t *testing.T) {
 				{"SELECT 1; SELECT 2", 400, "unsupported_operation", ""},
 				{"COPY orders TO '/tmp/x.csv'", 400, "unsupported_operation", ""},
 				{"SELECT * FROM read_csv('/etc/passwd')", 400, "", ""},
+				// Values without bound escape the memory limit: refused.
+				{"SELECT length(list_reduce(['x', '', ''], lambda a, b: a || a || b)) FROM orders", 400, "unsupported_operation", "list_reduce"},
+				{"SELECT regexp_replace(value, '', 'y', 'g') FROM orders", 400, "unsupported_operation", "regexp_replace"},
+				{"SELECT repeat('x', 2000000000)", 400, "unsupported_operation", "repeat"},
+				// A CTE may not hide a system table's name from the check.
+				{"SELECT name, setting FROM (WITH pg_settings AS (SELECT 1) SELECT 1) x, pg_settings y", 400, "unsupported_operation", "pg_settings"},
 			} {
 				code, a := query(t, p, map[string]any{"query": tc.q})
 				if code != tc.status || (tc.code != "" && a.Error != tc.code) || !strings.Contains(a.Message, tc.msg) {
@@ -323,5 +330,62 @@ func TestStreamctlSQL(t *testing.T) {
 		if code := p.Call(http.MethodPost, "/api/v1/produce", map[string]any{"topic": "cli", "key": fmt.Sprintf("k%d", i), "value": fmt.Sprintf(`{"n":%d}`, i)}, nil); code != http.StatusOK {
 			t.Fatalf("produce: %d", code)
 		}
+	}
+}
+
+// A live query does not hold a server's shutdown: it ends as the shutdown
+// starts, and the agent hands its partitions over cleanly.
+func TestLiveQueryEndsAtShutdown(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := e2e.Start(t, dir, e2e.Local.Env(t, dir))
+	if code := p.Call(http.MethodPost, "/api/v1/topics", map[string]any{"name": "stop", "partitions": 1}, nil); code != http.StatusCreated {
+		t.Fatalf("create topic: %d", code)
+	}
+	body, _ := json.Marshal(map[string]any{"query": `SELECT key FROM stop`, "timeout_ms": 600000})
+	req, err := http.NewRequest(http.MethodPost, p.URL+"/api/v1/sql/stream", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	lines := make(chan string, 100)
+	ended := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			ended <- err
+			return
+		}
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		ended <- sc.Err()
+	}()
+	// The stream is running once a record produced now comes out of it.
+	deadline := time.After(60 * time.Second)
+	for running := false; !running; {
+		if code := p.Call(http.MethodPost, "/api/v1/produce", map[string]any{"topic": "stop", "key": "k", "value": "v"}, nil); code != http.StatusOK {
+			t.Fatalf("produce: %d", code)
+		}
+		select {
+		case <-lines:
+			running = true
+		case err := <-ended:
+			t.Fatalf("the live query ended early: %v", err)
+		case <-deadline:
+			t.Fatal("the live query never answered")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	p.Stop(syscall.SIGTERM)
+	select {
+	case <-ended:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the live query's stream did not end with the server")
+	}
+	if logs := p.Logs(); strings.Contains(logs, "hand over partitions") || strings.Contains(logs, "close partition log") {
+		t.Fatalf("the shutdown was not clean:\n%s", logs)
 	}
 }
