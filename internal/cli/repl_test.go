@@ -133,18 +133,25 @@ func testREPLPipedInterrupt(t *testing.T, s *server) {
 	}
 }
 
+// replSession is a REPL session on the server at url with no input or
+// output, for calling its methods directly.
+func replSession(t *testing.T, url string) *session {
+	sess := &session{
+		stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard,
+		getenv:    func(string) string { return "" },
+		defaults:  settings{output: "table", apiURL: url},
+		transport: newTransport(),
+		repl:      true,
+	}
+	t.Cleanup(sess.transport.CloseIdleConnections)
+	return sess
+}
+
 // testREPLCompletion checks the REPL's tab completion: command words,
 // flags, and topic names fetched from the server.
 func testREPLCompletion(t *testing.T, s *server) {
 	name := s.createTopic(t, "compl", 1)
-	sess := &session{
-		stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard,
-		getenv:    func(string) string { return "" },
-		defaults:  settings{output: "table", apiURL: s.url},
-		transport: newTransport(),
-		repl:      true,
-	}
-	defer sess.transport.CloseIdleConnections()
+	sess := replSession(t, s.url)
 	ctx := t.Context()
 	for _, tc := range []struct {
 		line, head string

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -44,14 +43,7 @@ func testREPLSQLMode(t *testing.T, s *server) {
 func testREPLSQLCompletion(t *testing.T, s *server) {
 	// Test topics are named name-N-M: quoted in SQL.
 	dashed := s.createTopic(t, "sqlcompl", 1)
-	sess := &session{
-		stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard,
-		getenv:    func(string) string { return "" },
-		defaults:  settings{output: "table", apiURL: s.url},
-		transport: newTransport(),
-		repl:      true,
-	}
-	defer sess.transport.CloseIdleConnections()
+	sess := replSession(t, s.url)
 	sess.sql.on = true
 	ctx := t.Context()
 	for _, tc := range []struct {
