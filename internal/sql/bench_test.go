@@ -18,7 +18,7 @@ import (
 // (default 200000) JSON records of about 200 bytes over 8 partitions, on
 // the local backend (SQLite metadata, local bucket):
 //
-//	SQL_BENCH_RECORDS=1000000 go test -run XXX -bench GroupBy -benchtime 3x ./internal/sql
+//	SQL_BENCH_RECORDS=1000000 go test -run '^$' -bench GroupBy -benchtime 3x ./internal/sql
 func BenchmarkGroupBy(b *testing.B) {
 	n := 200000
 	if s := os.Getenv("SQL_BENCH_RECORDS"); s != "" {
