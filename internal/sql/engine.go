@@ -31,7 +31,9 @@ import (
 const (
 	defaultMaxMemory = 256 << 20
 	defaultMaxRows   = 10000
-	defaultTimeout   = 30 * time.Second
+	// defaultMaxResultBytes is Config.MaxResultBytes's default.
+	defaultMaxResultBytes = 64 << 20
+	defaultTimeout        = 30 * time.Second
 	// maxConcurrent bounds the queries running at once (each holds a
 	// DuckDB connection); more wait for one, within their timeout.
 	maxConcurrent = 4
@@ -62,6 +64,9 @@ func New(cfg Config) (Engine, error) {
 	}
 	if cfg.Threads <= 0 {
 		cfg.Threads = 1
+	}
+	if cfg.MaxResultBytes <= 0 {
+		cfg.MaxResultBytes = defaultMaxResultBytes
 	}
 	if cfg.MaxRows <= 0 {
 		cfg.MaxRows = defaultMaxRows
@@ -348,6 +353,7 @@ func (e *engine) run(ctx context.Context, conn *stdsql.Conn, final string, maxRo
 		return Result{}, err
 	}
 	res := Result{Columns: make([]Column, len(types)), Rows: [][]any{}}
+	var size int64 // the answer's values, roughly as they are held
 	for i, t := range types {
 		res.Columns[i] = Column{Name: t.Name(), DataType: t.DatabaseTypeName()}
 	}
@@ -366,6 +372,10 @@ func (e *engine) run(ctx context.Context, conn *stdsql.Conn, final string, maxRo
 		}
 		for i, v := range vals {
 			vals[i] = jsonValue(v, res.Columns[i].DataType)
+			size += valueSize(vals[i])
+		}
+		if size > e.cfg.MaxResultBytes {
+			return Result{}, &Error{Code: CodeResourceLimit, Message: fmt.Sprintf("the answer is larger than %d bytes: select fewer rows or smaller values", e.cfg.MaxResultBytes)}
 		}
 		res.Rows = append(res.Rows, vals)
 	}
@@ -418,4 +428,17 @@ var topicColumns = []struct {
 	{Column{Name: "key", DataType: "VARCHAR"}, "YES"},
 	{Column{Name: "value", DataType: "VARCHAR"}, "YES"},
 	{Column{Name: "headers", DataType: "JSON"}, "NO"},
+}
+
+// valueSize is about what a result value holds in memory.
+func valueSize(v any) int64 {
+	switch x := v.(type) {
+	case string:
+		return int64(len(x)) + 16
+	case []byte:
+		return int64(len(x)) + 24
+	case json.RawMessage:
+		return int64(len(x)) + 24
+	}
+	return 16
 }

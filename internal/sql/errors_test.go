@@ -113,6 +113,14 @@ func TestLimits(t *testing.T) {
 	}
 	// The engine still answers afterwards.
 	mustQuery(t, e, `SELECT count(*) FROM t`)
+
+	// An answer too large to hold, however few its rows.
+	small := newEngine(t, b, Config{MaxResultBytes: 64 << 10})
+	qe = queryErr(t, small, Request{Query: `SELECT string_agg(value, ',') FROM t`})
+	if qe.Code != CodeResourceLimit {
+		t.Fatalf("answer bytes: %v", qe)
+	}
+	mustQuery(t, small, `SELECT count(*) FROM t`)
 }
 
 // A client that goes away cancels its query.

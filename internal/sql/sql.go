@@ -74,4 +74,8 @@ type Config struct {
 	// (SQL_TIMEOUT_MS).
 	MaxRows int
 	Timeout time.Duration
+	// MaxResultBytes bounds one answer's values held in Go (the engine's
+	// memory limit does not cover them): beyond it the query answers
+	// resource_limit. Default 64 MiB.
+	MaxResultBytes int64
 }
