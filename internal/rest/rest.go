@@ -1,6 +1,7 @@
 // Package rest serves StreamHouse's JSON REST API (SPEC.md "REST API"):
-// topics, produce, consume, consumer groups, SQL over topics (internal/sqlapi), and the
-// operational endpoints /health, /ready and /metrics. It is a thin front end
+// topics, produce, consume, consumer groups, SQL over topics (through
+// internal/sqlapi), and the operational endpoints /health, /ready and
+// /metrics. It is a thin front end
 // over the broker API: it decodes and validates requests, calls the broker,
 // and maps every broker and log error to an HTTP status and a JSON error
 // body {"error": code, "message": text}.
