@@ -356,29 +356,9 @@ type sqlColumn struct {
 // unsupported_operation, resource_limit; 404 topic_not_found; 408
 // query_timeout.
 func (s *server) sql(w http.ResponseWriter, r *http.Request) error {
-	var req struct {
-		Query     *string `json:"query"`
-		TimeoutMs *int64  `json:"timeout_ms"`
-		MaxRows   *int64  `json:"max_rows"`
-	}
-	if err := s.decode(w, r, &req); err != nil {
+	q, err := s.sqlRequest(w, r, s.sqlTime, true)
+	if err != nil {
 		return err
-	}
-	if req.Query == nil || strings.TrimSpace(*req.Query) == "" {
-		return badRequest("query is required")
-	}
-	q := sqlapi.Request{Query: *req.Query, Timeout: s.sqlTime, MaxRows: s.sqlRows}
-	if req.TimeoutMs != nil {
-		if *req.TimeoutMs <= 0 || *req.TimeoutMs > s.sqlTime.Milliseconds() {
-			return badRequest("timeout_ms must be in 1..%d (SQL_TIMEOUT_MS)", s.sqlTime.Milliseconds())
-		}
-		q.Timeout = time.Duration(*req.TimeoutMs) * time.Millisecond
-	}
-	if req.MaxRows != nil {
-		if *req.MaxRows <= 0 || *req.MaxRows > int64(s.sqlRows) {
-			return badRequest("max_rows must be in 1..%d (SQL_MAX_ROWS)", s.sqlRows)
-		}
-		q.MaxRows = int(*req.MaxRows)
 	}
 	if s.sqlq == nil {
 		return &apiError{status: http.StatusNotImplemented, code: codeNotImplemented, msg: sqlapi.ErrUnavailable.Error()}
@@ -397,6 +377,44 @@ func (s *server) sql(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, ans)
 	return nil
+}
+
+// sqlRequest decodes the body of a SQL request: query (required),
+// timeout_ms (default SQL_TIMEOUT_MS; at most maxTimeout when it is not 0)
+// and, with rows, max_rows (default and at most SQL_MAX_ROWS; otherwise
+// the field is ignored).
+func (s *server) sqlRequest(w http.ResponseWriter, r *http.Request, maxTimeout time.Duration, rows bool) (sqlapi.Request, error) {
+	var req struct {
+		Query     *string `json:"query"`
+		TimeoutMs *int64  `json:"timeout_ms"`
+		MaxRows   *int64  `json:"max_rows"`
+	}
+	if err := s.decode(w, r, &req); err != nil {
+		return sqlapi.Request{}, err
+	}
+	if req.Query == nil || strings.TrimSpace(*req.Query) == "" {
+		return sqlapi.Request{}, badRequest("query is required")
+	}
+	q := sqlapi.Request{Query: *req.Query, Timeout: s.sqlTime}
+	if req.TimeoutMs != nil {
+		switch {
+		case maxTimeout > 0 && (*req.TimeoutMs <= 0 || *req.TimeoutMs > maxTimeout.Milliseconds()):
+			return q, badRequest("timeout_ms must be in 1..%d (SQL_TIMEOUT_MS)", maxTimeout.Milliseconds())
+		case *req.TimeoutMs <= 0:
+			return q, badRequest("timeout_ms must be positive")
+		}
+		q.Timeout = time.Duration(*req.TimeoutMs) * time.Millisecond
+	}
+	if rows {
+		q.MaxRows = s.sqlRows
+		if req.MaxRows != nil {
+			if *req.MaxRows <= 0 || *req.MaxRows > int64(s.sqlRows) {
+				return q, badRequest("max_rows must be in 1..%d (SQL_MAX_ROWS)", s.sqlRows)
+			}
+			q.MaxRows = int(*req.MaxRows)
+		}
+	}
+	return q, nil
 }
 
 // sqlError maps the engine's refusals to their status and code; anything

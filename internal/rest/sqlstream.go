@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
-	"time"
 
 	"github.com/streamhouse/streamhouse/internal/sqlapi"
 )
@@ -23,22 +21,9 @@ import (
 // does; an error once rows have gone out ends the stream with a last line
 // {"error", "message"}.
 func (s *server) sqlStream(w http.ResponseWriter, r *http.Request) error {
-	var req struct {
-		Query     *string `json:"query"`
-		TimeoutMs *int64  `json:"timeout_ms"`
-	}
-	if err := s.decode(w, r, &req); err != nil {
+	q, err := s.sqlRequest(w, r, 0, false)
+	if err != nil {
 		return err
-	}
-	if req.Query == nil || strings.TrimSpace(*req.Query) == "" {
-		return badRequest("query is required")
-	}
-	q := sqlapi.Request{Query: *req.Query}
-	if req.TimeoutMs != nil {
-		if *req.TimeoutMs <= 0 {
-			return badRequest("timeout_ms must be positive")
-		}
-		q.Timeout = time.Duration(*req.TimeoutMs) * time.Millisecond
 	}
 	st, ok := s.sqlq.(sqlapi.Streamer)
 	if s.sqlq == nil || !ok {
@@ -66,7 +51,7 @@ func (s *server) sqlStream(w http.ResponseWriter, r *http.Request) error {
 	started := false
 	var keys [][]byte // each column's `"name":` (unique names)
 	var line bytes.Buffer
-	err := st.Stream(ctx, q, func(cols []sqlapi.Column, row []any) error {
+	err = st.Stream(ctx, q, func(cols []sqlapi.Column, row []any) error {
 		if !started {
 			started = true
 			keys = rowKeys(cols)

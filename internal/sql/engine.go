@@ -89,7 +89,9 @@ func New(cfg Config) (Engine, error) {
 	}
 	e := &engine{cfg: cfg, connector: connector, metrics: m}
 	e.db = stdsql.OpenDB(connector)
-	e.db.SetMaxOpenConns(maxConcurrent + 1)
+	// A query holds one connection at a time (parse, then execute), so
+	// the pool is the bound on queries running at once.
+	e.db.SetMaxOpenConns(maxConcurrent)
 	e.db.SetMaxIdleConns(0) // a fresh connection per query: no temporary views left behind
 	if err := e.setup(context.Background()); err != nil {
 		_ = e.Close()
