@@ -269,9 +269,7 @@ func TestSQLStreamOverREST(t *testing.T) {
 		case <-time.After(50 * time.Millisecond):
 		}
 		for _, n := range []int{i, 10 + i} {
-			if code := p.Call(http.MethodPost, "/api/v1/produce", map[string]any{"topic": "live", "key": fmt.Sprintf("k%d", n), "value": fmt.Sprintf(`{"n":%d}`, n)}, nil); code != http.StatusOK {
-				t.Fatalf("produce: %d", code)
-			}
+			produceN(t, p, "live", n)
 		}
 	}
 }
@@ -287,9 +285,7 @@ func TestStreamctlSQL(t *testing.T) {
 		t.Fatalf("create topic: %d", code)
 	}
 	for i := range 3 {
-		if code := p.Call(http.MethodPost, "/api/v1/produce", map[string]any{"topic": "cli", "key": fmt.Sprintf("k%d", i), "value": fmt.Sprintf(`{"n":%d}`, i)}, nil); code != http.StatusOK {
-			t.Fatalf("produce: %d", code)
-		}
+		produceN(t, p, "cli", i)
 	}
 	env := func(k string) string {
 		if k == "STREAMHOUSE_API_URL" {
@@ -327,9 +323,7 @@ func TestStreamctlSQL(t *testing.T) {
 			t.Fatal("sql query --follow never ended")
 		case <-time.After(50 * time.Millisecond):
 		}
-		if code := p.Call(http.MethodPost, "/api/v1/produce", map[string]any{"topic": "cli", "key": fmt.Sprintf("k%d", i), "value": fmt.Sprintf(`{"n":%d}`, i)}, nil); code != http.StatusOK {
-			t.Fatalf("produce: %d", code)
-		}
+		produceN(t, p, "cli", i)
 	}
 }
 
@@ -387,5 +381,13 @@ func TestLiveQueryEndsAtShutdown(t *testing.T) {
 	}
 	if logs := p.Logs(); strings.Contains(logs, "hand over partitions") || strings.Contains(logs, "close partition log") {
 		t.Fatalf("the shutdown was not clean:\n%s", logs)
+	}
+}
+
+// produceN produces the record of n to topic: key k<n>, value {"n":<n>}.
+func produceN(t *testing.T, p *e2e.Proc, topic string, n int) {
+	t.Helper()
+	if code := p.Call(http.MethodPost, "/api/v1/produce", map[string]any{"topic": topic, "key": fmt.Sprintf("k%d", n), "value": fmt.Sprintf(`{"n":%d}`, n)}, nil); code != http.StatusOK {
+		t.Fatalf("produce to %s: %d", topic, code)
 	}
 }
