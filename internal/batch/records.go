@@ -23,7 +23,7 @@ import (
 // with records removed; it fails on anything Validate with deep set fails
 // on in the records area.
 func Records(b []byte) (Header, []Record, error) {
-	h, recs, _, err := decodeRecords(b, nil)
+	h, recs, _, err := decodeRecords(b, nil, nil)
 	return h, recs, err
 }
 
@@ -33,9 +33,13 @@ func Records(b []byte) (Header, []Record, error) {
 // time instead of all of them. The Key, Value and header values of the
 // records Decode returns for a compressed batch point into that buffer:
 // they are valid until the next Decode or Release, so copy what you keep.
-// A Decoder is not safe for concurrent use; its zero value is ready.
+// The returned slice of records (and their header slices) is reused as
+// well: copy the Record values, not the slice. A Decoder is not safe for
+// concurrent use; its zero value is ready.
 type Decoder struct {
-	buf *[]byte
+	buf  *[]byte
+	recs []Record
+	hdrs []RecordHeader
 }
 
 // Decode decodes b like Records. size is the bytes the records took once
@@ -45,7 +49,10 @@ func (d *Decoder) Decode(b []byte) (h Header, recs []Record, size int, err error
 	if d.buf == nil {
 		d.buf = getScratch()
 	}
-	h, recs, data, err := decodeRecords(b, (*d.buf)[:0])
+	h, recs, data, err := decodeRecords(b, (*d.buf)[:0], d)
+	if cap(recs) <= maxPooledRecords {
+		d.recs = recs[:0]
+	}
 	if h.Codec() != CodecNone && cap(data) > 0 {
 		if cap(data) > maxPooledScratch {
 			// Do not keep a huge batch's buffer beyond this batch.
@@ -68,7 +75,14 @@ func (d *Decoder) Release() {
 
 // decodeRecords is Records, decompressing into dst (nil: a fresh buffer).
 // data is the records area it decoded: b's, or the decompressed one.
-func decodeRecords(b, dst []byte) (h Header, out []Record, data []byte, err error) {
+// maxPooledRecords is the most records a Decoder keeps room for between
+// batches.
+const maxPooledRecords = 1 << 14
+
+// decodeRecords decodes b; dst is where a compressed batch's records are
+// decompressed, and reuse (nil for none) lends its records and headers
+// slices.
+func decodeRecords(b, dst []byte, reuse *Decoder) (h Header, out []Record, data []byte, err error) {
 	if len(b) > offMagic && int8(b[offMagic]) != magicV2 {
 		return Header{}, nil, nil, fmt.Errorf("magic %d: %w", int8(b[offMagic]), ErrUnsupportedMagic)
 	}
@@ -102,7 +116,13 @@ func decodeRecords(b, dst []byte) (h Header, out []Record, data []byte, err erro
 	}
 
 	logAppend := h.TimestampType() == 1
-	out = make([]Record, h.NumRecords)
+	var hdrs []RecordHeader // backing for the records' headers when reused
+	if reuse != nil && cap(reuse.recs) >= int(h.NumRecords) {
+		out = reuse.recs[:h.NumRecords]
+		hdrs = reuse.hdrs[:0]
+	} else {
+		out = make([]Record, h.NumRecords)
+	}
 	var kr kmsg.Record // reused: ReadFrom keeps the header slice's capacity
 	rest := data
 	for i := range out {
@@ -119,17 +139,28 @@ func decodeRecords(b, dst []byte) (h Header, out []Record, data []byte, err erro
 		if logAppend {
 			r.Timestamp = h.MaxTimestamp
 		}
-		r.Key, r.Value = kr.Key, kr.Value
+		r.Key, r.Value, r.Headers = kr.Key, kr.Value, nil
 		if len(kr.Headers) > 0 {
-			r.Headers = make([]RecordHeader, len(kr.Headers))
-			for j, kh := range kr.Headers {
-				r.Headers[j] = RecordHeader{Key: kh.Key, Value: kh.Value}
+			if reuse != nil {
+				at := len(hdrs)
+				for _, kh := range kr.Headers {
+					hdrs = append(hdrs, RecordHeader{Key: kh.Key, Value: kh.Value})
+				}
+				r.Headers = hdrs[at:len(hdrs):len(hdrs)]
+			} else {
+				r.Headers = make([]RecordHeader, len(kr.Headers))
+				for j, kh := range kr.Headers {
+					r.Headers[j] = RecordHeader{Key: kh.Key, Value: kh.Value}
+				}
 			}
 		}
 		rest = next
 	}
 	if len(rest) != 0 {
 		return h, nil, data, fmt.Errorf("%d bytes after the last of %d records: %w", len(rest), h.NumRecords, ErrInvalidRecord)
+	}
+	if reuse != nil && cap(hdrs) <= maxPooledRecords {
+		reuse.hdrs = hdrs[:0]
 	}
 	return h, out, data, nil
 }

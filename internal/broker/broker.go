@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -420,8 +421,11 @@ func (c *consumer) add(res partlog.ReadResult) (more bool, err error) {
 				stopped = true
 				break
 			}
-			if compressed {
+			switch {
+			case compressed:
 				r = copyRecord(r, n) // the decoder reuses its buffer
+			case len(r.Headers) > 0:
+				r.Headers = slices.Clone(r.Headers) // and its headers slice
 			}
 			c.out.Records = append(c.out.Records, r)
 			c.kept += n

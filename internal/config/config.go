@@ -128,6 +128,7 @@ type Config struct {
 	SQLMaxRows        int           // SQL_MAX_ROWS
 	SQLTimeout        time.Duration // SQL_TIMEOUT_MS
 	SQLMaxMemoryBytes int64         // SQL_MAX_MEMORY_BYTES
+	SQLThreads        int           // SQL_THREADS
 
 	// Write-ahead log.
 	WALEnabled      bool          // WAL_ENABLED

@@ -189,7 +189,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 	})
 	switch s.sql, err = sql.New(sql.Config{
 		Source: s.broker, Logger: logger, Registry: s.reg,
-		MaxMemoryBytes: cfg.SQLMaxMemoryBytes, MaxRows: cfg.SQLMaxRows, Timeout: cfg.SQLTimeout,
+		MaxMemoryBytes: cfg.SQLMaxMemoryBytes, Threads: cfg.SQLThreads, MaxRows: cfg.SQLMaxRows, Timeout: cfg.SQLTimeout,
 	}); {
 	case errors.Is(err, sql.ErrUnavailable):
 		logger.Info("SQL over topics unavailable: this binary was built without cgo")

@@ -16,13 +16,18 @@ import (
 
 // BenchmarkGroupBy is the issue's benchmark query over SQL_BENCH_RECORDS
 // (default 200000) JSON records of about 200 bytes over 8 partitions, on
-// the local backend (SQLite metadata, local bucket):
+// the local backend (SQLite metadata, local bucket), with SQL_BENCH_THREADS
+// engine threads (default 1, the server's default):
 //
 //	SQL_BENCH_RECORDS=1000000 go test -run '^$' -bench GroupBy -benchtime 3x ./internal/sql
 func BenchmarkGroupBy(b *testing.B) {
 	n := 200000
 	if s := os.Getenv("SQL_BENCH_RECORDS"); s != "" {
 		n, _ = strconv.Atoi(s)
+	}
+	threads := 1
+	if s := os.Getenv("SQL_BENCH_THREADS"); s != "" {
+		threads, _ = strconv.Atoi(s)
 	}
 	br := newBroker(b, openSQLite(b))
 	ctx := context.Background()
@@ -53,7 +58,7 @@ func BenchmarkGroupBy(b *testing.B) {
 		}
 	}
 	b.Logf("%d records, %d value bytes on average", n, total/n)
-	e := newEngine(b, br, Config{})
+	e := newEngine(b, br, Config{Threads: threads})
 	q := `SELECT json_extract(value, '$.category'), COUNT(*), AVG(json_extract(value, '$.price')) FROM orders GROUP BY 1`
 	b.ResetTimer()
 	for range b.N {

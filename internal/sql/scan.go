@@ -5,7 +5,9 @@ package sql
 // The scan: topics read as the sh_scan table function, from a snapshot of
 // each partition's [logStart, lso) taken when the query is planned,
 // narrowed by the pushdown bounds, through the broker's committed read
-// path (Source.ConsumeBytes) a byte budget at a time.
+// path (Source.Scan), one stored batch at a time and without copying a
+// record: DuckDB copies each value out of the log's cache (or the
+// scanner's decompression buffer) as it fills a chunk.
 
 import (
 	"context"
@@ -15,7 +17,6 @@ import (
 	"fmt"
 	"math"
 	"math/big"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -26,16 +27,6 @@ import (
 	"github.com/duckdb/duckdb-go/v2"
 
 	"github.com/streamhouse/streamhouse/internal/broker"
-)
-
-const (
-	// scanBytes is the budget of one read: the decompressed records one
-	// scan holds at a time.
-	scanBytes   = 4 << 20
-	scanRecords = 8192
-	// firstRecords is the first read's size; each read doubles it up to
-	// scanRecords, so a LIMIT that stops the scan early read little.
-	firstRecords = 256
 )
 
 // errScan marks a read failure of the scan (reported as is, not as bad SQL).
@@ -230,11 +221,9 @@ type topicScan struct {
 // cursor is one thread's position.
 type cursor struct {
 	r    partRange
-	ok   bool  // r is being read
-	next int64 // next offset to read in r
-	buf  []broker.Record
+	sc   *broker.Scanner // reads r; nil between ranges
+	buf  []broker.Record // the current batch's records (valid until sc.Next)
 	pos  int
-	size int // records to ask for next
 	// projected says which columns the query uses.
 	projected []bool
 	text      [3]*duckdb.VectorWriter[string] // key, value, headers: nil when not projected
@@ -276,44 +265,30 @@ func (s *topicScan) claim() (partRange, bool) {
 	return s.t.ranges[s.claimed-1], true
 }
 
-// fill reads c's next records into its buf; false at the end of the ranges.
+// fill reads c's next batch into its buf; false at the end of the ranges.
 func (s *topicScan) fill(c *cursor) (bool, error) {
 	for {
-		if !c.ok || c.next >= c.r.to {
-			if c.r, c.ok = s.claim(); !c.ok {
+		if c.sc == nil {
+			r, ok := s.claim()
+			if !ok {
 				return false, nil
 			}
-			c.next = c.r.from
-			continue
+			sc, err := s.e.cfg.Source.Scan(s.ctx, s.t.name, r.partition, r.from, r.to)
+			if err != nil {
+				return false, s.q.fail(fmt.Errorf("%w: read %s/%d: %w", errScan, s.t.name, r.partition, err))
+			}
+			c.r, c.sc = r, sc
 		}
-		r := c.r
-		c.size = min(max(c.size*2, firstRecords), scanRecords)
-		n := int(min(r.to-c.next, int64(c.size)))
-		got, err := s.e.cfg.Source.ConsumeBytes(s.ctx, s.t.name, r.partition, c.next, n, scanBytes, 0)
+		recs, err := c.sc.Next(s.ctx)
 		if err != nil {
-			return false, s.q.fail(fmt.Errorf("%w: read %s/%d at %d: %w", errScan, s.t.name, r.partition, c.next, err))
-		}
-		from := c.next
-		recs := slices.DeleteFunc(got.Records, func(rec broker.Record) bool { return rec.Offset < from || rec.Offset >= r.to })
-		switch {
-		case got.NextOffset > c.next:
-			c.next = got.NextOffset
-		case len(recs) == 0:
-			c.next = r.to // nothing more is readable in this range (e.g. the rest aborted)
+			return false, s.q.fail(fmt.Errorf("%w: %w", errScan, err))
 		}
 		if len(recs) == 0 {
+			c.sc.Close()
+			c.sc, c.buf, c.pos = nil, nil, 0
 			continue
 		}
 		c.buf, c.pos = recs, 0
-		var bytes int64
-		for _, rec := range recs {
-			bytes += int64(len(rec.Key) + len(rec.Value))
-			for _, h := range rec.Headers {
-				bytes += int64(len(h.Key) + len(h.Value))
-			}
-		}
-		s.q.records.Add(int64(len(recs)))
-		s.q.bytes.Add(bytes)
 		return true, nil
 	}
 }
@@ -356,7 +331,7 @@ func (s *topicScan) FillChunk(local any, chunk duckdb.DataChunk) (err error) {
 		}
 		c.text[i-3] = &w
 	}
-	n := 0
+	n, bytes := 0, int64(0)
 	for n < capacity {
 		if c.pos >= len(c.buf) {
 			more, err := s.fill(c)
@@ -367,17 +342,25 @@ func (s *topicScan) FillChunk(local any, chunk duckdb.DataChunk) (err error) {
 				break
 			}
 		}
-		rec := c.buf[c.pos]
+		rec := &c.buf[c.pos]
 		c.pos++
 		if err := row(c, chunk, n, rec); err != nil {
 			return err
 		}
+		bytes += int64(len(rec.Key) + len(rec.Value))
+		for _, h := range rec.Headers {
+			bytes += int64(len(h.Key) + len(h.Value))
+		}
 		n++
 	}
+	// Scanned is what the query was handed: a scan stopped early (a
+	// LIMIT) counts the rows it produced, not the rest of their batch.
+	s.q.records.Add(int64(n))
+	s.q.bytes.Add(bytes)
 	return chunk.SetSize(n)
 }
 
-func row(c *cursor, chunk duckdb.DataChunk, i int, rec broker.Record) error {
+func row(c *cursor, chunk duckdb.DataChunk, i int, rec *broker.Record) error {
 	pr := c.projected
 	if pr[0] {
 		if err := duckdb.SetChunkValue(chunk, 0, i, c.r.partition); err != nil {
@@ -439,7 +422,7 @@ func textOrBase64(b []byte, b64 bool) *string {
 // headersJSON is the headers as a JSON object: text values, all base64
 // when any is not UTF-8 (REST consume's rule); a repeated key keeps its
 // last value.
-func headersJSON(rec broker.Record) string {
+func headersJSON(rec *broker.Record) string {
 	if len(rec.Headers) == 0 {
 		return "{}"
 	}

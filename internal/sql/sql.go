@@ -52,9 +52,9 @@ type Source interface {
 	StableOffsets(ctx context.Context, topic string, partition int32) (logStart, lso, hw int64, err error)
 	// OffsetForTime is ListOffsets by timestamp (time-predicate pushdown).
 	OffsetForTime(ctx context.Context, topic string, partition int32, ts int64) (offset, timestamp int64, found bool, err error)
-	// ConsumeBytes reads committed records from offset (never past the
-	// LSO, no aborted or control records), within a byte budget.
-	ConsumeBytes(ctx context.Context, topic string, partition int32, offset int64, maxRecords, maxBytes int, maxWait time.Duration) (broker.ConsumedRecords, error)
+	// Scan reads the committed records of [from, to) (never past the
+	// LSO, no aborted or control records) batch by batch, without copies.
+	Scan(ctx context.Context, topic string, partition int32, from, to int64) (*broker.Scanner, error)
 }
 
 var _ Source = (*broker.Broker)(nil)
