@@ -256,6 +256,20 @@ func Split(b []byte) ([][]byte, error) {
 	return out, nil
 }
 
+// FramedSize is the size of the RecordBatch v2 that b starts with, from its
+// length field; ok is false when b is too short to hold that field (the
+// first 12 bytes). A length below a v2 batch's minimum is ErrCorrupt.
+func FramedSize(b []byte) (size int, ok bool, err error) {
+	if len(b) < lengthFieldEnd {
+		return 0, false, nil
+	}
+	length := int32(binary.BigEndian.Uint32(b[offLength:]))
+	if length < minLength {
+		return 0, false, fmt.Errorf("batch length %d is below the minimum %d: %w", length, minLength, ErrCorrupt)
+	}
+	return lengthFieldEnd + int(length), true, nil
+}
+
 // SetBaseOffset stores off as the batch's base offset. The CRC does not
 // cover it. b must hold at least a header.
 func SetBaseOffset(b []byte, off int64) {

@@ -27,14 +27,21 @@ type Scanner struct {
 	readSize int // stored bytes asked for by the next read
 
 	res   partlog.ReadResult
-	piece int      // next piece of res to split
-	raws  [][]byte // batches of the current piece not yet read
+	piece int    // next piece of res
+	rest  []byte // what is left of the current piece
+	// carry assembles a batch cut between two pieces (a run of batches
+	// spanning two cache chunks); carrying while it is not whole.
+	carry    []byte
+	carrying bool
 	dec   batch.Decoder
 }
 
 // scanFirstRead is a Scanner's first read; each read doubles it up to
 // consumeReadBytes, so a scan stopped early (a LIMIT) read little.
 const scanFirstRead = 64 << 10
+
+// framePrefix is what batch.FramedSize needs: the base offset and length.
+const framePrefix = 12
 
 // Scan returns a Scanner over the committed records of topic's partition
 // with offsets in [from, to). Close it when done.
@@ -52,15 +59,11 @@ func (b *Broker) Scan(ctx context.Context, topic string, partition int32, from, 
 // records and their bytes are valid until the next Next or Close.
 func (s *Scanner) Next(ctx context.Context) ([]Record, error) {
 	for s.next < s.to {
-		for len(s.raws) == 0 {
-			if s.piece < len(s.res.Pieces) {
-				raws, err := batch.Split(s.res.Pieces[s.piece])
-				if err != nil {
-					return nil, fmt.Errorf("scan %s/%d: %w", s.name, s.tp.Partition, err)
-				}
-				s.raws, s.piece = raws, s.piece+1
-				continue
-			}
+		raw, err := s.nextRaw()
+		if err != nil {
+			return nil, fmt.Errorf("scan %s/%d: %w", s.name, s.tp.Partition, err)
+		}
+		if raw == nil {
 			res, err := s.b.plog.ReadWith(ctx, s.tp, s.next, partlog.ReadOptions{MaxBytes: s.readSize, Isolation: partlog.ReadCommitted})
 			if err != nil {
 				return nil, fmt.Errorf("scan %s/%d at %d: %w", s.name, s.tp.Partition, s.next, err)
@@ -70,10 +73,9 @@ func (s *Scanner) Next(ctx context.Context) ([]Record, error) {
 				s.next = s.to // at the LSO: nothing more is readable
 				return nil, nil
 			}
-			s.res, s.piece = res, 0
+			s.res, s.piece, s.rest = res, 0, nil
+			continue
 		}
-		raw := s.raws[0]
-		s.raws = s.raws[1:]
 		h, err := batch.ParseHeader(raw)
 		if err != nil {
 			return nil, fmt.Errorf("scan %s/%d: %w", s.name, s.tp.Partition, err)
@@ -109,9 +111,53 @@ func (s *Scanner) Next(ctx context.Context) ([]Record, error) {
 	return nil, nil
 }
 
+// nextRaw returns the next whole batch of the current read; nil when the
+// read is used up.
+func (s *Scanner) nextRaw() ([]byte, error) {
+	for {
+		if len(s.rest) == 0 {
+			if s.piece == len(s.res.Pieces) {
+				if s.carrying {
+					return nil, fmt.Errorf("a read ends inside a batch: %w", batch.ErrCorrupt)
+				}
+				return nil, nil
+			}
+			s.rest, s.piece = s.res.Pieces[s.piece], s.piece+1
+		}
+		if s.carrying {
+			size, ok, err := batch.FramedSize(s.carry)
+			if err != nil {
+				return nil, err
+			}
+			need := framePrefix - len(s.carry) // the length field first
+			if ok {
+				need = size - len(s.carry)
+			}
+			take := min(need, len(s.rest))
+			s.carry, s.rest = append(s.carry, s.rest[:take]...), s.rest[take:]
+			if ok && len(s.carry) == size {
+				s.carrying = false
+				return s.carry, nil
+			}
+			continue
+		}
+		size, ok, err := batch.FramedSize(s.rest)
+		if err != nil {
+			return nil, err
+		}
+		if ok && size <= len(s.rest) {
+			raw := s.rest[:size:size]
+			s.rest = s.rest[size:]
+			return raw, nil
+		}
+		// Cut by the piece's end: assembled from the next ones.
+		s.carry, s.carrying, s.rest = append(s.carry[:0], s.rest...), true, nil
+	}
+}
+
 // Close releases the Scanner's buffers; records it returned are no longer
 // valid.
 func (s *Scanner) Close() {
 	s.dec.Release()
-	s.res, s.raws = partlog.ReadResult{}, nil
+	s.res, s.rest, s.carry = partlog.ReadResult{}, nil, nil
 }

@@ -59,11 +59,24 @@ func TestScannerReadsCommitted(t *testing.T) {
 		{3, 5, "committed4"},
 		{6, 9, ""},
 	} {
-		s := &Scanner{name: "t", next: c.from, to: c.to, res: p.read(lso, aborted)}
-		if got := values(scanAll(t, s)); got != c.want {
-			t.Errorf("scan [%d, %d): %s, want %s", c.from, c.to, got, c.want)
+		// The read in one piece, and cut into pieces of every few bytes
+		// (a run of batches spanning cache chunks is cut anywhere).
+		for _, cut := range []int{0, 1, 5, 11, 12, 13, 61, 100} {
+			res := p.read(lso, aborted)
+			if cut > 0 {
+				all := res.Pieces[0]
+				res.Pieces = nil
+				for len(all) > 0 {
+					n := min(cut, len(all))
+					res.Pieces, all = append(res.Pieces, all[:n]), all[n:]
+				}
+			}
+			s := &Scanner{name: "t", next: c.from, to: c.to, res: res}
+			if got := values(scanAll(t, s)); got != c.want {
+				t.Errorf("scan [%d, %d) in pieces of %d bytes: %s, want %s", c.from, c.to, cut, got, c.want)
+			}
+			s.Close()
 		}
-		s.Close()
 	}
 }
 

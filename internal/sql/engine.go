@@ -285,7 +285,7 @@ func (e *engine) parse(ctx context.Context, query string, st statement) (*analys
 		return nil, fmt.Errorf("sql: parse answer: %w", err)
 	}
 	if p.Error {
-		return nil, parseError(query, st.offset, p)
+		return nil, parseError(query, st, p)
 	}
 	if len(p.Statements) != 1 {
 		return nil, &Error{Code: CodeUnsupported, Message: "one statement at a time"}
@@ -323,7 +323,7 @@ func (e *engine) execute(ctx context.Context, q *queryState, a *analysis, text s
 
 // parseError turns DuckDB's parser error into line and column of the
 // user's text.
-func parseError(query string, offset int, p parsed) error {
+func parseError(query string, st statement, p parsed) error {
 	if p.ErrorType != "parser" {
 		if strings.Contains(p.ErrorMessage, "Only SELECT") {
 			return &Error{Code: CodeUnsupported, Message: "read-only: only SELECT, EXPLAIN SELECT, SHOW TOPICS and DESCRIBE are supported"}
@@ -334,7 +334,7 @@ func parseError(query string, offset int, p parsed) error {
 	if err != nil || pos < 0 {
 		pos = 0
 	}
-	pos += offset
+	pos = st.queryPos(pos)
 	if pos > len(query) {
 		pos = len(query)
 	}

@@ -73,6 +73,11 @@ func TestErrorCodes(t *testing.T) {
 		if qe.Code != CodeParse || qe.Line != 3 || qe.Column != 10 || !strings.Contains(qe.Message, "line 3") {
 			t.Errorf("parse error at %d:%d (%s), want 3:10", qe.Line, qe.Column, qe.Message)
 		}
+		// After a bare offset (quoted before parsing), still the user's column.
+		qe = queryErr(t, e, Request{Query: "SELECT offset, offset FROM t WHERE (x ="})
+		if qe.Code != CodeParse || qe.Line != 1 || qe.Column != 39 {
+			t.Errorf("parse error after offset at %d:%d (%s), want 1:39 (the =)", qe.Line, qe.Column, qe.Message)
+		}
 		qe = queryErr(t, e, Request{Query: "EXPLAIN SELEC 1"})
 		if qe.Code != CodeParse || qe.Line != 1 || qe.Column != 9 {
 			t.Errorf("EXPLAIN parse error at %d:%d, want 1:9", qe.Line, qe.Column)

@@ -24,6 +24,9 @@ func TestPushdownCounts(t *testing.T) {
 		}{
 			{`SELECT count(*) FROM t`, 8000, 8000},
 			{`SELECT count(*) FROM t WHERE partition = 3 AND "offset" BETWEEN 500 AND 599`, 100, 100},
+			// offset unquoted, as a user writes it (a reserved word otherwise).
+			{`SELECT count(*) FROM t WHERE partition = 3 AND offset BETWEEN 500 AND 599`, 100, 100},
+			{`SELECT count(*) FROM (SELECT offset FROM t WHERE partition = 1 ORDER BY offset LIMIT 20 OFFSET 5) WHERE offset >= 5`, 20, 2000},
 			{`SELECT count(*) FROM t WHERE partition IN (1, 2)`, 4000, 4000},
 			{`SELECT count(*) FROM t WHERE partition >= 2 AND partition < 3`, 2000, 2000},
 			{`SELECT count(*) FROM t WHERE "offset" >= 1990`, 40, 40},

@@ -35,3 +35,32 @@ func TestClassifyStatement(t *testing.T) {
 		}
 	}
 }
+
+// The bare column offset is quoted (OFFSET is a reserved word); the
+// keyword of LIMIT … OFFSET, strings, quoted names and comments are not.
+func TestQuoteOffsetColumns(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{`SELECT offset FROM t`, `SELECT "offset" FROM t`},
+		{`SELECT * FROM t WHERE partition = 3 AND offset BETWEEN 5 AND 9`, `SELECT * FROM t WHERE partition = 3 AND "offset" BETWEEN 5 AND 9`},
+		{`SELECT key, OFFSET, t.offset FROM t ORDER BY offset DESC LIMIT 5 OFFSET 2`, `SELECT key, "offset", t."offset" FROM t ORDER BY "offset" DESC LIMIT 5 OFFSET 2`},
+		{`SELECT max(offset) - min(offset) FROM t OFFSET 1`, `SELECT max("offset") - min("offset") FROM t OFFSET 1`},
+		{`SELECT 'offset', "offset", $$ offset $$ FROM t -- offset` + "\n" + `LIMIT ALL OFFSET 3`, `SELECT 'offset', "offset", $$ offset $$ FROM t -- offset` + "\n" + `LIMIT ALL OFFSET 3`},
+		{`SELECT * FROM t WHERE offset>=2 /* offset */ LIMIT (2) OFFSET (1)`, `SELECT * FROM t WHERE "offset">=2 /* offset */ LIMIT (2) OFFSET (1)`},
+		{`SELECT offsets, my_offset FROM t`, `SELECT offsets, my_offset FROM t`},
+	} {
+		got, _ := quoteOffsetColumns(c.in)
+		if got != c.want {
+			t.Errorf("%s\n got %s\nwant %s", c.in, got, c.want)
+		}
+	}
+	// Positions in the quoted text map back to the user's.
+	st, err := classifyStatement("SELECT offset, offset FROM t WHERE x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for pos, want := range map[int]int{0: 0, 7: 7, 8: 7, 14: 12, 15: 13, 17: 15, 25: 21, 37: 33} {
+		if got := st.queryPos(pos); got != want {
+			t.Errorf("position %d in %q maps to %d, want %d", pos, st.text, got, want)
+		}
+	}
+}

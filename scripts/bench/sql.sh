@@ -54,11 +54,11 @@ done
 
 log() { echo "bench-sql: $*" >&2; }
 
-"$ROOT/scripts/install-test-tools.sh" >/dev/null
-command -v jq >/dev/null || {
-	log "installing jq from Debian's packages"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq >/dev/null
-}
+for tool in kcat jq bc; do
+	command -v "$tool" >/dev/null && continue
+	log "installing $tool from Debian's packages"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >/dev/null
+done
 
 BIN=$WORK/bin
 DATA=$WORK/data
@@ -167,8 +167,15 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 # time in seconds on stdout.
 sql() {
 	local body
-	body=$(jq -cn --arg q "$1" '{query: $q, timeout_ms: 600000}')
-	curl -sf -o "$RES/answer.json" -w '%{time_total}\n' -X POST "$API/api/v1/sql" -H 'content-type: application/json' -d "$body"
+	body=$(jq -cn --arg q "$1" '{query: $q}')
+	curl -sS -o "$RES/answer.json" -w '%{http_code} %{time_total}\n' -X POST "$API/api/v1/sql" \
+		-H 'content-type: application/json' -d "$body" >"$RES/curl.out"
+	read -r code secs <"$RES/curl.out"
+	if [ "$code" != 200 ]; then
+		log "POST /api/v1/sql answered $code: $(cat "$RES/answer.json")"
+		exit 1
+	fi
+	echo "$secs"
 }
 
 scanned() { curl -sf "$API/metrics" | awk '/^streamhouse_sql_scanned_records_total / { printf "%d\n", $2 }'; }
