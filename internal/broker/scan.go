@@ -33,7 +33,7 @@ type Scanner struct {
 	// spanning two cache chunks); carrying while it is not whole.
 	carry    []byte
 	carrying bool
-	dec   batch.Decoder
+	dec      batch.Decoder
 }
 
 // scanFirstRead is a Scanner's first read; each read doubles it up to

@@ -220,10 +220,10 @@ type topicScan struct {
 
 // cursor is one thread's position.
 type cursor struct {
-	r    partRange
-	sc   *broker.Scanner // reads r; nil between ranges
-	buf  []broker.Record // the current batch's records (valid until sc.Next)
-	pos  int
+	r   partRange
+	sc  *broker.Scanner // reads r; nil between ranges
+	buf []broker.Record // the current batch's records (valid until sc.Next)
+	pos int
 	// projected says which columns the query uses.
 	projected []bool
 	text      [3]*duckdb.VectorWriter[string] // key, value, headers: nil when not projected
