@@ -100,7 +100,7 @@ func TestDefaults(t *testing.T) {
 		{"SQL_MAX_ROWS", c.SQLMaxRows, 10000},
 		{"SQL_TIMEOUT_MS", c.SQLTimeout, 30 * time.Second},
 		{"SQL_MAX_MEMORY_BYTES", c.SQLMaxMemoryBytes, int64(268435456)},
-		{"SQL_THREADS", c.SQLThreads, 1},
+		{"SQL_THREADS", c.SQLThreads, 0},
 		{"storage", c.Storage, StorageLocal},
 		{"USE_LOCAL_STORAGE", c.UseLocalStorage, false},
 		{"LOCAL_STORAGE_PATH", c.LocalStoragePath, "./data/storage"},

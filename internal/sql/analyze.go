@@ -832,8 +832,7 @@ func (w *walker) jsonEdit(n, parent node, macro string, doc, path node) error {
 		case ctx == ctxOrder:
 			return "struct_pack(n := TRY_CAST(" + call + " AS DOUBLE), s := " + call + "::VARCHAR)"
 		case ctx == ctxNumber && macro == "sh_json":
-			// A JSON null casts to NULL: no nullif needed.
-			return "TRY_CAST(sh_json_raw(" + sub(spans[0][0], spans[0][1]) + ", " + sub(spans[1][0], spans[1][1]) + ") AS DOUBLE)"
+			return "sh_json_num(" + sub(spans[0][0], spans[0][1]) + ", " + sub(spans[1][0], spans[1][1]) + ")"
 		case ctx == ctxNumber:
 			return "TRY_CAST(" + call + " AS DOUBLE)"
 		case ctx == ctxString && macro == "sh_json":

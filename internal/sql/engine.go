@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,7 +64,7 @@ func New(cfg Config) (Engine, error) {
 		cfg.MaxMemoryBytes = defaultMaxMemory
 	}
 	if cfg.Threads <= 0 {
-		cfg.Threads = 1
+		cfg.Threads = max(1, runtime.GOMAXPROCS(0)/2)
 	}
 	if cfg.MaxResultBytes <= 0 {
 		cfg.MaxResultBytes = defaultMaxResultBytes
@@ -116,7 +117,10 @@ func (e *engine) setup(ctx context.Context) error {
 		`SET GLOBAL lock_configuration = true`,
 		// JSON extraction is NULL (not an error) for a value that is not
 		// JSON, and for a JSON null. TRY costs nothing on valid input.
-		`CREATE MACRO sh_json_raw(j, p) AS TRY(json_extract(j, p))`,
+		// Where a number is wanted, only a JSON number is one: through
+		// VARCHAR, a JSON string ("12", quotes included) or a boolean does
+		// not cast to DOUBLE, where the JSON type's own cast would take it.
+		`CREATE MACRO sh_json_num(j, p) AS TRY_CAST(TRY(json_extract(j, p))::VARCHAR AS DOUBLE)`,
 		`CREATE MACRO sh_json(j, p) AS nullif(TRY(json_extract(j, p)), 'null')`,
 		`CREATE MACRO sh_json_text(j, p) AS TRY(json_extract_string(j, p))`,
 	} {

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
@@ -93,5 +94,45 @@ func TestConcurrentQueriesAndMetrics(t *testing.T) {
 	}
 	if n, err := testutil.GatherAndCount(reg, "streamhouse_sql_query_duration_seconds"); err != nil || n != 1 {
 		t.Errorf("duration histogram: %d, %v", n, err)
+	}
+}
+
+// Every kind of value DuckDB can answer comes back as plain JSON: dates
+// and times as ISO 8601 text, intervals in DuckDB's own notation, UUIDs
+// as text. (No allowed function makes a MAP or a UNION.)
+func TestValueRendering(t *testing.T) {
+	b := newBroker(t, openSQLite(t))
+	e := newEngine(t, b, Config{})
+	res := mustQuery(t, e, `SELECT DATE '2026-01-02' AS d, TIME '12:34:56.5' AS t, TIMESTAMP '2026-01-02 03:04:05' AS ts,
+		INTERVAL 90 MINUTE AS i1, INTERVAL '1 year 2 months 3 days' AS i2, INTERVAL '-1 day -00:00:01.5' AS i3,
+		'6ba7b810-9dad-11d1-80b4-00c04fd430c8'::UUID AS u,
+		1.25::DECIMAL(4, 2) AS dec, 'ab'::BLOB AS bl, 'NaN'::DOUBLE AS nan`)
+	want := `[["2026-01-02","12:34:56.5","2026-01-02T03:04:05Z","01:30:00","1 year 2 months 3 days","-1 day -00:00:01.5",` +
+		`"6ba7b810-9dad-11d1-80b4-00c04fd430c8",1.25,"YWI=","NaN"]]`
+	if got := rowsJSON(t, res); got != want {
+		t.Errorf("rendered\n %s\nwant\n %s", got, want)
+	}
+}
+
+// json_extract is typed: where a number is wanted only a JSON number is
+// one (a string holding digits stays a string, as SPEC.md says), and a
+// string compares as a string.
+func TestJSONExtractTyped(t *testing.T) {
+	b := newBroker(t, openSQLite(t))
+	var recs []rec
+	for i, v := range []string{`{"n": 5}`, `{"n": "7"}`, `{"n": true}`, `{"n": null}`, `{"n": 2.5e1}`, `not json`} {
+		recs = append(recs, rec{partition: 0, Record: broker.Record{Value: []byte(v), Timestamp: int64(i)}})
+	}
+	produce(t, b, "t", 1, recs)
+	e := newEngine(t, b, Config{})
+	for q, want := range map[string]string{
+		`SELECT SUM(json_extract(value, '$.n')), COUNT(json_extract(value, '$.n')) FROM t`: `[[30,4]]`,
+		`SELECT "offset" FROM t WHERE json_extract(value, '$.n') > 4 ORDER BY 1`:             `[[0],[4]]`,
+		`SELECT "offset" FROM t WHERE json_extract(value, '$.n') = '7'`:                      `[[1]]`,
+		`SELECT "offset" FROM t WHERE json_extract(value, '$.n') + 0 = 7`:                    `[]`,
+	} {
+		if got := rowsJSON(t, mustQuery(t, e, q)); got != want {
+			t.Errorf("%s: %s, want %s", q, got, want)
+		}
 	}
 }

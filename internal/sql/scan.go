@@ -18,6 +18,7 @@ import (
 	"math"
 	"math/big"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -440,11 +441,37 @@ func headersJSON(rec *broker.Record) string {
 	return string(out)
 }
 
-// jsonValue makes a DuckDB value JSON-ready.
+// jsonValue makes a DuckDB value JSON-ready: numbers as numbers, dates
+// and times as ISO 8601 text, intervals and UUIDs as DuckDB prints them.
 func jsonValue(v any, dataType string) any {
 	switch x := v.(type) {
 	case nil:
 		return nil
+	case time.Time:
+		switch dataType {
+		case "DATE":
+			return x.Format(time.DateOnly)
+		case "TIME":
+			return x.Format("15:04:05.999999")
+		case "TIME WITH TIME ZONE", "TIMETZ":
+			return x.Format("15:04:05.999999Z07:00")
+		}
+		return x.UTC().Format(time.RFC3339Nano)
+	case duckdb.Interval:
+		return intervalString(x)
+	case duckdb.UUID:
+		return (&x).String()
+	case duckdb.Decimal:
+		if x.Width <= 15 { // exact as a float64
+			return x.Float64()
+		}
+		return x.String()
+	case []byte:
+		if dataType == "UUID" && len(x) == 16 {
+			u := duckdb.UUID(x)
+			return u.String()
+		}
+		return base64.StdEncoding.EncodeToString(x)
 	case bool, string, int64, float64:
 		if dataType == "JSON" {
 			if s, ok := x.(string); ok && json.Valid([]byte(s)) {
@@ -481,10 +508,6 @@ func jsonValue(v any, dataType string) any {
 			return x.Int64()
 		}
 		return x.String()
-	case time.Time:
-		return x.UTC().Format(time.RFC3339Nano)
-	case []byte:
-		return base64.StdEncoding.EncodeToString(x)
 	case fmt.Stringer:
 		return x.String()
 	case map[string]any, []any, duckdb.Map:
@@ -494,10 +517,37 @@ func jsonValue(v any, dataType string) any {
 		}
 		return json.RawMessage(out)
 	}
-	if f, ok := toFloat(v); ok {
-		return f
-	}
 	return fmt.Sprint(v)
+}
+
+// intervalString prints an interval as DuckDB does: "1 year 2 months
+// 3 days 01:30:00.5", each part only when not zero.
+func intervalString(iv duckdb.Interval) string {
+	var parts []string
+	plural := func(n int64, unit string) {
+		if n == 0 {
+			return
+		}
+		if n != 1 && n != -1 {
+			unit += "s"
+		}
+		parts = append(parts, strconv.FormatInt(n, 10)+" "+unit)
+	}
+	plural(int64(iv.Months/12), "year")
+	plural(int64(iv.Months%12), "month")
+	plural(int64(iv.Days), "day")
+	if us := iv.Micros; us != 0 || len(parts) == 0 {
+		sign := ""
+		if us < 0 {
+			sign, us = "-", -us
+		}
+		t := fmt.Sprintf("%s%02d:%02d:%02d", sign, us/3_600_000_000, us/60_000_000%60, us/1_000_000%60)
+		if frac := us % 1_000_000; frac != 0 {
+			t += strings.TrimRight(fmt.Sprintf(".%06d", frac), "0")
+		}
+		parts = append(parts, t)
+	}
+	return strings.Join(parts, " ")
 }
 
 func normalize(v any) any {
@@ -524,9 +574,3 @@ func normalize(v any) any {
 	return jsonValue(v, "")
 }
 
-func toFloat(v any) (float64, bool) {
-	if d, ok := v.(duckdb.Decimal); ok {
-		return d.Float64(), true
-	}
-	return 0, false
-}

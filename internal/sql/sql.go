@@ -66,8 +66,8 @@ type Config struct {
 	// Registry receives the SQL metrics (nil: none registered).
 	Registry prometheus.Registerer
 	// MaxMemoryBytes caps the engine's memory (SQL_MAX_MEMORY_BYTES) and
-	// Threads its worker threads (default 1: the broker's own work is never
-	// starved on a small machine).
+	// Threads its worker threads (SQL_THREADS; 0: half the CPUs, at least
+	// one, so the broker's own work always keeps the other half).
 	MaxMemoryBytes int64
 	Threads        int
 	// Defaults of Request.MaxRows (SQL_MAX_ROWS) and Request.Timeout
