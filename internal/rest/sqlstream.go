@@ -53,10 +53,20 @@ func (s *server) sqlStream(w http.ResponseWriter, r *http.Request) error {
 	var line bytes.Buffer
 	err = st.Stream(ctx, q, func(cols []sqlapi.Column, row []any) error {
 		if !started {
+			// Accepted (or a first row): the headers go out now, so a
+			// client knows the query runs before anything matches.
 			started = true
-			keys = rowKeys(cols)
 			w.Header().Set("Content-Type", "application/x-ndjson")
 			w.WriteHeader(http.StatusOK)
+			if err := rc.Flush(); err != nil {
+				return err
+			}
+		}
+		if row == nil {
+			return nil
+		}
+		if keys == nil {
+			keys = rowKeys(cols)
 		}
 		line.Reset()
 		line.WriteByte('{')

@@ -72,6 +72,9 @@ type analysis struct {
 	// grouped: GROUP BY, HAVING or an aggregate (live only over TUMBLE).
 	grouped bool
 	limit   int64
+	// jsonPaths are the constant paths of JSON extractions, checked by
+	// the engine (a malformed one is invalid_query, not a silent NULL).
+	jsonPaths []string
 }
 
 // edit replaces text[start:end] by render(sub), where sub renders a span
@@ -774,6 +777,11 @@ func (w *walker) function(n, parent node) error {
 	args, _ := n["arguments"].([]any)
 	if len(args) != 2 {
 		return nil
+	}
+	if path := asNode(asNode(args[1])["expression"]); str(path, "class") == "CONSTANT" {
+		if lit, _ := path["literal"].(node); lit != nil && str(lit, "kind") == "STRING" && !slices.Contains(w.a.jsonPaths, str(lit, "text")) {
+			w.a.jsonPaths = append(w.a.jsonPaths, str(lit, "text"))
+		}
 	}
 	return w.jsonEdit(n, parent, macro, asNode(asNode(args[0])["expression"]), asNode(asNode(args[1])["expression"]))
 }

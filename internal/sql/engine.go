@@ -294,7 +294,24 @@ func (e *engine) parse(ctx context.Context, query string, st statement) (*analys
 	if len(p.Statements) != 1 {
 		return nil, &Error{Code: CodeUnsupported, Message: "one statement at a time"}
 	}
-	return analyze(st.text, p.Statements[0], known{functions: e.functions, catalog: e.catalog})
+	a, err := analyze(st.text, p.Statements[0], known{functions: e.functions, catalog: e.catalog})
+	if err != nil {
+		return nil, err
+	}
+	// The extraction macros answer NULL where DuckDB raises an error (a
+	// value that is not JSON), which would hide a malformed path too:
+	// each constant path is tried once here.
+	for _, path := range a.jsonPaths {
+		var v stdsql.NullString
+		if err := conn.QueryRowContext(ctx, `SELECT json_extract('{}'::JSON, ?::VARCHAR)::VARCHAR`, path).Scan(&v); err != nil {
+			var de *duckdb.Error
+			if errors.As(err, &de) {
+				return nil, &Error{Code: CodeInvalid, Message: fmt.Sprintf("JSON path %q: %s", path, firstLine(de.Msg))}
+			}
+			return nil, err
+		}
+	}
+	return a, nil
 }
 
 // execute runs a planned query on its own connection.

@@ -127,9 +127,9 @@ func TestJSONExtractTyped(t *testing.T) {
 	e := newEngine(t, b, Config{})
 	for q, want := range map[string]string{
 		`SELECT SUM(json_extract(value, '$.n')), COUNT(json_extract(value, '$.n')) FROM t`: `[[30,4]]`,
-		`SELECT "offset" FROM t WHERE json_extract(value, '$.n') > 4 ORDER BY 1`:             `[[0],[4]]`,
-		`SELECT "offset" FROM t WHERE json_extract(value, '$.n') = '7'`:                      `[[1]]`,
-		`SELECT "offset" FROM t WHERE json_extract(value, '$.n') + 0 = 7`:                    `[]`,
+		`SELECT "offset" FROM t WHERE json_extract(value, '$.n') > 4 ORDER BY 1`:           `[[0],[4]]`,
+		`SELECT "offset" FROM t WHERE json_extract(value, '$.n') = '7'`:                    `[[1]]`,
+		`SELECT "offset" FROM t WHERE json_extract(value, '$.n') + 0 = 7`:                  `[]`,
 	} {
 		if got := rowsJSON(t, mustQuery(t, e, q)); got != want {
 			t.Errorf("%s: %s, want %s", q, got, want)

@@ -69,6 +69,12 @@ func TestErrorCodes(t *testing.T) {
 				t.Errorf("%q: %v, want %s", c.query, qe, c.code)
 			}
 		}
+		// A malformed JSON path is an error, not a silent NULL.
+		for _, q := range []string{`SELECT json_extract(value, '$.a[') FROM t`, `SELECT value->>'$..' FROM t`} {
+			if qe := queryErr(t, e, Request{Query: q}); qe.Code != CodeInvalid || !strings.Contains(qe.Message, "JSON path") {
+				t.Errorf("%s: %v, want invalid_query naming the path", q, qe)
+			}
+		}
 		qe := queryErr(t, e, Request{Query: "SELECT 1\nFROM t\nWHERE (x ="})
 		if qe.Code != CodeParse || qe.Line != 3 || qe.Column != 10 || !strings.Contains(qe.Message, "line 3") {
 			t.Errorf("parse error at %d:%d (%s), want 3:10", qe.Line, qe.Column, qe.Message)

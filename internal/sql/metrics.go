@@ -1,6 +1,7 @@
 package sql
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -42,6 +43,8 @@ func (m *metrics) observe(res Result, err error) {
 	switch {
 	case errors.As(err, &qe):
 		outcome = string(qe.Code)
+	case errors.Is(err, context.Canceled):
+		outcome = "canceled" // the client went away
 	case err != nil:
 		outcome = "error"
 	}

@@ -573,4 +573,3 @@ func normalize(v any) any {
 	}
 	return jsonValue(v, "")
 }
-

@@ -24,13 +24,15 @@ const (
 var _ Streamer = (*engine)(nil)
 
 func (e *engine) Stream(ctx context.Context, req Request, emit func([]Column, []any) error) error {
+	start := time.Now()
 	timeout := req.Timeout
 	if timeout <= 0 {
 		timeout = e.cfg.Timeout
 	}
 	deadline, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	err := e.stream(deadline, req, emit)
+	var read Result // what the stream's queries scanned
+	err := e.stream(deadline, req, &read, emit)
 	switch {
 	case err == nil:
 	case ctx.Err() != nil:
@@ -40,11 +42,13 @@ func (e *engine) Stream(ctx context.Context, req Request, emit func([]Column, []
 	default:
 		err = e.classify(deadline, err)
 	}
-	e.metrics.observe(Result{}, err)
+	read.ExecutionTime = time.Since(start)
+	e.metrics.observe(read, err)
 	return err
 }
 
-func (e *engine) stream(ctx context.Context, req Request, emit func([]Column, []any) error) error {
+// stream runs a live query, adding what each of its runs scanned to read.
+func (e *engine) stream(ctx context.Context, req Request, read *Result, emit func([]Column, []any) error) error {
 	if len(req.Query) > maxQueryBytes {
 		return &Error{Code: CodeResourceLimit, Message: "the query is too long"}
 	}
@@ -122,6 +126,9 @@ func (e *engine) stream(ctx context.Context, req Request, emit func([]Column, []
 	if remaining == 0 {
 		return nil
 	}
+	if err := emit(nil, nil); err != nil { // accepted
+		return err
+	}
 	batchRows := max(req.MaxRows, e.cfg.MaxRows)
 	tick := time.NewTicker(streamPoll)
 	defer tick.Stop()
@@ -165,6 +172,8 @@ func (e *engine) stream(ctx context.Context, req Request, emit func([]Column, []
 		}
 		if len(tp.ranges) > 0 {
 			res, err := e.execute(ctx, q, a, st.text, batchRows)
+			read.ScannedRecords += res.ScannedRecords
+			read.ScannedBytes += res.ScannedBytes
 			if err != nil {
 				return err
 			}

@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/metadata"
@@ -40,6 +44,9 @@ func TestStreamMatchesAndEndsAtLimit(t *testing.T) {
 		go func() {
 			done <- s.Stream(ctx, Request{Query: `SELECT value, partition FROM live WHERE value LIKE 'match%' LIMIT 3`, Timeout: 20 * time.Second},
 				func(cols []Column, row []any) error {
+					if row == nil {
+						return nil // accepted
+					}
 					if len(cols) != 2 || cols[0].Name != "value" {
 						return fmt.Errorf("columns %v", cols)
 					}
@@ -80,6 +87,9 @@ func TestStreamMatchesAndEndsAtLimit(t *testing.T) {
 		if len(got) != 3 {
 			t.Fatalf("%d rows, want 3: %v", len(got), got)
 		}
+		if n := testutil.ToFloat64(e.(*engine).metrics.records); n < 3 {
+			t.Errorf("the live query scanned %v records, want at least the 3 it sent", n)
+		}
 		for _, v := range got {
 			if !strings.HasPrefix(v, "match-") || v == "match-old" {
 				t.Fatalf("rows %v: a non-matching or old record", got)
@@ -91,9 +101,15 @@ func TestStreamMatchesAndEndsAtLimit(t *testing.T) {
 func TestStreamEnds(t *testing.T) {
 	b := newBroker(t, openSQLite(t))
 	produce(t, b, "live", 1, genRecords(10, 1))
-	e := newEngine(t, b, Config{})
+	reg := prometheus.NewRegistry()
+	e := newEngine(t, b, Config{Registry: reg})
 	s := e.(Streamer)
-	noRow := func([]Column, []any) error { return errors.New("no row expected") }
+	noRow := func(_ []Column, row []any) error {
+		if row == nil {
+			return nil // accepted
+		}
+		return errors.New("no row expected")
+	}
 
 	// timeout_ms ends it normally.
 	start := time.Now()
@@ -108,6 +124,23 @@ func TestStreamEnds(t *testing.T) {
 	defer cancel()
 	if err := s.Stream(ctx, Request{Query: `SELECT * FROM live`}, noRow); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("client gone: %v", err)
+	}
+	// A client that goes away (its request's context canceled) is counted
+	// as canceled, and a stream's duration is its whole life.
+	cctx, ccancel := context.WithCancel(context.Background())
+	time.AfterFunc(200*time.Millisecond, ccancel)
+	if err := s.Stream(cctx, Request{Query: `SELECT * FROM live`}, noRow); !errors.Is(err, context.Canceled) {
+		t.Fatalf("client canceled: %v", err)
+	}
+	if n := testutil.ToFloat64(e.(*engine).metrics.queries.WithLabelValues("canceled")); n != 1 {
+		t.Errorf("%v streams counted canceled, want 1", n)
+	}
+	var m dto.Metric
+	if err := e.(*engine).metrics.duration.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if sum := m.GetHistogram().GetSampleSum(); sum < 0.7 {
+		t.Errorf("streams of 0.3, 0.2 and 0.2 s observed as %.3f s in all", sum)
 	}
 	// Refusals.
 	for _, q := range []string{`SELECT count(*) FROM live`, `SELECT * FROM live ORDER BY "offset"`, `SHOW TOPICS`,
@@ -154,7 +187,12 @@ func TestStreamTumble(t *testing.T) {
 	}()
 	var rows [][]any
 	err := e.(Streamer).Stream(ctx, Request{Query: `SELECT window_start, window_end, count(*) AS n FROM live GROUP BY TUMBLE(timestamp, INTERVAL '1' SECOND) LIMIT 2`, Timeout: 20 * time.Second},
-		func(_ []Column, row []any) error { rows = append(rows, row); return nil })
+		func(_ []Column, row []any) error {
+			if row != nil {
+				rows = append(rows, row)
+			}
+			return nil
+		})
 	close(stop)
 	<-prodDone
 	if err != nil {

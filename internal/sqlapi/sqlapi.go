@@ -82,6 +82,9 @@ type Streamer interface {
 	// same every time) as they are committed, until the
 	// query's LIMIT is reached, ctx is done (ctx.Err()), or req.Timeout
 	// passes (nil). Errors before the first row are *Error as for Query;
-	// an error from emit ends the stream with it.
+	// an error from emit ends the stream with it. Once the query is
+	// accepted (parsed, checked, and its starting offsets fixed), emit is
+	// called once with no columns and no row, so a front end can answer
+	// its headers before any record is committed.
 	Stream(ctx context.Context, req Request, emit func(columns []Column, row []any) error) error
 }

@@ -225,6 +225,7 @@ func TestSQLStreamOverREST(t *testing.T) {
 		err   error
 	}
 	done := make(chan result, 1)
+	headers := make(chan struct{})
 	go func() {
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -236,6 +237,7 @@ func TestSQLStreamOverREST(t *testing.T) {
 			done <- result{err: fmt.Errorf("status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))}
 			return
 		}
+		close(headers)
 		var out []string
 		sc := bufio.NewScanner(resp.Body)
 		for sc.Scan() {
@@ -243,34 +245,28 @@ func TestSQLStreamOverREST(t *testing.T) {
 		}
 		done <- result{lines: out, err: sc.Err()}
 	}()
-	// Produce until the stream ends: records before the query started
-	// its snapshot may be missed, so keep writing matching and other ones.
-	for i := 1; ; i++ {
-		select {
-		case r := <-done:
-			if r.err != nil {
-				t.Fatal(r.err)
-			}
-			if len(r.lines) != 2 {
-				t.Fatalf("live query lines %q, want 2", r.lines)
-			}
-			for _, l := range r.lines {
-				var row struct {
-					Key string `json:"key"`
-					N   int    `json:"n"`
-				}
-				if err := json.Unmarshal([]byte(l), &row); err != nil || row.N <= 10 || row.Key != fmt.Sprintf("k%d", row.N) {
-					t.Errorf("live row %q: %+v %v", l, row, err)
-				}
-			}
-			return
-		case <-ctx.Done():
-			t.Fatal("the live query never ended")
-		case <-time.After(50 * time.Millisecond):
+	// The answer's headers come once the query is accepted, before any
+	// record matches: from then on every committed record is seen.
+	select {
+	case <-headers:
+	case r := <-done:
+		t.Fatalf("the live query ended before its headers: %v", r.err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("no headers from an accepted live query while nothing matched")
+	}
+	for _, n := range []int{1, 11, 2, 12, 13} {
+		produceN(t, p, "live", n)
+	}
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatal(r.err)
 		}
-		for _, n := range []int{i, 10 + i} {
-			produceN(t, p, "live", n)
+		if want := []string{`{"key":"k11","n":11}`, `{"key":"k12","n":12}`}; !slices.Equal(r.lines, want) {
+			t.Fatalf("live query lines %q, want %q", r.lines, want)
 		}
+	case <-ctx.Done():
+		t.Fatal("the live query never ended")
 	}
 }
 
