@@ -305,6 +305,23 @@ type ConsumedRecords struct {
 	LogStartOffset   int64
 }
 
+// The records one REST or gRPC consume asks for: 0 (or nothing) means
+// DefaultConsumeRecords, and more than MaxConsumeRecords gets
+// MaxConsumeRecords (ConsumeRecordsLimit), the same rule on both APIs.
+const (
+	DefaultConsumeRecords = 100
+	MaxConsumeRecords     = 10000
+)
+
+// ConsumeRecordsLimit applies the default and the cap to a requested
+// record count n (n must not be negative).
+func ConsumeRecordsLimit(n int64) int {
+	if n == 0 {
+		return DefaultConsumeRecords
+	}
+	return int(min(n, MaxConsumeRecords))
+}
+
 // DefaultConsumeBytes is Consume's byte budget: see ConsumeBytes.
 const DefaultConsumeBytes = 4 << 20
 

@@ -67,7 +67,14 @@ type settings struct {
 	output      string // "table" or "json"
 	apiURL      string
 	registryURL string
-	grpcAddr    string // accepted, unused: every command uses REST
+	// grpcAddr is the original's server address (--server, -s,
+	// --grpc-addr, STREAMHOUSE_ADDR). Every command speaks REST, so it
+	// only matters when the REST URL is not given: the REST API is then
+	// taken on the same host, at its default port (serverAPIURL).
+	grpcAddr string
+	// apiSet and serverSet say whether the REST URL and the server
+	// address were given (flag or environment) rather than defaulted.
+	apiSet, serverSet bool
 }
 
 // session is one run of streamctl: a single command, or a REPL session
@@ -108,6 +115,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			apiURL:      envOr(getenv, "STREAMHOUSE_API_URL", defaultAPIURL),
 			registryURL: strings.TrimSpace(getenv("SCHEMA_REGISTRY_URL")), // "": the API URL + /schemas
 			grpcAddr:    envOr(getenv, "STREAMHOUSE_ADDR", defaultGRPCAddr),
+			apiSet:      strings.TrimSpace(getenv("STREAMHOUSE_API_URL")) != "",
+			serverSet:   strings.TrimSpace(getenv("STREAMHOUSE_ADDR")) != "",
 		},
 		transport: newTransport(),
 	}

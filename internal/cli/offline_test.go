@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/streamhouse/streamhouse/internal/testutil"
 )
 
 // These tests need no server: usage errors, an unreachable server, help,
@@ -94,6 +96,51 @@ func TestHelpAndExit(t *testing.T) {
 	// --grpc-addr and STREAMHOUSE_ADDR are accepted.
 	if r := runCLI(t, url, "", "--grpc-addr", "http://localhost:1", "exit"); r.code != 0 {
 		t.Errorf("--grpc-addr: %v", r)
+	}
+}
+
+// The original streamctl's --server/-s (and --grpc-addr, STREAMHOUSE_ADDR)
+// names the server when no REST URL is given: its host, at the REST port.
+func TestServerFlag(t *testing.T) {
+	t.Parallel()
+	for addr, want := range map[string]string{
+		"http://host:50051": "http://host:8080", "host:9090": "http://host:8080", "https://h.example:443": "https://h.example:8080",
+		"[::1]:50051": "http://[::1]:8080", "127.0.0.3": "http://127.0.0.3:8080",
+	} {
+		if got, err := serverAPIURL(addr); err != nil || got != want {
+			t.Errorf("serverAPIURL(%q) = %q, %v; want %q", addr, got, err, want)
+		}
+	}
+	if _, err := serverAPIURL("http://:1"); err == nil {
+		t.Error("an address without a host was accepted")
+	}
+	run := func(env map[string]string, args ...string) runResult {
+		var out, errOut testutil.SyncBuffer
+		code := Run(t.Context(), args, strings.NewReader(""), &out, &errOut, envOf(env))
+		return runResult{code: code, stdout: out.String(), stderr: errOut.String()}
+	}
+	// Nothing listens at 127.0.0.3:8080: the error names the URL tried.
+	for _, c := range []struct {
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{nil, []string{"-s", "http://127.0.0.3:50051", "topic", "list"}, "http://127.0.0.3:8080"},
+		{nil, []string{"--server", "127.0.0.3:9090", "topic", "list"}, "http://127.0.0.3:8080"},
+		{nil, []string{"--grpc-addr", "127.0.0.3:9090", "topic", "list"}, "http://127.0.0.3:8080"},
+		{map[string]string{"STREAMHOUSE_ADDR": "http://127.0.0.3:50051"}, []string{"topic", "list"}, "http://127.0.0.3:8080"},
+		// A REST URL given wins.
+		{map[string]string{"STREAMHOUSE_API_URL": "http://127.0.0.1:1"}, []string{"-s", "127.0.0.3:9090", "topic", "list"}, "http://127.0.0.1:1"},
+		{nil, []string{"-s", "127.0.0.3:9090", "--api-url", "http://127.0.0.1:1", "topic", "list"}, "http://127.0.0.1:1"},
+		{nil, []string{"topic", "list", "--api-url", "http://127.0.0.1:1"}, "http://127.0.0.1:1"},
+	} {
+		r := run(c.env, c.args...)
+		if r.code != 1 || !strings.Contains(r.stderr, "server at "+c.want+":") {
+			t.Errorf("%v %q: want a connection error naming %s, got %v", c.env, c.args, c.want, r)
+		}
+	}
+	if r := run(nil, "-s", "http://:1", "topic", "list"); r.code != ExitUsage {
+		t.Errorf("-s without a host: %v", r)
 	}
 }
 

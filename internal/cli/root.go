@@ -3,12 +3,15 @@ package cli
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 const rootLong = `streamctl is the command-line client of StreamHouse.
@@ -22,8 +25,10 @@ default http://localhost:8080) and to the schema registry over the
 Confluent API (SCHEMA_REGISTRY_URL, default the API URL + /schemas),
 except the perf load tools and the transaction commands, which speak the
 Kafka protocol (--brokers).
-STREAMHOUSE_ADDR and --grpc-addr (the gRPC address) are accepted for
-compatibility with the original streamctl but not used.
+--server/-s (or --grpc-addr, or STREAMHOUSE_ADDR: the original streamctl's
+server address) names the server when the REST URL is not given: the REST
+API on that host at port 8080, so "streamctl -s http://host:50051 topic
+list" lists host's topics.
 
 Output is an aligned table; --output json (or STREAMCTL_OUTPUT=json) prints
 JSON for scripts. Errors go to stderr as "streamctl: message".
@@ -36,6 +41,7 @@ argument); 130 a command stopped by Ctrl+C (consume --follow exits 0).`
 type invocation struct {
 	s         *session
 	set       settings
+	flags     *pflag.FlagSet // the global flags, to know which were given
 	startREPL bool
 }
 
@@ -63,10 +69,12 @@ func (s *session) newRoot() (*cobra.Command, *invocation) {
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return inv.validate() },
 	}
 	pf := root.PersistentFlags()
+	inv.flags = pf
 	pf.StringVarP(&inv.set.output, "output", "o", inv.set.output, "output format: table or json (env STREAMCTL_OUTPUT)")
 	pf.StringVar(&inv.set.apiURL, "api-url", inv.set.apiURL, "REST API URL (env STREAMHOUSE_API_URL)")
 	pf.StringVar(&inv.set.registryURL, "schema-registry-url", inv.set.registryURL, "schema registry URL (env SCHEMA_REGISTRY_URL; default: the API URL + /schemas)")
-	pf.StringVar(&inv.set.grpcAddr, "grpc-addr", inv.set.grpcAddr, "gRPC address (env STREAMHOUSE_ADDR); accepted but unused: every command uses REST")
+	pf.StringVarP(&inv.set.grpcAddr, "server", "s", inv.set.grpcAddr, "the server's address, as the original streamctl took it (env STREAMHOUSE_ADDR): without --api-url, the REST API on its host at port 8080")
+	pf.StringVar(&inv.set.grpcAddr, "grpc-addr", inv.set.grpcAddr, "the same as --server")
 	_ = root.RegisterFlagCompletionFunc("output", fixedCompletions("table", "json"))
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usagef("%s (see '%s --help')", err, cmd.CommandPath())
@@ -130,6 +138,17 @@ func completionCmd(hidden bool) *cobra.Command {
 
 // validate checks the global flags.
 func (inv *invocation) validate() error {
+	if f := inv.flags; f != nil {
+		inv.set.apiSet = inv.set.apiSet || f.Changed("api-url")
+		inv.set.serverSet = inv.set.serverSet || f.Changed("server") || f.Changed("grpc-addr")
+	}
+	if inv.set.serverSet && !inv.set.apiSet {
+		api, err := serverAPIURL(inv.set.grpcAddr)
+		if err != nil {
+			return err
+		}
+		inv.set.apiURL = api
+	}
 	switch inv.set.output {
 	case "table", "json":
 	default:
@@ -145,6 +164,25 @@ func (inv *invocation) validate() error {
 		}
 	}
 	return nil
+}
+
+// serverAPIURL is the REST URL of the server at addr (the original's
+// gRPC address, "host:port" or a URL): the same host, at the REST API's
+// default port, over https when addr says https.
+func serverAPIURL(addr string) (string, error) {
+	raw := strings.TrimSpace(addr)
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Hostname() == "" {
+		return "", usagef("--server %q: want host:port or http://host:port", addr)
+	}
+	scheme := "http"
+	if u.Scheme == "https" {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(u.Hostname(), "8080"), nil
 }
 
 func (inv *invocation) client() *client {

@@ -389,3 +389,31 @@ func TestLargeRecordsFitTheDefaultClientLimit(t *testing.T) {
 		}
 	}
 }
+
+// max_records 0 (unset) asks for the default, 100, and more than 10000 is
+// capped: the rule REST's maxRecords follows too (broker.ConsumeRecordsLimit).
+func TestConsumeMaxRecordsRule(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, ServerOptions{})
+	ctx := testCtx(t)
+	e.createTopic(t, "many", 1, nil)
+	var recs []*pb.Record
+	for i := range 150 {
+		recs = append(recs, &pb.Record{Value: []byte(strconv.Itoa(i))})
+	}
+	if _, err := e.c.ProduceBatch(ctx, &pb.ProduceBatchRequest{Topic: "many", Records: recs, AckMode: pb.AckMode_ACK_DURABLE}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		max  uint32
+		want int
+	}{{0, 100}, {7, 7}, {1 << 31, 150}} {
+		res, err := e.c.Consume(ctx, &pb.ConsumeRequest{Topic: "many", MaxRecords: c.max})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Records) != c.want || res.HasMore != (c.want < 150) {
+			t.Errorf("max_records %d: %d records (has_more %v, hw %d), want %d", c.max, len(res.Records), res.HasMore, res.HighWatermark, c.want)
+		}
+	}
+}

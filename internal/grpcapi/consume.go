@@ -41,7 +41,7 @@ func (s *Server) Consume(ctx context.Context, req *pb.ConsumeRequest) (*pb.Consu
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.b.ConsumeBytes(ctx, req.GetTopic(), p, off, maxRecordsArg(req.GetMaxRecords()), maxResponseBytes, 0)
+	res, err := s.b.ConsumeBytes(ctx, req.GetTopic(), p, off, broker.ConsumeRecordsLimit(int64(req.GetMaxRecords())), maxResponseBytes, 0)
 	if err != nil {
 		return nil, s.toStatus("Consume", err)
 	}
@@ -69,7 +69,7 @@ func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreaming
 	if err != nil {
 		return err
 	}
-	limit := maxRecordsArg(req.GetMaxRecords())
+	limit := broker.ConsumeRecordsLimit(int64(req.GetMaxRecords()))
 	var next int64
 	if req.Offset != nil {
 		if next, err = int64Arg("offset", req.GetOffset()); err != nil {

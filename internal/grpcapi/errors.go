@@ -184,19 +184,3 @@ func epochArg(e uint32) (int16, error) {
 	}
 	return int16(e), nil
 }
-
-// maxRecordsArg applies the default and the cap of max_records.
-func maxRecordsArg(n uint32) int {
-	switch {
-	case n == 0:
-		return defaultMaxRecords
-	case n > maxMaxRecords:
-		return maxMaxRecords
-	}
-	return int(n)
-}
-
-const (
-	defaultMaxRecords = 100
-	maxMaxRecords     = 10000
-)

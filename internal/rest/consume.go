@@ -9,16 +9,15 @@ import (
 	"github.com/streamhouse/streamhouse/internal/broker"
 )
 
-// Consume limits: maxRecords defaults to 100 and is capped at 10000;
+// Consume limits: maxRecords 0 or absent means 100 and it is capped at
+// 10000, as on gRPC (broker.ConsumeRecordsLimit);
 // max_bytes (the decoded bytes one request may hold, see
 // broker.ConsumeBytes) defaults to 4 MiB and is capped at 16 MiB; wait_ms
 // defaults to 0 (answer at once) and is capped at 30000.
 const (
-	defaultMaxRecords = 100
-	maxMaxRecords     = 10000
-	defaultMaxBytes   = broker.DefaultConsumeBytes
-	maxMaxBytes       = 16 << 20
-	maxWaitMs         = 30000
+	defaultMaxBytes = broker.DefaultConsumeBytes
+	maxMaxBytes     = 16 << 20
+	maxWaitMs       = 30000
 )
 
 // consumedJSON is one consumed record. Key and value are null for null,
@@ -87,7 +86,7 @@ func (s *server) consume(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	maxRecords, err := queryInt(q, defaultMaxRecords, "maxRecords", "max_records", "limit")
+	maxRecords, err := queryInt(q, 0, "maxRecords", "max_records", "limit")
 	if err != nil {
 		return err
 	}
@@ -104,19 +103,18 @@ func (s *server) consume(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("partition %d does not exist", partition)
 	case offset < 0:
 		return badRequest("offset %d is negative", offset)
-	case maxRecords <= 0:
-		return badRequest("maxRecords must be positive, not %d", maxRecords)
+	case maxRecords < 0:
+		return badRequest("maxRecords must not be negative, not %d", maxRecords)
 	case maxBytes <= 0:
 		return badRequest("max_bytes must be positive, not %d", maxBytes)
 	case waitMs < 0:
 		return badRequest("wait_ms must not be negative, not %d", waitMs)
 	}
-	maxRecords = min(maxRecords, maxMaxRecords)
 	maxBytes = min(maxBytes, maxMaxBytes)
 	waitMs = min(waitMs, maxWaitMs)
 
 	p := int32(partition)
-	res, err := s.b.ConsumeBytes(r.Context(), topic, p, offset, int(maxRecords), int(maxBytes), time.Duration(waitMs)*time.Millisecond)
+	res, err := s.b.ConsumeBytes(r.Context(), topic, p, offset, broker.ConsumeRecordsLimit(maxRecords), int(maxBytes), time.Duration(waitMs)*time.Millisecond)
 	switch {
 	case errors.Is(err, broker.ErrUnknownTopic):
 		return notFound("topic %q does not exist", topic)

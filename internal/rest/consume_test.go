@@ -34,6 +34,17 @@ func TestConsumePaging(t *testing.T) {
 			}
 		}
 	}
+	// maxRecords 0 or absent is the default (100), as gRPC's max_records 0.
+	var more []string
+	for i := range 150 {
+		more = append(more, fmt.Sprintf(`{"value":"n%d"}`, i))
+	}
+	e.must(e.post("/api/v1/produce/batch", `{"topic":"paged","partition":0,"records":[`+strings.Join(more, ",")+`]}`), http.StatusOK)
+	for _, q := range []string{"", "&maxRecords=0"} {
+		if c := e.consume("topic=paged&partition=0" + q); len(c.Records) != 100 || c.NextOffset != 100 {
+			t.Fatalf("maxRecords %q: %d records, next %d; want the default 100", q, len(c.Records), c.NextOffset)
+		}
+	}
 	// Beyond the cap is capped, not refused.
 	if c := e.consume("topic=paged&partition=1&maxRecords=1000000"); len(c.Records) != 25 || c.NextOffset != 25 {
 		t.Fatalf("capped: %d records, next %d", len(c.Records), c.NextOffset)
