@@ -122,7 +122,7 @@ func TestBadInput(t *testing.T) {
 		{"consume limit text", "GET", "/api/v1/consume?topic=orders&limit=", none, ``, 400, "bad_request", "limit must be an integer"},
 		{"consume wait text", "GET", "/api/v1/consume?topic=orders&wait_ms=soon", none, ``, 400, "bad_request", "wait_ms must be an integer"},
 		{"consume negative maxRecords", "GET", "/api/v1/consume?topic=orders&maxRecords=-1", none, ``, 400, "bad_request", "negative"},
-		{"consume negative limit", "GET", "/api/v1/consume?topic=orders&limit=-1", none, ``, 400, "bad_request", "positive"},
+		{"consume negative limit", "GET", "/api/v1/consume?topic=orders&limit=-1", none, ``, 400, "bad_request", "negative"},
 		{"consume negative wait", "GET", "/api/v1/consume?topic=orders&wait_ms=-5", none, ``, 400, "bad_request", "wait_ms"},
 		{"consume negative partition", "GET", "/api/v1/consume?topic=orders&partition=-1", none, ``, 400, "bad_request", "partition -1"},
 		{"consume partition out of range", "GET", "/api/v1/consume?topic=orders&partition=2", none, ``, 400, "bad_request", "partitions 0..1"},
