@@ -64,6 +64,10 @@ type Config struct {
 	// Validator checks produced values on topics with schema validation
 	// on (validate.go). Nil: no validation.
 	Validator Validator
+	// AutoSchemaValidation (SCHEMA_VALIDATION=auto) validates, besides
+	// the topics that ask for it, every topic that does not refuse it
+	// ("false") and whose subject {topic}-value has a schema.
+	AutoSchemaValidation bool
 
 	// GRPCAddr is the advertised gRPC address of this agent ("" if it
 	// serves no gRPC): where other agents forward gRPC transaction calls.

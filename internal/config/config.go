@@ -139,6 +139,8 @@ type Config struct {
 	// Logging.
 	LogLevel  slog.Level // LOG_LEVEL
 	LogFormat string     // LOG_FORMAT: "text" or "json"
+	// SchemaValidation is SCHEMA_VALIDATION: "topic" or "auto".
+	SchemaValidation string
 
 	PprofEnabled bool // PPROF_ENABLED: /debug/pprof/ on the REST port
 

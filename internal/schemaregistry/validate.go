@@ -12,8 +12,9 @@ import (
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
-// Validation on produce (broker.SchemaValidationConfig): values are
-// checked against the schemas of the subject {topic}-value.
+// Validation on produce (broker.SchemaValidationConfig, and with
+// SCHEMA_VALIDATION=auto every topic whose subject has a schema): values
+// are checked against the schemas of the subject {topic}-value.
 //
 //   - Kafka (raw batches): every non-null value must be in the Confluent
 //     wire format, magic byte 0 then a big-endian 4-byte schema ID, and the
@@ -101,12 +102,15 @@ func wireID(v []byte) (int64, []byte, bool) {
 
 // ValidateBatches checks every value of raw batches. Batches that do not
 // even decode are left to the log's own validation, which rejects them.
-func (v *validator) ValidateBatches(ctx context.Context, t metadata.Topic, records []byte) error {
+func (v *validator) ValidateBatches(ctx context.Context, t metadata.Topic, records []byte, ifSubject bool) error {
+	subject := t.Name + "-value"
+	if skip, err := v.skip(ctx, subject, ifSubject); skip || err != nil {
+		return err
+	}
 	raws, err := batch.Split(records)
 	if err != nil {
 		return nil
 	}
-	subject := t.Name + "-value"
 	live := map[int64]bool{}
 	n := 0
 	// One pooled decompression buffer: nothing of a record is kept past
@@ -143,8 +147,11 @@ func (v *validator) ValidateBatches(ctx context.Context, t metadata.Topic, recor
 }
 
 // ValidateRecords checks plain records, all before any is stored.
-func (v *validator) ValidateRecords(ctx context.Context, t metadata.Topic, records []broker.Record) error {
+func (v *validator) ValidateRecords(ctx context.Context, t metadata.Topic, records []broker.Record, ifSubject bool) error {
 	subject := t.Name + "-value"
+	if skip, err := v.skip(ctx, subject, ifSubject); skip || err != nil {
+		return err
+	}
 	var latest *metadata.SchemaVersion
 	for i, rec := range records {
 		if rec.Value == nil {
@@ -182,6 +189,16 @@ func (v *validator) ValidateRecords(ctx context.Context, t metadata.Topic, recor
 		}
 	}
 	return nil
+}
+
+// skip says whether a produce goes unchecked: with ifSubject (the auto
+// rule), when subject has no live schema (a cached lookup).
+func (v *validator) skip(ctx context.Context, subject string, ifSubject bool) (bool, error) {
+	if !ifSubject {
+		return false, nil
+	}
+	latest, err := v.latest(ctx, subject)
+	return latest == nil, err
 }
 
 // version returns the live version of subject with the schema ID, or nil.

@@ -44,7 +44,7 @@ func TestValidatorCache(t *testing.T) {
 	ctx := context.Background()
 	topic := metadata.Topic{Name: "t"}
 	produce := func() error {
-		return v.ValidateRecords(ctx, topic, []broker.Record{{Value: wire(id, `{"n":1}`)}, {Value: []byte(`{"n":2}`)}})
+		return v.ValidateRecords(ctx, topic, []broker.Record{{Value: wire(id, `{"n":1}`)}, {Value: []byte(`{"n":2}`)}}, false)
 	}
 
 	before := store.lookups.Load()
@@ -72,7 +72,34 @@ func TestValidatorCache(t *testing.T) {
 		t.Fatalf("within the TTL: %v, want the cached refusal", err)
 	}
 	clock = clock.Add(validationCacheTTL)
-	if err := v.ValidateRecords(ctx, topic, []broker.Record{{Value: []byte(`{"n":"x"}`)}}); err != nil {
+	if err := v.ValidateRecords(ctx, topic, []broker.Record{{Value: []byte(`{"n":"x"}`)}}, false); err != nil {
 		t.Fatalf("after the TTL, against the new latest schema: %v", err)
+	}
+}
+
+// With ifSubject (SCHEMA_VALIDATION=auto), a topic whose subject has no
+// schema passes unchecked; once it has one, values are checked.
+func TestValidateIfSubject(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t, nil)
+	v := a.reg.Validator()
+	ctx := context.Background()
+	topic := metadata.Topic{Name: "auto"}
+	bad := []broker.Record{{Value: []byte(`{"n":"x"}`)}}
+	if err := v.ValidateRecords(ctx, topic, bad, true); err != nil {
+		t.Fatalf("no subject, ifSubject: %v", err)
+	}
+	if err := v.ValidateBatches(ctx, topic, nil, true); err != nil {
+		t.Fatalf("no subject, ifSubject, batches: %v", err)
+	}
+	if err := v.ValidateRecords(ctx, topic, bad, false); !errors.Is(err, broker.ErrSchemaValidation) {
+		t.Fatalf("no subject, validation asked by the topic: %v", err)
+	}
+	a.register(t, "auto-value", "JSON", `{"type":"object","properties":{"n":{"type":"integer"}}}`)
+	if err := v.ValidateRecords(ctx, topic, bad, true); !errors.Is(err, broker.ErrSchemaValidation) {
+		t.Fatalf("with a schema, ifSubject: %v, want a validation error", err)
+	}
+	if err := v.ValidateRecords(ctx, topic, []broker.Record{{Value: []byte(`{"n":3}`)}}, true); err != nil {
+		t.Fatalf("a valid value: %v", err)
 	}
 }

@@ -154,7 +154,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		Logger:    logger,
 		LeaseTTL:  cfg.LeaseTTL,
 		Validator: registry.Validator(),
-		GRPCAddr:  grpcAdvertised,
+		// SCHEMA_VALIDATION=auto: also topics whose subject has a schema.
+		AutoSchemaValidation: cfg.SchemaValidation == "auto",
+		GRPCAddr:             grpcAdvertised,
 	})
 	if err != nil {
 		return nil, err
