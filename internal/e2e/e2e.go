@@ -124,6 +124,7 @@ type Proc struct {
 	cmd       *exec.Cmd
 	URL       string // REST base URL
 	KafkaAddr string // Kafka listener host:port
+	GRPCAddr  string // gRPC listener host:port
 	mu        sync.Mutex
 	logs      bytes.Buffer
 	done      chan struct{}
@@ -153,7 +154,7 @@ func StartBinary(t testing.TB, bin, dir string, env []string) *Proc {
 		t.Fatal(err)
 	}
 	p := &Proc{t: t, cmd: cmd, done: make(chan struct{})}
-	type ready struct{ http, kafka string }
+	type ready struct{ http, kafka, grpc string }
 	readyc := make(chan ready, 1)
 	go func() {
 		defer close(p.done)
@@ -168,9 +169,10 @@ func StartBinary(t testing.TB, bin, dir string, env []string) *Proc {
 				Msg   string `json:"msg"`
 				HTTP  string `json:"http"`
 				Kafka string `json:"kafka"`
+				GRPC  string `json:"grpc"`
 			}
 			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "streamhouse ready to serve" {
-				readyc <- ready{rec.HTTP, rec.Kafka}
+				readyc <- ready{rec.HTTP, rec.Kafka, rec.GRPC}
 			}
 		}
 	}()
@@ -188,6 +190,7 @@ func StartBinary(t testing.TB, bin, dir string, env []string) *Proc {
 	case r := <-readyc:
 		p.URL = "http://" + r.http
 		p.KafkaAddr = r.kafka
+		p.GRPCAddr = r.grpc
 	case <-p.done:
 		_ = cmd.Wait()
 		t.Fatalf("server exited before ready:\n%s", p.Logs())
