@@ -389,6 +389,10 @@ type Store interface {
 	// IndexBytes returns the total length of tp's index entries whose
 	// LastOffset >= from: the bytes stored for the partition from there.
 	IndexBytes(ctx context.Context, tp TopicPartition, from int64) (int64, error)
+	// StoredBytes returns the total length of every index entry of every
+	// partition (internal topics included): the bytes of record batches
+	// the log holds in objects, in one query.
+	StoredBytes(ctx context.Context) (int64, error)
 	// ProducerStates returns the stored producer state of tp.
 	ProducerStates(ctx context.Context, tp TopicPartition) ([]ProducerState, error)
 	// NextProducerID allocates a new, never reused producer ID.

@@ -295,6 +295,7 @@ func (l *Log) appendLocked(ctx context.Context, p *partition, batches [][]byte, 
 	_, res.LogStartOffset, _, _ = p.committedState()
 	dupWait := int64(-1)
 	var bp *bufPart
+	records := 0 // appended, duplicates not counted
 	for i, b := range batches {
 		h := headers[i]
 		if d := dups[i]; d != nil {
@@ -328,6 +329,7 @@ func (l *Log) appendLocked(ctx context.Context, p *partition, batches [][]byte, 
 		}
 		l.buf.bytes += len(b)
 		l.buf.records += int(h.NumRecords)
+		records += int(h.NumRecords)
 		l.pending += len(b)
 	}
 	if bp == nil {
@@ -344,6 +346,7 @@ func (l *Log) appendLocked(ctx context.Context, p *partition, batches [][]byte, 
 		l.buf.durableSince = now
 	}
 	l.metrics.appendBytes.Add(float64(size))
+	l.metrics.appendRecords.Add(float64(records))
 	l.metrics.pendingBytes.Set(float64(l.pending))
 	l.signal()
 	return res, l.buf, dupWait, nil

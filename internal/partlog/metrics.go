@@ -7,6 +7,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type metrics struct {
 	appendSeconds     *prometheus.HistogramVec
 	appendBytes       prometheus.Counter
+	appendRecords     prometheus.Counter
 	committedRecords  prometheus.Counter
 	backpressureWaits prometheus.Counter
 	pendingBytes      prometheus.Gauge
@@ -21,6 +22,7 @@ type metrics struct {
 	renewFailures     prometheus.Counter
 	reads             *prometheus.CounterVec
 	readBytes         prometheus.Counter
+	readRecords       prometheus.Counter
 	readAheads        prometheus.Counter
 	chunkLoadBytes    prometheus.Counter
 	readCacheBytes    prometheus.Gauge
@@ -35,6 +37,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"ack_mode"}),
 		appendBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "streamhouse_log_append_bytes_total", Help: "Record batch bytes appended.",
+		}),
+		appendRecords: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "streamhouse_log_append_records_total", Help: "Records appended (duplicates of idempotent retries not counted).",
 		}),
 		committedRecords: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "streamhouse_log_committed_records_total", Help: "Records committed to the metadata store.",
@@ -80,6 +85,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		readBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "streamhouse_log_read_bytes_total", Help: "Record batch bytes returned to readers.",
 		}),
+		readRecords: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "streamhouse_log_read_records_total", Help: "Records in the batches returned to readers.",
+		}),
 		readAheads: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "streamhouse_log_read_ahead_loads_total", Help: "Object chunks loaded in the background ahead of readers.",
 		}),
@@ -93,8 +101,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "streamhouse_log_gc_deleted_objects_total", Help: "Objects deleted by garbage collection, by kind (unreferenced, orphan).",
 		}, []string{"kind"}),
 	}
-	reg.MustRegister(m.appendSeconds, m.appendBytes, m.committedRecords, m.backpressureWaits, m.pendingBytes,
+	reg.MustRegister(m.appendSeconds, m.appendBytes, m.appendRecords, m.committedRecords, m.backpressureWaits, m.pendingBytes,
 		m.flushes, m.flushBytes, m.flushPartitions, m.uploadSeconds, m.uploadFailures, m.commitSeconds,
-		m.commitFailures, m.leasesLost, m.renewFailures, m.reads, m.readBytes, m.readAheads, m.chunkLoadBytes, m.readCacheBytes, m.gcDeleted)
+		m.commitFailures, m.leasesLost, m.renewFailures, m.reads, m.readBytes, m.readRecords, m.readAheads, m.chunkLoadBytes, m.readCacheBytes, m.gcDeleted)
 	return m
 }

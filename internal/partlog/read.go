@@ -258,7 +258,7 @@ func (l *Log) readAt(ctx context.Context, tp metadata.TopicPartition, v partView
 		}
 	}
 	var pieces [][]byte
-	total := 0
+	total, records := 0, 0
 	full := false
 	var scratch [batch.HeaderSize]byte
 	for _, e := range entries {
@@ -296,6 +296,7 @@ func (l *Log) readAt(ctx context.Context, tp metadata.TopicPartition, v partView
 				}
 				end = pos + size
 				total += size
+				records += int(h.NumRecords)
 				res.NextOffset = h.LastOffset() + 1
 				if h.IsTransactional() && !h.IsControl() {
 					res.txnData = true
@@ -312,6 +313,7 @@ func (l *Log) readAt(ctx context.Context, tp metadata.TopicPartition, v partView
 	}
 	res.Pieces, res.Size = pieces, total
 	l.metrics.readBytes.Add(float64(total))
+	l.metrics.readRecords.Add(float64(records))
 	return res, nil
 }
 

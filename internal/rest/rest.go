@@ -1,7 +1,8 @@
 // Package rest serves StreamHouse's JSON REST API (SPEC.md "REST API"):
 // topics, produce, consume, consumer groups, SQL over topics (through
-// internal/sqlapi), and the operational endpoints /health, /ready and
-// /metrics. It is a thin front end
+// internal/sqlapi), the operational endpoints /health, /live, /ready and
+// /metrics, and the cluster's agents and a JSON metrics summary (cluster.go).
+// It is a thin front end
 // over the broker API: it decodes and validates requests, calls the broker,
 // and maps every broker and log error to an HTTP status and a JSON error
 // body {"error": code, "message": text}.
@@ -62,6 +63,13 @@ type Config struct {
 	// queries (POST /api/v1/sql/stream), which would otherwise hold the
 	// shutdown until their timeout. Nil: never.
 	Stopping <-chan struct{}
+	// Sampler supplies the rates and produce latency of GET
+	// /api/v1/metrics; its Run is the caller's to start and stop. Nil:
+	// those fields are null.
+	Sampler *Sampler
+	// Started is when the agent started (uptime in GET /api/v1/metrics).
+	// Zero: when New was called.
+	Started time.Time
 }
 
 // Error codes of the JSON error body.
@@ -123,6 +131,8 @@ type server struct {
 	sqlTime  time.Duration
 	stopping <-chan struct{}
 	live     chan struct{} // a token per live query running
+	sampler  *Sampler
+	started  time.Time
 	mux      *http.ServeMux
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -151,6 +161,9 @@ func New(cfg Config) http.Handler {
 	if cfg.SQLTimeout <= 0 {
 		cfg.SQLTimeout = DefaultSQLTimeout
 	}
+	if cfg.Started.IsZero() {
+		cfg.Started = time.Now()
+	}
 	s := &server{
 		b:        cfg.Broker,
 		log:      cfg.Logger.With("component", "rest"),
@@ -162,6 +175,8 @@ func New(cfg Config) http.Handler {
 		sqlTime:  cfg.SQLTimeout,
 		stopping: cfg.Stopping,
 		live:     make(chan struct{}, maxLiveQueries),
+		sampler:  cfg.Sampler,
+		started:  cfg.Started,
 		mux:      http.NewServeMux(),
 	}
 	s.requests = register(cfg.Registry, prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -175,6 +190,7 @@ func New(cfg Config) http.Handler {
 	}, []string{"route"}))
 
 	s.mux.HandleFunc("GET /health", s.health)
+	s.mux.HandleFunc("GET /live", s.liveness)
 	s.mux.HandleFunc("GET /ready", s.readiness)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
@@ -203,6 +219,9 @@ func New(cfg Config) http.Handler {
 	s.handle("GET /api/v1/consumer-groups/{id}", s.getGroup)
 	s.handle("DELETE /api/v1/consumer-groups/{id}", s.deleteGroup)
 	s.handle("GET /api/v1/consumer-groups/{id}/offsets", s.groupOffsets)
+
+	s.handle("GET /api/v1/agents", s.agents)
+	s.handle("GET /api/v1/metrics", s.metricsSummary)
 
 	s.handle("POST /api/v1/sql", s.sql)
 	s.handle("POST /api/v1/sql/stream", s.sqlStream)

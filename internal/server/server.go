@@ -46,7 +46,10 @@ type Server struct {
 	plog   *partlog.Log
 	broker *broker.Broker
 	txn    *txn.Coordinator
-	sql    sql.Engine // nil in a build without cgo
+	// sampler reads the registry for GET /api/v1/metrics's rates; Run
+	// runs it with the other background loops.
+	sampler *rest.Sampler
+	sql     sql.Engine // nil in a build without cgo
 	// stopping is closed when the HTTP server starts shutting down (live
 	// SQL queries end then).
 	stopping chan struct{}
@@ -199,8 +202,11 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 	case err != nil:
 		return nil, fmt.Errorf("SQL engine: %w", err)
 	}
+	s.sampler = rest.NewSampler(rest.SamplerConfig{Gatherer: s.reg, Logger: logger})
 	s.httpSrv = &http.Server{
 		Handler: rest.New(rest.Config{
+			Sampler:      s.sampler,
+			Started:      start,
 			SQL:          s.sql,
 			Stopping:     s.stopping,
 			SQLMaxRows:   cfg.SQLMaxRows,
@@ -309,6 +315,8 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); s.broker.Run(bg) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); s.txn.Run(bg) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.sampler.Run(bg) }()
 
 	errc := make(chan error, 3)
 	go func() {

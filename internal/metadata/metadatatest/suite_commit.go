@@ -20,6 +20,41 @@ var commitTests = []suiteTest{
 	{"CommitRace", testCommitRace},
 	{"CommitConcurrentPartitions", testCommitConcurrentPartitions},
 	{"CommitManyPartitions", testCommitManyPartitions},
+	{"StoredBytes", testStoredBytes},
+}
+
+// testStoredBytes checks that StoredBytes sums the index entries of every
+// partition and follows what the index drops.
+func testStoredBytes(t *testing.T, s metadata.Store) {
+	ctx := t.Context()
+	stored := func(want int64) {
+		t.Helper()
+		n, err := s.StoredBytes(ctx)
+		if err != nil {
+			t.Fatalf("StoredBytes: %v", err)
+		}
+		if n != want {
+			t.Fatalf("StoredBytes = %d, want %d", n, want)
+		}
+	}
+	stored(0)
+	a, b := mustCreateTopic(t, s, "a", 2), mustCreateTopic(t, s, "b", 1)
+	a0, a1, b0 := tpOf(a, 0), tpOf(a, 1), tpOf(b, 0)
+	la0, la1, lb0 := mustAcquire(t, s, a0, "x", now), mustAcquire(t, s, a1, "x", now), mustAcquire(t, s, b0, "x", now)
+	stored(0)
+	// entry(base, n, pos) is n*10 bytes long.
+	mustCommit(t, s, commitOf("obj-1", "x", partCommit(a0, la0.Epoch, 0, 5), partCommit(b0, lb0.Epoch, 0, 2)))
+	mustCommit(t, s, commitOf("obj-2", "x", partCommit(a0, la0.Epoch, 5, 3), partCommit(a1, la1.Epoch, 0, 4)))
+	stored(50 + 20 + 30 + 40)
+	// Entries wholly below the log start offset leave the index.
+	if _, err := s.SetLogStartOffset(ctx, a0, 5); err != nil {
+		t.Fatalf("SetLogStartOffset: %v", err)
+	}
+	stored(20 + 30 + 40)
+	if err := s.DeleteTopic(ctx, "a"); err != nil {
+		t.Fatalf("DeleteTopic: %v", err)
+	}
+	stored(20)
 }
 
 func testCommitObject(t *testing.T, s metadata.Store) {

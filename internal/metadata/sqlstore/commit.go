@@ -286,6 +286,15 @@ func (s *Store) ListIndex(ctx context.Context, tp metadata.TopicPartition, from 
 	return es, nil
 }
 
+// StoredBytes returns the bytes of every index entry.
+func (s *Store) StoredBytes(ctx context.Context) (int64, error) {
+	var n int64
+	if _, err := queryOne(ctx, s.b.reader(), []any{&n}, `SELECT COALESCE(SUM(len), 0) FROM segments`); err != nil {
+		return 0, fmt.Errorf("stored bytes: %w", err)
+	}
+	return n, nil
+}
+
 // IndexBytes returns the bytes of tp's index entries ending at or after
 // from.
 func (s *Store) IndexBytes(ctx context.Context, tp metadata.TopicPartition, from int64) (int64, error) {
