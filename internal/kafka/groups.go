@@ -101,8 +101,12 @@ func (g groupMembers) AdminCommitOffsets(ctx context.Context, id string, commits
 		if !seen {
 			i = len(req.Topics)
 			at[c.Topic] = i
+			topic, err := s.broker.Topic(ctx, c.Topic)
+			if err != nil {
+				return err
+			}
 			t := kmsg.NewOffsetCommitRequestTopic()
-			t.Topic = c.Topic
+			t.Topic, t.TopicID = c.Topic, topic.ID // v10 names topics by ID
 			req.Topics = append(req.Topics, t)
 		}
 		p := kmsg.NewOffsetCommitRequestTopicPartition()
