@@ -1,6 +1,9 @@
 package broker
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // GroupMembership is a consumer group's live membership. It lives in the
 // memory of the group coordinator (internal/group), not in the metadata
@@ -35,4 +38,19 @@ type GroupMember struct {
 // members) or the coordinator cannot be reached.
 type GroupMembers interface {
 	GroupMembers(ctx context.Context, group string) (m GroupMembership, ok bool)
+}
+
+// ErrGroupNotEmpty means an offset commit made from outside the group
+// (an admin tool's, generation -1 and no member id) was refused because
+// the group has live members: Kafka's UNKNOWN_MEMBER_ID to such a commit.
+var ErrGroupNotEmpty = errors.New("consumer group has live members")
+
+// GroupOffsetAdmin commits a group's offsets as an admin tool's Kafka
+// OffsetCommit does (generation -1, no member id): at the agent that
+// coordinates the group, under its coordinator slot's fence, and only
+// while the group has no members (ErrGroupNotEmpty otherwise), so the
+// write cannot race a consumer's own commits. ErrNotCoordinator when no
+// agent coordinates the group now (retry).
+type GroupOffsetAdmin interface {
+	AdminCommitOffsets(ctx context.Context, group string, commits []OffsetCommit) error
 }

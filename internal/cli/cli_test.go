@@ -32,6 +32,7 @@ func TestCommands(t *testing.T) {
 		{"follow-json-limit", testFollowJSONLimit},
 		{"follow-interrupt", testFollowInterrupt},
 		{"groups-offsets", testGroupsOffsets},
+		{"groups-reset", testGroupsReset},
 		{"sql", testSQL},
 		{"schema", testSchema},
 		{"repl-piped", testREPLPiped},
@@ -408,9 +409,10 @@ func testGroupsOffsets(t *testing.T, s *server) {
 	if !strings.Contains(out, fmt.Sprintf("%s  0          1          3               2", name)) || !strings.HasSuffix(out, "Total lag: 2\n") {
 		t.Fatalf("consumer lag:\n%s", out)
 	}
-	var lag groupSummary
+	var lag groupLagAnswer
 	s.jsonOut(t, &lag, "consumer", "lag", group)
-	if lag.GroupID != group || lag.TotalLag != 2 || len(lag.Partitions) != 2 || lag.Partitions[0].Lag+lag.Partitions[1].Lag != 2 {
+	if lag.GroupID != group || lag.TotalLag != 2 || lag.PartitionCount != 2 || len(lag.Topics) != 1 ||
+		lag.Topics[0].TotalLag != 2 || len(lag.Topics[0].Partitions) != 2 || lag.Topics[0].Partitions[0].Lag != 2 {
 		t.Fatalf("consumer lag -o json: %+v", lag)
 	}
 
@@ -425,6 +427,54 @@ func testGroupsOffsets(t *testing.T, s *server) {
 	if out := s.ok(t, "consumer", "lag", empty); !strings.Contains(out, "has no committed offsets") {
 		t.Fatalf("consumer lag of an empty group:\n%s", out)
 	}
+}
+
+func testGroupsReset(t *testing.T, s *server) {
+	name := s.createTopic(t, "reset", 2)
+	for i := range 4 {
+		s.ok(t, "produce", name, "--partition", "0", "--value", fmt.Sprint(i))
+	}
+	group := uniq("resetg")
+	s.ok(t, "offset", "commit", "--group", group, "--topic", name, "--partition", "0", "--offset", "3")
+
+	rs := rows(s.ok(t, "consumer", "reset", group, "--strategy", "earliest"))
+	if len(rs) != 3 || !slices.Equal(rs[0], []string{"TOPIC", "PARTITION", "OLD", "OFFSET", "NEW", "OFFSET"}) ||
+		!slices.Equal(rs[1], []string{name, "0", "3", "0"}) || !slices.Equal(rs[2], []string{"Moved", "the", "offsets", "of", "consumer", "group", `"` + group + `"`, "on", "1", "partition."}) {
+		t.Fatalf("consumer reset: %q", rs)
+	}
+	var a resetAnswer
+	s.jsonOut(t, &a, "consumer", "reset", group, "--strategy", "specific", "--topic", name, "--offset", "2")
+	if a.GroupID != group || !slices.Equal(a.Partitions, []movedOffset{{name, 0, 0, 2}, {name, 1, -1, 0}}) {
+		t.Fatalf("consumer reset -o json: %+v", a)
+	}
+	rs = rows(s.ok(t, "consumer", "reset", group, "--strategy", "latest", "--topic", name, "--partition", "1"))
+	if !slices.Equal(rs[1], []string{name, "1", "0", "0"}) {
+		t.Fatalf("consumer reset latest: %q", rs)
+	}
+	// Every record is older than a day from now: seek lands on the high
+	// watermark; at 0, on the first record.
+	s.jsonOut(t, &a, "consumer", "seek", group, "--topic", name, "--partition", "0", "--timestamp", fmt.Sprint(time.Now().Add(24*time.Hour).UnixMilli()))
+	if !slices.Equal(a.Partitions, []movedOffset{{name, 0, 2, 4}}) {
+		t.Fatalf("consumer seek -o json: %+v", a)
+	}
+	s.jsonOut(t, &a, "consumer", "reset", group, "--strategy", "timestamp", "--topic", name, "--partition", "0", "--timestamp", "0")
+	if !slices.Equal(a.Partitions, []movedOffset{{name, 0, 4, 0}}) {
+		t.Fatalf("consumer reset timestamp -o json: %+v", a)
+	}
+	// The lag follows.
+	var lag groupLagAnswer
+	s.jsonOut(t, &lag, "consumer", "lag", group)
+	if lag.TotalLag != 4 {
+		t.Fatalf("lag after the resets: %+v", lag)
+	}
+
+	s.fails(t, 2, "consumer reset: missing --strategy", "consumer", "reset", group)
+	s.fails(t, 2, "consumer reset: missing --offset", "consumer", "reset", group, "--strategy", "specific")
+	s.fails(t, 2, "consumer reset: missing --timestamp", "consumer", "reset", group, "--strategy", "timestamp")
+	s.fails(t, 2, "consumer seek: missing --topic, --timestamp", "consumer", "seek", group)
+	s.fails(t, 1, `"newest" is not one of`, "consumer", "reset", group, "--strategy", "newest")
+	s.fails(t, 1, "does not exist (HTTP 404, not_found)", "consumer", "reset", uniq("nope"), "--strategy", "earliest")
+	s.fails(t, 1, "does not exist", "consumer", "lag", uniq("nope"))
 }
 
 func testSQL(t *testing.T, s *server) {

@@ -146,33 +146,8 @@ func (inv *invocation) consumerCmd() *cobra.Command {
 			return p.table(offsetHeader, offsetRows(g.Offsets))
 		},
 	}
-	lag := &cobra.Command{
-		Use:               "lag GROUP",
-		Short:             "Show a consumer group's lag per partition",
-		Args:              needArgs("GROUP"),
-		ValidArgsFunction: groupArg,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			g, _, err := inv.client().group(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			p := inv.out()
-			if g.Offsets == nil {
-				g.Offsets = []groupOffset{}
-			}
-			if p.json {
-				return p.value(groupSummary{GroupID: g.GroupID, TotalLag: g.TotalLag, Partitions: g.Offsets})
-			}
-			if len(g.Offsets) == 0 {
-				return p.textf("Consumer group %q has no committed offsets.", g.GroupID)
-			}
-			if err := p.table(offsetHeader, offsetRows(g.Offsets)); err != nil {
-				return err
-			}
-			return p.textf("Total lag: %d", g.TotalLag)
-		},
-	}
-	return group("consumer", "Inspect consumer groups", list, get, lag)
+	return group("consumer", "Inspect consumer groups and move their offsets", list, get,
+		inv.consumerLagCmd(groupArg), inv.consumerResetCmd(groupArg), inv.consumerSeekCmd(groupArg))
 }
 
 func (inv *invocation) offsetCmd() *cobra.Command {

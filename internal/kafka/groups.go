@@ -2,10 +2,13 @@ package kafka
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/streamhouse/streamhouse/internal/broker"
@@ -64,6 +67,81 @@ func (g groupMembers) GroupMembers(ctx context.Context, id string) (broker.Group
 		out.Members = append(out.Members, bm)
 	}
 	return out, true
+}
+
+var _ broker.GroupOffsetAdmin = groupMembers{}
+
+// AdminCommitOffsets implements broker.GroupOffsetAdmin for front ends
+// that reset a group's offsets (REST): the commit is the one an admin
+// tool's OffsetCommit makes (generation -1, no member id), validated by
+// the group's coordinator here when this agent coordinates the group, else
+// sent as that OffsetCommit to the agent that does.
+func (g groupMembers) AdminCommitOffsets(ctx context.Context, id string, commits []broker.OffsetCommit) error {
+	s := g.s
+	b, self, ok := s.groupCoordinator(ctx, id)
+	switch {
+	case !ok:
+		return fmt.Errorf("group %s: no agent coordinates it now: %w", id, broker.ErrNotCoordinator)
+	case self:
+		fence, err := s.groups.ValidateCommit(ctx, id, -1, "", "")
+		if err != nil {
+			return adminCommitErr(id, err)
+		}
+		return s.broker.CommitGroupOffsets(ctx, fence, id, commits)
+	}
+	cl, err := s.broker.KafkaClient(net.JoinHostPort(b.host, strconv.Itoa(int(b.port))))
+	if err != nil {
+		return fmt.Errorf("group %s: reach its coordinator: %w", id, err)
+	}
+	req := kmsg.NewPtrOffsetCommitRequest()
+	req.Group, req.Generation = id, -1
+	at := make(map[string]int) // topic -> index in req.Topics
+	for _, c := range commits {
+		i, seen := at[c.Topic]
+		if !seen {
+			i = len(req.Topics)
+			at[c.Topic] = i
+			topic, err := s.broker.Topic(ctx, c.Topic)
+			if err != nil {
+				return err
+			}
+			t := kmsg.NewOffsetCommitRequestTopic()
+			t.Topic, t.TopicID = c.Topic, topic.ID // v10 names topics by ID
+			req.Topics = append(req.Topics, t)
+		}
+		p := kmsg.NewOffsetCommitRequestTopicPartition()
+		p.Partition, p.Offset, p.LeaderEpoch = c.Partition, c.Offset, c.LeaderEpoch
+		if c.Metadata != "" {
+			p.Metadata = &c.Metadata
+		}
+		req.Topics[i].Partitions = append(req.Topics[i].Partitions, p)
+	}
+	kresp, err := cl.SeedBrokers()[0].Request(ctx, req)
+	if err != nil {
+		return fmt.Errorf("group %s: commit at its coordinator: %w", id, err)
+	}
+	for _, t := range kresp.(*kmsg.OffsetCommitResponse).Topics {
+		for _, p := range t.Partitions {
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				return adminCommitErr(id, err)
+			}
+		}
+	}
+	return nil
+}
+
+// adminCommitErr maps the Kafka error refusing an admin commit to the
+// broker's.
+func adminCommitErr(id string, err error) error {
+	switch {
+	case errors.Is(err, kerr.UnknownMemberID), errors.Is(err, kerr.RebalanceInProgress):
+		return fmt.Errorf("group %s: %w", id, broker.ErrGroupNotEmpty)
+	case errors.Is(err, kerr.NotCoordinator), errors.Is(err, kerr.CoordinatorNotAvailable):
+		return fmt.Errorf("group %s: %w: %w", id, broker.ErrNotCoordinator, err)
+	case errors.Is(err, kerr.UnknownTopicOrPartition):
+		return fmt.Errorf("group %s: %w: %w", id, broker.ErrUnknownPartition, err)
+	}
+	return fmt.Errorf("group %s: commit offsets: %w", id, err)
 }
 
 // allGroupOps is the authorized operations bitfield (KIP-430) of a group

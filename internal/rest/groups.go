@@ -9,29 +9,32 @@ import (
 	"github.com/streamhouse/streamhouse/internal/broker"
 )
 
+// The answers' types carry the original's camelCase names too (orig
+// tags, aliases.go).
+
 // groupOffsetJSON is one partition a group committed, with its lag. The
 // high watermark and lag are 0 when the topic no longer exists.
 type groupOffsetJSON struct {
 	Topic           string `json:"topic"`
-	Partition       int32  `json:"partition"`
-	CommittedOffset int64  `json:"committed_offset"`
-	HighWatermark   int64  `json:"high_watermark"`
+	Partition       int32  `json:"partition" orig:"partitionId"`
+	CommittedOffset int64  `json:"committed_offset" orig:"committedOffset"`
+	HighWatermark   int64  `json:"high_watermark" orig:"highWatermark"`
 	Lag             int64  `json:"lag"`
 }
 
 // groupSummaryJSON is one group of GET /api/v1/consumer-groups.
 type groupSummaryJSON struct {
-	GroupID    string            `json:"group_id"`
-	TotalLag   int64             `json:"total_lag"`
+	GroupID    string            `json:"group_id" orig:"groupId"`
+	TotalLag   int64             `json:"total_lag" orig:"totalLag"`
 	Partitions []groupOffsetJSON `json:"partitions"`
 }
 
 // memberJSON is one member of a group (filled by the Kafka group
 // coordinator once it exists).
 type memberJSON struct {
-	MemberID   string             `json:"member_id"`
-	InstanceID string             `json:"instance_id,omitempty"`
-	ClientID   string             `json:"client_id"`
+	MemberID   string             `json:"member_id" orig:"memberId"`
+	InstanceID string             `json:"instance_id,omitempty" orig:"instanceId"`
+	ClientID   string             `json:"client_id" orig:"clientId"`
 	Host       string             `json:"host"`
 	Assignment map[string][]int32 `json:"assignment"`
 }
@@ -39,22 +42,28 @@ type memberJSON struct {
 // groupJSON is GET /api/v1/consumer-groups/{id}. state is Kafka's group
 // state; "Empty" while no member is connected.
 type groupJSON struct {
-	GroupID    string            `json:"group_id"`
+	GroupID    string            `json:"group_id" orig:"groupId"`
 	State      string            `json:"state"`
 	Protocol   string            `json:"protocol,omitempty"`
 	Generation int32             `json:"generation,omitempty"`
 	Members    []memberJSON      `json:"members"`
 	Offsets    []groupOffsetJSON `json:"offsets"`
-	TotalLag   int64             `json:"total_lag"`
+	TotalLag   int64             `json:"total_lag" orig:"totalLag"`
 }
 
 // committedJSON is one entry of GET /api/v1/consumer-groups/{id}/offsets.
 type committedJSON struct {
 	Topic     string `json:"topic"`
-	Partition int32  `json:"partition"`
+	Partition int32  `json:"partition" orig:"partitionId"`
 	Offset    int64  `json:"offset"`
 	Metadata  string `json:"metadata"`
 }
+
+func (v groupOffsetJSON) MarshalJSON() ([]byte, error)  { return marshalWithOriginal(v) }
+func (v groupSummaryJSON) MarshalJSON() ([]byte, error) { return marshalWithOriginal(v) }
+func (v memberJSON) MarshalJSON() ([]byte, error)       { return marshalWithOriginal(v) }
+func (v groupJSON) MarshalJSON() ([]byte, error)        { return marshalWithOriginal(v) }
+func (v committedJSON) MarshalJSON() ([]byte, error)    { return marshalWithOriginal(v) }
 
 func toGroupOffsets(gl broker.GroupLag) []groupOffsetJSON {
 	out := make([]groupOffsetJSON, 0, len(gl.Partitions))
@@ -110,37 +119,35 @@ func (s *server) listGroups(w http.ResponseWriter, r *http.Request) error {
 // createGroup answers 201 with the new, empty group.
 func (s *server) createGroup(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
-		GroupID *string `json:"group_id"`
+		GroupID     *string `json:"group_id"`
+		OrigGroupID *string `json:"groupId"`
 	}
 	if err := s.decode(w, r, &req); err != nil {
 		return err
 	}
-	if req.GroupID == nil {
+	id, err := either(req.GroupID, "group_id", req.OrigGroupID, "groupId")
+	if err != nil {
+		return err
+	}
+	if id == nil {
 		return badRequest("group_id is required")
 	}
-	err := s.b.CreateGroup(r.Context(), *req.GroupID)
+	err = s.b.CreateGroup(r.Context(), *id)
 	if errors.Is(err, broker.ErrGroupExists) {
-		return &apiError{status: http.StatusConflict, code: codeConflict, msg: sprintf("consumer group %q already exists", *req.GroupID)}
+		return &apiError{status: http.StatusConflict, code: codeConflict, msg: sprintf("consumer group %q already exists", *id)}
 	}
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Location", "/api/v1/consumer-groups/"+url.PathEscape(*req.GroupID))
-	writeJSON(w, http.StatusCreated, s.toGroupJSON(r.Context(), broker.GroupLag{Group: *req.GroupID}))
+	w.Header().Set("Location", "/api/v1/consumer-groups/"+url.PathEscape(*id))
+	writeJSON(w, http.StatusCreated, s.toGroupJSON(r.Context(), broker.GroupLag{Group: *id}))
 	return nil
 }
 
 func (s *server) getGroup(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
-	gl, err := s.b.DescribeGroupLag(r.Context(), id)
-	if errors.Is(err, broker.ErrUnknownGroup) {
-		// A group with live members but no offsets yet.
-		if _, ok := s.liveGroup(r.Context(), id); ok {
-			gl, err = broker.GroupLag{Group: id}, nil
-		}
-	}
+	gl, err := s.describeGroup(r.Context(), r.PathValue("id"))
 	if err != nil {
-		return groupErr(id, err)
+		return err
 	}
 	writeJSON(w, http.StatusOK, s.toGroupJSON(r.Context(), gl))
 	return nil
@@ -175,18 +182,24 @@ func (s *server) groupOffsets(w http.ResponseWriter, r *http.Request) error {
 }
 
 // commitRequest is POST /api/v1/consumer-groups/commit. Committing for a
-// group that does not exist creates it, as Kafka does.
+// group that does not exist creates it, as Kafka does. groupId is the
+// original's spelling.
 type commitRequest struct {
-	GroupID   *string `json:"group_id"`
-	Topic     *string `json:"topic"`
-	Partition *int32  `json:"partition"`
-	Offset    *int64  `json:"offset"`
-	Metadata  string  `json:"metadata"`
+	GroupID     *string `json:"group_id"`
+	OrigGroupID *string `json:"groupId"`
+	Topic       *string `json:"topic"`
+	Partition   *int32  `json:"partition"`
+	Offset      *int64  `json:"offset"`
+	Metadata    string  `json:"metadata"`
 }
 
 func (s *server) commitOffset(w http.ResponseWriter, r *http.Request) error {
 	var req commitRequest
 	if err := s.decode(w, r, &req); err != nil {
+		return err
+	}
+	var err error
+	if req.GroupID, err = either(req.GroupID, "group_id", req.OrigGroupID, "groupId"); err != nil {
 		return err
 	}
 	switch {
@@ -203,7 +216,7 @@ func (s *server) commitOffset(w http.ResponseWriter, r *http.Request) error {
 	case *req.Offset < 0:
 		return badRequest("offset %d is negative", *req.Offset)
 	}
-	err := s.b.CommitOffsets(r.Context(), *req.GroupID, []broker.OffsetCommit{{
+	err = s.b.CommitOffsets(r.Context(), *req.GroupID, []broker.OffsetCommit{{
 		Topic: *req.Topic, Partition: *req.Partition, Offset: *req.Offset, LeaderEpoch: -1, Metadata: req.Metadata,
 	}})
 	if errors.Is(err, broker.ErrUnknownTopic) {

@@ -283,3 +283,7 @@ func (e *env) snapshot() string {
 	}
 	return sb.String()
 }
+
+// withMembers serves consumer group membership (and, when m is also a
+// broker.GroupOffsetAdmin, admin commits) from m.
+func withMembers(m broker.GroupMembers) envOption { return func(c *rest.Config) { c.Members = m } }

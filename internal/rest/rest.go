@@ -46,7 +46,9 @@ type Config struct {
 	// Pprof serves Go's profiler under /debug/pprof/.
 	Pprof bool
 	// Members reports live consumer group membership (the Kafka group
-	// coordinator). Nil: groups show as Empty with no members.
+	// coordinator). Nil: groups show as Empty with no members. When it is
+	// also a broker.GroupOffsetAdmin, resets and seeks commit through it
+	// (refused while the group has members); else straight to the store.
 	Members broker.GroupMembers
 	// Schemas serves the schema registry under /schemas (paths below it,
 	// e.g. /subjects, reach it with the prefix stripped). Nil: not served.
@@ -219,6 +221,9 @@ func New(cfg Config) http.Handler {
 	s.handle("GET /api/v1/consumer-groups/{id}", s.getGroup)
 	s.handle("DELETE /api/v1/consumer-groups/{id}", s.deleteGroup)
 	s.handle("GET /api/v1/consumer-groups/{id}/offsets", s.groupOffsets)
+	s.handle("GET /api/v1/consumer-groups/{id}/lag", s.groupLag)
+	s.handle("POST /api/v1/consumer-groups/{id}/reset", s.resetGroup)
+	s.handle("POST /api/v1/consumer-groups/{id}/seek", s.seekGroup)
 
 	s.handle("GET /api/v1/agents", s.agents)
 	s.handle("GET /api/v1/metrics", s.metricsSummary)
@@ -490,6 +495,9 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		errors.Is(err, broker.ErrOffsetOutOfRange), errors.Is(err, metadata.ErrOffsetOutOfRange),
 		errors.Is(err, metadata.ErrInvalidPartitions):
 		status, code = http.StatusBadRequest, codeBadRequest
+	case errors.Is(err, broker.ErrNotCoordinator):
+		status, code = http.StatusServiceUnavailable, codeUnavailable
+		msg = "the consumer group's coordinator is moving; retry: " + msg
 	case errors.Is(err, broker.ErrNotLeader), errors.Is(err, metadata.ErrLeaseHeld):
 		status, code = http.StatusServiceUnavailable, codeNotLeader
 		msg = "this agent does not lead the partition; retry: " + msg

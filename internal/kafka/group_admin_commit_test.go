@@ -1,0 +1,87 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamhouse/streamhouse/internal/broker"
+	"github.com/streamhouse/streamhouse/internal/testutil"
+)
+
+// An admin commit (REST reset and seek) is made at the group's
+// coordinator, here or at the agent holding the group's slot, and is
+// refused there while the group has members.
+func TestAdminCommitOffsets(t *testing.T) {
+	t.Parallel()
+	store, bucket := sharedStorage(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	s1 := startServer(t, testOptions{store: store, bucket: bucket, agentID: "agent-1"})
+	if _, err := s1.broker.CreateTopic(ctx, broker.TopicSpec{Name: "ac", Partitions: 2}, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s1.broker.EnsureGroupSlots(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const group = "g-admin"
+	s2 := startServer(t, testOptions{store: store, bucket: bucket, agentID: "agent-2"})
+	slot, err := s1.broker.GroupSlot(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s1.log.Release(ctx, slot); err != nil {
+		t.Fatal(err)
+	}
+	s2.broker.Place(ctx)
+	if agent, _, err := s1.broker.GroupCoordinator(ctx, group); err != nil || agent != "agent-2" {
+		t.Fatalf("coordinator %q, %v; want agent-2", agent, err)
+	}
+	admin := func(s *testServer) broker.GroupOffsetAdmin { return s.srv.GroupMembers().(broker.GroupOffsetAdmin) }
+	committed := func() map[int32]int64 {
+		offs, err := s1.broker.GroupOffsets(ctx, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[int32]int64{}
+		for _, o := range offs {
+			out[o.Partition] = o.Offset
+		}
+		return out
+	}
+
+	// agent-1 sends it to agent-2; agent-2 commits it itself.
+	if err := admin(s1).AdminCommitOffsets(ctx, group, []broker.OffsetCommit{
+		{Topic: "ac", Partition: 0, Offset: 0, LeaderEpoch: -1}, {Topic: "ac", Partition: 1, Offset: 0, LeaderEpoch: -1},
+	}); err != nil {
+		t.Fatalf("commit through agent-1: %v", err)
+	}
+	if err := admin(s2).AdminCommitOffsets(ctx, group, []broker.OffsetCommit{{Topic: "ac", Partition: 1, Offset: 0, LeaderEpoch: -1, Metadata: "m"}}); err != nil {
+		t.Fatalf("commit at agent-2: %v", err)
+	}
+	if got := committed(); len(got) != 2 || got[0] != 0 || got[1] != 0 {
+		t.Fatalf("committed %v", got)
+	}
+	if err := admin(s1).AdminCommitOffsets(ctx, group, []broker.OffsetCommit{{Topic: "ac", Partition: 5, Offset: 0, LeaderEpoch: -1}}); !errors.Is(err, broker.ErrUnknownPartition) {
+		t.Fatalf("commit of an unknown partition through agent-1: %v", err)
+	}
+
+	// A member joins at agent-2: both agents' admin commits are refused.
+	cons := s1.client(kgo.ConsumerGroup(group), kgo.ConsumeTopics("ac"), kgo.DisableAutoCommit(), kgo.FetchMaxWait(100*time.Millisecond))
+	testutil.WaitFor(t, "the member to join", func() bool {
+		pctx, pcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer pcancel()
+		cons.PollFetches(pctx)
+		m, ok := s2.srv.GroupMembers().GroupMembers(ctx, group)
+		return ok && m.State == "Stable" && len(m.Members) == 1
+	})
+	for _, s := range []*testServer{s1, s2} {
+		err := admin(s).AdminCommitOffsets(ctx, group, []broker.OffsetCommit{{Topic: "ac", Partition: 0, Offset: 0, LeaderEpoch: -1}})
+		if !errors.Is(err, broker.ErrGroupNotEmpty) {
+			t.Fatalf("%s: admin commit to a group with a member: %v", s.broker.AgentID(), err)
+		}
+	}
+}
