@@ -73,15 +73,13 @@ func (d *Decoder) Release() {
 	}
 }
 
-// decodeRecords is Records, decompressing into dst (nil: a fresh buffer).
-// data is the records area it decoded: b's, or the decompressed one.
 // maxPooledRecords is the most records a Decoder keeps room for between
 // batches.
 const maxPooledRecords = 1 << 14
 
-// decodeRecords decodes b; dst is where a compressed batch's records are
-// decompressed, and reuse (nil for none) lends its records and headers
-// slices.
+// decodeRecords is Records, decompressing into dst (nil: a fresh buffer);
+// reuse (nil for none) lends its records and headers slices. data is the
+// records area it decoded: b's, or the decompressed one.
 func decodeRecords(b, dst []byte, reuse *Decoder) (h Header, out []Record, data []byte, err error) {
 	if len(b) > offMagic && int8(b[offMagic]) != magicV2 {
 		return Header{}, nil, nil, fmt.Errorf("magic %d: %w", int8(b[offMagic]), ErrUnsupportedMagic)

@@ -55,7 +55,8 @@ func (b *Broker) Scan(ctx context.Context, topic string, partition int32, from, 
 
 // Next returns the records of the next batch within the range, in offset
 // order; none (and no error) once the range is read, or when nothing more
-// of it is readable (the rest removed by retention or aborted). The
+// of it is readable (the rest aborted). A range start that retention has
+// since removed is ErrOffsetOutOfRange. The
 // records and their bytes are valid until the next Next or Close.
 func (s *Scanner) Next(ctx context.Context) ([]Record, error) {
 	for s.next < s.to {

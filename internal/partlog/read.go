@@ -17,8 +17,9 @@ import (
 // ReadResult is what Read returns: raw record batches, as stored.
 type ReadResult struct {
 	// Pieces hold whole RecordBatch v2 batches once concatenated (see
-	// Bytes): a run of batches that spans two of the read cache's chunks
-	// comes as two pieces, so a batch may be cut between pieces.
+	// Bytes): a run of batches that spans several of the read cache's
+	// chunks comes in one piece per chunk, so a batch may be cut between
+	// pieces.
 	// The first batch may start before the requested offset (Kafka clients
 	// skip those records). Empty when there is nothing at the offset yet.
 	// They share memory with the log's caches: callers must not modify

@@ -17,9 +17,11 @@ import (
 // application/x-ndjson, one JSON object per matching row (keys in the
 // query's column order), written as the records are committed, until the
 // query's LIMIT, the client leaving, or timeout_ms (any length; default
-// SQL_TIMEOUT_MS). A query the engine refuses answers as POST /api/v1/sql
-// does; an error once rows have gone out ends the stream with a last line
-// {"error", "message"}.
+// SQL_TIMEOUT_MS). A query the engine refuses (parse, check, unknown
+// topic) answers as POST /api/v1/sql does. Once it is accepted, the 200
+// and the headers go out at once; an error after that (a conversion
+// failing on a record, more new rows at once than SQL_MAX_ROWS) ends the
+// stream with a last line {"error", "message"}.
 func (s *server) sqlStream(w http.ResponseWriter, r *http.Request) error {
 	q, err := s.sqlRequest(w, r, 0, false)
 	if err != nil {
@@ -91,7 +93,8 @@ func (s *server) sqlStream(w http.ResponseWriter, r *http.Request) error {
 		if err != nil && ctx.Err() == nil {
 			return sqlError(err)
 		}
-		// Ended before any row (timeout or LIMIT 0): an empty stream.
+		// Ended before being accepted without an error (LIMIT 0): an
+		// empty stream.
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		w.WriteHeader(http.StatusOK)
 		return nil

@@ -837,6 +837,10 @@ func (w *walker) jsonEdit(n, parent node, macro string, doc, path node) error {
 	w.a.edits = append(w.a.edits, edit{start: start, end: end, render: func(sub func(int, int) string) string {
 		call := macro + "(" + sub(spans[0][0], spans[0][1]) + ", " + sub(spans[1][0], spans[1][1]) + ")"
 		switch {
+		case ctx == ctxOrder && macro == "sh_json":
+			// Only a JSON number sorts as a number.
+			num := "sh_json_num(" + sub(spans[0][0], spans[0][1]) + ", " + sub(spans[1][0], spans[1][1]) + ")"
+			return "struct_pack(n := " + num + ", s := " + call + "::VARCHAR)"
 		case ctx == ctxOrder:
 			return "struct_pack(n := TRY_CAST(" + call + " AS DOUBLE), s := " + call + "::VARCHAR)"
 		case ctx == ctxNumber && macro == "sh_json":

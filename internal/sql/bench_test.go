@@ -17,7 +17,7 @@ import (
 // BenchmarkGroupBy is the benchmark query over SQL_BENCH_RECORDS
 // (default 200000) JSON records of about 200 bytes over 8 partitions, on
 // the local backend (SQLite metadata, local bucket), with SQL_BENCH_THREADS
-// engine threads (default 1, the server's default):
+// engine threads (default 1, the server's default on 2 cores):
 //
 //	SQL_BENCH_RECORDS=1000000 go test -run '^$' -bench GroupBy -benchtime 3x ./internal/sql
 func BenchmarkGroupBy(b *testing.B) {

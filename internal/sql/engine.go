@@ -189,7 +189,7 @@ func (e *engine) Query(ctx context.Context, req Request) (Result, error) {
 		err = e.classify(ctx, err)
 		res = Result{ExecutionTime: res.ExecutionTime, ScannedRecords: res.ScannedRecords, ScannedBytes: res.ScannedBytes}
 	}
-	e.metrics.observe(res, err)
+	e.metrics.observe(res, err, false)
 	return res, err
 }
 
@@ -303,7 +303,9 @@ func (e *engine) parse(ctx context.Context, query string, st statement) (*analys
 	// each constant path is tried once here.
 	for _, path := range a.jsonPaths {
 		var v stdsql.NullString
-		if err := conn.QueryRowContext(ctx, `SELECT json_extract('{}'::JSON, ?::VARCHAR)::VARCHAR`, path).Scan(&v); err != nil {
+		// The path as a literal: DuckDB takes wildcards only in a constant.
+		q := `SELECT json_extract('{}'::JSON, ` + quoteString(path) + `)::VARCHAR`
+		if err := conn.QueryRowContext(ctx, q).Scan(&v); err != nil {
 			var de *duckdb.Error
 			if errors.As(err, &de) {
 				return nil, &Error{Code: CodeInvalid, Message: fmt.Sprintf("JSON path %q: %s", path, firstLine(de.Msg))}

@@ -120,16 +120,22 @@ func TestValueRendering(t *testing.T) {
 func TestJSONExtractTyped(t *testing.T) {
 	b := newBroker(t, openSQLite(t))
 	var recs []rec
-	for i, v := range []string{`{"n": 5}`, `{"n": "7"}`, `{"n": true}`, `{"n": null}`, `{"n": 2.5e1}`, `not json`} {
+	for i, v := range []string{`{"n": 5}`, `{"n": "7"}`, `{"n": true}`, `{"n": null}`, `{"n": 2.5e1}`, `not json`, `{"n": "[1,2]", "o": {"a": [1]}}`} {
 		recs = append(recs, rec{partition: 0, Record: broker.Record{Value: []byte(v), Timestamp: int64(i)}})
 	}
 	produce(t, b, "t", 1, recs)
 	e := newEngine(t, b, Config{})
 	for q, want := range map[string]string{
-		`SELECT SUM(json_extract(value, '$.n')), COUNT(json_extract(value, '$.n')) FROM t`: `[[30,4]]`,
+		`SELECT SUM(json_extract(value, '$.n')), COUNT(json_extract(value, '$.n')) FROM t`: `[[30,5]]`,
 		`SELECT "offset" FROM t WHERE json_extract(value, '$.n') > 4 ORDER BY 1`:           `[[0],[4]]`,
 		`SELECT "offset" FROM t WHERE json_extract(value, '$.n') = '7'`:                    `[[1]]`,
 		`SELECT "offset" FROM t WHERE json_extract(value, '$.n') + 0 = 7`:                  `[]`,
+		// Returned as JSON: a string stays a string, whatever it holds.
+		`SELECT json_extract(value, '$.n'), value->'o' FROM t WHERE "offset" IN (1, 6) ORDER BY "offset"`: `[["7",null],["[1,2]",{"a":[1]}]]`,
+		// Ordered: JSON numbers by value, then everything else as text.
+		`SELECT "offset" FROM t WHERE json_extract(value, '$.n') IS NOT NULL ORDER BY json_extract(value, '$.n'), "offset"`: `[[0],[4],[1],[6],[2]]`,
+		// Wildcard paths.
+		`SELECT value->>'$.o.*' FROM t WHERE "offset" = 6`: `[[["[1]"]]]`,
 	} {
 		if got := rowsJSON(t, mustQuery(t, e, q)); got != want {
 			t.Errorf("%s: %s, want %s", q, got, want)

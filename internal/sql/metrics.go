@@ -14,6 +14,9 @@ type metrics struct {
 	records  prometheus.Counter
 	bytes    prometheus.Counter
 	duration prometheus.Histogram
+	// live is the live queries' duration: they run for minutes or hours,
+	// and would drown the one-shot queries' percentiles.
+	live prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -25,10 +28,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "streamhouse_sql_scanned_bytes_total",
 			Help: "Key, value and header bytes of the records read by SQL queries."}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "streamhouse_sql_query_duration_seconds",
-			Help: "SQL query duration.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}),
+			Help: "SQL query duration (live queries apart).", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}),
+		live: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "streamhouse_sql_live_query_duration_seconds",
+			Help: "How long live queries (POST /api/v1/sql/stream) ran.", Buckets: prometheus.ExponentialBuckets(1, 4, 9)}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.queries, m.records, m.bytes, m.duration} {
+		for _, c := range []prometheus.Collector{m.queries, m.records, m.bytes, m.duration, m.live} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("sql: register metrics: %w", err)
 			}
@@ -37,19 +42,24 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-func (m *metrics) observe(res Result, err error) {
+// observe counts a query (live: a live query) once it has ended.
+func (m *metrics) observe(res Result, err error, live bool) {
 	outcome := "ok"
 	var qe *Error
 	switch {
 	case errors.As(err, &qe):
 		outcome = string(qe.Code)
-	case errors.Is(err, context.Canceled):
-		outcome = "canceled" // the client went away
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		outcome = "canceled" // the client went away, or its own deadline passed
 	case err != nil:
 		outcome = "error"
 	}
 	m.queries.WithLabelValues(outcome).Inc()
 	m.records.Add(float64(res.ScannedRecords))
 	m.bytes.Add(float64(res.ScannedBytes))
-	m.duration.Observe(res.ExecutionTime.Seconds())
+	if live {
+		m.live.Observe(res.ExecutionTime.Seconds())
+	} else {
+		m.duration.Observe(res.ExecutionTime.Seconds())
+	}
 }

@@ -462,8 +462,10 @@ func jsonValue(v any, dataType string) any {
 	case duckdb.UUID:
 		return (&x).String()
 	case duckdb.Decimal:
-		if x.Width <= 15 { // exact as a float64
-			return x.Float64()
+		// Up to 15 digits a decimal is a float64 that prints back the
+		// same (parsed from its text: Decimal.Float64 rounds twice).
+		if f, err := strconv.ParseFloat(x.String(), 64); err == nil && x.Width <= 15 {
+			return f
 		}
 		return x.String()
 	case []byte:
@@ -473,11 +475,8 @@ func jsonValue(v any, dataType string) any {
 		}
 		return base64.StdEncoding.EncodeToString(x)
 	case bool, string, int64, float64:
-		if dataType == "JSON" {
-			if s, ok := x.(string); ok && json.Valid([]byte(s)) {
-				return json.RawMessage(s)
-			}
-		}
+		// A JSON column arrives decoded (duckdb-go unmarshals it): a JSON
+		// string is a Go string and stays one, whatever it holds.
 		if f, ok := x.(float64); ok && (math.IsNaN(f) || math.IsInf(f, 0)) {
 			return strconv.FormatFloat(f, 'g', -1, 64)
 		}

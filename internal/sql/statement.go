@@ -84,9 +84,10 @@ func classifyStatement(query string) (statement, error) {
 var columnBefore = map[string]bool{
 	"select": true, "distinct": true, "where": true, "and": true, "or": true, "not": true, "by": true,
 	"on": true, "having": true, "when": true, "then": true, "else": true, "case": true, "between": true,
-	"as": true, "like": true, "ilike": true,
+	"as": true, "like": true, "ilike": true, "from": true, "qualify": true, "exclude": true, "to": true,
 	",": true, "(": true, "=": true, "<": true, ">": true, "!": true, "+": true, "-": true, "*": true,
-	"/": true, "%": true, ".": true, "|": true, "[": true,
+	"/": true, "%": true, ".": true, "|": true, "[": true, ":": true, "^": true, "&": true, "~": true,
+	"#": true, "@": true, "{": true,
 }
 
 // quoteOffsetColumns quotes the bare word offset where it is a column:
@@ -115,7 +116,9 @@ func quoteOffsetColumns(text string) (string, []int) {
 				i = len(text)
 			}
 		case c == '\'' || c == '"':
-			i = skipQuoted(text, i, c)
+			// E'…' (after a bare e) takes backslash escapes.
+			escapes := c == '\'' && prev == "e" && i > 0 && (text[i-1] == 'e' || text[i-1] == 'E')
+			i = skipQuoted(text, i, c, escapes)
 			prev = "literal"
 		case c == '$':
 			// A dollar-quoted string ($$…$$ or $tag$…$tag$), or a parameter.
@@ -160,9 +163,14 @@ func quoteOffsetColumns(text string) (string, []int) {
 }
 
 // skipQuoted returns the position after the string or quoted name that
-// starts at i with quote q (a doubled quote escapes it).
-func skipQuoted(text string, i int, q byte) int {
+// starts at i with quote q (a doubled quote escapes it; with escapes, a
+// backslash escapes the next byte too).
+func skipQuoted(text string, i int, q byte, escapes bool) int {
 	for j := i + 1; j < len(text); j++ {
+		if escapes && text[j] == '\\' {
+			j++
+			continue
+		}
 		if text[j] != q {
 			continue
 		}
@@ -254,6 +262,9 @@ func identifier(s string) (string, bool) {
 	}
 	return s, true
 }
+
+// quoteString quotes a string literal for SQL.
+func quoteString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // quoteIdent quotes a name for SQL.
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }

@@ -47,6 +47,11 @@ func TestQuoteOffsetColumns(t *testing.T) {
 		{`SELECT 'offset', "offset", $$ offset $$ FROM t -- offset` + "\n" + `LIMIT ALL OFFSET 3`, `SELECT 'offset', "offset", $$ offset $$ FROM t -- offset` + "\n" + `LIMIT ALL OFFSET 3`},
 		{`SELECT * FROM t WHERE offset>=2 /* offset */ LIMIT (2) OFFSET (1)`, `SELECT * FROM t WHERE "offset">=2 /* offset */ LIMIT (2) OFFSET (1)`},
 		{`SELECT offsets, my_offset FROM t`, `SELECT offsets, my_offset FROM t`},
+		// A backslash escapes a quote inside E'…' only.
+		{`SELECT E'x\', offset' AS s, offset FROM t`, `SELECT E'x\', offset' AS s, "offset" FROM t`},
+		{`SELECT 'x\', offset FROM t`, `SELECT 'x\', "offset" FROM t`},
+		{`SELECT {'o': offset}, 2 ^ offset, 3 IS DISTINCT FROM offset FROM t QUALIFY offset > 1`, `SELECT {'o': "offset"}, 2 ^ "offset", 3 IS DISTINCT FROM "offset" FROM t QUALIFY "offset" > 1`},
+		{`SELECT * EXCLUDE offset FROM t LIMIT ALL OFFSET 2`, `SELECT * EXCLUDE "offset" FROM t LIMIT ALL OFFSET 2`},
 	} {
 		got, _ := quoteOffsetColumns(c.in)
 		if got != c.want {

@@ -43,7 +43,7 @@ func (e *engine) Stream(ctx context.Context, req Request, emit func([]Column, []
 		err = e.classify(deadline, err)
 	}
 	read.ExecutionTime = time.Since(start)
-	e.metrics.observe(read, err)
+	e.metrics.observe(read, err, true)
 	return err
 }
 

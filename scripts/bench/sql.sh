@@ -4,7 +4,8 @@
 #
 #   scripts/bench/sql.sh                       # 1M records, a 10M-record topic, 3 runs
 #   scripts/bench/sql.sh --records 200000 --big 1000000 --runs 3   # quicker
-#   scripts/bench/sql.sh --threads 2           # SQL engine threads (SQL_THREADS)
+#   scripts/bench/sql.sh --threads 2           # SQL engine threads (SQL_THREADS;
+#                                              # default 0: the server's, half the CPUs)
 #
 # 1. kcat produces --records JSON records of about 200 bytes (id, category,
 #    price, customer, note, items) over 8 partitions to topic `orders`, and
@@ -32,7 +33,7 @@ RECORDS=1000000
 BIG=10000000
 SMALL=10000
 RUNS=3
-THREADS=1
+THREADS=0
 PARTITIONS=8
 SELECTIVE_RUNS=20
 
@@ -128,7 +129,7 @@ produce() {
 		-X batch.num.messages=10000 -X queue.buffering.max.messages=1000000 "$2"
 }
 
-# high_watermarks TOPIC: the sum of the partitions' high watermarks.
+# records_in TOPIC: the sum of the partitions' high watermarks.
 records_in() {
 	curl -sf "$API/api/v1/topics/$1/partitions" | jq '[.[] | (.high_watermark // .highWatermark)] | add'
 }
@@ -228,7 +229,7 @@ SMALL_S=$(selective events_small 500)
 ms() { awk -v s="$1" 'BEGIN { printf "%.1f", s * 1000 }'; }
 cat <<EOF | tee "$RES/table.md"
 
-$(date -u +%Y-%m-%d), $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), SQL_THREADS=$THREADS, median of $RUNS runs (selective: of $SELECTIVE_RUNS)
+$(date -u +%Y-%m-%d), $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), SQL_THREADS=$THREADS$( ((THREADS)) || echo " (the default: $(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 )) threads)"), median of $RUNS runs (selective: of $SELECTIVE_RUNS)
 
 | measurement | result |
 |---|---|
