@@ -79,6 +79,8 @@ if ((TXN)) && [ "$TARGETS" = local,s3,kfake,nats ]; then
 fi
 
 log() { echo "bench: $*" >&2; }
+# shellcheck source=scripts/bench/lib.sh
+source "$ROOT/scripts/bench/lib.sh"
 
 RES=$WORK/results
 BIN=$WORK/bin
@@ -99,18 +101,6 @@ log "building streamhouse, streamctl, kfake and the report tool"
 	go build -o "$BIN/streamctl" ./cmd/streamctl &&
 	go build -o "$BIN/kfake" ./scripts/bench/kfake)
 (cd "$ROOT/scripts/bench/report" && go build -o "$BIN/report" .)
-
-free_port() {
-	local p
-	for _ in $(seq 1 200); do
-		p=$((20000 + RANDOM % 20000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return 0
-		fi
-	done
-	return 1
-}
 
 wait_tcp() { # port seconds
 	local deadline=$((SECONDS + $2))
@@ -146,15 +136,6 @@ quiet() {
 
 vmhwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
-# stop_pid stops a server this script started and waits for it.
-stop_pid() {
-	kill "$1" 2>/dev/null || true
-	for _ in $(seq 1 100); do
-		kill -0 "$1" 2>/dev/null || return 0
-		sleep 0.05
-	done
-	kill -9 "$1" 2>/dev/null || true
-}
 
 SERVER_PID=
 cleanup() { [ -n "$SERVER_PID" ] && stop_pid "$SERVER_PID"; return 0; }

@@ -54,6 +54,8 @@ done
 ((BIG >= 8 * 200)) || { echo "sql.sh: --big must be at least 1600" >&2; exit 2; }
 
 log() { echo "bench-sql: $*" >&2; }
+# shellcheck source=scripts/bench/lib.sh
+source "$ROOT/scripts/bench/lib.sh"
 
 for tool in kcat jq bc; do
 	command -v "$tool" >/dev/null && continue
@@ -69,18 +71,6 @@ mkdir -p "$BIN" "$DATA" "$RES"
 log "building streamhouse (with the SQL engine: cgo)"
 (cd "$ROOT" && CGO_ENABLED=1 go build -o "$BIN/streamhouse" ./cmd/streamhouse)
 
-free_port() {
-	local p
-	for _ in $(seq 1 200); do
-		p=$((20000 + RANDOM % 20000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return 0
-		fi
-	done
-	return 1
-}
-
 KPORT=$(free_port)
 HPORT=$(free_port)
 GPORT=$(free_port)
@@ -90,12 +80,7 @@ SERVER_PID=
 
 stop_server() {
 	[ -n "$SERVER_PID" ] || return 0
-	kill "$SERVER_PID" 2>/dev/null || true
-	for _ in $(seq 1 200); do
-		kill -0 "$SERVER_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	kill -9 "$SERVER_PID" 2>/dev/null || true
+	stop_pid "$SERVER_PID"
 	SERVER_PID=
 }
 trap stop_server EXIT
