@@ -214,7 +214,7 @@ SMALL_S=$(selective events_small 500)
 ms() { awk -v s="$1" 'BEGIN { printf "%.1f", s * 1000 }'; }
 cat <<EOF | tee "$RES/table.md"
 
-$(date -u +%Y-%m-%d), $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), SQL_THREADS=$THREADS$( ((THREADS)) || echo " (the default: $(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 )) threads)"), median of $RUNS runs (selective: of $SELECTIVE_RUNS)
+$(date -u +%Y-%m-%d), $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), SQL_THREADS=$THREADS$( ((THREADS)) || echo " (the default, half the CPUs: $(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 )))"), median of $RUNS runs (selective: of $SELECTIVE_RUNS)
 
 | measurement | result |
 |---|---|
