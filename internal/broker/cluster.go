@@ -1,9 +1,10 @@
 package broker
 
 import (
+	"cmp"
 	"context"
-	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
@@ -23,9 +24,9 @@ type AgentLoad struct {
 
 // ClusterAgents returns the live agents (as Agents does, by ID) with the
 // partitions each leads. A partition whose lease holder is not a live agent
-// (its heartbeat lapsed while the lease has not yet) is not listed. It
-// reads the agents, the topics and each topic's partitions: one query per
-// topic, as placement does.
+// (its heartbeat lapsed while the lease has not yet) is not listed. Three
+// metadata queries whatever the cluster's size: the agents, the topics and
+// every partition.
 func (b *Broker) ClusterAgents(ctx context.Context) ([]AgentLoad, error) {
 	agents, err := b.Agents(ctx)
 	if err != nil {
@@ -37,29 +38,49 @@ func (b *Broker) ClusterAgents(ctx context.Context) ([]AgentLoad, error) {
 		out[i].Agent = a
 		index[a.ID] = i
 	}
-	topics, err := b.ListTopics(ctx)
+	names, parts, err := b.userPartitions(ctx)
 	if err != nil {
 		return nil, err
 	}
 	now := b.now()
-	for _, t := range topics {
-		parts, err := b.store.ListPartitions(ctx, t.ID)
-		if errors.Is(err, metadata.ErrTopicNotFound) {
-			continue // deleted meanwhile
+	for _, p := range parts {
+		if p.Leader == "" || !p.LeaseExpiresAt.After(now) {
+			continue
 		}
-		if err != nil {
-			return nil, fmt.Errorf("topic %s: partitions: %w", t.Name, err)
-		}
-		for _, p := range parts {
-			if p.Leader == "" || !p.LeaseExpiresAt.After(now) {
-				continue
-			}
-			if i, ok := index[p.Leader]; ok {
-				out[i].Led = append(out[i].Led, LedPartition{Topic: t.Name, Partition: p.Partition})
-			}
+		if i, ok := index[p.Leader]; ok {
+			out[i].Led = append(out[i].Led, LedPartition{Topic: names[p.TopicID], Partition: p.Partition})
 		}
 	}
+	for i := range out {
+		slices.SortFunc(out[i].Led, func(x, y LedPartition) int {
+			if c := cmp.Compare(x.Topic, y.Topic); c != 0 {
+				return c
+			}
+			return cmp.Compare(x.Partition, y.Partition)
+		})
+	}
 	return out, nil
+}
+
+// userPartitions returns the user topics' names by ID and their
+// partitions (two queries). A topic created between the two is left out.
+func (b *Broker) userPartitions(ctx context.Context) (map[metadata.TopicID]string, []metadata.PartitionState, error) {
+	topics, err := b.ListTopics(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	names := make(map[metadata.TopicID]string, len(topics))
+	for _, t := range topics {
+		names[t.ID] = t.Name
+	}
+	all, err := b.store.ListAllPartitions(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list partitions: %w", err)
+	}
+	return names, slices.DeleteFunc(all, func(p metadata.PartitionState) bool {
+		_, ok := names[p.TopicID]
+		return !ok
+	}), nil
 }
 
 // ClusterSummary counts what the cluster holds.
@@ -68,22 +89,26 @@ type ClusterSummary struct {
 	Partitions int // of user topics
 	Groups     int // consumer groups registered or with committed offsets
 	Agents     int // live agents
+	// Messages is the sum of the user topics' high watermarks: the
+	// offsets ever assigned (records, and the markers of transactions),
+	// retained or not.
+	Messages int64
 	// StoredBytes is the bytes of record batches the index references
 	// (every topic, internal ones included).
 	StoredBytes int64
 }
 
-// Summary counts topics, partitions, groups and live agents, and the bytes
-// stored: four metadata queries whatever the cluster's size.
+// Summary counts topics, partitions, groups, live agents and messages, and
+// the bytes stored: five metadata queries whatever the cluster's size.
 func (b *Broker) Summary(ctx context.Context) (ClusterSummary, error) {
 	var s ClusterSummary
-	topics, err := b.ListTopics(ctx)
+	names, parts, err := b.userPartitions(ctx)
 	if err != nil {
 		return s, err
 	}
-	s.Topics = len(topics)
-	for _, t := range topics {
-		s.Partitions += int(t.Partitions)
+	s.Topics, s.Partitions = len(names), len(parts)
+	for _, p := range parts {
+		s.Messages += p.HighWatermark
 	}
 	groups, err := b.store.ListGroups(ctx)
 	if err != nil {

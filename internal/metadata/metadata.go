@@ -330,6 +330,9 @@ type Store interface {
 	// ListPartitions returns the topic's partitions ordered by partition;
 	// ErrTopicNotFound if the topic does not exist.
 	ListPartitions(ctx context.Context, id TopicID) ([]PartitionState, error)
+	// ListAllPartitions returns every partition of every topic (internal
+	// topics included) in one query, ordered by topic ID and partition.
+	ListAllPartitions(ctx context.Context) ([]PartitionState, error)
 	// SetLogStartOffset raises the log start offset (never lowers it, never
 	// above the high watermark: ErrOffsetOutOfRange) and deletes index entries
 	// and aborted transactions wholly below it (LastOffset < offset).

@@ -8,11 +8,14 @@ import (
 	"github.com/streamhouse/streamhouse/internal/broker"
 )
 
-// Cluster endpoints: GET /live, GET /api/v1/agents and GET /api/v1/metrics.
-// Multiword fields are given twice, in the original's camelCase and in our
-// snake_case, so clients written for either read them; where the original
-// had a snake_case name (its agent and metrics models), that name is one of
-// the two.
+// Cluster endpoints: GET /live, GET /api/v1/agents[/{id}[/metrics]] and
+// GET /api/v1/metrics. Each answer has the original's fields under the
+// original's names and JSON types (its Agent, AgentMetricsResponse and
+// MetricsSnapshot models), so its clients parse it unchanged; our own
+// fields follow, multiword ones in camelCase and snake_case.
+
+// defaultAgentGroup is agent_group: we have no agent groups.
+const defaultAgentGroup = "default"
 
 // ledPartitionJSON is a partition an agent leads.
 type ledPartitionJSON struct {
@@ -20,35 +23,44 @@ type ledPartitionJSON struct {
 	Partition int32  `json:"partition"`
 }
 
-// agentJSON is one agent of GET /api/v1/agents. rack (and the original's
-// name for it, availability_zone) is null when STREAMHOUSE_RACK is unset;
-// grpc_address is null when unknown (an agent of an older version).
-// active_leases is the original's name of partition_count.
+// agentJSON is one agent of GET /api/v1/agents and GET /api/v1/agents/{id}.
 type agentJSON struct {
+	// The original's Agent: availability_zone is "" when STREAMHOUSE_RACK
+	// is unset, the times are milliseconds since the epoch, active_leases
+	// is the number of partitions led.
+	AgentIDSnake     string `json:"agent_id"`
+	Address          string `json:"address"` // Kafka host:port
+	AvailabilityZone string `json:"availability_zone"`
+	AgentGroup       string `json:"agent_group"`
+	LastHeartbeatMs  int64  `json:"last_heartbeat"`
+	StartedAtMs      int64  `json:"started_at"`
+	ActiveLeases     int    `json:"active_leases"`
+
+	// Ours: rack is null when unset, grpcAddress when unknown (an agent
+	// of an older version); the times are RFC 3339; self is the agent
+	// that answered.
 	AgentID             string             `json:"agentId"`
-	AgentIDSnake        string             `json:"agent_id"`
-	Address             string             `json:"address"`
 	GRPCAddress         *string            `json:"grpcAddress"`
 	GRPCAddressSnake    *string            `json:"grpc_address"`
 	Rack                *string            `json:"rack"`
-	AvailabilityZone    *string            `json:"availabilityZone"`
-	AvailabilityZoneSn  *string            `json:"availability_zone"`
 	PartitionCount      int                `json:"partitionCount"`
 	PartitionCountSnake int                `json:"partition_count"`
-	ActiveLeases        int                `json:"activeLeases"`
-	ActiveLeasesSnake   int                `json:"active_leases"`
 	Partitions          []ledPartitionJSON `json:"partitions"`
 	LastHeartbeat       string             `json:"lastHeartbeat"`
-	LastHeartbeatSnake  string             `json:"last_heartbeat"`
 	StartedAt           string             `json:"startedAt"`
-	StartedAtSnake      string             `json:"started_at"`
 	Self                bool               `json:"self"`
 }
 
-// agentsJSON is GET /api/v1/agents.
-type agentsJSON struct {
-	Agents []agentJSON `json:"agents"`
-	Count  int         `json:"count"`
+// agentMetricsJSON is GET /api/v1/agents/{id}/metrics: the original's
+// AgentMetricsResponse (camelCase; lastHeartbeat in milliseconds since the
+// epoch, availabilityZone "" when unset).
+type agentMetricsJSON struct {
+	AgentID          string `json:"agentId"`
+	Address          string `json:"address"`
+	AvailabilityZone string `json:"availabilityZone"`
+	PartitionCount   int    `json:"partitionCount"`
+	LastHeartbeat    int64  `json:"lastHeartbeat"`
+	UptimeMs         int64  `json:"uptimeMs"`
 }
 
 func optional(s string) *string {
@@ -67,43 +79,103 @@ func (s *server) liveness(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// agents lists the live agents with the partitions each leads.
+func newAgentJSON(a broker.AgentLoad, self string) agentJSON {
+	parts := make([]ledPartitionJSON, 0, len(a.Led))
+	for _, p := range a.Led {
+		parts = append(parts, ledPartitionJSON{Topic: p.Topic, Partition: p.Partition})
+	}
+	grpc, n := optional(a.GRPCAddr), len(parts)
+	return agentJSON{
+		AgentIDSnake:     a.ID,
+		Address:          a.Addr,
+		AvailabilityZone: a.Rack,
+		AgentGroup:       defaultAgentGroup,
+		LastHeartbeatMs:  a.HeartbeatAt.UnixMilli(),
+		StartedAtMs:      a.StartedAt.UnixMilli(),
+		ActiveLeases:     n,
+
+		AgentID:     a.ID,
+		GRPCAddress: grpc, GRPCAddressSnake: grpc,
+		Rack:           optional(a.Rack),
+		PartitionCount: n, PartitionCountSnake: n,
+		Partitions:    parts,
+		LastHeartbeat: rfc3339(a.HeartbeatAt),
+		StartedAt:     rfc3339(a.StartedAt),
+		Self:          a.ID == self,
+	}
+}
+
+// agents answers the live agents, by ID, with the partitions each leads:
+// a bare array, as the original's.
 func (s *server) agents(w http.ResponseWriter, r *http.Request) error {
 	loads, err := s.b.ClusterAgents(r.Context())
 	if err != nil {
 		return err
 	}
 	self := s.b.AgentID()
-	out := agentsJSON{Agents: make([]agentJSON, 0, len(loads)), Count: len(loads)}
+	out := make([]agentJSON, 0, len(loads))
 	for _, a := range loads {
-		parts := make([]ledPartitionJSON, 0, len(a.Led))
-		for _, p := range a.Led {
-			parts = append(parts, ledPartitionJSON{Topic: p.Topic, Partition: p.Partition})
-		}
-		grpc, rack := optional(a.GRPCAddr), optional(a.Rack)
-		n := len(parts)
-		hb, started := rfc3339(a.HeartbeatAt), rfc3339(a.StartedAt)
-		out.Agents = append(out.Agents, agentJSON{
-			AgentID: a.ID, AgentIDSnake: a.ID,
-			Address:     a.Addr,
-			GRPCAddress: grpc, GRPCAddressSnake: grpc,
-			Rack: rack, AvailabilityZone: rack, AvailabilityZoneSn: rack,
-			PartitionCount: n, PartitionCountSnake: n, ActiveLeases: n, ActiveLeasesSnake: n,
-			Partitions:    parts,
-			LastHeartbeat: hb, LastHeartbeatSnake: hb,
-			StartedAt: started, StartedAtSnake: started,
-			Self: a.ID == self,
-		})
+		out = append(out, newAgentJSON(a, self))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
-// metricsJSON is GET /api/v1/metrics. Rates and latencies are null until
-// the sampler has two samples (and the latencies while nothing was
-// produced in the window); window_seconds is the time the rates span.
-// topics_count, partitions_count and agents_count are the original's names.
+// liveAgent returns the live agent named by the path's {id}; 404 if there
+// is none.
+func (s *server) liveAgent(r *http.Request) (broker.AgentLoad, error) {
+	id := r.PathValue("id")
+	loads, err := s.b.ClusterAgents(r.Context())
+	if err != nil {
+		return broker.AgentLoad{}, err
+	}
+	for _, a := range loads {
+		if a.ID == id {
+			return a, nil
+		}
+	}
+	return broker.AgentLoad{}, notFound("agent %q not found (or not live)", id)
+}
+
+// agent answers one live agent, as an element of agents.
+func (s *server) agent(w http.ResponseWriter, r *http.Request) error {
+	a, err := s.liveAgent(r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, newAgentJSON(a, s.b.AgentID()))
+	return nil
+}
+
+// agentMetrics answers the original's per-agent summary.
+func (s *server) agentMetrics(w http.ResponseWriter, r *http.Request) error {
+	a, err := s.liveAgent(r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, agentMetricsJSON{
+		AgentID:          a.ID,
+		Address:          a.Addr,
+		AvailabilityZone: a.Rack,
+		PartitionCount:   len(a.Led),
+		LastHeartbeat:    a.HeartbeatAt.UnixMilli(),
+		UptimeMs:         max(time.Since(a.StartedAt).Milliseconds(), 0),
+	})
+	return nil
+}
+
+// metricsJSON is GET /api/v1/metrics: the original's MetricsSnapshot
+// (topics_count, agents_count, partitions_count, total_messages: the
+// cluster's user topics, live agents, their partitions and the sum of their
+// high watermarks), then ours. Rates and latencies are null until the
+// sampler has two samples (and the latencies while nothing was produced in
+// the window); window_seconds is the time the rates span.
 type metricsJSON struct {
+	TopicsCount     int   `json:"topics_count"`
+	AgentsCount     int   `json:"agents_count"`
+	PartitionsCount int   `json:"partitions_count"`
+	TotalMessages   int64 `json:"total_messages"`
+
 	MessagesInPerSecond       *float64 `json:"messagesInPerSecond"`
 	MessagesInPerSecondSnake  *float64 `json:"messages_in_per_second"`
 	MessagesOutPerSecond      *float64 `json:"messagesOutPerSecond"`
@@ -120,19 +192,13 @@ type metricsJSON struct {
 	WindowSecondsSnake        float64  `json:"window_seconds"`
 	StorageBytes              int64    `json:"storageBytes"`
 	StorageBytesSnake         int64    `json:"storage_bytes"`
-	TopicsCount               int      `json:"topicsCount"`
-	TopicsCountSnake          int      `json:"topics_count"`
-	PartitionsCount           int      `json:"partitionsCount"`
-	PartitionsCountSnake      int      `json:"partitions_count"`
 	ConsumerGroupsCount       int      `json:"consumerGroupsCount"`
 	ConsumerGroupsCountSnake  int      `json:"consumer_groups_count"`
-	AgentsCount               int      `json:"agentsCount"`
-	AgentsCountSnake          int      `json:"agents_count"`
 	UptimeMs                  int64    `json:"uptimeMs"`
 	UptimeMsSnake             int64    `json:"uptime_ms"`
 }
 
-// metricsSummary answers the cluster's counts (four metadata queries) and
+// metricsSummary answers the cluster's counts (five metadata queries) and
 // this agent's rates from the sampler (no I/O).
 func (s *server) metricsSummary(w http.ResponseWriter, r *http.Request) error {
 	sum, err := s.b.Summary(r.Context())
@@ -152,11 +218,13 @@ func (s *server) metricsSummary(w http.ResponseWriter, r *http.Request) error {
 func summaryJSON(sum broker.ClusterSummary, uptime time.Duration) metricsJSON {
 	up := uptime.Milliseconds()
 	return metricsJSON{
+		TopicsCount:     sum.Topics,
+		AgentsCount:     sum.Agents,
+		PartitionsCount: sum.Partitions,
+		TotalMessages:   sum.Messages,
+
 		StorageBytes: sum.StoredBytes, StorageBytesSnake: sum.StoredBytes,
-		TopicsCount: sum.Topics, TopicsCountSnake: sum.Topics,
-		PartitionsCount: sum.Partitions, PartitionsCountSnake: sum.Partitions,
 		ConsumerGroupsCount: sum.Groups, ConsumerGroupsCountSnake: sum.Groups,
-		AgentsCount: sum.Agents, AgentsCountSnake: sum.Agents,
 		UptimeMs: up, UptimeMsSnake: up,
 	}
 }

@@ -2,12 +2,16 @@ package rest_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -46,6 +50,7 @@ func (c *opsClock) add(d time.Duration) {
 type opsAgent struct {
 	*env
 	id      string
+	rack    string
 	sampler *rest.Sampler
 	clock   *opsClock
 }
@@ -92,7 +97,7 @@ func newOpsCluster(t *testing.T, specs ...opsSpec) []*opsAgent {
 		srv := httptest.NewServer(rest.New(rest.Config{Broker: b, Logger: logger, Registry: reg, Sampler: sampler,
 			Started: time.Now().Add(-time.Minute)}))
 		t.Cleanup(srv.Close)
-		out = append(out, &opsAgent{env: &env{t: t, b: b, reg: reg, srv: srv}, id: sp.id, sampler: sampler, clock: clock})
+		out = append(out, &opsAgent{env: &env{t: t, b: b, reg: reg, srv: srv}, id: sp.id, rack: sp.rack, sampler: sampler, clock: clock})
 	}
 	return out
 }
@@ -110,10 +115,85 @@ func TestLiveChecksNothing(t *testing.T) {
 	checkError(t, e.do(http.MethodPost, "/live", "", ""), http.StatusMethodNotAllowed, "method_not_allowed", "GET")
 }
 
-// agentKeys are the fields of an agent of GET /api/v1/agents.
-var agentKeys = []string{"agentId", "agent_id", "address", "grpcAddress", "grpc_address", "rack",
-	"availabilityZone", "availability_zone", "partitionCount", "partition_count", "activeLeases",
-	"active_leases", "partitions", "lastHeartbeat", "last_heartbeat", "startedAt", "started_at", "self"}
+// jsonKind is the JSON type serde gives a field of the original's models.
+type jsonKind int
+
+const (
+	kString jsonKind = iota // String
+	kI64                    // i64
+	kU32                    // u32 (and usize, on the 64-bit builds)
+	kU64                    // u64
+)
+
+// checkOriginal checks that m has each field of one of the original's
+// models with the JSON type the original gives it: a string (never null),
+// or an integer (no fraction or exponent) in the type's range.
+func checkOriginal(t *testing.T, m map[string]any, fields map[string]jsonKind) {
+	t.Helper()
+	for k, kind := range fields {
+		v, ok := m[k]
+		if !ok {
+			t.Fatalf("no field %s (the original's) in %v", k, m)
+		}
+		if kind == kString {
+			if _, ok := v.(string); !ok {
+				t.Fatalf("%s = %#v, want a string", k, v)
+			}
+			continue
+		}
+		n, ok := v.(json.Number)
+		if !ok || strings.ContainsAny(n.String(), ".eE") {
+			t.Fatalf("%s = %#v, want an integer", k, v)
+		}
+		i, err := n.Int64()
+		if err != nil {
+			t.Fatalf("%s = %s: %v", k, n, err)
+		}
+		if (kind == kU32 || kind == kU64) && i < 0 || kind == kU32 && i > math.MaxUint32 {
+			t.Fatalf("%s = %d: out of range", k, i)
+		}
+	}
+}
+
+// The original's Agent (crates/streamhouse-api/src/models.rs).
+var originalAgentFields = map[string]jsonKind{"agent_id": kString, "address": kString,
+	"availability_zone": kString, "agent_group": kString, "last_heartbeat": kI64, "started_at": kI64,
+	"active_leases": kU32}
+
+// originalAgent is the original's Agent as its clients decode it.
+type originalAgent struct {
+	AgentID          string `json:"agent_id"`
+	Address          string `json:"address"`
+	AvailabilityZone string `json:"availability_zone"`
+	AgentGroup       string `json:"agent_group"`
+	LastHeartbeat    int64  `json:"last_heartbeat"`
+	StartedAt        int64  `json:"started_at"`
+	ActiveLeases     uint32 `json:"active_leases"`
+}
+
+// ourAgent is our own fields of an agent.
+type ourAgent struct {
+	AgentID             string  `json:"agentId"`
+	GRPCAddress         *string `json:"grpcAddress"`
+	GRPCAddressSnake    *string `json:"grpc_address"`
+	Rack                *string `json:"rack"`
+	PartitionCount      int     `json:"partitionCount"`
+	PartitionCountSnake int     `json:"partition_count"`
+	Partitions          []struct {
+		Topic     string `json:"topic"`
+		Partition int32  `json:"partition"`
+	} `json:"partitions"`
+	LastHeartbeat string `json:"lastHeartbeat"`
+	StartedAt     string `json:"startedAt"`
+	Self          bool   `json:"self"`
+}
+
+// agentKeys are the fields of an agent of GET /api/v1/agents: the
+// original's, then ours.
+var agentKeys = []string{"agent_id", "address", "availability_zone", "agent_group", "last_heartbeat",
+	"started_at", "active_leases",
+	"agentId", "grpcAddress", "grpc_address", "rack", "partitionCount", "partition_count", "partitions",
+	"lastHeartbeat", "startedAt", "self"}
 
 // both checks that a field has the same value under both spellings and
 // returns it.
@@ -123,6 +203,62 @@ func both(t *testing.T, m map[string]any, camel, snake string) any {
 		t.Fatalf("%s = %v but %s = %v", camel, m[camel], snake, m[snake])
 	}
 	return m[camel]
+}
+
+// checkAgent checks one agent of GET /api/v1/agents (or /agents/{id})
+// against the agent from wants to be, as seen from the agent from: the
+// original's fields with its types, ours, and that they agree. It returns
+// the partitions listed, as "topic/partition".
+func checkAgent(t *testing.T, m map[string]any, want, from string, rack string) []string {
+	t.Helper()
+	checkKeys(t, m, agentKeys...)
+	checkOriginal(t, m, originalAgentFields)
+	body, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, ours := decodeInto[originalAgent](t, body), decodeInto[ourAgent](t, body)
+	if orig.AgentID != want || ours.AgentID != want {
+		t.Fatalf("agent %s / %s, want %s", orig.AgentID, ours.AgentID, want)
+	}
+	if orig.Address != want+".example:9092" || ours.GRPCAddress == nil || *ours.GRPCAddress != want+".example:50051" ||
+		ours.GRPCAddressSnake == nil || *ours.GRPCAddressSnake != *ours.GRPCAddress {
+		t.Fatalf("agent %s addresses %v, %v / %v", want, orig.Address, ours.GRPCAddress, ours.GRPCAddressSnake)
+	}
+	// The original's availability_zone is a string, "" when unset; our
+	// rack is null then.
+	if orig.AvailabilityZone != rack || (rack == "") != (ours.Rack == nil) || ours.Rack != nil && *ours.Rack != rack {
+		t.Fatalf("agent %s availability_zone %q, rack %v; want %q", want, orig.AvailabilityZone, ours.Rack, rack)
+	}
+	if orig.AgentGroup != "default" {
+		t.Fatalf("agent_group %q, want default", orig.AgentGroup)
+	}
+	if ours.Self != (want == from) {
+		t.Fatalf("from %s: agent %s self = %v", from, want, ours.Self)
+	}
+	for _, f := range []struct {
+		name string
+		ms   int64
+		at   string
+	}{{"last_heartbeat", orig.LastHeartbeat, ours.LastHeartbeat}, {"started_at", orig.StartedAt, ours.StartedAt}} {
+		at, err := time.Parse(time.RFC3339, f.at)
+		if err != nil || time.Since(at) > time.Minute || time.Since(at) < -time.Minute {
+			t.Fatalf("%s %q: not a recent RFC 3339 time (%v)", f.name, f.at, err)
+		}
+		if !time.UnixMilli(f.ms).Equal(at) {
+			t.Fatalf("%s %d ms, but %s", f.name, f.ms, f.at)
+		}
+	}
+	n := len(ours.Partitions)
+	if int(orig.ActiveLeases) != n || ours.PartitionCount != n || ours.PartitionCountSnake != n {
+		t.Fatalf("agent %s: active_leases %d, partitionCount %d / %d, %d partitions", want, orig.ActiveLeases,
+			ours.PartitionCount, ours.PartitionCountSnake, n)
+	}
+	var parts []string
+	for _, p := range ours.Partitions {
+		parts = append(parts, fmt.Sprintf("%s/%d", p.Topic, p.Partition))
+	}
+	return parts
 }
 
 func TestAgentsTwoAgents(t *testing.T) {
@@ -149,67 +285,52 @@ func TestAgentsTwoAgents(t *testing.T) {
 	}
 
 	for _, from := range c {
-		r := from.must(from.get("/api/v1/agents"), http.StatusOK)
-		top := object(t, r.body, "agents", "count")
-		list, _ := top["agents"].([]any)
-		if num(t, top, "count") != 2 || len(list) != 2 {
-			t.Fatalf("from %s: %s, want 2 agents", from.id, r.body)
+		// A bare array, as the original's Vec<Agent>.
+		body := from.must(from.get("/api/v1/agents"), http.StatusOK).body
+		list := array(t, body)
+		if len(list) != 2 {
+			t.Fatalf("from %s: %s, want 2 agents", from.id, body)
+		}
+		if got := decodeInto[[]originalAgent](t, body); len(got) != 2 {
+			t.Fatalf("as the original's Vec<Agent>: %+v", got)
 		}
 		total := 0
 		seen := map[string]bool{}
-		for i, x := range list {
-			m := x.(map[string]any)
-			checkKeys(t, m, agentKeys...)
+		for i, m := range list {
 			want := c[i] // listed by ID
-			if id := both(t, m, "agentId", "agent_id"); id != want.id {
-				t.Fatalf("agent %d is %v, want %s", i, id, want.id)
+			parts := checkAgent(t, m, want.id, from.id, want.rack)
+			if !slices.IsSorted(parts) {
+				t.Fatalf("agent %s partitions %v, not in order", want.id, parts)
 			}
-			if m["address"] != want.id+".example:9092" || both(t, m, "grpcAddress", "grpc_address") != want.id+".example:50051" {
-				t.Fatalf("agent %s addresses %v, %v", want.id, m["address"], m["grpcAddress"])
-			}
-			rack := both(t, m, "availabilityZone", "availability_zone")
-			if fmt.Sprint(rack) != fmt.Sprint(m["rack"]) {
-				t.Fatalf("rack %v, availabilityZone %v", m["rack"], rack)
-			}
-			switch want.id {
-			case "a1":
-				if m["rack"] != "eu-west-1a" {
-					t.Fatalf("rack %v, want eu-west-1a", m["rack"])
-				}
-			default:
-				if m["rack"] != nil {
-					t.Fatalf("rack %v, want null (unset)", m["rack"])
-				}
-			}
-			if self := m["self"]; self != (want.id == from.id) {
-				t.Fatalf("from %s: agent %s self = %v", from.id, want.id, self)
-			}
-			for _, f := range [][2]string{{"lastHeartbeat", "last_heartbeat"}, {"startedAt", "started_at"}} {
-				s, _ := both(t, m, f[0], f[1]).(string)
-				at, err := time.Parse(time.RFC3339, s)
-				if err != nil || time.Since(at) > time.Minute || time.Since(at) < -time.Minute {
-					t.Fatalf("%s %q: not a recent RFC 3339 time (%v)", f[0], s, err)
-				}
-			}
-			parts, _ := m["partitions"].([]any)
-			n := num(t, m, "partitionCount")
-			if num(t, m, "partition_count") != n || num(t, m, "activeLeases") != n || num(t, m, "active_leases") != n || int(n) != len(parts) {
-				t.Fatalf("agent %s counts %v, partitions %v", want.id, m, parts)
-			}
-			for _, p := range parts {
-				pm := p.(map[string]any)
-				checkKeys(t, pm, "topic", "partition")
-				key := fmt.Sprintf("%v/%v", pm["topic"], pm["partition"])
+			for _, key := range parts {
 				if leaders[key] != want.id || seen[key] {
 					t.Fatalf("agent %s lists %s, led by %s (seen before: %v)", want.id, key, leaders[key], seen[key])
 				}
 				seen[key] = true
 			}
-			total += int(n)
+			total += len(parts)
+
+			// GET /api/v1/agents/{id}: the same element.
+			one := object(t, from.must(from.get("/api/v1/agents/"+want.id), http.StatusOK).body, agentKeys...)
+			if got := checkAgent(t, one, want.id, from.id, want.rack); !slices.Equal(got, parts) {
+				t.Fatalf("GET /api/v1/agents/%s partitions %v, the list %v", want.id, got, parts)
+			}
+
+			// GET /api/v1/agents/{id}/metrics: the original's AgentMetricsResponse.
+			am := object(t, from.must(from.get("/api/v1/agents/"+want.id+"/metrics"), http.StatusOK).body,
+				"agentId", "address", "availabilityZone", "partitionCount", "lastHeartbeat", "uptimeMs")
+			checkOriginal(t, am, map[string]jsonKind{"agentId": kString, "address": kString, "availabilityZone": kString,
+				"partitionCount": kU64, "lastHeartbeat": kI64, "uptimeMs": kI64})
+			if am["agentId"] != want.id || am["availabilityZone"] != want.rack || num(t, am, "partitionCount") != int64(len(parts)) ||
+				am["address"] != m["address"] || num(t, am, "uptimeMs") > 60_000 {
+				t.Fatalf("GET /api/v1/agents/%s/metrics: %v", want.id, am)
+			}
 		}
 		if total != 5 {
 			t.Fatalf("the agents lead %d partitions, want 5", total)
 		}
+		checkError(t, from.get("/api/v1/agents/nope"), http.StatusNotFound, "not_found", `agent "nope"`)
+		checkError(t, from.get("/api/v1/agents/nope/metrics"), http.StatusNotFound, "not_found", `agent "nope"`)
 	}
 }
 
@@ -217,17 +338,28 @@ func TestMetricsSummary(t *testing.T) {
 	t.Parallel()
 	a := newOpsCluster(t, opsSpec{"solo", ""})[0]
 	ctx := context.Background()
-	metricsKeys := []string{"messagesInPerSecond", "messages_in_per_second", "messagesOutPerSecond", "messages_out_per_second",
+	// The original's MetricsSnapshot, then ours (pairs of spellings).
+	original := map[string]jsonKind{"topics_count": kU64, "agents_count": kU64, "partitions_count": kU64, "total_messages": kU64}
+	ours := []string{"messagesInPerSecond", "messages_in_per_second", "messagesOutPerSecond", "messages_out_per_second",
 		"bytesInPerSecond", "bytes_in_per_second", "bytesOutPerSecond", "bytes_out_per_second",
 		"produceLatencyP50Ms", "produce_latency_p50_ms", "produceLatencyP99Ms", "produce_latency_p99_ms",
-		"windowSeconds", "window_seconds", "storageBytes", "storage_bytes", "topicsCount", "topics_count",
-		"partitionsCount", "partitions_count", "consumerGroupsCount", "consumer_groups_count",
-		"agentsCount", "agents_count", "uptimeMs", "uptime_ms"}
+		"windowSeconds", "window_seconds", "storageBytes", "storage_bytes",
+		"consumerGroupsCount", "consumer_groups_count", "uptimeMs", "uptime_ms"}
+	type snapshot struct { // the original's, as its clients decode it
+		TopicsCount     uint64 `json:"topics_count"`
+		AgentsCount     uint64 `json:"agents_count"`
+		PartitionsCount uint64 `json:"partitions_count"`
+		TotalMessages   uint64 `json:"total_messages"`
+	}
+	var orig snapshot
 	summary := func() map[string]any {
 		t.Helper()
-		m := object(t, a.must(a.get("/api/v1/metrics"), http.StatusOK).body, metricsKeys...)
-		for i := 0; i < len(metricsKeys); i += 2 {
-			both(t, m, metricsKeys[i], metricsKeys[i+1])
+		body := a.must(a.get("/api/v1/metrics"), http.StatusOK).body
+		m := object(t, body, append(slices.Collect(maps.Keys(original)), ours...)...)
+		checkOriginal(t, m, original)
+		orig = decodeInto[snapshot](t, body)
+		for i := 0; i < len(ours); i += 2 {
+			both(t, m, ours[i], ours[i+1])
 		}
 		return m
 	}
@@ -239,7 +371,7 @@ func TestMetricsSummary(t *testing.T) {
 			t.Fatalf("%s = %v before any sample, want null", k, m[k])
 		}
 	}
-	if num(t, m, "topicsCount") != 0 || num(t, m, "agentsCount") != 1 || num(t, m, "storageBytes") != 0 || num(t, m, "windowSeconds") != 0 {
+	if (orig != snapshot{AgentsCount: 1}) || num(t, m, "storageBytes") != 0 || num(t, m, "windowSeconds") != 0 {
 		t.Fatalf("empty cluster: %v", m)
 	}
 	if up := num(t, m, "uptimeMs"); up < 60_000 || up > 600_000 {
@@ -298,7 +430,10 @@ func TestMetricsSummary(t *testing.T) {
 	if rate("windowSeconds") != 4 {
 		t.Fatalf("windowSeconds %v, want 4", m["windowSeconds"])
 	}
-	want := map[string]int64{"topicsCount": 2, "partitionsCount": 5, "consumerGroupsCount": 1, "agentsCount": 1, "storageBytes": stored}
+	if want := (snapshot{TopicsCount: 2, AgentsCount: 1, PartitionsCount: 5, TotalMessages: records}); orig != want {
+		t.Fatalf("the original's snapshot %+v, want %+v", orig, want)
+	}
+	want := map[string]int64{"consumerGroupsCount": 1, "storageBytes": stored}
 	for k, v := range want {
 		if got := num(t, m, k); got != v {
 			t.Fatalf("%s %d, want %d", k, got, v)

@@ -226,6 +226,8 @@ func New(cfg Config) http.Handler {
 	s.handle("POST /api/v1/consumer-groups/{id}/seek", s.seekGroup)
 
 	s.handle("GET /api/v1/agents", s.agents)
+	s.handle("GET /api/v1/agents/{id}", s.agent)
+	s.handle("GET /api/v1/agents/{id}/metrics", s.agentMetrics)
 	s.handle("GET /api/v1/metrics", s.metricsSummary)
 
 	s.handle("POST /api/v1/sql", s.sql)

@@ -1,6 +1,8 @@
 package dropin
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
@@ -15,20 +17,33 @@ import (
 // Operational endpoints as the original's users call them: GET /live,
 // GET /api/v1/agents and GET /api/v1/metrics, against the real binary.
 
-// opsAgent is one agent of GET /api/v1/agents, read under both spellings.
+// opsOriginalAgent is the original's Agent (crates/streamhouse-api/src/
+// models.rs) as its clients decode GET /api/v1/agents: a bare array of it.
+type opsOriginalAgent struct {
+	AgentID          string `json:"agent_id"`
+	Address          string `json:"address"`
+	AvailabilityZone string `json:"availability_zone"`
+	AgentGroup       string `json:"agent_group"`
+	LastHeartbeat    int64  `json:"last_heartbeat"`
+	StartedAt        int64  `json:"started_at"`
+	ActiveLeases     uint32 `json:"active_leases"`
+}
+
+// opsOriginalAgentTypes are the JSON types of the original's Agent.
+var opsOriginalAgentTypes = map[string]string{"agent_id": "string", "address": "string",
+	"availability_zone": "string", "agent_group": "string", "last_heartbeat": "integer",
+	"started_at": "integer", "active_leases": "unsigned"}
+
+// opsAgent is our fields of an agent.
 type opsAgent struct {
 	AgentID          string  `json:"agentId"`
-	AgentIDSnake     string  `json:"agent_id"`
-	Address          string  `json:"address"`
 	GRPCAddress      *string `json:"grpcAddress"`
 	GRPCAddressSnake *string `json:"grpc_address"`
 	Rack             *string `json:"rack"`
-	AvailabilityZone *string `json:"availability_zone"`
 	PartitionCount   int     `json:"partitionCount"`
 	PartitionCountSn int     `json:"partition_count"`
-	ActiveLeases     int     `json:"active_leases"`
 	LastHeartbeat    string  `json:"lastHeartbeat"`
-	LastHeartbeatSn  string  `json:"last_heartbeat"`
+	StartedAt        string  `json:"startedAt"`
 	Self             bool    `json:"self"`
 	Partitions       []struct {
 		Topic     string `json:"topic"`
@@ -36,25 +51,90 @@ type opsAgent struct {
 	} `json:"partitions"`
 }
 
-type opsAgents struct {
-	Agents []opsAgent `json:"agents"`
-	Count  int        `json:"count"`
+// opsGet answers GET path's status and raw body.
+func opsGet(t *testing.T, p *e2e.Proc, path string) (int, []byte) {
+	t.Helper()
+	var raw json.RawMessage
+	code := p.Call(http.MethodGet, path, nil, &raw)
+	return code, raw
 }
 
-// opsCheckAgent checks what does not depend on placement: both spellings
-// agree, the heartbeat is a recent RFC 3339 time, the counts match the list.
-func opsCheckAgent(t *testing.T, a opsAgent) {
+// opsTypes checks that the JSON object obj has each field with its JSON
+// type: "string" (never null), "integer" (no fraction or exponent) or
+// "unsigned" (a non-negative integer), as serde writes the original's
+// String, i64 and u32/u64.
+func opsTypes(t *testing.T, obj []byte, fields map[string]string) {
 	t.Helper()
-	if a.AgentID == "" || a.AgentID != a.AgentIDSnake || a.PartitionCount != a.PartitionCountSn ||
-		a.PartitionCount != a.ActiveLeases || a.PartitionCount != len(a.Partitions) || a.LastHeartbeat != a.LastHeartbeatSn {
-		t.Fatalf("agent %+v: spellings or counts disagree", a)
+	var m map[string]any
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil {
+		t.Fatalf("decode %s: %v", obj, err)
+	}
+	for k, kind := range fields {
+		v, ok := m[k]
+		if !ok {
+			t.Fatalf("no field %s in %s", k, obj)
+		}
+		if kind == "string" {
+			if _, ok := v.(string); !ok {
+				t.Fatalf("%s = %#v, want a string", k, v)
+			}
+			continue
+		}
+		n, ok := v.(json.Number)
+		i, err := n.Int64()
+		if !ok || err != nil || kind == "unsigned" && i < 0 {
+			t.Fatalf("%s = %#v, want an %s integer", k, v, kind)
+		}
+	}
+}
+
+// opsAgentsOf decodes GET /api/v1/agents (or a single agent, wrapped by
+// the caller in an array) both ways, checking the original's types.
+func opsAgentsOf(t *testing.T, body []byte) ([]opsOriginalAgent, []opsAgent) {
+	t.Helper()
+	var raws []json.RawMessage
+	if err := json.Unmarshal(body, &raws); err != nil {
+		t.Fatalf("GET /api/v1/agents %s: not an array: %v", body, err)
+	}
+	for _, r := range raws {
+		opsTypes(t, r, opsOriginalAgentTypes)
+	}
+	var orig []opsOriginalAgent
+	var ours []opsAgent
+	if err := json.Unmarshal(body, &orig); err != nil {
+		t.Fatalf("as the original's Vec<Agent>: %v", err)
+	}
+	if err := json.Unmarshal(body, &ours); err != nil {
+		t.Fatalf("as ours: %v", err)
+	}
+	return orig, ours
+}
+
+// opsCheckAgent checks what does not depend on placement: the original's
+// fields agree with ours, the heartbeat is recent.
+func opsCheckAgent(t *testing.T, o opsOriginalAgent, a opsAgent) {
+	t.Helper()
+	if a.AgentID == "" || o.AgentID != a.AgentID || a.PartitionCount != a.PartitionCountSn ||
+		int(o.ActiveLeases) != a.PartitionCount || a.PartitionCount != len(a.Partitions) || o.AgentGroup != "default" {
+		t.Fatalf("agent %+v / %+v: fields disagree", o, a)
 	}
 	if a.GRPCAddress == nil || a.GRPCAddressSnake == nil || *a.GRPCAddress != *a.GRPCAddressSnake || !strings.HasPrefix(*a.GRPCAddress, "127.0.0.1:") {
 		t.Fatalf("agent %s gRPC address %v / %v", a.AgentID, a.GRPCAddress, a.GRPCAddressSnake)
 	}
-	at, err := time.Parse(time.RFC3339, a.LastHeartbeat)
-	if err != nil || time.Since(at) > time.Minute || time.Since(at) < -time.Minute {
-		t.Fatalf("agent %s last heartbeat %q: not a recent RFC 3339 time (%v)", a.AgentID, a.LastHeartbeat, err)
+	if (a.Rack == nil) != (o.AvailabilityZone == "") || a.Rack != nil && *a.Rack != o.AvailabilityZone {
+		t.Fatalf("agent %s rack %v, availability_zone %q", a.AgentID, a.Rack, o.AvailabilityZone)
+	}
+	for _, f := range []struct {
+		name string
+		ms   int64
+		at   string
+	}{{"last_heartbeat", o.LastHeartbeat, a.LastHeartbeat}, {"started_at", o.StartedAt, a.StartedAt}} {
+		at, err := time.Parse(time.RFC3339, f.at)
+		if err != nil || time.Since(at) > time.Minute || time.Since(at) < -time.Minute || !time.UnixMilli(f.ms).Equal(at) {
+			t.Fatalf("agent %s %s %d ms, %q: not the same recent time (%v)", a.AgentID, f.name, f.ms, f.at, err)
+		}
 	}
 }
 
@@ -87,17 +167,31 @@ func TestOpsAgentsSingle(t *testing.T) {
 	opsCreateTopic(t, p, "orders", 3)
 	opsCreateTopic(t, p, "clicks", 1)
 
-	var out opsAgents
-	if code := p.Call(http.MethodGet, "/api/v1/agents", nil, &out); code != http.StatusOK {
-		t.Fatalf("GET /api/v1/agents: %d", code)
+	code, body := opsGet(t, p, "/api/v1/agents")
+	if code != http.StatusOK {
+		t.Fatalf("GET /api/v1/agents: %d %s", code, body)
 	}
-	if out.Count != 1 || len(out.Agents) != 1 {
-		t.Fatalf("agents %+v, want one", out)
+	orig, ours := opsAgentsOf(t, body)
+	if len(orig) != 1 || len(ours) != 1 {
+		t.Fatalf("agents %s, want one", body)
 	}
-	a := out.Agents[0]
-	opsCheckAgent(t, a)
-	if a.AgentID != "ops-solo" || !a.Self || a.Address != p.KafkaAddr || a.Rack != nil || a.AvailabilityZone != nil {
-		t.Fatalf("agent %+v: want ops-solo, self, address %s, no rack", a, p.KafkaAddr)
+	o, a := orig[0], ours[0]
+	opsCheckAgent(t, o, a)
+	if a.AgentID != "ops-solo" || !a.Self || o.Address != p.KafkaAddr || a.Rack != nil || o.AvailabilityZone != "" {
+		t.Fatalf("agent %+v / %+v: want ops-solo, self, address %s, no rack", o, a, p.KafkaAddr)
+	}
+	// GET /api/v1/agents/{id}: the same agent; 404 for another.
+	code, one := opsGet(t, p, "/api/v1/agents/ops-solo")
+	if code != http.StatusOK {
+		t.Fatalf("GET /api/v1/agents/ops-solo: %d %s", code, one)
+	}
+	orig1, ours1 := opsAgentsOf(t, []byte("["+string(one)+"]"))
+	if orig1[0].AgentID != "ops-solo" || orig1[0].ActiveLeases != 4 || len(ours1[0].Partitions) != 4 || !ours1[0].Self {
+		t.Fatalf("GET /api/v1/agents/ops-solo: %s", one)
+	}
+	var e struct{ Error, Message string }
+	if code := p.Call(http.MethodGet, "/api/v1/agents/nope", nil, &e); code != http.StatusNotFound || e.Error != "not_found" || !strings.Contains(e.Message, "nope") {
+		t.Fatalf("GET /api/v1/agents/nope: %d %+v", code, e)
 	}
 	// A single agent leads every partition (CreateTopic places them).
 	var got []string
@@ -125,39 +219,42 @@ func TestOpsAgentsTwoAgents(t *testing.T) {
 
 	// Leadership moves to the new agent over a few placement rounds; wait
 	// until every partition has a leader and each agent leads some.
-	var last opsAgents
+	var lastOrig []opsOriginalAgent
+	var last []opsAgent
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		var out opsAgents
-		if code := b.Call(http.MethodGet, "/api/v1/agents", nil, &out); code != http.StatusOK {
-			t.Fatalf("GET /api/v1/agents: %d", code)
+		code, body := opsGet(t, b, "/api/v1/agents")
+		if code != http.StatusOK {
+			t.Fatalf("GET /api/v1/agents: %d %s", code, body)
 		}
+		orig, ours := opsAgentsOf(t, body)
 		sum := 0
-		for _, x := range out.Agents {
-			sum += x.PartitionCount
+		for _, x := range orig {
+			sum += int(x.ActiveLeases)
 		}
-		if out.Count == 2 && len(out.Agents) == 2 && sum == total && out.Agents[0].PartitionCount > 0 && out.Agents[1].PartitionCount > 0 {
-			last = out
+		if len(orig) == 2 && sum == total && orig[0].ActiveLeases > 0 && orig[1].ActiveLeases > 0 {
+			lastOrig, last = orig, ours
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("agents never shared the %d partitions: %+v", total, out)
+			t.Fatalf("agents never shared the %d partitions: %s", total, body)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	seen := map[string]string{}
-	for i, x := range last.Agents {
-		opsCheckAgent(t, x)
+	for i, x := range last {
+		o := lastOrig[i]
+		opsCheckAgent(t, o, x)
 		want := []string{"ops-a", "ops-b"}[i] // by ID
 		if x.AgentID != want || x.Self != (want == "ops-b") {
 			t.Fatalf("agent %d: %+v, want %s (self only for ops-b, which answered)", i, x, want)
 		}
 		wantAddr := []string{a.KafkaAddr, b.KafkaAddr}[i]
-		if x.Address != wantAddr {
-			t.Fatalf("agent %s address %s, want %s", x.AgentID, x.Address, wantAddr)
+		if o.Address != wantAddr {
+			t.Fatalf("agent %s address %s, want %s", x.AgentID, o.Address, wantAddr)
 		}
-		if (want == "ops-a") != (x.Rack != nil && *x.Rack == "eu-west-1a" && x.AvailabilityZone != nil && *x.AvailabilityZone == "eu-west-1a") {
-			t.Fatalf("agent %s rack %v / %v", x.AgentID, x.Rack, x.AvailabilityZone)
+		if wantZone := map[string]string{"ops-a": "eu-west-1a"}[want]; o.AvailabilityZone != wantZone {
+			t.Fatalf("agent %s availability_zone %q, rack %v; want %q", x.AgentID, o.AvailabilityZone, x.Rack, wantZone)
 		}
 		for _, lp := range x.Partitions {
 			key := fmt.Sprintf("%s/%d", lp.Topic, lp.Partition)
@@ -168,14 +265,38 @@ func TestOpsAgentsTwoAgents(t *testing.T) {
 		}
 	}
 	// The other agent sees the same cluster, itself as self.
-	var fromA opsAgents
-	if code := a.Call(http.MethodGet, "/api/v1/agents", nil, &fromA); code != http.StatusOK || fromA.Count != 2 ||
-		fromA.Agents[0].AgentID != "ops-a" || !fromA.Agents[0].Self || fromA.Agents[1].Self {
-		t.Fatalf("from ops-a: %d %+v", code, fromA)
+	code, body := opsGet(t, a, "/api/v1/agents")
+	if code != http.StatusOK {
+		t.Fatalf("from ops-a: %d %s", code, body)
+	}
+	if orig, ours := opsAgentsOf(t, body); len(orig) != 2 || orig[0].AgentID != "ops-a" || !ours[0].Self || ours[1].Self {
+		t.Fatalf("from ops-a: %s", body)
+	}
+	// Each agent, by ID, from either agent.
+	for _, from := range []*e2e.Proc{a, b} {
+		for _, id := range []string{"ops-a", "ops-b"} {
+			code, one := opsGet(t, from, "/api/v1/agents/"+id)
+			if code != http.StatusOK {
+				t.Fatalf("GET /api/v1/agents/%s: %d %s", id, code, one)
+			}
+			if orig, ours := opsAgentsOf(t, []byte("["+string(one)+"]")); orig[0].AgentID != id || ours[0].Self != (from.KafkaAddr == orig[0].Address) {
+				t.Fatalf("GET /api/v1/agents/%s: %s", id, one)
+			}
+		}
 	}
 }
 
-// opsMetrics is GET /api/v1/metrics, read under both spellings.
+// opsSnapshot is the original's MetricsSnapshot, as its clients decode
+// GET /api/v1/metrics.
+type opsSnapshot struct {
+	TopicsCount     uint64 `json:"topics_count"`
+	AgentsCount     uint64 `json:"agents_count"`
+	PartitionsCount uint64 `json:"partitions_count"`
+	TotalMessages   uint64 `json:"total_messages"`
+}
+
+// opsMetrics is our fields of GET /api/v1/metrics, read under both
+// spellings.
 type opsMetrics struct {
 	MessagesIn      *float64 `json:"messagesInPerSecond"`
 	MessagesInSnake *float64 `json:"messages_in_per_second"`
@@ -187,13 +308,8 @@ type opsMetrics struct {
 	Window          float64  `json:"windowSeconds"`
 	WindowSnake     float64  `json:"window_seconds"`
 	StorageBytes    int64    `json:"storage_bytes"`
-	Topics          int      `json:"topicsCount"`
-	TopicsSnake     int      `json:"topics_count"`
-	Partitions      int      `json:"partitions_count"`
-	PartitionsCamel int      `json:"partitionsCount"`
 	Groups          int      `json:"consumerGroupsCount"`
 	GroupsSnake     int      `json:"consumer_groups_count"`
-	Agents          int      `json:"agents_count"`
 	UptimeMs        int64    `json:"uptimeMs"`
 }
 
@@ -226,10 +342,16 @@ func TestOpsMetricsSummary(t *testing.T) {
 	}
 
 	var m opsMetrics
+	var body []byte
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if code := p.Call(http.MethodGet, "/api/v1/metrics", nil, &m); code != http.StatusOK {
-			t.Fatalf("GET /api/v1/metrics: %d", code)
+		var code int
+		if code, body = opsGet(t, p, "/api/v1/metrics"); code != http.StatusOK {
+			t.Fatalf("GET /api/v1/metrics: %d %s", code, body)
+		}
+		m = opsMetrics{}
+		if err := json.Unmarshal(body, &m); err != nil {
+			t.Fatalf("decode %s: %v", body, err)
 		}
 		// The sampler read the counters at start (before the traffic) and
 		// reads them every 2 s: once a reading follows the traffic, the
@@ -238,12 +360,22 @@ func TestOpsMetricsSummary(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no rates after 30 s: %+v", m)
+			t.Fatalf("no rates after 30 s: %s", body)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	if m.Topics != 3 || m.TopicsSnake != 3 || m.Partitions != 6 || m.PartitionsCamel != 6 || m.Groups != 2 || m.GroupsSnake != 2 || m.Agents != 1 {
-		t.Fatalf("counts %+v, want 3 topics, 6 partitions, 2 groups, 1 agent", m)
+	// The original's MetricsSnapshot: its fields, its types, our counts.
+	opsTypes(t, body, map[string]string{"topics_count": "unsigned", "agents_count": "unsigned",
+		"partitions_count": "unsigned", "total_messages": "unsigned"})
+	var snap opsSnapshot
+	if err := json.Unmarshal(body, &snap); err != nil {
+		t.Fatalf("as the original's MetricsSnapshot: %v", err)
+	}
+	if want := (opsSnapshot{TopicsCount: 3, AgentsCount: 1, PartitionsCount: 6, TotalMessages: records}); snap != want {
+		t.Fatalf("snapshot %+v, want %+v", snap, want)
+	}
+	if m.Groups != 2 || m.GroupsSnake != 2 {
+		t.Fatalf("groups %d / %d, want 2", m.Groups, m.GroupsSnake)
 	}
 	if m.StorageBytes <= 0 || m.UptimeMs <= 0 || m.Window <= 0 || m.Window != m.WindowSnake || m.Window > 31 {
 		t.Fatalf("storage %d, uptime %d ms, window %v/%v s", m.StorageBytes, m.UptimeMs, m.Window, m.WindowSnake)

@@ -1,6 +1,7 @@
 package metadatatest
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
@@ -21,6 +22,57 @@ var commitTests = []suiteTest{
 	{"CommitConcurrentPartitions", testCommitConcurrentPartitions},
 	{"CommitManyPartitions", testCommitManyPartitions},
 	{"StoredBytes", testStoredBytes},
+	{"ListAllPartitions", testListAllPartitions},
+}
+
+// testListAllPartitions checks that ListAllPartitions answers every
+// partition of every topic, as ListPartitions does, ordered by topic ID
+// and partition.
+func testListAllPartitions(t *testing.T, s metadata.Store) {
+	ctx := t.Context()
+	all, err := s.ListAllPartitions(ctx)
+	if err != nil || len(all) != 0 {
+		t.Fatalf("ListAllPartitions on an empty store = %v, %v", all, err)
+	}
+	a, b := mustCreateTopic(t, s, "a", 3), mustCreateTopic(t, s, "b", 2)
+	a1, b0 := tpOf(a, 1), tpOf(b, 0)
+	la1, lb0 := mustAcquire(t, s, a1, "x", now), mustAcquire(t, s, b0, "y", now)
+	mustCommit(t, s, commitOf("obj-1", "x", partCommit(a1, la1.Epoch, 0, 5)))
+	mustCommit(t, s, commitOf("obj-2", "y", partCommit(b0, lb0.Epoch, 0, 2)))
+	var want []metadata.PartitionState
+	for _, topic := range []metadata.Topic{a, b} {
+		ps, err := s.ListPartitions(ctx, topic.ID)
+		if err != nil {
+			t.Fatalf("ListPartitions %s: %v", topic.Name, err)
+		}
+		want = append(want, ps...)
+	}
+	slices.SortFunc(want, func(x, y metadata.PartitionState) int {
+		if c := bytes.Compare(x.TopicID[:], y.TopicID[:]); c != 0 {
+			return c
+		}
+		return int(x.Partition - y.Partition)
+	})
+	all, err = s.ListAllPartitions(ctx)
+	if err != nil {
+		t.Fatalf("ListAllPartitions: %v", err)
+	}
+	if fmt.Sprint(all) != fmt.Sprint(want) {
+		t.Fatalf("ListAllPartitions = %+v, want %+v", all, want)
+	}
+	var hw int64
+	for _, p := range all {
+		hw += p.HighWatermark
+	}
+	if hw != 7 {
+		t.Fatalf("high watermarks sum to %d, want 7", hw)
+	}
+	if err := s.DeleteTopic(ctx, "a"); err != nil {
+		t.Fatalf("DeleteTopic: %v", err)
+	}
+	if all, err = s.ListAllPartitions(ctx); err != nil || len(all) != 2 || all[0].TopicID != b.ID || all[1].Partition != 1 {
+		t.Fatalf("after deleting a: %+v, %v", all, err)
+	}
 }
 
 // testStoredBytes checks that StoredBytes sums the index entries of every

@@ -293,6 +293,16 @@ func (s *Store) ListPartitions(ctx context.Context, id metadata.TopicID) ([]meta
 	return ps, nil
 }
 
+// ListAllPartitions returns every partition of every topic in one query.
+func (s *Store) ListAllPartitions(ctx context.Context) ([]metadata.PartitionState, error) {
+	ps, err := queryAll(ctx, s.b.reader(), scanPartition,
+		`SELECT `+partitionColumns+` FROM partitions ORDER BY topic_id, partition_id`)
+	if err != nil {
+		return nil, fmt.Errorf("list all partitions: %w", err)
+	}
+	return ps, nil
+}
+
 // SetLogStartOffset raises the log start offset and drops the index entries
 // wholly below it.
 func (s *Store) SetLogStartOffset(ctx context.Context, tp metadata.TopicPartition, offset int64) (int64, error) {
