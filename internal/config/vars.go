@@ -195,11 +195,11 @@ var vars = []variable{
 	{name: "SEGMENT_MAX_AGE_MS", group: "Write path", def: "10000", kind: kindInt, what: "milliseconds", min: 1, unit: time.Millisecond,
 		help:  "time span of the per-partition segments compaction writes (compaction is not implemented yet: accepted and logged)",
 		field: func(c *Config) any { return &c.SegmentMaxAge }},
-
-	// S3 upload
 	{name: "SCHEMA_VALIDATION", group: "Write path", def: "topic", kind: kindEnum, choices: []string{"topic", "auto"},
 		help:  "which produced values the schema registry validates: `topic`, those of topics with `confluent.value.schema.validation=true`; `auto` (the original StreamHouse's rule), also those of every topic whose subject `{topic}-value` has a schema, unless the topic sets `confluent.value.schema.validation=false`",
 		field: func(c *Config) any { return &c.SchemaValidation }},
+
+	// S3 upload
 	{name: "S3_UPLOAD_RETRIES", group: "S3 upload", def: "3", kind: kindInt, what: "retries", min: 0, max: 20,
 		help:  "retries of a failed S3 request after the first attempt",
 		field: func(c *Config) any { return &c.S3UploadRetries }},
