@@ -94,6 +94,7 @@ type Broker struct {
 	placeKick chan struct{}
 	slots     groupSlots
 	fwd       *forwarder // REST and gRPC produces to partitions led elsewhere
+	summary   summaryCache
 }
 
 type cachedTopic struct {

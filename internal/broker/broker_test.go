@@ -204,3 +204,17 @@ func TestProduceRecordsAndConsume(t *testing.T) {
 }
 
 func defaultOpts() batch.BuildOptions { return batch.DefaultBuildOptions() }
+
+// The records one REST or gRPC consume asks for: 0 is the default, more
+// than the cap is the cap.
+func TestConsumeRecordsLimit(t *testing.T) {
+	for n, want := range map[int64]int{0: DefaultConsumeRecords, 1: 1, 100: 100, 9999: 9999, 10000: MaxConsumeRecords,
+		10001: MaxConsumeRecords, 1 << 40: MaxConsumeRecords} {
+		if got := ConsumeRecordsLimit(n); got != want {
+			t.Errorf("ConsumeRecordsLimit(%d) = %d, want %d", n, got, want)
+		}
+	}
+	if DefaultConsumeRecords != 100 || MaxConsumeRecords != 10000 {
+		t.Errorf("limits %d and %d, the documented ones are 100 and 10000", DefaultConsumeRecords, MaxConsumeRecords)
+	}
+}

@@ -5,6 +5,10 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
@@ -98,9 +102,53 @@ type ClusterSummary struct {
 	StoredBytes int64
 }
 
+// summaryTTL is how long a computed summary is served: its queries (one
+// of them sums the whole index) run at most once per summaryTTL per agent,
+// however often clients ask.
+const summaryTTL = 5 * time.Second
+
+// summaryCache holds the last summary; one computation runs at a time.
+type summaryCache struct {
+	flight singleflight.Group
+	mu     sync.Mutex
+	val    ClusterSummary
+	at     time.Time // zero: none yet
+}
+
 // Summary counts topics, partitions, groups, live agents and messages, and
-// the bytes stored: five metadata queries whatever the cluster's size.
+// the bytes stored: five metadata queries whatever the cluster's size, run
+// at most once per summaryTTL (concurrent callers share one run); within
+// it, the last summary is served.
 func (b *Broker) Summary(ctx context.Context) (ClusterSummary, error) {
+	c := &b.summary
+	c.mu.Lock()
+	if !c.at.IsZero() && b.now().Sub(c.at) < summaryTTL {
+		v := c.val
+		c.mu.Unlock()
+		return v, nil
+	}
+	c.mu.Unlock()
+	v, err, _ := c.flight.Do("summary", func() (any, error) {
+		// Detached from one caller's cancellation: others share the run.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		s, err := b.computeSummary(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		c.val, c.at = s, b.now()
+		c.mu.Unlock()
+		return s, nil
+	})
+	if err != nil {
+		return ClusterSummary{}, err
+	}
+	return v.(ClusterSummary), nil
+}
+
+// computeSummary runs Summary's queries.
+func (b *Broker) computeSummary(ctx context.Context) (ClusterSummary, error) {
 	var s ClusterSummary
 	names, parts, err := b.userPartitions(ctx)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -22,6 +23,13 @@ import (
 func TestStreamctlServerFlag(t *testing.T) {
 	t.Parallel()
 	host := fmt.Sprintf("127.%d.%d.%d", 1+rand.IntN(250), rand.IntN(256), 1+rand.IntN(250))
+	// A process listening on *:8080 (a StreamHouse on its defaults, say)
+	// takes port 8080 on every address: nothing to test here then.
+	if l, err := net.Listen("tcp", host+":8080"); err != nil {
+		t.Skipf("port 8080 is taken on %s (a listener on every address?): %v", host, err)
+	} else {
+		_ = l.Close()
+	}
 	dir := t.TempDir()
 	p := e2e.Start(t, dir, append(e2e.Local.Env(t, dir), "HTTP_ADDR="+host+":8080"))
 	if code := p.Call(http.MethodPost, "/api/v1/topics", map[string]any{"name": "orders", "partitions": 2}, nil); code != http.StatusCreated {

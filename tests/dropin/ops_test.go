@@ -207,7 +207,10 @@ func TestOpsAgentsTwoAgents(t *testing.T) {
 	t.Parallel()
 	// One PostgreSQL database and one bucket for both agents.
 	env := e2e.S3Postgres.Env(t, t.TempDir())
-	env = append(env, "LEASE_TTL_MS=3000")
+	// A lease TTL short enough for placement to share the partitions within
+	// the wait below, long enough that a stalled agent on a loaded machine
+	// still counts as live.
+	env = append(env, "LEASE_TTL_MS=10000")
 	dirA, dirB := t.TempDir(), t.TempDir()
 	a := e2e.Start(t, dirA, append(env, "STREAMHOUSE_AGENT_ID=ops-a", "STREAMHOUSE_RACK=eu-west-1a"))
 	defer a.Stop(syscall.SIGTERM)
@@ -221,7 +224,7 @@ func TestOpsAgentsTwoAgents(t *testing.T) {
 	// until every partition has a leader and each agent leads some.
 	var lastOrig []opsOriginalAgent
 	var last []opsAgent
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(120 * time.Second)
 	for {
 		code, body := opsGet(t, b, "/api/v1/agents")
 		if code != http.StatusOK {
