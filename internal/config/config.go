@@ -101,6 +101,7 @@ type Config struct {
 	MaxBufferBytes         int           // MAX_BUFFER_BYTES, at least DurableBatchMaxBytes
 	SegmentMaxSize         int64         // SEGMENT_MAX_SIZE
 	SegmentMaxAge          time.Duration // SEGMENT_MAX_AGE_MS
+	CompactionInterval     time.Duration // COMPACTION_INTERVAL_SECS: 0 = off
 
 	// S3 upload.
 	S3UploadRetries     int   // S3_UPLOAD_RETRIES: 0 means no retries

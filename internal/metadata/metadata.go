@@ -52,6 +52,10 @@ var (
 	// code (Kafka KAFKA_STORAGE_ERROR or COORDINATOR_NOT_AVAILABLE, HTTP
 	// 503, gRPC Unavailable).
 	ErrUnavailable = errors.New("metadata store unavailable")
+	// ErrIndexChanged: ReplaceIndex found the index entries it was to
+	// replace no longer exactly in the index (retention, DeleteRecords or
+	// another compaction changed them meanwhile). Nothing was stored.
+	ErrIndexChanged = errors.New("index entries changed")
 )
 
 // FencedError is returned by CommitObject when one or more partitions of the
@@ -208,6 +212,26 @@ type ObjectCommit struct {
 	AgentID    string
 	CreatedAt  time.Time
 	Partitions []PartitionCommit
+}
+
+// IndexReplacement switches a run of one partition's index entries to new
+// entries pointing into one new object (object compaction; Kafka key
+// compaction reuses it). Old must be exactly in the index (same offsets,
+// object key, byte range); New must tile the same offsets, densely, all in
+// ObjectKey. Stored entries keep their offsets: the switch never changes
+// the record a kept offset maps to (invariant 11).
+type IndexReplacement struct {
+	TopicPartition
+	AgentID string // the lease holder doing the switch
+	Epoch   int32  // its lease epoch
+	Old     []IndexEntry
+	New     []IndexEntry
+	// The new object, recorded as a committed object. CreatedAt is what
+	// ListIndex reports as ObjectCreatedAt (time retention's fallback), so
+	// compaction passes the newest creation time of the objects replaced.
+	ObjectKey string
+	Size      int64
+	CreatedAt time.Time
 }
 
 // GroupOffset is one committed consumer-group offset.
@@ -383,6 +407,19 @@ type Store interface {
 	// (a commit whose success was not seen, retried), and ErrObjectConflict
 	// otherwise.
 	CommitObject(ctx context.Context, c ObjectCommit) error
+	// ReplaceIndex switches r.Old to r.New in one transaction: it checks
+	// that r.AgentID holds tp's lease at r.Epoch (else a *FencedError
+	// naming tp) and that r.Old is exactly in the index (else
+	// ErrIndexChanged), then deletes r.Old, inserts r.New and records
+	// r.ObjectKey as a committed object. The objects r.Old referenced
+	// become unreferenced once no other row names them, and garbage
+	// collection deletes them after its grace period
+	// (MarkUnreferencedObjects). All or nothing. A malformed replacement
+	// fails with ErrInvalidCommit before touching the store. Replacing
+	// with an object key already recorded returns nil when the index holds
+	// r.New under it (a retry whose answer was lost), ErrObjectConflict
+	// otherwise (e.g. garbage collection claimed the key as an orphan).
+	ReplaceIndex(ctx context.Context, r IndexReplacement) error
 
 	// Read path.
 

@@ -175,6 +175,8 @@ type Config struct {
 	// VerifyTxn admits transactional batches (txn.go). Nil: every
 	// transactional batch is refused with ErrInvalidTxnState.
 	VerifyTxn VerifyTxnFunc
+	// Compaction configures object compaction (compact.go).
+	Compaction CompactionConfig
 	// ObjectPrefix is prepended to object keys. Default "segments/".
 	ObjectPrefix string
 	// Now is the clock; default time.Now.
@@ -294,6 +296,8 @@ type Log struct {
 	bootID     string // random per Open, part of every object key
 	closed     bool
 
+	compaction *compactor // compact.go
+
 	gcMu           sync.Mutex
 	lastOrphanScan time.Time // guarded by gcMu
 
@@ -316,6 +320,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	cfg.Compaction.setDefaults(cfg.ReadChunkBytes)
 	m := newMetrics(cfg.Metrics)
 	l := &Log{
 		decompress: semaphore.NewWeighted(cfg.MaxDecompressBytes),
@@ -328,6 +333,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		spaceFreed: make(chan struct{}),
 		kick:       make(chan struct{}, 1),
 		commitQ:    make(chan *sealed, 1024),
+		compaction: newCompactor(cfg.Metrics),
 	}
 	var boot [6]byte
 	if _, err := crand.Read(boot[:]); err != nil {
@@ -350,6 +356,10 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if cfg.GCInterval > 0 {
 		l.wg.Add(1)
 		go l.gcLoop(cfg.GCInterval)
+	}
+	if cfg.Compaction.Interval > 0 {
+		l.wg.Add(1)
+		go l.compactLoop()
 	}
 	return l, nil
 }

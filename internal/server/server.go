@@ -127,6 +127,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		CommitTimeout:      config.CommitTimeout,
 		ProducerExpiration: cfg.ProducerExpiration,
 		VerifyTxn:          verifier.verify,
+		Compaction: partlog.CompactionConfig{
+			Interval: cfg.CompactionInterval, SegmentMaxBytes: cfg.SegmentMaxSize, SegmentMaxAge: cfg.SegmentMaxAge,
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open partition log: %w", err)

@@ -24,6 +24,7 @@ const (
 	OpRenewLeases   Op = "renew_leases"
 	OpReleaseLease  Op = "release_lease"
 	OpCommitObject  Op = "commit_object"
+	OpReplaceIndex  Op = "replace_index"
 	OpCommitted     Op = "committed_objects" // IsObjectCommitted and CommittedObjects
 	OpPutTxn        Op = "put_txn"
 	OpAddTxnOffsets Op = "add_txn_offsets"
@@ -221,6 +222,13 @@ func (s *Store) ReleaseLease(ctx context.Context, tp metadata.TopicPartition, ag
 func (s *Store) CommitObject(ctx context.Context, c metadata.ObjectCommit) error {
 	return s.do(ctx, OpCommitObject, func() error {
 		return s.Store.CommitObject(ctx, c)
+	})
+}
+
+// ReplaceIndex implements metadata.Store.
+func (s *Store) ReplaceIndex(ctx context.Context, r metadata.IndexReplacement) error {
+	return s.do(ctx, OpReplaceIndex, func() error {
+		return s.Store.ReplaceIndex(ctx, r)
 	})
 }
 

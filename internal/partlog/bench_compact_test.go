@@ -1,0 +1,109 @@
+package partlog
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/streamhouse/streamhouse/internal/metadata"
+	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
+	"github.com/streamhouse/streamhouse/internal/objstore"
+)
+
+// BenchmarkCompaction measures object compaction (docs/benchmarks.md):
+//
+//	go test -run '^$' -bench Compaction -benchtime 1x ./internal/partlog
+//
+// 16 partitions are written in flushes that each hold a run of every
+// partition (4 KiB per run), on the local folder store with SQLite. It
+// reports the object-store GETs a cold historical read of one partition
+// costs per MiB before and after compaction (read by a second agent with
+// empty caches, through the chunk cache as in production), and the
+// rewrite rate of the compaction pass.
+func BenchmarkCompaction(b *testing.B) {
+	for range b.N {
+		benchCompaction(b)
+	}
+}
+
+func benchCompaction(b *testing.B) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	local, err := objstore.NewLocal(filepath.Join(dir, "storage"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	bucket := objstore.NewCounting(local)
+	store := metadatatest.OpenSQLite(b)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	open := func(agent string) *Log {
+		l, err := Open(ctx, Config{
+			AgentID: agent, Bucket: bucket, Store: store, Logger: quiet, HotTailBytes: -1,
+			Compaction: CompactionConfig{SegmentMaxBytes: 1 << 20, SegmentMaxAge: time.Hour, MinAge: time.Millisecond},
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = l.Close(ctx) })
+		return l
+	}
+	const partitions, rounds = 16, 256
+	writer := open("writer")
+	topic, err := store.CreateTopic(ctx, metadata.Topic{Name: "history", Partitions: partitions})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for p := range int32(partitions) {
+		if err := writer.Lead(ctx, topic, p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for r := range rounds {
+		var pending []*Appending
+		for p := range int32(partitions) {
+			a, err := writer.AppendAsync(ctx, tpOf(topic, p), mkBatch(b, fmt.Sprintf("%04d-%0400d", r, p), 10), AckDurable)
+			if err != nil {
+				b.Fatal(err)
+			}
+			pending = append(pending, a)
+		}
+		for _, a := range pending {
+			if _, err := a.Wait(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	tp := tpOf(topic, 0)
+	historical := func(agent string) (gets float64, mib float64) {
+		reader := open(agent)
+		before := bucket.Gets()
+		var n int
+		for off, hw := int64(0), int64(-1); hw < 0 || off < hw; {
+			res, err := reader.Read(ctx, tp, off, 1<<20, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n += res.Size
+			off, hw = res.NextOffset, res.HighWatermark
+		}
+		mib = float64(n) / (1 << 20)
+		return float64(bucket.Gets()-before) / mib, mib
+	}
+	getsBefore, mib := historical("reader-before")
+	start := time.Now()
+	st, err := writer.Compact(ctx)
+	if err != nil || st.Segments == 0 {
+		b.Fatalf("compact = %+v, %v", st, err)
+	}
+	elapsed := time.Since(start)
+	getsAfter, _ := historical("reader-after")
+	b.ReportMetric(getsBefore, "GETs/MiB-before")
+	b.ReportMetric(getsAfter, "GETs/MiB-after")
+	b.ReportMetric(float64(st.Bytes)/(1<<20)/elapsed.Seconds(), "rewrite-MiB/s")
+	b.ReportMetric(mib, "MiB-read")
+	b.ReportMetric(float64(st.Entries)/float64(st.Segments), "entries/segment")
+}

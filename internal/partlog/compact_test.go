@@ -1,0 +1,454 @@
+package partlog
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/streamhouse/streamhouse/internal/batch"
+	"github.com/streamhouse/streamhouse/internal/metadata"
+	"github.com/streamhouse/streamhouse/internal/metadata/faulty"
+	"github.com/streamhouse/streamhouse/internal/objstore"
+)
+
+// compactConfig is the test agent's config with compaction as tests want
+// it: runs eligible at once, segments bounded by size only, GC grace short
+// enough to step the clock over.
+func (e *env) compactConfig(agent string, segBytes int64) Config {
+	cfg := e.config(agent)
+	cfg.CommitTimeout = 5 * time.Second
+	cfg.GCGrace = 20 * time.Second
+	cfg.Compaction = CompactionConfig{SegmentMaxBytes: segBytes, SegmentMaxAge: time.Hour, MinAge: time.Millisecond}
+	return cfg
+}
+
+// readBatches reads tp from its log start to its high watermark and
+// returns the batches whole, as stored.
+func readBatches(ctx context.Context, l *Log, tp metadata.TopicPartition) ([][]byte, error) {
+	hw, off, err := l.HighWatermark(ctx, tp)
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	for off < hw {
+		res, err := l.Read(ctx, tp, off, 64<<10, 0)
+		if err != nil {
+			return nil, fmt.Errorf("read %s at %d: %w", tp, off, err)
+		}
+		bs, err := batch.Split(res.Bytes())
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range bs {
+			h, err := batch.ParseHeader(b)
+			if err != nil {
+				return nil, err
+			}
+			if h.LastOffset() < off {
+				continue
+			}
+			if h.BaseOffset != off {
+				return nil, fmt.Errorf("read %s: batch at %d, want %d", tp, h.BaseOffset, off)
+			}
+			out = append(out, slices.Clone(b))
+			off = h.LastOffset() + 1
+		}
+	}
+	return out, nil
+}
+
+// sent is what a producer appended to one partition, as the log must
+// return it: the client's bytes with the base offset and epoch filled in.
+type sent struct {
+	mu      sync.Mutex
+	batches map[metadata.TopicPartition][][]byte
+}
+
+func (s *sent) add(tp metadata.TopicPartition, b []byte, base int64, epoch int32) {
+	c := withEpoch(b, epoch)
+	batch.SetBaseOffset(c, base)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.batches[tp] = append(s.batches[tp], c)
+}
+
+// check fails t unless every partition reads back exactly what was sent.
+func (s *sent) check(t *testing.T, l *Log) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for tp, want := range s.batches {
+		got, err := readBatches(context.Background(), l, tp)
+		if err != nil {
+			t.Fatalf("read back %s: %v", tp, err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d batches, want %d", tp, len(got), len(want))
+		}
+		for i := range got {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Fatalf("%s: batch %d differs from what was sent", tp, i)
+			}
+		}
+	}
+}
+
+// produce appends n small batches round-robin over the topic's
+// partitions, each in its own flush.
+func produce(t *testing.T, l *Log, topic metadata.Topic, s *sent, n int, prefix string) {
+	t.Helper()
+	for i := range n {
+		tp := tpOf(topic, int32(i)%topic.Partitions)
+		b := mkBatch(t, fmt.Sprintf("%s%d", prefix, i), 1+i%3)
+		orig := slices.Clone(b)
+		res, err := l.Append(context.Background(), tp, b, AckDurable)
+		if err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+		epoch, _ := l.LeaderEpoch(tp)
+		s.add(tp, orig, res.BaseOffset, epoch)
+	}
+}
+
+// indexKeys returns every object key tp's index names, and the number of
+// its entries.
+func indexKeys(t *testing.T, store metadata.Store, tps []metadata.TopicPartition) (keys map[string]bool, entries int) {
+	t.Helper()
+	keys = make(map[string]bool)
+	for _, tp := range tps {
+		es, err := store.ListIndex(context.Background(), tp, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries += len(es)
+		for _, e := range es {
+			keys[e.ObjectKey] = true
+		}
+	}
+	return keys, entries
+}
+
+func bucketKeys(t *testing.T, b objstore.Bucket) map[string]bool {
+	t.Helper()
+	keys := make(map[string]bool)
+	err := b.List(context.Background(), "", func(o objstore.ObjectInfo) error {
+		keys[o.Key] = true
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+func partitionsOf(topic metadata.Topic) []metadata.TopicPartition {
+	var tps []metadata.TopicPartition
+	for p := range topic.Partitions {
+		tps = append(tps, tpOf(topic, p))
+	}
+	return tps
+}
+
+// Compaction while a producer appends and a consumer reads: no read
+// fails, everything reads back byte for byte, the index and the bucket
+// shrink, and the replaced objects are deleted once the grace period has
+// passed, never before.
+func TestCompactionUnderLoad(t *testing.T) { onBackends(t, testCompactionUnderLoad) }
+
+func testCompactionUnderLoad(t *testing.T, open storeOpener) {
+	t.Parallel()
+	e := newEnv(t, open, nil)
+	l := e.open(e.compactConfig("a1", 2<<10))
+	topic := e.topic("events", 3, nil)
+	lead(t, l, topic)
+	tps := partitionsOf(topic)
+	ctx := context.Background()
+	s := &sent{batches: make(map[metadata.TopicPartition][][]byte)}
+
+	// Some history first, so the first passes have work.
+	produce(t, l, topic, s, 60, "pre")
+	flushObjects := len(bucketKeys(t, e.bucket))
+
+	var done atomic.Bool
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // consumer: reads every partition from the start, again and again
+		defer wg.Done()
+		for !done.Load() {
+			for _, tp := range tps {
+				if _, err := readBatches(ctx, l, tp); err != nil {
+					t.Errorf("consumer: %v", err)
+					return
+				}
+			}
+		}
+	}()
+	var total CompactionStats
+	go func() { // compaction passes, back to back
+		defer wg.Done()
+		for !done.Load() {
+			st, err := l.Compact(ctx)
+			if err != nil {
+				t.Errorf("compact: %v", err)
+				return
+			}
+			total.Segments += st.Segments
+			total.Entries += st.Entries
+		}
+	}()
+	produce(t, l, topic, s, 150, "live")
+	done.Store(true)
+	wg.Wait()
+	st, err := l.Compact(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total.Segments += st.Segments
+	total.Entries += st.Entries
+	if total.Segments == 0 || total.Entries <= total.Segments {
+		t.Fatalf("compaction wrote %d segments replacing %d entries; want some, each replacing several", total.Segments, total.Entries)
+	}
+	s.check(t, l)
+	refs, entries := indexKeys(t, e.store, tps)
+	if entries >= 210 {
+		t.Errorf("%d index entries after compaction, want fewer than the 210 runs written", entries)
+	}
+
+	// Garbage collection: the replaced objects are kept for the grace
+	// period (readers may hold entries naming them), then deleted; what
+	// the index names is never deleted.
+	before := bucketKeys(t, e.bucket)
+	if gc, err := l.CollectGarbage(ctx); err != nil || gc.Unreferenced != 0 || gc.Marked == 0 {
+		t.Fatalf("first GC = %+v, %v; want objects marked, none deleted", gc, err)
+	}
+	if n := len(bucketKeys(t, e.bucket)); n != len(before) {
+		t.Fatalf("%d objects after the first GC, want all %d kept until the grace period passes", n, len(before))
+	}
+	s.check(t, l)
+	e.clock.Advance(21 * time.Second)
+	if gc, err := l.CollectGarbage(ctx); err != nil || gc.Unreferenced == 0 {
+		t.Fatalf("GC after the grace period = %+v, %v; want replaced objects deleted", gc, err)
+	}
+	after := bucketKeys(t, e.bucket)
+	for k := range refs {
+		if !after[k] {
+			t.Errorf("object %s is in the index but was deleted", k)
+		}
+	}
+	for k := range after {
+		if !refs[k] {
+			t.Errorf("object %s is not in the index but was kept", k)
+		}
+	}
+	if len(after) >= flushObjects+150 {
+		t.Errorf("%d objects after compaction and GC, want fewer than the %d flushes", len(after), flushObjects+150)
+	}
+	s.check(t, l)
+}
+
+// A failure at each step of a rewrite (reading the old runs, writing the
+// segment, the switch refused before it lands, the switch landing with its
+// answer lost) leaves the log readable and complete, and a later pass
+// completes the compaction.
+func TestCompactionFaults(t *testing.T) { onBackends(t, testCompactionFaults) }
+
+func testCompactionFaults(t *testing.T, open storeOpener) {
+	t.Parallel()
+	type step struct {
+		name   string
+		inject func(b *objstore.Faulty, s *faulty.Store)
+		// landed: the switch happened although the pass saw a failure.
+		landed bool
+	}
+	for _, c := range []step{
+		{name: "read old runs", inject: func(b *objstore.Faulty, _ *faulty.Store) {
+			b.Inject(objstore.Fault{Op: objstore.OpGetRange})
+			b.Inject(objstore.Fault{Op: objstore.OpGet})
+		}},
+		{name: "put segment", inject: func(b *objstore.Faulty, _ *faulty.Store) {
+			b.Inject(objstore.Fault{Op: objstore.OpPut})
+		}},
+		{name: "put landed, answer lost", inject: func(b *objstore.Faulty, _ *faulty.Store) {
+			b.Inject(objstore.Fault{Op: objstore.OpPut, AfterWrite: true})
+		}},
+		{name: "switch fails", inject: func(_ *objstore.Faulty, s *faulty.Store) {
+			s.Inject(faulty.Fault{Op: faulty.OpReplaceIndex})
+		}},
+		{name: "switch times out", inject: func(_ *objstore.Faulty, s *faulty.Store) {
+			s.Inject(faulty.Fault{Op: faulty.OpReplaceIndex, Hang: true})
+		}},
+		{name: "switch lands, answer lost", landed: true, inject: func(_ *objstore.Faulty, s *faulty.Store) {
+			s.Inject(faulty.Fault{Op: faulty.OpReplaceIndex, AfterWrite: true})
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			bucket := objstore.NewFaulty(objstore.NewMemory())
+			e := newEnv(t, open, bucket)
+			store := faulty.New(e.store)
+			e.store = store
+			cfg := e.compactConfig("a1", 1<<20)
+			cfg.Compaction.SegmentMaxAge = 1500 * time.Millisecond
+			cfg.CommitTimeout = 500 * time.Millisecond
+			cfg.ReadCacheBytes, cfg.HotTailBytes = -1, -1 // every read of an old run is a GET
+			l := e.open(cfg)
+			topic := e.topic("events", 2, nil)
+			lead(t, l, topic)
+			tps := partitionsOf(topic)
+			s := &sent{batches: make(map[metadata.TopicPartition][][]byte)}
+			produce(t, l, topic, s, 20, "x")
+			_, entriesBefore := indexKeys(t, e.store, tps)
+			// Nothing sealed from now on can join a segment of what is
+			// there: each partition's runs make complete segments.
+			e.clock.Advance(2 * time.Second)
+
+			c.inject(bucket, store)
+			st, err := l.Compact(context.Background())
+			if err != nil {
+				t.Fatalf("compact with a fault: %v", err)
+			}
+			bucket.Clear()
+			store.Clear()
+			store.Release()
+			s.check(t, l)
+			// The in-memory index never keeps an entry the store's index
+			// no longer has (its object is garbage once the grace passes).
+			stored, entries := indexKeys(t, e.store, tps)
+			for _, tp := range tps {
+				l.mu.Lock()
+				part := l.partitions[tp]
+				l.mu.Unlock()
+				mem, _ := part.lookup(0, 1<<20)
+				for _, me := range mem {
+					if !stored[me.ObjectKey] {
+						t.Errorf("%s: in-memory index names %s, which the store's index no longer does", tp, me.ObjectKey)
+					}
+				}
+			}
+			switch {
+			case c.landed && entries >= entriesBefore:
+				t.Errorf("switch landed yet %d entries, had %d", entries, entriesBefore)
+			case !c.landed && st.Conflicts == 0:
+				t.Errorf("pass stats %+v, want the failure counted", st)
+			case !c.landed && entries != entriesBefore:
+				t.Errorf("failed pass changed the index: %d entries, had %d", entries, entriesBefore)
+			}
+			// A later pass completes the compaction.
+			if _, err := l.Compact(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			s.check(t, l)
+			keys, entries := indexKeys(t, e.store, tps)
+			if entries >= entriesBefore {
+				t.Errorf("%d index entries after a clean pass, had %d", entries, entriesBefore)
+			}
+			for k := range keys {
+				if !strings.HasSuffix(k, compactedSuffix) {
+					t.Errorf("index still names flush object %s", k)
+				}
+			}
+			// The pieces a failed step left (an orphan segment, replaced
+			// objects) are garbage collection's, and reads survive it.
+			e.clock.Advance(21 * time.Second)
+			for range 2 {
+				if _, err := l.CollectGarbage(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				e.clock.Advance(21 * time.Second)
+			}
+			s.check(t, l)
+		})
+	}
+}
+
+// OffsetForTime, MaxTimestampOffset and retention work over compacted
+// segments as over flush objects.
+func TestCompactionTimeIndexAndRetention(t *testing.T) {
+	onBackends(t, testCompactionTimeIndexAndRetention)
+}
+
+func testCompactionTimeIndexAndRetention(t *testing.T, open storeOpener) {
+	t.Parallel()
+	e := newEnv(t, open, nil)
+	l := e.open(e.compactConfig("a1", 1<<10))
+	topic := e.topic("events", 1, map[string]string{"retention.ms": "-1"})
+	lead(t, l, topic)
+	tp := tpOf(topic, 0)
+	ctx := context.Background()
+	// Timestamps: old ones (a day and more ago) first, then recent ones.
+	nowMs := e.clock.Now().UnixMilli()
+	var offsets []int64
+	var stamps []int64
+	for i := range 40 {
+		ts := nowMs - 48*3600*1000 + int64(i)*60_000
+		if i >= 20 {
+			ts = nowMs - 3600*1000 + int64(i)*1000
+		}
+		b, err := batch.Build([]batch.Record{{Value: []byte(fmt.Sprint("v", i)), Timestamp: ts}, {Value: []byte("w"), Timestamp: ts + 1}}, batch.DefaultBuildOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := l.Append(ctx, tp, b, AckDurable)
+		if err != nil {
+			t.Fatal(err)
+		}
+		offsets, stamps = append(offsets, res.BaseOffset), append(stamps, ts)
+	}
+	type answer struct {
+		off, ts int64
+		found   bool
+	}
+	query := func() []answer {
+		var out []answer
+		for _, ts := range append(slices.Clone(stamps), stamps[0]-1, stamps[39]+1, stamps[10]+1) {
+			o, t2, ok, err := l.OffsetForTime(ctx, tp, ts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, answer{o, t2, ok})
+		}
+		o, t2, ok, err := l.MaxTimestampOffset(ctx, tp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(out, answer{o, t2, ok})
+	}
+	want := query()
+	if want[5].off != offsets[5] || !want[5].found {
+		t.Fatalf("OffsetForTime before compaction = %+v, want offset %d", want[5], offsets[5])
+	}
+	st, err := l.Compact(ctx)
+	if err != nil || st.Segments == 0 {
+		t.Fatalf("Compact = %+v, %v; want segments written", st, err)
+	}
+	if got := query(); !slices.Equal(got, want) {
+		t.Errorf("time index after compaction = %+v, want %+v", got, want)
+	}
+	// Retention by time: a week keeps everything, a day drops the old
+	// half, segment by segment (never a kept record).
+	topic.Config = map[string]string{"retention.ms": fmt.Sprint(24 * 3600 * 1000)}
+	l.UpdateTopic(topic)
+	if _, err := l.EnforceRetention(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, logStart, err := l.HighWatermark(ctx, tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if logStart == 0 || logStart > offsets[20] {
+		t.Fatalf("log start after retention %d, want above 0 and at most %d (the first recent record)", logStart, offsets[20])
+	}
+	got, err := readBatches(ctx, l, tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := batch.ParseHeader(got[len(got)-1]); h.LastOffset() != offsets[39]+1 {
+		t.Errorf("last batch ends at %d, want %d", h.LastOffset(), offsets[39]+1)
+	}
+}
