@@ -221,5 +221,11 @@ func agentEnv(id, dir, kafkaAddr, bucket string, pg, s3 *proxy, leaseTTL time.Du
 		// runs (and can race slow commits) within a short run.
 		"GC_GRACE_SECS=60",
 		"GC_INTERVAL_SECS=5",
+		// Object compaction every few seconds over small segments, so
+		// index switches race faults, retention, GC and readers
+		// (invariant 11).
+		"COMPACTION_INTERVAL_SECS=3",
+		"SEGMENT_MAX_SIZE=65536",
+		"SEGMENT_MAX_AGE_MS=2000",
 	}
 }
