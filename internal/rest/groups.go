@@ -23,16 +23,16 @@ type groupOffsetJSON struct {
 	Lag             int64  `json:"lag"`
 }
 
-// groupSummaryJSON is one group of GET /api/v1/consumer-groups. topics,
-// partition_count, state and members (a count here) are the original's
-// (its ConsumerGroupInfo and ConsumerGroup models).
+// groupSummaryJSON is one group of GET /api/v1/consumer-groups. topics
+// (by name) and partition_count are the original's (its ConsumerGroupInfo);
+// state is Kafka's group state, as in GET .../{id}. No member count: the
+// original's list had none, and our members is a list.
 type groupSummaryJSON struct {
 	GroupID        string            `json:"group_id" orig:"groupId"`
 	TotalLag       int64             `json:"total_lag" orig:"totalLag"`
 	Topics         []string          `json:"topics"`
 	PartitionCount int               `json:"partition_count" orig:"partitionCount"`
 	State          string            `json:"state"`
-	Members        int               `json:"members"`
 	Partitions     []groupOffsetJSON `json:"partitions"`
 }
 
@@ -140,7 +140,7 @@ func (s *server) listGroups(w http.ResponseWriter, r *http.Request) error {
 		sum := groupSummaryJSON{GroupID: g.Group, TotalLag: g.TotalLag, Topics: topicsOf(g),
 			PartitionCount: len(g.Partitions), State: "Empty", Partitions: toGroupOffsets(g)}
 		if m, ok := s.liveGroup(r.Context(), g.Group); ok {
-			sum.State, sum.Members = m.State, len(m.Members)
+			sum.State = m.State
 		}
 		out = append(out, sum)
 	}
