@@ -488,6 +488,11 @@ func testGroupsReset(t *testing.T, s *server) {
 			t.Fatalf("streamctl -o json %q: %+v, want %+v", c.args, a.Partitions, c.want)
 		}
 	}
+	// The same in the REPL.
+	if r := runCLI(t, s.url, fmt.Sprintf("consumer reset %s -s specific -t %s -p 0 -o 1\n", group, name)); r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("%s  0          4           1", name)) {
+		t.Fatalf("consumer reset -s -o in the REPL: %v", r)
+	}
+	s.ok(t, "consumer", "reset", group, "-s", "latest", "-t", name, "-p", "0")
 	// Global flags before the command keep their meaning.
 	if r := s.run(t, "--output", "json", "-s", "http://ignored:50051", "--api-url", s.url, "consumer", "reset", group, "-s", "earliest", "-t", name, "-p", "0"); r.code != 0 || !strings.Contains(r.stdout, `"new_offset": 0`) {
 		t.Fatalf("global flags before consumer reset: %v", r)
