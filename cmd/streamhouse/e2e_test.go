@@ -105,7 +105,7 @@ func TestEndToEnd(t *testing.T) {
 				{"POST", "/api/v1/sql", map[string]any{"query": "SELECT FROM WHERE"}, 400},
 				{"POST", "/api/v1/topics", map[string]any{"name": "tmp", "partitions": 1}, 201},
 				{"DELETE", "/api/v1/topics/tmp", nil, 204},
-				{"DELETE", "/api/v1/consumer-groups/g1", nil, 204},
+				{"DELETE", "/api/v1/consumer-groups/g1", nil, 200},
 				// Bad input.
 				{"POST", "/api/v1/produce", map[string]any{"topic": "nope", "value": "x"}, 404},
 				{"POST", "/api/v1/produce", map[string]any{"topic": "events", "value": "x", "partition": -1}, 400},

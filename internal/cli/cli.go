@@ -167,7 +167,7 @@ func (s *session) execute(ctx context.Context, args []string) result {
 	if args == nil {
 		args = []string{} // cobra reads os.Args for nil
 	}
-	root.SetArgs(args)
+	root.SetArgs(originalConsumerFlags(args))
 	root.SetIn(s.stdin)
 	root.SetOut(s.stdout)
 	root.SetErr(s.stderr)

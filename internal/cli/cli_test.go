@@ -411,8 +411,8 @@ func testGroupsOffsets(t *testing.T, s *server) {
 	}
 	var lag groupLagAnswer
 	s.jsonOut(t, &lag, "consumer", "lag", group)
-	if lag.GroupID != group || lag.TotalLag != 2 || lag.PartitionCount != 2 || len(lag.Topics) != 1 ||
-		lag.Topics[0].TotalLag != 2 || len(lag.Topics[0].Partitions) != 2 || lag.Topics[0].Partitions[0].Lag != 2 {
+	if lag.GroupID != group || lag.TotalLag != 2 || lag.PartitionCount != 2 || len(lag.TopicLags) != 1 ||
+		lag.TopicLags[0].TotalLag != 2 || len(lag.TopicLags[0].Partitions) != 2 || lag.TopicLags[0].Partitions[0].Lag != 2 {
 		t.Fatalf("consumer lag -o json: %+v", lag)
 	}
 
@@ -468,7 +468,52 @@ func testGroupsReset(t *testing.T, s *server) {
 		t.Fatalf("lag after the resets: %+v", lag)
 	}
 
-	s.fails(t, 2, "consumer reset: missing --strategy", "consumer", "reset", group)
+	// The original streamctl's flags: after "consumer reset", -s is
+	// --strategy and -o --offset; the strategy defaults to earliest; seek
+	// takes an ISO 8601 time.
+	for _, c := range []struct {
+		args []string
+		want movedOffset
+	}{
+		{[]string{"consumer", "reset", group, "-s", "specific", "-t", name, "-p", "0", "-o", "3"}, movedOffset{name, 0, 0, 3}},
+		{[]string{"consumer", "reset", group, "-t", name, "-p", "0"}, movedOffset{name, 0, 3, 0}},
+		{[]string{"consumer", "reset", group, "-slatest", "--topic", name, "-p", "0"}, movedOffset{name, 0, 0, 4}},
+		{[]string{"consumer", "reset", group, "-s=specific", "-t", name, "-p", "0", "-o=1"}, movedOffset{name, 0, 4, 1}},
+		{[]string{"consumer", "reset", group, "--strategy", "specific", "-t", name, "-p", "0", "--offset", "2"}, movedOffset{name, 0, 1, 2}},
+		{[]string{"consumer", "seek", group, "-t", name, "-p", "0", "--timestamp", "2000-01-15T10:00:00Z"}, movedOffset{name, 0, 2, 0}},
+		{[]string{"consumer", "seek", group, "-t", name, "-p", "0", "--timestamp", time.Now().Add(24 * time.Hour).UTC().Format("2006-01-02T15:04:05")}, movedOffset{name, 0, 0, 4}},
+	} {
+		s.jsonOut(t, &a, c.args...)
+		if !slices.Equal(a.Partitions, []movedOffset{c.want}) {
+			t.Fatalf("streamctl -o json %q: %+v, want %+v", c.args, a.Partitions, c.want)
+		}
+	}
+	// The same in the REPL.
+	if r := runCLI(t, s.url, fmt.Sprintf("consumer reset %s -s specific -t %s -p 0 -o 1\n", group, name)); r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("%s  0          4           1", name)) {
+		t.Fatalf("consumer reset -s -o in the REPL: %v", r)
+	}
+	s.ok(t, "consumer", "reset", group, "-s", "latest", "-t", name, "-p", "0")
+	// Global flags before the command keep their meaning.
+	if r := s.run(t, "--output", "json", "-s", "http://ignored:50051", "--api-url", s.url, "consumer", "reset", group, "-s", "earliest", "-t", name, "-p", "0"); r.code != 0 || !strings.Contains(r.stdout, `"new_offset": 0`) {
+		t.Fatalf("global flags before consumer reset: %v", r)
+	}
+	s.fails(t, 2, `--timestamp "yesterday" is neither`, "consumer", "seek", group, "-t", name, "--timestamp", "yesterday")
+	s.fails(t, 2, `invalid argument "json" for "--offset"`, "consumer", "reset", group, "-s", "specific", "-o", "json")
+
+	// delete: --force (-f) required, as the original asked without it.
+	s.fails(t, 2, "add --force", "consumer", "delete", group)
+	if out := s.ok(t, "consumer", "delete", group, "-f"); out != fmt.Sprintf("Deleted consumer group %q (committed offsets of 2 partitions).\n", group) {
+		t.Fatalf("consumer delete: %q", out)
+	}
+	s.fails(t, 1, "does not exist", "consumer", "delete", group, "--force")
+	var del groupDeleted
+	gone := uniq("gone")
+	s.ok(t, "offset", "commit", "--group", gone, "--topic", name, "--partition", "1", "--offset", "0")
+	s.jsonOut(t, &del, "consumer", "delete", gone, "--force")
+	if del.GroupID != gone || del.PartitionsDeleted != 1 {
+		t.Fatalf("consumer delete -o json: %+v", del)
+	}
+
 	s.fails(t, 2, "consumer reset: missing --offset", "consumer", "reset", group, "--strategy", "specific")
 	s.fails(t, 2, "consumer reset: missing --timestamp", "consumer", "reset", group, "--strategy", "timestamp")
 	s.fails(t, 2, "consumer seek: missing --topic, --timestamp", "consumer", "seek", group)

@@ -147,7 +147,7 @@ func (inv *invocation) consumerCmd() *cobra.Command {
 		},
 	}
 	return group("consumer", "Inspect consumer groups and move their offsets", list, get,
-		inv.consumerLagCmd(groupArg), inv.consumerResetCmd(groupArg), inv.consumerSeekCmd(groupArg))
+		inv.consumerLagCmd(groupArg), inv.consumerResetCmd(groupArg), inv.consumerSeekCmd(groupArg), inv.consumerDeleteCmd(groupArg))
 }
 
 func (inv *invocation) offsetCmd() *cobra.Command {

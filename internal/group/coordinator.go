@@ -20,7 +20,8 @@
 // unchanged.
 //
 // Locking: one mutex guards every group. Nothing under it does I/O or
-// blocks: loads happen before it is taken, saves after it is released. Requests that must wait (a JoinGroup for the barrier, a
+// blocks (but the admin offset commit of CommitValidated, bounded by its
+// deadline): loads happen before it is taken, saves after it is released. Requests that must wait (a JoinGroup for the barrier, a
 // follower's SyncGroup for the leader) park on a buffered channel of their
 // own outside the lock, and are answered by whichever call or timer
 // completes their step. Timers (join barrier, initial rebalance delay,

@@ -139,6 +139,30 @@ func (c *Coordinator) ValidateCommit(ctx context.Context, groupID string, genera
 	return fence, res
 }
 
+// CommitValidated is ValidateCommit and the write under one hold of the
+// group's lock: write runs with the fence only when the commit is
+// accepted, before the lock is released, so no member can join between
+// the check and the write (Kafka holds the group lock across both). It
+// returns ValidateCommit's verdict; write reports its own outcome. The one
+// write made under the lock (an exception to "nothing under it does
+// I/O"): for admin commits, which are rare, and write must be bounded by
+// a deadline.
+func (c *Coordinator) CommitValidated(ctx context.Context, groupID string, generation int32, memberID, instanceID string, write func(fence metadata.GroupFence)) error {
+	if groupID == "" {
+		return kerr.InvalidGroupID
+	}
+	var res error
+	err := c.withGroup(ctx, groupID, false, func(g *group, f metadata.GroupFence) {
+		if res = validateCommit(g, generation, memberID, instanceID); res == nil {
+			write(f)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return res
+}
+
 func validateCommit(g *group, generation int32, memberID, instanceID string) error {
 	if g == nil {
 		if generation < 0 {

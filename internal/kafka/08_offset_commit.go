@@ -72,13 +72,21 @@ func handleOffsetCommit(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.R
 		setAll(code)
 		return resp, nil
 	}
-	fence, err := s.groups.ValidateCommit(ctx, req.Group, req.Generation, req.MemberID, deref(req.InstanceID))
-	if errors.Is(err, kerr.GroupIDNotFound) && req.Version < 9 {
-		err = kerr.IllegalGeneration
-	}
-	if err != nil {
-		setAll(errorCode(err))
-		return resp, nil
+	// An admin commit (generation -1, no member) is checked and written
+	// under one hold of the group's lock, so no member joins in between;
+	// a member's is checked first (its generation fences it).
+	admin := req.Generation < 0 && req.MemberID == "" && deref(req.InstanceID) == ""
+	var fence metadata.GroupFence
+	if !admin {
+		var err error
+		fence, err = s.groups.ValidateCommit(ctx, req.Group, req.Generation, req.MemberID, deref(req.InstanceID))
+		if errors.Is(err, kerr.GroupIDNotFound) && req.Version < 9 {
+			err = kerr.IllegalGeneration
+		}
+		if err != nil {
+			setAll(errorCode(err))
+			return resp, nil
+		}
 	}
 
 	var commits []broker.OffsetCommit
@@ -99,7 +107,27 @@ func handleOffsetCommit(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.R
 	if len(commits) == 0 {
 		return resp, nil
 	}
-	if err := s.broker.CommitGroupOffsets(ctx, fence, req.Group, commits); err != nil {
+	var err error
+	if admin {
+		wctx, cancel := ctx, context.CancelFunc(func() {})
+		if _, ok := ctx.Deadline(); !ok {
+			wctx, cancel = context.WithTimeout(ctx, broker.ForwardTimeout)
+		}
+		var werr error
+		err = s.groups.CommitValidated(wctx, req.Group, req.Generation, "", "", func(f metadata.GroupFence) {
+			werr = s.broker.CommitGroupOffsets(wctx, f, req.Group, commits)
+		})
+		cancel()
+		if err != nil {
+			// Refused: the partitions without an error of their own get it.
+			setAll(errorCode(err))
+			return resp, nil
+		}
+		err = werr
+	} else {
+		err = s.broker.CommitGroupOffsets(ctx, fence, req.Group, commits)
+	}
+	if err != nil {
 		s.log.Warn("offset commit failed", "group", req.Group, "err", err)
 		code := errorCode(err)
 		if errors.Is(err, broker.ErrNotCoordinator) {

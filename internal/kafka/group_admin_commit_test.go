@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamhouse/streamhouse/internal/broker"
@@ -82,6 +83,38 @@ func TestAdminCommitOffsets(t *testing.T) {
 		err := admin(s).AdminCommitOffsets(ctx, group, []broker.OffsetCommit{{Topic: "ac", Partition: 0, Offset: 0, LeaderEpoch: -1}})
 		if !errors.Is(err, broker.ErrGroupNotEmpty) {
 			t.Fatalf("%s: admin commit to a group with a member: %v", s.broker.AgentID(), err)
+		}
+	}
+
+	// agent-2's Kafka listener is gone while it still holds the group's
+	// slot: agent-1's forward fails in transport, which is
+	// ErrNotCoordinator (REST answers 503, retry), within the bound.
+	if err := s2.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer dcancel()
+	err = admin(s1).AdminCommitOffsets(dctx, group, []broker.OffsetCommit{{Topic: "ac", Partition: 0, Offset: 0, LeaderEpoch: -1}})
+	if !errors.Is(err, broker.ErrNotCoordinator) {
+		t.Fatalf("admin commit with the coordinator unreachable: %v", err)
+	}
+}
+
+// The coordinator's refusals map to the broker's errors.
+func TestAdminCommitErr(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		in, want error
+	}{
+		{kerr.UnknownTopicID, broker.ErrUnknownTopic},
+		{kerr.UnknownTopicOrPartition, broker.ErrUnknownPartition},
+		{kerr.UnknownMemberID, broker.ErrGroupNotEmpty},
+		{kerr.RebalanceInProgress, broker.ErrGroupNotEmpty},
+		{kerr.NotCoordinator, broker.ErrNotCoordinator},
+		{kerr.CoordinatorNotAvailable, broker.ErrNotCoordinator},
+	} {
+		if err := adminCommitErr("g", c.in); !errors.Is(err, c.want) {
+			t.Errorf("adminCommitErr(%v) = %v, want %v", c.in, err, c.want)
 		}
 	}
 }

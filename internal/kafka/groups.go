@@ -13,6 +13,7 @@ import (
 
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/group"
+	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
 // Shared by the group coordinator's API files (08-16, 42, 47). The
@@ -74,24 +75,47 @@ var _ broker.GroupOffsetAdmin = groupMembers{}
 // AdminCommitOffsets implements broker.GroupOffsetAdmin for front ends
 // that reset a group's offsets (REST): the commit is the one an admin
 // tool's OffsetCommit makes (generation -1, no member id), validated by
-// the group's coordinator here when this agent coordinates the group, else
-// sent as that OffsetCommit to the agent that does.
+// the group's coordinator here when this agent coordinates the group (the
+// check that the group has no members and the write under one hold of
+// the group's lock), else sent as that OffsetCommit to the agent that
+// does. Bounded by broker.ForwardTimeout when ctx has no deadline; an
+// unreachable coordinator is broker.ErrNotCoordinator (retry).
 func (g groupMembers) AdminCommitOffsets(ctx context.Context, id string, commits []broker.OffsetCommit) error {
 	s := g.s
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, broker.ForwardTimeout)
+		defer cancel()
+	}
 	b, self, ok := s.groupCoordinator(ctx, id)
 	switch {
 	case !ok:
 		return fmt.Errorf("group %s: no agent coordinates it now: %w", id, broker.ErrNotCoordinator)
 	case self:
-		fence, err := s.groups.ValidateCommit(ctx, id, -1, "", "")
+		var werr error
+		err := s.groups.CommitValidated(ctx, id, -1, "", "", func(fence metadata.GroupFence) {
+			werr = s.broker.CommitGroupOffsets(ctx, fence, id, commits)
+		})
 		if err != nil {
 			return adminCommitErr(id, err)
 		}
-		return s.broker.CommitGroupOffsets(ctx, fence, id, commits)
+		return werr
+	}
+	// The topics' IDs (OffsetCommit v10 names topics by ID), before
+	// reaching out.
+	ids := make(map[string][16]byte)
+	for _, c := range commits {
+		if _, seen := ids[c.Topic]; !seen {
+			topic, err := s.broker.Topic(ctx, c.Topic)
+			if err != nil {
+				return err
+			}
+			ids[c.Topic] = [16]byte(topic.ID)
+		}
 	}
 	cl, err := s.broker.KafkaClient(net.JoinHostPort(b.host, strconv.Itoa(int(b.port))))
 	if err != nil {
-		return fmt.Errorf("group %s: reach its coordinator: %w", id, err)
+		return fmt.Errorf("group %s: reach its coordinator: %w: %w", id, broker.ErrNotCoordinator, err)
 	}
 	req := kmsg.NewPtrOffsetCommitRequest()
 	req.Group, req.Generation = id, -1
@@ -101,12 +125,8 @@ func (g groupMembers) AdminCommitOffsets(ctx context.Context, id string, commits
 		if !seen {
 			i = len(req.Topics)
 			at[c.Topic] = i
-			topic, err := s.broker.Topic(ctx, c.Topic)
-			if err != nil {
-				return err
-			}
 			t := kmsg.NewOffsetCommitRequestTopic()
-			t.Topic, t.TopicID = c.Topic, topic.ID // v10 names topics by ID
+			t.Topic, t.TopicID = c.Topic, ids[c.Topic]
 			req.Topics = append(req.Topics, t)
 		}
 		p := kmsg.NewOffsetCommitRequestTopicPartition()
@@ -118,7 +138,7 @@ func (g groupMembers) AdminCommitOffsets(ctx context.Context, id string, commits
 	}
 	kresp, err := cl.SeedBrokers()[0].Request(ctx, req)
 	if err != nil {
-		return fmt.Errorf("group %s: commit at its coordinator: %w", id, err)
+		return fmt.Errorf("group %s: commit at its coordinator: %w: %w", id, broker.ErrNotCoordinator, err)
 	}
 	for _, t := range kresp.(*kmsg.OffsetCommitResponse).Topics {
 		for _, p := range t.Partitions {
@@ -140,6 +160,8 @@ func adminCommitErr(id string, err error) error {
 		return fmt.Errorf("group %s: %w: %w", id, broker.ErrNotCoordinator, err)
 	case errors.Is(err, kerr.UnknownTopicOrPartition):
 		return fmt.Errorf("group %s: %w: %w", id, broker.ErrUnknownPartition, err)
+	case errors.Is(err, kerr.UnknownTopicID):
+		return fmt.Errorf("group %s: %w: %w", id, broker.ErrUnknownTopic, err)
 	}
 	return fmt.Errorf("group %s: commit offsets: %w", id, err)
 }

@@ -27,28 +27,41 @@ type topicLagJSON struct {
 	Partitions []groupOffsetJSON `json:"partitions"`
 }
 
-// lagJSON is GET /api/v1/consumer-groups/{id}/lag: the group's lag by
-// topic, over the partitions it committed offsets for.
+// lagJSON is GET /api/v1/consumer-groups/{id}/lag: the group's lag,
+// over the partitions it committed offsets for. topics is the original's:
+// the topics' names; topic_lags is the lag by topic.
 type lagJSON struct {
 	GroupID        string         `json:"group_id" orig:"groupId"`
 	TotalLag       int64          `json:"total_lag" orig:"totalLag"`
 	PartitionCount int            `json:"partition_count" orig:"partitionCount"`
-	Topics         []topicLagJSON `json:"topics"`
+	Topics         []string       `json:"topics"`
+	TopicLags      []topicLagJSON `json:"topic_lags" orig:"topicLags"`
 }
 
 // movedJSON is one partition whose committed offset a reset or seek
-// moved. old_offset is -1 when the group had committed none.
+// moved. old_offset is -1 when the group had committed none; oldOffset,
+// the original's (unsigned there), is 0 then. timestamp_found (reset by
+// time and seek) is the timestamp of the record at the new offset, -1 when
+// no record is that recent.
 type movedJSON struct {
-	Topic     string `json:"topic"`
-	Partition int32  `json:"partition" orig:"partitionId"`
-	OldOffset int64  `json:"old_offset" orig:"oldOffset"`
-	NewOffset int64  `json:"new_offset" orig:"newOffset"`
+	Topic          string `json:"topic"`
+	Partition      int32  `json:"partition" orig:"partitionId"`
+	OldOffset      int64  `json:"old_offset"`
+	OrigOldOffset  int64  `json:"oldOffset"`
+	NewOffset      int64  `json:"new_offset" orig:"newOffset"`
+	TimestampFound *int64 `json:"timestamp_found,omitempty" orig:"timestampFound"`
 }
 
-// resetJSON answers POST .../reset and .../seek.
+// resetJSON answers POST .../reset and .../seek: ours (group_id,
+// partitions) and the original's (success, partitionsReset for a reset or
+// partitionsUpdated for a seek, details), each partition in both lists.
 type resetJSON struct {
-	GroupID    string      `json:"group_id" orig:"groupId"`
-	Partitions []movedJSON `json:"partitions"`
+	Success           bool        `json:"success"`
+	GroupID           string      `json:"group_id" orig:"groupId"`
+	PartitionsReset   *int        `json:"partitions_reset,omitempty" orig:"partitionsReset"`
+	PartitionsUpdated *int        `json:"partitions_updated,omitempty" orig:"partitionsUpdated"`
+	Partitions        []movedJSON `json:"partitions"`
+	Details           []movedJSON `json:"details"`
 }
 
 func (v topicLagJSON) MarshalJSON() ([]byte, error) { return marshalWithOriginal(v) }
@@ -76,14 +89,17 @@ func (s *server) groupLag(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := lagJSON{GroupID: gl.Group, TotalLag: gl.TotalLag, PartitionCount: len(gl.Partitions), Topics: []topicLagJSON{}}
-	for _, o := range toGroupOffsets(gl) {
-		if n := len(out.Topics); n == 0 || out.Topics[n-1].Topic != o.Topic {
-			out.Topics = append(out.Topics, topicLagJSON{Topic: o.Topic})
+	out := lagJSON{GroupID: gl.Group, TotalLag: gl.TotalLag, PartitionCount: len(gl.Partitions),
+		Topics: topicsOf(gl), TopicLags: []topicLagJSON{}}
+	for _, name := range out.Topics {
+		t := topicLagJSON{Topic: name}
+		for _, o := range toGroupOffsets(gl) {
+			if o.Topic == name {
+				t.TotalLag += o.Lag
+				t.Partitions = append(t.Partitions, o)
+			}
 		}
-		t := &out.Topics[len(out.Topics)-1]
-		t.TotalLag += o.Lag
-		t.Partitions = append(t.Partitions, o)
+		out.TopicLags = append(out.TopicLags, t)
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -132,7 +148,7 @@ func (s *server) resetGroup(w http.ResponseWriter, r *http.Request) error {
 	case strategy != resetTimestamp && req.Timestamp != nil:
 		return badRequest("timestamp is only for strategy timestamp")
 	}
-	return s.moveOffsets(w, r, strategy, req)
+	return s.moveOffsets(w, r, strategy, false, req)
 }
 
 func (s *server) seekGroup(w http.ResponseWriter, r *http.Request) error {
@@ -148,12 +164,12 @@ func (s *server) seekGroup(w http.ResponseWriter, r *http.Request) error {
 	case req.Timestamp == nil:
 		return badRequest("timestamp (ms since the epoch) is required")
 	}
-	return s.moveOffsets(w, r, resetTimestamp, req)
+	return s.moveOffsets(w, r, resetTimestamp, true, req)
 }
 
 // moveOffsets commits the offsets strategy picks for the partitions req
 // names, and answers each partition's old and new offset.
-func (s *server) moveOffsets(w http.ResponseWriter, r *http.Request, strategy string, req resetRequest) error {
+func (s *server) moveOffsets(w http.ResponseWriter, r *http.Request, strategy string, seek bool, req resetRequest) error {
 	ctx, id := r.Context(), r.PathValue("id")
 	switch {
 	case req.Topic != nil && *req.Topic == "":
@@ -167,7 +183,15 @@ func (s *server) moveOffsets(w http.ResponseWriter, r *http.Request, strategy st
 	case req.Timestamp != nil && *req.Timestamp < 0:
 		return badRequest("timestamp %d is negative; give ms since the epoch", *req.Timestamp)
 	}
-	gl, err := s.describeGroup(ctx, id)
+	gl, err := s.b.DescribeGroupLag(ctx, id)
+	switch {
+	case errors.Is(err, broker.ErrUnknownGroup) && req.Topic != nil:
+		// Never committed: the named topic's partitions have no old
+		// offsets, and the commit creates the group, as Kafka's does.
+		gl, err = broker.GroupLag{Group: id}, nil
+	case err != nil:
+		gl, err = s.describeGroup(ctx, id) // live members without offsets yet, else 404
+	}
 	if err != nil {
 		return err
 	}
@@ -204,10 +228,10 @@ func (s *server) moveOffsets(w http.ResponseWriter, r *http.Request, strategy st
 		targets = []tp{{*req.Topic, *req.Partition}}
 	}
 
-	out := resetJSON{GroupID: id, Partitions: make([]movedJSON, 0, len(targets))}
+	out := resetJSON{Success: true, GroupID: id, Partitions: make([]movedJSON, 0, len(targets))}
 	commits := make([]broker.OffsetCommit, 0, len(targets))
 	for _, t := range targets {
-		next, err := s.resetOffset(ctx, strategy, t.topic, t.partition, req)
+		next, found, err := s.resetOffset(ctx, strategy, t.topic, t.partition, req)
 		gone := errors.Is(err, broker.ErrUnknownTopic) || errors.Is(err, broker.ErrUnknownPartition)
 		switch {
 		case gone && req.Topic == nil:
@@ -218,11 +242,14 @@ func (s *server) moveOffsets(w http.ResponseWriter, r *http.Request, strategy st
 		if err != nil {
 			return err
 		}
-		prev, ok := old[t]
-		if !ok {
-			prev = -1
+		m := movedJSON{Topic: t.topic, Partition: t.partition, OldOffset: -1, NewOffset: next}
+		if prev, ok := old[t]; ok {
+			m.OldOffset, m.OrigOldOffset = prev, prev
 		}
-		out.Partitions = append(out.Partitions, movedJSON{Topic: t.topic, Partition: t.partition, OldOffset: prev, NewOffset: next})
+		if strategy == resetTimestamp {
+			m.TimestampFound = &found
+		}
+		out.Partitions = append(out.Partitions, m)
 		commits = append(commits, broker.OffsetCommit{Topic: t.topic, Partition: t.partition, Offset: next, LeaderEpoch: -1})
 	}
 	if len(commits) == 0 {
@@ -234,18 +261,26 @@ func (s *server) moveOffsets(w http.ResponseWriter, r *http.Request, strategy st
 		}
 		return err
 	}
+	out.Details = out.Partitions
+	if n := len(out.Partitions); seek {
+		out.PartitionsUpdated = &n
+	} else {
+		out.PartitionsReset = &n
+	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
 // resetOffset is the offset strategy picks in one partition, within the
-// partition's log start offset and high watermark.
-func (s *server) resetOffset(ctx context.Context, strategy, topic string, partition int32, req resetRequest) (int64, error) {
+// partition's log start offset and high watermark, and for strategy
+// timestamp the timestamp of the record found (-1: none that recent).
+func (s *server) resetOffset(ctx context.Context, strategy, topic string, partition int32, req resetRequest) (next, found int64, err error) {
 	logStart, hw, err := s.b.Offsets(ctx, topic, partition)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	next := hw
+	found = -1
+	next = hw
 	switch strategy {
 	case resetEarliest:
 		next = logStart
@@ -254,15 +289,15 @@ func (s *server) resetOffset(ctx context.Context, strategy, topic string, partit
 	case resetTimestamp:
 		// ListOffsets' rule: the first offset at or after the time; none
 		// that recent, the high watermark.
-		off, _, found, err := s.b.OffsetForTime(ctx, topic, partition, *req.Timestamp)
+		off, ts, ok, err := s.b.OffsetForTime(ctx, topic, partition, *req.Timestamp)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		if found {
-			next = off
+		if ok {
+			next, found = off, ts
 		}
 	}
-	return min(max(next, logStart), hw), nil
+	return min(max(next, logStart), hw), found, nil
 }
 
 // adminCommit commits through the group's coordinator when there is one

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 
 	"github.com/streamhouse/streamhouse/internal/broker"
 )
@@ -22,11 +23,25 @@ type groupOffsetJSON struct {
 	Lag             int64  `json:"lag"`
 }
 
-// groupSummaryJSON is one group of GET /api/v1/consumer-groups.
+// groupSummaryJSON is one group of GET /api/v1/consumer-groups. topics
+// (by name) and partition_count are the original's (its ConsumerGroupInfo);
+// state is Kafka's group state, as in GET .../{id}. No member count: the
+// original's list had none, and our members is a list.
 type groupSummaryJSON struct {
-	GroupID    string            `json:"group_id" orig:"groupId"`
-	TotalLag   int64             `json:"total_lag" orig:"totalLag"`
-	Partitions []groupOffsetJSON `json:"partitions"`
+	GroupID        string            `json:"group_id" orig:"groupId"`
+	TotalLag       int64             `json:"total_lag" orig:"totalLag"`
+	Topics         []string          `json:"topics"`
+	PartitionCount int               `json:"partition_count" orig:"partitionCount"`
+	State          string            `json:"state"`
+	Partitions     []groupOffsetJSON `json:"partitions"`
+}
+
+// groupDeletedJSON answers DELETE /api/v1/consumer-groups/{id}, as the
+// original did.
+type groupDeletedJSON struct {
+	Success           bool   `json:"success"`
+	GroupID           string `json:"group_id" orig:"groupId"`
+	PartitionsDeleted int    `json:"partitions_deleted" orig:"partitionsDeleted"`
 }
 
 // memberJSON is one member of a group (filled by the Kafka group
@@ -64,12 +79,24 @@ func (v groupSummaryJSON) MarshalJSON() ([]byte, error) { return marshalWithOrig
 func (v memberJSON) MarshalJSON() ([]byte, error)       { return marshalWithOriginal(v) }
 func (v groupJSON) MarshalJSON() ([]byte, error)        { return marshalWithOriginal(v) }
 func (v committedJSON) MarshalJSON() ([]byte, error)    { return marshalWithOriginal(v) }
+func (v groupDeletedJSON) MarshalJSON() ([]byte, error) { return marshalWithOriginal(v) }
 
 func toGroupOffsets(gl broker.GroupLag) []groupOffsetJSON {
 	out := make([]groupOffsetJSON, 0, len(gl.Partitions))
 	for _, p := range gl.Partitions {
 		out = append(out, groupOffsetJSON{Topic: p.Topic, Partition: p.Partition,
 			CommittedOffset: p.Committed, HighWatermark: p.HighWatermark, Lag: p.Lag})
+	}
+	return out
+}
+
+// topicsOf is the topics a group committed offsets in, in order.
+func topicsOf(gl broker.GroupLag) []string {
+	out := []string{}
+	for _, p := range gl.Partitions {
+		if !slices.Contains(out, p.Topic) {
+			out = append(out, p.Topic)
+		}
 	}
 	return out
 }
@@ -110,7 +137,12 @@ func (s *server) listGroups(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := make([]groupSummaryJSON, 0, len(groups))
 	for _, g := range groups {
-		out = append(out, groupSummaryJSON{GroupID: g.Group, TotalLag: g.TotalLag, Partitions: toGroupOffsets(g)})
+		sum := groupSummaryJSON{GroupID: g.Group, TotalLag: g.TotalLag, Topics: topicsOf(g),
+			PartitionCount: len(g.Partitions), State: "Empty", Partitions: toGroupOffsets(g)}
+		if m, ok := s.liveGroup(r.Context(), g.Group); ok {
+			sum.State = m.State
+		}
+		out = append(out, sum)
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -153,17 +185,22 @@ func (s *server) getGroup(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// deleteGroup answers 204 No Content.
+// deleteGroup answers 200 with the number of partitions the group had
+// committed offsets for, as the original did.
 func (s *server) deleteGroup(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	if m, ok := s.liveGroup(r.Context(), id); ok && len(m.Members) > 0 {
 		return &apiError{status: http.StatusConflict, code: codeConflict,
 			msg: sprintf("consumer group %q has %d active members; stop them before deleting it", id, len(m.Members))}
 	}
+	gl, err := s.b.DescribeGroupLag(r.Context(), id)
+	if err != nil {
+		return groupErr(id, err)
+	}
 	if err := s.b.DeleteGroup(r.Context(), id); err != nil {
 		return groupErr(id, err)
 	}
-	w.WriteHeader(http.StatusNoContent)
+	writeJSON(w, http.StatusOK, groupDeletedJSON{Success: true, GroupID: id, PartitionsDeleted: len(gl.Partitions)})
 	return nil
 }
 

@@ -77,9 +77,14 @@ func TestConsumerGroups(t *testing.T) {
 	if len(list) != 2 || list[0]["group_id"] != "audit" || list[1]["group_id"] != "billing" {
 		t.Fatalf("list %v", list)
 	}
-	checkKeys(t, list[1], "group_id", "groupId", "total_lag", "totalLag", "partitions")
+	checkKeys(t, list[1], "group_id", "groupId", "total_lag", "totalLag", "topics", "partition_count", "partitionCount", "state", "partitions")
 	if num(t, list[0], "total_lag") != 0 || num(t, list[1], "total_lag") != 3 {
 		t.Fatalf("list lags %v", list)
+	}
+	// The original's fields: topics by name, partitionCount; and the state.
+	if !reflect.DeepEqual(list[1]["topics"], []any{"g"}) || num(t, list[1], "partitionCount") != 2 ||
+		list[1]["state"] != "Empty" || list[1]["members"] != nil || num(t, list[0], "partitionCount") != 1 {
+		t.Fatalf("list in the original's fields %v", list)
 	}
 
 	committed := array(t, e.must(e.get("/api/v1/consumer-groups/billing/offsets"), http.StatusOK).body)
@@ -92,9 +97,10 @@ func TestConsumerGroups(t *testing.T) {
 		t.Fatalf("offsets %v", committed)
 	}
 
-	r = e.must(e.do(http.MethodDelete, "/api/v1/consumer-groups/billing", "", ""), http.StatusNoContent)
-	if len(r.body) != 0 {
-		t.Fatalf("delete body %q", r.body)
+	r = e.must(e.do(http.MethodDelete, "/api/v1/consumer-groups/billing", "", ""), http.StatusOK)
+	m = object(t, r.body, "success", "group_id", "groupId", "partitions_deleted", "partitionsDeleted")
+	if m["success"] != true || m["groupId"] != "billing" || num(t, m, "partitionsDeleted") != 2 || num(t, m, "partitions_deleted") != 2 {
+		t.Fatalf("delete answer %s", r.body)
 	}
 	checkError(t, e.get("/api/v1/consumer-groups/billing"), http.StatusNotFound, "not_found", `consumer group "billing" does not exist`)
 	checkError(t, e.get("/api/v1/consumer-groups/billing/offsets"), http.StatusNotFound, "not_found", "billing")
@@ -179,9 +185,13 @@ func TestConsumerGroupLag(t *testing.T) {
 		e.must(e.post("/api/v1/consumer-groups/commit", c), http.StatusOK)
 	}
 	body := e.must(e.get("/api/v1/consumer-groups/lag/lag"), http.StatusOK).body
-	m := object(t, body, "group_id", "groupId", "total_lag", "totalLag", "partition_count", "partitionCount", "topics")
+	m := object(t, body, "group_id", "groupId", "total_lag", "totalLag", "partition_count", "partitionCount", "topics", "topic_lags", "topicLags")
 	if m["groupId"] != "lag" || num(t, m, "totalLag") != 7 || num(t, m, "total_lag") != 7 || num(t, m, "partitionCount") != 3 {
 		t.Fatalf("lag %s", body)
+	}
+	// The original's topics: the names.
+	if !reflect.DeepEqual(m["topics"], []any{"a", "b"}) || !reflect.DeepEqual(m["topic_lags"], m["topicLags"]) {
+		t.Fatalf("lag topics %s", body)
 	}
 	type part struct {
 		Partition       int32 `json:"partition"`
@@ -196,7 +206,7 @@ func TestConsumerGroupLag(t *testing.T) {
 		Partitions []part `json:"partitions"`
 	}
 	got := decodeInto[struct {
-		Topics []topic `json:"topics"`
+		Topics []topic `json:"topicLags"`
 	}](t, body).Topics
 	want := []topic{
 		{"a", 5, []part{{0, 0, 2, 7, 5}, {1, 1, 3, 3, 0}}},
@@ -207,7 +217,7 @@ func TestConsumerGroupLag(t *testing.T) {
 	}
 	// A created group without offsets has no lag; an unknown one is 404.
 	e.must(e.post("/api/v1/consumer-groups", `{"group_id":"idle"}`), http.StatusCreated)
-	if body := e.must(e.get("/api/v1/consumer-groups/idle/lag"), http.StatusOK).body; !strings.Contains(string(body), `"topics":[]`) {
+	if body := e.must(e.get("/api/v1/consumer-groups/idle/lag"), http.StatusOK).body; !strings.Contains(string(body), `"topics":[],`) || !strings.Contains(string(body), `"topic_lags":[]`) {
 		t.Fatalf("idle lag %s", body)
 	}
 	checkError(t, e.get("/api/v1/consumer-groups/nope/lag"), http.StatusNotFound, "not_found", `consumer group "nope" does not exist`)
@@ -224,18 +234,35 @@ type moved struct {
 	OrigNew   int64  `json:"newOffset"`
 }
 
-func m(topic string, p int32, old, next int64) moved { return moved{topic, p, old, next, old, next} }
+// m is a moved partition; the original's oldOffset is 0 where ours is
+// -1 (no committed offset).
+func m(topic string, p int32, old, next int64) moved {
+	return moved{topic, p, old, next, max(old, 0), next}
+}
 
+// reset posts a reset or seek and returns its partitions, checking the
+// original's fields: success, partitionsReset (reset) or
+// partitionsUpdated (seek), and details, the same partitions.
 func (e *env) reset(path, body string) []moved {
 	e.t.Helper()
 	r := e.must(e.post(path, body), http.StatusOK)
 	a := decodeInto[struct {
+		Success     bool    `json:"success"`
 		GroupID     string  `json:"group_id"`
 		OrigGroupID string  `json:"groupId"`
 		Partitions  []moved `json:"partitions"`
+		Details     []moved `json:"details"`
 	}](e.t, r.body)
-	if a.GroupID == "" || a.GroupID != a.OrigGroupID {
+	if !a.Success || a.GroupID == "" || a.GroupID != a.OrigGroupID || !reflect.DeepEqual(a.Partitions, a.Details) {
 		e.t.Fatalf("answer %s", r.body)
+	}
+	count, other := "partitionsReset", "partitionsUpdated"
+	if strings.HasSuffix(path, "/seek") {
+		count, other = other, count
+	}
+	raw := decodeInto[map[string]any](e.t, r.body)
+	if n, ok := raw[count].(float64); !ok || int(n) != len(a.Partitions) || raw[other] != nil {
+		e.t.Fatalf("answer without %s: %s", count, r.body)
 	}
 	return a.Partitions
 }
@@ -280,6 +307,10 @@ func TestConsumerGroupReset(t *testing.T) {
 		{"seek", "/api/v1/consumer-groups/g/seek", `{"topic":"r","partition":0,"timestamp":6000}`, []moved{m("r", 0, 2, 5)}},
 		{"seek every partition", "/api/v1/consumer-groups/g/seek", `{"topic":"r","timestamp":9000}`, []moved{m("r", 0, 5, 8), m("r", 1, 4, 0)}}, // partition 1's records are of now
 		{"a topic the group never committed to", path, `{"strategy":"earliest","topic":"other"}`, []moved{m("other", 0, -1, 0)}},
+		// A group that never committed, with a topic named: every
+		// partition of it (or the one named), no old offsets.
+		{"seek a new group", "/api/v1/consumer-groups/fresh/seek", `{"topic":"r","timestamp":9000}`, []moved{m("r", 0, -1, 8), m("r", 1, -1, 0)}},
+		{"reset a new group", "/api/v1/consumer-groups/fresh2/reset", `{"strategy":"latest","topic":"r","partition":1}`, []moved{m("r", 1, -1, 4)}},
 	}
 	for _, s := range steps {
 		if got := e.reset(s.path, s.body); !reflect.DeepEqual(got, s.want) {
@@ -287,6 +318,23 @@ func TestConsumerGroupReset(t *testing.T) {
 		}
 	}
 	// The offsets are committed.
+	// timestampFound: the time of the record at the new offset; -1 when
+	// none is that recent. Not in a reset by another strategy.
+	for ts, want := range map[int64]any{4500: 5000.0, 99999: -1.0} {
+		body := e.must(e.post("/api/v1/consumer-groups/fresh3/seek", fmt.Sprintf(`{"topic":"r","partition":0,"timestamp":%d}`, ts)), http.StatusOK).body
+		d := decodeInto[struct{ Details []map[string]any }](t, body).Details
+		if len(d) != 1 || d[0]["timestampFound"] != want || d[0]["timestamp_found"] != want {
+			t.Fatalf("seek to %d: %s, want timestampFound %v", ts, body, want)
+		}
+	}
+	if body := e.must(e.post("/api/v1/consumer-groups/fresh3/reset", `{"strategy":"latest","topic":"r"}`), http.StatusOK).body; strings.Contains(string(body), "timestampFound") {
+		t.Fatalf("reset to latest: %s", body)
+	}
+	for g, want := range map[string]int64{"fresh": 2, "fresh2": 1} {
+		if offs, err := e.b.GroupOffsets(ctx, g); err != nil || int64(len(offs)) != want {
+			t.Fatalf("group %s committed %v (%v), want %d partitions", g, offs, err, want)
+		}
+	}
 	want := map[string]int64{"r/0": 8, "r/1": 0, "other/0": 0}
 	offs, err := e.b.GroupOffsets(ctx, "g")
 	if err != nil {
@@ -319,7 +367,7 @@ func TestConsumerGroupReset(t *testing.T) {
 		{"seek without topic", "/api/v1/consumer-groups/g/seek", `{"timestamp":1}`, "bad_request", "topic is required"},
 		{"seek without timestamp", "/api/v1/consumer-groups/g/seek", `{"topic":"r"}`, "bad_request", "timestamp"},
 		{"seek with a strategy", "/api/v1/consumer-groups/g/seek", `{"topic":"r","timestamp":1,"strategy":"latest"}`, "bad_request", "use reset"},
-		{"seek unknown group", "/api/v1/consumer-groups/nope/seek", `{"topic":"r","timestamp":1}`, "not_found", "nope"},
+		{"seek unknown group, unknown topic", "/api/v1/consumer-groups/nope/seek", `{"topic":"nada","timestamp":1}`, "not_found", `topic "nada" does not exist`},
 	} {
 		if c.name == "group without offsets" {
 			e.must(e.post("/api/v1/consumer-groups", `{"group_id":"empty"}`), http.StatusCreated)

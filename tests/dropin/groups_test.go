@@ -93,10 +93,11 @@ type (
 // The lag answer in both spellings.
 type (
 	camelLag struct {
-		GroupID        string `json:"groupId"`
-		TotalLag       int64  `json:"totalLag"`
-		PartitionCount int    `json:"partitionCount"`
-		Topics         []struct {
+		GroupID        string   `json:"groupId"`
+		TotalLag       int64    `json:"totalLag"`
+		PartitionCount int      `json:"partitionCount"`
+		Topics         []string `json:"topics"`
+		TopicLags      []struct {
 			Topic      string `json:"topic"`
 			TotalLag   int64  `json:"totalLag"`
 			Partitions []struct {
@@ -105,13 +106,14 @@ type (
 				HighWatermark   int64 `json:"highWatermark"`
 				Lag             int64 `json:"lag"`
 			} `json:"partitions"`
-		} `json:"topics"`
+		} `json:"topicLags"`
 	}
 	snakeLag struct {
-		GroupID        string `json:"group_id"`
-		TotalLag       int64  `json:"total_lag"`
-		PartitionCount int    `json:"partition_count"`
-		Topics         []struct {
+		GroupID        string   `json:"group_id"`
+		TotalLag       int64    `json:"total_lag"`
+		PartitionCount int      `json:"partition_count"`
+		Topics         []string `json:"topics"`
+		TopicLags      []struct {
 			Topic      string `json:"topic"`
 			TotalLag   int64  `json:"total_lag"`
 			Partitions []struct {
@@ -120,9 +122,135 @@ type (
 				HighWatermark   int64 `json:"high_watermark"`
 				Lag             int64 `json:"lag"`
 			} `json:"partitions"`
-		} `json:"topics"`
+		} `json:"topic_lags"`
 	}
 )
+
+// The original's answer models (crates/streamhouse-api/src/models.rs),
+// field for field with its JSON types: usize and u32/u64 as unsigned
+// Go integers, so a negative number fails to decode. originalShape checks
+// that an answer has every one of their fields with that type.
+type (
+	origGroupInfo struct { // GET /api/v1/consumer-groups, one group
+		GroupID        string   `json:"groupId"`
+		Topics         []string `json:"topics"`
+		TotalLag       int64    `json:"totalLag"`
+		PartitionCount uint     `json:"partitionCount"`
+	}
+	origOffsetInfo struct {
+		Topic           string `json:"topic"`
+		PartitionID     uint32 `json:"partitionId"`
+		CommittedOffset uint64 `json:"committedOffset"`
+		HighWatermark   uint64 `json:"highWatermark"`
+		Lag             int64  `json:"lag"`
+	}
+	origGroupDetail struct { // GET /api/v1/consumer-groups/{id}
+		GroupID string           `json:"groupId"`
+		Offsets []origOffsetInfo `json:"offsets"`
+	}
+	origGroupLag struct { // GET .../{id}/lag
+		GroupID        string   `json:"groupId"`
+		TotalLag       int64    `json:"totalLag"`
+		PartitionCount uint     `json:"partitionCount"`
+		Topics         []string `json:"topics"`
+	}
+	origResetDetail struct {
+		Topic     string `json:"topic"`
+		Partition uint32 `json:"partition"`
+		OldOffset uint64 `json:"oldOffset"`
+		NewOffset uint64 `json:"newOffset"`
+	}
+	origResetResponse struct { // POST .../{id}/reset
+		Success         bool              `json:"success"`
+		PartitionsReset uint              `json:"partitionsReset"`
+		Details         []origResetDetail `json:"details"`
+	}
+	origSeekDetail struct {
+		Topic          string `json:"topic"`
+		Partition      uint32 `json:"partition"`
+		OldOffset      uint64 `json:"oldOffset"`
+		NewOffset      uint64 `json:"newOffset"`
+		TimestampFound int64  `json:"timestampFound"`
+	}
+	origSeekResponse struct { // POST .../{id}/seek
+		Success           bool             `json:"success"`
+		PartitionsUpdated uint             `json:"partitionsUpdated"`
+		Details           []origSeekDetail `json:"details"`
+	}
+	origDeleteResponse struct { // DELETE /api/v1/consumer-groups/{id}
+		Success           bool   `json:"success"`
+		GroupID           string `json:"groupId"`
+		PartitionsDeleted uint   `json:"partitionsDeleted"`
+	}
+	origCommitResponse struct { // POST /api/v1/consumer-groups/commit
+		Success bool `json:"success"`
+	}
+)
+
+// original decodes raw as the original's client does into T, after
+// checking that raw has every field of T with T's JSON type.
+func original[T any](t *testing.T, raw []byte) T {
+	t.Helper()
+	var generic any
+	if err := json.Unmarshal(raw, &generic); err != nil {
+		t.Fatalf("decode %s: %v", raw, err)
+	}
+	if err := originalShape(reflect.TypeFor[T](), generic, "answer"); err != nil {
+		t.Fatalf("not the original's %v: %v\n%s", reflect.TypeFor[T](), err, raw)
+	}
+	return decode[T](t, raw)
+}
+
+// originalShape checks v (decoded into any) against the Go type typ: every
+// json-tagged field present, and each value of the JSON kind typ's kind
+// is encoded as.
+func originalShape(typ reflect.Type, v any, at string) error {
+	switch typ.Kind() {
+	case reflect.Struct:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return fmt.Errorf("%s: %T, want an object", at, v)
+		}
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			fv, ok := m[name]
+			if !ok {
+				return fmt.Errorf("%s: no field %q", at, name)
+			}
+			if err := originalShape(f.Type, fv, at+"."+name); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice:
+		a, ok := v.([]any)
+		if !ok {
+			return fmt.Errorf("%s: %T, want an array", at, v)
+		}
+		for i, e := range a {
+			if err := originalShape(typ.Elem(), e, fmt.Sprintf("%s[%d]", at, i)); err != nil {
+				return err
+			}
+		}
+	case reflect.String:
+		if _, ok := v.(string); !ok {
+			return fmt.Errorf("%s: %T, want a string", at, v)
+		}
+	case reflect.Bool:
+		if _, ok := v.(bool); !ok {
+			return fmt.Errorf("%s: %T, want a boolean", at, v)
+		}
+	case reflect.Int, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint32, reflect.Uint64:
+		n, ok := v.(float64)
+		unsigned := typ.Kind() >= reflect.Uint && typ.Kind() <= reflect.Uint64
+		if !ok || n != float64(int64(n)) || unsigned && n < 0 {
+			return fmt.Errorf("%s: %v, want a %v", at, v, typ)
+		}
+	default:
+		return fmt.Errorf("%s: no check for %v", at, typ)
+	}
+	return nil
+}
 
 // moved is one partition of a reset or seek answer: [topic, partition,
 // old, new] as read under one spelling.
@@ -137,6 +265,26 @@ type moved struct {
 func reset(t *testing.T, p *e2e.Proc, path string, body any) []moved {
 	t.Helper()
 	raw := mustCall(t, p, http.StatusOK, http.MethodPost, path, body)
+	// The original's answer: its details are our partitions, oldOffset 0
+	// where we say -1 (none committed).
+	var orig []moved
+	if strings.HasSuffix(path, "/seek") {
+		a := original[origSeekResponse](t, raw)
+		for _, d := range a.Details {
+			orig = append(orig, moved{d.Topic, int32(d.Partition), int64(d.OldOffset), int64(d.NewOffset)})
+		}
+		if !a.Success || int(a.PartitionsUpdated) != len(a.Details) {
+			t.Fatalf("the original's seek answer %s", raw)
+		}
+	} else {
+		a := original[origResetResponse](t, raw)
+		for _, d := range a.Details {
+			orig = append(orig, moved{d.Topic, int32(d.Partition), int64(d.OldOffset), int64(d.NewOffset)})
+		}
+		if !a.Success || int(a.PartitionsReset) != len(a.Details) {
+			t.Fatalf("the original's reset answer %s", raw)
+		}
+	}
 	camel := decode[struct {
 		GroupID    string `json:"groupId"`
 		Partitions []struct {
@@ -162,10 +310,14 @@ func reset(t *testing.T, p *e2e.Proc, path string, body any) []moved {
 	for _, m := range snake.Partitions {
 		b = append(b, moved{m.Topic, m.Partition, m.Old, m.New})
 	}
-	if camel.GroupID == "" || camel.GroupID != snake.GroupID || !reflect.DeepEqual(a, b) {
+	none := make([]moved, len(b)) // ours with the original's 0 for none
+	for i, m := range b {
+		none[i] = moved{m.Topic, m.Partition, max(m.Old, 0), m.New}
+	}
+	if camel.GroupID == "" || camel.GroupID != snake.GroupID || !reflect.DeepEqual(a, none) || !reflect.DeepEqual(orig, none) {
 		t.Fatalf("the spellings disagree in %s", raw)
 	}
-	return a
+	return b
 }
 
 // produce writes n records to a partition over Kafka, the i-th (from 0)
@@ -210,7 +362,10 @@ func testOriginalGroups(ctx context.Context, t *testing.T, p *e2e.Proc) {
 	produce(ctx, t, cl, "orders", 1, 4, base)
 
 	// The original's commit, camelCase, creates the group.
-	mustCall(t, p, http.StatusOK, http.MethodPost, "/api/v1/consumer-groups/commit", map[string]any{"groupId": "dash", "topic": "orders", "partition": 0, "offset": 3})
+	if c := original[origCommitResponse](t, mustCall(t, p, http.StatusOK, http.MethodPost, "/api/v1/consumer-groups/commit",
+		map[string]any{"groupId": "dash", "topic": "orders", "partition": 0, "offset": 3})); !c.Success {
+		t.Fatal("commit: no success")
+	}
 	mustCall(t, p, http.StatusOK, http.MethodPost, "/api/v1/consumer-groups/commit", map[string]any{"groupId": "dash", "topic": "orders", "partition": 1, "offset": 1})
 	if code, raw := call(t, p, http.MethodPost, "/api/v1/consumer-groups/commit", map[string]any{"groupId": "a", "group_id": "b", "topic": "orders", "partition": 0, "offset": 0}); code != http.StatusBadRequest || !strings.Contains(string(raw), "disagree") {
 		t.Fatalf("differing spellings: %d %s", code, raw)
@@ -228,21 +383,30 @@ func testOriginalGroups(ctx context.Context, t *testing.T, p *e2e.Proc) {
 	if sg.GroupID != "dash" || sg.TotalLag != 10 || !reflect.DeepEqual(sg.Offsets, wantSnake) {
 		t.Fatalf("snake_case reading %+v of %s", sg, raw)
 	}
+	if og := original[origGroupDetail](t, raw); og.GroupID != "dash" || !reflect.DeepEqual(og.Offsets, []origOffsetInfo{{"orders", 0, 3, 10, 7}, {"orders", 1, 1, 4, 3}}) {
+		t.Fatalf("the original's reading %+v of %s", og, raw)
+	}
 	list := mustCall(t, p, http.StatusOK, http.MethodGet, "/api/v1/consumer-groups", nil)
 	if gs := decode[[]camelGroup](t, list); len(gs) != 2 || gs[0].GroupID != "dash" || gs[1].GroupID != "made" || gs[0].TotalLag != 10 {
 		t.Fatalf("list in camelCase: %s", list)
 	}
+	if gs := original[[]origGroupInfo](t, list); !reflect.DeepEqual(gs, []origGroupInfo{{"dash", []string{"orders"}, 10, 2}, {"made", []string{}, 0, 0}}) {
+		t.Fatalf("list as the original's %+v: %s", gs, list)
+	}
 
 	// Lag: 10 produced, 3 committed on partition 0; 4 and 1 on 1.
 	raw = mustCall(t, p, http.StatusOK, http.MethodGet, "/api/v1/consumer-groups/dash/lag", nil)
+	if ol := original[origGroupLag](t, raw); !reflect.DeepEqual(ol, origGroupLag{"dash", 10, 2, []string{"orders"}}) {
+		t.Fatalf("lag as the original's %+v of %s", ol, raw)
+	}
 	cl1, sl := decode[camelLag](t, raw), decode[snakeLag](t, raw)
-	if cl1.GroupID != "dash" || cl1.TotalLag != 10 || cl1.PartitionCount != 2 || len(cl1.Topics) != 1 || cl1.Topics[0].TotalLag != 10 ||
-		len(cl1.Topics[0].Partitions) != 2 || cl1.Topics[0].Partitions[0].Lag != 7 || cl1.Topics[0].Partitions[0].CommittedOffset != 3 ||
-		cl1.Topics[0].Partitions[0].HighWatermark != 10 || cl1.Topics[0].Partitions[1].PartitionID != 1 || cl1.Topics[0].Partitions[1].Lag != 3 {
+	if cl1.GroupID != "dash" || cl1.TotalLag != 10 || cl1.PartitionCount != 2 || len(cl1.TopicLags) != 1 || cl1.TopicLags[0].TotalLag != 10 ||
+		len(cl1.TopicLags[0].Partitions) != 2 || cl1.TopicLags[0].Partitions[0].Lag != 7 || cl1.TopicLags[0].Partitions[0].CommittedOffset != 3 ||
+		cl1.TopicLags[0].Partitions[0].HighWatermark != 10 || cl1.TopicLags[0].Partitions[1].PartitionID != 1 || cl1.TopicLags[0].Partitions[1].Lag != 3 {
 		t.Fatalf("lag in camelCase %+v of %s", cl1, raw)
 	}
-	if sl.GroupID != "dash" || sl.TotalLag != 10 || sl.PartitionCount != 2 || len(sl.Topics) != 1 || sl.Topics[0].TotalLag != 10 ||
-		sl.Topics[0].Partitions[1].Partition != 1 || sl.Topics[0].Partitions[1].CommittedOffset != 1 || sl.Topics[0].Partitions[1].HighWatermark != 4 {
+	if sl.GroupID != "dash" || sl.TotalLag != 10 || sl.PartitionCount != 2 || !reflect.DeepEqual(sl.Topics, []string{"orders"}) || len(sl.TopicLags) != 1 || sl.TopicLags[0].TotalLag != 10 ||
+		sl.TopicLags[0].Partitions[1].Partition != 1 || sl.TopicLags[0].Partitions[1].CommittedOffset != 1 || sl.TopicLags[0].Partitions[1].HighWatermark != 4 {
 		t.Fatalf("lag in snake_case %+v of %s", sl, raw)
 	}
 	if code, _ := call(t, p, http.MethodGet, "/api/v1/consumer-groups/nope/lag", nil); code != http.StatusNotFound {
@@ -273,6 +437,38 @@ func testOriginalGroups(ctx context.Context, t *testing.T, p *e2e.Proc) {
 	}
 	if g := decode[camelGroup](t, mustCall(t, p, http.StatusOK, http.MethodGet, "/api/v1/consumer-groups/dash", nil)); g.TotalLag != 13 {
 		t.Fatalf("lag after the resets %d, want 13", g.TotalLag)
+	}
+	// seek's timestampFound: the time of the record the offset points at.
+	raw = mustCall(t, p, http.StatusOK, http.MethodPost, spath, map[string]any{"topic": "orders", "partition": 0, "timestamp": ms(2500)})
+	if d := original[origSeekResponse](t, raw).Details; len(d) != 1 || d[0].NewOffset != 3 || d[0].TimestampFound != ms(3000) {
+		t.Fatalf("seek details %s", raw)
+	}
+
+	// A group that never committed, a topic named: the original committed
+	// for every partition of it (or the one named); oldOffset 0, ours -1.
+	for _, c := range []struct {
+		path string
+		body map[string]any
+		want []moved
+	}{
+		{"/api/v1/consumer-groups/newcomer/seek", map[string]any{"topic": "orders", "timestamp": ms(1000)}, []moved{{"orders", 0, -1, 1}, {"orders", 1, -1, 1}}},
+		{"/api/v1/consumer-groups/newcomer2/reset", map[string]any{"strategy": "latest", "topic": "orders", "partition": 1}, []moved{{"orders", 1, -1, 4}}},
+	} {
+		if got := reset(t, p, c.path, c.body); !reflect.DeepEqual(got, c.want) {
+			t.Fatalf("%s of a new group: %+v, want %+v", c.path, got, c.want)
+		}
+	}
+	if g := original[origGroupDetail](t, mustCall(t, p, http.StatusOK, http.MethodGet, "/api/v1/consumer-groups/newcomer", nil)); len(g.Offsets) != 2 || g.Offsets[1].CommittedOffset != 1 {
+		t.Fatalf("the new group's offsets %+v", g)
+	}
+
+	// DELETE answers the original's 200 and body.
+	raw = mustCall(t, p, http.StatusOK, http.MethodDelete, "/api/v1/consumer-groups/newcomer", nil)
+	if d := original[origDeleteResponse](t, raw); !reflect.DeepEqual(d, origDeleteResponse{true, "newcomer", 2}) {
+		t.Fatalf("delete %+v: %s", d, raw)
+	}
+	if code, _ := call(t, p, http.MethodDelete, "/api/v1/consumer-groups/newcomer", nil); code != http.StatusNotFound {
+		t.Fatalf("delete again: %d", code)
 	}
 
 	testRefusedWhileLive(ctx, t, p)
@@ -371,6 +567,27 @@ func testStreamctl(ctx context.Context, t *testing.T, p *e2e.Proc) {
 	}
 	if code, out, errs = run("consumer", "seek", "cli", "--topic", "orders"); code != 2 || !strings.Contains(errs, "missing --timestamp") {
 		t.Fatalf("consumer seek without --timestamp: %d\n%s%s", code, out, errs)
+	}
+
+	// The original streamctl's command lines.
+	code, out, errs = run("-o", "json", "consumer", "reset", "cli", "-s", "specific", "-t", "orders", "-p", "0", "-o", "5")
+	if a := decode[snakeReset](t, []byte(out)); code != 0 || !reflect.DeepEqual(a.moved(), []moved{{"orders", 0, 0, 5}}) {
+		t.Fatalf("consumer reset -s specific -o 5: %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = run("--output", "json", "consumer", "reset", "cli", "-t", "orders", "-p", "0") // earliest by default
+	if a := decode[snakeReset](t, []byte(out)); code != 0 || !reflect.DeepEqual(a.moved(), []moved{{"orders", 0, 5, 0}}) {
+		t.Fatalf("consumer reset without a strategy: %d\n%s%s", code, out, errs)
+	}
+	iso := time.UnixMilli(1_000_000).Add(7 * time.Second).UTC().Format(time.RFC3339)
+	code, out, errs = run("-o", "json", "consumer", "seek", "cli", "-t", "orders", "-p", "0", "--timestamp", iso)
+	if a := decode[snakeReset](t, []byte(out)); code != 0 || !reflect.DeepEqual(a.moved(), []moved{{"orders", 0, 0, 7}}) {
+		t.Fatalf("consumer seek --timestamp %s: %d\n%s%s", iso, code, out, errs)
+	}
+	if code, out, errs = run("consumer", "delete", "cli"); code != 2 || !strings.Contains(errs, "--force") {
+		t.Fatalf("consumer delete without --force: %d\n%s%s", code, out, errs)
+	}
+	if code, out, errs = run("consumer", "delete", "cli", "--force"); code != 0 || !strings.Contains(out, `Deleted consumer group "cli" (committed offsets of 2 partitions).`) {
+		t.Fatalf("consumer delete --force: %d\n%s%s", code, out, errs)
 	}
 }
 
