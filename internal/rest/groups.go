@@ -6,6 +6,9 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/streamhouse/streamhouse/internal/broker"
 )
@@ -135,18 +138,36 @@ func (s *server) listGroups(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]groupSummaryJSON, 0, len(groups))
-	for _, g := range groups {
-		sum := groupSummaryJSON{GroupID: g.Group, TotalLag: g.TotalLag, Topics: topicsOf(g),
+	out := make([]groupSummaryJSON, len(groups))
+	// Each group's state comes from its coordinator, maybe another agent:
+	// asked listStateParallel at a time, all within listStateTimeout (a
+	// state not known by then is reported Empty, as for a group with no
+	// live coordinator).
+	ctx, cancel := context.WithTimeout(r.Context(), listStateTimeout)
+	defer cancel()
+	var eg errgroup.Group
+	eg.SetLimit(listStateParallel)
+	for i, g := range groups {
+		out[i] = groupSummaryJSON{GroupID: g.Group, TotalLag: g.TotalLag, Topics: topicsOf(g),
 			PartitionCount: len(g.Partitions), State: "Empty", Partitions: toGroupOffsets(g)}
-		if m, ok := s.liveGroup(r.Context(), g.Group); ok {
-			sum.State = m.State
-		}
-		out = append(out, sum)
+		eg.Go(func() error {
+			if m, ok := s.liveGroup(ctx, g.Group); ok {
+				out[i].State = m.State
+			}
+			return nil
+		})
 	}
+	_ = eg.Wait() // the lookups return no error
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
+
+// The group list's state lookups: at most listStateParallel at once, all
+// within listStateTimeout.
+const (
+	listStateParallel = 8
+	listStateTimeout  = 5 * time.Second
+)
 
 // createGroup answers 201 with the new, empty group.
 func (s *server) createGroup(w http.ResponseWriter, r *http.Request) error {
