@@ -189,7 +189,7 @@ var vars = []variable{
 	{name: "MAX_BUFFER_BYTES", group: "Write path", def: "67108864", kind: kindInt, what: "bytes", min: kib,
 		help:  "memory bound on buffered plus uploading data, at least `DURABLE_BATCH_MAX_BYTES`; produces wait while it is exceeded",
 		field: func(c *Config) any { return &c.MaxBufferBytes }},
-	{name: "SEGMENT_MAX_SIZE", group: "Write path", def: "1048576", kind: kindInt, what: "bytes", min: kib,
+	{name: "SEGMENT_MAX_SIZE", group: "Write path", def: "1048576", kind: kindInt, what: "bytes", min: kib, max: 256 << 20,
 		help:  "most record bytes of one per-partition segment object that object compaction writes",
 		field: func(c *Config) any { return &c.SegmentMaxSize }},
 	{name: "SEGMENT_MAX_AGE_MS", group: "Write path", def: "10000", kind: kindInt, what: "milliseconds", min: 1, unit: time.Millisecond,

@@ -13,6 +13,7 @@ package partlog
 // key compaction reuses with its own selection of batches.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -65,7 +66,9 @@ func (c *CompactionConfig) setDefaults(chunk int64) {
 		c.MinAge = 5 * time.Second
 	}
 	if c.EntryMaxBytes <= 0 {
-		c.EntryMaxBytes = chunk
+		// Entries start after the segment's header: one that size ends
+		// within the first chunk, so a read of it is one chunk GET.
+		c.EntryMaxBytes = max(chunk-segmentHeaderSize, 1)
 	}
 }
 
@@ -175,8 +178,14 @@ func (l *Log) compactPartition(ctx context.Context, p *partition, st *Compaction
 	flush := func() error {
 		g := group
 		group, groupBytes = nil, 0
-		if len(g) < 2 {
+		// A single run is rewritten too: its flush object also holds
+		// other partitions' runs, and stays alive while any index entry
+		// names it (compacted segments never enter a group).
+		if len(g) == 0 {
 			return nil
+		}
+		if _, _, _, fenced := p.committedState(); fenced {
+			return errPartitionFenced // the lease lapsed during the pass
 		}
 		err := l.compactRun(ctx, p, g, st)
 		if errors.Is(err, errPartitionFenced) {
@@ -188,7 +197,12 @@ func (l *Log) compactPartition(ctx context.Context, p *partition, st *Compaction
 	for from := logStart; from < hw; {
 		entries, err := l.store.ListIndex(ctx, p.tp, from, page)
 		if err != nil {
-			return fmt.Errorf("list index: %w", err)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			// The other partitions go on; this one waits for the next pass.
+			l.log.Warn("object compaction: index unreadable", "topic", p.topicName, "partition", p.tp.Partition, "err", err)
+			return nil
 		}
 		for _, e := range entries {
 			if e.BaseOffset >= hw || e.ObjectCreatedAt <= 0 || e.ObjectCreatedAt > cutoff {
@@ -311,7 +325,9 @@ func (l *Log) rewriteRun(ctx context.Context, p *partition, old []metadata.Index
 				return res, err
 			}
 		}
-		bodies[i] = data
+		// A copy: data may be a slice of a cache chunk or a hot-tail
+		// object, which must not stay pinned outside those caches' budgets.
+		bodies[i] = bytes.Clone(data)
 	}
 	// Lay out the segment: one footer run per new index entry.
 	now := l.cfg.Now()
