@@ -296,7 +296,7 @@ func testCompactionFaults(t *testing.T, open storeOpener) {
 			e.store = store
 			cfg := e.compactConfig("a1", 1<<20)
 			cfg.Compaction.SegmentMaxAge = 1500 * time.Millisecond
-			cfg.CommitTimeout = 2 * time.Second // a hung switch gives up; commits on a loaded machine do not
+			cfg.CommitTimeout = 2 * time.Second           // a hung switch gives up; commits on a loaded machine do not
 			cfg.ReadCacheBytes, cfg.HotTailBytes = -1, -1 // every read of an old run is a GET
 			l := e.open(cfg)
 			topic := e.topic("events", 2, nil)
