@@ -52,6 +52,9 @@ type CompactionConfig struct {
 	// entry never loads much more than it returns. Default the read
 	// chunk size (1 MiB).
 	EntryMaxBytes int64
+	// KeyMapBytes bounds the memory of one key compaction pass's key map
+	// (keycompact.go). Default 16 MiB.
+	KeyMapBytes int64
 }
 
 func (c *CompactionConfig) setDefaults(chunk int64) {
@@ -67,6 +70,9 @@ func (c *CompactionConfig) setDefaults(chunk int64) {
 	if c.EntryMaxBytes <= 0 {
 		c.EntryMaxBytes = chunk
 	}
+	if c.KeyMapBytes <= 0 {
+		c.KeyMapBytes = 16 << 20
+	}
 }
 
 // compactedSuffix ends the key of every object compaction writes. Its runs
@@ -81,11 +87,18 @@ type CompactionStats struct {
 	Entries   int   // index entries replaced
 	Bytes     int64 // record bytes rewritten
 	Conflicts int   // switches refused (fenced, index changed) or failed
+
+	// Key compaction (keycompact.go).
+	KeyPasses      int   // partitions key-compacted
+	RecordsRemoved int64 // records key compaction removed
+	BytesReclaimed int64 // record bytes it removed
 }
 
 // compactor is the compaction state of a Log.
 type compactor struct {
 	mu sync.Mutex // one pass at a time
+
+	keys *keyCompactor // keycompact.go
 
 	runs      prometheus.Counter
 	objects   prometheus.Counter
@@ -114,6 +127,7 @@ func newCompactor(reg prometheus.Registerer) *compactor {
 		}, []string{"reason"}),
 	}
 	reg.MustRegister(c.runs, c.objects, c.bytes, c.entries, c.conflicts)
+	c.keys = newKeyCompactor(reg)
 	return c
 }
 
@@ -153,7 +167,11 @@ func (l *Log) Compact(ctx context.Context) (CompactionStats, error) {
 		if err := l.compactPartition(ctx, p, &st); err != nil {
 			return st, fmt.Errorf("compact %s: %w", p.tp, err)
 		}
+		if err := l.compactKeys(ctx, p, &st); err != nil {
+			return st, fmt.Errorf("key compaction of %s: %w", p.tp, err)
+		}
 	}
+	c.keys.finishPass(l.cfg.Now(), parts)
 	if st.Segments > 0 || st.Conflicts > 0 {
 		l.log.Info("object compaction", "segments", st.Segments, "entries_replaced", st.Entries, "bytes", st.Bytes, "conflicts", st.Conflicts)
 	}
@@ -237,7 +255,7 @@ func ignoreFenced(err error) error {
 // compactRun rewrites one group of runs into a segment object and
 // switches the index to it, counting the outcome in st and the metrics.
 func (l *Log) compactRun(ctx context.Context, p *partition, old []metadata.IndexEntry, st *CompactionStats) error {
-	res, err := l.rewriteRun(ctx, p, old, nil)
+	res, err := l.rewriteRun(ctx, p, old, compactedSuffix, nil)
 	c := l.compaction
 	var fe *metadata.FencedError
 	switch {
@@ -279,20 +297,22 @@ type rewriteResult struct {
 // rewriteRun is the rewrite-and-switch step: it reads old (a dense run of
 // p's committed index entries) through the read path, passes each
 // entry's bytes through keep (nil: unchanged; key compaction passes a
-// function that drops records, keeping whole batches with their offsets,
-// and returns the bytes and the records left),
-// writes the result as one segment object of p, and switches the index
+// function that drops records, keeping the offsets of those left, and
+// returns the bytes, the records and the newest timestamp left),
+// writes the result as one segment object of p (its key ending in
+// suffix), and switches the index
 // from old to it in one fenced transaction. The new index entries break at
 // old entries' boundaries, each at most EntryMaxBytes (or one old entry).
 // On success the partition's in-memory index follows; on an unknown
 // outcome it forgets the range, so readers ask the store. A failed switch
 // leaves the new object to garbage collection as an orphan.
-func (l *Log) rewriteRun(ctx context.Context, p *partition, old []metadata.IndexEntry, keep func(e metadata.IndexEntry, data []byte) ([]byte, int32, error)) (rewriteResult, error) {
+func (l *Log) rewriteRun(ctx context.Context, p *partition, old []metadata.IndexEntry, suffix string, keep func(e metadata.IndexEntry, data []byte) (keptRun, error)) (rewriteResult, error) {
 	var res rewriteResult
 	// Read and check each run: whole batches, from its base offset to its
 	// last offset, as the index says.
 	bodies := make([][]byte, len(old))
 	records := make([]int32, len(old))
+	maxTs := make([]int64, len(old))
 	for i, e := range old {
 		sp, err := l.reader.read(ctx, e)
 		if err != nil {
@@ -305,11 +325,13 @@ func (l *Log) rewriteRun(ctx context.Context, p *partition, old []metadata.Index
 		if err := checkRun(e, data); err != nil {
 			return res, err
 		}
-		records[i] = e.Records
+		records[i], maxTs[i] = e.Records, e.MaxTimestamp
 		if keep != nil {
-			if data, records[i], err = keep(e, data); err != nil {
+			k, err := keep(e, data)
+			if err != nil {
 				return res, err
 			}
+			data, records[i], maxTs[i] = k.data, k.records, k.maxTimestamp
 		}
 		bodies[i] = data
 	}
@@ -327,12 +349,12 @@ func (l *Log) rewriteRun(ctx context.Context, p *partition, old []metadata.Index
 		if k := len(runs) - 1; k >= 0 && runs[k].Len+n <= l.cfg.Compaction.EntryMaxBytes {
 			r := &runs[k]
 			r.LastOffset, r.Len, r.Records = e.LastOffset, r.Len+n, r.Records+records[i]
-			r.MaxTimestamp = max(r.MaxTimestamp, e.MaxTimestamp)
+			r.MaxTimestamp = max(r.MaxTimestamp, maxTs[i])
 			continue
 		}
 		runs = append(runs, SegmentRun{
 			TopicID: p.tp.TopicID, Partition: p.tp.Partition, BaseOffset: e.BaseOffset, LastOffset: e.LastOffset,
-			Len: n, Records: records[i], MaxTimestamp: e.MaxTimestamp,
+			Len: n, Records: records[i], MaxTimestamp: maxTs[i],
 		})
 	}
 	data := make([]byte, segmentHeaderSize, segmentSize(len(runs), total))
@@ -343,7 +365,7 @@ func (l *Log) rewriteRun(ctx context.Context, p *partition, old []metadata.Index
 	pos := int64(segmentHeaderSize)
 	l.mu.Lock()
 	l.seq++
-	res.key = fmt.Sprintf("%s%s/%013d-%s-%08d%s", l.cfg.ObjectPrefix, l.cfg.AgentID, now.UnixMilli(), l.bootID, l.seq, compactedSuffix)
+	res.key = fmt.Sprintf("%s%s/%013d-%s-%08d%s", l.cfg.ObjectPrefix, l.cfg.AgentID, now.UnixMilli(), l.bootID, l.seq, suffix)
 	l.mu.Unlock()
 	for i := range runs {
 		r := &runs[i]
@@ -392,8 +414,12 @@ func (l *Log) rewriteRun(ctx context.Context, p *partition, old []metadata.Index
 }
 
 // checkRun checks that data, an index entry's bytes, is whole record
-// batches from the entry's base offset to its last offset.
+// batches from the entry's base offset to its last offset. A run key
+// compaction wrote (its object key ends in keyCompactedSuffix) may have
+// lost batches anywhere (even all of them): its batches need only be in
+// order within the entry's offsets.
 func checkRun(e metadata.IndexEntry, data []byte) error {
+	gaps := strings.HasSuffix(e.ObjectKey, keyCompactedSuffix)
 	next := e.BaseOffset
 	for pos := 0; pos < len(data); {
 		h, err := batch.DecodeHeader(data[pos:])
@@ -409,7 +435,7 @@ func checkRun(e metadata.IndexEntry, data []byte) error {
 		next = h.LastOffset() + 1
 		pos += h.Size()
 	}
-	if next != e.LastOffset+1 {
+	if next != e.LastOffset+1 && !(gaps && next <= e.LastOffset+1) {
 		return fmt.Errorf("object %s at %d: batches end at offset %d, the index says %d: %w", e.ObjectKey, e.Pos, next-1, e.LastOffset, batch.ErrCorrupt)
 	}
 	return nil
