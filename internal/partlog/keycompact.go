@@ -8,10 +8,10 @@ package partlog
 //
 // The cleanable range starts at the log start and ends before the first
 // index entry that is any of: at or past the last stable offset; the
-// partition's newest entry (the "active segment", never compacted, so the
-// log always ends with a batch); in an object sealed less than
-// min(segment.ms, CompactionConfig.MinAge) ago; holding a record younger
-// than min.compaction.lag.ms. Its entries are "clean" when they are in an
+// in an object sealed less than min(segment.ms, CompactionConfig.MinAge)
+// ago (the "active segment"); holding a record younger than
+// min.compaction.lag.ms. The log's last batch is always kept whole (a
+// reader at a trailing gap would otherwise wait for new data to move on). Its entries are "clean" when they are in an
 // object key compaction wrote (key ends in keyCompactedSuffix) and form a
 // prefix of the range; the rest is dirty. A pass runs when the dirty bytes
 // over the range's bytes exceed min.cleanable.dirty.ratio, when a dirty
@@ -225,7 +225,7 @@ func (l *Log) compactKeys(ctx context.Context, p *partition, st *CompactionStats
 			return fmt.Errorf("list index: %w", err)
 		}
 		for _, e := range es {
-			if e.LastOffset >= lso || e.LastOffset+1 >= hw || e.ObjectCreatedAt <= 0 || e.ObjectCreatedAt > now-activeAge ||
+			if e.LastOffset >= lso || e.ObjectCreatedAt <= 0 || e.ObjectCreatedAt > now-activeAge ||
 				(pol.minLag > 0 && e.MaxTimestamp > now-pol.minLag) {
 				done = true
 				break
@@ -343,7 +343,9 @@ func (l *Log) compactKeys(ctx context.Context, p *partition, st *CompactionStats
 			kept := raw
 			n := int(h.NumRecords)
 			switch {
-			case h.IsControl():
+			case h.IsControl(), h.LastOffset()+1 >= hw:
+				// Markers stay; so does the log's last batch, whole, so
+				// the log always ends with a batch a reader can get to.
 			case isAborted(h):
 				kept, n = nil, 0
 			default:
