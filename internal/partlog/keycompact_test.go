@@ -355,3 +355,43 @@ func testKeyCompactionSmallMap(t *testing.T, open storeOpener) {
 		t.Fatalf("after %d passes:\n got %v\nwant %v", passes, got, want)
 	}
 }
+
+// Below min.cleanable.dirty.ratio no pass runs, until the dirty data is
+// older than max.compaction.lag.ms.
+func TestKeyCompactionMaxLag(t *testing.T) { onBackends(t, testKeyCompactionMaxLag) }
+
+func testKeyCompactionMaxLag(t *testing.T, open storeOpener) {
+	t.Parallel()
+	e := newEnv(t, open, nil)
+	l := e.open(keyConfig(e))
+	topic := e.topic("kc", 1, map[string]string{"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.9", "max.compaction.lag.ms": "3600000"})
+	lead(t, l, topic)
+	tp := tpOf(topic, 0)
+	plain := batch.DefaultBuildOptions()
+	now := e.clock.Now().UnixMilli()
+	var big []kv
+	for i := range 20 {
+		big = append(big, kv{key: fmt.Sprintf("k%d", i), value: strings.Repeat("v", 100), ts: now})
+	}
+	appendOK(t, l, tp, kbatch(t, plain, big...))
+	appendOK(t, l, tp, kbatch(t, plain, kv{key: "x", value: "1", ts: now}))
+	if st := compactOK(t, l); st.KeyPasses != 1 || st.RecordsRemoved != 0 {
+		t.Fatalf("first pass: %+v", st)
+	}
+	appendOK(t, l, tp, kbatch(t, plain, kv{key: "k0", value: "new", ts: now}))
+	appendOK(t, l, tp, kbatch(t, plain, kv{key: "y", value: "1", ts: now}))
+	if st := compactOK(t, l); st.KeyPasses != 0 {
+		t.Fatalf("a pass ran below the dirty ratio: %+v", st)
+	}
+	if r, ok := l.DirtyRatio(tp); !ok || r <= 0 || r >= 0.9 {
+		t.Fatalf("dirty ratio %v %v, want between 0 and 0.9", r, ok)
+	}
+	e.clock.Advance(2 * time.Hour)
+	if st := compactOK(t, l); st.KeyPasses != 1 || st.RecordsRemoved != 1 {
+		t.Fatalf("past max.compaction.lag.ms: %+v, want one pass removing the old k0", st)
+	}
+	got := readRecords(t, l, tp, 0)
+	if len(got) != 22 || got[0] != "1 k1="+strings.Repeat("v", 100) || got[20] != "21 k0=new" {
+		t.Fatalf("after the forced pass: %v", got)
+	}
+}
