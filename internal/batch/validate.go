@@ -19,6 +19,11 @@ type Limits struct {
 	// MaxDecompressedSize. Going over is ErrTooLarge, found without
 	// decompressing more than the bound.
 	MaxRecordsBytes int
+	// RequireKeys refuses a data batch holding a record with a null key
+	// (ErrInvalidRecord), as Kafka's broker does for a topic with
+	// cleanup.policy=compact: key compaction cannot place a keyless
+	// record. Control batches are not checked.
+	RequireKeys bool
 }
 
 // Stats is what Check learned by walking a batch's records.
@@ -43,11 +48,12 @@ func Check(b []byte, lim Limits) (Header, Stats, error) {
 		return h, Stats{}, err
 	}
 	recs := b[HeaderSize:]
+	keys := lim.RequireKeys && !h.IsControl()
 	if h.Codec() == CodecNone {
-		st, err := walkRecords(h, recs)
+		st, err := walkRecords(h, recs, keys)
 		return h, st, err
 	}
-	st, err := checkCompressed(h, recs, recordsLimit(lim.MaxRecordsBytes))
+	st, err := checkCompressed(h, recs, recordsLimit(lim.MaxRecordsBytes), keys)
 	return h, st, err
 }
 
@@ -83,7 +89,7 @@ func Validate(b []byte, maxBatchBytes int, deep bool) (Header, error) {
 	}
 	h, err := checkHeader(b, maxBatchBytes)
 	if err == nil && h.Codec() == CodecNone {
-		_, err = walkRecords(h, b[HeaderSize:])
+		_, err = walkRecords(h, b[HeaderSize:], false)
 	}
 	return h, err
 }
@@ -140,12 +146,12 @@ const maxPooledScratch = 4 << 20
 
 func getScratch() *[]byte { return scratch.Get().(*[]byte) }
 
-func checkCompressed(h Header, recs []byte, limit int) (Stats, error) {
+func checkCompressed(h Header, recs []byte, limit int, requireKeys bool) (Stats, error) {
 	buf := getScratch()
 	out, err := decompressRecords(h, (*buf)[:0], recs, limit)
 	var st Stats
 	if err == nil {
-		st, err = walkRecords(h, out)
+		st, err = walkRecords(h, out, requireKeys)
 	}
 	*buf = out
 	putScratch(buf)
@@ -168,7 +174,8 @@ func decompressRecords(h Header, dst, recs []byte, limit int) ([]byte, error) {
 
 // walkRecords checks that recs holds exactly h.NumRecords records with
 // offset deltas 0 to n-1 and nothing after them, and gathers their stats.
-func walkRecords(h Header, recs []byte) (Stats, error) {
+// With requireKeys a record with a null key is ErrInvalidRecord.
+func walkRecords(h Header, recs []byte, requireKeys bool) (Stats, error) {
 	st := Stats{MinTimestamp: noTimestamp, MaxTimestamp: noTimestamp, RecordsBytes: len(recs)}
 	n := h.NumRecords
 	if int64(n) > int64(len(recs)/minRecordSize) {
@@ -182,6 +189,9 @@ func walkRecords(h Header, recs []byte) (Stats, error) {
 		}
 		if delta != i {
 			return st, fmt.Errorf("record %d has offset delta %d: %w", i, delta, ErrInvalidRecord)
+		}
+		if requireKeys && keyIsNull(recs) {
+			return st, fmt.Errorf("record %d has a null key, which a compacted topic refuses: %w", i, ErrInvalidRecord)
 		}
 		ts := h.FirstTimestamp + tsDelta
 		if logAppend {
@@ -241,4 +251,15 @@ func nextRecord(recs []byte) (rec, rest []byte, offsetDelta int32, timestampDelt
 		return nil, nil, 0, 0, fmt.Errorf("%d bytes left inside the record's length %d: %w", len(r.Src), length, ErrInvalidRecord)
 	}
 	return recs[:end:end], recs[end:], offsetDelta, timestampDelta, nil
+}
+
+// keyIsNull reports whether the record at the start of recs (which
+// nextRecord has walked) has a null key.
+func keyIsNull(recs []byte) bool {
+	r := kbin.Reader{Src: recs}
+	r.Varint() // length
+	r.Int8()   // attributes
+	r.Varlong()
+	r.Varint()
+	return r.Varint() < 0 && r.Ok()
 }

@@ -77,6 +77,15 @@ func cleanupPolicy(v string) error {
 
 func anyValue(string) error { return nil }
 
+// ratio accepts a number from 0 to 1 (min.cleanable.dirty.ratio).
+func ratio(v string) error {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 || f > 1 {
+		return fmt.Errorf("%q is not a number from 0 to 1", v)
+	}
+	return nil
+}
+
 // TopicConfigs are the topic configs StreamHouse accepts, with Kafka's
 // defaults. Unknown names are refused, as Kafka does.
 var topicConfigs = map[string]topicConfig{
@@ -89,12 +98,12 @@ var topicConfigs = map[string]topicConfig{
 	"message.timestamp.after.max.ms":      {def: "3600000", validate: intAtLeast(0), honoured: true},
 	"compression.type":                    {def: "producer", validate: oneOf("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd")},
 	"segment.bytes":                       {def: "1073741824", validate: intAtLeast(14)},
-	"segment.ms":                          {def: "604800000", validate: intAtLeast(1)},
+	"segment.ms":                          {def: "604800000", validate: intAtLeast(1), honoured: true},
 	"min.insync.replicas":                 {def: "1", validate: intAtLeast(1)},
-	"delete.retention.ms":                 {def: "86400000", validate: intAtLeast(0)},
-	"min.compaction.lag.ms":               {def: "0", validate: intAtLeast(0)},
-	"max.compaction.lag.ms":               {def: "9223372036854775807", validate: intAtLeast(1)},
-	"min.cleanable.dirty.ratio":           {def: "0.5", validate: anyValue},
+	"delete.retention.ms":                 {def: "86400000", validate: intAtLeast(0), honoured: true},
+	"min.compaction.lag.ms":               {def: "0", validate: intAtLeast(0), honoured: true},
+	"max.compaction.lag.ms":               {def: "9223372036854775807", validate: intAtLeast(1), honoured: true},
+	"min.cleanable.dirty.ratio":           {def: "0.5", validate: ratio, honoured: true},
 	"message.timestamp.difference.max.ms": {def: "9223372036854775807", validate: intAtLeast(0)},
 	"unclean.leader.election.enable":      {def: "false", validate: oneOf("true", "false")},
 	"flush.messages":                      {def: "9223372036854775807", validate: intAtLeast(1)},

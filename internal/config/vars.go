@@ -196,7 +196,7 @@ var vars = []variable{
 		help:  "most time between the flushes whose runs one per-partition segment object takes; a segment is written once no newer run can join it",
 		field: func(c *Config) any { return &c.SegmentMaxAge }},
 	{name: "COMPACTION_INTERVAL_SECS", group: "Write path", def: "60", kind: kindInt, what: "seconds", min: 0, unit: time.Second,
-		help:  "how often (with jitter) the agent rewrites the small multi-partition objects of the partitions it leads into per-partition segments (`SEGMENT_MAX_SIZE`, `SEGMENT_MAX_AGE_MS`); 0 turns object compaction off",
+		help:  "how often (with jitter) the agent rewrites the small multi-partition objects of the partitions it leads into per-partition segments (`SEGMENT_MAX_SIZE`, `SEGMENT_MAX_AGE_MS`) and runs Kafka key compaction on topics with `cleanup.policy=compact`; 0 turns both off",
 		field: func(c *Config) any { return &c.CompactionInterval }},
 	{name: "SCHEMA_VALIDATION", group: "Write path", def: "topic", kind: kindEnum, choices: []string{"topic", "auto"},
 		help:  "which produced values the schema registry validates: `topic`, those of topics with `confluent.value.schema.validation=true`; `auto` (the original StreamHouse's rule), also those of every topic whose subject `{topic}-value` has a schema, unless the topic sets `confluent.value.schema.validation=false`",

@@ -91,6 +91,7 @@ func produceN(t *testing.T, s *testServer, topic string, partition int32, n int)
 	t.Helper()
 	recs := make([]broker.Record, n)
 	for i := range recs {
+		recs[i].Key = []byte(strconv.Itoa(i)) // the topics may be compacted
 		recs[i].Value = []byte(strconv.Itoa(i))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -148,7 +148,7 @@ func (l *Log) AppendAsync(ctx context.Context, tp metadata.TopicPartition, recor
 		return nil, err
 	}
 	l.mu.Lock()
-	lim := batch.Limits{MaxBatchBytes: p.maxMessageBytes, MaxRecordsBytes: p.maxRecordsBytes}
+	lim := batch.Limits{MaxBatchBytes: p.maxMessageBytes, MaxRecordsBytes: p.maxRecordsBytes, RequireKeys: p.keys.enabled}
 	bounds := p.timestamps
 	l.mu.Unlock()
 	// Every record is checked, compressed or not, as Kafka's broker does:

@@ -53,6 +53,9 @@ type CompactionConfig struct {
 	// entry never loads much more than it returns. Default the read
 	// chunk size (1 MiB).
 	EntryMaxBytes int64
+	// KeyMapBytes bounds the memory of one key compaction pass's key map
+	// (keycompact.go). Default 16 MiB.
+	KeyMapBytes int64
 }
 
 func (c *CompactionConfig) setDefaults(chunk int64) {
@@ -70,6 +73,9 @@ func (c *CompactionConfig) setDefaults(chunk int64) {
 		// within the first chunk, so a read of it is one chunk GET.
 		c.EntryMaxBytes = max(chunk-segmentHeaderSize, 1)
 	}
+	if c.KeyMapBytes <= 0 {
+		c.KeyMapBytes = 16 << 20
+	}
 }
 
 // compactedSuffix ends the key of every object compaction writes. Its runs
@@ -84,11 +90,18 @@ type CompactionStats struct {
 	Entries   int   // index entries replaced
 	Bytes     int64 // record bytes rewritten
 	Conflicts int   // switches refused (fenced, index changed) or failed
+
+	// Key compaction (keycompact.go).
+	KeyPasses      int   // partitions key-compacted
+	RecordsRemoved int64 // records key compaction removed
+	BytesReclaimed int64 // record bytes it removed
 }
 
 // compactor is the compaction state of a Log.
 type compactor struct {
 	mu sync.Mutex // one pass at a time
+
+	keys *keyCompactor // keycompact.go
 
 	runs      prometheus.Counter
 	objects   prometheus.Counter
@@ -117,6 +130,7 @@ func newCompactor(reg prometheus.Registerer) *compactor {
 		}, []string{"reason"}),
 	}
 	reg.MustRegister(c.runs, c.objects, c.bytes, c.entries, c.conflicts)
+	c.keys = newKeyCompactor(reg)
 	return c
 }
 
@@ -156,7 +170,11 @@ func (l *Log) Compact(ctx context.Context) (CompactionStats, error) {
 		if err := l.compactPartition(ctx, p, &st); err != nil {
 			return st, fmt.Errorf("compact %s: %w", p.tp, err)
 		}
+		if err := l.compactKeys(ctx, p, &st); err != nil {
+			return st, fmt.Errorf("key compaction of %s: %w", p.tp, err)
+		}
 	}
+	c.keys.finishPass(l.cfg.Now(), parts)
 	if st.Segments > 0 || st.Conflicts > 0 {
 		l.log.Info("object compaction", "segments", st.Segments, "entries_replaced", st.Entries, "bytes", st.Bytes, "conflicts", st.Conflicts)
 	}
@@ -251,7 +269,7 @@ func ignoreFenced(err error) error {
 // compactRun rewrites one group of runs into a segment object and
 // switches the index to it, counting the outcome in st and the metrics.
 func (l *Log) compactRun(ctx context.Context, p *partition, old []metadata.IndexEntry, st *CompactionStats) error {
-	res, err := l.rewriteRun(ctx, p, old, nil)
+	res, err := l.rewriteRun(ctx, p, old, compactedSuffix, nil)
 	c := l.compaction
 	var fe *metadata.FencedError
 	switch {
@@ -293,20 +311,22 @@ type rewriteResult struct {
 // rewriteRun is the rewrite-and-switch step: it reads old (a dense run of
 // p's committed index entries) through the read path, passes each
 // entry's bytes through keep (nil: unchanged; key compaction passes a
-// function that drops records, keeping whole batches with their offsets,
-// and returns the bytes and the records left),
-// writes the result as one segment object of p, and switches the index
+// function that drops records, keeping the offsets of those left, and
+// returns the bytes, the records and the newest timestamp left),
+// writes the result as one segment object of p (its key ending in
+// suffix), and switches the index
 // from old to it in one fenced transaction. The new index entries break at
 // old entries' boundaries, each at most EntryMaxBytes (or one old entry).
 // On success the partition's in-memory index follows; on an unknown
 // outcome it forgets the range, so readers ask the store. A failed switch
 // leaves the new object to garbage collection as an orphan.
-func (l *Log) rewriteRun(ctx context.Context, p *partition, old []metadata.IndexEntry, keep func(e metadata.IndexEntry, data []byte) ([]byte, int32, error)) (rewriteResult, error) {
+func (l *Log) rewriteRun(ctx context.Context, p *partition, old []metadata.IndexEntry, suffix string, keep func(e metadata.IndexEntry, data []byte) (keptRun, error)) (rewriteResult, error) {
 	var res rewriteResult
 	// Read and check each run: whole batches, from its base offset to its
 	// last offset, as the index says.
 	bodies := make([][]byte, len(old))
 	records := make([]int32, len(old))
+	maxTs := make([]int64, len(old))
 	for i, e := range old {
 		sp, err := l.reader.read(ctx, e)
 		if err != nil {
@@ -319,11 +339,13 @@ func (l *Log) rewriteRun(ctx context.Context, p *partition, old []metadata.Index
 		if err := checkRun(e, data); err != nil {
 			return res, err
 		}
-		records[i] = e.Records
+		records[i], maxTs[i] = e.Records, e.MaxTimestamp
 		if keep != nil {
-			if data, records[i], err = keep(e, data); err != nil {
+			k, err := keep(e, data)
+			if err != nil {
 				return res, err
 			}
+			data, records[i], maxTs[i] = k.data, k.records, k.maxTimestamp
 		}
 		// A copy: data may be a slice of a cache chunk or a hot-tail
 		// object, which must not stay pinned outside those caches' budgets.
@@ -343,12 +365,12 @@ func (l *Log) rewriteRun(ctx context.Context, p *partition, old []metadata.Index
 		if k := len(runs) - 1; k >= 0 && runs[k].Len+n <= l.cfg.Compaction.EntryMaxBytes {
 			r := &runs[k]
 			r.LastOffset, r.Len, r.Records = e.LastOffset, r.Len+n, r.Records+records[i]
-			r.MaxTimestamp = max(r.MaxTimestamp, e.MaxTimestamp)
+			r.MaxTimestamp = max(r.MaxTimestamp, maxTs[i])
 			continue
 		}
 		runs = append(runs, SegmentRun{
 			TopicID: p.tp.TopicID, Partition: p.tp.Partition, BaseOffset: e.BaseOffset, LastOffset: e.LastOffset,
-			Len: n, Records: records[i], MaxTimestamp: e.MaxTimestamp,
+			Len: n, Records: records[i], MaxTimestamp: maxTs[i],
 		})
 	}
 	data := make([]byte, segmentHeaderSize, segmentSize(len(runs), total))
@@ -359,7 +381,7 @@ func (l *Log) rewriteRun(ctx context.Context, p *partition, old []metadata.Index
 	pos := int64(segmentHeaderSize)
 	l.mu.Lock()
 	l.seq++
-	res.key = fmt.Sprintf("%s%s/%013d-%s-%08d%s", l.cfg.ObjectPrefix, l.cfg.AgentID, now.UnixMilli(), l.bootID, l.seq, compactedSuffix)
+	res.key = fmt.Sprintf("%s%s/%013d-%s-%08d%s", l.cfg.ObjectPrefix, l.cfg.AgentID, now.UnixMilli(), l.bootID, l.seq, suffix)
 	l.mu.Unlock()
 	for i := range runs {
 		r := &runs[i]
@@ -408,8 +430,12 @@ func (l *Log) rewriteRun(ctx context.Context, p *partition, old []metadata.Index
 }
 
 // checkRun checks that data, an index entry's bytes, is whole record
-// batches from the entry's base offset to its last offset.
+// batches from the entry's base offset to its last offset. A run key
+// compaction wrote (its object key ends in keyCompactedSuffix) may have
+// lost batches anywhere (even all of them): its batches need only be in
+// order within the entry's offsets.
 func checkRun(e metadata.IndexEntry, data []byte) error {
+	gaps := strings.HasSuffix(e.ObjectKey, keyCompactedSuffix)
 	next := e.BaseOffset
 	for pos := 0; pos < len(data); {
 		h, err := batch.DecodeHeader(data[pos:])
@@ -425,7 +451,7 @@ func checkRun(e metadata.IndexEntry, data []byte) error {
 		next = h.LastOffset() + 1
 		pos += h.Size()
 	}
-	if next != e.LastOffset+1 {
+	if next != e.LastOffset+1 && !(gaps && next <= e.LastOffset+1) {
 		return fmt.Errorf("object %s at %d: batches end at offset %d, the index says %d: %w", e.ObjectKey, e.Pos, next-1, e.LastOffset, batch.ErrCorrupt)
 	}
 	return nil

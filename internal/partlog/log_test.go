@@ -1081,7 +1081,7 @@ func testRetention(t *testing.T, open storeOpener) {
 	for _, topic := range []metadata.Topic{byTime, bySize, compact} {
 		lead(t, l, topic)
 		for i, ts := range []int64{old, old + 1, e.clock.Now().UnixMilli()} {
-			raw, err := batch.Build([]batch.Record{{Value: []byte(fmt.Sprint(i)), Timestamp: ts}, {Value: []byte("x"), Timestamp: ts}}, batch.DefaultBuildOptions())
+			raw, err := batch.Build([]batch.Record{{Key: []byte(fmt.Sprint("a", i)), Value: []byte(fmt.Sprint(i)), Timestamp: ts}, {Key: []byte(fmt.Sprint("b", i)), Value: []byte("x"), Timestamp: ts}}, batch.DefaultBuildOptions())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -38,6 +38,7 @@ type partition struct {
 	logAppendTime   bool
 	timestamps      timestampBounds
 	retention       retention
+	keys            keyPolicy // key compaction (keycompact.go)
 	// openTxns maps the producers with a transaction open on the
 	// partition to its first offset (txn.go); the last stable offset of
 	// what is sealed is the least of them.
@@ -124,6 +125,7 @@ func (p *partition) setConfig(topic metadata.Topic, defMaxBytes int) {
 	p.logAppendTime = topic.Config["message.timestamp.type"] == "LogAppendTime"
 	p.timestamps = timestampBoundsOf(topic)
 	p.retention = retentionOf(topic)
+	p.keys = keyPolicyOf(topic)
 }
 
 // maxCompressionRatio ties the decompressed size a compressed batch may

@@ -235,17 +235,37 @@ func (l *Log) view(ctx context.Context, tp metadata.TopicPartition) (partView, e
 
 // readAt collects batches from offset (below limit: the high watermark,
 // or the last stable offset for read_committed; no batch from limit on).
+// Key compaction leaves offsets without records, whole runs of them
+// possibly: a page of index entries holding no batch at or after offset
+// is skipped, so a read returns the next batch there is below limit.
 func (l *Log) readAt(ctx context.Context, tp metadata.TopicPartition, v partView, offset int64, maxBytes int, limit int64) (ReadResult, error) {
-	res := ReadResult{HighWatermark: v.hw, LogStartOffset: v.logStart, LastStableOffset: v.lso, NextOffset: offset}
+	from := offset
+	for {
+		res, next, err := l.readPage(ctx, tp, v, from, maxBytes, limit)
+		if err != nil || res.Size > 0 || next <= from || next >= limit {
+			if res.Size == 0 {
+				res.NextOffset = offset
+			}
+			return res, err
+		}
+		from = next
+	}
+}
+
+// readPage is readAt over one page of index entries; next is the offset
+// after the page's last entry when it returned nothing and was not cut
+// short (else offset).
+func (l *Log) readPage(ctx context.Context, tp metadata.TopicPartition, v partView, offset int64, maxBytes int, limit int64) (res ReadResult, next int64, err error) {
+	next = offset
+	res = ReadResult{HighWatermark: v.hw, LogStartOffset: v.logStart, LastStableOffset: v.lso, NextOffset: offset}
 	var entries []metadata.IndexEntry
 	ok := false
 	if v.p != nil {
 		entries, ok = v.p.lookup(offset, indexBatch)
 	}
 	if !ok {
-		var err error
 		if entries, err = l.store.ListIndex(ctx, tp, offset, indexBatch); err != nil {
-			return res, fmt.Errorf("read %s: index: %w", tp, err)
+			return res, offset, fmt.Errorf("read %s: index: %w", tp, err)
 		}
 	}
 	// Each entry contributes one contiguous run of whole batches, returned
@@ -268,10 +288,10 @@ func (l *Log) readAt(ctx context.Context, tp metadata.TopicPartition, v partView
 		}
 		data, err := l.reader.read(ctx, e)
 		if err != nil {
-			return res, fmt.Errorf("read %s at %d: %w", tp, offset, err)
+			return res, offset, fmt.Errorf("read %s at %d: %w", tp, offset, err)
 		}
 		if n := data.len(); n != int(e.Len) {
-			return res, fmt.Errorf("read %s: object %s at %d: %d bytes, the index says %d: %w", tp, e.ObjectKey, e.Pos, n, e.Len, batch.ErrCorrupt)
+			return res, offset, fmt.Errorf("read %s: object %s at %d: %d bytes, the index says %d: %w", tp, e.ObjectKey, e.Pos, n, e.Len, batch.ErrCorrupt)
 		}
 		start, end := -1, 0
 		for pos := 0; pos < int(e.Len); {
@@ -280,7 +300,7 @@ func (l *Log) readAt(ctx context.Context, tp metadata.TopicPartition, v partView
 				err = fmt.Errorf("batch truncated: length says %d bytes, have %d: %w", h.Size(), int(e.Len)-pos, batch.ErrCorrupt)
 			}
 			if err != nil {
-				return res, fmt.Errorf("read %s: object %s at %d: %w", tp, e.ObjectKey, e.Pos+int64(pos), err)
+				return res, offset, fmt.Errorf("read %s: object %s at %d: %w", tp, e.ObjectKey, e.Pos+int64(pos), err)
 			}
 			size := h.Size()
 			if h.BaseOffset >= limit {
@@ -315,7 +335,10 @@ func (l *Log) readAt(ctx context.Context, tp metadata.TopicPartition, v partView
 	res.Pieces, res.Size = pieces, total
 	l.metrics.readBytes.Add(float64(total))
 	l.metrics.readRecords.Add(float64(records))
-	return res, nil
+	if total == 0 && !full && len(entries) > 0 {
+		next = max(offset, entries[len(entries)-1].LastOffset+1)
+	}
+	return res, next, nil
 }
 
 // reader fetches index entries' bytes: from the hot tail, else from the
@@ -392,6 +415,9 @@ const denseRun = 32
 
 // read returns e's bytes, in one piece or (when they span chunks) several.
 func (r *reader) read(ctx context.Context, e metadata.IndexEntry) (span, error) {
+	if e.Len == 0 {
+		return span{}, nil // a run key compaction emptied
+	}
 	if data := r.hot.get(e.ObjectKey, e.Pos, e.Len); data != nil {
 		r.metrics.reads.WithLabelValues("hot").Inc()
 		return span{data}, nil

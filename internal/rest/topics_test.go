@@ -75,8 +75,8 @@ func TestTopicsLifecycle(t *testing.T) {
 		t.Fatalf("listed id %v, created %v", list[1]["id"], created["id"])
 	}
 
-	e.produce(`{"topic":"orders","partition":1,"value":"a"}`)
-	e.produce(`{"topic":"orders","partition":1,"value":"b"}`)
+	e.produce(`{"topic":"orders","partition":1,"key":"k1","value":"a"}`) // compacted: keys required
+	e.produce(`{"topic":"orders","partition":1,"key":"k2","value":"b"}`)
 
 	r = e.must(e.get("/api/v1/topics/orders"), http.StatusOK)
 	got := object(t, r.body, "id", "name", "partitions", "config", "created_at", "partition_states")
