@@ -34,13 +34,17 @@ func TestAdminCommitOffsets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s1.log.Release(ctx, slot); err != nil {
-		t.Fatal(err)
-	}
-	s2.broker.Place(ctx)
-	if agent, _, err := s1.broker.GroupCoordinator(ctx, group); err != nil || agent != "agent-2" {
-		t.Fatalf("coordinator %q, %v; want agent-2", agent, err)
-	}
+	// Hand the group's slot to agent-2: agent-1's own placement may take
+	// a freed slot back first, so release and place until agent-2 has it.
+	testutil.WaitFor(t, "agent-2 coordinating the group", func() bool {
+		if agent, _, err := s1.broker.GroupCoordinator(ctx, group); err == nil && agent == "agent-2" {
+			return true
+		}
+		_ = s1.log.Release(ctx, slot) // not held: nothing to release
+		s2.broker.Place(ctx)
+		agent, _, err := s1.broker.GroupCoordinator(ctx, group)
+		return err == nil && agent == "agent-2"
+	})
 	admin := func(s *testServer) broker.GroupOffsetAdmin { return s.srv.GroupMembers().(broker.GroupOffsetAdmin) }
 	committed := func() map[int32]int64 {
 		offs, err := s1.broker.GroupOffsets(ctx, group)
