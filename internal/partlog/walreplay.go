@@ -77,22 +77,29 @@ func (l *Log) ReplayWAL(ctx context.Context) (ReplayStats, error) {
 	for _, tp := range order {
 		entries := byTP[tp]
 		sort.SliceStable(entries, func(i, j int) bool { return entries[i].Header().BaseOffset < entries[j].Header().BaseOffset })
+		// next is where the next replayed entry must start: the high
+		// watermark, if nothing was appended since leading, then the end
+		// of the last replayed entry.
+		led, replayable := false, false
+		var next, hw int64
+		l.mu.Lock()
+		p := l.partitions[tp]
+		if p != nil && p.leading() && !p.releasing {
+			led, next = true, p.nextOffset
+		}
+		l.mu.Unlock()
+		if led {
+			hw, _, _, _ = p.committedState()
+			replayable = hw == next
+		}
 		for _, r := range entries {
 			h := r.Header()
-			l.mu.Lock()
-			p := l.partitions[tp]
-			next := int64(-1)
-			if p != nil && p.leading() && !p.releasing {
-				next = p.nextOffset
-			}
-			l.mu.Unlock()
-			if next < 0 {
+			if !led {
 				drop(tp, r, "not_leader", "this agent does not lead the partition")
 				continue
 			}
-			hw, _, _, _ := p.committedState()
 			switch {
-			case h.BaseOffset == next && next == hw:
+			case replayable && h.BaseOffset == next:
 				data, err := r.Read()
 				if err != nil {
 					return st, fmt.Errorf("replay wal: %w", err)
@@ -113,7 +120,8 @@ func (l *Log) ReplayWAL(ctx context.Context) (ReplayStats, error) {
 					return st, fmt.Errorf("replay wal: %s: entry at offsets %d-%d re-appended at %d-%d (duplicate %v): the log and its WAL disagree", tp, h.BaseOffset, h.LastOffset, a.res.BaseOffset, a.res.LastOffset, a.res.Duplicate)
 				}
 				waits = append(waits, pendingReplay{a, r})
-			case h.BaseOffset < hw && h.BaseOffset < next && h.LastOffset < hw:
+				next = h.LastOffset + 1
+			case h.LastOffset < hw:
 				ours, err := l.committedByWriter(ctx, tp, h, r.Writer)
 				if err != nil {
 					return st, fmt.Errorf("replay wal: %w", err)
