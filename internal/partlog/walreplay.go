@@ -121,6 +121,7 @@ func (l *Log) ReplayWAL(ctx context.Context) (ReplayStats, error) {
 				}
 				waits = append(waits, pendingReplay{a, r})
 				next = h.LastOffset + 1
+				l.sealSoon(a.buf)
 			case h.LastOffset < hw:
 				ours, err := l.committedByWriter(ctx, tp, h, r.Writer)
 				if err != nil {
@@ -172,4 +173,20 @@ func (l *Log) committedByWriter(ctx context.Context, tp metadata.TopicPartition,
 	}
 	key := ents[0].ObjectKey
 	return writer != "" && strings.HasPrefix(key, l.cfg.ObjectPrefix+l.cfg.AgentID+"/") && strings.Contains(key, "-"+writer+"-"), nil
+}
+
+// sealSoon makes b (if still the open buffer) due for sealing at once, as
+// if its durable waiters had waited DurableMaxAge: replayed data has
+// waited since the crash, and the start waits for its commit, not for the
+// flush spacing.
+func (l *Log) sealSoon(b *buffer) {
+	l.mu.Lock()
+	if b != nil && b == l.buf {
+		due := l.cfg.Now().Add(-l.cfg.DurableMaxAge)
+		if b.durableSince.IsZero() || b.durableSince.After(due) {
+			b.durableSince = due
+		}
+	}
+	l.mu.Unlock()
+	l.signal()
 }
