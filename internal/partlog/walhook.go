@@ -165,7 +165,18 @@ func (a *Appending) waitWAL(ctx context.Context) error {
 		}
 		return nil
 	case <-a.buf.done:
-		return a.buf.errs[a.p]
+		err := a.buf.errs[a.p]
+		if !errors.Is(err, ErrClosed) {
+			return err // committed, or lost for good
+		}
+		// Not committed because the log closed: the entry stays in the
+		// WAL for replay, so its fsync is the ack.
+		select {
+		case <-a.walEntry.Done():
+			return a.walEntry.Err()
+		case <-ctx.Done():
+			return fmt.Errorf("wait for wal: %w", ctx.Err())
+		}
 	case <-ctx.Done():
 		return fmt.Errorf("wait for wal: %w", ctx.Err())
 	}

@@ -118,9 +118,14 @@ func testWALReplayAfterCrash(t *testing.T, open storeOpener) {
 	crash(t, l1)
 	bucket.Clear()
 
-	l2 := e.open(e.walConfig("a1", dir))
+	// Flushes spaced an hour apart: replay must not wait for them.
+	cfg := e.walConfig("a1", dir)
+	cfg.FlushMinInterval, cfg.FlushInterval, cfg.DurableMaxAge = time.Hour, time.Hour, time.Hour
+	l2 := e.open(cfg)
 	lead(t, l2, topic)
-	st, err := l2.ReplayWAL(ctx)
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	st, err := l2.ReplayWAL(rctx)
 	if err != nil {
 		t.Fatalf("replay: %v", err)
 	}
@@ -278,4 +283,47 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name, label string) fl
 		}
 	}
 	return 0
+}
+
+func TestWALBufferedAckWaitsForFsync(t *testing.T) {
+	onBackends(t, testWALBufferedAckWaitsForFsync)
+}
+
+// With fsyncs an hour apart (after the first) and nothing committing, a
+// buffered append is not acknowledged until its WAL entry is fsynced;
+// durable and none acks do not wait for the WAL.
+func testWALBufferedAckWaitsForFsync(t *testing.T, open storeOpener) {
+	t.Parallel()
+	bucket := objstore.NewFaulty(objstore.NewMemory())
+	e := newEnv(t, open, bucket)
+	topic := e.topic("walwait", 1, nil)
+	cfg := e.walConfig("a1", t.TempDir())
+	cfg.WALSyncInterval = time.Hour
+	l := e.open(cfg)
+	lead(t, l, topic)
+	ctx := context.Background()
+	bucket.Inject(objstore.Fault{Op: objstore.OpPut})
+	tp := tpOf(topic, 0)
+	// The first write is fsynced at once; it starts the interval.
+	if _, err := l.Append(ctx, tp, mkBatch(t, "first", 1), AckBuffered); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(ctx, tp, mkBatch(t, "none", 1), AckNone); err != nil {
+		t.Fatal(err)
+	}
+	a, err := l.AppendAsync(ctx, tp, mkBatch(t, "second", 1), AckBuffered)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if res, err := a.Wait(short); err == nil {
+		t.Fatalf("buffered append acknowledged at %d before its WAL fsync", res.BaseOffset)
+	}
+	// Closing the WAL fsyncs what is queued: the ack comes then.
+	crash(t, l)
+	res, err := a.Wait(ctx)
+	if err != nil || res.BaseOffset != 2 {
+		t.Fatalf("after the fsync: %+v, %v; want offset 2", res, err)
+	}
 }
