@@ -75,6 +75,7 @@ func (l *Log) ReplayWAL(ctx context.Context) (ReplayStats, error) {
 		l.wal.w.Release(r.Entry)
 	}
 	for _, tp := range order {
+		idx := &indexCursor{l: l, tp: tp}
 		entries := byTP[tp]
 		sort.SliceStable(entries, func(i, j int) bool { return entries[i].Header().BaseOffset < entries[j].Header().BaseOffset })
 		// next is where the next replayed entry must start: the high
@@ -123,7 +124,7 @@ func (l *Log) ReplayWAL(ctx context.Context) (ReplayStats, error) {
 				next = h.LastOffset + 1
 				l.sealSoon(a.buf)
 			case h.LastOffset < hw:
-				ours, err := l.committedByWriter(ctx, tp, h, r.Writer)
+				ours, err := idx.committedByWriter(ctx, h, r.Writer)
 				if err != nil {
 					return st, fmt.Errorf("replay wal: %w", err)
 				}
@@ -160,18 +161,35 @@ func (l *Log) ReplayWAL(ctx context.Context) (ReplayStats, error) {
 	return st, nil
 }
 
+// indexCursor reads a partition's committed index forward, a page at a
+// time, for the entries of a replay (in offset order): a crash leaves many
+// released entries per committed object in the newest segment, and each
+// must not cost a store read.
+type indexCursor struct {
+	l    *Log
+	tp   metadata.TopicPartition
+	page []metadata.IndexEntry
+}
+
 // committedByWriter reports whether the committed index entry holding h's
 // base offset is in an object written by the process writer of this agent
 // (object keys carry the agent id and the process's boot id: newKeyLocked).
-func (l *Log) committedByWriter(ctx context.Context, tp metadata.TopicPartition, h wal.Header, writer string) (bool, error) {
-	ents, err := l.store.ListIndex(ctx, tp, h.BaseOffset, 1)
-	if err != nil {
-		return false, fmt.Errorf("%s: read index at %d: %w", tp, h.BaseOffset, err)
+func (c *indexCursor) committedByWriter(ctx context.Context, h wal.Header, writer string) (bool, error) {
+	for len(c.page) > 0 && c.page[0].LastOffset < h.BaseOffset {
+		c.page = c.page[1:]
 	}
-	if len(ents) == 0 || ents[0].BaseOffset > h.BaseOffset || ents[0].LastOffset < h.BaseOffset {
+	if len(c.page) == 0 {
+		ents, err := c.l.store.ListIndex(ctx, c.tp, h.BaseOffset, 1000)
+		if err != nil {
+			return false, fmt.Errorf("%s: read index at %d: %w", c.tp, h.BaseOffset, err)
+		}
+		c.page = ents
+	}
+	if len(c.page) == 0 || c.page[0].BaseOffset > h.BaseOffset {
 		return false, nil // gone (retention) or never ours: not provable
 	}
-	key := ents[0].ObjectKey
+	key := c.page[0].ObjectKey
+	l := c.l
 	return writer != "" && strings.HasPrefix(key, l.cfg.ObjectPrefix+l.cfg.AgentID+"/") && strings.Contains(key, "-"+writer+"-"), nil
 }
 
