@@ -199,7 +199,7 @@ func (l *Log) appendAsync(ctx context.Context, tp metadata.TopicPartition, recor
 	}
 	var wr *walReservation
 	if withWAL && !txn {
-		if wr, err = l.walReserve(ctx, tp, records); err != nil {
+		if wr, err = l.walReserve(ctx, tp, records, mode); err != nil {
 			return nil, err
 		}
 	}

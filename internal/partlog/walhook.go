@@ -95,13 +95,17 @@ type walReservation struct {
 }
 
 // walReserve reserves WAL space for records (waiting while the WAL is
-// full). Nil without the WAL.
-func (l *Log) walReserve(ctx context.Context, tp metadata.TopicPartition, records []byte) (*walReservation, error) {
+// full). Nil without the WAL. After a WAL failure only buffered appends
+// fail: the others go on without it (they never waited for it).
+func (l *Log) walReserve(ctx context.Context, tp metadata.TopicPartition, records []byte, mode AckMode) (*walReservation, error) {
 	if l.wal == nil {
 		return nil, nil
 	}
 	n := wal.FrameSize(len(records))
 	if err := l.wal.w.Reserve(ctx, n); err != nil {
+		if errors.Is(err, wal.ErrFailed) && mode != AckBuffered {
+			return nil, nil
+		}
 		return nil, fmt.Errorf("append to %s: %w", tp, err)
 	}
 	return &walReservation{w: l.wal.w, n: n, hdr: wal.Header{BaseOffset: -1}}, nil

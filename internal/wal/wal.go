@@ -40,6 +40,10 @@ import (
 // Close.
 var ErrClosed = errors.New("wal closed")
 
+// ErrFailed is returned by Reserve once a write or fsync has failed: the
+// WAL takes nothing more until the process restarts.
+var ErrFailed = errors.New("wal failed")
+
 // Header describes one entry: a run of record batches of one partition with
 // their offsets already assigned.
 type Header struct {
@@ -389,7 +393,7 @@ func (w *WAL) Reserve(ctx context.Context, n int64) error {
 		return ErrClosed
 	}
 	if w.failed != nil {
-		return w.failed
+		return fmt.Errorf("%w: %v", ErrFailed, w.failed)
 	}
 	w.live += n
 	w.metrics.liveBytes.Set(float64(w.live))
@@ -661,7 +665,7 @@ func (w *WAL) writeAndSync(batch []*Entry) {
 	if err == nil && w.curW != nil {
 		err = w.curW.Flush()
 	}
-	if err == nil {
+	if err == nil && (len(done) > 0 || len(toSync) > 0) {
 		start := time.Now()
 		for _, f := range toSync {
 			if err = f.Sync(); err != nil {
