@@ -22,9 +22,6 @@ func main() {
 	}
 	logger := cfg.NewLogger(os.Stderr)
 	logger.Info("starting streamhouse", "config", cfg)
-	if cfg.WALEnabled {
-		logger.Warn("WAL_ENABLED is set but the write-ahead log is not implemented yet: buffered acks live in memory until the next flush; use durable acks where a crash must lose nothing")
-	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -7,6 +7,7 @@ import (
 
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/metadata"
+	"github.com/streamhouse/streamhouse/internal/wal"
 )
 
 // AppendResult says where appended batches landed.
@@ -51,6 +52,7 @@ type bufPart struct {
 	bytes     int
 	producers map[int64]*producerState // state after this buffer's batches
 	aborted   []metadata.AbortedTxn    // transactions its abort markers close
+	wal       []*wal.Entry             // its WAL entries, released in finish
 }
 
 func newBuffer() *buffer {
@@ -126,6 +128,9 @@ type Appending struct {
 	res     AppendResult
 	buf     *buffer // nil if every batch was a duplicate
 	dupWait int64   // high watermark duplicates wait for; -1 if none
+	// walEntry is the append's WAL entry (nil without the WAL, for
+	// duplicates and for transactional batches); AckBuffered waits for it.
+	walEntry *wal.Entry
 }
 
 // AppendAsync is the first half of Append: it validates, checks the
@@ -135,6 +140,12 @@ type Appending struct {
 // Kafka connection's pipelined produce requests) calls AppendAsync in that
 // order and may then wait for many appends at once. Errors are Append's.
 func (l *Log) AppendAsync(ctx context.Context, tp metadata.TopicPartition, records []byte, mode AckMode) (*Appending, error) {
+	return l.appendAsync(ctx, tp, records, mode, true)
+}
+
+// appendAsync is AppendAsync; withWAL false keeps the data out of the WAL
+// (WAL replay, whose data is there already).
+func (l *Log) appendAsync(ctx context.Context, tp metadata.TopicPartition, records []byte, mode AckMode, withWAL bool) (*Appending, error) {
 	start := time.Now()
 	batches, err := batch.Split(records)
 	if err != nil {
@@ -186,11 +197,18 @@ func (l *Log) AppendAsync(ctx context.Context, tp metadata.TopicPartition, recor
 		}
 		verified = v
 	}
-	res, buf, dupWait, err := l.appendLocked(ctx, p, batches, headers, mode, verified)
+	var wr *walReservation
+	if withWAL && !txn {
+		if wr, err = l.walReserve(ctx, tp, records, mode); err != nil {
+			return nil, err
+		}
+	}
+	res, buf, dupWait, err := l.appendLocked(ctx, p, batches, headers, mode, verified, wr)
+	wr.unused()
 	if err != nil {
 		return nil, err
 	}
-	return &Appending{l: l, p: p, mode: mode, start: start, res: res, buf: buf, dupWait: dupWait}, nil
+	return &Appending{l: l, p: p, mode: mode, start: start, res: res, buf: buf, dupWait: dupWait, walEntry: wr.added()}, nil
 }
 
 // check is batch.Check within the agent's decompression budget: a
@@ -214,7 +232,8 @@ func (l *Log) check(ctx context.Context, b []byte, lim batch.Limits) (batch.Head
 }
 
 // Wait returns the append's result once its mode is satisfied: at once for
-// AckNone and AckBuffered, after the commit for AckDurable.
+// AckNone, for AckBuffered once the data is fsynced in the WAL (at once
+// without it), after the commit for AckDurable.
 func (a *Appending) Wait(ctx context.Context) (AppendResult, error) {
 	if a.mode == AckDurable {
 		var err error
@@ -224,6 +243,11 @@ func (a *Appending) Wait(ctx context.Context) (AppendResult, error) {
 			err = a.p.waitCommitted(ctx, a.dupWait)
 		}
 		if err != nil {
+			return AppendResult{}, fmt.Errorf("append to %s: %w", a.p.tp, err)
+		}
+	}
+	if a.mode == AckBuffered && a.walEntry != nil {
+		if err := a.waitWAL(ctx); err != nil {
 			return AppendResult{}, fmt.Errorf("append to %s: %w", a.p.tp, err)
 		}
 	}
@@ -239,7 +263,10 @@ func (a *Appending) Wait(ctx context.Context) (AppendResult, error) {
 // verified holds the transaction verifications of the request's producers
 // (verifyTxns); a transactional batch that would open a transaction needs
 // one that no marker has voided since.
-func (l *Log) appendLocked(ctx context.Context, p *partition, batches [][]byte, headers []batch.Header, mode AckMode, verified map[int64]txnVerified) (AppendResult, *buffer, int64, error) {
+//
+// With wr (the WAL's space reserved for the request) the appended batches
+// are queued to the WAL in offset order (wr.add), under Log.mu.
+func (l *Log) appendLocked(ctx context.Context, p *partition, batches [][]byte, headers []batch.Header, mode AckMode, verified map[int64]txnVerified, wr *walReservation) (AppendResult, *buffer, int64, error) {
 	size := 0
 	for _, b := range batches {
 		size += len(b)
@@ -324,6 +351,7 @@ func (l *Log) appendLocked(ctx context.Context, p *partition, batches [][]byte, 
 			bp = l.buf.partFor(p)
 		}
 		bp.add(b, h, base)
+		wr.batch(b, h, base)
 		if recordProducer(bp.producers, p.producers, h, base, now) {
 			p.openTxns[h.ProducerID] = base
 		}
@@ -335,6 +363,7 @@ func (l *Log) appendLocked(ctx context.Context, p *partition, batches [][]byte, 
 	if bp == nil {
 		return res, nil, dupWait, nil
 	}
+	wr.add(l, bp, p)
 	// Publish producer state to the partition once the request is in.
 	for id, st := range bp.producers {
 		p.producers[id] = st

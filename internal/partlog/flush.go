@@ -487,6 +487,7 @@ func (l *Log) finish(s *sealed, committed []int, err error) {
 	} else {
 		s.buf.fail(nil) // closes done; partitions without an entry succeeded
 	}
+	l.walRelease(s.buf)
 	l.mu.Lock()
 	l.pending -= s.bytes
 	l.metrics.pendingBytes.Set(float64(l.pending))

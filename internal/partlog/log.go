@@ -177,6 +177,14 @@ type Config struct {
 	VerifyTxn VerifyTxnFunc
 	// Compaction configures object compaction (compact.go).
 	Compaction CompactionConfig
+	// WALDir, when set, turns the write-ahead log on (walhook.go): every
+	// append is written there, buffered acks wait for its fsync, and
+	// ReplayWAL re-appends what a crashed process left. WALSyncInterval
+	// spaces the group fsyncs (0: as soon as possible); WALMaxSize bounds
+	// its live bytes (appends wait while it is full). Default 1 GiB.
+	WALDir          string
+	WALSyncInterval time.Duration
+	WALMaxSize      int64
 	// ObjectPrefix is prepended to object keys. Default "segments/".
 	ObjectPrefix string
 	// Now is the clock; default time.Now.
@@ -297,6 +305,7 @@ type Log struct {
 	closed     bool
 
 	compaction *compactor // compact.go
+	wal        *walState  // nil without Config.WALDir
 
 	gcMu           sync.Mutex
 	lastOrphanScan time.Time // guarded by gcMu
@@ -347,6 +356,11 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	l.reader = r
 	l.watch = newWatchers(cfg.Store, cfg.ReadPollInterval, cfg.MaxReadWatchers, l.log, cfg.Metrics)
 	l.buf = newBuffer()
+	if err := l.openWAL(); err != nil {
+		l.reader.close()
+		l.watch.close()
+		return nil, err
+	}
 	l.ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	l.stop = l.ctx.Done()
 	l.wg.Add(3)
@@ -404,6 +418,9 @@ func (l *Log) Close(ctx context.Context) error {
 	l.mu.Unlock()
 	l.reader.close()
 	l.watch.close()
+	if werr := l.closeWAL(); err == nil {
+		err = werr
+	}
 	return err
 }
 

@@ -130,6 +130,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		Compaction: partlog.CompactionConfig{
 			Interval: cfg.CompactionInterval, SegmentMaxBytes: cfg.SegmentMaxSize, SegmentMaxAge: cfg.SegmentMaxAge,
 		},
+		WALDir:          walDir(cfg),
+		WALSyncInterval: cfg.WALSyncInterval,
+		WALMaxSize:      cfg.WALMaxSize,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open partition log: %w", err)
@@ -174,6 +177,12 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		return nil, err
 	}
 	s.broker.Place(ctx)
+	// Buffered acks a crash left in the WAL are committed before anything
+	// new is appended (partlog.ReplayWAL): a failure stops the start, the
+	// entries stay for the next one.
+	if _, err := s.plog.ReplayWAL(ctx); err != nil {
+		return nil, err
+	}
 	if s.txn, err = txn.New(txn.Config{Backend: s.broker, Logger: logger, MaxTimeout: cfg.TransactionMaxTimeout}); err != nil {
 		return nil, fmt.Errorf("transaction coordinator: %w", err)
 	}
@@ -241,6 +250,14 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		"agent", cfg.AgentID, "storage", cfg.Storage, "metadata", cfg.Metadata,
 		"http", s.httpLn.Addr().String(), "kafka", s.kafkaLn.Addr().String(), "grpc", s.grpcLn.Addr().String(), "kafka_advertised", advertised, "grpc_advertised", grpcAdvertised, "startup", time.Since(start).Round(time.Microsecond))
 	return s, nil
+}
+
+// walDir is WAL_DIR when WAL_ENABLED, else "" (no WAL).
+func walDir(cfg *config.Config) string {
+	if !cfg.WALEnabled {
+		return ""
+	}
+	return cfg.WALDir
 }
 
 func openBucket(ctx context.Context, cfg *config.Config, logger *slog.Logger) (objstore.Bucket, error) {

@@ -1,0 +1,210 @@
+package partlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/streamhouse/streamhouse/internal/metadata"
+	"github.com/streamhouse/streamhouse/internal/wal"
+)
+
+// ReplayStats says what ReplayWAL did with the entries it found.
+type ReplayStats struct {
+	Entries  int            // entries found
+	Replayed int            // entries re-appended and committed
+	Records  int64          // records in them
+	Released int            // already committed by this agent: discarded
+	Dropped  map[string]int // by reason
+}
+
+// ReplayWAL re-appends what an earlier process left in the WAL, once this
+// log leads its partitions (the server calls it after startup placement,
+// before serving produce traffic), and waits until it is committed. Per
+// partition, in offset order, an entry is:
+//
+//   - re-appended when this agent leads the partition and its next offset
+//     (= the committed high watermark) is the entry's base offset, through
+//     the normal append path (validation, producer state) but not written
+//     to the WAL again; offsets that come out different are a bug and fail
+//     ReplayWAL;
+//   - discarded silently when the store holds its offsets in an object
+//     this agent's process that wrote the entry committed (the commit
+//     landed before the crash);
+//   - dropped, logged and counted otherwise: "not_leader" (the partition
+//     is led elsewhere or no longer exists), "overwritten" (another
+//     leader committed at those offsets), "gap" (the high watermark is
+//     below the entry: data before it was lost), "rejected" (the append
+//     path refused it).
+//
+// An error leaves the entries not yet handled in the WAL for the next
+// start. Calling it again does nothing.
+func (l *Log) ReplayWAL(ctx context.Context) (ReplayStats, error) {
+	st := ReplayStats{Dropped: map[string]int{}}
+	if l.wal == nil {
+		return st, nil
+	}
+	rec := l.wal.recovered
+	l.wal.recovered = nil
+	st.Entries = len(rec)
+	if len(rec) == 0 {
+		return st, nil
+	}
+	byTP := make(map[metadata.TopicPartition][]wal.Recovered)
+	var order []metadata.TopicPartition
+	for _, r := range rec {
+		h := r.Header()
+		tp := metadata.TopicPartition{TopicID: metadata.TopicID(h.TopicID), Partition: h.Partition}
+		if _, ok := byTP[tp]; !ok {
+			order = append(order, tp)
+		}
+		byTP[tp] = append(byTP[tp], r)
+	}
+	type pendingReplay struct {
+		a *Appending
+		r wal.Recovered
+	}
+	var waits []pendingReplay
+	drop := func(tp metadata.TopicPartition, r wal.Recovered, reason string, why any) {
+		h := r.Header()
+		st.Dropped[reason]++
+		l.wal.dropped.WithLabelValues(reason).Inc()
+		l.log.Warn("wal entry dropped at replay", "topic_partition", tp.String(), "base_offset", h.BaseOffset, "last_offset", h.LastOffset, "records", h.Records, "epoch", h.LeaderEpoch, "reason", reason, "detail", why)
+		l.wal.w.Release(r.Entry)
+	}
+	for _, tp := range order {
+		idx := &indexCursor{l: l, tp: tp}
+		entries := byTP[tp]
+		sort.SliceStable(entries, func(i, j int) bool { return entries[i].Header().BaseOffset < entries[j].Header().BaseOffset })
+		// next is where the next replayed entry must start: the high
+		// watermark, if nothing was appended since leading, then the end
+		// of the last replayed entry.
+		led, replayable := false, false
+		var next, hw int64
+		l.mu.Lock()
+		p := l.partitions[tp]
+		if p != nil && p.leading() && !p.releasing {
+			led, next = true, p.nextOffset
+		}
+		l.mu.Unlock()
+		if led {
+			hw, _, _, _ = p.committedState()
+			replayable = hw == next
+		}
+		for _, r := range entries {
+			h := r.Header()
+			if !led {
+				drop(tp, r, "not_leader", "this agent does not lead the partition")
+				continue
+			}
+			switch {
+			case replayable && h.BaseOffset == next:
+				data, err := r.Read()
+				if err != nil {
+					return st, fmt.Errorf("replay wal: %w", err)
+				}
+				a, err := l.appendAsync(ctx, tp, data, AckDurable, false)
+				if errors.Is(err, ErrNotLeader) {
+					drop(tp, r, "not_leader", err)
+					continue
+				}
+				if err != nil {
+					if ctx.Err() != nil || errors.Is(err, ErrClosed) {
+						return st, fmt.Errorf("replay wal: %w", err)
+					}
+					drop(tp, r, "rejected", err)
+					continue
+				}
+				if a.res.Duplicate || a.res.BaseOffset != h.BaseOffset || a.res.LastOffset != h.LastOffset {
+					return st, fmt.Errorf("replay wal: %s: entry at offsets %d-%d re-appended at %d-%d (duplicate %v): the log and its WAL disagree", tp, h.BaseOffset, h.LastOffset, a.res.BaseOffset, a.res.LastOffset, a.res.Duplicate)
+				}
+				waits = append(waits, pendingReplay{a, r})
+				next = h.LastOffset + 1
+				l.sealSoon(a.buf)
+			case h.LastOffset < hw:
+				ours, err := idx.committedByWriter(ctx, h, r.Writer)
+				if err != nil {
+					return st, fmt.Errorf("replay wal: %w", err)
+				}
+				if ours {
+					st.Released++
+					l.wal.w.Release(r.Entry)
+					continue
+				}
+				drop(tp, r, "overwritten", "another leader committed at these offsets")
+			case h.BaseOffset < next:
+				drop(tp, r, "overwritten", fmt.Sprintf("high watermark %d is inside the entry", hw))
+			default:
+				drop(tp, r, "gap", fmt.Sprintf("high watermark %d is below the entry", hw))
+			}
+		}
+	}
+	for _, w := range waits {
+		res, err := w.a.Wait(ctx)
+		if err != nil {
+			return st, fmt.Errorf("replay wal: wait for commit: %w", err)
+		}
+		h := w.r.Header()
+		if res.BaseOffset != h.BaseOffset || res.LastOffset != h.LastOffset {
+			return st, fmt.Errorf("replay wal: offsets moved from %d-%d to %d-%d", h.BaseOffset, h.LastOffset, res.BaseOffset, res.LastOffset)
+		}
+		st.Replayed++
+		st.Records += int64(h.Records)
+		l.wal.replayed.Add(float64(h.Records))
+		l.wal.w.Release(w.r.Entry)
+	}
+	if st.Entries > 0 {
+		l.log.Info("wal replayed", "entries", st.Entries, "replayed", st.Replayed, "records", st.Records, "already_committed", st.Released, "dropped", st.Dropped)
+	}
+	return st, nil
+}
+
+// indexCursor reads a partition's committed index forward, a page at a
+// time, for the entries of a replay (in offset order): a crash leaves many
+// released entries per committed object in the newest segment, and each
+// must not cost a store read.
+type indexCursor struct {
+	l    *Log
+	tp   metadata.TopicPartition
+	page []metadata.IndexEntry
+}
+
+// committedByWriter reports whether the committed index entry holding h's
+// base offset is in an object written by the process writer of this agent
+// (object keys carry the agent id and the process's boot id: newKeyLocked).
+func (c *indexCursor) committedByWriter(ctx context.Context, h wal.Header, writer string) (bool, error) {
+	for len(c.page) > 0 && c.page[0].LastOffset < h.BaseOffset {
+		c.page = c.page[1:]
+	}
+	if len(c.page) == 0 {
+		ents, err := c.l.store.ListIndex(ctx, c.tp, h.BaseOffset, 1000)
+		if err != nil {
+			return false, fmt.Errorf("%s: read index at %d: %w", c.tp, h.BaseOffset, err)
+		}
+		c.page = ents
+	}
+	if len(c.page) == 0 || c.page[0].BaseOffset > h.BaseOffset {
+		return false, nil // gone (retention) or never ours: not provable
+	}
+	key := c.page[0].ObjectKey
+	l := c.l
+	return writer != "" && strings.HasPrefix(key, l.cfg.ObjectPrefix+l.cfg.AgentID+"/") && strings.Contains(key, "-"+writer+"-"), nil
+}
+
+// sealSoon makes b (if still the open buffer) due for sealing at once, as
+// if its durable waiters had waited DurableMaxAge: replayed data has
+// waited since the crash, and the start waits for its commit, not for the
+// flush spacing.
+func (l *Log) sealSoon(b *buffer) {
+	l.mu.Lock()
+	if b != nil && b == l.buf {
+		due := l.cfg.Now().Add(-l.cfg.DurableMaxAge)
+		if b.durableSince.IsZero() || b.durableSince.After(due) {
+			b.durableSince = due
+		}
+	}
+	l.mu.Unlock()
+	l.signal()
+}

@@ -1,0 +1,329 @@
+package partlog
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamhouse/streamhouse/internal/batch"
+	"github.com/streamhouse/streamhouse/internal/metadata"
+	"github.com/streamhouse/streamhouse/internal/objstore"
+)
+
+// walConfig is a config with the WAL in dir; the buffered-only flush
+// interval is long, so only group commit moves data.
+func (e *env) walConfig(agent, dir string) Config {
+	cfg := e.config(agent)
+	cfg.WALDir = dir
+	return cfg
+}
+
+// crash closes l without its buffered data committed (the bucket refuses
+// PUTs meanwhile): what it acknowledged is only in its WAL.
+func crash(t *testing.T, l *Log) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_ = l.Close(ctx) // "data still pending": expected
+}
+
+type acked struct {
+	tp     metadata.TopicPartition
+	base   int64
+	values []string
+}
+
+// appendBuffered appends n batches of 1-3 records round-robin over the
+// topic's partitions with AckBuffered and returns what was acknowledged.
+func appendBuffered(t *testing.T, l *Log, topic metadata.Topic, prefix string, n int) []acked {
+	t.Helper()
+	var out []acked
+	for i := 0; i < n; i++ {
+		tp := tpOf(topic, int32(i)%topic.Partitions)
+		recs := 1 + i%3
+		b := mkBatch(t, fmt.Sprintf("%s%d", prefix, i), recs)
+		res, err := l.Append(context.Background(), tp, b, AckBuffered)
+		if err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+		a := acked{tp: tp, base: res.BaseOffset}
+		for j := 0; j < recs; j++ {
+			a.values = append(a.values, fmt.Sprintf("%s%d-%d", prefix, i, j))
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// checkAcked checks every acknowledged record is readable at its offset,
+// once (readAll checks offsets are dense).
+func checkAcked(t *testing.T, l *Log, want []acked) {
+	t.Helper()
+	got := map[metadata.TopicPartition][]batch.Record{}
+	for _, a := range want {
+		if _, ok := got[a.tp]; !ok {
+			got[a.tp] = readAll(t, l, a.tp)
+		}
+		recs := got[a.tp]
+		for j, v := range a.values {
+			off := a.base + int64(j)
+			if off >= int64(len(recs)) {
+				t.Fatalf("%s: acked record %q at offset %d missing (high watermark %d)", a.tp, v, off, len(recs))
+			}
+			if string(recs[off].Value) != v {
+				t.Fatalf("%s: offset %d holds %q, want acked %q", a.tp, off, recs[off].Value, v)
+			}
+		}
+	}
+	for tp, recs := range got {
+		seen := map[string]int64{}
+		for _, r := range recs {
+			if prev, ok := seen[string(r.Value)]; ok {
+				t.Fatalf("%s: %q at offsets %d and %d", tp, r.Value, prev, r.Offset)
+			}
+			seen[string(r.Value)] = r.Offset
+		}
+	}
+}
+
+func TestWALReplayAfterCrash(t *testing.T) { onBackends(t, testWALReplayAfterCrash) }
+
+func testWALReplayAfterCrash(t *testing.T, open storeOpener) {
+	t.Parallel()
+	bucket := objstore.NewFaulty(objstore.NewMemory())
+	e := newEnv(t, open, bucket)
+	dir := t.TempDir()
+	topic := e.topic("walreplay", 3, nil)
+	ctx := context.Background()
+
+	l1 := e.open(e.walConfig("a1", dir))
+	lead(t, l1, topic)
+	// Some data committed first, so replay starts above offset 0.
+	var want []acked
+	for p := int32(0); p < 3; p++ {
+		res, err := l1.Append(ctx, tpOf(topic, p), mkBatch(t, fmt.Sprintf("durable%d", p), 2), AckDurable)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, acked{tpOf(topic, p), res.BaseOffset, []string{fmt.Sprintf("durable%d-0", p), fmt.Sprintf("durable%d-1", p)}})
+	}
+	bucket.Inject(objstore.Fault{Op: objstore.OpPut})
+	want = append(want, appendBuffered(t, l1, topic, "buf", 40)...)
+	crash(t, l1)
+	bucket.Clear()
+
+	// Flushes spaced an hour apart: replay must not wait for them.
+	cfg := e.walConfig("a1", dir)
+	cfg.FlushMinInterval, cfg.FlushInterval, cfg.DurableMaxAge = time.Hour, time.Hour, time.Hour
+	l2 := e.open(cfg)
+	lead(t, l2, topic)
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	st, err := l2.ReplayWAL(rctx)
+	if err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	if st.Replayed != 40 || len(st.Dropped) != 0 {
+		t.Fatalf("replay stats %+v, want 40 entries replayed and none dropped", st)
+	}
+	checkAcked(t, l2, want)
+	if err := l2.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Replayed entries are released: the next start finds nothing.
+	if segs, _ := filepath.Glob(filepath.Join(dir, "*.wal")); len(segs) != 0 {
+		t.Fatalf("segment files left after replay: %v", segs)
+	}
+	l3 := e.open(e.walConfig("a1", dir))
+	lead(t, l3, topic)
+	if st, err := l3.ReplayWAL(ctx); err != nil || st.Entries != 0 {
+		t.Fatalf("second replay: %+v, %v", st, err)
+	}
+	checkAcked(t, l3, want)
+}
+
+func TestWALReplayDiscardsOwnCommits(t *testing.T) { onBackends(t, testWALReplayDiscardsOwnCommits) }
+
+// A crash between the commit of an object and the release of its WAL
+// entries: replay finds the offsets committed by the very process that
+// wrote the entries and discards them silently.
+func testWALReplayDiscardsOwnCommits(t *testing.T, open storeOpener) {
+	t.Parallel()
+	bucket := objstore.NewFaulty(objstore.NewMemory())
+	e := newEnv(t, open, bucket)
+	dir := t.TempDir()
+	topic := e.topic("walown", 2, nil)
+	ctx := context.Background()
+	l1 := e.open(e.walConfig("a1", dir))
+	lead(t, l1, topic)
+	bucket.Inject(objstore.Fault{Op: objstore.OpPut})
+	want := appendBuffered(t, l1, topic, "own", 10)
+	// The WAL as a crash right after the commit would leave it.
+	snap := t.TempDir()
+	segs, _ := filepath.Glob(filepath.Join(dir, "*.wal"))
+	for _, s := range segs {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(snap, filepath.Base(s)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bucket.Clear()
+	if err := l1.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l2 := e.open(e.walConfig("a1", snap))
+	lead(t, l2, topic)
+	st, err := l2.ReplayWAL(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Released != 10 || st.Replayed != 0 || len(st.Dropped) != 0 {
+		t.Fatalf("replay stats %+v, want 10 released as already committed", st)
+	}
+	checkAcked(t, l2, want)
+}
+
+func TestWALReplayAfterPartitionMoved(t *testing.T) { onBackends(t, testWALReplayAfterPartitionMoved) }
+
+// While a1 is down with WAL entries for partitions 0 and 1, a2 takes both
+// (a1's leases expired) and writes at those offsets; it keeps partition 0
+// and hands partition 1 back. a1's replay drops every entry (not_leader for
+// 0, overwritten for 1), counts them, and a2's records stay.
+func testWALReplayAfterPartitionMoved(t *testing.T, open storeOpener) {
+	t.Parallel()
+	bucket := objstore.NewFaulty(objstore.NewMemory())
+	e := newEnv(t, open, bucket)
+	dir := t.TempDir()
+	topic := e.topic("walmoved", 2, nil)
+	ctx := context.Background()
+	l1 := e.open(e.walConfig("a1", dir))
+	lead(t, l1, topic)
+	bucket.Inject(objstore.Fault{Op: objstore.OpPut})
+	lost := appendBuffered(t, l1, topic, "old", 6)
+	crash(t, l1)
+	bucket.Clear()
+
+	e.clock.Advance(time.Minute) // a1's leases expire
+	l2 := e.open(e.config("a2"))
+	lead(t, l2, topic)
+	var want []acked
+	for p := int32(0); p < 2; p++ {
+		var vals []string
+		for i := 0; i < 8; i++ {
+			vals = append(vals, fmt.Sprintf("new%d-%d", p, i))
+		}
+		res, err := l2.Append(ctx, tpOf(topic, p), mkBatch(t, fmt.Sprintf("new%d", p), 8), AckDurable)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, acked{tpOf(topic, p), res.BaseOffset, vals})
+	}
+	if err := l2.Release(ctx, tpOf(topic, 1)); err != nil {
+		t.Fatal(err)
+	}
+
+	reg := newRegistry()
+	cfg := e.walConfig("a1", dir)
+	cfg.Metrics = reg
+	l3 := e.open(cfg)
+	if err := l3.Lead(ctx, topic, 1); err != nil {
+		t.Fatal(err)
+	}
+	st, err := l3.ReplayWAL(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Replayed != 0 || st.Dropped["not_leader"] != 3 || st.Dropped["overwritten"] != 3 {
+		t.Fatalf("replay stats %+v, want 3 not_leader and 3 overwritten drops", st)
+	}
+	if got := counterValue(t, reg, "streamhouse_wal_dropped_entries_total", "overwritten"); got != 3 {
+		t.Fatalf("dropped metric (overwritten) %v, want 3", got)
+	}
+	checkAcked(t, l3, want[1:])
+	checkAcked(t, l2, want[:1])
+	for _, a := range lost {
+		for _, r := range readAll(t, l3, tpOf(topic, 1)) {
+			for _, v := range a.values {
+				if bytes.Equal(r.Value, []byte(v)) {
+					t.Fatalf("dropped record %q stored at %d", v, r.Offset)
+				}
+			}
+		}
+	}
+}
+
+func newRegistry() *prometheus.Registry { return prometheus.NewRegistry() }
+
+// counterValue reads the counter name{reason=label} from reg.
+func counterValue(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetValue() == label {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+func TestWALBufferedAckWaitsForFsync(t *testing.T) {
+	onBackends(t, testWALBufferedAckWaitsForFsync)
+}
+
+// With fsyncs an hour apart (after the first) and nothing committing, a
+// buffered append is not acknowledged until its WAL entry is fsynced;
+// durable and none acks do not wait for the WAL.
+func testWALBufferedAckWaitsForFsync(t *testing.T, open storeOpener) {
+	t.Parallel()
+	bucket := objstore.NewFaulty(objstore.NewMemory())
+	e := newEnv(t, open, bucket)
+	topic := e.topic("walwait", 1, nil)
+	cfg := e.walConfig("a1", t.TempDir())
+	cfg.WALSyncInterval = time.Hour
+	l := e.open(cfg)
+	lead(t, l, topic)
+	ctx := context.Background()
+	bucket.Inject(objstore.Fault{Op: objstore.OpPut})
+	tp := tpOf(topic, 0)
+	// The first write is fsynced at once; it starts the interval.
+	if _, err := l.Append(ctx, tp, mkBatch(t, "first", 1), AckBuffered); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(ctx, tp, mkBatch(t, "none", 1), AckNone); err != nil {
+		t.Fatal(err)
+	}
+	a, err := l.AppendAsync(ctx, tp, mkBatch(t, "second", 1), AckBuffered)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if res, err := a.Wait(short); err == nil {
+		t.Fatalf("buffered append acknowledged at %d before its WAL fsync", res.BaseOffset)
+	}
+	// Closing the WAL fsyncs what is queued: the ack comes then.
+	crash(t, l)
+	res, err := a.Wait(ctx)
+	if err != nil || res.BaseOffset != 2 {
+		t.Fatalf("after the fsync: %+v, %v; want offset 2", res, err)
+	}
+}
