@@ -106,14 +106,19 @@ func (l *Log) read(ctx context.Context, tp metadata.TopicPartition, offset int64
 			limit = view.lso
 		}
 		if offset < limit {
-			res, err := l.readAt(ctx, tp, view, offset, opts.MaxBytes, limit)
+			r, err := l.readAt(ctx, tp, view, offset, opts.MaxBytes, limit)
 			// Readers use the aborted list only to drop transactional
 			// data batches: a range without any needs no lookup (so
 			// topics without transactions pay nothing for it).
-			if err == nil && committed && res.txnData {
-				res.Aborted, err = l.abortedIn(ctx, tp, view, offset, res.NextOffset)
+			if err == nil && committed && r.txnData {
+				r.Aborted, err = l.abortedIn(ctx, tp, view, offset, r.NextOffset)
 			}
-			return res, err
+			if err != nil || r.Size > 0 || deadline == nil {
+				return r, err
+			}
+			// Nothing in [offset, limit): key compaction emptied it. The
+			// reader is as good as at the limit: wait like there.
+			res = r
 		}
 		if deadline == nil {
 			return res, nil
