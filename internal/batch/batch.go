@@ -128,6 +128,7 @@ const (
 	attrTimestampType = 0x08 // set: log append time
 	attrTransactional = 0x10
 	attrControl       = 0x20
+	attrDeleteHorizon = 0x40 // KIP-534: FirstTimestamp is the delete horizon
 
 	magicV2       int8  = 2
 	noTimestamp   int64 = -1 // Kafka's RecordBatch.NO_TIMESTAMP
@@ -162,6 +163,18 @@ func (h Header) IsTransactional() bool { return h.Attributes&attrTransactional !
 
 // IsControl reports attribute bit 5: the batch holds transaction markers.
 func (h Header) IsControl() bool { return h.Attributes&attrControl != 0 }
+
+// DeleteHorizon reports attribute bit 6 (Kafka's KIP-534 "delete horizon
+// flag"): a log cleaner set it when it first cleaned the batch, and the
+// batch's FirstTimestamp is then the time after which its tombstones may
+// be removed. Record timestamps stay FirstTimestamp + delta: the cleaner
+// recomputed the deltas.
+func (h Header) DeleteHorizon() (int64, bool) {
+	if h.Attributes&attrDeleteHorizon != 0 {
+		return h.FirstTimestamp, true
+	}
+	return 0, false
+}
 
 // TimestampType is attribute bit 3: 0 for create time, 1 for log append time.
 func (h Header) TimestampType() int8 {

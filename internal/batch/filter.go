@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 	"math"
 
+	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -42,6 +43,18 @@ type FilterRecord struct {
 // keeps in its metadata store instead). b must be one whole v2 batch; its
 // CRC is checked first.
 func Filter(b []byte, keep func(FilterRecord) bool) (out []byte, kept int, err error) {
+	return FilterHorizon(b, noTimestamp, keep)
+}
+
+// FilterHorizon is Filter that also writes a delete horizon, as Kafka's
+// cleaner does since KIP-534 (MemoryRecords.filterTo): when horizon is not
+// -1, the batch has no delete horizon yet (Header.DeleteHorizon) and a
+// kept record is a tombstone, the returned batch has attribute bit 6 set
+// and FirstTimestamp = horizon, and each kept record's timestamp delta is
+// recomputed relative to it (old FirstTimestamp + old delta - horizon, so
+// possibly negative), so every record keeps its timestamp; MaxTimestamp
+// stays the largest kept timestamp. A batch that has a horizon keeps it.
+func FilterHorizon(b []byte, horizon int64, keep func(FilterRecord) bool) (out []byte, kept int, err error) {
 	h, err := ParseHeader(b)
 	if err != nil {
 		return nil, 0, err
@@ -71,6 +84,8 @@ func Filter(b []byte, keep func(FilterRecord) bool) (out []byte, kept int, err e
 	logAppend := h.TimestampType() == 1
 	maxTs := noTimestamp
 	var kept0 [][]byte
+	var deltas []int64 // kept records' timestamp deltas
+	keptNull := false
 	var kr kmsg.Record
 	rest := data
 	for i := int32(0); i < h.NumRecords; i++ {
@@ -87,6 +102,8 @@ func Filter(b []byte, keep func(FilterRecord) bool) (out []byte, kept int, err e
 		}
 		if keep(FilterRecord{Offset: h.BaseOffset + int64(delta), Timestamp: ts, Key: kr.Key, Null: kr.Value == nil, Size: len(rec)}) {
 			kept0 = append(kept0, rec)
+			deltas = append(deltas, tsDelta)
+			keptNull = keptNull || kr.Value == nil
 			if ts != noTimestamp && (maxTs == noTimestamp || ts > maxTs) {
 				maxTs = ts
 			}
@@ -96,15 +113,29 @@ func Filter(b []byte, keep func(FilterRecord) bool) (out []byte, kept int, err e
 	if len(rest) != 0 {
 		return nil, 0, fmt.Errorf("%d bytes after the last of %d records: %w", len(rest), h.NumRecords, ErrInvalidRecord)
 	}
-	switch len(kept0) {
-	case 0:
+	_, hasHorizon := h.DeleteHorizon()
+	setHorizon := horizon != noTimestamp && !hasHorizon && keptNull
+	switch {
+	case len(kept0) == 0:
 		return nil, 0, nil
-	case int(h.NumRecords):
+	case len(kept0) == int(h.NumRecords) && !setHorizon:
 		return b, len(kept0), nil
 	}
 	var recs []byte
-	for _, r := range kept0 {
-		recs = append(recs, r...)
+	for i, r := range kept0 {
+		if !setHorizon {
+			recs = append(recs, r...)
+			continue
+		}
+		// length varint, attributes int8, timestamp delta varlong, rest.
+		_, n := kbin.Varint(r)
+		_, m := kbin.Varlong(r[n+1:])
+		var body []byte
+		body = append(body, r[n])
+		body = kbin.AppendVarlong(body, h.FirstTimestamp+deltas[i]-horizon)
+		body = append(body, r[n+1+m:]...)
+		recs = kbin.AppendVarint(recs, int32(len(body)))
+		recs = append(recs, body...)
 	}
 	if h.Codec() != CodecNone {
 		comp, err := compress(h.Codec(), nil, recs)
@@ -118,6 +149,11 @@ func Filter(b []byte, keep func(FilterRecord) bool) (out []byte, kept int, err e
 	}
 	out = make([]byte, HeaderSize, HeaderSize+len(recs))
 	copy(out, b[:HeaderSize])
+	if setHorizon {
+		attrs := binary.BigEndian.Uint16(out[offAttributes:])
+		binary.BigEndian.PutUint16(out[offAttributes:], attrs|attrDeleteHorizon)
+		binary.BigEndian.PutUint64(out[offMaxTimestamp-8:], uint64(horizon))
+	}
 	out = append(out, recs...)
 	binary.BigEndian.PutUint32(out[offLength:], uint32(minLength+len(recs)))
 	if !logAppend {

@@ -31,12 +31,19 @@ package partlog
 //     range, and that one is kept or itself superseded);
 //   - it has no key (Kafka's cleaner drops those too; produce refuses them
 //     on a compacted topic);
-//   - it is a tombstone (null value) written more than delete.retention.ms
-//     ago: both its timestamp and its run's object creation time (the seal
-//     of the object holding it, or later: rewrites keep the newest creation
-//     time of what they replace) are older than that;
+//   - it is a tombstone (null value) in a batch whose delete horizon has
+//     passed. As Kafka's cleaner since KIP-534: the pass that first cleans
+//     a batch keeping a tombstone writes the horizon, that pass's time +
+//     delete.retention.ms, into the batch (batch.FilterHorizon: attribute
+//     bit 6, FirstTimestamp, the records' timestamps unchanged); later
+//     rewrites keep it. So a tombstone stays at least delete.retention.ms
+//     after the pass that first cleaned it (a consumer reading from the
+//     log start within that time sees it), and goes in the first pass
+//     after that, however its batch is regrouped (the log's last batch,
+//     kept whole, gets its horizon once it is no longer last);
 //   - it belongs to an aborted transaction (read_committed never shows
-//     it). Transaction markers are kept.
+//     it; the aborted transactions are indexed by producer, so the test
+//     is a binary search). Transaction markers are kept.
 //
 // Groups go in offset order and a pass stops at the first group whose
 // rewrite or switch fails: a tombstone is never removed while an older
@@ -272,17 +279,7 @@ func (l *Log) compactKeys(ctx context.Context, p *partition, st *CompactionStats
 	if err != nil {
 		return fmt.Errorf("aborted transactions: %w", err)
 	}
-	isAborted := func(h batch.Header) bool {
-		if !h.IsTransactional() || h.IsControl() {
-			return false
-		}
-		for _, a := range aborted {
-			if a.ProducerID == h.ProducerID && a.FirstOffset <= h.BaseOffset && h.BaseOffset <= a.LastOffset {
-				return true
-			}
-		}
-		return false
-	}
+	isAborted := abortedTest(aborted)
 
 	// The key map, over the dirty entries.
 	newest := make(map[string]int64)
@@ -328,7 +325,10 @@ func (l *Log) compactKeys(ctx context.Context, p *partition, st *CompactionStats
 
 	// The rewrite, group by group.
 	horizon := int64(math.MaxInt64) // the earliest a kept tombstone expires
-	var removed, reclaimed int64
+	// A batch first cleaned with a tombstone in it gets this delete
+	// horizon (KIP-534); its tombstones go in a pass after it.
+	newHorizon := now + pol.deleteRetention
+	var removed, reclaimed, horizonsSet int64
 	keep := func(e metadata.IndexEntry, data []byte) (keptRun, error) {
 		out := keptRun{maxTimestamp: -1}
 		raws, err := batch.Split(data)
@@ -349,7 +349,9 @@ func (l *Log) compactKeys(ctx context.Context, p *partition, st *CompactionStats
 			case isAborted(h):
 				kept, n = nil, 0
 			default:
-				kept, n, err = batch.Filter(raw, func(r batch.FilterRecord) bool {
+				hz, hasHz := h.DeleteHorizon()
+				keptTomb := false
+				kept, n, err = batch.FilterHorizon(raw, newHorizon, func(r batch.FilterRecord) bool {
 					if r.Key == nil {
 						return false
 					}
@@ -357,14 +359,20 @@ func (l *Log) compactKeys(ctx context.Context, p *partition, st *CompactionStats
 						return false
 					}
 					if r.Null {
-						expires := max(r.Timestamp, e.ObjectCreatedAt) + pol.deleteRetention
-						if expires < now {
+						if hasHz && hz <= now {
 							return false
 						}
-						horizon = min(horizon, expires)
+						keptTomb = true
 					}
 					return true
 				})
+				if keptTomb {
+					if !hasHz {
+						hz = newHorizon
+						horizonsSet++
+					}
+					horizon = min(horizon, hz)
+				}
 				if err != nil {
 					return out, fmt.Errorf("object %s at %d: %w", e.ObjectKey, e.Pos, err)
 				}
@@ -393,24 +401,24 @@ func (l *Log) compactKeys(ctx context.Context, p *partition, st *CompactionStats
 		}
 		group := entries[i:j]
 		i = j
-		r0, b0 := removed, reclaimed
+		r0, b0, hz0 := removed, reclaimed, horizon
 		if len(group) == 1 && strings.HasSuffix(group[0].ObjectKey, keyCompactedSuffix) {
 			// Already compacted alone: rewrite only if it loses records.
 			sp, err := l.reader.read(ctx, group[0])
 			if err != nil {
 				return fmt.Errorf("read %s: %w", group[0].ObjectKey, err)
 			}
-			h0 := horizon
+			h0, s0 := horizon, horizonsSet
 			if _, err := keep(group[0], sp.bytes()); err != nil {
 				return err
 			}
-			if removed == r0 {
-				continue // nothing to drop; horizon kept
+			if removed == r0 && horizonsSet == s0 {
+				continue // nothing to drop or mark; horizon kept
 			}
-			removed, reclaimed, horizon = r0, b0, h0
+			removed, reclaimed, horizon, horizonsSet = r0, b0, h0, s0
 		}
 		if _, err := l.rewriteRun(ctx, p, group, keyCompactedSuffix, keep); err != nil {
-			removed, reclaimed = r0, b0
+			removed, reclaimed, horizon = r0, b0, hz0
 			complete = false
 			var fe *metadata.FencedError
 			switch {

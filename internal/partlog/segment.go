@@ -90,6 +90,8 @@ func appendSegmentFooter(dst []byte, runs []SegmentRun) []byte {
 
 // DecodeSegment checks a whole segment object (header, footer, trailer and
 // each run's checksum) and returns its runs. It never panics on bad input.
+// A run may be empty (length 0, no records): key compaction writes one for
+// index entries it left without records.
 func DecodeSegment(obj []byte) (createdMs int64, runs []SegmentRun, err error) {
 	if len(obj) < segmentHeaderSize+4+segmentTrailer {
 		return 0, nil, fmt.Errorf("%w: %d bytes is shorter than an empty segment", ErrCorruptSegment, len(obj))
@@ -135,7 +137,7 @@ func DecodeSegment(obj []byte) (createdMs int64, runs []SegmentRun, err error) {
 		r.Records = int32(binary.BigEndian.Uint32(e[48:52]))
 		r.MaxTimestamp = int64(binary.BigEndian.Uint64(e[52:60]))
 		r.CRC = binary.BigEndian.Uint32(e[60:64])
-		if r.Pos != next || r.Len <= 0 || r.Pos+r.Len > int64(footerPos) || r.Pos+r.Len < r.Pos {
+		if r.Pos != next || r.Len < 0 || (r.Len == 0 && r.Records != 0) || r.Pos+r.Len > int64(footerPos) || r.Pos+r.Len < r.Pos {
 			return 0, nil, fmt.Errorf("%w: run %d at [%d,+%d) is not contiguous in a %d-byte body", ErrCorruptSegment, i, r.Pos, r.Len, footerPos)
 		}
 		if r.BaseOffset < 0 || r.LastOffset < r.BaseOffset || r.Partition < 0 {

@@ -20,7 +20,8 @@ import (
 // is written key after key; the agent's passes remove every record but the
 // newest per key (the log's last batch is kept whole), and a franz-go
 // consumer and a librdkafka one (kcat) both read the newest value per key
-// at its original offset, across the gaps; a keyless record is refused.
+// at its original offset and timestamp, across the gaps (a tombstone, kept
+// for delete.retention.ms, included); a keyless record is refused.
 func TestKeyCompaction(t *testing.T) {
 	t.Parallel()
 	kcat, err := exec.LookPath("kcat")
@@ -60,16 +61,25 @@ func TestKeyCompaction(t *testing.T) {
 			}
 			newest := map[string]int64{}
 			values := map[int64]string{}
+			stamps := map[int64]int64{}
 			var last int64
+			base := time.Now().Add(-time.Hour).Truncate(time.Second)
 			for i := range keys * rounds {
 				k := fmt.Sprintf("key-%d", (i*3)%keys)
-				v := fmt.Sprintf("value-%d", i)
-				res, err := prod.ProduceSync(ctx, &kgo.Record{Key: []byte(k), Value: []byte(v)}).First()
+				v := []byte(fmt.Sprintf("value-%d", i))
+				if i == keys*rounds-5 {
+					// The newest of key-5: a tombstone, kept (with a delete
+					// horizon in its batch) for delete.retention.ms, a day.
+					v = nil
+				}
+				ts := base.Add(time.Duration(i*7) * time.Millisecond)
+				res, err := prod.ProduceSync(ctx, &kgo.Record{Key: []byte(k), Value: v, Timestamp: ts}).First()
 				if err != nil {
 					t.Fatalf("produce %d: %v", i, err)
 				}
 				newest[k] = res.Offset
-				values[res.Offset] = k + " " + v
+				values[res.Offset] = k + " " + string(v)
+				stamps[res.Offset] = ts.UnixMilli()
 				last = res.Offset
 			}
 			var want []string
@@ -95,8 +105,20 @@ func TestKeyCompaction(t *testing.T) {
 				}
 				time.Sleep(300 * time.Millisecond)
 			}
-			if n := metric(t, p, "streamhouse_log_key_compaction_records_removed_total"); n != float64(keys*rounds-keys) {
-				t.Fatalf("records removed metric %v, want %d", n, keys*rounds-keys)
+			// The metric is added after the index switch a consumer may
+			// already see: a bounded poll.
+			for n := 0.0; n != float64(keys*rounds-keys); n = metric(t, p, "streamhouse_log_key_compaction_records_removed_total") {
+				if time.Now().After(deadline) {
+					t.Fatalf("records removed metric %v, want %d", n, keys*rounds-keys)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			// Every record keeps its timestamp, the tombstone's batch (with
+			// a delete horizon as its base timestamp) included.
+			for o, ts := range consumeStamps(ctx, t, p.KafkaAddr, topic, last) {
+				if ts != stamps[o] {
+					t.Fatalf("franz-go reads timestamp %d at offset %d, produced %d", ts, o, stamps[o])
+				}
 			}
 			if n := metric(t, p, "streamhouse_log_key_compaction_passes_total"); n == 0 {
 				t.Fatalf("no key compaction pass counted")
@@ -104,12 +126,16 @@ func TestKeyCompaction(t *testing.T) {
 
 			kctx, kcancel := context.WithTimeout(ctx, 60*time.Second)
 			defer kcancel()
-			out, err := exec.CommandContext(kctx, kcat, "-C", "-b", p.KafkaAddr, "-t", topic, "-e", "-q", "-f", "%o %k %s\n").CombinedOutput()
+			out, err := exec.CommandContext(kctx, kcat, "-C", "-b", p.KafkaAddr, "-t", topic, "-e", "-q", "-f", "%o %k %s %T\n").CombinedOutput()
 			if err != nil {
 				t.Fatalf("kcat: %v\n%s", err, out)
 			}
-			if g := strings.TrimSpace(string(out)); g != strings.Join(want, "\n") {
-				t.Fatalf("kcat reads\n%s\nwant\n%s", g, strings.Join(want, "\n"))
+			var wantK []string
+			for _, w := range want {
+				wantK = append(wantK, fmt.Sprintf("%s %d", w, stamps[offsetOf(w)]))
+			}
+			if g := strings.TrimSpace(string(out)); g != strings.Join(wantK, "\n") {
+				t.Fatalf("kcat reads (offset key value timestamp)\n%s\nwant\n%s", g, strings.Join(wantK, "\n"))
 			}
 		})
 	}
@@ -119,6 +145,37 @@ func offsetOf(line string) int64 {
 	var o int64
 	fmt.Sscan(line, &o)
 	return o
+}
+
+// consumeStamps reads topic partition 0 from the start up to offset last
+// with franz-go, and returns each record's timestamp by offset.
+func consumeStamps(ctx context.Context, t *testing.T, addr, topic string, last int64) map[int64]int64 {
+	t.Helper()
+	cons, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	out := map[int64]int64{}
+	pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for {
+		fs := cons.PollFetches(pctx)
+		if pctx.Err() != nil {
+			t.Fatalf("franz-go did not reach offset %d in 20 s", last)
+		}
+		if err := fs.Err0(); err != nil {
+			t.Fatalf("consume: %v", err)
+		}
+		done := false
+		fs.EachRecord(func(r *kgo.Record) {
+			out[r.Offset] = r.Timestamp.UnixMilli()
+			done = done || r.Offset >= last
+		})
+		if done {
+			return out
+		}
+	}
 }
 
 // consumeFranz reads topic partition 0 from the start up to offset last
