@@ -68,6 +68,10 @@ const (
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
+// testAfterSync, when set (tests only), runs in the writer after a group's
+// fsync and before its entries complete.
+var testAfterSync func()
+
 // Options configure a WAL.
 type Options struct {
 	Dir string
@@ -657,8 +661,16 @@ func (w *WAL) writeAndSync(batch []*Entry) {
 		}
 		w.curSize += e.size
 		w.curEntries++
+		// The entry joins its segment now, not after the fsync: a release
+		// of an older entry of that segment meanwhile (it may be rotated
+		// out by a later entry of this group) must not see it empty and
+		// delete it with this entry inside.
 		w.mu.Lock()
 		seg := w.cur
+		if !e.released {
+			e.seg = seg
+			seg.live++
+		}
 		w.mu.Unlock()
 		done = append(done, placed{e, seg})
 	}
@@ -681,25 +693,19 @@ func (w *WAL) writeAndSync(batch []*Entry) {
 	for _, f := range toSync {
 		f.Close()
 	}
+	if testAfterSync != nil {
+		testAfterSync()
+	}
 	if err != nil {
 		err = fmt.Errorf("wal write: %w", err)
 		w.log.Error("wal write failed; buffered acknowledgements fail from now on", "err", err)
 	}
-	// Complete the entries: written ones join their segment (unless
-	// released meanwhile), and every one's Done closes.
+	// Complete the entries (each joined its segment as it was written):
+	// every one's Done closes; rotated segments left empty go.
 	var remove []string
 	w.mu.Lock()
 	if err != nil && w.failed == nil {
 		w.failed = err
-	}
-	for _, p := range done {
-		if err == nil {
-			if p.e.released {
-				continue
-			}
-			p.e.seg = p.seg
-			p.seg.live++
-		}
 	}
 	for _, s := range w.rotated {
 		if s.live == 0 {

@@ -347,3 +347,35 @@ func TestBadSegmentHeader(t *testing.T) {
 		t.Fatalf("segments %v, want only %s", got, segName(4))
 	}
 }
+
+// An entry written into a segment that the same group write then rotates
+// away from survives a release of the segment's last older entry while
+// the group is in flight (the segment was deleted with it inside).
+func TestRotationRacingRelease(t *testing.T) {
+	dir := t.TempDir()
+	w, _ := open(t, dir, Options{SegmentSize: 400, SyncInterval: 50 * time.Millisecond})
+	e1 := add(t, w, hdr(0, 1), payload(0))
+	waitDone(t, e1)
+	armed := true
+	testAfterSync = func() {
+		if armed {
+			armed = false
+			w.Release(e1) // e1's commit lands while the group is in flight
+		}
+	}
+	defer func() { testAfterSync = nil }()
+	e2 := add(t, w, hdr(1, 1), payload(1))
+	e3 := add(t, w, hdr(2, 1), payload(2))
+	waitDone(t, e2)
+	waitDone(t, e3)
+	// e2 and e3 are acked and never released: a crash now keeps both.
+	w.Close()
+	_, rec := open(t, dir, Options{WriterID: "boot2"})
+	got := map[int64]bool{}
+	for _, r := range rec {
+		got[r.Header().BaseOffset] = true
+	}
+	if !got[1] || !got[2] {
+		t.Fatalf("acked entries lost after restart: recovered %v, want offsets 1 and 2", got)
+	}
+}
