@@ -31,6 +31,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -147,6 +148,7 @@ type segment struct {
 
 // WAL is the write-ahead log. Create it with Open, stop it with Close.
 type WAL struct {
+	lock    *os.File // holds the directory's LOCK file (flock) until Close
 	opts    Options
 	log     *slog.Logger
 	metrics *metrics
@@ -197,7 +199,14 @@ func Open(opts Options) (*WAL, []Recovered, error) {
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("open wal: %w", err)
 	}
+	// One process per WAL directory: a second one would recover (and
+	// truncate) the first one's live segment.
+	lock, err := lockDir(opts.Dir)
+	if err != nil {
+		return nil, nil, err
+	}
 	w := &WAL{
+		lock:       lock,
 		opts:       opts,
 		log:        opts.Logger.With("component", "wal"),
 		metrics:    newMetrics(opts.Metrics),
@@ -207,6 +216,7 @@ func Open(opts Options) (*WAL, []Recovered, error) {
 	}
 	rec, err := w.recover()
 	if err != nil {
+		lock.Close()
 		return nil, nil, err
 	}
 	w.metrics.liveBytes.Set(float64(w.live))
@@ -414,11 +424,17 @@ func (w *WAL) Unreserve(n int64) {
 	w.mu.Unlock()
 }
 
+// wakeLocked wakes every Reserve waiting for space (space freed, or the
+// WAL closed or failed: they must not wait for space that never comes).
+func (w *WAL) wakeLocked() {
+	close(w.spaceFreed)
+	w.spaceFreed = make(chan struct{})
+}
+
 func (w *WAL) freeLocked(n int64) {
 	w.live -= n
 	w.metrics.liveBytes.Set(float64(w.live))
-	close(w.spaceFreed)
-	w.spaceFreed = make(chan struct{})
+	w.wakeLocked()
 }
 
 // Add queues an entry of batches (not copied: they must not change until
@@ -510,9 +526,11 @@ func (w *WAL) Close() error {
 		return nil
 	}
 	w.closed = true
+	w.wakeLocked()
 	w.mu.Unlock()
 	close(w.stop)
 	w.wg.Wait()
+	defer w.lock.Close() // releases the flock
 	var err error
 	if w.curFile != nil {
 		err = w.curFile.Close()
@@ -558,6 +576,13 @@ func (w *WAL) writer() {
 			case <-w.kick:
 				continue
 			case <-w.stop:
+				// An entry may have been queued since n was read: Close
+				// writes and fsyncs what is queued.
+				w.mu.Lock()
+				batch := w.queue
+				w.queue = nil
+				w.mu.Unlock()
+				w.writeAndSync(batch)
 				return
 			}
 		}
@@ -706,6 +731,7 @@ func (w *WAL) writeAndSync(batch []*Entry) {
 	w.mu.Lock()
 	if err != nil && w.failed == nil {
 		w.failed = err
+		w.wakeLocked()
 	}
 	for _, s := range w.rotated {
 		if s.live == 0 {
@@ -775,4 +801,18 @@ func syncDir(dir string) error {
 		return fmt.Errorf("sync wal dir: %w", err)
 	}
 	return nil
+}
+
+// lockDir takes an exclusive flock on dir/LOCK, failing at once if another
+// process holds it.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open wal: lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open wal: %s is in use by another process (lock: %w)", dir, err)
+	}
+	return f, nil
 }

@@ -379,3 +379,50 @@ func TestRotationRacingRelease(t *testing.T) {
 		t.Fatalf("acked entries lost after restart: recovered %v, want offsets 1 and 2", got)
 	}
 }
+
+// A writer waiting for space is woken when the WAL closes: it gets
+// ErrClosed instead of waiting for space that never comes.
+func TestFullWaiterWokenByClose(t *testing.T) {
+	dir := t.TempDir()
+	w, _ := open(t, dir, Options{MaxSize: 1000})
+	e := add(t, w, hdr(0, 1), make([]byte, 900))
+	waitDone(t, e)
+	got := make(chan error, 1)
+	go func() { got <- w.Reserve(context.Background(), FrameSize(900)) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for testutil.ToFloat64(w.metrics.fullWaits) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the writer never waited")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-got:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("reserve after close: %v, want ErrClosed", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a writer waiting for space was not woken by Close")
+	}
+}
+
+// A second process (here a second Open) cannot use a WAL directory in use.
+func TestDirectoryLocked(t *testing.T) {
+	dir := t.TempDir()
+	w, _ := open(t, dir, Options{})
+	if w2, _, err := Open(Options{Dir: dir, WriterID: "boot2"}); err == nil {
+		w2.Close()
+		t.Fatal("a second WAL opened the directory in use")
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w3, _, err := Open(Options{Dir: dir, WriterID: "boot3"})
+	if err != nil {
+		t.Fatalf("open after the first closed: %v", err)
+	}
+	w3.Close()
+}
