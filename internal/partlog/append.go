@@ -251,6 +251,14 @@ func (a *Appending) Wait(ctx context.Context) (AppendResult, error) {
 			return AppendResult{}, fmt.Errorf("append to %s: %w", a.p.tp, err)
 		}
 	}
+	if a.mode == AckBuffered && a.walEntry == nil && a.dupWait >= 0 && a.l.wal != nil {
+		// A resent batch whose original may not be fsynced yet: its ack
+		// must not come before the original's would. Waiting for the
+		// commit (rare: resends) is the simple bound.
+		if err := a.p.waitCommitted(ctx, a.dupWait); err != nil {
+			return AppendResult{}, fmt.Errorf("append to %s: %w", a.p.tp, err)
+		}
+	}
 	a.l.metrics.appendSeconds.WithLabelValues(a.mode.String()).Observe(time.Since(a.start).Seconds())
 	return a.res, nil
 }
