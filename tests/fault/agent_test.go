@@ -227,5 +227,10 @@ func agentEnv(id, dir, kafkaAddr, bucket string, pg, s3 *proxy, leaseTTL time.Du
 		"COMPACTION_INTERVAL_SECS=3",
 		"SEGMENT_MAX_SIZE=65536",
 		"SEGMENT_MAX_AGE_MS=2000",
+		// The write-ahead log on, in the agent's folder (kept across its
+		// restarts): every kill -9 is followed by a replay, which must
+		// never put a second record at a committed offset (invariant 10).
+		"WAL_ENABLED=true",
+		"WAL_DIR=" + filepath.Join(dir, "wal"),
 	}
 }
