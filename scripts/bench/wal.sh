@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The WAL benchmark of docs/benchmarks.md: Kafka acks=1 with the WAL on
+# (WAL_SYNC_INTERVAL_MS=0) against acks=all without it, on one server on its
+# embedded defaults (local folder storage, SQLite), a fresh server per run,
+# runs interleaved:
+#
+#   scripts/bench/wal.sh              # 3 runs of each, 200,000 records of 1 KiB
+#   scripts/bench/wal.sh --runs 5 --records 500000 --rate-seconds 20
+#
+# Each run: --records records of 1 KiB to 8 partitions as fast as the server
+# takes them, then --rate-seconds at 10% of that run's rate (the latency
+# numbers), with `streamctl perf produce -o json`. Prints a markdown table;
+# the raw JSON stays in $BENCH_WORK (default /tmp/streamhouse-bench-wal).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+WORK=${BENCH_WORK:-/tmp/streamhouse-bench-wal}
+RUNS=3
+RECORDS=200000
+RATE_SECONDS=10
+
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-0}"; }
+while (($#)); do
+	case $1 in
+	--runs) RUNS=$2; shift ;;
+	--records) RECORDS=$2; shift ;;
+	--rate-seconds) RATE_SECONDS=$2; shift ;;
+	-h | --help) usage 0 ;;
+	*) echo "wal.sh: unknown option $1" >&2; usage 2 ;;
+	esac
+	shift
+done
+((RUNS >= 3)) || { echo "wal.sh: --runs must be at least 3" >&2; exit 2; }
+
+log() { echo "bench-wal: $*" >&2; }
+# shellcheck source=scripts/bench/lib.sh
+source "$ROOT/scripts/bench/lib.sh"
+
+BIN=$WORK/bin
+RES=$WORK/results
+rm -rf "$RES" "$WORK/data"
+mkdir -p "$BIN" "$RES"
+log "building streamhouse and streamctl"
+(cd "$ROOT" && go build -o "$BIN/streamhouse" ./cmd/streamhouse && go build -o "$BIN/streamctl" ./cmd/streamctl)
+
+SERVER_PID=
+trap '[ -n "$SERVER_PID" ] && stop_pid "$SERVER_PID"' EXIT
+
+# run NAME ACKS WAL(true|false) N: one fresh server, full speed then 10% load.
+run() {
+	local name=$1 acks=$2 wal=$3 n=$4 dir kport hport gport rate
+	dir=$WORK/data/$name-$n
+	mkdir -p "$dir"
+	kport=$(free_port)
+	hport=$(free_port)
+	gport=$(free_port)
+	(cd "$dir" && exec env KAFKA_ADDR="127.0.0.1:$kport" HTTP_ADDR="127.0.0.1:$hport" GRPC_ADDR="127.0.0.1:$gport" \
+		LOG_FORMAT=json STREAMHOUSE_AGENT_ID=bench-wal LOCAL_STORAGE_PATH="$dir/storage" \
+		STREAMHOUSE_METADATA_PATH="$dir/metadata.db" STREAMHOUSE_CACHE="$dir/cache" \
+		WAL_ENABLED="$wal" WAL_DIR="$dir/wal" WAL_SYNC_INTERVAL_MS=0 \
+		"$BIN/streamhouse" 2>"$dir/server.log") &
+	SERVER_PID=$!
+	local deadline=$((SECONDS + 60))
+	until curl -sf -o /dev/null "http://127.0.0.1:$hport/ready"; do
+		((SECONDS < deadline)) && kill -0 "$SERVER_PID" 2>/dev/null || { log "server did not start"; tail "$dir/server.log" >&2; exit 1; }
+		sleep 0.05
+	done
+	"$BIN/streamctl" perf produce --brokers "127.0.0.1:$kport" --topic b --partitions 8 --num-records "$RECORDS" \
+		--record-size 1024 --acks "$acks" -o json >"$RES/$name-$n-full.json"
+	rate=$(jq '.records_per_sec | floor' "$RES/$name-$n-full.json")
+	"$BIN/streamctl" perf produce --brokers "127.0.0.1:$kport" --topic r --partitions 8 --duration "${RATE_SECONDS}s" \
+		--throughput $((rate / 10)) --record-size 1024 --acks "$acks" -o json >"$RES/$name-$n-rate.json"
+	stop_pid "$SERVER_PID"
+	SERVER_PID=
+}
+
+for n in $(seq 1 "$RUNS"); do
+	log "run $n/$RUNS: acks=1 + WAL"
+	run wal 1 true "$n"
+	log "run $n/$RUNS: acks=all"
+	run durable all false "$n"
+done
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+field() { # NAME PHASE JQ: the median over runs
+	for f in "$RES/$1"-*-"$2".json; do jq "$3" "$f"; done | median
+}
+row() {
+	printf '| %s | %.0fk | %.2f ms | %.2f ms | %.2f ms |\n' "$2" \
+		"$(field "$1" full '.records_per_sec')e-3" \
+		"$(field "$1" rate '.latency_ms.p50')" \
+		"$(field "$1" rate '.latency_ms.p99')" \
+		"$(field "$1" rate '.latency_ms.p99_9')"
+}
+cat <<EOF
+
+$(date -u +%Y-%m-%d), $(nproc) cores, medians of $RUNS interleaved runs, $RECORDS records of 1 KiB, ${RATE_SECONDS} s at 10% load
+
+| | full speed, records/s | at 10% load: p50 | p99 | p99.9 |
+|---|---|---|---|---|
+$(row wal "acks=1 + WAL (sync 0)")
+$(row durable "acks=all, no WAL")
+EOF
