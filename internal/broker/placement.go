@@ -281,3 +281,33 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	b.fwd.close()
 	return errors.Join(errs...)
 }
+
+// LeadForReplay takes the lease of each partition of tps that this agent
+// does not lead and that no other agent holds (a restart within the lease
+// TTL finds its own leases still held: it takes them back whatever its
+// fair share), so the WAL's entries of them are replayed rather than
+// dropped. Placement sheds what is beyond the share afterwards. A partition
+// another agent holds is left to it; a store error stops the start (the
+// WAL is kept for the next one).
+func (b *Broker) LeadForReplay(ctx context.Context, tps []metadata.TopicPartition) error {
+	for _, tp := range tps {
+		if b.plog.Leads(tp) {
+			continue
+		}
+		t, err := b.store.GetTopicByID(ctx, tp.TopicID)
+		if errors.Is(err, metadata.ErrTopicNotFound) {
+			continue // deleted since: its entries are dropped at replay
+		}
+		if err != nil {
+			return fmt.Errorf("lead %s for wal replay: %w", tp, err)
+		}
+		err = b.plog.Lead(ctx, t, tp.Partition)
+		switch {
+		case errors.Is(err, metadata.ErrLeaseHeld):
+			b.log.Info("wal replay: partition led by another agent", "topic", t.Name, "partition", tp.Partition)
+		case err != nil:
+			return fmt.Errorf("lead %s for wal replay: %w", tp, err)
+		}
+	}
+	return nil
+}

@@ -171,3 +171,54 @@ func TestShedOrderInterleavesTopicsOverTheirShare(t *testing.T) {
 		t.Fatalf("%d of the small topic's partitions among the first 16, want its excess, 3", inFirst)
 	}
 }
+
+// A restarted agent takes back, for its WAL's replay, the partitions whose
+// leases it still holds (whatever its fair share), leaves those another
+// agent holds, and skips deleted topics.
+func TestLeadForReplay(t *testing.T) {
+	t.Parallel()
+	store, bucket := sharedStorage(t)
+	ctx := context.Background()
+	ttl := 30 * time.Second
+	before := agent(t, "a", store, bucket, ttl)
+	topic, err := before.CreateTopic(ctx, TopicSpec{Name: "t", Partitions: 3}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, err := before.CreateTopic(ctx, TopicSpec{Name: "gone", Partitions: 1}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := agent(t, "b", store, bucket, ttl)
+	held, err := other.CreateTopic(ctx, TopicSpec{Name: "held", Partitions: 1}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := before.DeleteTopic(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	// The restarted process: same agent id, its leases still held, leads
+	// nothing yet.
+	after := agent(t, "a", store, bucket, ttl)
+	if n := ledCount(after, topic); n != 0 {
+		t.Fatalf("the restarted agent leads %d partitions before replay", n)
+	}
+	tps := []metadata.TopicPartition{
+		{TopicID: topic.ID, Partition: 0}, {TopicID: topic.ID, Partition: 2},
+		{TopicID: held.ID, Partition: 0}, {TopicID: gone.ID, Partition: 0},
+	}
+	if err := after.LeadForReplay(ctx, tps); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		tp   metadata.TopicPartition
+		want bool
+	}{{tps[0], true}, {tps[1], true}, {metadata.TopicPartition{TopicID: topic.ID, Partition: 1}, false}, {tps[2], false}} {
+		if got := after.plog.Leads(c.tp); got != c.want {
+			t.Errorf("after LeadForReplay, leads %v = %v, want %v", c.tp, got, c.want)
+		}
+	}
+	if !other.plog.Leads(tps[2]) {
+		t.Error("the other agent lost its partition")
+	}
+}

@@ -41,6 +41,26 @@ type ReplayStats struct {
 //
 // An error leaves the entries not yet handled in the WAL for the next
 // start. Calling it again does nothing.
+// WALPartitions lists the partitions the recovered WAL holds entries of
+// (none once ReplayWAL ran): the start takes them back before replaying
+// (broker.LeadForReplay).
+func (l *Log) WALPartitions() []metadata.TopicPartition {
+	if l.wal == nil {
+		return nil
+	}
+	seen := make(map[metadata.TopicPartition]bool)
+	var out []metadata.TopicPartition
+	for _, r := range l.wal.recovered {
+		h := r.Header()
+		tp := metadata.TopicPartition{TopicID: metadata.TopicID(h.TopicID), Partition: h.Partition}
+		if !seen[tp] {
+			seen[tp] = true
+			out = append(out, tp)
+		}
+	}
+	return out
+}
+
 func (l *Log) ReplayWAL(ctx context.Context) (ReplayStats, error) {
 	st := ReplayStats{Dropped: map[string]int{}}
 	if l.wal == nil {

@@ -122,6 +122,10 @@ func testWALReplayAfterCrash(t *testing.T, open storeOpener) {
 	cfg := e.walConfig("a1", dir)
 	cfg.FlushMinInterval, cfg.FlushInterval, cfg.DurableMaxAge = time.Hour, time.Hour, time.Hour
 	l2 := e.open(cfg)
+	// The start takes back the partitions the WAL holds entries of.
+	if tps := l2.WALPartitions(); len(tps) != 3 {
+		t.Fatalf("WAL partitions %v, want the topic's 3", tps)
+	}
 	lead(t, l2, topic)
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()

@@ -180,6 +180,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 	// Buffered acks a crash left in the WAL are committed before anything
 	// new is appended (partlog.ReplayWAL): a failure stops the start, the
 	// entries stay for the next one.
+	if err := s.broker.LeadForReplay(ctx, s.plog.WALPartitions()); err != nil {
+		return nil, err
+	}
 	if _, err := s.plog.ReplayWAL(ctx); err != nil {
 		return nil, err
 	}
