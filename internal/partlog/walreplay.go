@@ -20,27 +20,6 @@ type ReplayStats struct {
 	Dropped  map[string]int // by reason
 }
 
-// ReplayWAL re-appends what an earlier process left in the WAL, once this
-// log leads its partitions (the server calls it after startup placement,
-// before serving produce traffic), and waits until it is committed. Per
-// partition, in offset order, an entry is:
-//
-//   - re-appended when this agent leads the partition and its next offset
-//     (= the committed high watermark) is the entry's base offset, through
-//     the normal append path (validation, producer state) but not written
-//     to the WAL again; offsets that come out different are a bug and fail
-//     ReplayWAL;
-//   - discarded silently when the store holds its offsets in an object
-//     this agent's process that wrote the entry committed (the commit
-//     landed before the crash);
-//   - dropped, logged and counted otherwise: "not_leader" (the partition
-//     is led elsewhere or no longer exists), "overwritten" (another
-//     leader committed at those offsets), "gap" (the high watermark is
-//     below the entry: data before it was lost), "rejected" (the append
-//     path refused it).
-//
-// An error leaves the entries not yet handled in the WAL for the next
-// start. Calling it again does nothing.
 // WALPartitions lists the partitions the recovered WAL holds entries of
 // (none once ReplayWAL ran): the start takes them back before replaying
 // (broker.LeadForReplay).
@@ -61,6 +40,29 @@ func (l *Log) WALPartitions() []metadata.TopicPartition {
 	return out
 }
 
+// ReplayWAL re-appends what an earlier process left in the WAL, once this
+// log leads its partitions (the server calls it after startup placement,
+// before serving produce traffic), and waits until it is committed. Per
+// partition, in offset order, an entry is:
+//
+//   - re-appended when this agent leads the partition and its next offset
+//     (= the committed high watermark) is the entry's base offset, through
+//     the normal append path (validation, producer state) but not written
+//     to the WAL again; offsets that come out different are a bug and fail
+//     ReplayWAL;
+//   - discarded silently when the store holds its offsets in an object
+//     this agent's process that wrote the entry committed (the commit
+//     landed before the crash);
+//   - dropped, logged and counted otherwise: "not_leader" (the partition
+//     is led elsewhere or no longer exists), "overwritten" (another
+//     leader committed at those offsets), "gap" (the high watermark is
+//     below the entry: data before it was lost), "rejected" (the append
+//     path refused it), "superseded" (a later entry of the partition
+//     starts at or below it: its commit failed and the partition was led
+//     again from there).
+//
+// An error leaves the entries not yet handled in the WAL for the next
+// start. Calling it again does nothing.
 func (l *Log) ReplayWAL(ctx context.Context) (ReplayStats, error) {
 	st := ReplayStats{Dropped: map[string]int{}}
 	if l.wal == nil {
@@ -71,16 +73,6 @@ func (l *Log) ReplayWAL(ctx context.Context) (ReplayStats, error) {
 	st.Entries = len(rec)
 	if len(rec) == 0 {
 		return st, nil
-	}
-	byTP := make(map[metadata.TopicPartition][]wal.Recovered)
-	var order []metadata.TopicPartition
-	for _, r := range rec {
-		h := r.Header()
-		tp := metadata.TopicPartition{TopicID: metadata.TopicID(h.TopicID), Partition: h.Partition}
-		if _, ok := byTP[tp]; !ok {
-			order = append(order, tp)
-		}
-		byTP[tp] = append(byTP[tp], r)
 	}
 	type pendingReplay struct {
 		a *Appending
@@ -93,6 +85,29 @@ func (l *Log) ReplayWAL(ctx context.Context) (ReplayStats, error) {
 		l.wal.dropped.WithLabelValues(reason).Inc()
 		l.log.Warn("wal entry dropped at replay", "topic_partition", tp.String(), "base_offset", h.BaseOffset, "last_offset", h.LastOffset, "records", h.Records, "epoch", h.LeaderEpoch, "reason", reason, "detail", why)
 		l.wal.w.Release(r.Entry)
+	}
+	// In WAL order (rec is), an entry of a partition starting at X says
+	// the partition's log was at X when it was written: earlier entries
+	// of it from X on were never committed (their commit failed and the
+	// partition was led again from X; releases are not written to the
+	// WAL), so they are superseded, never replayed over the newer one.
+	byTP := make(map[metadata.TopicPartition][]wal.Recovered)
+	var order []metadata.TopicPartition
+	for _, r := range rec {
+		h := r.Header()
+		tp := metadata.TopicPartition{TopicID: metadata.TopicID(h.TopicID), Partition: h.Partition}
+		if _, ok := byTP[tp]; !ok {
+			order = append(order, tp)
+		}
+		kept := byTP[tp][:0:0]
+		for _, old := range byTP[tp] {
+			if old.Header().BaseOffset >= h.BaseOffset {
+				drop(tp, old, "superseded", fmt.Sprintf("a later entry starts at %d", h.BaseOffset))
+				continue
+			}
+			kept = append(kept, old)
+		}
+		byTP[tp] = append(kept, r)
 	}
 	for _, tp := range order {
 		idx := &indexCursor{l: l, tp: tp}

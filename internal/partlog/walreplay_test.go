@@ -14,6 +14,7 @@ import (
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/objstore"
+	"github.com/streamhouse/streamhouse/internal/wal"
 )
 
 // walConfig is a config with the WAL in dir; the buffered-only flush
@@ -330,4 +331,54 @@ func testWALBufferedAckWaitsForFsync(t *testing.T, open storeOpener) {
 	if err != nil || res.BaseOffset != 2 {
 		t.Fatalf("after the fsync: %+v, %v; want offset 2", res, err)
 	}
+}
+
+// An entry whose commit failed is released in memory only: the WAL still
+// holds it when the partition, led again from the same offset, acks a
+// newer entry there. Replay keeps the newer one and drops the older as
+// superseded, never replaying it over what was acked later.
+func TestWALReplaySupersededEntry(t *testing.T) { onBackends(t, testWALReplaySuperseded) }
+
+func testWALReplaySuperseded(t *testing.T, open storeOpener) {
+	t.Parallel()
+	e := newEnv(t, open, nil)
+	dir := t.TempDir()
+	topic := e.topic("superseded", 1, nil)
+	tp := tpOf(topic, 0)
+	ctx := context.Background()
+	w, _, err := wal.Open(wal.Options{Dir: dir, WriterID: "old-boot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		prefix string
+		n      int
+	}{{"old", 1}, {"new", 2}} {
+		b := mkBatch(t, c.prefix, c.n)
+		batch.SetBaseOffset(b, 0)
+		h := wal.Header{TopicID: [16]byte(topic.ID), Partition: 0, LeaderEpoch: 1, BaseOffset: 0, LastOffset: int64(c.n - 1), Records: int32(c.n)}
+		if err := w.Reserve(ctx, wal.FrameSize(len(b))); err != nil {
+			t.Fatal(err)
+		}
+		entry := w.Add(h, [][]byte{b}, wal.FrameSize(len(b)))
+		<-entry.Done()
+		if entry.Err() != nil {
+			t.Fatal(entry.Err())
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l := e.open(e.walConfig("a1", dir))
+	lead(t, l, topic)
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	st, err := l.ReplayWAL(rctx)
+	if err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	if st.Replayed != 1 || st.Dropped["superseded"] != 1 || len(st.Dropped) != 1 {
+		t.Fatalf("replay stats %+v, want the newer entry replayed and the older superseded", st)
+	}
+	checkAcked(t, l, []acked{{tp, 0, []string{"new-0", "new-1"}}})
 }
