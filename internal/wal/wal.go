@@ -278,6 +278,9 @@ func (w *WAL) recoverSegment(path string) ([]Recovered, error) {
 	size := st.Size()
 	r := bufio.NewReaderSize(f, 1<<20)
 	writer, pos, herr := readSegmentHeader(r)
+	if errors.Is(herr, errForeignSegment) {
+		return nil, fmt.Errorf("open wal: %s: %w (move it away to start without it)", path, herr)
+	}
 	seg := &segment{path: path}
 	var out []Recovered
 	var damage error
@@ -335,13 +338,21 @@ func (w *WAL) recoverSegment(path string) ([]Recovered, error) {
 	return out, nil
 }
 
+// errForeignSegment: a segment file this build cannot read (another
+// format version, or not a WAL segment at all). Recovery refuses to start
+// rather than delete what may hold acknowledged data.
+var errForeignSegment = errors.New("wal segment not readable by this build")
+
 func readSegmentHeader(r io.Reader) (writer string, n int64, err error) {
 	var h [len(segMagic) + 1]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
 		return "", 0, fmt.Errorf("torn segment header: %w", err)
 	}
-	if string(h[:len(segMagic)]) != segMagic {
-		return "", 0, errors.New("not a wal segment (bad magic)")
+	if string(h[:len(segMagic)-1]) != segMagic[:len(segMagic)-1] {
+		return "", 0, fmt.Errorf("%w: not a wal segment (bad magic)", errForeignSegment)
+	}
+	if h[len(segMagic)-1] != segMagic[len(segMagic)-1] {
+		return "", 0, fmt.Errorf("%w: wal format version %d, this build reads %d", errForeignSegment, h[len(segMagic)-1], segMagic[len(segMagic)-1])
 	}
 	id := make([]byte, int(h[len(segMagic)])+4)
 	if _, err := io.ReadFull(r, id); err != nil {

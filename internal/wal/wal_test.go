@@ -426,3 +426,26 @@ func TestDirectoryLocked(t *testing.T) {
 	}
 	w3.Close()
 }
+
+// A segment of another format version, or a file that is not a segment at
+// all, stops Open instead of being deleted: it may hold acknowledged data
+// another build can read.
+func TestForeignSegmentRefused(t *testing.T) {
+	for name, content := range map[string][]byte{
+		"newer version": append([]byte(segMagic[:len(segMagic)-1]), 2, 0, 0, 0, 0, 0),
+		"not a segment": []byte("this is not a write-ahead log segment"),
+	} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, segName(7))
+		if err := os.WriteFile(path, content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if w, _, err := Open(Options{Dir: dir, WriterID: "boot1"}); err == nil {
+			w.Close()
+			t.Errorf("%s: Open accepted it", name)
+		}
+		if _, err := os.Stat(path); err != nil {
+			t.Errorf("%s: the segment is gone: %v", name, err)
+		}
+	}
+}
