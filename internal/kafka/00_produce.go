@@ -177,7 +177,9 @@ func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Respon
 	}
 
 	actx := ctx
-	if mode == broker.AckDurable {
+	// acks=all waits for the commit, acks=1 (with the WAL on) for its
+	// fsync and for WAL space: both within the request's timeout.
+	if mode == broker.AckDurable || mode == broker.AckBuffered {
 		timeout := time.Duration(req.TimeoutMillis) * time.Millisecond
 		if timeout <= 0 {
 			timeout = defaultProduceTimeout
