@@ -143,8 +143,9 @@ func (l *Log) AppendAsync(ctx context.Context, tp metadata.TopicPartition, recor
 	return l.appendAsync(ctx, tp, records, mode, true)
 }
 
-// appendAsync is AppendAsync; withWAL false keeps the data out of the WAL
-// (WAL replay, whose data is there already).
+// appendAsync is AppendAsync; withWAL false is a WAL replay: the data stays
+// out of the WAL (it is there already) and is checked for its structure,
+// not against the topic's settings of now.
 func (l *Log) appendAsync(ctx context.Context, tp metadata.TopicPartition, records []byte, mode AckMode, withWAL bool) (*Appending, error) {
 	start := time.Now()
 	batches, err := batch.Split(records)
@@ -162,6 +163,17 @@ func (l *Log) appendAsync(ctx context.Context, tp metadata.TopicPartition, recor
 	lim := batch.Limits{MaxBatchBytes: p.maxMessageBytes, MaxRecordsBytes: p.maxRecordsBytes, RequireKeys: p.keys.enabled}
 	bounds := p.timestamps
 	l.mu.Unlock()
+	if !withWAL {
+		// A WAL replay: the data was acknowledged under the topic's
+		// settings of then; settings changed since (max.message.bytes,
+		// the timestamp bounds, cleanup.policy=compact's keys) must not
+		// drop it now. The structure is still checked in full.
+		// (Keyless records a topic switched to compact got meanwhile are
+		// removed by key compaction, as the records of a keyless producer
+		// would be.)
+		lim.MaxBatchBytes, lim.RequireKeys = 0, false
+		bounds = timestampBounds{}
+	}
 	// Every record is checked, compressed or not, as Kafka's broker does:
 	// a batch stored here is one every reader can decode.
 	now := l.cfg.Now().UnixMilli()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/metadata"
+	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
 	"github.com/streamhouse/streamhouse/internal/objstore"
 	"github.com/streamhouse/streamhouse/internal/wal"
 )
@@ -381,4 +382,44 @@ func testWALReplaySuperseded(t *testing.T, open storeOpener) {
 		t.Fatalf("replay stats %+v, want the newer entry replayed and the older superseded", st)
 	}
 	checkAcked(t, l, []acked{{tp, 0, []string{"new-0", "new-1"}}})
+}
+
+// Replay checks an entry's structure, not the topic's settings of now: a
+// batch acked before max.message.bytes shrank is replayed.
+func TestWALReplayIgnoresLaterSettings(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, metadatatest.OpenSQLite, nil)
+	dir := t.TempDir()
+	topic := e.topic("settings", 1, nil)
+	ctx := context.Background()
+	w, _, err := wal.Open(wal.Options{Dir: dir, WriterID: "old-boot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := mkBatch(t, "big", 3)
+	batch.SetBaseOffset(b, 0)
+	h := wal.Header{TopicID: [16]byte(topic.ID), Partition: 0, LeaderEpoch: 1, BaseOffset: 0, LastOffset: 2, Records: 3}
+	if err := w.Reserve(ctx, wal.FrameSize(len(b))); err != nil {
+		t.Fatal(err)
+	}
+	entry := w.Add(h, [][]byte{b}, wal.FrameSize(len(b)))
+	<-entry.Done()
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Since the ack: the topic's batches may be at most 16 bytes.
+	if err := e.store.UpdateTopicConfig(ctx, "settings", map[string]string{"max.message.bytes": "16"}); err != nil {
+		t.Fatal(err)
+	}
+	topic, err = e.store.GetTopic(ctx, "settings")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := e.open(e.walConfig("a1", dir))
+	lead(t, l, topic)
+	st, err := l.ReplayWAL(ctx)
+	if err != nil || st.Replayed != 1 || len(st.Dropped) != 0 {
+		t.Fatalf("replay: %+v, %v; want the entry replayed", st, err)
+	}
+	checkAcked(t, l, []acked{{tpOf(topic, 0), 0, []string{"big-0", "big-1", "big-2"}}})
 }
