@@ -8,6 +8,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -65,18 +68,37 @@ func (b *build) get(t testing.TB, env, flags []string) string {
 	b.once.Do(func() {
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(file), "..", "..")
-		dir, err := os.MkdirTemp("", "streamhouse-e2e")
+		// One file per source tree and flavour, replaced by each build (a
+		// rename: a server already started from the old file keeps
+		// running), so test runs do not leave a 170 MB binary each in the
+		// temporary folder.
+		abs, err := filepath.Abs(root)
 		if err != nil {
 			b.err = err
 			return
 		}
-		b.path = filepath.Join(dir, "streamhouse")
-		args := append([]string{"build", "-o", b.path}, flags...)
+		sum := sha256.Sum256([]byte(abs + "\x00" + strings.Join(env, " ") + "\x00" + strings.Join(flags, " ")))
+		dir := filepath.Join(os.TempDir(), "streamhouse-e2e-bin")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			b.err = err
+			return
+		}
+		// A name of this process's own (go build will not overwrite a
+		// file that is not an executable, such as an empty temp file).
+		tmp := filepath.Join(dir, fmt.Sprintf("build-%d-%d", os.Getpid(), time.Now().UnixNano()))
+		args := append([]string{"build", "-o", tmp}, flags...)
 		cmd := exec.Command("go", append(args, "./cmd/streamhouse")...)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), env...)
 		if out, err := cmd.CombinedOutput(); err != nil {
+			os.Remove(tmp)
 			b.err = fmt.Errorf("go build %v: %v\n%s", env, err, out)
+			return
+		}
+		b.path = filepath.Join(dir, "streamhouse-"+hex.EncodeToString(sum[:8]))
+		if err := os.Rename(tmp, b.path); err != nil {
+			os.Remove(tmp)
+			b.err = err
 		}
 	})
 	if b.err != nil {
