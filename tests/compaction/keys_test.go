@@ -26,7 +26,7 @@ func TestKeyCompaction(t *testing.T) {
 	t.Parallel()
 	kcat, err := exec.LookPath("kcat")
 	if err != nil {
-		t.Skip("kcat not installed (scripts/install-test-tools.sh)")
+		t.Fatal("kcat not installed: scripts/install-test-tools.sh installs it (scripts/test.sh runs it)")
 	}
 	for _, b := range e2e.Backends() {
 		t.Run(b.Name, func(t *testing.T) {

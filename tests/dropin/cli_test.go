@@ -24,9 +24,9 @@ func TestStreamctlServerFlag(t *testing.T) {
 	t.Parallel()
 	host := fmt.Sprintf("127.%d.%d.%d", 1+rand.IntN(250), rand.IntN(256), 1+rand.IntN(250))
 	// A process listening on *:8080 (a StreamHouse on its defaults, say)
-	// takes port 8080 on every address: nothing to test here then.
+	// takes port 8080 on every address: say so rather than fail obscurely.
 	if l, err := net.Listen("tcp", host+":8080"); err != nil {
-		t.Skipf("port 8080 is taken on %s (a listener on every address?): %v", host, err)
+		t.Fatalf("port 8080 is taken on %s (a listener on every address? stop it): %v", host, err)
 	} else {
 		_ = l.Close()
 	}
