@@ -347,29 +347,9 @@ func testWALReplaySuperseded(t *testing.T, open storeOpener) {
 	topic := e.topic("superseded", 1, nil)
 	tp := tpOf(topic, 0)
 	ctx := context.Background()
-	w, _, err := wal.Open(wal.Options{Dir: dir, WriterID: "old-boot"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct {
-		prefix string
-		n      int
-	}{{"old", 1}, {"new", 2}} {
-		b := mkBatch(t, c.prefix, c.n)
-		batch.SetBaseOffset(b, 0)
-		h := wal.Header{TopicID: [16]byte(topic.ID), Partition: 0, LeaderEpoch: 1, BaseOffset: 0, LastOffset: int64(c.n - 1), Records: int32(c.n)}
-		if err := w.Reserve(ctx, wal.FrameSize(len(b))); err != nil {
-			t.Fatal(err)
-		}
-		entry := w.Add(h, [][]byte{b}, wal.FrameSize(len(b)))
-		<-entry.Done()
-		if entry.Err() != nil {
-			t.Fatal(entry.Err())
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	// An older entry at offset 0 (its commit failed), then the newer one
+	// acked after the partition was led again from 0.
+	writeWAL(t, dir, topic, mkBatch(t, "old", 1), mkBatch(t, "new", 2))
 	l := e.open(e.walConfig("a1", dir))
 	lead(t, l, topic)
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -392,26 +372,12 @@ func TestWALReplayIgnoresLaterSettings(t *testing.T) {
 	dir := t.TempDir()
 	topic := e.topic("settings", 1, nil)
 	ctx := context.Background()
-	w, _, err := wal.Open(wal.Options{Dir: dir, WriterID: "old-boot"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := mkBatch(t, "big", 3)
-	batch.SetBaseOffset(b, 0)
-	h := wal.Header{TopicID: [16]byte(topic.ID), Partition: 0, LeaderEpoch: 1, BaseOffset: 0, LastOffset: 2, Records: 3}
-	if err := w.Reserve(ctx, wal.FrameSize(len(b))); err != nil {
-		t.Fatal(err)
-	}
-	entry := w.Add(h, [][]byte{b}, wal.FrameSize(len(b)))
-	<-entry.Done()
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	writeWAL(t, dir, topic, mkBatch(t, "big", 3))
 	// Since the ack: the topic's batches may be at most 16 bytes.
 	if err := e.store.UpdateTopicConfig(ctx, "settings", map[string]string{"max.message.bytes": "16"}); err != nil {
 		t.Fatal(err)
 	}
-	topic, err = e.store.GetTopic(ctx, "settings")
+	topic, err := e.store.GetTopic(ctx, "settings")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,4 +388,34 @@ func TestWALReplayIgnoresLaterSettings(t *testing.T) {
 		t.Fatalf("replay: %+v, %v; want the entry replayed", st, err)
 	}
 	checkAcked(t, l, []acked{{tpOf(topic, 0), 0, []string{"big-0", "big-1", "big-2"}}})
+}
+
+// writeWAL leaves in dir the WAL an earlier process would have: one entry
+// per batch, each at offset 0 of the topic's partition 0, in order.
+func writeWAL(t *testing.T, dir string, topic metadata.Topic, batches ...[]byte) {
+	t.Helper()
+	w, _, err := wal.Open(wal.Options{Dir: dir, WriterID: "old-boot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range batches {
+		h, err := batch.ParseHeader(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch.SetBaseOffset(b, 0)
+		wh := wal.Header{TopicID: [16]byte(topic.ID), Partition: 0, LeaderEpoch: 1, BaseOffset: 0,
+			LastOffset: int64(h.NumRecords - 1), Records: h.NumRecords}
+		if err := w.Reserve(context.Background(), wal.FrameSize(len(b))); err != nil {
+			t.Fatal(err)
+		}
+		entry := w.Add(wh, [][]byte{b}, wal.FrameSize(len(b)))
+		<-entry.Done()
+		if entry.Err() != nil {
+			t.Fatal(entry.Err())
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
 }

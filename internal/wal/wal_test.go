@@ -225,17 +225,8 @@ func TestRotationAndTruncation(t *testing.T) {
 func TestFullWaitsAndResumes(t *testing.T) {
 	dir := t.TempDir()
 	w, _ := open(t, dir, Options{MaxSize: 1000})
-	e := add(t, w, hdr(0, 1), make([]byte, 900))
-	waitDone(t, e)
-	got := make(chan error, 1)
-	go func() { got <- w.Reserve(context.Background(), FrameSize(900)) }()
+	e, got := fullAndWaiting(t, w)
 	deadline := time.Now().Add(30 * time.Second)
-	for testutil.ToFloat64(w.metrics.fullWaits) < 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("second writer never waited")
-		}
-		time.Sleep(time.Millisecond)
-	}
 	select {
 	case err := <-got:
 		t.Fatalf("reserve returned %v while the WAL is full", err)
@@ -385,17 +376,7 @@ func TestRotationRacingRelease(t *testing.T) {
 func TestFullWaiterWokenByClose(t *testing.T) {
 	dir := t.TempDir()
 	w, _ := open(t, dir, Options{MaxSize: 1000})
-	e := add(t, w, hdr(0, 1), make([]byte, 900))
-	waitDone(t, e)
-	got := make(chan error, 1)
-	go func() { got <- w.Reserve(context.Background(), FrameSize(900)) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for testutil.ToFloat64(w.metrics.fullWaits) < 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the writer never waited")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	_, got := fullAndWaiting(t, w)
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -448,4 +429,23 @@ func TestForeignSegmentRefused(t *testing.T) {
 			t.Errorf("%s: the segment is gone: %v", name, err)
 		}
 	}
+}
+
+// fullAndWaiting fills w (MaxSize 1000) with one entry and starts a
+// writer that must wait for space; it returns once that writer waits, with
+// the entry and the writer's outcome.
+func fullAndWaiting(t *testing.T, w *WAL) (*Entry, chan error) {
+	t.Helper()
+	e := add(t, w, hdr(0, 1), make([]byte, 900))
+	waitDone(t, e)
+	got := make(chan error, 1)
+	go func() { got <- w.Reserve(context.Background(), FrameSize(900)) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for testutil.ToFloat64(w.metrics.fullWaits) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the second writer never waited")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return e, got
 }
