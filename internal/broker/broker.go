@@ -422,7 +422,7 @@ func (c *consumer) add(res partlog.ReadResult) (more bool, err error) {
 			// safe should it not): read again later.
 			return false, nil
 		}
-		if h.IsControl() || inAbortedTxn(h, res.Aborted) {
+		if hiddenBatch(h, res.Aborted) {
 			// Nothing here a reader may see: skip it whole, unread.
 			c.out.NextOffset = max(c.out.NextOffset, h.LastOffset()+1)
 			continue

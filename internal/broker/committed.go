@@ -26,6 +26,13 @@ func (b *Broker) readCommitted(ctx context.Context, tp metadata.TopicPartition, 
 	return b.plog.ReadWith(ctx, tp, offset, partlog.ReadOptions{MaxBytes: consumeReadBytes, MaxWait: wait, Isolation: partlog.ReadCommitted})
 }
 
+// hiddenBatch reports whether a committed reader never sees the batch
+// with header h: a control batch (a transaction marker), or a batch of an
+// aborted transaction (aborted: the read's aborted list).
+func hiddenBatch(h batch.Header, aborted []metadata.AbortedTxn) bool {
+	return h.IsControl() || inAbortedTxn(h, aborted)
+}
+
 // inAbortedTxn reports whether the batch with header h holds records of an
 // aborted transaction: a transactional data batch whose producer has an
 // aborted transaction (from aborted, the log's index for the range read)

@@ -88,7 +88,7 @@ func (s *Scanner) Next(ctx context.Context) ([]Record, error) {
 		if h.LastOffset() < s.next {
 			continue // a read may start with a batch before the offset asked for
 		}
-		if h.IsControl() || inAbortedTxn(h, s.res.Aborted) {
+		if hiddenBatch(h, s.res.Aborted) {
 			s.next = h.LastOffset() + 1
 			continue
 		}

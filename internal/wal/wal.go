@@ -648,11 +648,7 @@ func (w *WAL) writeAndSync(batch []*Entry) {
 	err := w.failed
 	w.mu.Unlock()
 	var toSync []*os.File // rotated files, synced and closed below
-	type placed struct {
-		e   *Entry
-		seg *segment
-	}
-	var done []placed
+	written := 0 // entries written by this call
 	var hdr []byte
 	for _, e := range batch {
 		if err != nil {
@@ -708,12 +704,12 @@ func (w *WAL) writeAndSync(batch []*Entry) {
 			seg.live++
 		}
 		w.mu.Unlock()
-		done = append(done, placed{e, seg})
+		written++
 	}
 	if err == nil && w.curW != nil {
 		err = w.curW.Flush()
 	}
-	if err == nil && (len(done) > 0 || len(toSync) > 0) {
+	if err == nil && (written > 0 || len(toSync) > 0) {
 		start := time.Now()
 		for _, f := range toSync {
 			if err = f.Sync(); err != nil {
