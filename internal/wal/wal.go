@@ -648,7 +648,7 @@ func (w *WAL) writeAndSync(batch []*Entry) {
 	err := w.failed
 	w.mu.Unlock()
 	var toSync []*os.File // rotated files, synced and closed below
-	written := 0 // entries written by this call
+	written := 0          // entries written by this call
 	var hdr []byte
 	for _, e := range batch {
 		if err != nil {
