@@ -50,6 +50,64 @@ func inAbortedTxn(h batch.Header, aborted []metadata.AbortedTxn) bool {
 	return false
 }
 
+// maxHiddenScanBytes bounds what one PastHidden call reads.
+const maxHiddenScanBytes = 16 << 20
+
+// PastHidden returns the first offset at or after from whose batch a
+// reader gets records from: it moves over the batches hiddenBatch names
+// (markers, records of aborted transactions), which every read_committed
+// reader steps over without returning anything, and over offsets key
+// compaction emptied. It returns to when nothing before to is returned,
+// and also once maxHiddenScanBytes of hidden batches were read.
+//
+// OffsetForLeaderEpoch uses it for the end of an epoch (see
+// internal/kafka/23_offset_for_leader_epoch.go): a reader's position can
+// be past such batches of a newer epoch while the epoch it validates with
+// is that of the last record it returned, so the end of that epoch must
+// not fall before them. An end too far is harmless (a StreamHouse log is
+// never truncated, so there is no loss for it to hide); one too near makes
+// the reader report records lost and move back.
+func (b *Broker) PastHidden(ctx context.Context, topic string, partition int32, from, to int64) (int64, error) {
+	_, tp, err := b.partition(ctx, topic, partition)
+	if err != nil {
+		return 0, err
+	}
+	for scanned := 0; from < to && scanned < maxHiddenScanBytes; {
+		res, err := b.plog.ReadWith(ctx, tp, from, partlog.ReadOptions{MaxBytes: consumeReadBytes})
+		if err != nil {
+			return 0, fmt.Errorf("past hidden batches of %s/%d at %d: %w", topic, partition, from, err)
+		}
+		if res.Size == 0 {
+			return to, nil // nothing left up to the high watermark
+		}
+		scanned += res.Size
+		raws, err := batch.Split(res.Bytes())
+		if err != nil {
+			return 0, fmt.Errorf("past hidden batches of %s/%d at %d: %w", topic, partition, from, err)
+		}
+		aborted, err := b.plog.AbortedTxns(ctx, tp, from, res.NextOffset)
+		if err != nil {
+			return 0, fmt.Errorf("past hidden batches of %s/%d at %d: %w", topic, partition, from, err)
+		}
+		for _, raw := range raws {
+			h, err := batch.ParseHeader(raw)
+			if err != nil {
+				return 0, fmt.Errorf("past hidden batches of %s/%d at %d: %w", topic, partition, from, err)
+			}
+			switch {
+			case h.LastOffset() < from:
+				continue // the first batch may start before from
+			case h.BaseOffset >= to:
+				return to, nil
+			case !hiddenBatch(h, aborted):
+				return max(h.BaseOffset, from), nil
+			}
+			from = h.LastOffset() + 1
+		}
+	}
+	return to, nil
+}
+
 // TxnPartitionOf names partition p of topic as a transaction's partition.
 func (b *Broker) TxnPartitionOf(ctx context.Context, topic string, partition int32) (metadata.TxnPartition, error) {
 	t, tp, err := b.partition(ctx, topic, partition)

@@ -33,6 +33,16 @@ import (
 //     recorded, which is Kafka's answer too when the epoch cache has no
 //     entry between them.
 //
+// Unlike Kafka, the end of an older epoch is moved past the batches of
+// newer epochs that no reader returns records from (transaction markers,
+// records of aborted transactions; broker.PastHidden). A read_committed
+// reader's position moves past them while the epoch it validates with
+// stays that of the last record it returned (franz-go's), so with Kafka's
+// answer (the first offset of the newer epoch) such a reader is told the
+// log lost what it had read past: franz-go reports "lost records" and moves
+// back. An end offset past Kafka's never hides a loss, since a StreamHouse
+// log is never truncated.
+//
 // Only the leader answers (NOT_LEADER_OR_FOLLOWER elsewhere). Requests
 // from follower brokers (ReplicaID >= 0) are INVALID_REQUEST: StreamHouse
 // has no followers.
@@ -110,15 +120,23 @@ func (s *Server) epochEnd(ctx context.Context, t metadata.Topic, rp kmsg.OffsetF
 		}
 	}
 	end := min(lo, hw)
+	endEpoch := rp.LeaderEpoch
 	if end <= logStart {
-		out.LeaderEpoch, out.EndOffset = rp.LeaderEpoch, logStart
-		return 0
+		end = logStart
+	} else {
+		h, err := s.batchAt(ctx, t.Name, rp.Partition, end-1)
+		if err != nil {
+			return s.codeFor(err, "offset for leader epoch")
+		}
+		endEpoch = h.PartitionLeaderEpoch
 	}
-	h, err := s.batchAt(ctx, t.Name, rp.Partition, end-1)
+	// Past what no reader returns: a reader stands after those batches
+	// while still validating with the epoch of its last record.
+	end, err = s.broker.PastHidden(ctx, t.Name, rp.Partition, end, hw)
 	if err != nil {
 		return s.codeFor(err, "offset for leader epoch")
 	}
-	out.LeaderEpoch, out.EndOffset = h.PartitionLeaderEpoch, end
+	out.LeaderEpoch, out.EndOffset = endEpoch, end
 	return 0
 }
 

@@ -51,6 +51,18 @@ func (p *partition) setLogStart(ls int64) {
 	p.changed = make(chan struct{})
 }
 
+// AbortedTxns returns tp's aborted transactions overlapping [from, to)
+// (marker at or after from, first offset before to), ordered by first
+// offset: from the led partition's index when it covers from, else from the
+// store. ErrOffsetOutOfRange when the log start passes from meanwhile.
+func (l *Log) AbortedTxns(ctx context.Context, tp metadata.TopicPartition, from, to int64) ([]metadata.AbortedTxn, error) {
+	v, err := l.view(ctx, tp)
+	if err != nil {
+		return nil, err
+	}
+	return l.abortedIn(ctx, tp, v, from, to)
+}
+
 // OffsetForTime returns the first offset of tp whose record timestamp is at
 // or after ts (ms), with that record's timestamp, as Kafka's ListOffsets by
 // timestamp. found is false when no record is that recent.
