@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"unicode/utf8"
 )
 
 // ErrInvalid marks a binding or filter that Kafka would refuse with
@@ -182,6 +183,11 @@ func (b Binding) Validate() error {
 	}
 	if b.Permission != PermissionAllow && b.Permission != PermissionDeny {
 		return bad("invalid permission type %s", b.Permission)
+	}
+	for what, s := range map[string]string{"resource name": b.ResourceName, "principal": b.Principal, "host": b.Host} {
+		if !utf8.ValidString(s) || strings.ContainsRune(s, 0) {
+			return bad("the %s is not UTF-8 text without NUL characters", what)
+		}
 	}
 	switch {
 	case b.ResourceName == "":

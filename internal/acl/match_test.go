@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -489,19 +490,23 @@ func TestBindingValidate(t *testing.T) {
 		{func(b *Binding) { b.Permission = PermissionUnknown }, false},
 		{func(b *Binding) { b.Permission = PermissionDeny }, true},
 		{func(b *Binding) { b.ResourceName = "" }, false},
-		{func(b *Binding) { b.ResourceName = string(make([]byte, MaxNameBytes)) }, true},
-		{func(b *Binding) { b.ResourceName = string(make([]byte, MaxNameBytes+1)) }, false},
+		{func(b *Binding) { b.ResourceName = strings.Repeat("n", MaxNameBytes) }, true},
+		{func(b *Binding) { b.ResourceName = strings.Repeat("n", MaxNameBytes+1) }, false},
 		{func(b *Binding) { b.Principal = "alice" }, false},
 		{func(b *Binding) { b.Principal = "User:" }, false},
 		{func(b *Binding) { b.Principal = ":alice" }, false},
 		{func(b *Binding) { b.Principal = WildcardPrincipal }, true},
 		{func(b *Binding) { b.Principal = "Group:ops" }, true},
-		{func(b *Binding) { b.Principal = "User:" + string(make([]byte, MaxPrincipalBytes)) }, false},
+		{func(b *Binding) { b.Principal = "User:" + strings.Repeat("p", MaxPrincipalBytes) }, false},
 		{func(b *Binding) { b.Host = "10.1.2.3" }, true},
 		{func(b *Binding) { b.Host = "2001:db8::1" }, true},
 		{func(b *Binding) { b.Host = "" }, false},
 		{func(b *Binding) { b.Host = "example.com" }, false},
 		{func(b *Binding) { b.Host = "10.0.0.0/8" }, false},
+		{func(b *Binding) { b.ResourceName = "a\x00b" }, false},
+		{func(b *Binding) { b.ResourceName = "a\xffb" }, false},
+		{func(b *Binding) { b.Principal = "User:\x00" }, false},
+		{func(b *Binding) { b.ResourceName = "ünïcode-topic" }, true},
 	}
 	for i, tc := range cases {
 		b := ok
