@@ -63,6 +63,9 @@ type Config struct {
 	// SuperUsers may do anything, whatever the ACLs say (Kafka's
 	// super.users). "alice" and "User:alice" both name User:alice.
 	SuperUsers []string
+	// SuperUser, if set, names more principals that bypass the ACLs (the
+	// authenticator's: SUPER_USERS and the agents' own logins).
+	SuperUser func(principal string) bool
 	Logger     *slog.Logger
 	// RefreshInterval is how often the Authorizer checks the store's ACL
 	// version (one one-row read) in case a change notice was lost: a change
@@ -133,7 +136,9 @@ func QualifyPrincipal(p string) string {
 func (a *Authorizer) Enforcing() bool { return a.cfg.Enforce }
 
 // IsSuperUser reports whether principal bypasses the ACLs.
-func (a *Authorizer) IsSuperUser(principal string) bool { return a.super[principal] }
+func (a *Authorizer) IsSuperUser(principal string) bool {
+	return a.super[principal] || (a.cfg.SuperUser != nil && a.cfg.SuperUser(principal))
+}
 
 // Authorize reports whether principal, connected from host (an IP address),
 // may perform op on res: always when not enforcing or for a super user;
@@ -143,7 +148,7 @@ func (a *Authorizer) IsSuperUser(principal string) bool { return a.super[princip
 //
 //	if !c.acl.Authorize(ctx, c.principal, c.host, acl.OpWrite, acl.Topic(name)) { ... TOPIC_AUTHORIZATION_FAILED }
 func (a *Authorizer) Authorize(ctx context.Context, principal, host string, op Operation, res Resource) bool {
-	if !a.cfg.Enforce || a.super[principal] {
+	if !a.cfg.Enforce || a.IsSuperUser(principal) {
 		return true
 	}
 	ok := a.snap.Load().authorize(principal, parseHost(host), op, res)
@@ -162,7 +167,7 @@ func (a *Authorizer) Authorize(ctx context.Context, principal, host string, op O
 // LITERAL ALLOW of that name, and a DENY on a PREFIXED name every ALLOW
 // whose name starts with it.
 func (a *Authorizer) AuthorizeAny(ctx context.Context, principal, host string, op Operation, typ ResourceType) bool {
-	if !a.cfg.Enforce || a.super[principal] {
+	if !a.cfg.Enforce || a.IsSuperUser(principal) {
 		return true
 	}
 	return a.snap.Load().authorizeAny(principal, parseHost(host), op, typ)
@@ -172,7 +177,7 @@ func (a *Authorizer) AuthorizeAny(ctx context.Context, principal, host string, o
 // may perform op, in their order: Metadata, REST, gRPC and SQL listings
 // show only these.
 func (a *Authorizer) Allowed(ctx context.Context, principal, host string, op Operation, typ ResourceType, names []string) []string {
-	if !a.cfg.Enforce || a.super[principal] {
+	if !a.cfg.Enforce || a.IsSuperUser(principal) {
 		return names
 	}
 	s, addr := a.snap.Load(), parseHost(host)

@@ -282,7 +282,11 @@ func TestSuperUsersAndEnforcement(t *testing.T) {
 			t.Errorf("super user %s cluster operations %b", p, got)
 		}
 	}
-	for _, p := range []string{"User:alice", "root", "User:", "User:root2"} {
+	a.cfg.SuperUser = func(p string) bool { return p == "User:agent-1" }
+	if !a.Authorize(ctx, "User:agent-1", "", OpClusterAction, Cluster()) {
+		t.Error("a principal the SuperUser hook names was denied")
+	}
+	for _, p := range []string{"User:alice", "root", "User:", "User:root2", "User:agent-2"} {
 		if a.Authorize(ctx, p, "10.0.0.1", OpRead, Topic("t")) {
 			t.Errorf("%q is no super user, but was allowed", p)
 		}
