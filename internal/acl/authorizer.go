@@ -66,7 +66,7 @@ type Config struct {
 	// SuperUser, if set, names more principals that bypass the ACLs (the
 	// authenticator's: SUPER_USERS and the agents' own logins).
 	SuperUser func(principal string) bool
-	Logger     *slog.Logger
+	Logger    *slog.Logger
 	// RefreshInterval is how often the Authorizer checks the store's ACL
 	// version (one one-row read) in case a change notice was lost: a change
 	// made on another agent applies here within this long at worst, and
