@@ -23,8 +23,8 @@ completion. Piped into, the REPL reads one command per line.
 Every command talks to the server over its REST API (STREAMHOUSE_API_URL,
 default http://localhost:8080) and to the schema registry over the
 Confluent API (SCHEMA_REGISTRY_URL, default the API URL + /schemas),
-except the perf load tools and the transaction commands, which speak the
-Kafka protocol (--brokers).
+except the perf load tools and the transaction and acl commands, which
+speak the Kafka protocol (--brokers).
 --server/-s (or --grpc-addr, or STREAMHOUSE_ADDR: the original streamctl's
 server address) names the server when the REST URL is not given: the REST
 API on that host at port 8080, so "streamctl -s http://host:50051 topic
@@ -89,6 +89,7 @@ func (s *session) newRoot() (*cobra.Command, *invocation) {
 		inv.offsetCmd(),
 		inv.perfCmd(),
 		inv.transactionCmd(),
+		inv.aclCmd(),
 		completionCmd(s.repl),
 		&cobra.Command{
 			Use:     "exit",

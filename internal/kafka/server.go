@@ -23,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/group"
 	"github.com/streamhouse/streamhouse/internal/txn"
@@ -103,6 +104,10 @@ type Config struct {
 	// lets clients use transactions V2, 1 keeps them on the original
 	// protocol.
 	TransactionVersion int16
+	// ACL stores, lists and (with AUTH_ENABLED) enforces Kafka ACLs
+	// (29_describe_acls.go, 30_create_acls.go, 31_delete_acls.go). Nil:
+	// the ACL APIs answer SECURITY_DISABLED (tests without ACLs).
+	ACL *acl.Authorizer
 }
 
 // Server serves the Kafka protocol.
@@ -117,6 +122,7 @@ type Server struct {
 	sessions *fetchSessionCache // KIP-227 incremental fetch sessions
 	groups   *group.Coordinator // the consumer groups of the slots this agent holds
 	txn      *txn.Coordinator   // the transactions of the slots this agent holds; may be nil
+	acl      *acl.Authorizer    // may be nil
 	slots    slotEpochs         // coordinator_choice.go
 
 	// inflight holds the request bytes read and not yet answered
@@ -179,6 +185,7 @@ func New(cfg Config) *Server {
 		sessions: newFetchSessionCache(defaultFetchSessionSlots),
 		groups:   group.New(group.Config{Logger: cfg.Logger, Store: cfg.Broker}),
 		txn:      cfg.Txn,
+		acl:      cfg.ACL,
 		conns:    make(map[*conn]struct{}),
 		perIP:    make(map[string]int),
 		inflight: semaphore.NewWeighted(cfg.MaxInflightRequestBytes),

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/config"
 	"github.com/streamhouse/streamhouse/internal/grpcapi"
@@ -46,6 +47,7 @@ type Server struct {
 	plog   *partlog.Log
 	broker *broker.Broker
 	txn    *txn.Coordinator
+	acl    *acl.Authorizer
 	// sampler reads the registry for GET /api/v1/metrics's rates; Run
 	// runs it with the other background loops.
 	sampler *rest.Sampler
@@ -190,6 +192,12 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		return nil, fmt.Errorf("transaction coordinator: %w", err)
 	}
 	verifier.set(s.txn)
+	// ACLs are stored and listed always; enforcement follows AUTH_ENABLED
+	// once authentication is in (until then every principal is
+	// User:ANONYMOUS and nothing is enforced).
+	if s.acl, err = acl.New(ctx, acl.Config{Store: s.store, Logger: logger}); err != nil {
+		return nil, err
+	}
 	s.kafka = kafka.New(kafka.Config{
 		Broker:                s.broker,
 		Txn:                   s.txn,
@@ -200,6 +208,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		AutoCreateTopics:      cfg.AutoCreateTopics,
 		DefaultPartitions:     int32(cfg.DefaultPartitions),
 		Registry:              s.reg,
+		ACL:                   s.acl,
 
 		MaxRequestBytes:         cfg.KafkaMaxRequestBytes,
 		MaxInflightRequestBytes: cfg.KafkaMaxInflightRequestBytes,
@@ -340,6 +349,8 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); s.txn.Run(bg) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); s.sampler.Run(bg) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.acl.Run(bg) }()
 
 	errc := make(chan error, 3)
 	go func() {

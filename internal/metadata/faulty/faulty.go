@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
@@ -28,6 +29,10 @@ const (
 	OpCommitted     Op = "committed_objects" // IsObjectCommitted and CommittedObjects
 	OpPutTxn        Op = "put_txn"
 	OpAddTxnOffsets Op = "add_txn_offsets"
+	OpCreateACLs    Op = "create_acls"
+	OpListACLs      Op = "list_acls"
+	OpDeleteACLs    Op = "delete_acls"
+	OpACLVersion    Op = "acl_version"
 )
 
 // ErrInjected is the error a Fault returns when it sets no Err of its own.
@@ -262,4 +267,38 @@ func (s *Store) AddTxnOffsets(ctx context.Context, fence metadata.GroupFence, id
 	return s.do(ctx, OpAddTxnOffsets, func() error {
 		return s.Store.AddTxnOffsets(ctx, fence, id, producerID, epoch, offsets)
 	})
+}
+
+// CreateACLs implements metadata.Store.
+func (s *Store) CreateACLs(ctx context.Context, bs []acl.Binding) error {
+	return s.do(ctx, OpCreateACLs, func() error {
+		return s.Store.CreateACLs(ctx, bs)
+	})
+}
+
+// ListACLs implements metadata.Store.
+func (s *Store) ListACLs(ctx context.Context, f acl.Filter) (bs []acl.Binding, err error) {
+	err = s.do(ctx, OpListACLs, func() error {
+		bs, err = s.Store.ListACLs(ctx, f)
+		return err
+	})
+	return bs, err
+}
+
+// DeleteACLs implements metadata.Store.
+func (s *Store) DeleteACLs(ctx context.Context, fs []acl.Filter) (out [][]acl.Binding, err error) {
+	err = s.do(ctx, OpDeleteACLs, func() error {
+		out, err = s.Store.DeleteACLs(ctx, fs)
+		return err
+	})
+	return out, err
+}
+
+// ACLVersion implements metadata.Store.
+func (s *Store) ACLVersion(ctx context.Context) (v int64, err error) {
+	err = s.do(ctx, OpACLVersion, func() error {
+		v, err = s.Store.ACLVersion(ctx)
+		return err
+	})
+	return v, err
 }
