@@ -1,6 +1,6 @@
 package sqlstore
 
-// Kafka ACLs (migration 00010): one acls row per binding, keyed by the
+// Kafka ACLs (migration 00009): one acls row per binding, keyed by the
 // whole binding, and the one-row acl_version, raised by every transaction
 // that changes acls. Writers lock the acl_version row first, so ACL changes
 // are serial on PostgreSQL too and a DeleteACLs reports exactly what it

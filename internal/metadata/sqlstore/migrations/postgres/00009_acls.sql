@@ -1,9 +1,8 @@
 -- Kafka ACLs (internal/acl): one row per binding, its enums as Kafka's
 -- wire codes; the whole binding is the key, so creating one twice stores
 -- it once. acl_version grows with every change, so each agent can check
--- with a one-row read whether its in-memory copy is current. (00009 is
--- the users migration.)
--- Keep in step with ../sqlite/00010_acls.sql.
+-- with a one-row read whether its in-memory copy is current.
+-- Keep in step with ../sqlite/00009_acls.sql.
 
 -- +goose Up
 CREATE TABLE acls (
