@@ -10,6 +10,7 @@ package kafka
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -103,6 +104,10 @@ type Config struct {
 	// lets clients use transactions V2, 1 keeps them on the original
 	// protocol.
 	TransactionVersion int16
+	// TLS, when set, makes the listener speak TLS (Kafka's SSL
+	// listener): each connection's handshake must complete within
+	// FrameReadTimeout before any request is read. Nil: plaintext.
+	TLS *tls.Config
 }
 
 // Server serves the Kafka protocol.
@@ -233,6 +238,9 @@ func (s *Server) Serve(ln net.Listener) error {
 			s.log.Debug("kafka connection rejected", "remote", nc.RemoteAddr().String(), "reason", reason)
 			_ = nc.Close()
 			continue
+		}
+		if s.cfg.TLS != nil {
+			nc = tls.Server(nc, s.cfg.TLS) // the handshake runs in c.serve
 		}
 		c := newConn(s, nc)
 		s.conns[c] = struct{}{}
