@@ -34,7 +34,9 @@ func TestKafkaMutualTLS(t *testing.T) {
 	s := startServer(t, testOptions{kafka: func(c *Config) {
 		c.TLS = r.ServerConfig()
 	}})
-	dropped := func() float64 { return testutil.ToFloat64(s.srv.metrics.requestsRejected.WithLabelValues("tls_handshake")) }
+	dropped := func() float64 {
+		return testutil.ToFloat64(s.srv.metrics.requestsRejected.WithLabelValues("tls_handshake"))
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
