@@ -13,6 +13,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -246,5 +247,6 @@ func newTransport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.ResponseHeaderTimeout = 0
 	t.TLSHandshakeTimeout = 10 * time.Second
+	t.TLSClientConfig = withoutClientCert(&tls.Config{MinVersion: tls.VersionTLS12})
 	return t
 }

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -37,7 +39,11 @@ func (f tlsFiles) config() (*tls.Config, error) {
 	if (f.certFile == "") != (f.keyFile == "") {
 		return nil, usagef("--cert-file and --key-file go together (env STREAMHOUSE_CERT_FILE, STREAMHOUSE_KEY_FILE)")
 	}
-	return tlsconf.ClientConfig(f.caFile, f.certFile, f.keyFile)
+	cfg, err := tlsconf.ClientConfig(f.caFile, f.certFile, f.keyFile)
+	if err != nil {
+		return nil, err
+	}
+	return withoutClientCert(cfg), nil
 }
 
 // httpsDefault turns an http:// URL that was not given into https://
@@ -102,7 +108,38 @@ func (inv *invocation) kafkaOpts() ([]kgo.Opt, error) {
 		if u, err := url.Parse(inv.set.apiURL); err != nil || u.Scheme != "https" {
 			return nil, nil
 		}
-		cfg = &tls.Config{MinVersion: tls.VersionTLS12} // the system's roots
+		cfg = withoutClientCert(&tls.Config{MinVersion: tls.VersionTLS12}) // the system's roots
 	}
 	return []kgo.Opt{kgo.DialTLSConfig(cfg)}, nil
+}
+
+// errClientCertWanted ends a handshake in which the server asks for a
+// client certificate and none is configured. A StreamHouse server asks only
+// when it requires one, and saying so at once beats the reset or closed
+// connection that its refusal may otherwise show as under TLS 1.3.
+var errClientCertWanted = errors.New("the server requires a client certificate: give one with --cert-file and --key-file, or STREAMHOUSE_CERT_FILE and STREAMHOUSE_KEY_FILE")
+
+// withoutClientCert makes cfg, when it has no client certificate, fail the
+// handshake with errClientCertWanted if the server asks for one.
+func withoutClientCert(cfg *tls.Config) *tls.Config {
+	if len(cfg.Certificates) == 0 && cfg.GetClientCertificate == nil {
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return nil, errClientCertWanted
+		}
+	}
+	return cfg
+}
+
+// tlsHint says what to set when a connection failed because the server's
+// certificate is not trusted.
+func tlsHint(err error) string {
+	var unknown x509.UnknownAuthorityError
+	var name x509.HostnameError
+	switch {
+	case errors.As(err, &unknown):
+		return " (trust the CA that signed the server's certificate with --ca-file or STREAMHOUSE_CA_FILE)"
+	case errors.As(err, &name):
+		return " (the server's certificate does not name this host: connect by a name it lists)"
+	}
+	return ""
 }

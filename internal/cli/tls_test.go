@@ -78,10 +78,10 @@ func TestTLS(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no CA", map[string]string{"STREAMHOUSE_API_URL": p.URL}, []string{"topic", "list"}, "certificate"},
-		{"no client certificate", map[string]string{"STREAMHOUSE_API_URL": p.URL, "STREAMHOUSE_CA_FILE": caFile}, []string{"topic", "list"}, "certificate required"},
+		{"no CA", map[string]string{"STREAMHOUSE_API_URL": p.URL}, []string{"topic", "list"}, "--ca-file or STREAMHOUSE_CA_FILE"},
+		{"no client certificate", map[string]string{"STREAMHOUSE_API_URL": p.URL, "STREAMHOUSE_CA_FILE": caFile}, []string{"topic", "list"}, "the server requires a client certificate"},
 		{"no client certificate, Kafka", map[string]string{"STREAMHOUSE_API_URL": p.URL, "STREAMHOUSE_CA_FILE": caFile},
-			[]string{"transaction", "list", "--brokers", p.KafkaAddr, "--timeout", "5s"}, "certificate required"},
+			[]string{"transaction", "list", "--brokers", p.KafkaAddr, "--timeout", "5s"}, "the server requires a client certificate"},
 		{"missing CA file", map[string]string{"STREAMHOUSE_API_URL": p.URL}, []string{"--ca-file", filepath.Join(dir, "nope.pem"), "topic", "list"}, "nope.pem"},
 		{"certificate without key", map[string]string{"STREAMHOUSE_API_URL": p.URL, "STREAMHOUSE_CA_FILE": caFile, "STREAMHOUSE_CERT_FILE": clientCert},
 			[]string{"topic", "list"}, "--cert-file and --key-file go together"},
