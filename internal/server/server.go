@@ -9,9 +9,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -253,7 +255,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 			Schemas:      registry,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ErrorLog:          log.New(httpErrorLog{logger}, "", 0),
 		TLSConfig:         s.serverTLS("h2", "http/1.1"),
 	}
 	// Shutdown waits for requests in flight; live SQL queries would hold
@@ -273,6 +275,21 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		"http", s.httpLn.Addr().String(), "kafka", s.kafkaLn.Addr().String(), "grpc", s.grpcLn.Addr().String(), "kafka_advertised", advertised, "grpc_advertised", grpcAdvertised,
 		"tls", s.tls != nil, "mutual_tls", s.tls != nil && s.tls.MutualTLS(), "startup", time.Since(start).Round(time.Microsecond))
 	return s, nil
+}
+
+// httpErrorLog writes the HTTP server's error log to the logger at warn,
+// except a TLS handshake that ended with EOF before it began (a TCP probe,
+// a port scan), which goes at debug.
+type httpErrorLog struct{ log *slog.Logger }
+
+func (w httpErrorLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSuffix(string(p), "\n")
+	level := slog.LevelWarn
+	if strings.HasPrefix(msg, "http: TLS handshake error") && strings.HasSuffix(msg, ": EOF") {
+		level = slog.LevelDebug
+	}
+	w.log.Log(context.Background(), level, msg)
+	return len(p), nil
 }
 
 // serverTLS is the TLS configuration of a listener with ALPN protocols
