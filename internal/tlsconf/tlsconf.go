@@ -170,7 +170,11 @@ func (r *Reloader) Check() error {
 	defer r.mu.Unlock()
 	cur := r.state.Load()
 	raw, err := r.read()
-	if err == nil && (sameFiles(raw, cur.raw) || sameFiles(raw, r.lastTried)) {
+	if err == nil && sameFiles(raw, cur.raw) {
+		r.lastTried = nil // back to the files in use: a new failure is news
+		return nil
+	}
+	if err == nil && sameFiles(raw, r.lastTried) {
 		return nil
 	}
 	if err != nil {

@@ -325,6 +325,32 @@ func TestBadReplacementKeepsTheOldCertificate(t *testing.T) {
 	}
 }
 
+// A failure after the files went back to those in use is counted again.
+func TestFailureAfterRestoreCountedAgain(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, false)
+	orig, err := os.ReadFile(f.certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 2; i++ {
+		testcerts.Replace(t, f.certFile, []byte("garbage"))
+		if err := f.r.Check(); err == nil {
+			t.Fatal("garbage accepted")
+		}
+		if got := testutil.ToFloat64(f.r.reloadErrors); got != float64(i) {
+			t.Fatalf("round %d: reload_errors_total = %v", i, got)
+		}
+		testcerts.Replace(t, f.certFile, orig)
+		if err := f.r.Check(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := testutil.ToFloat64(f.r.reloads); got != 0 {
+		t.Errorf("reloads_total = %v after returning to the same files, want 0", got)
+	}
+}
+
 func TestClientCAReload(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, true)
