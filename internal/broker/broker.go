@@ -6,6 +6,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -72,6 +73,10 @@ type Config struct {
 	// GRPCAddr is the advertised gRPC address of this agent ("" if it
 	// serves no gRPC): where other agents forward gRPC transaction calls.
 	GRPCAddr string
+	// ForwardTLS, when set, gives the TLS configuration of each new
+	// connection to another agent's Kafka listener (forwarded produces,
+	// group lookups); nil: plaintext.
+	ForwardTLS func() *tls.Config
 }
 
 // Broker is the shared API. Create with New, start placement with Run.
@@ -127,7 +132,7 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 		topics:    make(map[string]cachedTopic),
 		topicIDs:  make(map[metadata.TopicID]string),
 		placeKick: make(chan struct{}, 1),
-		fwd:       &forwarder{clientID: "streamhouse-forward-" + cfg.AgentID},
+		fwd:       &forwarder{clientID: "streamhouse-forward-" + cfg.AgentID, tls: cfg.ForwardTLS},
 	}
 	now := b.now()
 	if err := b.store.RegisterAgent(ctx, metadata.Agent{ID: cfg.AgentID, Addr: cfg.Addr, GRPCAddr: cfg.GRPCAddr, Rack: cfg.Rack, StartedAt: now, HeartbeatAt: now}); err != nil {

@@ -187,7 +187,7 @@ func reachError(ctx context.Context, r request, err error) error {
 	if errors.As(err, &ue) {
 		err = ue.Err
 	}
-	return fmt.Errorf("cannot connect to %s at %s: %v", what, r.base, err)
+	return fmt.Errorf("cannot connect to %s at %s: %v%s", what, r.base, err, tlsHint(err))
 }
 
 // normalizeURL accepts "host:port" as http://host:port and drops a

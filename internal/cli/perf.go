@@ -175,6 +175,11 @@ func (inv *invocation) perfProduceCmd() *cobra.Command {
 				return usagef("--compression %q: use none, gzip, snappy, lz4 or zstd", compression)
 			}
 			opts = append(opts, kgo.ProducerBatchCompression(codec))
+			tlsOpts, err := inv.kafkaOpts()
+			if err != nil {
+				return err
+			}
+			opts = append(opts, tlsOpts...)
 			ctx := cmd.Context()
 			cl, err := kgo.NewClient(opts...)
 			if err != nil {
@@ -431,6 +436,11 @@ func (inv *invocation) perfConsumeCmd() *cobra.Command {
 			if groupID != "" {
 				opts = append(opts, kgo.ConsumerGroup(groupID))
 			}
+			tlsOpts, err := inv.kafkaOpts()
+			if err != nil {
+				return err
+			}
+			opts = append(opts, tlsOpts...)
 			ctx := cmd.Context()
 			cl, err := kgo.NewClient(opts...)
 			if err != nil {

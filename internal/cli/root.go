@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -29,6 +28,12 @@ speak the Kafka protocol (--brokers).
 server address) names the server when the REST URL is not given: the REST
 API on that host at port 8080, so "streamctl -s http://host:50051 topic
 list" lists host's topics.
+
+A server with TLS: --ca-file (or STREAMHOUSE_CA_FILE) is the CA that
+signed its certificate, --cert-file and --key-file (STREAMHOUSE_CERT_FILE,
+STREAMHOUSE_KEY_FILE) a client certificate if it requires one. With them
+the REST URL, unless given, is https://, and the Kafka commands use TLS (as
+they do whenever the REST URL is https://).
 
 Output is an aligned table; --output json (or STREAMCTL_OUTPUT=json) prints
 JSON for scripts. Errors go to stderr as "streamctl: message".
@@ -75,6 +80,9 @@ func (s *session) newRoot() (*cobra.Command, *invocation) {
 	pf.StringVar(&inv.set.registryURL, "schema-registry-url", inv.set.registryURL, "schema registry URL (env SCHEMA_REGISTRY_URL; default: the API URL + /schemas)")
 	pf.StringVarP(&inv.set.grpcAddr, "server", "s", inv.set.grpcAddr, "the server's address, as the original streamctl took it (env STREAMHOUSE_ADDR): without --api-url, the REST API on its host at port 8080")
 	pf.StringVar(&inv.set.grpcAddr, "grpc-addr", inv.set.grpcAddr, "the same as --server")
+	pf.StringVar(&inv.set.tls.caFile, "ca-file", inv.set.tls.caFile, "CA certificate (PEM) of a TLS server, for REST and Kafka (env STREAMHOUSE_CA_FILE); the default REST URL becomes https://")
+	pf.StringVar(&inv.set.tls.certFile, "cert-file", inv.set.tls.certFile, "client certificate (PEM) for a server that requires one (env STREAMHOUSE_CERT_FILE)")
+	pf.StringVar(&inv.set.tls.keyFile, "key-file", inv.set.tls.keyFile, "private key (PEM) of --cert-file (env STREAMHOUSE_KEY_FILE)")
 	_ = root.RegisterFlagCompletionFunc("output", fixedCompletions("table", "json"))
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usagef("%s (see '%s --help')", err, cmd.CommandPath())
@@ -150,6 +158,15 @@ func (inv *invocation) validate() error {
 		}
 		inv.set.apiURL = api
 	}
+	if inv.set.tls.set() {
+		if !inv.set.apiSet {
+			inv.set.apiURL = httpsDefault(inv.set.apiURL)
+		}
+		// Files that do not load fail every command, before it runs.
+		if _, err := inv.s.transportFor(inv.set); err != nil {
+			return err
+		}
+	}
 	switch inv.set.output {
 	case "table", "json":
 	default:
@@ -197,7 +214,7 @@ func (inv *invocation) client() *client {
 			reg = inv.set.registryURL
 		}
 	}
-	return &client{hc: &http.Client{Transport: inv.s.transport}, api: api, registry: reg}
+	return &client{hc: inv.s.httpClient(inv.set), api: api, registry: reg}
 }
 
 func (inv *invocation) out() printer {

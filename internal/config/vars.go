@@ -285,6 +285,27 @@ var vars = []variable{
 		help:  "bound on the WAL's live (not yet committed) bytes: when reached, appends wait for commits, never drop data; segment files rotate at min(64 MiB, WAL_MAX_SIZE/4)",
 		field: func(c *Config) any { return &c.WALMaxSize }},
 
+	// Security
+	{name: "TLS_CERT_FILE", group: "Security", kind: kindString, what: "a PEM file",
+		doc:   "unset",
+		help:  "server certificate (PEM, the leaf first, then any intermediates); with `TLS_KEY_FILE` it turns on TLS on all three listeners: Kafka SSL, HTTPS (REST, schema registry, `/health`, `/metrics`) and gRPC TLS. Reloaded when the file changes (docs/security.md)",
+		field: func(c *Config) any { return &c.TLSCertFile }},
+	{name: "TLS_KEY_FILE", group: "Security", kind: kindString, what: "a PEM file",
+		doc:   "unset",
+		help:  "private key of `TLS_CERT_FILE` (PEM; may be the same file); set both or neither",
+		field: func(c *Config) any { return &c.TLSKeyFile }},
+	{name: "TLS_CLIENT_CA_FILE", group: "Security", kind: kindString, what: "a PEM file",
+		doc:   "unset",
+		help:  "CA certificates (PEM) for mutual TLS: every client on every listener must present a certificate that chains to one of them; its common name is the client's principal. Needs `TLS_CERT_FILE`",
+		field: func(c *Config) any { return &c.TLSClientCAFile }},
+	{name: "TLS_PEER_CA_FILE", group: "Security", kind: kindString, what: "a PEM file",
+		doc:   "`TLS_CLIENT_CA_FILE`, else the system's roots",
+		help:  "CA certificates (PEM) that verify the other agents' certificates when this agent calls them (REST and gRPC produces forwarded to a partition's leader, gRPC transaction calls, consumer group lookups); the agent presents its own certificate as client certificate. Needs `TLS_CERT_FILE`",
+		field: func(c *Config) any { return &c.TLSPeerCAFile }},
+	{name: "TLS_RELOAD_INTERVAL_MS", group: "Security", def: "10000", kind: kindInt, what: "milliseconds", min: 100, max: 30000, unit: time.Millisecond,
+		help:  "how often the TLS files are checked for changes; new connections use replaced files within this interval",
+		field: func(c *Config) any { return &c.TLSReloadInterval }},
+
 	// Logging
 	{name: "LOG_LEVEL", group: "Logging", def: "info", kind: kindEnum, choices: []string{"debug", "info", "warn", "error"},
 		help:  "least severe log level written",

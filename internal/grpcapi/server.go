@@ -39,12 +39,14 @@ package grpcapi
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -70,6 +72,10 @@ type Config struct {
 	// Txn is the transaction coordinator of this agent. Nil: the
 	// transaction methods answer FailedPrecondition.
 	Txn *txn.Coordinator
+	// PeerTLS, when set, gives the TLS configuration of each new
+	// connection to another agent (forwarded transaction calls); nil:
+	// plaintext.
+	PeerTLS func() *tls.Config
 }
 
 // ServerOptions are the GRPC_* settings of SPEC.md. A zero field keeps
@@ -80,6 +86,10 @@ type ServerOptions struct {
 	KeepaliveTimeout        time.Duration // GRPC_KEEPALIVE_TIMEOUT_SECS: close it if the ping is not answered in time
 	InitialStreamWindowSize int32         // GRPC_INITIAL_STREAM_WINDOW_SIZE (gRPC ignores values below 64 KiB)
 	InitialConnWindowSize   int32         // GRPC_INITIAL_CONNECTION_WINDOW_SIZE (likewise)
+	// TLS, when set, serves gRPC over TLS with this configuration (a
+	// method finds the client's verified certificate in the peer's
+	// credentials.TLSInfo). Nil: plaintext.
+	TLS *tls.Config
 }
 
 // grpcOptions turns the settings into gRPC server options.
@@ -97,6 +107,9 @@ func (o ServerOptions) grpcOptions() []grpc.ServerOption {
 	}
 	if o.InitialConnWindowSize > 0 {
 		opts = append(opts, grpc.InitialConnWindowSize(o.InitialConnWindowSize))
+	}
+	if o.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(o.TLS)))
 	}
 	return opts
 }
@@ -131,6 +144,7 @@ func New(cfg Config) *Server {
 		metrics:   newMetrics(cfg.Registry),
 		txn:       cfg.Txn,
 		now:       cfg.Now,
+		peers:     peers{creds: peerCredentials(cfg.PeerTLS)},
 	}
 	s.health.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_SERVING)
 	return s

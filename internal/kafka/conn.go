@@ -3,6 +3,7 @@ package kafka
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -31,6 +32,11 @@ type conn struct {
 
 	// ClientID of the last request (clients send the same on every request).
 	clientID string
+
+	// tlsState is the connection's TLS state once its handshake is done
+	// (the verified client certificate, under mutual TLS, is in
+	// VerifiedChains); nil on a plaintext listener.
+	tlsState *tls.ConnectionState
 
 	closeOnce sync.Once
 
@@ -80,6 +86,11 @@ func (c *conn) close() {
 // malformed, or the server closes.
 func (c *conn) serve() {
 	defer c.close()
+	if err := c.handshake(); err != nil {
+		c.s.metrics.requestsRejected.WithLabelValues("tls_handshake").Inc()
+		c.log.Debug("kafka TLS handshake failed", "err", err)
+		return
+	}
 	queue := make(chan *pending, c.s.cfg.MaxInflightPerConn)
 	writerDone := make(chan struct{})
 	go func() {
@@ -92,6 +103,25 @@ func (c *conn) serve() {
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && c.ctx.Err() == nil {
 		c.log.Warn("closing kafka connection", "client_id", c.clientID, "err", err)
 	}
+}
+
+// handshake completes the TLS handshake of a connection on a TLS listener
+// (a client that sends plaintext, or a certificate the server does not
+// accept, fails it) and keeps its state. It does nothing on a plaintext
+// listener.
+func (c *conn) handshake() error {
+	tc, ok := c.nc.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.FrameReadTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return err
+	}
+	cs := tc.ConnectionState()
+	c.tlsState = &cs
+	return nil
 }
 
 // errIdle closes a connection idle for longer than ConnectionsMaxIdle.

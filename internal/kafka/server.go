@@ -10,6 +10,7 @@ package kafka
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -108,6 +109,10 @@ type Config struct {
 	// (29_describe_acls.go, 30_create_acls.go, 31_delete_acls.go). Nil:
 	// the ACL APIs answer SECURITY_DISABLED (tests without ACLs).
 	ACL *acl.Authorizer
+	// TLS, when set, makes the listener speak TLS (Kafka's SSL
+	// listener): each connection's handshake must complete within
+	// FrameReadTimeout before any request is read. Nil: plaintext.
+	TLS *tls.Config
 }
 
 // Server serves the Kafka protocol.
@@ -240,6 +245,9 @@ func (s *Server) Serve(ln net.Listener) error {
 			s.log.Debug("kafka connection rejected", "remote", nc.RemoteAddr().String(), "reason", reason)
 			_ = nc.Close()
 			continue
+		}
+		if s.cfg.TLS != nil {
+			nc = tls.Server(nc, s.cfg.TLS) // the handshake runs in c.serve
 		}
 		c := newConn(s, nc)
 		s.conns[c] = struct{}{}

@@ -6,11 +6,14 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +34,7 @@ import (
 	"github.com/streamhouse/streamhouse/internal/rest"
 	"github.com/streamhouse/streamhouse/internal/schemaregistry"
 	"github.com/streamhouse/streamhouse/internal/sql"
+	"github.com/streamhouse/streamhouse/internal/tlsconf"
 	"github.com/streamhouse/streamhouse/internal/txn"
 )
 
@@ -52,6 +56,9 @@ type Server struct {
 	// runs it with the other background loops.
 	sampler *rest.Sampler
 	sql     sql.Engine // nil in a build without cgo
+	// tls holds the listeners' certificate and CAs and reloads them; nil
+	// when TLS is off.
+	tls *tlsconf.Reloader
 	// stopping is closed when the HTTP server starts shutting down (live
 	// SQL queries end then).
 	stopping chan struct{}
@@ -77,6 +84,16 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		}
 	}()
 
+	// TLS first: bad certificate files stop the start before anything
+	// is opened.
+	if cfg.TLSEnabled() {
+		if s.tls, err = tlsconf.New(tlsconf.Config{
+			CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile, ClientCAFile: cfg.TLSClientCAFile, PeerCAFile: cfg.TLSPeerCAFile,
+			ReloadInterval: cfg.TLSReloadInterval, Logger: logger, Registry: s.reg,
+		}); err != nil {
+			return nil, fmt.Errorf("TLS (TLS_CERT_FILE, TLS_KEY_FILE, TLS_CLIENT_CA_FILE, TLS_PEER_CA_FILE): %w", err)
+		}
+	}
 	if s.bucket, err = openBucket(ctx, cfg, logger); err != nil {
 		return nil, err
 	}
@@ -168,6 +185,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		// SCHEMA_VALIDATION=auto: also topics whose subject has a schema.
 		AutoSchemaValidation: cfg.SchemaValidation == "auto",
 		GRPCAddr:             grpcAdvertised,
+		ForwardTLS:           s.peerTLS(),
 	})
 	if err != nil {
 		return nil, err
@@ -215,6 +233,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		MaxConnections:          cfg.KafkaMaxConnections,
 		MaxConnectionsPerIP:     cfg.KafkaMaxConnectionsPerIP,
 		ConnectionsMaxIdle:      cfg.KafkaConnectionsMaxIdle,
+		TLS:                     s.serverTLS(),
 	})
 	switch s.sql, err = sql.New(sql.Config{
 		Source: s.broker, Logger: logger, Registry: s.reg,
@@ -245,23 +264,59 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 			Schemas:      registry,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ErrorLog:          log.New(httpErrorLog{logger}, "", 0),
+		TLSConfig:         s.serverTLS("h2", "http/1.1"),
 	}
 	// Shutdown waits for requests in flight; live SQL queries would hold
 	// it until their timeout, so they end as it starts.
 	s.httpSrv.RegisterOnShutdown(func() { close(s.stopping) })
-	s.grpcAPI = grpcapi.New(grpcapi.Config{Broker: s.broker, Logger: logger, Registry: s.reg, Txn: s.txn})
+	s.grpcAPI = grpcapi.New(grpcapi.Config{Broker: s.broker, Logger: logger, Registry: s.reg, Txn: s.txn, PeerTLS: s.peerTLS()})
 	s.grpcSrv = s.grpcAPI.NewGRPCServer(grpcapi.ServerOptions{
 		MaxConcurrentStreams:    cfg.GRPCMaxConcurrentStreams,
 		KeepaliveInterval:       cfg.GRPCKeepaliveInterval,
 		KeepaliveTimeout:        cfg.GRPCKeepaliveTimeout,
 		InitialStreamWindowSize: cfg.GRPCInitialStreamWindowSize,
 		InitialConnWindowSize:   cfg.GRPCInitialConnWindowSize,
+		TLS:                     s.serverTLS("h2"),
 	})
 	logger.Info("streamhouse ready to serve",
 		"agent", cfg.AgentID, "storage", cfg.Storage, "metadata", cfg.Metadata,
-		"http", s.httpLn.Addr().String(), "kafka", s.kafkaLn.Addr().String(), "grpc", s.grpcLn.Addr().String(), "kafka_advertised", advertised, "grpc_advertised", grpcAdvertised, "startup", time.Since(start).Round(time.Microsecond))
+		"http", s.httpLn.Addr().String(), "kafka", s.kafkaLn.Addr().String(), "grpc", s.grpcLn.Addr().String(), "kafka_advertised", advertised, "grpc_advertised", grpcAdvertised,
+		"tls", s.tls != nil, "mutual_tls", s.tls != nil && s.tls.MutualTLS(), "startup", time.Since(start).Round(time.Microsecond))
 	return s, nil
+}
+
+// httpErrorLog writes the HTTP server's error log to the logger at warn,
+// except a TLS handshake that ended with EOF before it began (a TCP probe,
+// a port scan), which goes at debug.
+type httpErrorLog struct{ log *slog.Logger }
+
+func (w httpErrorLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSuffix(string(p), "\n")
+	level := slog.LevelWarn
+	if strings.HasPrefix(msg, "http: TLS handshake error") && strings.HasSuffix(msg, ": EOF") {
+		level = slog.LevelDebug
+	}
+	w.log.Log(context.Background(), level, msg)
+	return len(p), nil
+}
+
+// serverTLS is the TLS configuration of a listener with ALPN protocols
+// next, nil when TLS is off.
+func (s *Server) serverTLS(next ...string) *tls.Config {
+	if s.tls == nil {
+		return nil
+	}
+	return s.tls.ServerConfig(next...)
+}
+
+// peerTLS gives the TLS configuration of a connection to another agent,
+// nil when TLS is off.
+func (s *Server) peerTLS() func() *tls.Config {
+	if s.tls == nil {
+		return nil
+	}
+	return s.tls.PeerConfig
 }
 
 // walDir is WAL_DIR when WAL_ENABLED, else "" (no WAL).
@@ -351,10 +406,19 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); s.sampler.Run(bg) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); s.acl.Run(bg) }()
+	if s.tls != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.tls.Run(bg) }()
+	}
 
 	errc := make(chan error, 3)
 	go func() {
-		if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := s.httpSrv.Serve
+		if s.tls != nil {
+			// The certificate comes from TLSConfig, not from files.
+			serve = func(ln net.Listener) error { return s.httpSrv.ServeTLS(ln, "", "") }
+		}
+		if err := serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("serve HTTP: %w", err)
 		}
 	}()
