@@ -1,7 +1,7 @@
 // Package metadata owns StreamHouse's source of truth: topics and their
 // configs, partitions (log start offset, high watermark, leader lease), the
 // segment index, objects (for garbage collection), agents, consumer group
-// offsets and idempotent-producer state.
+// offsets, idempotent-producer state and users' SCRAM credentials.
 //
 // Two implementations share one Store interface and one acceptance suite
 // (metadatatest): SQLite for a single agent and PostgreSQL for many.
@@ -531,6 +531,9 @@ type Store interface {
 
 	// Transactions (txn.go).
 	TxnStore
+
+	// Users and their SCRAM credentials (users.go).
+	UserStore
 
 	// Ping checks the store answers (for /ready).
 	Ping(ctx context.Context) error

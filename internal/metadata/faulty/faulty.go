@@ -28,6 +28,10 @@ const (
 	OpCommitted     Op = "committed_objects" // IsObjectCommitted and CommittedObjects
 	OpPutTxn        Op = "put_txn"
 	OpAddTxnOffsets Op = "add_txn_offsets"
+	// OpGetCredential is GetScramCredential (every login reads one);
+	// OpPutCredential is PutScramCredential and CreateScramUser.
+	OpGetCredential Op = "get_credential"
+	OpPutCredential Op = "put_credential"
 )
 
 // ErrInjected is the error a Fault returns when it sets no Err of its own.
@@ -262,4 +266,29 @@ func (s *Store) AddTxnOffsets(ctx context.Context, fence metadata.GroupFence, id
 	return s.do(ctx, OpAddTxnOffsets, func() error {
 		return s.Store.AddTxnOffsets(ctx, fence, id, producerID, epoch, offsets)
 	})
+}
+
+// GetScramCredential implements metadata.Store.
+func (s *Store) GetScramCredential(ctx context.Context, user, mechanism string) (c metadata.ScramCredential, err error) {
+	err = s.do(ctx, OpGetCredential, func() error {
+		c, err = s.Store.GetScramCredential(ctx, user, mechanism)
+		return err
+	})
+	return c, err
+}
+
+// PutScramCredential implements metadata.Store.
+func (s *Store) PutScramCredential(ctx context.Context, c metadata.ScramCredential) error {
+	return s.do(ctx, OpPutCredential, func() error {
+		return s.Store.PutScramCredential(ctx, c)
+	})
+}
+
+// CreateScramUser implements metadata.Store.
+func (s *Store) CreateScramUser(ctx context.Context, creds []metadata.ScramCredential) (created bool, err error) {
+	err = s.do(ctx, OpPutCredential, func() error {
+		created, err = s.Store.CreateScramUser(ctx, creds)
+		return err
+	})
+	return created, err
 }
