@@ -22,7 +22,31 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/streamhouse/streamhouse/internal/auth/sasl"
 	"github.com/streamhouse/streamhouse/internal/metadata"
+)
+
+// The SASL names, errors and SCRAM mechanisms (internal/auth/sasl), for
+// the listeners.
+const (
+	MechanismPlain       = sasl.MechanismPlain
+	MechanismScramSHA256 = sasl.MechanismScramSHA256
+	MechanismScramSHA512 = sasl.MechanismScramSHA512
+	MinIterations        = sasl.MinIterations
+	MaxIterations        = sasl.MaxIterations
+)
+
+// Mechanism is a SCRAM mechanism.
+type Mechanism = sasl.Mechanism
+
+var (
+	ErrMalformed         = sasl.ErrMalformed
+	ErrBadCredentials    = sasl.ErrBadCredentials
+	ScramSHA256          = sasl.ScramSHA256
+	ScramSHA512          = sasl.ScramSHA512
+	ScramMechanisms      = sasl.ScramMechanisms
+	ScramMechanism       = sasl.ScramMechanism
+	ScramMechanismByType = sasl.ScramMechanismByType
 )
 
 // Listener names, the "listener" label of the metrics.
@@ -151,41 +175,24 @@ func Mechanisms() []string {
 	return []string{MechanismPlain, MechanismScramSHA256, MechanismScramSHA512}
 }
 
-// Session is the server side of one SASL exchange on a Kafka connection.
-type Session interface {
-	// Mechanism is the SASL mechanism's name.
-	Mechanism() string
-	// Step takes the client's next message and returns the answer and
-	// whether the exchange is over. An error ends it: ErrMalformed or
-	// ErrBadCredentials (the client's doing: refuse and close), or a
-	// failure of the store (no verdict: close without one).
-	Step(ctx context.Context, msg []byte) (resp []byte, done bool, err error)
-	// Principal is the authenticated user once Step said done without
-	// an error.
-	Principal() Principal
-}
-
-// NewSession starts an exchange of a mechanism; false for a mechanism
-// not offered.
-func (a *Authenticator) NewSession(mechanism string) (Session, bool) {
+// NewSession starts a SASL exchange of a mechanism on a Kafka
+// connection; false for a mechanism not offered. Its errors:
+// sasl.ErrMalformed or sasl.ErrBadCredentials (the client's doing: refuse
+// and close), or a failure of the store (no verdict: close without one).
+func (a *Authenticator) NewSession(mechanism string) (sasl.Session, bool) {
 	if mechanism == MechanismPlain {
-		return &plainServer{verify: func(ctx context.Context, user, password string) error {
+		return sasl.NewPlainServer(func(ctx context.Context, user, password string) error {
 			_, err := a.VerifyPassword(ctx, user, password)
 			return err
-		}}, true
+		}), true
 	}
 	m := ScramMechanism(mechanism)
 	if m == nil {
 		return nil, false
 	}
-	return &scramServer{
-		m: m,
-		lookup: func(ctx context.Context, user string) (metadata.ScramCredential, error) {
-			return a.cfg.Store.GetScramCredential(ctx, user, m.Name)
-		},
-		fake:  a.fakeCredential,
-		nonce: newNonce,
-	}, true
+	return sasl.NewScramServer(m, func(ctx context.Context, user string) (metadata.ScramCredential, error) {
+		return a.cfg.Store.GetScramCredential(ctx, user, m.Name)
+	}, a.fakeCredential, nil), true
 }
 
 // fakeCredential is what an unknown user's exchange runs with: a salt
@@ -195,10 +202,10 @@ func (a *Authenticator) fakeCredential(m *Mechanism, user string) metadata.Scram
 	mac := hmac.New(sha256.New, a.secret)
 	mac.Write([]byte(m.Name + "\x00" + user))
 	salt := mac.Sum(nil)
-	keys := make([]byte, 2*m.size)
+	keys := make([]byte, 2*m.Size())
 	_, _ = rand.Read(keys)
 	return metadata.ScramCredential{User: user, Mechanism: m.Name, Salt: salt, Iterations: a.cfg.Iterations,
-		StoredKey: keys[:m.size], ServerKey: keys[m.size:]}
+		StoredKey: keys[:m.Size()], ServerKey: keys[m.Size():]}
 }
 
 // VerifyPassword checks a user's password (PLAIN, HTTP Basic, gRPC
@@ -221,7 +228,7 @@ func (a *Authenticator) VerifyPassword(ctx context.Context, user, password strin
 	switch {
 	case errors.Is(err, metadata.ErrCredentialNotFound):
 		// Spend the same work as for a known user.
-		_, _, _ = ScramSHA256.checkPassword(a.fakeCredential(ScramSHA256, user), password)
+		_, _, _ = ScramSHA256.CheckPassword(a.fakeCredential(ScramSHA256, user), password)
 		return Principal{}, fmt.Errorf("%w: user %q", ErrBadCredentials, user)
 	case err != nil:
 		return Principal{}, err
@@ -232,7 +239,7 @@ func (a *Authenticator) VerifyPassword(ctx context.Context, user, password strin
 		return User(user), nil
 	}
 	a.derivations.Add(1)
-	stored, ok, err := m.checkPassword(cred, password)
+	stored, ok, err := m.CheckPassword(cred, password)
 	if err != nil {
 		return Principal{}, err
 	}
@@ -439,6 +446,28 @@ func (a *Authenticator) DeleteUser(ctx context.Context, user string) error {
 		}
 	}
 	return nil
+}
+
+// User describes one user (not an agent's own); ErrUserNotFound when it
+// has no credential.
+func (a *Authenticator) User(ctx context.Context, name string) (UserInfo, error) {
+	if strings.HasPrefix(name, agentUserPrefix) {
+		return UserInfo{}, fmt.Errorf("%w: %q", ErrUserNotFound, name)
+	}
+	u := UserInfo{Name: name}
+	for _, m := range ScramMechanisms {
+		c, err := a.cfg.Store.GetScramCredential(ctx, name, m.Name)
+		switch {
+		case err == nil:
+			u.Credentials = append(u.Credentials, CredentialInfo{Mechanism: m.Name, Iterations: c.Iterations})
+		case !errors.Is(err, metadata.ErrCredentialNotFound):
+			return UserInfo{}, err
+		}
+	}
+	if len(u.Credentials) == 0 {
+		return UserInfo{}, fmt.Errorf("%w: %q", ErrUserNotFound, name)
+	}
+	return u, nil
 }
 
 // userCredentials returns the mechanisms user has a credential for.

@@ -176,8 +176,8 @@ func TestUserManagement(t *testing.T) {
 	if err := runExchange(ctx, srv, scramClient(MechanismScramSHA512, agent, agentPw)); err != nil {
 		t.Fatalf("agent login: %v", err)
 	}
-	if !IsAgent(srv.Principal()) || !a.IsSuperUser(srv.Principal()) || a.IsSuperUser(User("bob")) {
-		t.Fatalf("super users: agent %v", srv.Principal())
+	if !IsAgent(User(srv.User())) || !a.IsSuperUser(User(srv.User())) || a.IsSuperUser(User("bob")) {
+		t.Fatalf("super users: agent %v", User(srv.User()))
 	}
 	if err := a.ForgetAgent(ctx, "agent-1"); err != nil {
 		t.Fatal(err)

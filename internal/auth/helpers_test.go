@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	authsasl "github.com/streamhouse/streamhouse/internal/auth/sasl"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
 )
@@ -40,7 +41,7 @@ func scramClient(mech, user, password string) sasl.Mechanism {
 }
 
 // runExchange drives a server session with a client mechanism to the end.
-func runExchange(ctx context.Context, srv Session, client sasl.Mechanism) error {
+func runExchange(ctx context.Context, srv authsasl.Session, client sasl.Mechanism) error {
 	sess, msg, err := client.Authenticate(ctx, "host")
 	if err != nil {
 		return err

@@ -23,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/streamhouse/streamhouse/internal/auth"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/group"
 	"github.com/streamhouse/streamhouse/internal/txn"
@@ -103,6 +104,10 @@ type Config struct {
 	// lets clients use transactions V2, 1 keeps them on the original
 	// protocol.
 	TransactionVersion int16
+	// Auth authenticates clients (auth.go). Nil, or not Enabled: every
+	// request is served, as User:ANONYMOUS (or the client certificate's
+	// user).
+	Auth *auth.Authenticator
 }
 
 // Server serves the Kafka protocol.

@@ -1,4 +1,4 @@
-package auth
+package sasl
 
 import (
 	"encoding/base64"
@@ -8,28 +8,25 @@ import (
 
 func TestScramRoundTrip(t *testing.T) {
 	t.Parallel()
-	a, _ := newTestAuth(t)
+	u := newUsers(t)
 	ctx := t.Context()
 	for _, mech := range []string{MechanismScramSHA256, MechanismScramSHA512} {
 		t.Run(mech, func(t *testing.T) {
-			srv, ok := a.NewSession(mech)
-			if !ok {
-				t.Fatal("mechanism not offered")
-			}
+			srv := u.scram(mech)
 			if err := runExchange(ctx, srv, scramClient(mech, "alice", "alice-secret")); err != nil {
 				t.Fatalf("good password: %v", err)
 			}
-			if p := srv.Principal(); p.String() != "User:alice" {
-				t.Fatalf("principal %v", p)
+			if user := srv.User(); user != "alice" {
+				t.Fatalf("user %q", user)
 			}
-			srv, _ = a.NewSession(mech)
+			srv = u.scram(mech)
 			wantErr(t, runExchange(ctx, srv, scramClient(mech, "alice", "wrong")), ErrBadCredentials, "wrong password")
-			srv, _ = a.NewSession(mech)
+			srv = u.scram(mech)
 			wantErr(t, runExchange(ctx, srv, scramClient(mech, "nobody", "x")), ErrBadCredentials, "unknown user")
 		})
 	}
-	if _, ok := a.NewSession("SCRAM-SHA-1"); ok {
-		t.Fatal("SCRAM-SHA-1 offered")
+	if ScramMechanism("SCRAM-SHA-1") != nil || ScramMechanismByType(3) != nil || ScramMechanismByType(2) != ScramSHA512 {
+		t.Fatal("mechanism lookup")
 	}
 }
 
@@ -37,10 +34,10 @@ func TestScramRoundTrip(t *testing.T) {
 // the same one on every attempt, as a real user would.
 func TestScramUnknownUserLooksKnown(t *testing.T) {
 	t.Parallel()
-	a, _ := newTestAuth(t)
+	u := newUsers(t)
 	ctx := t.Context()
 	first := func(user string) string {
-		srv, _ := a.NewSession(MechanismScramSHA256)
+		srv := u.scram(MechanismScramSHA256)
 		resp, done, err := srv.Step(ctx, []byte("n,,n="+user+",r=abc"))
 		if err != nil || done {
 			t.Fatalf("first step for %s: %q, %v, %v", user, resp, done, err)
@@ -92,7 +89,7 @@ func clientFinal(t *testing.T, m *Mechanism, password, clientBare, serverFirst, 
 // ends with the server's, not only one equal to it.
 func TestScramFinalNonceEndsWithServers(t *testing.T) {
 	t.Parallel()
-	a, _ := newTestAuth(t)
+	u := newUsers(t)
 	ctx := t.Context()
 	cases := []struct {
 		name   string
@@ -106,7 +103,7 @@ func TestScramFinalNonceEndsWithServers(t *testing.T) {
 		{"suffixed", func(full string) string { return full + "x" }, false},
 	}
 	for _, tc := range cases {
-		srv, _ := a.NewSession(MechanismScramSHA256)
+		srv := u.scram(MechanismScramSHA256)
 		bare := "n=alice,r=cnonce"
 		sf, _, err := srv.Step(ctx, []byte("n,,"+bare))
 		if err != nil {
@@ -126,7 +123,7 @@ func TestScramFinalNonceEndsWithServers(t *testing.T) {
 
 func TestScramMalformed(t *testing.T) {
 	t.Parallel()
-	a, _ := newTestAuth(t)
+	u := newUsers(t)
 	ctx := t.Context()
 	firsts := map[string]string{
 		"empty":               "",
@@ -145,7 +142,7 @@ func TestScramMalformed(t *testing.T) {
 		"too long":            "n,,n=alice,r=" + strings.Repeat("a", maxMessage),
 	}
 	for name, msg := range firsts {
-		srv, _ := a.NewSession(MechanismScramSHA256)
+		srv := u.scram(MechanismScramSHA256)
 		_, done, err := srv.Step(ctx, []byte(msg))
 		if !done {
 			t.Errorf("%s: exchange goes on", name)
@@ -157,7 +154,7 @@ func TestScramMalformed(t *testing.T) {
 		"authzid of another user": "n,a=bob,n=alice,r=abc",
 		"delegation token":        "n,,n=alice,r=abc,tokenauth=true",
 	} {
-		srv, _ := a.NewSession(MechanismScramSHA256)
+		srv := u.scram(MechanismScramSHA256)
 		_, _, err := srv.Step(ctx, []byte(msg))
 		wantErr(t, err, ErrBadCredentials, name)
 	}
@@ -169,7 +166,7 @@ func TestScramMalformed(t *testing.T) {
 		"wrong binding": "c=eSws,r=%s,p=" + base64.StdEncoding.EncodeToString(make([]byte, 32)),
 	}
 	for name, format := range finals {
-		srv, _ := a.NewSession(MechanismScramSHA256)
+		srv := u.scram(MechanismScramSHA256)
 		sf, _, err := srv.Step(ctx, []byte("n,,n=alice,r=abc"))
 		if err != nil {
 			t.Fatal(err)
@@ -185,7 +182,7 @@ func TestScramMalformed(t *testing.T) {
 		}
 	}
 	// A wrong proof of the right form is a credentials failure.
-	srv, _ := a.NewSession(MechanismScramSHA256)
+	srv := u.scram(MechanismScramSHA256)
 	sf, _, _ := srv.Step(ctx, []byte("n,,n=alice,r=abc"))
 	full, _, _ := strings.Cut(strings.TrimPrefix(string(sf), "r="), ",")
 	_, _, err := srv.Step(ctx, []byte("c=biws,r="+full+",p="+base64.StdEncoding.EncodeToString(make([]byte, 32))))

@@ -1,4 +1,4 @@
-package auth
+package sasl
 
 import (
 	"bytes"
@@ -31,7 +31,14 @@ func ParsePlain(msg []byte) (authzID, user, password string, err error) {
 	return string(parts[0]), string(parts[1]), string(parts[2]), nil
 }
 
-// plainServer checks one PLAIN message against the stored credentials.
+// NewPlainServer starts a PLAIN exchange whose password check is verify:
+// nil for a good password, an error wrapping ErrBadCredentials for a bad
+// one, any other error when it could not check.
+func NewPlainServer(verify func(ctx context.Context, user, password string) error) Session {
+	return &plainServer{verify: verify}
+}
+
+// plainServer checks one PLAIN message.
 type plainServer struct {
 	verify func(ctx context.Context, user, password string) error
 	user   string
@@ -59,8 +66,8 @@ func (s *plainServer) Step(ctx context.Context, msg []byte) ([]byte, bool, error
 	return nil, true, nil
 }
 
-// Principal implements Session.
-func (s *plainServer) Principal() Principal { return User(s.user) }
+// User implements Session.
+func (s *plainServer) User() string { return s.user }
 
 // Mechanism implements Session.
 func (s *plainServer) Mechanism() string { return MechanismPlain }

@@ -1,4 +1,4 @@
-package auth
+package sasl
 
 import (
 	"strings"
@@ -28,10 +28,10 @@ func TestParsePlain(t *testing.T) {
 
 func TestPlainSession(t *testing.T) {
 	t.Parallel()
-	a, _ := newTestAuth(t)
+	u := newUsers(t)
 	ctx := t.Context()
 	step := func(msg string) (Session, error) {
-		s, _ := a.NewSession(MechanismPlain)
+		s := u.plain()
 		resp, done, err := s.Step(ctx, []byte(msg))
 		if !done || len(resp) != 0 {
 			t.Fatalf("PLAIN %q: %q %v", msg, resp, done)
@@ -39,8 +39,8 @@ func TestPlainSession(t *testing.T) {
 		return s, err
 	}
 	s, err := step("\x00alice\x00alice-secret")
-	if err != nil || s.Principal() != User("alice") {
-		t.Fatalf("good login: %v %v", s.Principal(), err)
+	if err != nil || s.User() != "alice" {
+		t.Fatalf("good login: %q %v", s.User(), err)
 	}
 	if _, err := step("alice\x00alice\x00alice-secret"); err != nil {
 		t.Fatalf("authzid = user: %v", err)

@@ -1,4 +1,10 @@
-package auth
+// Package sasl is the server side of the SASL mechanisms StreamHouse's
+// Kafka listener offers: PLAIN (RFC 4616) and SCRAM-SHA-256 /
+// SCRAM-SHA-512 (RFC 5802, RFC 7677), with the arithmetic of SCRAM
+// credentials (salted password, stored and server keys). It knows no
+// store and no listener: internal/auth gives a session its credential
+// lookup and password check.
+package sasl
 
 import (
 	"context"
@@ -91,6 +97,9 @@ func ScramMechanismByType(t int8) *Mechanism {
 	return nil
 }
 
+// Size is the mechanism's hash size in bytes.
+func (m *Mechanism) Size() int { return m.size }
+
 func (m *Mechanism) hmac(key []byte, parts ...string) []byte {
 	h := hmac.New(m.hash, key)
 	for _, p := range parts {
@@ -145,9 +154,9 @@ func (m *Mechanism) NewCredential(user, password string, iterations int32) (meta
 	return m.CredentialFromSalted(user, salt, sp, iterations), nil
 }
 
-// checkPassword reports whether password matches c, in constant time in
-// the keys compared.
-func (m *Mechanism) checkPassword(c metadata.ScramCredential, password string) (storedKey []byte, ok bool, err error) {
+// CheckPassword reports whether password matches c, comparing the keys in
+// constant time; it also returns the stored key it derived.
+func (m *Mechanism) CheckPassword(c metadata.ScramCredential, password string) (storedKey []byte, ok bool, err error) {
 	sp, err := m.SaltedPassword(password, c.Salt, int(c.Iterations))
 	if err != nil {
 		return nil, false, err
@@ -170,21 +179,45 @@ func malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
 }
 
-// credentialLookup returns a user's credential for a mechanism, or an
+// Session is the server side of one SASL exchange.
+type Session interface {
+	// Mechanism is the SASL mechanism's name.
+	Mechanism() string
+	// Step takes the client's next message and returns the answer and
+	// whether the exchange is over. An error ends it: ErrMalformed or
+	// ErrBadCredentials (the client's doing), or a failure of the
+	// credential lookup (no verdict).
+	Step(ctx context.Context, msg []byte) (resp []byte, done bool, err error)
+	// User is the authenticated user once Step said done without an
+	// error.
+	User() string
+}
+
+// CredentialLookup returns a user's credential for a mechanism, or an
 // error wrapping metadata.ErrCredentialNotFound for an unknown user (any
 // other error ends the exchange without a verdict: the store did not
 // answer).
-type credentialLookup func(ctx context.Context, user string) (metadata.ScramCredential, error)
+type CredentialLookup func(ctx context.Context, user string) (metadata.ScramCredential, error)
+
+// NewScramServer starts a SCRAM exchange of mechanism m. fake makes the
+// credential of a user lookup does not know, so that the exchange goes
+// on and fails at the proof, like a wrong password (no user
+// enumeration); nonce makes the server's part of the nonce (nil: 24
+// random bytes).
+func NewScramServer(m *Mechanism, lookup CredentialLookup, fake func(m *Mechanism, user string) metadata.ScramCredential, nonce func() string) Session {
+	if nonce == nil {
+		nonce = newNonce
+	}
+	return &scramServer{m: m, lookup: lookup, fake: fake, nonce: nonce}
+}
 
 // scramServer is the server side of one SCRAM exchange: Step takes
 // client-first, then client-final.
 type scramServer struct {
 	m      *Mechanism
-	lookup credentialLookup
-	// fake makes a credential for a user without one, so the exchange
-	// goes on and fails at the proof (no user enumeration).
-	fake  func(m *Mechanism, user string) metadata.ScramCredential
-	nonce func() string
+	lookup CredentialLookup
+	fake   func(m *Mechanism, user string) metadata.ScramCredential
+	nonce  func() string
 
 	step        int
 	user        string
@@ -333,8 +366,8 @@ func (s *scramServer) final(msg string) ([]byte, bool, error) {
 	return []byte("v=" + base64.StdEncoding.EncodeToString(serverSignature)), true, nil
 }
 
-// Principal implements Session.
-func (s *scramServer) Principal() Principal { return User(s.user) }
+// User implements Session.
+func (s *scramServer) User() string { return s.user }
 
 // Mechanism implements Session.
 func (s *scramServer) Mechanism() string { return s.m.Name }
