@@ -285,6 +285,27 @@ var vars = []variable{
 		help:  "bound on the WAL's live (not yet committed) bytes: when reached, appends wait for commits, never drop data; segment files rotate at min(64 MiB, WAL_MAX_SIZE/4)",
 		field: func(c *Config) any { return &c.WALMaxSize }},
 
+	// Authentication (auth.go)
+	{name: "AUTH_ENABLED", group: "Authentication", def: "false", kind: kindBool,
+		help:  "every listener requires a login (Kafka SASL PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; REST and schema registry HTTP Basic; gRPC `authorization: Basic` metadata; or a verified client certificate), except `/health`, `/live`, `/ready` and `/metrics` (docs/security.md)",
+		field: func(c *Config) any { return &c.AuthEnabled }},
+	{name: "AUTH_BOOTSTRAP_USERS", group: "Authentication", kind: kindString, secret: true, check: checkBootstrapUsers,
+		doc:   "unset",
+		what:  "name:password[,name:password...] (a name without ':' or ',', a password without ',')",
+		help:  "users created at start when they do not exist yet, with both SCRAM credentials; an existing user is left unchanged (redacted in logs)",
+		field: func(c *Config) any { return &c.AuthBootstrapUsers }},
+	{name: "AUTH_SCRAM_ITERATIONS", group: "Authentication", def: "4096", kind: kindInt, what: "iterations", min: 4096, max: 16384,
+		help:  "PBKDF2 iterations of the SCRAM credentials the server makes from a password (bootstrap users, `streamctl user create`); Kafka's bounds. Kafka clients that upsert credentials choose their own",
+		field: func(c *Config) any { return &c.AuthScramIterations }},
+	{name: "AUTH_SESSION_LIFETIME_MS", group: "Authentication", def: "0", kind: kindInt, what: "milliseconds", min: 0, unit: time.Millisecond,
+		help:  "how long a Kafka SASL login lasts before the client must re-authenticate on its connection (KIP-368, Kafka's connections.max.reauth.ms); a connection whose login has expired is closed at its next request. 0: logins last as long as the connection",
+		field: func(c *Config) any { return &c.AuthSessionLifetime }},
+	{name: "SUPER_USERS", group: "Authentication", kind: kindString, check: checkSuperUsers,
+		doc:   "unset",
+		what:  "name[,name...] (each optionally User:name)",
+		help:  "users that bypass ACLs",
+		field: func(c *Config) any { return &c.SuperUsersList }},
+
 	// Logging
 	{name: "LOG_LEVEL", group: "Logging", def: "info", kind: kindEnum, choices: []string{"debug", "info", "warn", "error"},
 		help:  "least severe log level written",
