@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/kversion"
+	"github.com/twmb/franz-go/pkg/sasl"
 
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/metadata"
@@ -46,6 +47,7 @@ func forwardVersions() *kversion.Versions {
 // forwarder keeps one Kafka client per leader address.
 type forwarder struct {
 	clientID string
+	sasl     sasl.Mechanism // nil: no login
 	mu       sync.Mutex
 	clients  map[string]*kgo.Client
 	closed   bool
@@ -60,7 +62,11 @@ func (f *forwarder) client(addr string) (*kgo.Client, error) {
 	if cl := f.clients[addr]; cl != nil {
 		return cl, nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID(f.clientID), kgo.RetryTimeout(ForwardTimeout), kgo.MaxVersions(forwardVersions()))
+	opts := []kgo.Opt{kgo.SeedBrokers(addr), kgo.ClientID(f.clientID), kgo.RetryTimeout(ForwardTimeout), kgo.MaxVersions(forwardVersions())}
+	if f.sasl != nil {
+		opts = append(opts, kgo.SASL(f.sasl))
+	}
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("client for %s: %w", addr, err)
 	}

@@ -51,6 +51,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/streamhouse/streamhouse/internal/auth"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/txn"
 	pb "github.com/streamhouse/streamhouse/proto/streamhousepb"
@@ -70,6 +71,9 @@ type Config struct {
 	// Txn is the transaction coordinator of this agent. Nil: the
 	// transaction methods answer FailedPrecondition.
 	Txn *txn.Coordinator
+	// Auth authenticates calls (auth.go). Nil, or not Enabled: every call
+	// runs as User:ANONYMOUS (or its client certificate's user).
+	Auth *auth.Authenticator
 }
 
 // ServerOptions are the GRPC_* settings of SPEC.md. A zero field keeps
@@ -113,6 +117,7 @@ type Server struct {
 	txn       *txn.Coordinator
 	now       func() time.Time
 	peers     peers // connections to the other agents (forward.go)
+	auth      *auth.Authenticator
 }
 
 // New returns a Server over cfg.Broker.
@@ -131,6 +136,7 @@ func New(cfg Config) *Server {
 		metrics:   newMetrics(cfg.Registry),
 		txn:       cfg.Txn,
 		now:       cfg.Now,
+		auth:      cfg.Auth,
 	}
 	s.health.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_SERVING)
 	return s
@@ -141,8 +147,8 @@ func New(cfg Config) *Server {
 // reflection registered. The caller serves and stops it.
 func (s *Server) NewGRPCServer(opts ServerOptions) *grpc.Server {
 	gs := grpc.NewServer(append(opts.grpcOptions(),
-		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
-		grpc.ChainStreamInterceptor(s.streamInterceptor),
+		grpc.ChainUnaryInterceptor(s.unaryInterceptor, s.authUnary),
+		grpc.ChainStreamInterceptor(s.streamInterceptor, s.authStream),
 	)...)
 	s.Register(gs)
 	return gs
