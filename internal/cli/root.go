@@ -75,6 +75,10 @@ func (s *session) newRoot() (*cobra.Command, *invocation) {
 	pf.StringVar(&inv.set.registryURL, "schema-registry-url", inv.set.registryURL, "schema registry URL (env SCHEMA_REGISTRY_URL; default: the API URL + /schemas)")
 	pf.StringVarP(&inv.set.grpcAddr, "server", "s", inv.set.grpcAddr, "the server's address, as the original streamctl took it (env STREAMHOUSE_ADDR): without --api-url, the REST API on its host at port 8080")
 	pf.StringVar(&inv.set.grpcAddr, "grpc-addr", inv.set.grpcAddr, "the same as --server")
+	pf.StringVar(&inv.set.user, "user", inv.set.user, "log in as this user on every transport: HTTP Basic on REST and the schema registry, SASL on Kafka (env STREAMHOUSE_USER)")
+	pf.StringVar(&inv.set.password, "password", inv.set.password, "the user's password (env STREAMHOUSE_PASSWORD); asked for, without echo, when a user is given without one on a terminal")
+	pf.StringVar(&inv.set.saslMechanism, "sasl-mechanism", inv.set.saslMechanism, "SASL mechanism of the Kafka commands: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN (env STREAMHOUSE_SASL_MECHANISM)")
+	_ = root.RegisterFlagCompletionFunc("sasl-mechanism", fixedCompletions("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"))
 	_ = root.RegisterFlagCompletionFunc("output", fixedCompletions("table", "json"))
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usagef("%s (see '%s --help')", err, cmd.CommandPath())
@@ -89,6 +93,7 @@ func (s *session) newRoot() (*cobra.Command, *invocation) {
 		inv.offsetCmd(),
 		inv.perfCmd(),
 		inv.transactionCmd(),
+		inv.userCmd(),
 		completionCmd(s.repl),
 		&cobra.Command{
 			Use:     "exit",
@@ -154,6 +159,9 @@ func (inv *invocation) validate() error {
 	default:
 		return usagef("--output %q: use table or json", inv.set.output)
 	}
+	if err := inv.validateLogin(); err != nil {
+		return err
+	}
 	var err error
 	if inv.set.apiURL, err = normalizeURL("--api-url", inv.set.apiURL); err != nil {
 		return err
@@ -196,7 +204,7 @@ func (inv *invocation) client() *client {
 			reg = inv.set.registryURL
 		}
 	}
-	return &client{hc: &http.Client{Transport: inv.s.transport}, api: api, registry: reg}
+	return &client{hc: &http.Client{Transport: inv.s.transport}, api: api, registry: reg, user: inv.set.user, password: inv.set.password}
 }
 
 func (inv *invocation) out() printer {

@@ -147,9 +147,12 @@ type Proc struct {
 	URL       string // REST base URL
 	KafkaAddr string // Kafka listener host:port
 	GRPCAddr  string // gRPC listener host:port
-	mu        sync.Mutex
-	logs      bytes.Buffer
-	done      chan struct{}
+	// User and Password, when set, log Call in (HTTP Basic), for a
+	// server with AUTH_ENABLED.
+	User, Password string
+	mu             sync.Mutex
+	logs           bytes.Buffer
+	done           chan struct{}
 }
 
 // Start runs the binary in dir with env (plus random ports, JSON logs and
@@ -263,6 +266,9 @@ func (p *Proc) Call(method, path string, body any, out any) int {
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if p.User != "" {
+		req.SetBasicAuth(p.User, p.Password)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
