@@ -35,7 +35,9 @@ func TestLogins(t *testing.T) {
 		}
 		return r.stdout
 	}
-	admin := func(args ...string) []string { return append([]string{"--user", "admin", "--password", "admin-pw"}, args...) }
+	admin := func(args ...string) []string {
+		return append([]string{"--user", "admin", "--password", "admin-pw"}, args...)
+	}
 
 	// Without a login: refused, saying why.
 	if r := run(map[string]string{}, "topic", "list"); r.code != ExitError || !strings.Contains(r.stderr, "HTTP 401") {
