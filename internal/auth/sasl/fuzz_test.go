@@ -14,8 +14,12 @@ import (
 
 // The SASL exchanges are fed by unauthenticated clients: fuzz them.
 //
-//	go test -run '^$' -fuzz FuzzScramServer -fuzztime 30s ./internal/auth/sasl/
-//	go test -run '^$' -fuzz FuzzParsePlain -fuzztime 30s ./internal/auth/sasl/
+//	go test -run '^$' -fuzz FuzzScramServer -fuzztime 30s -fuzzminimizetime 100x ./internal/auth/sasl/
+//	go test -run '^$' -fuzz FuzzParsePlain -fuzztime 30s -fuzzminimizetime 100x ./internal/auth/sasl/
+//
+// (-fuzzminimizetime: the default, 60 s per new input, spends a loaded
+// machine's 30 s minimizing the first inputs found; 100 tries each keeps
+// it fuzzing: ~550,000 executions in 30 s each on 2 busy cores.)
 
 const fuzzNonce = "SERVERNONCE"
 
