@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/sasl"
+
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/partlog"
@@ -77,6 +79,10 @@ type Config struct {
 	// connection to another agent's Kafka listener (forwarded produces,
 	// group lookups); nil: plaintext.
 	ForwardTLS func() *tls.Config
+	// PeerSASL logs the Kafka clients this agent opens to other agents
+	// (forward.go) in, when the listeners require logins (the agent's own
+	// user, internal/auth AgentLogin). Nil: no login.
+	PeerSASL sasl.Mechanism
 }
 
 // Broker is the shared API. Create with New, start placement with Run.
@@ -132,7 +138,7 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 		topics:    make(map[string]cachedTopic),
 		topicIDs:  make(map[metadata.TopicID]string),
 		placeKick: make(chan struct{}, 1),
-		fwd:       &forwarder{clientID: "streamhouse-forward-" + cfg.AgentID, tls: cfg.ForwardTLS},
+		fwd:       &forwarder{clientID: "streamhouse-forward-" + cfg.AgentID, tls: cfg.ForwardTLS, sasl: cfg.PeerSASL},
 	}
 	now := b.now()
 	if err := b.store.RegisterAgent(ctx, metadata.Agent{ID: cfg.AgentID, Addr: cfg.Addr, GRPCAddr: cfg.GRPCAddr, Rack: cfg.Rack, StartedAt: now, HeartbeatAt: now}); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/kversion"
+	"github.com/twmb/franz-go/pkg/sasl"
 
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/metadata"
@@ -49,6 +50,7 @@ func forwardVersions() *kversion.Versions {
 type forwarder struct {
 	clientID string
 	tls      func() *tls.Config // nil: plaintext
+	sasl     sasl.Mechanism     // nil: no login
 	mu       sync.Mutex
 	clients  map[string]*kgo.Client
 	closed   bool
@@ -66,6 +68,9 @@ func (f *forwarder) client(addr string) (*kgo.Client, error) {
 	opts := []kgo.Opt{kgo.SeedBrokers(addr), kgo.ClientID(f.clientID), kgo.RetryTimeout(ForwardTimeout), kgo.MaxVersions(forwardVersions())}
 	if f.tls != nil {
 		opts = append(opts, kgo.Dialer(f.dialTLS))
+	}
+	if f.sasl != nil {
+		opts = append(opts, kgo.SASL(f.sasl))
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {

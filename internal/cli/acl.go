@@ -101,6 +101,7 @@ func (inv *invocation) printACLs(rows []aclRow, none string) error {
 
 // aclFlags are the flags the three commands share.
 type aclFlags struct {
+	inv         *invocation // its TLS and login options
 	brokers     string
 	timeout     time.Duration
 	allow, deny []string // principals
@@ -220,7 +221,11 @@ func (f *aclFlags) run(cmd *cobra.Command, fn func(ctx context.Context, adm *kad
 	if f.timeout <= 0 {
 		return usagef("--timeout must be positive")
 	}
-	adm, closeFn, err := kafkaAdmin(f.brokers)
+	opts, err := f.inv.kafkaOpts()
+	if err != nil {
+		return err
+	}
+	adm, closeFn, err := kafkaAdmin(f.brokers, opts...)
 	if err != nil {
 		return err
 	}
@@ -257,7 +262,7 @@ func msgSuffix(msg string) string {
 }
 
 func (inv *invocation) aclCmd() *cobra.Command {
-	var cf aclFlags
+	cf := aclFlags{inv: inv}
 	create := &cobra.Command{
 		Use:   "create --allow-principal|--deny-principal P --operation OP --topic|--group|--cluster|--transactional-id NAME",
 		Short: "Create ACLs: every combination of the principals, hosts, resources and operations given",
@@ -301,7 +306,7 @@ func (inv *invocation) aclCmd() *cobra.Command {
 	}
 	cf.add(create, false)
 
-	var lf aclFlags
+	lf := aclFlags{inv: inv}
 	list := &cobra.Command{
 		Use:     "list [--topic|--group|--cluster|--transactional-id NAME] [--allow-principal|--deny-principal P] [--operation OP]",
 		Aliases: []string{"ls"},
@@ -323,7 +328,7 @@ func (inv *invocation) aclCmd() *cobra.Command {
 	}
 	lf.add(list, true)
 
-	var df aclFlags
+	df := aclFlags{inv: inv}
 	del := &cobra.Command{
 		Use:   "delete {--topic|--group|--cluster|--transactional-id NAME | --all} [--allow-principal|--deny-principal P] [--operation OP] [--dry-run]",
 		Short: "Delete the ACLs matching the flags, and show them",

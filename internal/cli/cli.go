@@ -77,6 +77,12 @@ type settings struct {
 	// address were given (flag or environment) rather than defaulted.
 	apiSet, serverSet bool
 	tls               tlsFiles // --ca-file, --cert-file, --key-file (tls.go)
+	// user and password log in on every transport (auth.go): HTTP Basic
+	// on REST and the schema registry, SASL (saslMechanism) on Kafka.
+	// passwordSet: a password was given, even an empty one.
+	user, password string
+	passwordSet    bool
+	saslMechanism  string
 }
 
 // session is one run of streamctl: a single command, or a REPL session
@@ -115,17 +121,21 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		stderr: stderr,
 		getenv: getenv,
 		defaults: settings{
-			output:      "table",
-			apiURL:      envOr(getenv, "STREAMHOUSE_API_URL", defaultAPIURL),
-			registryURL: strings.TrimSpace(getenv("SCHEMA_REGISTRY_URL")), // "": the API URL + /schemas
-			grpcAddr:    envOr(getenv, "STREAMHOUSE_ADDR", defaultGRPCAddr),
-			apiSet:      strings.TrimSpace(getenv("STREAMHOUSE_API_URL")) != "",
-			serverSet:   strings.TrimSpace(getenv("STREAMHOUSE_ADDR")) != "",
 			tls: tlsFiles{
 				caFile:   strings.TrimSpace(getenv("STREAMHOUSE_CA_FILE")),
 				certFile: strings.TrimSpace(getenv("STREAMHOUSE_CERT_FILE")),
 				keyFile:  strings.TrimSpace(getenv("STREAMHOUSE_KEY_FILE")),
 			},
+			output:        "table",
+			apiURL:        envOr(getenv, "STREAMHOUSE_API_URL", defaultAPIURL),
+			registryURL:   strings.TrimSpace(getenv("SCHEMA_REGISTRY_URL")), // "": the API URL + /schemas
+			grpcAddr:      envOr(getenv, "STREAMHOUSE_ADDR", defaultGRPCAddr),
+			apiSet:        strings.TrimSpace(getenv("STREAMHOUSE_API_URL")) != "",
+			serverSet:     strings.TrimSpace(getenv("STREAMHOUSE_ADDR")) != "",
+			user:          strings.TrimSpace(getenv("STREAMHOUSE_USER")),
+			password:      getenv("STREAMHOUSE_PASSWORD"),
+			passwordSet:   getenv("STREAMHOUSE_PASSWORD") != "",
+			saslMechanism: envOr(getenv, "STREAMHOUSE_SASL_MECHANISM", defaultSASLMechanism),
 		},
 		transport: newTransport(),
 	}

@@ -83,6 +83,10 @@ func (s *session) newRoot() (*cobra.Command, *invocation) {
 	pf.StringVar(&inv.set.tls.caFile, "ca-file", inv.set.tls.caFile, "CA certificate (PEM) of a TLS server, for REST and Kafka (env STREAMHOUSE_CA_FILE); the default REST URL becomes https://")
 	pf.StringVar(&inv.set.tls.certFile, "cert-file", inv.set.tls.certFile, "client certificate (PEM) for a server that requires one (env STREAMHOUSE_CERT_FILE)")
 	pf.StringVar(&inv.set.tls.keyFile, "key-file", inv.set.tls.keyFile, "private key (PEM) of --cert-file (env STREAMHOUSE_KEY_FILE)")
+	pf.StringVar(&inv.set.user, "user", inv.set.user, "log in as this user on every transport: HTTP Basic on REST and the schema registry, SASL on Kafka (env STREAMHOUSE_USER)")
+	pf.StringVar(&inv.set.password, "password", inv.set.password, "the user's password (env STREAMHOUSE_PASSWORD); asked for, without echo, when a user is given without one on a terminal")
+	pf.StringVar(&inv.set.saslMechanism, "sasl-mechanism", inv.set.saslMechanism, "SASL mechanism of the Kafka commands: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN (env STREAMHOUSE_SASL_MECHANISM)")
+	_ = root.RegisterFlagCompletionFunc("sasl-mechanism", fixedCompletions("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"))
 	_ = root.RegisterFlagCompletionFunc("output", fixedCompletions("table", "json"))
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usagef("%s (see '%s --help')", err, cmd.CommandPath())
@@ -98,6 +102,7 @@ func (s *session) newRoot() (*cobra.Command, *invocation) {
 		inv.perfCmd(),
 		inv.transactionCmd(),
 		inv.aclCmd(),
+		inv.userCmd(),
 		completionCmd(s.repl),
 		&cobra.Command{
 			Use:     "exit",
@@ -172,6 +177,9 @@ func (inv *invocation) validate() error {
 	default:
 		return usagef("--output %q: use table or json", inv.set.output)
 	}
+	if err := inv.validateLogin(); err != nil {
+		return err
+	}
 	var err error
 	if inv.set.apiURL, err = normalizeURL("--api-url", inv.set.apiURL); err != nil {
 		return err
@@ -214,7 +222,7 @@ func (inv *invocation) client() *client {
 			reg = inv.set.registryURL
 		}
 	}
-	return &client{hc: inv.s.httpClient(inv.set), api: api, registry: reg}
+	return &client{hc: inv.s.httpClient(inv.set), api: api, registry: reg, user: inv.set.user, password: inv.set.password}
 }
 
 func (inv *invocation) out() printer {

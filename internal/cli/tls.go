@@ -96,21 +96,23 @@ func (s *session) httpClient(set settings) *http.Client {
 	return &http.Client{Transport: t}
 }
 
-// kafkaOpts are the client options every Kafka command adds: TLS when TLS
-// files are set or the REST URL is https:// (the server then has TLS on
-// its Kafka listener too).
+// kafkaOpts are the client options every Kafka command adds: the SASL
+// login when a user is given (kafkaLogin), and TLS when TLS files are set
+// or the REST URL is https:// (the server then has TLS on its Kafka
+// listener too).
 func (inv *invocation) kafkaOpts() ([]kgo.Opt, error) {
+	opts := inv.kafkaLogin()
 	cfg, err := inv.set.tls.config()
 	if err != nil {
 		return nil, err
 	}
 	if cfg == nil {
 		if u, err := url.Parse(inv.set.apiURL); err != nil || u.Scheme != "https" {
-			return nil, nil
+			return opts, nil
 		}
 		cfg = withoutClientCert(&tls.Config{MinVersion: tls.VersionTLS12}) // the system's roots
 	}
-	return []kgo.Opt{kgo.DialTLSConfig(cfg)}, nil
+	return append(opts, kgo.DialTLSConfig(cfg)), nil
 }
 
 // errClientCertWanted ends a handshake in which the server asks for a

@@ -153,6 +153,13 @@ type Config struct {
 
 	PprofEnabled bool // PPROF_ENABLED: /debug/pprof/ on the REST port
 
+	// Authentication (auth.go).
+	AuthEnabled         bool          // AUTH_ENABLED
+	AuthBootstrapUsers  string        // AUTH_BOOTSTRAP_USERS as given (secret): see BootstrapUsers
+	AuthScramIterations int32         // AUTH_SCRAM_ITERATIONS
+	AuthSessionLifetime time.Duration // AUTH_SESSION_LIFETIME_MS: 0 = logins never expire
+	SuperUsersList      string        // SUPER_USERS as given: see SuperUsers
+
 	// env holds the variables that were set, as given.
 	env map[string]string
 }

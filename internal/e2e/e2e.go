@@ -150,9 +150,12 @@ type Proc struct {
 	Client    *http.Client
 	KafkaAddr string // Kafka listener host:port
 	GRPCAddr  string // gRPC listener host:port
-	mu        sync.Mutex
-	logs      bytes.Buffer
-	done      chan struct{}
+	// User and Password, when set, log Call in (HTTP Basic), for a
+	// server with AUTH_ENABLED.
+	User, Password string
+	mu             sync.Mutex
+	logs           bytes.Buffer
+	done           chan struct{}
 }
 
 // Start runs the binary in dir with env (plus random ports, JSON logs and
@@ -275,6 +278,9 @@ func (p *Proc) Call(method, path string, body any, out any) int {
 	hc := p.Client
 	if hc == nil {
 		hc = http.DefaultClient
+	}
+	if p.User != "" {
+		req.SetBasicAuth(p.User, p.Password)
 	}
 	resp, err := hc.Do(req)
 	if err != nil {

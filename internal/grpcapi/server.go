@@ -53,6 +53,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/streamhouse/streamhouse/internal/auth"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/txn"
 	pb "github.com/streamhouse/streamhouse/proto/streamhousepb"
@@ -76,6 +77,9 @@ type Config struct {
 	// connection to another agent (forwarded transaction calls); nil:
 	// plaintext.
 	PeerTLS func() *tls.Config
+	// Auth authenticates calls (auth.go). Nil, or not Enabled: every call
+	// runs as User:ANONYMOUS (or its client certificate's user).
+	Auth *auth.Authenticator
 }
 
 // ServerOptions are the GRPC_* settings of SPEC.md. A zero field keeps
@@ -126,6 +130,7 @@ type Server struct {
 	txn       *txn.Coordinator
 	now       func() time.Time
 	peers     peers // connections to the other agents (forward.go)
+	auth      *auth.Authenticator
 }
 
 // New returns a Server over cfg.Broker.
@@ -145,6 +150,7 @@ func New(cfg Config) *Server {
 		txn:       cfg.Txn,
 		now:       cfg.Now,
 		peers:     peers{creds: peerCredentials(cfg.PeerTLS)},
+		auth:      cfg.Auth,
 	}
 	s.health.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_SERVING)
 	return s
@@ -155,8 +161,8 @@ func New(cfg Config) *Server {
 // reflection registered. The caller serves and stops it.
 func (s *Server) NewGRPCServer(opts ServerOptions) *grpc.Server {
 	gs := grpc.NewServer(append(opts.grpcOptions(),
-		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
-		grpc.ChainStreamInterceptor(s.streamInterceptor),
+		grpc.ChainUnaryInterceptor(s.unaryInterceptor, s.authUnary),
+		grpc.ChainStreamInterceptor(s.streamInterceptor, s.authStream),
 	)...)
 	s.Register(gs)
 	return gs

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/streamhouse/streamhouse/internal/acl"
+	"github.com/streamhouse/streamhouse/internal/auth"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/group"
 	"github.com/streamhouse/streamhouse/internal/txn"
@@ -113,6 +114,10 @@ type Config struct {
 	// listener): each connection's handshake must complete within
 	// FrameReadTimeout before any request is read. Nil: plaintext.
 	TLS *tls.Config
+	// Auth authenticates clients (auth.go). Nil, or not Enabled: every
+	// request is served, as User:ANONYMOUS (or the client certificate's
+	// user).
+	Auth *auth.Authenticator
 }
 
 // Server serves the Kafka protocol.

@@ -1,7 +1,8 @@
 // Package metadata owns StreamHouse's source of truth: topics and their
 // configs, partitions (log start offset, high watermark, leader lease), the
 // segment index, objects (for garbage collection), agents, consumer group
-// offsets, idempotent-producer state, schemas, transactions and Kafka ACLs.
+// offsets, idempotent-producer state, schemas, transactions, Kafka ACLs and
+// users' SCRAM credentials.
 //
 // Two implementations share one Store interface and one acceptance suite
 // (metadatatest): SQLite for a single agent and PostgreSQL for many.
@@ -537,6 +538,8 @@ type Store interface {
 	// Kafka ACLs: CreateACLs, ListACLs, DeleteACLs and ACLVersion, as
 	// acl.Store states them.
 	acl.Store
+	// Users and their SCRAM credentials (users.go).
+	UserStore
 
 	// Ping checks the store answers (for /ready).
 	Ping(ctx context.Context) error

@@ -20,9 +20,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"google.golang.org/grpc"
 
 	"github.com/streamhouse/streamhouse/internal/acl"
+	"github.com/streamhouse/streamhouse/internal/auth"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/config"
 	"github.com/streamhouse/streamhouse/internal/grpcapi"
@@ -48,6 +51,7 @@ type Server struct {
 	reg    *prometheus.Registry
 	bucket objstore.Bucket
 	store  metadata.Store
+	auth   *auth.Authenticator // logins on every listener
 	plog   *partlog.Log
 	broker *broker.Broker
 	txn    *txn.Coordinator
@@ -70,6 +74,42 @@ type Server struct {
 	grpcLn  net.Listener
 	grpcAPI *grpcapi.Server
 	grpcSrv *grpc.Server
+	// peerSASL logs this agent's Kafka clients to other agents in (its
+	// own user, when logins are required).
+	peerSASL sasl.Mechanism
+}
+
+// openAuth sets up the logins of every listener (AUTH_*, SUPER_USERS):
+// the bootstrap users, and, when logins are required, this agent's own
+// user for the requests it sends other agents.
+func (s *Server) openAuth(ctx context.Context) error {
+	cfg := s.cfg
+	s.auth = auth.New(auth.Config{
+		Store:           s.store,
+		Enabled:         cfg.AuthEnabled,
+		SuperUsers:      cfg.SuperUsers(),
+		Iterations:      cfg.AuthScramIterations,
+		SessionLifetime: cfg.AuthSessionLifetime,
+		Logger:          s.log,
+		Registry:        s.reg,
+	})
+	var users []auth.BootstrapUser
+	for _, u := range cfg.BootstrapUsers() {
+		users = append(users, auth.BootstrapUser{Name: u.Name, Password: u.Password})
+	}
+	if err := s.auth.Bootstrap(ctx, users); err != nil {
+		return fmt.Errorf("AUTH_BOOTSTRAP_USERS: %w", err)
+	}
+	if !cfg.AuthEnabled {
+		return nil
+	}
+	user, password, err := s.auth.AgentLogin(ctx, cfg.AgentID)
+	if err != nil {
+		return err
+	}
+	s.peerSASL = scram.Auth{User: user, Pass: password}.AsSha512Mechanism()
+	s.auth.CheckHasUsers(ctx)
+	return nil
 }
 
 // New opens the backends and binds the listeners. Nothing is served until
@@ -99,6 +139,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 	}
 	s.bucket = objstore.WithMetrics(s.bucket, s.reg, cfg.Storage)
 	if s.store, err = openStore(ctx, cfg, logger); err != nil {
+		return nil, err
+	}
+	if err = s.openAuth(ctx); err != nil {
 		return nil, err
 	}
 	// The disk cache keeps ranged GETs of a remote store on local disk. On
@@ -186,6 +229,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		AutoSchemaValidation: cfg.SchemaValidation == "auto",
 		GRPCAddr:             grpcAdvertised,
 		ForwardTLS:           s.peerTLS(),
+		PeerSASL:             s.peerSASL,
 	})
 	if err != nil {
 		return nil, err
@@ -213,7 +257,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 	// ACLs are stored and listed always; enforcement follows AUTH_ENABLED
 	// once authentication is in (until then every principal is
 	// User:ANONYMOUS and nothing is enforced).
-	if s.acl, err = acl.New(ctx, acl.Config{Store: s.store, Logger: logger}); err != nil {
+	if s.acl, err = acl.New(ctx, acl.Config{Store: s.store, Logger: logger, SuperUsers: cfg.SuperUsers()}); err != nil {
 		return nil, err
 	}
 	s.kafka = kafka.New(kafka.Config{
@@ -234,6 +278,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		MaxConnectionsPerIP:     cfg.KafkaMaxConnectionsPerIP,
 		ConnectionsMaxIdle:      cfg.KafkaConnectionsMaxIdle,
 		TLS:                     s.serverTLS(),
+		Auth:                    s.auth,
 	})
 	switch s.sql, err = sql.New(sql.Config{
 		Source: s.broker, Logger: logger, Registry: s.reg,
@@ -247,7 +292,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 	}
 	s.sampler = rest.NewSampler(rest.SamplerConfig{Gatherer: s.reg, Logger: logger})
 	s.httpSrv = &http.Server{
-		Handler: rest.New(rest.Config{
+		Handler: s.auth.HTTP(rest.New(rest.Config{
 			Sampler:      s.sampler,
 			Started:      start,
 			SQL:          s.sql,
@@ -262,7 +307,8 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 			Members:      s.kafka.GroupMembers(),
 			Pprof:        cfg.PprofEnabled,
 			Schemas:      registry,
-		}),
+			Users:        s.auth,
+		})),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          log.New(httpErrorLog{logger}, "", 0),
 		TLSConfig:         s.serverTLS("h2", "http/1.1"),
@@ -270,7 +316,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 	// Shutdown waits for requests in flight; live SQL queries would hold
 	// it until their timeout, so they end as it starts.
 	s.httpSrv.RegisterOnShutdown(func() { close(s.stopping) })
-	s.grpcAPI = grpcapi.New(grpcapi.Config{Broker: s.broker, Logger: logger, Registry: s.reg, Txn: s.txn, PeerTLS: s.peerTLS()})
+	s.grpcAPI = grpcapi.New(grpcapi.Config{Broker: s.broker, Logger: logger, Registry: s.reg, Txn: s.txn, PeerTLS: s.peerTLS(), Auth: s.auth})
 	s.grpcSrv = s.grpcAPI.NewGRPCServer(grpcapi.ServerOptions{
 		MaxConcurrentStreams:    cfg.GRPCMaxConcurrentStreams,
 		KeepaliveInterval:       cfg.GRPCKeepaliveInterval,
@@ -464,6 +510,11 @@ func (s *Server) Run(ctx context.Context) error {
 	s.txn.Close()
 	if err := s.broker.Shutdown(shutCtx); err != nil {
 		s.log.Warn("hand over partitions", "err", err)
+	}
+	if s.auth.Enabled() {
+		if err := s.auth.ForgetAgent(shutCtx, s.cfg.AgentID); err != nil {
+			s.log.Warn("remove this agent's user", "err", err)
+		}
 	}
 	if err := s.plog.Close(shutCtx); err != nil {
 		s.log.Error("close partition log", "err", err)

@@ -33,6 +33,10 @@ const (
 	OpListACLs      Op = "list_acls"
 	OpDeleteACLs    Op = "delete_acls"
 	OpACLVersion    Op = "acl_version"
+	// OpGetCredential is GetScramCredential (every login reads one);
+	// OpPutCredential is PutScramCredential and CreateScramUser.
+	OpGetCredential Op = "get_credential"
+	OpPutCredential Op = "put_credential"
 )
 
 // ErrInjected is the error a Fault returns when it sets no Err of its own.
@@ -301,4 +305,29 @@ func (s *Store) ACLVersion(ctx context.Context) (v int64, err error) {
 		return err
 	})
 	return v, err
+}
+
+// GetScramCredential implements metadata.Store.
+func (s *Store) GetScramCredential(ctx context.Context, user, mechanism string) (c metadata.ScramCredential, err error) {
+	err = s.do(ctx, OpGetCredential, func() error {
+		c, err = s.Store.GetScramCredential(ctx, user, mechanism)
+		return err
+	})
+	return c, err
+}
+
+// PutScramCredential implements metadata.Store.
+func (s *Store) PutScramCredential(ctx context.Context, c metadata.ScramCredential) error {
+	return s.do(ctx, OpPutCredential, func() error {
+		return s.Store.PutScramCredential(ctx, c)
+	})
+}
+
+// CreateScramUser implements metadata.Store.
+func (s *Store) CreateScramUser(ctx context.Context, creds []metadata.ScramCredential) (created bool, err error) {
+	err = s.do(ctx, OpPutCredential, func() error {
+		created, err = s.Store.CreateScramUser(ctx, creds)
+		return err
+	})
+	return created, err
 }

@@ -154,3 +154,41 @@ func TestACLFaults(t *testing.T) {
 		}
 	}
 }
+
+func TestCredentialFaults(t *testing.T) {
+	t.Parallel()
+	inner := metadatatest.OpenSQLite(t)
+	s := faulty.New(inner)
+	ctx := context.Background()
+	c := metadata.ScramCredential{User: "u", Mechanism: "SCRAM-SHA-256", Salt: []byte{1}, StoredKey: []byte{2}, ServerKey: []byte{3}, Iterations: 4096}
+
+	// A write that lands yet reports failure.
+	s.Inject(faulty.Fault{Op: faulty.OpPutCredential, AfterWrite: true, Times: 1})
+	if err := s.PutScramCredential(ctx, c); !errors.Is(err, faulty.ErrInjected) {
+		t.Fatalf("put: %v, want ErrInjected", err)
+	}
+	if _, err := inner.GetScramCredential(ctx, "u", "SCRAM-SHA-256"); err != nil {
+		t.Fatalf("the landed put is not stored: %v", err)
+	}
+	// A creation refused before it reaches the store.
+	s.Inject(faulty.Fault{Op: faulty.OpPutCredential, Err: metadata.ErrUnavailable, Times: 1})
+	c2 := c
+	c2.User = "v"
+	if _, err := s.CreateScramUser(ctx, []metadata.ScramCredential{c2}); !errors.Is(err, metadata.ErrUnavailable) {
+		t.Fatalf("create: %v, want ErrUnavailable", err)
+	}
+	if _, err := inner.GetScramCredential(ctx, "v", "SCRAM-SHA-256"); !errors.Is(err, metadata.ErrCredentialNotFound) {
+		t.Fatalf("the refused create stored: %v", err)
+	}
+	// Reads: an outage, then through again.
+	s.Inject(faulty.Fault{Op: faulty.OpGetCredential, Err: metadata.ErrUnavailable, Times: 1})
+	if _, err := s.GetScramCredential(ctx, "u", "SCRAM-SHA-256"); !errors.Is(err, metadata.ErrUnavailable) {
+		t.Fatalf("get: %v, want ErrUnavailable", err)
+	}
+	if _, err := s.GetScramCredential(ctx, "u", "SCRAM-SHA-256"); err != nil {
+		t.Fatalf("get after the fault expired: %v", err)
+	}
+	if n := s.Calls(faulty.OpGetCredential); n != 2 {
+		t.Fatalf("calls counted: %d, want 2", n)
+	}
+}

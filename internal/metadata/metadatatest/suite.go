@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) metadata.Store) {
 	tests = append(tests, txnTests...)
 	tests = append(tests, replaceTests...)
 	tests = append(tests, aclTests...)
+	tests = append(tests, userTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
