@@ -334,6 +334,68 @@ func testWALBufferedAckWaitsForFsync(t *testing.T, open storeOpener) {
 	}
 }
 
+func TestWALIdempotentResendAckedOnce(t *testing.T) {
+	onBackends(t, testWALIdempotentResendAckedOnce)
+}
+
+// A buffered resend of an idempotent batch whose original is neither
+// fsynced in the WAL nor committed is a duplicate: no new entry is
+// written, so its ack must not come before the original's would (a crash
+// then would lose a record acked twice). With fsyncs an hour apart (after
+// the first) and the bucket refusing PUTs, the resend is not acknowledged;
+// once PUTs pass the original commits and the resend is acknowledged with
+// the original's offsets.
+func testWALIdempotentResendAckedOnce(t *testing.T, open storeOpener) {
+	t.Parallel()
+	bucket := objstore.NewFaulty(objstore.NewMemory())
+	e := newEnv(t, open, bucket)
+	topic := e.topic("walresend", 1, nil)
+	cfg := e.walConfig("a1", t.TempDir())
+	cfg.WALSyncInterval = time.Hour
+	l := e.open(cfg)
+	lead(t, l, topic)
+	ctx := context.Background()
+	bucket.Inject(objstore.Fault{Op: objstore.OpPut})
+	tp := tpOf(topic, 0)
+	// The first write is fsynced at once; it starts the interval.
+	if _, err := l.Append(ctx, tp, mkBatch(t, "first", 1), AckBuffered); err != nil {
+		t.Fatal(err)
+	}
+	const pid = 42
+	orig, err := l.AppendAsync(ctx, tp, idemBatch(t, pid, 0, 0, 2), AckBuffered)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resend, err := l.AppendAsync(ctx, tp, idemBatch(t, pid, 0, 0, 2), AckBuffered)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if res, err := orig.Wait(short); err == nil {
+		t.Fatalf("original acknowledged at %d before its WAL fsync or commit", res.BaseOffset)
+	}
+	if res, err := resend.Wait(short); err == nil {
+		t.Fatalf("resend acknowledged at %d-%d (duplicate %v) before its original was fsynced or committed", res.BaseOffset, res.LastOffset, res.Duplicate)
+	}
+	// PUTs pass: the original commits, and both are acknowledged, the
+	// resend as a duplicate at the original's offsets.
+	bucket.Clear()
+	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+	defer wcancel()
+	o, err := orig.Wait(wctx)
+	if err != nil || o.BaseOffset != 1 || o.LastOffset != 2 || o.Duplicate {
+		t.Fatalf("original: %+v, %v; want offsets 1-2", o, err)
+	}
+	r, err := resend.Wait(wctx)
+	if err != nil || r.BaseOffset != 1 || r.LastOffset != 2 || !r.Duplicate {
+		t.Fatalf("resend: %+v, %v; want the duplicate of offsets 1-2", r, err)
+	}
+	if hw, _, err := l.HighWatermark(ctx, tp); err != nil || hw != 3 {
+		t.Fatalf("high watermark %d, %v; want 3 (the resend written once)", hw, err)
+	}
+}
+
 // An entry whose commit failed is released in memory only: the WAL still
 // holds it when the partition, led again from the same offset, acks a
 // newer entry there. Replay keeps the newer one and drops the older as

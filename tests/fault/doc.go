@@ -30,6 +30,7 @@
 //
 // A long one: STREAMHOUSE_FAULT_DURATION=30m with -timeout 60m.
 // STREAMHOUSE_FAULT_SEED=<n> replays a nemesis schedule (the seed is
-// logged first). The last line (with -v, or on failure) is the summary:
+// logged first); STREAMHOUSE_FAULT_KEEP=1 keeps the agents' logs and data
+// of a run that passed (a failed run keeps them anyway). The last line (with -v, or on failure) is the summary:
 // counts, faults, the longest time a partition had no serving leader.
 package fault

@@ -61,7 +61,8 @@ func TestFaultInjection(t *testing.T) {
 	t.Cleanup(cancel)
 
 	// One folder for everything the run leaves behind (PostgreSQL's
-	// cluster, the bucket, the agents' logs), kept when the test fails.
+	// cluster, the bucket, the agents' logs), kept when the test fails or
+	// STREAMHOUSE_FAULT_KEEP is set.
 	root, err := os.MkdirTemp("", "streamhouse-fault-")
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +71,7 @@ func TestFaultInjection(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if t.Failed() {
+		if t.Failed() || os.Getenv("STREAMHOUSE_FAULT_KEEP") != "" {
 			t.Logf("logs and data kept in %s", root)
 			return
 		}
