@@ -158,7 +158,8 @@ func TestWALReplayDiscardsOwnCommits(t *testing.T) { onBackends(t, testWALReplay
 
 // A crash between the commit of an object and the release of its WAL
 // entries: replay finds the offsets committed by the very process that
-// wrote the entries and discards them silently.
+// wrote the entries and discards them silently, also those of a partition
+// another agent leads by then (handed over after the commit).
 func testWALReplayDiscardsOwnCommits(t *testing.T, open storeOpener) {
 	t.Parallel()
 	bucket := objstore.NewFaulty(objstore.NewMemory())
@@ -186,14 +187,22 @@ func testWALReplayDiscardsOwnCommits(t *testing.T, open storeOpener) {
 	if err := l1.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// Partition 1 was handed over meanwhile: a2 leads it.
+	e.clock.Advance(time.Minute) // a1's leases expire
+	a2 := e.open(e.config("a2"))
+	if err := a2.Lead(ctx, topic, 1); err != nil {
+		t.Fatal(err)
+	}
 	l2 := e.open(e.walConfig("a1", snap))
-	lead(t, l2, topic)
+	if err := l2.Lead(ctx, topic, 0); err != nil {
+		t.Fatal(err)
+	}
 	st, err := l2.ReplayWAL(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.Released != 10 || st.Replayed != 0 || len(st.Dropped) != 0 {
-		t.Fatalf("replay stats %+v, want 10 released as already committed", st)
+		t.Fatalf("replay stats %+v, want 10 released as already committed (5 of them of the partition a2 leads now)", st)
 	}
 	checkAcked(t, l2, want)
 }
