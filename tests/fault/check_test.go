@@ -33,6 +33,8 @@ type final struct {
 	eosLog        map[position]string // the final read_committed read of the pipeline's output (nil: no pipeline)
 	eosIncomplete []string            // its partitions it could not finish
 	eosBehind     []string            // the pipeline did not consume all its input
+
+	compact compactFinal // the compacted topic (compactcheck_test.go)
 }
 
 // check is one promise and how the run broke it.
@@ -71,7 +73,7 @@ func checkRun(h *history, f final) []check {
 		{"no-unplanned-agent-exit", f.unplanned},
 		{"no-data-race-in-agents", f.races},
 		{"nemesis-applied-and-healed", f.nemesis},
-	}, txnChecks(h, f)...)
+	}, append(txnChecks(h, f), compactChecks(h.compact, f.compact)...)...)
 }
 
 // checkAcked: every acknowledged record is in the final log exactly once,
@@ -293,7 +295,7 @@ func longestLeaderGap(samples []metaSample, down func(agent int, at time.Time) b
 	return best
 }
 
-func sortedPositions(m map[position]string) []position {
+func sortedPositions[V any](m map[position]V) []position {
 	return slices.SortedFunc(maps.Keys(m), cmpPos)
 }
 

@@ -60,6 +60,35 @@ func TestCheckerFindsViolations(t *testing.T) {
 			}
 		}
 		h.rcRead(position{0, 0}, txnValue(0, 0, 0, 2))
+		// The compacted topic: partition 0 got k00, k03, k00 again and a
+		// tombstone of k03, all acked; partition 1 k01 (acked) and k01
+		// again (not acked, in the log). Key compaction left the newest
+		// of k00 and removed k03 altogether (its tombstone expired).
+		f.compact = compactFinal{hwm: map[int32]int64{0: 4, 1: 2}, log: map[position]compactRec{}}
+		for _, w := range []struct {
+			id        string
+			key       string
+			tomb      bool
+			pos       position
+			acked, in bool
+		}{
+			{compactID(0, 0), "k00", false, position{0, 0}, true, false},
+			{compactID(0, 1), "k03", false, position{0, 1}, true, false},
+			{compactID(0, 2), "k00", false, position{0, 2}, true, true},
+			{compactID(0, 3), "k03", true, position{0, 3}, true, false},
+			{compactID(0, 4), "k01", false, position{1, 0}, true, true},
+			{compactID(1, 0), "k01", false, position{1, 1}, false, true},
+		} {
+			h.compact.sentOne(w.id, compactWrite{Key: w.key, Tombstone: w.tomb})
+			if w.acked {
+				h.compact.acked(w.id, w.pos)
+			}
+			if w.in {
+				r := compactRec{ID: w.id, Key: w.key, Value: w.id}
+				h.compact.read(w.pos, r, "the final read")
+				f.compact.log[w.pos] = r
+			}
+		}
 		return h, f
 	}
 	failing := func(checks []check) []string {
@@ -109,6 +138,45 @@ func TestCheckerFindsViolations(t *testing.T) {
 		{"eos-pipeline-exactly-once", func(h *history, f *final) { f.eosLog[position{3, 0}] = eosValue(txnValue(0, 0, 0, 2)) }},
 		{"eos-pipeline-exactly-once", func(h *history, f *final) { f.eosLog[position{3, 0}] = eosValue(txnValue(1, 1, 0, 3)) }},
 		{"eos-pipeline-exactly-once", func(h *history, f *final) { f.eosBehind = []string{"fault-eos behind"} }},
+		{"compact-records-at-acked-offsets", func(h *history, f *final) { // a record moved
+			r := f.compact.log[position{0, 2}]
+			delete(f.compact.log, position{0, 2})
+			f.compact.log[position{0, 4}] = r
+		}},
+		{"compact-records-at-acked-offsets", func(h *history, f *final) { // read at another offset during the run
+			h.compact.read(position{0, 1}, compactRec{ID: compactID(0, 2), Key: "k00", Value: compactID(0, 2)}, "the reader")
+		}},
+		{"compact-records-at-acked-offsets", func(h *history, f *final) { // never sent
+			h.compact.read(position{1, 2}, compactRec{ID: "c9-000000000", Key: "k01", Value: "c9-000000000"}, "the reader")
+		}},
+		{"compact-records-at-acked-offsets", func(h *history, f *final) { // a tombstone read as a value
+			h.compact.read(position{0, 3}, compactRec{ID: compactID(0, 3), Key: "k03", Value: "x"}, "the reader")
+		}},
+		{"compact-one-record-per-offset", func(h *history, f *final) {
+			h.compact.read(position{0, 2}, compactRec{ID: compactID(0, 0), Key: "k00", Value: compactID(0, 0)}, "the reader")
+		}},
+		{"compact-offsets-increase", func(h *history, f *final) {
+			f.compact.order = []string{"0/1: the final read read offset 1 after offset 2"}
+		}},
+		{"compact-latest-per-key", func(h *history, f *final) { delete(f.compact.log, position{0, 2}) }}, // k00's newest value gone
+		{"compact-latest-per-key", func(h *history, f *final) { // k00's newest value gone, an older one left
+			delete(f.compact.log, position{0, 2})
+			f.compact.log[position{0, 0}] = compactRec{ID: compactID(0, 0), Key: "k00", Value: compactID(0, 0)}
+		}},
+		{"compact-latest-per-key", func(h *history, f *final) { // k03's tombstone gone, an older value left
+			f.compact.log[position{0, 1}] = compactRec{ID: compactID(0, 1), Key: "k03", Value: compactID(0, 1)}
+		}},
+		{"compact-latest-per-key", func(h *history, f *final) { f.compact.incomplete = []string{"fault-compact partition 0"} }},
+		{"compact-key-compaction-ran", func(h *history, f *final) { // nothing removed
+			for id, pos := range h.compact.acks {
+				w := h.compact.sent[id]
+				r := compactRec{ID: id, Key: w.Key, Tombstone: w.Tombstone}
+				if !w.Tombstone {
+					r.Value = id
+				}
+				f.compact.log[pos] = r
+			}
+		}},
 	} {
 		h, f := clean()
 		tc.mutate(h, &f)
