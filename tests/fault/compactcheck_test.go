@@ -126,11 +126,17 @@ func compactSummary(c *compactHistory, f compactFinal) string {
 			tombs++
 		}
 	}
+	keys := map[string]bool{}
+	kept := 0 // tombstones in the final log
 	for _, r := range f.log {
 		if _, ok := c.acks[r.ID]; ok {
 			present++
 		}
+		keys[r.Key] = true
+		if r.Tombstone {
+			kept++
+		}
 	}
-	return fmt.Sprintf("compacted topic: sent %d, acked %d (%d tombstones), produce errors %d, final log %d records (%d acked records removed by key compaction), reader passes %d (%d records read)",
-		len(c.sent), len(c.acks), tombs, sumCounts(c.prodErrs), len(f.log), len(c.acks)-present, c.passes, c.reads)
+	return fmt.Sprintf("compacted topic: sent %d, acked %d (%d tombstones), produce errors %d, final log %d records (%d acked records removed by key compaction; %d of the %d keys, %d tombstones), reader passes %d (%d records read)",
+		len(c.sent), len(c.acks), tombs, sumCounts(c.prodErrs), len(f.log), len(c.acks)-present, len(keys), compactKeys, kept, c.passes, c.reads)
 }
