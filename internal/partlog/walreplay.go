@@ -52,7 +52,8 @@ func (l *Log) WALPartitions() []metadata.TopicPartition {
 //     ReplayWAL;
 //   - discarded silently when the store holds its offsets in an object
 //     this agent's process that wrote the entry committed (the commit
-//     landed before the crash);
+//     landed before the crash), whether this agent leads the partition
+//     now or not (handed over after the commit);
 //   - dropped, logged (once per partition and reason, with the offsets
 //     and the count) and counted otherwise: "not_leader" (the partition
 //     is led elsewhere or no longer exists), "overwritten" (another
@@ -88,6 +89,15 @@ func (l *Log) ReplayWAL(ctx context.Context) (ReplayStats, error) {
 	var waits []pendingReplay
 	drops := make(map[dropKey]*dropSummary)
 	var dropOrder []dropKey
+	logDrops := func() { // once the entries are handled, or replay fails
+		for _, k := range dropOrder {
+			d := drops[k]
+			l.log.Warn("wal entries dropped at replay", "topic_partition", k.tp.String(), "reason", k.reason, "entries", d.entries, "records", d.records,
+				"first_offset", d.first, "last_offset", d.last, "epochs", fmt.Sprintf("%d-%d", d.minEpoch, d.maxEpoch), "detail", d.detail)
+		}
+		dropOrder = nil
+	}
+	defer logDrops()
 	drop := func(tp metadata.TopicPartition, r wal.Recovered, reason string, why any) {
 		h := r.Header()
 		st.Dropped[reason]++
@@ -203,11 +213,7 @@ func (l *Log) ReplayWAL(ctx context.Context) (ReplayStats, error) {
 			}
 		}
 	}
-	for _, k := range dropOrder {
-		d := drops[k]
-		l.log.Warn("wal entries dropped at replay", "topic_partition", k.tp.String(), "reason", k.reason, "entries", d.entries, "records", d.records,
-			"first_offset", d.first, "last_offset", d.last, "epochs", fmt.Sprintf("%d-%d", d.minEpoch, d.maxEpoch), "detail", d.detail)
-	}
+	logDrops()
 	for _, w := range waits {
 		res, err := w.a.Wait(ctx)
 		if err != nil {
