@@ -3,6 +3,7 @@ package fault
 import (
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -203,6 +204,14 @@ func TestLongestLeaderGap(t *testing.T) {
 	g := longestLeaderGap(samples, down)
 	if g.Length != 1500*time.Millisecond || !g.Start.Equal(at(1000)) {
 		t.Fatalf("longest gap %v from %v, want 1.5s from +1s (partition 1 is led by agent 0 too)", g.Length, g.Start.Sub(t0))
+	}
+	if want := []string{"agent-0, down from 00:00:01.000"}; !slices.Equal(g.Seen, want) || g.Silent != 1400*time.Millisecond {
+		t.Fatalf("the gap's Metadata %q, longest silence %v; want %q, 1.4s", g.Seen, g.Silent, want)
+	}
+	// The first gap, seen on its own: no leader, then an unknown node.
+	g = longestLeaderGap([]metaSample{sample(0, 1), sample(100, -1), sample(200, 7), sample(900, 2)}, down)
+	if want := []string{"no leader from 00:00:00.100", "node 7, not among the brokers from 00:00:00.200"}; !slices.Equal(g.Seen, want) || g.Length != 800*time.Millisecond {
+		t.Fatalf("gap %v, Metadata %q; want 800ms, %q", g.Length, g.Seen, want)
 	}
 }
 

@@ -336,6 +336,10 @@ func summary(seed uint64, duration, ran time.Duration, c *cluster, h *history, f
 		h.eosEnds["committed"], h.eosEnds["aborted"], h.eosEnds["failed"], len(f.eosLog),
 		stall.Length.Round(10*time.Millisecond), stall.Partition, c.faultsDuring(stall.Start, stall.Start.Add(stall.Length)),
 		gap.Length.Round(10*time.Millisecond), gap.Partition, c.faultAt(gap.Start), gap.Samples, verdict)
+	if gap.Length > 0 {
+		s += fmt.Sprintf("\n  the longest without a serving leader, partition %d from %s: Metadata named %s; longest without a Metadata answer in it %v",
+			gap.Partition, gap.Start.UTC().Format("15:04:05.000"), strings.Join(gap.Seen, ", then "), gap.Silent.Round(10*time.Millisecond))
+	}
 	s += "\n  " + compactSummary(h.compact, f.compact)
 	if len(h.prodErrs) > 0 {
 		s += "\n  produce errors: " + topErrors(h.prodErrs, 5, c.faultAt)
