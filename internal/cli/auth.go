@@ -27,6 +27,8 @@ func (inv *invocation) validateLogin() error {
 		inv.set.passwordSet = true
 	}
 	switch strings.ToUpper(inv.set.saslMechanism) {
+	case "":
+		inv.set.saslMechanism = defaultSASLMechanism // settings made without Run's defaults
 	case "SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN":
 		inv.set.saslMechanism = strings.ToUpper(inv.set.saslMechanism)
 	default:
