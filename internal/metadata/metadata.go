@@ -532,6 +532,9 @@ type Store interface {
 	// Transactions (txn.go).
 	TxnStore
 
+	// Client quotas (quotas.go).
+	QuotaStore
+
 	// Ping checks the store answers (for /ready).
 	Ping(ctx context.Context) error
 	Close() error

@@ -28,6 +28,9 @@ const (
 	OpCommitted     Op = "committed_objects" // IsObjectCommitted and CommittedObjects
 	OpPutTxn        Op = "put_txn"
 	OpAddTxnOffsets Op = "add_txn_offsets"
+	// OpAlterQuotas is AlterClientQuotas; OpListQuotas is ClientQuotas.
+	OpAlterQuotas Op = "alter_client_quotas"
+	OpListQuotas  Op = "list_client_quotas"
 )
 
 // ErrInjected is the error a Fault returns when it sets no Err of its own.
@@ -262,4 +265,31 @@ func (s *Store) AddTxnOffsets(ctx context.Context, fence metadata.GroupFence, id
 	return s.do(ctx, OpAddTxnOffsets, func() error {
 		return s.Store.AddTxnOffsets(ctx, fence, id, producerID, epoch, offsets)
 	})
+}
+
+// AlterClientQuotas implements metadata.Store.
+func (s *Store) AlterClientQuotas(ctx context.Context, alts []metadata.QuotaAlteration) error {
+	return s.do(ctx, OpAlterQuotas, func() error {
+		return s.Store.AlterClientQuotas(ctx, alts)
+	})
+}
+
+// ClientQuotas implements metadata.Store.
+func (s *Store) ClientQuotas(ctx context.Context) (qs []metadata.ClientQuota, err error) {
+	err = s.do(ctx, OpListQuotas, func() error {
+		qs, err = s.Store.ClientQuotas(ctx)
+		return err
+	})
+	return qs, err
+}
+
+// WatchChanges passes the inner store's change notices through, when it
+// has them (metadata.ChangeNotifier); otherwise it waits for ctx and
+// reports that notices do not flow.
+func (s *Store) WatchChanges(ctx context.Context, w metadata.ChangeWatch) error {
+	if n, ok := s.Store.(metadata.ChangeNotifier); ok {
+		return n.WatchChanges(ctx, w)
+	}
+	<-ctx.Done()
+	return ctx.Err()
 }

@@ -30,7 +30,8 @@ import (
 type Store struct {
 	b         backend
 	logger    *slog.Logger
-	local     localWatches // see WatchCommits
+	local     localWatches  // see WatchCommits
+	changes   changeWatches // see WatchChanges
 	closeOnce sync.Once
 	closeErr  error
 }
