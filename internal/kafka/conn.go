@@ -42,6 +42,10 @@ type conn struct {
 	// when a response was last written (UnixNano).
 	unanswered atomic.Int64
 	lastWrite  atomic.Int64
+
+	// muted holds off reading while a client quota throttles the
+	// connection (quotas.go).
+	muted quotaMute
 }
 
 // requestHeader is a parsed Kafka request header.
@@ -152,6 +156,11 @@ func (c *conn) readLoop(queue chan<- *pending) error {
 			c.s.metrics.requestsRejected.WithLabelValues("malformed").Inc()
 			return err
 		}
+		// A client quota's throttle holds the request back (quotas.go).
+		if err := c.waitMuted(); err != nil {
+			release()
+			return err
+		}
 		c.unanswered.Add(1)
 		select {
 		case queue <- p:
@@ -170,6 +179,7 @@ func (c *conn) readLoop(queue chan<- *pending) error {
 		// Produce requests append in arrival order (00_produce.go).
 		var slot *orderSlot
 		if p.hdr.key == produceKey {
+			ctx = c.throttleProduce(ctx, size)
 			slot = newOrderSlot(c.lastProduce)
 			c.lastProduce = slot.done
 			ctx = withOrderSlot(ctx, slot)

@@ -1,0 +1,420 @@
+package kafka
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/streamhouse/streamhouse/internal/batch"
+	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
+	"github.com/streamhouse/streamhouse/internal/quota"
+)
+
+// throttleHook counts the throttles a franz-go client is told of.
+type throttleHook struct {
+	n   atomic.Int64
+	max atomic.Int64 // ms
+}
+
+func (h *throttleHook) OnBrokerThrottle(_ kgo.BrokerMetadata, d time.Duration, _ bool) {
+	h.n.Add(1)
+	for {
+		old := h.max.Load()
+		if int64(d/time.Millisecond) <= old || h.max.CompareAndSwap(old, int64(d/time.Millisecond)) {
+			return
+		}
+	}
+}
+
+// setQuota sets key to v on entity through kadm.
+func setQuota(t *testing.T, adm *kadm.Client, entity kadm.ClientQuotaEntity, key string, v float64) {
+	t.Helper()
+	res, err := adm.AlterClientQuotas(t.Context(), []kadm.AlterClientQuotaEntry{{Entity: entity, Ops: []kadm.AlterClientQuotaOp{{Key: key, Value: v}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Err != nil {
+		t.Fatalf("set %s on %v: %v %s", key, entity, res[0].Err, res[0].ErrMessage)
+	}
+}
+
+func clientEntity(id string) kadm.ClientQuotaEntity {
+	return kadm.ClientQuotaEntity{{Type: quota.EntityClientID, Name: strp(id)}}
+}
+
+// AlterClientQuotas and DescribeClientQuotas through kadm, on both
+// backends: set, validate only, describe with filters, refuse what is not
+// enforced, remove.
+func TestClientQuotasKadm(t *testing.T) {
+	t.Parallel()
+	for name, open := range metadatatest.Backends(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			s := startServer(t, testOptions{store: open(t)})
+			adm := s.admin()
+			ctx := t.Context()
+
+			versions, err := adm.ApiVersions(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, bv := range versions {
+				for _, key := range []int16{describeClientQuotasKey, alterClientQuotasKey} {
+					if v, ok := bv.KeyMaxVersion(key); !ok || v != 1 {
+						t.Errorf("ApiVersions: key %d max version %d (advertised %v), want 1", key, v, ok)
+					}
+				}
+			}
+
+			alice := kadm.ClientQuotaEntity{{Type: "user", Name: strp("alice")}}
+			defaults := kadm.ClientQuotaEntity{{Type: "user"}, {Type: "client-id"}}
+			app := clientEntity("app")
+			entries := []kadm.AlterClientQuotaEntry{
+				{Entity: alice, Ops: []kadm.AlterClientQuotaOp{{Key: "producer_byte_rate", Value: 1 << 20}}},
+				{Entity: defaults, Ops: []kadm.AlterClientQuotaOp{{Key: "consumer_byte_rate", Value: 2048}}},
+				{Entity: app, Ops: []kadm.AlterClientQuotaOp{{Key: "producer_byte_rate", Value: 100}, {Key: "consumer_byte_rate", Value: 200}}},
+			}
+			// Validate only: the same answers, nothing stored.
+			for _, validate := range []bool{true, false} {
+				alter := adm.AlterClientQuotas
+				if validate {
+					alter = adm.ValidateAlterClientQuotas
+				}
+				res, err := alter(ctx, entries)
+				if err != nil || len(res) != 3 {
+					t.Fatalf("alter (validate %v): %v, %v", validate, res, err)
+				}
+				for i, r := range res {
+					if r.Err != nil || r.Entity.String() != entries[i].Entity.String() {
+						t.Errorf("alter (validate %v) entry %d: %v %v %s", validate, i, r.Entity, r.Err, r.ErrMessage)
+					}
+				}
+				if validate {
+					if got, err := adm.DescribeClientQuotas(ctx, false, nil); err != nil || len(got) != 0 {
+						t.Fatalf("after validate only: %v, %v", got, err)
+					}
+				}
+			}
+
+			got, err := adm.DescribeClientQuotas(ctx, false, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []string{
+				"{client-id=app}: consumer_byte_rate=200.000000 producer_byte_rate=100.000000",
+				"{user=<default>, client-id=<default>}: consumer_byte_rate=2048.000000",
+				"{user=alice}: producer_byte_rate=1048576.000000",
+			}
+			if d := describeStrings(got); !slices.Equal(d, want) {
+				t.Fatalf("describe all:\n%v\nwant\n%v", d, want)
+			}
+			got, err = adm.DescribeClientQuotas(ctx, true, []kadm.DescribeClientQuotaComponent{{Type: "user", MatchType: kmsg.QuotasMatchTypeAny}})
+			if err != nil || !slices.Equal(describeStrings(got), want[2:]) {
+				t.Fatalf("describe users strictly: %v, %v", describeStrings(got), err)
+			}
+			got, err = adm.DescribeClientQuotas(ctx, false, []kadm.DescribeClientQuotaComponent{{Type: "client-id", MatchType: kmsg.QuotasMatchTypeDefault}})
+			if err != nil || !slices.Equal(describeStrings(got), want[1:2]) {
+				t.Fatalf("describe the default client id: %v, %v", describeStrings(got), err)
+			}
+			if _, err := adm.DescribeClientQuotas(ctx, false, []kadm.DescribeClientQuotaComponent{{Type: "group", MatchType: kmsg.QuotasMatchTypeAny}}); !errors.Is(err, kerr.UnsupportedVersion) {
+				t.Errorf("describe an unknown entity type: %v, want UNSUPPORTED_VERSION", err)
+			}
+
+			// Not enforced, so refused: never stored and ignored.
+			res, err := adm.AlterClientQuotas(ctx, []kadm.AlterClientQuotaEntry{
+				{Entity: alice, Ops: []kadm.AlterClientQuotaOp{{Key: "request_percentage", Value: 50}}},
+				{Entity: kadm.ClientQuotaEntity{{Type: "ip", Name: strp("10.0.0.1")}}, Ops: []kadm.AlterClientQuotaOp{{Key: "connection_creation_rate", Value: 5}}},
+				{Entity: app, Ops: []kadm.AlterClientQuotaOp{{Key: "producer_byte_rate", Value: 0.5}}},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, r := range res {
+				if !errors.Is(r.Err, kerr.InvalidRequest) || r.ErrMessage == "" {
+					t.Errorf("refused entry %d: %v %q, want INVALID_REQUEST with a reason", i, r.Err, r.ErrMessage)
+				}
+			}
+
+			// Removing every key of an entity removes it.
+			res, err = adm.AlterClientQuotas(ctx, []kadm.AlterClientQuotaEntry{{Entity: app, Ops: []kadm.AlterClientQuotaOp{
+				{Key: "producer_byte_rate", Remove: true}, {Key: "consumer_byte_rate", Remove: true}}}})
+			if err != nil || res[0].Err != nil {
+				t.Fatalf("remove: %v, %v", res, err)
+			}
+			got, err = adm.DescribeClientQuotas(ctx, false, nil)
+			if err != nil || !slices.Equal(describeStrings(got), want[1:]) {
+				t.Fatalf("after removing client-id=app: %v, %v", describeStrings(got), err)
+			}
+		})
+	}
+}
+
+// describeStrings renders described quotas as "entity: key=value ...".
+func describeStrings(qs kadm.DescribedClientQuotas) []string {
+	var out []string
+	for _, q := range qs {
+		var vals []string
+		for _, v := range q.Values {
+			vals = append(vals, v.String())
+		}
+		slices.Sort(vals)
+		s := q.Entity.String() + ":"
+		for _, v := range vals {
+			s += " " + v
+		}
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// A franz-go producer with producer_byte_rate = 1 MiB/s takes at least 7 s
+// to send 10 MiB (SPEC: no burst beyond a few seconds' worth) and is told
+// of its throttle; a client without a quota, producing while it is
+// throttled, is not held back by it.
+func TestProduceQuota(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, testOptions{})
+	s.dpTopic(t, "limited", 1, nil)
+	s.dpTopic(t, "free", 1, nil)
+	adm := s.admin()
+	setQuota(t, adm, clientEntity("limited-producer"), quota.KeyProducerByteRate, 1<<20)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	hook := &throttleHook{}
+	limited := s.client(kgo.ClientID("limited-producer"), kgo.DefaultProduceTopic("limited"), kgo.WithHooks(hook),
+		kgo.ProducerLinger(0), kgo.ProduceRequestTimeout(60*time.Second))
+	const n, size = 640, 16 << 10 // 10 MiB
+	start := time.Now()
+	var failed atomic.Int64
+	done := make(chan time.Duration, 1)
+	go func() {
+		var wg sync.WaitGroup
+		for range n {
+			wg.Add(1)
+			limited.Produce(ctx, &kgo.Record{Value: randomValue(size)}, func(_ *kgo.Record, err error) {
+				if err != nil {
+					failed.Add(1)
+				}
+				wg.Done()
+			})
+		}
+		wg.Wait()
+		done <- time.Since(start)
+	}()
+
+	// Once the limited producer is throttled, an unlimited client produces
+	// and is done while the limited one still is not.
+	for hook.n.Load() == 0 {
+		select {
+		case d := <-done:
+			t.Fatalf("the limited producer sent 10 MiB in %v without being throttled", d)
+		case <-ctx.Done():
+			t.Fatal("the limited producer was not throttled within 90 s")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	free := s.client(kgo.ClientID("free-producer"), kgo.DefaultProduceTopic("free"))
+	for range 16 {
+		if err := free.ProduceSync(ctx, &kgo.Record{Value: randomValue(size)}).FirstErr(); err != nil {
+			t.Fatalf("unlimited producer: %v", err)
+		}
+	}
+	select {
+	case d := <-done:
+		t.Fatalf("the limited producer finished (%v) before an unlimited one could produce 256 KiB", d)
+	default:
+	}
+	freeAt := time.Since(start)
+
+	var took time.Duration
+	select {
+	case took = <-done:
+	case <-ctx.Done():
+		t.Fatal("the limited producer did not finish in 90 s")
+	}
+	if failed.Load() > 0 {
+		t.Fatalf("%d records failed", failed.Load())
+	}
+	t.Logf("10 MiB at 1 MiB/s: %v, %d throttles (longest %d ms); the unlimited client was done at %v", took, hook.n.Load(), hook.max.Load(), freeAt)
+	if took < 7*time.Second {
+		t.Fatalf("10 MiB at 1 MiB/s took %v, want at least 7 s", took)
+	}
+	if _, hw := s.dpHW(t, "limited", 0); hw != n {
+		t.Fatalf("high watermark %d, want %d", hw, n)
+	}
+}
+
+// A franz-go consumer with consumer_byte_rate = 1 MiB/s takes at least 7 s
+// to read 10 MiB, is told of its throttle, and gets every record once, in
+// order.
+func TestFetchQuota(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, testOptions{})
+	s.dpTopic(t, "slow", 1, nil)
+	const n, size = 640, 16 << 10 // 10 MiB
+	loader := s.client(kgo.DefaultProduceTopic("slow"))
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	var recs []*kgo.Record
+	for range n {
+		recs = append(recs, &kgo.Record{Value: randomValue(size)})
+	}
+	if err := loader.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	setQuota(t, s.admin(), clientEntity("slow-consumer"), quota.KeyConsumerByteRate, 1<<20)
+
+	hook := &throttleHook{}
+	cons := s.client(kgo.ClientID("slow-consumer"), kgo.ConsumeTopics("slow"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.WithHooks(hook))
+	start := time.Now()
+	var next int64
+	for next < n {
+		fs := cons.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("consumed %d of %d records in 90 s", next, n)
+		}
+		fs.EachError(func(_ string, _ int32, err error) { t.Fatalf("fetch: %v", err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Offset != next || !bytes.Equal(r.Value, recs[next].Value) {
+				t.Fatalf("record at offset %d (len %d), want offset %d", r.Offset, len(r.Value), next)
+			}
+			next++
+		})
+	}
+	took := time.Since(start)
+	t.Logf("10 MiB at 1 MiB/s: %v, %d throttles (longest %d ms)", took, hook.n.Load(), hook.max.Load())
+	if took < 7*time.Second {
+		t.Fatalf("10 MiB at 1 MiB/s read in %v, want at least 7 s", took)
+	}
+	if hook.n.Load() == 0 {
+		t.Fatal("the consumer was never told of a throttle")
+	}
+}
+
+// The server holds a client to its quota even when the client ignores
+// throttle_time_ms: requests pipelined on one connection are read one
+// throttle apart (KIP-219's muted channel), and each answer over the quota
+// carries its throttle.
+func TestProduceQuotaMutesConnection(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, testOptions{})
+	s.dpTopic(t, "mute", 1, nil)
+	setQuota(t, s.admin(), clientEntity("dp-test"), quota.KeyProducerByteRate, 1<<20)
+	w := s.dpDial(t)
+	rec := batch.Record{Value: make([]byte, 512<<10), Timestamp: 1000}
+	b := dpBatch(t, batch.DefaultBuildOptions(), rec)
+	const reqs = 6 // 3 MiB: one bucket (1 MiB) at once, then 1 MiB/s
+	start := time.Now()
+	var corrs []int32
+	var sent []kmsg.Request
+	for range reqs {
+		req := dpProduceReq(9, "mute", 0, 1, b)
+		sent = append(sent, req)
+		corrs = append(corrs, w.send(req))
+	}
+	var throttles []int32
+	var last time.Duration
+	for i := range reqs {
+		resp, err := w.read(sent[i], corrs[i])
+		if err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		pr := resp.(*kmsg.ProduceResponse)
+		if code := pr.Topics[0].Partitions[0].ErrorCode; code != 0 {
+			t.Fatalf("response %d: %v", i, kerr.ErrorForCode(code))
+		}
+		throttles = append(throttles, pr.ThrottleMillis)
+		last = time.Since(start)
+	}
+	t.Logf("throttles %v ms; last answer after %v", throttles, last)
+	// The first two fit the bucket; each of the other four is read only
+	// after the one before it has waited out its 0.5 s of debt.
+	if last < 1400*time.Millisecond {
+		t.Fatalf("6 pipelined 512 KiB requests answered within %v, want at least 1.4 s at 1 MiB/s", last)
+	}
+	for i := 2; i < reqs; i++ {
+		if throttles[i] <= 0 {
+			t.Fatalf("request %d not throttled (%v ms)", i, throttles)
+		}
+	}
+}
+
+// randomValue returns n random bytes: quotas count the bytes on the wire,
+// after compression, so test data must not compress (not even against the
+// other records of its batch).
+func randomValue(n int) []byte {
+	v := make([]byte, n)
+	_, _ = rand.Read(v)
+	return v
+}
+
+// A consumer with a quota gets at most one bucket (1 s of its quota) per
+// response, whatever MaxBytes it asks for; a response that would overdraw
+// it comes back without records and with a throttle, and the connection is
+// not read from until the throttle has passed.
+func TestFetchQuotaBoundsResponses(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, testOptions{})
+	s.dpTopic(t, "bounded", 1, nil)
+	w := s.dpDial(t)
+	for range 8 {
+		dpProduceRaw(t, w, "bounded", 0, 1, 256<<10) // 2 MiB in all
+	}
+	setQuota(t, s.admin(), clientEntity("dp-test"), quota.KeyConsumerByteRate, 1<<20)
+	fetch := func(offset int64) *kmsg.FetchRequest {
+		req := dpFetchReq(12, "bounded", map[int32]int64{0: offset})
+		req.Topics[0].Partitions[0].PartitionMaxBytes = 50 << 20
+		return req
+	}
+	recordBytes := func(r *kmsg.FetchResponse) (int, int64) {
+		p := r.Topics[0].Partitions[0]
+		if p.ErrorCode != 0 {
+			t.Fatalf("fetch: %v", kerr.ErrorForCode(p.ErrorCode))
+		}
+		var next int64
+		for rest := p.RecordBatches; len(rest) > 0; {
+			b, err := batch.Split(rest)
+			if err != nil || len(b) == 0 {
+				t.Fatalf("records: %v", err)
+			}
+			h, err := batch.ParseHeader(b[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			next = h.BaseOffset + int64(h.LastOffsetDelta) + 1
+			rest = rest[len(b[0]):]
+		}
+		return len(p.RecordBatches), next
+	}
+	first := w.do(fetch(0)).(*kmsg.FetchResponse)
+	n, next := recordBytes(first)
+	if n == 0 || n > 1<<20 || first.ThrottleMillis != 0 {
+		t.Fatalf("first fetch: %d record bytes, throttle %d ms; want up to one bucket (1 MiB), no throttle", n, first.ThrottleMillis)
+	}
+	sentAt := time.Now()
+	second := w.do(fetch(next)).(*kmsg.FetchResponse)
+	if n, _ := recordBytes(second); n != 0 || second.ThrottleMillis <= 0 {
+		t.Fatalf("second fetch: %d record bytes, throttle %d ms; want none and a throttle", n, second.ThrottleMillis)
+	}
+	third := w.do(fetch(next)).(*kmsg.FetchResponse)
+	if n, _ := recordBytes(third); n == 0 {
+		t.Fatalf("third fetch, after the throttle: no records")
+	}
+	if waited := time.Since(sentAt); waited < time.Duration(second.ThrottleMillis)*time.Millisecond {
+		t.Fatalf("the fetch after a %d ms throttle was answered %v after the throttled one was sent", second.ThrottleMillis, waited)
+	}
+}
