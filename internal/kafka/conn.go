@@ -130,12 +130,17 @@ func (c *conn) readLoop(queue chan<- *pending) error {
 			c.s.metrics.requestsRejected.WithLabelValues("too_large").Inc()
 			return fmt.Errorf("request of %d bytes for api key %d is over its cap of %d bytes", size, key, limit)
 		}
+		// A client quota's throttle holds the request back, before it
+		// takes any budget (quotas.go).
+		if err := c.waitMuted(); err != nil {
+			return err
+		}
 		// Wait for room in the shared budget before holding the body.
 		if err := c.s.inflight.Acquire(c.ctx, int64(size)); err != nil {
 			return err
 		}
 		release := sync.OnceFunc(func() { c.s.inflight.Release(int64(size)) })
-		// Time spent waiting for budget is not the client's.
+		// Time spent waiting for budget (or a throttle) is not the client's.
 		_ = c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.FrameReadTimeout + time.Duration(size>>20)*time.Second))
 		buf := make([]byte, size)
 		if _, err := io.ReadFull(br, buf); err != nil {
@@ -154,11 +159,6 @@ func (c *conn) readLoop(queue chan<- *pending) error {
 		}
 		if err != nil {
 			c.s.metrics.requestsRejected.WithLabelValues("malformed").Inc()
-			return err
-		}
-		// A client quota's throttle holds the request back (quotas.go).
-		if err := c.waitMuted(); err != nil {
-			release()
 			return err
 		}
 		c.unanswered.Add(1)

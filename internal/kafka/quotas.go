@@ -16,8 +16,9 @@ import (
 // counted when it is read, and a request that overdraws its key's bucket
 // gets throttle_time_ms, the time that pays the debt back, in its answer,
 // which is sent at once; the connection is muted for that time: no
-// request read from it after this one is handled (or counted) until then,
-// while requests already being handled go on. The read loop is where a
+// request after this one is read past its size, handled or counted until
+// then (it holds none of the shared request budget meanwhile), while
+// requests already being handled go on. The read loop is where a
 // connection is held back, so a client that pipelines requests or ignores
 // throttle_time_ms is held to its quota just the same. acks=0 requests,
 // which get no answer, are muted the same way.
