@@ -346,11 +346,11 @@ func TestProduceQuotaMutesConnection(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, testOptions{})
 	s.dpTopic(t, "mute", 1, nil)
-	setQuota(t, s.admin(), clientEntity("dp-test"), quota.KeyProducerByteRate, 1<<20)
+	const rate = 64 << 10 // a bucket of 64 KiB, refilled in 1 s
+	setQuota(t, s.admin(), clientEntity("dp-test"), quota.KeyProducerByteRate, rate)
 	w := s.dpDial(t)
-	rec := batch.Record{Value: make([]byte, 512<<10), Timestamp: 1000}
-	b := dpBatch(t, batch.DefaultBuildOptions(), rec)
-	const reqs = 6 // 3 MiB: one bucket (1 MiB) at once, then 1 MiB/s
+	b := dpBatch(t, batch.DefaultBuildOptions(), batch.Record{Value: make([]byte, rate), Timestamp: 1000})
+	const reqs = 5
 	start := time.Now()
 	var corrs []int32
 	var sent []kmsg.Request
@@ -374,12 +374,12 @@ func TestProduceQuotaMutesConnection(t *testing.T) {
 		last = time.Since(start)
 	}
 	t.Logf("throttles %v ms; last answer after %v", throttles, last)
-	// The first two fit the bucket; each of the other four is read only
-	// after the one before it has waited out its 0.5 s of debt.
-	if last < 1400*time.Millisecond {
-		t.Fatalf("6 pipelined 512 KiB requests answered within %v, want at least 1.4 s at 1 MiB/s", last)
+	// The first request empties the bucket; each later one is read only
+	// once the one before it has paid back its 1 s of debt.
+	if last < 2900*time.Millisecond {
+		t.Fatalf("%d pipelined requests of 1 s of quota each answered within %v, want at least 3 s", reqs, last)
 	}
-	for i := 2; i < reqs; i++ {
+	for i := 1; i < reqs; i++ {
 		if throttles[i] <= 0 {
 			t.Fatalf("request %d not throttled (%v ms)", i, throttles)
 		}

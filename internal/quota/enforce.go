@@ -124,7 +124,11 @@ func (m *Manager) bucketLocked(key bucketKey, now time.Time, size float64) *buck
 	}
 	b := &bucket{tokens: size, last: now}
 	if len(m.buckets) >= m.cfg.MaxBuckets {
-		m.pruneLocked(now, false)
+		// At most once a second, so a full table costs one sweep a
+		// second, not one per request.
+		if now.Sub(m.lastPrune) >= time.Second {
+			m.pruneLocked(now)
+		}
 		if len(m.buckets) >= m.cfg.MaxBuckets {
 			return b
 		}
@@ -133,20 +137,14 @@ func (m *Manager) bucketLocked(key bucketKey, now time.Time, size float64) *buck
 	return b
 }
 
-// prune forgets the buckets that are full again. Unless forced it runs at
-// most once a second.
-func (m *Manager) prune(now time.Time, force bool) {
+// prune forgets the buckets that are full again.
+func (m *Manager) prune(now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if force || now.Sub(m.lastPrune) >= time.Second {
-		m.pruneLocked(now, true)
-	}
+	m.pruneLocked(now)
 }
 
-func (m *Manager) pruneLocked(now time.Time, force bool) {
-	if !force && now.Sub(m.lastPrune) < time.Second {
-		return
-	}
+func (m *Manager) pruneLocked(now time.Time) {
 	m.lastPrune = now
 	l := m.limits.Load()
 	for k, b := range m.buckets {

@@ -282,7 +282,7 @@ func TestBuckets(t *testing.T) {
 		t.Fatalf("tracked key: throttle %v", d)
 	}
 	clock.advance(time.Hour)
-	m.prune(clock.now(), true)
+	m.prune(clock.now())
 	if m.Buckets() != 0 {
 		t.Fatalf("%d buckets after an idle hour", m.Buckets())
 	}

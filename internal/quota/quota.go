@@ -211,7 +211,7 @@ func (m *Manager) Run(ctx context.Context) {
 		case <-reload.C:
 		case <-agents.C:
 			m.countAgents(ctx)
-			m.prune(m.now(), true)
+			m.prune(m.now())
 			continue
 		}
 		if err := m.Reload(ctx); err != nil && ctx.Err() == nil {
