@@ -19,6 +19,7 @@ import (
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
 	"github.com/streamhouse/streamhouse/internal/quota"
+	"github.com/streamhouse/streamhouse/internal/testutil"
 )
 
 // throttleHook counts the throttles a franz-go client is told of.
@@ -449,5 +450,26 @@ func TestFetchQuotaBoundsResponses(t *testing.T) {
 	}
 	if waited := time.Since(sentAt); waited < time.Duration(second.ThrottleMillis)*time.Millisecond {
 		t.Fatalf("the fetch after a %d ms throttle was answered %v after the throttled one was sent", second.ThrottleMillis, waited)
+	}
+}
+
+// Each agent enforces its share of a quota: with two live agents, half.
+// A quota set through one agent is in effect on the other too.
+func TestQuotaShareAcrossAgents(t *testing.T) {
+	t.Parallel()
+	store, bucket := sharedStorage(t)
+	s1 := startServer(t, testOptions{store: store, bucket: bucket, agentID: "agent-1"})
+	s2 := startServer(t, testOptions{store: store, bucket: bucket, agentID: "agent-2"})
+	for _, s := range []*testServer{s1, s2} {
+		testutil.WaitFor(t, "each agent to count two live agents", func() bool { return s.srv.quotas.Share() == 0.5 })
+	}
+	setQuota(t, s1.admin(), clientEntity("shared"), quota.KeyProducerByteRate, 2000)
+	c := quota.Client{User: quota.AnonymousUser, ClientID: "shared"}
+	testutil.WaitFor(t, "the quota on the other agent", func() bool { v, _ := s2.srv.quotas.Limit(quota.Produce, c); return v == 2000 })
+	// 2000 B/s in all, so 1000 B/s and a 1000-byte bucket here: the second
+	// 1000 bytes owe up to a second (with one agent they would fit).
+	s2.srv.quotas.RecordProduce(c, 1000)
+	if d := s2.srv.quotas.RecordProduce(c, 1000); d < 500*time.Millisecond || d > 1100*time.Millisecond {
+		t.Fatalf("throttle %v at half of 2000 B/s after a full bucket, want about 1 s", d)
 	}
 }
