@@ -308,3 +308,37 @@ func (term *terminal) wait() int {
 		return -1
 	}
 }
+
+// A user without a password: the REPL asks for it on the terminal, without
+// echo, and logs every command in with it.
+func TestTerminalPasswordPrompt(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := e2e.Start(t, dir, append(e2e.Local.Env(t, dir), "AUTH_ENABLED=true", "AUTH_BOOTSTRAP_USERS=admin:Secret-Pw-42"))
+	env := []string{"STREAMHOUSE_API_URL=" + p.URL, "XDG_STATE_HOME=" + t.TempDir(), "TERM=xterm", "STREAMHOUSE_USER=admin"}
+
+	term := startTerminal(t, env)
+	term.expect("Password for admin: ")
+	term.typeLine("Secret-Pw-42")
+	term.expect("streamctl> ")
+	term.typeLine("topic create prompted --partitions 1")
+	term.expect(`Created topic "prompted" with 1 partition.`)
+	term.expect("streamctl> ")
+	term.typeLine("exit")
+	if code := term.wait(); code != 0 {
+		t.Fatalf("exit: status %d\n%s", code, term.out.String())
+	}
+	if strings.Contains(term.out.String(), "Secret-Pw-42") {
+		t.Fatalf("the password was echoed:\n%q", term.out.String())
+	}
+
+	// A wrong password: the commands are refused with 401.
+	term = startTerminal(t, env)
+	term.expect("Password for admin: ")
+	term.typeLine("wrong")
+	term.expect("streamctl> ")
+	term.typeLine("topic list")
+	term.expect("HTTP 401")
+	term.typeLine("exit")
+	term.wait()
+}

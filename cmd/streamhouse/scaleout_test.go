@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/streamhouse/streamhouse/internal/e2e"
 	"github.com/streamhouse/streamhouse/internal/testutil"
@@ -17,15 +18,34 @@ import (
 // group coordinator slots) without a restart; REST produces through either
 // agent reach every partition (forwarded to the leader when needed); a
 // Kafka consumer group bootstrapped to the first agent reads everything
-// produced before and after the move.
+// produced before and after the move. With logins required too: the
+// agents log in to each other (forwarded produces, group calls) with
+// their own users.
 func TestScaleOut(t *testing.T) {
 	t.Parallel()
+	t.Run("logins off", func(t *testing.T) { t.Parallel(); scaleOut(t, false) })
+	t.Run("logins on", func(t *testing.T) { t.Parallel(); scaleOut(t, true) })
+}
+
+func scaleOut(t *testing.T, logins bool) {
 	dirA, dirB := t.TempDir(), t.TempDir()
 	shared := e2e.S3Postgres.Env(t, dirA) // one bucket and one database for both
+	var kafkaLogin []kgo.Opt
+	if logins {
+		shared = append(shared, "AUTH_ENABLED=true", "AUTH_BOOTSTRAP_USERS=alice:alice-pw")
+		kafkaLogin = append(kafkaLogin, kgo.SASL(scram.Auth{User: "alice", Pass: "alice-pw"}.AsSha256Mechanism()))
+	}
 	env := func(id string) []string {
 		return append(append([]string(nil), shared...), "STREAMHOUSE_AGENT_ID="+id, "LEASE_TTL_MS=1500")
 	}
-	a := e2e.Start(t, dirA, env("agent-a"))
+	start := func(dir, id string) *e2e.Proc {
+		p := e2e.Start(t, dir, env(id))
+		if logins {
+			p.User, p.Password = "alice", "alice-pw"
+		}
+		return p
+	}
+	a := start(dirA, "agent-a")
 	const parts = 6
 	if code := a.Call("POST", "/api/v1/topics", map[string]any{"name": "scale", "partitions": parts}, nil); code != 201 {
 		t.Fatalf("create topic: %d", code)
@@ -41,7 +61,7 @@ func TestScaleOut(t *testing.T) {
 	}
 	produce(a, 0)
 
-	b := e2e.Start(t, dirB, env("agent-b"))
+	b := start(dirB, "agent-b")
 	leaders := func() map[string]int {
 		var topic struct {
 			PartitionStates []struct {
@@ -76,8 +96,8 @@ func TestScaleOut(t *testing.T) {
 		})
 	}
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(a.KafkaAddr), kgo.ConsumerGroup("scale-readers"), kgo.ConsumeTopics("scale"),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
+	cl, err := kgo.NewClient(append(kafkaLogin, kgo.SeedBrokers(a.KafkaAddr), kgo.ConsumerGroup("scale-readers"), kgo.ConsumeTopics("scale"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))...)
 	if err != nil {
 		t.Fatal(err)
 	}

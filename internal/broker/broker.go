@@ -6,6 +6,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/sasl"
 
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/metadata"
@@ -72,6 +75,14 @@ type Config struct {
 	// GRPCAddr is the advertised gRPC address of this agent ("" if it
 	// serves no gRPC): where other agents forward gRPC transaction calls.
 	GRPCAddr string
+	// ForwardTLS, when set, gives the TLS configuration of each new
+	// connection to another agent's Kafka listener (forwarded produces,
+	// group lookups); nil: plaintext.
+	ForwardTLS func() *tls.Config
+	// PeerSASL logs the Kafka clients this agent opens to other agents
+	// (forward.go) in, when the listeners require logins (the agent's own
+	// user, internal/auth AgentLogin). Nil: no login.
+	PeerSASL sasl.Mechanism
 }
 
 // Broker is the shared API. Create with New, start placement with Run.
@@ -127,7 +138,7 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 		topics:    make(map[string]cachedTopic),
 		topicIDs:  make(map[metadata.TopicID]string),
 		placeKick: make(chan struct{}, 1),
-		fwd:       &forwarder{clientID: "streamhouse-forward-" + cfg.AgentID},
+		fwd:       &forwarder{clientID: "streamhouse-forward-" + cfg.AgentID, tls: cfg.ForwardTLS, sasl: cfg.PeerSASL},
 	}
 	now := b.now()
 	if err := b.store.RegisterAgent(ctx, metadata.Agent{ID: cfg.AgentID, Addr: cfg.Addr, GRPCAddr: cfg.GRPCAddr, Rack: cfg.Rack, StartedAt: now, HeartbeatAt: now}); err != nil {

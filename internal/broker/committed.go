@@ -72,8 +72,11 @@ func (b *Broker) PastHidden(ctx context.Context, topic string, partition int32, 
 	if err != nil {
 		return 0, err
 	}
-	for scanned := 0; from < to && scanned < maxHiddenScanBytes; {
-		res, err := b.plog.ReadWith(ctx, tp, from, partlog.ReadOptions{MaxBytes: consumeReadBytes})
+	// The first read takes one batch (usually the one a reader gets
+	// records from, so the answer); each further read twice as much.
+	readBytes := 1
+	for scanned := 0; from < to && scanned < maxHiddenScanBytes; readBytes = min(2*max(readBytes, 64<<10), consumeReadBytes) {
+		res, err := b.plog.ReadWith(ctx, tp, from, partlog.ReadOptions{MaxBytes: readBytes})
 		if err != nil {
 			return 0, fmt.Errorf("past hidden batches of %s/%d at %d: %w", topic, partition, from, err)
 		}

@@ -2,8 +2,10 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/kversion"
+	"github.com/twmb/franz-go/pkg/sasl"
 
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/metadata"
@@ -46,6 +49,8 @@ func forwardVersions() *kversion.Versions {
 // forwarder keeps one Kafka client per leader address.
 type forwarder struct {
 	clientID string
+	tls      func() *tls.Config // nil: plaintext
+	sasl     sasl.Mechanism     // nil: no login
 	mu       sync.Mutex
 	clients  map[string]*kgo.Client
 	closed   bool
@@ -60,7 +65,14 @@ func (f *forwarder) client(addr string) (*kgo.Client, error) {
 	if cl := f.clients[addr]; cl != nil {
 		return cl, nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID(f.clientID), kgo.RetryTimeout(ForwardTimeout), kgo.MaxVersions(forwardVersions()))
+	opts := []kgo.Opt{kgo.SeedBrokers(addr), kgo.ClientID(f.clientID), kgo.RetryTimeout(ForwardTimeout), kgo.MaxVersions(forwardVersions())}
+	if f.tls != nil {
+		opts = append(opts, kgo.Dialer(f.dialTLS))
+	}
+	if f.sasl != nil {
+		opts = append(opts, kgo.SASL(f.sasl))
+	}
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("client for %s: %w", addr, err)
 	}
@@ -69,6 +81,21 @@ func (f *forwarder) client(addr string) (*kgo.Client, error) {
 	}
 	f.clients[addr] = cl
 	return cl, nil
+}
+
+// dialTLS connects to another agent over TLS with the configuration in use
+// now (certificates reload), verifying it under its host name.
+func (f *forwarder) dialTLS(ctx context.Context, network, host string) (net.Conn, error) {
+	cfg := f.tls()
+	if cfg.ServerName == "" {
+		name, _, err := net.SplitHostPort(host)
+		if err != nil {
+			return nil, fmt.Errorf("forward to %s: %w", host, err)
+		}
+		cfg.ServerName = name
+	}
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: cfg}
+	return d.DialContext(ctx, network, host)
 }
 
 // prune closes the clients of addresses no live agent has any more.

@@ -13,6 +13,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -75,6 +76,13 @@ type settings struct {
 	// apiSet and serverSet say whether the REST URL and the server
 	// address were given (flag or environment) rather than defaulted.
 	apiSet, serverSet bool
+	tls               tlsFiles // --ca-file, --cert-file, --key-file (tls.go)
+	// user and password log in on every transport (auth.go): HTTP Basic
+	// on REST and the schema registry, SASL (saslMechanism) on Kafka.
+	// passwordSet: a password was given, even an empty one.
+	user, password string
+	passwordSet    bool
+	saslMechanism  string
 }
 
 // session is one run of streamctl: a single command, or a REPL session
@@ -88,8 +96,10 @@ type session struct {
 	defaults   settings // the global flags' defaults (from env; in the REPL, as last set)
 	repl       bool     // inside the REPL
 	transport  *http.Transport
-	names      nameCache
-	sql        sqlState // the REPL's SQL mode (sqlmode.go)
+	// tlsTransports are the transports for TLS files (tls.go).
+	tlsTransports map[tlsFiles]*http.Transport
+	names         nameCache
+	sql           sqlState // the REPL's SQL mode (sqlmode.go)
 }
 
 // Run runs streamctl with args (without the program name) and returns its
@@ -111,17 +121,26 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		stderr: stderr,
 		getenv: getenv,
 		defaults: settings{
-			output:      "table",
-			apiURL:      envOr(getenv, "STREAMHOUSE_API_URL", defaultAPIURL),
-			registryURL: strings.TrimSpace(getenv("SCHEMA_REGISTRY_URL")), // "": the API URL + /schemas
-			grpcAddr:    envOr(getenv, "STREAMHOUSE_ADDR", defaultGRPCAddr),
-			apiSet:      strings.TrimSpace(getenv("STREAMHOUSE_API_URL")) != "",
-			serverSet:   strings.TrimSpace(getenv("STREAMHOUSE_ADDR")) != "",
+			tls: tlsFiles{
+				caFile:   strings.TrimSpace(getenv("STREAMHOUSE_CA_FILE")),
+				certFile: strings.TrimSpace(getenv("STREAMHOUSE_CERT_FILE")),
+				keyFile:  strings.TrimSpace(getenv("STREAMHOUSE_KEY_FILE")),
+			},
+			output:        "table",
+			apiURL:        envOr(getenv, "STREAMHOUSE_API_URL", defaultAPIURL),
+			registryURL:   strings.TrimSpace(getenv("SCHEMA_REGISTRY_URL")), // "": the API URL + /schemas
+			grpcAddr:      envOr(getenv, "STREAMHOUSE_ADDR", defaultGRPCAddr),
+			apiSet:        strings.TrimSpace(getenv("STREAMHOUSE_API_URL")) != "",
+			serverSet:     strings.TrimSpace(getenv("STREAMHOUSE_ADDR")) != "",
+			user:          strings.TrimSpace(getenv("STREAMHOUSE_USER")),
+			password:      getenv("STREAMHOUSE_PASSWORD"),
+			passwordSet:   getenv("STREAMHOUSE_PASSWORD") != "",
+			saslMechanism: envOr(getenv, "STREAMHOUSE_SASL_MECHANISM", defaultSASLMechanism),
 		},
 		transport: newTransport(),
 	}
 	s.interrupts, _ = ctx.Value(interruptsKey{}).(<-chan os.Signal)
-	defer s.transport.CloseIdleConnections()
+	defer s.closeTransports()
 	if o := getenv("STREAMCTL_OUTPUT"); o != "" {
 		s.defaults.output = o
 	}
@@ -238,5 +257,6 @@ func newTransport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.ResponseHeaderTimeout = 0
 	t.TLSHandshakeTimeout = 10 * time.Second
+	t.TLSClientConfig = withoutClientCert(&tls.Config{MinVersion: tls.VersionTLS12})
 	return t
 }

@@ -29,6 +29,9 @@ type client struct {
 	hc       *http.Client
 	api      string // REST base URL, without a trailing slash
 	registry string // schema registry base URL, without a trailing slash
+	// user and password, when user is set, go with every request (HTTP
+	// Basic).
+	user, password string
 }
 
 // serverError is an error answer from the server.
@@ -105,6 +108,9 @@ func (c *client) do(ctx context.Context, r request) ([]byte, error) {
 		}
 	}
 	req.Header.Set("User-Agent", "streamctl")
+	if c.user != "" {
+		req.SetBasicAuth(c.user, c.password)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, reachError(ctx, r, err)
@@ -187,7 +193,7 @@ func reachError(ctx context.Context, r request, err error) error {
 	if errors.As(err, &ue) {
 		err = ue.Err
 	}
-	return fmt.Errorf("cannot connect to %s at %s: %v", what, r.base, err)
+	return fmt.Errorf("cannot connect to %s at %s: %v%s", what, r.base, err, tlsHint(err))
 }
 
 // normalizeURL accepts "host:port" as http://host:port and drops a

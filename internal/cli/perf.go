@@ -149,8 +149,8 @@ func (inv *invocation) perfProduceCmd() *cobra.Command {
 			if txnDuration < 0 {
 				return usagef("--transaction-duration %v must not be negative", txnDuration)
 			}
-			opts := []kgo.Opt{kgo.SeedBrokers(pc.seeds()...), kgo.DefaultProduceTopic(pc.topic),
-				kgo.ProducerLinger(linger), kgo.ProducerBatchMaxBytes(batchMaxBytes)}
+			opts := append([]kgo.Opt{}, kgo.SeedBrokers(pc.seeds()...), kgo.DefaultProduceTopic(pc.topic),
+				kgo.ProducerLinger(linger), kgo.ProducerBatchMaxBytes(batchMaxBytes))
 			if txnDuration > 0 {
 				if a := strings.ToLower(acks); a != "all" && a != "-1" {
 					return usagef("--transaction-duration needs --acks all (transactions are idempotent)")
@@ -175,6 +175,11 @@ func (inv *invocation) perfProduceCmd() *cobra.Command {
 				return usagef("--compression %q: use none, gzip, snappy, lz4 or zstd", compression)
 			}
 			opts = append(opts, kgo.ProducerBatchCompression(codec))
+			tlsOpts, err := inv.kafkaOpts()
+			if err != nil {
+				return err
+			}
+			opts = append(opts, tlsOpts...)
 			ctx := cmd.Context()
 			cl, err := kgo.NewClient(opts...)
 			if err != nil {
@@ -419,8 +424,8 @@ func (inv *invocation) perfConsumeCmd() *cobra.Command {
 			if fetchMaxBytes < 1 {
 				return usagef("--fetch-max-bytes %d: at least 1", fetchMaxBytes)
 			}
-			opts := []kgo.Opt{kgo.SeedBrokers(pc.seeds()...), kgo.ConsumeTopics(pc.topic),
-				kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(fetchMaxBytes)}
+			opts := append([]kgo.Opt{}, kgo.SeedBrokers(pc.seeds()...), kgo.ConsumeTopics(pc.topic),
+				kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(fetchMaxBytes))
 			switch strings.ToLower(isolation) {
 			case "read_uncommitted":
 			case "read_committed":
@@ -431,6 +436,11 @@ func (inv *invocation) perfConsumeCmd() *cobra.Command {
 			if groupID != "" {
 				opts = append(opts, kgo.ConsumerGroup(groupID))
 			}
+			tlsOpts, err := inv.kafkaOpts()
+			if err != nil {
+				return err
+			}
+			opts = append(opts, tlsOpts...)
 			ctx := cmd.Context()
 			cl, err := kgo.NewClient(opts...)
 			if err != nil {

@@ -196,7 +196,7 @@ func loadHistory(ln *liner.State, path string) {
 // warnUnreachable says at the start of a session when the server does not
 // answer, so that the first command's failure is no surprise.
 func (s *session) warnUnreachable(ctx context.Context) {
-	c := &client{hc: &http.Client{Transport: s.transport}, api: s.defaults.apiURL}
+	c := &client{hc: s.httpClient(s.defaults), api: s.defaults.apiURL, user: s.defaults.user, password: s.defaults.password}
 	if _, err := c.do(ctx, request{method: http.MethodGet, base: c.api, path: "/health", timeout: 2 * time.Second}); err != nil {
 		fmt.Fprintf(s.stderr, "streamctl: warning: %v\n", err)
 	}

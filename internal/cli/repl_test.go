@@ -164,7 +164,8 @@ func testREPLCompletion(t *testing.T, s *server) {
 		{"topic get " + name[:len(name)-2], "topic get ", []string{name + " "}, false},
 		{"produce " + name + " --ack d", "produce " + name + " --ack ", []string{"durable "}, true},
 		{"offset get --topic " + name[:6], "offset get --topic ", []string{name}, false},
-		{"", "", []string{"consume", "consumer", "exit", "help", "offset", "perf", "produce", "schema", "sql", "topic", "transaction"}, true},
+		{"", "", []string{"acl", "consume", "consumer", "exit", "help", "offset", "perf", "produce", "schema", "sql", "topic", "transaction"}, true},
+		{"", "", []string{"consume", "consumer", "exit", "help", "offset", "perf", "produce", "schema", "sql", "topic", "transaction", "user"}, true},
 	} {
 		head, got, tail := sess.complete(ctx, tc.line, len([]rune(tc.line)))
 		if head != tc.head || tail != "" {

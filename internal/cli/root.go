@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -23,12 +22,18 @@ completion. Piped into, the REPL reads one command per line.
 Every command talks to the server over its REST API (STREAMHOUSE_API_URL,
 default http://localhost:8080) and to the schema registry over the
 Confluent API (SCHEMA_REGISTRY_URL, default the API URL + /schemas),
-except the perf load tools and the transaction commands, which speak the
-Kafka protocol (--brokers).
+except the perf load tools and the transaction and acl commands, which
+speak the Kafka protocol (--brokers).
 --server/-s (or --grpc-addr, or STREAMHOUSE_ADDR: the original streamctl's
 server address) names the server when the REST URL is not given: the REST
 API on that host at port 8080, so "streamctl -s http://host:50051 topic
 list" lists host's topics.
+
+A server with TLS: --ca-file (or STREAMHOUSE_CA_FILE) is the CA that
+signed its certificate, --cert-file and --key-file (STREAMHOUSE_CERT_FILE,
+STREAMHOUSE_KEY_FILE) a client certificate if it requires one. With them
+the REST URL, unless given, is https://, and the Kafka commands use TLS (as
+they do whenever the REST URL is https://).
 
 Output is an aligned table; --output json (or STREAMCTL_OUTPUT=json) prints
 JSON for scripts. Errors go to stderr as "streamctl: message".
@@ -75,6 +80,13 @@ func (s *session) newRoot() (*cobra.Command, *invocation) {
 	pf.StringVar(&inv.set.registryURL, "schema-registry-url", inv.set.registryURL, "schema registry URL (env SCHEMA_REGISTRY_URL; default: the API URL + /schemas)")
 	pf.StringVarP(&inv.set.grpcAddr, "server", "s", inv.set.grpcAddr, "the server's address, as the original streamctl took it (env STREAMHOUSE_ADDR): without --api-url, the REST API on its host at port 8080")
 	pf.StringVar(&inv.set.grpcAddr, "grpc-addr", inv.set.grpcAddr, "the same as --server")
+	pf.StringVar(&inv.set.tls.caFile, "ca-file", inv.set.tls.caFile, "CA certificate (PEM) of a TLS server, for REST and Kafka (env STREAMHOUSE_CA_FILE); the default REST URL becomes https://")
+	pf.StringVar(&inv.set.tls.certFile, "cert-file", inv.set.tls.certFile, "client certificate (PEM) for a server that requires one (env STREAMHOUSE_CERT_FILE)")
+	pf.StringVar(&inv.set.tls.keyFile, "key-file", inv.set.tls.keyFile, "private key (PEM) of --cert-file (env STREAMHOUSE_KEY_FILE)")
+	pf.StringVar(&inv.set.user, "user", inv.set.user, "log in as this user on every transport: HTTP Basic on REST and the schema registry, SASL on Kafka (env STREAMHOUSE_USER)")
+	pf.StringVar(&inv.set.password, "password", inv.set.password, "the user's password (env STREAMHOUSE_PASSWORD); asked for, without echo, when a user is given without one on a terminal")
+	pf.StringVar(&inv.set.saslMechanism, "sasl-mechanism", inv.set.saslMechanism, "SASL mechanism of the Kafka commands: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN (env STREAMHOUSE_SASL_MECHANISM)")
+	_ = root.RegisterFlagCompletionFunc("sasl-mechanism", fixedCompletions("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"))
 	_ = root.RegisterFlagCompletionFunc("output", fixedCompletions("table", "json"))
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usagef("%s (see '%s --help')", err, cmd.CommandPath())
@@ -89,6 +101,8 @@ func (s *session) newRoot() (*cobra.Command, *invocation) {
 		inv.offsetCmd(),
 		inv.perfCmd(),
 		inv.transactionCmd(),
+		inv.aclCmd(),
+		inv.userCmd(),
 		completionCmd(s.repl),
 		&cobra.Command{
 			Use:     "exit",
@@ -149,10 +163,22 @@ func (inv *invocation) validate() error {
 		}
 		inv.set.apiURL = api
 	}
+	if inv.set.tls.set() {
+		if !inv.set.apiSet {
+			inv.set.apiURL = httpsDefault(inv.set.apiURL)
+		}
+		// Files that do not load fail every command, before it runs.
+		if _, err := inv.s.transportFor(inv.set); err != nil {
+			return err
+		}
+	}
 	switch inv.set.output {
 	case "table", "json":
 	default:
 		return usagef("--output %q: use table or json", inv.set.output)
+	}
+	if err := inv.validateLogin(); err != nil {
+		return err
 	}
 	var err error
 	if inv.set.apiURL, err = normalizeURL("--api-url", inv.set.apiURL); err != nil {
@@ -196,7 +222,7 @@ func (inv *invocation) client() *client {
 			reg = inv.set.registryURL
 		}
 	}
-	return &client{hc: &http.Client{Transport: inv.s.transport}, api: api, registry: reg}
+	return &client{hc: inv.s.httpClient(inv.set), api: api, registry: reg, user: inv.set.user, password: inv.set.password}
 }
 
 func (inv *invocation) out() printer {

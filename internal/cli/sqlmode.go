@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"net/http"
 	"slices"
 	"strings"
 	"unicode"
@@ -119,7 +118,7 @@ func (s *session) completeSQL(ctx context.Context, line string, pos int) (head s
 			}
 		}
 	}
-	c := &client{hc: &http.Client{Transport: s.transport}, api: s.defaults.apiURL}
+	c := &client{hc: s.httpClient(s.defaults), api: s.defaults.apiURL, user: s.defaults.user, password: s.defaults.password}
 	for _, t := range s.names.get(ctx, "topic "+c.api, c.topicNames) {
 		if strings.HasPrefix(strings.ToLower(t), prefix) {
 			cands = append(cands, sqlName(t))

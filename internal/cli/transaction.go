@@ -51,7 +51,7 @@ type describedTxn struct {
 }
 
 // kafkaAdmin connects to brokers for one command; close when done.
-func kafkaAdmin(brokers string) (*kadm.Client, func(), error) {
+func kafkaAdmin(brokers string, opts ...kgo.Opt) (*kadm.Client, func(), error) {
 	var seeds []string
 	for _, b := range strings.Split(brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
@@ -61,7 +61,7 @@ func kafkaAdmin(brokers string) (*kadm.Client, func(), error) {
 	if len(seeds) == 0 {
 		return nil, nil, usagef("--brokers is empty")
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...)}, opts...)...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("kafka client: %w", err)
 	}
@@ -85,7 +85,11 @@ func (inv *invocation) transactionCmd() *cobra.Command {
 		if timeout <= 0 {
 			return usagef("--timeout must be positive")
 		}
-		adm, closeFn, err := kafkaAdmin(brokers)
+		opts, err := inv.kafkaOpts()
+		if err != nil {
+			return err
+		}
+		adm, closeFn, err := kafkaAdmin(brokers, opts...)
 		if err != nil {
 			return err
 		}

@@ -137,6 +137,14 @@ type Config struct {
 	WALSyncInterval time.Duration // WAL_SYNC_INTERVAL_MS: 0 syncs every write
 	WALMaxSize      int64         // WAL_MAX_SIZE
 
+	// Security. TLS is on when TLSCertFile is set (TLSKeyFile is then set
+	// too); TLSClientCAFile turns on mutual TLS.
+	TLSCertFile       string        // TLS_CERT_FILE
+	TLSKeyFile        string        // TLS_KEY_FILE
+	TLSClientCAFile   string        // TLS_CLIENT_CA_FILE
+	TLSPeerCAFile     string        // TLS_PEER_CA_FILE
+	TLSReloadInterval time.Duration // TLS_RELOAD_INTERVAL_MS
+
 	// Logging.
 	LogLevel  slog.Level // LOG_LEVEL
 	LogFormat string     // LOG_FORMAT: "text" or "json"
@@ -144,6 +152,13 @@ type Config struct {
 	SchemaValidation string
 
 	PprofEnabled bool // PPROF_ENABLED: /debug/pprof/ on the REST port
+
+	// Authentication (auth.go).
+	AuthEnabled         bool          // AUTH_ENABLED
+	AuthBootstrapUsers  string        // AUTH_BOOTSTRAP_USERS as given (secret): see BootstrapUsers
+	AuthScramIterations int32         // AUTH_SCRAM_ITERATIONS
+	AuthSessionLifetime time.Duration // AUTH_SESSION_LIFETIME_MS: 0 = logins never expire
+	SuperUsersList      string        // SUPER_USERS as given: see SuperUsers
 
 	// env holds the variables that were set, as given.
 	env map[string]string
@@ -273,6 +288,21 @@ func load(getenv func(string) (string, bool), hostname func() (string, error)) (
 		}
 		if !bad[other] && !bad[missing] {
 			fail(lookup(missing), "", "unset while "+other+" is set", "set both or neither")
+		}
+	}
+
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		missing, other := "TLS_KEY_FILE", "TLS_CERT_FILE"
+		if c.TLSCertFile == "" {
+			missing, other = other, missing
+		}
+		if !bad[other] && !bad[missing] {
+			fail(lookup(missing), "", "unset while "+other+" is set", "set both to turn TLS on, or neither")
+		}
+	}
+	for _, name := range []string{"TLS_CLIENT_CA_FILE", "TLS_PEER_CA_FILE"} {
+		if value, set := c.env[name]; set && c.TLSCertFile == "" && c.TLSKeyFile == "" && !bad[name] {
+			fail(lookup(name), value, "set while TLS is off", "set TLS_CERT_FILE and TLS_KEY_FILE too")
 		}
 	}
 
@@ -564,3 +594,7 @@ func checkDatabaseURL(s string) string {
 	}
 	return ""
 }
+
+// TLSEnabled reports whether the listeners serve TLS (TLS_CERT_FILE and
+// TLS_KEY_FILE are set).
+func (c *Config) TLSEnabled() bool { return c.TLSCertFile != "" && c.TLSKeyFile != "" }

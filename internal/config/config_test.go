@@ -43,6 +43,8 @@ var specNames = []string{
 	"KAFKA_MAX_REQUEST_BYTES", "KAFKA_MAX_INFLIGHT_REQUEST_BYTES", "KAFKA_MAX_CONNECTIONS", "KAFKA_MAX_CONNECTIONS_PER_IP", "KAFKA_CONNECTIONS_MAX_IDLE_MS",
 	"LEASE_TTL_MS", "GC_INTERVAL_SECS", "GC_GRACE_SECS", "MAX_BUFFER_BYTES", "HOT_TAIL_BYTES", "PRODUCER_ID_EXPIRATION_MS", "TRANSACTION_MAX_TIMEOUT_MS", "KAFKA_TRANSACTION_VERSION", "SQL_MAX_ROWS", "SQL_TIMEOUT_MS", "SQL_MAX_MEMORY_BYTES", "SQL_THREADS", "SCHEMA_VALIDATION", "READ_CACHE_BYTES", "READ_AHEAD_BYTES",
 	"HTTP_MAX_BODY_BYTES", "LOG_LEVEL", "LOG_FORMAT", "PPROF_ENABLED",
+	"TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE", "TLS_PEER_CA_FILE", "TLS_RELOAD_INTERVAL_MS",
+	"AUTH_ENABLED", "AUTH_BOOTSTRAP_USERS", "AUTH_SCRAM_ITERATIONS", "AUTH_SESSION_LIFETIME_MS", "SUPER_USERS",
 }
 
 func TestTableCoversSpec(t *testing.T) {
@@ -359,6 +361,13 @@ func TestBadValues(t *testing.T) {
 		{"MAX_BUFFER_BYTES", "67108864", map[string]string{"DURABLE_BATCH_MAX_BYTES": "134217728"}, "less than DURABLE_BATCH_MAX_BYTES"},
 		{"AWS_SECRET_ACCESS_KEY", "", map[string]string{"STREAMHOUSE_BUCKET": "abc", "AWS_ACCESS_KEY_ID": "AKIA"}, "unset while AWS_ACCESS_KEY_ID is set"},
 		{"AWS_ACCESS_KEY_ID", "", map[string]string{"S3_ENDPOINT": "http://m:9000", "AWS_SECRET_ACCESS_KEY": "s"}, "unset while AWS_SECRET_ACCESS_KEY is set"},
+		{"TLS_KEY_FILE", "", map[string]string{"TLS_CERT_FILE": "/etc/sh/cert.pem"}, "unset while TLS_CERT_FILE is set (set both to turn TLS on, or neither)"},
+		{"TLS_CERT_FILE", "", map[string]string{"TLS_KEY_FILE": "/etc/sh/key.pem"}, "unset while TLS_KEY_FILE is set"},
+		{"TLS_CLIENT_CA_FILE", "/etc/sh/ca.pem", nil, "set while TLS is off (set TLS_CERT_FILE and TLS_KEY_FILE too)"},
+		{"TLS_PEER_CA_FILE", "/etc/sh/ca.pem", nil, "set while TLS is off"},
+		{"TLS_CERT_FILE", "", nil, "empty (a PEM file)"},
+		{"TLS_RELOAD_INTERVAL_MS", "30001", nil, "from 100 to 30000"},
+		{"TLS_RELOAD_INTERVAL_MS", "99", nil, "too small"},
 	} {
 		env := map[string]string{}
 		for k, v := range tc.env {
@@ -383,6 +392,22 @@ func TestBadValues(t *testing.T) {
 		if !errors.As(err, &ve) || ve.Name != tc.name {
 			t.Errorf("%s=%q: error %v is not a *VarError for it", tc.name, tc.value, err)
 		}
+	}
+}
+
+func TestTLSSettings(t *testing.T) {
+	t.Parallel()
+	c := mustLoad(t, nil)
+	if c.TLSEnabled() || c.TLSReloadInterval != 10*time.Second {
+		t.Fatalf("defaults: TLS %v, reload every %v; want off, 10s", c.TLSEnabled(), c.TLSReloadInterval)
+	}
+	c = mustLoad(t, map[string]string{
+		"TLS_CERT_FILE": "/c.pem", "TLS_KEY_FILE": "/k.pem", "TLS_CLIENT_CA_FILE": "/ca.pem",
+		"TLS_PEER_CA_FILE": "/peer.pem", "TLS_RELOAD_INTERVAL_MS": "250",
+	})
+	if !c.TLSEnabled() || c.TLSCertFile != "/c.pem" || c.TLSKeyFile != "/k.pem" || c.TLSClientCAFile != "/ca.pem" ||
+		c.TLSPeerCAFile != "/peer.pem" || c.TLSReloadInterval != 250*time.Millisecond {
+		t.Fatalf("TLS settings not taken: %+v", c)
 	}
 }
 

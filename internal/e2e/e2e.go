@@ -142,14 +142,20 @@ func Backends() []Backend { return []Backend{Local, S3Postgres} }
 
 // Proc is one running streamhouse process.
 type Proc struct {
-	t         testing.TB
-	cmd       *exec.Cmd
-	URL       string // REST base URL
+	t   testing.TB
+	cmd *exec.Cmd
+	URL string // REST base URL: https:// when TLS_CERT_FILE is in the env
+	// Client is what Call uses: nil means http.DefaultClient; a test of a
+	// TLS server sets one that trusts its CA.
+	Client    *http.Client
 	KafkaAddr string // Kafka listener host:port
 	GRPCAddr  string // gRPC listener host:port
-	mu        sync.Mutex
-	logs      bytes.Buffer
-	done      chan struct{}
+	// User and Password, when set, log Call in (HTTP Basic), for a
+	// server with AUTH_ENABLED.
+	User, Password string
+	mu             sync.Mutex
+	logs           bytes.Buffer
+	done           chan struct{}
 }
 
 // Start runs the binary in dir with env (plus random ports, JSON logs and
@@ -211,6 +217,11 @@ func StartBinary(t testing.TB, bin, dir string, env []string) *Proc {
 	select {
 	case r := <-readyc:
 		p.URL = "http://" + r.http
+		for _, kv := range env {
+			if strings.HasPrefix(kv, "TLS_CERT_FILE=") {
+				p.URL = "https://" + r.http
+			}
+		}
 		p.KafkaAddr = r.kafka
 		p.GRPCAddr = r.grpc
 	case <-p.done:
@@ -264,7 +275,14 @@ func (p *Proc) Call(method, path string, body any, out any) int {
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc := p.Client
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	if p.User != "" {
+		req.SetBasicAuth(p.User, p.Password)
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		p.t.Fatalf("%s %s: %v", method, path, err)
 	}

@@ -2,13 +2,16 @@ package grpcapi
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"net"
 	"strings"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	grpcmd "google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -156,6 +159,7 @@ func forwardContext(ctx context.Context) (context.Context, context.CancelFunc) {
 
 // peers keeps one client connection per agent gRPC address.
 type peers struct {
+	creds  credentials.TransportCredentials
 	mu     sync.Mutex
 	conns  map[string]*grpc.ClientConn
 	closed bool
@@ -172,7 +176,7 @@ func (p *peers) conn(addr string) (*grpc.ClientConn, error) {
 	if c := p.conns[addr]; c != nil {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(p.creds))
 	if err != nil {
 		return nil, err
 	}
@@ -182,6 +186,29 @@ func (p *peers) conn(addr string) (*grpc.ClientConn, error) {
 	p.conns[addr] = c
 	return c, nil
 }
+
+// peerCredentials are the transport credentials of connections to other
+// agents: plaintext without cfg, else TLS with the configuration cfg gives
+// at each handshake (certificates reload).
+func peerCredentials(cfg func() *tls.Config) credentials.TransportCredentials {
+	if cfg == nil {
+		return insecure.NewCredentials()
+	}
+	return reloadingTLS{TransportCredentials: credentials.NewTLS(cfg()), cfg: cfg}
+}
+
+// reloadingTLS is client TLS credentials that take a fresh configuration
+// for every connection.
+type reloadingTLS struct {
+	credentials.TransportCredentials
+	cfg func() *tls.Config
+}
+
+func (c reloadingTLS) ClientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return credentials.NewTLS(c.cfg()).ClientHandshake(ctx, authority, raw)
+}
+
+func (c reloadingTLS) Clone() credentials.TransportCredentials { return c }
 
 // prune closes the connections to addresses no live agent has any more.
 func (p *peers) prune(live map[string]bool) {

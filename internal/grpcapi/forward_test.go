@@ -36,13 +36,20 @@ var sharedOpeners = map[string]func(testing.TB) func() metadata.Store{
 // coordinate), and topic "t" with partition onA led by a and onB led by b.
 func twoAgents(t *testing.T, open func() metadata.Store) (a, b *env, txnID string, onA, onB uint32) {
 	t.Helper()
+	return twoSecureAgents(t, open, nil, nil)
+}
+
+// twoSecureAgents is twoAgents with TLS on each agent as atA and atB say
+// (nil: plaintext).
+func twoSecureAgents(t *testing.T, open func() metadata.Store, atA, atB *agentTLS) (a, b *env, txnID string, onA, onB uint32) {
+	t.Helper()
 	bucket, err := objstore.NewLocal(filepath.Join(t.TempDir(), "bucket"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	a = newAgentEnv(t, ServerOptions{}, open(), bucket, "a")
+	a = newSecureAgentEnv(t, ServerOptions{}, open(), bucket, "a", atA)
 	a.createTopic(t, "t", 4, nil)
-	b = newAgentEnv(t, ServerOptions{}, open(), bucket, "b")
+	b = newSecureAgentEnv(t, ServerOptions{}, open(), bucket, "b", atB)
 	ctx := testCtx(t)
 	// Placement splits the slots and partitions between a and b: a hands
 	// b its share.

@@ -2,6 +2,7 @@ package grpcapi
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
 	"github.com/streamhouse/streamhouse/internal/objstore"
 	"github.com/streamhouse/streamhouse/internal/partlog"
+	"github.com/streamhouse/streamhouse/internal/tlsconf"
 	"github.com/streamhouse/streamhouse/internal/txn"
 	pb "github.com/streamhouse/streamhouse/proto/streamhousepb"
 )
@@ -56,6 +59,19 @@ func newEnvOn(t *testing.T, opts ServerOptions, store metadata.Store) *env {
 // share.
 func newAgentEnv(t *testing.T, opts ServerOptions, store metadata.Store, bucket objstore.Bucket, id string) *env {
 	t.Helper()
+	return newSecureAgentEnv(t, opts, store, bucket, id, nil)
+}
+
+// agentTLS turns on TLS on an agent's listeners and its calls to other
+// agents (sec), and is how the test's client connects (client).
+type agentTLS struct {
+	sec    *tlsconf.Reloader
+	client *tls.Config
+}
+
+// newSecureAgentEnv is newAgentEnv with TLS as at says (nil: plaintext).
+func newSecureAgentEnv(t *testing.T, opts ServerOptions, store metadata.Store, bucket objstore.Bucket, id string, at *agentTLS) *env {
+	t.Helper()
 	ctx := context.Background()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	// The log asks the coordinator, made after it, to admit transactional
@@ -82,7 +98,16 @@ func newAgentEnv(t *testing.T, opts ServerOptions, store metadata.Store, bucket 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = kln.Close() })
-	b, err := broker.New(ctx, broker.Config{AgentID: id, Addr: kln.Addr().String(), Store: store, Log: l, Logger: logger, GRPCAddr: lis.Addr().String()})
+	bcfg := broker.Config{AgentID: id, Addr: kln.Addr().String(), Store: store, Log: l, Logger: logger, GRPCAddr: lis.Addr().String()}
+	kcfg := kafka.Config{Logger: logger, AdvertisedAddr: kln.Addr().String()}
+	cfg := Config{Logger: logger}
+	creds := insecure.NewCredentials()
+	if at != nil {
+		bcfg.ForwardTLS, cfg.PeerTLS = at.sec.PeerConfig, at.sec.PeerConfig
+		kcfg.TLS, opts.TLS = at.sec.ServerConfig(), at.sec.ServerConfig("h2")
+		creds = credentials.NewTLS(at.client)
+	}
+	b, err := broker.New(ctx, bcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,16 +122,18 @@ func newAgentEnv(t *testing.T, opts ServerOptions, store metadata.Store, bucket 
 	done := make(chan struct{})
 	go func() { defer close(done); coord.Run(runCtx) }()
 	t.Cleanup(func() { stop(); <-done })
-	ks := kafka.New(kafka.Config{Broker: b, Txn: coord, Logger: logger, AdvertisedAddr: kln.Addr().String()})
+	kcfg.Broker, kcfg.Txn = b, coord
+	ks := kafka.New(kcfg)
 	go func() { _ = ks.Serve(kln) }()
 	t.Cleanup(func() { _ = ks.Close() })
 	reg := prometheus.NewRegistry()
-	srv := New(Config{Broker: b, Logger: logger, Registry: reg, Txn: coord})
+	cfg.Broker, cfg.Registry, cfg.Txn = b, reg, coord
+	srv := New(cfg)
 	gs := srv.NewGRPCServer(opts)
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(srv.Close) // after gs.Stop
 	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,18 +39,21 @@ package grpcapi
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/streamhouse/streamhouse/internal/auth"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/txn"
 	pb "github.com/streamhouse/streamhouse/proto/streamhousepb"
@@ -70,6 +73,13 @@ type Config struct {
 	// Txn is the transaction coordinator of this agent. Nil: the
 	// transaction methods answer FailedPrecondition.
 	Txn *txn.Coordinator
+	// PeerTLS, when set, gives the TLS configuration of each new
+	// connection to another agent (forwarded transaction calls); nil:
+	// plaintext.
+	PeerTLS func() *tls.Config
+	// Auth authenticates calls (auth.go). Nil, or not Enabled: every call
+	// runs as User:ANONYMOUS (or its client certificate's user).
+	Auth *auth.Authenticator
 }
 
 // ServerOptions are the GRPC_* settings of SPEC.md. A zero field keeps
@@ -80,6 +90,10 @@ type ServerOptions struct {
 	KeepaliveTimeout        time.Duration // GRPC_KEEPALIVE_TIMEOUT_SECS: close it if the ping is not answered in time
 	InitialStreamWindowSize int32         // GRPC_INITIAL_STREAM_WINDOW_SIZE (gRPC ignores values below 64 KiB)
 	InitialConnWindowSize   int32         // GRPC_INITIAL_CONNECTION_WINDOW_SIZE (likewise)
+	// TLS, when set, serves gRPC over TLS with this configuration (a
+	// method finds the client's verified certificate in the peer's
+	// credentials.TLSInfo). Nil: plaintext.
+	TLS *tls.Config
 }
 
 // grpcOptions turns the settings into gRPC server options.
@@ -98,6 +112,9 @@ func (o ServerOptions) grpcOptions() []grpc.ServerOption {
 	if o.InitialConnWindowSize > 0 {
 		opts = append(opts, grpc.InitialConnWindowSize(o.InitialConnWindowSize))
 	}
+	if o.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(o.TLS)))
+	}
 	return opts
 }
 
@@ -113,6 +130,7 @@ type Server struct {
 	txn       *txn.Coordinator
 	now       func() time.Time
 	peers     peers // connections to the other agents (forward.go)
+	auth      *auth.Authenticator
 }
 
 // New returns a Server over cfg.Broker.
@@ -131,6 +149,8 @@ func New(cfg Config) *Server {
 		metrics:   newMetrics(cfg.Registry),
 		txn:       cfg.Txn,
 		now:       cfg.Now,
+		peers:     peers{creds: peerCredentials(cfg.PeerTLS)},
+		auth:      cfg.Auth,
 	}
 	s.health.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_SERVING)
 	return s
@@ -141,8 +161,8 @@ func New(cfg Config) *Server {
 // reflection registered. The caller serves and stops it.
 func (s *Server) NewGRPCServer(opts ServerOptions) *grpc.Server {
 	gs := grpc.NewServer(append(opts.grpcOptions(),
-		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
-		grpc.ChainStreamInterceptor(s.streamInterceptor),
+		grpc.ChainUnaryInterceptor(s.unaryInterceptor, s.authUnary),
+		grpc.ChainStreamInterceptor(s.streamInterceptor, s.authStream),
 	)...)
 	s.Register(gs)
 	return gs

@@ -132,9 +132,14 @@ func (s *Server) epochEnd(ctx context.Context, t metadata.Topic, rp kmsg.OffsetF
 	}
 	// Past what no reader returns: a reader stands after those batches
 	// while still validating with the epoch of its last record.
-	end, err = s.broker.PastHidden(ctx, t.Name, rp.Partition, end, hw)
-	if err != nil {
-		return s.codeFor(err, "offset for leader epoch")
+	// A failed scan answers the high watermark: an end too far is
+	// harmless (see PastHidden), while an error here (say, retention
+	// moving the log start during the scan) is fatal to franz-go.
+	if past, err := s.broker.PastHidden(ctx, t.Name, rp.Partition, end, hw); err != nil {
+		s.log.Debug("offset for leader epoch: scan past hidden batches failed; answering the high watermark", "topic", t.Name, "partition", rp.Partition, "err", err)
+		end = hw
+	} else {
+		end = past
 	}
 	out.LeaderEpoch, out.EndOffset = endEpoch, end
 	return 0

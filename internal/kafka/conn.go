@@ -3,6 +3,7 @@ package kafka
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/streamhouse/streamhouse/internal/auth"
 )
 
 // conn is one client connection. Requests are read and handled
@@ -26,11 +29,17 @@ type conn struct {
 	cancel context.CancelFunc
 	log    interface {
 		Debug(string, ...any)
+		Info(string, ...any)
 		Warn(string, ...any)
 	}
 
 	// ClientID of the last request (clients send the same on every request).
 	clientID string
+
+	// tlsState is the connection's TLS state once its handshake is done
+	// (the verified client certificate, under mutual TLS, is in
+	// VerifiedChains); nil on a plaintext listener.
+	tlsState *tls.ConnectionState
 
 	closeOnce sync.Once
 
@@ -42,6 +51,9 @@ type conn struct {
 	// when a response was last written (UnixNano).
 	unanswered atomic.Int64
 	lastWrite  atomic.Int64
+
+	// login is the connection's authentication (auth.go).
+	login login
 
 	// muted holds off reading while a client quota throttles the
 	// connection (quotas.go).
@@ -62,6 +74,9 @@ type pending struct {
 	done chan struct{}
 	resp kmsg.Response // nil: nothing to send
 	err  error
+	// closeAfter: close the connection once resp is written (a refused
+	// login, auth.go).
+	closeAfter bool
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -84,6 +99,11 @@ func (c *conn) close() {
 // malformed, or the server closes.
 func (c *conn) serve() {
 	defer c.close()
+	if err := c.handshake(); err != nil {
+		c.s.metrics.requestsRejected.WithLabelValues("tls_handshake").Inc()
+		c.log.Debug("kafka TLS handshake failed", "err", err)
+		return
+	}
 	queue := make(chan *pending, c.s.cfg.MaxInflightPerConn)
 	writerDone := make(chan struct{})
 	go func() {
@@ -93,9 +113,31 @@ func (c *conn) serve() {
 	err := c.readLoop(queue)
 	close(queue)
 	<-writerDone
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && c.ctx.Err() == nil {
+	switch {
+	case errors.Is(err, errLoginClosed):
+		c.log.Info("closing kafka connection", "client_id", c.clientID, "err", err)
+	case err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && c.ctx.Err() == nil:
 		c.log.Warn("closing kafka connection", "client_id", c.clientID, "err", err)
 	}
+}
+
+// handshake completes the TLS handshake of a connection on a TLS listener
+// (a client that sends plaintext, or a certificate the server does not
+// accept, fails it) and keeps its state. It does nothing on a plaintext
+// listener.
+func (c *conn) handshake() error {
+	tc, ok := c.nc.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.FrameReadTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return err
+	}
+	cs := tc.ConnectionState()
+	c.tlsState = &cs
+	return nil
 }
 
 // errIdle closes a connection idle for longer than ConnectionsMaxIdle.
@@ -105,6 +147,12 @@ var errIdle = errors.New("connection idle for longer than connections.max.idle.m
 func (c *conn) readLoop(queue chan<- *pending) error {
 	br := bufio.NewReaderSize(c.nc, 64<<10)
 	for {
+		if c.login.raw {
+			if err := c.readRawSASL(br, queue); err != nil {
+				return err
+			}
+			continue
+		}
 		size, err := c.readSize(br)
 		if err != nil {
 			return err
@@ -161,6 +209,10 @@ func (c *conn) readLoop(queue chan<- *pending) error {
 			c.s.metrics.requestsRejected.WithLabelValues("malformed").Inc()
 			return err
 		}
+		if err := c.gate(p.hdr.key); err != nil {
+			release()
+			return err
+		}
 		c.unanswered.Add(1)
 		select {
 		case queue <- p:
@@ -172,9 +224,20 @@ func (c *conn) readLoop(queue chan<- *pending) error {
 			close(p.done) // response prepared by parse
 			continue
 		}
-		ctx := c.ctx
+		ctx := auth.WithPrincipal(c.ctx, c.Principal())
 		if p.hdr.clientID != nil {
 			ctx = context.WithValue(ctx, clientIDKey{}, *p.hdr.clientID)
+		}
+		if isSASLKey(p.hdr.key) {
+			// Logins are handled here, in order (auth.go).
+			p.resp, p.err = fn(ctx, c, req)
+			p.closeAfter = c.login.closeAfter
+			release()
+			close(p.done)
+			if p.err != nil || p.closeAfter {
+				return fmt.Errorf("SASL %s answered: %w", apiName(p.hdr.key), errLoginClosed)
+			}
+			continue
 		}
 		// Produce requests append in arrival order (00_produce.go).
 		var slot *orderSlot
@@ -344,7 +407,10 @@ func (c *conn) writeLoop(queue <-chan *pending) {
 			continue
 		}
 		var err error
-		if sr, ok := p.resp.(*splicedResponse); ok {
+		if rr, ok := p.resp.(*rawSASLResponse); ok {
+			buf = binary.BigEndian.AppendUint32(buf[:0], uint32(len(rr.token)))
+			_, err = bw.Write(append(buf, rr.token...))
+		} else if sr, ok := p.resp.(*splicedResponse); ok {
 			var bufs net.Buffers
 			if bufs, buf, err = encodeSpliced(buf[:0], p.hdr, sr); err == nil {
 				if sr.size() >= spliceMin {
@@ -367,6 +433,11 @@ func (c *conn) writeLoop(queue <-chan *pending) {
 		}
 		if err != nil {
 			c.log.Debug("kafka response not written; closing connection", "api_key", p.hdr.key, "err", err)
+			c.close()
+			return
+		}
+		if p.closeAfter {
+			_ = bw.Flush()
 			c.close()
 			return
 		}

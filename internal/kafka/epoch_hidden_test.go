@@ -203,7 +203,8 @@ func TestOffsetForLeaderEpochSkipsHiddenBatches(t *testing.T) {
 	produce("p0") // 0
 	e2 := newEpoch()
 	txnProduce(t, ctx, txA, false, "a0") // 1, abort marker 2
-	produce("p1")                        // 3
+	waitFor(t, ctx, "the abort marker at offset 2", func() bool { return s.listOffset(t, ctx, topic, -1, 0) == 3 })
+	produce("p1") // 3
 	e3 := newEpoch()
 	if err := txB.BeginTransaction(); err != nil {
 		t.Fatal(err)
@@ -217,6 +218,9 @@ func TestOffsetForLeaderEpochSkipsHiddenBatches(t *testing.T) {
 		t.Fatalf("last stable offset %d before the move, %d after; want 4 both", lso, after)
 	}
 	txnProduce(t, ctx, txA, false, "a1") // 5, abort marker 6
+	// Markers are written after EndTxn answers: wait for the abort
+	// marker at 6 before asking (the answers below depend on it).
+	waitFor(t, ctx, "the abort marker at offset 6", func() bool { return s.listOffset(t, ctx, topic, -1, 0) == 7 })
 
 	wire := s.dpDial(t)
 	for _, tc := range []struct {

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
@@ -33,6 +34,7 @@ type testServer struct {
 	store  metadata.Store
 	srv    *Server
 	txn    *txn.Coordinator
+	acl    *acl.Authorizer
 }
 
 type testOptions struct {
@@ -119,7 +121,13 @@ func startServer(t *testing.T, o testOptions) *testServer {
 	verifier.c.Store(co)
 	coDone := make(chan struct{})
 	go func() { defer close(coDone); co.Run(runCtx) }()
-	kcfg := Config{Broker: b, Logger: logger, AdvertisedAddr: ln.Addr().String(), AutoCreateTopics: o.autoCreateTopics, DefaultPartitions: 1, Txn: co}
+	authz, err := acl.New(ctx, acl.Config{Store: o.store, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aclDone := make(chan struct{})
+	go func() { defer close(aclDone); authz.Run(runCtx) }()
+	kcfg := Config{Broker: b, Logger: logger, AdvertisedAddr: ln.Addr().String(), AutoCreateTopics: o.autoCreateTopics, DefaultPartitions: 1, Txn: co, ACL: authz}
 	if o.kafka != nil {
 		o.kafka(&kcfg)
 	}
@@ -129,12 +137,13 @@ func startServer(t *testing.T, o testOptions) *testServer {
 		_ = srv.Close()
 		stopRun()
 		<-coDone
+		<-aclDone
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = b.Shutdown(cctx)
 		_ = plog.Close(cctx)
 	})
-	return &testServer{t: t, addr: ln.Addr().String(), broker: b, log: plog, store: o.store, srv: srv, txn: co}
+	return &testServer{t: t, addr: ln.Addr().String(), broker: b, log: plog, store: o.store, srv: srv, txn: co, acl: authz}
 }
 
 // sharedStorage returns one metadata store and bucket for several agents.

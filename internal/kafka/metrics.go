@@ -16,7 +16,7 @@ type metrics struct {
 	// connsRejected counts connections closed at accept, by reason
 	// (max_connections, max_connections_per_ip); requestsRejected the
 	// connections closed for a request, by reason (too_large, malformed,
-	// idle, slow: a frame that did not arrive in time).
+	// idle, slow: a frame that did not arrive in time; tls_handshake).
 	connsRejected    *prometheus.CounterVec
 	requestsRejected *prometheus.CounterVec
 }
@@ -37,7 +37,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "streamhouse_kafka_connections_rejected_total", Help: "Kafka connections closed as soon as accepted, by the limit they broke.",
 		}, []string{"reason"}),
 		requestsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "streamhouse_kafka_connections_dropped_total", Help: "Kafka connections closed by the server, by reason: too_large (a frame over its cap), malformed (a request that does not decode), idle, slow (a frame not complete in time).",
+			Name: "streamhouse_kafka_connections_dropped_total", Help: "Kafka connections closed by the server, by reason: too_large (a frame over its cap), malformed (a request that does not decode), idle, slow (a frame not complete in time), tls_handshake (a TLS handshake that failed: plaintext or no valid client certificate).",
 		}, []string{"reason"}),
 	}
 	if reg != nil {

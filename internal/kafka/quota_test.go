@@ -473,3 +473,31 @@ func TestQuotaShareAcrossAgents(t *testing.T) {
 		t.Fatalf("throttle %v at half of 2000 B/s after a full bucket, want about 1 s", d)
 	}
 }
+
+// With logins, a user's quota applies to the clients authenticated as that
+// user, whatever their client id, and not to other users.
+func TestQuotaByAuthenticatedUser(t *testing.T) {
+	t.Parallel()
+	s := startAuthServer(t, testOptions{})
+	s.dpTopic(t, "users", 1, nil)
+	as := func(user string, hook *throttleHook) *kgo.Client {
+		return s.client(kgo.SASL(mechanism("SCRAM-SHA-256", user, user+"-secret")), kgo.ClientID("shared-id"),
+			kgo.DefaultProduceTopic("users"), kgo.WithHooks(hook))
+	}
+	setQuota(t, kadm.NewClient(as("alice", &throttleHook{})),
+		kadm.ClientQuotaEntity{{Type: "user", Name: strp("alice")}}, quota.KeyProducerByteRate, 32<<10)
+	for _, tc := range []struct {
+		user      string
+		throttled bool
+	}{{"alice", true}, {"bob", false}} {
+		hook := &throttleHook{}
+		cl := as(tc.user, hook)
+		// 64 KiB against a 32 KiB bucket: a second of debt.
+		if err := cl.ProduceSync(t.Context(), &kgo.Record{Value: randomValue(64 << 10)}).FirstErr(); err != nil {
+			t.Fatalf("%s: %v", tc.user, err)
+		}
+		if got := hook.n.Load() > 0; got != tc.throttled {
+			t.Fatalf("%s throttled: %v, want %v", tc.user, got, tc.throttled)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/auth"
 	"github.com/streamhouse/streamhouse/internal/quota"
 )
 
@@ -31,14 +32,13 @@ import (
 // that fits is counted and sent; the connection is muted whenever
 // throttle_time_ms is set.
 
-// quotaUser is the user name quotas apply to for a request of c. Every
-// client is ANONYMOUS until connections authenticate; then this returns
-// the principal's name (auth.PrincipalFrom(ctx).Name).
-func (c *conn) quotaUser(ctx context.Context) string { return quota.AnonymousUser }
+// quotaUser is the user name quotas apply to for a request: its
+// principal's name, ANONYMOUS when the connection did not authenticate.
+func quotaUser(ctx context.Context) string { return auth.PrincipalFrom(ctx).Name }
 
 // quotaClient is who a request is from, for quotas.
 func (c *conn) quotaClient(ctx context.Context) quota.Client {
-	return quota.Client{Listener: quota.ListenerKafka, User: c.quotaUser(ctx), ClientID: requestClientID(ctx)}
+	return quota.Client{Listener: quota.ListenerKafka, User: quotaUser(ctx), ClientID: requestClientID(ctx)}
 }
 
 // throttleKey carries a produce request's throttle from the read loop to

@@ -10,6 +10,7 @@ package kafka
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -23,6 +24,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
+	"github.com/streamhouse/streamhouse/internal/auth"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/group"
 	"github.com/streamhouse/streamhouse/internal/quota"
@@ -108,6 +111,18 @@ type Config struct {
 	// lets clients use transactions V2, 1 keeps them on the original
 	// protocol.
 	TransactionVersion int16
+	// ACL stores, lists and (with AUTH_ENABLED) enforces Kafka ACLs
+	// (29_describe_acls.go, 30_create_acls.go, 31_delete_acls.go). Nil:
+	// the ACL APIs answer SECURITY_DISABLED (tests without ACLs).
+	ACL *acl.Authorizer
+	// TLS, when set, makes the listener speak TLS (Kafka's SSL
+	// listener): each connection's handshake must complete within
+	// FrameReadTimeout before any request is read. Nil: plaintext.
+	TLS *tls.Config
+	// Auth authenticates clients (auth.go). Nil, or not Enabled: every
+	// request is served, as User:ANONYMOUS (or the client certificate's
+	// user).
+	Auth *auth.Authenticator
 }
 
 // Server serves the Kafka protocol.
@@ -122,6 +137,7 @@ type Server struct {
 	sessions *fetchSessionCache // KIP-227 incremental fetch sessions
 	groups   *group.Coordinator // the consumer groups of the slots this agent holds
 	txn      *txn.Coordinator   // the transactions of the slots this agent holds; may be nil
+	acl      *acl.Authorizer    // may be nil
 	slots    slotEpochs         // coordinator_choice.go
 	quotas   *quota.Manager     // quotas.go
 	// stopQuotas ends the quota manager's Run when the server made it.
@@ -187,6 +203,7 @@ func New(cfg Config) *Server {
 		sessions: newFetchSessionCache(defaultFetchSessionSlots),
 		groups:   group.New(group.Config{Logger: cfg.Logger, Store: cfg.Broker}),
 		txn:      cfg.Txn,
+		acl:      cfg.ACL,
 		conns:    make(map[*conn]struct{}),
 		perIP:    make(map[string]int),
 		inflight: semaphore.NewWeighted(cfg.MaxInflightRequestBytes),
@@ -246,6 +263,9 @@ func (s *Server) Serve(ln net.Listener) error {
 			s.log.Debug("kafka connection rejected", "remote", nc.RemoteAddr().String(), "reason", reason)
 			_ = nc.Close()
 			continue
+		}
+		if s.cfg.TLS != nil {
+			nc = tls.Server(nc, s.cfg.TLS) // the handshake runs in c.serve
 		}
 		c := newConn(s, nc)
 		s.conns[c] = struct{}{}

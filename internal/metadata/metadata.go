@@ -1,7 +1,8 @@
 // Package metadata owns StreamHouse's source of truth: topics and their
 // configs, partitions (log start offset, high watermark, leader lease), the
 // segment index, objects (for garbage collection), agents, consumer group
-// offsets and idempotent-producer state.
+// offsets, idempotent-producer state, schemas, transactions, Kafka ACLs and
+// users' SCRAM credentials.
 //
 // Two implementations share one Store interface and one acceptance suite
 // (metadatatest): SQLite for a single agent and PostgreSQL for many.
@@ -12,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/streamhouse/streamhouse/internal/acl"
 )
 
 // Sentinel errors callers branch on. Implementations wrap them with context.
@@ -531,6 +534,12 @@ type Store interface {
 
 	// Transactions (txn.go).
 	TxnStore
+
+	// Kafka ACLs: CreateACLs, ListACLs, DeleteACLs and ACLVersion, as
+	// acl.Store states them.
+	acl.Store
+	// Users and their SCRAM credentials (users.go).
+	UserStore
 
 	// Client quotas (quotas.go).
 	QuotaStore

@@ -158,7 +158,8 @@ func TestWALReplayDiscardsOwnCommits(t *testing.T) { onBackends(t, testWALReplay
 
 // A crash between the commit of an object and the release of its WAL
 // entries: replay finds the offsets committed by the very process that
-// wrote the entries and discards them silently.
+// wrote the entries and discards them silently, also those of a partition
+// another agent leads by then (handed over after the commit).
 func testWALReplayDiscardsOwnCommits(t *testing.T, open storeOpener) {
 	t.Parallel()
 	bucket := objstore.NewFaulty(objstore.NewMemory())
@@ -186,14 +187,22 @@ func testWALReplayDiscardsOwnCommits(t *testing.T, open storeOpener) {
 	if err := l1.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// Partition 1 was handed over meanwhile: a2 leads it.
+	e.clock.Advance(time.Minute) // a1's leases expire
+	a2 := e.open(e.config("a2"))
+	if err := a2.Lead(ctx, topic, 1); err != nil {
+		t.Fatal(err)
+	}
 	l2 := e.open(e.walConfig("a1", snap))
-	lead(t, l2, topic)
+	if err := l2.Lead(ctx, topic, 0); err != nil {
+		t.Fatal(err)
+	}
 	st, err := l2.ReplayWAL(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.Released != 10 || st.Replayed != 0 || len(st.Dropped) != 0 {
-		t.Fatalf("replay stats %+v, want 10 released as already committed", st)
+		t.Fatalf("replay stats %+v, want 10 released as already committed (5 of them of the partition a2 leads now)", st)
 	}
 	checkAcked(t, l2, want)
 }
@@ -334,6 +343,68 @@ func testWALBufferedAckWaitsForFsync(t *testing.T, open storeOpener) {
 	}
 }
 
+func TestWALIdempotentResendAckedOnce(t *testing.T) {
+	onBackends(t, testWALIdempotentResendAckedOnce)
+}
+
+// A buffered resend of an idempotent batch whose original is neither
+// fsynced in the WAL nor committed is a duplicate: no new entry is
+// written, so its ack must not come before the original's would (a crash
+// then would lose a record acked twice). With fsyncs an hour apart (after
+// the first) and the bucket refusing PUTs, the resend is not acknowledged;
+// once PUTs pass the original commits and the resend is acknowledged with
+// the original's offsets.
+func testWALIdempotentResendAckedOnce(t *testing.T, open storeOpener) {
+	t.Parallel()
+	bucket := objstore.NewFaulty(objstore.NewMemory())
+	e := newEnv(t, open, bucket)
+	topic := e.topic("walresend", 1, nil)
+	cfg := e.walConfig("a1", t.TempDir())
+	cfg.WALSyncInterval = time.Hour
+	l := e.open(cfg)
+	lead(t, l, topic)
+	ctx := context.Background()
+	bucket.Inject(objstore.Fault{Op: objstore.OpPut})
+	tp := tpOf(topic, 0)
+	// The first write is fsynced at once; it starts the interval.
+	if _, err := l.Append(ctx, tp, mkBatch(t, "first", 1), AckBuffered); err != nil {
+		t.Fatal(err)
+	}
+	const pid = 42
+	orig, err := l.AppendAsync(ctx, tp, idemBatch(t, pid, 0, 0, 2), AckBuffered)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resend, err := l.AppendAsync(ctx, tp, idemBatch(t, pid, 0, 0, 2), AckBuffered)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if res, err := orig.Wait(short); err == nil {
+		t.Fatalf("original acknowledged at %d before its WAL fsync or commit", res.BaseOffset)
+	}
+	if res, err := resend.Wait(short); err == nil {
+		t.Fatalf("resend acknowledged at %d-%d (duplicate %v) before its original was fsynced or committed", res.BaseOffset, res.LastOffset, res.Duplicate)
+	}
+	// PUTs pass: the original commits, and both are acknowledged, the
+	// resend as a duplicate at the original's offsets.
+	bucket.Clear()
+	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+	defer wcancel()
+	o, err := orig.Wait(wctx)
+	if err != nil || o.BaseOffset != 1 || o.LastOffset != 2 || o.Duplicate {
+		t.Fatalf("original: %+v, %v; want offsets 1-2", o, err)
+	}
+	r, err := resend.Wait(wctx)
+	if err != nil || r.BaseOffset != 1 || r.LastOffset != 2 || !r.Duplicate {
+		t.Fatalf("resend: %+v, %v; want the duplicate of offsets 1-2", r, err)
+	}
+	if hw, _, err := l.HighWatermark(ctx, tp); err != nil || hw != 3 {
+		t.Fatalf("high watermark %d, %v; want 3 (the resend written once)", hw, err)
+	}
+}
+
 // An entry whose commit failed is released in memory only: the WAL still
 // holds it when the partition, led again from the same offset, acks a
 // newer entry there. Replay keeps the newer one and drops the older as
@@ -417,5 +488,82 @@ func writeWAL(t *testing.T, dir string, topic metadata.Topic, batches ...[]byte)
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// writeWALMany writes n one-record entries of tp, at offsets 0 to n-1, as
+// an earlier process ("old-boot") would have, waiting for the fsync of the
+// last only.
+func writeWALMany(t *testing.T, dir string, tp metadata.TopicPartition, n int) {
+	t.Helper()
+	w, _, err := wal.Open(wal.Options{Dir: dir, WriterID: "old-boot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last *wal.Entry
+	for i := 0; i < n; i++ {
+		b := mkBatch(t, fmt.Sprintf("many%d", i), 1)
+		batch.SetBaseOffset(b, int64(i))
+		wh := wal.Header{TopicID: [16]byte(tp.TopicID), Partition: tp.Partition, LeaderEpoch: 1,
+			BaseOffset: int64(i), LastOffset: int64(i), Records: 1}
+		if err := w.Reserve(context.Background(), wal.FrameSize(len(b))); err != nil {
+			t.Fatal(err)
+		}
+		last = w.Add(wh, [][]byte{b}, wal.FrameSize(len(b)))
+	}
+	<-last.Done()
+	if last.Err() != nil {
+		t.Fatal(last.Err())
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWALReplayManyEntries(t *testing.T) { onBackends(t, testWALReplayManyEntries) }
+
+// A kill -9 after a long run leaves every entry of the WAL's live
+// segments, committed long ago or not: tens of thousands. The restarted
+// agent serves none of its partitions until replay is over, so replay's
+// work per entry must not grow with the entries of its partition (it
+// did: 20 to 30 s without a serving leader in the fault-injection test).
+// Here 5,000 entries of a partition another agent leads, each dropped
+// as not_leader, and logged once for the partition, not once each.
+func testWALReplayManyEntries(t *testing.T, open storeOpener) {
+	t.Parallel()
+	e := newEnv(t, open, nil)
+	dir := t.TempDir()
+	topic := e.topic("many", 1, nil)
+	tp := tpOf(topic, 0)
+	const n = 5000
+	writeWALMany(t, dir, tp, n)
+	other := e.open(e.config("a2"))
+	lead(t, other, topic)
+	reg := prometheus.NewRegistry()
+	cfg := e.walConfig("a1", dir)
+	cfg.Metrics = reg
+	l := e.open(cfg)
+	if got := len(l.WALPartitions()); got != 1 {
+		t.Fatalf("WALPartitions: %d partitions, want 1", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	st, err := l.ReplayWAL(ctx)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	if st.Entries != n || st.Dropped["not_leader"] != n || st.Replayed != 0 {
+		t.Fatalf("replay stats %+v; want %d entries, all dropped as not_leader", st, n)
+	}
+	if got := counterValue(t, reg, "streamhouse_wal_dropped_entries_total", "not_leader"); got != n {
+		t.Fatalf("dropped metric (not_leader) %v, want %d", got, n)
+	}
+	t.Logf("replay of %d entries took %v", n, took)
+	// Linear work takes well under a second here, even with the race
+	// detector on a loaded machine; quadratic work took minutes.
+	if took > 15*time.Second {
+		t.Fatalf("replay of %d entries of one partition took %v", n, took)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/streamhouse/streamhouse/internal/auth"
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/metadata"
@@ -72,6 +73,9 @@ type Config struct {
 	// Started is when the agent started (uptime in GET /api/v1/metrics).
 	// Zero: when New was called.
 	Started time.Time
+	// Users manages the users of /api/v1/users (users.go). Nil: those
+	// endpoints are not served.
+	Users *auth.Authenticator
 }
 
 // Error codes of the JSON error body.
@@ -135,6 +139,7 @@ type server struct {
 	live     chan struct{} // a token per live query running
 	sampler  *Sampler
 	started  time.Time
+	users    *auth.Authenticator
 	mux      *http.ServeMux
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -179,6 +184,7 @@ func New(cfg Config) http.Handler {
 		live:     make(chan struct{}, maxLiveQueries),
 		sampler:  cfg.Sampler,
 		started:  cfg.Started,
+		users:    cfg.Users,
 		mux:      http.NewServeMux(),
 	}
 	s.requests = register(cfg.Registry, prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -229,6 +235,12 @@ func New(cfg Config) http.Handler {
 	s.handle("GET /api/v1/agents/{id}", s.agent)
 	s.handle("GET /api/v1/agents/{id}/metrics", s.agentMetrics)
 	s.handle("GET /api/v1/metrics", s.metricsSummary)
+
+	if cfg.Users != nil {
+		s.handle("GET /api/v1/users", s.listUsers)
+		s.handle("POST /api/v1/users", s.setUser)
+		s.handle("DELETE /api/v1/users/{name}", s.deleteUser)
+	}
 
 	s.handle("POST /api/v1/sql", s.sql)
 	s.handle("POST /api/v1/sql/stream", s.sqlStream)

@@ -6,19 +6,26 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"google.golang.org/grpc"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
+	"github.com/streamhouse/streamhouse/internal/auth"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/config"
 	"github.com/streamhouse/streamhouse/internal/grpcapi"
@@ -30,6 +37,7 @@ import (
 	"github.com/streamhouse/streamhouse/internal/rest"
 	"github.com/streamhouse/streamhouse/internal/schemaregistry"
 	"github.com/streamhouse/streamhouse/internal/sql"
+	"github.com/streamhouse/streamhouse/internal/tlsconf"
 	"github.com/streamhouse/streamhouse/internal/txn"
 )
 
@@ -43,13 +51,18 @@ type Server struct {
 	reg    *prometheus.Registry
 	bucket objstore.Bucket
 	store  metadata.Store
+	auth   *auth.Authenticator // logins on every listener
 	plog   *partlog.Log
 	broker *broker.Broker
 	txn    *txn.Coordinator
+	acl    *acl.Authorizer
 	// sampler reads the registry for GET /api/v1/metrics's rates; Run
 	// runs it with the other background loops.
 	sampler *rest.Sampler
 	sql     sql.Engine // nil in a build without cgo
+	// tls holds the listeners' certificate and CAs and reloads them; nil
+	// when TLS is off.
+	tls *tlsconf.Reloader
 	// stopping is closed when the HTTP server starts shutting down (live
 	// SQL queries end then).
 	stopping chan struct{}
@@ -61,6 +74,42 @@ type Server struct {
 	grpcLn  net.Listener
 	grpcAPI *grpcapi.Server
 	grpcSrv *grpc.Server
+	// peerSASL logs this agent's Kafka clients to other agents in (its
+	// own user, when logins are required).
+	peerSASL sasl.Mechanism
+}
+
+// openAuth sets up the logins of every listener (AUTH_*, SUPER_USERS):
+// the bootstrap users, and, when logins are required, this agent's own
+// user for the requests it sends other agents.
+func (s *Server) openAuth(ctx context.Context) error {
+	cfg := s.cfg
+	s.auth = auth.New(auth.Config{
+		Store:           s.store,
+		Enabled:         cfg.AuthEnabled,
+		SuperUsers:      cfg.SuperUsers(),
+		Iterations:      cfg.AuthScramIterations,
+		SessionLifetime: cfg.AuthSessionLifetime,
+		Logger:          s.log,
+		Registry:        s.reg,
+	})
+	var users []auth.BootstrapUser
+	for _, u := range cfg.BootstrapUsers() {
+		users = append(users, auth.BootstrapUser{Name: u.Name, Password: u.Password})
+	}
+	if err := s.auth.Bootstrap(ctx, users); err != nil {
+		return fmt.Errorf("AUTH_BOOTSTRAP_USERS: %w", err)
+	}
+	if !cfg.AuthEnabled {
+		return nil
+	}
+	user, password, err := s.auth.AgentLogin(ctx, cfg.AgentID)
+	if err != nil {
+		return err
+	}
+	s.peerSASL = scram.Auth{User: user, Pass: password}.AsSha512Mechanism()
+	s.auth.CheckHasUsers(ctx)
+	return nil
 }
 
 // New opens the backends and binds the listeners. Nothing is served until
@@ -75,11 +124,24 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		}
 	}()
 
+	// TLS first: bad certificate files stop the start before anything
+	// is opened.
+	if cfg.TLSEnabled() {
+		if s.tls, err = tlsconf.New(tlsconf.Config{
+			CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile, ClientCAFile: cfg.TLSClientCAFile, PeerCAFile: cfg.TLSPeerCAFile,
+			ReloadInterval: cfg.TLSReloadInterval, Logger: logger, Registry: s.reg,
+		}); err != nil {
+			return nil, fmt.Errorf("TLS (TLS_CERT_FILE, TLS_KEY_FILE, TLS_CLIENT_CA_FILE, TLS_PEER_CA_FILE): %w", err)
+		}
+	}
 	if s.bucket, err = openBucket(ctx, cfg, logger); err != nil {
 		return nil, err
 	}
 	s.bucket = objstore.WithMetrics(s.bucket, s.reg, cfg.Storage)
 	if s.store, err = openStore(ctx, cfg, logger); err != nil {
+		return nil, err
+	}
+	if err = s.openAuth(ctx); err != nil {
 		return nil, err
 	}
 	// The disk cache keeps ranged GETs of a remote store on local disk. On
@@ -166,6 +228,8 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		// SCHEMA_VALIDATION=auto: also topics whose subject has a schema.
 		AutoSchemaValidation: cfg.SchemaValidation == "auto",
 		GRPCAddr:             grpcAdvertised,
+		ForwardTLS:           s.peerTLS(),
+		PeerSASL:             s.peerSASL,
 	})
 	if err != nil {
 		return nil, err
@@ -190,6 +254,12 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		return nil, fmt.Errorf("transaction coordinator: %w", err)
 	}
 	verifier.set(s.txn)
+	// ACLs are stored and listed always; enforcement follows AUTH_ENABLED
+	// once authentication is in (until then every principal is
+	// User:ANONYMOUS and nothing is enforced).
+	if s.acl, err = acl.New(ctx, acl.Config{Store: s.store, Logger: logger, SuperUsers: cfg.SuperUsers()}); err != nil {
+		return nil, err
+	}
 	s.kafka = kafka.New(kafka.Config{
 		Broker:                s.broker,
 		Txn:                   s.txn,
@@ -200,12 +270,15 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		AutoCreateTopics:      cfg.AutoCreateTopics,
 		DefaultPartitions:     int32(cfg.DefaultPartitions),
 		Registry:              s.reg,
+		ACL:                   s.acl,
 
 		MaxRequestBytes:         cfg.KafkaMaxRequestBytes,
 		MaxInflightRequestBytes: cfg.KafkaMaxInflightRequestBytes,
 		MaxConnections:          cfg.KafkaMaxConnections,
 		MaxConnectionsPerIP:     cfg.KafkaMaxConnectionsPerIP,
 		ConnectionsMaxIdle:      cfg.KafkaConnectionsMaxIdle,
+		TLS:                     s.serverTLS(),
+		Auth:                    s.auth,
 	})
 	switch s.sql, err = sql.New(sql.Config{
 		Source: s.broker, Logger: logger, Registry: s.reg,
@@ -219,7 +292,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 	}
 	s.sampler = rest.NewSampler(rest.SamplerConfig{Gatherer: s.reg, Logger: logger})
 	s.httpSrv = &http.Server{
-		Handler: rest.New(rest.Config{
+		Handler: s.auth.HTTP(rest.New(rest.Config{
 			Sampler:      s.sampler,
 			Started:      start,
 			SQL:          s.sql,
@@ -234,25 +307,62 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 			Members:      s.kafka.GroupMembers(),
 			Pprof:        cfg.PprofEnabled,
 			Schemas:      registry,
-		}),
+			Users:        s.auth,
+		})),
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ErrorLog:          log.New(httpErrorLog{logger}, "", 0),
+		TLSConfig:         s.serverTLS("h2", "http/1.1"),
 	}
 	// Shutdown waits for requests in flight; live SQL queries would hold
 	// it until their timeout, so they end as it starts.
 	s.httpSrv.RegisterOnShutdown(func() { close(s.stopping) })
-	s.grpcAPI = grpcapi.New(grpcapi.Config{Broker: s.broker, Logger: logger, Registry: s.reg, Txn: s.txn})
+	s.grpcAPI = grpcapi.New(grpcapi.Config{Broker: s.broker, Logger: logger, Registry: s.reg, Txn: s.txn, PeerTLS: s.peerTLS(), Auth: s.auth})
 	s.grpcSrv = s.grpcAPI.NewGRPCServer(grpcapi.ServerOptions{
 		MaxConcurrentStreams:    cfg.GRPCMaxConcurrentStreams,
 		KeepaliveInterval:       cfg.GRPCKeepaliveInterval,
 		KeepaliveTimeout:        cfg.GRPCKeepaliveTimeout,
 		InitialStreamWindowSize: cfg.GRPCInitialStreamWindowSize,
 		InitialConnWindowSize:   cfg.GRPCInitialConnWindowSize,
+		TLS:                     s.serverTLS("h2"),
 	})
 	logger.Info("streamhouse ready to serve",
 		"agent", cfg.AgentID, "storage", cfg.Storage, "metadata", cfg.Metadata,
-		"http", s.httpLn.Addr().String(), "kafka", s.kafkaLn.Addr().String(), "grpc", s.grpcLn.Addr().String(), "kafka_advertised", advertised, "grpc_advertised", grpcAdvertised, "startup", time.Since(start).Round(time.Microsecond))
+		"http", s.httpLn.Addr().String(), "kafka", s.kafkaLn.Addr().String(), "grpc", s.grpcLn.Addr().String(), "kafka_advertised", advertised, "grpc_advertised", grpcAdvertised,
+		"tls", s.tls != nil, "mutual_tls", s.tls != nil && s.tls.MutualTLS(), "startup", time.Since(start).Round(time.Microsecond))
 	return s, nil
+}
+
+// httpErrorLog writes the HTTP server's error log to the logger at warn,
+// except a TLS handshake that ended with EOF before it began (a TCP probe,
+// a port scan), which goes at debug.
+type httpErrorLog struct{ log *slog.Logger }
+
+func (w httpErrorLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSuffix(string(p), "\n")
+	level := slog.LevelWarn
+	if strings.HasPrefix(msg, "http: TLS handshake error") && strings.HasSuffix(msg, ": EOF") {
+		level = slog.LevelDebug
+	}
+	w.log.Log(context.Background(), level, msg)
+	return len(p), nil
+}
+
+// serverTLS is the TLS configuration of a listener with ALPN protocols
+// next, nil when TLS is off.
+func (s *Server) serverTLS(next ...string) *tls.Config {
+	if s.tls == nil {
+		return nil
+	}
+	return s.tls.ServerConfig(next...)
+}
+
+// peerTLS gives the TLS configuration of a connection to another agent,
+// nil when TLS is off.
+func (s *Server) peerTLS() func() *tls.Config {
+	if s.tls == nil {
+		return nil
+	}
+	return s.tls.PeerConfig
 }
 
 // walDir is WAL_DIR when WAL_ENABLED, else "" (no WAL).
@@ -340,10 +450,21 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); s.txn.Run(bg) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); s.sampler.Run(bg) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.acl.Run(bg) }()
+	if s.tls != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.tls.Run(bg) }()
+	}
 
 	errc := make(chan error, 3)
 	go func() {
-		if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := s.httpSrv.Serve
+		if s.tls != nil {
+			// The certificate comes from TLSConfig, not from files.
+			serve = func(ln net.Listener) error { return s.httpSrv.ServeTLS(ln, "", "") }
+		}
+		if err := serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("serve HTTP: %w", err)
 		}
 	}()
@@ -389,6 +510,11 @@ func (s *Server) Run(ctx context.Context) error {
 	s.txn.Close()
 	if err := s.broker.Shutdown(shutCtx); err != nil {
 		s.log.Warn("hand over partitions", "err", err)
+	}
+	if s.auth.Enabled() {
+		if err := s.auth.ForgetAgent(shutCtx, s.cfg.AgentID); err != nil {
+			s.log.Warn("remove this agent's user", "err", err)
+		}
 	}
 	if err := s.plog.Close(shutCtx); err != nil {
 		s.log.Error("close partition log", "err", err)

@@ -33,6 +33,8 @@ type final struct {
 	eosLog        map[position]string // the final read_committed read of the pipeline's output (nil: no pipeline)
 	eosIncomplete []string            // its partitions it could not finish
 	eosBehind     []string            // the pipeline did not consume all its input
+
+	compact compactFinal // the compacted topic (compactcheck_test.go)
 }
 
 // check is one promise and how the run broke it.
@@ -71,7 +73,7 @@ func checkRun(h *history, f final) []check {
 		{"no-unplanned-agent-exit", f.unplanned},
 		{"no-data-race-in-agents", f.races},
 		{"nemesis-applied-and-healed", f.nemesis},
-	}, txnChecks(h, f)...)
+	}, append(txnChecks(h, f), compactChecks(h.compact, f.compact)...)...)
 }
 
 // checkAcked: every acknowledged record is in the final log exactly once,
@@ -257,6 +259,12 @@ type leaderGap struct {
 	Start      time.Time
 	Samples    int
 	SampleSpan time.Duration
+	// Seen is what Metadata answered during the gap: each change of the
+	// partition's leader state, with when it was first seen.
+	Seen []string
+	// Silent is the longest time within the gap without a Metadata
+	// answer.
+	Silent time.Duration
 }
 
 func longestLeaderGap(samples []metaSample, down func(agent int, at time.Time) bool) leaderGap {
@@ -266,11 +274,18 @@ func longestLeaderGap(samples []metaSample, down func(agent int, at time.Time) b
 	}
 	best.Samples = len(samples)
 	best.SampleSpan = samples[len(samples)-1].At.Sub(samples[0].At)
-	open := map[int32]time.Time{}
+	type openGap struct {
+		start, last time.Time
+		seen        []string
+		state       string
+		silent      time.Duration
+	}
+	open := map[int32]*openGap{}
 	closeGap := func(p int32, at time.Time) {
-		if start, ok := open[p]; ok {
-			if d := at.Sub(start); d > best.Length {
-				best.Partition, best.Length, best.Start = p, d, start
+		if g, ok := open[p]; ok {
+			if d := at.Sub(g.start); d > best.Length {
+				best.Partition, best.Length, best.Start = p, d, g.start
+				best.Seen, best.Silent = g.seen, max(g.silent, at.Sub(g.last))
 			}
 			delete(open, p)
 		}
@@ -281,8 +296,29 @@ func longestLeaderGap(samples []metaSample, down func(agent int, at time.Time) b
 			serving := leader >= 0 && known && agent >= 0 && !down(agent, s.At)
 			if serving {
 				closeGap(p, s.At)
-			} else if _, ok := open[p]; !ok {
-				open[p] = s.At
+				continue
+			}
+			var state string
+			switch {
+			case leader < 0:
+				state = "no leader"
+			case !known:
+				state = fmt.Sprintf("node %d, not among the brokers", leader)
+			case agent < 0:
+				state = fmt.Sprintf("node %d, not an agent", leader)
+			default:
+				state = fmt.Sprintf("agent-%d, down", agent)
+			}
+			g, ok := open[p]
+			if !ok {
+				g = &openGap{start: s.At, last: s.At}
+				open[p] = g
+			}
+			g.silent = max(g.silent, s.At.Sub(g.last))
+			g.last = s.At
+			if state != g.state {
+				g.state = state
+				g.seen = append(g.seen, state+" from "+s.At.UTC().Format("15:04:05.000"))
 			}
 		}
 	}
@@ -293,7 +329,7 @@ func longestLeaderGap(samples []metaSample, down func(agent int, at time.Time) b
 	return best
 }
 
-func sortedPositions(m map[position]string) []position {
+func sortedPositions[V any](m map[position]V) []position {
 	return slices.SortedFunc(maps.Keys(m), cmpPos)
 }
 

@@ -3,6 +3,7 @@ package fault
 import (
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +61,35 @@ func TestCheckerFindsViolations(t *testing.T) {
 			}
 		}
 		h.rcRead(position{0, 0}, txnValue(0, 0, 0, 2))
+		// The compacted topic: partition 0 got k00, k03, k00 again and a
+		// tombstone of k03, all acked; partition 1 k01 (acked) and k01
+		// again (not acked, in the log). Key compaction left the newest
+		// of k00 and removed k03 altogether (its tombstone expired).
+		f.compact = compactFinal{hwm: map[int32]int64{0: 4, 1: 2}, log: map[position]compactRec{}}
+		for _, w := range []struct {
+			id        string
+			key       string
+			tomb      bool
+			pos       position
+			acked, in bool
+		}{
+			{compactID(0, 0), "k00", false, position{0, 0}, true, false},
+			{compactID(0, 1), "k03", false, position{0, 1}, true, false},
+			{compactID(0, 2), "k00", false, position{0, 2}, true, true},
+			{compactID(0, 3), "k03", true, position{0, 3}, true, false},
+			{compactID(0, 4), "k01", false, position{1, 0}, true, true},
+			{compactID(1, 0), "k01", false, position{1, 1}, false, true},
+		} {
+			h.compact.sentOne(w.id, compactWrite{Key: w.key, Tombstone: w.tomb})
+			if w.acked {
+				h.compact.acked(w.id, w.pos)
+			}
+			if w.in {
+				r := compactRec{ID: w.id, Key: w.key, Value: w.id}
+				h.compact.read(w.pos, r, "the final read")
+				f.compact.log[w.pos] = r
+			}
+		}
 		return h, f
 	}
 	failing := func(checks []check) []string {
@@ -109,6 +139,45 @@ func TestCheckerFindsViolations(t *testing.T) {
 		{"eos-pipeline-exactly-once", func(h *history, f *final) { f.eosLog[position{3, 0}] = eosValue(txnValue(0, 0, 0, 2)) }},
 		{"eos-pipeline-exactly-once", func(h *history, f *final) { f.eosLog[position{3, 0}] = eosValue(txnValue(1, 1, 0, 3)) }},
 		{"eos-pipeline-exactly-once", func(h *history, f *final) { f.eosBehind = []string{"fault-eos behind"} }},
+		{"compact-records-at-acked-offsets", func(h *history, f *final) { // a record moved
+			r := f.compact.log[position{0, 2}]
+			delete(f.compact.log, position{0, 2})
+			f.compact.log[position{0, 4}] = r
+		}},
+		{"compact-records-at-acked-offsets", func(h *history, f *final) { // read at another offset during the run
+			h.compact.read(position{0, 1}, compactRec{ID: compactID(0, 2), Key: "k00", Value: compactID(0, 2)}, "the reader")
+		}},
+		{"compact-records-at-acked-offsets", func(h *history, f *final) { // never sent
+			h.compact.read(position{1, 2}, compactRec{ID: "c9-000000000", Key: "k01", Value: "c9-000000000"}, "the reader")
+		}},
+		{"compact-records-at-acked-offsets", func(h *history, f *final) { // a tombstone read as a value
+			h.compact.read(position{0, 3}, compactRec{ID: compactID(0, 3), Key: "k03", Value: "x"}, "the reader")
+		}},
+		{"compact-one-record-per-offset", func(h *history, f *final) {
+			h.compact.read(position{0, 2}, compactRec{ID: compactID(0, 0), Key: "k00", Value: compactID(0, 0)}, "the reader")
+		}},
+		{"compact-offsets-increase", func(h *history, f *final) {
+			f.compact.order = []string{"0/1: the final read read offset 1 after offset 2"}
+		}},
+		{"compact-latest-per-key", func(h *history, f *final) { delete(f.compact.log, position{0, 2}) }}, // k00's newest value gone
+		{"compact-latest-per-key", func(h *history, f *final) { // k00's newest value gone, an older one left
+			delete(f.compact.log, position{0, 2})
+			f.compact.log[position{0, 0}] = compactRec{ID: compactID(0, 0), Key: "k00", Value: compactID(0, 0)}
+		}},
+		{"compact-latest-per-key", func(h *history, f *final) { // k03's tombstone gone, an older value left
+			f.compact.log[position{0, 1}] = compactRec{ID: compactID(0, 1), Key: "k03", Value: compactID(0, 1)}
+		}},
+		{"compact-latest-per-key", func(h *history, f *final) { f.compact.incomplete = []string{"fault-compact partition 0"} }},
+		{"compact-key-compaction-ran", func(h *history, f *final) { // nothing removed
+			for id, pos := range h.compact.acks {
+				w := h.compact.sent[id]
+				r := compactRec{ID: id, Key: w.Key, Tombstone: w.Tombstone}
+				if !w.Tombstone {
+					r.Value = id
+				}
+				f.compact.log[pos] = r
+			}
+		}},
 	} {
 		h, f := clean()
 		tc.mutate(h, &f)
@@ -135,6 +204,14 @@ func TestLongestLeaderGap(t *testing.T) {
 	g := longestLeaderGap(samples, down)
 	if g.Length != 1500*time.Millisecond || !g.Start.Equal(at(1000)) {
 		t.Fatalf("longest gap %v from %v, want 1.5s from +1s (partition 1 is led by agent 0 too)", g.Length, g.Start.Sub(t0))
+	}
+	if want := []string{"agent-0, down from 00:00:01.000"}; !slices.Equal(g.Seen, want) || g.Silent != 1400*time.Millisecond {
+		t.Fatalf("the gap's Metadata %q, longest silence %v; want %q, 1.4s", g.Seen, g.Silent, want)
+	}
+	// The first gap, seen on its own: no leader, then an unknown node.
+	g = longestLeaderGap([]metaSample{sample(0, 1), sample(100, -1), sample(200, 7), sample(900, 2)}, down)
+	if want := []string{"no leader from 00:00:00.100", "node 7, not among the brokers from 00:00:00.200"}; !slices.Equal(g.Seen, want) || g.Length != 800*time.Millisecond {
+		t.Fatalf("gap %v, Metadata %q; want 800ms, %q", g.Length, g.Seen, want)
 	}
 }
 

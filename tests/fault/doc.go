@@ -20,6 +20,15 @@
 // stopped), and the pipeline's output holding every input record exactly
 // once.
 //
+// A third workload (compactworkload_test.go) writes a bounded key space,
+// with tombstones, to a topic with cleanup.policy=compact whose key
+// compaction runs every few seconds, and rereads it from the start during
+// the run. Its checks (compactcheck_test.go): only Kafka's promises for a
+// compacted topic (every record read is one that was sent, an acknowledged
+// one only at its offset; offsets increase; each key's newest acknowledged
+// write ends the final log, or the key is gone after its tombstone), and
+// that key compaction removed something.
+//
 // The package has no code of its own. The test starts its own services
 // from the binaries scripts/services.sh installs (PostgreSQL's under
 // /usr/lib/postgresql, versitygw under ~/.cache/streamhouse/bin); it skips
@@ -30,6 +39,7 @@
 //
 // A long one: STREAMHOUSE_FAULT_DURATION=30m with -timeout 60m.
 // STREAMHOUSE_FAULT_SEED=<n> replays a nemesis schedule (the seed is
-// logged first). The last line (with -v, or on failure) is the summary:
+// logged first); STREAMHOUSE_FAULT_KEEP=1 keeps the agents' logs and data
+// of a run that passed (a failed run keeps them anyway). The last line (with -v, or on failure) is the summary:
 // counts, faults, the longest time a partition had no serving leader.
 package fault

@@ -61,7 +61,8 @@ func TestFaultInjection(t *testing.T) {
 	t.Cleanup(cancel)
 
 	// One folder for everything the run leaves behind (PostgreSQL's
-	// cluster, the bucket, the agents' logs), kept when the test fails.
+	// cluster, the bucket, the agents' logs), kept when the test fails or
+	// STREAMHOUSE_FAULT_KEEP is set.
 	root, err := os.MkdirTemp("", "streamhouse-fault-")
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +71,7 @@ func TestFaultInjection(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if t.Failed() {
+		if t.Failed() || os.Getenv("STREAMHOUSE_FAULT_KEEP") != "" {
 			t.Logf("logs and data kept in %s", root)
 			return
 		}
@@ -144,11 +145,15 @@ func TestFaultInjection(t *testing.T) {
 	}
 	t.Cleanup(admCl.Close)
 	adm := kadm.NewClient(admCl)
-	for name, n := range map[string]int32{topic: partitions, txnTopic: txnPartitions, eosTopic: txnPartitions} {
+	for name, n := range map[string]int32{topic: partitions, txnTopic: txnPartitions, eosTopic: txnPartitions, compactTopic: compactPartitions} {
+		var configs map[string]*string
+		if name == compactTopic {
+			configs = compactConfig
+		}
 		within(t, time.Minute, "create topic "+name, func() error {
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
-			r, err := adm.CreateTopic(cctx, n, -1, nil, name)
+			r, err := adm.CreateTopic(cctx, n, -1, configs, name)
 			if err == nil {
 				err = r.Err
 			}
@@ -168,7 +173,18 @@ func TestFaultInjection(t *testing.T) {
 	tw := &txnWorkload{h: h, seeds: seeds, seed: seed}
 	t.Cleanup(tw.close)
 	tw.start()
+	cw := &compactWorkload{h: h.compact, seeds: seeds, seed: seed}
+	t.Cleanup(cw.close)
+	if err := cw.start(); err != nil {
+		t.Fatal(err)
+	}
 	within(t, time.Minute, "the workload to start (records acked, every group member assigned, transactions and the pipeline committed)", func() error {
+		h.compact.mu.Lock()
+		cacks := len(h.compact.acks)
+		h.compact.mu.Unlock()
+		if cacks < 100 {
+			return fmt.Errorf("%d records acked to %s", cacks, compactTopic)
+		}
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		if len(h.acks) < 100 {
@@ -212,6 +228,9 @@ func TestFaultInjection(t *testing.T) {
 	if err := w.stopProducers(time.Minute); err != nil {
 		t.Logf("producers did not finish within a minute after the heal (their unanswered records are not acked, so not checked): %v", err)
 	}
+	if err := cw.stopProducers(time.Minute); err != nil {
+		t.Logf("%s producers did not finish within a minute after the heal (their unanswered records are not acked, so not checked): %v", compactTopic, err)
+	}
 	tw.stopProducers() // each ends the transaction it is in (bounded by txnOpTimeout)
 	for _, a := range agents {
 		var last error
@@ -236,6 +255,8 @@ func TestFaultInjection(t *testing.T) {
 	f.log, f.incomplete = finalRead(ctx, seeds, hwm, h, 2*time.Minute)
 	f.committed = committedOffsets(t, ctx, adm)
 	finalTxn(ctx, admCl, adm, tw, &f, t.Logf)
+	cw.stopReader()
+	f.compact = finalCompact(t, ctx, adm, seeds, h.compact, 2*time.Minute)
 	w.close()
 	for _, a := range agents {
 		a.mu.Lock()
@@ -315,8 +336,19 @@ func summary(seed uint64, duration, ran time.Duration, c *cluster, h *history, f
 		h.eosEnds["committed"], h.eosEnds["aborted"], h.eosEnds["failed"], len(f.eosLog),
 		stall.Length.Round(10*time.Millisecond), stall.Partition, c.faultsDuring(stall.Start, stall.Start.Add(stall.Length)),
 		gap.Length.Round(10*time.Millisecond), gap.Partition, c.faultAt(gap.Start), gap.Samples, verdict)
+	if gap.Length > 0 {
+		s += fmt.Sprintf("\n  the longest without a serving leader, partition %d from %s: Metadata named %s; longest without a Metadata answer in it %v",
+			gap.Partition, gap.Start.UTC().Format("15:04:05.000"), strings.Join(gap.Seen, ", then "), gap.Silent.Round(10*time.Millisecond))
+	}
+	s += "\n  " + compactSummary(h.compact, f.compact)
 	if len(h.prodErrs) > 0 {
 		s += "\n  produce errors: " + topErrors(h.prodErrs, 5, c.faultAt)
+	}
+	if len(h.compact.prodErrs) > 0 {
+		s += "\n  " + compactTopic + " produce errors: " + topErrors(h.compact.prodErrs, 5, c.faultAt)
+	}
+	if len(h.compact.readErrs) > 0 {
+		s += "\n  " + compactTopic + " reader errors: " + topErrors(h.compact.readErrs, 5, c.faultAt)
 	}
 	if len(h.fetchErrs) > 0 {
 		s += "\n  group fetch errors: " + topErrors(h.fetchErrs, 5, c.faultAt)
@@ -331,6 +363,33 @@ func summary(seed uint64, duration, ran time.Duration, c *cluster, h *history, f
 		s += "\n  pipeline errors: " + topErrors(h.eosErrs, 5, c.faultAt)
 	}
 	return s
+}
+
+// finalCompact reads the compacted topic from the start to its high
+// watermarks, once its producers and reader stopped.
+func finalCompact(t *testing.T, ctx context.Context, adm *kadm.Client, seeds []string, h *compactHistory, d time.Duration) compactFinal {
+	t.Helper()
+	f := compactFinal{hwm: map[int32]int64{}}
+	within(t, time.Minute, "list the high watermarks of "+compactTopic, func() error {
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		lo, err := adm.ListEndOffsets(lctx, compactTopic)
+		if err == nil {
+			err = lo.Error()
+		}
+		if err != nil {
+			return err
+		}
+		lo.Each(func(o kadm.ListedOffset) { f.hwm[o.Partition] = o.Offset })
+		if len(f.hwm) != compactPartitions {
+			return fmt.Errorf("%d partitions listed", len(f.hwm))
+		}
+		return nil
+	})
+	rctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	f.log, f.order, f.incomplete = readCompact(rctx, seeds, f.hwm, "the final read", h)
+	return f
 }
 
 // finalTxn is the end of the transactional workload, with its producers

@@ -40,6 +40,8 @@ type history struct {
 	eosEnds   map[string]int       // pipeline transactions by outcome (committed, aborted, failed)
 	eosErrs   map[string]*errCount // the pipeline's errors
 	eosOutput int                  // records the pipeline produced in committed transactions
+
+	compact *compactHistory // the compacted topic's workload (its own lock)
 }
 
 // txnKey names one transaction: producer p's n'th.
@@ -136,6 +138,7 @@ func newHistory() *history {
 		rcErrs:    map[string]*errCount{},
 		eosEnds:   map[string]int{},
 		eosErrs:   map[string]*errCount{},
+		compact:   newCompactHistory(),
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
@@ -28,6 +29,14 @@ const (
 	OpCommitted     Op = "committed_objects" // IsObjectCommitted and CommittedObjects
 	OpPutTxn        Op = "put_txn"
 	OpAddTxnOffsets Op = "add_txn_offsets"
+	OpCreateACLs    Op = "create_acls"
+	OpListACLs      Op = "list_acls"
+	OpDeleteACLs    Op = "delete_acls"
+	OpACLVersion    Op = "acl_version"
+	// OpGetCredential is GetScramCredential (every login reads one);
+	// OpPutCredential is PutScramCredential and CreateScramUser.
+	OpGetCredential Op = "get_credential"
+	OpPutCredential Op = "put_credential"
 	// OpAlterQuotas is AlterClientQuotas; OpListQuotas is ClientQuotas.
 	OpAlterQuotas Op = "alter_client_quotas"
 	OpListQuotas  Op = "list_client_quotas"
@@ -265,6 +274,65 @@ func (s *Store) AddTxnOffsets(ctx context.Context, fence metadata.GroupFence, id
 	return s.do(ctx, OpAddTxnOffsets, func() error {
 		return s.Store.AddTxnOffsets(ctx, fence, id, producerID, epoch, offsets)
 	})
+}
+
+// CreateACLs implements metadata.Store.
+func (s *Store) CreateACLs(ctx context.Context, bs []acl.Binding) error {
+	return s.do(ctx, OpCreateACLs, func() error {
+		return s.Store.CreateACLs(ctx, bs)
+	})
+}
+
+// ListACLs implements metadata.Store.
+func (s *Store) ListACLs(ctx context.Context, f acl.Filter) (bs []acl.Binding, err error) {
+	err = s.do(ctx, OpListACLs, func() error {
+		bs, err = s.Store.ListACLs(ctx, f)
+		return err
+	})
+	return bs, err
+}
+
+// DeleteACLs implements metadata.Store.
+func (s *Store) DeleteACLs(ctx context.Context, fs []acl.Filter) (out [][]acl.Binding, err error) {
+	err = s.do(ctx, OpDeleteACLs, func() error {
+		out, err = s.Store.DeleteACLs(ctx, fs)
+		return err
+	})
+	return out, err
+}
+
+// ACLVersion implements metadata.Store.
+func (s *Store) ACLVersion(ctx context.Context) (v int64, err error) {
+	err = s.do(ctx, OpACLVersion, func() error {
+		v, err = s.Store.ACLVersion(ctx)
+		return err
+	})
+	return v, err
+}
+
+// GetScramCredential implements metadata.Store.
+func (s *Store) GetScramCredential(ctx context.Context, user, mechanism string) (c metadata.ScramCredential, err error) {
+	err = s.do(ctx, OpGetCredential, func() error {
+		c, err = s.Store.GetScramCredential(ctx, user, mechanism)
+		return err
+	})
+	return c, err
+}
+
+// PutScramCredential implements metadata.Store.
+func (s *Store) PutScramCredential(ctx context.Context, c metadata.ScramCredential) error {
+	return s.do(ctx, OpPutCredential, func() error {
+		return s.Store.PutScramCredential(ctx, c)
+	})
+}
+
+// CreateScramUser implements metadata.Store.
+func (s *Store) CreateScramUser(ctx context.Context, creds []metadata.ScramCredential) (created bool, err error) {
+	err = s.do(ctx, OpPutCredential, func() error {
+		created, err = s.Store.CreateScramUser(ctx, creds)
+		return err
+	})
+	return created, err
 }
 
 // AlterClientQuotas implements metadata.Store.

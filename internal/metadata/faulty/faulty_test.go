@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/metadata/faulty"
 	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
@@ -112,6 +113,83 @@ func TestTxnFaults(t *testing.T) {
 	}
 	if n := s.Calls(faulty.OpAddTxnOffsets); n != 2 {
 		t.Fatalf("%d AddTxnOffsets counted, want 2", n)
+	}
+}
+
+// The ACL methods have fault points: a create that lands yet reports
+// failure, a delete that fails without deleting, reads that fail.
+func TestACLFaults(t *testing.T) {
+	t.Parallel()
+	inner := metadatatest.OpenSQLite(t)
+	s := faulty.New(inner)
+	ctx := context.Background()
+	b := acl.Binding{ResourceType: acl.ResourceTopic, ResourceName: "t", PatternType: acl.PatternLiteral,
+		Principal: "User:alice", Host: "*", Operation: acl.OpRead, Permission: acl.PermissionAllow}
+
+	s.Inject(faulty.Fault{Op: faulty.OpCreateACLs, AfterWrite: true, Times: 1})
+	if err := s.CreateACLs(ctx, []acl.Binding{b}); !errors.Is(err, faulty.ErrInjected) {
+		t.Fatalf("CreateACLs: %v, want ErrInjected", err)
+	}
+	if got, err := inner.ListACLs(ctx, acl.AnyFilter); err != nil || len(got) != 1 {
+		t.Fatalf("after a landed CreateACLs: %v, %v", got, err)
+	}
+	s.Inject(faulty.Fault{Op: faulty.OpDeleteACLs, Times: 1})
+	if _, err := s.DeleteACLs(ctx, []acl.Filter{acl.AnyFilter}); !errors.Is(err, faulty.ErrInjected) {
+		t.Fatalf("DeleteACLs: %v, want ErrInjected", err)
+	}
+	s.Inject(faulty.Fault{Op: faulty.OpListACLs, Times: 1})
+	if _, err := s.ListACLs(ctx, acl.AnyFilter); !errors.Is(err, faulty.ErrInjected) {
+		t.Fatalf("ListACLs: %v, want ErrInjected", err)
+	}
+	s.Inject(faulty.Fault{Op: faulty.OpACLVersion, Times: 1})
+	if _, err := s.ACLVersion(ctx); !errors.Is(err, faulty.ErrInjected) {
+		t.Fatalf("ACLVersion: %v, want ErrInjected", err)
+	}
+	if got, err := s.ListACLs(ctx, acl.AnyFilter); err != nil || len(got) != 1 {
+		t.Fatalf("after a failed DeleteACLs: %v, %v", got, err)
+	}
+	for _, op := range []faulty.Op{faulty.OpCreateACLs, faulty.OpDeleteACLs, faulty.OpACLVersion} {
+		if n := s.Calls(op); n != 1 {
+			t.Errorf("%d calls of %s counted, want 1", n, op)
+		}
+	}
+}
+
+func TestCredentialFaults(t *testing.T) {
+	t.Parallel()
+	inner := metadatatest.OpenSQLite(t)
+	s := faulty.New(inner)
+	ctx := context.Background()
+	c := metadata.ScramCredential{User: "u", Mechanism: "SCRAM-SHA-256", Salt: []byte{1}, StoredKey: []byte{2}, ServerKey: []byte{3}, Iterations: 4096}
+
+	// A write that lands yet reports failure.
+	s.Inject(faulty.Fault{Op: faulty.OpPutCredential, AfterWrite: true, Times: 1})
+	if err := s.PutScramCredential(ctx, c); !errors.Is(err, faulty.ErrInjected) {
+		t.Fatalf("put: %v, want ErrInjected", err)
+	}
+	if _, err := inner.GetScramCredential(ctx, "u", "SCRAM-SHA-256"); err != nil {
+		t.Fatalf("the landed put is not stored: %v", err)
+	}
+	// A creation refused before it reaches the store.
+	s.Inject(faulty.Fault{Op: faulty.OpPutCredential, Err: metadata.ErrUnavailable, Times: 1})
+	c2 := c
+	c2.User = "v"
+	if _, err := s.CreateScramUser(ctx, []metadata.ScramCredential{c2}); !errors.Is(err, metadata.ErrUnavailable) {
+		t.Fatalf("create: %v, want ErrUnavailable", err)
+	}
+	if _, err := inner.GetScramCredential(ctx, "v", "SCRAM-SHA-256"); !errors.Is(err, metadata.ErrCredentialNotFound) {
+		t.Fatalf("the refused create stored: %v", err)
+	}
+	// Reads: an outage, then through again.
+	s.Inject(faulty.Fault{Op: faulty.OpGetCredential, Err: metadata.ErrUnavailable, Times: 1})
+	if _, err := s.GetScramCredential(ctx, "u", "SCRAM-SHA-256"); !errors.Is(err, metadata.ErrUnavailable) {
+		t.Fatalf("get: %v, want ErrUnavailable", err)
+	}
+	if _, err := s.GetScramCredential(ctx, "u", "SCRAM-SHA-256"); err != nil {
+		t.Fatalf("get after the fault expired: %v", err)
+	}
+	if n := s.Calls(faulty.OpGetCredential); n != 2 {
+		t.Fatalf("calls counted: %d, want 2", n)
 	}
 }
 

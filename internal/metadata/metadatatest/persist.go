@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
@@ -59,6 +60,9 @@ func RunPersistence(t *testing.T, newDB func(t *testing.T) func() metadata.Store
 	txnPC.AbortedTxns = []metadata.AbortedTxn{{ProducerID: 9, FirstOffset: 0, LastOffset: 4}}
 	txnPC.Producers = []metadata.ProducerState{{ProducerID: 9, Epoch: 1, InTxn: true, TxnFirstOffset: 6, CoordinatorEpoch: 2}}
 	mustCommit(t, s, commitOf("obj-txn", "a", txnPC))
+	keptACL := aclOf("kept", "User:alice", acl.OpRead)
+	mustCreateACLs(t, s, keptACL)
+	aclVersion := mustACLVersion(t, s)
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -96,6 +100,10 @@ func RunPersistence(t *testing.T, newDB func(t *testing.T) func() metadata.Store
 		t.Errorf("aborted transactions after reopen = %+v, want %+v", as, txnPC.AbortedTxns)
 	}
 	checkProducers(t, s, txnTP, txnPC.Producers...)
+	checkACLs(t, "ACLs after reopen", mustListACLs(t, s, acl.AnyFilter), keptACL)
+	if v := mustACLVersion(t, s); v != aclVersion {
+		t.Errorf("ACL version after reopen = %d, want %d", v, aclVersion)
+	}
 	// The lease is still held, and its holder carries on from the stored
 	// high watermark.
 	if _, err := s.AcquireLease(ctx, tp, "b", now, ttl); !errors.Is(err, metadata.ErrLeaseHeld) {

@@ -37,6 +37,8 @@ func Run(t *testing.T, open func(t *testing.T) metadata.Store) {
 	tests = append(tests, groupStateTests...)
 	tests = append(tests, txnTests...)
 	tests = append(tests, replaceTests...)
+	tests = append(tests, aclTests...)
+	tests = append(tests, userTests...)
 	tests = append(tests, quotaTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,19 +9,15 @@ package sqlstore
 // notice never announces what is not committed. (Unlike commit notices,
 // these writes are rare administrative ones, so the serializing NOTIFY
 // lock is no cost.) WatchChanges holds one listening connection, outside
-// the pool, and reconnects when it drops, telling the watcher that notices
-// may have been lost so it reloads. Every backend also hands the changes
+// the pool (listenLoop, notify.go), and reconnects when it drops, telling
+// the watcher that notices may have been lost so it reloads. Every backend also hands the changes
 // made through this Store to its own watchers directly: on SQLite, where
 // one process has the database, that is every change.
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
-	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
@@ -89,64 +85,5 @@ func (s *Store) WatchChanges(ctx context.Context, w metadata.ChangeWatch) error 
 		<-ctx.Done()
 		return ctx.Err()
 	}
-	backoff := 100 * time.Millisecond
-	for {
-		err := b.listenChanges(ctx, w)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		w.Listening(false)
-		s.logger.WarnContext(ctx, "change notices: listening connection lost", "err", err, "retry_in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
-}
-
-// listenChanges opens a connection, LISTENs and hands notices to w until
-// the connection fails or ctx ends. A connection quiet for listenPing is
-// pinged, as the commit listener's is, so a half-open one is replaced.
-func (b *pgBackend) listenChanges(ctx context.Context, w metadata.ChangeWatch) error {
-	conn, err := pgx.ConnectConfig(ctx, b.pool.Config().ConnConfig.Copy())
-	if err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = conn.Close(cctx)
-	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+changeChannel); err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	w.Listening(true)
-	for {
-		quiet := listenPing
-		if b.listenPing > 0 {
-			quiet = b.listenPing
-		}
-		wctx, cancel := context.WithTimeout(ctx, quiet)
-		n, err := conn.WaitForNotification(wctx)
-		cancel()
-		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-			pctx, cancel := context.WithTimeout(ctx, listenPingTimeout)
-			err = conn.Ping(pctx)
-			cancel()
-			if err != nil {
-				return fmt.Errorf("ping the listening connection: %w", err)
-			}
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("wait for notification: %w", err)
-		}
-		if n.Channel == changeChannel {
-			w.Changed(metadata.Change(n.Payload))
-		}
-	}
+	return b.listenLoop(ctx, changeChannel, w.Listening, func(payload string) { w.Changed(metadata.Change(payload)) })
 }

@@ -94,14 +94,28 @@ func (s *Store) WatchCommits(ctx context.Context, w metadata.CommitWatch) error 
 		<-ctx.Done()
 		return ctx.Err()
 	}
+	return b.listenLoop(ctx, commitChannel, w.Listening, func(payload string) {
+		if err := parseNotice(payload, w.Advanced); err != nil {
+			// A notice this version cannot read: treat it as lost.
+			b.logger.WarnContext(ctx, "commit notices: unreadable notice", "err", err)
+			w.Listening(true)
+		}
+	})
+}
+
+// listenLoop listens on channel, handing each notice's payload to handle,
+// until ctx ends, reconnecting (with backoff) when the connection drops;
+// listening reports false while notices may be lost and true once they
+// flow again.
+func (b *pgBackend) listenLoop(ctx context.Context, channel string, listening func(bool), handle func(payload string)) error {
 	backoff := 100 * time.Millisecond
 	for {
-		err := b.listen(ctx, w)
+		err := b.listen(ctx, channel, listening, handle)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		w.Listening(false)
-		s.logger.WarnContext(ctx, "commit notices: listening connection lost", "err", err, "retry_in", backoff)
+		listening(false)
+		b.logger.WarnContext(ctx, "notices: listening connection lost", "channel", channel, "err", err, "retry_in", backoff)
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
@@ -120,9 +134,9 @@ const (
 	listenPingTimeout = 5 * time.Second
 )
 
-// listen opens a connection, LISTENs and hands notices to w until the
-// connection fails or ctx ends.
-func (b *pgBackend) listen(ctx context.Context, w metadata.CommitWatch) error {
+// listen opens a connection, LISTENs on channel and hands notices to
+// handle until the connection fails or ctx ends.
+func (b *pgBackend) listen(ctx context.Context, channel string, listening func(bool), handle func(payload string)) error {
 	conn, err := pgx.ConnectConfig(ctx, b.pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
@@ -132,10 +146,10 @@ func (b *pgBackend) listen(ctx context.Context, w metadata.CommitWatch) error {
 		defer cancel()
 		_ = conn.Close(cctx)
 	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+commitChannel); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+channel); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	w.Listening(true)
+	listening(true)
 	for {
 		// A connection that went half-open (the server or a middlebox gone
 		// without a reset) would wait forever while watchers believe
@@ -161,13 +175,8 @@ func (b *pgBackend) listen(ctx context.Context, w metadata.CommitWatch) error {
 		if err != nil {
 			return fmt.Errorf("wait for notification: %w", err)
 		}
-		if n.Channel != commitChannel {
-			continue
-		}
-		if err := parseNotice(n.Payload, w.Advanced); err != nil {
-			// A notice this version cannot read: treat it as lost.
-			b.logger.WarnContext(ctx, "commit notices: unreadable notice", "err", err)
-			w.Listening(true)
+		if n.Channel == channel {
+			handle(n.Payload)
 		}
 	}
 }

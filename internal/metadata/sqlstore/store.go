@@ -31,6 +31,7 @@ type Store struct {
 	b         backend
 	logger    *slog.Logger
 	local     localWatches  // see WatchCommits
+	aclLocal  aclWatches    // see WatchACLs
 	changes   changeWatches // see WatchChanges
 	closeOnce sync.Once
 	closeErr  error

@@ -1,0 +1,284 @@
+package sqlstore
+
+// Kafka ACLs (migration 00009): one acls row per binding, keyed by the
+// whole binding, and the one-row acl_version, raised by every transaction
+// that changes acls. Writers lock the acl_version row first, so ACL changes
+// are serial on PostgreSQL too and a DeleteACLs reports exactly what it
+// deleted. A change is announced once it commits: on PostgreSQL by a NOTIFY
+// on aclChannel sent from the changing transaction (delivered only if it
+// commits), and to this Store's own watchers directly.
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/streamhouse/streamhouse/internal/acl"
+)
+
+// aclChannel is the PostgreSQL notification channel of ACL changes; the
+// payload is empty (a notice means "re-read the ACLs").
+const aclChannel = "streamhouse_acls"
+
+var _ acl.Notifier = (*Store)(nil)
+
+const aclColumns = `resource_type, resource_name, pattern_type, principal, host, operation, permission`
+
+func scanACL(r rows) (acl.Binding, error) {
+	var (
+		b                     acl.Binding
+		rtype, ptype, op, per int64
+	)
+	if err := r.Scan(&rtype, &b.ResourceName, &ptype, &b.Principal, &b.Host, &op, &per); err != nil {
+		return b, err
+	}
+	b.ResourceType, b.PatternType = acl.ResourceType(rtype), acl.PatternType(ptype)
+	b.Operation, b.Permission = acl.Operation(op), acl.Permission(per)
+	return b, nil
+}
+
+func aclRow(b acl.Binding) []any {
+	return []any{int64(b.ResourceType), b.ResourceName, int64(b.PatternType), b.Principal, b.Host, int64(b.Operation), int64(b.Permission)}
+}
+
+// compareACLs orders bindings as ListACLs returns them; Go's byte order,
+// so both backends (whatever PostgreSQL's collation) agree.
+func compareACLs(a, b acl.Binding) int {
+	return cmp.Or(
+		cmp.Compare(a.ResourceType, b.ResourceType),
+		cmp.Compare(a.ResourceName, b.ResourceName),
+		cmp.Compare(a.PatternType, b.PatternType),
+		cmp.Compare(a.Principal, b.Principal),
+		cmp.Compare(a.Host, b.Host),
+		cmp.Compare(a.Operation, b.Operation),
+		cmp.Compare(a.Permission, b.Permission),
+	)
+}
+
+// lockACLs takes the ACL writers' lock (the acl_version row) in a write
+// transaction.
+func (s *Store) lockACLs(ctx context.Context, q querier) error {
+	var v int64
+	found, err := queryOne(ctx, q, []any{&v}, `SELECT version FROM acl_version WHERE id = 1`+s.b.lockRows())
+	if err != nil {
+		return fmt.Errorf("lock ACLs: %w", err)
+	}
+	if !found {
+		return fmt.Errorf("lock ACLs: acl_version row missing")
+	}
+	return nil
+}
+
+// aclsChanged raises the ACL version and, on PostgreSQL, queues the
+// notice that goes out if the transaction commits.
+func (s *Store) aclsChanged(ctx context.Context, q querier) error {
+	if _, err := q.exec(ctx, `UPDATE acl_version SET version = version + 1 WHERE id = 1`); err != nil {
+		return fmt.Errorf("raise ACL version: %w", err)
+	}
+	if _, ok := s.b.(*pgBackend); ok {
+		if _, err := q.exec(ctx, `SELECT pg_notify($1, '')`, aclChannel); err != nil {
+			return fmt.Errorf("announce ACL change: %w", err)
+		}
+	}
+	return nil
+}
+
+func countACLs(ctx context.Context, q querier) (int64, error) {
+	var n int64
+	if _, err := queryOne(ctx, q, []any{&n}, `SELECT count(*) FROM acls`); err != nil {
+		return 0, fmt.Errorf("count ACLs: %w", err)
+	}
+	return n, nil
+}
+
+// CreateACLs stores the bindings not stored yet; see acl.Store.
+func (s *Store) CreateACLs(ctx context.Context, bindings []acl.Binding) error {
+	rows := make([][]any, 0, len(bindings))
+	for i, b := range bindings {
+		if err := b.Validate(); err != nil {
+			return fmt.Errorf("create ACLs: binding %d: %w", i, err)
+		}
+		rows = append(rows, aclRow(b))
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	changed := false
+	err := s.b.tx(ctx, func(q querier) error {
+		changed = false
+		if err := s.lockACLs(ctx, q); err != nil {
+			return err
+		}
+		before, err := countACLs(ctx, q)
+		if err != nil {
+			return err
+		}
+		if err := insertRows(ctx, q, `INSERT INTO acls (`+aclColumns+`)`, `ON CONFLICT DO NOTHING`, rows); err != nil {
+			return fmt.Errorf("insert ACLs: %w", err)
+		}
+		after, err := countACLs(ctx, q)
+		if err != nil {
+			return err
+		}
+		if changed = after != before; changed {
+			return s.aclsChanged(ctx, q)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("create ACLs: %w", err)
+	}
+	if changed {
+		s.aclLocal.publish()
+	}
+	return nil
+}
+
+// listACLs reads the bindings f selects with q.
+func listACLs(ctx context.Context, q querier, f acl.Filter, lock string) ([]acl.Binding, error) {
+	query, args := `SELECT `+aclColumns+` FROM acls`, []any(nil)
+	if f.ResourceType != acl.ResourceAny {
+		query, args = query+` WHERE resource_type = $1`, []any{int64(f.ResourceType)}
+	}
+	all, err := queryAll(ctx, q, scanACL, query+lock, args...)
+	if err != nil {
+		return nil, err
+	}
+	out := all[:0]
+	for _, b := range all {
+		if f.Matches(b) {
+			out = append(out, b)
+		}
+	}
+	slices.SortFunc(out, compareACLs)
+	return out, nil
+}
+
+// ListACLs returns the bindings f selects; see acl.Store.
+func (s *Store) ListACLs(ctx context.Context, f acl.Filter) ([]acl.Binding, error) {
+	if err := f.Validate(); err != nil {
+		return nil, fmt.Errorf("list ACLs: %w", err)
+	}
+	bs, err := listACLs(ctx, s.b.reader(), f, "")
+	if err != nil {
+		return nil, fmt.Errorf("list ACLs: %w", err)
+	}
+	return bs, nil
+}
+
+// DeleteACLs deletes the bindings the filters select; see acl.Store.
+func (s *Store) DeleteACLs(ctx context.Context, filters []acl.Filter) ([][]acl.Binding, error) {
+	for i, f := range filters {
+		if err := f.Validate(); err != nil {
+			return nil, fmt.Errorf("delete ACLs: filter %d: %w", i, err)
+		}
+	}
+	var out [][]acl.Binding
+	deleted := 0
+	err := s.b.tx(ctx, func(q querier) error {
+		out, deleted = make([][]acl.Binding, len(filters)), 0
+		if len(filters) == 0 {
+			return nil
+		}
+		if err := s.lockACLs(ctx, q); err != nil {
+			return err
+		}
+		all, err := listACLs(ctx, q, acl.AnyFilter, "")
+		if err != nil {
+			return fmt.Errorf("read ACLs: %w", err)
+		}
+		gone := make([]bool, len(all))
+		for i, f := range filters {
+			for j, b := range all {
+				if f.Matches(b) {
+					out[i] = append(out[i], b)
+					gone[j] = true
+				}
+			}
+		}
+		for j, b := range all {
+			if !gone[j] {
+				continue
+			}
+			if _, err := q.exec(ctx, `DELETE FROM acls WHERE resource_type = $1 AND resource_name = $2 AND pattern_type = $3
+				AND principal = $4 AND host = $5 AND operation = $6 AND permission = $7`, aclRow(b)...); err != nil {
+				return fmt.Errorf("delete ACL %s: %w", b, err)
+			}
+			deleted++
+		}
+		if deleted > 0 {
+			return s.aclsChanged(ctx, q)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("delete ACLs: %w", err)
+	}
+	if deleted > 0 {
+		s.aclLocal.publish()
+	}
+	return out, nil
+}
+
+// ACLVersion returns the ACL version; see acl.Store.
+func (s *Store) ACLVersion(ctx context.Context) (int64, error) {
+	var v int64
+	found, err := queryOne(ctx, s.b.reader(), []any{&v}, `SELECT version FROM acl_version WHERE id = 1`)
+	if err != nil {
+		return 0, fmt.Errorf("read ACL version: %w", err)
+	}
+	if !found {
+		return 0, fmt.Errorf("read ACL version: acl_version row missing")
+	}
+	return v, nil
+}
+
+// WatchACLs tells w about ACL changes of every agent until ctx ends; see
+// acl.Notifier. On SQLite, where one process has the database, the
+// changes made through this Store are all there are; on PostgreSQL the
+// notices of other agents come over a listening connection of their own,
+// and w.Listening reports when they may be lost.
+func (s *Store) WatchACLs(ctx context.Context, w acl.Watch) error {
+	remove := s.aclLocal.add(w)
+	defer remove()
+	b, ok := s.b.(*pgBackend)
+	if !ok {
+		w.Listening(true)
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return b.listenLoop(ctx, aclChannel, w.Listening, func(string) { w.Changed() })
+}
+
+// aclWatches are the ACL watches of one Store.
+type aclWatches struct {
+	mu      sync.Mutex
+	next    int
+	watches map[int]acl.Watch
+}
+
+func (l *aclWatches) add(w acl.Watch) (remove func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.watches == nil {
+		l.watches = make(map[int]acl.Watch)
+	}
+	id := l.next
+	l.next++
+	l.watches[id] = w
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		delete(l.watches, id)
+	}
+}
+
+func (l *aclWatches) publish() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, w := range l.watches {
+		w.Changed()
+	}
+}
