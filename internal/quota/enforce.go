@@ -27,9 +27,9 @@ import (
 // id) pair has its own. A default level gives each user or client id a
 // bucket of its own; it is not shared by all of them.
 //
-// An empty client id (none sent) matches the default client-id entities
-// at levels 1 and 7 as it does at 2 and 8: entities with an empty name
-// cannot be created, so the empty name is the default's.
+// An empty client id (none sent) skips the levels that name a client id:
+// entities with an empty name cannot be created, so only the default
+// client-id levels can apply to it.
 
 // bucketKey names a bucket: the kind and the user and client id its level
 // counts by ("" for the part the level does not count by).
@@ -43,9 +43,17 @@ type bucketKey struct {
 // level (1-8) it comes from, and the bucket key its bytes count to; level
 // 0 when no quota applies.
 func (l *limits) lookup(kind Kind, user, clientID string) (limit float64, level int, key bucketKey) {
-	byEntity := l.byKind[kind]
-	if len(byEntity) == 0 {
+	byEntity, present := l.byKind[kind], l.levels[kind]
+	if present == 0 {
 		return 0, 0, bucketKey{}
+	}
+	// Levels naming a user or client id cannot match an empty one (no
+	// entity has an empty name): its default's levels apply.
+	if user == "" {
+		present &^= 1<<0 | 1<<1 | 1<<2
+	}
+	if clientID == "" {
+		present &^= 1<<0 | 1<<3 | 1<<6
 	}
 	type candidate struct {
 		e            metadata.QuotaEntity
@@ -62,6 +70,9 @@ func (l *limits) lookup(kind Kind, user, clientID string) (limit float64, level 
 		{metadata.QuotaEntity{HasClientID: true}, false, true},
 	}
 	for i, c := range levels {
+		if present&(1<<i) == 0 {
+			continue
+		}
 		v, ok := byEntity[c.e]
 		if !ok {
 			continue
@@ -76,6 +87,31 @@ func (l *limits) lookup(kind Kind, user, clientID string) (limit float64, level 
 		return v, i + 1, key
 	}
 	return 0, 0, bucketKey{}
+}
+
+// levelOf is the level of precedence (1-8) an entity sits at.
+func levelOf(e metadata.QuotaEntity) int {
+	switch {
+	case e.HasUser && e.User != "":
+		switch {
+		case e.HasClientID && e.ClientID != "":
+			return 1
+		case e.HasClientID:
+			return 2
+		}
+		return 3
+	case e.HasUser:
+		switch {
+		case e.HasClientID && e.ClientID != "":
+			return 4
+		case e.HasClientID:
+			return 5
+		}
+		return 6
+	case e.ClientID != "":
+		return 7
+	}
+	return 8
 }
 
 // Limit returns the quota of kind that applies to c (bytes per second,

@@ -133,10 +133,10 @@ func TestPrecedence(t *testing.T) {
 		m, _ := newTestManager(t, Config{},
 			set(metadata.QuotaEntity{HasUser: true, User: user, HasClientID: true}, KeyProducerByteRate, 10),
 			set(metadata.QuotaEntity{HasClientID: true}, KeyConsumerByteRate, 20))
-		if v, level := m.Limit(Produce, Client{User: user}); v != 10 || level != 1 {
+		if v, level := m.Limit(Produce, Client{User: user}); v != 10 || level != 2 {
 			t.Errorf("produce: %v at level %d, want the user's default client-id quota", v, level)
 		}
-		if v, level := m.Limit(Fetch, Client{User: AnonymousUser}); v != 20 || level != 7 {
+		if v, level := m.Limit(Fetch, Client{User: AnonymousUser}); v != 20 || level != 8 {
 			t.Errorf("fetch: %v at level %d, want the default client-id quota", v, level)
 		}
 	})

@@ -130,9 +130,11 @@ type Manager struct {
 }
 
 // limits are the cached quotas: per kind, the value of every entity that
-// sets it.
+// sets it, and which of the eight levels of precedence (enforce.go) have
+// an entity at all (bit level-1), so a lookup tries only those.
 type limits struct {
 	byKind [numKinds]map[metadata.QuotaEntity]float64
+	levels [numKinds]uint8
 }
 
 // New returns a Manager with no quotas loaded; Run (or Reload) loads them.
@@ -244,6 +246,7 @@ func (m *Manager) Reload(ctx context.Context) error {
 			// Only positive values are ever stored (Alter refuses others).
 			if v, ok := q.Values[k.Key()]; ok && v > 0 {
 				l.byKind[k][q.Entity] = v
+				l.levels[k] |= 1 << (levelOf(q.Entity) - 1)
 			}
 		}
 	}
