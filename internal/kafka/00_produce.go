@@ -94,6 +94,7 @@ func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Respon
 	s := c.s
 	req := kreq.(*kmsg.ProduceRequest)
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	resp.ThrottleMillis = produceThrottle(ctx) // client quotas (quotas.go)
 
 	// The response mirrors the request's topics and partitions.
 	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))

@@ -127,12 +127,16 @@ func handleFetch(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response
 		return resp, nil
 	}
 	parts := s.resolveFetch(ctx, all)
+	// A consumer with a quota gets at most one bucket of it (quotas.go).
+	client := c.quotaClient(ctx)
+	maxBytes := s.quotas.FetchMaxBytes(client, req.MaxBytes)
+	minBytes := min(req.MinBytes, maxBytes)
 
 	deadline := start.Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
 	var timer *time.Timer
 	for {
-		total, stop := s.fetchPass(ctx, parts, int(req.MaxBytes), isolation)
-		if stop || total >= int(req.MinBytes) || len(parts) == 0 {
+		total, stop := s.fetchPass(ctx, parts, int(maxBytes), isolation)
+		if stop || total >= int(minBytes) || len(parts) == 0 {
 			break
 		}
 		wait := time.Until(deadline)
@@ -152,6 +156,7 @@ func handleFetch(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response
 		}
 	}
 
+	c.throttleFetch(client, resp, parts)
 	results := make([]fetchResult, len(parts))
 	for i, p := range parts {
 		results[i] = fetchResult{errCode: p.code, hw: p.hw, lso: p.lso, logStart: p.logStart, hasRecords: p.size > 0}

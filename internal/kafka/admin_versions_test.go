@@ -309,7 +309,7 @@ func TestAdminAPIVersions(t *testing.T) {
 // the versions current clients use.
 func TestAdminVersionsAdvertised(t *testing.T) {
 	t.Parallel()
-	want := map[int16][2]int16{19: {0, 7}, 20: {0, 6}, 21: {0, 2}, 32: {0, 4}, 33: {0, 2}, 37: {0, 3}, 44: {0, 1}, 60: {0, 2}}
+	want := map[int16][2]int16{19: {0, 7}, 20: {0, 6}, 21: {0, 2}, 32: {0, 4}, 33: {0, 2}, 37: {0, 3}, 44: {0, 1}, 48: {0, 1}, 49: {0, 1}, 60: {0, 2}}
 	for key, vs := range want {
 		h, ok := handlers[key]
 		if !ok || h.minVersion != vs[0] || h.maxVersion != vs[1] {

@@ -54,6 +54,10 @@ type conn struct {
 
 	// login is the connection's authentication (auth.go).
 	login login
+
+	// muted holds off reading while a client quota throttles the
+	// connection (quotas.go).
+	muted quotaMute
 }
 
 // requestHeader is a parsed Kafka request header.
@@ -174,12 +178,17 @@ func (c *conn) readLoop(queue chan<- *pending) error {
 			c.s.metrics.requestsRejected.WithLabelValues("too_large").Inc()
 			return fmt.Errorf("request of %d bytes for api key %d is over its cap of %d bytes", size, key, limit)
 		}
+		// A client quota's throttle holds the request back, before it
+		// takes any budget (quotas.go).
+		if err := c.waitMuted(); err != nil {
+			return err
+		}
 		// Wait for room in the shared budget before holding the body.
 		if err := c.s.inflight.Acquire(c.ctx, int64(size)); err != nil {
 			return err
 		}
 		release := sync.OnceFunc(func() { c.s.inflight.Release(int64(size)) })
-		// Time spent waiting for budget is not the client's.
+		// Time spent waiting for budget (or a throttle) is not the client's.
 		_ = c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.FrameReadTimeout + time.Duration(size>>20)*time.Second))
 		buf := make([]byte, size)
 		if _, err := io.ReadFull(br, buf); err != nil {
@@ -233,6 +242,7 @@ func (c *conn) readLoop(queue chan<- *pending) error {
 		// Produce requests append in arrival order (00_produce.go).
 		var slot *orderSlot
 		if p.hdr.key == produceKey {
+			ctx = c.throttleProduce(ctx, size)
 			slot = newOrderSlot(c.lastProduce)
 			c.lastProduce = slot.done
 			ctx = withOrderSlot(ctx, slot)

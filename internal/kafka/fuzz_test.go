@@ -28,6 +28,7 @@ var fuzzHandled = map[int16]bool{
 	initProducerIDKey: true, offsetForLeaderEpochKey: true, apiVersionsKey: true,
 	addPartitionsToTxnKey: true, addOffsetsToTxnKey: true, endTxnKey: true, writeTxnMarkersKey: true,
 	txnOffsetCommitKey: true, describeProducersKey: true, describeTransactionsKey: true, listTransactionsKey: true,
+	describeClientQuotasKey: true, alterClientQuotasKey: true,
 }
 
 // dpServerTB is a Server over a real broker (SQLite, local folder) with a

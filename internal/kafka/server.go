@@ -28,6 +28,7 @@ import (
 	"github.com/streamhouse/streamhouse/internal/auth"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/group"
+	"github.com/streamhouse/streamhouse/internal/quota"
 	"github.com/streamhouse/streamhouse/internal/txn"
 )
 
@@ -101,6 +102,10 @@ type Config struct {
 	// (Kafka's transaction.max.timeout.ms): larger is
 	// INVALID_TRANSACTION_TIMEOUT. Default 15 minutes.
 	TransactionMaxTimeout time.Duration
+	// Quotas enforces client quotas and serves DescribeClientQuotas and
+	// AlterClientQuotas (quotas.go); its owner runs it. Nil: the server
+	// makes one over the broker's metadata store and runs it until Close.
+	Quotas *quota.Manager
 	// TransactionVersion is the transaction.version feature level
 	// finalized in ApiVersions (18_api_versions.go): 2 (the default)
 	// lets clients use transactions V2, 1 keeps them on the original
@@ -134,6 +139,9 @@ type Server struct {
 	txn      *txn.Coordinator   // the transactions of the slots this agent holds; may be nil
 	acl      *acl.Authorizer    // may be nil
 	slots    slotEpochs         // coordinator_choice.go
+	quotas   *quota.Manager     // quotas.go
+	// stopQuotas ends the quota manager's Run when the server made it.
+	stopQuotas func()
 
 	// inflight holds the request bytes read and not yet answered
 	// (MaxInflightRequestBytes).
@@ -186,7 +194,7 @@ func New(cfg Config) *Server {
 	if _, err := layouts(); err != nil {
 		panic(fmt.Sprintf("kafka: request layouts: %v", err)) // a bug, caught by TestLayoutsAcceptRealRequests
 	}
-	return &Server{
+	s := &Server{
 		metrics:  newMetrics(cfg.Registry),
 		cfg:      cfg,
 		broker:   cfg.Broker,
@@ -199,7 +207,12 @@ func New(cfg Config) *Server {
 		conns:    make(map[*conn]struct{}),
 		perIP:    make(map[string]int),
 		inflight: semaphore.NewWeighted(cfg.MaxInflightRequestBytes),
+		quotas:   cfg.Quotas,
 	}
+	if s.quotas == nil {
+		s.quotas, s.stopQuotas = s.runQuotas()
+	}
+	return s
 }
 
 // NodeID maps an agent ID to the int32 broker ID Kafka clients see. It is a
@@ -289,6 +302,9 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	_ = s.groups.Close()
 	s.wg.Wait()
+	if s.stopQuotas != nil {
+		s.stopQuotas()
+	}
 	return err
 }
 

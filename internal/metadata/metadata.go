@@ -1,8 +1,8 @@
 // Package metadata owns StreamHouse's source of truth: topics and their
 // configs, partitions (log start offset, high watermark, leader lease), the
 // segment index, objects (for garbage collection), agents, consumer group
-// offsets, idempotent-producer state, schemas, transactions, Kafka ACLs and
-// users' SCRAM credentials.
+// offsets, idempotent-producer state, schemas, transactions, Kafka ACLs,
+// users' SCRAM credentials and client quotas.
 //
 // Two implementations share one Store interface and one acceptance suite
 // (metadatatest): SQLite for a single agent and PostgreSQL for many.
@@ -540,6 +540,9 @@ type Store interface {
 	acl.Store
 	// Users and their SCRAM credentials (users.go).
 	UserStore
+
+	// Client quotas (quotas.go).
+	QuotaStore
 
 	// Ping checks the store answers (for /ready).
 	Ping(ctx context.Context) error

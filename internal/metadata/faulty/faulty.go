@@ -37,6 +37,9 @@ const (
 	// OpPutCredential is PutScramCredential and CreateScramUser.
 	OpGetCredential Op = "get_credential"
 	OpPutCredential Op = "put_credential"
+	// OpAlterQuotas is AlterClientQuotas; OpListQuotas is ClientQuotas.
+	OpAlterQuotas Op = "alter_client_quotas"
+	OpListQuotas  Op = "list_client_quotas"
 )
 
 // ErrInjected is the error a Fault returns when it sets no Err of its own.
@@ -330,4 +333,31 @@ func (s *Store) CreateScramUser(ctx context.Context, creds []metadata.ScramCrede
 		return err
 	})
 	return created, err
+}
+
+// AlterClientQuotas implements metadata.Store.
+func (s *Store) AlterClientQuotas(ctx context.Context, alts []metadata.QuotaAlteration) error {
+	return s.do(ctx, OpAlterQuotas, func() error {
+		return s.Store.AlterClientQuotas(ctx, alts)
+	})
+}
+
+// ClientQuotas implements metadata.Store.
+func (s *Store) ClientQuotas(ctx context.Context) (qs []metadata.ClientQuota, err error) {
+	err = s.do(ctx, OpListQuotas, func() error {
+		qs, err = s.Store.ClientQuotas(ctx)
+		return err
+	})
+	return qs, err
+}
+
+// WatchChanges passes the inner store's change notices through, when it
+// has them (metadata.ChangeNotifier); otherwise it waits for ctx and
+// reports that notices do not flow.
+func (s *Store) WatchChanges(ctx context.Context, w metadata.ChangeWatch) error {
+	if n, ok := s.Store.(metadata.ChangeNotifier); ok {
+		return n.WatchChanges(ctx, w)
+	}
+	<-ctx.Done()
+	return ctx.Err()
 }

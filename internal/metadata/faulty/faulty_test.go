@@ -192,3 +192,32 @@ func TestCredentialFaults(t *testing.T) {
 		t.Fatalf("calls counted: %d, want 2", n)
 	}
 }
+
+// Quota faults: a failed AlterClientQuotas stores nothing, a failed
+// ClientQuotas reports the fault; change notices pass through.
+func TestQuotaFaults(t *testing.T) {
+	t.Parallel()
+	inner := metadatatest.OpenSQLite(t)
+	s := faulty.New(inner)
+	ctx := t.Context()
+	w := metadatatest.WatchChanges(t, s)
+	alt := []metadata.QuotaAlteration{{Entity: metadata.QuotaEntity{HasClientID: true}, Set: map[string]float64{"producer_byte_rate": 10}}}
+	s.Inject(faulty.Fault{Op: faulty.OpAlterQuotas, Times: 1})
+	if err := s.AlterClientQuotas(ctx, alt); !errors.Is(err, faulty.ErrInjected) {
+		t.Fatalf("AlterClientQuotas: %v, want ErrInjected", err)
+	}
+	if qs, err := inner.ClientQuotas(ctx); err != nil || len(qs) != 0 {
+		t.Fatalf("after a failed alter: %v, %v", qs, err)
+	}
+	if err := s.AlterClientQuotas(ctx, alt); err != nil {
+		t.Fatal(err)
+	}
+	w.WaitFor(t, metadata.ChangeQuotas, 1)
+	s.Inject(faulty.Fault{Op: faulty.OpListQuotas, Times: 1})
+	if _, err := s.ClientQuotas(ctx); !errors.Is(err, faulty.ErrInjected) {
+		t.Fatalf("ClientQuotas: %v, want ErrInjected", err)
+	}
+	if qs, err := s.ClientQuotas(ctx); err != nil || len(qs) != 1 {
+		t.Fatalf("ClientQuotas after the fault: %v, %v", qs, err)
+	}
+}

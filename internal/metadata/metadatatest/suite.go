@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) metadata.Store) {
 	tests = append(tests, replaceTests...)
 	tests = append(tests, aclTests...)
 	tests = append(tests, userTests...)
+	tests = append(tests, quotaTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

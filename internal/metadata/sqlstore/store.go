@@ -30,8 +30,9 @@ import (
 type Store struct {
 	b         backend
 	logger    *slog.Logger
-	local     localWatches // see WatchCommits
-	aclLocal  aclWatches   // see WatchACLs
+	local     localWatches  // see WatchCommits
+	aclLocal  aclWatches    // see WatchACLs
+	changes   changeWatches // see WatchChanges
 	closeOnce sync.Once
 	closeErr  error
 }
