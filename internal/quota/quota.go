@@ -13,7 +13,7 @@
 // live agents, so that a client spread over every agent gets the quota in
 // all, and a client on one agent gets its share.
 //
-// docs/security-quotas.md describes the behaviour for operators.
+// docs/security.md (Quotas) describes the behaviour for operators.
 package quota
 
 import (
