@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/partlog"
@@ -72,6 +74,12 @@ type Config struct {
 	// GRPCAddr is the advertised gRPC address of this agent ("" if it
 	// serves no gRPC): where other agents forward gRPC transaction calls.
 	GRPCAddr string
+
+	// Metrics receives the broker's series (metrics.go); nil: none.
+	Metrics prometheus.Registerer
+	// TopicLabels (METRICS_TOPIC_LABELS) gives the traffic and lag series
+	// their topic label; off, they are summed over topics.
+	TopicLabels bool
 }
 
 // Broker is the shared API. Create with New, start placement with Run.
@@ -95,6 +103,7 @@ type Broker struct {
 	slots     groupSlots
 	fwd       *forwarder // REST and gRPC produces to partitions led elsewhere
 	summary   summaryCache
+	metrics   *brokerMetrics
 }
 
 type cachedTopic struct {
@@ -128,6 +137,9 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 		topicIDs:  make(map[metadata.TopicID]string),
 		placeKick: make(chan struct{}, 1),
 		fwd:       &forwarder{clientID: "streamhouse-forward-" + cfg.AgentID},
+	}
+	if cfg.Metrics != nil {
+		b.metrics = newBrokerMetrics(b, cfg.Metrics, cfg.TopicLabels)
 	}
 	now := b.now()
 	if err := b.store.RegisterAgent(ctx, metadata.Agent{ID: cfg.AgentID, Addr: cfg.Addr, GRPCAddr: cfg.GRPCAddr, Rack: cfg.Rack, StartedAt: now, HeartbeatAt: now}); err != nil {
@@ -192,7 +204,11 @@ func (b *Broker) Produce(ctx context.Context, topic string, partition int32, rec
 	if err := b.validateBatches(ctx, t, records); err != nil {
 		return partlog.AppendResult{}, err
 	}
-	return b.plog.Append(ctx, tp, records, mode)
+	res, err := b.plog.Append(ctx, tp, records, mode)
+	if err == nil {
+		b.countIn(t, records)
+	}
+	return res, err
 }
 
 // ProduceAsync is Produce without waiting for durability: the records
@@ -209,7 +225,11 @@ func (b *Broker) ProduceAsync(ctx context.Context, topic string, partition int32
 	if err := b.validateBatches(ctx, t, records); err != nil {
 		return nil, err
 	}
-	return b.plog.AppendAsync(ctx, tp, records, mode)
+	a, err := b.plog.AppendAsync(ctx, tp, records, mode)
+	if err == nil {
+		b.countIn(t, records)
+	}
+	return a, err
 }
 
 // Record is a plain record from REST or gRPC.
@@ -295,7 +315,9 @@ func (b *Broker) Fetch(ctx context.Context, topic string, partition int32, offse
 	if err != nil {
 		return partlog.ReadResult{}, err
 	}
-	return b.plog.Read(ctx, tp, offset, maxBytes, maxWait)
+	res, err := b.plog.Read(ctx, tp, offset, maxBytes, maxWait)
+	b.metrics.addOut(topic, res.Size)
+	return res, err
 }
 
 // ConsumedRecords is the answer to Consume.
@@ -371,6 +393,7 @@ func (b *Broker) ConsumeBytes(ctx context.Context, topic string, partition int32
 		if err != nil {
 			return c.out, err
 		}
+		b.metrics.addOut(topic, res.Size)
 		wait = 0
 		more, err := c.add(res)
 		if err != nil {

@@ -144,6 +144,8 @@ func (l *Log) compactLoop() {
 		}
 		if _, err := l.Compact(l.ctx); err != nil && l.ctx.Err() == nil {
 			l.log.Warn("object compaction", "err", err)
+		} else if err == nil {
+			l.metrics.compactionLastSuccess.SetToCurrentTime()
 		}
 	}
 }

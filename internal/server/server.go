@@ -166,6 +166,8 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		// SCHEMA_VALIDATION=auto: also topics whose subject has a schema.
 		AutoSchemaValidation: cfg.SchemaValidation == "auto",
 		GRPCAddr:             grpcAdvertised,
+		Metrics:              s.reg,
+		TopicLabels:          cfg.MetricsTopicLabels,
 	})
 	if err != nil {
 		return nil, err
