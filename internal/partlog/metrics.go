@@ -51,6 +51,8 @@ var (
 	readSources       = []string{"hot", "memory", "cache", "object"}
 	commitFailReasons = []string{"fenced", "error", "too_old", "conflict"}
 	gcKinds           = []string{"unreferenced", "orphan"}
+	// compactionConflictReasons label streamhouse_log_compaction_switch_conflicts_total.
+	compactionConflictReasons = []string{"fenced", "changed", "error"}
 )
 
 func newMetrics(reg prometheus.Registerer) *metrics {
