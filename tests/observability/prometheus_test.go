@@ -141,24 +141,30 @@ scrape_configs:
 		return false, fmt.Sprint(parts)
 	})
 
-	exported := exportedNames(t, srv.URL)
-
 	// Every panel of every dashboard returns data.
 	dashboards, err := filepath.Glob(filepath.Join(root, "deploy", "grafana", "dashboards", "*.json"))
 	if err != nil || len(dashboards) < 6 {
 		t.Fatalf("dashboards: %v, %v", dashboards, err)
 	}
+	var panels []panelExpr
 	for _, path := range dashboards {
 		for _, pe := range panelExprs(t, path) {
-			checkNames(t, fmt.Sprintf("%s: %q", filepath.Base(path), pe.title), pe.expr, exported, nil)
+			pe.title = fmt.Sprintf("%s: %q", filepath.Base(path), pe.title)
+			panels = append(panels, pe)
 			q := grafanaVars(pe.expr)
 			if ok, last := poll(45*time.Second, func() (bool, string) {
 				res, err := api.query(q)
 				return err == nil && len(res) > 0, fmt.Sprint(res, err)
 			}); !ok {
-				t.Errorf("%s: panel %q: %s returns no data (last: %s)", filepath.Base(path), pe.title, q, last)
+				t.Errorf("%s: %s returns no data (last: %s)", pe.title, q, last)
 			}
 		}
+	}
+	// And names only metrics the server exports (read now that the
+	// panels have data: the cluster series refresh every 10 s).
+	exported := exportedNames(t, srv.URL)
+	for _, pe := range panels {
+		checkNames(t, pe.title, pe.expr, exported, nil)
 	}
 
 	// Every alert rule is loaded, evaluates without error, is a valid
@@ -205,7 +211,7 @@ scrape_configs:
 	if alerts < 15 {
 		t.Errorf("%d alert rules loaded, want every rule of alerts.yml (at least 15)", alerts)
 	}
-	// Nothing is wrong with this healthy server, so no alert fires.
+	// Nothing is wrong with this healthy server, so no alert fires
 	var firing struct {
 		Alerts []struct {
 			Labels map[string]string `json:"labels"`
@@ -215,8 +221,13 @@ scrape_configs:
 	if err := api.get("/api/v1/alerts", nil, &firing); err != nil {
 		t.Fatal(err)
 	}
+	// (Pending ones are not counted: a rule with a `for` may hold a
+	// moment's condition, such as a compacted partition's dirty ratio
+	// right after a burst; no rule may fire.)
 	for _, a := range firing.Alerts {
-		t.Errorf("alert %s is %s on a healthy server: %v", a.Labels["alertname"], a.State, a.Labels)
+		if a.State == "firing" {
+			t.Errorf("alert %s fires on a healthy server: %v", a.Labels["alertname"], a.Labels)
+		}
 	}
 
 	// promtool's lint of the exposition.
