@@ -5,8 +5,12 @@
 # The agent links DuckDB (SQL over topics) through cgo, so it is built with
 # CGO_ENABLED=1 like CI builds it; DuckDB's Go bindings ship static
 # libraries, and the binary is linked fully statically against glibc
-# (netgo and osusergo: no NSS at run time; DuckDB never loads extensions
-# here, so glibc's static dlopen is never used). The final stage is
+# (netgo and osusergo: Go's own DNS and user lookups, no NSS). The linker
+# warns that DuckDB's dlopen (extension loading), getaddrinfo (its HTTP
+# client) and getpwuid (lock-conflict messages) would need glibc's shared
+# NSS libraries at run time: none is reached, since queries that load
+# extensions, read URLs or open database files are refused
+# (unsupported_operation) and the engine runs in memory. The final stage is
 # distroless/static: no shell, no libc, only the two binaries,
 # CA certificates and a non-root user. tests/deploy runs this file's
 # `go build` lines and checks the result answers SQL.

@@ -230,6 +230,7 @@ func TestHelmChart(t *testing.T) {
 	if sec.StringData["database-url"] != "postgres://u:p@db/sh" || sec.StringData["aws-access-key-id"] != "AK" || sec.StringData["aws-secret-access-key"] != "SK" {
 		t.Errorf("Secret %v", sec.StringData)
 	}
+	sts = appsv1.StatefulSet{} // not the first render's fields
 	r.get(t, "StatefulSet/sh-streamhouse", &sts)
 	env = envOf(sts.Spec.Template.Spec.Containers[0])
 	for _, k := range []string{"DATABASE_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
