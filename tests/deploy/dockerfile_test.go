@@ -231,7 +231,8 @@ func TestDockerfile(t *testing.T) {
 	}
 	env := map[string]string{}
 	for _, in := range find(final, "env") {
-		for i := 0; i+1 < len(in.args); i += 2 {
+		// BuildKit gives each pair as name, value, separator ("=" or "").
+		for i := 0; i+1 < len(in.args); i += 3 {
 			env[in.args[i]] = in.args[i+1]
 		}
 	}
