@@ -2,7 +2,9 @@
 # Installs (when missing) the Kafka clients the compatibility tests in
 # tests/compat drive besides the Go ones: kcat and confluent-kafka-python
 # (both librdkafka) from Debian's packages, and KafkaJS from the npm registry
-# (versions pinned in tests/compat/kafkajs/package-lock.json). Safe to run
+# (versions pinned in tests/compat/kafkajs/package-lock.json); and
+# Prometheus with promtool from Debian's packages for tests/observability.
+# Safe to run
 # again: it does nothing when all are already in place. Needs root for
 # apt-get on Debian.
 set -euo pipefail
@@ -46,6 +48,18 @@ install_kafkajs() {
 	echo "$want" >"$stamp"
 }
 
+# Debian's prometheus package starts a service on install where systemd
+# runs; the tests run their own prometheus on a free port.
+install_prometheus() {
+	command -v prometheus >/dev/null && command -v promtool >/dev/null && return 0
+	log "installing prometheus (and promtool) from Debian's packages"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq >/dev/null
+	apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+	command -v promtool >/dev/null || { log "prometheus install failed"; return 1; }
+}
+
 install_kcat
 install_confluent_kafka
 install_kafkajs
+install_prometheus

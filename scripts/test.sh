@@ -12,7 +12,7 @@ export STREAMHOUSE_SERVICES_DIR=$state
 trap 'scripts/services.sh stop; rm -rf "$state"' EXIT
 scripts/services.sh start
 # kcat, confluent-kafka and KafkaJS for tests/compat (the Kafka client
-# compatibility tests).
+# compatibility tests); prometheus and promtool for tests/observability.
 scripts/install-test-tools.sh
 # shellcheck disable=SC1091
 source "$state/env"
@@ -22,5 +22,7 @@ echo "== go vet"
 go vet ./...
 echo "== benchmark report tool (its own module)"
 (cd scripts/bench/report && go vet ./... && go test -count=1 ./...)
+echo "== deployment files: Dockerfile, docker-compose.yml, Helm chart (their own module)"
+(cd tests/deploy && go vet ./... && go test -count=1 -timeout 20m ./...)
 echo "== go test -race"
 go test -race -count=1 -timeout 30m "$@" ./...

@@ -1,6 +1,8 @@
 // Command streamhouse is the StreamHouse server: S3-native event streaming
 // with the Kafka protocol, a REST API and a schema registry in one process.
 // All settings come from environment variables (see README.md).
+// `streamhouse healthcheck` asks a running agent's /ready (same
+// environment) and exits 0 when it is ready, 1 otherwise.
 package main
 
 import (
@@ -19,6 +21,17 @@ func main() {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "streamhouse: bad configuration:\n%v\n", err)
 		os.Exit(2)
+	}
+	if len(os.Args) > 1 {
+		if os.Args[1] != "healthcheck" || len(os.Args) > 2 {
+			fmt.Fprintf(os.Stderr, "usage: streamhouse [healthcheck]\n")
+			os.Exit(2)
+		}
+		if err := healthcheck(context.Background(), cfg.HTTPAddr); err != nil {
+			fmt.Fprintf(os.Stderr, "streamhouse healthcheck: %v\n", err)
+			os.Exit(1)
+		}
+		return
 	}
 	logger := cfg.NewLogger(os.Stderr)
 	logger.Info("starting streamhouse", "config", cfg)

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/sasl"
 
 	"github.com/streamhouse/streamhouse/internal/batch"
@@ -83,6 +84,12 @@ type Config struct {
 	// (forward.go) in, when the listeners require logins (the agent's own
 	// user, internal/auth AgentLogin). Nil: no login.
 	PeerSASL sasl.Mechanism
+
+	// Metrics receives the broker's series (metrics.go); nil: none.
+	Metrics prometheus.Registerer
+	// TopicLabels (METRICS_TOPIC_LABELS) gives the traffic and lag series
+	// their topic label; off, they are summed over topics.
+	TopicLabels bool
 }
 
 // Broker is the shared API. Create with New, start placement with Run.
@@ -106,6 +113,7 @@ type Broker struct {
 	slots     groupSlots
 	fwd       *forwarder // REST and gRPC produces to partitions led elsewhere
 	summary   summaryCache
+	metrics   *brokerMetrics
 }
 
 type cachedTopic struct {
@@ -139,6 +147,9 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 		topicIDs:  make(map[metadata.TopicID]string),
 		placeKick: make(chan struct{}, 1),
 		fwd:       &forwarder{clientID: "streamhouse-forward-" + cfg.AgentID, tls: cfg.ForwardTLS, sasl: cfg.PeerSASL},
+	}
+	if cfg.Metrics != nil {
+		b.metrics = newBrokerMetrics(b, cfg.Metrics, cfg.TopicLabels)
 	}
 	now := b.now()
 	if err := b.store.RegisterAgent(ctx, metadata.Agent{ID: cfg.AgentID, Addr: cfg.Addr, GRPCAddr: cfg.GRPCAddr, Rack: cfg.Rack, StartedAt: now, HeartbeatAt: now}); err != nil {
@@ -203,7 +214,11 @@ func (b *Broker) Produce(ctx context.Context, topic string, partition int32, rec
 	if err := b.validateBatches(ctx, t, records); err != nil {
 		return partlog.AppendResult{}, err
 	}
-	return b.plog.Append(ctx, tp, records, mode)
+	res, err := b.plog.Append(ctx, tp, records, mode)
+	if err == nil {
+		b.countIn(t, records)
+	}
+	return res, err
 }
 
 // ProduceAsync is Produce without waiting for durability: the records
@@ -220,7 +235,11 @@ func (b *Broker) ProduceAsync(ctx context.Context, topic string, partition int32
 	if err := b.validateBatches(ctx, t, records); err != nil {
 		return nil, err
 	}
-	return b.plog.AppendAsync(ctx, tp, records, mode)
+	a, err := b.plog.AppendAsync(ctx, tp, records, mode)
+	if err == nil {
+		b.countIn(t, records)
+	}
+	return a, err
 }
 
 // Record is a plain record from REST or gRPC.
@@ -306,7 +325,9 @@ func (b *Broker) Fetch(ctx context.Context, topic string, partition int32, offse
 	if err != nil {
 		return partlog.ReadResult{}, err
 	}
-	return b.plog.Read(ctx, tp, offset, maxBytes, maxWait)
+	res, err := b.plog.Read(ctx, tp, offset, maxBytes, maxWait)
+	b.metrics.addOut(topic, res.Size)
+	return res, err
 }
 
 // ConsumedRecords is the answer to Consume.
@@ -382,6 +403,7 @@ func (b *Broker) ConsumeBytes(ctx context.Context, topic string, partition int32
 		if err != nil {
 			return c.out, err
 		}
+		b.metrics.addOut(topic, res.Size)
 		wait = 0
 		more, err := c.add(res)
 		if err != nil {

@@ -131,6 +131,9 @@ func (b *Broker) KafkaClient(addr string) (*kgo.Client, error) { return b.fwd.cl
 func (b *Broker) append(ctx context.Context, t metadata.Topic, p int32, raw []byte, mode partlog.AckMode, txnID string) (partlog.AppendResult, error) {
 	tp := metadata.TopicPartition{TopicID: t.ID, Partition: p}
 	res, err := b.plog.Append(ctx, tp, raw, mode)
+	if err == nil {
+		b.countIn(t, raw)
+	}
 	if !errors.Is(err, partlog.ErrNotLeader) {
 		return res, err
 	}

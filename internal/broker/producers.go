@@ -16,11 +16,15 @@ import (
 // resend of an earlier batch stores nothing and comes back with Duplicate
 // set and the original's offsets.
 func (b *Broker) AppendRecords(ctx context.Context, topic string, partition int32, records []Record, mode partlog.AckMode, opts batch.BuildOptions) (partlog.AppendResult, error) {
-	_, tp, raw, err := b.buildOne(ctx, topic, partition, records, opts)
+	t, tp, raw, err := b.buildOne(ctx, topic, partition, records, opts)
 	if err != nil {
 		return partlog.AppendResult{}, err
 	}
-	return b.plog.Append(ctx, tp, raw, mode)
+	res, err := b.plog.Append(ctx, tp, raw, mode)
+	if err == nil {
+		b.countIn(t, raw)
+	}
+	return res, err
 }
 
 // buildOne validates records for partition of topic and builds them into

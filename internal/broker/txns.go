@@ -175,7 +175,9 @@ func (b *Broker) FetchWith(ctx context.Context, topic string, partition int32, o
 	if err != nil {
 		return ReadResult{}, err
 	}
-	return b.plog.ReadWith(ctx, tp, offset, opts)
+	res, err := b.plog.ReadWith(ctx, tp, offset, opts)
+	b.metrics.addOut(topic, res.Size)
+	return res, err
 }
 
 // StableOffsets returns a partition's log start offset, last stable offset

@@ -152,6 +152,9 @@ type Config struct {
 	SchemaValidation string
 
 	PprofEnabled bool // PPROF_ENABLED: /debug/pprof/ on the REST port
+	// MetricsTopicLabels (METRICS_TOPIC_LABELS): topic labels on the
+	// traffic and group lag series.
+	MetricsTopicLabels bool
 
 	// Authentication (auth.go).
 	AuthEnabled         bool          // AUTH_ENABLED

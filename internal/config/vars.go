@@ -336,4 +336,7 @@ var vars = []variable{
 	{name: "PPROF_ENABLED", group: "Logging", def: "false", kind: kindBool,
 		help:  "serve Go's profiler under `/debug/pprof/` on the REST port (CPU, heap, goroutines, blocking); keep it off on untrusted networks",
 		field: func(c *Config) any { return &c.PprofEnabled }},
+	{name: "METRICS_TOPIC_LABELS", group: "Logging", def: "true", kind: kindBool,
+		help:  "give `/metrics` series a `topic` label (bytes in and out by topic, consumer group lag by topic and partition); `false` sums them over topics, for clusters with very many topics (docs/operations.md, \"Metrics\")",
+		field: func(c *Config) any { return &c.MetricsTopicLabels }},
 }

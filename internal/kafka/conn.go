@@ -258,7 +258,7 @@ func (c *conn) readLoop(queue chan<- *pending) error {
 			}()
 			start := time.Now()
 			p.resp, p.err = fn(ctx, c, req)
-			c.s.metrics.observe(p.hdr.key, start, p.err)
+			c.s.metrics.observe(p.hdr.key, start, p.resp, p.err)
 		}()
 	}
 }

@@ -18,7 +18,17 @@ const (
 	OutcomeOK       = "ok"
 	OutcomeNotFound = "not_found" // expected on some paths (GC, probes), so kept apart from errors
 	OutcomeCanceled = "canceled"  // the caller gave up; not the store's fault
-	OutcomeError    = "error"
+	// OutcomeThrottled: the store still asked to slow down (SlowDown,
+	// 429, 503) when the retries were spent.
+	OutcomeThrottled = "throttled"
+	OutcomeError     = "error"
+)
+
+// ops and outcomes are every label value of the request series, created
+// at zero so that alerts on their rates have data from the start.
+var (
+	ops      = []Op{OpPut, OpGet, OpGetRange, OpDelete, OpList}
+	outcomes = []string{OutcomeOK, OutcomeNotFound, OutcomeCanceled, OutcomeThrottled, OutcomeError}
 )
 
 type metricsBucket struct {
@@ -33,6 +43,8 @@ type metricsBucket struct {
 //	streamhouse_object_store_requests_total{backend,op,outcome}
 //	streamhouse_object_store_request_duration_seconds{backend,op}
 //	streamhouse_object_store_bytes_total{backend,op}  (put, get, get_range)
+//	streamhouse_object_store_throttled_total{backend}  (S3 back-pressure answers, every attempt)
+//	streamhouse_object_store_concurrency_limit{backend} (the S3 limiter's bound; 0: none)
 //
 // backend becomes a constant label, so one registry can hold several stores.
 // Wrapping twice with the same backend on one registry shares the series
@@ -63,8 +75,49 @@ func WithMetrics(inner Bucket, reg prometheus.Registerer, backend string) Bucket
 		m.requests = register(reg, m.requests)
 		m.duration = register(reg, m.duration)
 		m.bytes = register(reg, m.bytes)
+		register(reg, newS3StatsCollector(inner, labels))
+	}
+	for _, op := range ops {
+		m.duration.WithLabelValues(string(op))
+		for _, o := range outcomes {
+			m.requests.WithLabelValues(string(op), o)
+		}
+	}
+	for _, op := range []Op{OpPut, OpGet, OpGetRange} {
+		m.bytes.WithLabelValues(string(op))
 	}
 	return m
+}
+
+// s3StatsCollector exports the S3 limiter's counters (zero for other
+// backends, and for S3 with THROTTLE_ENABLED=false, which has no limiter
+// to count them).
+type s3StatsCollector struct {
+	s3        *S3
+	throttled *prometheus.Desc
+	limit     *prometheus.Desc
+}
+
+func newS3StatsCollector(inner Bucket, labels prometheus.Labels) *s3StatsCollector {
+	s3, _ := inner.(*S3)
+	return &s3StatsCollector{
+		s3: s3,
+		throttled: prometheus.NewDesc("streamhouse_object_store_throttled_total",
+			"Back-pressure answers (SlowDown, 429, 503) the object store gave to request attempts, retried ones included (THROTTLE_ENABLED counts them; 0 otherwise).", nil, labels),
+		limit: prometheus.NewDesc("streamhouse_object_store_concurrency_limit",
+			"The S3 limiter's current bound on requests in flight (halved on back-pressure, grown back on success); 0 when there is no limiter.", nil, labels),
+	}
+}
+
+func (c *s3StatsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.throttled; ch <- c.limit }
+
+func (c *s3StatsCollector) Collect(ch chan<- prometheus.Metric) {
+	var st S3Stats
+	if c.s3 != nil {
+		st = c.s3.Stats()
+	}
+	ch <- prometheus.MustNewConstMetric(c.throttled, prometheus.CounterValue, float64(st.Throttled))
+	ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(st.ConcurrencyLimit))
 }
 
 // register registers c, or returns the identical collector already there.
@@ -91,6 +144,8 @@ func (m *metricsBucket) observe(op Op, start time.Time, err error) {
 		outcome = OutcomeNotFound
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		outcome = OutcomeCanceled
+	case isBackPressure(err):
+		outcome = OutcomeThrottled
 	default:
 		outcome = OutcomeError
 	}

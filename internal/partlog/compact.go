@@ -129,6 +129,9 @@ func newCompactor(reg prometheus.Registerer) *compactor {
 			Help: "Index switches that did not happen, by reason (fenced: the lease moved; changed: retention or another compaction changed the entries; error: the store or the bucket failed).",
 		}, []string{"reason"}),
 	}
+	for _, r := range compactionConflictReasons {
+		c.conflicts.WithLabelValues(r) // at zero from the start (metrics.go)
+	}
 	reg.MustRegister(c.runs, c.objects, c.bytes, c.entries, c.conflicts)
 	c.keys = newKeyCompactor(reg)
 	return c
@@ -144,6 +147,8 @@ func (l *Log) compactLoop() {
 		}
 		if _, err := l.Compact(l.ctx); err != nil && l.ctx.Err() == nil {
 			l.log.Warn("object compaction", "err", err)
+		} else if err == nil {
+			l.metrics.compactionLastSuccess.SetToCurrentTime()
 		}
 	}
 }

@@ -157,16 +157,23 @@ func (l *Log) gcLoop(interval time.Duration) {
 			return
 		case <-t.C:
 		}
+		failed := false
 		if _, err := l.EnforceRetention(ctx); err != nil && ctx.Err() == nil {
 			l.log.Warn("retention", "err", err)
+			failed = true
 		}
 		if l.cfg.ProducerExpiration > 0 {
 			if _, err := l.ExpireProducers(ctx, l.cfg.ProducerExpiration); err != nil && ctx.Err() == nil {
 				l.log.Warn("producer expiry", "err", err)
+				failed = true
 			}
 		}
 		if _, err := l.CollectGarbage(ctx); err != nil && ctx.Err() == nil {
 			l.log.Warn("garbage collection", "err", err)
+			failed = true
+		}
+		if ctx.Err() == nil {
+			l.metrics.gcPass(failed)
 		}
 	}
 }

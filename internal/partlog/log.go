@@ -331,6 +331,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	cfg.Compaction.setDefaults(cfg.ReadChunkBytes)
 	m := newMetrics(cfg.Metrics)
+	m.setLimits(cfg)
 	l := &Log{
 		decompress: semaphore.NewWeighted(cfg.MaxDecompressBytes),
 		cfg:        cfg,

@@ -27,7 +27,33 @@ type metrics struct {
 	chunkLoadBytes    prometheus.Counter
 	readCacheBytes    prometheus.Gauge
 	gcDeleted         *prometheus.CounterVec
+	// bufferLimit is MAX_BUFFER_BYTES, next to pendingBytes, for the
+	// "memory near the buffer bound" alert.
+	bufferLimit prometheus.Gauge
+	// gcPasses counts background passes (retention, producer expiry,
+	// garbage collection) by outcome; gcLastSuccess is when the last one
+	// that failed nowhere ended (the start counts as one); gcInterval is
+	// GC_INTERVAL_SECS (0: no background passes).
+	gcPasses      *prometheus.CounterVec
+	gcLastSuccess prometheus.Gauge
+	gcInterval    prometheus.Gauge
+	// compactionLastSuccess is when the last background compaction pass
+	// (object and key compaction) ended without error (the start counts
+	// as one); compactionInterval is COMPACTION_INTERVAL_SECS.
+	compactionLastSuccess prometheus.Gauge
+	compactionInterval    prometheus.Gauge
 }
+
+// Label values created at zero, so that rates over them exist from the
+// start (the alerts of deploy/prometheus use them).
+var (
+	flushReasons      = []string{"idle", "size", "records", "durable_age", "interval", "release", "close"}
+	readSources       = []string{"hot", "memory", "cache", "object"}
+	commitFailReasons = []string{"fenced", "error", "too_old", "conflict"}
+	gcKinds           = []string{"unreferenced", "orphan"}
+	// compactionConflictReasons label streamhouse_log_compaction_switch_conflicts_total.
+	compactionConflictReasons = []string{"fenced", "changed", "error"}
+)
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	latency := []float64{.00025, .0005, .001, .0015, .002, .003, .004, .005, .0075, .01, .015, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
@@ -101,8 +127,65 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "streamhouse_log_gc_deleted_objects_total", Help: "Objects deleted by garbage collection, by kind (unreferenced, orphan).",
 		}, []string{"kind"}),
 	}
+	m.bufferLimit = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "streamhouse_log_buffer_limit_bytes", Help: "MAX_BUFFER_BYTES: the bound on streamhouse_log_buffer_bytes; appends wait while it is reached.",
+	})
+	m.gcPasses = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamhouse_log_gc_passes_total", Help: "Background passes of retention, producer expiry and garbage collection, by outcome (ok, error: one of them failed).",
+	}, []string{"outcome"})
+	m.gcLastSuccess = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "streamhouse_log_gc_last_success_timestamp_seconds", Help: "When the last background GC pass that failed nowhere ended (Unix seconds; the agent's start counts as one).",
+	})
+	m.gcInterval = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "streamhouse_log_gc_interval_seconds", Help: "GC_INTERVAL_SECS: the spacing of background GC passes (0: none).",
+	})
+	m.compactionLastSuccess = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "streamhouse_log_compaction_last_success_timestamp_seconds", Help: "When the last background compaction pass (object and key compaction) ended without error (Unix seconds; the agent's start counts as one).",
+	})
+	m.compactionInterval = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "streamhouse_log_compaction_interval_seconds", Help: "COMPACTION_INTERVAL_SECS: the spacing of background compaction passes (0: none).",
+	})
+	for _, mode := range []AckMode{AckNone, AckBuffered, AckDurable} {
+		m.appendSeconds.WithLabelValues(mode.String())
+	}
+	for _, r := range flushReasons {
+		m.flushes.WithLabelValues(r)
+	}
+	for _, r := range readSources {
+		m.reads.WithLabelValues(r)
+	}
+	for _, r := range commitFailReasons {
+		m.commitFailures.WithLabelValues(r)
+	}
+	for _, k := range gcKinds {
+		m.gcDeleted.WithLabelValues(k)
+	}
+	for _, o := range []string{"ok", "error"} {
+		m.gcPasses.WithLabelValues(o)
+	}
+	m.gcLastSuccess.SetToCurrentTime()
+	m.compactionLastSuccess.SetToCurrentTime()
+	reg.MustRegister(m.bufferLimit, m.gcPasses, m.gcLastSuccess, m.gcInterval, m.compactionLastSuccess, m.compactionInterval)
 	reg.MustRegister(m.appendSeconds, m.appendBytes, m.appendRecords, m.committedRecords, m.backpressureWaits, m.pendingBytes,
 		m.flushes, m.flushBytes, m.flushPartitions, m.uploadSeconds, m.uploadFailures, m.commitSeconds,
 		m.commitFailures, m.leasesLost, m.renewFailures, m.reads, m.readBytes, m.readRecords, m.readAheads, m.chunkLoadBytes, m.readCacheBytes, m.gcDeleted)
 	return m
+}
+
+// setLimits exports the settings the alerts compare with.
+func (m *metrics) setLimits(c Config) {
+	m.bufferLimit.Set(float64(c.MaxPendingBytes))
+	m.gcInterval.Set(c.GCInterval.Seconds())
+	m.compactionInterval.Set(c.Compaction.Interval.Seconds())
+}
+
+// gcPass records the end of a background GC pass; failed says whether a
+// step of it failed.
+func (m *metrics) gcPass(failed bool) {
+	if failed {
+		m.gcPasses.WithLabelValues("error").Inc()
+		return
+	}
+	m.gcPasses.WithLabelValues("ok").Inc()
+	m.gcLastSuccess.SetToCurrentTime()
 }

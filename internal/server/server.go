@@ -230,6 +230,8 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		GRPCAddr:             grpcAdvertised,
 		ForwardTLS:           s.peerTLS(),
 		PeerSASL:             s.peerSASL,
+		Metrics:              s.reg,
+		TopicLabels:          cfg.MetricsTopicLabels,
 	})
 	if err != nil {
 		return nil, err
