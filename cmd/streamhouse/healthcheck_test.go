@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/streamhouse/streamhouse/internal/config"
 )
 
 func TestHealthcheck(t *testing.T) {
@@ -25,16 +27,16 @@ func TestHealthcheck(t *testing.T) {
 	defer srv.Close()
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))
 	ctx := context.Background()
-	if err := healthcheck(ctx, "0.0.0.0:"+port); err == nil || !strings.Contains(err.Error(), "503") {
+	if err := healthcheck(ctx, &config.Config{HTTPAddr: "0.0.0.0:" + port}); err == nil || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("not ready: %v, want a 503 error", err)
 	}
 	ready.Store(true)
 	for _, addr := range []string{"0.0.0.0:" + port, ":" + port, "127.0.0.1:" + port} {
-		if err := healthcheck(ctx, addr); err != nil {
+		if err := healthcheck(ctx, &config.Config{HTTPAddr: addr}); err != nil {
 			t.Errorf("%s: %v", addr, err)
 		}
 	}
-	if err := healthcheck(ctx, "no-port"); err == nil {
+	if err := healthcheck(ctx, &config.Config{HTTPAddr: "no-port"}); err == nil {
 		t.Error("bad HTTP_ADDR accepted")
 	}
 }

@@ -2,7 +2,7 @@
 // with the Kafka protocol, a REST API and a schema registry in one process.
 // All settings come from environment variables (see README.md).
 // `streamhouse healthcheck` asks a running agent's /ready (same
-// environment) and exits 0 when it is ready, 1 otherwise.
+// environment, over HTTPS when TLS is on) and exits 0 when it is ready, 1 otherwise.
 package main
 
 import (
@@ -27,7 +27,7 @@ func main() {
 			fmt.Fprintf(os.Stderr, "usage: streamhouse [healthcheck]\n")
 			os.Exit(2)
 		}
-		if err := healthcheck(context.Background(), cfg.HTTPAddr); err != nil {
+		if err := healthcheck(context.Background(), cfg); err != nil {
 			fmt.Fprintf(os.Stderr, "streamhouse healthcheck: %v\n", err)
 			os.Exit(1)
 		}

@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -376,5 +377,31 @@ func TestTLSStartupErrors(t *testing.T) {
 				t.Errorf("the server got ready:\n%s", out)
 			}
 		})
+	}
+}
+
+// `streamhouse healthcheck` (the image's HEALTHCHECK) asks /ready over
+// HTTPS with the agent's own certificate when TLS is on, mutual TLS
+// included, and refuses a listener that shows another key.
+func TestHealthcheckOverTLS(t *testing.T) {
+	t.Parallel()
+	s := start(t, true)
+	u, err := url.Parse(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(certFile, keyFile string) (string, error) {
+		cmd := exec.Command(e2e.Binary(t), "healthcheck")
+		cmd.Env = append(os.Environ(), "HTTP_ADDR="+u.Host, "TLS_CERT_FILE="+certFile, "TLS_KEY_FILE="+keyFile)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := check(s.certFile, s.keyFile); err != nil {
+		t.Fatalf("healthcheck of a ready TLS agent: %v: %s", err, out)
+	}
+	// Another key of the same CA: the probe is not talking to its agent.
+	otherCert, otherKey := s.ca.Server(t).Write(t, t.TempDir(), "other")
+	if out, err := check(otherCert, otherKey); err == nil || !strings.Contains(out, "not this agent's") {
+		t.Fatalf("healthcheck with another key = %v: %s; want a refusal naming the key", err, out)
 	}
 }
