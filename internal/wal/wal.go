@@ -90,6 +90,10 @@ var (
 // group's fsync and before its entries complete.
 var testAfterSync func()
 
+// testBeforeInstall, when set (tests only), runs in the preparer when a
+// segment is prepared, before it is offered to the writer.
+var testBeforeInstall func()
+
 // Options configure a WAL.
 type Options struct {
 	Dir string
@@ -192,6 +196,7 @@ type WAL struct {
 	failed     error // a write or fsync failed: the WAL accepts nothing more
 	nextSeq    uint64
 	cur        *segment   // the segment being written
+	lastSeq    uint64     // the highest sequence number the writer has started
 	next       *segment   // prepared by the preparer, not yet written
 	spares     []string   // released segment files kept for reuse
 	open       []*segment // segments with an open file
@@ -536,13 +541,17 @@ func (w *WAL) freeableLocked(s *segment) *segment {
 		return nil
 	}
 	s.gone = true
+	w.dropOpenLocked(s)
+	return s
+}
+
+func (w *WAL) dropOpenLocked(s *segment) {
 	for i, o := range w.open {
 		if o == s {
 			w.open = append(w.open[:i], w.open[i+1:]...)
-			break
+			return
 		}
 	}
-	return s
 }
 
 // dispose closes a segment nothing needs and keeps its file as a spare
@@ -828,7 +837,22 @@ func (w *WAL) rotate() error {
 	w.mu.Lock()
 	seg := w.next
 	w.next = nil
+	var stale *segment
+	if seg != nil && seg.seq < w.lastSeq {
+		// Numbered before a growing segment the writer started while it
+		// was being prepared: entries must go to segments in sequence
+		// order (replay reads them so), so the file goes back to the
+		// spares, to be prepared again under a new number.
+		stale, seg = seg, nil
+		w.dropOpenLocked(stale)
+	}
 	w.mu.Unlock()
+	if stale != nil {
+		stale.f.Close()
+		w.mu.Lock()
+		w.spares = append(w.spares, stale.path)
+		w.mu.Unlock()
+	}
 	if seg == nil {
 		var err error
 		if seg, err = w.createGrowing(); err != nil {
@@ -844,6 +868,7 @@ func (w *WAL) rotate() error {
 	}
 	seg.cur = true
 	w.cur = seg
+	w.lastSeq = max(w.lastSeq, seg.seq)
 	w.mu.Unlock()
 	if free != nil {
 		w.dispose(free)
@@ -859,6 +884,7 @@ func (w *WAL) createGrowing() (*segment, error) {
 	w.mu.Lock()
 	seq := w.nextSeq
 	w.nextSeq++
+	w.lastSeq = seq
 	w.mu.Unlock()
 	path := filepath.Join(w.opts.Dir, segName(seq))
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
@@ -1028,8 +1054,11 @@ func (w *WAL) preparer() {
 			}
 		}
 		backoff = 100 * time.Millisecond
+		if testBeforeInstall != nil {
+			testBeforeInstall()
+		}
 		w.mu.Lock()
-		stale := w.cur != nil && seg.seq < w.cur.seq
+		stale := seg.seq < w.lastSeq
 		if !stale {
 			w.next = seg
 			w.open = append(w.open, seg)

@@ -826,3 +826,40 @@ func fullAndWaiting(t *testing.T, w *WAL) (*Entry, chan error) {
 	}
 	return e, got
 }
+
+// The preparer numbers a segment when it starts preparing it; if the
+// writer meanwhile had to start a growing segment (nothing prepared yet),
+// that one has the higher number. Entries must still go to segments in
+// sequence order, the order recovery reads them in.
+func TestPreparedAfterGrowingKeepsOrder(t *testing.T) {
+	dir := t.TempDir()
+	hold, release := make(chan struct{}), make(chan struct{})
+	armed := true
+	testBeforeInstall = func() {
+		if armed {
+			armed = false
+			close(hold)
+			<-release
+		}
+	}
+	defer func() { testBeforeInstall = nil }()
+	w, _ := open(t, dir, Options{})
+	<-hold // the first segment is prepared, not yet offered
+	waitDone(t, add(t, w, hdr(0, 1), payload(0)))
+	growing := curSegment(w)
+	close(release)
+	waitPrepared(t, w)
+	waitDone(t, add(t, w, hdr(1, 1), payload(1)))
+	if s := curSegment(w); s.seq < growing.seq {
+		t.Fatalf("second entry went to segment %d, before the growing segment %d", s.seq, growing.seq)
+	}
+	w.Close()
+	_, rec := open(t, dir, Options{WriterID: "boot2"})
+	if len(rec) != 2 || rec[0].Header().BaseOffset != 0 || rec[1].Header().BaseOffset != 1 {
+		var got []int64
+		for _, r := range rec {
+			got = append(got, r.Header().BaseOffset)
+		}
+		t.Fatalf("recovered offsets %v, want [0 1]", got)
+	}
+}
