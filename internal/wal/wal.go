@@ -38,6 +38,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -88,11 +89,11 @@ var (
 
 // testAfterSync, when set (tests only), runs in the syncer after a
 // group's fsync and before its entries complete.
-var testAfterSync func()
+var testAfterSync atomic.Pointer[func()]
 
 // testBeforeInstall, when set (tests only), runs in the preparer when a
 // segment is prepared, before it is offered to the writer.
-var testBeforeInstall func()
+var testBeforeInstall atomic.Pointer[func()]
 
 // Options configure a WAL.
 type Options struct {
@@ -983,8 +984,8 @@ func (w *WAL) syncGroup() bool {
 		w.metrics.fsyncs.Inc()
 		w.metrics.fsyncSeconds.Observe(time.Since(start).Seconds())
 	}
-	if testAfterSync != nil {
-		testAfterSync()
+	if f := testAfterSync.Load(); f != nil {
+		(*f)()
 	}
 	var free []*segment
 	w.mu.Lock()
@@ -1054,8 +1055,8 @@ func (w *WAL) preparer() {
 			}
 		}
 		backoff = 100 * time.Millisecond
-		if testBeforeInstall != nil {
-			testBeforeInstall()
+		if f := testBeforeInstall.Load(); f != nil {
+			(*f)()
 		}
 		w.mu.Lock()
 		stale := seg.seq < w.lastSeq

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,6 +51,12 @@ func add(t *testing.T, w *WAL, h Header, batches ...[]byte) *Entry {
 		t.Fatal(err)
 	}
 	return w.Add(h, batches, FrameSize(n))
+}
+
+// setHook sets a test hook for the rest of the test.
+func setHook(t *testing.T, hook *atomic.Pointer[func()], f func()) {
+	hook.Store(&f)
+	t.Cleanup(func() { hook.Store(nil) })
 }
 
 func waitDone(t *testing.T, e *Entry) {
@@ -629,14 +636,13 @@ func TestWritesOverlapSync(t *testing.T) {
 	waitPrepared(t, w)
 	inSync, resume := make(chan struct{}), make(chan struct{})
 	armed := true
-	testAfterSync = func() {
+	setHook(t, &testAfterSync, func() {
 		if armed {
 			armed = false
 			close(inSync)
 			<-resume
 		}
-	}
-	defer func() { testAfterSync = nil }()
+	})
 	first := add(t, w, hdr(0, 1), payload(0))
 	select {
 	case <-inSync:
@@ -725,13 +731,12 @@ func TestRotationRacingRelease(t *testing.T) {
 	e1 := add(t, w, hdr(0, 1), payload(0))
 	waitDone(t, e1)
 	armed := true
-	testAfterSync = func() {
+	setHook(t, &testAfterSync, func() {
 		if armed {
 			armed = false
 			w.Release(e1) // e1's commit lands while the group is in flight
 		}
-	}
-	defer func() { testAfterSync = nil }()
+	})
 	e2 := add(t, w, hdr(1, 1), payload(1))
 	e3 := add(t, w, hdr(2, 1), payload(2))
 	waitDone(t, e2)
@@ -835,14 +840,13 @@ func TestPreparedAfterGrowingKeepsOrder(t *testing.T) {
 	dir := t.TempDir()
 	hold, release := make(chan struct{}), make(chan struct{})
 	armed := true
-	testBeforeInstall = func() {
+	setHook(t, &testBeforeInstall, func() {
 		if armed {
 			armed = false
 			close(hold)
 			<-release
 		}
-	}
-	defer func() { testBeforeInstall = nil }()
+	})
 	w, _ := open(t, dir, Options{})
 	<-hold // the first segment is prepared, not yet offered
 	waitDone(t, add(t, w, hdr(0, 1), payload(0)))
