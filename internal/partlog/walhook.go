@@ -163,7 +163,10 @@ func (wr *walReservation) add(l *Log, b *buffer, bp *bufPart, p *partition) {
 	wr.hdr.TopicID = p.tp.TopicID
 	wr.hdr.Partition = p.tp.Partition
 	wr.hdr.LeaderEpoch = p.epoch
-	wr.entry = wr.w.Add(wr.hdr, wr.batches, wr.n)
+	// Queued only: the writer starts when the ack is waited for
+	// (waitWAL), so the entries of one produce request (one per
+	// partition, appended one after the other) share a write and a sync.
+	wr.entry = wr.w.Queue(wr.hdr, wr.batches, wr.n)
 	wr.n = 0
 	bp.wal = append(bp.wal, wr.entry)
 }
@@ -196,6 +199,7 @@ func (wr *walReservation) added() (*wal.Entry, *buffer) {
 // waitWAL waits until a buffered append's WAL entry is fsynced, or its
 // buffer's outcome is known first.
 func (a *Appending) waitWAL(ctx context.Context) error {
+	a.l.wal.w.Flush()
 	if d := a.walDep; d != nil {
 		// Data of the partition before this entry is not in the WAL: a
 		// replay could not put the entry at its offset until that data

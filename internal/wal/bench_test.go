@@ -28,6 +28,8 @@ func BenchmarkWAL(b *testing.B) {
 		{8, 1 << 10},   // small entries: group commit
 		{8, 64 << 10},  // bigger entries
 		{64, 16 << 10}, // many producers
+		{1, 1 << 20},   // one producer, big requests
+		{8, 1 << 20},
 	} {
 		b.Run(fmt.Sprintf("writers=%d/entry=%dKiB", c.writers, c.size>>10), func(b *testing.B) {
 			benchWAL(b, c.writers, c.size)

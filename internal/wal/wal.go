@@ -4,9 +4,9 @@
 // buffered acknowledgement survives a crash of the process (docs/format.md,
 // "Write-ahead log"; docs/architecture.md, "Write-ahead log").
 //
-// Three goroutines do the I/O; callers never do. Add queues an entry
-// (cheap, safe under the caller's own locks). The writer writes every
-// queued entry in queue order (one pwritev per segment for everything
+// Three goroutines do the I/O; callers never do. Add (or Queue, then
+// Flush) queues an entry (cheap, safe under the caller's own locks). The
+// writer writes every queued entry in queue order (one pwritev per segment for everything
 // queued meanwhile) and hands them to the syncer, which fdatasyncs once
 // for all of them (group commit) and closes their Done channels; the
 // writer meanwhile writes the next group, so writes overlap the sync in
@@ -486,8 +486,22 @@ func (w *WAL) freeLocked(n int64) {
 
 // Add queues an entry of batches (not copied: they must not change until
 // Done is closed) using reserved bytes from Reserve (the difference to its
-// frame size is given back or taken). It never blocks on I/O.
+// frame size is given back or taken), and starts the writer on it. It
+// never blocks on I/O.
 func (w *WAL) Add(h Header, batches [][]byte, reserved int64) *Entry {
+	e := w.Queue(h, batches, reserved)
+	w.Flush()
+	return e
+}
+
+// Flush starts the writer on every entry queued.
+func (w *WAL) Flush() { kick(w.writerKick) }
+
+// Queue is Add without starting the writer: the entry is written with the
+// next Flush or Add. A caller queueing several entries at once (one per
+// partition of a request) flushes after the last, so they share one write
+// and one sync instead of trailing each other's syncs.
+func (w *WAL) Queue(h Header, batches [][]byte, reserved int64) *Entry {
 	n := 0
 	for _, b := range batches {
 		n += len(b)
@@ -511,7 +525,6 @@ func (w *WAL) Add(h Header, batches [][]byte, reserved int64) *Entry {
 	}
 	w.queue = append(w.queue, e)
 	w.metrics.appends.Inc()
-	kick(w.writerKick)
 	return e
 }
 

@@ -867,3 +867,35 @@ func TestPreparedAfterGrowingKeepsOrder(t *testing.T) {
 		t.Fatalf("recovered offsets %v, want [0 1]", got)
 	}
 }
+
+// Queued entries wait for a Flush, then share one write and one sync.
+func TestQueuedEntriesShareOneSync(t *testing.T) {
+	dir := t.TempDir()
+	w, _ := open(t, dir, Options{})
+	waitPrepared(t, w)
+	var es []*Entry
+	for i := 0; i < 5; i++ {
+		if err := w.Reserve(context.Background(), FrameSize(len(payload(i)))); err != nil {
+			t.Fatal(err)
+		}
+		es = append(es, w.Queue(hdr(int64(i), 1), [][]byte{payload(i)}, FrameSize(len(payload(i)))))
+	}
+	// Nothing starts the writer: nothing is written or synced.
+	time.Sleep(50 * time.Millisecond)
+	if got := testutil.ToFloat64(w.metrics.fsyncs); got != 0 {
+		t.Fatalf("%v syncs before Flush", got)
+	}
+	if cur := curSegment(w); cur != nil {
+		t.Fatalf("segment %s started before Flush", cur.path)
+	}
+	w.Flush()
+	for _, e := range es {
+		waitDone(t, e)
+	}
+	if got := testutil.ToFloat64(w.metrics.fsyncs); got != 1 {
+		t.Fatalf("%v syncs for 5 entries flushed at once, want 1", got)
+	}
+	if starts, _ := frames(t, curSegment(w).path); len(starts) != 5 {
+		t.Fatalf("%d frames written, want 5", len(starts))
+	}
+}
