@@ -571,14 +571,16 @@ func (w *WAL) dropOpenLocked(s *segment) {
 // dispose closes a segment nothing needs and keeps its file as a spare
 // (a whole segment long, and room among the spares) or deletes it.
 func (w *WAL) dispose(s *segment) {
-	if s.f != nil {
-		if err := s.f.Close(); err != nil {
+	w.mu.Lock()
+	f := s.f
+	s.f = nil
+	keep := s.fileSize >= w.opts.SegmentSize && len(w.spares) < maxSpares
+	w.mu.Unlock()
+	if f != nil {
+		if err := f.Close(); err != nil {
 			w.log.Warn("close wal segment", "segment", s.path, "err", err)
 		}
 	}
-	w.mu.Lock()
-	keep := s.fileSize >= w.opts.SegmentSize && len(w.spares) < maxSpares
-	w.mu.Unlock()
 	if keep {
 		to := filepath.Join(w.opts.Dir, spareName(s.seq))
 		if err := os.Rename(s.path, to); err == nil {
@@ -650,20 +652,23 @@ func (w *WAL) Close() error {
 			dispose = append(dispose, s)
 		}
 	}
-	open := w.open
+	// Segments still holding live entries: their files close; the
+	// entries stay for the next start (a late Release still disposes of
+	// the file).
+	var files []*os.File
+	for _, s := range w.open {
+		if s.f != nil {
+			files = append(files, s.f)
+			s.f = nil
+		}
+	}
 	w.open = nil
 	w.mu.Unlock()
 	var err error
-	for _, s := range open {
-		if s.gone {
-			continue
-		}
-		if cerr := s.f.Close(); cerr != nil && err == nil {
+	for _, f := range files {
+		if cerr := f.Close(); cerr != nil && err == nil {
 			err = cerr
 		}
-		w.mu.Lock()
-		s.f = nil
-		w.mu.Unlock()
 	}
 	for _, s := range dispose {
 		w.dispose(s)
