@@ -163,8 +163,8 @@ func (wr *walReservation) add(l *Log, b *buffer, bp *bufPart, p *partition) {
 	wr.hdr.TopicID = p.tp.TopicID
 	wr.hdr.Partition = p.tp.Partition
 	wr.hdr.LeaderEpoch = p.epoch
-	// Queued only: the writer starts when the ack is waited for
-	// (waitWAL), so the entries of one produce request (one per
+	// Queued only: written and synced when the ack is waited for
+	// (waitWAL flushes), so the entries of one produce request (one per
 	// partition, appended one after the other) share a write and a sync.
 	wr.entry = wr.w.Queue(wr.hdr, wr.batches, wr.n)
 	wr.n = 0

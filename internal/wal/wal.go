@@ -196,13 +196,16 @@ type WAL struct {
 	closed     bool
 	failed     error // a write or fsync failed: the WAL accepts nothing more
 	nextSeq    uint64
-	cur        *segment   // the segment being written
-	lastSeq    uint64     // the highest sequence number the writer has started
-	next       *segment   // prepared by the preparer, not yet written
-	spares     []string   // released segment files kept for reuse
-	open       []*segment // segments with an open file
-	unsynced   []*Entry   // written (or failed), in queue order, for the syncer
-	dirty      []*segment // written since the syncer last took them
+	cur        *segment       // the segment being written
+	lastSeq    uint64         // the highest sequence number the writer has started
+	next       *segment       // prepared by the preparer, not yet written
+	spares     []string       // released segment files kept for reuse
+	open       []*segment     // segments with an open file
+	unsynced   []*Entry       // written (or failed), in queue order, for the syncer
+	dirty      []*segment     // written since the syncer last took them
+	writing    bool           // a goroutine is writing (drain)
+	syncBusy   bool           // a goroutine is syncing (syncGroup)
+	inline     sync.WaitGroup // Flush calls writing or syncing; Close waits for them
 
 	writerKick chan struct{}
 	syncKick   chan struct{}
@@ -486,18 +489,15 @@ func (w *WAL) freeLocked(n int64) {
 
 // Add queues an entry of batches (not copied: they must not change until
 // Done is closed) using reserved bytes from Reserve (the difference to its
-// frame size is given back or taken), and starts the writer on it. It
-// never blocks on I/O.
+// frame size is given back or taken), and wakes the writer goroutine for
+// it. It never blocks on I/O.
 func (w *WAL) Add(h Header, batches [][]byte, reserved int64) *Entry {
 	e := w.Queue(h, batches, reserved)
-	w.Flush()
+	kick(w.writerKick)
 	return e
 }
 
-// Flush starts the writer on every entry queued.
-func (w *WAL) Flush() { kick(w.writerKick) }
-
-// Queue is Add without starting the writer: the entry is written with the
+// Queue is Add without waking the writer: the entry is written with the
 // next Flush or Add. A caller queueing several entries at once (one per
 // partition of a request) flushes after the last, so they share one write
 // and one sync instead of trailing each other's syncs.
@@ -631,6 +631,7 @@ func (w *WAL) Close() error {
 	w.mu.Unlock()
 	close(w.stopWriter)
 	<-w.writerDone
+	w.inline.Wait()
 	close(w.stopSyncer)
 	<-w.syncerDone
 	close(w.stopPrep)
@@ -683,29 +684,79 @@ func (w *WAL) Close() error {
 	return nil
 }
 
-// writer writes queued entries in order, one group at a time, and hands
-// them to the syncer.
-func (w *WAL) writer() {
-	defer close(w.writerDone)
-	for {
-		w.mu.Lock()
+// Flush writes every entry queued and syncs it, in the caller's goroutine
+// when no other goroutine is writing or syncing (an acknowledgement then
+// waits for no goroutine handoff), or leaves the work to the one that is:
+// it runs on, or hands over to the syncer goroutine, until nothing written
+// is unsynced; the writes go on meanwhile. With SyncInterval > 0 the
+// syncer goroutine syncs. Flush does file I/O: call it outside locks.
+func (w *WAL) Flush() {
+	w.drain(true)
+	if w.opts.SyncInterval > 0 {
+		kick(w.syncKick)
+		return
+	}
+	w.mu.Lock()
+	if w.syncBusy || w.closed || len(w.unsynced) == 0 {
+		w.mu.Unlock()
+		return
+	}
+	w.syncBusy = true
+	w.inline.Add(1)
+	w.mu.Unlock()
+	defer w.inline.Done()
+	w.syncGroup()
+	w.mu.Lock()
+	w.syncBusy = false
+	more := len(w.unsynced) > 0
+	w.mu.Unlock()
+	if more {
+		kick(w.syncKick)
+	}
+}
+
+// drain writes what is queued, in order, group after group, unless another
+// goroutine is writing: that one goes on until the queue is empty, so it
+// writes these too. inline: a Flush (not the writer goroutine), which does
+// not start writing once the WAL is closing and leaves the sync to its
+// caller; the writer goroutine wakes the syncer after each group.
+func (w *WAL) drain(inline bool) {
+	w.mu.Lock()
+	if w.writing || len(w.queue) == 0 || (inline && w.closed) {
+		w.mu.Unlock()
+		return
+	}
+	w.writing = true
+	if inline {
+		w.inline.Add(1)
+		defer w.inline.Done()
+	}
+	for len(w.queue) > 0 {
 		batch := w.queue
 		w.queue = nil
 		w.mu.Unlock()
-		if len(batch) > 0 {
-			w.writeGroup(batch)
-			continue
+		w.writeGroup(batch)
+		if !inline {
+			kick(w.syncKick)
 		}
+		w.mu.Lock()
+	}
+	w.writing = false
+	w.mu.Unlock()
+}
+
+// writer writes what Add queues (Flush writes in its caller).
+func (w *WAL) writer() {
+	defer close(w.writerDone)
+	for {
 		select {
 		case <-w.writerKick:
+			w.drain(false)
 		case <-w.stopWriter:
 			// Close: write what was queued before it (Add refuses
-			// entries from then on).
-			w.mu.Lock()
-			batch := w.queue
-			w.queue = nil
-			w.mu.Unlock()
-			w.writeGroup(batch)
+			// entries from then on); a Flush writing now writes the
+			// rest, and Close waits for it.
+			w.drain(false)
 			return
 		}
 	}
@@ -719,7 +770,7 @@ type run struct {
 }
 
 // writeGroup writes batch into the segments (rotating as needed), then
-// queues the entries for the syncer. Each entry joins its segment as it is
+// queues the entries for the sync (by the caller's arrangement: drain). Each entry joins its segment as it is
 // placed, not after the sync: a release of an older entry of that segment
 // meanwhile must not see it empty and dispose of it with this entry in it.
 func (w *WAL) writeGroup(batch []*Entry) {
@@ -812,7 +863,6 @@ func (w *WAL) writeGroup(batch []*Entry) {
 		}
 	}
 	w.mu.Unlock()
-	kick(w.syncKick)
 }
 
 // encodeFrameHeader fills h (frameHeader+entryHeader bytes) for e, with
@@ -950,24 +1000,44 @@ func (w *WAL) syncer() {
 		case <-w.stopSyncer:
 			stopping = true
 		}
-		if iv := w.opts.SyncInterval; iv > 0 && !stopping {
-			if wait := time.Until(lastSync.Add(iv)); wait > 0 {
-				timer.Reset(wait)
-				select {
-				case <-timer.C:
-				case <-w.stopSyncer:
-					stopping = true
-					if !timer.Stop() {
-						<-timer.C
+		for {
+			if iv := w.opts.SyncInterval; iv > 0 && !stopping {
+				if wait := time.Until(lastSync.Add(iv)); wait > 0 {
+					timer.Reset(wait)
+					select {
+					case <-timer.C:
+					case <-w.stopSyncer:
+						stopping = true
+						if !timer.Stop() {
+							<-timer.C
+						}
 					}
 				}
 			}
-		}
-		if w.syncGroup() {
-			lastSync = time.Now()
+			w.mu.Lock()
+			if w.syncBusy {
+				// A Flush is syncing; it wakes this goroutine if
+				// something is left when it is done.
+				w.mu.Unlock()
+				break
+			}
+			w.syncBusy = true
+			w.mu.Unlock()
+			did := w.syncGroup()
+			w.mu.Lock()
+			w.syncBusy = false
+			more := len(w.unsynced) > 0
+			w.mu.Unlock()
+			if did {
+				lastSync = time.Now()
+			}
+			if !more {
+				break
+			}
 		}
 		if stopping {
-			// The writer has stopped: this took everything it wrote.
+			// The writer and every Flush have stopped: this took
+			// everything written.
 			return
 		}
 	}

@@ -899,3 +899,34 @@ func TestQueuedEntriesShareOneSync(t *testing.T) {
 		t.Fatalf("%d frames written, want 5", len(starts))
 	}
 }
+
+// With nothing else writing or syncing, Flush writes and syncs in its
+// caller: the entries are acknowledged when it returns, without waiting
+// for another goroutine to be scheduled.
+func TestFlushSyncsInCaller(t *testing.T) {
+	w, _ := open(t, t.TempDir(), Options{})
+	waitPrepared(t, w)
+	for round := 0; round < 3; round++ {
+		var es []*Entry
+		for i := 0; i < 3; i++ {
+			if err := w.Reserve(context.Background(), FrameSize(len(payload(i)))); err != nil {
+				t.Fatal(err)
+			}
+			es = append(es, w.Queue(hdr(int64(10*round+i), 1), [][]byte{payload(i)}, FrameSize(len(payload(i)))))
+		}
+		w.Flush()
+		for _, e := range es {
+			select {
+			case <-e.Done():
+				if e.Err() != nil {
+					t.Fatal(e.Err())
+				}
+			default:
+				t.Fatalf("round %d: entry not acknowledged when Flush returned", round)
+			}
+		}
+	}
+	if got := testutil.ToFloat64(w.metrics.fsyncs); got != 3 {
+		t.Fatalf("%v syncs for 3 flushes, want 3", got)
+	}
+}
