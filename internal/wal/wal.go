@@ -4,16 +4,18 @@
 // buffered acknowledgement survives a crash of the process (docs/format.md,
 // "Write-ahead log"; docs/architecture.md, "Write-ahead log").
 //
-// Three goroutines do the I/O; callers never do. Add (or Queue, then
-// Flush) queues an entry (cheap, safe under the caller's own locks). The
-// writer writes every queued entry in queue order (one pwritev per segment for everything
-// queued meanwhile) and hands them to the syncer, which fdatasyncs once
-// for all of them (group commit) and closes their Done channels; the
-// writer meanwhile writes the next group, so writes overlap the sync in
-// flight. The preparer keeps the next segment file ready: a recycled
-// segment whose entries were all released, or a new one zero-filled to
-// the segment size, so a sync of data written into it updates no file
-// metadata.
+// Queue (cheap, no I/O, safe under the caller's own locks) queues an
+// entry; Flush, called outside locks when the acknowledgement is wanted,
+// writes everything queued in queue order (one pwritev per segment) and
+// fdatasyncs once for all of it (group commit), closing the entries' Done
+// channels. It does so in its caller's goroutine when no other write or
+// sync is in flight; otherwise the write in progress takes its entries
+// and the syncer goroutine syncs back to back while anything written is
+// unsynced, so writes overlap the sync in flight. Add queues and wakes
+// the writer goroutine instead. The preparer goroutine keeps the next
+// segment file ready: a recycled segment whose entries were all released,
+// or a new one zero-filled to the segment size, so a sync of data written
+// into it updates no file metadata.
 //
 // Release marks an entry's data as committed elsewhere; a segment whose
 // entries are all released is recycled (kept as a spare for the preparer)
