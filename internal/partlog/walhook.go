@@ -199,7 +199,7 @@ func (wr *walReservation) added() (*wal.Entry, *buffer) {
 // waitWAL waits until a buffered append's WAL entry is fsynced, or its
 // buffer's outcome is known first.
 func (a *Appending) waitWAL(ctx context.Context) error {
-	a.l.wal.w.Flush()
+	a.l.wal.w.Flush(ctx)
 	if d := a.walDep; d != nil {
 		// Data of the partition before this entry is not in the WAL: a
 		// replay could not put the entry at its offset until that data

@@ -87,7 +87,7 @@ func benchWAL(b *testing.B, writers, size int) {
 					return
 				}
 				e := w.Queue(Header{Partition: int32(g), BaseOffset: int64(i), LastOffset: int64(i), Records: 1}, [][]byte{data}, FrameSize(size))
-				w.Flush()
+				w.Flush(context.Background())
 				<-e.Done()
 				ls = append(ls, time.Since(start))
 				if err := e.Err(); err != nil {

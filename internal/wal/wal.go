@@ -689,10 +689,15 @@ func (w *WAL) Close() error {
 // Flush writes every entry queued and syncs it, in the caller's goroutine
 // when no other goroutine is writing or syncing (an acknowledgement then
 // waits for no goroutine handoff), or leaves the work to the one that is:
-// it runs on, or hands over to the syncer goroutine, until nothing written
-// is unsynced; the writes go on meanwhile. With SyncInterval > 0 the
-// syncer goroutine syncs. Flush does file I/O: call it outside locks.
-func (w *WAL) Flush() {
+// it runs on, or hands over to the writer and syncer goroutines, until
+// nothing is left; the writes go on meanwhile. With SyncInterval > 0 the
+// syncer goroutine syncs. Flush does one write and one sync at most, and
+// file I/O: call it outside locks. With ctx done it only wakes the writer.
+func (w *WAL) Flush(ctx context.Context) {
+	if ctx.Err() != nil {
+		kick(w.writerKick)
+		return
+	}
 	w.drain(true)
 	if w.opts.SyncInterval > 0 {
 		kick(w.syncKick)
@@ -718,9 +723,11 @@ func (w *WAL) Flush() {
 }
 
 // drain writes what is queued, in order, group after group, unless another
-// goroutine is writing: that one goes on until the queue is empty, so it
-// writes these too. inline: a Flush (not the writer goroutine), which does
-// not start writing once the WAL is closing and leaves the sync to its
+// goroutine is writing: that one goes on until the queue is empty (or
+// hands what is left to the writer goroutine), so it writes these too.
+// inline: a Flush (not the writer goroutine), which writes one group (its
+// own entries are in it) and hands the rest to the writer goroutine, does
+// not start writing once the WAL is closing, and leaves the sync to its
 // caller; the writer goroutine wakes the syncer after each group.
 func (w *WAL) drain(inline bool) {
 	w.mu.Lock()
@@ -742,6 +749,13 @@ func (w *WAL) drain(inline bool) {
 			kick(w.syncKick)
 		}
 		w.mu.Lock()
+		if inline && len(w.queue) > 0 {
+			// Queued meanwhile by others: not this caller's to wait for.
+			w.writing = false
+			w.mu.Unlock()
+			kick(w.writerKick)
+			return
+		}
 	}
 	w.writing = false
 	w.mu.Unlock()

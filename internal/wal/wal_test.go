@@ -888,7 +888,7 @@ func TestQueuedEntriesShareOneSync(t *testing.T) {
 	if cur := curSegment(w); cur != nil {
 		t.Fatalf("segment %s started before Flush", cur.path)
 	}
-	w.Flush()
+	w.Flush(context.Background())
 	for _, e := range es {
 		waitDone(t, e)
 	}
@@ -914,7 +914,7 @@ func TestFlushSyncsInCaller(t *testing.T) {
 			}
 			es = append(es, w.Queue(hdr(int64(10*round+i), 1), [][]byte{payload(i)}, FrameSize(len(payload(i)))))
 		}
-		w.Flush()
+		w.Flush(context.Background())
 		for _, e := range es {
 			select {
 			case <-e.Done():
