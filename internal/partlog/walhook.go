@@ -250,6 +250,17 @@ func (l *Log) walRelease(b *buffer) {
 	if l.wal == nil {
 		return
 	}
+	// A partition's unlogged data in b is committed now (or never will
+	// be, and its term is over): nothing waits for b any more, and b must
+	// not stay reachable (with its batches) from a partition that takes
+	// no buffered append after it.
+	l.mu.Lock()
+	for _, bp := range b.order {
+		if bp.p.unlogged == b {
+			bp.p.unlogged = nil
+		}
+	}
+	l.mu.Unlock()
 	for _, bp := range b.order {
 		if len(bp.wal) == 0 || errors.Is(b.errs[bp.p], ErrClosed) {
 			continue

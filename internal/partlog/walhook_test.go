@@ -56,6 +56,21 @@ func testWALHoldsOnlyBufferedAppends(t *testing.T, open storeOpener) {
 	if got := metricValue(t, reg, "streamhouse_wal_appends_total"); got != 0 {
 		t.Fatalf("%v WAL entries after durable and acks=0 appends, want 0", got)
 	}
+	// Committed: the partition no longer holds on to the buffer (nor its
+	// batches) for a buffered append that might follow.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		l.mu.Lock()
+		held := l.partitions[tp].unlogged
+		l.mu.Unlock()
+		if held == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("partition still refers to its committed buffer")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	if _, err := l.Append(ctx, tp, mkBatch(t, "buffered", 2), AckBuffered); err != nil {
 		t.Fatal(err)
 	}
