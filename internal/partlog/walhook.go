@@ -196,8 +196,10 @@ func (wr *walReservation) added() (*wal.Entry, *buffer) {
 	return wr.entry, wr.dep
 }
 
-// waitWAL waits until a buffered append's WAL entry is fsynced, or its
-// buffer's outcome is known first.
+// waitWAL writes and syncs a buffered append's WAL entry (with whatever
+// else is queued) and waits until it is on disk, or its buffer's outcome
+// is known first; and, if the partition's data before it is not all in
+// the WAL, until that data is committed.
 func (a *Appending) waitWAL(ctx context.Context) error {
 	a.l.wal.w.Flush(ctx)
 	if d := a.walDep; d != nil {
