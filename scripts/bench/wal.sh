@@ -7,6 +7,7 @@
 #   scripts/bench/wal.sh              # 3 runs of each, 200,000 records of 1 KiB
 #   scripts/bench/wal.sh --runs 5 --records 500000 --rate-seconds 20
 #   scripts/bench/wal.sh --baseline main   # also acks=1 + WAL on main's server
+#   scripts/bench/wal.sh --server-env FLUSH_MIN_INTERVAL_MS=20   # more server settings
 #
 # Each run: --records records of 1 KiB to 8 partitions as fast as the server
 # takes them, then --rate-seconds at 10% of that run's rate (the latency
@@ -24,6 +25,7 @@ RUNS=3
 RECORDS=200000
 RATE_SECONDS=10
 BASELINE=
+SERVER_ENV=()
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-0}"; }
 while (($#)); do
@@ -32,6 +34,7 @@ while (($#)); do
 	--records) RECORDS=$2; shift ;;
 	--rate-seconds) RATE_SECONDS=$2; shift ;;
 	--baseline) BASELINE=$2; shift ;;
+	--server-env) SERVER_ENV+=("$2"); shift ;;
 	-h | --help) usage 0 ;;
 	*) echo "wal.sh: unknown option $1" >&2; usage 2 ;;
 	esac
@@ -79,7 +82,7 @@ run() {
 		(cd "$dir" && exec env KAFKA_ADDR="127.0.0.1:$kport" HTTP_ADDR="127.0.0.1:$hport" GRPC_ADDR="127.0.0.1:$gport" \
 			LOG_FORMAT=json STREAMHOUSE_AGENT_ID=bench-wal LOCAL_STORAGE_PATH="$dir/storage" \
 			STREAMHOUSE_METADATA_PATH="$dir/metadata.db" STREAMHOUSE_CACHE="$dir/cache" \
-			WAL_ENABLED="$wal" WAL_DIR="$dir/wal" WAL_SYNC_INTERVAL_MS=0 \
+			WAL_ENABLED="$wal" WAL_DIR="$dir/wal" WAL_SYNC_INTERVAL_MS=0 "${SERVER_ENV[@]}" \
 			"$server" 2>"$dir/server.log") &
 		SERVER_PID=$!
 		local deadline=$((SECONDS + 60))
@@ -135,7 +138,7 @@ rows=$(row wal "acks=1 + WAL (sync 0)")
 rows+=$'\n'$(row durable "acks=all, no WAL")
 cat <<EOF
 
-$(date -u +%Y-%m-%d), $(nproc) cores, medians of $RUNS interleaved runs, $RECORDS records of 1 KiB, ${RATE_SECONDS} s at 10% load
+$(date -u +%Y-%m-%d), $(nproc) cores, medians of $RUNS interleaved runs, $RECORDS records of 1 KiB, ${RATE_SECONDS} s at 10% load${SERVER_ENV[*]:+, ${SERVER_ENV[*]}}
 
 | | full speed, records/s | at 10% load: p50 | p99 | p99.9 | load average at the runs' start |
 |---|---|---|---|---|---|
