@@ -128,9 +128,12 @@ type Appending struct {
 	res     AppendResult
 	buf     *buffer // nil if every batch was a duplicate
 	dupWait int64   // high watermark duplicates wait for; -1 if none
-	// walEntry is the append's WAL entry (nil without the WAL, for
-	// duplicates and for transactional batches); AckBuffered waits for it.
+	// walEntry is the append's WAL entry (only for AckBuffered, nil
+	// without the WAL, for duplicates and for transactional batches);
+	// AckBuffered waits for it, and for the commit of walDep (the
+	// partition's data before it not in the WAL: walhook.go) if set.
 	walEntry *wal.Entry
+	walDep   *buffer
 }
 
 // AppendAsync is the first half of Append: it validates, checks the
@@ -209,18 +212,17 @@ func (l *Log) appendAsync(ctx context.Context, tp metadata.TopicPartition, recor
 		}
 		verified = v
 	}
-	var wr *walReservation
-	if withWAL && !txn {
-		if wr, err = l.walReserve(ctx, tp, records, mode); err != nil {
-			return nil, err
-		}
+	wr, err := l.walReserve(ctx, tp, records, mode, !withWAL, txn)
+	if err != nil {
+		return nil, err
 	}
 	res, buf, dupWait, err := l.appendLocked(ctx, p, batches, headers, mode, verified, wr)
 	wr.unused()
 	if err != nil {
 		return nil, err
 	}
-	return &Appending{l: l, p: p, mode: mode, start: start, res: res, buf: buf, dupWait: dupWait, walEntry: wr.added()}, nil
+	entry, dep := wr.added()
+	return &Appending{l: l, p: p, mode: mode, start: start, res: res, buf: buf, dupWait: dupWait, walEntry: entry, walDep: dep}, nil
 }
 
 // check is batch.Check within the agent's decompression budget: a
@@ -284,8 +286,8 @@ func (a *Appending) Wait(ctx context.Context) (AppendResult, error) {
 // (verifyTxns); a transactional batch that would open a transaction needs
 // one that no marker has voided since.
 //
-// With wr (the WAL's space reserved for the request) the appended batches
-// are queued to the WAL in offset order (wr.add), under Log.mu.
+// With wr (the WAL's part in the request) the appended batches are queued
+// to the WAL in offset order, or noted as not in it (wr.add), under Log.mu.
 func (l *Log) appendLocked(ctx context.Context, p *partition, batches [][]byte, headers []batch.Header, mode AckMode, verified map[int64]txnVerified, wr *walReservation) (AppendResult, *buffer, int64, error) {
 	size := 0
 	for _, b := range batches {
@@ -383,7 +385,7 @@ func (l *Log) appendLocked(ctx context.Context, p *partition, batches [][]byte, 
 	if bp == nil {
 		return res, nil, dupWait, nil
 	}
-	wr.add(l, bp, p)
+	wr.add(l, l.buf, bp, p)
 	// Publish producer state to the partition once the request is in.
 	for id, st := range bp.producers {
 		p.producers[id] = st

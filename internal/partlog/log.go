@@ -177,9 +177,9 @@ type Config struct {
 	VerifyTxn VerifyTxnFunc
 	// Compaction configures object compaction (compact.go).
 	Compaction CompactionConfig
-	// WALDir, when set, turns the write-ahead log on (walhook.go): every
-	// append is written there, buffered acks wait for its fsync, and
-	// ReplayWAL re-appends what a crashed process left. WALSyncInterval
+	// WALDir, when set, turns the write-ahead log on (walhook.go):
+	// buffered appends are written there and their acks wait for its
+	// sync, and ReplayWAL re-appends what a crashed process left. WALSyncInterval
 	// spaces the group fsyncs (0: as soon as possible); WALMaxSize bounds
 	// its live bytes (appends wait while it is full). Default 1 GiB.
 	WALDir          string

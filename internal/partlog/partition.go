@@ -46,6 +46,10 @@ type partition struct {
 	// txnGuards are the producers with a transaction verification in
 	// flight (txn.go).
 	txnGuards map[int64]*txnGuard
+	// unlogged is the newest buffer holding data of this term that is not
+	// in the WAL (durable, acks=0 and transactional appends, markers), or
+	// nil; a buffered append after it waits for its commit (walhook.go).
+	unlogged *buffer
 
 	mu        sync.Mutex
 	committed int64 // high watermark

@@ -177,6 +177,7 @@ func (l *Log) WriteMarker(ctx context.Context, tp metadata.TopicPartition, m Mar
 	p.nextOffset = base + 1
 	bp := l.buf.partFor(p)
 	bp.add(b, h, base)
+	l.walUnlogged(p)
 	l.buf.bytes += len(b)
 	l.buf.records++
 	l.pending += len(b)

@@ -14,15 +14,16 @@ import (
 
 // The write-ahead log hooks (docs/architecture.md, "Write-ahead log").
 //
-// With Config.WALDir every append of non-transactional batches, whatever
-// its ack mode, is queued to the WAL under Log.mu, so the WAL holds a
-// partition's uncommitted data in offset order with no hole a replay
-// could not fill: AckBuffered waits for the entry's group fsync; AckNone
-// and AckDurable do not wait for it (a durable ack waits for the commit
-// anyway), but their data is there so that a buffered append after them
-// on the same partition can be replayed at its offset. Transactional
-// batches and transaction markers (always durable-acked) are not written:
-// a replay stops at the hole they leave ("gap").
+// With Config.WALDir only buffered appends (AckBuffered) of
+// non-transactional batches are written to the WAL: each is queued under
+// Log.mu, so a partition's entries are in offset order, and AckBuffered
+// waits for the entry's group fsync. Durable, acks=0 and transactional
+// appends and transaction markers are not written (a durable ack waits for
+// the commit anyway; acks=0 promises nothing), which leaves holes a replay
+// cannot fill: a buffered append on a partition whose data before it is
+// not all committed or in the WAL (partition.unlogged) also waits for the
+// commit of the buffer holding that data, so every buffered ack can be
+// replayed at its offset.
 //
 // An entry is released when finish learns the outcome of its buffer: the
 // data is committed, or it never will be (the partition was lost). Data
@@ -84,36 +85,45 @@ func (l *Log) closeWAL() error {
 	return l.wal.w.Close()
 }
 
-// walReservation is the WAL space one append request reserved, and the
-// entry it became.
+// walReservation is what one append request does with the WAL: the space
+// it reserved and the entry it became (w set), or nothing (w nil: the
+// data is not written; logged tells whether it is in the WAL anyway, as a
+// replayed entry is).
 type walReservation struct {
 	w       *wal.WAL
 	n       int64
 	batches [][]byte
 	hdr     wal.Header
 	entry   *wal.Entry
+	logged  bool
+	// dep is the buffer holding the partition's data before this entry
+	// that is not in the WAL, until committed: the ack waits for it.
+	dep *buffer
 }
 
-// walReserve reserves WAL space for records (waiting while the WAL is
-// full). Nil without the WAL. After a WAL failure only buffered appends
-// fail: the others go on without it (they never waited for it).
-func (l *Log) walReserve(ctx context.Context, tp metadata.TopicPartition, records []byte, mode AckMode) (*walReservation, error) {
+// walReserve says how an append of records goes to the WAL, and reserves
+// its space for a buffered one (waiting while the WAL is full). Nil
+// without the WAL. replay: the data is a WAL entry being replayed.
+func (l *Log) walReserve(ctx context.Context, tp metadata.TopicPartition, records []byte, mode AckMode, replay, txn bool) (*walReservation, error) {
 	if l.wal == nil {
 		return nil, nil
 	}
+	if replay {
+		return &walReservation{logged: true}, nil
+	}
+	if mode != AckBuffered || txn {
+		return &walReservation{}, nil
+	}
 	n := wal.FrameSize(len(records))
 	if err := l.wal.w.Reserve(ctx, n); err != nil {
-		if errors.Is(err, wal.ErrFailed) && mode != AckBuffered {
-			return nil, nil
-		}
 		return nil, fmt.Errorf("append to %s: %w", tp, err)
 	}
-	return &walReservation{w: l.wal.w, n: n, hdr: wal.Header{BaseOffset: -1}}, nil
+	return &walReservation{w: l.wal.w, n: n, hdr: wal.Header{BaseOffset: -1}, logged: true}, nil
 }
 
 // batch notes one appended batch (offsets assigned). Under Log.mu.
 func (wr *walReservation) batch(b []byte, h batch.Header, base int64) {
-	if wr == nil {
+	if wr == nil || wr.w == nil {
 		return
 	}
 	if wr.hdr.BaseOffset < 0 {
@@ -124,18 +134,49 @@ func (wr *walReservation) batch(b []byte, h batch.Header, base int64) {
 	wr.batches = append(wr.batches, b)
 }
 
-// add queues the request's appended batches as one entry of bp. Under
-// Log.mu, so entries are queued in offset order.
-func (wr *walReservation) add(l *Log, bp *bufPart, p *partition) {
-	if wr == nil || len(wr.batches) == 0 {
+// add queues the request's appended batches as one entry of bp (in buffer
+// b), or notes that p's data in b is not in the WAL. Under Log.mu, so
+// entries are queued in offset order.
+func (wr *walReservation) add(l *Log, b *buffer, bp *bufPart, p *partition) {
+	if wr == nil {
 		return
+	}
+	if !wr.logged {
+		p.unlogged = b
+		return
+	}
+	if wr.w == nil || len(wr.batches) == 0 {
+		return
+	}
+	if d := p.unlogged; d != nil {
+		select {
+		case <-d.done:
+			if d.errs[p] == nil {
+				p.unlogged = nil // committed
+			} else {
+				wr.dep = d
+			}
+		default:
+			wr.dep = d
+		}
 	}
 	wr.hdr.TopicID = p.tp.TopicID
 	wr.hdr.Partition = p.tp.Partition
 	wr.hdr.LeaderEpoch = p.epoch
-	wr.entry = wr.w.Add(wr.hdr, wr.batches, wr.n)
+	// Queued only: written and synced when the ack is waited for
+	// (waitWAL flushes), so the entries of one produce request (one per
+	// partition, appended one after the other) share a write and a sync.
+	wr.entry = wr.w.Queue(wr.hdr, wr.batches, wr.n)
 	wr.n = 0
 	bp.wal = append(bp.wal, wr.entry)
+}
+
+// walUnlogged notes that p's data in the open buffer is not in the WAL (a
+// transaction marker). Under Log.mu.
+func (l *Log) walUnlogged(p *partition) {
+	if l.wal != nil {
+		p.unlogged = l.buf
+	}
 }
 
 // unused gives back the reservation if no entry took it.
@@ -146,16 +187,34 @@ func (wr *walReservation) unused() {
 	}
 }
 
-func (wr *walReservation) added() *wal.Entry {
+// added is the entry the append became and the buffer its ack also waits
+// for (both nil if none).
+func (wr *walReservation) added() (*wal.Entry, *buffer) {
 	if wr == nil {
-		return nil
+		return nil, nil
 	}
-	return wr.entry
+	return wr.entry, wr.dep
 }
 
-// waitWAL waits until a buffered append's WAL entry is fsynced, or its
-// buffer's outcome is known first.
+// waitWAL writes and syncs a buffered append's WAL entry (with whatever
+// else is queued) and waits until it is on disk, or its buffer's outcome
+// is known first; and, if the partition's data before it is not all in
+// the WAL, until that data is committed.
 func (a *Appending) waitWAL(ctx context.Context) error {
+	a.l.wal.w.Flush(ctx)
+	if d := a.walDep; d != nil {
+		// Data of the partition before this entry is not in the WAL: a
+		// replay could not put the entry at its offset until that data
+		// is committed, and if it never is, the ack is not given.
+		select {
+		case <-d.done:
+			if err := d.errs[a.p]; err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the commit of the data before it: %w", ctx.Err())
+		}
+	}
 	select {
 	case <-a.walEntry.Done():
 		if err := a.walEntry.Err(); err != nil {
@@ -193,6 +252,17 @@ func (l *Log) walRelease(b *buffer) {
 	if l.wal == nil {
 		return
 	}
+	// A partition's unlogged data in b is committed now (or never will
+	// be, and its term is over): nothing waits for b any more, and b must
+	// not stay reachable (with its batches) from a partition that takes
+	// no buffered append after it.
+	l.mu.Lock()
+	for _, bp := range b.order {
+		if bp.p.unlogged == b {
+			bp.p.unlogged = nil
+		}
+	}
+	l.mu.Unlock()
 	for _, bp := range b.order {
 		if len(bp.wal) == 0 || errors.Is(b.errs[bp.p], ErrClosed) {
 			continue

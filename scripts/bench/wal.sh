@@ -6,11 +6,17 @@
 #
 #   scripts/bench/wal.sh              # 3 runs of each, 200,000 records of 1 KiB
 #   scripts/bench/wal.sh --runs 5 --records 500000 --rate-seconds 20
+#   scripts/bench/wal.sh --baseline main   # also acks=1 + WAL on main's server
+#   scripts/bench/wal.sh --server-env FLUSH_MIN_INTERVAL_MS=20   # more server settings
 #
 # Each run: --records records of 1 KiB to 8 partitions as fast as the server
 # takes them, then --rate-seconds at 10% of that run's rate (the latency
-# numbers), with `streamctl perf produce -o json`. Prints a markdown table;
-# the raw JSON stays in $BENCH_WORK (default /tmp/streamhouse-bench-wal).
+# numbers), with `streamctl perf produce -o json`. --baseline REV adds, in
+# the same interleaving, acks=1 + WAL runs of the server built from git
+# revision REV (an A/B under the same machine load). Prints a markdown
+# table with the load average seen at each run's start; the raw JSON stays
+# in $BENCH_WORK (default /tmp/streamhouse-bench-wal), the data directories
+# are deleted after each run.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -18,6 +24,8 @@ WORK=${BENCH_WORK:-/tmp/streamhouse-bench-wal}
 RUNS=3
 RECORDS=200000
 RATE_SECONDS=10
+BASELINE=
+SERVER_ENV=()
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-0}"; }
 while (($#)); do
@@ -25,6 +33,8 @@ while (($#)); do
 	--runs) RUNS=$2; shift ;;
 	--records) RECORDS=$2; shift ;;
 	--rate-seconds) RATE_SECONDS=$2; shift ;;
+	--baseline) BASELINE=$2; shift ;;
+	--server-env) SERVER_ENV+=("$2"); shift ;;
 	-h | --help) usage 0 ;;
 	*) echo "wal.sh: unknown option $1" >&2; usage 2 ;;
 	esac
@@ -42,28 +52,53 @@ rm -rf "$RES" "$WORK/data"
 mkdir -p "$BIN" "$RES"
 log "building streamhouse and streamctl"
 (cd "$ROOT" && go build -o "$BIN/streamhouse" ./cmd/streamhouse && go build -o "$BIN/streamctl" ./cmd/streamctl)
+if [ -n "$BASELINE" ]; then
+	log "building streamhouse at $BASELINE"
+	rm -rf "$WORK/baseline-src"
+	mkdir -p "$WORK/baseline-src"
+	git -C "$ROOT" archive "$BASELINE" | tar -x -C "$WORK/baseline-src"
+	(cd "$WORK/baseline-src" && go build -o "$BIN/streamhouse-baseline" ./cmd/streamhouse)
+	rm -rf "$WORK/baseline-src"
+fi
 
 SERVER_PID=
 trap '[ -n "$SERVER_PID" ] && stop_pid "$SERVER_PID"' EXIT
 
-# run NAME ACKS WAL(true|false) N: one fresh server, full speed then 10% load.
+# run NAME ACKS WAL(true|false) N [SERVER]: one fresh server, full speed then
+# 10% load.
 run() {
-	local name=$1 acks=$2 wal=$3 n=$4 dir kport hport gport rate
+	local name=$1 acks=$2 wal=$3 n=$4 server=${5:-$BIN/streamhouse} dir kport hport gport rate
+	awk '{ print $1 }' /proc/loadavg >"$RES/$name-$n-load"
 	dir=$WORK/data/$name-$n
-	mkdir -p "$dir"
-	kport=$(free_port)
-	hport=$(free_port)
-	gport=$(free_port)
-	(cd "$dir" && exec env KAFKA_ADDR="127.0.0.1:$kport" HTTP_ADDR="127.0.0.1:$hport" GRPC_ADDR="127.0.0.1:$gport" \
-		LOG_FORMAT=json STREAMHOUSE_AGENT_ID=bench-wal LOCAL_STORAGE_PATH="$dir/storage" \
-		STREAMHOUSE_METADATA_PATH="$dir/metadata.db" STREAMHOUSE_CACHE="$dir/cache" \
-		WAL_ENABLED="$wal" WAL_DIR="$dir/wal" WAL_SYNC_INTERVAL_MS=0 \
-		"$BIN/streamhouse" 2>"$dir/server.log") &
-	SERVER_PID=$!
-	local deadline=$((SECONDS + 60))
-	until curl -sf -o /dev/null "http://127.0.0.1:$hport/ready"; do
-		((SECONDS < deadline)) && kill -0 "$SERVER_PID" 2>/dev/null || { log "server did not start"; tail "$dir/server.log" >&2; exit 1; }
-		sleep 0.05
+	# A port found free can be taken by another process before the server
+	# binds it: then start again on other ports.
+	local attempt
+	for attempt in 1 2 3; do
+		rm -rf "$dir"
+		mkdir -p "$dir"
+		kport=$(free_port)
+		hport=$(free_port)
+		gport=$(free_port)
+		(cd "$dir" && exec env KAFKA_ADDR="127.0.0.1:$kport" HTTP_ADDR="127.0.0.1:$hport" GRPC_ADDR="127.0.0.1:$gport" \
+			LOG_FORMAT=json STREAMHOUSE_AGENT_ID=bench-wal LOCAL_STORAGE_PATH="$dir/storage" \
+			STREAMHOUSE_METADATA_PATH="$dir/metadata.db" STREAMHOUSE_CACHE="$dir/cache" \
+			WAL_ENABLED="$wal" WAL_DIR="$dir/wal" WAL_SYNC_INTERVAL_MS=0 "${SERVER_ENV[@]}" \
+			"$server" 2>"$dir/server.log") &
+		SERVER_PID=$!
+		local deadline=$((SECONDS + 60))
+		until curl -sf -o /dev/null "http://127.0.0.1:$hport/ready"; do
+			((SECONDS < deadline)) && kill -0 "$SERVER_PID" 2>/dev/null || break
+			sleep 0.05
+		done
+		curl -sf -o /dev/null "http://127.0.0.1:$hport/ready" && break
+		stop_pid "$SERVER_PID"
+		SERVER_PID=
+		if ((attempt == 3)) || ! grep -q "address already in use" "$dir/server.log"; then
+			log "server did not start"
+			tail "$dir/server.log" >&2
+			exit 1
+		fi
+		log "a port was taken meanwhile; starting again"
 	done
 	"$BIN/streamctl" perf produce --brokers "127.0.0.1:$kport" --topic b --partitions 8 --num-records "$RECORDS" \
 		--record-size 1024 --acks "$acks" -o json >"$RES/$name-$n-full.json"
@@ -72,11 +107,16 @@ run() {
 		--throughput $((rate / 10)) --record-size 1024 --acks "$acks" -o json >"$RES/$name-$n-rate.json"
 	stop_pid "$SERVER_PID"
 	SERVER_PID=
+	rm -rf "$dir"
 }
 
 for n in $(seq 1 "$RUNS"); do
 	log "run $n/$RUNS: acks=1 + WAL"
 	run wal 1 true "$n"
+	if [ -n "$BASELINE" ]; then
+		log "run $n/$RUNS: acks=1 + WAL, $BASELINE"
+		run base 1 true "$n" "$BIN/streamhouse-baseline"
+	fi
 	log "run $n/$RUNS: acks=all"
 	run durable all false "$n"
 done
@@ -86,18 +126,21 @@ field() { # NAME PHASE JQ: the median over runs
 	for f in "$RES/$1"-*-"$2".json; do jq "$3" "$f"; done | median
 }
 row() {
-	printf '| %s | %.0fk | %.2f ms | %.2f ms | %.2f ms |\n' "$2" \
+	printf '| %s | %.0fk | %.2f ms | %.2f ms | %.2f ms | %s |\n' "$2" \
 		"$(field "$1" full '.records_per_sec')e-3" \
 		"$(field "$1" rate '.latency_ms.p50')" \
 		"$(field "$1" rate '.latency_ms.p99')" \
-		"$(field "$1" rate '.latency_ms.p99_9')"
+		"$(field "$1" rate '.latency_ms.p99_9')" \
+		"$(cat "$RES/$1"-*-load | sort -g | tr '\n' ' ' | sed 's/ $//')"
 }
+rows=$(row wal "acks=1 + WAL (sync 0)")
+[ -n "$BASELINE" ] && rows+=$'\n'$(row base "acks=1 + WAL (sync 0), $BASELINE")
+rows+=$'\n'$(row durable "acks=all, no WAL")
 cat <<EOF
 
-$(date -u +%Y-%m-%d), $(nproc) cores, medians of $RUNS interleaved runs, $RECORDS records of 1 KiB, ${RATE_SECONDS} s at 10% load
+$(date -u +%Y-%m-%d), $(nproc) cores, medians of $RUNS interleaved runs, $RECORDS records of 1 KiB, ${RATE_SECONDS} s at 10% load${SERVER_ENV[*]:+, ${SERVER_ENV[*]}}
 
-| | full speed, records/s | at 10% load: p50 | p99 | p99.9 |
-|---|---|---|---|---|
-$(row wal "acks=1 + WAL (sync 0)")
-$(row durable "acks=all, no WAL")
+| | full speed, records/s | at 10% load: p50 | p99 | p99.9 | load average at the runs' start |
+|---|---|---|---|---|---|
+$rows
 EOF
