@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -56,6 +57,10 @@ type CompactionConfig struct {
 	// KeyMapBytes bounds the memory of one key compaction pass's key map
 	// (keycompact.go). Default 16 MiB.
 	KeyMapBytes int64
+	// BufferBytes bounds the run bytes an object compaction pass holds
+	// for segments not yet complete (rewriteGroups); past it, segments
+	// are written early, smaller. Default 32 MiB.
+	BufferBytes int64
 }
 
 func (c *CompactionConfig) setDefaults(chunk int64) {
@@ -76,6 +81,9 @@ func (c *CompactionConfig) setDefaults(chunk int64) {
 	if c.KeyMapBytes <= 0 {
 		c.KeyMapBytes = 16 << 20
 	}
+	if c.BufferBytes <= 0 {
+		c.BufferBytes = 32 << 20
+	}
 }
 
 // compactedSuffix ends the key of every object compaction writes. Its runs
@@ -91,6 +99,11 @@ type CompactionStats struct {
 	Bytes     int64 // record bytes rewritten
 	Conflicts int   // switches refused (fenced, index changed) or failed
 
+	// Reads of object compaction.
+	ObjectsRead int   // source objects read (each at most once a pass)
+	ReadBytes   int64 // bytes read from them
+	PeakBytes   int64 // most bytes held at once: runs, one read and its copies
+
 	// Key compaction (keycompact.go).
 	KeyPasses      int   // partitions key-compacted
 	RecordsRemoved int64 // records key compaction removed
@@ -100,6 +113,14 @@ type CompactionStats struct {
 // compactor is the compaction state of a Log.
 type compactor struct {
 	mu sync.Mutex // one pass at a time
+	// passEntries bounds the index entries one pass plans to replace
+	// (maxPassEntries; tests lower it).
+	passEntries int
+	// resume is the partition (tp.String()) the next pass plans first:
+	// the one the last pass cut short, or the one after it when that
+	// pass also started with it (one partition cannot take every pass).
+	// Under mu.
+	resume string
 
 	keys *keyCompactor // keycompact.go
 
@@ -112,6 +133,7 @@ type compactor struct {
 
 func newCompactor(reg prometheus.Registerer) *compactor {
 	c := &compactor{
+		passEntries: maxPassEntries,
 		runs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "streamhouse_log_compaction_runs_total", Help: "Object compaction passes run.",
 		}),
@@ -149,10 +171,12 @@ func (l *Log) compactLoop() {
 }
 
 // Compact runs one object compaction pass over every partition this agent
-// leads. A failure of one segment's rewrite or switch is counted and
-// logged and leaves the log as it was (the new object, if written, is an
-// orphan for garbage collection); the next pass tries again. The error
-// reports what stopped the pass early (the context, the index unreadable).
+// leads: it plans the segments (compactGroups), then rewrites them reading
+// each source object once (rewriteGroups), then runs key compaction. A
+// failure of one segment's rewrite or switch is counted and logged and
+// leaves the log as it was (the new object, if written, is an orphan for
+// garbage collection); the next pass tries again. The error reports what
+// stopped the pass early (the context, the index unreadable).
 func (l *Log) Compact(ctx context.Context) (CompactionStats, error) {
 	c := l.compaction
 	c.mu.Lock()
@@ -166,81 +190,149 @@ func (l *Log) Compact(ctx context.Context) (CompactionStats, error) {
 	l.mu.Unlock()
 	sort.Slice(parts, func(i, j int) bool { return parts[i].tp.String() < parts[j].tp.String() })
 	var st CompactionStats
+	groups, err := l.planCompaction(ctx, parts)
+	if err != nil {
+		return st, err
+	}
+	if err := l.rewriteGroups(ctx, groups, &st); err != nil {
+		return st, fmt.Errorf("object compaction: %w", err)
+	}
 	for _, p := range parts {
-		if err := l.compactPartition(ctx, p, &st); err != nil {
-			return st, fmt.Errorf("compact %s: %w", p.tp, err)
-		}
 		if err := l.compactKeys(ctx, p, &st); err != nil {
 			return st, fmt.Errorf("key compaction of %s: %w", p.tp, err)
 		}
 	}
 	c.keys.finishPass(l.cfg.Now(), parts)
 	if st.Segments > 0 || st.Conflicts > 0 {
-		l.log.Info("object compaction", "segments", st.Segments, "entries_replaced", st.Entries, "bytes", st.Bytes, "conflicts", st.Conflicts)
+		l.log.Info("object compaction", "segments", st.Segments, "entries_replaced", st.Entries, "bytes", st.Bytes,
+			"objects_read", st.ObjectsRead, "conflicts", st.Conflicts)
 	}
 	return st, nil
 }
 
-// compactPartition groups the partition's eligible runs into segments and
-// rewrites each group of two runs or more.
-func (l *Log) compactPartition(ctx context.Context, p *partition, st *CompactionStats) error {
+// maxPassEntries bounds the index entries one pass plans to replace (the
+// plan holds them in memory). A partition the bound cuts short is planned
+// first by the next pass (compactor.resume).
+const maxPassEntries = 100_000
+
+// compactGroup is a planned segment: a dense run of p's index entries
+// and, while the pass reads them, their bytes. When the pass writes its
+// read part early, the rest (from start) goes on as a group.
+type compactGroup struct {
+	p      *partition
+	old    []metadata.IndexEntry
+	bodies [][]byte // bodies[i]: old[i]'s bytes once read (until written)
+	held   int64    // bytes in bodies
+	start  int      // old[:start] are written (or given up)
+	// old[start:prefix] are read, prefixBytes their bytes: what can be
+	// written before the rest is read.
+	prefix      int
+	prefixBytes int64
+	done        bool // written, failed or dropped: bodies released
+}
+
+// take records old[i]'s bytes.
+func (g *compactGroup) take(i int, data []byte) {
+	g.bodies[i] = data
+	g.held += int64(len(data))
+	for g.prefix < len(g.bodies) && g.bodies[g.prefix] != nil {
+		g.prefixBytes += int64(len(g.bodies[g.prefix]))
+		g.prefix++
+	}
+}
+
+// planCompaction groups the eligible runs of each partition (parts, in
+// name order) into segments, about passEntries entries at most in all
+// (the last group may go over), starting with compactor.resume.
+func (l *Log) planCompaction(ctx context.Context, parts []*partition) ([]*compactGroup, error) {
+	c := l.compaction
+	if len(parts) == 0 {
+		return nil, nil
+	}
+	first := sort.Search(len(parts), func(i int) bool { return parts[i].tp.String() >= c.resume }) % len(parts)
+	var groups []*compactGroup
+	planned := 0
+	c.resume = ""
+	for k := range parts {
+		i := (first + k) % len(parts)
+		p := parts[i]
+		gs, complete, err := l.planPartition(ctx, p, c.passEntries-planned)
+		if err != nil {
+			return nil, fmt.Errorf("compact %s: %w", p.tp, err)
+		}
+		for _, g := range gs {
+			planned += len(g.old)
+		}
+		groups = append(groups, gs...)
+		if !complete {
+			if k == 0 {
+				i = (i + 1) % len(parts)
+			}
+			c.resume = parts[i].tp.String()
+			break
+		}
+	}
+	return groups, nil
+}
+
+// planPartition groups the partition's eligible runs into segments of at
+// most SegmentMaxBytes spanning at most SegmentMaxAge, stopping once the
+// groups hold budget entries (complete false: the partition has more).
+func (l *Log) planPartition(ctx context.Context, p *partition, budget int) (groups []*compactGroup, complete bool, err error) {
 	hw, logStart, _, fenced := p.committedState()
 	if fenced || hw == logStart {
-		return nil
+		return nil, true, nil
 	}
 	cc := l.cfg.Compaction
 	cutoff := l.cfg.Now().Add(-cc.MinAge).UnixMilli()
 	maxAge := cc.SegmentMaxAge.Milliseconds()
 	var group []metadata.IndexEntry
 	var groupBytes int64
-	flush := func() error {
-		g := group
-		group, groupBytes = nil, 0
+	planned := 0
+	flush := func() {
 		// A single run is rewritten too: its flush object also holds
 		// other partitions' runs, and stays alive while any index entry
 		// names it (compacted segments never enter a group).
-		if len(g) == 0 {
-			return nil
+		if len(group) > 0 {
+			groups = append(groups, &compactGroup{p: p, old: group})
+			planned += len(group)
 		}
-		if _, _, _, fenced := p.committedState(); fenced {
-			return errPartitionFenced // the lease lapsed during the pass
-		}
-		err := l.compactRun(ctx, p, g, st)
-		if errors.Is(err, errPartitionFenced) {
-			return err
-		}
-		return nil // counted and logged; the next pass retries
+		group, groupBytes = nil, 0
 	}
+	// open reports whether the last group may still grow: something sealed
+	// from now on could join it.
+	open := func() bool { return len(group) > 0 && cutoff-group[0].ObjectCreatedAt <= maxAge }
 	const page = 1000
 	for from := logStart; from < hw; {
 		entries, err := l.store.ListIndex(ctx, p.tp, from, page)
 		if err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return nil, false, ctx.Err()
 			}
 			// The other partitions go on; this one waits for the next pass.
 			l.log.Warn("object compaction: index unreadable", "topic", p.topicName, "partition", p.tp.Partition, "err", err)
-			return nil
+			return nil, true, nil
 		}
 		for _, e := range entries {
 			if e.BaseOffset >= hw || e.ObjectCreatedAt <= 0 || e.ObjectCreatedAt > cutoff {
-				// Too recent (runs go in seal order): the last group is
-				// complete only if nothing sealed from now on can join it.
-				if len(group) > 0 && cutoff-group[0].ObjectCreatedAt <= maxAge {
-					return nil
+				// Too recent (runs go in seal order).
+				if !open() {
+					flush()
 				}
-				return ignoreFenced(flush())
+				return groups, true, nil
 			}
 			switch {
 			case strings.HasSuffix(e.ObjectKey, compactedSuffix):
-				if err := flush(); err != nil {
-					return ignoreFenced(err)
+				flush()
+				if planned >= budget {
+					return groups, false, nil
 				}
 				continue
 			case len(group) > 0 && (groupBytes+e.Len > cc.SegmentMaxBytes || e.ObjectCreatedAt-group[0].ObjectCreatedAt > maxAge):
-				if err := flush(); err != nil {
-					return ignoreFenced(err)
-				}
+				flush()
+			}
+			if planned >= budget {
+				return groups, false, nil
 			}
 			group = append(group, e)
 			groupBytes += e.Len
@@ -250,26 +342,218 @@ func (l *Log) compactPartition(ctx context.Context, p *partition, st *Compaction
 		}
 		from = entries[len(entries)-1].LastOffset + 1
 	}
-	if len(group) > 0 && cutoff-group[0].ObjectCreatedAt <= maxAge {
-		return nil
+	if !open() {
+		flush()
 	}
-	return ignoreFenced(flush())
+	return groups, true, nil
 }
 
 // errPartitionFenced stops compacting a partition whose lease moved.
 var errPartitionFenced = errors.New("partition fenced")
 
-func ignoreFenced(err error) error {
-	if errors.Is(err, errPartitionFenced) {
-		return nil
-	}
-	return err
+// sourceRun is one planned index entry in its source object.
+type sourceRun struct {
+	g *compactGroup
+	i int // index in g.old
 }
 
-// compactRun rewrites one group of runs into a segment object and
-// switches the index to it, counting the outcome in st and the metrics.
-func (l *Log) compactRun(ctx context.Context, p *partition, old []metadata.IndexEntry, st *CompactionStats) error {
-	res, err := l.rewriteRun(ctx, p, old, compactedSuffix, nil)
+func (r sourceRun) entry() metadata.IndexEntry { return r.g.old[r.i] }
+
+// rewriteGroups writes the planned groups, reading every source object at
+// most once (one GET of the range covering the runs the pass takes from
+// it, split only where that range would exceed MaxObjectBytes): a flush
+// object holds runs of many partitions, each in a different group.
+// Objects are read in seal order, which is the order of each group's
+// runs, and a group is written as soon as its last run is read. The runs
+// held for groups not yet complete are bounded by BufferBytes: past it,
+// the group holding the most runs read is written with them (a smaller
+// segment; the rest of its runs go on as a group of their own), so a pass
+// holds at most BufferBytes plus one read and its copies.
+func (l *Log) rewriteGroups(ctx context.Context, groups []*compactGroup, st *CompactionStats) error {
+	type source struct {
+		key     string
+		created int64
+		runs    []sourceRun
+	}
+	byKey := make(map[string]*source)
+	var sources []*source
+	for _, g := range groups {
+		g.bodies = make([][]byte, len(g.old))
+		for i, e := range g.old {
+			s := byKey[e.ObjectKey]
+			if s == nil {
+				s = &source{key: e.ObjectKey, created: e.ObjectCreatedAt}
+				byKey[e.ObjectKey] = s
+				sources = append(sources, s)
+			}
+			s.runs = append(s.runs, sourceRun{g, i})
+		}
+	}
+	sort.Slice(sources, func(i, j int) bool {
+		a, b := sources[i], sources[j]
+		return a.created < b.created || a.created == b.created && a.key < b.key
+	})
+	var held int64 // bytes in the bodies of every group
+	drop := func(g *compactGroup) {
+		held -= g.held
+		g.bodies, g.held, g.done = nil, 0, true
+	}
+	fail := func(g *compactGroup, err error) {
+		l.compaction.conflicts.WithLabelValues("error").Inc()
+		st.Conflicts++
+		l.log.Warn("object compaction failed", "topic", g.p.topicName, "partition", g.p.tp.Partition, "err", err)
+		drop(g)
+	}
+	fenced := func(p *partition) {
+		for _, g := range groups {
+			if g.p == p && !g.done {
+				drop(g)
+			}
+		}
+	}
+	// write writes g's read prefix as a segment; the rest of g, if any,
+	// stays a group.
+	write := func(g *compactGroup) error {
+		old, bodies := g.old[g.start:g.prefix], slices.Clone(g.bodies[g.start:g.prefix])
+		clear(g.bodies[g.start:g.prefix])
+		g.held -= g.prefixBytes
+		held -= g.prefixBytes
+		g.start, g.prefixBytes = g.prefix, 0
+		if g.start == len(g.old) {
+			drop(g)
+		}
+		if _, _, _, f := g.p.committedState(); f {
+			fenced(g.p) // the lease lapsed during the pass
+			return nil
+		}
+		err := l.compactRun(ctx, g.p, old, bodies, st)
+		switch {
+		case errors.Is(err, errPartitionFenced):
+			fenced(g.p)
+		case err != nil && ctx.Err() != nil:
+			return ctx.Err()
+		}
+		return nil // counted and logged; the next pass retries
+	}
+	readLimit := int64(l.cfg.MaxObjectBytes)
+	for _, s := range sources {
+		var runs []sourceRun
+		for _, r := range s.runs {
+			if !r.g.done {
+				runs = append(runs, r)
+			}
+		}
+		if len(runs) == 0 {
+			continue
+		}
+		sort.Slice(runs, func(i, j int) bool { return runs[i].entry().Pos < runs[j].entry().Pos })
+		st.ObjectsRead++
+		for len(runs) > 0 {
+			// One read: the runs from the first on while the range
+			// covering them stays within readLimit (at least one run).
+			lo := runs[0].entry().Pos
+			hi, n := lo, 0
+			for ; n < len(runs); n++ {
+				e := runs[n].entry()
+				if n > 0 && max(hi, e.Pos+e.Len)-lo > readLimit {
+					break
+				}
+				hi = max(hi, e.Pos+e.Len)
+			}
+			part := runs[:n]
+			runs = runs[n:]
+			data, err := l.readSource(ctx, s.key, lo, hi-lo)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				for _, r := range part {
+					if !r.g.done { // every group needing these runs fails this pass
+						fail(r.g, err)
+					}
+				}
+				continue
+			}
+			st.ReadBytes += hi - lo
+			st.PeakBytes = max(st.PeakBytes, held+2*(hi-lo))
+			for _, r := range part {
+				if r.g.done {
+					continue // failed on an earlier run of this read
+				}
+				e := r.entry()
+				run := data[e.Pos-lo : e.Pos-lo+e.Len]
+				if err := checkRun(e, run); err != nil {
+					fail(r.g, err)
+					continue
+				}
+				// A copy: data may be a hot-tail object, which must not
+				// stay pinned outside the hot tail's budget.
+				r.g.take(r.i, bytes.Clone(run))
+				held += e.Len
+			}
+			for _, r := range part {
+				if g := r.g; !g.done && g.prefix == len(g.old) {
+					if err := write(g); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		// Over the budget: write the read prefix of the group holding the
+		// largest one, until under it. Runs read out of seal order (no
+		// prefix) are let go: the next pass reads them again.
+		for held > l.cfg.Compaction.BufferBytes {
+			var best, most *compactGroup
+			for _, g := range groups {
+				if g.done {
+					continue
+				}
+				if most == nil || g.held > most.held {
+					most = g
+				}
+				if g.prefix > g.start && (best == nil || g.prefixBytes > best.prefixBytes) {
+					best = g
+				}
+			}
+			if best == nil {
+				drop(most)
+				continue
+			}
+			if err := write(best); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// readSource reads [off, off+n) of an object for compaction: from the
+// hot tail when it has the object, else with one GET (not through the
+// read cache: compaction reads each object once, readers' chunks stay).
+func (l *Log) readSource(ctx context.Context, key string, off, n int64) ([]byte, error) {
+	if data := l.reader.hot.get(key, off, n); data != nil {
+		return data, nil
+	}
+	data, err := l.bucket.GetRange(ctx, key, off, n)
+	if err != nil {
+		return nil, fmt.Errorf("read %s [%d,+%d): %w", key, off, n, err)
+	}
+	if int64(len(data)) != n {
+		return nil, fmt.Errorf("read %s [%d,+%d): %d bytes: %w", key, off, n, len(data), batch.ErrCorrupt)
+	}
+	return data, nil
+}
+
+// compactRun writes one group of runs (their bytes read) as a segment
+// object and switches the index to it, counting the outcome in st and
+// the metrics.
+func (l *Log) compactRun(ctx context.Context, p *partition, old []metadata.IndexEntry, bodies [][]byte, st *CompactionStats) error {
+	records := make([]int32, len(old))
+	maxTs := make([]int64, len(old))
+	for i, e := range old {
+		records[i], maxTs[i] = e.Records, e.MaxTimestamp
+	}
+	res, err := l.writeSegment(ctx, p, old, bodies, records, maxTs, compactedSuffix)
 	c := l.compaction
 	var fe *metadata.FencedError
 	switch {
@@ -351,6 +635,14 @@ func (l *Log) rewriteRun(ctx context.Context, p *partition, old []metadata.Index
 		// object, which must not stay pinned outside those caches' budgets.
 		bodies[i] = bytes.Clone(data)
 	}
+	return l.writeSegment(ctx, p, old, bodies, records, maxTs, suffix)
+}
+
+// writeSegment is rewriteRun after the reads: it writes bodies (old's
+// bytes, as kept, with their record counts and newest timestamps) as one
+// segment object and switches the index from old to it.
+func (l *Log) writeSegment(ctx context.Context, p *partition, old []metadata.IndexEntry, bodies [][]byte, records []int32, maxTs []int64, suffix string) (rewriteResult, error) {
+	var res rewriteResult
 	// Lay out the segment: one footer run per new index entry.
 	now := l.cfg.Now()
 	total := 0
