@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# The object compaction cost benchmark of docs/benchmarks.md: full-speed
+# produce with object compaction off (COMPACTION_INTERVAL_SECS=0) against
+# on (COMPACTION_INTERVAL_SECS=--interval), on one server on its embedded
+# defaults (local folder storage, SQLite), a fresh server per run, runs
+# interleaved (off, on, off, on, ...):
+#
+#   scripts/bench/compaction.sh             # 3 runs of each, 1,000,000 records of 1 KiB
+#   scripts/bench/compaction.sh --runs 5 --records 2000000
+#
+# Each run produces --records records of 1 KiB to 8 partitions as fast as
+# the server takes them (`streamctl perf produce --acks all -o json`).
+# Both sides run with SEGMENT_MAX_AGE_MS=--segment-age-ms, so segments
+# close soon after their runs are old enough (object compaction leaves runs
+# sealed less than 5 s ago alone), and compaction rewrites during the
+# produce. The compaction metrics are read from /metrics as soon as the
+# produce ends: a run "on" where compaction rewrote nothing during the
+# produce fails the script (the comparison would be off against off).
+# The data directory of each run is deleted when it ends. Prints a markdown
+# table; the raw JSON stays in $BENCH_WORK (default
+# /tmp/streamhouse-bench-compaction).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+WORK=${BENCH_WORK:-/tmp/streamhouse-bench-compaction}
+RUNS=3
+RECORDS=1000000
+INTERVAL=1
+SEGMENT_AGE_MS=1000
+
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-0}"; }
+while (($#)); do
+	case $1 in
+	--runs) RUNS=$2; shift ;;
+	--records) RECORDS=$2; shift ;;
+	--interval) INTERVAL=$2; shift ;;
+	--segment-age-ms) SEGMENT_AGE_MS=$2; shift ;;
+	-h | --help) usage 0 ;;
+	*) echo "compaction.sh: unknown option $1" >&2; usage 2 ;;
+	esac
+	shift
+done
+((RUNS >= 3)) || { echo "compaction.sh: --runs must be at least 3" >&2; exit 2; }
+((RECORDS > 0 && RECORDS <= 10000000)) || { echo "compaction.sh: --records must be in 1..10000000 (at most 10 GB a run)" >&2; exit 2; }
+((INTERVAL >= 1)) || { echo "compaction.sh: --interval must be at least 1 (seconds)" >&2; exit 2; }
+
+log() { echo "bench-compaction: $*" >&2; }
+# shellcheck source=scripts/bench/lib.sh
+source "$ROOT/scripts/bench/lib.sh"
+
+BIN=$WORK/bin
+RES=$WORK/results
+rm -rf "$RES" "$WORK/data"
+mkdir -p "$BIN" "$RES"
+log "building streamhouse and streamctl"
+(cd "$ROOT" && go build -o "$BIN/streamhouse" ./cmd/streamhouse && go build -o "$BIN/streamctl" ./cmd/streamctl)
+
+SERVER_PID=
+DIR=
+cleanup() {
+	[ -n "$SERVER_PID" ] && stop_pid "$SERVER_PID"
+	[ -n "$DIR" ] && rm -rf "$DIR"
+	return 0
+}
+trap cleanup EXIT
+
+# metric NAME FILE: the sum of a counter's samples in a /metrics dump.
+metric() { awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%.0f\n", s }' "$2"; }
+
+# run NAME INTERVAL N: one fresh server, one full-speed produce.
+run() {
+	local name=$1 interval=$2 n=$3 kport hport gport m
+	DIR=$WORK/data/$name-$n
+	mkdir -p "$DIR"
+	kport=$(free_port)
+	hport=$(free_port)
+	gport=$(free_port)
+	(cd "$DIR" && exec env KAFKA_ADDR="127.0.0.1:$kport" HTTP_ADDR="127.0.0.1:$hport" GRPC_ADDR="127.0.0.1:$gport" \
+		LOG_FORMAT=json STREAMHOUSE_AGENT_ID=bench-compaction LOCAL_STORAGE_PATH="$DIR/storage" \
+		STREAMHOUSE_METADATA_PATH="$DIR/metadata.db" STREAMHOUSE_CACHE="$DIR/cache" \
+		COMPACTION_INTERVAL_SECS="$interval" SEGMENT_MAX_AGE_MS="$SEGMENT_AGE_MS" \
+		"$BIN/streamhouse" 2>"$DIR/server.log") &
+	SERVER_PID=$!
+	local deadline=$((SECONDS + 60))
+	until curl -sf -o /dev/null "http://127.0.0.1:$hport/ready"; do
+		((SECONDS < deadline)) && kill -0 "$SERVER_PID" 2>/dev/null || { log "server did not start"; tail "$DIR/server.log" >&2; exit 1; }
+		sleep 0.05
+	done
+	"$BIN/streamctl" perf produce --brokers "127.0.0.1:$kport" --topic b --partitions 8 --num-records "$RECORDS" \
+		--record-size 1024 --acks all -o json >"$RES/$name-$n.json"
+	m=$RES/$name-$n.metrics
+	curl -sf "http://127.0.0.1:$hport/metrics" >"$m"
+	jq --arg passes "$(metric streamhouse_log_compaction_runs_total "$m")" \
+		--arg bytes "$(metric streamhouse_log_compaction_bytes_rewritten_total "$m")" \
+		--arg objects "$(metric streamhouse_log_compaction_objects_written_total "$m")" \
+		--arg entries "$(metric streamhouse_log_compaction_entries_replaced_total "$m")" \
+		--arg conflicts "$(metric streamhouse_log_compaction_switch_conflicts_total "$m")" \
+		'.compaction = {passes: ($passes | tonumber), bytes_rewritten: ($bytes | tonumber), segments: ($objects | tonumber),
+			entries_replaced: ($entries | tonumber), conflicts: ($conflicts | tonumber)}' \
+		"$RES/$name-$n.json" >"$RES/$name-$n.tmp" && mv "$RES/$name-$n.tmp" "$RES/$name-$n.json"
+	stop_pid "$SERVER_PID"
+	SERVER_PID=
+	rm -rf "$DIR"
+	DIR=
+	if [ "$interval" != 0 ] && (($(jq '.compaction.bytes_rewritten' "$RES/$name-$n.json") == 0)); then
+		log "run $name $n: compaction rewrote nothing during the produce ($(jq -c .compaction "$RES/$name-$n.json")): produce longer (--records)"
+		exit 1
+	fi
+}
+
+for n in $(seq 1 "$RUNS"); do
+	log "run $n/$RUNS: compaction off ($(cut -d' ' -f1-3 /proc/loadavg))"
+	run off 0 "$n"
+	log "run $n/$RUNS: compaction on, every ${INTERVAL}s ($(cut -d' ' -f1-3 /proc/loadavg))"
+	run on "$INTERVAL" "$n"
+done
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+field() { # NAME JQ: the median over runs
+	for f in "$RES/$1"-*.json; do jq "$2" "$f"; done | median
+}
+pairs() { # each pair's slowdown in %
+	for n in $(seq 1 "$RUNS"); do
+		jq -n --argjson a "$(jq .mb_per_sec "$RES/off-$n.json")" --argjson b "$(jq .mb_per_sec "$RES/on-$n.json")" '(($a - $b) / $a * 1000 | round) / 10'
+	done
+}
+off=$(field off '.mb_per_sec')
+on=$(field on '.mb_per_sec')
+cat <<EOF
+
+$(date -u +%Y-%m-%d), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), medians of $RUNS interleaved runs,
+$RECORDS records of 1 KiB to 8 partitions, acks=all, SEGMENT_MAX_AGE_MS=$SEGMENT_AGE_MS
+
+| | MB/s | p99 ms | compaction passes | MB rewritten during the produce | segments |
+|---|---|---|---|---|---|
+| compaction off | $(printf %.1f "$off") | $(printf %.0f "$(field off '.latency_ms.p99')") | $(field off '.compaction.passes') | $(printf %.0f "$(field off '.compaction.bytes_rewritten / 1e6')") | $(field off '.compaction.segments') |
+| compaction on (every ${INTERVAL}s) | $(printf %.1f "$on") | $(printf %.0f "$(field on '.latency_ms.p99')") | $(field on '.compaction.passes') | $(printf %.0f "$(field on '.compaction.bytes_rewritten / 1e6')") | $(field on '.compaction.segments') |
+
+Produce slowdown with compaction on: $(awk -v a="$off" -v b="$on" 'BEGIN { printf "%.1f%%", (a - b) / a * 100 }') of the median MB/s;
+median of the $RUNS pairs' slowdowns (each "on" run against the "off" run just before it): $(pairs | median)%
+Per pair (MB/s off → on): $(for n in $(seq 1 "$RUNS"); do printf '%.1f → %.1f; ' "$(jq .mb_per_sec "$RES/off-$n.json")" "$(jq .mb_per_sec "$RES/on-$n.json")"; done)
+EOF
