@@ -219,11 +219,12 @@ const maxPassEntries = 100_000
 // and, while the pass reads them, their bytes. When the pass writes its
 // read part early, the rest (from start) goes on as a group.
 type compactGroup struct {
-	p      *partition
-	old    []metadata.IndexEntry
-	bodies [][]byte // bodies[i]: old[i]'s bytes once read (until written)
-	held   int64    // bytes in bodies
-	start  int      // old[:start] are written (or given up)
+	p       *partition
+	old     []metadata.IndexEntry
+	bodies  [][]byte // bodies[i]: old[i]'s bytes once read (until written)
+	held    int64    // bytes in bodies
+	start   int      // old[:start] are written (or given up)
+	missing int      // entries not read yet
 	// old[start:prefix] are read, prefixBytes their bytes: what can be
 	// written before the rest is read.
 	prefix      int
@@ -234,6 +235,7 @@ type compactGroup struct {
 // take records old[i]'s bytes.
 func (g *compactGroup) take(i int, data []byte) {
 	g.bodies[i] = data
+	g.missing--
 	g.held += int64(len(data))
 	for g.prefix < len(g.bodies) && g.bodies[g.prefix] != nil {
 		g.prefixBytes += int64(len(g.bodies[g.prefix]))
@@ -379,6 +381,7 @@ func (l *Log) rewriteGroups(ctx context.Context, groups []*compactGroup, st *Com
 	var sources []*source
 	for _, g := range groups {
 		g.bodies = make([][]byte, len(g.old))
+		g.missing = len(g.old)
 		for i, e := range g.old {
 			s := byKey[e.ObjectKey]
 			if s == nil {
@@ -393,7 +396,8 @@ func (l *Log) rewriteGroups(ctx context.Context, groups []*compactGroup, st *Com
 		a, b := sources[i], sources[j]
 		return a.created < b.created || a.created == b.created && a.key < b.key
 	})
-	var held int64 // bytes in the bodies of every group
+	var held int64     // bytes in the bodies of every group
+	var scratch []byte // the segments' buffer, reused (a Put keeps no reference)
 	drop := func(g *compactGroup) {
 		held -= g.held
 		g.bodies, g.held, g.done = nil, 0, true
@@ -426,7 +430,7 @@ func (l *Log) rewriteGroups(ctx context.Context, groups []*compactGroup, st *Com
 			fenced(g.p) // the lease lapsed during the pass
 			return nil
 		}
-		err := l.compactRun(ctx, g.p, old, bodies, st)
+		err := l.compactRun(ctx, g.p, old, bodies, &scratch, st)
 		switch {
 		case errors.Is(err, errPartitionFenced):
 			fenced(g.p)
@@ -486,9 +490,15 @@ func (l *Log) rewriteGroups(ctx context.Context, groups []*compactGroup, st *Com
 					fail(r.g, err)
 					continue
 				}
-				// A copy: data may be a hot-tail object, which must not
-				// stay pinned outside the hot tail's budget.
-				r.g.take(r.i, bytes.Clone(run))
+				// The run's group is written before the next read when
+				// this is its last run missing: it may share data. Else
+				// a copy, so that a group waiting for later runs does
+				// not pin the whole read (nor a hot-tail object outside
+				// the hot tail's budget).
+				if r.g.missing > 1 {
+					run = bytes.Clone(run)
+				}
+				r.g.take(r.i, run)
 				held += e.Len
 			}
 			for _, r := range part {
@@ -547,13 +557,13 @@ func (l *Log) readSource(ctx context.Context, key string, off, n int64) ([]byte,
 // compactRun writes one group of runs (their bytes read) as a segment
 // object and switches the index to it, counting the outcome in st and
 // the metrics.
-func (l *Log) compactRun(ctx context.Context, p *partition, old []metadata.IndexEntry, bodies [][]byte, st *CompactionStats) error {
+func (l *Log) compactRun(ctx context.Context, p *partition, old []metadata.IndexEntry, bodies [][]byte, scratch *[]byte, st *CompactionStats) error {
 	records := make([]int32, len(old))
 	maxTs := make([]int64, len(old))
 	for i, e := range old {
 		records[i], maxTs[i] = e.Records, e.MaxTimestamp
 	}
-	res, err := l.writeSegment(ctx, p, old, bodies, records, maxTs, compactedSuffix)
+	res, err := l.writeSegment(ctx, p, old, bodies, records, maxTs, compactedSuffix, scratch)
 	c := l.compaction
 	var fe *metadata.FencedError
 	switch {
@@ -635,13 +645,15 @@ func (l *Log) rewriteRun(ctx context.Context, p *partition, old []metadata.Index
 		// object, which must not stay pinned outside those caches' budgets.
 		bodies[i] = bytes.Clone(data)
 	}
-	return l.writeSegment(ctx, p, old, bodies, records, maxTs, suffix)
+	return l.writeSegment(ctx, p, old, bodies, records, maxTs, suffix, nil)
 }
 
 // writeSegment is rewriteRun after the reads: it writes bodies (old's
 // bytes, as kept, with their record counts and newest timestamps) as one
-// segment object and switches the index from old to it.
-func (l *Log) writeSegment(ctx context.Context, p *partition, old []metadata.IndexEntry, bodies [][]byte, records []int32, maxTs []int64, suffix string) (rewriteResult, error) {
+// segment object and switches the index from old to it. The object is
+// built in *scratch when it is big enough (and *scratch is left holding
+// the larger buffer), so a pass allocates one; nil scratch: a new one.
+func (l *Log) writeSegment(ctx context.Context, p *partition, old []metadata.IndexEntry, bodies [][]byte, records []int32, maxTs []int64, suffix string, scratch *[]byte) (rewriteResult, error) {
 	var res rewriteResult
 	// Lay out the segment: one footer run per new index entry.
 	now := l.cfg.Now()
@@ -665,7 +677,15 @@ func (l *Log) writeSegment(ctx context.Context, p *partition, old []metadata.Ind
 			Len: n, Records: records[i], MaxTimestamp: maxTs[i],
 		})
 	}
-	data := make([]byte, segmentHeaderSize, segmentSize(len(runs), total))
+	var data []byte
+	if size := segmentSize(len(runs), total); scratch != nil && cap(*scratch) >= size {
+		data = (*scratch)[:segmentHeaderSize]
+	} else {
+		data = make([]byte, segmentHeaderSize, size)
+		if scratch != nil {
+			*scratch = data
+		}
+	}
 	encodeSegmentHeader(data, now.UnixMilli(), len(runs))
 	for _, b := range bodies {
 		data = append(data, b...)
