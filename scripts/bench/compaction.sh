@@ -5,26 +5,29 @@
 # defaults (local folder storage, SQLite), a fresh server per run, runs
 # interleaved (off, on, off, on, ...):
 #
-#   scripts/bench/compaction.sh             # 3 runs of each, 1,000,000 records of 1 KiB
-#   scripts/bench/compaction.sh --runs 5 --records 2000000
+#   scripts/bench/compaction.sh             # 5 runs of each, 1,000,000 records of 1 KiB
+#   scripts/bench/compaction.sh --runs 7 --records 2000000
 #
-# Each run produces --records records of 1 KiB to 8 partitions as fast as
+# Each run first produces --warmup-records records (not measured) and
+# waits 7 s, so that compaction has a backlog of runs old enough (it leaves
+# runs sealed less than 5 s ago alone) and works from the start of the
+# measured produce: --records records of 1 KiB to 8 partitions as fast as
 # the server takes them (`streamctl perf produce --acks all -o json`).
 # Both sides run with SEGMENT_MAX_AGE_MS=--segment-age-ms, so segments
-# close soon after their runs are old enough (object compaction leaves runs
-# sealed less than 5 s ago alone), and compaction rewrites during the
-# produce. The compaction metrics are read from /metrics as soon as the
-# produce ends: a run "on" where compaction rewrote nothing during the
-# produce fails the script (the comparison would be off against off).
-# The data directory of each run is deleted when it ends. Prints a markdown
-# table; the raw JSON stays in $BENCH_WORK (default
-# /tmp/streamhouse-bench-compaction).
+# close soon after their runs are old enough. The compaction metrics are
+# read from /metrics before and right after the measured produce: a run
+# "on" where compaction rewrote nothing meanwhile fails the script (the
+# comparison would be off against off). Disk: each run writes about
+# (warm-up + records) KiB twice (compaction's copy); its data directory is
+# deleted when it ends. Prints a markdown table; the raw JSON stays in
+# $BENCH_WORK (default /tmp/streamhouse-bench-compaction).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=${BENCH_WORK:-/tmp/streamhouse-bench-compaction}
-RUNS=3
+RUNS=5
 RECORDS=1000000
+WARMUP=300000
 INTERVAL=1
 SEGMENT_AGE_MS=1000
 
@@ -33,6 +36,7 @@ while (($#)); do
 	case $1 in
 	--runs) RUNS=$2; shift ;;
 	--records) RECORDS=$2; shift ;;
+	--warmup-records) WARMUP=$2; shift ;;
 	--interval) INTERVAL=$2; shift ;;
 	--segment-age-ms) SEGMENT_AGE_MS=$2; shift ;;
 	-h | --help) usage 0 ;;
@@ -41,7 +45,7 @@ while (($#)); do
 	shift
 done
 ((RUNS >= 3)) || { echo "compaction.sh: --runs must be at least 3" >&2; exit 2; }
-((RECORDS > 0 && RECORDS <= 10000000)) || { echo "compaction.sh: --records must be in 1..10000000 (at most 10 GB a run)" >&2; exit 2; }
+((RECORDS > 0 && WARMUP > 0 && RECORDS + WARMUP <= 10000000)) || { echo "compaction.sh: --records and --warmup-records must be positive, together at most 10000000 (10 GB a run)" >&2; exit 2; }
 ((INTERVAL >= 1)) || { echo "compaction.sh: --interval must be at least 1 (seconds)" >&2; exit 2; }
 
 log() { echo "bench-compaction: $*" >&2; }
@@ -66,10 +70,12 @@ trap cleanup EXIT
 
 # metric NAME FILE: the sum of a counter's samples in a /metrics dump.
 metric() { awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%.0f\n", s }' "$2"; }
+# delta NAME: the counter's growth during the measured produce.
+delta() { echo $(($(metric "$1" "$m1") - $(metric "$1" "$m0"))); }
 
-# run NAME INTERVAL N: one fresh server, one full-speed produce.
+# run NAME INTERVAL N: one fresh server, a warm-up, one measured full-speed produce.
 run() {
-	local name=$1 interval=$2 n=$3 kport hport gport m
+	local name=$1 interval=$2 n=$3 kport hport gport m0 m1
 	DIR=$WORK/data/$name-$n
 	mkdir -p "$DIR"
 	kport=$(free_port)
@@ -86,15 +92,20 @@ run() {
 		((SECONDS < deadline)) && kill -0 "$SERVER_PID" 2>/dev/null || { log "server did not start"; tail "$DIR/server.log" >&2; exit 1; }
 		sleep 0.05
 	done
+	"$BIN/streamctl" perf produce --brokers "127.0.0.1:$kport" --topic b --partitions 8 --num-records "$WARMUP" \
+		--record-size 1024 --acks all -o json >"$RES/$name-$n.warmup"
+	sleep 7
+	m0=$RES/$name-$n.metrics0
+	m1=$RES/$name-$n.metrics1
+	curl -sf "http://127.0.0.1:$hport/metrics" >"$m0"
 	"$BIN/streamctl" perf produce --brokers "127.0.0.1:$kport" --topic b --partitions 8 --num-records "$RECORDS" \
 		--record-size 1024 --acks all -o json >"$RES/$name-$n.json"
-	m=$RES/$name-$n.metrics
-	curl -sf "http://127.0.0.1:$hport/metrics" >"$m"
-	jq --arg passes "$(metric streamhouse_log_compaction_runs_total "$m")" \
-		--arg bytes "$(metric streamhouse_log_compaction_bytes_rewritten_total "$m")" \
-		--arg objects "$(metric streamhouse_log_compaction_objects_written_total "$m")" \
-		--arg entries "$(metric streamhouse_log_compaction_entries_replaced_total "$m")" \
-		--arg conflicts "$(metric streamhouse_log_compaction_switch_conflicts_total "$m")" \
+	curl -sf "http://127.0.0.1:$hport/metrics" >"$m1"
+	jq --arg passes "$(delta streamhouse_log_compaction_runs_total)" \
+		--arg bytes "$(delta streamhouse_log_compaction_bytes_rewritten_total)" \
+		--arg objects "$(delta streamhouse_log_compaction_objects_written_total)" \
+		--arg entries "$(delta streamhouse_log_compaction_entries_replaced_total)" \
+		--arg conflicts "$(delta streamhouse_log_compaction_switch_conflicts_total)" \
 		'.compaction = {passes: ($passes | tonumber), bytes_rewritten: ($bytes | tonumber), segments: ($objects | tonumber),
 			entries_replaced: ($entries | tonumber), conflicts: ($conflicts | tonumber)}' \
 		"$RES/$name-$n.json" >"$RES/$name-$n.tmp" && mv "$RES/$name-$n.tmp" "$RES/$name-$n.json"
@@ -129,7 +140,7 @@ on=$(field on '.mb_per_sec')
 cat <<EOF
 
 $(date -u +%Y-%m-%d), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), medians of $RUNS interleaved runs,
-$RECORDS records of 1 KiB to 8 partitions, acks=all, SEGMENT_MAX_AGE_MS=$SEGMENT_AGE_MS
+$RECORDS records of 1 KiB to 8 partitions (after $WARMUP not measured), acks=all, SEGMENT_MAX_AGE_MS=$SEGMENT_AGE_MS
 
 | | MB/s | p99 ms | compaction passes | MB rewritten during the produce | segments |
 |---|---|---|---|---|---|
