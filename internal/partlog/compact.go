@@ -125,6 +125,7 @@ type compactor struct {
 	keys *keyCompactor // keycompact.go
 
 	runs      prometheus.Counter
+	seconds   prometheus.Counter
 	objects   prometheus.Counter
 	bytes     prometheus.Counter
 	entries   prometheus.Counter
@@ -136,6 +137,9 @@ func newCompactor(reg prometheus.Registerer) *compactor {
 		passEntries: maxPassEntries,
 		runs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "streamhouse_log_compaction_runs_total", Help: "Object compaction passes run.",
+		}),
+		seconds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "streamhouse_log_compaction_seconds_total", Help: "Time spent in compaction passes (object and key compaction).",
 		}),
 		objects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "streamhouse_log_compaction_objects_written_total", Help: "Per-partition segment objects written by compaction and switched to.",
@@ -151,7 +155,7 @@ func newCompactor(reg prometheus.Registerer) *compactor {
 			Help: "Index switches that did not happen, by reason (fenced: the lease moved; changed: retention or another compaction changed the entries; error: the store or the bucket failed).",
 		}, []string{"reason"}),
 	}
-	reg.MustRegister(c.runs, c.objects, c.bytes, c.entries, c.conflicts)
+	reg.MustRegister(c.runs, c.seconds, c.objects, c.bytes, c.entries, c.conflicts)
 	c.keys = newKeyCompactor(reg)
 	return c
 }
@@ -182,6 +186,8 @@ func (l *Log) Compact(ctx context.Context) (CompactionStats, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.runs.Inc()
+	start := time.Now()
+	defer func() { c.seconds.Add(time.Since(start).Seconds()) }()
 	l.mu.Lock()
 	parts := make([]*partition, 0, len(l.partitions))
 	for _, p := range l.partitions {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/metadata/faulty"
@@ -576,6 +578,12 @@ func testCompactionReadsEachObjectOnce(t *testing.T, open storeOpener) {
 	}
 	if n := bucket.Gets() - gets; n > int64(len(objects)) {
 		t.Errorf("the pass made %d GETs for %d runs in %d flush objects; want at most one per object", n, st.Entries, len(objects))
+	}
+	if st.ObjectsRead != len(objects) {
+		t.Errorf("pass stats count %d objects read, want %d", st.ObjectsRead, len(objects))
+	}
+	if s := testutil.ToFloat64(l.compaction.seconds); s <= 0 {
+		t.Errorf("streamhouse_log_compaction_seconds_total = %v after a pass, want its time", s)
 	}
 	memIndexMatches(t, l, e.store, tps)
 	s.check(t, l)

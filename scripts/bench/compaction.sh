@@ -69,13 +69,20 @@ cleanup() {
 trap cleanup EXIT
 
 # metric NAME FILE: the sum of a counter's samples in a /metrics dump.
-metric() { awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%.0f\n", s }' "$2"; }
+metric() { awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%.3f\n", s }' "$2"; }
 # delta NAME: the counter's growth during the measured produce.
-delta() { echo $(($(metric "$1" "$m1") - $(metric "$1" "$m0"))); }
+delta() { awk -v a="$(metric "$1" "$m0")" -v b="$(metric "$1" "$m1")" 'BEGIN { print b - a }'; }
+# usage PID: the process's CPU seconds (user + system) and bytes written
+# to disk so far.
+TICKS=$(getconf CLK_TCK)
+usage() {
+	awk -v t="$TICKS" '{ sub(/.*\) /, ""); printf "%.2f ", ($12 + $13) / t }' "/proc/$1/stat"
+	awk '$1 == "write_bytes:" { print $2 }' "/proc/$1/io"
+}
 
 # run NAME INTERVAL N: one fresh server, a warm-up, one measured full-speed produce.
 run() {
-	local name=$1 interval=$2 n=$3 kport hport gport m0 m1
+	local name=$1 interval=$2 n=$3 kport hport gport m0 m1 u0 u1
 	DIR=$WORK/data/$name-$n
 	mkdir -p "$DIR"
 	# Ports are picked free but may be taken before the server binds them
@@ -109,16 +116,22 @@ run() {
 	m0=$RES/$name-$n.metrics0
 	m1=$RES/$name-$n.metrics1
 	curl -sf "http://127.0.0.1:$hport/metrics" >"$m0"
+	u0=$(usage "$SERVER_PID")
 	"$BIN/streamctl" perf produce --brokers "127.0.0.1:$kport" --topic b --partitions 8 --num-records "$RECORDS" \
 		--record-size 1024 --acks all -o json >"$RES/$name-$n.json"
+	u1=$(usage "$SERVER_PID")
 	curl -sf "http://127.0.0.1:$hport/metrics" >"$m1"
 	jq --arg passes "$(delta streamhouse_log_compaction_runs_total)" \
 		--arg bytes "$(delta streamhouse_log_compaction_bytes_rewritten_total)" \
 		--arg objects "$(delta streamhouse_log_compaction_objects_written_total)" \
 		--arg entries "$(delta streamhouse_log_compaction_entries_replaced_total)" \
 		--arg conflicts "$(delta streamhouse_log_compaction_switch_conflicts_total)" \
+		--arg seconds "$(delta streamhouse_log_compaction_seconds_total)" \
+		--arg u0 "$u0" --arg u1 "$u1" \
 		'.compaction = {passes: ($passes | tonumber), bytes_rewritten: ($bytes | tonumber), segments: ($objects | tonumber),
-			entries_replaced: ($entries | tonumber), conflicts: ($conflicts | tonumber)}' \
+			entries_replaced: ($entries | tonumber), conflicts: ($conflicts | tonumber), busy_s: ($seconds | tonumber)}
+		| .server = {cpu_s: (($u1 | split(" ")[0] | tonumber) - ($u0 | split(" ")[0] | tonumber)),
+			disk_write_bytes: (($u1 | split(" ")[1] | tonumber) - ($u0 | split(" ")[1] | tonumber))}' \
 		"$RES/$name-$n.json" >"$RES/$name-$n.tmp" && mv "$RES/$name-$n.tmp" "$RES/$name-$n.json"
 	stop_pid "$SERVER_PID"
 	SERVER_PID=
@@ -148,15 +161,22 @@ pairs() { # each pair's slowdown in %
 }
 off=$(field off '.mb_per_sec')
 on=$(field on '.mb_per_sec')
+row() { # NAME LABEL
+	printf '| %s | %.1f | %.0f | %s | %.0f | %.1f of %.1f | %.1f | %.2f |\n' "$2" \
+		"$(field "$1" '.mb_per_sec')" "$(field "$1" '.latency_ms.p99')" \
+		"$(field "$1" '.compaction.passes')" "$(field "$1" '.compaction.bytes_rewritten / 1e6')" \
+		"$(field "$1" '.compaction.busy_s')" "$(field "$1" '.elapsed_s')" \
+		"$(field "$1" '.server.cpu_s / .bytes * 1e9')" "$(field "$1" '.server.disk_write_bytes / .bytes')"
+}
 cat <<EOF
 
 $(date -u +%Y-%m-%d), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), medians of $RUNS interleaved runs,
 $RECORDS records of 1 KiB to 8 partitions (after $WARMUP not measured), acks=all, SEGMENT_MAX_AGE_MS=$SEGMENT_AGE_MS
 
-| | MB/s | p99 ms | compaction passes | MB rewritten during the produce | segments |
-|---|---|---|---|---|---|
-| compaction off | $(printf %.1f "$off") | $(printf %.0f "$(field off '.latency_ms.p99')") | $(field off '.compaction.passes') | $(printf %.0f "$(field off '.compaction.bytes_rewritten / 1e6')") | $(field off '.compaction.segments') |
-| compaction on (every ${INTERVAL}s) | $(printf %.1f "$on") | $(printf %.0f "$(field on '.latency_ms.p99')") | $(field on '.compaction.passes') | $(printf %.0f "$(field on '.compaction.bytes_rewritten / 1e6')") | $(field on '.compaction.segments') |
+| | produce MB/s | p99 ms | compaction passes | MB rewritten | compaction busy s of produce s | server CPU s per GB | disk bytes written per byte |
+|---|---|---|---|---|---|---|---|
+$(row off "compaction off")
+$(row on "compaction on (every ${INTERVAL}s)")
 
 Produce slowdown with compaction on: $(awk -v a="$off" -v b="$on" 'BEGIN { printf "%.1f%%", (a - b) / a * 100 }') of the median MB/s;
 median of the $RUNS pairs' slowdowns (each "on" run against the "off" run just before it): $(pairs | median)%
