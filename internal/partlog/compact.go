@@ -61,6 +61,13 @@ type CompactionConfig struct {
 	// for segments not yet complete (rewriteGroups); past it, segments
 	// are written early, smaller. Default 32 MiB.
 	BufferBytes int64
+	// BusyShare is the share of time an object compaction pass may work
+	// while the agent takes appends: after each read and each segment it
+	// waits (1/BusyShare - 1) times as long as that step took, so a
+	// full-speed produce keeps most of the disk, the CPU and the metadata
+	// store. An idle agent compacts at full speed. Default 0.25; 1 never
+	// waits.
+	BusyShare float64
 }
 
 func (c *CompactionConfig) setDefaults(chunk int64) {
@@ -84,6 +91,9 @@ func (c *CompactionConfig) setDefaults(chunk int64) {
 	if c.BufferBytes <= 0 {
 		c.BufferBytes = 32 << 20
 	}
+	if c.BusyShare <= 0 || c.BusyShare > 1 {
+		c.BusyShare = 0.25
+	}
 }
 
 // compactedSuffix ends the key of every object compaction writes. Its runs
@@ -103,6 +113,10 @@ type CompactionStats struct {
 	ObjectsRead int   // source objects read (each at most once a pass)
 	ReadBytes   int64 // bytes read from them
 	PeakBytes   int64 // most bytes held at once: runs, one read and its copies
+
+	// Time of object compaction's reads and segment writes (Busy), and
+	// what it waited after them for appends (Yielded, see BusyShare).
+	Busy, Yielded time.Duration
 
 	// Key compaction (keycompact.go).
 	KeyPasses      int   // partitions key-compacted
@@ -211,7 +225,7 @@ func (l *Log) Compact(ctx context.Context) (CompactionStats, error) {
 	c.keys.finishPass(l.cfg.Now(), parts)
 	if st.Segments > 0 || st.Conflicts > 0 {
 		l.log.Info("object compaction", "segments", st.Segments, "entries_replaced", st.Entries, "bytes", st.Bytes,
-			"objects_read", st.ObjectsRead, "conflicts", st.Conflicts)
+			"objects_read", st.ObjectsRead, "conflicts", st.Conflicts, "busy", st.Busy, "yielded", st.Yielded)
 	}
 	return st, nil
 }
@@ -404,6 +418,7 @@ func (l *Log) rewriteGroups(ctx context.Context, groups []*compactGroup, st *Com
 	})
 	var held int64     // bytes in the bodies of every group
 	var scratch []byte // the segments' buffer, reused (a Put keeps no reference)
+	pace := &pacer{l: l, st: st, since: time.Now()}
 	drop := func(g *compactGroup) {
 		held -= g.held
 		g.bodies, g.held, g.done = nil, 0, true
@@ -443,7 +458,8 @@ func (l *Log) rewriteGroups(ctx context.Context, groups []*compactGroup, st *Com
 		case err != nil && ctx.Err() != nil:
 			return ctx.Err()
 		}
-		return nil // counted and logged; the next pass retries
+		// Counted and logged; the next pass retries.
+		return pace.step(ctx)
 	}
 	readLimit := int64(l.cfg.MaxObjectBytes)
 	for _, s := range sources {
@@ -473,6 +489,9 @@ func (l *Log) rewriteGroups(ctx context.Context, groups []*compactGroup, st *Com
 			part := runs[:n]
 			runs = runs[n:]
 			data, err := l.readSource(ctx, s.key, lo, hi-lo)
+			if err := pace.step(ctx); err != nil {
+				return err
+			}
 			if err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -541,6 +560,40 @@ func (l *Log) rewriteGroups(ctx context.Context, groups []*compactGroup, st *Com
 		}
 	}
 	return nil
+}
+
+// pacer spaces a pass's steps while the agent takes appends
+// (CompactionConfig.BusyShare).
+type pacer struct {
+	l     *Log
+	st    *CompactionStats
+	since time.Time // the current step's start
+}
+
+// step ends a step (a read or a segment write): it counts its time and,
+// while the agent takes appends, waits so that steps take at most
+// BusyShare of the time.
+func (pc *pacer) step(ctx context.Context) error {
+	work := time.Since(pc.since)
+	pc.st.Busy += work
+	if share := pc.l.cfg.Compaction.BusyShare; share < 1 && pc.l.appending() {
+		wait := time.Duration(float64(work) * (1/share - 1))
+		start := time.Now()
+		if !sleepCtx(ctx, wait) {
+			return ctx.Err()
+		}
+		pc.st.Yielded += time.Since(start)
+	}
+	pc.since = time.Now()
+	return nil
+}
+
+// appending reports whether the agent is taking appends: data is
+// buffered or a flush was sealed within the last second.
+func (l *Log) appending() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.buf.empty() || l.cfg.Now().Sub(l.lastSeal) < time.Second
 }
 
 // readSource reads [off, off+n) of an object for compaction: from the

@@ -579,6 +579,9 @@ func testCompactionReadsEachObjectOnce(t *testing.T, open storeOpener) {
 	if n := bucket.Gets() - gets; n > int64(len(objects)) {
 		t.Errorf("the pass made %d GETs for %d runs in %d flush objects; want at most one per object", n, st.Entries, len(objects))
 	}
+	if st.Yielded != 0 {
+		t.Errorf("the pass waited %v for appends; the agent took none (an idle agent compacts at full speed)", st.Yielded)
+	}
 	if st.ObjectsRead != len(objects) {
 		t.Errorf("pass stats count %d objects read, want %d", st.ObjectsRead, len(objects))
 	}
@@ -711,5 +714,45 @@ func testCompactionPassBound(t *testing.T, open storeOpener) {
 		}
 	}
 	memIndexMatches(t, l, e.store, tps)
+	s.check(t, l)
+}
+
+// While the agent takes appends, a pass works at most BusyShare of the
+// time: it waits after each read and segment write.
+func TestCompactionYieldsToAppends(t *testing.T) { onBackends(t, testCompactionYieldsToAppends) }
+
+func testCompactionYieldsToAppends(t *testing.T, open storeOpener) {
+	t.Parallel()
+	e := newEnv(t, open, nil)
+	const partitions = 4
+	cfg := e.multiRunConfig(partitions)
+	cfg.Compaction.BusyShare = 0.25
+	l := e.open(cfg)
+	topic := e.topic("busy", partitions, nil)
+	lead(t, l, topic)
+	s := multiRunHistory(t, l, topic, 8, 200)
+	e.clock.Advance(2 * time.Second)
+	// An append waiting in the buffer (a flush seals only once every
+	// partition has one): the agent is taking appends throughout the pass.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := l.AppendAsync(ctx, tpOf(topic, 0), mkBatch(t, "pending", 1), AckDurable); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	st, err := l.Compact(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	if st.Segments == 0 || st.Conflicts != 0 {
+		t.Fatalf("pass = %+v; want segments written", st)
+	}
+	// Each wait is three times its step (BusyShare 0.25), and timers never
+	// fire early.
+	if st.Busy <= 0 || st.Yielded < 3*st.Busy || took < st.Yielded {
+		t.Errorf("pass worked %v, waited %v, took %v; want waits of at least three times the work, within the pass", st.Busy, st.Yielded, took)
+	}
+	memIndexMatches(t, l, e.store, partitionsOf(topic))
 	s.check(t, l)
 }
