@@ -20,17 +20,20 @@ import (
 //
 //	go test -run '^$' -bench Compaction -benchtime 1x ./internal/partlog
 //
-// 16 partitions are written in 256 rounds of one 4 KiB batch each, in
-// flushes that hold a run of several partitions (about 440 flushes), on the local folder store with
-// SQLite ("local") and, when scripts/services.sh runs (source its env
-// file), on the S3 test server with PostgreSQL ("s3"). It reports the
-// object-store GETs a cold historical read of one partition costs per MiB
-// before and after compaction (read by a second agent with empty caches,
-// through the chunk cache as in production), and the compaction pass:
-// its rewrite rate (record bytes rewritten per second, the whole pass:
-// reads, segment PUTs, index switches) and the GETs and PUTs it made.
-// The writer's hot tail is off, so the pass reads every flush object from
-// the store.
+// Partitions are written in rounds of one batch each, in flushes that
+// hold a run of several partitions: "4KiB-runs" is 16 partitions, 256
+// rounds of 4 KiB (16 MiB, about 440 flushes), "256KiB-runs" 8
+// partitions, 32 rounds of 256 KiB (64 MiB). Storage is the local folder
+// store with SQLite ("local") and, when scripts/services.sh runs (source
+// its env file), the S3 test server with PostgreSQL ("s3"). It reports
+// the object-store GETs a cold historical read of partition 0 costs per
+// MiB before and after compaction (read by a second agent with empty
+// caches, through the chunk cache as in production), and the compaction
+// pass: its rewrite rate (record bytes rewritten per second of the whole
+// pass: reads, segment PUTs, index switches; the agent is idle, so the
+// pass never waits for appends) and the GETs and PUTs it made. The
+// writer's hot tail is off, so the pass reads every flush object from the
+// store.
 func BenchmarkCompaction(b *testing.B) {
 	backends := map[string]func(b *testing.B) (objstore.Bucket, metadata.Store){
 		"local": func(b *testing.B) (objstore.Bucket, metadata.Store) {
@@ -46,28 +49,34 @@ func BenchmarkCompaction(b *testing.B) {
 			return objstoretest.S3(b, nil), metadatatest.OpenPostgres(b)
 		}
 	}
+	shapes := []struct {
+		name                       string
+		partitions, rounds, runKiB int
+	}{{"4KiB-runs", 16, 256, 4}, {"256KiB-runs", 8, 32, 256}}
 	for _, name := range []string{"local", "s3"} {
 		open := backends[name]
 		if open == nil {
 			continue
 		}
-		b.Run(name, func(b *testing.B) {
-			for range b.N {
-				bucket, store := open(b)
-				benchCompaction(b, bucket, store)
-			}
-		})
+		for _, sh := range shapes {
+			b.Run(name+"/"+sh.name, func(b *testing.B) {
+				for range b.N {
+					bucket, store := open(b)
+					benchCompaction(b, bucket, store, sh.partitions, sh.rounds, sh.runKiB)
+				}
+			})
+		}
 	}
 }
 
-func benchCompaction(b *testing.B, inner objstore.Bucket, store metadata.Store) {
+func benchCompaction(b *testing.B, inner objstore.Bucket, store metadata.Store, partitions, rounds, runKiB int) {
 	ctx := context.Background()
 	bucket := objstore.NewCounting(inner)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	open := func(agent string) *Log {
 		l, err := Open(ctx, Config{
 			AgentID: agent, Bucket: bucket, Store: store, Logger: quiet, HotTailBytes: -1,
-			Compaction: CompactionConfig{SegmentMaxBytes: 1 << 20, SegmentMaxAge: time.Hour, MinAge: time.Millisecond},
+			Compaction: CompactionConfig{SegmentMaxBytes: 1 << 20, SegmentMaxAge: time.Hour, MinAge: time.Millisecond, BusyShare: 1},
 		})
 		if err != nil {
 			b.Fatal(err)
@@ -75,9 +84,8 @@ func benchCompaction(b *testing.B, inner objstore.Bucket, store metadata.Store) 
 		b.Cleanup(func() { _ = l.Close(ctx) })
 		return l
 	}
-	const partitions, rounds = 16, 256
 	writer := open("writer")
-	topic, err := store.CreateTopic(ctx, metadata.Topic{Name: "history", Partitions: partitions})
+	topic, err := store.CreateTopic(ctx, metadata.Topic{Name: "history", Partitions: int32(partitions)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -89,7 +97,8 @@ func benchCompaction(b *testing.B, inner objstore.Bucket, store metadata.Store) 
 	for r := range rounds {
 		var pending []*Appending
 		for p := range int32(partitions) {
-			a, err := writer.AppendAsync(ctx, tpOf(topic, p), mkBatch(b, fmt.Sprintf("%04d-%0400d", r, p), 10), AckDurable)
+			// runKiB records of about 1 KiB.
+			a, err := writer.AppendAsync(ctx, tpOf(topic, p), mkBatch(b, fmt.Sprintf("%04d-%01000d", r, p), runKiB), AckDurable)
 			if err != nil {
 				b.Fatal(err)
 			}

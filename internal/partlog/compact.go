@@ -9,8 +9,11 @@ package partlog
 // (metadata.Store.ReplaceIndex). The replaced objects stay readable until
 // garbage collection deletes them, a grace period after no index row
 // names them any more, so a reader holding old index entries never fails
-// (invariant 11). The rewrite-and-switch step (rewriteRun) is what Kafka
-// key compaction reuses with its own selection of batches.
+// (invariant 11). A pass reads each flush object at most once, for every
+// partition's runs in it (rewriteGroups), holds a bounded amount of them
+// (BufferBytes), and yields to appends (BusyShare). The write-and-switch
+// step (writeSegment, after rewriteRun's reads) is what Kafka key
+// compaction reuses with its own selection of batches.
 
 import (
 	"bytes"

@@ -173,7 +173,7 @@ cat <<EOF
 $(date -u +%Y-%m-%d), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), medians of $RUNS interleaved runs,
 $RECORDS records of 1 KiB to 8 partitions (after $WARMUP not measured), acks=all, SEGMENT_MAX_AGE_MS=$SEGMENT_AGE_MS
 
-| | produce MB/s | p99 ms | compaction passes | MB rewritten | compaction busy s of produce s | server CPU s per GB | disk bytes written per byte |
+| | produce MB/s | p99 ms | compaction passes | MB rewritten | s in compaction passes, of the produce s | server CPU s per GB | disk bytes written per byte |
 |---|---|---|---|---|---|---|---|
 $(row off "compaction off")
 $(row on "compaction on (every ${INTERVAL}s)")
