@@ -142,7 +142,9 @@ type compactor struct {
 	keys *keyCompactor // keycompact.go
 
 	runs      prometheus.Counter
-	seconds   prometheus.Counter
+	seconds   prometheus.Counter // added as a pass goes (mark), not only at its end
+	yielded   prometheus.Counter
+	mark      time.Time // what seconds counts up to; under mu
 	objects   prometheus.Counter
 	bytes     prometheus.Counter
 	entries   prometheus.Counter
@@ -156,7 +158,10 @@ func newCompactor(reg prometheus.Registerer) *compactor {
 			Name: "streamhouse_log_compaction_runs_total", Help: "Object compaction passes run.",
 		}),
 		seconds: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "streamhouse_log_compaction_seconds_total", Help: "Time spent in compaction passes (object and key compaction).",
+			Name: "streamhouse_log_compaction_seconds_total", Help: "Time spent in compaction passes (object and key compaction), waits for appends included.",
+		}),
+		yielded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "streamhouse_log_compaction_yield_seconds_total", Help: "Time object compaction passes waited for the agent's appends (CompactionConfig.BusyShare).",
 		}),
 		objects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "streamhouse_log_compaction_objects_written_total", Help: "Per-partition segment objects written by compaction and switched to.",
@@ -172,7 +177,7 @@ func newCompactor(reg prometheus.Registerer) *compactor {
 			Help: "Index switches that did not happen, by reason (fenced: the lease moved; changed: retention or another compaction changed the entries; error: the store or the bucket failed).",
 		}, []string{"reason"}),
 	}
-	reg.MustRegister(c.runs, c.seconds, c.objects, c.bytes, c.entries, c.conflicts)
+	reg.MustRegister(c.runs, c.seconds, c.yielded, c.objects, c.bytes, c.entries, c.conflicts)
 	c.keys = newKeyCompactor(reg)
 	return c
 }
@@ -203,8 +208,8 @@ func (l *Log) Compact(ctx context.Context) (CompactionStats, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.runs.Inc()
-	start := time.Now()
-	defer func() { c.seconds.Add(time.Since(start).Seconds()) }()
+	c.mark = time.Now()
+	defer c.tick()
 	l.mu.Lock()
 	parts := make([]*partition, 0, len(l.partitions))
 	for _, p := range l.partitions {
@@ -231,6 +236,14 @@ func (l *Log) Compact(ctx context.Context) (CompactionStats, error) {
 			"objects_read", st.ObjectsRead, "conflicts", st.Conflicts, "busy", st.Busy, "yielded", st.Yielded)
 	}
 	return st, nil
+}
+
+// tick adds the pass's time since the last tick to the seconds counter.
+// c.mu is held.
+func (c *compactor) tick() {
+	now := time.Now()
+	c.seconds.Add(now.Sub(c.mark).Seconds())
+	c.mark = now
 }
 
 // maxPassEntries bounds the index entries one pass plans to replace (the
@@ -582,11 +595,15 @@ func (pc *pacer) step(ctx context.Context) error {
 	if share := pc.l.cfg.Compaction.BusyShare; share < 1 && pc.l.appending() {
 		wait := time.Duration(float64(work) * (1/share - 1))
 		start := time.Now()
-		if !sleepCtx(ctx, wait) {
+		ok := sleepCtx(ctx, wait)
+		waited := time.Since(start)
+		pc.st.Yielded += waited
+		pc.l.compaction.yielded.Add(waited.Seconds())
+		if !ok {
 			return ctx.Err()
 		}
-		pc.st.Yielded += time.Since(start)
 	}
+	pc.l.compaction.tick()
 	pc.since = time.Now()
 	return nil
 }

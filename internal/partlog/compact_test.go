@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -752,6 +753,12 @@ func testCompactionYieldsToAppends(t *testing.T, open storeOpener) {
 	// fire early.
 	if st.Busy <= 0 || st.Yielded < 3*st.Busy || took < st.Yielded {
 		t.Errorf("pass worked %v, waited %v, took %v; want waits of at least three times the work, within the pass", st.Busy, st.Yielded, took)
+	}
+	if y := testutil.ToFloat64(l.compaction.yielded); math.Abs(y-st.Yielded.Seconds()) > 1e-6 {
+		t.Errorf("streamhouse_log_compaction_yield_seconds_total = %v, want the pass's %v", y, st.Yielded.Seconds())
+	}
+	if s := testutil.ToFloat64(l.compaction.seconds); s < st.Yielded.Seconds() || s > took.Seconds() {
+		t.Errorf("streamhouse_log_compaction_seconds_total = %v, want between the waits %v and the pass %v", s, st.Yielded.Seconds(), took.Seconds())
 	}
 	memIndexMatches(t, l, e.store, partitionsOf(topic))
 	s.check(t, l)

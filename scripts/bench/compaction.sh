@@ -127,9 +127,11 @@ run() {
 		--arg entries "$(delta streamhouse_log_compaction_entries_replaced_total)" \
 		--arg conflicts "$(delta streamhouse_log_compaction_switch_conflicts_total)" \
 		--arg seconds "$(delta streamhouse_log_compaction_seconds_total)" \
+		--arg yielded "$(delta streamhouse_log_compaction_yield_seconds_total)" \
 		--arg u0 "$u0" --arg u1 "$u1" \
 		'.compaction = {passes: ($passes | tonumber), bytes_rewritten: ($bytes | tonumber), segments: ($objects | tonumber),
-			entries_replaced: ($entries | tonumber), conflicts: ($conflicts | tonumber), busy_s: ($seconds | tonumber)}
+			entries_replaced: ($entries | tonumber), conflicts: ($conflicts | tonumber),
+			pass_s: ($seconds | tonumber), yield_s: ($yielded | tonumber)}
 		| .server = {cpu_s: (($u1 | split(" ")[0] | tonumber) - ($u0 | split(" ")[0] | tonumber)),
 			disk_write_bytes: (($u1 | split(" ")[1] | tonumber) - ($u0 | split(" ")[1] | tonumber))}' \
 		"$RES/$name-$n.json" >"$RES/$name-$n.tmp" && mv "$RES/$name-$n.tmp" "$RES/$name-$n.json"
@@ -162,10 +164,10 @@ pairs() { # each pair's slowdown in %
 off=$(field off '.mb_per_sec')
 on=$(field on '.mb_per_sec')
 row() { # NAME LABEL
-	printf '| %s | %.1f | %.0f | %s | %.0f | %.1f of %.1f | %.1f | %.2f |\n' "$2" \
+	printf '| %s | %.1f | %.0f | %.0f | %.1f + %.1f of %.1f | %.1f | %.2f |\n' "$2" \
 		"$(field "$1" '.mb_per_sec')" "$(field "$1" '.latency_ms.p99')" \
-		"$(field "$1" '.compaction.passes')" "$(field "$1" '.compaction.bytes_rewritten / 1e6')" \
-		"$(field "$1" '.compaction.busy_s')" "$(field "$1" '.elapsed_s')" \
+		"$(field "$1" '.compaction.bytes_rewritten / 1e6')" \
+		"$(field "$1" '.compaction.pass_s - .compaction.yield_s')" "$(field "$1" '.compaction.yield_s')" "$(field "$1" '.elapsed_s')" \
 		"$(field "$1" '.server.cpu_s / .bytes * 1e9')" "$(field "$1" '.server.disk_write_bytes / .bytes')"
 }
 cat <<EOF
@@ -173,8 +175,8 @@ cat <<EOF
 $(date -u +%Y-%m-%d), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), medians of $RUNS interleaved runs,
 $RECORDS records of 1 KiB to 8 partitions (after $WARMUP not measured), acks=all, SEGMENT_MAX_AGE_MS=$SEGMENT_AGE_MS
 
-| | produce MB/s | p99 ms | compaction passes | MB rewritten | s in compaction passes, of the produce s | server CPU s per GB | disk bytes written per byte |
-|---|---|---|---|---|---|---|---|
+| | produce MB/s | p99 ms | MB rewritten | compaction s working + waiting for appends, of the produce s | server CPU s per GB | disk bytes written per byte |
+|---|---|---|---|---|---|---|
 $(row off "compaction off")
 $(row on "compaction on (every ${INTERVAL}s)")
 
