@@ -5,29 +5,32 @@
 # defaults (local folder storage, SQLite), a fresh server per run, runs
 # interleaved (off, on, off, on, ...):
 #
-#   scripts/bench/compaction.sh             # 5 runs of each, 1,000,000 records of 1 KiB
-#   scripts/bench/compaction.sh --runs 7 --records 2000000
+#   scripts/bench/compaction.sh             # 7 runs of each, 2,000,000 records of 1 KiB
+#   scripts/bench/compaction.sh --runs 9 --records 1000000 --warmup-records 1000000
 #
-# Each run first produces --warmup-records records (not measured) and
-# waits 7 s, so that compaction has a backlog of runs old enough (it leaves
-# runs sealed less than 5 s ago alone) and works from the start of the
-# measured produce: --records records of 1 KiB to 8 partitions as fast as
-# the server takes them (`streamctl perf produce --acks all -o json`).
-# Both sides run with SEGMENT_MAX_AGE_MS=--segment-age-ms, so segments
+# Each run first produces --warmup-records records (not measured), then at
+# once the measured produce: --records records of 1 KiB to 8 partitions as
+# fast as the server takes them (`streamctl perf produce --acks all -o
+# json`). Object compaction leaves runs sealed less than 5 s ago alone: the
+# warm-up (several seconds at full speed) makes runs old enough for
+# compaction to work from about the start of the measured produce to its
+# end. Both sides run with SEGMENT_MAX_AGE_MS=--segment-age-ms, so segments
 # close soon after their runs are old enough. The compaction metrics are
 # read from /metrics before and right after the measured produce: a run
 # "on" where compaction rewrote nothing meanwhile fails the script (the
-# comparison would be off against off). Disk: each run writes about
-# (warm-up + records) KiB twice (compaction's copy); its data directory is
-# deleted when it ends. Prints a markdown table; the raw JSON stays in
-# $BENCH_WORK (default /tmp/streamhouse-bench-compaction).
+# comparison would be off against off); the table shows how long
+# compaction worked, and waited for appends, during the produce. Disk: a
+# run writes (warm-up + records) KiB once, and again for what compaction
+# rewrote; its data directory is deleted when it ends. Prints a markdown
+# table; the raw JSON stays in $BENCH_WORK (default
+# /tmp/streamhouse-bench-compaction).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=${BENCH_WORK:-/tmp/streamhouse-bench-compaction}
-RUNS=5
-RECORDS=1000000
-WARMUP=300000
+RUNS=7
+RECORDS=2000000
+WARMUP=1000000
 INTERVAL=1
 SEGMENT_AGE_MS=1000
 
@@ -112,7 +115,6 @@ run() {
 	done
 	"$BIN/streamctl" perf produce --brokers "127.0.0.1:$kport" --topic b --partitions 8 --num-records "$WARMUP" \
 		--record-size 1024 --acks all -o json >"$RES/$name-$n.warmup"
-	sleep 7
 	m0=$RES/$name-$n.metrics0
 	m1=$RES/$name-$n.metrics1
 	curl -sf "http://127.0.0.1:$hport/metrics" >"$m0"
