@@ -138,6 +138,12 @@ type compactor struct {
 	// pass also started with it (one partition cannot take every pass).
 	// Under mu.
 	resume string
+	// clean is, per partition, an offset below which every index entry
+	// is in a compacted segment: passes list the index from there (the
+	// log start otherwise), not the whole retained log each time. A
+	// compacted entry is never replaced by an uncompacted one, so the
+	// offset stays true. Under mu.
+	clean map[metadata.TopicPartition]int64
 
 	keys *keyCompactor // keycompact.go
 
@@ -154,6 +160,7 @@ type compactor struct {
 func newCompactor(reg prometheus.Registerer) *compactor {
 	c := &compactor{
 		passEntries: maxPassEntries,
+		clean:       make(map[metadata.TopicPartition]int64),
 		runs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "streamhouse_log_compaction_runs_total", Help: "Object compaction passes run.",
 		}),
@@ -287,6 +294,15 @@ func (l *Log) planCompaction(ctx context.Context, parts []*partition) ([]*compac
 	if len(parts) == 0 {
 		return nil, nil
 	}
+	led := make(map[metadata.TopicPartition]bool, len(parts))
+	for _, p := range parts {
+		led[p.tp] = true
+	}
+	for tp := range c.clean {
+		if !led[tp] {
+			delete(c.clean, tp)
+		}
+	}
 	first := sort.Search(len(parts), func(i int) bool { return parts[i].tp.String() >= c.resume }) % len(parts)
 	var groups []*compactGroup
 	planned := 0
@@ -327,6 +343,10 @@ func (l *Log) planPartition(ctx context.Context, p *partition, budget int) (grou
 	var group []metadata.IndexEntry
 	var groupBytes int64
 	planned := 0
+	// The entries from start up to clean are all compacted.
+	start := max(logStart, l.compaction.clean[p.tp])
+	clean, dirty := start, false
+	defer func() { l.compaction.clean[p.tp] = clean }()
 	flush := func() {
 		// A single run is rewritten too: its flush object also holds
 		// other partitions' runs, and stays alive while any index entry
@@ -341,7 +361,7 @@ func (l *Log) planPartition(ctx context.Context, p *partition, budget int) (grou
 	// from now on could join it.
 	open := func() bool { return len(group) > 0 && cutoff-group[0].ObjectCreatedAt <= maxAge }
 	const page = 1000
-	for from := logStart; from < hw; {
+	for from := start; from < hw; {
 		entries, err := l.store.ListIndex(ctx, p.tp, from, page)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -361,6 +381,9 @@ func (l *Log) planPartition(ctx context.Context, p *partition, budget int) (grou
 			}
 			switch {
 			case strings.HasSuffix(e.ObjectKey, compactedSuffix):
+				if !dirty {
+					clean = e.LastOffset + 1
+				}
 				flush()
 				if planned >= budget {
 					return groups, false, nil
@@ -372,6 +395,7 @@ func (l *Log) planPartition(ctx context.Context, p *partition, budget int) (grou
 			if planned >= budget {
 				return groups, false, nil
 			}
+			dirty = true
 			group = append(group, e)
 			groupBytes += e.Len
 		}
@@ -468,7 +492,10 @@ func (l *Log) rewriteGroups(ctx context.Context, groups []*compactGroup, st *Com
 			return nil
 		}
 		err := l.compactRun(ctx, g.p, old, bodies, &scratch, st)
+		clean := l.compaction.clean
 		switch {
+		case err == nil && clean[g.p.tp] == old[0].BaseOffset:
+			clean[g.p.tp] = old[len(old)-1].LastOffset + 1 // the compacted prefix grew
 		case errors.Is(err, errPartitionFenced):
 			fenced(g.p)
 		case err != nil && ctx.Err() != nil:

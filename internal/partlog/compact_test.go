@@ -508,9 +508,16 @@ func testCompactionSingleRun(t *testing.T, open storeOpener) {
 // partition count, seals.
 func multiRunHistory(t *testing.T, l *Log, topic metadata.Topic, rounds, runBytes int) *sent {
 	t.Helper()
-	ctx := context.Background()
 	s := &sent{batches: make(map[metadata.TopicPartition][][]byte)}
 	produce(t, l, topic, s, 1, "first")
+	multiRunRounds(t, l, topic, s, rounds, runBytes)
+	return s
+}
+
+// multiRunRounds is multiRunHistory after its first append, adding to s.
+func multiRunRounds(t *testing.T, l *Log, topic metadata.Topic, s *sent, rounds, runBytes int) {
+	t.Helper()
+	ctx := context.Background()
 	for r := range rounds {
 		var pending []*Appending
 		var origs [][]byte
@@ -533,7 +540,6 @@ func multiRunHistory(t *testing.T, l *Log, topic metadata.Topic, rounds, runByte
 			s.add(tp, origs[p], res.BaseOffset, epoch)
 		}
 	}
-	return s
 }
 
 // multiRunConfig is compactConfig for multiRunHistory: a flush seals when
@@ -761,5 +767,86 @@ func testCompactionYieldsToAppends(t *testing.T, open storeOpener) {
 		t.Errorf("streamhouse_log_compaction_seconds_total = %v, want between the waits %v and the pass %v", s, st.Yielded.Seconds(), took.Seconds())
 	}
 	memIndexMatches(t, l, e.store, partitionsOf(topic))
+	s.check(t, l)
+}
+
+// listSpy is the real store, recording the offsets object compaction
+// lists the index from.
+type listSpy struct {
+	metadata.Store
+	mu    sync.Mutex
+	froms map[metadata.TopicPartition][]int64
+}
+
+func (s *listSpy) ListIndex(ctx context.Context, tp metadata.TopicPartition, from int64, limit int) ([]metadata.IndexEntry, error) {
+	s.mu.Lock()
+	s.froms[tp] = append(s.froms[tp], from)
+	s.mu.Unlock()
+	return s.Store.ListIndex(ctx, tp, from, limit)
+}
+
+// A pass lists a partition's index from where the last pass found the
+// first entry not in a compacted segment, not from the log start: a
+// long-retained log is not read again each pass.
+func TestCompactionSkipsCompactedPrefix(t *testing.T) {
+	onBackends(t, testCompactionSkipsCompactedPrefix)
+}
+
+func testCompactionSkipsCompactedPrefix(t *testing.T, open storeOpener) {
+	t.Parallel()
+	e := newEnv(t, open, nil)
+	spy := &listSpy{Store: e.store, froms: make(map[metadata.TopicPartition][]int64)}
+	e.store = spy
+	const partitions = 2
+	l := e.open(e.multiRunConfig(partitions))
+	topic := e.topic("busy", partitions, nil)
+	lead(t, l, topic)
+	tps := partitionsOf(topic)
+	s := multiRunHistory(t, l, topic, 6, 200)
+	e.clock.Advance(2 * time.Second)
+	ctx := context.Background()
+	if st, err := l.Compact(ctx); err != nil || st.Segments == 0 {
+		t.Fatalf("first pass = %+v, %v; want segments", st, err)
+	}
+	// More history: the next pass compacts it, listing from its start.
+	multiRunRounds(t, l, topic, s, 4, 200)
+	ends := make(map[metadata.TopicPartition]int64)
+	for _, tp := range tps {
+		es, err := e.store.ListIndex(ctx, tp, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, en := range es {
+			if !strings.HasSuffix(en.ObjectKey, compactedSuffix) {
+				break
+			}
+			ends[tp] = en.LastOffset + 1
+		}
+		if ends[tp] == 0 {
+			t.Fatalf("%s: no compacted prefix after the first pass", tp)
+		}
+	}
+	e.clock.Advance(2 * time.Second)
+	spy.mu.Lock()
+	clear(spy.froms)
+	spy.mu.Unlock()
+	if st, err := l.Compact(ctx); err != nil || st.Segments == 0 {
+		t.Fatalf("second pass = %+v, %v; want the new history compacted", st, err)
+	}
+	spy.mu.Lock()
+	for _, tp := range tps {
+		froms := spy.froms[tp]
+		if len(froms) == 0 || froms[0] < ends[tp] {
+			t.Errorf("%s: the second pass listed the index from %v; want from the end of the compacted prefix, %d", tp, froms, ends[tp])
+		}
+	}
+	spy.mu.Unlock()
+	keys, _ := indexKeys(t, e.store, tps)
+	for k := range keys {
+		if !strings.HasSuffix(k, compactedSuffix) {
+			t.Errorf("index still names flush object %s", k)
+		}
+	}
+	memIndexMatches(t, l, e.store, tps)
 	s.check(t, l)
 }
