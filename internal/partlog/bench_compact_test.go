@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -12,38 +13,70 @@ import (
 	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
 	"github.com/streamhouse/streamhouse/internal/objstore"
+	"github.com/streamhouse/streamhouse/internal/objstore/objstoretest"
 )
 
 // BenchmarkCompaction measures object compaction (docs/benchmarks.md):
 //
 //	go test -run '^$' -bench Compaction -benchtime 1x ./internal/partlog
 //
-// 16 partitions are written in flushes that each hold a run of every
-// partition (4 KiB per run), on the local folder store with SQLite. It
-// reports the object-store GETs a cold historical read of one partition
-// costs per MiB before and after compaction (read by a second agent with
-// empty caches, through the chunk cache as in production), and the
-// rewrite rate of the compaction pass.
+// Partitions are written in rounds of one batch each, in flushes that
+// hold a run of several partitions: "4KiB-runs" is 16 partitions, 256
+// rounds of 4 KiB (16 MiB, about 440 flushes), "256KiB-runs" 8
+// partitions, 32 rounds of 256 KiB (64 MiB). Storage is the local folder
+// store with SQLite ("local") and, when scripts/services.sh runs (source
+// its env file), the S3 test server with PostgreSQL ("s3"). It reports
+// the object-store GETs a cold historical read of partition 0 costs per
+// MiB before and after compaction (read by a second agent with empty
+// caches, through the chunk cache as in production), and the compaction
+// pass: its rewrite rate (record bytes rewritten per second of the whole
+// pass: reads, segment PUTs, index switches; the agent is idle, so the
+// pass never waits for appends) and the GETs and PUTs it made. The
+// writer's hot tail is off, so the pass reads every flush object from the
+// store.
 func BenchmarkCompaction(b *testing.B) {
-	for range b.N {
-		benchCompaction(b)
+	backends := map[string]func(b *testing.B) (objstore.Bucket, metadata.Store){
+		"local": func(b *testing.B) (objstore.Bucket, metadata.Store) {
+			local, err := objstore.NewLocal(filepath.Join(b.TempDir(), "storage"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			return local, metadatatest.OpenSQLite(b)
+		},
+	}
+	if os.Getenv("STREAMHOUSE_TEST_S3_ENDPOINT") != "" && os.Getenv("STREAMHOUSE_TEST_DATABASE_URL") != "" {
+		backends["s3"] = func(b *testing.B) (objstore.Bucket, metadata.Store) {
+			return objstoretest.S3(b, nil), metadatatest.OpenPostgres(b)
+		}
+	}
+	shapes := []struct {
+		name                       string
+		partitions, rounds, runKiB int
+	}{{"4KiB-runs", 16, 256, 4}, {"256KiB-runs", 8, 32, 256}}
+	for _, name := range []string{"local", "s3"} {
+		open := backends[name]
+		if open == nil {
+			continue
+		}
+		for _, sh := range shapes {
+			b.Run(name+"/"+sh.name, func(b *testing.B) {
+				for range b.N {
+					bucket, store := open(b)
+					benchCompaction(b, bucket, store, sh.partitions, sh.rounds, sh.runKiB)
+				}
+			})
+		}
 	}
 }
 
-func benchCompaction(b *testing.B) {
+func benchCompaction(b *testing.B, inner objstore.Bucket, store metadata.Store, partitions, rounds, runKiB int) {
 	ctx := context.Background()
-	dir := b.TempDir()
-	local, err := objstore.NewLocal(filepath.Join(dir, "storage"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	bucket := objstore.NewCounting(local)
-	store := metadatatest.OpenSQLite(b)
+	bucket := objstore.NewCounting(inner)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	open := func(agent string) *Log {
 		l, err := Open(ctx, Config{
 			AgentID: agent, Bucket: bucket, Store: store, Logger: quiet, HotTailBytes: -1,
-			Compaction: CompactionConfig{SegmentMaxBytes: 1 << 20, SegmentMaxAge: time.Hour, MinAge: time.Millisecond},
+			Compaction: CompactionConfig{SegmentMaxBytes: 1 << 20, SegmentMaxAge: time.Hour, MinAge: time.Millisecond, BusyShare: 1},
 		})
 		if err != nil {
 			b.Fatal(err)
@@ -51,9 +84,8 @@ func benchCompaction(b *testing.B) {
 		b.Cleanup(func() { _ = l.Close(ctx) })
 		return l
 	}
-	const partitions, rounds = 16, 256
 	writer := open("writer")
-	topic, err := store.CreateTopic(ctx, metadata.Topic{Name: "history", Partitions: partitions})
+	topic, err := store.CreateTopic(ctx, metadata.Topic{Name: "history", Partitions: int32(partitions)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -65,7 +97,8 @@ func benchCompaction(b *testing.B) {
 	for r := range rounds {
 		var pending []*Appending
 		for p := range int32(partitions) {
-			a, err := writer.AppendAsync(ctx, tpOf(topic, p), mkBatch(b, fmt.Sprintf("%04d-%0400d", r, p), 10), AckDurable)
+			// runKiB records of about 1 KiB.
+			a, err := writer.AppendAsync(ctx, tpOf(topic, p), mkBatch(b, fmt.Sprintf("%04d-%01000d", r, p), runKiB), AckDurable)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -77,6 +110,7 @@ func benchCompaction(b *testing.B) {
 			}
 		}
 	}
+	flushes := bucket.Puts()
 	tp := tpOf(topic, 0)
 	historical := func(agent string) (gets float64, mib float64) {
 		reader := open(agent)
@@ -94,16 +128,22 @@ func benchCompaction(b *testing.B) {
 		return float64(bucket.Gets()-before) / mib, mib
 	}
 	getsBefore, mib := historical("reader-before")
+	gets, puts := bucket.Gets(), bucket.Puts()
 	start := time.Now()
 	st, err := writer.Compact(ctx)
 	if err != nil || st.Segments == 0 {
 		b.Fatalf("compact = %+v, %v", st, err)
 	}
 	elapsed := time.Since(start)
+	gets, puts = bucket.Gets()-gets, bucket.Puts()-puts
 	getsAfter, _ := historical("reader-after")
 	b.ReportMetric(getsBefore, "GETs/MiB-before")
 	b.ReportMetric(getsAfter, "GETs/MiB-after")
 	b.ReportMetric(float64(st.Bytes)/(1<<20)/elapsed.Seconds(), "rewrite-MiB/s")
+	b.ReportMetric(float64(st.Bytes)/(1<<20), "MiB-rewritten")
+	b.ReportMetric(float64(gets), "pass-GETs")
+	b.ReportMetric(float64(puts), "pass-PUTs")
+	b.ReportMetric(float64(flushes), "flush-objects")
 	b.ReportMetric(mib, "MiB-read")
 	b.ReportMetric(float64(st.Entries)/float64(st.Segments), "entries/segment")
 }

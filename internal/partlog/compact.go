@@ -9,8 +9,11 @@ package partlog
 // (metadata.Store.ReplaceIndex). The replaced objects stay readable until
 // garbage collection deletes them, a grace period after no index row
 // names them any more, so a reader holding old index entries never fails
-// (invariant 11). The rewrite-and-switch step (rewriteRun) is what Kafka
-// key compaction reuses with its own selection of batches.
+// (invariant 11). A pass reads each flush object at most once, for every
+// partition's runs in it (rewriteGroups), holds a bounded amount of them
+// (BufferBytes), and yields to appends (BusyShare). The write-and-switch
+// step (writeSegment, after rewriteRun's reads) is what Kafka key
+// compaction reuses with its own selection of batches.
 
 import (
 	"bytes"
@@ -18,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -56,6 +60,17 @@ type CompactionConfig struct {
 	// KeyMapBytes bounds the memory of one key compaction pass's key map
 	// (keycompact.go). Default 16 MiB.
 	KeyMapBytes int64
+	// BufferBytes bounds the run bytes an object compaction pass holds
+	// for segments not yet complete (rewriteGroups); past it, segments
+	// are written early, smaller. Default 32 MiB.
+	BufferBytes int64
+	// BusyShare is the share of time an object compaction pass may work
+	// while the agent takes appends: after each read and each segment it
+	// waits (1/BusyShare - 1) times as long as that step took, so a
+	// full-speed produce keeps most of the disk, the CPU and the metadata
+	// store. An idle agent compacts at full speed. Default 0.25; 1 never
+	// waits.
+	BusyShare float64
 }
 
 func (c *CompactionConfig) setDefaults(chunk int64) {
@@ -76,6 +91,12 @@ func (c *CompactionConfig) setDefaults(chunk int64) {
 	if c.KeyMapBytes <= 0 {
 		c.KeyMapBytes = 16 << 20
 	}
+	if c.BufferBytes <= 0 {
+		c.BufferBytes = 32 << 20
+	}
+	if c.BusyShare <= 0 || c.BusyShare > 1 {
+		c.BusyShare = 0.25
+	}
 }
 
 // compactedSuffix ends the key of every object compaction writes. Its runs
@@ -91,6 +112,15 @@ type CompactionStats struct {
 	Bytes     int64 // record bytes rewritten
 	Conflicts int   // switches refused (fenced, index changed) or failed
 
+	// Reads of object compaction.
+	ObjectsRead int   // source objects read (each at most once a pass)
+	ReadBytes   int64 // bytes read from them
+	PeakBytes   int64 // most bytes held at once: runs, one read and its copies
+
+	// Time of object compaction's reads and segment writes (Busy), and
+	// what it waited after them for appends (Yielded, see BusyShare).
+	Busy, Yielded time.Duration
+
 	// Key compaction (keycompact.go).
 	KeyPasses      int   // partitions key-compacted
 	RecordsRemoved int64 // records key compaction removed
@@ -100,10 +130,27 @@ type CompactionStats struct {
 // compactor is the compaction state of a Log.
 type compactor struct {
 	mu sync.Mutex // one pass at a time
+	// passEntries bounds the index entries one pass plans to replace
+	// (maxPassEntries; tests lower it).
+	passEntries int
+	// resume is the partition (tp.String()) the next pass plans first:
+	// the one the last pass cut short, or the one after it when that
+	// pass also started with it (one partition cannot take every pass).
+	// Under mu.
+	resume string
+	// clean is, per partition, an offset below which every index entry
+	// is in a compacted segment: passes list the index from there (the
+	// log start otherwise), not the whole retained log each time. A
+	// compacted entry is never replaced by an uncompacted one, so the
+	// offset stays true. Under mu.
+	clean map[metadata.TopicPartition]int64
 
 	keys *keyCompactor // keycompact.go
 
 	runs      prometheus.Counter
+	seconds   prometheus.Counter // added as a pass goes (mark), not only at its end
+	yielded   prometheus.Counter
+	mark      time.Time // what seconds counts up to; under mu
 	objects   prometheus.Counter
 	bytes     prometheus.Counter
 	entries   prometheus.Counter
@@ -112,8 +159,16 @@ type compactor struct {
 
 func newCompactor(reg prometheus.Registerer) *compactor {
 	c := &compactor{
+		passEntries: maxPassEntries,
+		clean:       make(map[metadata.TopicPartition]int64),
 		runs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "streamhouse_log_compaction_runs_total", Help: "Object compaction passes run.",
+		}),
+		seconds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "streamhouse_log_compaction_seconds_total", Help: "Time spent in compaction passes (object and key compaction), waits for appends included.",
+		}),
+		yielded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "streamhouse_log_compaction_yield_seconds_total", Help: "Time object compaction passes waited for the agent's appends (CompactionConfig.BusyShare).",
 		}),
 		objects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "streamhouse_log_compaction_objects_written_total", Help: "Per-partition segment objects written by compaction and switched to.",
@@ -132,7 +187,7 @@ func newCompactor(reg prometheus.Registerer) *compactor {
 	for _, r := range compactionConflictReasons {
 		c.conflicts.WithLabelValues(r) // at zero from the start (metrics.go)
 	}
-	reg.MustRegister(c.runs, c.objects, c.bytes, c.entries, c.conflicts)
+	reg.MustRegister(c.runs, c.seconds, c.yielded, c.objects, c.bytes, c.entries, c.conflicts)
 	c.keys = newKeyCompactor(reg)
 	return c
 }
@@ -154,15 +209,19 @@ func (l *Log) compactLoop() {
 }
 
 // Compact runs one object compaction pass over every partition this agent
-// leads. A failure of one segment's rewrite or switch is counted and
-// logged and leaves the log as it was (the new object, if written, is an
-// orphan for garbage collection); the next pass tries again. The error
-// reports what stopped the pass early (the context, the index unreadable).
+// leads: it plans the segments (compactGroups), then rewrites them reading
+// each source object once (rewriteGroups), then runs key compaction. A
+// failure of one segment's rewrite or switch is counted and logged and
+// leaves the log as it was (the new object, if written, is an orphan for
+// garbage collection); the next pass tries again. The error reports what
+// stopped the pass early (the context, the index unreadable).
 func (l *Log) Compact(ctx context.Context) (CompactionStats, error) {
 	c := l.compaction
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.runs.Inc()
+	c.mark = time.Now()
+	defer c.tick()
 	l.mu.Lock()
 	parts := make([]*partition, 0, len(l.partitions))
 	for _, p := range l.partitions {
@@ -171,82 +230,177 @@ func (l *Log) Compact(ctx context.Context) (CompactionStats, error) {
 	l.mu.Unlock()
 	sort.Slice(parts, func(i, j int) bool { return parts[i].tp.String() < parts[j].tp.String() })
 	var st CompactionStats
+	groups, err := l.planCompaction(ctx, parts)
+	if err != nil {
+		return st, err
+	}
+	if err := l.rewriteGroups(ctx, groups, &st); err != nil {
+		return st, fmt.Errorf("object compaction: %w", err)
+	}
 	for _, p := range parts {
-		if err := l.compactPartition(ctx, p, &st); err != nil {
-			return st, fmt.Errorf("compact %s: %w", p.tp, err)
-		}
 		if err := l.compactKeys(ctx, p, &st); err != nil {
 			return st, fmt.Errorf("key compaction of %s: %w", p.tp, err)
 		}
 	}
 	c.keys.finishPass(l.cfg.Now(), parts)
 	if st.Segments > 0 || st.Conflicts > 0 {
-		l.log.Info("object compaction", "segments", st.Segments, "entries_replaced", st.Entries, "bytes", st.Bytes, "conflicts", st.Conflicts)
+		l.log.Info("object compaction", "segments", st.Segments, "entries_replaced", st.Entries, "bytes", st.Bytes,
+			"objects_read", st.ObjectsRead, "conflicts", st.Conflicts, "busy", st.Busy, "yielded", st.Yielded)
 	}
 	return st, nil
 }
 
-// compactPartition groups the partition's eligible runs into segments and
-// rewrites each group of two runs or more.
-func (l *Log) compactPartition(ctx context.Context, p *partition, st *CompactionStats) error {
+// tick adds the pass's time since the last tick to the seconds counter.
+// c.mu is held.
+func (c *compactor) tick() {
+	now := time.Now()
+	c.seconds.Add(now.Sub(c.mark).Seconds())
+	c.mark = now
+}
+
+// maxPassEntries bounds the index entries one pass plans to replace (the
+// plan holds them in memory). A partition the bound cuts short is planned
+// first by the next pass (compactor.resume).
+const maxPassEntries = 100_000
+
+// compactGroup is a planned segment: a dense run of p's index entries
+// and, while the pass reads them, their bytes. When the pass writes its
+// read part early, the rest (from start) goes on as a group.
+type compactGroup struct {
+	p       *partition
+	old     []metadata.IndexEntry
+	bodies  [][]byte // bodies[i]: old[i]'s bytes once read (until written)
+	held    int64    // bytes in bodies
+	start   int      // old[:start] are written (or given up)
+	missing int      // entries not read yet
+	// old[start:prefix] are read, prefixBytes their bytes: what can be
+	// written before the rest is read.
+	prefix      int
+	prefixBytes int64
+	done        bool // written, failed or dropped: bodies released
+}
+
+// take records old[i]'s bytes.
+func (g *compactGroup) take(i int, data []byte) {
+	g.bodies[i] = data
+	g.missing--
+	g.held += int64(len(data))
+	for g.prefix < len(g.bodies) && g.bodies[g.prefix] != nil {
+		g.prefixBytes += int64(len(g.bodies[g.prefix]))
+		g.prefix++
+	}
+}
+
+// planCompaction groups the eligible runs of each partition (parts, in
+// name order) into segments, about passEntries entries at most in all
+// (the last group may go over), starting with compactor.resume.
+func (l *Log) planCompaction(ctx context.Context, parts []*partition) ([]*compactGroup, error) {
+	c := l.compaction
+	if len(parts) == 0 {
+		return nil, nil
+	}
+	led := make(map[metadata.TopicPartition]bool, len(parts))
+	for _, p := range parts {
+		led[p.tp] = true
+	}
+	for tp := range c.clean {
+		if !led[tp] {
+			delete(c.clean, tp)
+		}
+	}
+	first := sort.Search(len(parts), func(i int) bool { return parts[i].tp.String() >= c.resume }) % len(parts)
+	var groups []*compactGroup
+	planned := 0
+	c.resume = ""
+	for k := range parts {
+		i := (first + k) % len(parts)
+		p := parts[i]
+		gs, complete, err := l.planPartition(ctx, p, c.passEntries-planned)
+		if err != nil {
+			return nil, fmt.Errorf("compact %s: %w", p.tp, err)
+		}
+		for _, g := range gs {
+			planned += len(g.old)
+		}
+		groups = append(groups, gs...)
+		if !complete {
+			if k == 0 {
+				i = (i + 1) % len(parts)
+			}
+			c.resume = parts[i].tp.String()
+			break
+		}
+	}
+	return groups, nil
+}
+
+// planPartition groups the partition's eligible runs into segments of at
+// most SegmentMaxBytes spanning at most SegmentMaxAge, stopping once the
+// groups hold budget entries (complete false: the partition has more).
+func (l *Log) planPartition(ctx context.Context, p *partition, budget int) (groups []*compactGroup, complete bool, err error) {
 	hw, logStart, _, fenced := p.committedState()
 	if fenced || hw == logStart {
-		return nil
+		return nil, true, nil
 	}
 	cc := l.cfg.Compaction
 	cutoff := l.cfg.Now().Add(-cc.MinAge).UnixMilli()
 	maxAge := cc.SegmentMaxAge.Milliseconds()
 	var group []metadata.IndexEntry
 	var groupBytes int64
-	flush := func() error {
-		g := group
-		group, groupBytes = nil, 0
+	planned := 0
+	// The entries from start up to clean are all compacted.
+	start := max(logStart, l.compaction.clean[p.tp])
+	clean, dirty := start, false
+	defer func() { l.compaction.clean[p.tp] = clean }()
+	flush := func() {
 		// A single run is rewritten too: its flush object also holds
 		// other partitions' runs, and stays alive while any index entry
 		// names it (compacted segments never enter a group).
-		if len(g) == 0 {
-			return nil
+		if len(group) > 0 {
+			groups = append(groups, &compactGroup{p: p, old: group})
+			planned += len(group)
 		}
-		if _, _, _, fenced := p.committedState(); fenced {
-			return errPartitionFenced // the lease lapsed during the pass
-		}
-		err := l.compactRun(ctx, p, g, st)
-		if errors.Is(err, errPartitionFenced) {
-			return err
-		}
-		return nil // counted and logged; the next pass retries
+		group, groupBytes = nil, 0
 	}
+	// open reports whether the last group may still grow: something sealed
+	// from now on could join it.
+	open := func() bool { return len(group) > 0 && cutoff-group[0].ObjectCreatedAt <= maxAge }
 	const page = 1000
-	for from := logStart; from < hw; {
+	for from := start; from < hw; {
 		entries, err := l.store.ListIndex(ctx, p.tp, from, page)
 		if err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return nil, false, ctx.Err()
 			}
 			// The other partitions go on; this one waits for the next pass.
 			l.log.Warn("object compaction: index unreadable", "topic", p.topicName, "partition", p.tp.Partition, "err", err)
-			return nil
+			return nil, true, nil
 		}
 		for _, e := range entries {
 			if e.BaseOffset >= hw || e.ObjectCreatedAt <= 0 || e.ObjectCreatedAt > cutoff {
-				// Too recent (runs go in seal order): the last group is
-				// complete only if nothing sealed from now on can join it.
-				if len(group) > 0 && cutoff-group[0].ObjectCreatedAt <= maxAge {
-					return nil
+				// Too recent (runs go in seal order).
+				if !open() {
+					flush()
 				}
-				return ignoreFenced(flush())
+				return groups, true, nil
 			}
 			switch {
 			case strings.HasSuffix(e.ObjectKey, compactedSuffix):
-				if err := flush(); err != nil {
-					return ignoreFenced(err)
+				if !dirty {
+					clean = e.LastOffset + 1
+				}
+				flush()
+				if planned >= budget {
+					return groups, false, nil
 				}
 				continue
 			case len(group) > 0 && (groupBytes+e.Len > cc.SegmentMaxBytes || e.ObjectCreatedAt-group[0].ObjectCreatedAt > maxAge):
-				if err := flush(); err != nil {
-					return ignoreFenced(err)
-				}
+				flush()
 			}
+			if planned >= budget {
+				return groups, false, nil
+			}
+			dirty = true
 			group = append(group, e)
 			groupBytes += e.Len
 		}
@@ -255,26 +409,272 @@ func (l *Log) compactPartition(ctx context.Context, p *partition, st *Compaction
 		}
 		from = entries[len(entries)-1].LastOffset + 1
 	}
-	if len(group) > 0 && cutoff-group[0].ObjectCreatedAt <= maxAge {
-		return nil
+	if !open() {
+		flush()
 	}
-	return ignoreFenced(flush())
+	return groups, true, nil
 }
 
 // errPartitionFenced stops compacting a partition whose lease moved.
 var errPartitionFenced = errors.New("partition fenced")
 
-func ignoreFenced(err error) error {
-	if errors.Is(err, errPartitionFenced) {
-		return nil
-	}
-	return err
+// sourceRun is one planned index entry in its source object.
+type sourceRun struct {
+	g *compactGroup
+	i int // index in g.old
 }
 
-// compactRun rewrites one group of runs into a segment object and
-// switches the index to it, counting the outcome in st and the metrics.
-func (l *Log) compactRun(ctx context.Context, p *partition, old []metadata.IndexEntry, st *CompactionStats) error {
-	res, err := l.rewriteRun(ctx, p, old, compactedSuffix, nil)
+func (r sourceRun) entry() metadata.IndexEntry { return r.g.old[r.i] }
+
+// rewriteGroups writes the planned groups, reading every source object at
+// most once (one GET of the range covering the runs the pass takes from
+// it, split only where that range would exceed MaxObjectBytes): a flush
+// object holds runs of many partitions, each in a different group.
+// Objects are read in seal order, which is the order of each group's
+// runs, and a group is written as soon as its last run is read. The runs
+// held for groups not yet complete are bounded by BufferBytes: past it,
+// the group holding the most runs read is written with them (a smaller
+// segment; the rest of its runs go on as a group of their own), so a pass
+// holds at most BufferBytes plus one read and its copies.
+func (l *Log) rewriteGroups(ctx context.Context, groups []*compactGroup, st *CompactionStats) error {
+	type source struct {
+		key     string
+		created int64
+		runs    []sourceRun
+	}
+	byKey := make(map[string]*source)
+	var sources []*source
+	for _, g := range groups {
+		g.bodies = make([][]byte, len(g.old))
+		g.missing = len(g.old)
+		for i, e := range g.old {
+			s := byKey[e.ObjectKey]
+			if s == nil {
+				s = &source{key: e.ObjectKey, created: e.ObjectCreatedAt}
+				byKey[e.ObjectKey] = s
+				sources = append(sources, s)
+			}
+			s.runs = append(s.runs, sourceRun{g, i})
+		}
+	}
+	sort.Slice(sources, func(i, j int) bool {
+		a, b := sources[i], sources[j]
+		return a.created < b.created || a.created == b.created && a.key < b.key
+	})
+	var held int64     // bytes in the bodies of every group
+	var scratch []byte // the segments' buffer, reused (a Put keeps no reference)
+	pace := &pacer{l: l, st: st, since: time.Now()}
+	drop := func(g *compactGroup) {
+		held -= g.held
+		g.bodies, g.held, g.done = nil, 0, true
+	}
+	fail := func(g *compactGroup, err error) {
+		l.compaction.conflicts.WithLabelValues("error").Inc()
+		st.Conflicts++
+		l.log.Warn("object compaction failed", "topic", g.p.topicName, "partition", g.p.tp.Partition, "err", err)
+		drop(g)
+	}
+	fenced := func(p *partition) {
+		for _, g := range groups {
+			if g.p == p && !g.done {
+				drop(g)
+			}
+		}
+	}
+	// write writes g's read prefix as a segment; the rest of g, if any,
+	// stays a group.
+	write := func(g *compactGroup) error {
+		old, bodies := g.old[g.start:g.prefix], slices.Clone(g.bodies[g.start:g.prefix])
+		clear(g.bodies[g.start:g.prefix])
+		g.held -= g.prefixBytes
+		held -= g.prefixBytes
+		g.start, g.prefixBytes = g.prefix, 0
+		if g.start == len(g.old) {
+			drop(g)
+		}
+		if _, _, _, f := g.p.committedState(); f {
+			fenced(g.p) // the lease lapsed during the pass
+			return nil
+		}
+		err := l.compactRun(ctx, g.p, old, bodies, &scratch, st)
+		clean := l.compaction.clean
+		switch {
+		case err == nil && clean[g.p.tp] == old[0].BaseOffset:
+			clean[g.p.tp] = old[len(old)-1].LastOffset + 1 // the compacted prefix grew
+		case errors.Is(err, errPartitionFenced):
+			fenced(g.p)
+		case err != nil && ctx.Err() != nil:
+			return ctx.Err()
+		}
+		// Counted and logged; the next pass retries.
+		return pace.step(ctx)
+	}
+	readLimit := int64(l.cfg.MaxObjectBytes)
+	for _, s := range sources {
+		var runs []sourceRun
+		for _, r := range s.runs {
+			if !r.g.done {
+				runs = append(runs, r)
+			}
+		}
+		if len(runs) == 0 {
+			continue
+		}
+		sort.Slice(runs, func(i, j int) bool { return runs[i].entry().Pos < runs[j].entry().Pos })
+		st.ObjectsRead++
+		for len(runs) > 0 {
+			// One read: the runs from the first on while the range
+			// covering them stays within readLimit (at least one run).
+			lo := runs[0].entry().Pos
+			hi, n := lo, 0
+			for ; n < len(runs); n++ {
+				e := runs[n].entry()
+				if n > 0 && max(hi, e.Pos+e.Len)-lo > readLimit {
+					break
+				}
+				hi = max(hi, e.Pos+e.Len)
+			}
+			part := runs[:n]
+			runs = runs[n:]
+			data, err := l.readSource(ctx, s.key, lo, hi-lo)
+			if err := pace.step(ctx); err != nil {
+				return err
+			}
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				for _, r := range part {
+					if !r.g.done { // every group needing these runs fails this pass
+						fail(r.g, err)
+					}
+				}
+				continue
+			}
+			st.ReadBytes += hi - lo
+			st.PeakBytes = max(st.PeakBytes, held+2*(hi-lo))
+			for _, r := range part {
+				if r.g.done {
+					continue // failed on an earlier run of this read
+				}
+				e := r.entry()
+				run := data[e.Pos-lo : e.Pos-lo+e.Len]
+				if err := checkRun(e, run); err != nil {
+					fail(r.g, err)
+					continue
+				}
+				// The run's group is written before the next read when
+				// this is its last run missing: it may share data. Else
+				// a copy, so that a group waiting for later runs does
+				// not pin the whole read (nor a hot-tail object outside
+				// the hot tail's budget).
+				if r.g.missing > 1 {
+					run = bytes.Clone(run)
+				}
+				r.g.take(r.i, run)
+				held += e.Len
+			}
+			for _, r := range part {
+				if g := r.g; !g.done && g.prefix == len(g.old) {
+					if err := write(g); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		// Over the budget: write the read prefix of the group holding the
+		// largest one, until under it. Runs read out of seal order (no
+		// prefix) are let go: the next pass reads them again.
+		for held > l.cfg.Compaction.BufferBytes {
+			var best, most *compactGroup
+			for _, g := range groups {
+				if g.done {
+					continue
+				}
+				if most == nil || g.held > most.held {
+					most = g
+				}
+				if g.prefix > g.start && (best == nil || g.prefixBytes > best.prefixBytes) {
+					best = g
+				}
+			}
+			if best == nil {
+				drop(most)
+				continue
+			}
+			if err := write(best); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// pacer spaces a pass's steps while the agent takes appends
+// (CompactionConfig.BusyShare).
+type pacer struct {
+	l     *Log
+	st    *CompactionStats
+	since time.Time // the current step's start
+}
+
+// step ends a step (a read or a segment write): it counts its time and,
+// while the agent takes appends, waits so that steps take at most
+// BusyShare of the time.
+func (pc *pacer) step(ctx context.Context) error {
+	work := time.Since(pc.since)
+	pc.st.Busy += work
+	if share := pc.l.cfg.Compaction.BusyShare; share < 1 && pc.l.appending() {
+		wait := time.Duration(float64(work) * (1/share - 1))
+		start := time.Now()
+		ok := sleepCtx(ctx, wait)
+		waited := time.Since(start)
+		pc.st.Yielded += waited
+		pc.l.compaction.yielded.Add(waited.Seconds())
+		if !ok {
+			return ctx.Err()
+		}
+	}
+	pc.l.compaction.tick()
+	pc.since = time.Now()
+	return nil
+}
+
+// appending reports whether the agent is taking appends: data is
+// buffered or a flush was sealed within the last second.
+func (l *Log) appending() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.buf.empty() || l.cfg.Now().Sub(l.lastSeal) < time.Second
+}
+
+// readSource reads [off, off+n) of an object for compaction: from the
+// hot tail when it has the object, else with one GET (not through the
+// read cache: compaction reads each object once, readers' chunks stay).
+func (l *Log) readSource(ctx context.Context, key string, off, n int64) ([]byte, error) {
+	if data := l.reader.hot.get(key, off, n); data != nil {
+		return data, nil
+	}
+	data, err := l.bucket.GetRange(ctx, key, off, n)
+	if err != nil {
+		return nil, fmt.Errorf("read %s [%d,+%d): %w", key, off, n, err)
+	}
+	if int64(len(data)) != n {
+		return nil, fmt.Errorf("read %s [%d,+%d): %d bytes: %w", key, off, n, len(data), batch.ErrCorrupt)
+	}
+	return data, nil
+}
+
+// compactRun writes one group of runs (their bytes read) as a segment
+// object and switches the index to it, counting the outcome in st and
+// the metrics.
+func (l *Log) compactRun(ctx context.Context, p *partition, old []metadata.IndexEntry, bodies [][]byte, scratch *[]byte, st *CompactionStats) error {
+	records := make([]int32, len(old))
+	maxTs := make([]int64, len(old))
+	for i, e := range old {
+		records[i], maxTs[i] = e.Records, e.MaxTimestamp
+	}
+	res, err := l.writeSegment(ctx, p, old, bodies, records, maxTs, compactedSuffix, scratch)
 	c := l.compaction
 	var fe *metadata.FencedError
 	switch {
@@ -356,6 +756,16 @@ func (l *Log) rewriteRun(ctx context.Context, p *partition, old []metadata.Index
 		// object, which must not stay pinned outside those caches' budgets.
 		bodies[i] = bytes.Clone(data)
 	}
+	return l.writeSegment(ctx, p, old, bodies, records, maxTs, suffix, nil)
+}
+
+// writeSegment is rewriteRun after the reads: it writes bodies (old's
+// bytes, as kept, with their record counts and newest timestamps) as one
+// segment object and switches the index from old to it. The object is
+// built in *scratch when it is big enough (and *scratch is left holding
+// the larger buffer), so a pass allocates one; nil scratch: a new one.
+func (l *Log) writeSegment(ctx context.Context, p *partition, old []metadata.IndexEntry, bodies [][]byte, records []int32, maxTs []int64, suffix string, scratch *[]byte) (rewriteResult, error) {
+	var res rewriteResult
 	// Lay out the segment: one footer run per new index entry.
 	now := l.cfg.Now()
 	total := 0
@@ -378,7 +788,15 @@ func (l *Log) rewriteRun(ctx context.Context, p *partition, old []metadata.Index
 			Len: n, Records: records[i], MaxTimestamp: maxTs[i],
 		})
 	}
-	data := make([]byte, segmentHeaderSize, segmentSize(len(runs), total))
+	var data []byte
+	if size := segmentSize(len(runs), total); scratch != nil && cap(*scratch) >= size {
+		data = (*scratch)[:segmentHeaderSize]
+	} else {
+		data = make([]byte, segmentHeaderSize, size)
+		if scratch != nil {
+			*scratch = data
+		}
+	}
 	encodeSegmentHeader(data, now.UnixMilli(), len(runs))
 	for _, b := range bodies {
 		data = append(data, b...)

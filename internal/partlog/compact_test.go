@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/metadata"
@@ -491,6 +494,357 @@ func testCompactionSingleRun(t *testing.T, open storeOpener) {
 	for k := range keys {
 		if entries != 1 || !strings.HasSuffix(k, compactedSuffix) {
 			t.Fatalf("index names %v (%d entries), want one compacted segment", keys, entries)
+		}
+	}
+	memIndexMatches(t, l, e.store, tps)
+	s.check(t, l)
+}
+
+// multiRunHistory writes rounds flushes that each hold a run (one batch of
+// runBytes) of every partition of topic, as a busy agent's flushes do, and
+// returns what it sent. The seal waits for the last partition's batch:
+// with multiRunConfig, once a first object is sealed (the first append,
+// alone: an idle agent seals at once) only MaxObjectRecords, the
+// partition count, seals.
+func multiRunHistory(t *testing.T, l *Log, topic metadata.Topic, rounds, runBytes int) *sent {
+	t.Helper()
+	s := &sent{batches: make(map[metadata.TopicPartition][][]byte)}
+	produce(t, l, topic, s, 1, "first")
+	multiRunRounds(t, l, topic, s, rounds, runBytes)
+	return s
+}
+
+// multiRunRounds is multiRunHistory after its first append, adding to s.
+func multiRunRounds(t *testing.T, l *Log, topic metadata.Topic, s *sent, rounds, runBytes int) {
+	t.Helper()
+	ctx := context.Background()
+	for r := range rounds {
+		var pending []*Appending
+		var origs [][]byte
+		for p := range topic.Partitions {
+			b := mkBatch(t, fmt.Sprintf("%04d-%0*d", r, runBytes, p), 1)
+			origs = append(origs, slices.Clone(b))
+			a, err := l.AppendAsync(ctx, tpOf(topic, p), b, AckDurable)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pending = append(pending, a)
+		}
+		for p, a := range pending {
+			res, err := a.Wait(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tp := tpOf(topic, int32(p))
+			epoch, _ := l.LeaderEpoch(tp)
+			s.add(tp, origs[p], res.BaseOffset, epoch)
+		}
+	}
+}
+
+// multiRunConfig is compactConfig for multiRunHistory: a flush seals when
+// every partition has appended once, not before, and every read of an
+// old run is a GET.
+func (e *env) multiRunConfig(partitions int) Config {
+	cfg := e.compactConfig("a1", 1<<20)
+	cfg.MaxObjectRecords = partitions
+	cfg.FlushMinInterval, cfg.FlushInterval, cfg.DurableMaxAge = time.Hour, time.Hour, time.Hour
+	cfg.ReadCacheBytes, cfg.HotTailBytes = -1, -1
+	cfg.Compaction.SegmentMaxAge = 1500 * time.Millisecond
+	return cfg
+}
+
+// A pass reads each flush object once, however many partitions' runs it
+// holds (one GET per run would cost partitions × flushes GETs).
+func TestCompactionReadsEachObjectOnce(t *testing.T) {
+	onBackends(t, testCompactionReadsEachObjectOnce)
+}
+
+func testCompactionReadsEachObjectOnce(t *testing.T, open storeOpener) {
+	t.Parallel()
+	bucket := objstore.NewCounting(objstore.NewMemory())
+	e := newEnv(t, open, bucket)
+	const partitions = 4
+	l := e.open(e.multiRunConfig(partitions))
+	topic := e.topic("busy", partitions, nil)
+	lead(t, l, topic)
+	tps := partitionsOf(topic)
+	s := multiRunHistory(t, l, topic, 12, 200)
+	objects, entries := indexKeys(t, e.store, tps)
+	if entries < 2*len(objects) {
+		t.Fatalf("%d runs in %d flush objects; the test needs objects holding several runs", entries, len(objects))
+	}
+	e.clock.Advance(2 * time.Second) // past SegmentMaxAge: every group is complete
+	gets := bucket.Gets()
+	st, err := l.Compact(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Entries != entries || st.Conflicts != 0 {
+		t.Fatalf("pass = %+v; want all %d entries replaced", st, entries)
+	}
+	if n := bucket.Gets() - gets; n > int64(len(objects)) {
+		t.Errorf("the pass made %d GETs for %d runs in %d flush objects; want at most one per object", n, st.Entries, len(objects))
+	}
+	if st.Yielded != 0 {
+		t.Errorf("the pass waited %v for appends; the agent took none (an idle agent compacts at full speed)", st.Yielded)
+	}
+	if st.ObjectsRead != len(objects) {
+		t.Errorf("pass stats count %d objects read, want %d", st.ObjectsRead, len(objects))
+	}
+	if s := testutil.ToFloat64(l.compaction.seconds); s <= 0 {
+		t.Errorf("streamhouse_log_compaction_seconds_total = %v after a pass, want its time", s)
+	}
+	memIndexMatches(t, l, e.store, tps)
+	s.check(t, l)
+}
+
+// A pass holds at most CompactionConfig.BufferBytes of runs for segments
+// not yet complete (plus one read and its copies): past it, it writes
+// the segments it can early, smaller, and still reads each object once
+// and rewrites every run.
+func TestCompactionBufferBound(t *testing.T) { onBackends(t, testCompactionBufferBound) }
+
+func testCompactionBufferBound(t *testing.T, open storeOpener) {
+	t.Parallel()
+	bucket := objstore.NewCounting(objstore.NewMemory())
+	e := newEnv(t, open, bucket)
+	const partitions = 8
+	cfg := e.multiRunConfig(partitions)
+	cfg.Compaction.BufferBytes = 4 << 10
+	l := e.open(cfg)
+	topic := e.topic("busy", partitions, nil)
+	lead(t, l, topic)
+	tps := partitionsOf(topic)
+	s := multiRunHistory(t, l, topic, 10, 400)
+	objects, entries := indexKeys(t, e.store, tps)
+	var total, largest int64
+	err := bucket.List(context.Background(), "", func(o objstore.ObjectInfo) error {
+		if objects[o.Key] {
+			total += o.Size
+			largest = max(largest, o.Size)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound := cfg.Compaction.BufferBytes + 2*largest
+	if total <= 2*bound {
+		t.Fatalf("%d bytes of flush objects; the test needs well over the bound %d", total, bound)
+	}
+	e.clock.Advance(2 * time.Second)
+	gets := bucket.Gets()
+	st, err := l.Compact(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Entries != entries || st.Conflicts != 0 || st.Segments <= partitions {
+		t.Fatalf("pass = %+v; want all %d entries replaced, in more than one segment per partition", st, entries)
+	}
+	if st.PeakBytes > bound {
+		t.Errorf("the pass held %d bytes at once, want at most %d (BufferBytes + one read of the largest object and its copies)", st.PeakBytes, bound)
+	}
+	if n := bucket.Gets() - gets; n > int64(len(objects)) {
+		t.Errorf("the pass made %d GETs for %d flush objects; want at most one per object", n, len(objects))
+	}
+	keys, _ := indexKeys(t, e.store, tps)
+	for k := range keys {
+		if !strings.HasSuffix(k, compactedSuffix) {
+			t.Errorf("index still names flush object %s", k)
+		}
+	}
+	memIndexMatches(t, l, e.store, tps)
+	s.check(t, l)
+}
+
+// A pass plans at most about passEntries entries; the partition it cuts
+// short comes first next time, unless it came first this time too: then
+// the next partition does, so one partition with a long history does not
+// hold the others back. Passes end up compacting everything.
+func TestCompactionPassBound(t *testing.T) { onBackends(t, testCompactionPassBound) }
+
+func testCompactionPassBound(t *testing.T, open storeOpener) {
+	t.Parallel()
+	e := newEnv(t, open, nil)
+	const partitions = 2
+	cfg := e.multiRunConfig(partitions)
+	cfg.Compaction.SegmentMaxBytes = 600 // two runs of multiRunHistory's 200 bytes
+	l := e.open(cfg)
+	l.compaction.passEntries = 4
+	topic := e.topic("busy", partitions, nil)
+	lead(t, l, topic)
+	tps := partitionsOf(topic)
+	s := multiRunHistory(t, l, topic, 8, 200)
+	e.clock.Advance(2 * time.Second)
+	compacted := func(tp metadata.TopicPartition) int {
+		keys, _ := indexKeys(t, e.store, []metadata.TopicPartition{tp})
+		n := 0
+		for k := range keys {
+			if strings.HasSuffix(k, compactedSuffix) {
+				n++
+			}
+		}
+		return n
+	}
+	ctx := context.Background()
+	st, err := l.Compact(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Entries == 0 || st.Entries > 6 || compacted(tps[0]) == 0 || compacted(tps[1]) != 0 {
+		t.Fatalf("first pass = %+v, segments %d and %d; want at most 4 entries and a group, all of partition 0",
+			st, compacted(tps[0]), compacted(tps[1]))
+	}
+	if _, err := l.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if compacted(tps[1]) == 0 {
+		t.Fatalf("the second pass left partition 1 alone; it was cut short by partition 0 and should come first")
+	}
+	for pass := 0; ; pass++ {
+		st, err := l.Compact(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Entries == 0 {
+			break
+		}
+		if pass == 20 {
+			t.Fatal("passes still compacting after 20")
+		}
+	}
+	keys, _ := indexKeys(t, e.store, tps)
+	for k := range keys {
+		if !strings.HasSuffix(k, compactedSuffix) {
+			t.Errorf("index still names flush object %s", k)
+		}
+	}
+	memIndexMatches(t, l, e.store, tps)
+	s.check(t, l)
+}
+
+// While the agent takes appends, a pass works at most BusyShare of the
+// time: it waits after each read and segment write.
+func TestCompactionYieldsToAppends(t *testing.T) { onBackends(t, testCompactionYieldsToAppends) }
+
+func testCompactionYieldsToAppends(t *testing.T, open storeOpener) {
+	t.Parallel()
+	e := newEnv(t, open, nil)
+	const partitions = 4
+	cfg := e.multiRunConfig(partitions)
+	cfg.Compaction.BusyShare = 0.25
+	l := e.open(cfg)
+	topic := e.topic("busy", partitions, nil)
+	lead(t, l, topic)
+	s := multiRunHistory(t, l, topic, 8, 200)
+	e.clock.Advance(2 * time.Second)
+	// An append waiting in the buffer (a flush seals only once every
+	// partition has one): the agent is taking appends throughout the pass.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := l.AppendAsync(ctx, tpOf(topic, 0), mkBatch(t, "pending", 1), AckDurable); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	st, err := l.Compact(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	if st.Segments == 0 || st.Conflicts != 0 {
+		t.Fatalf("pass = %+v; want segments written", st)
+	}
+	// Each wait is three times its step (BusyShare 0.25), and timers never
+	// fire early.
+	if st.Busy <= 0 || st.Yielded < 3*st.Busy || took < st.Yielded {
+		t.Errorf("pass worked %v, waited %v, took %v; want waits of at least three times the work, within the pass", st.Busy, st.Yielded, took)
+	}
+	if y := testutil.ToFloat64(l.compaction.yielded); math.Abs(y-st.Yielded.Seconds()) > 1e-6 {
+		t.Errorf("streamhouse_log_compaction_yield_seconds_total = %v, want the pass's %v", y, st.Yielded.Seconds())
+	}
+	if s := testutil.ToFloat64(l.compaction.seconds); s < st.Yielded.Seconds() || s > took.Seconds() {
+		t.Errorf("streamhouse_log_compaction_seconds_total = %v, want between the waits %v and the pass %v", s, st.Yielded.Seconds(), took.Seconds())
+	}
+	memIndexMatches(t, l, e.store, partitionsOf(topic))
+	s.check(t, l)
+}
+
+// listSpy is the real store, recording the offsets object compaction
+// lists the index from.
+type listSpy struct {
+	metadata.Store
+	mu    sync.Mutex
+	froms map[metadata.TopicPartition][]int64
+}
+
+func (s *listSpy) ListIndex(ctx context.Context, tp metadata.TopicPartition, from int64, limit int) ([]metadata.IndexEntry, error) {
+	s.mu.Lock()
+	s.froms[tp] = append(s.froms[tp], from)
+	s.mu.Unlock()
+	return s.Store.ListIndex(ctx, tp, from, limit)
+}
+
+// A pass lists a partition's index from where the last pass found the
+// first entry not in a compacted segment, not from the log start: a
+// long-retained log is not read again each pass.
+func TestCompactionSkipsCompactedPrefix(t *testing.T) {
+	onBackends(t, testCompactionSkipsCompactedPrefix)
+}
+
+func testCompactionSkipsCompactedPrefix(t *testing.T, open storeOpener) {
+	t.Parallel()
+	e := newEnv(t, open, nil)
+	spy := &listSpy{Store: e.store, froms: make(map[metadata.TopicPartition][]int64)}
+	e.store = spy
+	const partitions = 2
+	l := e.open(e.multiRunConfig(partitions))
+	topic := e.topic("busy", partitions, nil)
+	lead(t, l, topic)
+	tps := partitionsOf(topic)
+	s := multiRunHistory(t, l, topic, 6, 200)
+	e.clock.Advance(2 * time.Second)
+	ctx := context.Background()
+	if st, err := l.Compact(ctx); err != nil || st.Segments == 0 {
+		t.Fatalf("first pass = %+v, %v; want segments", st, err)
+	}
+	// More history: the next pass compacts it, listing from its start.
+	multiRunRounds(t, l, topic, s, 4, 200)
+	ends := make(map[metadata.TopicPartition]int64)
+	for _, tp := range tps {
+		es, err := e.store.ListIndex(ctx, tp, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, en := range es {
+			if !strings.HasSuffix(en.ObjectKey, compactedSuffix) {
+				break
+			}
+			ends[tp] = en.LastOffset + 1
+		}
+		if ends[tp] == 0 {
+			t.Fatalf("%s: no compacted prefix after the first pass", tp)
+		}
+	}
+	e.clock.Advance(2 * time.Second)
+	spy.mu.Lock()
+	clear(spy.froms)
+	spy.mu.Unlock()
+	if st, err := l.Compact(ctx); err != nil || st.Segments == 0 {
+		t.Fatalf("second pass = %+v, %v; want the new history compacted", st, err)
+	}
+	spy.mu.Lock()
+	for _, tp := range tps {
+		froms := spy.froms[tp]
+		if len(froms) == 0 || froms[0] < ends[tp] {
+			t.Errorf("%s: the second pass listed the index from %v; want from the end of the compacted prefix, %d", tp, froms, ends[tp])
+		}
+	}
+	spy.mu.Unlock()
+	keys, _ := indexKeys(t, e.store, tps)
+	for k := range keys {
+		if !strings.HasSuffix(k, compactedSuffix) {
+			t.Errorf("index still names flush object %s", k)
 		}
 	}
 	memIndexMatches(t, l, e.store, tps)
