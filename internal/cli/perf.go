@@ -121,6 +121,7 @@ func (inv *invocation) perfProduceCmd() *cobra.Command {
 		batchMaxBytes int32
 		txnDuration   time.Duration
 		txnID         string
+		maxInflight   int
 	)
 	cmd := &cobra.Command{
 		Use:   "produce --topic T (--num-records N | --duration D) [flags]",
@@ -160,13 +161,21 @@ func (inv *invocation) perfProduceCmd() *cobra.Command {
 				}
 				opts = append(opts, kgo.TransactionalID(txnID))
 			}
+			if maxInflight < 1 {
+				return usagef("--max-inflight %d: at least 1", maxInflight)
+			}
 			switch strings.ToLower(acks) {
 			case "all", "-1":
+				if maxInflight != 1 {
+					// franz-go keeps one produce request in flight per
+					// broker while idempotent (acks=all).
+					return usagef("--max-inflight %d needs --acks 1 or 0 (an idempotent producer has one request in flight)", maxInflight)
+				}
 				opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
 			case "1":
-				opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+				opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(), kgo.MaxProduceRequestsInflightPerBroker(maxInflight))
 			case "0":
-				opts = append(opts, kgo.RequiredAcks(kgo.NoAck()), kgo.DisableIdempotentWrite())
+				opts = append(opts, kgo.RequiredAcks(kgo.NoAck()), kgo.DisableIdempotentWrite(), kgo.MaxProduceRequestsInflightPerBroker(maxInflight))
 			default:
 				return usagef("--acks %q: use all, 1 or 0", acks)
 			}
@@ -209,7 +218,7 @@ func (inv *invocation) perfProduceCmd() *cobra.Command {
 				"record_size": recordSize, "num_records": pc.records, "duration_s": pc.duration.Seconds(),
 				"throughput": throughput, "acks": acks, "partitions": partitions, "compression": compression,
 				"linger_ms": float64(linger) / 1e6, "batch_max_bytes": batchMaxBytes,
-				"transaction_ms": float64(txnDuration) / 1e6,
+				"transaction_ms": float64(txnDuration) / 1e6, "max_inflight": maxInflight,
 			})
 			if err := inv.out().perfSummary(sum); err != nil {
 				return err
@@ -227,6 +236,7 @@ func (inv *invocation) perfProduceCmd() *cobra.Command {
 	fs.DurationVar(&linger, "linger", 0, "how long a batch may wait for more records")
 	fs.Int32Var(&batchMaxBytes, "batch-max-bytes", 1000012, "largest batch sent to one partition, in bytes")
 	fs.DurationVar(&txnDuration, "transaction-duration", 0, "produce in transactions, each committed after this long (e.g. 10ms); 0: no transactions")
+	fs.IntVar(&maxInflight, "max-inflight", 1, "produce requests in flight to one broker (Kafka's max.in.flight.requests.per.connection); more than 1 needs --acks 1 or 0")
 	fs.StringVar(&txnID, "transactional-id", "", "transactional id with --transaction-duration (default: a new one per run)")
 	setFlagCompletion(cmd, "acks", fixedCompletions("all", "1", "0"))
 	setFlagCompletion(cmd, "compression", fixedCompletions("none", "gzip", "snappy", "lz4", "zstd"))

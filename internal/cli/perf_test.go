@@ -51,7 +51,7 @@ func TestPerf(t *testing.T) {
 			// A fixed rate, with acks=1, for a duration.
 			var paced perfSummary
 			perfJSON(t, &paced, "perf", "produce", "--brokers", brokers, "--topic", topic, "--duration", "1s",
-				"--throughput", "500", "--acks", "1", "--record-size", "100")
+				"--throughput", "500", "--acks", "1", "--record-size", "100", "--max-inflight", "5")
 			if paced.Records < 350 || paced.Records > 600 || paced.Errors != 0 {
 				t.Fatalf("500 records/s for 1 s: %+v", paced)
 			}
@@ -124,6 +124,8 @@ func TestPerfUsage(t *testing.T) {
 		{[]string{"perf", "produce", "--topic", "t", "--num-records", "1", "--transaction-duration", "5ms", "--acks", "1"}, "needs --acks all"},
 		{[]string{"perf", "produce", "--topic", "t", "--num-records", "1", "--transaction-duration", "-1s"}, "--transaction-duration"},
 		{[]string{"perf", "consume", "--topic", "t", "--num-records", "1", "--isolation", "serializable"}, "--isolation"},
+		{[]string{"perf", "produce", "--topic", "t", "--num-records", "1", "--max-inflight", "0", "--acks", "1"}, "--max-inflight 0"},
+		{[]string{"perf", "produce", "--topic", "t", "--num-records", "1", "--max-inflight", "5"}, "needs --acks 1 or 0"},
 		{[]string{"perf", "nope"}, `unknown command "nope"`},
 	} {
 		r := runCLI(t, "", "", tc.args...)
