@@ -201,6 +201,14 @@ func (l *Log) appendAsync(ctx context.Context, tp metadata.TopicPartition, recor
 		h.MaxTimestamp = st.MaxTimestamp
 		headers[i] = h
 	}
+	if txn && mode == AckBuffered && withWAL && l.wal != nil {
+		// Transactional data is not written to the WAL (a replay could
+		// not place it behind markers it does not hold), so with the WAL
+		// on, where a buffered ack promises survival of a crash, its ack
+		// waits for the commit. (Kafka clients send transactions with
+		// acks=all; a client that does not still gets that promise.)
+		mode = AckDurable
+	}
 	var verified map[int64]txnVerified
 	if txn {
 		v, release, err := l.verifyTxns(ctx, p, headers)

@@ -212,6 +212,42 @@ func testWALBufferedAfterMarker(t *testing.T, open storeOpener) {
 	}
 }
 
+func TestWALTransactionalBufferedWaitsForCommit(t *testing.T) {
+	onBackends(t, testWALTransactionalBufferedWaitsForCommit)
+}
+
+// Transactional data is not written to the WAL, so a buffered ack of it
+// (a client sending transactional batches with acks=1) waits for the
+// commit, as a durable one does: it was answered at once, and lost by a
+// crash before the commit.
+func testWALTransactionalBufferedWaitsForCommit(t *testing.T, open storeOpener) {
+	bucket := objstore.NewFaulty(objstore.NewMemory())
+	e := newEnv(t, open, bucket)
+	coord := newTxnCoord()
+	cfg := e.walConfig("a1", t.TempDir())
+	cfg.VerifyTxn = coord.verify
+	l := e.open(cfg)
+	topic := e.topic("waltxnbuffered", 1, nil)
+	lead(t, l, topic)
+	tp := tpOf(topic, 0)
+	ctx := context.Background()
+	coord.begin(7, 0)
+	bucket.Inject(objstore.Fault{Op: objstore.OpPut})
+	a, err := l.AppendAsync(ctx, tp, txnBatch(t, 7, 0, 0, 2), AckBuffered)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if res, err := a.Wait(short); err == nil {
+		t.Fatalf("transactional buffered append acknowledged at %d with nothing durable", res.BaseOffset)
+	}
+	bucket.Clear()
+	if res, err := a.Wait(ctx); err != nil || res.BaseOffset != 0 {
+		t.Fatalf("after the commit: %+v, %v; want offset 0", res, err)
+	}
+}
+
 func TestWALOneSyncPerRequest(t *testing.T) { onBackends(t, testWALOneSyncPerRequest) }
 
 // A produce request appends its partitions one after the other and then
