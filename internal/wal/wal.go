@@ -97,6 +97,10 @@ var testAfterSync atomic.Pointer[func()]
 // segment is prepared, before it is offered to the writer.
 var testBeforeInstall atomic.Pointer[func()]
 
+// testBeforeWrite, when set (tests only), runs when a group starts being
+// written, before anything of it is.
+var testBeforeWrite atomic.Pointer[func()]
+
 // Options configure a WAL.
 type Options struct {
 	Dir string
@@ -513,6 +517,9 @@ func (w *WAL) Queue(h Header, batches [][]byte, reserved int64) *Entry {
 	defer w.mu.Unlock()
 	w.live += e.size - reserved
 	w.metrics.liveBytes.Set(float64(w.live))
+	if e.size < reserved {
+		w.wakeLocked() // space a waiting Reserve may take
+	}
 	switch {
 	case w.closed:
 		e.err = ErrClosed
@@ -634,6 +641,9 @@ func (w *WAL) Close() error {
 	close(w.stopWriter)
 	<-w.writerDone
 	w.inline.Wait()
+	// A Flush writing as the writer stopped hands what was queued behind
+	// it to the writer, gone now: write it here.
+	w.drain(false)
 	close(w.stopSyncer)
 	<-w.syncerDone
 	close(w.stopPrep)
@@ -792,6 +802,9 @@ type run struct {
 func (w *WAL) writeGroup(batch []*Entry) {
 	if len(batch) == 0 {
 		return
+	}
+	if f := testBeforeWrite.Load(); f != nil {
+		(*f)()
 	}
 	w.mu.Lock()
 	err := w.failed

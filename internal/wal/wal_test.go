@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -928,5 +929,85 @@ func TestFlushSyncsInCaller(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(w.metrics.fsyncs); got != 3 {
 		t.Fatalf("%v syncs for 3 flushes, want 3", got)
+	}
+}
+
+// An entry smaller than its reservation (some of its batches were
+// duplicates) gives the rest back at once: a writer waiting for that
+// space goes on.
+func TestUnusedReservationWakesWaiter(t *testing.T) {
+	dir := t.TempDir()
+	w, _ := open(t, dir, Options{MaxSize: 1000})
+	ctx := context.Background()
+	if err := w.Reserve(ctx, FrameSize(900)); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() { got <- w.Reserve(ctx, FrameSize(100)) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for testutil.ToFloat64(w.metrics.fullWaits) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the second writer never waited")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	e := w.Add(hdr(0, 1), [][]byte{make([]byte, 10)}, FrameSize(900))
+	waitDone(t, e)
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the waiting writer was not woken by the space its neighbour did not use")
+	}
+}
+
+// Close writes and syncs what was queued before it even when a Flush was
+// writing as it began: the writer goroutine then leaves the rest to that
+// Flush, which hands it back to the writer, gone by then.
+func TestCloseWritesWhatAnInlineFlushLeft(t *testing.T) {
+	dir := t.TempDir()
+	w, _ := open(t, dir, Options{})
+	entered, proceed := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	setHook(t, &testBeforeWrite, func() {
+		once.Do(func() {
+			close(entered)
+			<-proceed
+		})
+	})
+	ctx := context.Background()
+	reserve := func(n int) int64 {
+		if err := w.Reserve(ctx, FrameSize(n)); err != nil {
+			t.Fatal(err)
+		}
+		return FrameSize(n)
+	}
+	e1 := w.Queue(hdr(0, 1), [][]byte{payload(1)}, reserve(len(payload(1))))
+	flushed := make(chan struct{})
+	go func() {
+		w.Flush(ctx)
+		close(flushed)
+	}()
+	<-entered // the Flush is writing e1
+	e2 := w.Queue(hdr(1, 1), [][]byte{payload(2)}, reserve(len(payload(2))))
+	closed := make(chan error, 1)
+	go func() { closed <- w.Close() }()
+	select {
+	case <-w.writerDone: // the writer goroutine left, e2 to the Flush
+	case <-time.After(30 * time.Second):
+		t.Fatal("the writer goroutine did not stop")
+	}
+	close(proceed)
+	<-flushed
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range []*Entry{e1, e2} {
+		waitDone(t, e)
+		if err := e.Err(); err != nil {
+			t.Errorf("entry %d, queued before Close: %v", i+1, err)
+		}
 	}
 }
