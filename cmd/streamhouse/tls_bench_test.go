@@ -13,29 +13,36 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/streamhouse/streamhouse/internal/e2e"
 	"github.com/streamhouse/streamhouse/internal/testutil/testcerts"
 )
 
-// BenchmarkKafkaProduceTLS compares Kafka produce over plaintext and over
-// TLS (and mutual TLS) against the real binary (no race detector) on the
-// embedded defaults: a franz-go producer, 1 KiB incompressible records,
-// acks=all, 8 partitions. It reports MB/s and the p99 from Produce to its
-// acknowledgement, and the server's CPU time per MB produced (from its
-// process_cpu_seconds_total), which a loaded machine disturbs less than
-// throughput. -count repeats each variant before the next, so run the
+// BenchmarkKafkaProduceTLS compares Kafka produce over plaintext, over
+// TLS, mutual TLS, and TLS with SCRAM-SHA-512 logins (SASL_SSL) against the
+// real binary (no race detector) on the embedded defaults: a franz-go
+// producer, 1 KiB incompressible records, acks=all, 8 partitions. It
+// reports MB/s and the p99 from Produce to its acknowledgement, the
+// server's CPU time per MB produced (from its process_cpu_seconds_total),
+// which a loaded machine disturbs less than throughput, and the MB/s of a
+// consumer then reading the records back over the same kind of
+// connection. -count repeats each variant before the next, so run the
 // command several times to interleave them:
 //
 //	for i in 1 2 3; do go test -run '^$' -bench KafkaProduceTLS -benchtime 20000x ./cmd/streamhouse; done
 func BenchmarkKafkaProduceTLS(b *testing.B) {
 	e2e.Race = false
-	for _, mode := range []string{"plaintext", "tls", "mtls"} {
+	for _, mode := range []string{"plaintext", "tls", "mtls", "tls-scram"} {
 		b.Run(mode, func(b *testing.B) {
 			dir := b.TempDir()
 			env := e2e.Local.Env(b, dir)
 			var opts []kgo.Opt
 			hc := http.DefaultClient
+			if mode == "tls-scram" {
+				env = append(env, "AUTH_ENABLED=true", "AUTH_BOOTSTRAP_USERS=bench:bench-secret")
+				opts = append(opts, kgo.SASL(scram.Auth{User: "bench", Pass: "bench-secret"}.AsSha512Mechanism()))
+			}
 			if mode != "plaintext" {
 				ca := testcerts.NewCA(b, "bench CA")
 				cert, key := ca.Server(b).Write(b, dir, "server")
@@ -100,6 +107,68 @@ func BenchmarkKafkaProduceTLS(b *testing.B) {
 			b.ReportMetric(cpu*1000/(float64(b.N)*1024/1e6), "server-cpu-ms/MB")
 			slices.Sort(lat)
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+			b.ReportMetric(consumeMBs(b, ctx, append(opts, kgo.SeedBrokers(s.KafkaAddr), kgo.ConsumeTopics("bench"),
+				kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())), b.N+1000), "consume-MB/s")
+		})
+	}
+}
+
+// consumeMBs reads n records of 1 KiB with a new client made of opts and
+// returns the MB/s from its first fetch to its last record.
+func consumeMBs(b *testing.B, ctx context.Context, opts []kgo.Opt, n int) float64 {
+	b.Helper()
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	start, got := time.Now(), 0
+	for got < n {
+		fs := cl.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			b.Fatalf("consume after %d of %d records: %v", got, n, err)
+		}
+		got += fs.NumRecords()
+	}
+	return float64(got) * 1024 / 1e6 / time.Since(start).Seconds()
+}
+
+// BenchmarkSCRAMConnectionSetup measures how many new Kafka connections a
+// second the server takes when each logs in with SCRAM-SHA-512 at the
+// default iteration count (AUTH_SCRAM_ITERATIONS), over TLS and over
+// plaintext: each iteration opens a new client, logs in and answers one
+// request (ApiVersions, SaslHandshake, SaslAuthenticate twice, then the ApiVersions of kgo.Client.Ping).
+//
+//	go test -run '^$' -bench SCRAMConnectionSetup -benchtime 200x ./cmd/streamhouse
+func BenchmarkSCRAMConnectionSetup(b *testing.B) {
+	e2e.Race = false
+	for _, mode := range []string{"sasl_plaintext", "sasl_ssl"} {
+		b.Run(mode, func(b *testing.B) {
+			dir := b.TempDir()
+			env := append(e2e.Local.Env(b, dir), "AUTH_ENABLED=true", "AUTH_BOOTSTRAP_USERS=bench:bench-secret")
+			opts := []kgo.Opt{kgo.SASL(scram.Auth{User: "bench", Pass: "bench-secret"}.AsSha512Mechanism())}
+			if mode == "sasl_ssl" {
+				ca := testcerts.NewCA(b, "bench CA")
+				cert, key := ca.Server(b).Write(b, dir, "server")
+				env = append(env, "TLS_CERT_FILE="+cert, "TLS_KEY_FILE="+key)
+				opts = append(opts, kgo.DialTLSConfig(ca.ClientTLS(nil)))
+			}
+			s := e2e.Start(b, dir, env)
+			opts = append(opts, kgo.SeedBrokers(s.KafkaAddr))
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			b.ResetTimer()
+			for range b.N {
+				cl, err := kgo.NewClient(opts...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := cl.Ping(ctx); err != nil {
+					b.Fatal(err)
+				}
+				cl.Close()
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "connections/s")
 		})
 	}
 }
