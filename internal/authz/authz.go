@@ -178,3 +178,22 @@ func (c *Checker) Allowed(ctx context.Context, op acl.Operation, typ acl.Resourc
 	}
 	return c.a.Allowed(ctx, p.String(), Host(ctx), op, typ, names)
 }
+
+// Topics is what SQL over topics asks (sql.Access): READ on a topic a
+// statement reads, DESCRIBE on one it describes, and SHOW TOPICS lists the
+// topics the caller may DESCRIBE.
+type Topics struct{ C *Checker }
+
+// Use is sql.Access.Use.
+func (t Topics) Use(ctx context.Context, topic string, read bool) error {
+	op := acl.OpDescribe
+	if read {
+		op = acl.OpRead
+	}
+	return t.C.Require(ctx, Need(op, acl.Topic(topic)))
+}
+
+// Visible is sql.Access.Visible.
+func (t Topics) Visible(ctx context.Context, names []string) []string {
+	return t.C.Allowed(ctx, acl.OpDescribe, acl.ResourceTopic, names)
+}

@@ -230,7 +230,7 @@ func TestForwardContext(t *testing.T) {
 	dl := time.Now().Add(time.Minute)
 	ctx, cancel := context.WithDeadline(grpcmd.NewIncomingContext(context.Background(), in), dl)
 	defer cancel()
-	fctx, fcancel := forwardContext(ctx)
+	fctx, fcancel := forwardContext(ctx, "")
 	defer fcancel()
 	out, _ := grpcmd.FromOutgoingContext(fctx)
 	want := grpcmd.MD{"authorization": {"Bearer x"}, "x-trace": {"1", "2"}, forwardedKey: {"1"}}
@@ -247,7 +247,7 @@ func TestForwardContext(t *testing.T) {
 		t.Error("the forwarded call does not count as forwarded")
 	}
 
-	nctx, ncancel := forwardContext(context.Background())
+	nctx, ncancel := forwardContext(context.Background(), "")
 	defer ncancel()
 	if got, ok := nctx.Deadline(); !ok || time.Until(got) > broker.ForwardTimeout || time.Until(got) < broker.ForwardTimeout-time.Minute {
 		t.Errorf("deadline without the caller's: %v %v, want about ForwardTimeout from now", got, ok)
