@@ -117,7 +117,9 @@ func (a *authAPI) register(subject string) int64 {
 }
 
 // recordName is the name of the record register registers under subject.
-func recordName(subject string) string { return strings.NewReplacer(".", "_", "-", "_").Replace(subject) }
+func recordName(subject string) string {
+	return strings.NewReplacer(".", "_", "-", "_").Replace(subject)
+}
 
 // isForbidden checks the registry's 403: {"error_code":40301,"message"}.
 func isForbidden(t *testing.T, what string, code int, raw string) {
