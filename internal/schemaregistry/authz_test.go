@@ -177,6 +177,7 @@ func TestRegistryEndpointsAuthorization(t *testing.T) {
 		{"schema subjects by id", valueSubject, true, "GET", "/schemas/ids/{id}/subjects", "", topic(acl.OpDescribe), 200},
 		{"subject config", valueSubject, true, "GET", "/config/{subject}?defaultToGlobal=true", "", topic(acl.OpDescribeConfigs), 200},
 		{"set subject config", valueSubject, true, "PUT", "/config/{subject}", `{"compatibility":"FULL"}`, topic(acl.OpAlterConfigs), 200},
+		{"delete subject config", valueSubject, true, "DELETE", "/config/{subject}", "", topic(acl.OpAlterConfigs), 200},
 		{"compatibility with latest", valueSubject, true, "POST", "/compatibility/subjects/{subject}/versions/latest", "schema", topic(acl.OpDescribe), 200},
 		{"compatibility with all", valueSubject, true, "POST", "/compatibility/subjects/{subject}/versions", "schema", topic(acl.OpDescribe), 200},
 		{"global config", "", false, "GET", "/config", "", cluster(acl.OpDescribeConfigs), 200},
@@ -200,6 +201,8 @@ func TestRegistryEndpointsAuthorization(t *testing.T) {
 			for _, res := range []string{mine, roots} {
 				if tc.register {
 					ids[res] = api.register(subjectOf(res))
+					// A level of its own, for DELETE /config/{subject}.
+					api.must("root", "PUT", "/config/"+subjectOf(res), `{"compatibility":"FORWARD"}`, 200)
 				}
 			}
 			req := func(user, res string) (int, string) {
