@@ -94,23 +94,23 @@ func TestGRPCMethodsAuthorization(t *testing.T) {
 	t.Parallel()
 	e := newAuthGRPC(t)
 	root := func() context.Context { return as(t, "root") }
-	topic := func(res string) txnState { e.createTopicAs(t, root(), res); return txnState{} }
-	committed := func(res string) txnState {
-		topic(res)
+	topic := func(t *testing.T, res string) txnState { e.createTopicAs(t, root(), res); return txnState{} }
+	committed := func(t *testing.T, res string) txnState {
+		topic(t, res)
 		if _, err := e.c.CommitOffset(root(), &pb.CommitOffsetRequest{ConsumerGroup: res, Topic: res, Offset: 0}); err != nil {
 			t.Fatal(err)
 		}
 		return txnState{}
 	}
-	txnProducer := func(res string) txnState {
+	txnProducer := func(t *testing.T, res string) txnState {
 		p, err := e.c.InitProducer(root(), &pb.InitProducerRequest{TransactionalId: &res})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return txnState{pid: p.ProducerId, epoch: p.Epoch}
 	}
-	begun := func(res string) txnState {
-		st := txnProducer(res)
+	begun := func(t *testing.T, res string) txnState {
+		st := txnProducer(t, res)
 		b, err := e.c.BeginTransaction(root(), &pb.BeginTransactionRequest{ProducerId: st.pid, ProducerEpoch: st.epoch})
 		if err != nil {
 			t.Fatal(err)
@@ -118,7 +118,7 @@ func TestGRPCMethodsAuthorization(t *testing.T) {
 		st.tok = b.TransactionId
 		return st
 	}
-	topicAndTxn := func(res string) txnState { topic(res); return begun(res) }
+	topicAndTxn := func(t *testing.T, res string) txnState { topic(t, res); return begun(t, res) }
 	subscribe := func(ctx context.Context, res string) error {
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
@@ -145,7 +145,7 @@ func TestGRPCMethodsAuthorization(t *testing.T) {
 	lit := func(typ acl.ResourceType, op acl.Operation) grant { return grant{typ, acl.PatternLiteral, "%s", op} }
 	cases := []struct {
 		name   string
-		setup  func(res string) txnState
+		setup  func(t *testing.T, res string) txnState
 		call   func(ctx context.Context, res string, st txnState) error
 		grants []grant
 		denied string // Kafka's error in the PermissionDenied without ACLs
@@ -242,7 +242,7 @@ func TestGRPCMethodsAuthorization(t *testing.T) {
 			mine, roots := fmt.Sprintf("a%d", i), fmt.Sprintf("r%d", i)
 			var stMine, stRoots txnState
 			if tc.setup != nil {
-				stMine, stRoots = tc.setup(mine), tc.setup(roots)
+				stMine, stRoots = tc.setup(t, mine), tc.setup(t, roots)
 			}
 			wantCode(t, "without a login", tc.call(as(t, ""), mine, stMine), codes.Unauthenticated)
 			wantDenied(t, "alice without ACLs", tc.call(as(t, "alice"), mine, stMine), tc.denied)
