@@ -137,6 +137,9 @@ func groupErr(group string, err error) error {
 }
 
 func (s *server) listGroups(w http.ResponseWriter, r *http.Request) error {
+	if err := s.authorize(r); err != nil { // a login; the list is filtered
+		return err
+	}
 	groups, err := s.b.ListGroups(r.Context())
 	if err != nil {
 		return err

@@ -69,6 +69,9 @@ func toPartitionsJSON(ps []broker.PartitionInfo) []partitionJSON {
 }
 
 func (s *server) listTopics(w http.ResponseWriter, r *http.Request) error {
+	if err := s.authorize(r); err != nil { // a login; the list is filtered
+		return err
+	}
 	ts, err := s.b.ListTopics(r.Context())
 	if err != nil {
 		return err
