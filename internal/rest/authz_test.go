@@ -204,7 +204,7 @@ func TestRESTEndpointsAuthorization(t *testing.T) {
 			[]grantSpec{{acl.ResourceCluster, acl.ClusterName, acl.OpAlter}}, "cluster_authorization_failed", 201, ""},
 		{"delete user", func(res string) {
 			if r := e.do("root", "POST", "/api/v1/users", fmt.Sprintf(`{"name":%q,"password":"a-password"}`, res)); r.status != 201 {
-				t.Fatalf("create user %s: %d %s", res, r.status, r.body)
+				e.t.Fatalf("create user %s: %d %s", res, r.status, r.body)
 			}
 		}, "DELETE", "/api/v1/users/%s", "",
 			[]grantSpec{{acl.ResourceCluster, acl.ClusterName, acl.OpAlter}}, "cluster_authorization_failed", 204, ""},
