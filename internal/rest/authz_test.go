@@ -145,48 +145,48 @@ func TestRESTEndpointsAuthorization(t *testing.T) {
 		name   string
 		setup  func(res string)
 		method string
-		path   string // %[1]s is res
-		body   string // %[1]s is res
+		path   string // {res} is res
+		body   string // {res} is res
 		grants []grantSpec
 		code   string // the 403's error code
 		ok     int    // 0: the grants are not enough, and the 403 is then after's
 		after  string
 	}{
-		{"create topic", nil, "POST", "/api/v1/topics", `{"name":%q,"partitions":1}`,
+		{"create topic", nil, "POST", "/api/v1/topics", `{"name":"{res}","partitions":1}`,
 			[]grantSpec{{acl.ResourceTopic, "%s", acl.OpCreate}}, "topic_authorization_failed", 201, ""},
-		{"get topic", e.topic, "GET", "/api/v1/topics/%s", "",
+		{"get topic", e.topic, "GET", "/api/v1/topics/{res}", "",
 			[]grantSpec{{acl.ResourceTopic, "%s", acl.OpDescribe}}, "topic_authorization_failed", 200, ""},
-		{"topic partitions", e.topic, "GET", "/api/v1/topics/%s/partitions", "",
+		{"topic partitions", e.topic, "GET", "/api/v1/topics/{res}/partitions", "",
 			[]grantSpec{{acl.ResourceTopic, "%s", acl.OpDescribe}}, "topic_authorization_failed", 200, ""},
-		{"delete topic", e.topic, "DELETE", "/api/v1/topics/%s", "",
+		{"delete topic", e.topic, "DELETE", "/api/v1/topics/{res}", "",
 			[]grantSpec{{acl.ResourceTopic, "%s", acl.OpDelete}}, "topic_authorization_failed", 204, ""},
-		{"produce", e.topic, "POST", "/api/v1/produce", `{"topic":%q,"value":"v"}`,
+		{"produce", e.topic, "POST", "/api/v1/produce", `{"topic":"{res}","value":"v"}`,
 			[]grantSpec{{acl.ResourceTopic, "%s", acl.OpWrite}}, "topic_authorization_failed", 200, ""},
-		{"produce batch", e.topic, "POST", "/api/v1/produce/batch", `{"topic":%q,"records":[{"value":"v"}]}`,
+		{"produce batch", e.topic, "POST", "/api/v1/produce/batch", `{"topic":"{res}","records":[{"value":"v"}]}`,
 			[]grantSpec{{acl.ResourceTopic, "%s", acl.OpWrite}}, "topic_authorization_failed", 200, ""},
-		{"consume", e.topic, "GET", "/api/v1/consume?topic=%s", "",
+		{"consume", e.topic, "GET", "/api/v1/consume?topic={res}", "",
 			[]grantSpec{{acl.ResourceTopic, "%s", acl.OpRead}}, "topic_authorization_failed", 200, ""},
-		{"create group", nil, "POST", "/api/v1/consumer-groups", `{"group_id":%q}`,
+		{"create group", nil, "POST", "/api/v1/consumer-groups", `{"group_id":"{res}"}`,
 			[]grantSpec{{acl.ResourceGroup, "%s", acl.OpRead}}, "group_authorization_failed", 201, ""},
-		{"commit needs the group", e.topic, "POST", "/api/v1/consumer-groups/commit", `{"group_id":%[1]q,"topic":%[1]q,"partition":0,"offset":0}`,
+		{"commit needs the group", e.topic, "POST", "/api/v1/consumer-groups/commit", `{"group_id":"{res}","topic":"{res}","partition":0,"offset":0}`,
 			[]grantSpec{{acl.ResourceTopic, "%s", acl.OpRead}}, "group_authorization_failed", 0, "group_authorization_failed"},
-		{"commit needs the topic", e.topic, "POST", "/api/v1/consumer-groups/commit", `{"group_id":%[1]q,"topic":%[1]q,"partition":0,"offset":0}`,
+		{"commit needs the topic", e.topic, "POST", "/api/v1/consumer-groups/commit", `{"group_id":"{res}","topic":"{res}","partition":0,"offset":0}`,
 			[]grantSpec{{acl.ResourceGroup, "%s", acl.OpRead}}, "group_authorization_failed", 0, "topic_authorization_failed"},
-		{"commit", e.topic, "POST", "/api/v1/consumer-groups/commit", `{"group_id":%[1]q,"topic":%[1]q,"partition":0,"offset":0}`,
+		{"commit", e.topic, "POST", "/api/v1/consumer-groups/commit", `{"group_id":"{res}","topic":"{res}","partition":0,"offset":0}`,
 			[]grantSpec{{acl.ResourceGroup, "%s", acl.OpRead}, {acl.ResourceTopic, "%s", acl.OpRead}}, "group_authorization_failed", 200, ""},
-		{"get group", topicAndGroup, "GET", "/api/v1/consumer-groups/%s", "",
+		{"get group", topicAndGroup, "GET", "/api/v1/consumer-groups/{res}", "",
 			[]grantSpec{{acl.ResourceGroup, "%s", acl.OpDescribe}}, "group_authorization_failed", 200, ""},
-		{"group offsets", topicAndGroup, "GET", "/api/v1/consumer-groups/%s/offsets", "",
+		{"group offsets", topicAndGroup, "GET", "/api/v1/consumer-groups/{res}/offsets", "",
 			[]grantSpec{{acl.ResourceGroup, "%s", acl.OpDescribe}}, "group_authorization_failed", 200, ""},
-		{"group lag", topicAndGroup, "GET", "/api/v1/consumer-groups/%s/lag", "",
+		{"group lag", topicAndGroup, "GET", "/api/v1/consumer-groups/{res}/lag", "",
 			[]grantSpec{{acl.ResourceGroup, "%s", acl.OpDescribe}}, "group_authorization_failed", 200, ""},
-		{"delete group", topicAndGroup, "DELETE", "/api/v1/consumer-groups/%s", "",
+		{"delete group", topicAndGroup, "DELETE", "/api/v1/consumer-groups/{res}", "",
 			[]grantSpec{{acl.ResourceGroup, "%s", acl.OpDelete}}, "group_authorization_failed", 200, ""},
-		{"reset needs the topics", topicAndGroup, "POST", "/api/v1/consumer-groups/%s/reset", `{"strategy":"earliest"}`,
+		{"reset needs the topics", topicAndGroup, "POST", "/api/v1/consumer-groups/{res}/reset", `{"strategy":"earliest"}`,
 			[]grantSpec{{acl.ResourceGroup, "%s", acl.OpRead}}, "group_authorization_failed", 0, "topic_authorization_failed"},
-		{"reset", topicAndGroup, "POST", "/api/v1/consumer-groups/%s/reset", `{"strategy":"earliest"}`,
+		{"reset", topicAndGroup, "POST", "/api/v1/consumer-groups/{res}/reset", `{"strategy":"earliest"}`,
 			[]grantSpec{{acl.ResourceGroup, "%s", acl.OpRead}, {acl.ResourceTopic, "%s", acl.OpRead}}, "group_authorization_failed", 200, ""},
-		{"seek", topicAndGroup, "POST", "/api/v1/consumer-groups/%[1]s/seek", `{"topic":%[1]q,"timestamp":0}`,
+		{"seek", topicAndGroup, "POST", "/api/v1/consumer-groups/{res}/seek", `{"topic":"{res}","timestamp":0}`,
 			[]grantSpec{{acl.ResourceGroup, "%s", acl.OpRead}, {acl.ResourceTopic, "%s", acl.OpRead}}, "group_authorization_failed", 200, ""},
 		{"agents", nil, "GET", "/api/v1/agents", "",
 			[]grantSpec{{acl.ResourceCluster, acl.ClusterName, acl.OpDescribe}}, "cluster_authorization_failed", 200, ""},
@@ -200,13 +200,13 @@ func TestRESTEndpointsAuthorization(t *testing.T) {
 			[]grantSpec{{acl.ResourceCluster, acl.ClusterName, acl.OpDescribe}}, "cluster_authorization_failed", 200, ""},
 		{"list users", nil, "GET", "/api/v1/users", "",
 			[]grantSpec{{acl.ResourceCluster, acl.ClusterName, acl.OpDescribe}}, "cluster_authorization_failed", 200, ""},
-		{"create user", nil, "POST", "/api/v1/users", `{"name":%q,"password":"a-password"}`,
+		{"create user", nil, "POST", "/api/v1/users", `{"name":"{res}","password":"a-password"}`,
 			[]grantSpec{{acl.ResourceCluster, acl.ClusterName, acl.OpAlter}}, "cluster_authorization_failed", 201, ""},
 		{"delete user", func(res string) {
-			if r := e.do("root", "POST", "/api/v1/users", fmt.Sprintf(`{"name":%q,"password":"a-password"}`, res)); r.status != 201 {
+			if r := e.do("root", "POST", "/api/v1/users", `{"name":"`+res+`","password":"a-password"}`); r.status != 201 {
 				e.t.Fatalf("create user %s: %d %s", res, r.status, r.body)
 			}
-		}, "DELETE", "/api/v1/users/%s", "",
+		}, "DELETE", "/api/v1/users/{res}", "",
 			[]grantSpec{{acl.ResourceCluster, acl.ClusterName, acl.OpAlter}}, "cluster_authorization_failed", 204, ""},
 	}
 	for i, tc := range cases {
@@ -219,11 +219,7 @@ func TestRESTEndpointsAuthorization(t *testing.T) {
 				tc.setup(roots)
 			}
 			req := func(user, res string) resp {
-				path, body := fmt.Sprintf(tc.path, res), ""
-				if tc.body != "" {
-					body = fmt.Sprintf(tc.body, res)
-				}
-				return e.do(user, tc.method, path, body)
+				return e.do(user, tc.method, strings.ReplaceAll(tc.path, "{res}", res), strings.ReplaceAll(tc.body, "{res}", res))
 			}
 			r := req("", mine)
 			if r.status != 401 || r.header.Get("WWW-Authenticate") == "" {
@@ -320,22 +316,18 @@ func TestRESTUnauthorizedExistingAndMissingAlike(t *testing.T) {
 	e.topic("there")
 	e.group("there", "there")
 	for _, tc := range []struct{ method, path, body string }{
-		{"GET", "/api/v1/topics/%s", ""},
-		{"GET", "/api/v1/topics/%s/partitions", ""},
-		{"DELETE", "/api/v1/topics/%s", ""},
-		{"POST", "/api/v1/produce", `{"topic":%q,"value":"v"}`},
-		{"GET", "/api/v1/consume?topic=%s", ""},
-		{"GET", "/api/v1/consumer-groups/%s", ""},
-		{"GET", "/api/v1/consumer-groups/%s/lag", ""},
-		{"DELETE", "/api/v1/consumer-groups/%s", ""},
-		{"POST", "/api/v1/consumer-groups/%s/reset", `{"strategy":"latest"}`},
+		{"GET", "/api/v1/topics/{res}", ""},
+		{"GET", "/api/v1/topics/{res}/partitions", ""},
+		{"DELETE", "/api/v1/topics/{res}", ""},
+		{"POST", "/api/v1/produce", `{"topic":"{res}","value":"v"}`},
+		{"GET", "/api/v1/consume?topic={res}", ""},
+		{"GET", "/api/v1/consumer-groups/{res}", ""},
+		{"GET", "/api/v1/consumer-groups/{res}/lag", ""},
+		{"DELETE", "/api/v1/consumer-groups/{res}", ""},
+		{"POST", "/api/v1/consumer-groups/{res}/reset", `{"strategy":"latest"}`},
 	} {
 		answer := func(name string) string {
-			body := ""
-			if tc.body != "" {
-				body = fmt.Sprintf(tc.body, name)
-			}
-			r := e.do("alice", tc.method, fmt.Sprintf(tc.path, name), body)
+			r := e.do("alice", tc.method, strings.ReplaceAll(tc.path, "{res}", name), strings.ReplaceAll(tc.body, "{res}", name))
 			return fmt.Sprintf("%d %s %s", r.status, r.header.Get("Content-Type"), strings.ReplaceAll(string(r.body), name, "NAME"))
 		}
 		there, missing := answer("there"), answer("nowhere")
