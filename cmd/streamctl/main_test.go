@@ -314,7 +314,7 @@ func (term *terminal) wait() int {
 func TestTerminalPasswordPrompt(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	p := e2e.Start(t, dir, append(e2e.Local.Env(t, dir), "AUTH_ENABLED=true", "AUTH_BOOTSTRAP_USERS=admin:Secret-Pw-42"))
+	p := e2e.Start(t, dir, append(e2e.Local.Env(t, dir), "AUTH_ENABLED=true", "AUTH_BOOTSTRAP_USERS=admin:Secret-Pw-42", "SUPER_USERS=admin"))
 	env := []string{"STREAMHOUSE_API_URL=" + p.URL, "XDG_STATE_HOME=" + t.TempDir(), "TERM=xterm", "STREAMHOUSE_USER=admin"}
 
 	term := startTerminal(t, env)

@@ -30,7 +30,7 @@ func TestLoginsOnEveryListener(t *testing.T) {
 		t.Run(be.Name, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
-			p := e2e.Start(t, dir, append(be.Env(t, dir), "AUTH_ENABLED=true", "AUTH_BOOTSTRAP_USERS=alice:alice-pw"))
+			p := e2e.Start(t, dir, append(be.Env(t, dir), "AUTH_ENABLED=true", "AUTH_BOOTSTRAP_USERS=alice:alice-pw", "SUPER_USERS=alice"))
 			get := func(path, user, password string) (int, http.Header, string) {
 				t.Helper()
 				req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, p.URL+path, nil)

@@ -17,7 +17,7 @@ import (
 func TestLogins(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	p := e2e.Start(t, dir, append(e2e.Local.Env(t, dir), "AUTH_ENABLED=true", "AUTH_BOOTSTRAP_USERS=admin:admin-pw"))
+	p := e2e.Start(t, dir, append(e2e.Local.Env(t, dir), "AUTH_ENABLED=true", "AUTH_BOOTSTRAP_USERS=admin:admin-pw", "SUPER_USERS=admin"))
 	run := func(env map[string]string, args ...string) runResult {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)

@@ -14,17 +14,22 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/streamhouse/streamhouse/internal/auth"
+	"github.com/streamhouse/streamhouse/internal/authz"
 )
 
 // Authentication (Config.Auth, AUTH_ENABLED). Every call runs with its
 // principal in its context (auth.PrincipalFrom). With logins required, a
-// call needs a verified client certificate (mutual TLS) or metadata
-// "authorization: Basic base64(user:password)" of a user; otherwise it
-// fails with Unauthenticated (after the client address's slowdown for a
-// wrong password), or Unavailable when the store cannot check it. The
-// gRPC health service stays open, as /health does on REST, so probes need
-// no password. A call forwarded to another agent (forward.go) carries the
-// caller's authorization metadata, and is checked there again.
+// call needs metadata "authorization: Basic base64(user:password)" of a
+// user or a verified client certificate (mutual TLS); otherwise it fails
+// with Unauthenticated (after the client address's slowdown for a wrong
+// password), or Unavailable when the store cannot check it. Credentials
+// sent in metadata decide the principal even over a client certificate,
+// as SASL does on a Kafka listener with client certificates: so an agent
+// presenting its own certificate can forward a call under its own login.
+// The gRPC health service stays open, as /health does on REST, so probes
+// need no password. Then the call is authorized (authorize.go). A call
+// forwarded to another agent (forward.go) was authorized here, as its
+// caller, and carries this agent's own login.
 
 // openMethods answer without a login.
 func openMethod(fullMethod string) bool {
@@ -35,9 +40,14 @@ func openMethod(fullMethod string) bool {
 // refuses the call.
 func (s *Server) authenticate(ctx context.Context, fullMethod string) (context.Context, error) {
 	a := s.auth
+	if pr, ok := peer.FromContext(ctx); ok && pr.Addr != nil {
+		ctx = authz.WithHost(ctx, pr.Addr.String()) // ACLs may name it
+	}
+	md, _ := grpcmd.FromIncomingContext(ctx)
+	values := md.Get("authorization")
 	// Certificates: the one small path that reads the TLS state (mutual
 	// TLS).
-	if pr, ok := peer.FromContext(ctx); ok {
+	if pr, ok := peer.FromContext(ctx); ok && (len(values) == 0 || !a.Enabled()) {
 		if ti, ok := pr.AuthInfo.(credentials.TLSInfo); ok {
 			if p, ok := auth.PrincipalFromTLS(&ti.State); ok {
 				if a.Enabled() {
@@ -50,8 +60,6 @@ func (s *Server) authenticate(ctx context.Context, fullMethod string) (context.C
 	if !a.Enabled() || openMethod(fullMethod) {
 		return auth.WithPrincipal(ctx, auth.Anonymous), nil
 	}
-	md, _ := grpcmd.FromIncomingContext(ctx)
-	values := md.Get("authorization")
 	if len(values) == 0 {
 		a.Missing(auth.ListenerGRPC)
 		return nil, status.Error(codes.Unauthenticated, "authentication required: send metadata authorization: Basic base64(user:password)")
@@ -99,6 +107,9 @@ func (s *Server) authUnary(ctx context.Context, req any, info *grpc.UnaryServerI
 	if err != nil {
 		return nil, err
 	}
+	if err := s.authorizeCall(ctx, info.FullMethod, req); err != nil {
+		return nil, err
+	}
 	return handler(ctx, req)
 }
 
@@ -107,13 +118,6 @@ func (s *Server) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 	if err != nil {
 		return err
 	}
-	return handler(srv, &principalStream{ServerStream: ss, ctx: ctx})
+	// The request arrives with the stream's first message.
+	return handler(srv, &authorizingStream{ServerStream: ss, ctx: ctx, s: s, method: info.FullMethod})
 }
-
-// principalStream is a stream whose context carries the principal.
-type principalStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (p *principalStream) Context() context.Context { return p.ctx }

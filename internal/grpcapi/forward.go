@@ -28,8 +28,10 @@ import (
 // transaction_id sends the whole call to the coordinator (the live agent
 // leading the ID's slot) at its advertised gRPC address
 // (GRPC_ADVERTISED_ADDR, from the agent registry) and answers with the
-// coordinator's answer. The caller's metadata (say, authorization) and
-// deadline go with it (ForwardTimeout when it has none). One hop only: a
+// coordinator's answer. The caller's metadata and
+// deadline go with it (ForwardTimeout when it has none); with logins on,
+// the call is authorized here as its caller and goes under this agent's
+// own login, which may do anything. One hop only: a
 // forwarded call carries forwardedKey, and an agent receiving one never
 // forwards it again, so a coordinator that lost the slot meanwhile answers
 // Unavailable, as does an agent that finds no live coordinator with a gRPC
@@ -77,7 +79,7 @@ func forwardTxn[Req, Resp any](s *Server, ctx context.Context, method string, re
 	if conn == nil {
 		return resp, err
 	}
-	fctx, cancel := forwardContext(ctx)
+	fctx, cancel := forwardContext(ctx, s.forwardAuth)
 	defer cancel()
 	out, ferr := remote(pb.NewStreamHouseClient(conn), fctx, req)
 	if ferr != nil {
@@ -137,8 +139,11 @@ func isForwarded(ctx context.Context) bool {
 
 // forwardContext is the context of a forwarded call: ctx (its deadline
 // and cancellation; ForwardTimeout when it has no deadline) with the
-// caller's metadata, less what gRPC sets itself, and forwardedKey.
-func forwardContext(ctx context.Context) (context.Context, context.CancelFunc) {
+// caller's metadata, less what gRPC sets itself, and forwardedKey. With
+// login set (logins on) the call goes under this agent's own login
+// instead of the caller's: the caller was authorized here, and may have
+// no password to pass on (a client certificate).
+func forwardContext(ctx context.Context, login string) (context.Context, context.CancelFunc) {
 	in, _ := grpcmd.FromIncomingContext(ctx)
 	out := make(grpcmd.MD, len(in)+1)
 	for k, vs := range in {
@@ -150,6 +155,9 @@ func forwardContext(ctx context.Context) (context.Context, context.CancelFunc) {
 		out[k] = vs
 	}
 	out.Set(forwardedKey, "1")
+	if login != "" {
+		out.Set("authorization", login)
+	}
 	ctx = grpcmd.NewOutgoingContext(ctx, out)
 	if _, ok := ctx.Deadline(); ok {
 		return context.WithCancel(ctx)

@@ -41,15 +41,22 @@ func twoAgents(t *testing.T, open func() metadata.Store) (a, b *env, txnID strin
 
 // twoSecureAgents is twoAgents with TLS on each agent as atA and atB say
 // (nil: plaintext).
-func twoSecureAgents(t *testing.T, open func() metadata.Store, atA, atB *agentTLS) (a, b *env, txnID string, onA, onB uint32) {
+func twoSecureAgents(t *testing.T, open func() metadata.Store, atA, atB *agentTLS, cfgOpts ...func(id string, c *Config)) (a, b *env, txnID string, onA, onB uint32) {
 	t.Helper()
 	bucket, err := objstore.NewLocal(filepath.Join(t.TempDir(), "bucket"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	a = newSecureAgentEnv(t, ServerOptions{}, open(), bucket, "a", atA)
+	for_ := func(id string) func(*Config) {
+		return func(c *Config) {
+			for _, o := range cfgOpts {
+				o(id, c)
+			}
+		}
+	}
+	a = newSecureAgentEnv(t, ServerOptions{}, open(), bucket, "a", atA, for_("a"))
 	a.createTopic(t, "t", 4, nil)
-	b = newSecureAgentEnv(t, ServerOptions{}, open(), bucket, "b", atB)
+	b = newSecureAgentEnv(t, ServerOptions{}, open(), bucket, "b", atB, for_("b"))
 	ctx := testCtx(t)
 	// Placement splits the slots and partitions between a and b: a hands
 	// b its share.
@@ -230,7 +237,7 @@ func TestForwardContext(t *testing.T) {
 	dl := time.Now().Add(time.Minute)
 	ctx, cancel := context.WithDeadline(grpcmd.NewIncomingContext(context.Background(), in), dl)
 	defer cancel()
-	fctx, fcancel := forwardContext(ctx)
+	fctx, fcancel := forwardContext(ctx, "")
 	defer fcancel()
 	out, _ := grpcmd.FromOutgoingContext(fctx)
 	want := grpcmd.MD{"authorization": {"Bearer x"}, "x-trace": {"1", "2"}, forwardedKey: {"1"}}
@@ -247,7 +254,7 @@ func TestForwardContext(t *testing.T) {
 		t.Error("the forwarded call does not count as forwarded")
 	}
 
-	nctx, ncancel := forwardContext(context.Background())
+	nctx, ncancel := forwardContext(context.Background(), "")
 	defer ncancel()
 	if got, ok := nctx.Deadline(); !ok || time.Until(got) > broker.ForwardTimeout || time.Until(got) < broker.ForwardTimeout-time.Minute {
 		t.Errorf("deadline without the caller's: %v %v, want about ForwardTimeout from now", got, ok)

@@ -69,8 +69,9 @@ type agentTLS struct {
 	client *tls.Config
 }
 
-// newSecureAgentEnv is newAgentEnv with TLS as at says (nil: plaintext).
-func newSecureAgentEnv(t *testing.T, opts ServerOptions, store metadata.Store, bucket objstore.Bucket, id string, at *agentTLS) *env {
+// newSecureAgentEnv is newAgentEnv with TLS as at says (nil: plaintext),
+// and the server's Config changed by cfgOpts.
+func newSecureAgentEnv(t *testing.T, opts ServerOptions, store metadata.Store, bucket objstore.Bucket, id string, at *agentTLS, cfgOpts ...func(*Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -128,6 +129,9 @@ func newSecureAgentEnv(t *testing.T, opts ServerOptions, store metadata.Store, b
 	t.Cleanup(func() { _ = ks.Close() })
 	reg := prometheus.NewRegistry()
 	cfg.Broker, cfg.Registry, cfg.Txn = b, reg, coord
+	for _, o := range cfgOpts {
+		o(&cfg)
+	}
 	srv := New(cfg)
 	gs := srv.NewGRPCServer(opts)
 	go func() { _ = gs.Serve(lis) }()

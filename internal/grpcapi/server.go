@@ -40,6 +40,7 @@ package grpcapi
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"log/slog"
 	"time"
@@ -53,7 +54,9 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/auth"
+	"github.com/streamhouse/streamhouse/internal/authz"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/txn"
 	pb "github.com/streamhouse/streamhouse/proto/streamhousepb"
@@ -80,6 +83,14 @@ type Config struct {
 	// Auth authenticates calls (auth.go). Nil, or not Enabled: every call
 	// runs as User:ANONYMOUS (or its client certificate's user).
 	Auth *auth.Authenticator
+	// ACL decides what each caller may do (authorize.go); nil: everything
+	// is allowed.
+	ACL *acl.Authorizer
+	// AgentUser and AgentPassword are this agent's own login
+	// (auth.AgentLogin), under which it forwards calls it authorized to
+	// other agents (forward.go). Empty: forwards carry the caller's
+	// metadata (logins off).
+	AgentUser, AgentPassword string
 }
 
 // ServerOptions are the GRPC_* settings of SPEC.md. A zero field keeps
@@ -131,6 +142,10 @@ type Server struct {
 	now       func() time.Time
 	peers     peers // connections to the other agents (forward.go)
 	auth      *auth.Authenticator
+	acl       *authz.Checker
+	// forwardAuth is the authorization metadata of forwarded calls (""
+	// keeps the caller's).
+	forwardAuth string
 }
 
 // New returns a Server over cfg.Broker.
@@ -151,6 +166,10 @@ func New(cfg Config) *Server {
 		now:       cfg.Now,
 		peers:     peers{creds: peerCredentials(cfg.PeerTLS)},
 		auth:      cfg.Auth,
+		acl:       authz.New(cfg.ACL),
+	}
+	if cfg.AgentUser != "" {
+		s.forwardAuth = "Basic " + base64.StdEncoding.EncodeToString([]byte(cfg.AgentUser+":"+cfg.AgentPassword))
 	}
 	s.health.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_SERVING)
 	return s

@@ -6,6 +6,7 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 	pb "github.com/streamhouse/streamhouse/proto/streamhousepb"
@@ -56,15 +57,25 @@ func (s *Server) GetTopic(ctx context.Context, req *pb.GetTopicRequest) (*pb.Get
 	return &pb.GetTopicResponse{Topic: topicPB(t)}, nil
 }
 
-// ListTopics lists every topic, by name.
+// ListTopics lists the topics the caller may DESCRIBE, by name.
 func (s *Server) ListTopics(ctx context.Context, _ *pb.ListTopicsRequest) (*pb.ListTopicsResponse, error) {
 	ts, err := s.b.ListTopics(ctx)
 	if err != nil {
 		return nil, s.toStatus("ListTopics", err)
 	}
+	names := make([]string, len(ts))
+	for i, t := range ts {
+		names[i] = t.Name
+	}
+	visible := make(map[string]bool, len(ts))
+	for _, n := range s.acl.Allowed(ctx, acl.OpDescribe, acl.ResourceTopic, names) {
+		visible[n] = true
+	}
 	out := &pb.ListTopicsResponse{Topics: make([]*pb.Topic, 0, len(ts))}
 	for _, t := range ts {
-		out.Topics = append(out.Topics, topicPB(t))
+		if visible[t.Name] {
+			out.Topics = append(out.Topics, topicPB(t))
+		}
 	}
 	return out, nil
 }

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
+	"github.com/streamhouse/streamhouse/internal/authz"
 	"github.com/streamhouse/streamhouse/internal/broker"
 )
 
@@ -108,6 +110,9 @@ func newAgentJSON(a broker.AgentLoad, self string) agentJSON {
 // agents answers the live agents, by ID, with the partitions each leads:
 // a bare array, as the original's.
 func (s *server) agents(w http.ResponseWriter, r *http.Request) error {
+	if err := s.authorize(r, authz.Need(acl.OpDescribe, acl.Cluster())); err != nil {
+		return err
+	}
 	loads, err := s.b.ClusterAgents(r.Context())
 	if err != nil {
 		return err
@@ -124,6 +129,9 @@ func (s *server) agents(w http.ResponseWriter, r *http.Request) error {
 // liveAgent returns the live agent named by the path's {id}; 404 if there
 // is none.
 func (s *server) liveAgent(r *http.Request) (broker.AgentLoad, error) {
+	if err := s.authorize(r, authz.Need(acl.OpDescribe, acl.Cluster())); err != nil {
+		return broker.AgentLoad{}, err
+	}
 	id := r.PathValue("id")
 	loads, err := s.b.ClusterAgents(r.Context())
 	if err != nil {
@@ -201,6 +209,9 @@ type metricsJSON struct {
 // metricsSummary answers the cluster's counts (five metadata queries) and
 // this agent's rates from the sampler (no I/O).
 func (s *server) metricsSummary(w http.ResponseWriter, r *http.Request) error {
+	if err := s.authorize(r, authz.Need(acl.OpDescribe, acl.Cluster())); err != nil {
+		return err
+	}
 	sum, err := s.b.Summary(r.Context())
 	if err != nil {
 		return err

@@ -6,6 +6,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
+	"github.com/streamhouse/streamhouse/internal/authz"
 	"github.com/streamhouse/streamhouse/internal/broker"
 )
 
@@ -77,6 +79,9 @@ func (s *server) consume(w http.ResponseWriter, r *http.Request) error {
 	topic := q.Get("topic")
 	if topic == "" {
 		return badRequest("query parameter topic is required")
+	}
+	if err := s.authorize(r, authz.Need(acl.OpRead, acl.Topic(topic))); err != nil {
+		return err
 	}
 	partition, err := queryInt(q, 0, "partition")
 	if err != nil {

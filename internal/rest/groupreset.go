@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
+	"github.com/streamhouse/streamhouse/internal/authz"
 	"github.com/streamhouse/streamhouse/internal/broker"
 )
 
@@ -85,10 +87,14 @@ func (s *server) describeGroup(ctx context.Context, id string) (broker.GroupLag,
 }
 
 func (s *server) groupLag(w http.ResponseWriter, r *http.Request) error {
+	if err := s.authorize(r, authz.Need(acl.OpDescribe, acl.Group(r.PathValue("id")))); err != nil {
+		return err
+	}
 	gl, err := s.describeGroup(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
+	gl = s.describable(r.Context(), gl)
 	out := lagJSON{GroupID: gl.Group, TotalLag: gl.TotalLag, PartitionCount: len(gl.Partitions),
 		Topics: topicsOf(gl), TopicLags: []topicLagJSON{}}
 	for _, name := range out.Topics {
@@ -183,6 +189,15 @@ func (s *server) moveOffsets(w http.ResponseWriter, r *http.Request, strategy st
 	case req.Timestamp != nil && *req.Timestamp < 0:
 		return badRequest("timestamp %d is negative; give ms since the epoch", *req.Timestamp)
 	}
+	// Kafka's OffsetCommit: READ on the group, and on each topic moved
+	// (the named one before anything is looked up).
+	need := []authz.Perm{authz.Need(acl.OpRead, acl.Group(id))}
+	if req.Topic != nil {
+		need = append(need, authz.Need(acl.OpRead, acl.Topic(*req.Topic)))
+	}
+	if err := s.authorize(r, need...); err != nil {
+		return err
+	}
 	gl, err := s.b.DescribeGroupLag(ctx, id)
 	switch {
 	case errors.Is(err, broker.ErrUnknownGroup) && req.Topic != nil:
@@ -210,6 +225,13 @@ func (s *server) moveOffsets(w http.ResponseWriter, r *http.Request, strategy st
 	var targets []tp
 	switch {
 	case req.Topic == nil:
+		need = need[:0]
+		for _, t := range topicsOf(gl) {
+			need = append(need, authz.Need(acl.OpRead, acl.Topic(t)))
+		}
+		if err := s.authorize(r, need...); err != nil {
+			return err
+		}
 		for _, p := range gl.Partitions {
 			targets = append(targets, tp{p.Topic, p.Partition})
 		}

@@ -10,6 +10,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
+	"github.com/streamhouse/streamhouse/internal/authz"
 	"github.com/streamhouse/streamhouse/internal/broker"
 )
 
@@ -105,13 +107,14 @@ func topicsOf(gl broker.GroupLag) []string {
 }
 
 func (s *server) toGroupJSON(ctx context.Context, gl broker.GroupLag) groupJSON {
+	gl = s.describable(ctx, gl)
 	g := groupJSON{GroupID: gl.Group, State: "Empty", Members: []memberJSON{},
 		Offsets: toGroupOffsets(gl), TotalLag: gl.TotalLag}
 	if m, ok := s.liveGroup(ctx, gl.Group); ok {
 		g.State, g.Protocol, g.Generation = m.State, m.Protocol, m.Generation
 		for _, mem := range m.Members {
 			g.Members = append(g.Members, memberJSON{MemberID: mem.MemberID, InstanceID: mem.InstanceID,
-				ClientID: mem.ClientID, Host: mem.ClientHost, Assignment: mem.Assignment})
+				ClientID: mem.ClientID, Host: mem.ClientHost, Assignment: s.describableAssignment(ctx, mem.Assignment)})
 		}
 	}
 	return g
@@ -134,9 +137,28 @@ func groupErr(group string, err error) error {
 }
 
 func (s *server) listGroups(w http.ResponseWriter, r *http.Request) error {
+	if err := s.authorize(r); err != nil { // a login; the list is filtered
+		return err
+	}
 	groups, err := s.b.ListGroups(r.Context())
 	if err != nil {
 		return err
+	}
+	// Kafka's ListGroups: every group with DESCRIBE on the cluster, else
+	// those the caller may DESCRIBE.
+	if !s.acl.May(r.Context(), acl.OpDescribe, acl.Cluster()) {
+		ids := make([]string, len(groups))
+		for i, g := range groups {
+			ids[i] = g.Group
+		}
+		visible := make(map[string]bool, len(ids))
+		for _, id := range s.acl.Allowed(r.Context(), acl.OpDescribe, acl.ResourceGroup, ids) {
+			visible[id] = true
+		}
+		groups = slices.DeleteFunc(groups, func(g broker.GroupLag) bool { return !visible[g.Group] })
+	}
+	for i := range groups {
+		groups[i] = s.describable(r.Context(), groups[i])
 	}
 	out := make([]groupSummaryJSON, len(groups))
 	// Each group's state comes from its coordinator, maybe another agent:
@@ -185,6 +207,9 @@ func (s *server) createGroup(w http.ResponseWriter, r *http.Request) error {
 	if id == nil {
 		return badRequest("group_id is required")
 	}
+	if err := s.authorize(r, authz.Need(acl.OpRead, acl.Group(*id))); err != nil {
+		return err
+	}
 	err = s.b.CreateGroup(r.Context(), *id)
 	if errors.Is(err, broker.ErrGroupExists) {
 		return &apiError{status: http.StatusConflict, code: codeConflict, msg: sprintf("consumer group %q already exists", *id)}
@@ -198,6 +223,9 @@ func (s *server) createGroup(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server) getGroup(w http.ResponseWriter, r *http.Request) error {
+	if err := s.authorize(r, authz.Need(acl.OpDescribe, acl.Group(r.PathValue("id")))); err != nil {
+		return err
+	}
 	gl, err := s.describeGroup(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
@@ -210,6 +238,9 @@ func (s *server) getGroup(w http.ResponseWriter, r *http.Request) error {
 // committed offsets for, as the original did.
 func (s *server) deleteGroup(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
+	if err := s.authorize(r, authz.Need(acl.OpDelete, acl.Group(id))); err != nil {
+		return err
+	}
 	if m, ok := s.liveGroup(r.Context(), id); ok && len(m.Members) > 0 {
 		return &apiError{status: http.StatusConflict, code: codeConflict,
 			msg: sprintf("consumer group %q has %d active members; stop them before deleting it", id, len(m.Members))}
@@ -227,10 +258,14 @@ func (s *server) deleteGroup(w http.ResponseWriter, r *http.Request) error {
 
 func (s *server) groupOffsets(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
+	if err := s.authorize(r, authz.Need(acl.OpDescribe, acl.Group(id))); err != nil {
+		return err
+	}
 	gl, err := s.b.DescribeGroupLag(r.Context(), id)
 	if err != nil {
 		return groupErr(id, err)
 	}
+	gl = s.describable(r.Context(), gl)
 	out := make([]committedJSON, 0, len(gl.Partitions))
 	for _, p := range gl.Partitions {
 		out = append(out, committedJSON{Topic: p.Topic, Partition: p.Partition, Offset: p.Committed, Metadata: p.Metadata})
@@ -273,6 +308,9 @@ func (s *server) commitOffset(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("partition %d is negative", *req.Partition)
 	case *req.Offset < 0:
 		return badRequest("offset %d is negative", *req.Offset)
+	}
+	if err := s.authorize(r, authz.Need(acl.OpRead, acl.Group(*req.GroupID)), authz.Need(acl.OpRead, acl.Topic(*req.Topic))); err != nil {
+		return err
 	}
 	err = s.b.CommitOffsets(r.Context(), *req.GroupID, []broker.OffsetCommit{{
 		Topic: *req.Topic, Partition: *req.Partition, Offset: *req.Offset, LeaderEpoch: -1, Metadata: req.Metadata,

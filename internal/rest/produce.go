@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
+	"github.com/streamhouse/streamhouse/internal/authz"
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/broker"
 )
@@ -137,6 +139,9 @@ func (s *server) produce(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.authorize(r, authz.Need(acl.OpWrite, acl.Topic(topic))); err != nil {
+		return err
+	}
 	mode, err := parseAckMode(req.AckMode)
 	if err != nil {
 		return err
@@ -190,6 +195,9 @@ func (s *server) produceBatch(w http.ResponseWriter, r *http.Request) error {
 	}
 	topic, err := requireTopic(req.Topic)
 	if err != nil {
+		return err
+	}
+	if err := s.authorize(r, authz.Need(acl.OpWrite, acl.Topic(topic))); err != nil {
 		return err
 	}
 	mode, err := parseAckMode(req.AckMode)

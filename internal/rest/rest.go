@@ -21,7 +21,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/auth"
+	"github.com/streamhouse/streamhouse/internal/authz"
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/metadata"
@@ -76,6 +78,9 @@ type Config struct {
 	// Users manages the users of /api/v1/users (users.go). Nil: those
 	// endpoints are not served.
 	Users *auth.Authenticator
+	// ACL decides what each caller may do (authorize.go); nil: everything
+	// is allowed.
+	ACL *acl.Authorizer
 }
 
 // Error codes of the JSON error body.
@@ -140,6 +145,7 @@ type server struct {
 	sampler  *Sampler
 	started  time.Time
 	users    *auth.Authenticator
+	acl      *authz.Checker
 	mux      *http.ServeMux
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -185,6 +191,7 @@ func New(cfg Config) http.Handler {
 		sampler:  cfg.Sampler,
 		started:  cfg.Started,
 		users:    cfg.Users,
+		acl:      authz.New(cfg.ACL),
 		mux:      http.NewServeMux(),
 	}
 	s.requests = register(cfg.Registry, prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -204,11 +211,11 @@ func New(cfg Config) http.Handler {
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}))
 	if cfg.Pprof {
-		s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		s.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-		s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-		s.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-		s.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		s.mux.HandleFunc("GET /debug/pprof/", s.clusterOnly(pprof.Index))
+		s.mux.HandleFunc("GET /debug/pprof/cmdline", s.clusterOnly(pprof.Cmdline))
+		s.mux.HandleFunc("GET /debug/pprof/profile", s.clusterOnly(pprof.Profile))
+		s.mux.HandleFunc("GET /debug/pprof/symbol", s.clusterOnly(pprof.Symbol))
+		s.mux.HandleFunc("GET /debug/pprof/trace", s.clusterOnly(pprof.Trace))
 	}
 
 	s.handle("GET /api/v1/topics", s.listTopics)
@@ -278,6 +285,9 @@ func (s *server) handle(pattern string, h handlerFunc) {
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
+	// ACLs may name the client's address (the registry under /schemas and
+	// SQL read it from the context too).
+	r = r.WithContext(authz.WithHost(r.Context(), r.RemoteAddr))
 	// Handler only finds the route; serving through the mux itself sets
 	// the request's path values.
 	var h http.Handler = s.mux
@@ -479,6 +489,9 @@ func sqlError(err error) error {
 // broker, log or batch error by its meaning, and anything else as a logged
 // 500.
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if authError(w, err) {
+		return
+	}
 	status, code := http.StatusInternalServerError, codeInternal
 	msg := err.Error()
 	var ae *apiError

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
+	"github.com/streamhouse/streamhouse/internal/authz"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
@@ -67,13 +69,26 @@ func toPartitionsJSON(ps []broker.PartitionInfo) []partitionJSON {
 }
 
 func (s *server) listTopics(w http.ResponseWriter, r *http.Request) error {
+	if err := s.authorize(r); err != nil { // a login; the list is filtered
+		return err
+	}
 	ts, err := s.b.ListTopics(r.Context())
 	if err != nil {
 		return err
 	}
+	names := make([]string, len(ts))
+	for i, t := range ts {
+		names[i] = t.Name
+	}
+	visible := make(map[string]bool, len(ts))
+	for _, n := range s.acl.Allowed(r.Context(), acl.OpDescribe, acl.ResourceTopic, names) {
+		visible[n] = true
+	}
 	out := make([]topicJSON, 0, len(ts))
 	for _, t := range ts {
-		out = append(out, toTopicJSON(t))
+		if visible[t.Name] {
+			out = append(out, toTopicJSON(t))
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -96,6 +111,9 @@ func (s *server) createTopic(w http.ResponseWriter, r *http.Request) error {
 	if req.Name == nil {
 		return badRequest("name is required")
 	}
+	if err := s.authorizeAny(r, authz.Need(acl.OpCreate, acl.Cluster()), authz.Need(acl.OpCreate, acl.Topic(*req.Name))); err != nil {
+		return err
+	}
 	parts := req.Partitions
 	switch {
 	case parts == nil && req.PartitionCount == nil:
@@ -117,8 +135,12 @@ func (s *server) createTopic(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// describe returns a topic with its partitions, or a 404 naming it.
+// describe returns a topic with its partitions, or a 404 naming it (a
+// 403 when the caller may not DESCRIBE it, whether it exists or not).
 func (s *server) describe(r *http.Request, name string) (broker.TopicInfo, error) {
+	if err := s.authorize(r, authz.Need(acl.OpDescribe, acl.Topic(name))); err != nil {
+		return broker.TopicInfo{}, err
+	}
 	info, err := s.b.DescribeTopic(r.Context(), name)
 	if errors.Is(err, broker.ErrUnknownTopic) {
 		return info, notFound("topic %q does not exist", name)
@@ -147,6 +169,9 @@ func (s *server) topicPartitions(w http.ResponseWriter, r *http.Request) error {
 // deleteTopic answers 204 No Content.
 func (s *server) deleteTopic(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
+	if err := s.authorize(r, authz.Need(acl.OpDelete, acl.Topic(name))); err != nil {
+		return err
+	}
 	err := s.b.DeleteTopic(r.Context(), name)
 	if errors.Is(err, broker.ErrUnknownTopic) {
 		return notFound("topic %q does not exist", name)

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/auth"
+	"github.com/streamhouse/streamhouse/internal/authz"
 )
 
 // Users (docs/security.md): the SCRAM users that log in to every listener,
@@ -49,6 +51,9 @@ func userError(err error) error {
 }
 
 func (s *server) listUsers(w http.ResponseWriter, r *http.Request) error {
+	if err := s.authorize(r, authz.Need(acl.OpDescribe, acl.Cluster())); err != nil {
+		return err
+	}
 	users, err := s.users.Users(r.Context())
 	if err != nil {
 		return err
@@ -64,6 +69,9 @@ func (s *server) listUsers(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server) setUser(w http.ResponseWriter, r *http.Request) error {
+	if err := s.authorize(r, authz.Need(acl.OpAlter, acl.Cluster())); err != nil {
+		return err
+	}
 	var req struct {
 		Name      *string `json:"name"`
 		Password  *string `json:"password"`
@@ -100,6 +108,9 @@ func (s *server) setUser(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server) deleteUser(w http.ResponseWriter, r *http.Request) error {
+	if err := s.authorize(r, authz.Need(acl.OpAlter, acl.Cluster())); err != nil {
+		return err
+	}
 	name := r.PathValue("name")
 	var err error
 	if mech := r.URL.Query().Get("mechanism"); mech != "" {

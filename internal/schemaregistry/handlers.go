@@ -17,6 +17,7 @@ func (r *Registry) listSubjects(w http.ResponseWriter, req *http.Request) error 
 	if err != nil {
 		return err
 	}
+	all = r.readable(req.Context(), all)
 	deleted := boolParam(req, "deleted")
 	prefix := req.URL.Query().Get("subjectPrefix")
 	subjects := []string{}
@@ -306,6 +307,18 @@ func (r *Registry) schemaID(req *http.Request) (metadata.Schema, error) {
 	if err != nil || id < 1 {
 		return metadata.Schema{}, schemaNotFound("Schema %s not found", raw)
 	}
+	// Readable under some subject (asked before the schema is looked
+	// up: an unknown ID is refused alike).
+	if !r.acl.Unrestricted(req.Context()) {
+		vs, err := r.store.ListSchemaVersions(req.Context(), metadata.SchemaVersionFilter{SchemaID: id})
+		if err != nil {
+			return metadata.Schema{}, err
+		}
+		subject := req.URL.Query().Get("subject")
+		if len(r.readable(req.Context(), vs)) == 0 || (subject != "" && !r.mayRead(req.Context(), subject)) {
+			return metadata.Schema{}, schemaDenied(id)
+		}
+	}
 	sc, err := r.store.GetSchema(req.Context(), id)
 	if errors.Is(err, metadata.ErrSchemaNotFound) {
 		return sc, schemaNotFound("Schema %d not found", id)
@@ -354,7 +367,7 @@ func (r *Registry) usages(req *http.Request) ([]metadata.SchemaVersion, error) {
 	if !boolParam(req, "deleted") {
 		vs = slices.DeleteFunc(vs, func(v metadata.SchemaVersion) bool { return v.Deleted })
 	}
-	return vs, nil
+	return r.readable(req.Context(), vs), nil
 }
 
 func (r *Registry) schemaVersions(w http.ResponseWriter, req *http.Request) error {

@@ -23,6 +23,8 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
+	"github.com/streamhouse/streamhouse/internal/authz"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
@@ -45,6 +47,9 @@ type Config struct {
 	Store        metadata.Store
 	Logger       *slog.Logger // default slog.Default()
 	MaxBodyBytes int64
+	// ACL decides what each caller may do (authorize.go); nil: everything
+	// is allowed.
+	ACL *acl.Authorizer
 }
 
 // Registry is the schema registry: an http.Handler serving the API with
@@ -54,6 +59,7 @@ type Registry struct {
 	log     *slog.Logger
 	maxBody int64
 	mux     *http.ServeMux
+	acl     *authz.Checker
 	// gen counts this agent's registrations and deletions; validation
 	// caches (validate.go) drop what they saw under an older one.
 	gen atomic.Uint64
@@ -70,36 +76,43 @@ func New(cfg Config) *Registry {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = defaultMaxBody
 	}
-	r := &Registry{store: cfg.Store, log: cfg.Logger.With("component", "schemaregistry"), maxBody: cfg.MaxBodyBytes, mux: http.NewServeMux()}
+	r := &Registry{store: cfg.Store, log: cfg.Logger.With("component", "schemaregistry"), maxBody: cfg.MaxBodyBytes,
+		mux: http.NewServeMux(), acl: authz.New(cfg.ACL)}
 	h := r.handle
-	h("GET /{$}", func(w http.ResponseWriter, _ *http.Request) error { return writeJSON(w, http.StatusOK, struct{}{}) })
-	h("GET /subjects", r.listSubjects)
-	h("GET /subjects/{subject}/versions", r.listVersions)
-	h("POST /subjects/{subject}/versions", r.register)
-	h("GET /subjects/{subject}/versions/{version}", r.getVersion)
-	h("GET /subjects/{subject}/versions/{version}/schema", r.getVersionSchema)
-	h("GET /subjects/{subject}/versions/{version}/referencedby", r.referencedBy)
-	h("DELETE /subjects/{subject}/versions/{version}", r.deleteVersion)
-	h("POST /subjects/{subject}", r.lookup)
-	h("DELETE /subjects/{subject}", r.deleteSubject)
-	h("GET /schemas/ids/{id}", r.schemaByID)
-	h("GET /schemas/ids/{id}/schema", r.schemaTextByID)
-	h("GET /schemas/ids/{id}/versions", r.schemaVersions)
-	h("GET /schemas/ids/{id}/subjects", r.schemaSubjects)
-	h("GET /schemas/types", r.types)
-	h("GET /config", r.getGlobalConfig)
-	h("PUT /config", r.putGlobalConfig)
-	h("GET /config/{subject}", r.getSubjectConfig)
-	h("PUT /config/{subject}", r.putSubjectConfig)
-	h("DELETE /config/{subject}", r.deleteSubjectConfig)
-	h("POST /compatibility/subjects/{subject}/versions/{version}", r.checkCompatibility)
-	h("POST /compatibility/subjects/{subject}/versions", r.checkCompatibility)
+	h("GET /{$}", r.loggedIn, func(w http.ResponseWriter, _ *http.Request) error { return writeJSON(w, http.StatusOK, struct{}{}) })
+	h("GET /subjects", r.loggedIn, r.listSubjects)
+	h("GET /subjects/{subject}/versions", r.onSubject(readAccess), r.listVersions)
+	h("POST /subjects/{subject}/versions", r.onSubject(writeAccess), r.register)
+	h("GET /subjects/{subject}/versions/{version}", r.onSubject(readAccess), r.getVersion)
+	h("GET /subjects/{subject}/versions/{version}/schema", r.onSubject(readAccess), r.getVersionSchema)
+	h("GET /subjects/{subject}/versions/{version}/referencedby", r.onSubject(readAccess), r.referencedBy)
+	h("DELETE /subjects/{subject}/versions/{version}", r.onSubject(deleteAccess), r.deleteVersion)
+	h("POST /subjects/{subject}", r.onSubject(readAccess), r.lookup)
+	h("DELETE /subjects/{subject}", r.onSubject(deleteAccess), r.deleteSubject)
+	h("GET /schemas/ids/{id}", r.loggedIn, r.schemaByID)
+	h("GET /schemas/ids/{id}/schema", r.loggedIn, r.schemaTextByID)
+	h("GET /schemas/ids/{id}/versions", r.loggedIn, r.schemaVersions)
+	h("GET /schemas/ids/{id}/subjects", r.loggedIn, r.schemaSubjects)
+	h("GET /schemas/types", r.loggedIn, r.types)
+	h("GET /config", r.onCluster(acl.OpDescribeConfigs), r.getGlobalConfig)
+	h("PUT /config", r.onCluster(acl.OpAlterConfigs), r.putGlobalConfig)
+	h("GET /config/{subject}", r.onSubject(readConfigAccess), r.getSubjectConfig)
+	h("PUT /config/{subject}", r.onSubject(writeConfigAccess), r.putSubjectConfig)
+	h("DELETE /config/{subject}", r.onSubject(writeConfigAccess), r.deleteSubjectConfig)
+	h("POST /compatibility/subjects/{subject}/versions/{version}", r.onSubject(readAccess), r.checkCompatibility)
+	h("POST /compatibility/subjects/{subject}/versions", r.onSubject(readAccess), r.checkCompatibility)
 	return r
 }
 
-func (r *Registry) handle(pattern string, fn func(w http.ResponseWriter, req *http.Request) error) {
+// handle serves pattern with fn once allow (authorize.go) lets the
+// request through.
+func (r *Registry) handle(pattern string, allow rule, fn func(w http.ResponseWriter, req *http.Request) error) {
 	r.mux.HandleFunc(pattern, func(w http.ResponseWriter, req *http.Request) {
-		if err := fn(w, req); err != nil {
+		err := allow(req)
+		if err == nil {
+			err = fn(w, req)
+		}
+		if err != nil {
 			r.writeError(w, req, err)
 		}
 	})
@@ -150,6 +163,7 @@ func (r *Registry) writeError(w http.ResponseWriter, req *http.Request, err erro
 	var ae *apiError
 	switch {
 	case errors.As(err, &ae):
+	case authErrorInto(&ae, w, err):
 	case errors.Is(err, context.DeadlineExceeded):
 		ae = &apiError{status: http.StatusInternalServerError, code: codeOperationTimeout, msg: "operation timed out"}
 	case errors.Is(err, context.Canceled):
@@ -312,6 +326,10 @@ func (r *Registry) prepare(ctx context.Context, req *http.Request, body request)
 	for _, ref := range refs {
 		if ref.Name == "" || ref.Subject == "" {
 			return nil, invalidSchema("Invalid schema: a reference needs a name and a subject")
+		}
+		// A reference reads the referenced subject's schema.
+		if err := r.acl.Require(ctx, subjectPerm(ref.Subject, readAccess)); err != nil {
+			return nil, err
 		}
 	}
 	c := &candidate{schema: metadata.Schema{Type: typeName, Text: text, References: refs}, typ: typ}

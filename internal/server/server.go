@@ -26,6 +26,7 @@ import (
 
 	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/auth"
+	"github.com/streamhouse/streamhouse/internal/authz"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/config"
 	"github.com/streamhouse/streamhouse/internal/grpcapi"
@@ -77,6 +78,9 @@ type Server struct {
 	// peerSASL logs this agent's Kafka clients to other agents in (its
 	// own user, when logins are required).
 	peerSASL sasl.Mechanism
+	// agentUser and agentPassword are that user's login, for the gRPC
+	// calls this agent forwards.
+	agentUser, agentPassword string
 }
 
 // openAuth sets up the logins of every listener (AUTH_*, SUPER_USERS):
@@ -108,6 +112,7 @@ func (s *Server) openAuth(ctx context.Context) error {
 		return err
 	}
 	s.peerSASL = scram.Auth{User: user, Pass: password}.AsSha512Mechanism()
+	s.agentUser, s.agentPassword = user, password
 	s.auth.CheckHasUsers(ctx)
 	return nil
 }
@@ -211,10 +216,15 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 	}
 	advertised := cfg.KafkaAdvertisedFor(s.kafkaLn.Addr())
 	grpcAdvertised := cfg.GRPCAdvertisedFor(advertised, s.grpcLn.Addr())
+	// ACLs are stored and listed always, and enforced with AUTH_ENABLED.
+	if s.acl, err = acl.New(ctx, acl.Config{Store: s.store, Logger: logger, SuperUsers: cfg.SuperUsers(), Enforce: cfg.AuthEnabled}); err != nil {
+		return nil, err
+	}
 	registry := schemaregistry.New(schemaregistry.Config{
 		Store:        s.store,
 		Logger:       logger,
 		MaxBodyBytes: cfg.HTTPMaxBodyBytes,
+		ACL:          s.acl,
 	})
 	s.broker, err = broker.New(ctx, broker.Config{
 		AgentID:   cfg.AgentID,
@@ -256,12 +266,6 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		return nil, fmt.Errorf("transaction coordinator: %w", err)
 	}
 	verifier.set(s.txn)
-	// ACLs are stored and listed always; enforcement follows AUTH_ENABLED
-	// once authentication is in (until then every principal is
-	// User:ANONYMOUS and nothing is enforced).
-	if s.acl, err = acl.New(ctx, acl.Config{Store: s.store, Logger: logger, SuperUsers: cfg.SuperUsers()}); err != nil {
-		return nil, err
-	}
 	s.kafka = kafka.New(kafka.Config{
 		Broker:                s.broker,
 		Txn:                   s.txn,
@@ -285,6 +289,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 	switch s.sql, err = sql.New(sql.Config{
 		Source: s.broker, Logger: logger, Registry: s.reg,
 		MaxMemoryBytes: cfg.SQLMaxMemoryBytes, Threads: cfg.SQLThreads, MaxRows: cfg.SQLMaxRows, Timeout: cfg.SQLTimeout,
+		Access: authz.Topics{C: authz.New(s.acl)},
 	}); {
 	case errors.Is(err, sql.ErrUnavailable):
 		logger.Info("SQL over topics unavailable: this binary was built without cgo")
@@ -310,6 +315,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 			Pprof:        cfg.PprofEnabled,
 			Schemas:      registry,
 			Users:        s.auth,
+			ACL:          s.acl,
 		})),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          log.New(httpErrorLog{logger}, "", 0),
@@ -318,7 +324,8 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 	// Shutdown waits for requests in flight; live SQL queries would hold
 	// it until their timeout, so they end as it starts.
 	s.httpSrv.RegisterOnShutdown(func() { close(s.stopping) })
-	s.grpcAPI = grpcapi.New(grpcapi.Config{Broker: s.broker, Logger: logger, Registry: s.reg, Txn: s.txn, PeerTLS: s.peerTLS(), Auth: s.auth})
+	s.grpcAPI = grpcapi.New(grpcapi.Config{Broker: s.broker, Logger: logger, Registry: s.reg, Txn: s.txn, PeerTLS: s.peerTLS(), Auth: s.auth,
+		ACL: s.acl, AgentUser: s.agentUser, AgentPassword: s.agentPassword})
 	s.grpcSrv = s.grpcAPI.NewGRPCServer(grpcapi.ServerOptions{
 		MaxConcurrentStreams:    cfg.GRPCMaxConcurrentStreams,
 		KeepaliveInterval:       cfg.GRPCKeepaliveInterval,

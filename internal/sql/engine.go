@@ -415,15 +415,28 @@ func (e *engine) showTopics(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	var visible map[string]bool
+	if e.cfg.Access != nil {
+		names := make([]string, len(ts))
+		for i, t := range ts {
+			names[i] = t.Name
+		}
+		visible = make(map[string]bool, len(ts))
+		for _, n := range e.cfg.Access.Visible(ctx, names) {
+			visible[n] = true
+		}
+	}
 	res := Result{Columns: []Column{{Name: "name", DataType: "VARCHAR"}, {Name: "partitions", DataType: "INTEGER"}}, Rows: [][]any{}}
 	for _, t := range ts {
-		res.Rows = append(res.Rows, []any{t.Name, int64(t.Partitions)})
+		if visible == nil || visible[t.Name] {
+			res.Rows = append(res.Rows, []any{t.Name, int64(t.Partitions)})
+		}
 	}
 	return res, nil
 }
 
 func (e *engine) describe(ctx context.Context, topic string) (Result, error) {
-	if _, err := e.topic(ctx, topic); err != nil {
+	if _, err := e.topic(ctx, topic, false); err != nil {
 		return Result{}, err
 	}
 	res := Result{Columns: []Column{{Name: "column_name", DataType: "VARCHAR"}, {Name: "column_type", DataType: "VARCHAR"}, {Name: "null", DataType: "VARCHAR"}}}
@@ -433,8 +446,15 @@ func (e *engine) describe(ctx context.Context, topic string) (Result, error) {
 	return res, nil
 }
 
-// topic resolves a topic name; an unknown one is topic_not_found.
-func (e *engine) topic(ctx context.Context, name string) (metadata.Topic, error) {
+// topic resolves a topic name the statement reads (read) or describes;
+// an unknown one is topic_not_found, one the caller may not use Access's
+// refusal (asked first, so existence does not show).
+func (e *engine) topic(ctx context.Context, name string, read bool) (metadata.Topic, error) {
+	if e.cfg.Access != nil {
+		if err := e.cfg.Access.Use(ctx, name, read); err != nil {
+			return metadata.Topic{}, err
+		}
+	}
 	t, err := e.cfg.Source.Topic(ctx, name)
 	if errors.Is(err, broker.ErrUnknownTopic) || errors.Is(err, metadata.ErrTopicNotFound) {
 		return t, &Error{Code: CodeTopicNotFound, Message: fmt.Sprintf("topic %q does not exist", name)}

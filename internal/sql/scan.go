@@ -75,7 +75,7 @@ func (q *queryState) failed() error {
 // plan resolves the topics, takes the snapshot and applies the bounds.
 func (e *engine) plan(ctx context.Context, q *queryState, a *analysis) error {
 	for _, name := range a.topics {
-		t, err := e.topic(ctx, name)
+		t, err := e.topic(ctx, name, true)
 		if err != nil {
 			return err
 		}

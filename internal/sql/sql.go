@@ -78,4 +78,20 @@ type Config struct {
 	// memory limit does not cover them): beyond it the query answers
 	// resource_limit. Default 64 MiB.
 	MaxResultBytes int64
+	// Access, when set, decides which topics a statement's caller may use
+	// (ACLs). Nil: every topic.
+	Access Access
+}
+
+// Access decides, for the caller a statement's context carries, which
+// topics it may use. Every topic a statement names (FROM, JOIN,
+// subqueries, CTE bodies, live queries) is asked before anything of it is
+// read or even looked up.
+type Access interface {
+	// Use returns nil when the caller may read topic's records (read) or
+	// describe it (DESCRIBE); otherwise an error that refuses the
+	// statement and is returned as it is.
+	Use(ctx context.Context, topic string, read bool) error
+	// Visible returns the topics of names SHOW TOPICS lists.
+	Visible(ctx context.Context, names []string) []string
 }

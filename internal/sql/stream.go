@@ -96,7 +96,7 @@ func (e *engine) stream(ctx context.Context, req Request, read *Result, emit fun
 	if _, ok := a.bounds[a.topics[0]]; !ok {
 		b = allBounds()
 	}
-	topic, err := e.topic(ctx, a.topics[0])
+	topic, err := e.topic(ctx, a.topics[0], true)
 	if err != nil {
 		return err
 	}
