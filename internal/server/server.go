@@ -256,10 +256,10 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		return nil, fmt.Errorf("transaction coordinator: %w", err)
 	}
 	verifier.set(s.txn)
-	// ACLs are stored and listed always; enforcement follows AUTH_ENABLED
-	// once authentication is in (until then every principal is
-	// User:ANONYMOUS and nothing is enforced).
-	if s.acl, err = acl.New(ctx, acl.Config{Store: s.store, Logger: logger, SuperUsers: cfg.SuperUsers()}); err != nil {
+	// ACLs are stored and listed always, and enforced with AUTH_ENABLED;
+	// SUPER_USERS and the agents' own users bypass them.
+	if s.acl, err = acl.New(ctx, acl.Config{Store: s.store, Logger: logger, Enforce: cfg.AuthEnabled, SuperUsers: cfg.SuperUsers(),
+		SuperUser: func(p string) bool { return s.auth.IsSuperUser(auth.ParsePrincipal(p)) }}); err != nil {
 		return nil, err
 	}
 	s.kafka = kafka.New(kafka.Config{
