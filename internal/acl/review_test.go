@@ -147,7 +147,7 @@ type switchStore struct {
 }
 
 func (s *switchStore) use(st metadata.Store) { s.cur.Store(&st) }
-func (s *switchStore) get() metadata.Store  { return *s.cur.Load() }
+func (s *switchStore) get() metadata.Store   { return *s.cur.Load() }
 
 func (s *switchStore) CreateACLs(ctx context.Context, bs []acl.Binding) error {
 	return s.get().CreateACLs(ctx, bs)

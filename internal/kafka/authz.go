@@ -4,6 +4,9 @@ import (
 	"context"
 	"net"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
 	"github.com/streamhouse/streamhouse/internal/acl"
 )
 
@@ -57,4 +60,39 @@ func (c *conn) authorizedOps(ctx context.Context, res acl.Resource, all int32) i
 		return all
 	}
 	return c.s.acl.AuthorizedOperations(ctx, c.Principal().String(), c.host, res)
+}
+
+// mayCreateTopic reports whether the principal may create topic: CREATE on
+// the cluster or on the topic, as Kafka's CreateTopics and auto-creation
+// ask.
+func (c *conn) mayCreateTopic(ctx context.Context, topic string) bool {
+	return c.allowed(ctx, acl.OpCreate, acl.Cluster()) || c.allowedTopic(ctx, acl.OpCreate, topic)
+}
+
+// topicDenied is the message of a TOPIC_AUTHORIZATION_FAILED.
+func topicDenied(op acl.Operation, topic string) string {
+	return "not authorized to " + op.String() + " topic " + topic
+}
+
+// configsDenied checks op (DESCRIBE_CONFIGS or ALTER_CONFIGS) on a config
+// resource: on the topic for a TOPIC (TOPIC_AUTHORIZATION_FAILED), on the
+// cluster for a BROKER (CLUSTER_AUTHORIZATION_FAILED). It returns 0 when
+// allowed, and for other resource types, which the handlers refuse.
+func (c *conn) configsDenied(ctx context.Context, typ kmsg.ConfigResourceType, name string, op acl.Operation) ([]configEntry, int16, string) {
+	switch typ {
+	case kmsg.ConfigResourceTypeTopic:
+		if !c.allowedTopic(ctx, op, name) {
+			return nil, kerr.TopicAuthorizationFailed.Code, topicDenied(op, name)
+		}
+	case kmsg.ConfigResourceTypeBroker, kmsg.ConfigResourceTypeBrokerLogger:
+		if !c.allowed(ctx, op, acl.Cluster()) {
+			return nil, kerr.ClusterAuthorizationFailed.Code, "not authorized to " + op.String() + " the cluster"
+		}
+	}
+	return nil, 0, ""
+}
+
+// clusterDeniedMsg is the message of a CLUSTER_AUTHORIZATION_FAILED.
+func clusterDeniedMsg(op acl.Operation) *string {
+	return kmsg.StringPtr("not authorized to " + op.String() + " the cluster")
 }
