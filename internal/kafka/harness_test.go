@@ -52,6 +52,9 @@ type testOptions struct {
 	kafka func(*Config)
 	// txn, when set, adjusts the transaction coordinator's Config.
 	txn func(*txn.Config)
+	// acl, when set, adjusts the Authorizer's Config (Enforce, super
+	// users).
+	acl func(*acl.Config)
 }
 
 // txnVerifier is the log's VerifyTxn hook, calling the coordinator built
@@ -121,7 +124,11 @@ func startServer(t *testing.T, o testOptions) *testServer {
 	verifier.c.Store(co)
 	coDone := make(chan struct{})
 	go func() { defer close(coDone); co.Run(runCtx) }()
-	authz, err := acl.New(ctx, acl.Config{Store: o.store, Logger: logger})
+	acfg := acl.Config{Store: o.store, Logger: logger}
+	if o.acl != nil {
+		o.acl(&acfg)
+	}
+	authz, err := acl.New(ctx, acfg)
 	if err != nil {
 		t.Fatal(err)
 	}
