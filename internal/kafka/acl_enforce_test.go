@@ -717,6 +717,12 @@ func TestACLListingsFiltered(t *testing.T) {
 	if want := int32(1 << acl.OpDescribe); resp.AuthorizedOperations != want {
 		t.Errorf("cluster authorized operations %b, want %b (DESCRIBE)", resp.AuthorizedOperations, want)
 	}
+	// Without DESCRIBE on the cluster its operations are not shown, as in
+	// Kafka.
+	s.setACLs(t, onTopic(acl.OpRead), onCluster(acl.OpIdempotentWrite))
+	if resp := raw(t, s.alice, req).(*kmsg.MetadataResponse); resp.AuthorizedOperations != 0 {
+		t.Errorf("cluster authorized operations without DESCRIBE: %b, want 0", resp.AuthorizedOperations)
+	}
 }
 
 // A librdkafka-style check from franz-go's producer: a denied produce

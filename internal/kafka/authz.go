@@ -54,17 +54,18 @@ func (c *conn) allowedTopic(ctx context.Context, op acl.Operation, topic string)
 }
 
 // authorizedOps is the KIP-430 bit field of the operations the principal
-// may perform on res; all is the answer without an Authorizer. As in
+// may perform on res, among all (the operations the listener reports for
+// the resource type; all of them when ACLs are not enforced). As in
 // Kafka, the cluster's operations are shown only to a principal that may
 // DESCRIBE it (0 otherwise).
 func (c *conn) authorizedOps(ctx context.Context, res acl.Resource, all int32) int32 {
-	if c.s.acl == nil {
+	if c.s.acl == nil || !c.s.acl.Enforcing() {
 		return all
 	}
 	if res.Type == acl.ResourceCluster && !c.allowed(ctx, acl.OpDescribe, res) {
 		return 0
 	}
-	return c.s.acl.AuthorizedOperations(ctx, c.Principal().String(), c.host, res)
+	return c.s.acl.AuthorizedOperations(ctx, c.Principal().String(), c.host, res) & all
 }
 
 // mayCreateTopic reports whether the principal may create topic: CREATE on
