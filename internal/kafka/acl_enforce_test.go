@@ -9,10 +9,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/kversion"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/auth"
 	"github.com/streamhouse/streamhouse/internal/batch"
+	"github.com/streamhouse/streamhouse/internal/broker"
+	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
 // ACL enforcement on every Kafka API, against a real listener with logins
@@ -746,4 +749,51 @@ func TestACLProduceDeniedThenGranted(t *testing.T) {
 func kerrIs(err error, want *kerr.Error) bool {
 	var ke *kerr.Error
 	return err != nil && errors.As(err, &ke) && ke.Code == want.Code
+}
+
+// A produce one agent forwards to the partition's leader (a REST or gRPC
+// produce) runs there as the forwarding agent's own user, which the ACLs
+// never refuse: the front end that took the request authorized its client.
+// The leader does enforce ACLs on everyone else.
+func TestACLForwardedProduceRunsAsAgent(t *testing.T) {
+	store, bucket := sharedStorage(t)
+	ctx := dpCtx(t)
+	enforce := func(c *acl.Config) {
+		c.Enforce = true
+		c.SuperUser = func(p string) bool { return auth.IsAgent(auth.ParsePrincipal(p)) }
+	}
+	peer := func(agentID string) func(*broker.Config) {
+		user, password, err := auth.New(auth.Config{Store: store, Enabled: true}).AgentLogin(ctx, agentID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return func(c *broker.Config) { c.PeerSASL = scram.Auth{User: user, Pass: password}.AsSha512Mechanism() }
+	}
+	s1 := startAuthServer(t, testOptions{store: store, bucket: bucket, agentID: "agent-1", acl: enforce, broker: peer("agent-1")})
+	s2 := startAuthServer(t, testOptions{store: store, bucket: bucket, agentID: "agent-2", acl: enforce, broker: peer("agent-2")})
+	topic, err := s1.broker.CreateTopic(ctx, broker.TopicSpec{Name: "fwd", Partitions: 2}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.broker.Place(ctx)
+	at2 := int32(-1)
+	for p := int32(0); p < 2; p++ {
+		if s2.broker.Leads(metadata.TopicPartition{TopicID: topic.ID, Partition: p}) {
+			at2 = p
+		}
+	}
+	if at2 < 0 {
+		t.Fatal("agent-2 leads no partition")
+	}
+	// No ACL at all: alice is refused at the leader, the forwarding agent
+	// is not.
+	alice := s2.client(kgo.SASL(mechanism(auth.MechanismScramSHA256, "alice", "alice-secret")))
+	req := dpProduceReq(0, "fwd", at2, -1, dpBatch(t, batch.BuildOptions{}))
+	if code := raw(t, alice, req).(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode; code != kerr.TopicAuthorizationFailed.Code {
+		t.Fatalf("alice's produce at the leader without WRITE: %v, want TOPIC_AUTHORIZATION_FAILED", kerr.ErrorForCode(code))
+	}
+	offs, err := s1.broker.ProduceRecords(ctx, "fwd", at2, []broker.Record{{Value: []byte("v")}}, broker.AckDurable, batch.DefaultBuildOptions())
+	if err != nil || len(offs) != 1 {
+		t.Fatalf("produce forwarded by agent-1 to the leader: %v %v", offs, err)
+	}
 }

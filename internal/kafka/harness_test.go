@@ -55,6 +55,8 @@ type testOptions struct {
 	// acl, when set, adjusts the Authorizer's Config (Enforce, super
 	// users).
 	acl func(*acl.Config)
+	// broker, when set, adjusts the broker's Config (PeerSASL).
+	broker func(*broker.Config)
 }
 
 // txnVerifier is the log's VerifyTxn hook, calling the coordinator built
@@ -106,7 +108,11 @@ func startServer(t *testing.T, o testOptions) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := broker.New(ctx, broker.Config{AgentID: o.agentID, Addr: ln.Addr().String(), Store: o.store, Log: plog, Logger: logger})
+	bcfg := broker.Config{AgentID: o.agentID, Addr: ln.Addr().String(), Store: o.store, Log: plog, Logger: logger}
+	if o.broker != nil {
+		o.broker(&bcfg)
+	}
+	b, err := broker.New(ctx, bcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
