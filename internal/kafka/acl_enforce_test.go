@@ -124,6 +124,8 @@ type aclCase struct {
 	// alt, when set, is another set of grants that allows the request
 	// (Kafka's alternatives: CREATE on the cluster or the topic ...).
 	alt []acl.Binding
+	// setup, when set, runs (as the super user) before each request.
+	setup func(t *testing.T, s *aclServer)
 }
 
 func aclCases() []aclCase {
@@ -429,9 +431,9 @@ func aclCases() []aclCase {
 			return req
 		}, code: func(r kmsg.Response) int16 { return r.(*kmsg.DeleteGroupsResponse).Groups[0].ErrorCode },
 			denied: groupAuth, grants: []acl.Binding{onGroup(acl.OpDelete)}},
-		{name: "OffsetDelete/group", req: offsetDelete, code: offsetDeleteCode, denied: groupAuth,
+		{name: "OffsetDelete/group", req: offsetDelete, code: offsetDeleteCode, denied: groupAuth, setup: commitOffset,
 			base: []acl.Binding{onTopic(acl.OpRead)}, grants: []acl.Binding{onGroup(acl.OpDelete)}},
-		{name: "OffsetDelete/topic", req: offsetDelete, code: offsetDeleteCode, denied: topicAuth,
+		{name: "OffsetDelete/topic", req: offsetDelete, code: offsetDeleteCode, denied: topicAuth, setup: commitOffset,
 			base: []acl.Binding{onGroup(acl.OpDelete)}, grants: []acl.Binding{onTopic(acl.OpRead)}},
 		{name: "DescribeClientQuotas", req: func(*testing.T) kmsg.Request {
 			return kmsg.NewPtrDescribeClientQuotasRequest()
@@ -498,6 +500,19 @@ func aclCases() []aclCase {
 	}
 }
 
+// commitOffset commits offset 0 of acl-t for group acl-g, as the super
+// user, so the group exists.
+func commitOffset(t *testing.T, s *aclServer) {
+	t.Helper()
+	req := kmsg.NewPtrOffsetCommitRequest()
+	req.Group, req.Generation = aclGroup, -1
+	p := kmsg.NewOffsetCommitRequestTopicPartition()
+	req.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: aclTopic, Partitions: []kmsg.OffsetCommitRequestTopicPartition{p}}}
+	if code := raw(t, s.admin, req).(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode; code != 0 {
+		t.Fatalf("commit for %s: %v", aclGroup, kerr.ErrorForCode(code))
+	}
+}
+
 // TestACLEnforcedPerAPI checks, for every Kafka API with an authorization
 // rule, Kafka's table: without the ACL the request is refused with the
 // exact *_AUTHORIZATION_FAILED code; with it (literal, or prefixed on
@@ -511,6 +526,9 @@ func TestACLEnforcedPerAPI(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			call := func(cl *kgo.Client, what string) int16 {
 				t.Helper()
+				if c.setup != nil {
+					c.setup(t, s)
+				}
 				resp := raw(t, cl, c.req(t))
 				covered[resp.Key()] = true
 				return c.code(resp)
@@ -708,23 +726,29 @@ func TestACLListingsFiltered(t *testing.T) {
 		t.Errorf("with DESCRIBE on the cluster: groups %v, want both", g)
 	}
 
-	// Authorized operations (KIP-430) are the principal's.
+	// Authorized operations (KIP-430) are the principal's: a topic's in
+	// Metadata, the cluster's in DescribeCluster.
 	s.setACLs(t, onTopic(acl.OpRead), onCluster(acl.OpDescribe))
 	req := kmsg.NewPtrMetadataRequest()
 	req.Topics = []kmsg.MetadataRequestTopic{{Topic: kmsg.StringPtr(aclTopic)}}
-	req.IncludeTopicAuthorizedOperations, req.IncludeClusterAuthorizedOperations = true, true
+	req.IncludeTopicAuthorizedOperations = true
 	resp := raw(t, s.alice, req).(*kmsg.MetadataResponse)
 	if want := int32(1<<acl.OpRead | 1<<acl.OpDescribe); resp.Topics[0].AuthorizedOperations != want {
 		t.Errorf("topic authorized operations %b, want %b (READ, DESCRIBE)", resp.Topics[0].AuthorizedOperations, want)
 	}
-	if want := int32(1 << acl.OpDescribe); resp.AuthorizedOperations != want {
-		t.Errorf("cluster authorized operations %b, want %b (DESCRIBE)", resp.AuthorizedOperations, want)
+	clusterOps := func() int32 {
+		req := kmsg.NewPtrDescribeClusterRequest()
+		req.IncludeClusterAuthorizedOperations = true
+		return raw(t, s.alice, req).(*kmsg.DescribeClusterResponse).ClusterAuthorizedOperations
+	}
+	if want := int32(1 << acl.OpDescribe); clusterOps() != want {
+		t.Errorf("cluster authorized operations %b, want %b (DESCRIBE)", clusterOps(), want)
 	}
 	// Without DESCRIBE on the cluster its operations are not shown, as in
 	// Kafka.
 	s.setACLs(t, onTopic(acl.OpRead), onCluster(acl.OpIdempotentWrite))
-	if resp := raw(t, s.alice, req).(*kmsg.MetadataResponse); resp.AuthorizedOperations != 0 {
-		t.Errorf("cluster authorized operations without DESCRIBE: %b, want 0", resp.AuthorizedOperations)
+	if got := clusterOps(); got != 0 {
+		t.Errorf("cluster authorized operations without DESCRIBE: %b, want 0", got)
 	}
 }
 
@@ -787,7 +811,7 @@ func TestACLForwardedProduceRunsAsAgent(t *testing.T) {
 	}
 	// No ACL at all: alice is refused at the leader, the forwarding agent
 	// is not.
-	alice := s2.client(kgo.SASL(mechanism(auth.MechanismScramSHA256, "alice", "alice-secret")))
+	alice := s2.client(kgo.SASL(mechanism(auth.MechanismScramSHA256, "alice", "alice-secret")), kgo.MaxVersions(kversion.V3_0_0()))
 	req := dpProduceReq(0, "fwd", at2, -1, dpBatch(t, batch.BuildOptions{}))
 	if code := raw(t, alice, req).(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode; code != kerr.TopicAuthorizationFailed.Code {
 		t.Fatalf("alice's produce at the leader without WRITE: %v, want TOPIC_AUTHORIZATION_FAILED", kerr.ErrorForCode(code))
