@@ -103,7 +103,7 @@ func TestKafkaACLsEnforced(t *testing.T) {
 				t.Fatalf("kcat produce with WRITE: %v\n%s", err, out)
 			}
 			// Revoked: refused again on the next request.
-			if res, err := admin.DeleteACLs(ctx, kadm.NewACLs().Allow("User:alice").Topics(topic).Operations(kadm.OpWrite).ResourcePatternType(kadm.ACLPatternLiteral)); err != nil || res[0].Err != nil || len(res[0].Deleted) != 1 {
+			if res, err := admin.DeleteACLs(ctx, kadm.NewACLs().Allow("User:alice").AllowHosts("*").Topics(topic).Operations(kadm.OpWrite).ResourcePatternType(kadm.ACLPatternLiteral)); err != nil || res[0].Err != nil || len(res[0].Deleted) != 1 {
 				t.Fatalf("admin revokes alice's WRITE: %v %+v", err, res)
 			}
 			if err := send("revoked"); !errors.Is(err, sarama.ErrTopicAuthorizationFailed) {
