@@ -32,6 +32,8 @@ func scaleOut(t *testing.T, logins bool) {
 	shared := e2e.S3Postgres.Env(t, dirA) // one bucket and one database for both
 	var kafkaLogin []kgo.Opt
 	if logins {
+		// alice is a super user: ACLs (enforced with AUTH_ENABLED) are
+		// not what this test is about.
 		shared = append(shared, "AUTH_ENABLED=true", "AUTH_BOOTSTRAP_USERS=alice:alice-pw", "SUPER_USERS=alice")
 		kafkaLogin = append(kafkaLogin, kgo.SASL(scram.Auth{User: "alice", Pass: "alice-pw"}.AsSha256Mechanism()))
 	}

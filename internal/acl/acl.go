@@ -32,6 +32,10 @@ import (
 // stored.
 var ErrInvalid = errors.New("invalid ACL")
 
+// ErrLimit marks a creation refused because the store would hold more than
+// MaxBindings bindings (Kafka's POLICY_VIOLATION). Nothing is stored.
+var ErrLimit = errors.New("ACL limit reached")
+
 // ResourceType is the kind of resource a binding protects.
 type ResourceType int8
 
@@ -121,6 +125,23 @@ const (
 	MaxNameBytes      = 1024
 	MaxPrincipalBytes = 512
 	MaxHostBytes      = 64
+)
+
+// Limits on how many bindings there are: every agent holds them all in
+// memory (a few hundred bytes each), and DeleteAcls answers with every
+// binding each filter selected.
+const (
+	// MaxBindings is how many bindings the store holds at most; a
+	// creation past it is refused (ErrLimit) and stores nothing.
+	MaxBindings = 100_000
+	// MaxCreatePerRequest is how many bindings one CreateAcls request may
+	// create; a request with more is refused whole (ErrInvalid).
+	MaxCreatePerRequest = 1_000
+	// MaxDeleteMatches bounds a DeleteAcls answer: the bindings its
+	// filters select, counted once per filter that selects them, at most
+	// this many (one filter selecting every binding always fits); past
+	// it the request is refused whole (ErrInvalid) and deletes nothing.
+	MaxDeleteMatches = MaxBindings
 )
 
 // Resource is one concrete resource an operation is asked on.

@@ -18,7 +18,8 @@ type Store interface {
 	// CreateACLs stores the bindings that are not stored yet, all or
 	// none; bindings already stored are left as they are (creating is
 	// idempotent). A binding that fails Validate fails the call with
-	// ErrInvalid and nothing is stored.
+	// ErrInvalid and nothing is stored; so does one that would make the
+	// store hold more than MaxBindings bindings, with ErrLimit.
 	CreateACLs(ctx context.Context, bindings []Binding) error
 	// ListACLs returns the stored bindings f selects, in a stable order
 	// (resource type, resource name, pattern type, principal, host,
@@ -27,12 +28,15 @@ type Store interface {
 	// DeleteACLs deletes, in one transaction, every stored binding one of
 	// filters selects, and returns per filter the bindings it selected
 	// (a binding two filters select is listed under both, as Kafka
-	// does). An invalid filter fails the call with ErrInvalid and
-	// nothing is deleted.
+	// does), each binding deleted once whatever the number of filters
+	// selecting it. An invalid filter fails the call with ErrInvalid and
+	// nothing is deleted; so do filters that select, counted once per
+	// filter, more than MaxDeleteMatches bindings (the answer's bound).
 	DeleteACLs(ctx context.Context, filters []Filter) ([][]Binding, error)
-	// ACLVersion returns a number that changes (grows) with every change
-	// to the stored bindings, so a cache can tell cheaply whether it is
-	// current.
+	// ACLVersion returns a number that grows with every change to the
+	// stored bindings, so a cache can tell cheaply whether it is current.
+	// It is lower than before only when the store went back in time (a
+	// backup restored): see ResetPolls.
 	ACLVersion(ctx context.Context) (int64, error)
 }
 
@@ -77,6 +81,19 @@ type Config struct {
 // DefaultRefreshInterval is Config.RefreshInterval's default.
 const DefaultRefreshInterval = 5 * time.Second
 
+// ResetPolls says when a store's ACL version lower than the loaded one is
+// believed. The version only grows, so a lower one is either a read that
+// went back in time (never installed: that would resurrect revoked
+// bindings) or a store that did (a PostgreSQL backup restored, a failover
+// to a replica that had not received the last changes), which holds from
+// then on. The Authorizer keeps its bindings, and logs, until it has read
+// the same lower version on ResetPolls consecutive checks spanning at
+// least ResetPolls-1 refresh intervals (10 s by default), then loads the
+// store's bindings. A store restored and then changed back up to exactly
+// the loaded version within that window is not told apart: the next change
+// reloads it.
+const ResetPolls = 3
+
 // Authorizer decides operations from an in-memory copy of the stored
 // bindings, and creates, lists and deletes bindings in the store. Create
 // with New; Run keeps the copy current. Safe for concurrent use; Authorize
@@ -92,6 +109,11 @@ type Authorizer struct {
 	reloadMu sync.Mutex
 	kick     chan struct{}
 	failing  atomic.Bool // the last refresh failed (logged once)
+	// A store version lower than the loaded one (ResetPolls), under
+	// reloadMu: which, seen how many times in a row, since when.
+	lowerVersion int64
+	lowerSeen    int
+	lowerSince   time.Time
 }
 
 // New creates an Authorizer and loads the stored bindings.
@@ -227,6 +249,13 @@ func (a *Authorizer) AuthorizedOperations(ctx context.Context, principal, host s
 // interval.
 func (a *Authorizer) CreateACLs(ctx context.Context, bindings []Binding) []error {
 	errs := make([]error, len(bindings))
+	if len(bindings) > MaxCreatePerRequest {
+		err := fmt.Errorf("%w: %d ACL creations in one request, at most %d allowed", ErrInvalid, len(bindings), MaxCreatePerRequest)
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
 	valid := make([]Binding, 0, len(bindings))
 	for i, b := range bindings {
 		if errs[i] = b.Validate(); errs[i] == nil {
@@ -270,8 +299,9 @@ type DeleteResult struct {
 
 // DeleteACLs deletes the bindings each valid filter selects, all filters
 // in one transaction, and returns one result per filter. This agent stops
-// enforcing them when it returns; the other agents within the refresh
-// interval.
+// enforcing them when it returns, whether or not it could re-read the
+// store (it drops what the store deleted from its copy); the other agents
+// within the refresh interval.
 func (a *Authorizer) DeleteACLs(ctx context.Context, filters []Filter) []DeleteResult {
 	out := make([]DeleteResult, len(filters))
 	valid := make([]Filter, 0, len(filters))
@@ -300,7 +330,38 @@ func (a *Authorizer) DeleteACLs(ctx context.Context, filters []Filter) []DeleteR
 		out[i].Deleted = deleted[j]
 	}
 	a.reloadAfterChange(ctx)
+	a.forget(deleted)
 	return out
+}
+
+// forget drops bindings the store deleted from the in-memory copy if it
+// still has them (the reload after the deletion failed, or kept a newer
+// copy), keeping its version so the next refresh reads the store.
+func (a *Authorizer) forget(deleted [][]Binding) {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	s := a.snap.Load()
+	gone := make(map[Binding]bool)
+	for _, bs := range deleted {
+		for _, b := range bs {
+			if s.has(b) {
+				gone[b] = true
+			}
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	var keep []Binding
+	for _, ti := range s.types {
+		for i := range ti.all {
+			if !gone[ti.all[i].Binding] {
+				keep = append(keep, ti.all[i].Binding)
+			}
+		}
+	}
+	a.snap.Store(buildSnapshot(s.version, keep))
+	a.Refresh()
 }
 
 // reloadAfterChange reloads after a change made through this agent, so
@@ -376,8 +437,9 @@ func (a *Authorizer) refresh(ctx context.Context) {
 }
 
 // reload reads the version, then the bindings (so the copy is never older
-// than the version it claims), and installs them unless a newer copy is
-// installed already.
+// than the version it claims), and installs them when the version is
+// higher than the loaded one; an equal version is skipped, a lower one
+// kept out until ResetPolls says the store was reset.
 func (a *Authorizer) reload(ctx context.Context) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
@@ -385,15 +447,29 @@ func (a *Authorizer) reload(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read ACL version: %w", err)
 	}
-	if v == a.snap.Load().version {
+	cur := a.snap.Load().version
+	switch {
+	case v == cur:
+		a.lowerSeen = 0
 		return nil
+	case v < cur:
+		now := time.Now()
+		if a.lowerSeen == 0 || v != a.lowerVersion {
+			a.lowerVersion, a.lowerSeen, a.lowerSince = v, 0, now
+		}
+		a.lowerSeen++
+		if a.lowerSeen < ResetPolls || now.Sub(a.lowerSince) < time.Duration(ResetPolls-1)*a.cfg.RefreshInterval {
+			a.log.WarnContext(ctx, "the store's ACL version is lower than the loaded one; keeping the loaded ACLs until it is seen again",
+				"store_version", v, "loaded_version", cur, "seen", a.lowerSeen, "needed", ResetPolls)
+			return nil
+		}
+		a.log.WarnContext(ctx, "the store's ACL version stayed lower than the loaded one: taking the store as reset (a backup restored) and loading its ACLs",
+			"store_version", v, "loaded_version", cur)
 	}
+	a.lowerSeen = 0
 	bs, err := a.cfg.Store.ListACLs(ctx, AnyFilter)
 	if err != nil {
 		return fmt.Errorf("list ACLs: %w", err)
-	}
-	if v < a.snap.Load().version {
-		return nil
 	}
 	a.snap.Store(buildSnapshot(v, bs))
 	return nil
@@ -430,6 +506,20 @@ type entry struct {
 	perm      Permission
 }
 
+// has reports whether b is in s.
+func (s *snapshot) has(b Binding) bool {
+	ti := s.types[b.ResourceType]
+	if ti == nil {
+		return false
+	}
+	for i := range ti.all {
+		if ti.all[i].Binding == b {
+			return true
+		}
+	}
+	return false
+}
+
 func buildSnapshot(version int64, bs []Binding) *snapshot {
 	s := &snapshot{version: version, types: make(map[ResourceType]*typeIndex)}
 	for _, b := range bs {
@@ -464,9 +554,16 @@ func buildSnapshot(version int64, bs []Binding) *snapshot {
 	return s
 }
 
-// parseHost parses a client address; an invalid result matches only "*"
-// bindings.
+// parseHost parses a client address ("10.0.0.1", "::1", "fe80::1%eth0",
+// with or without brackets, the "/" Kafka prefixes or a port); an invalid
+// result matches only "*" bindings. An IPv4-mapped IPv6 address is its
+// IPv4 address.
 func parseHost(host string) netip.Addr {
+	host = strings.TrimPrefix(host, "/")
+	if ap, err := netip.ParseAddrPort(host); err == nil {
+		return ap.Addr().Unmap()
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 	addr, err := netip.ParseAddr(host)
 	if err != nil {
 		return netip.Addr{}
@@ -506,7 +603,15 @@ func (e *entry) matchesWho(principal string, addr netip.Addr) bool {
 	if e.host == WildcardHost {
 		return true
 	}
-	return addr.IsValid() && e.addr.IsValid() && e.addr == addr
+	if !addr.IsValid() || !e.addr.IsValid() {
+		return false
+	}
+	// A binding without a zone matches its address on any interface; one
+	// with a zone only on that interface.
+	if e.addr.Zone() == "" {
+		addr = addr.WithZone("")
+	}
+	return e.addr == addr
 }
 
 func (e *entry) verdict(principal string, addr netip.Addr, op Operation) verdict {

@@ -559,3 +559,38 @@ func TestParseNames(t *testing.T) {
 		t.Errorf("Operation(42) = %s", s)
 	}
 }
+
+// Host matching compares addresses, not spellings: an IPv4-mapped IPv6
+// address is its IPv4 address, and a client's IPv6 zone (the interface a
+// link-local address was reached on) matches a binding without a zone; a
+// binding with a zone matches that interface only.
+func TestHostMatchingIPv6(t *testing.T) {
+	t.Parallel()
+	a := enforcing(t, nil,
+		bind(OpRead, "t", host("fe80::1")),
+		bind(OpRead, "u", host("10.0.0.1")),
+		bind(OpRead, "v", host("::ffff:10.0.0.2")),
+		bind(OpRead, "w", host("fe80::2%eth0")),
+	)
+	for _, c := range []struct {
+		host, topic string
+		want        bool
+	}{
+		{"fe80::1%eth0", "t", true},
+		{"fe80::1", "t", true},
+		{"[fe80::1%eth0]:9092", "t", true},
+		{"fe80::3%eth0", "t", false},
+		{"::ffff:10.0.0.1", "u", true},
+		{"/10.0.0.1", "u", true},
+		{"10.0.0.2", "v", true},
+		{"::ffff:10.0.0.2", "v", true},
+		{"10.0.0.3", "v", false},
+		{"fe80::2%eth0", "w", true},
+		{"fe80::2%eth1", "w", false},
+		{"fe80::2", "w", false},
+	} {
+		if got := a.Authorize(context.Background(), "User:alice", c.host, OpRead, Topic(c.topic)); got != c.want {
+			t.Errorf("READ %s from %s = %v, want %v", c.topic, c.host, got, c.want)
+		}
+	}
+}

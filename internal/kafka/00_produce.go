@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/metadata"
@@ -67,7 +68,14 @@ import (
 // offsets of the original, as Kafka has done since 1.1
 // (DUPLICATE_SEQUENCE_NUMBER is no longer sent).
 //
+// Authorization (with AUTH_ENABLED): WRITE on each topic, else
+// TOPIC_AUTHORIZATION_FAILED for its partitions whether it exists or not;
+// a transactional request also WRITE on its transactional id, else
+// TRANSACTIONAL_ID_AUTHORIZATION_FAILED for every partition. An idempotent
+// producer needs nothing more (Kafka 3.0+).
+//
 // Unknown topics are UNKNOWN_TOPIC_OR_PARTITION, or created first when
+// the principal may CREATE them (on the cluster or the topic) and
 // cfg.AutoCreateTopics is on (Kafka creates them on the Metadata request a
 // producer sends first; doing it here too serves clients that skip it).
 
@@ -144,6 +152,9 @@ func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Respon
 	default:
 		return failAll(kerr.InvalidRequiredAcks.Code, "acks must be -1, 0 or 1")
 	}
+	if req.TransactionID != nil && *req.TransactionID != "" && !c.allowed(ctx, acl.OpWrite, acl.TransactionalID(*req.TransactionID)) {
+		return failAll(kerr.TransactionalIDAuthorizationFailed.Code, "not authorized to WRITE transactional id "+*req.TransactionID)
+	}
 	if req.TransactionID == nil || *req.TransactionID == "" {
 		for _, rt := range req.Topics {
 			for _, rp := range rt.Partitions {
@@ -157,7 +168,7 @@ func handleProduce(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Respon
 	var jobs []*produceJob
 	for i, rt := range req.Topics {
 		out := &resp.Topics[i]
-		t, code, msg := s.produceTopic(ctx, req.Version, rt)
+		t, code, msg := c.produceTopic(ctx, req.Version, rt)
 		for j, rp := range rt.Partitions {
 			p := &out.Partitions[j]
 			switch {
@@ -383,8 +394,10 @@ func produceAnswer(req *kmsg.ProduceRequest, resp *kmsg.ProduceResponse, failed 
 	return nil, nil
 }
 
-// produceTopic resolves a request topic, creating it when allowed.
-func (s *Server) produceTopic(ctx context.Context, version int16, rt kmsg.ProduceRequestTopic) (metadata.Topic, int16, string) {
+// produceTopic resolves a request topic the principal may WRITE, creating
+// it when allowed (auto-creation needs CREATE on the cluster or the topic).
+func (c *conn) produceTopic(ctx context.Context, version int16, rt kmsg.ProduceRequestTopic) (metadata.Topic, int16, string) {
+	s := c.s
 	if version >= 13 {
 		t, err := s.broker.CachedTopicByID(ctx, rt.TopicID)
 		if errors.Is(err, broker.ErrUnknownTopic) {
@@ -393,13 +406,19 @@ func (s *Server) produceTopic(ctx context.Context, version int16, rt kmsg.Produc
 		if err != nil {
 			return t, s.codeFor(err, "produce"), err.Error()
 		}
+		if !c.allowedTopic(ctx, acl.OpWrite, t.Name) {
+			return t, kerr.TopicAuthorizationFailed.Code, topicDenied(acl.OpWrite, t.Name)
+		}
 		return t, 0, ""
+	}
+	if !c.allowedTopic(ctx, acl.OpWrite, rt.Topic) {
+		return metadata.Topic{}, kerr.TopicAuthorizationFailed.Code, topicDenied(acl.OpWrite, rt.Topic)
 	}
 	if err := broker.ValidateTopicName(rt.Topic); err != nil {
 		return metadata.Topic{}, kerr.InvalidTopicException.Code, err.Error()
 	}
 	t, err := s.broker.Topic(ctx, rt.Topic)
-	if errors.Is(err, broker.ErrUnknownTopic) && s.cfg.AutoCreateTopics {
+	if errors.Is(err, broker.ErrUnknownTopic) && s.cfg.AutoCreateTopics && c.mayCreateTopic(ctx, rt.Topic) {
 		if err = s.autoCreate(ctx, rt.Topic); err == nil {
 			t, err = s.broker.Topic(ctx, rt.Topic)
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
@@ -47,6 +48,10 @@ import (
 // carry -1 as high watermark, last stable offset and log start offset, as
 // Kafka's do. OFFSET_OUT_OF_RANGE is a fetch offset below the log start
 // offset or above the high watermark.
+//
+// Authorization (with AUTH_ENABLED): READ on each topic, else
+// TOPIC_AUTHORIZATION_FAILED (see resolveFetch). Fetches from followers
+// (ReplicaID ≥ 0) do not exist here.
 //
 // Isolation (KIP-98): IsolationLevel 1 (read_committed) reads up to the
 // partition's last stable offset (the first offset of the oldest
@@ -126,7 +131,7 @@ func handleFetch(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response
 		resp.ErrorCode = code
 		return resp, nil
 	}
-	parts := s.resolveFetch(ctx, all)
+	parts := c.resolveFetch(ctx, all)
 	// A consumer with a quota gets at most one bucket of it (quotas.go).
 	client := c.quotaClient(ctx)
 	maxBytes := s.quotas.FetchMaxBytes(client, req.MaxBytes)
@@ -234,8 +239,12 @@ func handleFetch(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response
 	return sr, nil
 }
 
-// resolveFetch names each partition's topic, once per topic.
-func (s *Server) resolveFetch(ctx context.Context, wants []fetchWant) []fetchPart {
+// resolveFetch names each partition's topic, once per topic, and checks
+// the principal may READ it: TOPIC_AUTHORIZATION_FAILED otherwise, for a
+// topic named whether it exists or not, for one asked by ID once the ID is
+// known (IDs are not secret, as in Kafka).
+func (c *conn) resolveFetch(ctx context.Context, wants []fetchWant) []fetchPart {
+	s := c.s
 	type resolved struct {
 		t    metadata.Topic
 		code int16
@@ -252,11 +261,16 @@ func (s *Server) resolveFetch(ctx context.Context, wants []fetchWant) []fetchPar
 				if errors.Is(err, broker.ErrUnknownTopic) {
 					r.code = kerr.UnknownTopicID.Code
 				}
+			} else if !c.allowedTopic(ctx, acl.OpRead, w.key.topic) {
+				r.code = kerr.TopicAuthorizationFailed.Code
 			} else {
 				r.t, err = s.broker.Topic(ctx, w.key.topic)
 			}
 			if err != nil && r.code == 0 {
 				r.code = s.codeFor(err, "fetch")
+			}
+			if r.code == 0 && w.key.id != (metadata.TopicID{}) && !c.allowedTopic(ctx, acl.OpRead, r.t.Name) {
+				r.code = kerr.TopicAuthorizationFailed.Code
 			}
 			topics[tk] = r
 		}

@@ -6,6 +6,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
@@ -75,9 +76,15 @@ func handleListOffsets(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Re
 	for _, rt := range req.Topics {
 		out := kmsg.NewListOffsetsResponseTopic()
 		out.Topic = rt.Topic
+		denied := !c.allowedTopic(ctx, acl.OpDescribe, rt.Topic)
 		for _, rp := range rt.Partitions {
 			p := kmsg.NewListOffsetsResponseTopicPartition()
 			p.Partition = rp.Partition
+			if denied {
+				p.ErrorCode, p.Offset, p.Timestamp, p.LeaderEpoch = kerr.TopicAuthorizationFailed.Code, -1, -1, -1
+				out.Partitions = append(out.Partitions, p)
+				continue
+			}
 			p.ErrorCode = s.listOffset(ctx, req, rt.Topic, rp, count[tpKey{rt.Topic, rp.Partition}], topics, topicErr, &p)
 			out.Partitions = append(out.Partitions, p)
 		}

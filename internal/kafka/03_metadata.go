@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
@@ -27,8 +28,15 @@ import (
 // is replicated by the object store, not by agents); a partition whose
 // lease holder is not live is LEADER_NOT_AVAILABLE with leader -1. The
 // controller is the agent answering, since any agent can serve every admin
-// request. There are no ACLs yet, so authorized operations, when asked
-// for, are every operation of the resource.
+// request. Authorized operations, when asked for, are those the
+// principal may perform on the cluster or topic (KIP-430).
+//
+// Authorization (with AUTH_ENABLED): a request for all topics lists only
+// those the principal may DESCRIBE; a topic asked for by name that it may
+// not DESCRIBE is TOPIC_AUTHORIZATION_FAILED whether it exists or not (no
+// ID, no partitions), one asked for by a known ID is too (with the ID, no
+// name). Auto-creation needs CREATE on the cluster or the topic, else
+// TOPIC_AUTHORIZATION_FAILED, as in Kafka.
 //
 // An unknown topic is created with cfg.DefaultPartitions when
 // cfg.AutoCreateTopics is on and the request allows it, and then described
@@ -71,7 +79,7 @@ func handleMetadata(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Respo
 	resp.ClusterID = &cid
 	resp.ControllerID = s.nodeID
 	if req.IncludeClusterAuthorizedOperations {
-		resp.AuthorizedOperations = allClusterOps
+		resp.AuthorizedOperations = c.authorizedOps(ctx, acl.Cluster(), allClusterOps)
 	}
 
 	allowAuto := s.cfg.AutoCreateTopics && (req.Version < 4 || req.AllowAutoTopicCreation)
@@ -84,7 +92,9 @@ func handleMetadata(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Respo
 			return nil, err
 		}
 		for _, t := range topics {
-			resp.Topics = append(resp.Topics, s.topicMetadata(ctx, req, t.Name, false, live))
+			if c.allowedTopic(ctx, acl.OpDescribe, t.Name) {
+				resp.Topics = append(resp.Topics, c.topicMetadata(ctx, req, t.Name, false, live))
+			}
 		}
 		return resp, nil
 	}
@@ -105,6 +115,12 @@ func handleMetadata(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Respo
 				continue
 			}
 			name = t.Name
+			if !c.allowedTopic(ctx, acl.OpDescribe, name) {
+				mt := kmsg.NewMetadataResponseTopic()
+				mt.TopicID, mt.ErrorCode = rt.TopicID, kerr.TopicAuthorizationFailed.Code
+				resp.Topics = append(resp.Topics, mt)
+				continue
+			}
 		case rt.Topic == nil:
 			continue
 		default:
@@ -114,17 +130,23 @@ func handleMetadata(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Respo
 			continue
 		}
 		seen[name] = true
-		resp.Topics = append(resp.Topics, s.topicMetadata(ctx, req, name, allowAuto, live))
+		resp.Topics = append(resp.Topics, c.topicMetadata(ctx, req, name, allowAuto, live))
 	}
 	return resp, nil
 }
 
-// topicMetadata describes one topic, creating it first if allowed.
-func (s *Server) topicMetadata(ctx context.Context, req *kmsg.MetadataRequest, name string, allowAuto bool, live liveBrokers) kmsg.MetadataResponseTopic {
+// topicMetadata describes one topic the principal may DESCRIBE, creating
+// it first if allowed.
+func (c *conn) topicMetadata(ctx context.Context, req *kmsg.MetadataRequest, name string, allowAuto bool, live liveBrokers) kmsg.MetadataResponseTopic {
+	s := c.s
 	mt := kmsg.NewMetadataResponseTopic()
 	mt.Topic = &name
+	if !c.allowedTopic(ctx, acl.OpDescribe, name) {
+		mt.ErrorCode = kerr.TopicAuthorizationFailed.Code
+		return mt
+	}
 	if req.IncludeTopicAuthorizedOperations {
-		mt.AuthorizedOperations = allTopicOps
+		mt.AuthorizedOperations = c.authorizedOps(ctx, acl.Topic(name), allTopicOps)
 	}
 	if err := broker.ValidateTopicName(name); err != nil {
 		mt.ErrorCode = kerr.InvalidTopicException.Code
@@ -132,6 +154,10 @@ func (s *Server) topicMetadata(ctx context.Context, req *kmsg.MetadataRequest, n
 	}
 	info, err := s.broker.DescribeTopic(ctx, name)
 	if errors.Is(err, broker.ErrUnknownTopic) && allowAuto {
+		if !c.mayCreateTopic(ctx, name) {
+			mt.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			return mt
+		}
 		if err = s.autoCreate(ctx, name); err == nil {
 			info, err = s.broker.DescribeTopic(ctx, name)
 		}

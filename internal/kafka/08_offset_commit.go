@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
@@ -64,6 +65,10 @@ func handleOffsetCommit(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.R
 			}
 		}
 	}
+	if !c.allowed(ctx, acl.OpRead, acl.Group(req.Group)) {
+		setAll(kerr.GroupAuthorizationFailed.Code)
+		return resp, nil
+	}
 	if req.Group == "" {
 		setAll(kerr.InvalidGroupID.Code)
 		return resp, nil
@@ -92,7 +97,7 @@ func handleOffsetCommit(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.R
 	var commits []broker.OffsetCommit
 	for i, rt := range req.Topics {
 		rtopic := &resp.Topics[i]
-		topic, err := s.offsetTopic(ctx, req.Version >= 10, rt.Topic, rt.TopicID)
+		topic, err := c.offsetTopic(ctx, acl.OpRead, req.Version >= 10, rt.Topic, rt.TopicID)
 		for j, rp := range rt.Partitions {
 			epoch := rp.LeaderEpoch
 			if req.Version < 6 {
@@ -138,14 +143,22 @@ func handleOffsetCommit(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.R
 	return resp, nil
 }
 
-// offsetTopic resolves a topic named by name (v0-9) or by ID (v10+).
-func (s *Server) offsetTopic(ctx context.Context, byID bool, name string, id [16]byte) (metadata.Topic, error) {
+// offsetTopic resolves a topic named by name (v0-9) or by ID (v10+) on
+// which the principal may perform op: kerr.TopicAuthorizationFailed
+// otherwise (for a name, whether the topic exists or not).
+func (c *conn) offsetTopic(ctx context.Context, op acl.Operation, byID bool, name string, id [16]byte) (metadata.Topic, error) {
 	if !byID {
-		return s.broker.Topic(ctx, name)
+		if !c.allowedTopic(ctx, op, name) {
+			return metadata.Topic{}, kerr.TopicAuthorizationFailed
+		}
+		return c.s.broker.Topic(ctx, name)
 	}
-	t, err := s.broker.CachedTopicByID(ctx, metadata.TopicID(id))
+	t, err := c.s.broker.CachedTopicByID(ctx, metadata.TopicID(id))
 	if errors.Is(err, broker.ErrUnknownTopic) {
 		return t, kerr.UnknownTopicID
+	}
+	if err == nil && !c.allowedTopic(ctx, op, t.Name) {
+		return metadata.Topic{}, kerr.TopicAuthorizationFailed
 	}
 	return t, err
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
@@ -36,7 +37,7 @@ func handleOffsetFetch(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Re
 	resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)
 	if req.Version >= 8 {
 		for _, rg := range req.Groups {
-			resp.Groups = append(resp.Groups, c.s.fetchOffsets(ctx, req.Version, req.RequireStable, rg))
+			resp.Groups = append(resp.Groups, c.fetchOffsets(ctx, req.Version, req.RequireStable, rg))
 		}
 		return resp, nil
 	}
@@ -51,7 +52,7 @@ func handleOffsetFetch(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Re
 			rg.Topics = append(rg.Topics, gt)
 		}
 	}
-	g := c.s.fetchOffsets(ctx, req.Version, req.RequireStable, rg)
+	g := c.fetchOffsets(ctx, req.Version, req.RequireStable, rg)
 	resp.ErrorCode = g.ErrorCode
 	for _, gt := range g.Topics {
 		t := kmsg.NewOffsetFetchResponseTopic()
@@ -69,11 +70,20 @@ func handleOffsetFetch(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Re
 	return resp, nil
 }
 
-// fetchOffsets answers one group of an OffsetFetch.
-func (s *Server) fetchOffsets(ctx context.Context, version int16, requireStable bool, rg kmsg.OffsetFetchRequestGroup) kmsg.OffsetFetchResponseGroup {
+// fetchOffsets answers one group of an OffsetFetch: DESCRIBE on the group
+// is needed (else GROUP_AUTHORIZATION_FAILED), and DESCRIBE on each topic:
+// the topics asked for that the principal may not DESCRIBE are
+// TOPIC_AUTHORIZATION_FAILED, and those it may not are left out of an
+// answer for all topics, as in Kafka.
+func (c *conn) fetchOffsets(ctx context.Context, version int16, requireStable bool, rg kmsg.OffsetFetchRequestGroup) kmsg.OffsetFetchResponseGroup {
+	s := c.s
 	out := kmsg.NewOffsetFetchResponseGroup()
 	out.Group = rg.Group
 	byID := version >= 10
+	if !c.allowed(ctx, acl.OpDescribe, acl.Group(rg.Group)) {
+		out.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		return out
+	}
 	if rg.Group == "" {
 		out.ErrorCode = kerr.InvalidGroupID.Code
 		return out
@@ -140,6 +150,9 @@ func (s *Server) fetchOffsets(ctx context.Context, version int16, requireStable 
 		}
 		sort.Strings(names)
 		for _, name := range names {
+			if !c.allowedTopic(ctx, acl.OpDescribe, name) {
+				continue
+			}
 			rt := kmsg.NewOffsetFetchResponseGroupTopic()
 			rt.Topic = name
 			if byID {
@@ -161,8 +174,10 @@ func (s *Server) fetchOffsets(ctx context.Context, version int16, requireStable 
 		rt.Topic, rt.TopicID = reqT.Topic, reqT.TopicID
 		name, code := reqT.Topic, int16(0)
 		if byID {
-			t, err := s.offsetTopic(ctx, true, "", reqT.TopicID)
+			t, err := c.offsetTopic(ctx, acl.OpDescribe, true, "", reqT.TopicID)
 			name, code = t.Name, errorCode(err)
+		} else if !c.allowedTopic(ctx, acl.OpDescribe, name) {
+			code = kerr.TopicAuthorizationFailed.Code
 		}
 		for _, p := range reqT.Partitions {
 			rp := partition(name, p)

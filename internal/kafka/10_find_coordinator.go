@@ -5,6 +5,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/streamhouse/streamhouse/internal/acl"
 )
 
 // FindCoordinator, key 10.
@@ -36,23 +38,34 @@ func handleFindCoordinator(ctx context.Context, c *conn, kreq kmsg.Request) (kms
 	req := kreq.(*kmsg.FindCoordinatorRequest)
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
 	if req.Version < 4 {
-		co := c.s.coordinatorFor(ctx, req.CoordinatorType, req.CoordinatorKey)
+		co := c.coordinatorFor(ctx, req.CoordinatorType, req.CoordinatorKey)
 		resp.ErrorCode, resp.ErrorMessage = co.ErrorCode, co.ErrorMessage
 		resp.NodeID, resp.Host, resp.Port = co.NodeID, co.Host, co.Port
 		return resp, nil
 	}
 	for _, key := range req.CoordinatorKeys {
-		resp.Coordinators = append(resp.Coordinators, c.s.coordinatorFor(ctx, req.CoordinatorType, key))
+		resp.Coordinators = append(resp.Coordinators, c.coordinatorFor(ctx, req.CoordinatorType, key))
 	}
 	return resp, nil
 }
 
-func (s *Server) coordinatorFor(ctx context.Context, keyType int8, key string) kmsg.FindCoordinatorResponseCoordinator {
+// coordinatorFor answers one key: DESCRIBE on the group or transactional
+// id is needed (GROUP_ or TRANSACTIONAL_ID_AUTHORIZATION_FAILED).
+func (c *conn) coordinatorFor(ctx context.Context, keyType int8, key string) kmsg.FindCoordinatorResponseCoordinator {
+	s := c.s
 	co := kmsg.NewFindCoordinatorResponseCoordinator()
 	co.Key = key
 	co.NodeID = -1
 	switch keyType {
 	case coordinatorGroup, coordinatorTransaction:
+		if keyType == coordinatorGroup && !c.allowed(ctx, acl.OpDescribe, acl.Group(key)) {
+			co.ErrorCode, co.ErrorMessage = kerr.GroupAuthorizationFailed.Code, kmsg.StringPtr("not authorized to DESCRIBE group "+key)
+			break
+		}
+		if keyType == coordinatorTransaction && !c.allowed(ctx, acl.OpDescribe, acl.TransactionalID(key)) {
+			co.ErrorCode, co.ErrorMessage = kerr.TransactionalIDAuthorizationFailed.Code, kmsg.StringPtr("not authorized to DESCRIBE transactional id "+key)
+			break
+		}
 		if keyType == coordinatorTransaction && checkTransactionalID(key) != 0 {
 			co.ErrorCode = kerr.InvalidRequest.Code
 			co.ErrorMessage = kmsg.StringPtr("a transactional id is 1 to 255 bytes")

@@ -3,8 +3,10 @@ package kafka
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/group"
 )
 
@@ -22,6 +24,10 @@ func init() { register(leaveGroupKey, 0, 5, handleLeaveGroup) }
 func handleLeaveGroup(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.LeaveGroupRequest)
 	resp := req.ResponseKind().(*kmsg.LeaveGroupResponse)
+	if !c.allowed(ctx, acl.OpRead, acl.Group(req.Group)) {
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		return resp, nil
+	}
 	if code := c.s.notCoordinator(ctx, req.Group); req.Group != "" && code != 0 {
 		resp.ErrorCode = code
 		return resp, nil

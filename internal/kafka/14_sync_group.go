@@ -3,8 +3,10 @@ package kafka
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/group"
 )
 
@@ -25,6 +27,10 @@ func init() { register(syncGroupKey, 0, 5, handleSyncGroup) }
 func handleSyncGroup(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.SyncGroupRequest)
 	resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
+	if !c.allowed(ctx, acl.OpRead, acl.Group(req.Group)) {
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		return resp, nil
+	}
 	if code := c.s.notCoordinator(ctx, req.Group); req.Group != "" && code != 0 {
 		resp.ErrorCode = code
 		return resp, nil

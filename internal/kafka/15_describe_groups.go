@@ -6,6 +6,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/group"
 )
 
@@ -34,8 +35,16 @@ func handleDescribeGroups(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg
 	for _, id := range req.Groups {
 		rg := kmsg.NewDescribeGroupsResponseGroup()
 		rg.Group = id
+		if !c.allowed(ctx, acl.OpDescribe, acl.Group(id)) {
+			rg.ErrorCode = kerr.GroupAuthorizationFailed.Code
+			if req.Version >= 6 {
+				rg.ErrorMessage = kmsg.StringPtr("not authorized to DESCRIBE group " + id)
+			}
+			resp.Groups = append(resp.Groups, rg)
+			continue
+		}
 		if req.IncludeAuthorizedOperations {
-			rg.AuthorizedOperations = allGroupOps
+			rg.AuthorizedOperations = c.authorizedOps(ctx, acl.Group(id), allGroupOps)
 		}
 		if code := c.s.notCoordinator(ctx, id); id != "" && code != 0 {
 			rg.ErrorCode = code

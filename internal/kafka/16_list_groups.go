@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/group"
 )
 
@@ -39,8 +40,14 @@ func handleListGroups(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Res
 	matches := func(filter []string, v string) bool {
 		return len(filter) == 0 || slices.ContainsFunc(filter, func(f string) bool { return strings.EqualFold(f, v) })
 	}
+	// DESCRIBE on the cluster lists every group, else only those the
+	// principal may DESCRIBE (Kafka's rule).
+	everyGroup := c.allowed(ctx, acl.OpDescribe, acl.Cluster())
 	add := func(id, protocolType string, state group.State) {
 		if !matches(req.StatesFilter, state.String()) || !matches(req.TypesFilter, classicGroupType) {
+			return
+		}
+		if !everyGroup && !c.allowed(ctx, acl.OpDescribe, acl.Group(id)) {
 			return
 		}
 		if c.s.notCoordinator(ctx, id) != 0 {

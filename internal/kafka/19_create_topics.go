@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/broker"
 )
 
@@ -52,7 +53,16 @@ func handleCreateTopics(ctx context.Context, c *conn, req kmsg.Request) (kmsg.Re
 			resp.Topics = append(resp.Topics, rt)
 			continue
 		}
+		if !c.mayCreateTopic(ctx, t.Topic) {
+			setCreateTopicErr(&rt, kerr.TopicAuthorizationFailed.Code, "not authorized to CREATE topic "+t.Topic+" (CREATE on the cluster or the topic is needed)")
+			resp.Topics = append(resp.Topics, rt)
+			continue
+		}
 		c.s.adminCreateTopic(ctx, r, t, &rt)
+		if rt.ErrorCode == 0 && len(rt.Configs) > 0 && !c.allowedTopic(ctx, acl.OpDescribeConfigs, t.Topic) {
+			// Created, but its configs are not the principal's to see.
+			rt.Configs, rt.ConfigErrorCode = nil, kerr.TopicAuthorizationFailed.Code
+		}
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return resp, nil

@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
@@ -47,7 +48,7 @@ func handleDeleteTopics(ctx context.Context, c *conn, req kmsg.Request) (kmsg.Re
 	for _, t := range topics {
 		rt := kmsg.NewDeleteTopicsResponseTopic()
 		rt.Topic, rt.TopicID = t.Topic, t.TopicID
-		code, msg := c.s.adminDeleteTopic(ctx, t, &rt, names, ids)
+		code, msg := c.adminDeleteTopic(ctx, t, &rt, names, ids)
 		if code != 0 {
 			rt.ErrorCode, rt.ErrorMessage = code, &msg
 		}
@@ -58,7 +59,12 @@ func handleDeleteTopics(ctx context.Context, c *conn, req kmsg.Request) (kmsg.Re
 
 // adminDeleteTopic deletes one topic, filling in the name or ID the request did
 // not give, and returns the answer's error code and message.
-func (s *Server) adminDeleteTopic(ctx context.Context, t kmsg.DeleteTopicsRequestTopic, rt *kmsg.DeleteTopicsResponseTopic, names map[string]int, ids map[[16]byte]int) (int16, string) {
+//
+// DELETE on the topic is needed: TOPIC_AUTHORIZATION_FAILED, for a topic
+// named whether it exists or not; a topic asked for by ID that the
+// principal may not even DESCRIBE is UNKNOWN_TOPIC_ID, as in Kafka.
+func (c *conn) adminDeleteTopic(ctx context.Context, t kmsg.DeleteTopicsRequestTopic, rt *kmsg.DeleteTopicsResponseTopic, names map[string]int, ids map[[16]byte]int) (int16, string) {
+	s := c.s
 	byID := t.TopicID != ([16]byte{})
 	switch {
 	case byID && t.Topic != nil && *t.Topic != "":
@@ -76,9 +82,17 @@ func (s *Server) adminDeleteTopic(ctx context.Context, t kmsg.DeleteTopicsReques
 	)
 	if byID {
 		topic, err = s.broker.TopicByID(ctx, metadata.TopicID(t.TopicID))
-		if err == nil {
+		switch {
+		case err == nil && !c.allowedTopic(ctx, acl.OpDescribe, topic.Name):
+			return kerr.UnknownTopicID.Code, "unknown topic id"
+		case err == nil && !c.allowedTopic(ctx, acl.OpDelete, topic.Name):
+			rt.Topic = &topic.Name
+			return kerr.TopicAuthorizationFailed.Code, topicDenied(acl.OpDelete, topic.Name)
+		case err == nil:
 			rt.Topic = &topic.Name
 		}
+	} else if !c.allowedTopic(ctx, acl.OpDelete, *t.Topic) {
+		return kerr.TopicAuthorizationFailed.Code, topicDenied(acl.OpDelete, *t.Topic)
 	} else {
 		topic, err = s.broker.LookupTopic(ctx, *t.Topic)
 		if err == nil {

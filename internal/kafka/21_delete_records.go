@@ -5,6 +5,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/streamhouse/streamhouse/internal/acl"
 )
 
 // DeleteRecords, key 21.
@@ -27,10 +29,16 @@ func handleDeleteRecords(ctx context.Context, c *conn, req kmsg.Request) (kmsg.R
 	for _, t := range r.Topics {
 		rt := kmsg.NewDeleteRecordsResponseTopic()
 		rt.Topic = t.Topic
+		denied := !c.allowedTopic(ctx, acl.OpDelete, t.Topic)
 		for _, p := range t.Partitions {
 			rp := kmsg.NewDeleteRecordsResponseTopicPartition()
 			rp.Partition = p.Partition
 			rp.LowWatermark = -1
+			if denied {
+				rp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				rt.Partitions = append(rt.Partitions, rp)
+				continue
+			}
 			lw, err := c.s.adminDeleteRecords(ctx, t.Topic, p.Partition, p.Offset)
 			if err != nil {
 				rp.ErrorCode = errorCode(err)

@@ -5,6 +5,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/streamhouse/streamhouse/internal/acl"
 )
 
 // InitProducerId, key 22.
@@ -43,6 +45,10 @@ func handleInitProducerID(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg
 	resp.ProducerID, resp.ProducerEpoch = -1, -1
 	if req.TransactionalID != nil {
 		id := *req.TransactionalID
+		if !c.allowed(ctx, acl.OpWrite, acl.TransactionalID(id)) {
+			resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+			return resp, nil
+		}
 		if code := checkTransactionalID(id); code != 0 {
 			resp.ErrorCode = code
 			return resp, nil
@@ -59,6 +65,12 @@ func handleInitProducerID(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg
 			resp.ProducerID, resp.ProducerEpoch = -1, -1
 			resp.ErrorCode = s.txnCode(err, req.Version, 4, "init producer id")
 		}
+		return resp, nil
+	}
+	// An idempotent producer: IDEMPOTENT_WRITE on the cluster, or WRITE on
+	// some topic (Kafka 3.0+, KIP-679).
+	if !c.allowed(ctx, acl.OpIdempotentWrite, acl.Cluster()) && !c.allowedAny(ctx, acl.OpWrite, acl.ResourceTopic) {
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
 		return resp, nil
 	}
 	id, err := s.broker.NextProducerID(ctx)

@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
@@ -58,13 +59,20 @@ func handleOffsetForLeaderEpoch(ctx context.Context, c *conn, kreq kmsg.Request)
 	for _, rt := range req.Topics {
 		out := kmsg.NewOffsetForLeaderEpochResponseTopic()
 		out.Topic = rt.Topic
-		t, terr := s.broker.Topic(ctx, rt.Topic)
+		denied := !c.allowedTopic(ctx, acl.OpDescribe, rt.Topic)
+		var t metadata.Topic
+		var terr error
+		if !denied {
+			t, terr = s.broker.Topic(ctx, rt.Topic)
+		}
 		for _, rp := range rt.Partitions {
 			p := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			p.Partition = rp.Partition
 			switch {
 			case req.ReplicaID >= 0:
 				p.ErrorCode = kerr.InvalidRequest.Code
+			case denied:
+				p.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			case terr != nil:
 				p.ErrorCode = s.codeFor(terr, "offset for leader epoch")
 			case rp.Partition < 0 || rp.Partition >= t.Partitions:

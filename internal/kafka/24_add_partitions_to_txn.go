@@ -6,6 +6,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
@@ -66,8 +67,34 @@ func handleAddPartitionsToTxn(ctx context.Context, c *conn, kreq kmsg.Request) (
 			}
 		}
 	}
+	if !c.allowed(ctx, acl.OpWrite, acl.TransactionalID(req.TransactionalID)) {
+		setAll(kerr.TransactionalIDAuthorizationFailed.Code)
+		return resp, nil
+	}
 	if code := checkTransactionalID(req.TransactionalID); code != 0 {
 		setAll(code)
+		return resp, nil
+	}
+	// WRITE on every topic, else TOPIC_AUTHORIZATION_FAILED for its
+	// partitions and OPERATION_NOT_ATTEMPTED for the others (all or none).
+	denied := false
+	for i := range resp.Topics {
+		if c.allowedTopic(ctx, acl.OpWrite, resp.Topics[i].Topic) {
+			continue
+		}
+		denied = true
+		for j := range resp.Topics[i].Partitions {
+			resp.Topics[i].Partitions[j].ErrorCode = kerr.TopicAuthorizationFailed.Code
+		}
+	}
+	if denied {
+		for i := range resp.Topics {
+			for j := range resp.Topics[i].Partitions {
+				if resp.Topics[i].Partitions[j].ErrorCode == 0 {
+					resp.Topics[i].Partitions[j].ErrorCode = kerr.OperationNotAttempted.Code
+				}
+			}
+		}
 		return resp, nil
 	}
 	co, err := s.coordinator()

@@ -6,6 +6,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/broker"
 )
 
@@ -28,6 +29,14 @@ func handleAddOffsetsToTxn(ctx context.Context, c *conn, kreq kmsg.Request) (kms
 	s := c.s
 	req := kreq.(*kmsg.AddOffsetsToTxnRequest)
 	resp := req.ResponseKind().(*kmsg.AddOffsetsToTxnResponse)
+	if !c.allowed(ctx, acl.OpWrite, acl.TransactionalID(req.TransactionalID)) {
+		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+		return resp, nil
+	}
+	if !c.allowed(ctx, acl.OpRead, acl.Group(req.Group)) {
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		return resp, nil
+	}
 	if code := checkTransactionalID(req.TransactionalID); code != 0 {
 		resp.ErrorCode = code
 		return resp, nil

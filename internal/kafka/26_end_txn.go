@@ -3,7 +3,10 @@ package kafka
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/streamhouse/streamhouse/internal/acl"
 )
 
 // EndTxn, key 26.
@@ -32,6 +35,11 @@ func handleEndTxn(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Respons
 	s := c.s
 	req := kreq.(*kmsg.EndTxnRequest)
 	resp := req.ResponseKind().(*kmsg.EndTxnResponse)
+	resp.ProducerID, resp.ProducerEpoch = -1, -1
+	if !c.allowed(ctx, acl.OpWrite, acl.TransactionalID(req.TransactionalID)) {
+		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+		return resp, nil
+	}
 	if code := checkTransactionalID(req.TransactionalID); code != 0 {
 		resp.ErrorCode = code
 		return resp, nil

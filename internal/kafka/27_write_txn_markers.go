@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/txn"
@@ -45,6 +46,10 @@ func handleWriteTxnMarkers(ctx context.Context, c *conn, kreq kmsg.Request) (kms
 	req := kreq.(*kmsg.WriteTxnMarkersRequest)
 	resp := req.ResponseKind().(*kmsg.WriteTxnMarkersResponse)
 	co, coErr := s.coordinator()
+	// Only agents write markers: CLUSTER_ACTION on the cluster (the
+	// agents' own users have it), else CLUSTER_AUTHORIZATION_FAILED for
+	// every partition.
+	denied := !c.allowed(ctx, acl.OpClusterAction, acl.Cluster())
 	ctx, cancel := context.WithTimeout(ctx, markerHandleTimeout)
 	defer cancel()
 	for _, rm := range req.Markers {
@@ -55,11 +60,17 @@ func handleWriteTxnMarkers(ctx context.Context, c *conn, kreq kmsg.Request) (kms
 		for _, rt := range rm.Topics {
 			ot := kmsg.NewWriteTxnMarkersResponseMarkerTopic()
 			ot.Topic = rt.Topic
-			t, terr := s.broker.Topic(ctx, rt.Topic)
+			var t metadata.Topic
+			var terr error
+			if !denied {
+				t, terr = s.broker.Topic(ctx, rt.Topic)
+			}
 			for _, p := range rt.Partitions {
 				op := kmsg.NewWriteTxnMarkersResponseMarkerTopicPartition()
 				op.Partition = p
 				switch {
+				case denied:
+					op.ErrorCode = kerr.ClusterAuthorizationFailed.Code
 				case coErr != nil:
 					op.ErrorCode = kerr.CoordinatorNotAvailable.Code
 				case terr != nil:

@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
@@ -69,6 +70,14 @@ func handleTxnOffsetCommit(ctx context.Context, c *conn, kreq kmsg.Request) (kms
 			}
 		}
 	}
+	if !c.allowed(ctx, acl.OpWrite, acl.TransactionalID(req.TransactionalID)) {
+		setAll(kerr.TransactionalIDAuthorizationFailed.Code)
+		return resp, nil
+	}
+	if !c.allowed(ctx, acl.OpRead, acl.Group(req.Group)) {
+		setAll(kerr.GroupAuthorizationFailed.Code)
+		return resp, nil
+	}
 	if broker.ValidateGroupID(req.Group) != nil {
 		setAll(kerr.InvalidGroupID.Code)
 		return resp, nil
@@ -102,7 +111,7 @@ func handleTxnOffsetCommit(ctx context.Context, c *conn, kreq kmsg.Request) (kms
 	var commits []broker.OffsetCommit
 	for i, rt := range req.Topics {
 		rtopic := &resp.Topics[i]
-		topic, err := s.broker.Topic(ctx, rt.Topic)
+		topic, err := c.offsetTopic(ctx, acl.OpRead, false, rt.Topic, [16]byte{})
 		for j, rp := range rt.Partitions {
 			epoch := rp.LeaderEpoch
 			if req.Version < 2 {

@@ -5,6 +5,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/streamhouse/streamhouse/internal/acl"
 )
 
 // DescribeAcls, key 29.
@@ -18,7 +20,8 @@ import (
 // listed whether AUTH_ENABLED is on or not, so they can be prepared before
 // authentication is switched on. A filter with an UNKNOWN or unknown value
 // is INVALID_REQUEST; USER and DELEGATION_TOKEN filters are valid and
-// select nothing (no such binding can be created).
+// select nothing (no such binding can be created). With AUTH_ENABLED the
+// caller needs DESCRIBE on the cluster (CLUSTER_AUTHORIZATION_FAILED).
 
 const describeACLsKey = 29
 
@@ -29,6 +32,10 @@ func handleDescribeACLs(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.R
 	resp := req.ResponseKind().(*kmsg.DescribeACLsResponse)
 	if c.s.acl == nil {
 		resp.ErrorCode, resp.ErrorMessage = kerr.SecurityDisabled.Code, kmsg.StringPtr(noAuthorizer)
+		return resp, nil
+	}
+	if !c.allowed(ctx, acl.OpDescribe, acl.Cluster()) {
+		resp.ErrorCode, resp.ErrorMessage = kerr.ClusterAuthorizationFailed.Code, clusterDenied(acl.OpDescribe)
 		return resp, nil
 	}
 	f := aclFilter(req.ResourceType, req.ResourceName, req.ResourcePatternType, req.Principal, req.Host, req.Operation, req.PermissionType)

@@ -22,7 +22,12 @@ import (
 // resource not named kafka-cluster, a principal without a type) is
 // INVALID_REQUEST, as are those StreamHouse has no use for (USER and
 // DELEGATION_TOKEN resources, token and two-phase-commit operations) and
-// a host that is neither * nor an IP address; the others are stored.
+// a host that is neither * nor an IP address; the others are stored. A
+// request creates at most acl.MaxCreatePerRequest bindings (past it every
+// creation is INVALID_REQUEST), and the store holds at most
+// acl.MaxBindings (past it the request's creations are POLICY_VIOLATION);
+// either way nothing is stored. With AUTH_ENABLED the caller needs ALTER
+// on the cluster (CLUSTER_AUTHORIZATION_FAILED for every creation).
 
 const createACLsKey = 30
 
@@ -39,14 +44,18 @@ func handleCreateACLs(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Res
 		}
 	}
 	var errs []error
-	if c.s.acl != nil {
+	denied := !c.allowed(ctx, acl.OpAlter, acl.Cluster())
+	if c.s.acl != nil && !denied {
 		errs = c.s.acl.CreateACLs(ctx, bs)
 	}
 	for i := range bs {
 		r := kmsg.NewCreateACLsResponseResult()
-		if c.s.acl == nil {
+		switch {
+		case c.s.acl == nil:
 			r.ErrorCode, r.ErrorMessage = kerr.SecurityDisabled.Code, kmsg.StringPtr(noAuthorizer)
-		} else {
+		case denied:
+			r.ErrorCode, r.ErrorMessage = kerr.ClusterAuthorizationFailed.Code, clusterDenied(acl.OpAlter)
+		default:
 			r.ErrorCode, r.ErrorMessage = c.s.aclErr(ctx, errs[i], "create ACLs")
 		}
 		resp.Results = append(resp.Results, r)

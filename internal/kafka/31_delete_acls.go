@@ -24,7 +24,12 @@ import (
 // nothing; the valid ones still apply. A request holds at most
 // maxDeleteACLFilters filters (the answer lists every match of every
 // filter, so their number bounds its size); past it, the rest are
-// INVALID_REQUEST.
+// INVALID_REQUEST. The bindings selected, counted once per filter, are at
+// most acl.MaxDeleteMatches (past it every filter is INVALID_REQUEST and
+// nothing is deleted); each binding is deleted once. The answer goes out
+// once this agent no longer enforces what was deleted. With AUTH_ENABLED
+// the caller needs ALTER on the cluster (CLUSTER_AUTHORIZATION_FAILED for
+// every filter).
 
 const (
 	deleteACLsKey       = 31
@@ -42,7 +47,8 @@ func handleDeleteACLs(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Res
 		fs[i] = aclFilter(f.ResourceType, f.ResourceName, f.ResourcePatternType, f.Principal, f.Host, f.Operation, f.PermissionType)
 	}
 	var results []acl.DeleteResult
-	if c.s.acl != nil {
+	denied := !c.allowed(ctx, acl.OpAlter, acl.Cluster())
+	if c.s.acl != nil && !denied {
 		results = c.s.acl.DeleteACLs(ctx, fs)
 	}
 	for i := range req.Filters {
@@ -53,6 +59,8 @@ func handleDeleteACLs(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Res
 			r.ErrorMessage = kmsg.StringPtr(fmt.Sprintf("at most %d filters per DeleteAcls request", maxDeleteACLFilters))
 		case c.s.acl == nil:
 			r.ErrorCode, r.ErrorMessage = kerr.SecurityDisabled.Code, kmsg.StringPtr(noAuthorizer)
+		case denied:
+			r.ErrorCode, r.ErrorMessage = kerr.ClusterAuthorizationFailed.Code, clusterDenied(acl.OpAlter)
 		case results[i].Err != nil:
 			r.ErrorCode, r.ErrorMessage = c.s.aclErr(ctx, results[i].Err, "delete ACLs")
 		default:

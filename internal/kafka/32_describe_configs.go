@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/broker"
 )
 
@@ -210,7 +211,10 @@ func handleDescribeConfigs(ctx context.Context, c *conn, req kmsg.Request) (kmsg
 	for _, res := range r.Resources {
 		rr := kmsg.NewDescribeConfigsResponseResource()
 		rr.ResourceType, rr.ResourceName = res.ResourceType, res.ResourceName
-		entries, code, msg := c.s.describeResource(ctx, res)
+		entries, code, msg := c.configsDenied(ctx, res.ResourceType, res.ResourceName, acl.OpDescribeConfigs)
+		if code == 0 {
+			entries, code, msg = c.s.describeResource(ctx, res)
+		}
 		if code != 0 {
 			rr.ErrorCode, rr.ErrorMessage = code, &msg
 		}

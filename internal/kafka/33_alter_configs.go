@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/broker"
 )
 
@@ -40,7 +41,10 @@ func handleAlterConfigs(ctx context.Context, c *conn, req kmsg.Request) (kmsg.Re
 		for i, kv := range res.Configs {
 			names[i] = kv.Name
 		}
-		code, msg := c.s.checkAlterResource(res.ResourceType, res.ResourceName, seen, names)
+		_, code, msg := c.configsDenied(ctx, res.ResourceType, res.ResourceName, acl.OpAlterConfigs)
+		if code == 0 {
+			code, msg = c.s.checkAlterResource(res.ResourceType, res.ResourceName, seen, names)
+		}
 		if code == 0 {
 			code, msg = c.s.alterTopicConfig(ctx, res.ResourceName, r.ValidateOnly, func(cfg map[string]string) error {
 				clear(cfg)

@@ -6,6 +6,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/streamhouse/streamhouse/internal/acl"
 )
 
 // CreatePartitions, key 37.
@@ -36,9 +38,12 @@ func handleCreatePartitions(ctx context.Context, c *conn, req kmsg.Request) (kms
 		rt := kmsg.NewCreatePartitionsResponseTopic()
 		rt.Topic = t.Topic
 		code, msg := int16(0), ""
-		if seen[t.Topic] > 1 {
+		switch {
+		case seen[t.Topic] > 1:
 			code, msg = kerr.InvalidRequest.Code, fmt.Sprintf("topic %s is named more than once in the request", t.Topic)
-		} else {
+		case !c.allowedTopic(ctx, acl.OpAlter, t.Topic):
+			code, msg = kerr.TopicAuthorizationFailed.Code, topicDenied(acl.OpAlter, t.Topic)
+		default:
 			code, msg = c.s.adminCreatePartitions(ctx, t, r.ValidateOnly)
 		}
 		if code != 0 {

@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/broker"
 )
 
@@ -29,7 +30,11 @@ func handleDeleteGroups(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.R
 	for _, id := range req.Groups {
 		rg := kmsg.NewDeleteGroupsResponseGroup()
 		rg.Group = id
-		rg.ErrorCode = errorCode(c.s.deleteGroup(ctx, id))
+		if c.allowed(ctx, acl.OpDelete, acl.Group(id)) {
+			rg.ErrorCode = errorCode(c.s.deleteGroup(ctx, id))
+		} else {
+			rg.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		}
 		if rg.ErrorCode != 0 && req.Version >= 3 {
 			rg.ErrorMessage = kmsg.StringPtr(kerr.ErrorForCode(rg.ErrorCode).Error() + ": " + id)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/broker"
 )
 
@@ -44,7 +45,10 @@ func handleIncrementalAlterConfigs(ctx context.Context, c *conn, req kmsg.Reques
 		for i, kv := range res.Configs {
 			names[i] = kv.Name
 		}
-		code, msg := c.s.checkAlterResource(res.ResourceType, res.ResourceName, seen, names)
+		_, code, msg := c.configsDenied(ctx, res.ResourceType, res.ResourceName, acl.OpAlterConfigs)
+		if code == 0 {
+			code, msg = c.s.checkAlterResource(res.ResourceType, res.ResourceName, seen, names)
+		}
 		if code == 0 {
 			code, msg = c.s.alterTopicConfig(ctx, res.ResourceName, r.ValidateOnly, func(cfg map[string]string) error {
 				for _, kv := range res.Configs {

@@ -6,6 +6,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/group"
 )
 
@@ -30,6 +31,10 @@ func handleOffsetDelete(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.R
 	req := kreq.(*kmsg.OffsetDeleteRequest)
 	resp := req.ResponseKind().(*kmsg.OffsetDeleteResponse)
 	s := c.s
+	if !c.allowed(ctx, acl.OpDelete, acl.Group(req.Group)) {
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		return resp, nil
+	}
 	if req.Group == "" {
 		resp.ErrorCode = kerr.InvalidGroupID.Code
 		return resp, nil
@@ -85,6 +90,8 @@ func handleOffsetDelete(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.R
 			p := kmsg.NewOffsetDeleteResponseTopicPartition()
 			p.Partition = rp.Partition
 			switch {
+			case !c.allowedTopic(ctx, acl.OpRead, rt.Topic):
+				p.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			case all || subscribed[rt.Topic]:
 				p.ErrorCode = kerr.GroupSubscribedToTopic.Code
 			case has[rt.Topic][rp.Partition]:

@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/quota"
 )
 
@@ -29,6 +30,10 @@ func init() { register(describeClientQuotasKey, 0, 1, handleDescribeClientQuotas
 func handleDescribeClientQuotas(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DescribeClientQuotasRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeClientQuotasResponse)
+	if !c.allowed(ctx, acl.OpDescribeConfigs, acl.Cluster()) {
+		resp.ErrorCode, resp.ErrorMessage = kerr.ClusterAuthorizationFailed.Code, clusterDeniedMsg(acl.OpDescribeConfigs)
+		return resp, nil
+	}
 	comps := make([]quota.FilterComponent, len(req.Components))
 	for i, rc := range req.Components {
 		comps[i] = quota.FilterComponent{EntityType: rc.EntityType, Match: quota.MatchType(rc.MatchType), Name: rc.Match}

@@ -3,8 +3,10 @@ package kafka
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/quota"
 )
 
@@ -40,7 +42,11 @@ func handleAlterClientQuotas(ctx context.Context, c *conn, kreq kmsg.Request) (k
 			e.Ops = append(e.Ops, quota.Op{Key: op.Key, Value: op.Value, Remove: op.Remove})
 		}
 	}
-	errs := c.s.quotas.Alter(ctx, entries, req.ValidateOnly)
+	denied := !c.allowed(ctx, acl.OpAlterConfigs, acl.Cluster())
+	var errs []error
+	if !denied {
+		errs = c.s.quotas.Alter(ctx, entries, req.ValidateOnly)
+	}
 	for i, re := range req.Entries {
 		out := kmsg.NewAlterClientQuotasResponseEntry()
 		for _, ec := range re.Entity {
@@ -48,7 +54,9 @@ func handleAlterClientQuotas(ctx context.Context, c *conn, kreq kmsg.Request) (k
 			oe.Type, oe.Name = ec.Type, ec.Name
 			out.Entity = append(out.Entity, oe)
 		}
-		if errs[i] != nil {
+		if denied {
+			out.ErrorCode, out.ErrorMessage = kerr.ClusterAuthorizationFailed.Code, clusterDeniedMsg(acl.OpAlterConfigs)
+		} else if errs[i] != nil {
 			out.ErrorCode, out.ErrorMessage = c.s.quotaError(errs[i])
 		}
 		resp.Entries = append(resp.Entries, out)

@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/auth"
 )
 
@@ -44,6 +45,10 @@ func handleDescribeUserScramCredentials(ctx context.Context, c *conn, req kmsg.R
 	}
 	if a == nil {
 		return fail(kerr.UnsupportedVersion) // not wired (in-process tests without users)
+	}
+	if !c.allowed(ctx, acl.OpDescribe, acl.Cluster()) {
+		resp.ErrorCode, resp.ErrorMessage = kerr.ClusterAuthorizationFailed.Code, clusterDeniedMsg(acl.OpDescribe)
+		return resp, nil
 	}
 	if len(r.Users) == 0 {
 		users, err := a.Users(ctx)

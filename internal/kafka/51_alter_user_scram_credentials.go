@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/auth"
 )
 
@@ -55,10 +56,14 @@ func handleAlterUserScramCredentials(ctx context.Context, c *conn, req kmsg.Requ
 	for _, u := range r.Upsertions {
 		add(u.Name, scramAlteration{mech: auth.ScramMechanismByType(u.Mechanism), mechNum: u.Mechanism, up: u})
 	}
+	denied := !c.allowed(ctx, acl.OpAlter, acl.Cluster())
 	for _, user := range order {
 		res := kmsg.NewAlterUserSCRAMCredentialsResponseResult()
 		res.User = user
-		code, msg := alterUser(ctx, a, user, byUser[user])
+		code, msg := kerr.ClusterAuthorizationFailed.Code, *clusterDeniedMsg(acl.OpAlter)
+		if !denied {
+			code, msg = alterUser(ctx, a, user, byUser[user])
+		}
 		if code != 0 {
 			res.ErrorCode, res.ErrorMessage = code, &msg
 		}

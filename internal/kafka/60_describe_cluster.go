@@ -6,6 +6,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/streamhouse/streamhouse/internal/acl"
 )
 
 // DescribeCluster, key 60.
@@ -35,7 +37,7 @@ func handleDescribeCluster(ctx context.Context, c *conn, req kmsg.Request) (kmsg
 		return resp, nil
 	}
 	if r.IncludeClusterAuthorizedOperations {
-		resp.ClusterAuthorizedOperations = allClusterOps
+		resp.ClusterAuthorizedOperations = c.authorizedOps(ctx, acl.Cluster(), allClusterOps)
 	}
 	for _, b := range c.s.liveBrokers(ctx).sorted() {
 		rb := kmsg.NewDescribeClusterResponseBroker()

@@ -6,6 +6,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
@@ -32,11 +33,18 @@ func handleDescribeProducers(ctx context.Context, c *conn, kreq kmsg.Request) (k
 	for _, rt := range req.Topics {
 		ot := kmsg.NewDescribeProducersResponseTopic()
 		ot.Topic = rt.Topic
-		t, terr := s.broker.Topic(ctx, rt.Topic)
+		denied := !c.allowedTopic(ctx, acl.OpRead, rt.Topic)
+		var t metadata.Topic
+		var terr error
+		if !denied {
+			t, terr = s.broker.Topic(ctx, rt.Topic)
+		}
 		for _, p := range rt.Partitions {
 			op := kmsg.NewDescribeProducersResponseTopicPartition()
 			op.Partition = p
 			switch {
+			case denied:
+				op.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			case terr != nil:
 				op.ErrorCode = s.codeFor(terr, "describe producers")
 			case p < 0 || p >= t.Partitions:

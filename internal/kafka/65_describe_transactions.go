@@ -3,8 +3,10 @@ package kafka
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
@@ -31,6 +33,11 @@ func handleDescribeTransactions(ctx context.Context, c *conn, kreq kmsg.Request)
 		st := kmsg.NewDescribeTransactionsResponseTransactionState()
 		st.TransactionalID = id
 		st.StartTimestamp, st.ProducerID, st.ProducerEpoch = -1, -1, -1
+		if !c.allowed(ctx, acl.OpDescribe, acl.TransactionalID(id)) {
+			st.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+			resp.TransactionStates = append(resp.TransactionStates, st)
+			continue
+		}
 		if code := checkTransactionalID(id); code != 0 {
 			st.ErrorCode = code
 			resp.TransactionStates = append(resp.TransactionStates, st)
@@ -55,6 +62,9 @@ func handleDescribeTransactions(ctx context.Context, c *conn, kreq kmsg.Request)
 		}
 		idx := make(map[string]int)
 		for _, p := range t.Partitions {
+			if !c.allowedTopic(ctx, acl.OpDescribe, p.Topic) {
+				continue // as Kafka: only the topics the principal may DESCRIBE
+			}
 			i, ok := idx[p.Topic]
 			if !ok {
 				i = len(st.Topics)

@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
@@ -83,6 +84,9 @@ func handleListTransactions(ctx context.Context, c *conn, kreq kmsg.Request) (km
 	for _, t := range txns { // those this agent coordinates (txn.Coordinator.List)
 		if pattern != nil && !pattern.MatchString(t.TransactionalID) {
 			continue
+		}
+		if !c.allowed(ctx, acl.OpDescribe, acl.TransactionalID(t.TransactionalID)) {
+			continue // only those the principal may DESCRIBE, as in Kafka
 		}
 		if req.Version >= 1 && req.DurationFilterMillis >= 0 && !t.StartedAt.IsZero() &&
 			now.Sub(t.StartedAt).Milliseconds() <= req.DurationFilterMillis {

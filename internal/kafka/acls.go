@@ -20,8 +20,16 @@ import (
 // with AUTH_ENABLED or without.
 const noAuthorizer = "no authorizer is configured on this listener"
 
+// clusterDenied is the message of an ACL API refused for want of DESCRIBE
+// (DescribeAcls) or ALTER (CreateAcls, DeleteAcls) on the cluster.
+func clusterDenied(op acl.Operation) *string {
+	return kmsg.StringPtr("not authorized to " + op.String() + " the cluster (needed to manage ACLs)")
+}
+
 // aclErr returns the Kafka code and message of an ACL call's error:
-// INVALID_REQUEST for a binding or filter Kafka refuses, KAFKA_STORAGE_ERROR
+// INVALID_REQUEST for a binding or filter Kafka refuses (or a request past
+// acl.MaxCreatePerRequest or acl.MaxDeleteMatches), POLICY_VIOLATION past
+// acl.MaxBindings, KAFKA_STORAGE_ERROR
 // (retriable) when the metadata store is unavailable, REQUEST_TIMED_OUT
 // past the deadline, UNKNOWN_SERVER_ERROR (logged) otherwise.
 func (s *Server) aclErr(ctx context.Context, err error, what string) (int16, *string) {
@@ -32,6 +40,8 @@ func (s *Server) aclErr(ctx context.Context, err error, what string) (int16, *st
 	switch {
 	case errors.Is(err, acl.ErrInvalid):
 		code = kerr.InvalidRequest.Code
+	case errors.Is(err, acl.ErrLimit):
+		code = kerr.PolicyViolation.Code
 	case broker.IsUnavailable(err):
 		code = kerr.KafkaStorageError.Code
 	case errors.Is(err, context.DeadlineExceeded):

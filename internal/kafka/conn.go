@@ -33,6 +33,9 @@ type conn struct {
 		Warn(string, ...any)
 	}
 
+	// host is the client's IP address, for ACLs (authz.go).
+	host string
+
 	// ClientID of the last request (clients send the same on every request).
 	clientID string
 
@@ -81,7 +84,7 @@ type pending struct {
 
 func newConn(s *Server, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &conn{s: s, nc: nc, ctx: ctx, cancel: cancel, log: s.log.With("remote", nc.RemoteAddr().String())}
+	c := &conn{s: s, nc: nc, host: remoteHost(nc), ctx: ctx, cancel: cancel, log: s.log.With("remote", nc.RemoteAddr().String())}
 	c.lastWrite.Store(time.Now().UnixNano())
 	return c
 }

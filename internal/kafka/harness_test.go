@@ -52,6 +52,11 @@ type testOptions struct {
 	kafka func(*Config)
 	// txn, when set, adjusts the transaction coordinator's Config.
 	txn func(*txn.Config)
+	// acl, when set, adjusts the Authorizer's Config (Enforce, super
+	// users).
+	acl func(*acl.Config)
+	// broker, when set, adjusts the broker's Config (PeerSASL).
+	broker func(*broker.Config)
 }
 
 // txnVerifier is the log's VerifyTxn hook, calling the coordinator built
@@ -103,7 +108,11 @@ func startServer(t *testing.T, o testOptions) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := broker.New(ctx, broker.Config{AgentID: o.agentID, Addr: ln.Addr().String(), Store: o.store, Log: plog, Logger: logger})
+	bcfg := broker.Config{AgentID: o.agentID, Addr: ln.Addr().String(), Store: o.store, Log: plog, Logger: logger}
+	if o.broker != nil {
+		o.broker(&bcfg)
+	}
+	b, err := broker.New(ctx, bcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +130,11 @@ func startServer(t *testing.T, o testOptions) *testServer {
 	verifier.c.Store(co)
 	coDone := make(chan struct{})
 	go func() { defer close(coDone); co.Run(runCtx) }()
-	authz, err := acl.New(ctx, acl.Config{Store: o.store, Logger: logger})
+	acfg := acl.Config{Store: o.store, Logger: logger}
+	if o.acl != nil {
+		o.acl(&acfg)
+	}
+	authz, err := acl.New(ctx, acfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -216,8 +216,11 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 	}
 	advertised := cfg.KafkaAdvertisedFor(s.kafkaLn.Addr())
 	grpcAdvertised := cfg.GRPCAdvertisedFor(advertised, s.grpcLn.Addr())
-	// ACLs are stored and listed always, and enforced with AUTH_ENABLED.
-	if s.acl, err = acl.New(ctx, acl.Config{Store: s.store, Logger: logger, SuperUsers: cfg.SuperUsers(), Enforce: cfg.AuthEnabled}); err != nil {
+	// ACLs are stored and listed always, and enforced with AUTH_ENABLED;
+	// SUPER_USERS and the agents' own users bypass them (s.auth is set
+	// before any request is served).
+	if s.acl, err = acl.New(ctx, acl.Config{Store: s.store, Logger: logger, Enforce: cfg.AuthEnabled, SuperUsers: cfg.SuperUsers(),
+		SuperUser: func(p string) bool { return s.auth.IsSuperUser(auth.ParsePrincipal(p)) }}); err != nil {
 		return nil, err
 	}
 	registry := schemaregistry.New(schemaregistry.Config{

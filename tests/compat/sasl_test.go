@@ -47,7 +47,10 @@ func startAuthServer(t *testing.T, be e2e.Backend, extra ...string) *server {
 	t.Helper()
 	dir := t.TempDir()
 	env := append(be.Env(t, dir), "KAFKA_ADDR="+freeAddr(t), "AUTH_ENABLED=true",
-		"AUTH_BOOTSTRAP_USERS=admin:admin-pw,"+saslUser+":"+saslPassword)
+		"AUTH_BOOTSTRAP_USERS=admin:admin-pw,"+saslUser+":"+saslPassword,
+		// ACLs are enforced with AUTH_ENABLED; these tests are about
+		// logins (tests/security covers ACLs), so alice bypasses them.
+		"SUPER_USERS="+saslUser)
 	env = append(env, extra...)
 	s := &server{Proc: e2e.Start(t, dir, env), t: t, dir: dir, env: env}
 	s.User, s.Password = saslUser, saslPassword

@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/streamhouse/streamhouse/internal/acl"
@@ -21,6 +22,10 @@ import (
 // aclChannel is the PostgreSQL notification channel of ACL changes; the
 // payload is empty (a notice means "re-read the ACLs").
 const aclChannel = "streamhouse_acls"
+
+// deleteACLsChunk is how many bindings one DELETE statement removes (7
+// parameters each).
+const deleteACLsChunk = 100
 
 var _ acl.Notifier = (*Store)(nil)
 
@@ -122,6 +127,9 @@ func (s *Store) CreateACLs(ctx context.Context, bindings []acl.Binding) error {
 		if err != nil {
 			return err
 		}
+		if after > before && after > acl.MaxBindings {
+			return fmt.Errorf("%w: %d more bindings would make %d, at most %d are kept", acl.ErrLimit, after-before, after, acl.MaxBindings)
+		}
 		if changed = after != before; changed {
 			return s.aclsChanged(ctx, q)
 		}
@@ -189,25 +197,44 @@ func (s *Store) DeleteACLs(ctx context.Context, filters []acl.Filter) ([][]acl.B
 		if err != nil {
 			return fmt.Errorf("read ACLs: %w", err)
 		}
-		gone := make([]bool, len(all))
-		for i, f := range filters {
-			for j, b := range all {
-				if f.Matches(b) {
-					out[i] = append(out[i], b)
-					gone[j] = true
-				}
-			}
-		}
+		// One pass over the bindings: each is checked against every
+		// filter, listed under each that selects it (the answer, bounded
+		// by MaxDeleteMatches) and deleted once.
+		type match struct{ filter, binding int }
+		var matches []match
+		var gone []acl.Binding
 		for j, b := range all {
-			if !gone[j] {
-				continue
+			hit := false
+			for i, f := range filters {
+				if !f.Matches(b) {
+					continue
+				}
+				if len(matches) == acl.MaxDeleteMatches {
+					return fmt.Errorf("%w: the filters select more than %d bindings (each counted once per filter selecting it); use fewer or narrower filters", acl.ErrInvalid, acl.MaxDeleteMatches)
+				}
+				matches, hit = append(matches, match{i, j}), true
 			}
-			if _, err := q.exec(ctx, `DELETE FROM acls WHERE resource_type = $1 AND resource_name = $2 AND pattern_type = $3
-				AND principal = $4 AND host = $5 AND operation = $6 AND permission = $7`, aclRow(b)...); err != nil {
-				return fmt.Errorf("delete ACL %s: %w", b, err)
+			if hit {
+				gone = append(gone, b)
 			}
-			deleted++
 		}
+		for _, m := range matches {
+			out[m.filter] = append(out[m.filter], all[m.binding])
+		}
+		for chunk := range slices.Chunk(gone, deleteACLsChunk) {
+			where := make([]string, len(chunk))
+			args := make([]any, 0, 7*len(chunk))
+			for k, b := range chunk {
+				n := len(args)
+				where[k] = fmt.Sprintf(`(resource_type = $%d AND resource_name = $%d AND pattern_type = $%d AND principal = $%d AND host = $%d AND operation = $%d AND permission = $%d)`,
+					n+1, n+2, n+3, n+4, n+5, n+6, n+7)
+				args = append(args, aclRow(b)...)
+			}
+			if _, err := q.exec(ctx, `DELETE FROM acls WHERE `+strings.Join(where, ` OR `), args...); err != nil {
+				return fmt.Errorf("delete %d ACLs: %w", len(chunk), err)
+			}
+		}
+		deleted = len(gone)
 		if deleted > 0 {
 			return s.aclsChanged(ctx, q)
 		}

@@ -1,0 +1,230 @@
+package acl_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/streamhouse/streamhouse/internal/acl"
+	"github.com/streamhouse/streamhouse/internal/metadata"
+	"github.com/streamhouse/streamhouse/internal/metadata/faulty"
+	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
+)
+
+func manyBindings(n int, principal string) []acl.Binding {
+	bs := make([]acl.Binding, n)
+	for i := range bs {
+		bs[i] = readTopic(fmt.Sprintf("t%06d", i), principal)
+	}
+	return bs
+}
+
+// A CreateAcls request holds at most MaxCreatePerRequest creations, and
+// the store at most MaxBindings bindings: past either, nothing is stored.
+func TestCreateLimits(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	store := metadatatest.OpenSQLite(t)
+	a := newAuthorizer(t, acl.Config{Store: store, Enforce: true})
+	errs := a.CreateACLs(ctx, manyBindings(acl.MaxCreatePerRequest+1, "User:alice"))
+	for i, err := range errs {
+		if !errors.Is(err, acl.ErrInvalid) {
+			t.Fatalf("creation %d of %d: %v, want ErrInvalid", i, acl.MaxCreatePerRequest+1, err)
+		}
+	}
+	if bs, err := store.ListACLs(ctx, acl.AnyFilter); err != nil || len(bs) != 0 {
+		t.Fatalf("after a refused request the store holds %d bindings (%v)", len(bs), err)
+	}
+	if errs := a.CreateACLs(ctx, manyBindings(acl.MaxCreatePerRequest, "User:alice")); errs[0] != nil || errs[len(errs)-1] != nil {
+		t.Fatalf("a request of exactly %d creations: %v", acl.MaxCreatePerRequest, errs[0])
+	}
+
+	// Fill the store to MaxBindings straight through it, then one more
+	// through the Authorizer.
+	all := manyBindings(acl.MaxBindings, "User:bob")
+	if err := store.CreateACLs(ctx, all[:len(all)-acl.MaxCreatePerRequest]); err != nil {
+		t.Fatal(err)
+	}
+	errs = a.CreateACLs(ctx, []acl.Binding{readTopic("one-too-many", "User:carol")})
+	if !errors.Is(errs[0], acl.ErrLimit) {
+		t.Fatalf("creation past %d bindings: %v, want ErrLimit", acl.MaxBindings, errs[0])
+	}
+	if bs, err := store.ListACLs(ctx, acl.AnyFilter); err != nil || len(bs) != acl.MaxBindings {
+		t.Fatalf("store holds %d bindings (%v), want %d", len(bs), err, acl.MaxBindings)
+	}
+	// Creating a binding already stored changes nothing and is fine.
+	if errs := a.CreateACLs(ctx, []acl.Binding{all[0]}); errs[0] != nil {
+		t.Fatalf("re-creating a stored binding at the limit: %v", errs[0])
+	}
+}
+
+// DeleteAcls deletes each selected binding once however many filters
+// select it, and refuses (deleting nothing) filters whose answer would
+// list more than MaxDeleteMatches bindings.
+func TestDeleteIsSetBasedAndBounded(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	store := metadatatest.OpenSQLite(t)
+	a := newAuthorizer(t, acl.Config{Store: store, Enforce: true})
+	const filters = 1000
+	perFilter := acl.MaxDeleteMatches / filters
+	if errs := a.CreateACLs(ctx, manyBindings(perFilter+1, "User:alice")); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	fs := make([]acl.Filter, filters)
+	for i := range fs {
+		fs[i] = acl.AnyFilter
+	}
+	for i, r := range a.DeleteACLs(ctx, fs) {
+		if !errors.Is(r.Err, acl.ErrInvalid) || len(r.Deleted) != 0 {
+			t.Fatalf("filter %d selecting %d matches in all: %v, %d deleted; want ErrInvalid", i, filters*(perFilter+1), r.Err, len(r.Deleted))
+		}
+	}
+	if !a.Authorize(ctx, "User:alice", "", acl.OpRead, acl.Topic("t000000")) {
+		t.Fatal("a refused DeleteACLs revoked a binding")
+	}
+	// One binding fewer: exactly MaxDeleteMatches listed, each binding
+	// deleted once.
+	name := fmt.Sprintf("t%06d", perFilter)
+	if r := a.DeleteACLs(ctx, []acl.Filter{acl.ExactFilter(readTopic(name, "User:alice"))}); r[0].Err != nil || len(r[0].Deleted) != 1 {
+		t.Fatalf("DeleteACLs of one binding = %+v", r)
+	}
+	v := a.Version()
+	res := a.DeleteACLs(ctx, fs)
+	for i, r := range res {
+		if r.Err != nil || len(r.Deleted) != perFilter {
+			t.Fatalf("filter %d: %v, %d listed, want %d", i, r.Err, len(r.Deleted), perFilter)
+		}
+	}
+	if bs, err := store.ListACLs(ctx, acl.AnyFilter); err != nil || len(bs) != 0 {
+		t.Fatalf("after deleting everything the store holds %d bindings (%v)", len(bs), err)
+	}
+	if got := a.Version(); got != v+1 {
+		t.Errorf("version %d after one DeleteACLs from %d: want one change", got, v)
+	}
+}
+
+// A DeleteACLs answer means this agent no longer enforces what it
+// deleted, even when reading the store back fails.
+func TestRevocationEnforcedWhenReloadFails(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	store := faulty.New(metadatatest.OpenSQLite(t))
+	a := newAuthorizer(t, acl.Config{Store: store, Enforce: true, RefreshInterval: time.Hour})
+	keep, revoke := readTopic("keep", "User:alice"), readTopic("revoke", "User:alice")
+	if errs := a.CreateACLs(ctx, []acl.Binding{keep, revoke}); errs[0] != nil || errs[1] != nil {
+		t.Fatal(errs)
+	}
+	store.Inject(faulty.Fault{Op: faulty.OpACLVersion, Err: metadata.ErrUnavailable})
+	store.Inject(faulty.Fault{Op: faulty.OpListACLs, Err: metadata.ErrUnavailable})
+	if r := a.DeleteACLs(ctx, []acl.Filter{acl.ExactFilter(revoke)}); r[0].Err != nil || len(r[0].Deleted) != 1 {
+		t.Fatalf("DeleteACLs = %+v", r)
+	}
+	if a.Authorize(ctx, "User:alice", "", acl.OpRead, acl.Topic("revoke")) {
+		t.Fatal("a revoked binding is still enforced after DeleteACLs answered (the reload failed)")
+	}
+	if !a.Authorize(ctx, "User:alice", "", acl.OpRead, acl.Topic("keep")) {
+		t.Fatal("a binding the delete did not select was dropped")
+	}
+	store.Clear()
+	if err := a.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := store.ACLVersion(ctx); err != nil || a.Version() != v {
+		t.Fatalf("after the store answers again: loaded version %d, store %d (%v)", a.Version(), v, err)
+	}
+}
+
+// switchStore is the metadata database an agent is pointed at: an
+// operator restoring a backup points it at another one.
+type switchStore struct {
+	cur atomic.Pointer[metadata.Store]
+}
+
+func (s *switchStore) use(st metadata.Store) { s.cur.Store(&st) }
+func (s *switchStore) get() metadata.Store   { return *s.cur.Load() }
+
+func (s *switchStore) CreateACLs(ctx context.Context, bs []acl.Binding) error {
+	return s.get().CreateACLs(ctx, bs)
+}
+func (s *switchStore) ListACLs(ctx context.Context, f acl.Filter) ([]acl.Binding, error) {
+	return s.get().ListACLs(ctx, f)
+}
+func (s *switchStore) DeleteACLs(ctx context.Context, fs []acl.Filter) ([][]acl.Binding, error) {
+	return s.get().DeleteACLs(ctx, fs)
+}
+func (s *switchStore) ACLVersion(ctx context.Context) (int64, error) {
+	return s.get().ACLVersion(ctx)
+}
+
+// A store whose ACL version went down (a backup restored) is not believed
+// on one read, since that would bring back revoked bindings, but is
+// loaded once the lower version held for ResetPolls checks over
+// ResetPolls-1 refresh intervals; an equal version is not re-read.
+func TestReloadAfterStoreReset(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	x, y := readTopic("x", "User:alice"), readTopic("y", "User:alice")
+	backup := metadatatest.OpenSQLite(t)
+	if err := backup.CreateACLs(ctx, []acl.Binding{x}); err != nil {
+		t.Fatal(err)
+	}
+	live := faulty.New(metadatatest.OpenSQLite(t))
+	for _, step := range []func() error{
+		func() error { return live.CreateACLs(ctx, []acl.Binding{x}) },
+		func() error { return live.CreateACLs(ctx, []acl.Binding{y}) },
+		func() error { _, err := live.DeleteACLs(ctx, []acl.Filter{acl.ExactFilter(x)}); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sw := &switchStore{}
+	sw.use(live)
+	const interval = 30 * time.Millisecond
+	a := newAuthorizer(t, acl.Config{Store: sw, Enforce: true, RefreshInterval: interval})
+	liveV := a.Version()
+	backupV, err := backup.ACLVersion(ctx)
+	if err != nil || backupV >= liveV {
+		t.Fatalf("backup version %d (%v), live %d: want lower", backupV, err, liveV)
+	}
+	// An equal version is not re-read.
+	lists := live.Calls(faulty.OpListACLs)
+	if err := a.Reload(ctx); err != nil || live.Calls(faulty.OpListACLs) != lists {
+		t.Fatalf("a reload at an equal version listed the ACLs (%v)", err)
+	}
+
+	sw.use(backup)
+	start := time.Now()
+	for i := range acl.ResetPolls - 1 {
+		if err := a.Reload(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if a.Version() != liveV || a.Authorize(ctx, "User:alice", "", acl.OpRead, acl.Topic("x")) {
+			t.Fatalf("check %d of a lower version: loaded version %d, revoked binding back: want the loaded ACLs kept", i+1, a.Version())
+		}
+	}
+	polls := acl.ResetPolls - 1
+	deadline := time.Now().Add(30 * time.Second)
+	for a.Version() != backupV {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %d checks over %v the restored store's version %d is not loaded (still %d)", polls, time.Since(start), backupV, a.Version())
+		}
+		if err := a.Reload(ctx); err != nil {
+			t.Fatal(err)
+		}
+		polls++
+		if a.Version() != backupV {
+			time.Sleep(interval / 3) // paces the checks as Run's ticker does
+		}
+	}
+	if polls < acl.ResetPolls || time.Since(start) < (acl.ResetPolls-1)*interval {
+		t.Fatalf("lower version loaded after %d checks over %v", polls, time.Since(start))
+	}
+	if !a.Authorize(ctx, "User:alice", "", acl.OpRead, acl.Topic("x")) || a.Authorize(ctx, "User:alice", "", acl.OpRead, acl.Topic("y")) {
+		t.Fatal("the restored store's ACLs are not the ones enforced")
+	}
+}
