@@ -154,6 +154,14 @@ var errorPlans sync.Map // reflect.Type -> *errorPlan (nil plan: no codes below)
 // ErrorCode in resp, depth first. Byte slices (records) are not walked;
 // the walk of a type is planned once.
 func forEachErrorCode(resp kmsg.Response, fn func(int16)) {
+	// A spliced Fetch answer wraps the response in an interface field,
+	// which the plans do not follow: walk the response it holds.
+	if sr, ok := resp.(*splicedResponse); ok {
+		if sr == nil {
+			return
+		}
+		resp = sr.Response
+	}
 	v := reflect.ValueOf(resp)
 	if v.Kind() == reflect.Pointer {
 		if v.IsNil() {
