@@ -19,7 +19,8 @@ import (
 // refused with INVALID_REQUEST rather than stored and ignored, as are ip
 // entities (connection_creation_rate). Values must be whole numbers (the
 // keys are Kafka LONGs) and positive (a rate of zero would stop a client
-// for good). Removing a key that is not set is no error.
+// for good). Removing a key that is not set (the empty key included) is no
+// error and changes nothing.
 
 // Entity types, as Kafka names them.
 const (
@@ -112,7 +113,12 @@ func checkAlter(e AlterEntry) (metadata.QuotaAlteration, error) {
 	alt.Entity = ent
 	for _, op := range e.Ops {
 		if op.Remove {
-			alt.Remove = append(alt.Remove, op.Key)
+			// Removing a key that is not set is a no-op, as in Kafka
+			// (ClientQuotaControlManager writes no record for it); the
+			// empty key is never set, and the store refuses it.
+			if op.Key != "" {
+				alt.Remove = append(alt.Remove, op.Key)
+			}
 			continue
 		}
 		if err := checkValue(op.Key, op.Value); err != nil {

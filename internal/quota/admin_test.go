@@ -113,6 +113,27 @@ func TestAlterRequest(t *testing.T) {
 	}
 }
 
+// Removing the empty key is a no-op as in Kafka (the key is not set): it
+// neither fails its entry nor, through the store's check of the whole
+// transaction, the other entries of the request.
+func TestAlterRemoveEmptyKey(t *testing.T) {
+	t.Parallel()
+	m, _ := newTestManager(t, Config{})
+	errs := m.Alter(t.Context(), []AlterEntry{
+		{[]EntityComponent{user(name("alice"))}, []Op{{Key: "", Remove: true}}},
+		{[]EntityComponent{user(name("bob"))}, []Op{{Key: KeyProducerByteRate, Value: 1000}}},
+	}, false)
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("entry %d: %v", i, err)
+		}
+	}
+	qs, err := m.cfg.Store.ClientQuotas(t.Context())
+	if err != nil || len(qs) != 1 || qs[0].Entity != (metadata.QuotaEntity{HasUser: true, User: "bob"}) || qs[0].Values[KeyProducerByteRate] != 1000 {
+		t.Fatalf("stored %+v, %v; want bob's producer_byte_rate 1000", qs, err)
+	}
+}
+
 // Describe filters as Kafka's ClientQuotasImage does.
 func TestDescribe(t *testing.T) {
 	t.Parallel()
