@@ -23,7 +23,8 @@ type metrics struct {
 	// connsRejected counts connections closed at accept, by reason
 	// (max_connections, max_connections_per_ip); requestsRejected the
 	// connections closed for a request, by reason (too_large, malformed,
-	// idle, slow: a frame that did not arrive in time; tls_handshake).
+	// idle, slow: a frame that did not arrive in time; throttled: a
+	// request on a connection muted for long by a quota; tls_handshake).
 	connsRejected    *prometheus.CounterVec
 	requestsRejected *prometheus.CounterVec
 }
@@ -71,7 +72,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "streamhouse_kafka_connections_rejected_total", Help: "Kafka connections closed as soon as accepted, by the limit they broke.",
 		}, []string{"reason"}),
 		requestsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "streamhouse_kafka_connections_dropped_total", Help: "Kafka connections closed by the server, by reason: too_large (a frame over its cap), malformed (a request that does not decode), idle, slow (a frame not complete in time), tls_handshake (a TLS handshake that failed: plaintext or no valid client certificate).",
+			Name: "streamhouse_kafka_connections_dropped_total", Help: "Kafka connections closed by the server, by reason: too_large (a frame over its cap), malformed (a request that does not decode), idle, slow (a frame not complete in time), throttled (a request sent on a connection muted by a client quota for over 30s more), tls_handshake (a TLS handshake that failed: plaintext or no valid client certificate).",
 		}, []string{"reason"}),
 	}
 	for _, key := range alertedAPIs {
@@ -88,7 +89,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range []string{"max_connections", "max_connections_per_ip"} {
 		m.connsRejected.WithLabelValues(r)
 	}
-	for _, r := range []string{"too_large", "malformed", "idle", "slow"} {
+	for _, r := range []string{"too_large", "malformed", "idle", "slow", "throttled"} {
 		m.requestsRejected.WithLabelValues(r)
 	}
 	if reg != nil {
