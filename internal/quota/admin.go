@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
@@ -21,6 +23,13 @@ import (
 // keys are Kafka LONGs) and positive (a rate of zero would stop a client
 // for good). Removing a key that is not set (the empty key included) is no
 // error and changes nothing.
+
+// MaxEntityName is the longest entity name (user or client id) a quota
+// can be set on, in bytes. Kafka has no such bound; user names are at
+// most 256 bytes (auth.CheckUserName), and this leaves room for the
+// longer principals of client certificates. Names must also be UTF-8
+// without NUL bytes.
+const MaxEntityName = 1024
 
 // Entity types, as Kafka names them.
 const (
@@ -143,6 +152,16 @@ func parseEntity(comps []EntityComponent) (metadata.QuotaEntity, error) {
 		seen[c.Type] = true
 		if c.Name != nil && *c.Name == "" {
 			return e, invalid("empty " + c.Type + " name not supported (a null name is the default entity)")
+		}
+		if c.Name != nil {
+			switch n := *c.Name; {
+			case len(n) > MaxEntityName:
+				return e, invalid(fmt.Sprintf("%s name of %d bytes is longer than %d bytes", c.Type, len(n), MaxEntityName))
+			case !utf8.ValidString(n):
+				return e, invalid(c.Type + " name is not valid UTF-8")
+			case strings.IndexByte(n, 0) >= 0:
+				return e, invalid(c.Type + " name contains a NUL byte")
+			}
 		}
 		name := ""
 		if c.Name != nil {

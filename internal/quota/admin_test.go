@@ -3,6 +3,7 @@ package quota
 import (
 	"errors"
 	"maps"
+	"strings"
 	"testing"
 
 	"github.com/streamhouse/streamhouse/internal/metadata"
@@ -34,6 +35,11 @@ func TestAlterValidation(t *testing.T) {
 		{"duplicate entity type", AlterEntry{[]EntityComponent{user(name("a")), user(name("b"))}, rate(1)}, false},
 		{"unknown entity type", AlterEntry{[]EntityComponent{{Type: "group", Name: name("g")}}, rate(1)}, false},
 		{"empty name", AlterEntry{[]EntityComponent{user(name(""))}, rate(1)}, false},
+		{"longest name", AlterEntry{[]EntityComponent{client(name(strings.Repeat("c", MaxEntityName)))}, rate(1)}, true},
+		{"name too long", AlterEntry{[]EntityComponent{client(name(strings.Repeat("c", MaxEntityName+1)))}, rate(1)}, false},
+		{"user name too long", AlterEntry{[]EntityComponent{user(name(strings.Repeat("u", MaxEntityName+1)))}, rate(1)}, false},
+		{"NUL in name", AlterEntry{[]EntityComponent{user(name("al\x00ice"))}, rate(1)}, false},
+		{"invalid UTF-8 name", AlterEntry{[]EntityComponent{client(name("app\xff"))}, rate(1)}, false},
 		{"ip", AlterEntry{[]EntityComponent{{Type: EntityIP, Name: name("10.0.0.1")}}, []Op{{Key: "connection_creation_rate", Value: 5}}}, false},
 		{"ip with user", AlterEntry{[]EntityComponent{{Type: EntityIP}, user(nil)}, rate(1)}, false},
 		{"unknown key", AlterEntry{[]EntityComponent{user(nil)}, []Op{{Key: "bytes_per_fortnight", Value: 1}}}, false},
