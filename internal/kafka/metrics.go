@@ -30,7 +30,8 @@ type metrics struct {
 }
 
 // Outcome label values of streamhouse_kafka_requests_total besides the
-// Kafka error names (kerr's, such as NOT_LEADER_OR_FOLLOWER).
+// Kafka error names (franz-go kerr's, such as NOT_LEADER_FOR_PARTITION, its
+// name of code 6, which Kafka now calls NOT_LEADER_OR_FOLLOWER).
 const (
 	outcomeOK = "ok"
 	// outcomeClosed: the handler failed and the connection was closed
@@ -56,7 +57,7 @@ var (
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "streamhouse_kafka_requests_total", Help: "Kafka requests handled, by API and outcome: ok, the first Kafka error code the response carries (its name, such as NOT_LEADER_OR_FOLLOWER), or closed (no answer: the connection was closed).",
+			Name: "streamhouse_kafka_requests_total", Help: "Kafka requests handled, by API and outcome: ok, the first Kafka error code the response carries (its franz-go name, such as NOT_LEADER_FOR_PARTITION for code 6, Kafka's NOT_LEADER_OR_FOLLOWER), or closed (no answer: the connection was closed).",
 		}, []string{"api", "outcome"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamhouse_kafka_response_errors_total", Help: "Error codes carried by Kafka responses (one per partition, topic, group or response that has one), by API and Kafka error name.",
