@@ -25,7 +25,10 @@ import (
 //     without a live leader, those this agent leads, and the lag of every
 //     consumer group this agent coordinates, per partition it committed
 //     (streamhouse_consumer_group_lag{group,topic,partition}; with topic
-//     labels off, one series per group: the sum).
+//     labels off, one series per group: the sum). A refresh, failed or
+//     not, is tried at most once per clusterMetricsTTL;
+//     streamhouse_cluster_metrics_age_seconds says how old the exported
+//     values are, and past clusterMetricsStaleAfter they are not exported.
 //
 // No label carries an offset, a key or a value. The series count is
 // bounded by the topics (traffic), the groups this agent coordinates times
@@ -46,12 +49,22 @@ type brokerMetrics struct {
 
 // clusterMetricsTTL is how long a cluster snapshot is served: its queries
 // (agents, topics, partitions, groups, and the offsets of each group this
-// agent coordinates) run at most this often, however often it is scraped.
+// agent coordinates) run at most this often, however often it is scraped,
+// and whether they succeed or fail.
 const clusterMetricsTTL = 10 * time.Second
 
 // clusterMetricsTimeout bounds one refresh; a scrape that meets a failed
 // or slow refresh gets the last snapshot (and the failure is counted).
+// A failed refresh is not retried before clusterMetricsTTL has passed
+// either: scrapes during a store outage do not each rerun the queries.
 const clusterMetricsTimeout = 5 * time.Second
+
+// clusterMetricsStaleAfter is the age past which the last snapshot is no
+// longer exported: the cluster series vanish (and
+// streamhouse_cluster_metrics_age_seconds, always exported, keeps growing)
+// rather than repeat values that may be long false, such as zero
+// partitions without a leader during a store outage.
+const clusterMetricsStaleAfter = 6 * clusterMetricsTTL
 
 func newBrokerMetrics(b *Broker, reg prometheus.Registerer, topicLabels bool) *brokerMetrics {
 	m := &brokerMetrics{topicLabels: topicLabels}
@@ -153,9 +166,14 @@ type clusterCollector struct {
 
 	agentsDesc, partsDesc, leaderlessDesc, ledDesc, groupsDesc, lagDesc *prometheus.Desc
 
+	ageDesc *prometheus.Desc
+
 	mu   sync.Mutex
 	snap clusterSnapshot
-	at   time.Time // zero: none yet
+	at   time.Time // of snap; zero: none yet
+	// tried is when the last refresh started (success or not); born when
+	// the collector was made, the age's origin before a first snapshot.
+	tried, born time.Time
 }
 
 func newClusterCollector(b *Broker, topicLabels bool) *clusterCollector {
@@ -164,9 +182,11 @@ func newClusterCollector(b *Broker, topicLabels bool) *clusterCollector {
 		lagLabels = []string{"group"}
 	}
 	return &clusterCollector{
-		b: b, topicLabels: topicLabels,
+		b: b, topicLabels: topicLabels, born: b.now(),
+		ageDesc: prometheus.NewDesc("streamhouse_cluster_metrics_age_seconds",
+			"Age of the exported cluster series (agents, partitions, group lag): time since the last successful refresh (since start before the first). Past 60s the cluster series are no longer exported.", nil, nil),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "streamhouse_cluster_metrics_refresh_failures_total",
-			Help: "Refreshes of the cluster series (agents, partitions, group lag) that failed; the last snapshot is exported meanwhile."}),
+			Help: "Refreshes of the cluster series (agents, partitions, group lag) that failed; the last snapshot is exported meanwhile, until it is 60s old."}),
 		agentsDesc: prometheus.NewDesc("streamhouse_cluster_agents_alive",
 			"Live agents (heartbeat within LEASE_TTL_MS) as the metadata store says, seen from this agent.", nil, nil),
 		partsDesc: prometheus.NewDesc("streamhouse_cluster_partitions",
@@ -184,16 +204,20 @@ func newClusterCollector(b *Broker, topicLabels bool) *clusterCollector {
 
 // Describe implements prometheus.Collector.
 func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.agentsDesc, c.partsDesc, c.leaderlessDesc, c.ledDesc, c.groupsDesc, c.lagDesc} {
+	for _, d := range []*prometheus.Desc{c.ageDesc, c.agentsDesc, c.partsDesc, c.leaderlessDesc, c.ledDesc, c.groupsDesc, c.lagDesc} {
 		ch <- d
 	}
 }
 
 // Collect implements prometheus.Collector.
 func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.snapshot()
+	s, age, fresh := c.snapshot()
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	gauge(c.ageDesc, age.Seconds())
+	if !fresh {
+		return
 	}
 	gauge(c.agentsDesc, float64(s.agentsAlive))
 	gauge(c.partsDesc, float64(s.partitions))
@@ -219,39 +243,48 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// snapshot returns a snapshot at most clusterMetricsTTL old when a
-// refresh succeeds, else the last one.
-func (c *clusterCollector) snapshot() clusterSnapshot {
+// snapshot returns the last snapshot, refreshed first when it is
+// clusterMetricsTTL old and no refresh was tried within clusterMetricsTTL;
+// its age; and whether it is fresh enough to export (younger than
+// clusterMetricsStaleAfter).
+func (c *clusterCollector) snapshot() (clusterSnapshot, time.Duration, bool) {
 	c.mu.Lock()
-	if !c.at.IsZero() && c.b.now().Sub(c.at) < clusterMetricsTTL {
-		s := c.snap
-		c.mu.Unlock()
-		return s
-	}
+	now := c.b.now()
+	due := now.Sub(c.tried) >= clusterMetricsTTL && (c.at.IsZero() || now.Sub(c.at) >= clusterMetricsTTL)
 	c.mu.Unlock()
-	_, _, _ = c.flight.Do("refresh", func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), clusterMetricsTimeout)
-		defer cancel()
-		s, topics, err := c.b.clusterSnapshot(ctx)
-		if err != nil {
-			c.failures.Inc()
-			c.b.log.Warn("refresh cluster metrics", "err", err)
-			return nil, err
-		}
-		c.mu.Lock()
-		c.snap, c.at = s, c.b.now()
-		c.mu.Unlock()
-		c.b.metrics.forgetTopics(topics)
-		return nil, nil
-	})
+	if due {
+		_, _, _ = c.flight.Do("refresh", func() (any, error) {
+			c.mu.Lock()
+			c.tried = c.b.now()
+			c.mu.Unlock()
+			ctx, cancel := context.WithTimeout(context.Background(), clusterMetricsTimeout)
+			defer cancel()
+			s, topics, err := c.b.clusterSnapshot(ctx)
+			if err != nil {
+				c.failures.Inc()
+				c.b.log.Warn("refresh cluster metrics", "err", err)
+				return nil, err
+			}
+			c.mu.Lock()
+			c.snap, c.at = s, c.b.now()
+			c.mu.Unlock()
+			c.b.metrics.forgetTopics(topics)
+			return nil, nil
+		})
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.snap
+	since := c.at
+	if since.IsZero() {
+		since = c.born
+	}
+	age := max(c.b.now().Sub(since), 0)
+	return c.snap, age, !c.at.IsZero() && age < clusterMetricsStaleAfter
 }
 
 // clusterSnapshot reads the cluster's state: the live agents, the user
 // topics and every partition (three queries), the groups (one) and the
-// offsets of each group this agent coordinates (one each). It also returns
+// offsets of the groups this agent coordinates (one per 500). It also returns
 // the user topics' names.
 func (b *Broker) clusterSnapshot(ctx context.Context) (clusterSnapshot, map[string]bool, error) {
 	var s clusterSnapshot
@@ -292,16 +325,19 @@ func (b *Broker) clusterSnapshot(ctx context.Context) (clusterSnapshot, map[stri
 	if err != nil {
 		return s, nil, err
 	}
+	var mine []string
 	for _, g := range groups {
 		slot, err := b.GroupSlot(ctx, g)
 		if err != nil {
 			return s, nil, err
 		}
-		if !b.plog.Leads(slot) {
-			continue
+		if b.plog.Leads(slot) {
+			mine = append(mine, g)
 		}
-		s.groupsCoordinated++
-		offs, err := b.store.FetchGroupOffsets(ctx, g)
+	}
+	s.groupsCoordinated = len(mine)
+	if len(mine) > 0 {
+		offs, err := b.store.FetchGroupsOffsets(ctx, mine)
 		if err != nil {
 			return s, nil, err
 		}
@@ -310,7 +346,7 @@ func (b *Broker) clusterSnapshot(ctx context.Context) (clusterSnapshot, map[stri
 			if !ok {
 				continue // the topic went away
 			}
-			s.lags = append(s.lags, groupLagRow{group: g, topic: o.Topic, partition: o.Partition, lag: max(h-o.Offset, 0)})
+			s.lags = append(s.lags, groupLagRow{group: o.Group, topic: o.Topic, partition: o.Partition, lag: max(h-o.Offset, 0)})
 		}
 	}
 	return s, topics, nil

@@ -23,13 +23,15 @@ type metrics struct {
 	// connsRejected counts connections closed at accept, by reason
 	// (max_connections, max_connections_per_ip); requestsRejected the
 	// connections closed for a request, by reason (too_large, malformed,
-	// idle, slow: a frame that did not arrive in time; tls_handshake).
+	// idle, slow: a frame that did not arrive in time; throttled: a
+	// request on a connection muted for long by a quota; tls_handshake).
 	connsRejected    *prometheus.CounterVec
 	requestsRejected *prometheus.CounterVec
 }
 
 // Outcome label values of streamhouse_kafka_requests_total besides the
-// Kafka error names (kerr's, such as NOT_LEADER_OR_FOLLOWER).
+// Kafka error names (franz-go kerr's, such as NOT_LEADER_FOR_PARTITION, its
+// name of code 6, which Kafka now calls NOT_LEADER_OR_FOLLOWER).
 const (
 	outcomeOK = "ok"
 	// outcomeClosed: the handler failed and the connection was closed
@@ -55,7 +57,7 @@ var (
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "streamhouse_kafka_requests_total", Help: "Kafka requests handled, by API and outcome: ok, the first Kafka error code the response carries (its name, such as NOT_LEADER_OR_FOLLOWER), or closed (no answer: the connection was closed).",
+			Name: "streamhouse_kafka_requests_total", Help: "Kafka requests handled, by API and outcome: ok, the first Kafka error code the response carries (its franz-go name, such as NOT_LEADER_FOR_PARTITION for code 6, Kafka's NOT_LEADER_OR_FOLLOWER), or closed (no answer: the connection was closed).",
 		}, []string{"api", "outcome"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamhouse_kafka_response_errors_total", Help: "Error codes carried by Kafka responses (one per partition, topic, group or response that has one), by API and Kafka error name.",
@@ -71,7 +73,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "streamhouse_kafka_connections_rejected_total", Help: "Kafka connections closed as soon as accepted, by the limit they broke.",
 		}, []string{"reason"}),
 		requestsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "streamhouse_kafka_connections_dropped_total", Help: "Kafka connections closed by the server, by reason: too_large (a frame over its cap), malformed (a request that does not decode), idle, slow (a frame not complete in time), tls_handshake (a TLS handshake that failed: plaintext or no valid client certificate).",
+			Name: "streamhouse_kafka_connections_dropped_total", Help: "Kafka connections closed by the server, by reason: too_large (a frame over its cap), malformed (a request that does not decode), idle, slow (a frame not complete in time), throttled (a request sent on a connection muted by a client quota for over 30s more), tls_handshake (a TLS handshake that failed: plaintext or no valid client certificate).",
 		}, []string{"reason"}),
 	}
 	for _, key := range alertedAPIs {
@@ -88,7 +90,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range []string{"max_connections", "max_connections_per_ip"} {
 		m.connsRejected.WithLabelValues(r)
 	}
-	for _, r := range []string{"too_large", "malformed", "idle", "slow"} {
+	for _, r := range []string{"too_large", "malformed", "idle", "slow", "throttled"} {
 		m.requestsRejected.WithLabelValues(r)
 	}
 	if reg != nil {
@@ -154,6 +156,14 @@ var errorPlans sync.Map // reflect.Type -> *errorPlan (nil plan: no codes below)
 // ErrorCode in resp, depth first. Byte slices (records) are not walked;
 // the walk of a type is planned once.
 func forEachErrorCode(resp kmsg.Response, fn func(int16)) {
+	// A spliced Fetch answer wraps the response in an interface field,
+	// which the plans do not follow: walk the response it holds.
+	if sr, ok := resp.(*splicedResponse); ok {
+		if sr == nil {
+			return
+		}
+		resp = sr.Response
+	}
 	v := reflect.ValueOf(resp)
 	if v.Kind() == reflect.Pointer {
 		if v.IsNil() {

@@ -66,6 +66,31 @@ func TestMetricsOutcomeCarriesErrorCode(t *testing.T) {
 	}
 }
 
+// A Fetch answer reaches observe wrapped for splicing (01_fetch.go); the
+// error codes of the response it holds are counted all the same.
+func TestMetricsSplicedFetchCounted(t *testing.T) {
+	t.Parallel()
+	m := newMetrics(prometheus.NewRegistry())
+
+	resp := kmsg.NewPtrFetchResponse()
+	topic := kmsg.NewFetchResponseTopic()
+	p := kmsg.NewFetchResponseTopicPartition()
+	p.ErrorCode = kerr.OffsetOutOfRange.Code
+	topic.Partitions = append(topic.Partitions, p, kmsg.NewFetchResponseTopicPartition())
+	resp.Topics = append(resp.Topics, topic)
+	m.observe(1, time.Now(), &splicedResponse{Response: resp}, nil)
+
+	if got := testutil.ToFloat64(m.requests.WithLabelValues("Fetch", "OFFSET_OUT_OF_RANGE")); got != 1 {
+		t.Errorf("requests{Fetch,OFFSET_OUT_OF_RANGE} = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(m.requests.WithLabelValues("Fetch", "ok")); got != 0 {
+		t.Errorf("requests{Fetch,ok} = %v, want 0", got)
+	}
+	if got := testutil.ToFloat64(m.errors.WithLabelValues("Fetch", "OFFSET_OUT_OF_RANGE")); got != 1 {
+		t.Errorf("response_errors{Fetch,OFFSET_OUT_OF_RANGE} = %v, want 1", got)
+	}
+}
+
 type testErr struct{}
 
 func (testErr) Error() string { return "test" }

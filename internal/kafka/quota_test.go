@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -499,5 +500,44 @@ func TestQuotaByAuthenticatedUser(t *testing.T) {
 		if got := hook.n.Load() > 0; got != tc.throttled {
 			t.Fatalf("%s throttled: %v, want %v", tc.user, got, tc.throttled)
 		}
+	}
+}
+
+// A client that ignores a long throttle and sends another request, then
+// leaves, does not keep its connection (and its per-IP slot) until the
+// throttle ends: the server closes a connection whose next request would
+// wait more than maxMuteWait.
+func TestLongThrottleReleasesConnection(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, testOptions{})
+	s.dpTopic(t, "longmute", 1, nil)
+	setQuota(t, s.admin(), clientEntity("dp-test"), quota.KeyProducerByteRate, 1<<10)
+	conns := func() int {
+		s.srv.mu.Lock()
+		defer s.srv.mu.Unlock()
+		return len(s.srv.conns)
+	}
+	base := conns()
+	w := s.dpDial(t)
+	b := dpBatch(t, batch.DefaultBuildOptions(), batch.Record{Value: randomValue(512 << 10), Timestamp: 1000})
+	pr := w.do(dpProduceReq(9, "longmute", 0, 1, b)).(*kmsg.ProduceResponse)
+	if code := pr.Topics[0].Partitions[0].ErrorCode; code != 0 {
+		t.Fatalf("produce: %v", kerr.ErrorForCode(code))
+	}
+	if pr.ThrottleMillis < int32(maxMuteWait/time.Millisecond) {
+		t.Fatalf("throttle %d ms, want over %v (512 KiB at 1 KiB/s)", pr.ThrottleMillis, maxMuteWait)
+	}
+	// The next request ignores the throttle; then the client leaves.
+	w.send(dpProduceReq(9, "longmute", 0, 1, dpBatch(t, batch.DefaultBuildOptions(), batch.Record{Value: []byte("x"), Timestamp: 1000})))
+	_ = w.nc.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for conns() > base {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections 10s after the throttled client left, want %d", conns(), base)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := promtest.ToFloat64(s.srv.metrics.requestsRejected.WithLabelValues("throttled")); got != 1 {
+		t.Fatalf("connections dropped as throttled: %v, want 1", got)
 	}
 }

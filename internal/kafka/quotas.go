@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -22,7 +23,10 @@ import (
 // requests already being handled go on. The read loop is where a
 // connection is held back, so a client that pipelines requests or ignores
 // throttle_time_ms is held to its quota just the same. acks=0 requests,
-// which get no answer, are muted the same way.
+// which get no answer, are muted the same way. A request that arrives
+// while its connection is muted for more than maxMuteWait (30 s) more
+// closes the connection rather than wait: a muted connection does not
+// read, so it would not notice the client leaving meanwhile.
 //
 // Fetch: the response's MaxBytes is cut to one bucket of the consumer's
 // quota (MinBytes with it). A response whose record bytes would overdraw
@@ -101,7 +105,21 @@ func (c *conn) mute(d time.Duration) {
 	}
 }
 
-// waitMuted waits until c is no longer muted, or c closes.
+// maxMuteWait bounds how long a request that arrived on a muted
+// connection waits to be read: Kafka clients' default request.timeout.ms,
+// after which such a client has given up on the request (and usually on
+// the connection). While it waits the connection cannot notice that its
+// client left, so a longer wait would only hold a connection slot.
+const maxMuteWait = 30 * time.Second
+
+// errMutedTooLong closes a connection whose client sent a request although
+// the connection is muted for longer than maxMuteWait.
+var errMutedTooLong = errors.New("request sent on a connection throttled for longer than 30s: the client ignores throttle_time_ms")
+
+// waitMuted waits until c is no longer muted, or c closes. A request that
+// would wait over maxMuteWait closes the connection instead: its client
+// did not wait out the throttle it was told. The quota's debt stays with
+// the client's bucket, so a new connection is throttled just the same.
 func (c *conn) waitMuted() error {
 	for {
 		c.muted.mu.Lock()
@@ -109,6 +127,10 @@ func (c *conn) waitMuted() error {
 		c.muted.mu.Unlock()
 		if d <= 0 {
 			return nil
+		}
+		if d > maxMuteWait {
+			c.s.metrics.requestsRejected.WithLabelValues("throttled").Inc()
+			return errMutedTooLong
 		}
 		t := time.NewTimer(d)
 		select {

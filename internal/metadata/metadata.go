@@ -477,6 +477,11 @@ type Store interface {
 
 	CommitGroupOffsets(ctx context.Context, offsets []GroupOffset) error        // upsert, one transaction
 	FetchGroupOffsets(ctx context.Context, group string) ([]GroupOffset, error) // ordered by topic, partition
+	// FetchGroupsOffsets returns the offsets of every listed group (none
+	// for an unknown one) in a few queries, not one per group: those of
+	// one group together, ordered by topic and partition; the groups in
+	// no set order.
+	FetchGroupsOffsets(ctx context.Context, groups []string) ([]GroupOffset, error)
 	// DeleteGroupOffsets removes the group's offsets of the listed
 	// partitions of topic; an empty list deletes nothing.
 	DeleteGroupOffsets(ctx context.Context, group, topic string, partitions []int32) error

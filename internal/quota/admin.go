@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
@@ -19,7 +21,15 @@ import (
 // refused with INVALID_REQUEST rather than stored and ignored, as are ip
 // entities (connection_creation_rate). Values must be whole numbers (the
 // keys are Kafka LONGs) and positive (a rate of zero would stop a client
-// for good). Removing a key that is not set is no error.
+// for good). Removing a key that is not set (the empty key included) is no
+// error and changes nothing.
+
+// MaxEntityName is the longest entity name (user or client id) a quota
+// can be set on, in bytes. Kafka has no such bound; user names are at
+// most 256 bytes (auth.CheckUserName), and this leaves room for the
+// longer principals of client certificates. Names must also be UTF-8
+// without NUL bytes.
+const MaxEntityName = 1024
 
 // Entity types, as Kafka names them.
 const (
@@ -112,7 +122,12 @@ func checkAlter(e AlterEntry) (metadata.QuotaAlteration, error) {
 	alt.Entity = ent
 	for _, op := range e.Ops {
 		if op.Remove {
-			alt.Remove = append(alt.Remove, op.Key)
+			// Removing a key that is not set is a no-op, as in Kafka
+			// (ClientQuotaControlManager writes no record for it); the
+			// empty key is never set, and the store refuses it.
+			if op.Key != "" {
+				alt.Remove = append(alt.Remove, op.Key)
+			}
 			continue
 		}
 		if err := checkValue(op.Key, op.Value); err != nil {
@@ -137,6 +152,16 @@ func parseEntity(comps []EntityComponent) (metadata.QuotaEntity, error) {
 		seen[c.Type] = true
 		if c.Name != nil && *c.Name == "" {
 			return e, invalid("empty " + c.Type + " name not supported (a null name is the default entity)")
+		}
+		if c.Name != nil {
+			switch n := *c.Name; {
+			case len(n) > MaxEntityName:
+				return e, invalid(fmt.Sprintf("%s name of %d bytes is longer than %d bytes", c.Type, len(n), MaxEntityName))
+			case !utf8.ValidString(n):
+				return e, invalid(c.Type + " name is not valid UTF-8")
+			case strings.IndexByte(n, 0) >= 0:
+				return e, invalid(c.Type + " name contains a NUL byte")
+			}
 		}
 		name := ""
 		if c.Name != nil {

@@ -3,6 +3,7 @@ package quota
 import (
 	"errors"
 	"maps"
+	"strings"
 	"testing"
 
 	"github.com/streamhouse/streamhouse/internal/metadata"
@@ -34,6 +35,11 @@ func TestAlterValidation(t *testing.T) {
 		{"duplicate entity type", AlterEntry{[]EntityComponent{user(name("a")), user(name("b"))}, rate(1)}, false},
 		{"unknown entity type", AlterEntry{[]EntityComponent{{Type: "group", Name: name("g")}}, rate(1)}, false},
 		{"empty name", AlterEntry{[]EntityComponent{user(name(""))}, rate(1)}, false},
+		{"longest name", AlterEntry{[]EntityComponent{client(name(strings.Repeat("c", MaxEntityName)))}, rate(1)}, true},
+		{"name too long", AlterEntry{[]EntityComponent{client(name(strings.Repeat("c", MaxEntityName+1)))}, rate(1)}, false},
+		{"user name too long", AlterEntry{[]EntityComponent{user(name(strings.Repeat("u", MaxEntityName+1)))}, rate(1)}, false},
+		{"NUL in name", AlterEntry{[]EntityComponent{user(name("al\x00ice"))}, rate(1)}, false},
+		{"invalid UTF-8 name", AlterEntry{[]EntityComponent{client(name("app\xff"))}, rate(1)}, false},
 		{"ip", AlterEntry{[]EntityComponent{{Type: EntityIP, Name: name("10.0.0.1")}}, []Op{{Key: "connection_creation_rate", Value: 5}}}, false},
 		{"ip with user", AlterEntry{[]EntityComponent{{Type: EntityIP}, user(nil)}, rate(1)}, false},
 		{"unknown key", AlterEntry{[]EntityComponent{user(nil)}, []Op{{Key: "bytes_per_fortnight", Value: 1}}}, false},
@@ -110,6 +116,27 @@ func TestAlterRequest(t *testing.T) {
 	}
 	if v, _ := m.Limit(Fetch, Client{User: AnonymousUser, ClientID: "app"}); v != 200 {
 		t.Fatalf("limit %v after a failed Alter", v)
+	}
+}
+
+// Removing the empty key is a no-op as in Kafka (the key is not set): it
+// neither fails its entry nor, through the store's check of the whole
+// transaction, the other entries of the request.
+func TestAlterRemoveEmptyKey(t *testing.T) {
+	t.Parallel()
+	m, _ := newTestManager(t, Config{})
+	errs := m.Alter(t.Context(), []AlterEntry{
+		{[]EntityComponent{user(name("alice"))}, []Op{{Key: "", Remove: true}}},
+		{[]EntityComponent{user(name("bob"))}, []Op{{Key: KeyProducerByteRate, Value: 1000}}},
+	}, false)
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("entry %d: %v", i, err)
+		}
+	}
+	qs, err := m.cfg.Store.ClientQuotas(t.Context())
+	if err != nil || len(qs) != 1 || qs[0].Entity != (metadata.QuotaEntity{HasUser: true, User: "bob"}) || qs[0].Values[KeyProducerByteRate] != 1000 {
+		t.Fatalf("stored %+v, %v; want bob's producer_byte_rate 1000", qs, err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package quota
 
 import (
+	"crypto/sha256"
 	"math"
 	"time"
 
@@ -39,11 +40,35 @@ type bucketKey struct {
 	clientID string
 }
 
+// maxKeyPart is the longest user or client id a bucket key holds as is;
+// a longer one (a client id may be up to 32 KiB) is held as its first
+// keyPrefix bytes, "#" and its SHA-256, so that a bucket's key takes at
+// most keyPrefix+1+32 bytes whatever a client sends. The form is longer
+// than maxKeyPart, so it equals no name held as is.
+const (
+	maxKeyPart = 64
+	keyPrefix  = 32
+)
+
+// boundKeyPart returns s as a bucket key holds it.
+func boundKeyPart(s string) string {
+	if len(s) <= maxKeyPart {
+		return s
+	}
+	sum := sha256.Sum256([]byte(s))
+	return s[:keyPrefix] + "#" + string(sum[:])
+}
+
 // Lookup returns the quota of kind that applies to (user, clientID), the
 // level (1-8) it comes from, and the bucket key its bytes count to; level
 // 0 when no quota applies.
 func (l *limits) lookup(kind Kind, user, clientID string) (limit float64, level int, key bucketKey) {
-	byEntity, present := l.byKind[kind], l.levels[kind]
+	return l.find(l.byKind[kind], kind, user, clientID, boundKeyPart)
+}
+
+// find is lookup in byEntity, the key's names made by part.
+func (l *limits) find(byEntity map[metadata.QuotaEntity]float64, kind Kind, user, clientID string, part func(string) string) (limit float64, level int, key bucketKey) {
+	present := l.levels[kind]
 	if present == 0 {
 		return 0, 0, bucketKey{}
 	}
@@ -79,10 +104,10 @@ func (l *limits) lookup(kind Kind, user, clientID string) (limit float64, level 
 		}
 		key = bucketKey{kind: kind}
 		if c.byUser {
-			key.user = user
+			key.user = part(user)
 		}
 		if c.byID {
-			key.clientID = clientID
+			key.clientID = part(clientID)
 		}
 		return v, i + 1, key
 	}
@@ -200,7 +225,7 @@ func (m *Manager) pruneLocked(now time.Time) {
 // that could have made the key. A key whose quota moved to another level
 // is counted afresh there.
 func (l *limits) limitOf(k bucketKey) float64 {
-	v, _, key := l.lookup(k.kind, k.user, k.clientID)
+	v, _, key := l.find(l.byKey[k.kind], k.kind, k.user, k.clientID, func(s string) string { return s })
 	if key != k {
 		return 0
 	}

@@ -2,7 +2,9 @@ package quota
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -285,5 +287,44 @@ func TestBuckets(t *testing.T) {
 	m.prune(clock.now())
 	if m.Buckets() != 0 {
 		t.Fatalf("%d buckets after an idle hour", m.Buckets())
+	}
+}
+
+// A bucket's key holds a long client id as a bounded digest, whatever its
+// length; two long ids that differ only at the end keep buckets of their
+// own, and a quota named for a long id still finds its bucket again.
+func TestBucketKeysBounded(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", 100)
+	m, clock := newTestManager(t, Config{},
+		set(metadata.QuotaEntity{HasUser: true, User: "u", HasClientID: true}, KeyProducerByteRate, 1000),
+		set(metadata.QuotaEntity{HasClientID: true, ClientID: long}, KeyProducerByteRate, 2000))
+	a, b := strings.Repeat("a", 10<<10)+"1", strings.Repeat("a", 10<<10)+"2"
+	if d := m.RecordProduce(Client{User: "u", ClientID: a}, 2000); d <= 0 {
+		t.Fatalf("first long id over its quota: throttle %v", d)
+	}
+	if d := m.RecordProduce(Client{User: "u", ClientID: b}, 500); d != 0 {
+		t.Fatalf("second long id throttled (%v) by the first one's debt", d)
+	}
+	if d := m.RecordProduce(Client{ClientID: long}, 4000); d <= 0 {
+		t.Fatalf("named long id over its quota: throttle %v", d)
+	}
+	m.mu.Lock()
+	n := len(m.buckets)
+	for k := range m.buckets {
+		if len(k.clientID) > keyPrefix+1+sha256.Size || len(k.user) > keyPrefix+1+sha256.Size {
+			t.Errorf("bucket key of %d+%d bytes", len(k.user), len(k.clientID))
+		}
+	}
+	m.mu.Unlock()
+	if n != 3 {
+		t.Fatalf("%d buckets, want 3", n)
+	}
+	// Half a second on, the named long id's bucket is still in debt: a
+	// prune keeps it (its key finds its quota), and the debt stays.
+	clock.advance(500 * time.Millisecond)
+	m.prune(clock.now())
+	if d := m.RecordProduce(Client{ClientID: long}, 1); d <= 0 {
+		t.Fatalf("named long id's debt forgotten by a prune: throttle %v", d)
 	}
 }

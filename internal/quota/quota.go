@@ -134,6 +134,9 @@ type Manager struct {
 // an entity at all (bit level-1), so a lookup tries only those.
 type limits struct {
 	byKind [numKinds]map[metadata.QuotaEntity]float64
+	// byKey is byKind with the names as bucket keys hold them
+	// (boundKeyPart), to find a bucket key's quota again.
+	byKey  [numKinds]map[metadata.QuotaEntity]float64
 	levels [numKinds]uint8
 }
 
@@ -240,12 +243,16 @@ func (m *Manager) Reload(ctx context.Context) error {
 	l := &limits{}
 	for k := range l.byKind {
 		l.byKind[k] = make(map[metadata.QuotaEntity]float64)
+		l.byKey[k] = make(map[metadata.QuotaEntity]float64)
 	}
 	for _, q := range qs {
 		for k := range numKinds {
 			// Only positive values are ever stored (Alter refuses others).
 			if v, ok := q.Values[k.Key()]; ok && v > 0 {
 				l.byKind[k][q.Entity] = v
+				bounded := q.Entity
+				bounded.User, bounded.ClientID = boundKeyPart(bounded.User), boundKeyPart(bounded.ClientID)
+				l.byKey[k][bounded] = v
 				l.levels[k] |= 1 << (levelOf(q.Entity) - 1)
 			}
 		}

@@ -200,6 +200,9 @@ func TestHelmChart(t *testing.T) {
 	}
 	var sm struct {
 		Spec struct {
+			Selector struct {
+				MatchLabels map[string]string `json:"matchLabels"`
+			} `json:"selector"`
 			Endpoints []struct {
 				Port string `json:"port"`
 				Path string `json:"path"`
@@ -212,6 +215,28 @@ func TestHelmChart(t *testing.T) {
 	if err := yaml.Unmarshal([]byte(r.docs["ServiceMonitor/sh-streamhouse"]), &sm); err != nil || len(sm.Spec.Endpoints) != 1 ||
 		sm.Spec.Endpoints[0].Port != "http" || sm.Spec.Endpoints[0].Path != "/metrics" {
 		t.Errorf("ServiceMonitor %+v %v", sm, err)
+	}
+	// Exactly one Service (the headless one, a target per pod) matches the
+	// ServiceMonitor: two would scrape every agent twice.
+	var matched []string
+	for _, key := range r.keys() {
+		if !strings.HasPrefix(key, "Service/") {
+			continue
+		}
+		var svc corev1.Service
+		r.get(t, key, &svc)
+		all := len(sm.Spec.Selector.MatchLabels) > 0
+		for k, v := range sm.Spec.Selector.MatchLabels {
+			if svc.Labels[k] != v {
+				all = false
+			}
+		}
+		if all {
+			matched = append(matched, svc.Name)
+		}
+	}
+	if !slices.Equal(matched, []string{headless.Name}) {
+		t.Errorf("ServiceMonitor selector %v matches Services %v, want only %s", sm.Spec.Selector.MatchLabels, matched, headless.Name)
 	}
 	if _, ok := r.docs["Secret/sh-streamhouse"]; ok {
 		t.Error("a Secret rendered although existing ones are named")

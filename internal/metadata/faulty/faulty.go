@@ -40,6 +40,8 @@ const (
 	// OpAlterQuotas is AlterClientQuotas; OpListQuotas is ClientQuotas.
 	OpAlterQuotas Op = "alter_client_quotas"
 	OpListQuotas  Op = "list_client_quotas"
+	// OpListGroups is ListGroups.
+	OpListGroups Op = "list_groups"
 )
 
 // ErrInjected is the error a Fault returns when it sets no Err of its own.
@@ -349,6 +351,15 @@ func (s *Store) ClientQuotas(ctx context.Context) (qs []metadata.ClientQuota, er
 		return err
 	})
 	return qs, err
+}
+
+// ListGroups lists the groups unless a fault applies.
+func (s *Store) ListGroups(ctx context.Context) (gs []string, err error) {
+	err = s.do(ctx, OpListGroups, func() error {
+		gs, err = s.Store.ListGroups(ctx)
+		return err
+	})
+	return gs, err
 }
 
 // WatchChanges passes the inner store's change notices through, when it

@@ -2,6 +2,7 @@ package metadatatest
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ var gcAndGroupTests = []suiteTest{
 	{"GarbageCollection", testGarbageCollection},
 	{"ClaimOrphans", testClaimOrphans},
 	{"GroupOffsets", testGroupOffsets},
+	{"GroupsOffsets", testGroupsOffsets},
 	{"CreateGroup", testCreateGroup},
 	{"NextProducerID", testNextProducerID},
 	{"ExpireProducers", testExpireProducers},
@@ -191,6 +193,56 @@ func testGroupOffsets(t *testing.T, s metadata.Store) {
 	checkGroups("g2")
 	if err := s.DeleteGroup(ctx, "g1"); !errors.Is(err, metadata.ErrGroupNotFound) {
 		t.Errorf("DeleteGroup of a deleted group: %v, want ErrGroupNotFound", err)
+	}
+}
+
+// FetchGroupsOffsets returns what FetchGroupOffsets returns for each listed
+// group, each group's rows together, past the groups one query takes.
+func testGroupsOffsets(t *testing.T, s metadata.Store) {
+	ctx := t.Context()
+	var offs []metadata.GroupOffset
+	var all []string
+	for i := range 700 {
+		g := fmt.Sprintf("g%03d", i)
+		all = append(all, g)
+		offs = append(offs, metadata.GroupOffset{Group: g, Topic: "t", Partition: int32(i % 3), Offset: int64(i), LeaderEpoch: -1, CommittedAt: now})
+	}
+	offs = append(offs, metadata.GroupOffset{Group: "g001", Topic: "a", Partition: 2, Offset: 9, LeaderEpoch: 4, Metadata: "m", CommittedAt: now},
+		metadata.GroupOffset{Group: "g001", Topic: "t", Partition: 0, Offset: 8, LeaderEpoch: -1, CommittedAt: now})
+	mustCommitOffsets(t, s, offs...)
+	if err := s.CreateGroup(ctx, "empty"); err != nil {
+		t.Fatal(err)
+	}
+	eq := func(a, b metadata.GroupOffset) bool {
+		return a.Group == b.Group && a.Topic == b.Topic && a.Partition == b.Partition && a.Offset == b.Offset &&
+			a.LeaderEpoch == b.LeaderEpoch && a.Metadata == b.Metadata && a.CommittedAt.Equal(b.CommittedAt)
+	}
+	for _, groups := range [][]string{nil, {"nope", "empty"}, {"g002", "g001", "nope", "g001"}, append(all, "empty")} {
+		got, err := s.FetchGroupsOffsets(ctx, groups)
+		if err != nil {
+			t.Fatalf("FetchGroupsOffsets(%d groups): %v", len(groups), err)
+		}
+		byGroup := map[string][]metadata.GroupOffset{}
+		for i, o := range got {
+			if _, seen := byGroup[o.Group]; seen && got[i-1].Group != o.Group {
+				t.Fatalf("FetchGroupsOffsets: the rows of %s are not together", o.Group)
+			}
+			byGroup[o.Group] = append(byGroup[o.Group], o)
+		}
+		want := 0
+		for _, g := range slices.Compact(slices.Sorted(slices.Values(groups))) {
+			one, err := s.FetchGroupOffsets(ctx, g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.EqualFunc(byGroup[g], one, eq) {
+				t.Errorf("FetchGroupsOffsets: %s: %+v, want %+v", g, byGroup[g], one)
+			}
+			want += len(one)
+		}
+		if len(got) != want {
+			t.Errorf("FetchGroupsOffsets(%d groups): %d rows, want %d", len(groups), len(got), want)
+		}
 	}
 }
 

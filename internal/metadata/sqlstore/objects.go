@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/streamhouse/streamhouse/internal/metadata"
@@ -159,6 +160,37 @@ func (s *Store) FetchGroupOffsets(ctx context.Context, group string) ([]metadata
 		return nil, fmt.Errorf("fetch offsets of group %q: %w", group, err)
 	}
 	return recs, nil
+}
+
+// groupsPerQuery bounds the groups (the parameters) of one query of
+// FetchGroupsOffsets, well under either database's parameter limit.
+const groupsPerQuery = 500
+
+// FetchGroupsOffsets returns the offsets of groups, groupsPerQuery groups a
+// query, each group's together and ordered by topic and partition.
+func (s *Store) FetchGroupsOffsets(ctx context.Context, groups []string) ([]metadata.GroupOffset, error) {
+	groups = slices.Compact(slices.Sorted(slices.Values(groups)))
+	var out []metadata.GroupOffset
+	q := s.b.reader()
+	for chunk := range slices.Chunk(groups, groupsPerQuery) {
+		args := make([]any, len(chunk))
+		for i, g := range chunk {
+			args[i] = g
+		}
+		recs, err := queryAll(ctx, q, func(r rows) (metadata.GroupOffset, error) {
+			var o metadata.GroupOffset
+			var committed int64
+			err := r.Scan(&o.Group, &o.Topic, &o.Partition, &o.Offset, &o.LeaderEpoch, &o.Metadata, &committed)
+			o.CommittedAt = fromMillis(committed)
+			return o, err
+		}, `SELECT group_id, topic, partition_id, committed_offset, leader_epoch, metadata, committed_at FROM group_offsets
+			WHERE group_id IN (`+placeholders(q, 1, len(chunk))+`) ORDER BY group_id, topic, partition_id`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("fetch offsets of %d groups: %w", len(groups), err)
+		}
+		out = append(out, recs...)
+	}
+	return out, nil
 }
 
 // DeleteGroupOffsets removes the group's offsets of some partitions of topic.
