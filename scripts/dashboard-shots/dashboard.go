@@ -54,9 +54,10 @@ type panel struct {
 		ReduceOptions struct {
 			Calcs []string `json:"calcs"`
 		} `json:"reduceOptions"`
-		ColorMode string `json:"colorMode"`
-		GraphMode string `json:"graphMode"`
-		Legend    *struct {
+		ColorMode            string `json:"colorMode"`
+		ShowThresholdMarkers *bool  `json:"showThresholdMarkers"`
+		GraphMode            string `json:"graphMode"`
+		Legend               *struct {
 			DisplayMode string `json:"displayMode"`
 			Placement   string `json:"placement"`
 			ShowLegend  *bool  `json:"showLegend"`
@@ -80,6 +81,7 @@ type target struct {
 	Expr         string `json:"expr"`
 	LegendFormat string `json:"legendFormat"`
 	Instant      bool   `json:"instant"`
+	Format       string `json:"format"`
 	Hide         bool   `json:"hide"`
 	Interval     string `json:"interval"`
 }
@@ -433,6 +435,48 @@ func (a *promAPI) queryRange(ctx context.Context, expr string, start, end time.T
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// queryInstant runs expr at t and returns one single-value series per
+// answer series.
+func (a *promAPI) queryInstant(ctx context.Context, expr string, t time.Time) ([]series, error) {
+	var data struct {
+		ResultType string `json:"resultType"`
+		Result     json.RawMessage
+	}
+	if err := a.get(ctx, "/api/v1/query", url.Values{"query": {expr}, "time": {unix(t)}}, &data); err != nil {
+		return nil, err
+	}
+	parse := func(v [2]any) float64 {
+		str, _ := v[1].(string)
+		f, err := strconv.ParseFloat(str, 64)
+		if err != nil || math.IsInf(f, 0) {
+			return math.NaN()
+		}
+		return f
+	}
+	switch data.ResultType {
+	case "vector":
+		var res []struct {
+			Metric map[string]string `json:"metric"`
+			Value  [2]any            `json:"value"`
+		}
+		if err := json.Unmarshal(data.Result, &res); err != nil {
+			return nil, err
+		}
+		out := make([]series, len(res))
+		for i, r := range res {
+			out[i] = series{labels: r.Metric, values: []float64{parse(r.Value)}}
+		}
+		return out, nil
+	case "scalar":
+		var v [2]any
+		if err := json.Unmarshal(data.Result, &v); err != nil {
+			return nil, err
+		}
+		return []series{{labels: map[string]string{}, values: []float64{parse(v)}}}, nil
+	}
+	return nil, fmt.Errorf("query answered a %s", data.ResultType)
 }
 
 func unix(t time.Time) string { return strconv.FormatInt(t.Unix(), 10) }

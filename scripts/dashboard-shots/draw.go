@@ -241,14 +241,20 @@ func query(ctx context.Context, api *promAPI, p panel, vars map[string]string, o
 		if t.Hide {
 			continue
 		}
-		if t.Instant {
-			return panelData{}, nil, fmt.Errorf("target %s: instant queries are not drawn by the renderer", t.RefID)
+		instant := t.Instant || t.Format == "table"
+		if instant && p.Type != "table" {
+			return panelData{}, nil, fmt.Errorf("target %s: an instant query in a %s panel is not drawn by the renderer", t.RefID, p.Type)
 		}
 		expr, err := interpolate(t.Expr, all)
 		if err != nil {
 			return panelData{}, nil, fmt.Errorf("target %s: %w", t.RefID, err)
 		}
-		ss, err := api.queryRange(ctx, expr, start, end, interval)
+		var ss []series
+		if instant {
+			ss, err = api.queryInstant(ctx, expr, o.to)
+		} else {
+			ss, err = api.queryRange(ctx, expr, start, end, interval)
+		}
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("target %s: %s: %v", t.RefID, expr, err))
 			continue
@@ -302,8 +308,22 @@ func drawPanel(ctx context.Context, api *promAPI, p panel, vars map[string]strin
 		}
 		s, err := drawStat(p, pd, bodyW, bodyH)
 		return s, probs, err
+	case "gauge":
+		pd, probs, err := query(ctx, api, p, vars, o, width)
+		if err != nil {
+			return "", nil, err
+		}
+		s, err := drawGauge(p, pd, bodyW, bodyH)
+		return s, probs, err
+	case "table":
+		pd, probs, err := query(ctx, api, p, vars, o, width)
+		if err != nil {
+			return "", nil, err
+		}
+		s, err := drawTable(p, pd, bodyW, bodyH)
+		return s, probs, err
 	}
-	return "", nil, fmt.Errorf("panel type %q is not drawn by the renderer (timeseries and stat are)", p.Type)
+	return "", nil, fmt.Errorf("panel type %q is not drawn by the renderer (timeseries, stat, gauge and table are)", p.Type)
 }
 
 func decimals(p panel) int {
@@ -598,24 +618,14 @@ func drawStat(p panel, pd panelData, w, h float64) (string, error) {
 	if len(pd.series) == 0 || allNaN(pd.series) {
 		return fmt.Sprintf(`<div style="position:relative;height:%.0fpx"><div class="nodata">No data</div></div>`, h), nil
 	}
-	calc := ""
-	if len(p.Options.ReduceOptions.Calcs) > 0 {
-		calc = p.Options.ReduceOptions.Calcs[0]
-	}
 	n := len(pd.series)
 	cellW := w / float64(n)
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" style="display:block">`, w, h, w, h)
 	for i, s := range pd.series {
-		v, err := reduce(calc, s.values)
+		v, text, color, err := statValue(p, s)
 		if err != nil {
 			return "", err
-		}
-		text := "No data"
-		color := colorMuted
-		if !math.IsNaN(v) {
-			text, _ = format(p.FieldConfig.Defaults.Unit, v, decimals(p))
-			color = thresholdColor(p, v)
 		}
 		switch p.Options.ColorMode {
 		case "", "value":
@@ -626,7 +636,7 @@ func drawStat(p panel, pd panelData, w, h float64) (string, error) {
 		}
 		cx := cellW*float64(i) + cellW/2
 		// The sparkline (graphMode area, Grafana's default) under the value.
-		if p.Options.GraphMode != "none" {
+		if p.Options.GraphMode != "none" && !math.IsNaN(v) {
 			lo, hi := math.Inf(1), math.Inf(-1)
 			for _, x := range s.values {
 				if !math.IsNaN(x) {
@@ -666,5 +676,163 @@ func drawStat(p panel, pd panelData, w, h float64) (string, error) {
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" fill="%s" font-size="%.0f" font-weight="500">%s</text>`, cx, y, color, size, html.EscapeString(text))
 	}
 	b.WriteString(`</svg>`)
+	return b.String(), nil
+}
+
+// statValue is the reduced value of a series and its text and color, for
+// stat and gauge panels.
+func statValue(p panel, s series) (v float64, text, color string, err error) {
+	calc := ""
+	if len(p.Options.ReduceOptions.Calcs) > 0 {
+		calc = p.Options.ReduceOptions.Calcs[0]
+	}
+	v, err = reduce(calc, s.values)
+	if err != nil {
+		return 0, "", "", err
+	}
+	if math.IsNaN(v) {
+		return v, "No data", colorMuted, nil
+	}
+	text, err = format(p.FieldConfig.Defaults.Unit, v, decimals(p))
+	return v, text, thresholdColor(p, v), err
+}
+
+// drawGauge draws Grafana's gauge: a 240 degree arc from min to max
+// (default 0 to 100) filled to the value in its threshold color, the
+// thresholds as a thin outer band, the value in the middle.
+func drawGauge(p panel, pd panelData, w, h float64) (string, error) {
+	if len(pd.series) == 0 || allNaN(pd.series) {
+		return fmt.Sprintf(`<div style="position:relative;height:%.0fpx"><div class="nodata">No data</div></div>`, h), nil
+	}
+	lo, hi := 0.0, 100.0
+	if m := p.FieldConfig.Defaults.Min; m != nil {
+		lo = *m
+	}
+	if m := p.FieldConfig.Defaults.Max; m != nil {
+		hi = *m
+	}
+	n := len(pd.series)
+	cellW := w / float64(n)
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" style="display:block">`, w, h, w, h)
+	const sweep = 240.0
+	point := func(cx, cy, r, frac float64) (float64, float64) {
+		a := (90 + sweep/2 + frac*sweep) * math.Pi / 180 // from lower left, clockwise
+		return cx + r*math.Cos(a), cy + r*math.Sin(a)
+	}
+	arc := func(cx, cy, r, f0, f1 float64, color string, width float64) {
+		f0, f1 = math.Max(0, math.Min(1, f0)), math.Max(0, math.Min(1, f1))
+		if f1 <= f0 {
+			return
+		}
+		x0, y0 := point(cx, cy, r, f0)
+		x1, y1 := point(cx, cy, r, f1)
+		large := 0
+		if (f1-f0)*sweep > 180 {
+			large = 1
+		}
+		fmt.Fprintf(&b, `<path d="M%.1f %.1fA%.1f %.1f 0 %d 1 %.1f %.1f" fill="none" stroke="%s" stroke-width="%.1f"/>`, x0, y0, r, r, large, x1, y1, color, width)
+	}
+	for i, s := range pd.series {
+		v, text, color, err := statValue(p, s)
+		if err != nil {
+			return "", err
+		}
+		top := 0.0
+		if n > 1 {
+			top = 18
+			fmt.Fprintf(&b, `<text x="%.1f" y="14" text-anchor="middle" fill="%s" font-size="%d">%s</text>`, cellW*(float64(i)+0.5), colorText, fontSize, html.EscapeString(s.name))
+		}
+		r := math.Min(cellW*0.42, (h-top)*0.5)
+		cx, cy := cellW*(float64(i)+0.5), top+(h-top)*0.55
+		width := r * 0.18
+		arc(cx, cy, r, 0, 1, "rgba(204,204,220,0.1)", width)
+		if !math.IsNaN(v) {
+			arc(cx, cy, r, 0, (v-lo)/(hi-lo), color, width)
+		}
+		if p.Options.ShowThresholdMarkers == nil || *p.Options.ShowThresholdMarkers {
+			th := p.FieldConfig.Defaults.Thresholds
+			steps := []struct {
+				c    string
+				from float64
+			}{{"green", lo}, {"red", 80}}
+			if th != nil && len(th.Steps) > 0 {
+				steps = steps[:0]
+				for j, st := range th.Steps {
+					from := lo
+					if j > 0 && st.Value != nil {
+						from = *st.Value
+					}
+					steps = append(steps, struct {
+						c    string
+						from float64
+					}{st.Color, from})
+				}
+			}
+			for j, st := range steps {
+				to := hi
+				if j+1 < len(steps) {
+					to = steps[j+1].from
+				}
+				arc(cx, cy, r+width*0.9, (st.from-lo)/(hi-lo), (to-lo)/(hi-lo), colorOf(st.c), width*0.3)
+			}
+		}
+		size := math.Max(12, math.Min(r*0.5, r*1.4/(float64(len([]rune(text)))*0.62)))
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" fill="%s" font-size="%.0f" font-weight="500">%s</text>`, cx, cy+size*0.35, color, size, html.EscapeString(text))
+	}
+	b.WriteString(`</svg>`)
+	return b.String(), nil
+}
+
+// drawTable draws a table panel as Grafana shows a Prometheus answer in
+// table format: a column per label, then the value (the last of a range
+// query), a row per series, as many as fit.
+func drawTable(p panel, pd panelData, w, h float64) (string, error) {
+	if len(pd.series) == 0 || allNaN(pd.series) {
+		return fmt.Sprintf(`<div style="position:relative;height:%.0fpx"><div class="nodata">No data</div></div>`, h), nil
+	}
+	keys := map[string]bool{}
+	for _, s := range pd.series {
+		for k := range s.labels {
+			if k != "__name__" {
+				keys[k] = true
+			}
+		}
+	}
+	var cols []string
+	for k := range keys {
+		cols = append(cols, k)
+	}
+	sort.Strings(cols)
+	var b strings.Builder
+	fmt.Fprintf(&b, `<div style="height:%.0fpx;overflow:hidden;padding:0 %dpx"><table style="width:100%%;border-collapse:collapse">`, h, bodyPad)
+	b.WriteString(`<tr>`)
+	for _, c := range append(cols, "Value") {
+		fmt.Fprintf(&b, `<th style="text-align:left;color:#6e9fff;font-weight:500;height:32px;border-bottom:1px solid %s">%s</th>`, colorLine, html.EscapeString(c))
+	}
+	b.WriteString(`</tr>`)
+	rows := int((h - 32) / 28)
+	for i, s := range pd.series {
+		if i == rows-1 && len(pd.series) > rows {
+			fmt.Fprintf(&b, `<tr><td class="muted" colspan="%d">+%d more rows</td></tr>`, len(cols)+1, len(pd.series)-i)
+			break
+		}
+		b.WriteString(`<tr>`)
+		for _, c := range cols {
+			fmt.Fprintf(&b, `<td style="height:28px;border-bottom:1px solid %s">%s</td>`, colorLine, html.EscapeString(s.labels[c]))
+		}
+		text := ""
+		for j := len(s.values) - 1; j >= 0; j-- {
+			if !math.IsNaN(s.values[j]) {
+				var err error
+				if text, err = format(p.FieldConfig.Defaults.Unit, s.values[j], decimals(p)); err != nil {
+					return "", err
+				}
+				break
+			}
+		}
+		fmt.Fprintf(&b, `<td style="border-bottom:1px solid %s">%s</td></tr>`, colorLine, html.EscapeString(text))
+	}
+	b.WriteString(`</table></div>`)
 	return b.String(), nil
 }

@@ -113,3 +113,55 @@ func TestYRangeCoversData(t *testing.T) {
 		t.Errorf("range %v..%v ticks %v for data 3..17", lo, hi, ticks)
 	}
 }
+
+// Each panel type shows its value in its unit, and "No data" without one.
+func TestDrawPanels(t *testing.T) {
+	nan := math.NaN()
+	pd := panelData{start: time.Unix(0, 0), stepDur: 5 * time.Second,
+		series: []series{{name: "alive", labels: map[string]string{"instance": "a:1"}, values: []float64{1, nan, 3}}}}
+	o := renderOpts{from: time.Unix(0, 0), to: time.Unix(10, 0), width: 1600}
+	for _, typ := range []string{"timeseries", "stat", "gauge", "table"} {
+		var p panel
+		p.Type = typ
+		p.FieldConfig.Defaults.Unit = "bytes"
+		var out string
+		var err error
+		switch typ {
+		case "timeseries":
+			out, err = drawTimeseries(p, pd, o, 780, 260)
+		case "stat":
+			out, err = drawStat(p, pd, 380, 110)
+		case "gauge":
+			out, err = drawGauge(p, pd, 380, 200)
+		case "table":
+			out, err = drawTable(p, pd, 780, 260)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", typ, err)
+		}
+		want := "3 B" // the last value (stat, gauge, table) or an axis tick
+		if typ == "timeseries" {
+			want = "alive"
+		}
+		if !strings.Contains(out, want) {
+			t.Errorf("%s: no %q in %s", typ, want, out)
+		}
+		if typ == "table" && !strings.Contains(out, "a:1") {
+			t.Errorf("table: no label column value in %s", out)
+		}
+		empty := panelData{series: []series{{values: []float64{nan}}}}
+		switch typ {
+		case "timeseries":
+			out, err = drawTimeseries(p, empty, o, 780, 260)
+		case "stat":
+			out, err = drawStat(p, empty, 380, 110)
+		case "gauge":
+			out, err = drawGauge(p, empty, 380, 200)
+		case "table":
+			out, err = drawTable(p, empty, 780, 260)
+		}
+		if err != nil || !strings.Contains(out, "No data") {
+			t.Errorf("%s without values: %v, %s", typ, err, out)
+		}
+	}
+}
