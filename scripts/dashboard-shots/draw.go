@@ -293,37 +293,21 @@ func drawPanel(ctx context.Context, api *promAPI, p panel, vars map[string]strin
 		return "", nil, err
 	}
 	bodyW, bodyH := width-2, height-2-titleH // inside the border, below the title
-	switch p.Type {
-	case "timeseries":
-		pd, probs, err := query(ctx, api, p, vars, o, width)
-		if err != nil {
-			return "", nil, err
-		}
-		s, err := drawTimeseries(p, pd, o, bodyW, bodyH)
-		return s, probs, err
-	case "stat":
-		pd, probs, err := query(ctx, api, p, vars, o, width)
-		if err != nil {
-			return "", nil, err
-		}
-		s, err := drawStat(p, pd, bodyW, bodyH)
-		return s, probs, err
-	case "gauge":
-		pd, probs, err := query(ctx, api, p, vars, o, width)
-		if err != nil {
-			return "", nil, err
-		}
-		s, err := drawGauge(p, pd, bodyW, bodyH)
-		return s, probs, err
-	case "table":
-		pd, probs, err := query(ctx, api, p, vars, o, width)
-		if err != nil {
-			return "", nil, err
-		}
-		s, err := drawTable(p, pd, bodyW, bodyH)
-		return s, probs, err
+	draw, ok := map[string]func(panel, panelData, float64, float64) (string, error){
+		"timeseries": func(p panel, pd panelData, w, h float64) (string, error) { return drawTimeseries(p, pd, o, w, h) },
+		"stat":       drawStat,
+		"gauge":      drawGauge,
+		"table":      drawTable,
+	}[p.Type]
+	if !ok {
+		return "", nil, fmt.Errorf("panel type %q is not drawn by the renderer (timeseries, stat, gauge and table are)", p.Type)
 	}
-	return "", nil, fmt.Errorf("panel type %q is not drawn by the renderer (timeseries, stat, gauge and table are)", p.Type)
+	pd, probs, err := query(ctx, api, p, vars, o, width)
+	if err != nil {
+		return "", nil, err
+	}
+	s, err := draw(p, pd, bodyW, bodyH)
+	return s, probs, err
 }
 
 func decimals(p panel) int {
@@ -412,6 +396,11 @@ func yRange(p panel, ss []series, ticksWanted int) (lo, hi float64, ticks []floa
 			}
 		}
 	}
+	// Flat data (float noise apart, as rates of a steady counter have)
+	// would make ticks finer than float64 can step.
+	if hi-lo <= 1e-9*math.Max(math.Abs(lo), math.Abs(hi)) {
+		lo = hi
+	}
 	if lo == hi {
 		switch {
 		case lo == 0:
@@ -428,14 +417,31 @@ func yRange(p panel, ss []series, ticksWanted int) (lo, hi float64, ticks []floa
 	if m := p.FieldConfig.Defaults.Max; m != nil {
 		hi = *m
 	}
+	// Positive data reaching down to half its maximum get an axis from
+	// zero, as rates and counts read best.
+	if lo > 0 && lo <= hi/2 && p.FieldConfig.Defaults.Min == nil {
+		lo = 0
+	}
 	step := niceStep((hi - lo) / float64(max(ticksWanted, 1)))
+	// Binary units tick at round numbers of their unit (KiB, MiB, ...).
+	if u := p.FieldConfig.Defaults.Unit; u == "bytes" || u == "Bps" || u == "binBps" {
+		if m := math.Max(math.Abs(lo), math.Abs(hi)); m >= 1024 {
+			scale := math.Pow(1024, math.Floor(math.Log(m)/math.Log(1024)))
+			step = niceStep((hi-lo)/scale/float64(max(ticksWanted, 1))) * scale
+		}
+	}
 	if p.FieldConfig.Defaults.Min == nil {
 		lo = math.Floor(lo/step) * step
 	}
 	if p.FieldConfig.Defaults.Max == nil {
 		hi = math.Ceil(hi/step) * step
 	}
-	for t := math.Ceil(lo/step) * step; t <= hi+step*1e-9; t += step {
+	first := math.Ceil(lo/step) * step
+	for i := 0; i <= 100; i++ {
+		t := first + float64(i)*step
+		if t > hi+step*1e-9 {
+			break
+		}
 		if math.Abs(t) < step*1e-9 {
 			t = 0
 		}
@@ -521,6 +527,9 @@ func plot(p panel, pd panelData, o renderOpts, w, h float64) (string, error) {
 			continue
 		}
 		x := xOf(float64(t.Unix()))
+		if x < x0+30 || x > x1-30 {
+			continue // a label there would run into the value axis or out of the panel
+		}
 		fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="%s"/>`, x, x, y0, y1, colorGrid)
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" fill="%s" font-size="%d">%s</text>`, x, y1+16, colorMuted, fontSize, t.UTC().Format(layout))
 	}

@@ -165,3 +165,13 @@ func TestDrawPanels(t *testing.T) {
 		}
 	}
 }
+
+// A steady rate with float noise (0.2 and 0.19999999999999998) is flat,
+// not a range too fine to step through.
+func TestYRangeFloatNoise(t *testing.T) {
+	var p panel
+	_, _, ticks := yRange(p, []series{{values: []float64{0.2, 0.19999999999999998}}}, 4)
+	if len(ticks) < 2 || len(ticks) > 20 {
+		t.Errorf("%d ticks for a flat series: %v", len(ticks), ticks)
+	}
+}

@@ -33,11 +33,12 @@ func grpcCmd(ctx context.Context, args []string) error {
 	}
 	defer conn.Close()
 	c := pb.NewStreamHouseClient(conn)
-	ctx, cancel := context.WithTimeout(ctx, *duration)
-	defer cancel()
+	// Rounds start until the duration has passed; the last one ends
+	// normally (a deadline on the calls would fail it half way).
+	end := time.Now().Add(*duration)
 	tick := time.NewTicker(*every)
 	defer tick.Stop()
-	for n := 0; ; n++ {
+	for n := 0; time.Now().Before(end); n++ {
 		callCtx, callCancel := context.WithTimeout(ctx, 30*time.Second)
 		p := uint32(n % 3)
 		_, err := c.Produce(callCtx, &pb.ProduceRequest{Topic: *topic, Partition: p, Value: fmt.Appendf(nil, "grpc-%d", n)})
@@ -45,18 +46,16 @@ func grpcCmd(ctx context.Context, args []string) error {
 			_, err = c.Consume(callCtx, &pb.ConsumeRequest{Topic: *topic, Partition: p, MaxRecords: 10})
 		}
 		callCancel()
-		if ctx.Err() != nil {
-			return nil // the duration is over
-		}
 		if err != nil {
 			return fmt.Errorf("round %d on %s: %w", n, *topic, err)
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return ctx.Err()
 		case <-tick.C:
 		}
 	}
+	return nil
 }
 
 // bucketCmd creates the S3 bucket the server is started on (the server
