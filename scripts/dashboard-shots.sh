@@ -8,18 +8,20 @@
 # It builds streamhouse, streamctl and scripts/dashboard-shots (the
 # renderer), starts its own PostgreSQL and S3 server (scripts/services.sh
 # with a services folder of its own), one agent on them (WAL on, GC and
-# compaction every 5 s) and Debian's Prometheus scraping it every
+# compaction every 5 s, objects unreferenced for 60 s deleted) and Debian's Prometheus scraping it every
 # --scrape-interval seconds (with deploy/prometheus/alerts.yml loaded, as
 # the shipped configuration does). Then --duration seconds of a workload
 # touching every subsystem the dashboards watch, at a bounded rate (about
 # 30 MB in all):
 #   - streamctl perf produce: acks=all to `orders` (200 records/s of 512 B),
-#     acks=0 to `short` (retention.ms 10 s, so retention deletes objects),
+#     acks=1 to `short` (through the WAL; retention.ms 10 s, so retention
+#     deletes objects),
 #     and transactions committed every second to `txn`;
 #   - streamctl perf consume: group `billing` reads `orders` as it grows,
 #     group `audit` reads 1,000 records once and stops (its lag grows),
 #     group `txn-audit` reads `txn` read_committed;
-#   - every 2 s a keyed REST produce to the compacted topic `compacted`;
+#   - every 2 s a keyed REST produce (ack none) to the compacted topic
+#     `compacted`;
 #     every 10 s a REST consume, a SQL query and a schema registry read;
 #   - every 2 s a gRPC produce and consume (dashboard-shots grpc).
 # Last, `dashboard-shots render` resolves each dashboard's variables as
@@ -127,7 +129,7 @@ log "starting streamhouse on S3 and PostgreSQL"
 	S3_ENDPOINT="$STREAMHOUSE_TEST_S3_ENDPOINT" STREAMHOUSE_BUCKET="$BUCKET" AWS_REGION=us-east-1 \
 	AWS_ACCESS_KEY_ID="$STREAMHOUSE_TEST_S3_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$STREAMHOUSE_TEST_S3_SECRET_KEY" \
 	DATABASE_URL="$STREAMHOUSE_TEST_DATABASE_URL" WAL_ENABLED=true WAL_DIR="$DATA/wal" \
-	GC_INTERVAL_SECS=5 COMPACTION_INTERVAL_SECS=5 \
+	GC_INTERVAL_SECS=5 GC_GRACE_SECS=60 COMPACTION_INTERVAL_SECS=5 \
 	"$BIN/streamhouse" 2>"$LOGS/server.log") &
 SERVER_PID=$!
 deadline=$((SECONDS + 60))
@@ -199,7 +201,7 @@ sc schema register orders-value "$WORK/order.schema.json" --schema-type JSON >/d
 rest_loop() {
 	local end=$((SECONDS + DURATION)) i=0
 	while ((SECONDS < end)); do
-		sc produce compacted --key "k$((i % 5))" --value "v$i" --ack buffered >/dev/null
+		sc produce compacted --key "k$((i % 5))" --value "v$i" --ack none >/dev/null
 		if ((i % 5 == 0)); then
 			sc consume orders --partition 0 --offset earliest --limit 5 >/dev/null
 			sc sql query 'SELECT key, COUNT(*) FROM compacted GROUP BY key' >/dev/null
@@ -233,7 +235,7 @@ audit() {
 	"$BIN/streamctl" perf consume --brokers "$KAFKA" --topic orders --group audit --num-records 1000 --fetch-max-bytes 65536
 }
 bg produce-orders "$BIN/streamctl" perf produce --brokers "$KAFKA" --topic orders --throughput 200 --record-size 512 --acks all --duration "$D"
-bg produce-short "$BIN/streamctl" perf produce --brokers "$KAFKA" --topic short --throughput 50 --record-size 256 --acks 0 --duration "$D"
+bg produce-short "$BIN/streamctl" perf produce --brokers "$KAFKA" --topic short --throughput 50 --record-size 256 --acks 1 --duration "$D"
 bg produce-txn "$BIN/streamctl" perf produce --brokers "$KAFKA" --topic txn --throughput 20 --record-size 128 --transaction-duration 1s --duration "$D"
 bg consume-billing "$BIN/streamctl" perf consume --brokers "$KAFKA" --topic orders --group billing --duration "$D"
 bg consume-txn "$BIN/streamctl" perf consume --brokers "$KAFKA" --topic txn --group txn-audit --isolation read_committed --duration "$D"

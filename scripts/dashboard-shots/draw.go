@@ -423,6 +423,25 @@ func yRange(p panel, ss []series, ticksWanted int) (lo, hi float64, ticks []floa
 		lo = 0
 	}
 	step := niceStep((hi - lo) / float64(max(ticksWanted, 1)))
+	// Durations of a second or more tick at round times (30 s, 1 min, 5 min).
+	if u := p.FieldConfig.Defaults.Unit; (u == "s" || u == "ms") && step > 0 {
+		sec := (hi - lo) / float64(max(ticksWanted, 1))
+		if u == "ms" {
+			sec /= 1000
+		}
+		if sec >= 1 {
+			for _, c := range []float64{1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400} {
+				if c >= sec {
+					sec = c
+					break
+				}
+			}
+			step = sec
+			if u == "ms" {
+				step = sec * 1000
+			}
+		}
+	}
 	// Binary units tick at round numbers of their unit (KiB, MiB, ...).
 	if u := p.FieldConfig.Defaults.Unit; u == "bytes" || u == "Bps" || u == "binBps" {
 		if m := math.Max(math.Abs(lo), math.Abs(hi)); m >= 1024 {

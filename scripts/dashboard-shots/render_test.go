@@ -175,3 +175,18 @@ func TestYRangeFloatNoise(t *testing.T) {
 		t.Errorf("%d ticks for a flat series: %v", len(ticks), ticks)
 	}
 }
+
+// An uptime axis ticks at whole minutes, not at 50 s steps shown as
+// 1.666667 min.
+func TestYRangeDurations(t *testing.T) {
+	var p panel
+	p.FieldConfig.Defaults.Unit = "s"
+	_, _, ticks := yRange(p, []series{{values: []float64{10, 170}}}, 3)
+	labels, err := axisLabels("s", ticks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(labels, "|"); got != "0 s|1 min|2 min|3 min" {
+		t.Errorf("labels %s", got)
+	}
+}
