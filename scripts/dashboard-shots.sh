@@ -8,21 +8,21 @@
 # It builds streamhouse, streamctl and scripts/dashboard-shots (the
 # renderer), starts its own PostgreSQL and S3 server (scripts/services.sh
 # with a services folder of its own), one agent on them (WAL on, GC and
-# compaction every 5 s, objects unreferenced for 60 s deleted) and Debian's Prometheus scraping it every
-# --scrape-interval seconds (with deploy/prometheus/alerts.yml loaded, as
-# the shipped configuration does). Then --duration seconds of a workload
-# touching every subsystem the dashboards watch, at a bounded rate (about
-# 30 MB in all):
-#   - streamctl perf produce: acks=all to `orders` (200 records/s of 512 B),
-#     acks=1 to `short` (through the WAL; retention.ms 10 s, so retention
-#     deletes objects),
-#     and transactions committed every second to `txn`;
+# compaction every 5 s, objects unreferenced for 60 s deleted) and
+# Debian's Prometheus scraping it every --scrape-interval seconds (with
+# deploy/prometheus/alerts.yml loaded, as the shipped configuration does).
+# Then --duration seconds of a workload touching every subsystem the
+# dashboards watch, at a bounded rate (about 30 MB in all):
+#   - streamctl perf produce: acks=all to `orders` (200 records/s of
+#     512 B), acks=1 to `short` (through the WAL; retention.ms 10 s, so
+#     retention deletes objects), transactions committed every second to
+#     `txn`;
 #   - streamctl perf consume: group `billing` reads `orders` as it grows,
 #     group `audit` reads 1,000 records once and stops (its lag grows),
 #     group `txn-audit` reads `txn` read_committed;
 #   - every 2 s a keyed REST produce (ack none) to the compacted topic
-#     `compacted`;
-#     every 10 s a REST consume, a SQL query and a schema registry read;
+#     `compacted`; every 10 s a REST consume, a SQL query and a schema
+#     registry read;
 #   - every 2 s a gRPC produce and consume (dashboard-shots grpc).
 # Last, `dashboard-shots render` resolves each dashboard's variables as
 # Grafana does (the scrape interval as the datasource's timeInterval),
