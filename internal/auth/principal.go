@@ -73,7 +73,7 @@ func PrincipalFrom(ctx context.Context) Principal {
 // PrincipalFromTLS returns User:CN of a client certificate that the TLS
 // handshake verified against the client CA (mutual TLS), and false when
 // the connection has no verified client certificate (no TLS, no client
-// CA, or no certificate sent).
+// CA, or no certificate sent) or its CN is an agent's reserved name.
 //
 // This is the only place that reads certificates: the Kafka connection,
 // the HTTP middleware and the gRPC interceptors pass the connection state
@@ -84,7 +84,10 @@ func PrincipalFromTLS(cs *tls.ConnectionState) (Principal, bool) {
 		return Principal{}, false
 	}
 	cn := cs.PeerCertificates[0].Subject.CommonName
-	if cn == "" {
+	if cn == "" || strings.HasPrefix(cn, agentUserPrefix) {
+		// The agents' reserved names are super users: they are proved by
+		// the agent's own password (AgentLogin), never by a certificate
+		// a client CA may have issued to anyone.
 		return Principal{}, false
 	}
 	return User(cn), true

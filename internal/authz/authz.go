@@ -34,10 +34,17 @@ var ErrUnauthenticated = errors.New("authentication required")
 type DeniedError struct {
 	Op  acl.Operation
 	Res acl.Resource
+	// Hidden leaves the resource's name out of the message: the caller
+	// did not name it, the server looked it up (a producer's
+	// transactional ID, a group's topics), and it must not learn it.
+	Hidden bool
 }
 
 func (e *DeniedError) Error() string {
 	what := strings.ToLower(strings.ReplaceAll(e.Res.Type.String(), "_", " "))
+	if e.Hidden {
+		return fmt.Sprintf("%s: not authorized to %s a %s involved", e.Code(), e.Op, what)
+	}
 	if e.Res.Type == acl.ResourceCluster {
 		return fmt.Sprintf("%s: not authorized to %s the cluster", e.Code(), e.Op)
 	}
@@ -53,12 +60,19 @@ func (e *DeniedError) Code() string {
 
 // Perm is one operation on one resource.
 type Perm struct {
-	Op  acl.Operation
-	Res acl.Resource
+	Op     acl.Operation
+	Res    acl.Resource
+	Hidden bool // a refusal does not name Res (DeniedError.Hidden)
 }
 
 // Need is a Perm, for reading call sites: authz.Need(acl.OpWrite, acl.Topic(t)).
-func Need(op acl.Operation, res acl.Resource) Perm { return Perm{op, res} }
+func Need(op acl.Operation, res acl.Resource) Perm { return Perm{Op: op, Res: res} }
+
+// NeedUnnamed is Need on a resource the server looked up rather than the
+// caller named: a refusal does not name it.
+func NeedUnnamed(op acl.Operation, res acl.Resource) Perm {
+	return Perm{Op: op, Res: res, Hidden: true}
+}
 
 type hostKey struct{}
 
@@ -125,7 +139,7 @@ func (c *Checker) Require(ctx context.Context, perms ...Perm) error {
 	host := Host(ctx)
 	for _, pm := range perms {
 		if !c.a.Authorize(ctx, p.String(), host, pm.Op, pm.Res) {
-			return &DeniedError{Op: pm.Op, Res: pm.Res}
+			return &DeniedError{Op: pm.Op, Res: pm.Res, Hidden: pm.Hidden}
 		}
 	}
 	return nil
@@ -146,13 +160,13 @@ func (c *Checker) RequireAny(ctx context.Context, perms ...Perm) error {
 		}
 	}
 	last := perms[len(perms)-1]
-	return &DeniedError{Op: last.Op, Res: last.Res}
+	return &DeniedError{Op: last.Op, Res: last.Res, Hidden: last.Hidden}
 }
 
 // May reports whether the caller may perform op on res (false for a
 // caller without a login when enforcing).
 func (c *Checker) May(ctx context.Context, op acl.Operation, res acl.Resource) bool {
-	return c.Require(ctx, Perm{op, res}) == nil
+	return c.Require(ctx, Need(op, res)) == nil
 }
 
 // MayAny reports whether the caller may perform op on some resource of

@@ -145,7 +145,7 @@ func (s *Server) needProducerTxn(ctx context.Context, producerID string, op acl.
 	if !found {
 		return s.idempotentWriter(ctx)
 	}
-	return s.acl.Require(ctx, authz.Need(op, acl.TransactionalID(t.TransactionalID)))
+	return s.acl.Require(ctx, authz.NeedUnnamed(op, acl.TransactionalID(t.TransactionalID)))
 }
 
 // needTxnToken asks WRITE on the transactional ID of a transaction_id (a

@@ -401,3 +401,24 @@ func TestForwardedCallsAuthorizedAtTheFirstAgent(t *testing.T) {
 		t.Errorf("a saw %v refused InitProducer calls, want none", n)
 	}
 }
+
+// Calls naming a producer by ID are checked against its transactional ID,
+// which the server looks up: a refusal must not tell the caller that ID
+// (producer IDs are sequential, so it would list every transactional ID).
+func TestGRPCRefusalHidesLookedUpTransactionalID(t *testing.T) {
+	t.Parallel()
+	e := newAuthGRPC(t)
+	secret := "payroll-secret-txn"
+	p, err := e.c.InitProducer(as(t, "root"), &pb.InitProducerRequest{TransactionalId: &secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := as(t, "alice")
+	_, errBegin := e.c.BeginTransaction(alice, &pb.BeginTransactionRequest{ProducerId: p.ProducerId, ProducerEpoch: p.Epoch})
+	_, errBeat := e.c.Heartbeat(alice, &pb.HeartbeatRequest{ProducerId: p.ProducerId, ProducerEpoch: p.Epoch})
+	for name, err := range map[string]error{"BeginTransaction": errBegin, "Heartbeat": errBeat} {
+		if status.Code(err) != codes.PermissionDenied || strings.Contains(err.Error(), secret) {
+			t.Errorf("%s as alice: %v; want PermissionDenied not naming the transactional ID", name, err)
+		}
+	}
+}

@@ -31,7 +31,8 @@ import (
 //	DELETE .../{id}                             DELETE group
 //	POST   .../{id}/reset, .../{id}/seek        READ group and READ on every topic moved
 //	GET    /api/v1/agents[/{id}[/metrics]]      DESCRIBE cluster
-//	GET    /api/v1/metrics, /debug/pprof/       DESCRIBE cluster
+//	GET    /api/v1/metrics                      DESCRIBE cluster
+//	GET    /debug/pprof/                        ALTER cluster
 //	GET    /api/v1/users                        DESCRIBE cluster (DescribeUserScramCredentials)
 //	POST, DELETE /api/v1/users                  ALTER cluster (AlterUserScramCredentials)
 //	POST   /api/v1/sql[/stream]                 READ on every topic read, DESCRIBE for DESCRIBE;
@@ -89,11 +90,12 @@ func (s *server) describable(ctx context.Context, gl broker.GroupLag) broker.Gro
 	return out
 }
 
-// clusterOnly wraps a plain handler (the profiler) with DESCRIBE on the
-// cluster.
+// clusterOnly wraps a plain handler (the profiler) with ALTER on the
+// cluster: profiles and traces cost the agent CPU and show its command
+// line, more than monitoring's DESCRIBE should give.
 func (s *server) clusterOnly(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if err := s.authorize(r, authz.Need(acl.OpDescribe, acl.Cluster())); err != nil {
+		if err := s.authorize(r, authz.Need(acl.OpAlter, acl.Cluster())); err != nil {
 			s.writeError(w, r, err)
 			return
 		}

@@ -197,7 +197,7 @@ func TestRESTEndpointsAuthorization(t *testing.T) {
 		{"metrics summary", nil, "GET", "/api/v1/metrics", "",
 			[]grantSpec{{acl.ResourceCluster, acl.ClusterName, acl.OpDescribe}}, "cluster_authorization_failed", 200, ""},
 		{"profiler", nil, "GET", "/debug/pprof/", "",
-			[]grantSpec{{acl.ResourceCluster, acl.ClusterName, acl.OpDescribe}}, "cluster_authorization_failed", 200, ""},
+			[]grantSpec{{acl.ResourceCluster, acl.ClusterName, acl.OpAlter}}, "cluster_authorization_failed", 200, ""},
 		{"list users", nil, "GET", "/api/v1/users", "",
 			[]grantSpec{{acl.ResourceCluster, acl.ClusterName, acl.OpDescribe}}, "cluster_authorization_failed", 200, ""},
 		{"create user", nil, "POST", "/api/v1/users", `{"name":"{res}","password":"a-password"}`,
@@ -348,4 +348,31 @@ func (e *authEnv) must(user, method, path string, status int) resp {
 		e.t.Fatalf("%s %s as %q: %d %s, want %d", method, path, user, r.status, r.body, status)
 	}
 	return r
+}
+
+// The profiler costs the agent CPU and shows its command line: DESCRIBE on
+// the cluster (monitoring's grant) is not enough, ALTER is.
+func TestRESTProfilerNeedsAlterCluster(t *testing.T) {
+	t.Parallel()
+	e := newAuthEnv(t)
+	e.grant(acl.ResourceCluster, acl.ClusterName, acl.OpDescribe)
+	e.must("alice", "GET", "/api/v1/metrics", 200)
+	e.must("alice", "GET", "/debug/pprof/", 403)
+	e.grant(acl.ResourceCluster, acl.ClusterName, acl.OpAlter)
+	e.must("alice", "GET", "/debug/pprof/", 200)
+}
+
+// A reset that names no topic moves every topic of the group: refused
+// when the caller may not READ one of them, without naming a topic it
+// may not see.
+func TestRESTResetRefusalNamesNoHiddenTopic(t *testing.T) {
+	t.Parallel()
+	e := newAuthEnv(t)
+	e.topic("payroll-secret")
+	e.group("g1", "payroll-secret")
+	e.grant(acl.ResourceGroup, "g1", acl.OpRead)
+	r := e.do("alice", "POST", "/api/v1/consumer-groups/g1/reset", `{"strategy":"earliest"}`)
+	if r.status != 403 || strings.Contains(string(r.body), "payroll-secret") {
+		t.Fatalf("reset of a group with a hidden topic: %d %s; want 403 naming no topic", r.status, r.body)
+	}
 }

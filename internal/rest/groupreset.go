@@ -227,7 +227,9 @@ func (s *server) moveOffsets(w http.ResponseWriter, r *http.Request, strategy st
 	case req.Topic == nil:
 		need = need[:0]
 		for _, t := range topicsOf(gl) {
-			need = append(need, authz.Need(acl.OpRead, acl.Topic(t)))
+			// The caller named no topic: a refusal must not name one
+			// it may not see.
+			need = append(need, authz.NeedUnnamed(acl.OpRead, acl.Topic(t)))
 		}
 		if err := s.authorize(r, need...); err != nil {
 			return err
