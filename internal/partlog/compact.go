@@ -426,17 +426,73 @@ type sourceRun struct {
 
 func (r sourceRun) entry() metadata.IndexEntry { return r.g.old[r.i] }
 
-// rewriteGroups writes the planned groups, reading every source object at
-// most once (one GET of the range covering the runs the pass takes from
-// it, split only where that range would exceed MaxObjectBytes): a flush
-// object holds runs of many partitions, each in a different group.
-// Objects are read in seal order, which is the order of each group's
-// runs, and a group is written as soon as its last run is read. The runs
-// held for groups not yet complete are bounded by BufferBytes: past it,
-// the group holding the most runs read is written with them (a smaller
-// segment; the rest of its runs go on as a group of their own), so a pass
-// holds at most BufferBytes plus one read and its copies.
+// rewriteGroups writes the planned groups in batches of partitions whose
+// segments in progress fit BufferBytes together (compactBatches), so
+// memory stays bounded without writing segments early, smaller: a
+// segment cut short is never regrouped (compactedSuffix), so early
+// writes would fragment a busy agent's partitions for good. Each batch
+// reads every source object it takes runs from at most once.
 func (l *Log) rewriteGroups(ctx context.Context, groups []*compactGroup, st *CompactionStats) error {
+	pace := &pacer{l: l, st: st, since: time.Now()}
+	var scratch []byte // the segments' buffer, reused (a Put keeps no reference)
+	for _, b := range compactBatches(groups, l.cfg.Compaction.BufferBytes) {
+		if err := l.rewriteBatch(ctx, b, st, pace, &scratch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// compactBatches splits groups (each partition's in a row, in offset
+// order) into batches of whole partitions whose largest groups sum to at
+// most buffer. A partition's groups are complete one after the other
+// (sources are read in seal order, and a group's runs were all sealed
+// before the next group's), so it holds at most its largest group at
+// once. A batch holds at least one partition: one whose largest group
+// alone exceeds buffer (SegmentMaxBytes above BufferBytes) is a batch of
+// its own, and rewriteBatch writes its segments in pieces of about
+// BufferBytes.
+func compactBatches(groups []*compactGroup, buffer int64) [][]*compactGroup {
+	var batches [][]*compactGroup
+	var cur []*compactGroup
+	var curBytes int64
+	for i := 0; i < len(groups); {
+		j := i
+		var largest int64
+		for ; j < len(groups) && groups[j].p == groups[i].p; j++ {
+			var n int64
+			for _, e := range groups[j].old {
+				n += e.Len
+			}
+			largest = max(largest, n)
+		}
+		if len(cur) > 0 && curBytes+largest > buffer {
+			batches = append(batches, cur)
+			cur, curBytes = nil, 0
+		}
+		cur = append(cur, groups[i:j]...)
+		curBytes += largest
+		i = j
+	}
+	if len(cur) > 0 {
+		batches = append(batches, cur)
+	}
+	return batches
+}
+
+// rewriteBatch writes a batch of planned groups, reading every source
+// object at most once (one GET of the range covering the runs the batch
+// takes from it, split only where that range would exceed
+// MaxObjectBytes): a flush object holds runs of many partitions, each in
+// a different group. Objects are read in seal order, which is the order
+// of each group's runs, and a group is written as soon as its last run
+// is read. The runs held for groups not yet complete are bounded by
+// BufferBytes: past it (only when one partition's group alone is larger,
+// see compactBatches), the group holding the most runs read is written
+// with them (a smaller segment; the rest of its runs go on as a group of
+// their own), so a pass holds at most BufferBytes plus one read and its
+// copies.
+func (l *Log) rewriteBatch(ctx context.Context, groups []*compactGroup, st *CompactionStats, pace *pacer, scratch *[]byte) error {
 	type source struct {
 		key     string
 		created int64
@@ -461,9 +517,7 @@ func (l *Log) rewriteGroups(ctx context.Context, groups []*compactGroup, st *Com
 		a, b := sources[i], sources[j]
 		return a.created < b.created || a.created == b.created && a.key < b.key
 	})
-	var held int64     // bytes in the bodies of every group
-	var scratch []byte // the segments' buffer, reused (a Put keeps no reference)
-	pace := &pacer{l: l, st: st, since: time.Now()}
+	var held int64 // bytes in the bodies of every group
 	drop := func(g *compactGroup) {
 		held -= g.held
 		g.bodies, g.held, g.done = nil, 0, true
@@ -496,7 +550,7 @@ func (l *Log) rewriteGroups(ctx context.Context, groups []*compactGroup, st *Com
 			fenced(g.p) // the lease lapsed during the pass
 			return nil
 		}
-		err := l.compactRun(ctx, g.p, old, bodies, &scratch, st)
+		err := l.compactRun(ctx, g.p, old, bodies, scratch, st)
 		clean := l.compaction.clean
 		switch {
 		case err == nil && clean[g.p.tp] == old[0].BaseOffset:

@@ -600,9 +600,11 @@ func testCompactionReadsEachObjectOnce(t *testing.T, open storeOpener) {
 }
 
 // A pass holds at most CompactionConfig.BufferBytes of runs for segments
-// not yet complete (plus one read and its copies): past it, it writes
-// the segments it can early, smaller, and still reads each object once
-// and rewrites every run.
+// not yet complete (plus one read and its copies), even when one
+// partition's segment alone is larger (SegmentMaxBytes above
+// BufferBytes): it then writes that segment in pieces, and still reads
+// each object once per batch (here one partition a batch) and rewrites
+// every run.
 func TestCompactionBufferBound(t *testing.T) { onBackends(t, testCompactionBufferBound) }
 
 func testCompactionBufferBound(t *testing.T, open storeOpener) {
@@ -645,14 +647,91 @@ func testCompactionBufferBound(t *testing.T, open storeOpener) {
 	if st.PeakBytes > bound {
 		t.Errorf("the pass held %d bytes at once, want at most %d (BufferBytes + one read of the largest object and its copies)", st.PeakBytes, bound)
 	}
-	if n := bucket.Gets() - gets; n > int64(len(objects)) {
-		t.Errorf("the pass made %d GETs for %d flush objects; want at most one per object", n, len(objects))
+	if n := bucket.Gets() - gets; n > int64(partitions*len(objects)) {
+		t.Errorf("the pass made %d GETs for %d flush objects; want at most one per object and batch (%d batches)", n, len(objects), partitions)
 	}
 	keys, _ := indexKeys(t, e.store, tps)
 	for k := range keys {
 		if !strings.HasSuffix(k, compactedSuffix) {
 			t.Errorf("index still names flush object %s", k)
 		}
+	}
+	memIndexMatches(t, l, e.store, tps)
+	s.check(t, l)
+}
+
+// BufferBytes bounds a pass's memory without fragmenting segments: an
+// agent leading more busy partitions than fit the buffer at once
+// compacts them in batches of partitions (each batch reads the objects it
+// needs once), not by writing every partition's segment in small pieces
+// (pieces that are never regrouped).
+func TestCompactionBufferKeepsSegmentsWhole(t *testing.T) {
+	onBackends(t, testCompactionBufferKeepsSegmentsWhole)
+}
+
+func testCompactionBufferKeepsSegmentsWhole(t *testing.T, open storeOpener) {
+	t.Parallel()
+	bucket := objstore.NewCounting(objstore.NewMemory())
+	e := newEnv(t, open, bucket)
+	const partitions, rounds = 16, 12
+	cfg := e.multiRunConfig(partitions)
+	cfg.Compaction.BufferBytes = 16 << 10
+	l := e.open(cfg)
+	topic := e.topic("busy", partitions, nil)
+	lead(t, l, topic)
+	tps := partitionsOf(topic)
+	s := multiRunHistory(t, l, topic, rounds, 400)
+	objects, entries := indexKeys(t, e.store, tps)
+	// The partitions' runs together are well over the buffer; each
+	// partition's alone fits it.
+	var total, largestPartition, largestObject int64
+	ctx := context.Background()
+	for _, tp := range tps {
+		es, err := e.store.ListIndex(ctx, tp, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, en := range es {
+			n += en.Len
+		}
+		total += n
+		largestPartition = max(largestPartition, n)
+	}
+	err := bucket.List(ctx, "", func(o objstore.ObjectInfo) error {
+		if objects[o.Key] {
+			largestObject = max(largestObject, o.Size)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total < 4*cfg.Compaction.BufferBytes || largestPartition > cfg.Compaction.BufferBytes/2 {
+		t.Fatalf("%d bytes of runs, %d in the largest partition; the test needs well over BufferBytes %d in all and under half of it each",
+			total, largestPartition, cfg.Compaction.BufferBytes)
+	}
+	e.clock.Advance(2 * time.Second)
+	gets := bucket.Gets()
+	st, err := l.Compact(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Entries != entries || st.Conflicts != 0 {
+		t.Fatalf("pass = %+v; want all %d entries replaced", st, entries)
+	}
+	if perSegment := float64(st.Entries) / float64(st.Segments); perSegment < rounds/2 {
+		t.Errorf("%d runs in %d segments (%.1f a segment); want at least %d a segment (BufferBytes must not cut segments short)",
+			st.Entries, st.Segments, perSegment, rounds/2)
+	}
+	if bound := cfg.Compaction.BufferBytes + 2*largestObject; st.PeakBytes > bound {
+		t.Errorf("the pass held %d bytes at once, want at most %d (BufferBytes + one read and its copies)", st.PeakBytes, bound)
+	}
+	// Batches of BufferBytes/largestPartition partitions, each reading an
+	// object once.
+	batches := (partitions + int(cfg.Compaction.BufferBytes/largestPartition) - 1) / int(cfg.Compaction.BufferBytes/largestPartition)
+	if n := bucket.Gets() - gets; n > int64(batches*len(objects)) {
+		t.Errorf("the pass made %d GETs for %d flush objects; want at most one per object and batch (%d batches)", n, len(objects), batches)
 	}
 	memIndexMatches(t, l, e.store, tps)
 	s.check(t, l)
