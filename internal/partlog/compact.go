@@ -65,12 +65,22 @@ type CompactionConfig struct {
 	// are written early, smaller. Default 32 MiB.
 	BufferBytes int64
 	// BusyShare is the share of time an object compaction pass may work
-	// while the agent takes appends: after each read and each segment it
-	// waits (1/BusyShare - 1) times as long as that step took, so a
+	// while appends press the agent: after each read and each segment it
+	// waits up to (1/BusyShare - 1) times as long as that step took, so a
 	// full-speed produce keeps most of the disk, the CPU and the metadata
-	// store. An idle agent compacts at full speed. Default 0.25; 1 never
-	// waits.
+	// store. The wait scales with the append pressure (appendPressure):
+	// none while less than an eighth of MaxPendingBytes is pending (an
+	// idle agent or a trickle of appends: compaction at full speed), the
+	// whole wait from half of it on or while every upload slot is taken.
+	// Default 0.25; 1 never waits.
 	BusyShare float64
+	// PassMaxDuration bounds the object compaction part of a pass (reads,
+	// writes and waits): past it the pass leaves the segments it has not
+	// written to the next pass and goes on to key compaction, so a long
+	// backlog under append pressure delays neither key compaction nor
+	// the pass's success (streamhouse_log_compaction_last_success_timestamp_seconds).
+	// Default Interval, or 1 minute without one.
+	PassMaxDuration time.Duration
 }
 
 func (c *CompactionConfig) setDefaults(chunk int64) {
@@ -97,6 +107,12 @@ func (c *CompactionConfig) setDefaults(chunk int64) {
 	if c.BusyShare <= 0 || c.BusyShare > 1 {
 		c.BusyShare = 0.25
 	}
+	if c.PassMaxDuration <= 0 {
+		c.PassMaxDuration = c.Interval
+		if c.PassMaxDuration <= 0 {
+			c.PassMaxDuration = time.Minute
+		}
+	}
 }
 
 // compactedSuffix ends the key of every object compaction writes. Its runs
@@ -120,6 +136,9 @@ type CompactionStats struct {
 	// Time of object compaction's reads and segment writes (Busy), and
 	// what it waited after them for appends (Yielded, see BusyShare).
 	Busy, Yielded time.Duration
+	// Deferred counts the planned index entries the pass left for the
+	// next one: past PassMaxDuration, or let go under BufferBytes.
+	Deferred int
 
 	// Key compaction (keycompact.go).
 	KeyPasses      int   // partitions key-compacted
@@ -150,6 +169,7 @@ type compactor struct {
 	runs      prometheus.Counter
 	seconds   prometheus.Counter // added as a pass goes (mark), not only at its end
 	yielded   prometheus.Counter
+	deferred  prometheus.Counter
 	mark      time.Time // what seconds counts up to; under mu
 	objects   prometheus.Counter
 	bytes     prometheus.Counter
@@ -170,6 +190,9 @@ func newCompactor(reg prometheus.Registerer) *compactor {
 		yielded: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "streamhouse_log_compaction_yield_seconds_total", Help: "Time object compaction passes waited for the agent's appends (CompactionConfig.BusyShare).",
 		}),
+		deferred: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "streamhouse_log_compaction_deferred_entries_total", Help: "Index entries an object compaction pass planned but left for the next pass (past CompactionConfig.PassMaxDuration, or let go under BufferBytes).",
+		}),
 		objects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "streamhouse_log_compaction_objects_written_total", Help: "Per-partition segment objects written by compaction and switched to.",
 		}),
@@ -187,7 +210,7 @@ func newCompactor(reg prometheus.Registerer) *compactor {
 	for _, r := range compactionConflictReasons {
 		c.conflicts.WithLabelValues(r) // at zero from the start (metrics.go)
 	}
-	reg.MustRegister(c.runs, c.seconds, c.yielded, c.objects, c.bytes, c.entries, c.conflicts)
+	reg.MustRegister(c.runs, c.seconds, c.yielded, c.deferred, c.objects, c.bytes, c.entries, c.conflicts)
 	c.keys = newKeyCompactor(reg)
 	return c
 }
@@ -433,15 +456,33 @@ func (r sourceRun) entry() metadata.IndexEntry { return r.g.old[r.i] }
 // writes would fragment a busy agent's partitions for good. Each batch
 // reads every source object it takes runs from at most once.
 func (l *Log) rewriteGroups(ctx context.Context, groups []*compactGroup, st *CompactionStats) error {
-	pace := &pacer{l: l, st: st, since: time.Now()}
+	now := time.Now()
+	pace := &pacer{l: l, st: st, since: now, deadline: now.Add(l.cfg.Compaction.PassMaxDuration)}
 	var scratch []byte // the segments' buffer, reused (a Put keeps no reference)
 	for _, b := range compactBatches(groups, l.cfg.Compaction.BufferBytes) {
-		if err := l.rewriteBatch(ctx, b, st, pace, &scratch); err != nil {
+		err := l.rewriteBatch(ctx, b, st, pace, &scratch)
+		if errors.Is(err, errPassTime) {
+			n := 0
+			for _, g := range groups {
+				if !g.done {
+					n += len(g.old) - g.start
+				}
+			}
+			st.Deferred += n
+			l.compaction.deferred.Add(float64(n))
+			l.log.Info("object compaction: pass time up, the rest waits for the next pass",
+				"pass_max_duration", l.cfg.Compaction.PassMaxDuration, "entries_deferred", n)
+			return nil
+		}
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// errPassTime ends a pass's rewrites at PassMaxDuration.
+var errPassTime = errors.New("compaction pass time up")
 
 // compactBatches splits groups (each partition's in a row, in offset
 // order) into batches of whole partitions whose largest groups sum to at
@@ -664,22 +705,27 @@ func (l *Log) rewriteBatch(ctx context.Context, groups []*compactGroup, st *Comp
 	return nil
 }
 
-// pacer spaces a pass's steps while the agent takes appends
-// (CompactionConfig.BusyShare).
+// pacer spaces a pass's steps while appends press the agent
+// (CompactionConfig.BusyShare) and ends the pass's rewrites at its
+// deadline (PassMaxDuration).
 type pacer struct {
-	l     *Log
-	st    *CompactionStats
-	since time.Time // the current step's start
+	l        *Log
+	st       *CompactionStats
+	since    time.Time // the current step's start
+	deadline time.Time
 }
 
 // step ends a step (a read or a segment write): it counts its time and,
-// while the agent takes appends, waits so that steps take at most
-// BusyShare of the time.
+// while appends press the agent, waits so that steps take at most
+// BusyShare of the time at full pressure (less as the pressure is lower,
+// nothing with spare capacity). Past the deadline it returns errPassTime.
 func (pc *pacer) step(ctx context.Context) error {
 	work := time.Since(pc.since)
 	pc.st.Busy += work
-	if share := pc.l.cfg.Compaction.BusyShare; share < 1 && pc.l.appending() {
-		wait := time.Duration(float64(work) * (1/share - 1))
+	share := pc.l.cfg.Compaction.BusyShare
+	if scale := yieldScale(pc.l.appendPressure()); share < 1 && scale > 0 {
+		wait := time.Duration(float64(work) * (1/share - 1) * scale)
+		wait = min(wait, time.Until(pc.deadline))
 		start := time.Now()
 		ok := sleepCtx(ctx, wait)
 		waited := time.Since(start)
@@ -691,15 +737,32 @@ func (pc *pacer) step(ctx context.Context) error {
 	}
 	pc.l.compaction.tick()
 	pc.since = time.Now()
+	if !pc.since.Before(pc.deadline) {
+		return errPassTime
+	}
 	return nil
 }
 
-// appending reports whether the agent is taking appends: data is
-// buffered or a flush was sealed within the last second.
-func (l *Log) appending() bool {
+// Append pressure at or below yieldFrom is spare capacity (no wait);
+// from yieldFull on, compaction waits its whole share (BusyShare).
+const yieldFrom, yieldFull = 0.125, 0.5
+
+// yieldScale maps the append pressure to the share of the full wait.
+func yieldScale(pressure float64) float64 {
+	return min(1, max(0, (pressure-yieldFrom)/(yieldFull-yieldFrom)))
+}
+
+// appendPressure is how much the agent's appends press it, from 0 to 1:
+// its pending bytes (buffered and uploading, what backpressure bounds)
+// as a share of MaxPendingBytes, or 1 while every upload slot is taken
+// (the sealer waits for one).
+func (l *Log) appendPressure() float64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return !l.buf.empty() || l.cfg.Now().Sub(l.lastSeal) < time.Second
+	if l.inflight >= l.cfg.MaxInflightUploads {
+		return 1
+	}
+	return min(1, float64(l.pending)/float64(l.cfg.MaxPendingBytes))
 }
 
 // readSource reads [off, off+n) of an object for compaction: from the

@@ -803,7 +803,7 @@ func testCompactionPassBound(t *testing.T, open storeOpener) {
 	s.check(t, l)
 }
 
-// While the agent takes appends, a pass works at most BusyShare of the
+// While appends press the agent, a pass works at most BusyShare of the
 // time: it waits after each read and segment write.
 func TestCompactionYieldsToAppends(t *testing.T) { onBackends(t, testCompactionYieldsToAppends) }
 
@@ -813,17 +813,24 @@ func testCompactionYieldsToAppends(t *testing.T, open storeOpener) {
 	const partitions = 4
 	cfg := e.multiRunConfig(partitions)
 	cfg.Compaction.BusyShare = 0.25
+	// Room for a round of multiRunHistory's runs, and for the pending
+	// append below to fill more than yieldFull of it.
+	cfg.MaxPendingBytes = 2 << 10
 	l := e.open(cfg)
 	topic := e.topic("busy", partitions, nil)
 	lead(t, l, topic)
 	s := multiRunHistory(t, l, topic, 8, 200)
 	e.clock.Advance(2 * time.Second)
 	// An append waiting in the buffer (a flush seals only once every
-	// partition has one): the agent is taking appends throughout the pass.
+	// partition has one), holding over half of MaxPendingBytes: appends
+	// press the agent throughout the pass.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if _, err := l.AppendAsync(ctx, tpOf(topic, 0), mkBatch(t, "pending", 1), AckDurable); err != nil {
+	if _, err := l.AppendAsync(ctx, tpOf(topic, 0), mkBatch(t, strings.Repeat("p", 1200), 1), AckDurable); err != nil {
 		t.Fatal(err)
+	}
+	if p := l.appendPressure(); p < yieldFull {
+		t.Fatalf("append pressure %v; the test needs at least %v", p, yieldFull)
 	}
 	start := time.Now()
 	st, err := l.Compact(context.Background())
@@ -846,6 +853,122 @@ func testCompactionYieldsToAppends(t *testing.T, open storeOpener) {
 		t.Errorf("streamhouse_log_compaction_seconds_total = %v, want between the waits %v and the pass %v", s, st.Yielded.Seconds(), took.Seconds())
 	}
 	memIndexMatches(t, l, e.store, partitionsOf(topic))
+	s.check(t, l)
+}
+
+// A trickle of appends (a flush sealed every half second, a batch
+// buffered) leaves the agent spare capacity: compaction does not wait for
+// it, so it is not slowed down for as long as any traffic comes in.
+func TestCompactionTrickleDoesNotYield(t *testing.T) {
+	onBackends(t, testCompactionTrickleDoesNotYield)
+}
+
+func testCompactionTrickleDoesNotYield(t *testing.T, open storeOpener) {
+	t.Parallel()
+	e := newEnv(t, open, nil)
+	const partitions = 4
+	cfg := e.multiRunConfig(partitions)
+	cfg.Compaction.BusyShare = 0.25
+	l := e.open(cfg)
+	topic := e.topic("busy", partitions, nil)
+	lead(t, l, topic)
+	s := multiRunHistory(t, l, topic, 8, 200)
+	e.clock.Advance(2 * time.Second)
+	// A flush sealed just now (its runs are newer than MinAge's cut-off
+	// once the clock moves on below, and stay out of this pass's plan) and
+	// one batch buffered: the agent takes appends when the pass starts.
+	multiRunRounds(t, l, topic, s, 1, 200)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := l.AppendAsync(ctx, tpOf(topic, 0), mkBatch(t, "pending", 1), AckDurable); err != nil {
+		t.Fatal(err)
+	}
+	// During the pass, the trickle goes on: a flush sealed every half
+	// second (bounded, well within the GC grace the switches check).
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for r := 0; r < 6; r++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			e.clock.Advance(500 * time.Millisecond)
+			for p := 1; p < partitions; p++ {
+				a, err := l.AppendAsync(ctx, tpOf(topic, int32(p)), mkBatch(t, fmt.Sprintf("trickle-%d-%d", r, p), 1), AckDurable)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if r == 0 && p == partitions-1 {
+					// The round seals with the pending batch of partition 0.
+					if _, err := a.Wait(ctx); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+			if _, err := l.AppendAsync(ctx, tpOf(topic, 0), mkBatch(t, fmt.Sprintf("trickle-%d-0", r), 1), AckDurable); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	st, err := l.Compact(context.Background())
+	close(done)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Segments == 0 || st.Conflicts != 0 {
+		t.Fatalf("pass = %+v; want segments written", st)
+	}
+	if st.Yielded != 0 {
+		t.Errorf("the pass waited %v (worked %v) for a trickle of appends; the agent had spare capacity", st.Yielded, st.Busy)
+	}
+	memIndexMatches(t, l, e.store, partitionsOf(topic))
+}
+
+// A pass's rewrites stop at PassMaxDuration: the rest waits for the next
+// pass, the pass still succeeds (and goes on to key compaction), and the
+// deferred entries are counted.
+func TestCompactionPassMaxDuration(t *testing.T) {
+	onBackends(t, testCompactionPassMaxDuration)
+}
+
+func testCompactionPassMaxDuration(t *testing.T, open storeOpener) {
+	t.Parallel()
+	e := newEnv(t, open, nil)
+	const partitions = 4
+	cfg := e.multiRunConfig(partitions)
+	cfg.Compaction.PassMaxDuration = time.Nanosecond // up after the first step
+	l := e.open(cfg)
+	topic := e.topic("busy", partitions, nil)
+	lead(t, l, topic)
+	tps := partitionsOf(topic)
+	s := multiRunHistory(t, l, topic, 8, 200)
+	_, entries := indexKeys(t, e.store, tps)
+	e.clock.Advance(2 * time.Second)
+	ctx := context.Background()
+	st, err := l.Compact(ctx)
+	if err != nil {
+		t.Fatalf("pass cut short by its time: %v; want success", err)
+	}
+	if st.Deferred == 0 || st.Entries+st.Deferred != entries || st.Entries == entries {
+		t.Fatalf("pass = %+v; want part of the %d entries replaced and the rest deferred", st, entries)
+	}
+	if d := testutil.ToFloat64(l.compaction.deferred); d != float64(st.Deferred) {
+		t.Errorf("streamhouse_log_compaction_deferred_entries_total = %v, want %d", d, st.Deferred)
+	}
+	l.cfg.Compaction.PassMaxDuration = time.Hour
+	st2, err := l.Compact(ctx)
+	if err != nil || st2.Deferred != 0 || st.Entries+st2.Entries != entries {
+		t.Fatalf("second pass = %+v, %v; want the %d deferred entries replaced", st2, err, st.Deferred)
+	}
+	memIndexMatches(t, l, e.store, tps)
 	s.check(t, l)
 }
 
