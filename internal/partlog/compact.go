@@ -605,6 +605,10 @@ func (l *Log) rewriteBatch(ctx context.Context, groups []*compactGroup, st *Comp
 		return pace.step(ctx)
 	}
 	readLimit := int64(l.cfg.MaxObjectBytes)
+	// A gap wider than a read chunk between two runs the batch takes (runs
+	// of partitions in other batches or led elsewhere) splits the read:
+	// two GETs cost less than reading the gap.
+	gapLimit := l.cfg.ReadChunkBytes
 	for _, s := range sources {
 		var runs []sourceRun
 		for _, r := range s.runs {
@@ -619,12 +623,13 @@ func (l *Log) rewriteBatch(ctx context.Context, groups []*compactGroup, st *Comp
 		st.ObjectsRead++
 		for len(runs) > 0 {
 			// One read: the runs from the first on while the range
-			// covering them stays within readLimit (at least one run).
+			// covering them stays within readLimit and no gap between
+			// them is wider than gapLimit (at least one run).
 			lo := runs[0].entry().Pos
 			hi, n := lo, 0
 			for ; n < len(runs); n++ {
 				e := runs[n].entry()
-				if n > 0 && max(hi, e.Pos+e.Len)-lo > readLimit {
+				if n > 0 && (max(hi, e.Pos+e.Len)-lo > readLimit || e.Pos-hi > gapLimit) {
 					break
 				}
 				hi = max(hi, e.Pos+e.Len)
@@ -676,29 +681,30 @@ func (l *Log) rewriteBatch(ctx context.Context, groups []*compactGroup, st *Comp
 					}
 				}
 			}
-		}
-		// Over the budget: write the read prefix of the group holding the
-		// largest one, until under it. Runs read out of seal order (no
-		// prefix) are let go: the next pass reads them again.
-		for held > l.cfg.Compaction.BufferBytes {
-			var best, most *compactGroup
-			for _, g := range groups {
-				if g.done {
+			// Over the budget (checked after each read): write the read
+			// prefix of the group holding the largest one, until under
+			// it. Runs read out of seal order (no prefix) are let go:
+			// the next pass reads them again.
+			for held > l.cfg.Compaction.BufferBytes {
+				var best, most *compactGroup
+				for _, g := range groups {
+					if g.done {
+						continue
+					}
+					if most == nil || g.held > most.held {
+						most = g
+					}
+					if g.prefix > g.start && (best == nil || g.prefixBytes > best.prefixBytes) {
+						best = g
+					}
+				}
+				if best == nil {
+					drop(most)
 					continue
 				}
-				if most == nil || g.held > most.held {
-					most = g
+				if err := write(best); err != nil {
+					return err
 				}
-				if g.prefix > g.start && (best == nil || g.prefixBytes > best.prefixBytes) {
-					best = g
-				}
-			}
-			if best == nil {
-				drop(most)
-				continue
-			}
-			if err := write(best); err != nil {
-				return err
 			}
 		}
 	}

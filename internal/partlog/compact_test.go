@@ -737,6 +737,100 @@ func testCompactionBufferKeepsSegmentsWhole(t *testing.T, open storeOpener) {
 	s.check(t, l)
 }
 
+// A read takes the runs of one object the pass needs, not the wide gaps
+// between them: runs of partitions led elsewhere between two taken runs
+// split the read when wider than a read chunk.
+func TestCompactionReadSkipsGaps(t *testing.T) { onBackends(t, testCompactionReadSkipsGaps) }
+
+func testCompactionReadSkipsGaps(t *testing.T, open storeOpener) {
+	t.Parallel()
+	bucket := objstore.NewCounting(objstore.NewMemory())
+	e := newEnv(t, open, bucket)
+	const partitions, bigBatches = 3, 4
+	cfg := e.multiRunConfig(partitions)
+	cfg.MaxObjectRecords = partitions - 1 + bigBatches
+	l := e.open(cfg)
+	topic := e.topic("gappy", partitions, nil)
+	lead(t, l, topic)
+	ctx := context.Background()
+	// One flush object: partition 0's run, partition 1's run of several
+	// read chunks, partition 2's run, in that order.
+	s := &sent{batches: make(map[metadata.TopicPartition][][]byte)}
+	produce(t, l, topic, s, 1, "first") // sealed alone
+	var pending []*Appending
+	var origs [][]byte
+	var parts []int32
+	for p := range int32(partitions) {
+		bs := [][]byte{mkBatch(t, fmt.Sprintf("small-%d", p), 1)}
+		if p == 1 {
+			bs = nil
+			for i := range bigBatches {
+				bs = append(bs, mkBatch(t, fmt.Sprintf("%d%s", i, strings.Repeat("x", 900<<10)), 1))
+			}
+		}
+		for _, b := range bs {
+			origs = append(origs, slices.Clone(b))
+			a, err := l.AppendAsync(ctx, tpOf(topic, p), b, AckDurable)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pending = append(pending, a)
+			parts = append(parts, p)
+		}
+	}
+	for i, a := range pending {
+		res, err := a.Wait(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp := tpOf(topic, parts[i])
+		epoch, _ := l.LeaderEpoch(tp)
+		s.add(tp, origs[i], res.BaseOffset, epoch)
+	}
+	es, err := e.store.ListIndex(ctx, tpOf(topic, 1), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gap := es[len(es)-1]
+	// Partition 1 is led elsewhere from now on: its run stays where it is.
+	if err := l.Release(ctx, tpOf(topic, 1)); err != nil {
+		t.Fatal(err)
+	}
+	var around []metadata.IndexEntry
+	for _, p := range []int32{0, 2} {
+		es, err := e.store.ListIndex(ctx, tpOf(topic, p), 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		around = append(around, es[len(es)-1])
+	}
+	if around[0].ObjectKey != gap.ObjectKey || around[1].ObjectKey != gap.ObjectKey ||
+		!(around[0].Pos < gap.Pos && gap.Pos < around[1].Pos) || gap.Len < 2*cfg.ReadChunkBytes {
+		t.Fatalf("runs %+v around %+v; the test needs partition 1's run of several read chunks between the others' in one object", around, gap)
+	}
+	e.clock.Advance(2 * time.Second)
+	st, err := l.Compact(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Segments == 0 || st.Conflicts != 0 {
+		t.Fatalf("pass = %+v; want segments written", st)
+	}
+	if st.ReadBytes > 4*st.Bytes {
+		t.Errorf("the pass read %d bytes to rewrite %d; want at most 4 times as many (not the %d-byte gap)", st.ReadBytes, st.Bytes, gap.Len)
+	}
+	for _, p := range []int32{0, 2} {
+		tp := tpOf(topic, p)
+		got, err := readBatches(ctx, l, tp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(s.batches[tp]) {
+			t.Errorf("%s: %d batches read back, want %d", tp, len(got), len(s.batches[tp]))
+		}
+	}
+}
+
 // A pass plans at most about passEntries entries; the partition it cuts
 // short comes first next time, unless it came first this time too: then
 // the next partition does, so one partition with a long history does not
