@@ -459,8 +459,15 @@ func (l *Log) rewriteGroups(ctx context.Context, groups []*compactGroup, st *Com
 	now := time.Now()
 	pace := &pacer{l: l, st: st, since: now, deadline: now.Add(l.cfg.Compaction.PassMaxDuration)}
 	var scratch []byte // the segments' buffer, reused (a Put keeps no reference)
+	letGo := 0         // entries let go under BufferBytes (rewriteBatch)
+	defer func() {
+		if letGo > 0 {
+			l.log.Info("object compaction: runs let go to stay within the buffer, the next pass reads them again",
+				"buffer_bytes", l.cfg.Compaction.BufferBytes, "entries_deferred", letGo)
+		}
+	}()
 	for _, b := range compactBatches(groups, l.cfg.Compaction.BufferBytes) {
-		err := l.rewriteBatch(ctx, b, st, pace, &scratch)
+		err := l.rewriteBatch(ctx, b, st, pace, &scratch, &letGo)
 		if errors.Is(err, errPassTime) {
 			n := 0
 			for _, g := range groups {
@@ -533,7 +540,7 @@ func compactBatches(groups []*compactGroup, buffer int64) [][]*compactGroup {
 // with them (a smaller segment; the rest of its runs go on as a group of
 // their own), so a pass holds at most BufferBytes plus one read and its
 // copies.
-func (l *Log) rewriteBatch(ctx context.Context, groups []*compactGroup, st *CompactionStats, pace *pacer, scratch *[]byte) error {
+func (l *Log) rewriteBatch(ctx context.Context, groups []*compactGroup, st *CompactionStats, pace *pacer, scratch *[]byte, letGo *int) error {
 	type source struct {
 		key     string
 		created int64
@@ -644,11 +651,18 @@ func (l *Log) rewriteBatch(ctx context.Context, groups []*compactGroup, st *Comp
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
+				// Every group needing these runs waits for the next pass:
+				// one failure counted and logged for the read.
+				l.compaction.conflicts.WithLabelValues("error").Inc()
+				st.Conflicts++
+				n := 0
 				for _, r := range part {
-					if !r.g.done { // every group needing these runs fails this pass
-						fail(r.g, err)
+					if !r.g.done {
+						drop(r.g)
+						n++
 					}
 				}
+				l.log.Warn("object compaction: read failed", "object", s.key, "segments_failed", n, "err", err)
 				continue
 			}
 			st.ReadBytes += hi - lo
@@ -699,6 +713,10 @@ func (l *Log) rewriteBatch(ctx context.Context, groups []*compactGroup, st *Comp
 					}
 				}
 				if best == nil {
+					n := len(most.old) - most.start
+					*letGo += n
+					st.Deferred += n
+					l.compaction.deferred.Add(float64(n))
 					drop(most)
 					continue
 				}

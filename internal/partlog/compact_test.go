@@ -831,6 +831,66 @@ func testCompactionReadSkipsGaps(t *testing.T, open storeOpener) {
 	}
 }
 
+// A failed read of a flush object fails every segment needing runs of
+// it for this pass, but counts (streamhouse_log_compaction_switch_conflicts_total
+// {reason="error"}, CompactionStats.Conflicts) and logs one failure, not
+// one per partition. The next pass compacts everything.
+func TestCompactionFailedReadCountedOnce(t *testing.T) {
+	onBackends(t, testCompactionFailedReadCountedOnce)
+}
+
+func testCompactionFailedReadCountedOnce(t *testing.T, open storeOpener) {
+	t.Parallel()
+	bucket := objstore.NewFaulty(objstore.NewMemory())
+	e := newEnv(t, open, bucket)
+	const partitions = 4
+	l := e.open(e.multiRunConfig(partitions))
+	topic := e.topic("busy", partitions, nil)
+	lead(t, l, topic)
+	tps := partitionsOf(topic)
+	s := multiRunHistory(t, l, topic, 3, 200)
+	ctx := context.Background()
+	// A flush object holding a run of every partition.
+	es, err := e.store.ListIndex(ctx, tps[partitions-1], 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := es[0].ObjectKey
+	e.clock.Advance(2 * time.Second)
+	bucket.Inject(objstore.Fault{Op: objstore.OpGetRange, Match: func(k string) bool { return k == key }})
+	st, err := l.Compact(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Segments != 0 {
+		t.Fatalf("pass = %+v; want every partition's segment, each needing a run of %s, failed", st, key)
+	}
+	if c := testutil.ToFloat64(l.compaction.conflicts.WithLabelValues("error")); st.Conflicts != 1 || c != 1 {
+		t.Errorf("one failed read of an object holding runs of %d partitions counted %d conflicts, metric %v; want 1", partitions, st.Conflicts, c)
+	}
+	bucket.Clear()
+	for pass := 0; ; pass++ {
+		st, err := l.Compact(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Entries == 0 {
+			break
+		}
+		if pass == 5 {
+			t.Fatal("passes still compacting after 5")
+		}
+	}
+	keys, _ := indexKeys(t, e.store, tps)
+	for k := range keys {
+		if !strings.HasSuffix(k, compactedSuffix) {
+			t.Errorf("index still names flush object %s", k)
+		}
+	}
+	memIndexMatches(t, l, e.store, tps)
+	s.check(t, l)
+}
+
 // A pass plans at most about passEntries entries; the partition it cuts
 // short comes first next time, unless it came first this time too: then
 // the next partition does, so one partition with a long history does not
