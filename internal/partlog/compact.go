@@ -9,9 +9,11 @@ package partlog
 // (metadata.Store.ReplaceIndex). The replaced objects stay readable until
 // garbage collection deletes them, a grace period after no index row
 // names them any more, so a reader holding old index entries never fails
-// (invariant 11). A pass reads each flush object at most once, for every
-// partition's runs in it (rewriteGroups), holds a bounded amount of them
-// (BufferBytes), and yields to appends (BusyShare). The write-and-switch
+// (invariant 11). A pass reads each flush object at most once per batch
+// of partitions, for every partition's runs of the batch in it
+// (rewriteGroups), holds a bounded amount of them (BufferBytes), yields
+// to appends in proportion to their pressure (BusyShare) and stops
+// rewriting at PassMaxDuration. The write-and-switch
 // step (writeSegment, after rewriteRun's reads) is what Kafka key
 // compaction reuses with its own selection of batches.
 
@@ -61,8 +63,9 @@ type CompactionConfig struct {
 	// (keycompact.go). Default 16 MiB.
 	KeyMapBytes int64
 	// BufferBytes bounds the run bytes an object compaction pass holds
-	// for segments not yet complete (rewriteGroups); past it, segments
-	// are written early, smaller. Default 32 MiB.
+	// for segments not yet complete: partitions are rewritten in batches
+	// whose segments in progress fit it (rewriteGroups); only a segment
+	// larger than it alone is written in pieces. Default 32 MiB.
 	BufferBytes int64
 	// BusyShare is the share of time an object compaction pass may work
 	// while appends press the agent: after each read and each segment it
@@ -129,7 +132,7 @@ type CompactionStats struct {
 	Conflicts int   // switches refused (fenced, index changed) or failed
 
 	// Reads of object compaction.
-	ObjectsRead int   // source objects read (each at most once a pass)
+	ObjectsRead int   // source objects read (each at most once a batch)
 	ReadBytes   int64 // bytes read from them
 	PeakBytes   int64 // most bytes held at once: runs, one read and its copies
 
