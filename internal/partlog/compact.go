@@ -538,11 +538,12 @@ func compactBatches(groups []*compactGroup, buffer int64) [][]*compactGroup {
 // a different group. Objects are read in seal order, which is the order
 // of each group's runs, and a group is written as soon as its last run
 // is read. The runs held for groups not yet complete are bounded by
-// BufferBytes: past it (only when one partition's group alone is larger,
-// see compactBatches), the group holding the most runs read is written
-// with them (a smaller segment; the rest of its runs go on as a group of
-// their own), so a pass holds at most BufferBytes plus one read and its
-// copies.
+// BufferBytes, checked after each read: past it (only when one
+// partition's group alone is larger, see compactBatches), the group whose
+// read prefix is the largest is written with it (a smaller segment; the
+// rest of its runs go on as a group of their own), so a pass holds at
+// most BufferBytes plus one read and its copies. A read is also split at
+// gaps wider than a read chunk, and a failed read counts one failure.
 func (l *Log) rewriteBatch(ctx context.Context, groups []*compactGroup, st *CompactionStats, pace *pacer, scratch *[]byte, letGo *int) error {
 	type source struct {
 		key     string
