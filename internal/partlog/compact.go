@@ -9,9 +9,11 @@ package partlog
 // (metadata.Store.ReplaceIndex). The replaced objects stay readable until
 // garbage collection deletes them, a grace period after no index row
 // names them any more, so a reader holding old index entries never fails
-// (invariant 11). A pass reads each flush object at most once, for every
-// partition's runs in it (rewriteGroups), holds a bounded amount of them
-// (BufferBytes), and yields to appends (BusyShare). The write-and-switch
+// (invariant 11). A pass reads each flush object at most once per batch
+// of partitions, for every partition's runs of the batch in it
+// (rewriteGroups), holds a bounded amount of them (BufferBytes), yields
+// to appends in proportion to their pressure (BusyShare) and stops
+// rewriting at PassMaxDuration. The write-and-switch
 // step (writeSegment, after rewriteRun's reads) is what Kafka key
 // compaction reuses with its own selection of batches.
 
@@ -61,16 +63,27 @@ type CompactionConfig struct {
 	// (keycompact.go). Default 16 MiB.
 	KeyMapBytes int64
 	// BufferBytes bounds the run bytes an object compaction pass holds
-	// for segments not yet complete (rewriteGroups); past it, segments
-	// are written early, smaller. Default 32 MiB.
+	// for segments not yet complete: partitions are rewritten in batches
+	// whose segments in progress fit it (rewriteGroups); only a segment
+	// larger than it alone is written in pieces. Default 32 MiB.
 	BufferBytes int64
 	// BusyShare is the share of time an object compaction pass may work
-	// while the agent takes appends: after each read and each segment it
-	// waits (1/BusyShare - 1) times as long as that step took, so a
+	// while appends press the agent: after each read and each segment it
+	// waits up to (1/BusyShare - 1) times as long as that step took, so a
 	// full-speed produce keeps most of the disk, the CPU and the metadata
-	// store. An idle agent compacts at full speed. Default 0.25; 1 never
-	// waits.
+	// store. The wait scales with the append pressure (appendPressure):
+	// none while less than an eighth of MaxPendingBytes is pending (an
+	// idle agent or a trickle of appends: compaction at full speed), the
+	// whole wait from half of it on or while every upload slot is taken.
+	// Default 0.25; 1 never waits.
 	BusyShare float64
+	// PassMaxDuration bounds the object compaction part of a pass (reads,
+	// writes and waits): past it the pass leaves the segments it has not
+	// written to the next pass and goes on to key compaction, so a long
+	// backlog under append pressure delays neither key compaction nor
+	// the pass's success (streamhouse_log_compaction_last_success_timestamp_seconds).
+	// Default Interval, or 1 minute without one.
+	PassMaxDuration time.Duration
 }
 
 func (c *CompactionConfig) setDefaults(chunk int64) {
@@ -97,6 +110,12 @@ func (c *CompactionConfig) setDefaults(chunk int64) {
 	if c.BusyShare <= 0 || c.BusyShare > 1 {
 		c.BusyShare = 0.25
 	}
+	if c.PassMaxDuration <= 0 {
+		c.PassMaxDuration = c.Interval
+		if c.PassMaxDuration <= 0 {
+			c.PassMaxDuration = time.Minute
+		}
+	}
 }
 
 // compactedSuffix ends the key of every object compaction writes. Its runs
@@ -113,13 +132,16 @@ type CompactionStats struct {
 	Conflicts int   // switches refused (fenced, index changed) or failed
 
 	// Reads of object compaction.
-	ObjectsRead int   // source objects read (each at most once a pass)
+	ObjectsRead int   // source objects read (each at most once a batch)
 	ReadBytes   int64 // bytes read from them
 	PeakBytes   int64 // most bytes held at once: runs, one read and its copies
 
 	// Time of object compaction's reads and segment writes (Busy), and
 	// what it waited after them for appends (Yielded, see BusyShare).
 	Busy, Yielded time.Duration
+	// Deferred counts the planned index entries the pass left for the
+	// next one: past PassMaxDuration, or let go under BufferBytes.
+	Deferred int
 
 	// Key compaction (keycompact.go).
 	KeyPasses      int   // partitions key-compacted
@@ -150,6 +172,7 @@ type compactor struct {
 	runs      prometheus.Counter
 	seconds   prometheus.Counter // added as a pass goes (mark), not only at its end
 	yielded   prometheus.Counter
+	deferred  prometheus.Counter
 	mark      time.Time // what seconds counts up to; under mu
 	objects   prometheus.Counter
 	bytes     prometheus.Counter
@@ -170,6 +193,9 @@ func newCompactor(reg prometheus.Registerer) *compactor {
 		yielded: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "streamhouse_log_compaction_yield_seconds_total", Help: "Time object compaction passes waited for the agent's appends (CompactionConfig.BusyShare).",
 		}),
+		deferred: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "streamhouse_log_compaction_deferred_entries_total", Help: "Index entries an object compaction pass planned but left for the next pass (past CompactionConfig.PassMaxDuration, or let go under BufferBytes).",
+		}),
 		objects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "streamhouse_log_compaction_objects_written_total", Help: "Per-partition segment objects written by compaction and switched to.",
 		}),
@@ -187,7 +213,7 @@ func newCompactor(reg prometheus.Registerer) *compactor {
 	for _, r := range compactionConflictReasons {
 		c.conflicts.WithLabelValues(r) // at zero from the start (metrics.go)
 	}
-	reg.MustRegister(c.runs, c.seconds, c.yielded, c.objects, c.bytes, c.entries, c.conflicts)
+	reg.MustRegister(c.runs, c.seconds, c.yielded, c.deferred, c.objects, c.bytes, c.entries, c.conflicts)
 	c.keys = newKeyCompactor(reg)
 	return c
 }
@@ -426,17 +452,99 @@ type sourceRun struct {
 
 func (r sourceRun) entry() metadata.IndexEntry { return r.g.old[r.i] }
 
-// rewriteGroups writes the planned groups, reading every source object at
-// most once (one GET of the range covering the runs the pass takes from
-// it, split only where that range would exceed MaxObjectBytes): a flush
-// object holds runs of many partitions, each in a different group.
-// Objects are read in seal order, which is the order of each group's
-// runs, and a group is written as soon as its last run is read. The runs
-// held for groups not yet complete are bounded by BufferBytes: past it,
-// the group holding the most runs read is written with them (a smaller
-// segment; the rest of its runs go on as a group of their own), so a pass
-// holds at most BufferBytes plus one read and its copies.
+// rewriteGroups writes the planned groups in batches of partitions whose
+// segments in progress fit BufferBytes together (compactBatches), so
+// memory stays bounded without writing segments early, smaller: a
+// segment cut short is never regrouped (compactedSuffix), so early
+// writes would fragment a busy agent's partitions for good. Each batch
+// reads every source object it takes runs from at most once.
 func (l *Log) rewriteGroups(ctx context.Context, groups []*compactGroup, st *CompactionStats) error {
+	now := time.Now()
+	pace := &pacer{l: l, st: st, since: now, deadline: now.Add(l.cfg.Compaction.PassMaxDuration)}
+	var scratch []byte // the segments' buffer, reused (a Put keeps no reference)
+	letGo := 0         // entries let go under BufferBytes (rewriteBatch)
+	defer func() {
+		if letGo > 0 {
+			l.log.Info("object compaction: runs let go to stay within the buffer, the next pass reads them again",
+				"buffer_bytes", l.cfg.Compaction.BufferBytes, "entries_deferred", letGo)
+		}
+	}()
+	for _, b := range compactBatches(groups, l.cfg.Compaction.BufferBytes) {
+		err := l.rewriteBatch(ctx, b, st, pace, &scratch, &letGo)
+		if errors.Is(err, errPassTime) {
+			n := 0
+			for _, g := range groups {
+				if !g.done {
+					n += len(g.old) - g.start
+				}
+			}
+			st.Deferred += n
+			l.compaction.deferred.Add(float64(n))
+			l.log.Info("object compaction: pass time up, the rest waits for the next pass",
+				"pass_max_duration", l.cfg.Compaction.PassMaxDuration, "entries_deferred", n)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// errPassTime ends a pass's rewrites at PassMaxDuration.
+var errPassTime = errors.New("compaction pass time up")
+
+// compactBatches splits groups (each partition's in a row, in offset
+// order) into batches of whole partitions whose largest groups sum to at
+// most buffer. A partition's groups are complete one after the other
+// (sources are read in seal order, and a group's runs were all sealed
+// before the next group's), so it holds at most its largest group at
+// once. A batch holds at least one partition: one whose largest group
+// alone exceeds buffer (SegmentMaxBytes above BufferBytes) is a batch of
+// its own, and rewriteBatch writes its segments in pieces of about
+// BufferBytes.
+func compactBatches(groups []*compactGroup, buffer int64) [][]*compactGroup {
+	var batches [][]*compactGroup
+	var cur []*compactGroup
+	var curBytes int64
+	for i := 0; i < len(groups); {
+		j := i
+		var largest int64
+		for ; j < len(groups) && groups[j].p == groups[i].p; j++ {
+			var n int64
+			for _, e := range groups[j].old {
+				n += e.Len
+			}
+			largest = max(largest, n)
+		}
+		if len(cur) > 0 && curBytes+largest > buffer {
+			batches = append(batches, cur)
+			cur, curBytes = nil, 0
+		}
+		cur = append(cur, groups[i:j]...)
+		curBytes += largest
+		i = j
+	}
+	if len(cur) > 0 {
+		batches = append(batches, cur)
+	}
+	return batches
+}
+
+// rewriteBatch writes a batch of planned groups, reading every source
+// object at most once (one GET of the range covering the runs the batch
+// takes from it, split only where that range would exceed
+// MaxObjectBytes): a flush object holds runs of many partitions, each in
+// a different group. Objects are read in seal order, which is the order
+// of each group's runs, and a group is written as soon as its last run
+// is read. The runs held for groups not yet complete are bounded by
+// BufferBytes, checked after each read: past it (only when one
+// partition's group alone is larger, see compactBatches), the group whose
+// read prefix is the largest is written with it (a smaller segment; the
+// rest of its runs go on as a group of their own), so a pass holds at
+// most BufferBytes plus one read and its copies. A read is also split at
+// gaps wider than a read chunk, and a failed read counts one failure.
+func (l *Log) rewriteBatch(ctx context.Context, groups []*compactGroup, st *CompactionStats, pace *pacer, scratch *[]byte, letGo *int) error {
 	type source struct {
 		key     string
 		created int64
@@ -461,9 +569,7 @@ func (l *Log) rewriteGroups(ctx context.Context, groups []*compactGroup, st *Com
 		a, b := sources[i], sources[j]
 		return a.created < b.created || a.created == b.created && a.key < b.key
 	})
-	var held int64     // bytes in the bodies of every group
-	var scratch []byte // the segments' buffer, reused (a Put keeps no reference)
-	pace := &pacer{l: l, st: st, since: time.Now()}
+	var held int64 // bytes in the bodies of every group
 	drop := func(g *compactGroup) {
 		held -= g.held
 		g.bodies, g.held, g.done = nil, 0, true
@@ -496,7 +602,7 @@ func (l *Log) rewriteGroups(ctx context.Context, groups []*compactGroup, st *Com
 			fenced(g.p) // the lease lapsed during the pass
 			return nil
 		}
-		err := l.compactRun(ctx, g.p, old, bodies, &scratch, st)
+		err := l.compactRun(ctx, g.p, old, bodies, scratch, st)
 		clean := l.compaction.clean
 		switch {
 		case err == nil && clean[g.p.tp] == old[0].BaseOffset:
@@ -510,6 +616,10 @@ func (l *Log) rewriteGroups(ctx context.Context, groups []*compactGroup, st *Com
 		return pace.step(ctx)
 	}
 	readLimit := int64(l.cfg.MaxObjectBytes)
+	// A gap wider than a read chunk between two runs the batch takes (runs
+	// of partitions in other batches or led elsewhere) splits the read:
+	// two GETs cost less than reading the gap.
+	gapLimit := l.cfg.ReadChunkBytes
 	for _, s := range sources {
 		var runs []sourceRun
 		for _, r := range s.runs {
@@ -524,12 +634,13 @@ func (l *Log) rewriteGroups(ctx context.Context, groups []*compactGroup, st *Com
 		st.ObjectsRead++
 		for len(runs) > 0 {
 			// One read: the runs from the first on while the range
-			// covering them stays within readLimit (at least one run).
+			// covering them stays within readLimit and no gap between
+			// them is wider than gapLimit (at least one run).
 			lo := runs[0].entry().Pos
 			hi, n := lo, 0
 			for ; n < len(runs); n++ {
 				e := runs[n].entry()
-				if n > 0 && max(hi, e.Pos+e.Len)-lo > readLimit {
+				if n > 0 && (max(hi, e.Pos+e.Len)-lo > readLimit || e.Pos-hi > gapLimit) {
 					break
 				}
 				hi = max(hi, e.Pos+e.Len)
@@ -544,11 +655,18 @@ func (l *Log) rewriteGroups(ctx context.Context, groups []*compactGroup, st *Com
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
+				// Every group needing these runs waits for the next pass:
+				// one failure counted and logged for the read.
+				l.compaction.conflicts.WithLabelValues("error").Inc()
+				st.Conflicts++
+				n := 0
 				for _, r := range part {
-					if !r.g.done { // every group needing these runs fails this pass
-						fail(r.g, err)
+					if !r.g.done {
+						drop(r.g)
+						n++
 					}
 				}
+				l.log.Warn("object compaction: read failed", "object", s.key, "segments_failed", n, "err", err)
 				continue
 			}
 			st.ReadBytes += hi - lo
@@ -581,51 +699,61 @@ func (l *Log) rewriteGroups(ctx context.Context, groups []*compactGroup, st *Com
 					}
 				}
 			}
-		}
-		// Over the budget: write the read prefix of the group holding the
-		// largest one, until under it. Runs read out of seal order (no
-		// prefix) are let go: the next pass reads them again.
-		for held > l.cfg.Compaction.BufferBytes {
-			var best, most *compactGroup
-			for _, g := range groups {
-				if g.done {
+			// Over the budget (checked after each read): write the read
+			// prefix of the group holding the largest one, until under
+			// it. Runs read out of seal order (no prefix) are let go:
+			// the next pass reads them again.
+			for held > l.cfg.Compaction.BufferBytes {
+				var best, most *compactGroup
+				for _, g := range groups {
+					if g.done {
+						continue
+					}
+					if most == nil || g.held > most.held {
+						most = g
+					}
+					if g.prefix > g.start && (best == nil || g.prefixBytes > best.prefixBytes) {
+						best = g
+					}
+				}
+				if best == nil {
+					n := len(most.old) - most.start
+					*letGo += n
+					st.Deferred += n
+					l.compaction.deferred.Add(float64(n))
+					drop(most)
 					continue
 				}
-				if most == nil || g.held > most.held {
-					most = g
+				if err := write(best); err != nil {
+					return err
 				}
-				if g.prefix > g.start && (best == nil || g.prefixBytes > best.prefixBytes) {
-					best = g
-				}
-			}
-			if best == nil {
-				drop(most)
-				continue
-			}
-			if err := write(best); err != nil {
-				return err
 			}
 		}
 	}
 	return nil
 }
 
-// pacer spaces a pass's steps while the agent takes appends
-// (CompactionConfig.BusyShare).
+// pacer spaces a pass's steps while appends press the agent
+// (CompactionConfig.BusyShare) and ends the pass's rewrites at its
+// deadline (PassMaxDuration).
 type pacer struct {
-	l     *Log
-	st    *CompactionStats
-	since time.Time // the current step's start
+	l        *Log
+	st       *CompactionStats
+	since    time.Time // the current step's start
+	deadline time.Time
 }
 
 // step ends a step (a read or a segment write): it counts its time and,
-// while the agent takes appends, waits so that steps take at most
-// BusyShare of the time.
+// while appends press the agent, waits so that steps take at most
+// BusyShare of the time at full pressure (less as the pressure is lower,
+// nothing with spare capacity). Past the deadline it returns errPassTime.
 func (pc *pacer) step(ctx context.Context) error {
 	work := time.Since(pc.since)
 	pc.st.Busy += work
-	if share := pc.l.cfg.Compaction.BusyShare; share < 1 && pc.l.appending() {
-		wait := time.Duration(float64(work) * (1/share - 1))
+	share := pc.l.cfg.Compaction.BusyShare
+	if scale := yieldScale(pc.l.appendPressure()); share < 1 && scale > 0 {
+		wait := time.Duration(float64(work) * (1/share - 1) * scale)
+		wait = min(wait, time.Until(pc.deadline))
 		start := time.Now()
 		ok := sleepCtx(ctx, wait)
 		waited := time.Since(start)
@@ -637,15 +765,32 @@ func (pc *pacer) step(ctx context.Context) error {
 	}
 	pc.l.compaction.tick()
 	pc.since = time.Now()
+	if !pc.since.Before(pc.deadline) {
+		return errPassTime
+	}
 	return nil
 }
 
-// appending reports whether the agent is taking appends: data is
-// buffered or a flush was sealed within the last second.
-func (l *Log) appending() bool {
+// Append pressure at or below yieldFrom is spare capacity (no wait);
+// from yieldFull on, compaction waits its whole share (BusyShare).
+const yieldFrom, yieldFull = 0.125, 0.5
+
+// yieldScale maps the append pressure to the share of the full wait.
+func yieldScale(pressure float64) float64 {
+	return min(1, max(0, (pressure-yieldFrom)/(yieldFull-yieldFrom)))
+}
+
+// appendPressure is how much the agent's appends press it, from 0 to 1:
+// its pending bytes (buffered and uploading, what backpressure bounds)
+// as a share of MaxPendingBytes, or 1 while every upload slot is taken
+// (the sealer waits for one).
+func (l *Log) appendPressure() float64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return !l.buf.empty() || l.cfg.Now().Sub(l.lastSeal) < time.Second
+	if l.inflight >= l.cfg.MaxInflightUploads {
+		return 1
+	}
+	return min(1, float64(l.pending)/float64(l.cfg.MaxPendingBytes))
 }
 
 // readSource reads [off, off+n) of an object for compaction: from the

@@ -600,9 +600,11 @@ func testCompactionReadsEachObjectOnce(t *testing.T, open storeOpener) {
 }
 
 // A pass holds at most CompactionConfig.BufferBytes of runs for segments
-// not yet complete (plus one read and its copies): past it, it writes
-// the segments it can early, smaller, and still reads each object once
-// and rewrites every run.
+// not yet complete (plus one read and its copies), even when one
+// partition's segment alone is larger (SegmentMaxBytes above
+// BufferBytes): it then writes that segment in pieces, and still reads
+// each object once per batch (here one partition a batch) and rewrites
+// every run.
 func TestCompactionBufferBound(t *testing.T) { onBackends(t, testCompactionBufferBound) }
 
 func testCompactionBufferBound(t *testing.T, open storeOpener) {
@@ -645,8 +647,239 @@ func testCompactionBufferBound(t *testing.T, open storeOpener) {
 	if st.PeakBytes > bound {
 		t.Errorf("the pass held %d bytes at once, want at most %d (BufferBytes + one read of the largest object and its copies)", st.PeakBytes, bound)
 	}
-	if n := bucket.Gets() - gets; n > int64(len(objects)) {
-		t.Errorf("the pass made %d GETs for %d flush objects; want at most one per object", n, len(objects))
+	if n := bucket.Gets() - gets; n > int64(partitions*len(objects)) {
+		t.Errorf("the pass made %d GETs for %d flush objects; want at most one per object and batch (%d batches)", n, len(objects), partitions)
+	}
+	keys, _ := indexKeys(t, e.store, tps)
+	for k := range keys {
+		if !strings.HasSuffix(k, compactedSuffix) {
+			t.Errorf("index still names flush object %s", k)
+		}
+	}
+	memIndexMatches(t, l, e.store, tps)
+	s.check(t, l)
+}
+
+// BufferBytes bounds a pass's memory without fragmenting segments: an
+// agent leading more busy partitions than fit the buffer at once
+// compacts them in batches of partitions (each batch reads the objects it
+// needs once), not by writing every partition's segment in small pieces
+// (pieces that are never regrouped).
+func TestCompactionBufferKeepsSegmentsWhole(t *testing.T) {
+	onBackends(t, testCompactionBufferKeepsSegmentsWhole)
+}
+
+func testCompactionBufferKeepsSegmentsWhole(t *testing.T, open storeOpener) {
+	t.Parallel()
+	bucket := objstore.NewCounting(objstore.NewMemory())
+	e := newEnv(t, open, bucket)
+	const partitions, rounds = 16, 12
+	cfg := e.multiRunConfig(partitions)
+	cfg.Compaction.BufferBytes = 16 << 10
+	l := e.open(cfg)
+	topic := e.topic("busy", partitions, nil)
+	lead(t, l, topic)
+	tps := partitionsOf(topic)
+	s := multiRunHistory(t, l, topic, rounds, 400)
+	objects, entries := indexKeys(t, e.store, tps)
+	// The partitions' runs together are well over the buffer; each
+	// partition's alone fits it.
+	var total, largestPartition, largestObject int64
+	ctx := context.Background()
+	for _, tp := range tps {
+		es, err := e.store.ListIndex(ctx, tp, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, en := range es {
+			n += en.Len
+		}
+		total += n
+		largestPartition = max(largestPartition, n)
+	}
+	err := bucket.List(ctx, "", func(o objstore.ObjectInfo) error {
+		if objects[o.Key] {
+			largestObject = max(largestObject, o.Size)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total < 4*cfg.Compaction.BufferBytes || largestPartition > cfg.Compaction.BufferBytes/2 {
+		t.Fatalf("%d bytes of runs, %d in the largest partition; the test needs well over BufferBytes %d in all and under half of it each",
+			total, largestPartition, cfg.Compaction.BufferBytes)
+	}
+	e.clock.Advance(2 * time.Second)
+	gets := bucket.Gets()
+	st, err := l.Compact(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Entries != entries || st.Conflicts != 0 {
+		t.Fatalf("pass = %+v; want all %d entries replaced", st, entries)
+	}
+	if perSegment := float64(st.Entries) / float64(st.Segments); perSegment < rounds/2 {
+		t.Errorf("%d runs in %d segments (%.1f a segment); want at least %d a segment (BufferBytes must not cut segments short)",
+			st.Entries, st.Segments, perSegment, rounds/2)
+	}
+	if bound := cfg.Compaction.BufferBytes + 2*largestObject; st.PeakBytes > bound {
+		t.Errorf("the pass held %d bytes at once, want at most %d (BufferBytes + one read and its copies)", st.PeakBytes, bound)
+	}
+	// Batches of BufferBytes/largestPartition partitions, each reading an
+	// object once.
+	batches := (partitions + int(cfg.Compaction.BufferBytes/largestPartition) - 1) / int(cfg.Compaction.BufferBytes/largestPartition)
+	if n := bucket.Gets() - gets; n > int64(batches*len(objects)) {
+		t.Errorf("the pass made %d GETs for %d flush objects; want at most one per object and batch (%d batches)", n, len(objects), batches)
+	}
+	memIndexMatches(t, l, e.store, tps)
+	s.check(t, l)
+}
+
+// A read takes the runs of one object the pass needs, not the wide gaps
+// between them: runs of partitions led elsewhere between two taken runs
+// split the read when wider than a read chunk.
+func TestCompactionReadSkipsGaps(t *testing.T) { onBackends(t, testCompactionReadSkipsGaps) }
+
+func testCompactionReadSkipsGaps(t *testing.T, open storeOpener) {
+	t.Parallel()
+	bucket := objstore.NewCounting(objstore.NewMemory())
+	e := newEnv(t, open, bucket)
+	const partitions, bigBatches = 3, 4
+	cfg := e.multiRunConfig(partitions)
+	cfg.MaxObjectRecords = partitions - 1 + bigBatches
+	l := e.open(cfg)
+	topic := e.topic("gappy", partitions, nil)
+	lead(t, l, topic)
+	ctx := context.Background()
+	// One flush object: partition 0's run, partition 1's run of several
+	// read chunks, partition 2's run, in that order.
+	s := &sent{batches: make(map[metadata.TopicPartition][][]byte)}
+	produce(t, l, topic, s, 1, "first") // sealed alone
+	var pending []*Appending
+	var origs [][]byte
+	var parts []int32
+	for p := range int32(partitions) {
+		bs := [][]byte{mkBatch(t, fmt.Sprintf("small-%d", p), 1)}
+		if p == 1 {
+			bs = nil
+			for i := range bigBatches {
+				bs = append(bs, mkBatch(t, fmt.Sprintf("%d%s", i, strings.Repeat("x", 900<<10)), 1))
+			}
+		}
+		for _, b := range bs {
+			origs = append(origs, slices.Clone(b))
+			a, err := l.AppendAsync(ctx, tpOf(topic, p), b, AckDurable)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pending = append(pending, a)
+			parts = append(parts, p)
+		}
+	}
+	for i, a := range pending {
+		res, err := a.Wait(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp := tpOf(topic, parts[i])
+		epoch, _ := l.LeaderEpoch(tp)
+		s.add(tp, origs[i], res.BaseOffset, epoch)
+	}
+	es, err := e.store.ListIndex(ctx, tpOf(topic, 1), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gap := es[len(es)-1]
+	// Partition 1 is led elsewhere from now on: its run stays where it is.
+	if err := l.Release(ctx, tpOf(topic, 1)); err != nil {
+		t.Fatal(err)
+	}
+	var around []metadata.IndexEntry
+	for _, p := range []int32{0, 2} {
+		es, err := e.store.ListIndex(ctx, tpOf(topic, p), 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		around = append(around, es[len(es)-1])
+	}
+	if around[0].ObjectKey != gap.ObjectKey || around[1].ObjectKey != gap.ObjectKey ||
+		!(around[0].Pos < gap.Pos && gap.Pos < around[1].Pos) || gap.Len < 2*cfg.ReadChunkBytes {
+		t.Fatalf("runs %+v around %+v; the test needs partition 1's run of several read chunks between the others' in one object", around, gap)
+	}
+	e.clock.Advance(2 * time.Second)
+	st, err := l.Compact(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Segments == 0 || st.Conflicts != 0 {
+		t.Fatalf("pass = %+v; want segments written", st)
+	}
+	if st.ReadBytes > 4*st.Bytes {
+		t.Errorf("the pass read %d bytes to rewrite %d; want at most 4 times as many (not the %d-byte gap)", st.ReadBytes, st.Bytes, gap.Len)
+	}
+	for _, p := range []int32{0, 2} {
+		tp := tpOf(topic, p)
+		got, err := readBatches(ctx, l, tp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(s.batches[tp]) {
+			t.Errorf("%s: %d batches read back, want %d", tp, len(got), len(s.batches[tp]))
+		}
+	}
+}
+
+// A failed read of a flush object fails every segment needing runs of
+// it for this pass, but counts (streamhouse_log_compaction_switch_conflicts_total
+// {reason="error"}, CompactionStats.Conflicts) and logs one failure, not
+// one per partition. The next pass compacts everything.
+func TestCompactionFailedReadCountedOnce(t *testing.T) {
+	onBackends(t, testCompactionFailedReadCountedOnce)
+}
+
+func testCompactionFailedReadCountedOnce(t *testing.T, open storeOpener) {
+	t.Parallel()
+	bucket := objstore.NewFaulty(objstore.NewMemory())
+	e := newEnv(t, open, bucket)
+	const partitions = 4
+	l := e.open(e.multiRunConfig(partitions))
+	topic := e.topic("busy", partitions, nil)
+	lead(t, l, topic)
+	tps := partitionsOf(topic)
+	s := multiRunHistory(t, l, topic, 3, 200)
+	ctx := context.Background()
+	// A flush object holding a run of every partition.
+	es, err := e.store.ListIndex(ctx, tps[partitions-1], 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := es[0].ObjectKey
+	e.clock.Advance(2 * time.Second)
+	bucket.Inject(objstore.Fault{Op: objstore.OpGetRange, Match: func(k string) bool { return k == key }})
+	st, err := l.Compact(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Segments != 0 {
+		t.Fatalf("pass = %+v; want every partition's segment, each needing a run of %s, failed", st, key)
+	}
+	if c := testutil.ToFloat64(l.compaction.conflicts.WithLabelValues("error")); st.Conflicts != 1 || c != 1 {
+		t.Errorf("one failed read of an object holding runs of %d partitions counted %d conflicts, metric %v; want 1", partitions, st.Conflicts, c)
+	}
+	bucket.Clear()
+	for pass := 0; ; pass++ {
+		st, err := l.Compact(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Entries == 0 {
+			break
+		}
+		if pass == 5 {
+			t.Fatal("passes still compacting after 5")
+		}
 	}
 	keys, _ := indexKeys(t, e.store, tps)
 	for k := range keys {
@@ -724,7 +957,7 @@ func testCompactionPassBound(t *testing.T, open storeOpener) {
 	s.check(t, l)
 }
 
-// While the agent takes appends, a pass works at most BusyShare of the
+// While appends press the agent, a pass works at most BusyShare of the
 // time: it waits after each read and segment write.
 func TestCompactionYieldsToAppends(t *testing.T) { onBackends(t, testCompactionYieldsToAppends) }
 
@@ -734,17 +967,24 @@ func testCompactionYieldsToAppends(t *testing.T, open storeOpener) {
 	const partitions = 4
 	cfg := e.multiRunConfig(partitions)
 	cfg.Compaction.BusyShare = 0.25
+	// Room for a round of multiRunHistory's runs, and for the pending
+	// append below to fill more than yieldFull of it.
+	cfg.MaxPendingBytes = 2 << 10
 	l := e.open(cfg)
 	topic := e.topic("busy", partitions, nil)
 	lead(t, l, topic)
 	s := multiRunHistory(t, l, topic, 8, 200)
 	e.clock.Advance(2 * time.Second)
 	// An append waiting in the buffer (a flush seals only once every
-	// partition has one): the agent is taking appends throughout the pass.
+	// partition has one), holding over half of MaxPendingBytes: appends
+	// press the agent throughout the pass.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if _, err := l.AppendAsync(ctx, tpOf(topic, 0), mkBatch(t, "pending", 1), AckDurable); err != nil {
+	if _, err := l.AppendAsync(ctx, tpOf(topic, 0), mkBatch(t, strings.Repeat("p", 1200), 1), AckDurable); err != nil {
 		t.Fatal(err)
+	}
+	if p := l.appendPressure(); p < yieldFull {
+		t.Fatalf("append pressure %v; the test needs at least %v", p, yieldFull)
 	}
 	start := time.Now()
 	st, err := l.Compact(context.Background())
@@ -767,6 +1007,122 @@ func testCompactionYieldsToAppends(t *testing.T, open storeOpener) {
 		t.Errorf("streamhouse_log_compaction_seconds_total = %v, want between the waits %v and the pass %v", s, st.Yielded.Seconds(), took.Seconds())
 	}
 	memIndexMatches(t, l, e.store, partitionsOf(topic))
+	s.check(t, l)
+}
+
+// A trickle of appends (a flush sealed every half second, a batch
+// buffered) leaves the agent spare capacity: compaction does not wait for
+// it, so it is not slowed down for as long as any traffic comes in.
+func TestCompactionTrickleDoesNotYield(t *testing.T) {
+	onBackends(t, testCompactionTrickleDoesNotYield)
+}
+
+func testCompactionTrickleDoesNotYield(t *testing.T, open storeOpener) {
+	t.Parallel()
+	e := newEnv(t, open, nil)
+	const partitions = 4
+	cfg := e.multiRunConfig(partitions)
+	cfg.Compaction.BusyShare = 0.25
+	l := e.open(cfg)
+	topic := e.topic("busy", partitions, nil)
+	lead(t, l, topic)
+	s := multiRunHistory(t, l, topic, 8, 200)
+	e.clock.Advance(2 * time.Second)
+	// A flush sealed just now (its runs are newer than MinAge's cut-off
+	// once the clock moves on below, and stay out of this pass's plan) and
+	// one batch buffered: the agent takes appends when the pass starts.
+	multiRunRounds(t, l, topic, s, 1, 200)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := l.AppendAsync(ctx, tpOf(topic, 0), mkBatch(t, "pending", 1), AckDurable); err != nil {
+		t.Fatal(err)
+	}
+	// During the pass, the trickle goes on: a flush sealed every half
+	// second (bounded, well within the GC grace the switches check).
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for r := 0; r < 6; r++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			e.clock.Advance(500 * time.Millisecond)
+			for p := 1; p < partitions; p++ {
+				a, err := l.AppendAsync(ctx, tpOf(topic, int32(p)), mkBatch(t, fmt.Sprintf("trickle-%d-%d", r, p), 1), AckDurable)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if r == 0 && p == partitions-1 {
+					// The round seals with the pending batch of partition 0.
+					if _, err := a.Wait(ctx); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+			if _, err := l.AppendAsync(ctx, tpOf(topic, 0), mkBatch(t, fmt.Sprintf("trickle-%d-0", r), 1), AckDurable); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	st, err := l.Compact(context.Background())
+	close(done)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Segments == 0 || st.Conflicts != 0 {
+		t.Fatalf("pass = %+v; want segments written", st)
+	}
+	if st.Yielded != 0 {
+		t.Errorf("the pass waited %v (worked %v) for a trickle of appends; the agent had spare capacity", st.Yielded, st.Busy)
+	}
+	memIndexMatches(t, l, e.store, partitionsOf(topic))
+}
+
+// A pass's rewrites stop at PassMaxDuration: the rest waits for the next
+// pass, the pass still succeeds (and goes on to key compaction), and the
+// deferred entries are counted.
+func TestCompactionPassMaxDuration(t *testing.T) {
+	onBackends(t, testCompactionPassMaxDuration)
+}
+
+func testCompactionPassMaxDuration(t *testing.T, open storeOpener) {
+	t.Parallel()
+	e := newEnv(t, open, nil)
+	const partitions = 4
+	cfg := e.multiRunConfig(partitions)
+	cfg.Compaction.PassMaxDuration = time.Nanosecond // up after the first step
+	l := e.open(cfg)
+	topic := e.topic("busy", partitions, nil)
+	lead(t, l, topic)
+	tps := partitionsOf(topic)
+	s := multiRunHistory(t, l, topic, 8, 200)
+	_, entries := indexKeys(t, e.store, tps)
+	e.clock.Advance(2 * time.Second)
+	ctx := context.Background()
+	st, err := l.Compact(ctx)
+	if err != nil {
+		t.Fatalf("pass cut short by its time: %v; want success", err)
+	}
+	if st.Deferred == 0 || st.Entries+st.Deferred != entries || st.Entries == entries {
+		t.Fatalf("pass = %+v; want part of the %d entries replaced and the rest deferred", st, entries)
+	}
+	if d := testutil.ToFloat64(l.compaction.deferred); d != float64(st.Deferred) {
+		t.Errorf("streamhouse_log_compaction_deferred_entries_total = %v, want %d", d, st.Deferred)
+	}
+	l.cfg.Compaction.PassMaxDuration = time.Hour
+	st2, err := l.Compact(ctx)
+	if err != nil || st2.Deferred != 0 || st.Entries+st2.Entries != entries {
+		t.Fatalf("second pass = %+v, %v; want the %d deferred entries replaced", st2, err, st.Deferred)
+	}
+	memIndexMatches(t, l, e.store, tps)
 	s.check(t, l)
 }
 

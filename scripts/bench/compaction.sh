@@ -75,12 +75,20 @@ trap cleanup EXIT
 metric() { awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%.3f\n", s }' "$2"; }
 # delta NAME: the counter's growth during the measured produce.
 delta() { awk -v a="$(metric "$1" "$m0")" -v b="$(metric "$1" "$m1")" 'BEGIN { print b - a }'; }
-# usage PID: the process's CPU seconds (user + system) and bytes written
-# to disk so far.
+# proc_usage PID: the process's CPU seconds (user + system) and bytes
+# written to disk so far.
 TICKS=$(getconf CLK_TCK)
-usage() {
+proc_usage() {
 	awk -v t="$TICKS" '{ sub(/.*\) /, ""); printf "%.2f ", ($12 + $13) / t }' "/proc/$1/stat"
 	awk '$1 == "write_bytes:" { print $2 }' "/proc/$1/io"
+}
+
+# no_errors FILE: a perf JSON result whose produce failed no record (a
+# run with errors measures something else).
+no_errors() {
+	local e
+	e=$(jq '.errors' "$1")
+	[ "$e" = 0 ] || { log "$1: $e produce errors"; exit 1; }
 }
 
 # run NAME INTERVAL N: one fresh server, a warm-up, one measured full-speed produce.
@@ -115,13 +123,15 @@ run() {
 	done
 	"$BIN/streamctl" perf produce --brokers "127.0.0.1:$kport" --topic b --partitions 8 --num-records "$WARMUP" \
 		--record-size 1024 --acks all -o json >"$RES/$name-$n.warmup"
+	no_errors "$RES/$name-$n.warmup"
 	m0=$RES/$name-$n.metrics0
 	m1=$RES/$name-$n.metrics1
 	curl -sf "http://127.0.0.1:$hport/metrics" >"$m0"
-	u0=$(usage "$SERVER_PID")
+	u0=$(proc_usage "$SERVER_PID")
 	"$BIN/streamctl" perf produce --brokers "127.0.0.1:$kport" --topic b --partitions 8 --num-records "$RECORDS" \
 		--record-size 1024 --acks all -o json >"$RES/$name-$n.json"
-	u1=$(usage "$SERVER_PID")
+	u1=$(proc_usage "$SERVER_PID")
+	no_errors "$RES/$name-$n.json"
 	curl -sf "http://127.0.0.1:$hport/metrics" >"$m1"
 	jq --arg passes "$(delta streamhouse_log_compaction_runs_total)" \
 		--arg bytes "$(delta streamhouse_log_compaction_bytes_rewritten_total)" \
