@@ -274,7 +274,14 @@ func (a *Authorizer) CreateACLs(ctx context.Context, bindings []Binding) []error
 		}
 		return errs
 	}
-	a.reloadAfterChange(ctx)
+	if loaded, err := a.reloadAfterChangeLoaded(ctx); !loaded {
+		if err != nil {
+			a.log.WarnContext(ctx, "reload ACLs after a creation; adding the new ones to this agent's copy", "err", err)
+		}
+		// A new DENY is a revocation: enforced here before the answer,
+		// as a deletion is.
+		a.remember(valid)
+	}
 	return errs
 }
 
@@ -329,9 +336,37 @@ func (a *Authorizer) DeleteACLs(ctx context.Context, filters []Filter) []DeleteR
 	for j, i := range idx {
 		out[i].Deleted = deleted[j]
 	}
-	a.reloadAfterChange(ctx)
-	a.forget(deleted)
+	if loaded, err := a.reloadAfterChangeLoaded(ctx); !loaded {
+		if err != nil {
+			a.log.WarnContext(ctx, "reload ACLs after a deletion; dropping the deleted ones from this agent's copy", "err", err)
+		}
+		// A copy read after the deletion is the store's, including any
+		// binding someone created again meanwhile: only a copy that
+		// could not be read again loses the deleted bindings here.
+		a.forget(deleted)
+	}
 	return out
+}
+
+// remember adds bindings the store created to the in-memory copy when it
+// could not be read again, keeping its version so the next refresh reads
+// the store.
+func (a *Authorizer) remember(created []Binding) {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	s := a.snap.Load()
+	var all []Binding
+	for _, ti := range s.types {
+		for i := range ti.all {
+			all = append(all, ti.all[i].Binding)
+		}
+	}
+	for _, b := range created {
+		if !s.has(b) {
+			all = append(all, b)
+		}
+	}
+	a.snap.Store(buildSnapshot(s.version, all))
 }
 
 // forget drops bindings the store deleted from the in-memory copy if it
@@ -367,10 +402,20 @@ func (a *Authorizer) forget(deleted [][]Binding) {
 // reloadAfterChange reloads after a change made through this agent, so
 // it is enforced here at once; if that fails, Run's next refresh does it.
 func (a *Authorizer) reloadAfterChange(ctx context.Context) {
-	if err := a.reload(ctx); err != nil {
+	if _, err := a.reloadAfterChangeLoaded(ctx); err != nil {
 		a.log.WarnContext(ctx, "reload ACLs after a change; retrying on the next refresh", "err", err)
+	}
+}
+
+// reloadAfterChangeLoaded is reloadAfterChange reporting whether this
+// agent's copy is now the store's, read after the change (false: the read
+// failed, or a lower store version is being ignored).
+func (a *Authorizer) reloadAfterChangeLoaded(ctx context.Context) (bool, error) {
+	loaded, err := a.reloadLoaded(ctx)
+	if err != nil || !loaded {
 		a.Refresh()
 	}
+	return loaded, err
 }
 
 // Refresh asks Run to check the store's ACL version now.
@@ -441,17 +486,24 @@ func (a *Authorizer) refresh(ctx context.Context) {
 // higher than the loaded one; an equal version is skipped, a lower one
 // kept out until ResetPolls says the store was reset.
 func (a *Authorizer) reload(ctx context.Context) error {
+	_, err := a.reloadLoaded(ctx)
+	return err
+}
+
+// reloadLoaded is reload, reporting whether the copy now is the store's
+// (false with a nil error: a lower store version is being ignored).
+func (a *Authorizer) reloadLoaded(ctx context.Context) (bool, error) {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
 	v, err := a.cfg.Store.ACLVersion(ctx)
 	if err != nil {
-		return fmt.Errorf("read ACL version: %w", err)
+		return false, fmt.Errorf("read ACL version: %w", err)
 	}
 	cur := a.snap.Load().version
 	switch {
 	case v == cur:
 		a.lowerSeen = 0
-		return nil
+		return true, nil
 	case v < cur:
 		now := time.Now()
 		if a.lowerSeen == 0 || v != a.lowerVersion {
@@ -461,7 +513,7 @@ func (a *Authorizer) reload(ctx context.Context) error {
 		if a.lowerSeen < ResetPolls || now.Sub(a.lowerSince) < time.Duration(ResetPolls-1)*a.cfg.RefreshInterval {
 			a.log.WarnContext(ctx, "the store's ACL version is lower than the loaded one; keeping the loaded ACLs until it is seen again",
 				"store_version", v, "loaded_version", cur, "seen", a.lowerSeen, "needed", ResetPolls)
-			return nil
+			return false, nil
 		}
 		a.log.WarnContext(ctx, "the store's ACL version stayed lower than the loaded one: taking the store as reset (a backup restored) and loading its ACLs",
 			"store_version", v, "loaded_version", cur)
@@ -469,10 +521,10 @@ func (a *Authorizer) reload(ctx context.Context) error {
 	a.lowerSeen = 0
 	bs, err := a.cfg.Store.ListACLs(ctx, AnyFilter)
 	if err != nil {
-		return fmt.Errorf("list ACLs: %w", err)
+		return false, fmt.Errorf("list ACLs: %w", err)
 	}
 	a.snap.Store(buildSnapshot(v, bs))
-	return nil
+	return true, nil
 }
 
 // snapshot is an immutable index of every binding.

@@ -228,3 +228,65 @@ func TestReloadAfterStoreReset(t *testing.T) {
 		t.Fatal("the restored store's ACLs are not the ones enforced")
 	}
 }
+
+// A DENY created while the store cannot be read again is enforced on this
+// agent before CreateACLs answers, as a deletion is: a DENY is a
+// revocation.
+func TestDenyCreationEnforcedWhenReloadFails(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	store := faulty.New(metadatatest.OpenSQLite(t))
+	a := newAuthorizer(t, acl.Config{Store: store, Enforce: true, RefreshInterval: time.Hour})
+	allow := readTopic("secret", "User:alice")
+	if errs := a.CreateACLs(ctx, []acl.Binding{allow}); errs[0] != nil {
+		t.Fatal(errs)
+	}
+	store.Inject(faulty.Fault{Op: faulty.OpACLVersion, Err: metadata.ErrUnavailable})
+	store.Inject(faulty.Fault{Op: faulty.OpListACLs, Err: metadata.ErrUnavailable})
+	deny := allow
+	deny.Permission = acl.PermissionDeny
+	if errs := a.CreateACLs(ctx, []acl.Binding{deny}); errs[0] != nil {
+		t.Fatal(errs)
+	}
+	if a.Authorize(ctx, "User:alice", "", acl.OpRead, acl.Topic("secret")) {
+		t.Fatal("a DENY is not enforced after CreateACLs answered (the reload failed)")
+	}
+}
+
+// recreating is a store where someone creates a binding again right after
+// each deletion commits (another admin, a reconciling tool).
+type recreating struct {
+	metadata.Store
+	again acl.Binding
+}
+
+func (s *recreating) DeleteACLs(ctx context.Context, fs []acl.Filter) ([][]acl.Binding, error) {
+	out, err := s.Store.DeleteACLs(ctx, fs)
+	if err == nil {
+		err = s.Store.CreateACLs(ctx, []acl.Binding{s.again})
+	}
+	return out, err
+}
+
+// A deletion whose reload read the store after a concurrent creation of
+// the same binding keeps that binding: the copy read is the store's, and
+// dropping the binding from it (keeping its version) left this agent
+// allowing what the store denies until an unrelated change.
+func TestDeleteKeepsBindingCreatedAgainMeanwhile(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	allow := readTopic("secret", "User:mallory")
+	deny := allow
+	deny.Permission = acl.PermissionDeny
+	store := &recreating{Store: metadatatest.OpenSQLite(t), again: deny}
+	a := newAuthorizer(t, acl.Config{Store: store, Enforce: true, RefreshInterval: time.Hour})
+	if errs := a.CreateACLs(ctx, []acl.Binding{allow, deny}); errs[0] != nil || errs[1] != nil {
+		t.Fatal(errs)
+	}
+	if r := a.DeleteACLs(ctx, []acl.Filter{acl.ExactFilter(deny)}); r[0].Err != nil || len(r[0].Deleted) != 1 {
+		t.Fatalf("DeleteACLs = %+v", r)
+	}
+	if a.Authorize(ctx, "User:mallory", "", acl.OpRead, acl.Topic("secret")) {
+		t.Fatal("the DENY created again after the deletion is not enforced")
+	}
+}

@@ -41,7 +41,7 @@ func handleSaslHandshake(_ context.Context, c *conn, req kmsg.Request) (kmsg.Res
 		return illegal("authentication is off")
 	case c.login.session != nil:
 		return illegal("a SASL exchange is already under way")
-	case c.login.authenticated && r.Version < 1:
+	case c.login.authenticated && c.login.mechanism != "" && r.Version < 1:
 		return illegal("re-authentication needs SaslHandshake v1")
 	case c.login.authenticated && c.login.mechanism != "" && r.Mechanism != c.login.mechanism:
 		return illegal(fmt.Sprintf("re-authentication with %s after %s", r.Mechanism, c.login.mechanism))

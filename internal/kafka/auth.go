@@ -168,8 +168,12 @@ func (c *conn) saslStep(ctx context.Context, msg []byte) (resp []byte, done bool
 	}
 	p := auth.User(sess.User())
 	c.login.session = nil
-	if c.login.authenticated && p != c.Principal() {
-		// KIP-368: a re-authentication may not change the principal.
+	if c.login.authenticated && c.login.mechanism != "" && p != c.Principal() {
+		// KIP-368: a re-authentication may not change the principal. A
+		// connection known so far by its client certificate only is not
+		// re-authenticating: its first SASL login decides the principal
+		// (an agent's connection to another agent shows its server
+		// certificate, then logs in as its agent user).
 		why := fmt.Errorf("%w: re-authentication as %s on a connection of %s", auth.ErrBadCredentials, p, c.Principal())
 		if werr := c.saslFailed(ctx, sess.Mechanism(), why); werr != nil {
 			return nil, true, nil, werr

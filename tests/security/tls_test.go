@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -403,5 +404,34 @@ func TestHealthcheckOverTLS(t *testing.T) {
 	otherCert, otherKey := s.ca.Server(t).Write(t, t.TempDir(), "other")
 	if out, err := check(otherCert, otherKey); err == nil || !strings.Contains(out, "not this agent's") {
 		t.Fatalf("healthcheck with another key = %v: %s; want a refusal naming the key", err, out)
+	}
+}
+
+// With mutual TLS and logins, a client certificate authenticates the
+// connection, and a SASL login on it then decides the principal (Kafka's
+// rule): agents connect to each other that way (their server certificate,
+// then their agent user), and a refusal as a "re-authentication" cut every
+// forwarded produce and transaction marker.
+func TestMutualTLSThenSASL(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ca := testcerts.NewCA(t, "mtls+sasl CA")
+	certFile, keyFile := ca.Server(t).Write(t, dir, "server")
+	env := append(e2e.Local.Env(t, dir), "TLS_CERT_FILE="+certFile, "TLS_KEY_FILE="+keyFile,
+		"TLS_CLIENT_CA_FILE="+ca.Write(t, dir, "ca"), "AUTH_ENABLED=true",
+		"AUTH_BOOTSTRAP_USERS=alice:alice-pw", "SUPER_USERS=alice")
+	p := e2e.Start(t, dir, env)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(p.KafkaAddr), kgo.DialTLSConfig(ca.ClientTLS(ca.Client(t, "broker1.example.com"))),
+		kgo.SASL(scram.Auth{User: "alice", Pass: "alice-pw"}.AsSha512Mechanism()), kgo.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// Auto-creating a topic needs CREATE: alice (a super user) has it,
+	// User:broker1.example.com has nothing.
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "mtls-sasl", Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatalf("produce as alice over mutual TLS: %v", err)
 	}
 }
