@@ -94,6 +94,8 @@ func TestLogins(t *testing.T) {
 	ok(bob, "topic", "list")
 	// A SCRAM-SHA-512-only user logs in over Kafka with that mechanism.
 	brokers := p.KafkaAddr
+	// ACLs are enforced with logins on: carol needs them on the topic.
+	ok(env, "acl", "create", "--brokers", brokers, "--allow-principal", "User:carol", "--operation", "all", "--topic", "logins")
 	ok(map[string]string{}, "--user", "carol", "--password", "carol-pw", "--sasl-mechanism", "SCRAM-SHA-512",
 		"perf", "produce", "--brokers", brokers, "--topic", "logins", "--num-records", "5")
 	// Kafka commands log in with SCRAM-SHA-256 by default.
