@@ -1,12 +1,12 @@
 // Package observability tests deploy/prometheus and deploy/grafana against
 // a real server and a real Prometheus: the configuration and rules pass
 // promtool, Prometheus scrapes the real binary under a workload touching
-// every subsystem, every dashboard panel's expression returns data (and,
-// without a server, every panel's targets measure one quantity in a unit
-// that fits it: units_test.go), every
+// every subsystem, every dashboard panel's expression returns data, every
 // alert rule evaluates without error and names only exported metrics,
 // /metrics passes `promtool check metrics`, and the series count does not
-// grow with keys or (with METRICS_TOPIC_LABELS=false) with topics.
+// grow with keys or (with METRICS_TOPIC_LABELS=false) with topics. Without
+// a server, units_test.go checks that every panel's targets measure one
+// quantity in a unit that fits it.
 package observability
 
 import (
