@@ -4,7 +4,9 @@
 // every subsystem, every dashboard panel's expression returns data, every
 // alert rule evaluates without error and names only exported metrics,
 // /metrics passes `promtool check metrics`, and the series count does not
-// grow with keys or (with METRICS_TOPIC_LABELS=false) with topics.
+// grow with keys or (with METRICS_TOPIC_LABELS=false) with topics. Without
+// a server, units_test.go checks that every panel's targets measure one
+// quantity in a unit that fits it.
 package observability
 
 import (
