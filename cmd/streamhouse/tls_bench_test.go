@@ -40,7 +40,7 @@ func BenchmarkKafkaProduceTLS(b *testing.B) {
 			var opts []kgo.Opt
 			hc := http.DefaultClient
 			if mode == "tls-scram" {
-				env = append(env, "AUTH_ENABLED=true", "AUTH_BOOTSTRAP_USERS=bench:bench-secret")
+				env = append(env, "AUTH_ENABLED=true", "AUTH_BOOTSTRAP_USERS=bench:bench-secret", "SUPER_USERS=bench")
 				opts = append(opts, kgo.SASL(scram.Auth{User: "bench", Pass: "bench-secret"}.AsSha512Mechanism()))
 			}
 			if mode != "plaintext" {
