@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/streamhouse/streamhouse/internal/acl"
 )
@@ -139,7 +138,7 @@ func (s *Store) CreateACLs(ctx context.Context, bindings []acl.Binding) error {
 		return fmt.Errorf("create ACLs: %w", err)
 	}
 	if changed {
-		s.aclLocal.publish()
+		s.aclLocal.each(func(w acl.Watch) { w.Changed() })
 	}
 	return nil
 }
@@ -244,7 +243,7 @@ func (s *Store) DeleteACLs(ctx context.Context, filters []acl.Filter) ([][]acl.B
 		return nil, fmt.Errorf("delete ACLs: %w", err)
 	}
 	if deleted > 0 {
-		s.aclLocal.publish()
+		s.aclLocal.each(func(w acl.Watch) { w.Changed() })
 	}
 	return out, nil
 }
@@ -277,35 +276,4 @@ func (s *Store) WatchACLs(ctx context.Context, w acl.Watch) error {
 		return ctx.Err()
 	}
 	return b.listenLoop(ctx, aclChannel, w.Listening, func(string) { w.Changed() })
-}
-
-// aclWatches are the ACL watches of one Store.
-type aclWatches struct {
-	mu      sync.Mutex
-	next    int
-	watches map[int]acl.Watch
-}
-
-func (l *aclWatches) add(w acl.Watch) (remove func()) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.watches == nil {
-		l.watches = make(map[int]acl.Watch)
-	}
-	id := l.next
-	l.next++
-	l.watches[id] = w
-	return func() {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		delete(l.watches, id)
-	}
-}
-
-func (l *aclWatches) publish() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, w := range l.watches {
-		w.Changed()
-	}
 }

@@ -17,7 +17,6 @@ package sqlstore
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
@@ -27,37 +26,6 @@ import (
 const changeChannel = "streamhouse_changes"
 
 var _ metadata.ChangeNotifier = (*Store)(nil)
-
-// changeWatches are the ChangeWatches of one Store.
-type changeWatches struct {
-	mu      sync.Mutex
-	next    int
-	watches map[int]metadata.ChangeWatch
-}
-
-func (l *changeWatches) add(w metadata.ChangeWatch) (remove func()) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.watches == nil {
-		l.watches = make(map[int]metadata.ChangeWatch)
-	}
-	id := l.next
-	l.next++
-	l.watches[id] = w
-	return func() {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		delete(l.watches, id)
-	}
-}
-
-func (l *changeWatches) publish(c metadata.Change) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, w := range l.watches {
-		w.Changed(c)
-	}
-}
 
 // noticeInTx queues a change notice in a write transaction (PostgreSQL;
 // nothing on SQLite, where changed reaches every watcher).
@@ -72,7 +40,9 @@ func (s *Store) noticeInTx(ctx context.Context, q querier, c metadata.Change) er
 }
 
 // changed tells this Store's watchers of a committed change.
-func (s *Store) changed(c metadata.Change) { s.changes.publish(c) }
+func (s *Store) changed(c metadata.Change) {
+	s.changes.each(func(w metadata.ChangeWatch) { w.Changed(c) })
+}
 
 // WatchChanges hands w the changes of every agent as they are committed,
 // until ctx ends; see metadata.ChangeNotifier.

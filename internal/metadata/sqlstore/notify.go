@@ -46,19 +46,19 @@ const maxNoticeBytes = 7000
 
 var _ metadata.CommitNotifier = (*Store)(nil)
 
-// localWatches are the CommitWatches of one Store, for the commits made
-// through it.
-type localWatches struct {
+// watchSet holds the watches of one kind registered with one Store (the
+// commit, ACL and change watches), for the changes made through it.
+type watchSet[W any] struct {
 	mu      sync.Mutex
 	next    int
-	watches map[int]metadata.CommitWatch
+	watches map[int]W
 }
 
-func (l *localWatches) add(w metadata.CommitWatch) (remove func()) {
+func (l *watchSet[W]) add(w W) (remove func()) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.watches == nil {
-		l.watches = make(map[int]metadata.CommitWatch)
+		l.watches = make(map[int]W)
 	}
 	id := l.next
 	l.next++
@@ -70,15 +70,24 @@ func (l *localWatches) add(w metadata.CommitWatch) (remove func()) {
 	}
 }
 
-// publish hands a successful commit to the watches.
-func (l *localWatches) publish(c *metadata.ObjectCommit) {
+// each calls f with every watch, under the set's lock (a watch added or
+// removed meanwhile waits).
+func (l *watchSet[W]) each(f func(W)) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, w := range l.watches {
+		f(w)
+	}
+}
+
+// publishCommit tells the commit watches of c's partitions' new high
+// watermarks.
+func publishCommit(l *watchSet[metadata.CommitWatch], c *metadata.ObjectCommit) {
+	l.each(func(w metadata.CommitWatch) {
 		for _, p := range c.Partitions {
 			w.Advanced(p.TopicPartition, p.NewHighWatermark)
 		}
-	}
+	})
 }
 
 // WatchCommits hands w the commits of every agent as they land, until ctx
@@ -184,7 +193,7 @@ func (b *pgBackend) listen(ctx context.Context, channel string, listening func(b
 // announce hands a successful commit to the Store's watches and, on
 // PostgreSQL, to the announcer.
 func (s *Store) announce(c *metadata.ObjectCommit) {
-	s.local.publish(c)
+	publishCommit(&s.local, c)
 	if b, ok := s.b.(*pgBackend); ok && b.announcer != nil {
 		b.announcer.add(c)
 	}

@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
@@ -30,9 +31,9 @@ import (
 type Store struct {
 	b         backend
 	logger    *slog.Logger
-	local     localWatches  // see WatchCommits
-	aclLocal  aclWatches    // see WatchACLs
-	changes   changeWatches // see WatchChanges
+	local     watchSet[metadata.CommitWatch] // see WatchCommits
+	aclLocal  watchSet[acl.Watch]            // see WatchACLs
+	changes   watchSet[metadata.ChangeWatch] // see WatchChanges
 	closeOnce sync.Once
 	closeErr  error
 }
