@@ -93,34 +93,10 @@ no_errors() {
 
 # run NAME INTERVAL N: one fresh server, a warm-up, one measured full-speed produce.
 run() {
-	local name=$1 interval=$2 n=$3 kport hport gport m0 m1 u0 u1
+	local name=$1 interval=$2 n=$3 kport hport m0 m1 u0 u1
 	DIR=$WORK/data/$name-$n
-	mkdir -p "$DIR"
-	# Ports are picked free but may be taken before the server binds them
-	# (other processes on the machine): then try new ones.
-	for attempt in 1 2 3 4 5; do
-		kport=$(free_port)
-		hport=$(free_port)
-		gport=$(free_port)
-		(cd "$DIR" && exec env KAFKA_ADDR="127.0.0.1:$kport" HTTP_ADDR="127.0.0.1:$hport" GRPC_ADDR="127.0.0.1:$gport" \
-			LOG_FORMAT=json STREAMHOUSE_AGENT_ID=bench-compaction LOCAL_STORAGE_PATH="$DIR/storage" \
-			STREAMHOUSE_METADATA_PATH="$DIR/metadata.db" STREAMHOUSE_CACHE="$DIR/cache" \
-			COMPACTION_INTERVAL_SECS="$interval" SEGMENT_MAX_AGE_MS="$SEGMENT_AGE_MS" \
-			"$BIN/streamhouse" 2>"$DIR/server.log") &
-		SERVER_PID=$!
-		local deadline=$((SECONDS + 60))
-		until curl -sf -o /dev/null "http://127.0.0.1:$hport/ready"; do
-			if ! kill -0 "$SERVER_PID" 2>/dev/null && grep -q 'address already in use' "$DIR/server.log" && ((attempt < 5)); then
-				log "port taken, retrying"
-				SERVER_PID=
-				rm -rf "${DIR:?}"/*
-				continue 2
-			fi
-			((SECONDS < deadline)) && kill -0 "$SERVER_PID" 2>/dev/null || { log "server did not start"; tail "$DIR/server.log" >&2; exit 1; }
-			sleep 0.05
-		done
-		break
-	done
+	start_streamhouse "$DIR" bench-compaction "$BIN/streamhouse" COMPACTION_INTERVAL_SECS="$interval" SEGMENT_MAX_AGE_MS="$SEGMENT_AGE_MS"
+	kport=$KPORT hport=$HPORT
 	"$BIN/streamctl" perf produce --brokers "127.0.0.1:$kport" --topic b --partitions 8 --num-records "$WARMUP" \
 		--record-size 1024 --acks all -o json >"$RES/$name-$n.warmup"
 	no_errors "$RES/$name-$n.warmup"

@@ -74,40 +74,12 @@ trap '[ -n "$SERVER_PID" ] && stop_pid "$SERVER_PID"' EXIT
 # run NAME ACKS WAL(true|false) N [SERVER]: one fresh server, full speed then
 # 10% load.
 run() {
-	local name=$1 acks=$2 wal=$3 n=$4 server=${5:-$BIN/streamhouse} dir kport hport gport rate inflight=()
+	local name=$1 acks=$2 wal=$3 n=$4 server=${5:-$BIN/streamhouse} dir kport hport rate inflight=()
 	[ "$acks" = all ] || inflight=(--max-inflight "$MAX_INFLIGHT")
 	awk '{ print $1 }' /proc/loadavg >"$RES/$name-$n-load"
 	dir=$WORK/data/$name-$n
-	# A port found free can be taken by another process before the server
-	# binds it: then start again on other ports.
-	local attempt
-	for attempt in 1 2 3; do
-		rm -rf "$dir"
-		mkdir -p "$dir"
-		kport=$(free_port)
-		hport=$(free_port)
-		gport=$(free_port)
-		(cd "$dir" && exec env KAFKA_ADDR="127.0.0.1:$kport" HTTP_ADDR="127.0.0.1:$hport" GRPC_ADDR="127.0.0.1:$gport" \
-			LOG_FORMAT=json STREAMHOUSE_AGENT_ID=bench-wal LOCAL_STORAGE_PATH="$dir/storage" \
-			STREAMHOUSE_METADATA_PATH="$dir/metadata.db" STREAMHOUSE_CACHE="$dir/cache" \
-			WAL_ENABLED="$wal" WAL_DIR="$dir/wal" WAL_SYNC_INTERVAL_MS=0 "${SERVER_ENV[@]}" \
-			"$server" 2>"$dir/server.log") &
-		SERVER_PID=$!
-		local deadline=$((SECONDS + 60))
-		until curl -sf -o /dev/null "http://127.0.0.1:$hport/ready"; do
-			((SECONDS < deadline)) && kill -0 "$SERVER_PID" 2>/dev/null || break
-			sleep 0.05
-		done
-		curl -sf -o /dev/null "http://127.0.0.1:$hport/ready" && break
-		stop_pid "$SERVER_PID"
-		SERVER_PID=
-		if ((attempt == 3)) || ! grep -q "address already in use" "$dir/server.log"; then
-			log "server did not start"
-			tail "$dir/server.log" >&2
-			exit 1
-		fi
-		log "a port was taken meanwhile; starting again"
-	done
+	start_streamhouse "$dir" bench-wal "$server" WAL_ENABLED="$wal" WAL_DIR="$dir/wal" WAL_SYNC_INTERVAL_MS=0 "${SERVER_ENV[@]}"
+	kport=$KPORT hport=$HPORT
 	"$BIN/streamctl" perf produce --brokers "127.0.0.1:$kport" --topic b --partitions 8 --num-records "$RECORDS" \
 		--record-size 1024 --acks "$acks" -o json >"$RES/$name-$n-full.json"
 	rate=$(jq '.records_per_sec | floor' "$RES/$name-$n-full.json")
