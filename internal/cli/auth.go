@@ -51,8 +51,14 @@ func (s *session) readPassword(user string) (string, error) {
 	if !ok || !isTerminal(in) {
 		return "", usagef("--user %s needs a password: give --password or set STREAMHOUSE_PASSWORD (or run on a terminal to be asked)", user)
 	}
+	fd := int(in.Fd())
+	restore, err := echoOff(fd)
+	if err != nil {
+		return "", err
+	}
+	defer restore()
 	fmt.Fprintf(s.stderr, "Password for %s: ", user)
-	b, err := term.ReadPassword(int(in.Fd()))
+	b, err := term.ReadPassword(fd)
 	fmt.Fprintln(s.stderr)
 	if err != nil {
 		return "", fmt.Errorf("read password: %w", err)
