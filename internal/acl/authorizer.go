@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Store is what the Authorizer needs of the metadata store
@@ -76,6 +78,9 @@ type Config struct {
 	// made on another agent applies here within this long at worst, and
 	// within milliseconds when the store announces changes. Default 5 s.
 	RefreshInterval time.Duration
+	// Registry, if set, gets streamhouse_authorization_denials_total
+	// (metrics.go).
+	Registry prometheus.Registerer
 }
 
 // DefaultRefreshInterval is Config.RefreshInterval's default.
@@ -114,6 +119,8 @@ type Authorizer struct {
 	lowerVersion int64
 	lowerSeen    int
 	lowerSince   time.Time
+
+	denials *denials // metrics.go
 }
 
 // New creates an Authorizer and loads the stored bindings.
@@ -132,6 +139,8 @@ func New(ctx context.Context, cfg Config) (*Authorizer, error) {
 		log:   cfg.Logger.With("component", "acl"),
 		super: make(map[string]bool),
 		kick:  make(chan struct{}, 1),
+
+		denials: newDenials(cfg.Registry),
 	}
 	for _, u := range cfg.SuperUsers {
 		if u = strings.TrimSpace(u); u != "" {

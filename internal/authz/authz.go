@@ -92,14 +92,22 @@ func Host(ctx context.Context) string {
 	return h
 }
 
-// Checker decides with one authorizer. A nil Checker, or one over a nil
-// authorizer, allows everything (front ends built without ACLs, tests).
+// Checker decides with one authorizer, for one listener. A nil Checker,
+// or one over a nil authorizer, allows everything (front ends built
+// without ACLs, tests).
 type Checker struct {
-	a *acl.Authorizer
+	a        *acl.Authorizer
+	listener string
 }
 
-// New returns a Checker over a (nil: allow everything).
-func New(a *acl.Authorizer) *Checker { return &Checker{a: a} }
+// New returns a Checker over a (nil: allow everything) for the front end
+// of listener (auth.ListenerHTTP, auth.ListenerGRPC): the "listener" label
+// of the refusals it counts (streamhouse_authorization_denials_total),
+// whose series exist at zero from now on.
+func New(a *acl.Authorizer, listener string) *Checker {
+	a.PrepareDenials(listener)
+	return &Checker{a: a, listener: listener}
+}
 
 // Enforcing reports whether requests are checked at all.
 func (c *Checker) Enforcing() bool { return c != nil && c.a != nil && c.a.Enforcing() }
@@ -130,8 +138,15 @@ func (c *Checker) Unrestricted(ctx context.Context) bool {
 }
 
 // Require returns nil when the caller of ctx may perform every one of
-// perms, else the refusal of the first it may not.
+// perms, else the refusal of the first it may not, counted as a denial:
+// the caller's answer is that refusal.
 func (c *Checker) Require(ctx context.Context, perms ...Perm) error {
+	err := c.require(ctx, perms)
+	c.count(err)
+	return err
+}
+
+func (c *Checker) require(ctx context.Context, perms []Perm) error {
 	p, check, err := c.caller(ctx)
 	if !check {
 		return err
@@ -147,7 +162,7 @@ func (c *Checker) Require(ctx context.Context, perms ...Perm) error {
 
 // RequireAny returns nil when the caller may perform at least one of
 // perms (say CREATE on the cluster or on the topic), else the refusal of
-// the last.
+// the last, counted as a denial.
 func (c *Checker) RequireAny(ctx context.Context, perms ...Perm) error {
 	p, check, err := c.caller(ctx)
 	if !check {
@@ -160,13 +175,33 @@ func (c *Checker) RequireAny(ctx context.Context, perms ...Perm) error {
 		}
 	}
 	last := perms[len(perms)-1]
-	return &DeniedError{Op: last.Op, Res: last.Res, Hidden: last.Hidden}
+	err = &DeniedError{Op: last.Op, Res: last.Res, Hidden: last.Hidden}
+	c.count(err)
+	return err
+}
+
+// count counts err as a denial if it is a *DeniedError.
+func (c *Checker) count(err error) {
+	var denied *DeniedError
+	if errors.As(err, &denied) {
+		c.a.Denied(c.listener, denied.Op, denied.Res.Type)
+	}
+}
+
+// Refused counts a refusal the front end answers without Require: one
+// whose answer names no single resource (the registry's schema IDs).
+func (c *Checker) Refused(op acl.Operation, typ acl.ResourceType) {
+	if c.Enforcing() {
+		c.a.Denied(c.listener, op, typ)
+	}
 }
 
 // May reports whether the caller may perform op on res (false for a
-// caller without a login when enforcing).
+// caller without a login when enforcing). It answers a question (a
+// listing's filter, a choice between rules) rather than refusing, so a
+// false is not counted as a denial.
 func (c *Checker) May(ctx context.Context, op acl.Operation, res acl.Resource) bool {
-	return c.Require(ctx, Need(op, res)) == nil
+	return c.require(ctx, []Perm{Need(op, res)}) == nil
 }
 
 // MayAny reports whether the caller may perform op on some resource of
@@ -195,7 +230,8 @@ func (c *Checker) Allowed(ctx context.Context, op acl.Operation, typ acl.Resourc
 
 // Topics is what SQL over topics asks (sql.Access): READ on a topic a
 // statement reads, DESCRIBE on one it describes, and SHOW TOPICS lists the
-// topics the caller may DESCRIBE.
+// topics the caller may DESCRIBE. SQL is served by the REST API, so C's
+// listener is auth.ListenerHTTP.
 type Topics struct{ C *Checker }
 
 // Use is sql.Access.Use.

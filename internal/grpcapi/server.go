@@ -166,7 +166,7 @@ func New(cfg Config) *Server {
 		now:       cfg.Now,
 		peers:     peers{creds: peerCredentials(cfg.PeerTLS)},
 		auth:      cfg.Auth,
-		acl:       authz.New(cfg.ACL),
+		acl:       authz.New(cfg.ACL, auth.ListenerGRPC),
 	}
 	if cfg.AgentUser != "" {
 		s.forwardAuth = "Basic " + base64.StdEncoding.EncodeToString([]byte(cfg.AgentUser+":"+cfg.AgentPassword))

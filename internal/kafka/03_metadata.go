@@ -92,7 +92,7 @@ func handleMetadata(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Respo
 			return nil, err
 		}
 		for _, t := range topics {
-			if c.allowedTopic(ctx, acl.OpDescribe, t.Name) {
+			if c.permits(ctx, acl.OpDescribe, acl.Topic(t.Name)) {
 				resp.Topics = append(resp.Topics, c.topicMetadata(ctx, req, t.Name, false, live))
 			}
 		}
@@ -155,6 +155,7 @@ func (c *conn) topicMetadata(ctx context.Context, req *kmsg.MetadataRequest, nam
 	info, err := s.broker.DescribeTopic(ctx, name)
 	if errors.Is(err, broker.ErrUnknownTopic) && allowAuto {
 		if !c.mayCreateTopic(ctx, name) {
+			c.createDenied()
 			mt.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			return mt
 		}

@@ -13,9 +13,12 @@ import (
 
 // OffsetFetch, key 9.
 //
-// Versions 1-10 (v0 read offsets from ZooKeeper; Kafka 4 dropped it). v2
-// a null topic list means every committed offset of the group, and a
-// top-level ErrorCode; v3 ThrottleMillis; v5 LeaderEpoch; v6 flexible; v7
+// Versions 1-10 (v0 read offsets from ZooKeeper; Kafka 4 dropped it). v1
+// has no group-level error: a group's error (not authorized to DESCRIBE
+// it, not its coordinator, an invalid ID, a failed read) is every asked
+// partition's ErrorCode, as in Kafka. v2 a null topic list means every
+// committed offset of the group, and a top-level ErrorCode (and no topics
+// with it); v3 ThrottleMillis; v5 LeaderEpoch; v6 flexible; v7
 // RequireStable (KIP-447): a partition with transactional offsets not yet
 // committed or aborted (TxnOffsetCommit of an open transaction) is
 // UNSTABLE_OFFSET_COMMIT with offset -1, which consumers retry, so a
@@ -54,15 +57,32 @@ func handleOffsetFetch(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Re
 	}
 	g := c.fetchOffsets(ctx, req.Version, req.RequireStable, rg)
 	resp.ErrorCode = g.ErrorCode
+	if req.Version < 2 && g.ErrorCode != 0 {
+		// v0-v1 have no group-level ErrorCode: as Kafka does
+		// (OffsetFetchRequest.getErrorResponse), every partition asked
+		// for carries the group's error (GROUP_AUTHORIZATION_FAILED,
+		// NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS, ...) with offset
+		// -1 and empty metadata, which clients read as the group's
+		// error. Without this the answer would be no offsets and no
+		// error.
+		for _, reqT := range req.Topics {
+			t := kmsg.NewOffsetFetchResponseTopic()
+			t.Topic = reqT.Topic
+			for _, part := range reqT.Partitions {
+				p := kmsg.NewOffsetFetchResponseTopicPartition()
+				p.Partition, p.Offset, p.Metadata, p.ErrorCode = part, -1, kmsg.StringPtr(""), g.ErrorCode
+				t.Partitions = append(t.Partitions, p)
+			}
+			resp.Topics = append(resp.Topics, t)
+		}
+		return resp, nil
+	}
 	for _, gt := range g.Topics {
 		t := kmsg.NewOffsetFetchResponseTopic()
 		t.Topic = gt.Topic
 		for _, gp := range gt.Partitions {
 			p := kmsg.NewOffsetFetchResponseTopicPartition()
 			p.Partition, p.Offset, p.LeaderEpoch, p.Metadata, p.ErrorCode = gp.Partition, gp.Offset, gp.LeaderEpoch, gp.Metadata, gp.ErrorCode
-			if req.Version < 2 && p.ErrorCode == 0 {
-				p.ErrorCode = g.ErrorCode // v1 has no group-level error
-			}
 			t.Partitions = append(t.Partitions, p)
 		}
 		resp.Topics = append(resp.Topics, t)
@@ -150,8 +170,8 @@ func (c *conn) fetchOffsets(ctx context.Context, version int16, requireStable bo
 		}
 		sort.Strings(names)
 		for _, name := range names {
-			if !c.allowedTopic(ctx, acl.OpDescribe, name) {
-				continue
+			if !c.permits(ctx, acl.OpDescribe, acl.Topic(name)) {
+				continue // left out, not refused
 			}
 			rt := kmsg.NewOffsetFetchResponseGroupTopic()
 			rt.Topic = name

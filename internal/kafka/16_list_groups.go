@@ -42,12 +42,12 @@ func handleListGroups(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Res
 	}
 	// DESCRIBE on the cluster lists every group, else only those the
 	// principal may DESCRIBE (Kafka's rule).
-	everyGroup := c.allowed(ctx, acl.OpDescribe, acl.Cluster())
+	everyGroup := c.permits(ctx, acl.OpDescribe, acl.Cluster())
 	add := func(id, protocolType string, state group.State) {
 		if !matches(req.StatesFilter, state.String()) || !matches(req.TypesFilter, classicGroupType) {
 			return
 		}
-		if !everyGroup && !c.allowed(ctx, acl.OpDescribe, acl.Group(id)) {
+		if !everyGroup && !c.permits(ctx, acl.OpDescribe, acl.Group(id)) {
 			return
 		}
 		if c.s.notCoordinator(ctx, id) != 0 {

@@ -54,6 +54,7 @@ func handleCreateTopics(ctx context.Context, c *conn, req kmsg.Request) (kmsg.Re
 			continue
 		}
 		if !c.mayCreateTopic(ctx, t.Topic) {
+			c.createDenied()
 			setCreateTopicErr(&rt, kerr.TopicAuthorizationFailed.Code, "not authorized to CREATE topic "+t.Topic+" (CREATE on the cluster or the topic is needed)")
 			resp.Topics = append(resp.Topics, rt)
 			continue

@@ -69,7 +69,8 @@ func handleInitProducerID(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg
 	}
 	// An idempotent producer: IDEMPOTENT_WRITE on the cluster, or WRITE on
 	// some topic (Kafka 3.0+, KIP-679).
-	if !c.allowed(ctx, acl.OpIdempotentWrite, acl.Cluster()) && !c.allowedAny(ctx, acl.OpWrite, acl.ResourceTopic) {
+	if !c.permits(ctx, acl.OpIdempotentWrite, acl.Cluster()) && !c.allowedAny(ctx, acl.OpWrite, acl.ResourceTopic) {
+		c.denied(acl.OpIdempotentWrite, acl.ResourceCluster)
 		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
 		return resp, nil
 	}

@@ -62,7 +62,7 @@ func handleDescribeTransactions(ctx context.Context, c *conn, kreq kmsg.Request)
 		}
 		idx := make(map[string]int)
 		for _, p := range t.Partitions {
-			if !c.allowedTopic(ctx, acl.OpDescribe, p.Topic) {
+			if !c.permits(ctx, acl.OpDescribe, acl.Topic(p.Topic)) {
 				continue // as Kafka: only the topics the principal may DESCRIBE
 			}
 			i, ok := idx[p.Topic]

@@ -85,7 +85,7 @@ func handleListTransactions(ctx context.Context, c *conn, kreq kmsg.Request) (km
 		if pattern != nil && !pattern.MatchString(t.TransactionalID) {
 			continue
 		}
-		if !c.allowed(ctx, acl.OpDescribe, acl.TransactionalID(t.TransactionalID)) {
+		if !c.permits(ctx, acl.OpDescribe, acl.TransactionalID(t.TransactionalID)) {
 			continue // only those the principal may DESCRIBE, as in Kafka
 		}
 		if req.Version >= 1 && req.DurationFilterMillis >= 0 && !t.StartedAt.IsZero() &&

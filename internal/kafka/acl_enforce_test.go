@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -33,11 +34,14 @@ const (
 type aclServer struct {
 	*authServer
 	alice, admin *kgo.Client
+	aclReg       *prometheus.Registry // the Authorizer's metrics
 }
 
 func startACLServer(t *testing.T) *aclServer {
 	t.Helper()
+	aclReg := prometheus.NewRegistry()
 	s := startAuthServer(t, testOptions{autoCreateTopics: true, acl: func(c *acl.Config) {
+		c.Registry = aclReg
 		c.Enforce = true
 		c.SuperUsers = []string{"admin"}
 		c.SuperUser = func(p string) bool { return auth.IsAgent(auth.ParsePrincipal(p)) }
@@ -46,7 +50,7 @@ func startACLServer(t *testing.T) *aclServer {
 		t.Fatal(err)
 	}
 	s.dpTopic(t, aclTopic, 1, nil)
-	as := &aclServer{authServer: s}
+	as := &aclServer{authServer: s, aclReg: aclReg}
 	as.alice = as.login("alice")
 	as.admin = as.login("admin")
 	return as

@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/streamhouse/streamhouse/internal/acl"
+	"github.com/streamhouse/streamhouse/internal/auth"
 )
 
 // Authorization of Kafka requests: each handler asks Config.ACL, for the
@@ -31,16 +32,37 @@ func remoteHost(nc net.Conn) string {
 }
 
 // allowed reports whether the connection's principal may perform op on
-// res (always without an Authorizer, which only some tests lack).
+// res (always without an Authorizer, which only some tests lack). A false
+// is counted as a denial (streamhouse_authorization_denials_total): the
+// caller answers it with an *_AUTHORIZATION_FAILED code. A check whose
+// false refuses nothing (a listing's filter, the first of two ways to be
+// allowed) asks permits instead, as Kafka's authorizer is asked with
+// logIfDenied false there.
 func (c *conn) allowed(ctx context.Context, op acl.Operation, res acl.Resource) bool {
+	if c.permits(ctx, op, res) {
+		return true
+	}
+	c.denied(op, res.Type)
+	return false
+}
+
+// permits is allowed without counting a false as a denial.
+func (c *conn) permits(ctx context.Context, op acl.Operation, res acl.Resource) bool {
 	if c.s.acl == nil {
 		return true
 	}
 	return c.s.acl.Authorize(ctx, c.Principal().String(), c.host, op, res)
 }
 
+// denied counts a refusal of op on a resource of type typ that the
+// handler decided with permits.
+func (c *conn) denied(op acl.Operation, typ acl.ResourceType) {
+	c.s.acl.Denied(auth.ListenerKafka, op, typ)
+}
+
 // allowedAny reports whether the connection's principal may perform op on
-// some resource of type typ (Kafka's authorizeByResourceType).
+// some resource of type typ (Kafka's authorizeByResourceType). A false is
+// not counted: the caller counts what it refuses.
 func (c *conn) allowedAny(ctx context.Context, op acl.Operation, typ acl.ResourceType) bool {
 	if c.s.acl == nil {
 		return true
@@ -62,7 +84,7 @@ func (c *conn) authorizedOps(ctx context.Context, res acl.Resource, all int32) i
 	if c.s.acl == nil || !c.s.acl.Enforcing() {
 		return all
 	}
-	if res.Type == acl.ResourceCluster && !c.allowed(ctx, acl.OpDescribe, res) {
+	if res.Type == acl.ResourceCluster && !c.permits(ctx, acl.OpDescribe, res) {
 		return 0
 	}
 	return c.s.acl.AuthorizedOperations(ctx, c.Principal().String(), c.host, res) & all
@@ -70,10 +92,15 @@ func (c *conn) authorizedOps(ctx context.Context, res acl.Resource, all int32) i
 
 // mayCreateTopic reports whether the principal may create topic: CREATE on
 // the cluster or on the topic, as Kafka's CreateTopics and auto-creation
-// ask.
+// ask. A false is not counted (a produce's auto-creation refuses nothing:
+// the topic stays unknown); a handler that answers it with
+// TOPIC_AUTHORIZATION_FAILED counts it with createDenied.
 func (c *conn) mayCreateTopic(ctx context.Context, topic string) bool {
-	return c.allowed(ctx, acl.OpCreate, acl.Cluster()) || c.allowedTopic(ctx, acl.OpCreate, topic)
+	return c.permits(ctx, acl.OpCreate, acl.Cluster()) || c.permits(ctx, acl.OpCreate, acl.Topic(topic))
 }
+
+// createDenied counts the refusal of a topic's creation.
+func (c *conn) createDenied() { c.denied(acl.OpCreate, acl.ResourceTopic) }
 
 // topicDenied is the message of a TOPIC_AUTHORIZATION_FAILED.
 func topicDenied(op acl.Operation, topic string) string {

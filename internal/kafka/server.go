@@ -212,6 +212,7 @@ func New(cfg Config) *Server {
 	if s.quotas == nil {
 		s.quotas, s.stopQuotas = s.runQuotas()
 	}
+	s.acl.PrepareDenials(auth.ListenerKafka)
 	return s
 }
 

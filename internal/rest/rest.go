@@ -191,7 +191,7 @@ func New(cfg Config) http.Handler {
 		sampler:  cfg.Sampler,
 		started:  cfg.Started,
 		users:    cfg.Users,
-		acl:      authz.New(cfg.ACL),
+		acl:      authz.New(cfg.ACL, auth.ListenerHTTP),
 		mux:      http.NewServeMux(),
 	}
 	s.requests = register(cfg.Registry, prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/auth"
 	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
@@ -19,11 +21,12 @@ import (
 
 // authAPI is the registry as the server serves it with AUTH_ENABLED: under
 // /schemas, behind the HTTP login middleware, with users root
-// (SUPER_USERS) and alice, and ACLs enforced from a real store.
+// (SUPER_USERS), alice and bob, and ACLs enforced from a real store.
 type authAPI struct {
 	t   *testing.T
 	url string
 	acl *acl.Authorizer
+	reg *prometheus.Registry // the Authorizer's metrics
 }
 
 func newAuthAPI(t *testing.T) *authAPI {
@@ -32,10 +35,11 @@ func newAuthAPI(t *testing.T) *authAPI {
 	logger := slog.New(slog.DiscardHandler)
 	store := metadatatest.OpenSQLite(t)
 	authn := auth.New(auth.Config{Store: store, Enabled: true, SuperUsers: []string{"root"}, Logger: logger})
-	if err := authn.Bootstrap(ctx, []auth.BootstrapUser{{Name: "root", Password: "root-pw"}, {Name: "alice", Password: "alice-pw"}}); err != nil {
+	if err := authn.Bootstrap(ctx, []auth.BootstrapUser{{Name: "root", Password: "root-pw"}, {Name: "alice", Password: "alice-pw"}, {Name: "bob", Password: "bob-pw"}}); err != nil {
 		t.Fatal(err)
 	}
-	a, err := acl.New(ctx, acl.Config{Store: store, Logger: logger, SuperUsers: []string{"root"}, Enforce: true})
+	reg := prometheus.NewRegistry()
+	a, err := acl.New(ctx, acl.Config{Store: store, Logger: logger, SuperUsers: []string{"root"}, Enforce: true, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +47,7 @@ func newAuthAPI(t *testing.T) *authAPI {
 	mux.Handle("/schemas/", http.StripPrefix("/schemas", New(Config{Store: store, Logger: logger, ACL: a})))
 	srv := httptest.NewServer(authn.HTTP(mux))
 	t.Cleanup(srv.Close)
-	return &authAPI{t: t, url: srv.URL, acl: a}
+	return &authAPI{t: t, url: srv.URL, acl: a, reg: reg}
 }
 
 // do sends a request as user ("" none; password user+"-pw") and returns
@@ -80,8 +84,13 @@ func (a *authAPI) must(user, method, path, body string, status int) string {
 
 func (a *authAPI) grant(typ acl.ResourceType, name string, op acl.Operation) {
 	a.t.Helper()
+	a.grantTo("alice", typ, name, op)
+}
+
+func (a *authAPI) grantTo(user string, typ acl.ResourceType, name string, op acl.Operation) {
+	a.t.Helper()
 	b := acl.Binding{ResourceType: typ, ResourceName: name, PatternType: acl.PatternLiteral,
-		Principal: "User:alice", Host: acl.WildcardHost, Operation: op, Permission: acl.PermissionAllow}
+		Principal: "User:" + user, Host: acl.WildcardHost, Operation: op, Permission: acl.PermissionAllow}
 	for _, err := range a.acl.CreateACLs(context.Background(), []acl.Binding{b}) {
 		if err != nil {
 			a.t.Fatal(err)
@@ -320,4 +329,151 @@ func TestRegistryListingsAndUnknownsAlike(t *testing.T) {
 	isForbidden(t, "a reference to hidden-value", code, raw)
 	api.grant(acl.ResourceTopic, "hidden", acl.OpDescribe)
 	api.must("alice", "POST", "/subjects/mine-value/versions", ref, 200)
+}
+
+// registryError decodes the registry's error body.
+func registryError(t *testing.T, raw string) (code int, message string) {
+	t.Helper()
+	var body struct {
+		ErrorCode int    `json:"error_code"`
+		Message   string `json:"message"`
+	}
+	if err := json.Unmarshal([]byte(raw), &body); err != nil {
+		t.Fatalf("not a registry error: %s", raw)
+	}
+	return body.ErrorCode, body.Message
+}
+
+// The schemas referencing a version are shown only as far as the caller
+// may read them: GET .../referencedby lists the IDs of referencing
+// schemas under a subject the caller may read (as GET /schemas/ids/{id}
+// asks), and a delete refused because of references (42206) is still
+// refused but names only those, never an ID or subject the caller may not
+// read. alice may read base, lone and seen but not hidden; bob may read
+// all four.
+func TestRegistryReferencesShownAsFarAsReadable(t *testing.T) {
+	t.Parallel()
+	api := newAuthAPI(t)
+	api.register("base-value")
+	api.register("lone-value")
+	refBody := func(record string, subjects ...string) string {
+		var fields, refs []string
+		for i, s := range subjects {
+			fields = append(fields, fmt.Sprintf(`{"name":"f%d","type":"%s"}`, i, "R"+recordName(s)))
+			refs = append(refs, fmt.Sprintf(`{"name":"R%s","subject":"%s","version":1}`, recordName(s), s))
+		}
+		schema, _ := json.Marshal(fmt.Sprintf(`{"type":"record","name":"%s","fields":[%s]}`, record, strings.Join(fields, ",")))
+		return `{"schema":` + string(schema) + `,"references":[` + strings.Join(refs, ",") + `]}`
+	}
+	id := func(raw string) int64 {
+		var out struct{ ID int64 }
+		if err := json.Unmarshal([]byte(raw), &out); err != nil || out.ID == 0 {
+			t.Fatalf("register: %s %v", raw, err)
+		}
+		return out.ID
+	}
+	seen := id(api.must("root", "POST", "/subjects/seen-value/versions", refBody("S", "base-value"), 200))
+	hidden := id(api.must("root", "POST", "/subjects/hidden-value/versions", refBody("H", "base-value", "lone-value"), 200))
+	for _, topic := range []string{"base", "lone"} {
+		api.grant(acl.ResourceTopic, topic, acl.OpDescribe)
+		api.grant(acl.ResourceTopic, topic, acl.OpDelete)
+	}
+	api.grant(acl.ResourceTopic, "seen", acl.OpDescribe)
+	for _, topic := range []string{"base", "lone", "seen", "hidden"} {
+		api.grantTo("bob", acl.ResourceTopic, topic, acl.OpDescribe)
+	}
+
+	referencedBy := func(user, subject string) string {
+		t.Helper()
+		return strings.TrimSpace(api.must(user, "GET", "/subjects/"+subject+"/versions/1/referencedby", "", 200))
+	}
+	if got, want := referencedBy("alice", "base-value"), fmt.Sprintf("[%d]", seen); got != want {
+		t.Errorf("alice: base-value referenced by %s, want %s", got, want)
+	}
+	if got, want := referencedBy("bob", "base-value"), fmt.Sprintf("[%d,%d]", seen, hidden); got != want {
+		t.Errorf("bob: base-value referenced by %s, want %s", got, want)
+	}
+	if got := referencedBy("alice", "lone-value"); got != "[]" {
+		t.Errorf("alice: lone-value referenced by %s, want []", got)
+	}
+	if got, want := referencedBy("bob", "lone-value"), fmt.Sprintf("[%d]", hidden); got != want {
+		t.Errorf("bob: lone-value referenced by %s, want %s", got, want)
+	}
+
+	// Deletes are refused all the same, naming what alice may read only.
+	refused := func(user, path, wantMsg string) {
+		t.Helper()
+		status, raw := api.do(user, "DELETE", path, "")
+		code, msg := registryError(t, raw)
+		if status != 422 || code != 42206 || msg != wantMsg {
+			t.Errorf("%s DELETE %s: %d %d %q, want 422 42206 %q", user, path, status, code, msg, wantMsg)
+		}
+	}
+	const unreadable = "schemas under subjects you may not read"
+	refused("alice", "/subjects/base-value/versions/1",
+		fmt.Sprintf("One or more references exist to the schema {subject=base-value, version=1}: schema ids [%d], and %s", seen, unreadable))
+	refused("alice", "/subjects/base-value",
+		fmt.Sprintf("One or more references exist to the schema {subject=base-value, version=1}: schema ids [%d], and %s", seen, unreadable))
+	refused("alice", "/subjects/lone-value/versions/latest",
+		"One or more references exist to the schema {subject=lone-value, version=1}: from "+unreadable)
+	refused("alice", "/subjects/lone-value", "One or more references exist to the schema {subject=lone-value, version=1}: from "+unreadable)
+	refused("root", "/subjects/base-value/versions/1",
+		fmt.Sprintf("One or more references exist to the schema {subject=base-value, version=1}: schema ids [%d %d]", seen, hidden))
+	for _, subject := range []string{"base-value", "lone-value"} {
+		if got := strings.TrimSpace(api.must("root", "GET", "/subjects/"+subject+"/versions", "", 200)); got != "[1]" {
+			t.Errorf("%s after refused deletes: versions %s", subject, got)
+		}
+	}
+}
+
+// Registry refusals are counted as the HTTP listener's denials, by
+// resource type and operation; a filtered listing is not a refusal.
+func TestRegistryCountsDenials(t *testing.T) {
+	t.Parallel()
+	api := newAuthAPI(t)
+	hiddenID := api.register("hidden-value")
+	api.register("com.acme.Shared")
+	value := func(typ acl.ResourceType, op acl.Operation) float64 {
+		t.Helper()
+		mfs, err := api.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "streamhouse_authorization_denials_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				got := map[string]string{}
+				for _, l := range m.GetLabel() {
+					got[l.GetName()] = l.GetValue()
+				}
+				if got["listener"] == auth.ListenerHTTP && got["resource_type"] == typ.String() && got["operation"] == op.String() {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+		t.Fatalf("no series for http %s %s", typ, op)
+		return 0
+	}
+	if v := value(acl.ResourceTopic, acl.OpDescribe); v != 0 {
+		t.Fatalf("before any request: %v", v)
+	}
+	api.must("alice", "GET", "/subjects", "", 200) // filtered: nothing refused
+	code, raw := api.do("alice", "GET", "/subjects/hidden-value/versions", "")
+	isForbidden(t, "versions of hidden-value", code, raw)
+	code, raw = api.do("alice", "GET", fmt.Sprintf("/schemas/ids/%d", hiddenID), "")
+	isForbidden(t, "hidden schema by ID", code, raw)
+	code, raw = api.do("alice", "DELETE", "/subjects/com.acme.Shared", "")
+	isForbidden(t, "delete a cluster subject", code, raw)
+	if v := value(acl.ResourceTopic, acl.OpDescribe); v != 2 {
+		t.Errorf("TOPIC DESCRIBE denials: %v, want 2", v)
+	}
+	if v := value(acl.ResourceCluster, acl.OpAlter); v != 1 {
+		t.Errorf("CLUSTER ALTER denials: %v, want 1", v)
+	}
+	api.must("root", "GET", "/subjects/hidden-value/versions", "", 200)
+	if v := value(acl.ResourceTopic, acl.OpDescribe); v != 2 {
+		t.Errorf("after the super user's read: %v, want 2", v)
+	}
 }

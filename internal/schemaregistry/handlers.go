@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
@@ -125,14 +126,17 @@ func (r *Registry) getVersionSchema(w http.ResponseWriter, req *http.Request) er
 	return writeRaw(w, sv.Schema.Text)
 }
 
-// referencedBy lists the IDs of schemas that reference the version.
+// referencedBy lists the IDs of schemas that reference the version,
+// those the caller may read only (under some subject it may read, as
+// GET /schemas/ids/{id} asks): the others, and so their subjects, are not
+// the caller's to learn.
 func (r *Registry) referencedBy(w http.ResponseWriter, req *http.Request) error {
 	ctx := req.Context()
 	sv, err := r.findVersion(ctx, req.PathValue("subject"), req.PathValue("version"), false)
 	if err != nil {
 		return err
 	}
-	ids, err := r.referrers(ctx, sv.Subject, sv.Version)
+	ids, _, err := r.referrers(ctx, sv.Subject, sv.Version)
 	if err != nil {
 		return err
 	}
@@ -140,38 +144,61 @@ func (r *Registry) referencedBy(w http.ResponseWriter, req *http.Request) error 
 }
 
 // referrers returns the IDs of the live schemas that reference version of
-// subject, sorted.
-func (r *Registry) referrers(ctx context.Context, subject string, version int32) ([]int64, error) {
+// subject which the caller may read (some live subject version using the
+// ID that it may read), sorted, and whether others the caller may not read
+// do too.
+func (r *Registry) referrers(ctx context.Context, subject string, version int32) (ids []int64, hidden bool, err error) {
 	all, err := r.store.ListSchemaVersions(ctx, metadata.SchemaVersionFilter{})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	ids := []int64{}
+	var live []metadata.SchemaVersion
 	for _, v := range all {
-		if v.Deleted || slices.Contains(ids, v.Schema.ID) {
+		if v.Deleted {
 			continue
 		}
 		for _, ref := range v.Schema.References {
 			if ref.Subject == subject && ref.Version == version {
-				ids = append(ids, v.Schema.ID)
+				live = append(live, v)
 				break
 			}
 		}
 	}
+	ids = []int64{}
+	for _, v := range r.readable(ctx, live) {
+		if !slices.Contains(ids, v.Schema.ID) {
+			ids = append(ids, v.Schema.ID)
+		}
+	}
+	for _, v := range live {
+		if !slices.Contains(ids, v.Schema.ID) {
+			hidden = true
+			break
+		}
+	}
 	slices.Sort(ids)
-	return ids, nil
+	return ids, hidden, nil
 }
 
 // checkUnreferenced fails with 42206, as Confluent's registry does, when a
 // live schema references one of versions of subject: deleting it would
-// break that schema.
+// break that schema. The refusal stands whoever asks, but it names only
+// the referencing schemas the caller may read; the others are mentioned
+// without an ID, count or subject.
 func (r *Registry) checkUnreferenced(ctx context.Context, subject string, versions []int32) error {
 	for _, v := range versions {
-		ids, err := r.referrers(ctx, subject, v)
+		ids, hidden, err := r.referrers(ctx, subject, v)
 		if err != nil {
 			return err
 		}
-		if len(ids) > 0 {
+		switch {
+		case hidden && len(ids) == 0:
+			return newErr(http.StatusUnprocessableEntity, codeReferenceExists,
+				"One or more references exist to the schema {subject=%s, version=%d}: from schemas under subjects you may not read", subject, v)
+		case hidden:
+			return newErr(http.StatusUnprocessableEntity, codeReferenceExists,
+				"One or more references exist to the schema {subject=%s, version=%d}: schema ids %v, and schemas under subjects you may not read", subject, v, ids)
+		case len(ids) > 0:
 			return newErr(http.StatusUnprocessableEntity, codeReferenceExists,
 				"One or more references exist to the schema {subject=%s, version=%d}: schema ids %v", subject, v, ids)
 		}
@@ -315,7 +342,15 @@ func (r *Registry) schemaID(req *http.Request) (metadata.Schema, error) {
 			return metadata.Schema{}, err
 		}
 		subject := req.URL.Query().Get("subject")
-		if len(r.readable(req.Context(), vs)) == 0 || (subject != "" && !r.mayRead(req.Context(), subject)) {
+		if subject != "" && !r.mayRead(req.Context(), subject) {
+			p := subjectPerm(subject, readAccess)
+			r.acl.Refused(p.Op, p.Res.Type)
+			return metadata.Schema{}, schemaDenied(id)
+		}
+		if len(r.readable(req.Context(), vs)) == 0 {
+			// Counted as a topic's: the subjects using the schema are
+			// not the caller's to know, and an unknown ID has none.
+			r.acl.Refused(acl.OpDescribe, acl.ResourceTopic)
 			return metadata.Schema{}, schemaDenied(id)
 		}
 	}

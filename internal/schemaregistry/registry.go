@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 
 	"github.com/streamhouse/streamhouse/internal/acl"
+	"github.com/streamhouse/streamhouse/internal/auth"
 	"github.com/streamhouse/streamhouse/internal/authz"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
@@ -77,7 +78,7 @@ func New(cfg Config) *Registry {
 		cfg.MaxBodyBytes = defaultMaxBody
 	}
 	r := &Registry{store: cfg.Store, log: cfg.Logger.With("component", "schemaregistry"), maxBody: cfg.MaxBodyBytes,
-		mux: http.NewServeMux(), acl: authz.New(cfg.ACL)}
+		mux: http.NewServeMux(), acl: authz.New(cfg.ACL, auth.ListenerHTTP)}
 	h := r.handle
 	h("GET /{$}", r.loggedIn, func(w http.ResponseWriter, _ *http.Request) error { return writeJSON(w, http.StatusOK, struct{}{}) })
 	h("GET /subjects", r.loggedIn, r.listSubjects)

@@ -219,7 +219,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 	// ACLs are stored and listed always, and enforced with AUTH_ENABLED;
 	// SUPER_USERS and the agents' own users bypass them (s.auth is set
 	// before any request is served).
-	if s.acl, err = acl.New(ctx, acl.Config{Store: s.store, Logger: logger, Enforce: cfg.AuthEnabled, SuperUsers: cfg.SuperUsers(),
+	if s.acl, err = acl.New(ctx, acl.Config{Store: s.store, Logger: logger, Registry: s.reg, Enforce: cfg.AuthEnabled, SuperUsers: cfg.SuperUsers(),
 		SuperUser: func(p string) bool { return s.auth.IsSuperUser(auth.ParsePrincipal(p)) }}); err != nil {
 		return nil, err
 	}
@@ -292,7 +292,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 	switch s.sql, err = sql.New(sql.Config{
 		Source: s.broker, Logger: logger, Registry: s.reg,
 		MaxMemoryBytes: cfg.SQLMaxMemoryBytes, Threads: cfg.SQLThreads, MaxRows: cfg.SQLMaxRows, Timeout: cfg.SQLTimeout,
-		Access: authz.Topics{C: authz.New(s.acl)},
+		Access: authz.Topics{C: authz.New(s.acl, auth.ListenerHTTP)},
 	}); {
 	case errors.Is(err, sql.ErrUnavailable):
 		logger.Info("SQL over topics unavailable: this binary was built without cgo")

@@ -42,7 +42,7 @@ func TestAccessAuthorizesEveryTopicReference(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		e := newEngine(t, b, Config{Access: authz.Topics{C: authz.New(a)}})
+		e := newEngine(t, b, Config{Access: authz.Topics{C: authz.New(a, auth.ListenerHTTP)}})
 		alice := auth.WithPrincipal(ctx, auth.User("alice"))
 		root := auth.WithPrincipal(ctx, auth.User("root"))
 

@@ -70,8 +70,10 @@ func quantityOf(expr string) (quantity, error) {
 			case strings.HasSuffix(name, "_total") && strings.Contains(name, "_bytes_"):
 				// _bytes_total, _bytes_in_total, _bytes_reclaimed_total
 				qs = append(qs, bytesPerSec)
-			case strings.HasSuffix(name, "_seconds_total"):
-				qs = append(qs, ratio) // seconds per second: a share of time
+			case strings.HasSuffix(name, "_seconds_total"), strings.HasSuffix(name, "_seconds_sum"):
+				// seconds per second: a share of time (a histogram's
+				// _sum of seconds is a counter of seconds too)
+				qs = append(qs, ratio)
 			case strings.HasSuffix(name, "_total"), strings.HasSuffix(name, "_count"):
 				qs = append(qs, perSec)
 			default:
@@ -130,6 +132,7 @@ func TestQuantityOf(t *testing.T) {
 		{`sum(rate(streamhouse_log_chunk_load_bytes_total[1m]))`, bytesPerSec},
 		{`topk(10, sum by (topic) (rate(streamhouse_topic_bytes_in_total[1m])))`, bytesPerSec},
 		{`rate(process_cpu_seconds_total{job="streamhouse"}[1m])`, ratio},
+		{`sum by (listener) (rate(streamhouse_quota_throttle_time_seconds_sum[1m]))`, ratio},
 		{`sum(rate(streamhouse_log_reads_total{source!="object"}[1m])) / sum(rate(streamhouse_log_reads_total[1m]))`, ratio},
 		{`sum by (group) (deriv(streamhouse_consumer_group_lag[5m]))`, perSec},
 		{`time() - streamhouse_log_compaction_last_success_timestamp_seconds{instance=~"$instance"}`, duration},
