@@ -147,6 +147,11 @@ type CompactionStats struct {
 	KeyPasses      int   // partitions key-compacted
 	RecordsRemoved int64 // records key compaction removed
 	BytesReclaimed int64 // record bytes it removed
+
+	// Merges of undersized key-compacted segments (keymerge.go).
+	Merges         int   // segments merges wrote
+	SegmentsMerged int   // segments they replaced
+	MergedBytes    int64 // record bytes they copied
 }
 
 // compactor is the compaction state of a Log.
@@ -168,6 +173,9 @@ type compactor struct {
 	clean map[metadata.TopicPartition]int64
 
 	keys *keyCompactor // keycompact.go
+	// noMerge turns the merging of undersized key-compacted segments off
+	// (keymerge.go; the tests and the benchmark compare).
+	noMerge bool
 
 	runs      prometheus.Counter
 	seconds   prometheus.Counter // added as a pass goes (mark), not only at its end
@@ -266,6 +274,9 @@ func (l *Log) Compact(ctx context.Context) (CompactionStats, error) {
 	for _, p := range parts {
 		if err := l.compactKeys(ctx, p, &st); err != nil {
 			return st, fmt.Errorf("key compaction of %s: %w", p.tp, err)
+		}
+		if err := l.mergeKeySegments(ctx, p, &st); err != nil {
+			return st, fmt.Errorf("merging the key-compacted segments of %s: %w", p.tp, err)
 		}
 	}
 	c.keys.finishPass(l.cfg.Now(), parts)

@@ -128,6 +128,9 @@ type keyCompactor struct {
 	bytes    prometheus.Counter
 	maxRatio prometheus.Gauge
 	last     prometheus.Gauge
+
+	merged      prometheus.Counter // keymerge.go
+	mergedBytes prometheus.Counter
 }
 
 func newKeyCompactor(reg prometheus.Registerer) *keyCompactor {
@@ -150,7 +153,13 @@ func newKeyCompactor(reg prometheus.Registerer) *keyCompactor {
 			Name: "streamhouse_log_key_compaction_last_pass_timestamp_seconds", Help: "When the last key compaction pass over a partition finished (Unix seconds).",
 		}),
 	}
-	reg.MustRegister(k.passes, k.removed, k.bytes, k.maxRatio, k.last)
+	k.merged = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "streamhouse_log_key_compaction_segments_merged_total", Help: "Undersized key-compacted segments merged into larger ones (their objects replaced).",
+	})
+	k.mergedBytes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "streamhouse_log_key_compaction_merged_bytes_total", Help: "Record batch bytes merges of undersized key-compacted segments copied.",
+	})
+	reg.MustRegister(k.passes, k.removed, k.bytes, k.maxRatio, k.last, k.merged, k.mergedBytes)
 	return k
 }
 
