@@ -244,7 +244,8 @@ func (l *Log) compactLoop() {
 
 // Compact runs one object compaction pass over every partition this agent
 // leads: it plans the segments (compactGroups), then rewrites them reading
-// each source object once (rewriteGroups), then runs key compaction. A
+// each source object once (rewriteGroups), then runs key compaction and
+// merges small key-compacted segments (keymerge.go), partition by partition. A
 // failure of one segment's rewrite or switch is counted and logged and
 // leaves the log as it was (the new object, if written, is an orphan for
 // garbage collection); the next pass tries again. The error reports what

@@ -55,6 +55,11 @@ package partlog
 // old ones; an entry may end up with fewer records, or none (length 0).
 // A batch left without records is dropped: producer state lives in the
 // metadata store, not in the log, so no empty batch needs keeping.
+//
+// Groups are sized by their bytes before the pass, so on a topic whose
+// keys are updated often each segment a pass writes is small; the step
+// after the pass (mergeKeySegments, keymerge.go) merges adjacent small
+// key-compacted segments into segments of up to SegmentMaxBytes.
 
 import (
 	"context"
