@@ -82,7 +82,7 @@ type CompactionConfig struct {
 	// written to the next pass and goes on to key compaction, so a long
 	// backlog under append pressure delays neither key compaction nor
 	// the pass's success (streamhouse_log_compaction_last_success_timestamp_seconds).
-	// Default Interval, or 1 minute without one.
+	// Default Interval, or 1 minute without one (COMPACTION_PASS_MAX_MS).
 	PassMaxDuration time.Duration
 }
 
