@@ -102,6 +102,7 @@ type Config struct {
 	SegmentMaxSize         int64         // SEGMENT_MAX_SIZE
 	SegmentMaxAge          time.Duration // SEGMENT_MAX_AGE_MS
 	CompactionInterval     time.Duration // COMPACTION_INTERVAL_SECS: 0 = off
+	CompactionPassMax      time.Duration // COMPACTION_PASS_MAX_MS: default CompactionInterval, 1 minute when that is 0
 
 	// S3 upload.
 	S3UploadRetries     int   // S3_UPLOAD_RETRIES: 0 means no retries
@@ -248,6 +249,12 @@ func load(getenv func(string) (string, bool), hostname func() (string, error)) (
 	// Defaults that depend on other settings or on the machine.
 	if _, ok := c.env["FLUSH_MIN_INTERVAL_MS"]; !ok && c.Storage == StorageS3 {
 		c.FlushMinInterval = 100 * time.Millisecond
+	}
+	if _, ok := c.env["COMPACTION_PASS_MAX_MS"]; !ok && !bad["COMPACTION_INTERVAL_SECS"] {
+		c.CompactionPassMax = c.CompactionInterval
+		if c.CompactionPassMax <= 0 {
+			c.CompactionPassMax = time.Minute
+		}
 	}
 	if _, ok := c.env["KAFKA_ADVERTISED_ADDR"]; !ok && !bad["KAFKA_ADDR"] {
 		c.KafkaAdvertisedAddr = AdvertisedAddr(c.KafkaAddr)

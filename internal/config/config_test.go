@@ -33,7 +33,7 @@ var specNames = []string{
 	"HTTP_ADDR", "GRPC_ADDR", "KAFKA_ADDR", "KAFKA_ADVERTISED_ADDR", "GRPC_ADVERTISED_ADDR",
 	"USE_LOCAL_STORAGE", "LOCAL_STORAGE_PATH", "STREAMHOUSE_BUCKET", "AWS_REGION", "S3_ENDPOINT",
 	"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "DATABASE_URL", "STREAMHOUSE_METADATA_PATH",
-	"FLUSH_INTERVAL_SECS", "FLUSH_MIN_INTERVAL_MS", "SEGMENT_MAX_SIZE", "SEGMENT_MAX_AGE_MS", "COMPACTION_INTERVAL_SECS",
+	"FLUSH_INTERVAL_SECS", "FLUSH_MIN_INTERVAL_MS", "SEGMENT_MAX_SIZE", "SEGMENT_MAX_AGE_MS", "COMPACTION_INTERVAL_SECS", "COMPACTION_PASS_MAX_MS",
 	"DURABLE_BATCH_MAX_AGE_MS", "DURABLE_BATCH_MAX_RECORDS", "DURABLE_BATCH_MAX_BYTES",
 	"S3_UPLOAD_RETRIES", "MULTIPART_THRESHOLD", "MULTIPART_PART_SIZE", "PARALLEL_UPLOAD_PARTS",
 	"THROTTLE_ENABLED", "GRPC_MAX_CONCURRENT_STREAMS", "GRPC_KEEPALIVE_INTERVAL_SECS",
@@ -131,6 +131,7 @@ func TestDefaults(t *testing.T) {
 		{"SEGMENT_MAX_SIZE", c.SegmentMaxSize, int64(1048576)},
 		{"SEGMENT_MAX_AGE_MS", c.SegmentMaxAge, 10 * time.Second},
 		{"COMPACTION_INTERVAL_SECS", c.CompactionInterval, time.Minute},
+		{"COMPACTION_PASS_MAX_MS", c.CompactionPassMax, time.Minute},
 		{"S3_UPLOAD_RETRIES", c.S3UploadRetries, 3},
 		{"MULTIPART_THRESHOLD", c.MultipartThreshold, int64(8388608)},
 		{"MULTIPART_PART_SIZE", c.MultipartPartSize, int64(8388608)},
@@ -278,6 +279,34 @@ func TestBackendSelection(t *testing.T) {
 	}
 }
 
+// COMPACTION_PASS_MAX_MS defaults to the compaction interval (a minute
+// when compaction is off), and a value set is kept whatever the interval.
+func TestCompactionPassMaxDefault(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		env  map[string]string
+		want time.Duration
+	}{
+		{nil, time.Minute},
+		{map[string]string{"COMPACTION_INTERVAL_SECS": "30"}, 30 * time.Second},
+		{map[string]string{"COMPACTION_INTERVAL_SECS": "0"}, time.Minute},
+		{map[string]string{"COMPACTION_INTERVAL_SECS": "30", "COMPACTION_PASS_MAX_MS": "2500"}, 2500 * time.Millisecond},
+		{map[string]string{"COMPACTION_PASS_MAX_MS": "86400000"}, 24 * time.Hour},
+	} {
+		c := mustLoad(t, tc.env)
+		if c.CompactionPassMax != tc.want {
+			t.Errorf("%v: CompactionPassMax %v, want %v", tc.env, c.CompactionPassMax, tc.want)
+		}
+	}
+	got := map[string]Setting{}
+	for _, s := range mustLoad(t, map[string]string{"COMPACTION_INTERVAL_SECS": "30"}).Settings() {
+		got[s.Name] = s
+	}
+	if want := (Setting{"COMPACTION_PASS_MAX_MS", "30000", SourceDefault}); got[want.Name] != want {
+		t.Errorf("setting %+v, want %+v", got[want.Name], want)
+	}
+}
+
 func TestFlushMinIntervalDefault(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -309,6 +338,10 @@ func TestBadValues(t *testing.T) {
 		{"DURABLE_BATCH_MAX_BYTES", "1023", nil, "too small"},
 		{"SEGMENT_MAX_SIZE", "-5", nil, "too small"},
 		{"COMPACTION_INTERVAL_SECS", "-1", nil, "too small"},
+		{"COMPACTION_PASS_MAX_MS", "999", nil, "too small (milliseconds, from 1000 to 86400000)"},
+		{"COMPACTION_PASS_MAX_MS", "86400001", nil, "too large"},
+		{"COMPACTION_PASS_MAX_MS", "2s", nil, "not an integer"},
+		{"COMPACTION_PASS_MAX_MS", "", nil, "empty"},
 		{"FLUSH_MIN_INTERVAL_MS", "-1", nil, "too small (milliseconds, at least 0)"},
 		{"FLUSH_INTERVAL_SECS", "0", nil, "too small"},
 		{"FLUSH_INTERVAL_SECS", "1.5", nil, "not an integer"},

@@ -1,6 +1,7 @@
 package partlog
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
 	"github.com/streamhouse/streamhouse/internal/objstore"
@@ -34,6 +36,11 @@ import (
 // pass never waits for appends) and the GETs and PUTs it made. The
 // writer's hot tail is off, so the pass reads every flush object from the
 // store.
+//
+// "keys-merge=off" and "keys-merge=on" (benchKeyMerge) measure the
+// merging of small key-compacted segments: a compacted topic written and
+// compacted in 4 rounds, without and with merging (run them with -count
+// to interleave the two).
 func BenchmarkCompaction(b *testing.B) {
 	backends := map[string]func(b *testing.B) (objstore.Bucket, metadata.Store){
 		"local": func(b *testing.B) (objstore.Bucket, metadata.Store) {
@@ -63,6 +70,14 @@ func BenchmarkCompaction(b *testing.B) {
 				for range b.N {
 					bucket, store := open(b)
 					benchCompaction(b, bucket, store, sh.partitions, sh.rounds, sh.runKiB)
+				}
+			})
+		}
+		for _, merge := range []string{"off", "on"} {
+			b.Run(name+"/keys-merge="+merge, func(b *testing.B) {
+				for range b.N {
+					bucket, store := open(b)
+					benchKeyMerge(b, bucket, store, merge == "on")
 				}
 			})
 		}
@@ -146,4 +161,91 @@ func benchCompaction(b *testing.B, inner objstore.Bucket, store metadata.Store, 
 	b.ReportMetric(float64(flushes), "flush-objects")
 	b.ReportMetric(mib, "MiB-read")
 	b.ReportMetric(float64(st.Entries)/float64(st.Segments), "entries/segment")
+}
+
+// benchKeyMerge writes a compacted topic of one partition in 4 rounds of
+// 256 batches, each of a record of its own key (100 bytes) and 31 updates
+// of one hot key (1 KiB each), about 8 MiB a round, and runs a compaction
+// pass (object compaction, the key pass, and merging when merge) after
+// each. It reports the objects and index entries the partition's log is
+// left with, the GETs per MiB of a cold full read by a second agent
+// (empty caches, through the chunk cache), and the PUTs and bytes of the
+// merges.
+func benchKeyMerge(b *testing.B, inner objstore.Bucket, store metadata.Store, merge bool) {
+	ctx := context.Background()
+	bucket := objstore.NewCounting(inner)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	clk := &clock{}
+	open := func(agent string) *Log {
+		l, err := Open(ctx, Config{
+			AgentID: agent, Bucket: bucket, Store: store, Logger: quiet, HotTailBytes: -1, Now: clk.Now,
+			Compaction: CompactionConfig{SegmentMaxBytes: 1 << 20, SegmentMaxAge: time.Hour, MinAge: time.Millisecond, BusyShare: 1},
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = l.Close(ctx) })
+		return l
+	}
+	writer := open("writer")
+	writer.compaction.noMerge = !merge
+	topic, err := store.CreateTopic(ctx, metadata.Topic{Name: "state", Partitions: 1, Config: map[string]string{"cleanup.policy": "compact"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := writer.Lead(ctx, topic, 0); err != nil {
+		b.Fatal(err)
+	}
+	tp := tpOf(topic, 0)
+	var st CompactionStats
+	for round := range 4 {
+		for i := range 256 {
+			n := round*256 + i
+			recs := []batch.Record{{Key: []byte(fmt.Sprintf("key-%06d", n)), Value: bytes.Repeat([]byte{'v'}, 100)}}
+			for j := range 31 {
+				recs = append(recs, batch.Record{Key: []byte("hot"), Value: bytes.Repeat([]byte{byte('a' + j%26)}, 1024)})
+			}
+			raw, err := batch.Build(recs, batch.DefaultBuildOptions())
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := writer.Append(ctx, tp, raw, AckDurable); err != nil {
+				b.Fatal(err)
+			}
+		}
+		clk.Advance(10 * time.Millisecond) // the last run older than MinAge
+		s, err := writer.Compact(ctx)
+		if err != nil || s.KeyPasses != 1 {
+			b.Fatalf("compact = %+v, %v", s, err)
+		}
+		st.Merges += s.Merges
+		st.SegmentsMerged += s.SegmentsMerged
+		st.MergedBytes += s.MergedBytes
+	}
+	es, err := store.ListIndex(ctx, tp, 0, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	objects := map[string]bool{}
+	for _, e := range es {
+		objects[e.ObjectKey] = true
+	}
+	reader := open("reader")
+	before := bucket.Gets()
+	var n int
+	for off, hw := int64(0), int64(-1); hw < 0 || off < hw; {
+		res, err := reader.Read(ctx, tp, off, 1<<20, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n += res.Size
+		off, hw = res.NextOffset, res.HighWatermark
+	}
+	mib := float64(n) / (1 << 20)
+	b.ReportMetric(float64(len(objects)), "objects")
+	b.ReportMetric(float64(len(es)), "index-entries")
+	b.ReportMetric(float64(bucket.Gets()-before)/mib, "GETs/MiB")
+	b.ReportMetric(mib, "MiB-read")
+	b.ReportMetric(float64(st.Merges), "merge-PUTs")
+	b.ReportMetric(float64(st.MergedBytes)/(1<<20), "MiB-merged")
 }

@@ -82,7 +82,7 @@ type CompactionConfig struct {
 	// written to the next pass and goes on to key compaction, so a long
 	// backlog under append pressure delays neither key compaction nor
 	// the pass's success (streamhouse_log_compaction_last_success_timestamp_seconds).
-	// Default Interval, or 1 minute without one.
+	// Default Interval, or 1 minute without one (COMPACTION_PASS_MAX_MS).
 	PassMaxDuration time.Duration
 }
 
@@ -147,6 +147,11 @@ type CompactionStats struct {
 	KeyPasses      int   // partitions key-compacted
 	RecordsRemoved int64 // records key compaction removed
 	BytesReclaimed int64 // record bytes it removed
+
+	// Merges of undersized key-compacted segments (keymerge.go).
+	Merges         int   // segments merges wrote
+	SegmentsMerged int   // segments they replaced
+	MergedBytes    int64 // record bytes they copied
 }
 
 // compactor is the compaction state of a Log.
@@ -168,6 +173,9 @@ type compactor struct {
 	clean map[metadata.TopicPartition]int64
 
 	keys *keyCompactor // keycompact.go
+	// noMerge turns the merging of undersized key-compacted segments off
+	// (keymerge.go; the tests and the benchmark compare).
+	noMerge bool
 
 	runs      prometheus.Counter
 	seconds   prometheus.Counter // added as a pass goes (mark), not only at its end
@@ -236,7 +244,8 @@ func (l *Log) compactLoop() {
 
 // Compact runs one object compaction pass over every partition this agent
 // leads: it plans the segments (compactGroups), then rewrites them reading
-// each source object once (rewriteGroups), then runs key compaction. A
+// each source object once (rewriteGroups), then runs key compaction and
+// merges small key-compacted segments (keymerge.go), partition by partition. A
 // failure of one segment's rewrite or switch is counted and logged and
 // leaves the log as it was (the new object, if written, is an orphan for
 // garbage collection); the next pass tries again. The error reports what
@@ -266,6 +275,9 @@ func (l *Log) Compact(ctx context.Context) (CompactionStats, error) {
 	for _, p := range parts {
 		if err := l.compactKeys(ctx, p, &st); err != nil {
 			return st, fmt.Errorf("key compaction of %s: %w", p.tp, err)
+		}
+		if err := l.mergeKeySegments(ctx, p, &st); err != nil {
+			return st, fmt.Errorf("merging the key-compacted segments of %s: %w", p.tp, err)
 		}
 	}
 	c.keys.finishPass(l.cfg.Now(), parts)

@@ -55,6 +55,11 @@ package partlog
 // old ones; an entry may end up with fewer records, or none (length 0).
 // A batch left without records is dropped: producer state lives in the
 // metadata store, not in the log, so no empty batch needs keeping.
+//
+// Groups are sized by their bytes before the pass, so on a topic whose
+// keys are updated often each segment a pass writes is small; the step
+// after the pass (mergeKeySegments, keymerge.go) merges adjacent small
+// key-compacted segments into segments of up to SegmentMaxBytes.
 
 import (
 	"context"
@@ -128,6 +133,9 @@ type keyCompactor struct {
 	bytes    prometheus.Counter
 	maxRatio prometheus.Gauge
 	last     prometheus.Gauge
+
+	merged      prometheus.Counter // keymerge.go
+	mergedBytes prometheus.Counter
 }
 
 func newKeyCompactor(reg prometheus.Registerer) *keyCompactor {
@@ -150,7 +158,13 @@ func newKeyCompactor(reg prometheus.Registerer) *keyCompactor {
 			Name: "streamhouse_log_key_compaction_last_pass_timestamp_seconds", Help: "When the last key compaction pass over a partition finished (Unix seconds).",
 		}),
 	}
-	reg.MustRegister(k.passes, k.removed, k.bytes, k.maxRatio, k.last)
+	k.merged = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "streamhouse_log_key_compaction_segments_merged_total", Help: "Undersized key-compacted segments merged into larger ones (their objects replaced).",
+	})
+	k.mergedBytes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "streamhouse_log_key_compaction_merged_bytes_total", Help: "Record batch bytes merges of undersized key-compacted segments copied.",
+	})
+	reg.MustRegister(k.passes, k.removed, k.bytes, k.maxRatio, k.last, k.merged, k.mergedBytes)
 	return k
 }
 

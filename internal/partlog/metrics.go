@@ -39,9 +39,12 @@ type metrics struct {
 	gcInterval    prometheus.Gauge
 	// compactionLastSuccess is when the last background compaction pass
 	// (object and key compaction) ended without error (the start counts
-	// as one); compactionInterval is COMPACTION_INTERVAL_SECS.
+	// as one); compactionInterval is COMPACTION_INTERVAL_SECS and
+	// compactionPassMax COMPACTION_PASS_MAX_MS
+	// (CompactionConfig.PassMaxDuration).
 	compactionLastSuccess prometheus.Gauge
 	compactionInterval    prometheus.Gauge
+	compactionPassMax     prometheus.Gauge
 }
 
 // Label values created at zero, so that rates over them exist from the
@@ -145,6 +148,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.compactionInterval = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "streamhouse_log_compaction_interval_seconds", Help: "COMPACTION_INTERVAL_SECS: the spacing of background compaction passes (0: none).",
 	})
+	m.compactionPassMax = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "streamhouse_log_compaction_pass_max_seconds", Help: "COMPACTION_PASS_MAX_MS: the most time a compaction pass spends rewriting objects into segments before it leaves the rest to the next pass.",
+	})
 	for _, mode := range []AckMode{AckNone, AckBuffered, AckDurable} {
 		m.appendSeconds.WithLabelValues(mode.String())
 	}
@@ -165,7 +171,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	m.gcLastSuccess.SetToCurrentTime()
 	m.compactionLastSuccess.SetToCurrentTime()
-	reg.MustRegister(m.bufferLimit, m.gcPasses, m.gcLastSuccess, m.gcInterval, m.compactionLastSuccess, m.compactionInterval)
+	reg.MustRegister(m.bufferLimit, m.gcPasses, m.gcLastSuccess, m.gcInterval, m.compactionLastSuccess, m.compactionInterval, m.compactionPassMax)
 	reg.MustRegister(m.appendSeconds, m.appendBytes, m.appendRecords, m.committedRecords, m.backpressureWaits, m.pendingBytes,
 		m.flushes, m.flushBytes, m.flushPartitions, m.uploadSeconds, m.uploadFailures, m.commitSeconds,
 		m.commitFailures, m.leasesLost, m.renewFailures, m.reads, m.readBytes, m.readRecords, m.readAheads, m.chunkLoadBytes, m.readCacheBytes, m.gcDeleted)
@@ -177,6 +183,7 @@ func (m *metrics) setLimits(c Config) {
 	m.bufferLimit.Set(float64(c.MaxPendingBytes))
 	m.gcInterval.Set(c.GCInterval.Seconds())
 	m.compactionInterval.Set(c.Compaction.Interval.Seconds())
+	m.compactionPassMax.Set(c.Compaction.PassMaxDuration.Seconds())
 }
 
 // gcPass records the end of a background GC pass; failed says whether a

@@ -196,6 +196,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 		VerifyTxn:          verifier.verify,
 		Compaction: partlog.CompactionConfig{
 			Interval: cfg.CompactionInterval, SegmentMaxBytes: cfg.SegmentMaxSize, SegmentMaxAge: cfg.SegmentMaxAge,
+			PassMaxDuration: cfg.CompactionPassMax,
 		},
 		WALDir:          walDir(cfg),
 		WALSyncInterval: cfg.WALSyncInterval,

@@ -52,9 +52,14 @@ func TestObjectCompaction(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			env := append(b.Env(t, dir), "COMPACTION_INTERVAL_SECS=1", "SEGMENT_MAX_SIZE=4096", "SEGMENT_MAX_AGE_MS=300",
-				"FLUSH_MIN_INTERVAL_MS=0")
+				"FLUSH_MIN_INTERVAL_MS=0", "COMPACTION_PASS_MAX_MS=4500")
 			p := e2e.Start(t, dir, env)
 			defer p.Stop(syscall.SIGTERM)
+			// COMPACTION_PASS_MAX_MS reaches the log (its default would be
+			// the interval, 1 s).
+			if got := metric(t, p, "streamhouse_log_compaction_pass_max_seconds"); got != 4.5 {
+				t.Fatalf("streamhouse_log_compaction_pass_max_seconds %v, want 4.5 (COMPACTION_PASS_MAX_MS=4500)", got)
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 
