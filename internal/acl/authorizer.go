@@ -114,6 +114,8 @@ type Authorizer struct {
 	lowerVersion int64
 	lowerSeen    int
 	lowerSince   time.Time
+	// changes wakes the waiters of Changed when a copy is installed.
+	changes changes
 }
 
 // New creates an Authorizer and loads the stored bindings.
@@ -366,7 +368,7 @@ func (a *Authorizer) remember(created []Binding) {
 			all = append(all, b)
 		}
 	}
-	a.snap.Store(buildSnapshot(s.version, all))
+	a.install(buildSnapshot(s.version, all))
 }
 
 // forget drops bindings the store deleted from the in-memory copy if it
@@ -395,7 +397,7 @@ func (a *Authorizer) forget(deleted [][]Binding) {
 			}
 		}
 	}
-	a.snap.Store(buildSnapshot(s.version, keep))
+	a.install(buildSnapshot(s.version, keep))
 	a.Refresh()
 }
 
@@ -523,7 +525,7 @@ func (a *Authorizer) reloadLoaded(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("list ACLs: %w", err)
 	}
-	a.snap.Store(buildSnapshot(v, bs))
+	a.install(buildSnapshot(v, bs))
 	return true, nil
 }
 
