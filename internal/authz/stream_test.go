@@ -71,8 +71,10 @@ func waitEnded(t *testing.T, ctx context.Context, g *authz.Guard) error {
 func TestGuard(t *testing.T) {
 	t.Parallel()
 	t.Run("deny", func(t *testing.T) {
-		a, authn, sctx := guardEnv(t, metadatatest.OpenSQLite(t), 0, 0)
-		ctx, g := authz.New(a).Guard(sctx, authn, authz.Need(acl.OpRead, acl.Topic("t")))
+		a, _, sctx := guardEnv(t, metadatatest.OpenSQLite(t), 0, 0)
+		// No authenticator: nothing but the ACLs' change notice wakes
+		// the guard (no user lookups every LoginRecheck).
+		ctx, g := authz.New(a).Guard(sctx, nil, authz.Need(acl.OpRead, acl.Topic("t")))
 		defer g.Stop()
 		// Another topic's binding: no effect.
 		for _, err := range a.CreateACLs(context.Background(), []acl.Binding{{ResourceType: acl.ResourceTopic, ResourceName: "u", PatternType: acl.PatternLiteral,
@@ -147,6 +149,24 @@ func BenchmarkGuardErr(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if err := g.Err(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// What a user lookup costs (auth.Authenticator.CheckLogin, one credential
+// read): why a stream looks its user up every LoginRecheck rather than at
+// every batch.
+func BenchmarkCheckLogin(b *testing.B) {
+	for name, open := range map[string]func(testing.TB) metadata.Store{
+		"sqlite": metadatatest.OpenSQLite, "postgres": metadatatest.OpenPostgres} {
+		b.Run(name, func(b *testing.B) {
+			_, authn, sctx := guardEnv(b, open(b), 0, 0)
+			l, _ := auth.LoginFrom(sctx)
+			for b.Loop() {
+				if err := authn.CheckLogin(sctx, l); err != nil {
 					b.Fatal(err)
 				}
 			}
