@@ -121,6 +121,8 @@ type Authorizer struct {
 	lowerSince   time.Time
 
 	denials *denials // metrics.go
+	// changes wakes the waiters of Changed when a copy is installed.
+	changes changes
 }
 
 // New creates an Authorizer and loads the stored bindings.
@@ -375,7 +377,7 @@ func (a *Authorizer) remember(created []Binding) {
 			all = append(all, b)
 		}
 	}
-	a.snap.Store(buildSnapshot(s.version, all))
+	a.install(buildSnapshot(s.version, all))
 }
 
 // forget drops bindings the store deleted from the in-memory copy if it
@@ -404,7 +406,7 @@ func (a *Authorizer) forget(deleted [][]Binding) {
 			}
 		}
 	}
-	a.snap.Store(buildSnapshot(s.version, keep))
+	a.install(buildSnapshot(s.version, keep))
 	a.Refresh()
 }
 
@@ -532,7 +534,7 @@ func (a *Authorizer) reloadLoaded(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("list ACLs: %w", err)
 	}
-	a.snap.Store(buildSnapshot(v, bs))
+	a.install(buildSnapshot(v, bs))
 	return true, nil
 }
 

@@ -28,10 +28,12 @@ func (a *Authenticator) HTTP(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Certificates: the one small path that reads r.TLS (mutual TLS).
 		if p, ok := PrincipalFromTLS(r.TLS); ok {
+			ctx := WithPrincipal(r.Context(), p)
 			if a.Enabled() {
 				a.Succeeded(ListenerHTTP, MechanismMTLS)
+				ctx = WithLogin(ctx, Login{Principal: p, Mechanism: MechanismMTLS, At: a.cfg.Now()})
 			}
-			next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
+			next.ServeHTTP(w, r.WithContext(ctx))
 			return
 		}
 		if !a.Enabled() || openPaths[r.URL.Path] {
@@ -59,7 +61,8 @@ func (a *Authenticator) HTTP(next http.Handler) http.Handler {
 			return
 		}
 		a.Succeeded(ListenerHTTP, MechanismBasic)
-		next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
+		ctx := WithLogin(WithPrincipal(r.Context(), p), Login{Principal: p, Mechanism: MechanismBasic, At: a.cfg.Now()})
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 

@@ -119,5 +119,5 @@ func (s *Server) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 		return err
 	}
 	// The request arrives with the stream's first message.
-	return handler(srv, &authorizingStream{ServerStream: ss, ctx: ctx, s: s, method: info.FullMethod})
+	return handler(srv, &authorizingStream{ServerStream: ss, ctx: s.streamLogin(ctx), s: s, method: info.FullMethod})
 }

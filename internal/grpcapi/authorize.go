@@ -162,9 +162,12 @@ func needTxnToken(ctx context.Context, c *authz.Checker, transactionID string) e
 // PermissionDenied.
 func authStatus(err error) error {
 	var denied *authz.DeniedError
+	var ended *authz.LoginEndedError
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &ended):
+		return status.Error(codes.Unauthenticated, ended.Error())
 	case errors.Is(err, authz.ErrUnauthenticated):
 		return status.Error(codes.Unauthenticated, "authentication required: send metadata authorization: Basic base64(user:password)")
 	case errors.As(err, &denied):

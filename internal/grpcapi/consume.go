@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
+	"github.com/streamhouse/streamhouse/internal/authz"
 	"github.com/streamhouse/streamhouse/internal/broker"
 	pb "github.com/streamhouse/streamhouse/proto/streamhousepb"
 )
@@ -60,10 +62,22 @@ func (s *Server) Consume(ctx context.Context, req *pb.ConsumeRequest) (*pb.Consu
 // (the topic deleted: NotFound; the offset outside the log: OutOfRange)
 // ends it. The response headers (StartOffsetHeader) arrive once the start
 // offset is fixed, so a client knows from then on nothing is missed.
+//
+// The subscription stays authorized (streams.go): once its caller may no
+// longer READ the topic it ends with PermissionDenied, once its user is
+// deleted or its login's AUTH_SESSION_LIFETIME_MS passes with
+// Unauthenticated, and nothing committed after that is sent.
 func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreamingServer[pb.SubscribeResponse]) error {
-	ctx := stream.Context()
 	if err := checkTopic(req.GetTopic()); err != nil {
 		return err
+	}
+	ctx, guard := s.acl.Guard(stream.Context(), s.auth, authz.Need(acl.OpRead, acl.Topic(req.GetTopic())))
+	defer guard.Stop()
+	subscribeErr := func(ctx context.Context, err error) error {
+		if gerr := guard.Err(); gerr != nil {
+			return authStatus(gerr)
+		}
+		return s.subscribeErr(ctx, err)
 	}
 	p, err := partitionArg(req.GetPartition())
 	if err != nil {
@@ -76,7 +90,7 @@ func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreaming
 			return err
 		}
 	} else if _, next, _, err = s.b.StableOffsets(ctx, req.GetTopic(), p); err != nil {
-		return s.subscribeErr(ctx, err)
+		return subscribeErr(ctx, err)
 	}
 	// The headers tell the client the subscription is in place (and where
 	// it starts) before any record arrives.
@@ -86,18 +100,23 @@ func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreaming
 	for {
 		res, err := s.b.ConsumeBytes(ctx, req.GetTopic(), p, next, limit, maxResponseBytes, subscribeWait)
 		if err != nil {
-			return s.subscribeErr(ctx, err)
+			return subscribeErr(ctx, err)
 		}
 		next = res.NextOffset
 		if len(res.Records) == 0 {
 			continue
+		}
+		// Asked after the records were read: a revocation visible
+		// before one of them was committed refuses it.
+		if err := guard.Err(); err != nil {
+			return authStatus(err)
 		}
 		recs, trimmed := recordsOut(res.Records)
 		if trimmed {
 			next = int64(recs[len(recs)-1].Offset) + 1
 		}
 		if err := stream.Send(&pb.SubscribeResponse{Records: recs, HighWatermark: uint64(res.HighWatermark)}); err != nil {
-			return s.subscribeErr(ctx, err)
+			return subscribeErr(ctx, err)
 		}
 	}
 }

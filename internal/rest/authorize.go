@@ -57,7 +57,11 @@ func (s *server) authorizeAny(r *http.Request, perms ...authz.Perm) error {
 // (topic_authorization_failed, group_..., cluster_..., transactional_id_...).
 func authError(w http.ResponseWriter, err error) bool {
 	var denied *authz.DeniedError
+	var ended *authz.LoginEndedError
 	switch {
+	case errors.As(err, &ended): // a long poll whose login ended meanwhile
+		w.Header().Set("WWW-Authenticate", `Basic realm="`+auth.Realm+`"`)
+		writeJSON(w, http.StatusUnauthorized, errorBody{Error: "unauthorized", Message: ended.Error()})
 	case errors.Is(err, authz.ErrUnauthenticated):
 		w.Header().Set("WWW-Authenticate", `Basic realm="`+auth.Realm+`"`)
 		writeJSON(w, http.StatusUnauthorized, errorBody{Error: "unauthorized", Message: "authentication required: send HTTP Basic credentials"})
@@ -116,4 +120,20 @@ func (s *server) describableAssignment(ctx context.Context, as map[string][]int3
 		}
 	}
 	return out
+}
+
+// streamErrorBody is the last line of a stream (a live SQL query) that a
+// refusal ends after it started: {"error":"unauthorized"} when its login
+// ended (the user deleted, the session lifetime passed), Kafka's error
+// name in lower case when the ACLs no longer allow it; ok false for
+// other errors.
+func streamErrorBody(err error) (errorBody, bool) {
+	var denied *authz.DeniedError
+	switch {
+	case errors.Is(err, authz.ErrUnauthenticated):
+		return errorBody{Error: "unauthorized", Message: err.Error()}, true
+	case errors.As(err, &denied):
+		return errorBody{Error: strings.ToLower(denied.Code()), Message: denied.Error()}, true
+	}
+	return errorBody{}, false
 }

@@ -119,7 +119,22 @@ func (s *server) consume(w http.ResponseWriter, r *http.Request) error {
 	waitMs = min(waitMs, maxWaitMs)
 
 	p := int32(partition)
-	res, err := s.b.ConsumeBytes(r.Context(), topic, p, offset, broker.ConsumeRecordsLimit(maxRecords), int(maxBytes), time.Duration(waitMs)*time.Millisecond)
+	ctx := r.Context()
+	var guard *authz.Guard
+	if waitMs > 0 {
+		// A long poll stays authorized while it waits: it ends at once
+		// with the 403 (401 once the user is deleted or the login
+		// expired) when that changes, and answers no record committed
+		// after.
+		ctx, guard = s.acl.Guard(ctx, s.users, authz.Need(acl.OpRead, acl.Topic(topic)))
+		defer guard.Stop()
+	}
+	res, err := s.b.ConsumeBytes(ctx, topic, p, offset, broker.ConsumeRecordsLimit(maxRecords), int(maxBytes), time.Duration(waitMs)*time.Millisecond)
+	if guard != nil {
+		if gerr := guard.Err(); gerr != nil {
+			return gerr
+		}
+	}
 	switch {
 	case errors.Is(err, broker.ErrUnknownTopic):
 		return notFound("topic %q does not exist", topic)

@@ -21,7 +21,11 @@ import (
 // topic) answers as POST /api/v1/sql does. Once it is accepted, the 200
 // and the headers go out at once; an error after that (a conversion
 // failing on a record, more new rows at once than SQL_MAX_ROWS) ends the
-// stream with a last line {"error", "message"}.
+// stream with a last line {"error", "message"}. So does losing access:
+// {"error":"topic_authorization_failed"} once the ACLs no longer allow
+// READ on the topic, {"error":"unauthorized"} once the caller's user is
+// deleted or its login's AUTH_SESSION_LIFETIME_MS passes; no row of a
+// record committed after that is sent.
 func (s *server) sqlStream(w http.ResponseWriter, r *http.Request) error {
 	q, err := s.sqlRequest(w, r, 0, false)
 	if err != nil {
@@ -38,7 +42,12 @@ func (s *server) sqlStream(w http.ResponseWriter, r *http.Request) error {
 		return &apiError{status: http.StatusBadRequest, code: string(sqlapi.CodeResourceLimit),
 			msg: fmt.Sprintf("%d live queries are running, the most one agent runs at once", maxLiveQueries)}
 	}
-	ctx, cancel := context.WithCancel(r.Context())
+	// The query stays authorized: the engine asks again for READ on its
+	// topic at every poll (sql.Access), and the guard ends the stream
+	// when the caller's user is deleted or its login expires.
+	ctx, guard := s.acl.Guard(r.Context(), s.users)
+	defer guard.Stop()
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if s.stopping != nil {
 		go func() {
@@ -67,6 +76,9 @@ func (s *server) sqlStream(w http.ResponseWriter, r *http.Request) error {
 		if row == nil {
 			return nil
 		}
+		if err := guard.Err(); err != nil {
+			return err
+		}
 		if keys == nil {
 			keys = rowKeys(cols)
 		}
@@ -89,8 +101,13 @@ func (s *server) sqlStream(w http.ResponseWriter, r *http.Request) error {
 		}
 		return rc.Flush()
 	})
+	if err != nil {
+		if gerr := guard.Err(); gerr != nil {
+			err = gerr // the guard ended it
+		}
+	}
 	if !started {
-		if err != nil && ctx.Err() == nil {
+		if err != nil && (ctx.Err() == nil || guard.Err() != nil) {
 			return sqlError(err)
 		}
 		// Ended before being accepted without an error (LIMIT 0): an
@@ -99,11 +116,13 @@ func (s *server) sqlStream(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	if err != nil && ctx.Err() == nil {
+	if err != nil && (ctx.Err() == nil || guard.Err() != nil) {
 		body := errorBody{Error: codeInternal, Message: err.Error()}
 		var qe *sqlapi.Error
 		if errors.As(err, &qe) {
 			body = errorBody{Error: string(qe.Code), Message: qe.Message}
+		} else if ab, ok := streamErrorBody(err); ok {
+			body = ab // the ACLs or the login no longer allow it
 		}
 		b, _ := json.Marshal(body)
 		_, _ = w.Write(append(b, '\n'))

@@ -137,6 +137,14 @@ func (e *engine) stream(ctx context.Context, req Request, read *Result, emit fun
 		origin[p] = from
 	}
 	for {
+		// Still allowed? Asked at every poll, before the offsets are
+		// read, and again before rows are sent: once the caller may no
+		// longer READ the topic (an ACL deleted, a DENY added), the
+		// stream ends with Access's refusal, without a row of a record
+		// committed after that.
+		if err := e.access(ctx, topic.Name); err != nil {
+			return err
+		}
 		q := &queryState{id: e.nextID.Add(1)}
 		tp := &topicPlan{name: topic.Name}
 		q.topics = []*topicPlan{tp}
@@ -180,6 +188,9 @@ func (e *engine) stream(ctx context.Context, req Request, read *Result, emit fun
 			if res.Truncated {
 				return &Error{Code: CodeResourceLimit, Message: "more new matching rows at once than SQL_MAX_ROWS"}
 			}
+			if err := e.access(ctx, topic.Name); err != nil {
+				return err
+			}
 			for _, row := range res.Rows {
 				if err := emit(res.Columns, row); err != nil {
 					return err
@@ -200,4 +211,12 @@ func (e *engine) stream(ctx context.Context, req Request, read *Result, emit fun
 		case <-tick.C:
 		}
 	}
+}
+
+// access asks Access again whether the stream's caller may READ topic.
+func (e *engine) access(ctx context.Context, topic string) error {
+	if e.cfg.Access == nil {
+		return nil
+	}
+	return e.cfg.Access.Use(ctx, topic, true)
 }
