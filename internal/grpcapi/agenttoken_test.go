@@ -10,10 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	grpcmd "google.golang.org/grpc/metadata"
 
 	"github.com/streamhouse/streamhouse/internal/auth"
+	"github.com/streamhouse/streamhouse/internal/testutil"
 	pb "github.com/streamhouse/streamhouse/proto/streamhousepb"
 )
 
@@ -63,7 +66,8 @@ func TestForwardedCallsCarryAgentTokens(t *testing.T) {
 			}
 		}
 	}
-	a, b, txnID, onA, onB := twoSecureAgents(t, open, nil, nil, withAuth)
+	rootClient := &agentTLS{login: "root:root-pw"} // plaintext
+	a, b, txnID, onA, onB := twoSecureAgents(t, open, rootClient, rootClient, withAuth)
 	root := as(t, "root")
 	p, err := b.c.InitProducer(root, &pb.InitProducerRequest{TransactionalId: &txnID, TimeoutMs: 60000})
 	if err != nil {
@@ -83,9 +87,15 @@ func TestForwardedCallsCarryAgentTokens(t *testing.T) {
 	if _, err := b.c.CommitTransaction(root, &pb.CommitTransactionRequest{ProducerId: p.ProducerId, ProducerEpoch: p.Epoch, TransactionId: tok.TransactionId}); err != nil {
 		t.Fatalf("CommitTransaction through b: %v", err)
 	}
-	if res, err := a.c.Consume(as(t, "root"), &pb.ConsumeRequest{Topic: "t", Partition: onA}); err != nil || len(res.Records) == 0 {
-		t.Fatalf("consume partition %d at a: %v %v, want the committed record", onA, res, err)
-	}
+	// The committed record becomes readable once the commit's marker is
+	// written (asynchronously).
+	testutil.WaitFor(t, "the committed record on a", func() bool {
+		res, err := a.c.Consume(as(t, "root"), &pb.ConsumeRequest{Topic: "t", Partition: onA})
+		if err != nil {
+			t.Fatalf("consume partition %d at a: %v", onA, err)
+		}
+		return len(res.Records) == 1 && string(res.Records[0].Value) == fmt.Sprintf("v%d", onA)
+	})
 
 	mu.Lock()
 	calls := append([]capturedCall(nil), seen...)
@@ -120,16 +130,23 @@ func TestForwardedCallsCarryAgentTokens(t *testing.T) {
 		}
 	}
 
-	// Replayed by someone who read them off the wire, straight to a.
+	// Replayed by someone who read them off the wire, straight to a (a
+	// connection of its own, without the root login).
+	conn, err := grpc.NewClient(a.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	at := pb.NewStreamHouseClient(conn)
 	bearing := func(token string) context.Context {
 		return grpcmd.AppendToOutgoingContext(testCtx(t), "authorization", token, forwardedKey, "1")
 	}
 	other := txnID + "-replayed"
-	_, err = a.c.InitProducer(bearing(tokens[initM]), &pb.InitProducerRequest{TransactionalId: &other})
+	_, err = at.InitProducer(bearing(tokens[initM]), &pb.InitProducerRequest{TransactionalId: &other})
 	wantCode(t, "InitProducer with a replayed token", err, codes.Unauthenticated)
-	_, err = a.c.BeginTransaction(bearing(tokens[commitM]), &pb.BeginTransactionRequest{ProducerId: p.ProducerId, ProducerEpoch: p.Epoch})
+	_, err = at.BeginTransaction(bearing(tokens[commitM]), &pb.BeginTransactionRequest{ProducerId: p.ProducerId, ProducerEpoch: p.Epoch})
 	wantCode(t, "BeginTransaction with CommitTransaction's token", err, codes.Unauthenticated)
-	_, err = a.c.ListTopics(bearing(tokens[beginM]), &pb.ListTopicsRequest{})
+	_, err = at.ListTopics(bearing(tokens[beginM]), &pb.ListTopicsRequest{})
 	wantCode(t, "ListTopics with BeginTransaction's token", err, codes.Unauthenticated)
 
 	// A fresh token for another method is refused too; for its own
@@ -141,21 +158,21 @@ func TestForwardedCallsCarryAgentTokens(t *testing.T) {
 		}
 		return tk
 	}
-	_, err = a.c.ListTopics(bearing(fresh(initM)), &pb.ListTopicsRequest{})
+	_, err = at.ListTopics(bearing(fresh(initM)), &pb.ListTopicsRequest{})
 	wantCode(t, "ListTopics with a fresh InitProducer token", err, codes.Unauthenticated)
 	listM := "/" + ServiceName + "/ListTopics"
 	late := fresh(listM)
 	skew.Store(int64(auth.AgentTokenWindow + 5*time.Second))
-	_, err = a.c.ListTopics(bearing(late), &pb.ListTopicsRequest{})
+	_, err = at.ListTopics(bearing(late), &pb.ListTopicsRequest{})
 	wantCode(t, "ListTopics with a token made over a minute ago", err, codes.Unauthenticated)
 	skew.Store(0)
-	if _, err := a.c.ListTopics(bearing(late), &pb.ListTopicsRequest{}); err != nil {
+	if _, err := at.ListTopics(bearing(late), &pb.ListTopicsRequest{}); err != nil {
 		t.Fatalf("ListTopics with the same token, recent again: %v", err)
 	}
-	_, err = a.c.ListTopics(bearing(late), &pb.ListTopicsRequest{})
+	_, err = at.ListTopics(bearing(late), &pb.ListTopicsRequest{})
 	wantCode(t, "ListTopics with the token a second time", err, codes.Unauthenticated)
 	// b's password is refused as a Basic login: agents never use one.
-	_, err = a.c.ListTopics(grpcmd.AppendToOutgoingContext(testCtx(t), "authorization",
+	_, err = at.ListTopics(grpcmd.AppendToOutgoingContext(testCtx(t), "authorization",
 		"Basic "+base64.StdEncoding.EncodeToString([]byte(auth.AgentUserName("b")+":"+pwB))), &pb.ListTopicsRequest{})
 	wantCode(t, "ListTopics with b's password", err, codes.Unauthenticated)
 }
