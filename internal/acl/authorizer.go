@@ -35,11 +35,19 @@ type Store interface {
 	// nothing is deleted; so do filters that select, counted once per
 	// filter, more than MaxDeleteMatches bindings (the answer's bound).
 	DeleteACLs(ctx context.Context, filters []Filter) ([][]Binding, error)
-	// ACLVersion returns a number that grows with every change to the
-	// stored bindings, so a cache can tell cheaply whether it is current.
-	// It is lower than before only when the store went back in time (a
-	// backup restored): see ResetPolls.
-	ACLVersion(ctx context.Context) (int64, error)
+	// ACLVersion returns the stored bindings' version: a number that
+	// grows with every change and a random ID written with each, so a
+	// cache can tell cheaply whether it is current. The pair changes
+	// whenever the bindings do, including when the store goes back in
+	// time (a backup restored: a lower number, or, once changed again, the
+	// number a cache holds with another change ID).
+	ACLVersion(ctx context.Context) (Version, error)
+}
+
+// Version is the version of the stored bindings (Store.ACLVersion).
+type Version struct {
+	Number   int64
+	ChangeID string
 }
 
 // Notifier is implemented by stores that announce ACL changes to every
@@ -86,19 +94,6 @@ type Config struct {
 // DefaultRefreshInterval is Config.RefreshInterval's default.
 const DefaultRefreshInterval = 5 * time.Second
 
-// ResetPolls says when a store's ACL version lower than the loaded one is
-// believed. The version only grows, so a lower one is either a read that
-// went back in time (never installed: that would resurrect revoked
-// bindings) or a store that did (a PostgreSQL backup restored, a failover
-// to a replica that had not received the last changes), which holds from
-// then on. The Authorizer keeps its bindings, and logs, until it has read
-// the same lower version on ResetPolls consecutive checks spanning at
-// least ResetPolls-1 refresh intervals (10 s by default), then loads the
-// store's bindings. A store restored and then changed back up to exactly
-// the loaded version within that window is not told apart: the next change
-// reloads it.
-const ResetPolls = 3
-
 // Authorizer decides operations from an in-memory copy of the stored
 // bindings, and creates, lists and deletes bindings in the store. Create
 // with New; Run keeps the copy current. Safe for concurrent use; Authorize
@@ -114,11 +109,6 @@ type Authorizer struct {
 	reloadMu sync.Mutex
 	kick     chan struct{}
 	failing  atomic.Bool // the last refresh failed (logged once)
-	// A store version lower than the loaded one (ResetPolls), under
-	// reloadMu: which, seen how many times in a row, since when.
-	lowerVersion int64
-	lowerSeen    int
-	lowerSince   time.Time
 
 	denials *denials // metrics.go
 	// changes wakes the waiters of Changed when a copy is installed.
@@ -149,7 +139,7 @@ func New(ctx context.Context, cfg Config) (*Authorizer, error) {
 			a.super[QualifyPrincipal(u)] = true
 		}
 	}
-	a.snap.Store(buildSnapshot(-1, nil))
+	a.snap.Store(buildSnapshot(Version{Number: -1}, nil))
 	if err := a.reload(ctx); err != nil {
 		return nil, fmt.Errorf("load ACLs: %w", err)
 	}
@@ -420,7 +410,7 @@ func (a *Authorizer) reloadAfterChange(ctx context.Context) {
 
 // reloadAfterChangeLoaded is reloadAfterChange reporting whether this
 // agent's copy is now the store's, read after the change (false: the read
-// failed, or a lower store version is being ignored).
+// failed).
 func (a *Authorizer) reloadAfterChangeLoaded(ctx context.Context) (bool, error) {
 	loaded, err := a.reloadLoaded(ctx)
 	if err != nil || !loaded {
@@ -437,9 +427,9 @@ func (a *Authorizer) Refresh() {
 	}
 }
 
-// Version returns the store's ACL version the in-memory copy reflects (-1
-// before the first load).
-func (a *Authorizer) Version() int64 { return a.snap.Load().version }
+// Version returns the store's ACL version number the in-memory copy
+// reflects (-1 before the first load).
+func (a *Authorizer) Version() int64 { return a.snap.Load().version.Number }
 
 // Run keeps the in-memory bindings current until ctx ends: at once when the
 // store announces a change (Notifier), and every RefreshInterval by
@@ -476,7 +466,8 @@ func (a *Authorizer) Run(ctx context.Context) {
 	}
 }
 
-// refresh reloads if the store's version differs from the copy's.
+// refresh reloads if the store's version (number or change ID) differs
+// from the copy's.
 func (a *Authorizer) refresh(ctx context.Context) {
 	v, err := a.cfg.Store.ACLVersion(ctx)
 	if err == nil && v != a.snap.Load().version {
@@ -493,16 +484,19 @@ func (a *Authorizer) refresh(ctx context.Context) {
 }
 
 // reload reads the version, then the bindings (so the copy is never older
-// than the version it claims), and installs them when the version is
-// higher than the loaded one; an equal version is skipped, a lower one
-// kept out until ResetPolls says the store was reset.
+// than the version it claims), and installs them unless the version is
+// the loaded one. A version that is not the loaded one is the store's
+// current state whichever way it differs: reads go to the store's
+// primary, so a lower number, or the loaded number with another change
+// ID, means the store itself went back (a backup restored, a failover to
+// a replica that had not received the last changes), and every agent
+// follows it at once, as one that starts now would load it.
 func (a *Authorizer) reload(ctx context.Context) error {
 	_, err := a.reloadLoaded(ctx)
 	return err
 }
 
-// reloadLoaded is reload, reporting whether the copy now is the store's
-// (false with a nil error: a lower store version is being ignored).
+// reloadLoaded is reload, reporting whether the copy now is the store's.
 func (a *Authorizer) reloadLoaded(ctx context.Context) (bool, error) {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
@@ -511,25 +505,13 @@ func (a *Authorizer) reloadLoaded(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("read ACL version: %w", err)
 	}
 	cur := a.snap.Load().version
-	switch {
-	case v == cur:
-		a.lowerSeen = 0
+	if v == cur {
 		return true, nil
-	case v < cur:
-		now := time.Now()
-		if a.lowerSeen == 0 || v != a.lowerVersion {
-			a.lowerVersion, a.lowerSeen, a.lowerSince = v, 0, now
-		}
-		a.lowerSeen++
-		if a.lowerSeen < ResetPolls || now.Sub(a.lowerSince) < time.Duration(ResetPolls-1)*a.cfg.RefreshInterval {
-			a.log.WarnContext(ctx, "the store's ACL version is lower than the loaded one; keeping the loaded ACLs until it is seen again",
-				"store_version", v, "loaded_version", cur, "seen", a.lowerSeen, "needed", ResetPolls)
-			return false, nil
-		}
-		a.log.WarnContext(ctx, "the store's ACL version stayed lower than the loaded one: taking the store as reset (a backup restored) and loading its ACLs",
-			"store_version", v, "loaded_version", cur)
 	}
-	a.lowerSeen = 0
+	if cur.Number >= 0 && v.Number <= cur.Number {
+		a.log.WarnContext(ctx, "the store's ACLs went back in time (a backup restored?): loading them",
+			"store_version", v.Number, "store_change_id", v.ChangeID, "loaded_version", cur.Number, "loaded_change_id", cur.ChangeID)
+	}
 	bs, err := a.cfg.Store.ListACLs(ctx, AnyFilter)
 	if err != nil {
 		return false, fmt.Errorf("list ACLs: %w", err)
@@ -540,7 +522,7 @@ func (a *Authorizer) reloadLoaded(ctx context.Context) (bool, error) {
 
 // snapshot is an immutable index of every binding.
 type snapshot struct {
-	version int64
+	version Version
 	types   map[ResourceType]*typeIndex
 }
 
@@ -583,7 +565,7 @@ func (s *snapshot) has(b Binding) bool {
 	return false
 }
 
-func buildSnapshot(version int64, bs []Binding) *snapshot {
+func buildSnapshot(version Version, bs []Binding) *snapshot {
 	s := &snapshot{version: version, types: make(map[ResourceType]*typeIndex)}
 	for _, b := range bs {
 		ti := s.types[b.ResourceType]

@@ -26,7 +26,7 @@ func enforcing(t *testing.T, super []string, bs ...Binding) *Authorizer {
 			t.Fatalf("test binding %s: %v", b, err)
 		}
 	}
-	a.snap.Store(buildSnapshot(1, bs))
+	a.snap.Store(buildSnapshot(Version{Number: 1}, bs))
 	return a
 }
 

@@ -60,6 +60,7 @@ const (
 const (
 	MechanismBasic = "basic" // HTTP Basic (REST, schema registry) and gRPC authorization: Basic
 	MechanismMTLS  = "mtls"  // a verified client certificate
+	MechanismAgent = "agent" // an agent token on a gRPC call another agent forwarded (agenttoken.go)
 	MechanismNone  = "none"  // no credentials at all
 )
 
@@ -108,6 +109,10 @@ type Authenticator struct {
 	// derivations counts the PBKDF2 runs of VerifyPassword for known
 	// users (what the cache saves).
 	derivations atomic.Int64
+	// agent is this agent's own login (AgentLogin), nil before; replay
+	// remembers the agent tokens it accepted (agenttoken.go).
+	agent  atomic.Pointer[agentIdentity]
+	replay *replayGuard
 }
 
 // New returns an Authenticator.
@@ -132,6 +137,7 @@ func New(cfg Config) *Authenticator {
 		cache:    newVerifiedCache(verifiedTTL, verifiedMax),
 		throttle: newThrottle(),
 		metrics:  newMetrics(cfg.Registry),
+		replay:   newReplayGuard(),
 	}
 	_, _ = rand.Read(a.secret)
 	for _, u := range cfg.SuperUsers {
@@ -223,7 +229,14 @@ func (a *Authenticator) fakeCredential(m *Mechanism, user string) metadata.Scram
 // time. The store is still read on every check, so a deleted user or a
 // changed password (a new salt: another cache key) takes effect at once
 // on every agent; only the PBKDF2 is saved. Failures are never cached.
+//
+// An agent's own user never logs in with a password (PLAIN, Basic): its
+// password never leaves the agent (SCRAM, agent tokens), so one sent is
+// refused.
 func (a *Authenticator) VerifyPassword(ctx context.Context, user, password string) (Principal, error) {
+	if strings.HasPrefix(user, agentUserPrefix) {
+		return Principal{}, fmt.Errorf("%w: agent user %q logs in only with SCRAM or an agent token", ErrBadCredentials, user)
+	}
 	m, cred, err := a.passwordCredential(ctx, user)
 	switch {
 	case errors.Is(err, metadata.ErrCredentialNotFound):
@@ -544,13 +557,19 @@ func (a *Authenticator) CheckHasUsers(ctx context.Context) {
 
 const agentUserPrefix = "__streamhouse-agent-"
 
+// AgentUserName is the name of the agent agentID's own user.
+func AgentUserName(agentID string) string { return agentUserPrefix + agentID }
+
 // IsAgent reports whether p is an agent's own user.
 func IsAgent(p Principal) bool {
 	return p.Type == PrincipalTypeUser && strings.HasPrefix(p.Name, agentUserPrefix)
 }
 
 // AgentLogin creates (or replaces) this agent's own user and returns its
-// name and password, for the Kafka clients it opens to other agents.
+// name and password, for the Kafka clients it opens to other agents
+// (SCRAM, which never sends the password). It also keeps the keys of the
+// tokens this agent's forwarded gRPC calls carry instead of the password
+// (AgentToken, VerifyAgentToken).
 func (a *Authenticator) AgentLogin(ctx context.Context, agentID string) (user, password string, err error) {
 	user = agentUserPrefix + agentID
 	b := make([]byte, 32)
@@ -560,9 +579,14 @@ func (a *Authenticator) AgentLogin(ctx context.Context, agentID string) (user, p
 	if err != nil {
 		return "", "", err
 	}
+	id, err := newAgentIdentity(agentID, user, password, c)
+	if err != nil {
+		return "", "", err
+	}
 	if err := a.cfg.Store.PutScramCredential(ctx, c); err != nil {
 		return "", "", fmt.Errorf("agent user: %w", err)
 	}
+	a.agent.Store(id)
 	return user, password, nil
 }
 

@@ -317,10 +317,10 @@ func TestMetricsStartAtZero(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	New(Config{Store: metadatatest.OpenSQLite(t), Registry: reg})
 	n, err := testutil.GatherAndCount(reg, "streamhouse_auth_failures_total")
-	if err != nil || n != 8 {
-		t.Fatalf("failure series: %d, %v; want 8 (kafka 4, http 2, grpc 2)", n, err)
+	if err != nil || n != 9 {
+		t.Fatalf("failure series: %d, %v; want 9 (kafka 4, http 2, grpc 3)", n, err)
 	}
-	for _, want := range []string{`listener="kafka",mechanism="SCRAM-SHA-512"`, `listener="http",mechanism="basic"`, `listener="grpc",mechanism="none"`} {
+	for _, want := range []string{`listener="kafka",mechanism="SCRAM-SHA-512"`, `listener="http",mechanism="basic"`, `listener="grpc",mechanism="none"`, `listener="grpc",mechanism="agent"`} {
 		mfs, _ := reg.Gather()
 		found := false
 		for _, mf := range mfs {

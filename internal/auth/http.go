@@ -24,29 +24,43 @@ const Realm = "streamhouse"
 // registry's error format under /schemas), or 503 when the store cannot
 // check it. Logins off, every request is Anonymous or its certificate's
 // user.
+//
+// Which one decides when a request has both (one rule for every
+// listener, Kafka's: with mutual TLS and SASL, SASL's login is the
+// principal): credentials sent explicitly, in an Authorization header,
+// win over the client certificate, and must hold; the certificate counts
+// only for a request that sends none. The gRPC interceptor does the same
+// (internal/grpcapi auth.go).
 func (a *Authenticator) HTTP(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Certificates: the one small path that reads r.TLS (mutual TLS).
-		if p, ok := PrincipalFromTLS(r.TLS); ok {
-			ctx := WithPrincipal(r.Context(), p)
-			if a.Enabled() {
-				a.Succeeded(ListenerHTTP, MechanismMTLS)
-				ctx = WithLogin(ctx, Login{Principal: p, Mechanism: MechanismMTLS, At: a.cfg.Now()})
+		// Certificates, when no credentials are sent (or logins are off,
+		// so that sent credentials are not checked): the one small path
+		// that reads r.TLS (mutual TLS).
+		if _, sent := r.Header["Authorization"]; !sent || !a.Enabled() {
+			if p, ok := PrincipalFromTLS(r.TLS); ok {
+				ctx := WithPrincipal(r.Context(), p)
+				if a.Enabled() {
+					a.Succeeded(ListenerHTTP, MechanismMTLS)
+					ctx = WithLogin(ctx, Login{Principal: p, Mechanism: MechanismMTLS, At: a.cfg.Now()})
+				}
+				next.ServeHTTP(w, r.WithContext(ctx))
+				return
 			}
-			next.ServeHTTP(w, r.WithContext(ctx))
-			return
 		}
 		if !a.Enabled() || openPaths[r.URL.Path] {
 			next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), Anonymous)))
 			return
 		}
-		user, password, ok := r.BasicAuth()
-		if !ok {
+		if _, sent := r.Header["Authorization"]; !sent {
 			a.Missing(ListenerHTTP)
 			unauthorized(w, r, "authentication required: send HTTP Basic credentials")
 			return
 		}
-		p, err := a.VerifyPassword(r.Context(), user, password)
+		var p Principal
+		err := ErrBadCredentials
+		if user, password, ok := r.BasicAuth(); ok {
+			p, err = a.VerifyPassword(r.Context(), user, password)
+		}
 		switch {
 		case errors.Is(err, ErrBadCredentials):
 			if a.Failed(r.Context(), ListenerHTTP, MechanismBasic, r.RemoteAddr, err) != nil {

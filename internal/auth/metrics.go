@@ -14,7 +14,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamhouse_auth_failures_total",
-			Help: "Failed logins by listener (kafka, http, grpc) and mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, basic; none: a request with no credentials).",
+			Help: "Failed logins by listener (kafka, http, grpc) and mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, basic, agent (agent tokens of forwarded gRPC calls); none: a request with no credentials).",
 		}, []string{"listener", "mechanism"}),
 		successes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamhouse_auth_successes_total",
@@ -24,7 +24,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	pairs := map[string][]string{
 		ListenerKafka: {MechanismPlain, MechanismScramSHA256, MechanismScramSHA512, MechanismNone},
 		ListenerHTTP:  {MechanismBasic, MechanismNone},
-		ListenerGRPC:  {MechanismBasic, MechanismNone},
+		ListenerGRPC:  {MechanismBasic, MechanismAgent, MechanismNone},
 	}
 	for listener, mechs := range pairs {
 		for _, mech := range mechs {

@@ -20,16 +20,19 @@ import (
 // Authentication (Config.Auth, AUTH_ENABLED). Every call runs with its
 // principal in its context (auth.PrincipalFrom). With logins required, a
 // call needs metadata "authorization: Basic base64(user:password)" of a
-// user or a verified client certificate (mutual TLS); otherwise it fails
-// with Unauthenticated (after the client address's slowdown for a wrong
-// password), or Unavailable when the store cannot check it. Credentials
-// sent in metadata decide the principal even over a client certificate,
-// as SASL does on a Kafka listener with client certificates: so an agent
-// presenting its own certificate can forward a call under its own login.
-// The gRPC health service stays open, as /health does on REST, so probes
-// need no password. Then the call is authorized (authorize.go). A call
-// forwarded to another agent (forward.go) was authorized here, as its
-// caller, and carries this agent's own login.
+// user, an agent token (another agent forwarding a call, below), or a
+// verified client certificate (mutual TLS); otherwise it fails with
+// Unauthenticated (after the client address's slowdown for bad
+// credentials), or Unavailable when the store cannot check it. The rule
+// that picks the principal is the REST listener's (auth.HTTP) and
+// Kafka's: credentials sent explicitly (Basic, an agent token) decide it
+// even over a client certificate, as SASL's login does on a Kafka
+// connection with one; the certificate counts only for a call that sends
+// none. So an agent presenting its own certificate forwards a call under
+// its own login. The gRPC health service stays open, as /health does on
+// REST, so probes need no password. Then the call is authorized
+// (authorize.go). A call forwarded to another agent (forward.go) was
+// authorized here, as its caller, and carries this agent's agent token.
 
 // openMethods answer without a login.
 func openMethod(fullMethod string) bool {
@@ -40,14 +43,21 @@ func openMethod(fullMethod string) bool {
 // refuses the call.
 func (s *Server) authenticate(ctx context.Context, fullMethod string) (context.Context, error) {
 	a := s.auth
-	if pr, ok := peer.FromContext(ctx); ok && pr.Addr != nil {
-		ctx = authz.WithHost(ctx, pr.Addr.String()) // ACLs may name it
+	remote := ""
+	pr, hasPeer := peer.FromContext(ctx)
+	if hasPeer && pr.Addr != nil {
+		remote = pr.Addr.String()
+		ctx = authz.WithHost(ctx, remote) // ACLs may name it
 	}
 	md, _ := grpcmd.FromIncomingContext(ctx)
+	if s.observeAuth != nil {
+		s.observeAuth(fullMethod, md)
+	}
 	values := md.Get("authorization")
-	// Certificates: the one small path that reads the TLS state (mutual
-	// TLS).
-	if pr, ok := peer.FromContext(ctx); ok && (len(values) == 0 || !a.Enabled()) {
+	// Certificates, when no credentials are sent (or logins are off, so
+	// that sent credentials are not checked): the one small path that
+	// reads the TLS state (mutual TLS).
+	if hasPeer && (len(values) == 0 || !a.Enabled()) {
 		if ti, ok := pr.AuthInfo.(credentials.TLSInfo); ok {
 			if p, ok := auth.PrincipalFromTLS(&ti.State); ok {
 				if a.Enabled() {
@@ -64,19 +74,17 @@ func (s *Server) authenticate(ctx context.Context, fullMethod string) (context.C
 		a.Missing(auth.ListenerGRPC)
 		return nil, status.Error(codes.Unauthenticated, "authentication required: send metadata authorization: Basic base64(user:password)")
 	}
-	user, password, ok := parseBasic(values[0])
-	remote := ""
-	if pr, ok := peer.FromContext(ctx); ok && pr.Addr != nil {
-		remote = pr.Addr.String()
-	}
 	var p auth.Principal
-	err := auth.ErrBadCredentials
-	if ok {
+	mechanism, err := auth.MechanismBasic, auth.ErrBadCredentials
+	if auth.IsAgentToken(values[0]) {
+		mechanism = auth.MechanismAgent
+		p, err = a.VerifyAgentToken(ctx, values[0], fullMethod)
+	} else if user, password, ok := parseBasic(values[0]); ok {
 		p, err = a.VerifyPassword(ctx, user, password)
 	}
 	switch {
 	case errors.Is(err, auth.ErrBadCredentials):
-		if werr := a.Failed(ctx, auth.ListenerGRPC, auth.MechanismBasic, remote, err); werr != nil {
+		if werr := a.Failed(ctx, auth.ListenerGRPC, mechanism, remote, err); werr != nil {
 			return nil, status.FromContextError(werr).Err()
 		}
 		return nil, status.Error(codes.Unauthenticated, "invalid user or password")
@@ -84,7 +92,7 @@ func (s *Server) authenticate(ctx context.Context, fullMethod string) (context.C
 		s.log.Warn("cannot check gRPC credentials", "err", err)
 		return nil, status.Error(codes.Unavailable, "cannot check credentials now; retry")
 	}
-	a.Succeeded(auth.ListenerGRPC, auth.MechanismBasic)
+	a.Succeeded(auth.ListenerGRPC, mechanism)
 	return auth.WithPrincipal(ctx, p), nil
 }
 

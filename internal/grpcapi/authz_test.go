@@ -369,11 +369,10 @@ func TestForwardedCallsAuthorizedAtTheFirstAgent(t *testing.T) {
 	ca := testcerts.NewCA(t, "cluster CA")
 	withAuth := func(id string, c *Config) {
 		authn, _ := newAuthz(t, store)
-		user, password, err := authn.AgentLogin(context.Background(), id)
-		if err != nil {
+		if _, _, err := authn.AgentLogin(context.Background(), id); err != nil {
 			t.Fatal(err)
 		}
-		c.Auth, c.ACL, c.AgentUser, c.AgentPassword = authn, a, user, password
+		c.Auth, c.ACL = authn, a
 	}
 	ea, b, txnID, _, _ := twoSecureAgents(t, open, secureAgent(t, ca, "agent-a"), secureAgent(t, ca, "agent-b"), withAuth)
 	ctx := testCtx(t)

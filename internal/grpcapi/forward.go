@@ -31,7 +31,9 @@ import (
 // coordinator's answer. The caller's metadata and
 // deadline go with it (ForwardTimeout when it has none); with logins on,
 // the call is authorized here as its caller and goes under this agent's
-// own login, which may do anything. One hop only: a
+// own login, which may do anything, proved by an agent token good for
+// this one call at that coordinator (auth/agenttoken.go), never the
+// agent's password. One hop only: a
 // forwarded call carries forwardedKey, and an agent receiving one never
 // forwards it again, so a coordinator that lost the slot meanwhile answers
 // Unavailable, as does an agent that finds no live coordinator with a gRPC
@@ -79,7 +81,12 @@ func forwardTxn[Req, Resp any](s *Server, ctx context.Context, method string, re
 	if conn == nil {
 		return resp, err
 	}
-	fctx, cancel := forwardContext(ctx, s.forwardAuth)
+	login, lerr := s.forwardLogin(ctx, coord, method)
+	if lerr != nil {
+		s.log.Debug("cannot make the agent token of a forwarded call", "method", method, "coordinator", coord, "err", lerr)
+		return resp, err
+	}
+	fctx, cancel := forwardContext(ctx, login)
 	defer cancel()
 	out, ferr := remote(pb.NewStreamHouseClient(conn), fctx, req)
 	if ferr != nil {
@@ -97,6 +104,18 @@ func forwardTxn[Req, Resp any](s *Server, ctx context.Context, method string, re
 		return out, status.Errorf(code, "forwarded to the coordinator %s at %s: %s", coord, addr, st.Message())
 	}
 	return out, nil
+}
+
+// forwardLogin is the authorization metadata of a call to method that
+// this agent forwards to the agent coord: with logins on, an agent token
+// good for that call at coord only (auth.Authenticator.AgentToken: the
+// agent's password never travels); "" keeps the caller's metadata (logins
+// off, or no agent login).
+func (s *Server) forwardLogin(ctx context.Context, coord, method string) (string, error) {
+	if !s.auth.Enabled() || !s.auth.HasAgentLogin() {
+		return "", nil
+	}
+	return s.auth.AgentToken(ctx, coord, "/"+ServiceName+"/"+method)
 }
 
 // coordinatorConn returns the connection to the live agent other than this

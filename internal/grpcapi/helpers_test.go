@@ -3,6 +3,7 @@ package grpcapi
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"io"
 	"log/slog"
 	"net"
@@ -63,11 +64,23 @@ func newAgentEnv(t *testing.T, opts ServerOptions, store metadata.Store, bucket 
 }
 
 // agentTLS turns on TLS on an agent's listeners and its calls to other
-// agents (sec), and is how the test's client connects (client).
+// agents (sec), and is how the test's client connects (client). With sec
+// nil the agent is plaintext; login, when set, is the "user:password"
+// the test's client sends as Basic on every call.
 type agentTLS struct {
 	sec    *tlsconf.Reloader
 	client *tls.Config
+	login  string
 }
+
+// basicLogin sends Basic credentials on every call, over any transport.
+type basicLogin string
+
+func (l basicLogin) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte(l))}, nil
+}
+
+func (basicLogin) RequireTransportSecurity() bool { return false }
 
 // newSecureAgentEnv is newAgentEnv with TLS as at says (nil: plaintext),
 // and the server's Config changed by cfgOpts.
@@ -103,7 +116,11 @@ func newSecureAgentEnv(t *testing.T, opts ServerOptions, store metadata.Store, b
 	kcfg := kafka.Config{Logger: logger, AdvertisedAddr: kln.Addr().String()}
 	cfg := Config{Logger: logger}
 	creds := insecure.NewCredentials()
-	if at != nil {
+	dialOpts := []grpc.DialOption{}
+	if at != nil && at.login != "" {
+		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(basicLogin(at.login)))
+	}
+	if at != nil && at.sec != nil {
 		bcfg.ForwardTLS, cfg.PeerTLS = at.sec.PeerConfig, at.sec.PeerConfig
 		kcfg.TLS, opts.TLS = at.sec.ServerConfig(), at.sec.ServerConfig("h2")
 		creds = credentials.NewTLS(at.client)
@@ -137,7 +154,7 @@ func newSecureAgentEnv(t *testing.T, opts ServerOptions, store metadata.Store, b
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(srv.Close) // after gs.Stop
 	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(creds))
+	conn, err := grpc.NewClient(lis.Addr().String(), append(dialOpts, grpc.WithTransportCredentials(creds))...)
 	if err != nil {
 		t.Fatal(err)
 	}

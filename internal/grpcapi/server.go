@@ -40,7 +40,6 @@ package grpcapi
 import (
 	"context"
 	"crypto/tls"
-	"encoding/base64"
 	"errors"
 	"log/slog"
 	"time"
@@ -51,6 +50,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	grpcmd "google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -86,11 +86,9 @@ type Config struct {
 	// ACL decides what each caller may do (authorize.go); nil: everything
 	// is allowed.
 	ACL *acl.Authorizer
-	// AgentUser and AgentPassword are this agent's own login
-	// (auth.AgentLogin), under which it forwards calls it authorized to
-	// other agents (forward.go). Empty: forwards carry the caller's
-	// metadata (logins off).
-	AgentUser, AgentPassword string
+	// observeAuth, when set (tests), sees the metadata of every call as
+	// it is authenticated.
+	observeAuth func(fullMethod string, md grpcmd.MD)
 }
 
 // ServerOptions are the GRPC_* settings of SPEC.md. A zero field keeps
@@ -143,9 +141,8 @@ type Server struct {
 	peers     peers // connections to the other agents (forward.go)
 	auth      *auth.Authenticator
 	acl       *authz.Checker
-	// forwardAuth is the authorization metadata of forwarded calls (""
-	// keeps the caller's).
-	forwardAuth string
+	// observeAuth is Config.observeAuth.
+	observeAuth func(fullMethod string, md grpcmd.MD)
 }
 
 // New returns a Server over cfg.Broker.
@@ -157,19 +154,17 @@ func New(cfg Config) *Server {
 		cfg.Now = time.Now
 	}
 	s := &Server{
-		b:         cfg.Broker,
-		log:       cfg.Logger.With("component", "grpc"),
-		health:    health.NewServer(),
-		producers: newProducerSessions(cfg.Now),
-		metrics:   newMetrics(cfg.Registry),
-		txn:       cfg.Txn,
-		now:       cfg.Now,
-		peers:     peers{creds: peerCredentials(cfg.PeerTLS)},
-		auth:      cfg.Auth,
-		acl:       authz.New(cfg.ACL, auth.ListenerGRPC),
-	}
-	if cfg.AgentUser != "" {
-		s.forwardAuth = "Basic " + base64.StdEncoding.EncodeToString([]byte(cfg.AgentUser+":"+cfg.AgentPassword))
+		b:           cfg.Broker,
+		log:         cfg.Logger.With("component", "grpc"),
+		health:      health.NewServer(),
+		producers:   newProducerSessions(cfg.Now),
+		metrics:     newMetrics(cfg.Registry),
+		txn:         cfg.Txn,
+		now:         cfg.Now,
+		peers:       peers{creds: peerCredentials(cfg.PeerTLS)},
+		auth:        cfg.Auth,
+		acl:         authz.New(cfg.ACL, auth.ListenerGRPC),
+		observeAuth: cfg.observeAuth,
 	}
 	s.health.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_SERVING)
 	return s

@@ -2,6 +2,7 @@ package grpcapi
 
 import (
 	"context"
+	"strings"
 
 	grpcmd "google.golang.org/grpc/metadata"
 
@@ -24,6 +25,9 @@ func (s *Server) streamLogin(ctx context.Context) context.Context {
 	mech := auth.MechanismMTLS
 	if md, _ := grpcmd.FromIncomingContext(ctx); len(md.Get("authorization")) > 0 {
 		mech = auth.MechanismBasic
+		if strings.HasPrefix(md.Get("authorization")[0], auth.AgentTokenScheme+" ") {
+			mech = auth.MechanismAgent
+		}
 	}
 	return auth.WithLogin(ctx, auth.Login{Principal: p, Mechanism: mech, At: s.auth.Now()})
 }

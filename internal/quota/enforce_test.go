@@ -328,3 +328,26 @@ func TestBucketKeysBounded(t *testing.T) {
 		t.Fatalf("named long id's debt forgotten by a prune: throttle %v", d)
 	}
 }
+
+// One request far over the quota is throttled in proportion (KIP-219):
+// 50 MB against 1 MB/s from a full bucket (1 MB) owes 49 MB, 49 s, and
+// the next request within that time adds to it. Kafka's byte-rate quotas
+// do not cap this throttle either (only request_percentage's is capped,
+// at one quota window); the Kafka listener closes, instead of holding,
+// a connection whose next request would wait over 30 s.
+func TestLargeProduceThrottleIsProportional(t *testing.T) {
+	t.Parallel()
+	const mb = 1_000_000
+	m, clock := newTestManager(t, Config{}, set(metadata.QuotaEntity{HasClientID: true}, KeyProducerByteRate, mb))
+	c := Client{User: AnonymousUser, ClientID: "big"}
+	if d := m.RecordProduce(c, 50*mb); d.Round(time.Millisecond) != 49*time.Second {
+		t.Fatalf("50 MB at 1 MB/s: throttle %v, want 49s", d)
+	}
+	clock.advance(10 * time.Second)
+	if d := m.RecordProduce(c, mb); d.Round(time.Millisecond) != 40*time.Second {
+		t.Fatalf("1 MB more after 10 s: throttle %v, want 40s", d)
+	}
+	if Millis(40*time.Second) != 40000 {
+		t.Fatalf("throttle_time_ms of 40 s: %d", Millis(40*time.Second))
+	}
+}

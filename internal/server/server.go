@@ -78,9 +78,6 @@ type Server struct {
 	// peerSASL logs this agent's Kafka clients to other agents in (its
 	// own user, when logins are required).
 	peerSASL sasl.Mechanism
-	// agentUser and agentPassword are that user's login, for the gRPC
-	// calls this agent forwards.
-	agentUser, agentPassword string
 }
 
 // openAuth sets up the logins of every listener (AUTH_*, SUPER_USERS):
@@ -112,7 +109,6 @@ func (s *Server) openAuth(ctx context.Context) error {
 		return err
 	}
 	s.peerSASL = scram.Auth{User: user, Pass: password}.AsSha512Mechanism()
-	s.agentUser, s.agentPassword = user, password
 	s.auth.CheckHasUsers(ctx)
 	return nil
 }
@@ -329,7 +325,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (_ *Serve
 	// it until their timeout, so they end as it starts.
 	s.httpSrv.RegisterOnShutdown(func() { close(s.stopping) })
 	s.grpcAPI = grpcapi.New(grpcapi.Config{Broker: s.broker, Logger: logger, Registry: s.reg, Txn: s.txn, PeerTLS: s.peerTLS(), Auth: s.auth,
-		ACL: s.acl, AgentUser: s.agentUser, AgentPassword: s.agentPassword})
+		ACL: s.acl})
 	s.grpcSrv = s.grpcAPI.NewGRPCServer(grpcapi.ServerOptions{
 		MaxConcurrentStreams:    cfg.GRPCMaxConcurrentStreams,
 		KeepaliveInterval:       cfg.GRPCKeepaliveInterval,

@@ -129,6 +129,31 @@ func (m *Mechanism) keys(salted []byte) (storedKey, serverKey []byte) {
 	return m.digest(clientKey), m.hmac(salted, "Server Key")
 }
 
+// ClientKey is RFC 5802's ClientKey = HMAC(SaltedPassword, "Client
+// Key"): what a SCRAM client proves it knows. Its digest is the stored
+// key.
+func (m *Mechanism) ClientKey(salted []byte) []byte { return m.hmac(salted, "Client Key") }
+
+// ClientProof is RFC 5802's ClientProof for authMessage: ClientKey XOR
+// HMAC(StoredKey, authMessage).
+func (m *Mechanism) ClientProof(clientKey, storedKey []byte, authMessage string) []byte {
+	proof := make([]byte, len(clientKey))
+	subtle.XORBytes(proof, clientKey, m.hmac(storedKey, authMessage))
+	return proof
+}
+
+// VerifyProof reports, in constant time, whether proof is a ClientProof
+// for authMessage by the holder of the ClientKey whose digest is
+// storedKey, as a SCRAM server checks client-final-message.
+func (m *Mechanism) VerifyProof(storedKey, proof []byte, authMessage string) bool {
+	if len(proof) != m.size || len(storedKey) != m.size {
+		return false
+	}
+	clientKey := make([]byte, m.size)
+	subtle.XORBytes(clientKey, proof, m.hmac(storedKey, authMessage))
+	return subtle.ConstantTimeCompare(m.digest(clientKey), storedKey) == 1
+}
+
 // CredentialFromSalted is the stored credential for a salted password (as
 // Kafka's AlterUserScramCredentials carries it): the salt, the iteration
 // count and the two keys, never the salted password itself.

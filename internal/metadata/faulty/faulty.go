@@ -304,7 +304,7 @@ func (s *Store) DeleteACLs(ctx context.Context, fs []acl.Filter) (out [][]acl.Bi
 }
 
 // ACLVersion implements metadata.Store.
-func (s *Store) ACLVersion(ctx context.Context) (v int64, err error) {
+func (s *Store) ACLVersion(ctx context.Context) (v acl.Version, err error) {
 	err = s.do(ctx, OpACLVersion, func() error {
 		v, err = s.Store.ACLVersion(ctx)
 		return err

@@ -47,6 +47,11 @@ func mustListACLs(t *testing.T, s metadata.Store, f acl.Filter) []acl.Binding {
 
 func mustACLVersion(t *testing.T, s metadata.Store) int64 {
 	t.Helper()
+	return mustACLVersionID(t, s).Number
+}
+
+func mustACLVersionID(t *testing.T, s metadata.Store) acl.Version {
+	t.Helper()
 	v, err := s.ACLVersion(t.Context())
 	if err != nil {
 		t.Fatalf("ACLVersion: %v", err)
@@ -105,15 +110,18 @@ func testACLCreateAndList(t *testing.T, s metadata.Store) {
 
 func testACLCreateIdempotent(t *testing.T, s metadata.Store) {
 	a, b := aclOf("t", "User:alice", acl.OpRead), aclOf("t", "User:bob", acl.OpRead)
+	if v := mustACLVersionID(t, s); v.ChangeID == "" {
+		t.Errorf("a new store's ACL version %+v has no change ID", v)
+	}
 	mustCreateACLs(t, s, a, a) // twice in one call
-	v := mustACLVersion(t, s)
+	v := mustACLVersionID(t, s)
 	mustCreateACLs(t, s, a)
-	if got := mustACLVersion(t, s); got != v {
-		t.Errorf("creating a stored binding again changed the version %d -> %d", v, got)
+	if got := mustACLVersionID(t, s); got != v {
+		t.Errorf("creating a stored binding again changed the version %+v -> %+v", v, got)
 	}
 	mustCreateACLs(t, s, a, b)
-	if got := mustACLVersion(t, s); got <= v {
-		t.Errorf("creating a new binding beside a stored one left the version at %d", got)
+	if got := mustACLVersionID(t, s); got.Number <= v.Number || got.ChangeID == v.ChangeID || got.ChangeID == "" {
+		t.Errorf("creating a new binding beside a stored one: version %+v -> %+v, want a higher number and a new change ID", v, got)
 	}
 	checkACLs(t, "after creating twice", mustListACLs(t, s, acl.AnyFilter), a, b)
 	if err := s.CreateACLs(t.Context(), nil); err != nil {

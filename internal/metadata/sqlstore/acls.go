@@ -11,6 +11,8 @@ package sqlstore
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -75,10 +77,13 @@ func (s *Store) lockACLs(ctx context.Context, q querier) error {
 	return nil
 }
 
-// aclsChanged raises the ACL version and, on PostgreSQL, queues the
-// notice that goes out if the transaction commits.
+// aclsChanged raises the ACL version, with a new random change ID
+// (migration 00012), and, on PostgreSQL, queues the notice that goes out
+// if the transaction commits.
 func (s *Store) aclsChanged(ctx context.Context, q querier) error {
-	if _, err := q.exec(ctx, `UPDATE acl_version SET version = version + 1 WHERE id = 1`); err != nil {
+	id := make([]byte, 16)
+	_, _ = rand.Read(id) // never fails (crypto/rand)
+	if _, err := q.exec(ctx, `UPDATE acl_version SET version = version + 1, change_id = $1 WHERE id = 1`, hex.EncodeToString(id)); err != nil {
 		return fmt.Errorf("raise ACL version: %w", err)
 	}
 	if _, ok := s.b.(*pgBackend); ok {
@@ -248,15 +253,15 @@ func (s *Store) DeleteACLs(ctx context.Context, filters []acl.Filter) ([][]acl.B
 	return out, nil
 }
 
-// ACLVersion returns the ACL version; see acl.Store.
-func (s *Store) ACLVersion(ctx context.Context) (int64, error) {
-	var v int64
-	found, err := queryOne(ctx, s.b.reader(), []any{&v}, `SELECT version FROM acl_version WHERE id = 1`)
+// ACLVersion returns the ACL version and its change ID; see acl.Store.
+func (s *Store) ACLVersion(ctx context.Context) (acl.Version, error) {
+	var v acl.Version
+	found, err := queryOne(ctx, s.b.reader(), []any{&v.Number, &v.ChangeID}, `SELECT version, change_id FROM acl_version WHERE id = 1`)
 	if err != nil {
-		return 0, fmt.Errorf("read ACL version: %w", err)
+		return acl.Version{}, fmt.Errorf("read ACL version: %w", err)
 	}
 	if !found {
-		return 0, fmt.Errorf("read ACL version: acl_version row missing")
+		return acl.Version{}, fmt.Errorf("read ACL version: acl_version row missing")
 	}
 	return v, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 
+	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/metadata/metadatatest"
 	"github.com/streamhouse/streamhouse/internal/metadata/sqlstore"
@@ -162,6 +163,56 @@ func TestMigrationTransactions(t *testing.T) {
 			}
 			if as, err := s.ListAbortedTxns(ctx, tp, 0, 100); err != nil || len(as) != 1 {
 				t.Errorf("aborted transactions after a commit = %+v, %v", as, err)
+			}
+		})
+	}
+}
+
+// Migration 12 gives an existing ACL version row a random change ID and
+// keeps its number; the next change writes a new ID.
+func TestMigrationACLChangeID(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, b := range []struct {
+		name, driver string
+		dialect      goose.Dialect
+		url          func(t *testing.T) string
+		open         func(url string) (*sqlstore.Store, error)
+	}{
+		{"sqlite", "sqlite", goose.DialectSQLite3,
+			func(t *testing.T) string { return filepath.Join(t.TempDir(), "metadata.db") },
+			func(url string) (*sqlstore.Store, error) { return sqlstore.OpenSQLite(ctx, url, nil) }},
+		{"postgres", "pgx", goose.DialectPostgres,
+			func(t *testing.T) string { return metadatatest.PostgresDatabase(t) },
+			func(url string) (*sqlstore.Store, error) { return sqlstore.OpenPostgres(ctx, url, nil) }},
+	} {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			url := b.url(t)
+			db, err := sql.Open(b.driver, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			upTo(t, db, b.dialect, b.name, 11)
+			if _, err := db.Exec(`UPDATE acl_version SET version = 5 WHERE id = 1`); err != nil {
+				t.Fatal(err)
+			}
+			db.Close()
+			s, err := b.open(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			v, err := s.ACLVersion(ctx)
+			if err != nil || v.Number != 5 || len(v.ChangeID) < 32 {
+				t.Fatalf("ACL version after the migration: %+v, %v; want number 5 and a random change ID", v, err)
+			}
+			if err := s.CreateACLs(ctx, []acl.Binding{{ResourceType: acl.ResourceTopic, ResourceName: "t", PatternType: acl.PatternLiteral,
+				Principal: "User:alice", Host: "*", Operation: acl.OpRead, Permission: acl.PermissionAllow}}); err != nil {
+				t.Fatal(err)
+			}
+			if w, err := s.ACLVersion(ctx); err != nil || w.Number != 6 || w.ChangeID == v.ChangeID || len(w.ChangeID) != 32 {
+				t.Fatalf("ACL version after a change: %+v, %v (before %+v)", w, err, v)
 			}
 		})
 	}
