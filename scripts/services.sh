@@ -3,7 +3,10 @@
 # against, on 127.0.0.1 with free ports: PostgreSQL (Debian's package) and
 # versitygw, an S3-compatible server (built once with `go install`, cached).
 #
-#   scripts/services.sh start   # prints nothing but errors; writes $STATE/env
+#   scripts/services.sh start   # prints nothing but errors; writes $STATE/env.
+#                               # Services already running under $STATE are
+#                               # kept (tests of others may be using them).
+#   scripts/services.sh restart # stops them first
 #   scripts/services.sh stop
 #   scripts/services.sh env     # prints the export lines tests read
 #
@@ -122,8 +125,25 @@ stop() {
 	rm -f "$STATE/env"
 }
 
+# running: the services of $STATE/env both accept connections.
+running() {
+	local url s3 port
+	[ -f "$STATE/env" ] || return 1
+	url=$(sed -n 's/^export STREAMHOUSE_TEST_DATABASE_URL=//p' "$STATE/env")
+	s3=$(sed -n 's/^export STREAMHOUSE_TEST_S3_ENDPOINT=//p' "$STATE/env")
+	[ -n "$url" ] && [ -n "$s3" ] || return 1
+	port=${url##*@127.0.0.1:}
+	port=${port%%/*}
+	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || return 1
+	port=${s3##*:}
+	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
+}
+
 case "${1:-}" in
-start)
+start | restart)
+	if [ "$1" = start ] && running; then
+		exit 0
+	fi
 	mkdir -p "$STATE"
 	chmod 755 "$STATE"
 	stop
@@ -136,7 +156,7 @@ start)
 stop) stop ;;
 env) cat "$STATE/env" ;;
 *)
-	echo "usage: $0 start|stop|env" >&2
+	echo "usage: $0 start|restart|stop|env" >&2
 	exit 2
 	;;
 esac
