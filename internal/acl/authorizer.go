@@ -349,9 +349,16 @@ func (a *Authorizer) DeleteACLs(ctx context.Context, filters []Filter) []DeleteR
 	return out
 }
 
+// localChangeID marks a copy patched in memory (remember, forget): no
+// store writes it, so the next refresh always reads the store, even one
+// restored to the very version the copy was patched from.
+const localChangeID = "local"
+
+func patched(v Version) Version { v.ChangeID = localChangeID; return v }
+
 // remember adds bindings the store created to the in-memory copy when it
-// could not be read again, keeping its version so the next refresh reads
-// the store.
+// could not be read again, marking its version patched so the next
+// refresh reads the store.
 func (a *Authorizer) remember(created []Binding) {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
@@ -367,12 +374,12 @@ func (a *Authorizer) remember(created []Binding) {
 			all = append(all, b)
 		}
 	}
-	a.install(buildSnapshot(s.version, all))
+	a.install(buildSnapshot(patched(s.version), all))
 }
 
 // forget drops bindings the store deleted from the in-memory copy if it
 // still has them (the reload after the deletion failed, or kept a newer
-// copy), keeping its version so the next refresh reads the store.
+// copy), marking its version patched so the next refresh reads the store.
 func (a *Authorizer) forget(deleted [][]Binding) {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
@@ -396,7 +403,7 @@ func (a *Authorizer) forget(deleted [][]Binding) {
 			}
 		}
 	}
-	a.install(buildSnapshot(s.version, keep))
+	a.install(buildSnapshot(patched(s.version), keep))
 	a.Refresh()
 }
 
@@ -508,7 +515,7 @@ func (a *Authorizer) reloadLoaded(ctx context.Context) (bool, error) {
 	if v == cur {
 		return true, nil
 	}
-	if cur.Number >= 0 && v.Number <= cur.Number {
+	if cur.Number >= 0 && v.Number <= cur.Number && cur.ChangeID != localChangeID {
 		a.log.WarnContext(ctx, "the store's ACLs went back in time (a backup restored?): loading them",
 			"store_version", v.Number, "store_change_id", v.ChangeID, "loaded_version", cur.Number, "loaded_change_id", cur.ChangeID)
 	}

@@ -154,6 +154,9 @@ func parseAgentToken(v string) (agentToken, error) {
 	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		return t, fmt.Errorf("%w: agent token: %v", ErrMalformed, err)
 	}
+	if vals[2] != strconv.FormatInt(ms, 10) {
+		return t, fmt.Errorf("%w: agent token time %q is not canonical", ErrMalformed, vals[2])
+	}
 	epoch, counter, ok := strings.Cut(vals[3], ".")
 	n, err := strconv.ParseUint(counter, 10, 64)
 	if !ok || epoch == "" || err != nil || n == 0 {
@@ -242,6 +245,12 @@ func (g *replayGuard) accept(sender string, n uint64, now time.Time) bool {
 		if len(g.senders) >= replaySenders {
 			g.evictLocked(now)
 		}
+		if len(g.senders) >= replaySenders {
+			// Every sender was seen within the window: forgetting one
+			// would let its recent tokens through again, so the new
+			// sender is refused (it fails closed; its caller retries).
+			return false
+		}
 		s = &replayState{}
 		g.senders[sender] = s
 	}
@@ -272,19 +281,13 @@ func (g *replayGuard) accept(sender string, n uint64, now time.Time) bool {
 	return true
 }
 
+// evictLocked forgets the senders idle for longer than twice the token
+// window: any token of theirs is too old to be accepted anyway.
 func (g *replayGuard) evictLocked(now time.Time) {
-	var oldest string
 	for k, s := range g.senders {
 		if now.Sub(s.used) > 2*AgentTokenWindow {
 			delete(g.senders, k)
-			continue
 		}
-		if oldest == "" || s.used.Before(g.senders[oldest].used) {
-			oldest = k
-		}
-	}
-	if len(g.senders) >= replaySenders && oldest != "" {
-		delete(g.senders, oldest)
 	}
 }
 

@@ -132,10 +132,26 @@ func TestReplayGuard(t *testing.T) {
 			t.Fatalf("accept(%d) = %v, want %v", step.n, got, step.want)
 		}
 	}
+	// A full table within the window refuses new senders rather than
+	// forget one whose recent tokens would then be accepted again.
+	g = newReplayGuard()
+	if !g.accept("victim", 7, now) {
+		t.Fatal("first token refused")
+	}
 	for i := range replaySenders + 10 {
-		g.accept(strings.Repeat("x", i+1), 1, now.Add(time.Duration(i)*time.Millisecond))
+		ok := g.accept(strings.Repeat("x", i+1), 1, now.Add(time.Duration(i)*time.Millisecond))
+		if want := i < replaySenders-1; ok != want {
+			t.Fatalf("sender %d of a table of %d: accepted %v", i+1, replaySenders, ok)
+		}
 	}
 	if n := len(g.senders); n > replaySenders {
 		t.Fatalf("%d senders tracked, bound %d", n, replaySenders)
+	}
+	if g.accept("victim", 7, now.Add(2*time.Second)) {
+		t.Fatal("a replay was accepted after the table filled")
+	}
+	// Senders idle for twice the window are forgotten: room again.
+	if !g.accept("late", 1, now.Add(2*AgentTokenWindow+time.Minute)) {
+		t.Fatal("a new sender refused after the others went idle")
 	}
 }

@@ -2,7 +2,6 @@ package grpcapi
 
 import (
 	"context"
-	"strings"
 
 	grpcmd "google.golang.org/grpc/metadata"
 
@@ -25,7 +24,7 @@ func (s *Server) streamLogin(ctx context.Context) context.Context {
 	mech := auth.MechanismMTLS
 	if md, _ := grpcmd.FromIncomingContext(ctx); len(md.Get("authorization")) > 0 {
 		mech = auth.MechanismBasic
-		if strings.HasPrefix(md.Get("authorization")[0], auth.AgentTokenScheme+" ") {
+		if auth.IsAgentToken(md.Get("authorization")[0]) {
 			mech = auth.MechanismAgent
 		}
 	}

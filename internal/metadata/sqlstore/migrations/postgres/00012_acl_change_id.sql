@@ -6,7 +6,7 @@
 
 -- +goose Up
 ALTER TABLE acl_version ADD COLUMN change_id text NOT NULL DEFAULT '';
-UPDATE acl_version SET change_id = gen_random_uuid()::text;
+UPDATE acl_version SET change_id = md5(random()::text || clock_timestamp()::text); -- any PostgreSQL version
 
 -- +goose Down
 ALTER TABLE acl_version DROP COLUMN change_id;
