@@ -348,9 +348,7 @@ func (r *Registry) schemaID(req *http.Request) (metadata.Schema, error) {
 			return metadata.Schema{}, schemaDenied(id)
 		}
 		if len(r.readable(req.Context(), vs)) == 0 {
-			// Counted as a topic's: the subjects using the schema are
-			// not the caller's to know, and an unknown ID has none.
-			r.acl.Refused(acl.OpDescribe, acl.ResourceTopic)
+			r.acl.Refused(acl.OpDescribe, idRefusedAs(vs))
 			return metadata.Schema{}, schemaDenied(id)
 		}
 	}
