@@ -189,9 +189,13 @@ func (c *Checker) count(err error) {
 }
 
 // Refused counts a refusal the front end answers without Require: one
-// whose answer names no single resource (the registry's schema IDs).
-func (c *Checker) Refused(op acl.Operation, typ acl.ResourceType) {
-	if c.Enforcing() {
+// whose answer names no single resource (the registry's schema IDs). As
+// with Require, only a caller the ACLs apply to is counted: not one
+// without a login (an authentication failure, not a denial), nor a super
+// user or an agent, whom nothing is refused.
+func (c *Checker) Refused(ctx context.Context, op acl.Operation, typ acl.ResourceType) {
+	p, check, err := c.caller(ctx)
+	if check && err == nil && !c.a.IsSuperUser(p.String()) {
 		c.a.Denied(c.listener, op, typ)
 	}
 }

@@ -114,7 +114,7 @@ func TestCheckerCountsDenials(t *testing.T) {
 	if err := grpc.Require(alice, NeedUnnamed(acl.OpDescribe, acl.TransactionalID("tx"))); !errors.As(err, &denied) {
 		t.Fatalf("DESCRIBE transactional ID without a grant: %v", err)
 	}
-	rest.Refused(acl.OpDescribe, acl.ResourceTopic)
+	rest.Refused(alice, acl.OpDescribe, acl.ResourceTopic)
 
 	// Allowed, filtered, unauthenticated or unrestricted: nothing counted.
 	if err := rest.Require(alice, Need(acl.OpRead, acl.Topic("mine"))); err != nil {
@@ -136,6 +136,10 @@ func TestCheckerCountsDenials(t *testing.T) {
 		if err := grpc.Require(who, Need(acl.OpAlter, acl.Cluster())); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Refused, as Require: not without a login, nor for the unrestricted.
+	for _, who := range []context.Context{ctx, root, agent} {
+		rest.Refused(who, acl.OpDescribe, acl.ResourceCluster)
 	}
 
 	got := nonZero(denials(t, reg))
@@ -164,7 +168,7 @@ func TestCheckerCountsDenials(t *testing.T) {
 	if err := c.Require(alice, Need(acl.OpAlter, acl.Cluster())); err != nil {
 		t.Fatal(err)
 	}
-	c.Refused(acl.OpDescribe, acl.ResourceTopic)
+	c.Refused(alice, acl.OpDescribe, acl.ResourceTopic)
 	if n := nonZero(denials(t, offReg)); len(n) != 0 || len(denials(t, offReg)) != 22 {
 		t.Fatalf("not enforcing: %v counted", n)
 	}

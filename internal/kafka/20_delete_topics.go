@@ -61,8 +61,10 @@ func handleDeleteTopics(ctx context.Context, c *conn, req kmsg.Request) (kmsg.Re
 // not give, and returns the answer's error code and message.
 //
 // DELETE on the topic is needed: TOPIC_AUTHORIZATION_FAILED, for a topic
-// named whether it exists or not; a topic asked for by ID that the
-// principal may not even DESCRIBE is UNKNOWN_TOPIC_ID, as in Kafka.
+// named whether it exists or not. A topic asked for by ID that the
+// principal may not even DESCRIBE is TOPIC_AUTHORIZATION_FAILED too, with
+// the name left out of the answer, as in Kafka (which does not hold a
+// topic ID secret); an unknown ID is UNKNOWN_TOPIC_ID.
 func (c *conn) adminDeleteTopic(ctx context.Context, t kmsg.DeleteTopicsRequestTopic, rt *kmsg.DeleteTopicsResponseTopic, names map[string]int, ids map[[16]byte]int) (int16, string) {
 	s := c.s
 	byID := t.TopicID != ([16]byte{})
@@ -84,7 +86,8 @@ func (c *conn) adminDeleteTopic(ctx context.Context, t kmsg.DeleteTopicsRequestT
 		topic, err = s.broker.TopicByID(ctx, metadata.TopicID(t.TopicID))
 		switch {
 		case err == nil && !c.allowedTopic(ctx, acl.OpDescribe, topic.Name):
-			return kerr.UnknownTopicID.Code, "unknown topic id"
+			rt.Topic = nil // the name stays out of the answer
+			return kerr.TopicAuthorizationFailed.Code, "not authorized to DESCRIBE the topic of ID " + metadata.TopicID(t.TopicID).String()
 		case err == nil && !c.allowedTopic(ctx, acl.OpDelete, topic.Name):
 			rt.Topic = &topic.Name
 			return kerr.TopicAuthorizationFailed.Code, topicDenied(acl.OpDelete, topic.Name)

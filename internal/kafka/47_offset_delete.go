@@ -84,13 +84,16 @@ func handleOffsetDelete(ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.R
 	for _, rt := range req.Topics {
 		t := kmsg.NewOffsetDeleteResponseTopic()
 		t.Topic = rt.Topic
+		// Asked once per topic: a refused topic is one denial, however
+		// many of its partitions the request names.
+		denied := !c.allowedTopic(ctx, acl.OpRead, rt.Topic)
 		topic, terr := s.broker.Topic(ctx, rt.Topic)
 		var del []int32
 		for _, rp := range rt.Partitions {
 			p := kmsg.NewOffsetDeleteResponseTopicPartition()
 			p.Partition = rp.Partition
 			switch {
-			case !c.allowedTopic(ctx, acl.OpRead, rt.Topic):
+			case denied:
 				p.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			case all || subscribed[rt.Topic]:
 				p.ErrorCode = kerr.GroupSubscribedToTopic.Code

@@ -120,6 +120,23 @@ func (r *Registry) readable(ctx context.Context, vs []metadata.SchemaVersion) []
 	return out
 }
 
+// idRefusedAs is the resource type a refused schema ID is counted under
+// (streamhouse_authorization_denials_total; the answer names neither):
+// the cluster when every subject using it is one the cluster authorizes
+// (RecordNameStrategy, shared types), else a topic, also for an unknown
+// ID, which no subject uses.
+func idRefusedAs(vs []metadata.SchemaVersion) acl.ResourceType {
+	if len(vs) == 0 {
+		return acl.ResourceTopic
+	}
+	for _, v := range vs {
+		if _, ok := subjectTopic(v.Subject); ok {
+			return acl.ResourceTopic
+		}
+	}
+	return acl.ResourceCluster
+}
+
 // schemaDenied refuses a schema ID the caller may read under no subject,
 // the same whether the ID exists or not.
 func schemaDenied(id int64) error {

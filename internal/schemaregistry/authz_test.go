@@ -432,7 +432,7 @@ func TestRegistryCountsDenials(t *testing.T) {
 	t.Parallel()
 	api := newAuthAPI(t)
 	hiddenID := api.register("hidden-value")
-	api.register("com.acme.Shared")
+	sharedID := api.register("com.acme.Shared")
 	value := func(typ acl.ResourceType, op acl.Operation) float64 {
 		t.Helper()
 		mfs, err := api.reg.Gather()
@@ -472,8 +472,23 @@ func TestRegistryCountsDenials(t *testing.T) {
 	if v := value(acl.ResourceCluster, acl.OpAlter); v != 1 {
 		t.Errorf("CLUSTER ALTER denials: %v, want 1", v)
 	}
+	// A schema ID only record-name subjects use is the cluster's to
+	// refuse; an unknown ID, which no subject uses, a topic's.
+	code, raw = api.do("alice", "GET", fmt.Sprintf("/schemas/ids/%d", sharedID), "")
+	isForbidden(t, "schema of a record-name subject by ID", code, raw)
+	if v := value(acl.ResourceCluster, acl.OpDescribe); v != 1 {
+		t.Errorf("CLUSTER DESCRIBE denials after a record-name subject's schema ID: %v, want 1", v)
+	}
+	code, raw = api.do("alice", "GET", "/schemas/ids/999999", "")
+	isForbidden(t, "unknown schema ID", code, raw)
+	if v := value(acl.ResourceTopic, acl.OpDescribe); v != 3 {
+		t.Errorf("TOPIC DESCRIBE denials after an unknown schema ID: %v, want 3", v)
+	}
+	if v := value(acl.ResourceCluster, acl.OpDescribe); v != 1 {
+		t.Errorf("CLUSTER DESCRIBE denials after an unknown schema ID: %v, want 1", v)
+	}
 	api.must("root", "GET", "/subjects/hidden-value/versions", "", 200)
-	if v := value(acl.ResourceTopic, acl.OpDescribe); v != 2 {
-		t.Errorf("after the super user's read: %v, want 2", v)
+	if v := value(acl.ResourceTopic, acl.OpDescribe); v != 3 {
+		t.Errorf("after the super user's read: %v, want 3", v)
 	}
 }

@@ -344,13 +344,11 @@ func (r *Registry) schemaID(req *http.Request) (metadata.Schema, error) {
 		subject := req.URL.Query().Get("subject")
 		if subject != "" && !r.mayRead(req.Context(), subject) {
 			p := subjectPerm(subject, readAccess)
-			r.acl.Refused(p.Op, p.Res.Type)
+			r.acl.Refused(req.Context(), p.Op, p.Res.Type)
 			return metadata.Schema{}, schemaDenied(id)
 		}
 		if len(r.readable(req.Context(), vs)) == 0 {
-			// Counted as a topic's: the subjects using the schema are
-			// not the caller's to know, and an unknown ID has none.
-			r.acl.Refused(acl.OpDescribe, acl.ResourceTopic)
+			r.acl.Refused(req.Context(), acl.OpDescribe, idRefusedAs(vs))
 			return metadata.Schema{}, schemaDenied(id)
 		}
 	}
