@@ -24,6 +24,8 @@ With --ca the connection is SASL_SSL trusting CA_FILE, else SASL_PLAINTEXT.
     throttle BOOTSTRAP TOPIC CLIENT_ID   (no login)
         produce 256 KiB as CLIENT_ID until librdkafka reports a throttle
         (throttle_cb); prints {"throttles": [{"broker", "ms"}]}
+    throttle-all BOOTSTRAP TOPIC CLIENT_ID
+        the same, waiting for every record to be delivered instead
 
 Each run is bounded; a JSON summary is printed on stdout whatever happens.
 The Go tests assert on it.
@@ -73,14 +75,14 @@ def consume(conf, topic, group, count, out):
     c = Consumer(dict(conf, **{"group.id": group, "auto.offset.reset": "earliest"}))
     c.subscribe([topic])
     deadline = time.time() + 60
-    while len(out["consumed"]) < count and time.time() < deadline:
+    # A broker's error (a positive code, from poll or error_cb) ends it: no
+    # use waiting.
+    while len(out["consumed"]) < count and time.time() < deadline and not any(e["code"] > 0 for e in out["errors"]):
         m = c.poll(1.0)
         if m is None:
             continue
         if m.error():
             out["errors"].append(err_dict(m.error()))
-            if m.error().code() > 0:  # a broker's error: no use waiting
-                break
             continue
         out["consumed"].append(m.value().decode())
     c.close()
@@ -110,7 +112,7 @@ def metadata(conf, out):
     p.poll(1)
 
 
-def throttle(bootstrap, topic, client_id, out):
+def throttle(bootstrap, topic, client_id, out, stop_at_first):
     throttles = out["throttles"]
     p = Producer({
         "bootstrap.servers": bootstrap,
@@ -124,10 +126,12 @@ def throttle(bootstrap, topic, client_id, out):
     value = b"x" * 4096
     for _ in range(64):
         p.produce(topic, value=value)
+    if not stop_at_first:
+        out["undelivered"] = p.flush(60)
+        return
     deadline = time.time() + 60
     while not throttles and time.time() < deadline:
         p.poll(0.5)
-    out["undelivered"] = len(p)
     p.purge()
     p.flush(10)
 
@@ -143,8 +147,8 @@ def main():
            "metadata_error": None, "txn_error": None, "throttles": []}
     if mode == "nosasl":
         metadata(config(bootstrap, errors), out)
-    elif mode == "throttle":
-        throttle(bootstrap, args[2], args[3], out)
+    elif mode in ("throttle", "throttle-all"):
+        throttle(bootstrap, args[2], args[3], out, mode == "throttle")
     else:
         mechanism, user, password = args[2:5]
         conf = config(bootstrap, errors, mechanism, user, password, ca)
