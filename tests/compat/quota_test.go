@@ -138,7 +138,10 @@ var throttleClients = []throttleClient{
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		hook := &franzThrottles{first: make(chan struct{})}
-		cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID(clientID), kgo.DefaultProduceTopic(topic), kgo.WithHooks(hook))
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID(clientID), kgo.DefaultProduceTopic(topic), kgo.WithHooks(hook),
+			// Uncompressed, as the others: franz-go compresses with snappy by
+			// default, and 256 KiB of one byte would fit the burst.
+			kgo.ProducerBatchCompression(kgo.NoCompression()))
 		if err != nil {
 			t.Fatal(err)
 		}
