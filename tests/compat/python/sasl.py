@@ -13,7 +13,7 @@ With --ca the connection is SASL_SSL trusting CA_FILE, else SASL_PLAINTEXT.
         "undelivered"}
     consume ... TOPIC GROUP COUNT
         read COUNT records with a consumer group, stopping at the first
-        broker error; prints {"consumed": [...], "errors": [...]}
+        authorization error; prints {"consumed": [...], "errors": [...]}
     txn ... TOPIC TRANSACTIONAL_ID
         produce three records in a transaction and commit it; prints
         {"produced", "txn_error"}
@@ -36,6 +36,10 @@ import sys
 import time
 
 from confluent_kafka import Consumer, KafkaException, Producer
+
+
+# TOPIC_, GROUP_, CLUSTER_ and TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
+AUTHZ = (29, 30, 31, 53)
 
 
 def err_dict(e):
@@ -75,9 +79,9 @@ def consume(conf, topic, group, count, out):
     c = Consumer(dict(conf, **{"group.id": group, "auto.offset.reset": "earliest"}))
     c.subscribe([topic])
     deadline = time.time() + 60
-    # A broker's error (a positive code, from poll or error_cb) ends it: no
-    # use waiting.
-    while len(out["consumed"]) < count and time.time() < deadline and not any(e["code"] > 0 for e in out["errors"]):
+    # An authorization error (from poll or error_cb) ends it: no use
+    # waiting.
+    while len(out["consumed"]) < count and time.time() < deadline and not any(e["code"] in AUTHZ for e in out["errors"]):
         m = c.poll(1.0)
         if m is None:
             continue
