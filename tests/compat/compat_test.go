@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/streamhouse/streamhouse/internal/e2e"
+	"github.com/streamhouse/streamhouse/internal/testutil/testcerts"
 )
 
 // server is one streamhouse process on a fixed Kafka port, so that clients
@@ -24,6 +25,10 @@ type server struct {
 	t   *testing.T
 	dir string
 	env []string
+	// ca signed the server's certificate when its listeners serve TLS
+	// (startAuthServer with TLS); caFile is its PEM file. Nil: plaintext.
+	ca     *testcerts.CA
+	caFile string
 }
 
 // startServer runs streamhouse on be in a fresh folder, with topic

@@ -1,14 +1,19 @@
 package compat
 
 import (
+	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"maps"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamhouse/streamhouse/internal/e2e"
 )
@@ -115,5 +120,155 @@ func TestKcatProduceQuota(t *testing.T) {
 	t.Logf("kcat: 10 MiB at 1 MiB/s in %v", took)
 	if took < 7*time.Second {
 		t.Fatalf("kcat sent 10 MiB at 1 MiB/s in %v, want at least 7 s", took)
+	}
+}
+
+// throttleClient is one Kafka client producing a burst of 4 KiB records
+// (256 KiB; sarama, which waits out each throttle before its next
+// request, 64 KiB) as clientID, returning the throttles it reported to its
+// user: until the first one when stopAtFirst, else once everything is
+// sent.
+type throttleClient struct {
+	name    string
+	produce func(t *testing.T, addr, topic, clientID string, stopAtFirst bool) []time.Duration
+}
+
+var throttleClients = []throttleClient{
+	{"franz-go", func(t *testing.T, addr, topic, clientID string, stopAtFirst bool) []time.Duration {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		hook := &franzThrottles{first: make(chan struct{})}
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID(clientID), kgo.DefaultProduceTopic(topic), kgo.WithHooks(hook),
+			// Uncompressed, as the others: franz-go compresses with snappy by
+			// default, and 256 KiB of one byte would fit the burst.
+			kgo.ProducerBatchCompression(kgo.NoCompression()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var recs []*kgo.Record
+		for range 64 {
+			recs = append(recs, &kgo.Record{Value: bytes.Repeat([]byte("x"), 4<<10)})
+		}
+		if stopAtFirst {
+			for _, r := range recs {
+				cl.Produce(ctx, r, nil)
+			}
+			select {
+			case <-hook.first:
+			case <-ctx.Done():
+			}
+		} else if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			cl.Close()
+			t.Fatalf("franz-go produce as %s: %v", clientID, err)
+		}
+		cl.Close() // the hook sees nothing after this
+		return hook.got()
+	}},
+	{"sarama", func(t *testing.T, addr, topic, clientID string, _ bool) []time.Duration {
+		// The first response reports the throttle and SendMessages returns
+		// with it: sarama waits out a throttle before its next request.
+		cfg := saramaConfig()
+		cfg.ClientID = clientID
+		cfg.Producer.Return.Successes = true
+		prod, err := sarama.NewSyncProducer([]string{addr}, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer prod.Close()
+		var msgs []*sarama.ProducerMessage
+		for range 16 {
+			msgs = append(msgs, &sarama.ProducerMessage{Topic: topic, Value: sarama.ByteEncoder(bytes.Repeat([]byte("x"), 4<<10))})
+		}
+		if err := prod.SendMessages(msgs); err != nil {
+			t.Fatalf("sarama produce as %s: %v", clientID, err)
+		}
+		// sarama's histogram of the throttle times responses reported, per
+		// broker ("throttle-time-in-ms-for-broker-<id>").
+		var got []time.Duration
+		cfg.MetricRegistry.Each(func(name string, m any) {
+			h, ok := m.(interface {
+				Count() int64
+				Max() int64
+			})
+			if ok && strings.HasPrefix(name, "throttle-time-in-ms") && h.Count() > 0 {
+				got = append(got, time.Duration(h.Max())*time.Millisecond)
+			}
+		})
+		return got
+	}},
+	{"confluent-kafka", func(t *testing.T, addr, topic, clientID string, stopAtFirst bool) []time.Duration {
+		mode := "throttle"
+		if !stopAtFirst {
+			mode = "throttle-all"
+		}
+		sum := runSASLPy(t, confluentPython(t), mode, addr, topic, clientID)
+		if err := pyResult(sum.Errors); err != nil || (!stopAtFirst && sum.Undelivered != 0) {
+			t.Fatalf("confluent-kafka produce as %s: %v, %d undelivered", clientID, err, sum.Undelivered)
+		}
+		var got []time.Duration
+		for _, th := range sum.Throttles {
+			got = append(got, time.Duration(th.Ms)*time.Millisecond)
+		}
+		return got
+	}},
+}
+
+// franzThrottles is a franz-go hook recording OnBrokerThrottle.
+type franzThrottles struct {
+	mu    sync.Mutex
+	ds    []time.Duration
+	first chan struct{}
+}
+
+func (h *franzThrottles) OnBrokerThrottle(_ kgo.BrokerMetadata, d time.Duration, _ bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.ds) == 0 {
+		close(h.first)
+	}
+	h.ds = append(h.ds, d)
+}
+
+func (h *franzThrottles) got() []time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.ds)
+}
+
+// TestClientThrottleReported: under a producer_byte_rate of 16 KiB/s (a
+// one-second burst), a burst of 64 KiB or more makes the broker report a throttle (throttle_time_ms,
+// KIP-219) that each client passes on to its user: franz-go's
+// OnBrokerThrottle hook, sarama's throttle-time metric, librdkafka's
+// throttle_cb. The same client under another client id, without a quota,
+// sends it all and reports none.
+func TestClientThrottleReported(t *testing.T) {
+	t.Parallel()
+	confluentPython(t)
+	s := startServer(t, e2e.Local)
+	admin, err := sarama.NewClusterAdmin([]string{s.KafkaAddr}, saramaConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	for _, c := range throttleClients {
+		entity := []sarama.QuotaEntityComponent{{EntityType: sarama.QuotaEntityClientID, MatchType: sarama.QuotaMatchExact, Name: c.name + "-limited"}}
+		if err := admin.AlterClientQuotas(entity, sarama.ClientQuotasOp{Key: "producer_byte_rate", Value: 16 << 10}, false); err != nil {
+			t.Fatal(err)
+		}
+		s.createTopic(c.name+"-throttle", 1)
+	}
+	for _, c := range throttleClients {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			topic := c.name + "-throttle"
+			got := c.produce(t, s.KafkaAddr, topic, c.name+"-limited", true)
+			if len(got) == 0 || slices.Max(got) <= 0 {
+				t.Fatalf("%s with producer_byte_rate 16 KiB/s sent its burst and reported no throttle (%v)", c.name, got)
+			}
+			t.Logf("%s reported throttles %v", c.name, got)
+			if got := c.produce(t, s.KafkaAddr, topic, c.name+"-free", false); len(got) != 0 {
+				t.Fatalf("%s without a quota reported throttles %v", c.name, got)
+			}
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -26,12 +27,13 @@ import (
 	xdgscram "github.com/xdg-go/scram"
 
 	"github.com/streamhouse/streamhouse/internal/e2e"
+	"github.com/streamhouse/streamhouse/internal/testutil/testcerts"
 )
 
-// SASL_PLAINTEXT with every Kafka client the tests drive: kcat and
-// confluent-kafka-python (librdkafka), franz-go and sarama. Each logs in
-// with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 and reads back what it
-// produced; a wrong password is refused with SASL_AUTHENTICATION_FAILED;
+// SASL_PLAINTEXT and SASL_SSL with every Kafka client the tests drive:
+// kcat and confluent-kafka-python (librdkafka), franz-go and sarama. Each
+// logs in with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 and reads back what
+// it produced; a wrong password is refused with SASL_AUTHENTICATION_FAILED;
 // a client without SASL is disconnected (the server counts the closes).
 
 const (
@@ -42,26 +44,111 @@ const (
 var saslMechanisms = []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
 
 // startAuthServer runs streamhouse with logins required and alice as a
-// bootstrap user; Call logs in as her.
-func startAuthServer(t *testing.T, be e2e.Backend, extra ...string) *server {
+// bootstrap user; Call logs in as her. With useTLS every listener serves
+// TLS with a certificate for the loopback addresses (SASL_SSL on Kafka),
+// and s.ca / s.caFile are what clients trust.
+func startAuthServer(t *testing.T, be e2e.Backend, useTLS bool, extra ...string) *server {
 	t.Helper()
 	dir := t.TempDir()
 	env := append(be.Env(t, dir), "KAFKA_ADDR="+freeAddr(t), "AUTH_ENABLED=true",
 		"AUTH_BOOTSTRAP_USERS=admin:admin-pw,"+saslUser+":"+saslPassword,
-		// ACLs are enforced with AUTH_ENABLED; these tests are about
-		// logins (tests/security covers ACLs), so alice bypasses them.
+		// ACLs are enforced with AUTH_ENABLED; the login tests are not
+		// about them, so alice bypasses them.
 		"SUPER_USERS="+saslUser)
-	env = append(env, extra...)
-	s := &server{Proc: e2e.Start(t, dir, env), t: t, dir: dir, env: env}
+	s := &server{t: t, dir: dir}
+	if useTLS {
+		s.ca = testcerts.NewCA(t, "compat SASL_SSL CA")
+		s.caFile = s.ca.Write(t, dir, "ca")
+		certFile, keyFile := s.ca.Server(t).Write(t, dir, "server")
+		env = append(env, "TLS_CERT_FILE="+certFile, "TLS_KEY_FILE="+keyFile)
+	}
+	s.env = append(env, extra...)
+	s.Proc = e2e.Start(t, dir, s.env)
+	if useTLS {
+		s.Client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: s.ca.ClientTLS(nil)}}
+	}
 	s.User, s.Password = saslUser, saslPassword
 	return s
+}
+
+// login is how one client reaches an auth server's Kafka listener: SASL
+// with mech as user, over TLS (SASL_SSL) when ca is set, else in
+// plaintext (SASL_PLAINTEXT). Its methods render it for each client.
+type login struct {
+	addr, mech, user, password string
+	ca                         *testcerts.CA
+	caFile                     string
+}
+
+func (s *server) login(mech, user, password string) login {
+	return login{addr: s.KafkaAddr, mech: mech, user: user, password: password, ca: s.ca, caFile: s.caFile}
+}
+
+func (l login) protocol() string {
+	if l.ca != nil {
+		return "SASL_SSL"
+	}
+	return "SASL_PLAINTEXT"
+}
+
+// kcat is kcat's (librdkafka's) arguments for l, then args.
+func (l login) kcat(args ...string) []string {
+	out := []string{"-b", l.addr, "-X", "security.protocol=" + l.protocol(), "-X", "sasl.mechanisms=" + l.mech,
+		"-X", "sasl.username=" + l.user, "-X", "sasl.password=" + l.password}
+	if l.ca != nil {
+		out = append(out, "-X", "ssl.ca.location="+l.caFile)
+	}
+	return append(out, args...)
+}
+
+// franz is franz-go's options for l, then opts.
+func (l login) franz(opts ...kgo.Opt) []kgo.Opt {
+	out := []kgo.Opt{kgo.SeedBrokers(l.addr), kgo.SASL(franzMechanism(l.mech, l.user, l.password))}
+	if l.ca != nil {
+		out = append(out, kgo.DialTLSConfig(l.ca.ClientTLS(nil)))
+	}
+	return append(out, opts...)
+}
+
+// franzClient is a franz-go client for l, closed when the test ends.
+func (l login) franzClient(t *testing.T, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(l.franz(opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// sarama is sarama's configuration for l, with SaslHandshake at handshake.
+func (l login) sarama(handshake int16) *sarama.Config {
+	c := saramaSASL(l.mech, l.user, l.password, handshake)
+	if l.ca != nil {
+		c.Net.TLS.Enable = true
+		c.Net.TLS.Config = l.ca.ClientTLS(nil)
+	}
+	return c
+}
+
+// py is python/sasl.py's arguments for mode with l, then args.
+func (l login) py(mode string, args ...string) []string {
+	var out []string
+	if l.ca != nil {
+		out = []string{"--ca", l.caFile}
+	}
+	return append(append(out, mode, l.addr, l.mech, l.user, l.password), args...)
 }
 
 // metric reads one sample of the server's /metrics (open without a
 // login): the sum of the series of name whose labels include labels.
 func (s *server) metric(name, labels string) float64 {
 	s.t.Helper()
-	resp, err := http.Get(s.URL + "/metrics")
+	hc := s.Client
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Get(s.URL + "/metrics")
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -79,11 +166,6 @@ func (s *server) metric(name, labels string) float64 {
 		}
 	}
 	return sum
-}
-
-func kcatSASL(addr, mech, user, password string) []string {
-	return []string{"-b", addr, "-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanisms=" + mech,
-		"-X", "sasl.username=" + user, "-X", "sasl.password=" + password}
 }
 
 func franzMechanism(mech, user, password string) sasl.Mechanism {
@@ -141,10 +223,15 @@ func saramaSASL(mech, user, password string, handshake int16) *sarama.Config {
 type saslSummary struct {
 	Produced       []string       `json:"produced"`
 	Consumed       []string       `json:"consumed"`
-	DeliveryErrors []string       `json:"delivery_errors"`
+	DeliveryErrors []confluentErr `json:"delivery_errors"`
 	Undelivered    int            `json:"undelivered"`
 	MetadataError  *confluentErr  `json:"metadata_error"`
+	TxnError       *confluentErr  `json:"txn_error"`
 	Errors         []confluentErr `json:"errors"`
+	Throttles      []struct {
+		Broker string `json:"broker"`
+		Ms     int    `json:"ms"`
+	} `json:"throttles"`
 }
 
 func runSASLPy(t *testing.T, py string, args ...string) saslSummary {
@@ -162,7 +249,7 @@ func runSASLPy(t *testing.T, py string, args ...string) saslSummary {
 	out, err := cmd.Output()
 	var sum saslSummary
 	if jerr := json.Unmarshal(out, &sum); jerr != nil || err != nil {
-		t.Fatalf("sasl.py %s: %v %v\n%s\nstderr:\n%s", args[0], err, jerr, out, tail(stderr.String(), 50))
+		t.Fatalf("sasl.py %s: %v %v\n%s\nstderr:\n%s", strings.Join(args, " "), err, jerr, out, tail(stderr.String(), 50))
 	}
 	return sum
 }
@@ -171,156 +258,198 @@ func hasError(errs []confluentErr, name, contains string) bool {
 	return slices.ContainsFunc(errs, func(e confluentErr) bool { return e.Name == name && strings.Contains(e.Str, contains) })
 }
 
+// TestSASLClients runs each mechanism with each client over
+// SASL_PLAINTEXT and over SASL_SSL (TLS on the listener), one server per
+// backend and protocol; then wrong passwords, and clients without SASL.
 func TestSASLClients(t *testing.T) {
 	t.Parallel()
 	needTool(t, "kcat")
 	py := confluentPython(t)
 	for _, be := range e2e.Backends() {
-		t.Run(be.Name, func(t *testing.T) {
-			t.Parallel()
-			s := startAuthServer(t, be)
-			addr := s.KafkaAddr
-			for _, mech := range saslMechanisms {
-				t.Run(mech, func(t *testing.T) {
-					lower := strings.ToLower(mech)
-					t.Run("kcat", func(t *testing.T) {
-						topic := "kcat-" + lower
-						s.createTopic(topic, 1)
-						recs := []sent{{str("k1"), str("v1-" + mech)}, {nil, str("v2")}, {str("k3"), str("v3")}}
-						run(t, 60*time.Second, kcatInput(recs), "kcat", append(kcatSASL(addr, mech, saslUser, saslPassword),
-							"-P", "-t", topic, "-K", "\t", "-Z")...)
-						out := run(t, 60*time.Second, "", "kcat", append(kcatSASL(addr, mech, saslUser, saslPassword),
-							"-C", "-t", topic, "-o", "beginning", "-e", "-J", "-q")...)
-						if n := strings.Count(string(out), `"payload"`); n != 3 || !strings.Contains(string(out), "v1-"+mech) {
-							t.Fatalf("kcat read back %d records:\n%s", n, out)
-						}
-					})
-					t.Run("confluent-kafka", func(t *testing.T) {
-						topic := "confluent-" + lower
-						s.createTopic(topic, 1)
-						sum := runSASLPy(t, py, "roundtrip", addr, mech, saslUser, saslPassword, topic)
-						if sum.Undelivered != 0 || len(sum.DeliveryErrors) != 0 || !slices.Equal(sum.Consumed, sum.Produced) || len(sum.Produced) != 3 {
-							t.Fatalf("round trip: %+v", sum)
-						}
-					})
-					t.Run("franz-go", func(t *testing.T) {
-						topic := "franz-" + lower
-						s.createTopic(topic, 1)
-						ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-						defer cancel()
-						m := franzMechanism(mech, saslUser, saslPassword)
-						p, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.SASL(m), kgo.DefaultProduceTopic(topic))
-						if err != nil {
-							t.Fatal(err)
-						}
-						defer p.Close()
-						for i := range 3 {
-							if err := p.ProduceSync(ctx, &kgo.Record{Value: []byte(fmt.Sprint(i))}).FirstErr(); err != nil {
-								t.Fatalf("produce: %v", err)
-							}
-						}
-						c, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.SASL(m), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-						if err != nil {
-							t.Fatal(err)
-						}
-						defer c.Close()
-						var got []string
-						for len(got) < 3 && ctx.Err() == nil {
-							fs := c.PollFetches(ctx)
-							fs.EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
-						}
-						if strings.Join(got, ",") != "0,1,2" {
-							t.Fatalf("read back %v", got)
-						}
-					})
-					t.Run("sarama", func(t *testing.T) {
-						// SaslHandshake v1 (SaslAuthenticate) and v0 (raw
-						// tokens).
-						for _, hs := range []int16{sarama.SASLHandshakeV1, sarama.SASLHandshakeV0} {
-							topic := fmt.Sprintf("sarama-%s-v%d", lower, hs)
-							s.createTopic(topic, 1)
-							client := saramaClient(t, addr, saramaSASL(mech, saslUser, saslPassword, hs))
-							prod, err := sarama.NewSyncProducerFromClient(client)
-							if err != nil {
-								t.Fatal(err)
-							}
-							for i := range 3 {
-								if _, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(fmt.Sprint(i))}); err != nil {
-									t.Fatalf("handshake v%d: produce: %v", hs, err)
-								}
-							}
-							_ = prod.Close()
-							msgs := consumePartition(t, client, topic, 0, sarama.OffsetOldest, 3, 30*time.Second)
-							if string(msgs[2].Value) != "2" {
-								t.Fatalf("handshake v%d: read %q", hs, msgs[2].Value)
-							}
-						}
-					})
-				})
-			}
-
-			t.Run("wrong password", func(t *testing.T) {
-				// One mechanism per client: failed logins from one address
-				// are answered more and more slowly (up to 5 s each), and
-				// librdkafka tries again on its own.
-				out, err := runErr(60*time.Second, "", "kcat", append(kcatSASL(addr, "SCRAM-SHA-512", saslUser, "wrong"), "-L", "-m", "30")...)
-				if err == nil || !strings.Contains(err.Error(), "Authentication failed") {
-					t.Fatalf("kcat with a wrong password: %v\n%s", err, out)
+		for _, useTLS := range []bool{false, true} {
+			t.Run(be.Name+"/"+map[bool]string{false: "SASL_PLAINTEXT", true: "SASL_SSL"}[useTLS], func(t *testing.T) {
+				t.Parallel()
+				s := startAuthServer(t, be, useTLS)
+				if useTLS {
+					t.Run("metadata", func(t *testing.T) { advertisesListener(t, s) })
 				}
-				sum := runSASLPy(t, py, "refused", addr, "SCRAM-SHA-256", saslUser, "wrong")
-				if sum.MetadataError == nil || !hasError(sum.Errors, "_AUTHENTICATION", "invalid credentials with SASL mechanism SCRAM-SHA-256") {
-					t.Fatalf("confluent-kafka with a wrong password: %+v", sum)
-				}
-				cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.SASL(franzMechanism("PLAIN", "nobody", saslPassword)), kgo.RequestRetries(0))
-				if err != nil {
-					t.Fatal(err)
-				}
-				_, err = kmsg.NewPtrMetadataRequest().RequestWith(context.Background(), cl)
-				cl.Close()
-				if !errors.Is(err, kerr.SaslAuthenticationFailed) {
-					t.Fatalf("franz-go as an unknown user: %v", err)
-				}
-				_, err = sarama.NewClient([]string{addr}, saramaSASL("SCRAM-SHA-512", saslUser, "wrong", sarama.SASLHandshakeV1))
-				if !errors.Is(err, sarama.ErrSASLAuthenticationFailed) {
-					t.Fatalf("sarama with a wrong password: %v", err)
-				}
-				for mech, least := range map[string]float64{"SCRAM-SHA-512": 2, "SCRAM-SHA-256": 1, "PLAIN": 1} {
-					if n := s.metric("streamhouse_auth_failures_total", `listener="kafka",mechanism="`+mech+`"`); n < least {
-						t.Fatalf("%s failures counted: %v", mech, n)
+				t.Run("logins", func(t *testing.T) {
+					for _, mech := range saslMechanisms {
+						t.Run(mech, func(t *testing.T) {
+							t.Parallel()
+							saslRoundTrips(t, s, py, s.login(mech, saslUser, saslPassword))
+						})
 					}
+				})
+				// librdkafka's refusals take its timeouts (about a minute):
+				// once, in plaintext; franz-go and sarama over both.
+				t.Run("wrong password", func(t *testing.T) { wrongPasswords(t, s, py, !useTLS) })
+				if !useTLS {
+					t.Run("no SASL", func(t *testing.T) { noSASL(t, s, py) })
 				}
 			})
+		}
+	}
+}
 
-			t.Run("no SASL", func(t *testing.T) {
-				before := s.metric("streamhouse_kafka_connections_dropped_total", `reason="unauthenticated"`)
-				if out, err := runErr(30*time.Second, "", "kcat", "-b", addr, "-L", "-m", "5"); err == nil {
-					t.Fatalf("kcat without SASL listed metadata:\n%s", out)
+// advertisesListener: Kafka Metadata, asked over SASL_SSL by franz-go and
+// by librdkafka, names exactly the listener they asked (the address the
+// certificate covers), so clients go on connecting there with SASL_SSL.
+func advertisesListener(t *testing.T, s *server) {
+	l := s.login("SCRAM-SHA-256", saslUser, saslPassword)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, l.franzClient(t))
+	if err != nil {
+		t.Fatalf("franz-go Metadata over SASL_SSL: %v", err)
+	}
+	if len(resp.Brokers) != 1 || net.JoinHostPort(resp.Brokers[0].Host, fmt.Sprint(resp.Brokers[0].Port)) != s.KafkaAddr {
+		t.Fatalf("Metadata advertises %+v, want the listener %s", resp.Brokers, s.KafkaAddr)
+	}
+	out := run(t, 60*time.Second, "", "kcat", l.kcat("-L", "-J", "-m", "30")...)
+	var md struct {
+		Brokers []struct {
+			Name string `json:"name"`
+		} `json:"brokers"`
+	}
+	if err := json.Unmarshal(out, &md); err != nil || len(md.Brokers) != 1 || md.Brokers[0].Name != s.KafkaAddr {
+		t.Fatalf("kcat -L over SASL_SSL: %v\n%s\nwant the one broker %s", err, out, s.KafkaAddr)
+	}
+}
+
+// saslRoundTrips: each client logs in as l and reads back what it produced
+// to a topic of its own.
+func saslRoundTrips(t *testing.T, s *server, py string, l login) {
+	lower := strings.ToLower(l.mech)
+	t.Run("kcat", func(t *testing.T) {
+		topic := "kcat-" + lower
+		s.createTopic(topic, 1)
+		recs := []sent{{str("k1"), str("v1-" + l.mech)}, {nil, str("v2")}, {str("k3"), str("v3")}}
+		run(t, 60*time.Second, kcatInput(recs), "kcat", l.kcat("-P", "-t", topic, "-K", "\t", "-Z")...)
+		out := run(t, 60*time.Second, "", "kcat", l.kcat("-C", "-t", topic, "-o", "beginning", "-e", "-J", "-q")...)
+		if n := strings.Count(string(out), `"payload"`); n != 3 || !strings.Contains(string(out), "v1-"+l.mech) {
+			t.Fatalf("kcat read back %d records:\n%s", n, out)
+		}
+	})
+	t.Run("confluent-kafka", func(t *testing.T) {
+		topic := "confluent-" + lower
+		s.createTopic(topic, 1)
+		sum := runSASLPy(t, py, l.py("roundtrip", topic)...)
+		if sum.Undelivered != 0 || len(sum.DeliveryErrors) != 0 || !slices.Equal(sum.Consumed, sum.Produced) || len(sum.Produced) != 3 {
+			t.Fatalf("round trip: %+v", sum)
+		}
+	})
+	t.Run("franz-go", func(t *testing.T) {
+		topic := "franz-" + lower
+		s.createTopic(topic, 1)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		p := l.franzClient(t, kgo.DefaultProduceTopic(topic))
+		for i := range 3 {
+			if err := p.ProduceSync(ctx, &kgo.Record{Value: []byte(fmt.Sprint(i))}).FirstErr(); err != nil {
+				t.Fatalf("produce: %v", err)
+			}
+		}
+		c := l.franzClient(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		var got []string
+		for len(got) < 3 && ctx.Err() == nil {
+			fs := c.PollFetches(ctx)
+			fs.EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+		}
+		if strings.Join(got, ",") != "0,1,2" {
+			t.Fatalf("read back %v", got)
+		}
+	})
+	t.Run("sarama", func(t *testing.T) {
+		// SaslHandshake v1 (SaslAuthenticate) and v0 (raw tokens).
+		for _, hs := range []int16{sarama.SASLHandshakeV1, sarama.SASLHandshakeV0} {
+			topic := fmt.Sprintf("sarama-%s-v%d", lower, hs)
+			s.createTopic(topic, 1)
+			client := saramaClient(t, l.addr, l.sarama(hs))
+			prod, err := sarama.NewSyncProducerFromClient(client)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 3 {
+				if _, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(fmt.Sprint(i))}); err != nil {
+					t.Fatalf("handshake v%d: produce: %v", hs, err)
 				}
-				if sum := runSASLPy(t, py, "nosasl", addr); sum.MetadataError == nil {
-					t.Fatalf("confluent-kafka without SASL got metadata: %+v", sum)
-				}
-				cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RequestRetries(0))
-				if err != nil {
-					t.Fatal(err)
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				_, err = kmsg.NewPtrMetadataRequest().RequestWith(ctx, cl)
-				cancel()
-				cl.Close()
-				if err == nil {
-					t.Fatal("franz-go without SASL got metadata")
-				}
-				cfg := saramaConfig()
-				cfg.Metadata.Retry.Max = 1
-				if _, err := sarama.NewClient([]string{addr}, cfg); err == nil {
-					t.Fatal("sarama without SASL got metadata")
-				}
-				// The server closed them (not a client timeout).
-				if after := s.metric("streamhouse_kafka_connections_dropped_total", `reason="unauthenticated"`); after < before+4 {
-					t.Fatalf("unauthenticated connections closed: %v, then %v", before, after)
-				}
-			})
-		})
+			}
+			_ = prod.Close()
+			msgs := consumePartition(t, client, topic, 0, sarama.OffsetOldest, 3, 30*time.Second)
+			if string(msgs[2].Value) != "2" {
+				t.Fatalf("handshake v%d: read %q", hs, msgs[2].Value)
+			}
+		}
+	})
+}
+
+// wrongPasswords: each client is refused in its own terms (with
+// librdkafka, kcat and confluent-kafka too). One mechanism per client:
+// failed logins from one address are answered more and more slowly (up to
+// 5 s each), and librdkafka tries again on its own.
+func wrongPasswords(t *testing.T, s *server, py string, librdkafka bool) {
+	failures := map[string]float64{"SCRAM-SHA-512": 1, "PLAIN": 1} // at least, by mechanism
+	if librdkafka {
+		out, err := runErr(60*time.Second, "", "kcat", s.login("SCRAM-SHA-512", saslUser, "wrong").kcat("-L", "-m", "30")...)
+		if err == nil || !strings.Contains(err.Error(), "Authentication failed") {
+			t.Fatalf("kcat with a wrong password: %v\n%s", err, out)
+		}
+		sum := runSASLPy(t, py, s.login("SCRAM-SHA-256", saslUser, "wrong").py("refused")...)
+		if sum.MetadataError == nil || !hasError(sum.Errors, "_AUTHENTICATION", "invalid credentials with SASL mechanism SCRAM-SHA-256") {
+			t.Fatalf("confluent-kafka with a wrong password: %+v", sum)
+		}
+		failures["SCRAM-SHA-512"], failures["SCRAM-SHA-256"] = 2, 1
+	}
+	cl, err := kgo.NewClient(s.login("PLAIN", "nobody", saslPassword).franz(kgo.RequestRetries(0))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = kmsg.NewPtrMetadataRequest().RequestWith(context.Background(), cl)
+	cl.Close()
+	if !errors.Is(err, kerr.SaslAuthenticationFailed) {
+		t.Fatalf("franz-go as an unknown user: %v", err)
+	}
+	_, err = sarama.NewClient([]string{s.KafkaAddr}, s.login("SCRAM-SHA-512", saslUser, "wrong").sarama(sarama.SASLHandshakeV1))
+	if !errors.Is(err, sarama.ErrSASLAuthenticationFailed) {
+		t.Fatalf("sarama with a wrong password: %v", err)
+	}
+	for mech, least := range failures {
+		if n := s.metric("streamhouse_auth_failures_total", `listener="kafka",mechanism="`+mech+`"`); n < least {
+			t.Fatalf("%s failures counted: %v", mech, n)
+		}
+	}
+}
+
+// noSASL: a client without SASL is disconnected by the server.
+func noSASL(t *testing.T, s *server, py string) {
+	addr := s.KafkaAddr
+	before := s.metric("streamhouse_kafka_connections_dropped_total", `reason="unauthenticated"`)
+	if out, err := runErr(30*time.Second, "", "kcat", "-b", addr, "-L", "-m", "5"); err == nil {
+		t.Fatalf("kcat without SASL listed metadata:\n%s", out)
+	}
+	if sum := runSASLPy(t, py, "nosasl", addr); sum.MetadataError == nil {
+		t.Fatalf("confluent-kafka without SASL got metadata: %+v", sum)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RequestRetries(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	_, err = kmsg.NewPtrMetadataRequest().RequestWith(ctx, cl)
+	cancel()
+	cl.Close()
+	if err == nil {
+		t.Fatal("franz-go without SASL got metadata")
+	}
+	cfg := saramaConfig()
+	cfg.Metadata.Retry.Max = 1
+	if _, err := sarama.NewClient([]string{addr}, cfg); err == nil {
+		t.Fatal("sarama without SASL got metadata")
+	}
+	// The server closed them (not a client timeout).
+	if after := s.metric("streamhouse_kafka_connections_dropped_total", `reason="unauthenticated"`); after < before+4 {
+		t.Fatalf("unauthenticated connections closed: %v, then %v", before, after)
 	}
 }
 
@@ -331,7 +460,7 @@ func TestSASLClients(t *testing.T) {
 func TestSASLReauthentication(t *testing.T) {
 	t.Parallel()
 	needTool(t, "kcat")
-	s := startAuthServer(t, e2e.Local, "AUTH_SESSION_LIFETIME_MS=2500")
+	s := startAuthServer(t, e2e.Local, false, "AUTH_SESSION_LIFETIME_MS=2500")
 	addr := s.KafkaAddr
 	s.createTopic("reauth", 1)
 	logins := func() float64 { return s.metric("streamhouse_auth_successes_total", `listener="kafka"`) }
@@ -339,12 +468,8 @@ func TestSASLReauthentication(t *testing.T) {
 		return s.metric("streamhouse_kafka_connections_dropped_total", `reason="session_expired"`)
 	}
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.SASL(franzMechanism("SCRAM-SHA-256", saslUser, saslPassword)), kgo.DefaultProduceTopic("reauth"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	sc := saramaClient(t, addr, saramaSASL("SCRAM-SHA-512", saslUser, saslPassword, sarama.SASLHandshakeV1))
+	cl := s.login("SCRAM-SHA-256", saslUser, saslPassword).franzClient(t, kgo.DefaultProduceTopic("reauth"))
+	sc := saramaClient(t, addr, s.login("SCRAM-SHA-512", saslUser, saslPassword).sarama(sarama.SASLHandshakeV1))
 	sp, err := sarama.NewSyncProducerFromClient(sc)
 	if err != nil {
 		t.Fatal(err)
@@ -378,7 +503,7 @@ func TestSASLReauthentication(t *testing.T) {
 	// librdkafka 2.0 does not re-authenticate: a kcat consumer tailing the
 	// topic for three lifetimes is cut at expiry, reconnects (logging in
 	// again) and reads.
-	out, _ := runErr(8*time.Second, "", "kcat", append(kcatSASL(addr, "SCRAM-SHA-256", saslUser, saslPassword),
+	out, _ := runErr(8*time.Second, "", "kcat", s.login("SCRAM-SHA-256", saslUser, saslPassword).kcat(
 		"-C", "-t", "reauth", "-o", "beginning", "-q")...)
 	if n := expired(); n <= cut {
 		t.Fatalf("librdkafka's connection was not cut at expiry (%v cuts)", n)
