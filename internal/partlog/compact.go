@@ -175,6 +175,9 @@ type compactor struct {
 	clean map[metadata.TopicPartition]int64
 
 	keys *keyCompactor // keycompact.go
+	// mergeEntries bounds the index entries one merge of a partition's
+	// key-compacted prefix looks at (maxKeyPassEntries; tests lower it).
+	mergeEntries int
 	// noMerge turns the merging of undersized key-compacted segments off
 	// (keymerge.go; the tests and the benchmark compare).
 	noMerge bool
@@ -192,8 +195,9 @@ type compactor struct {
 
 func newCompactor(reg prometheus.Registerer) *compactor {
 	c := &compactor{
-		passEntries: maxPassEntries,
-		clean:       make(map[metadata.TopicPartition]int64),
+		passEntries:  maxPassEntries,
+		mergeEntries: maxKeyPassEntries,
+		clean:        make(map[metadata.TopicPartition]int64),
 		runs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "streamhouse_log_compaction_runs_total", Help: "Object compaction passes run.",
 		}),
