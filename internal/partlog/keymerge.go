@@ -9,20 +9,26 @@ package partlog
 // due), the log is many small objects, one GET and one index row each.
 //
 // Merging is a step of its own, after the key pass of the same
-// partition: it looks at the key-compacted prefix of the log (the
-// entries in objects key compaction wrote, from the log start up to the
-// first other entry, at most maxKeyPassEntries), takes each object's run
-// of consecutive entries as a unit, and groups adjacent undersized units
-// (record bytes below SegmentMaxBytes / mergeBelowDivisor) greedily into
-// groups of at most SegmentMaxBytes. Each group of two or more units is
-// rewritten as one segment by rewriteRun with no filter: the batches are
-// copied byte for byte (offsets, timestamps, headers, delete horizons,
-// transaction markers unchanged; aborted records were dropped by the pass
-// that wrote them), the new index entries tile exactly the offsets of
-// the old ones (ReplaceIndex checks it), and the switch is the same
-// fenced transaction. The replaced objects go to garbage collection a
-// grace after the switch commits; a merge whose switch fails leaves the
-// log as it was and its object an orphan.
+// partition, when due (mergeDue: after a key pass rewrote part of it, and
+// once per leadership term): it looks at the key-compacted prefix of the
+// log (the entries in objects key compaction wrote, from the log start up
+// to the first other entry, at most maxKeyPassEntries, an object the
+// limit cuts left out), takes each object's run of consecutive entries
+// as a unit, and groups adjacent undersized units (record bytes below
+// mergeMaxBytes / mergeBelowDivisor) greedily into groups of at most
+// mergeMaxBytes (SegmentMaxBytes, or BufferBytes if smaller). Each group
+// of two or more units is rewritten as one segment by rewriteRun with no
+// filter: the batches are copied byte for byte (offsets, timestamps,
+// headers, delete horizons, transaction markers unchanged; aborted
+// records were dropped by the pass that wrote them) into a new segment
+// (entries re-joined up to EntryMaxBytes, new positions, new footer), the
+// new index entries tile exactly the offsets of the old ones
+// (ReplaceIndex checks it), and the switch is the same fenced
+// transaction. The replaced objects go to garbage collection a grace
+// after the switch commits; a merge whose switch fails leaves the log as
+// it was and its object an orphan, and the later groups are merged all
+// the same. Merging is not paced by append pressure (BusyShare) nor cut
+// by PassMaxDuration.
 //
 // The merged segment is key-compacted too (its key ends in
 // keyCompactedSuffix), so it stays in the clean prefix: a merge does not
