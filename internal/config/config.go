@@ -33,6 +33,10 @@ const (
 	MetadataPostgres = "postgres"
 )
 
+// maxCompactionPassMax is the largest COMPACTION_PASS_MAX_MS (vars.go):
+// its default, COMPACTION_INTERVAL_SECS, is cut to it.
+const maxCompactionPassMax = 24 * time.Hour
+
 // Config is the validated server configuration. Durations are already in
 // time.Duration whatever unit the variable uses. Load fills every field;
 // the zero Config is not useful.
@@ -102,7 +106,7 @@ type Config struct {
 	SegmentMaxSize         int64         // SEGMENT_MAX_SIZE
 	SegmentMaxAge          time.Duration // SEGMENT_MAX_AGE_MS
 	CompactionInterval     time.Duration // COMPACTION_INTERVAL_SECS: 0 = off
-	CompactionPassMax      time.Duration // COMPACTION_PASS_MAX_MS: default CompactionInterval, 1 minute when that is 0
+	CompactionPassMax      time.Duration // COMPACTION_PASS_MAX_MS: default CompactionInterval, 1 minute when that is 0, at most maxCompactionPassMax
 
 	// S3 upload.
 	S3UploadRetries     int   // S3_UPLOAD_RETRIES: 0 means no retries
@@ -255,6 +259,9 @@ func load(getenv func(string) (string, bool), hostname func() (string, error)) (
 		if c.CompactionPassMax <= 0 {
 			c.CompactionPassMax = time.Minute
 		}
+		// Within the setting's own range: an interval over a day does not
+		// make a default the setting would refuse.
+		c.CompactionPassMax = min(c.CompactionPassMax, maxCompactionPassMax)
 	}
 	if _, ok := c.env["KAFKA_ADVERTISED_ADDR"]; !ok && !bad["KAFKA_ADDR"] {
 		c.KafkaAdvertisedAddr = AdvertisedAddr(c.KafkaAddr)

@@ -280,7 +280,8 @@ func TestBackendSelection(t *testing.T) {
 }
 
 // COMPACTION_PASS_MAX_MS defaults to the compaction interval (a minute
-// when compaction is off), and a value set is kept whatever the interval.
+// when compaction is off, at most its own maximum, a day), and a value
+// set is kept whatever the interval.
 func TestCompactionPassMaxDefault(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -292,6 +293,8 @@ func TestCompactionPassMaxDefault(t *testing.T) {
 		{map[string]string{"COMPACTION_INTERVAL_SECS": "0"}, time.Minute},
 		{map[string]string{"COMPACTION_INTERVAL_SECS": "30", "COMPACTION_PASS_MAX_MS": "2500"}, 2500 * time.Millisecond},
 		{map[string]string{"COMPACTION_PASS_MAX_MS": "86400000"}, 24 * time.Hour},
+		{map[string]string{"COMPACTION_INTERVAL_SECS": "86400"}, 24 * time.Hour},
+		{map[string]string{"COMPACTION_INTERVAL_SECS": "200000"}, 24 * time.Hour},
 	} {
 		c := mustLoad(t, tc.env)
 		if c.CompactionPassMax != tc.want {
@@ -304,6 +307,17 @@ func TestCompactionPassMaxDefault(t *testing.T) {
 	}
 	if want := (Setting{"COMPACTION_PASS_MAX_MS", "30000", SourceDefault}); got[want.Name] != want {
 		t.Errorf("setting %+v, want %+v", got[want.Name], want)
+	}
+	// The default shown is one the setting accepts.
+	c := mustLoad(t, map[string]string{"COMPACTION_INTERVAL_SECS": "200000"})
+	for _, s := range c.Settings() {
+		if s.Name != "COMPACTION_PASS_MAX_MS" {
+			continue
+		}
+		if s.Value != "86400000" {
+			t.Errorf("setting %+v, want the value 86400000", s)
+		}
+		mustLoad(t, map[string]string{"COMPACTION_INTERVAL_SECS": "200000", "COMPACTION_PASS_MAX_MS": s.Value})
 	}
 }
 

@@ -82,6 +82,8 @@ type CompactionConfig struct {
 	// written to the next pass and goes on to key compaction, so a long
 	// backlog under append pressure delays neither key compaction nor
 	// the pass's success (streamhouse_log_compaction_last_success_timestamp_seconds).
+	// It is checked only once the pass has brought a group to its end
+	// (pacer), so every pass replaces something, however short it is.
 	// Default Interval, or 1 minute without one (COMPACTION_PASS_MAX_MS).
 	PassMaxDuration time.Duration
 }
@@ -173,6 +175,9 @@ type compactor struct {
 	clean map[metadata.TopicPartition]int64
 
 	keys *keyCompactor // keycompact.go
+	// mergeEntries bounds the index entries one merge of a partition's
+	// key-compacted prefix looks at (maxKeyPassEntries; tests lower it).
+	mergeEntries int
 	// noMerge turns the merging of undersized key-compacted segments off
 	// (keymerge.go; the tests and the benchmark compare).
 	noMerge bool
@@ -190,8 +195,9 @@ type compactor struct {
 
 func newCompactor(reg prometheus.Registerer) *compactor {
 	c := &compactor{
-		passEntries: maxPassEntries,
-		clean:       make(map[metadata.TopicPartition]int64),
+		passEntries:  maxPassEntries,
+		mergeEntries: maxKeyPassEntries,
+		clean:        make(map[metadata.TopicPartition]int64),
 		runs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "streamhouse_log_compaction_runs_total", Help: "Object compaction passes run.",
 		}),
@@ -587,6 +593,7 @@ func (l *Log) rewriteBatch(ctx context.Context, groups []*compactGroup, st *Comp
 		g.bodies, g.held, g.done = nil, 0, true
 	}
 	fail := func(g *compactGroup, err error) {
+		pace.progress = true // a group came to its end
 		l.compaction.conflicts.WithLabelValues("error").Inc()
 		st.Conflicts++
 		l.log.Warn("object compaction failed", "topic", g.p.topicName, "partition", g.p.tp.Partition, "err", err)
@@ -602,6 +609,7 @@ func (l *Log) rewriteBatch(ctx context.Context, groups []*compactGroup, st *Comp
 	// write writes g's read prefix as a segment; the rest of g, if any,
 	// stays a group.
 	write := func(g *compactGroup) error {
+		pace.progress = true
 		old, bodies := g.old[g.start:g.prefix], slices.Clone(g.bodies[g.start:g.prefix])
 		clear(g.bodies[g.start:g.prefix])
 		g.held -= g.prefixBytes
@@ -671,6 +679,7 @@ func (l *Log) rewriteBatch(ctx context.Context, groups []*compactGroup, st *Comp
 				// one failure counted and logged for the read.
 				l.compaction.conflicts.WithLabelValues("error").Inc()
 				st.Conflicts++
+				pace.progress = true // a group came to its end
 				n := 0
 				for _, r := range part {
 					if !r.g.done {
@@ -747,25 +756,36 @@ func (l *Log) rewriteBatch(ctx context.Context, groups []*compactGroup, st *Comp
 
 // pacer spaces a pass's steps while appends press the agent
 // (CompactionConfig.BusyShare) and ends the pass's rewrites at its
-// deadline (PassMaxDuration).
+// deadline (PassMaxDuration), but only once the pass has brought a group
+// to its end (progress): a pass whose first group's reads and waits take
+// longer than the limit (a slow bucket, appends pressing the agent)
+// still writes that segment, so the next pass does not plan and read the
+// same objects again, forever.
 type pacer struct {
 	l        *Log
 	st       *CompactionStats
 	since    time.Time // the current step's start
 	deadline time.Time
+	// progress: a group of the pass was written (or its write tried), or
+	// failed for good (a read or a run check failed).
+	progress bool
 }
 
 // step ends a step (a read or a segment write): it counts its time and,
 // while appends press the agent, waits so that steps take at most
 // BusyShare of the time at full pressure (less as the pressure is lower,
-// nothing with spare capacity). Past the deadline it returns errPassTime.
+// nothing with spare capacity). Past the deadline, once the pass made
+// progress, it returns errPassTime (the wait is cut at the deadline
+// then; before, it is not, so the first group still yields to appends).
 func (pc *pacer) step(ctx context.Context) error {
 	work := time.Since(pc.since)
 	pc.st.Busy += work
 	share := pc.l.cfg.Compaction.BusyShare
 	if scale := yieldScale(pc.l.appendPressure()); share < 1 && scale > 0 {
 		wait := time.Duration(float64(work) * (1/share - 1) * scale)
-		wait = min(wait, time.Until(pc.deadline))
+		if pc.progress {
+			wait = min(wait, time.Until(pc.deadline))
+		}
 		start := time.Now()
 		ok := sleepCtx(ctx, wait)
 		waited := time.Since(start)
@@ -777,7 +797,7 @@ func (pc *pacer) step(ctx context.Context) error {
 	}
 	pc.l.compaction.tick()
 	pc.since = time.Now()
-	if !pc.since.Before(pc.deadline) {
+	if pc.progress && !pc.since.Before(pc.deadline) {
 		return errPassTime
 	}
 	return nil

@@ -134,14 +134,19 @@ type keyCompactor struct {
 	maxRatio prometheus.Gauge
 	last     prometheus.Gauge
 
+	// mergeTerm maps a partition to the leadership epoch in which a
+	// merge of its key-compacted prefix last completed with nothing left
+	// to do since (keymerge.go); absent: a merge is due.
+	mergeTerm   map[metadata.TopicPartition]int32
 	merged      prometheus.Counter // keymerge.go
 	mergedBytes prometheus.Counter
 }
 
 func newKeyCompactor(reg prometheus.Registerer) *keyCompactor {
 	k := &keyCompactor{
-		due:    make(map[metadata.TopicPartition]int64),
-		ratios: make(map[metadata.TopicPartition]float64),
+		due:       make(map[metadata.TopicPartition]int64),
+		mergeTerm: make(map[metadata.TopicPartition]int32),
+		ratios:    make(map[metadata.TopicPartition]float64),
 		passes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "streamhouse_log_key_compaction_passes_total", Help: "Key compaction passes run over a partition (cleanup.policy=compact).",
 		}),
@@ -159,7 +164,7 @@ func newKeyCompactor(reg prometheus.Registerer) *keyCompactor {
 		}),
 	}
 	k.merged = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "streamhouse_log_key_compaction_segments_merged_total", Help: "Undersized key-compacted segments merged into larger ones (their objects replaced).",
+		Name: "streamhouse_log_key_compaction_segments_merged_total", Help: "Undersized key-compacted segments merged into larger ones: objects replaced whole by a merged segment (no index row names them any more).",
 	})
 	k.mergedBytes = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "streamhouse_log_key_compaction_merged_bytes_total", Help: "Record batch bytes merges of undersized key-compacted segments copied.",
@@ -188,6 +193,11 @@ func (k *keyCompactor) finishPass(now time.Time, parts []*partition) {
 	for tp := range k.due {
 		if !led[tp] {
 			delete(k.due, tp)
+		}
+	}
+	for tp := range k.mergeTerm {
+		if !led[tp] {
+			delete(k.mergeTerm, tp)
 		}
 	}
 	k.maxRatio.Set(hi)
@@ -431,6 +441,7 @@ func (l *Log) compactKeys(ctx context.Context, p *partition, st *CompactionStats
 			}
 			removed, reclaimed, horizon, horizonsSet = r0, b0, h0, s0
 		}
+		k.mergeAgain(p) // the rewrite, even one whose outcome is unknown, may leave small segments
 		if _, err := l.rewriteRun(ctx, p, group, keyCompactedSuffix, keep); err != nil {
 			removed, reclaimed, horizon = r0, b0, hz0
 			complete = false

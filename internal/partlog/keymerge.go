@@ -9,20 +9,26 @@ package partlog
 // due), the log is many small objects, one GET and one index row each.
 //
 // Merging is a step of its own, after the key pass of the same
-// partition: it looks at the key-compacted prefix of the log (the
-// entries in objects key compaction wrote, from the log start up to the
-// first other entry, at most maxKeyPassEntries), takes each object's run
-// of consecutive entries as a unit, and groups adjacent undersized units
-// (record bytes below SegmentMaxBytes / mergeBelowDivisor) greedily into
-// groups of at most SegmentMaxBytes. Each group of two or more units is
-// rewritten as one segment by rewriteRun with no filter: the batches are
-// copied byte for byte (offsets, timestamps, headers, delete horizons,
-// transaction markers unchanged; aborted records were dropped by the pass
-// that wrote them), the new index entries tile exactly the offsets of
-// the old ones (ReplaceIndex checks it), and the switch is the same
-// fenced transaction. The replaced objects go to garbage collection a
-// grace after the switch commits; a merge whose switch fails leaves the
-// log as it was and its object an orphan.
+// partition, when due (mergeDue: after a key pass rewrote part of it, and
+// once per leadership term): it looks at the key-compacted prefix of the
+// log (the entries in objects key compaction wrote, from the log start up
+// to the first other entry, at most maxKeyPassEntries, an object the
+// limit cuts left out), takes each object's run of consecutive entries
+// as a unit, and groups adjacent undersized units (record bytes below
+// mergeMaxBytes / mergeBelowDivisor) greedily into groups of at most
+// mergeMaxBytes (SegmentMaxBytes, or BufferBytes if smaller). Each group
+// of two or more units is rewritten as one segment by rewriteRun with no
+// filter: the batches are copied byte for byte (offsets, timestamps,
+// headers, delete horizons, transaction markers unchanged; aborted
+// records were dropped by the pass that wrote them) into a new segment
+// (entries re-joined up to EntryMaxBytes, new positions, new footer), the
+// new index entries tile exactly the offsets of the old ones
+// (ReplaceIndex checks it), and the switch is the same fenced
+// transaction. The replaced objects go to garbage collection a grace
+// after the switch commits; a merge whose switch fails leaves the log as
+// it was and its object an orphan, and the later groups are merged all
+// the same. Merging is not paced by append pressure (BusyShare) nor cut
+// by PassMaxDuration.
 //
 // The merged segment is key-compacted too (its key ends in
 // keyCompactedSuffix), so it stays in the clean prefix: a merge does not
@@ -86,7 +92,12 @@ func mergeGroups(entries []metadata.IndexEntry, segMax int64) [][]metadata.Index
 
 // mergeKeySegments merges adjacent undersized key-compacted segments at
 // the start of p's log (a topic with cleanup.policy compact), in offset
-// order, stopping at the first group whose rewrite or switch fails.
+// order. It runs when merging may find something (mergeDue): after a key
+// pass of p rewrote something, and once per leadership term (the first
+// pass after this agent gained p, so also after a restart); else it does
+// not list the index at all. A group whose rewrite or switch fails is
+// counted and logged and the later groups are still merged; the lease
+// lapsing or the context ending stops it.
 func (l *Log) mergeKeySegments(ctx context.Context, p *partition, st *CompactionStats) error {
 	l.mu.Lock()
 	pol := p.keys
@@ -98,25 +109,45 @@ func (l *Log) mergeKeySegments(ctx context.Context, p *partition, st *Compaction
 	if fenced || hw == logStart {
 		return nil
 	}
+	k := l.compaction.keys
+	if !k.mergeDue(p) {
+		return nil
+	}
+	limit := l.compaction.mergeEntries
 	var entries []metadata.IndexEntry
+	cut := false // the listing stopped at limit, maybe inside an object
 	const page = 1000
-	for from := logStart; from < hw && len(entries) < maxKeyPassEntries; {
+	for from := logStart; from < hw; {
 		es, err := l.store.ListIndex(ctx, p.tp, from, page)
 		if err != nil {
 			return fmt.Errorf("list index: %w", err)
 		}
 		n := 0
-		for n < len(es) && strings.HasSuffix(es[n].ObjectKey, keyCompactedSuffix) && len(entries) < maxKeyPassEntries {
+		for n < len(es) && strings.HasSuffix(es[n].ObjectKey, keyCompactedSuffix) && len(entries) < limit {
 			entries = append(entries, es[n])
 			n++
+		}
+		if len(entries) == limit {
+			cut = n < len(es) || len(es) == page
+			break
 		}
 		if n < len(es) || len(es) < page {
 			break
 		}
 		from = es[len(es)-1].LastOffset + 1
 	}
-	k := l.compaction.keys
-	for _, g := range mergeGroups(entries, l.cfg.Compaction.SegmentMaxBytes) {
+	if cut {
+		// The last object may have entries past the limit: it is left
+		// out, so that every object of a group merged is replaced whole
+		// (an object cut at the log start has no rows below it: they are
+		// deleted with the log start, metadata.Store.SetLogStartOffset).
+		last := entries[len(entries)-1].ObjectKey
+		for len(entries) > 0 && entries[len(entries)-1].ObjectKey == last {
+			entries = entries[:len(entries)-1]
+		}
+	}
+	failed := false
+	for _, g := range mergeGroups(entries, l.mergeMaxBytes()) {
 		if _, _, _, f := p.committedState(); f {
 			return nil // the lease lapsed during the pass
 		}
@@ -128,15 +159,22 @@ func (l *Log) mergeKeySegments(ctx context.Context, p *partition, st *Compaction
 				return ctx.Err()
 			case errors.As(err, &fe):
 				l.compaction.conflicts.WithLabelValues("fenced").Inc()
+				st.Conflicts++
+				l.log.Info("key compaction: merge stopped, the lease moved", "topic", p.topicName, "partition", p.tp.Partition, "err", err)
+				return nil
 			case errors.Is(err, metadata.ErrIndexChanged) || errors.Is(err, metadata.ErrObjectConflict):
 				l.compaction.conflicts.WithLabelValues("changed").Inc()
 			default:
 				l.compaction.conflicts.WithLabelValues("error").Inc()
 			}
 			st.Conflicts++
-			l.log.Info("key compaction: merge stopped", "topic", p.topicName, "partition", p.tp.Partition, "err", err)
-			return nil
+			failed = true
+			l.log.Info("key compaction: merge failed, the next pass retries it", "topic", p.topicName, "partition", p.tp.Partition,
+				"base_offset", g[0].BaseOffset, "err", err)
+			continue
 		}
+		// Every object of g is replaced whole (see cut): none is named by
+		// the index any more.
 		objects := make(map[string]bool)
 		for _, e := range g {
 			objects[e.ObjectKey] = true
@@ -149,5 +187,42 @@ func (l *Log) mergeKeySegments(ctx context.Context, p *partition, st *Compaction
 		l.log.Debug("key compaction: merged segments", "topic", p.topicName, "partition", p.tp.Partition,
 			"segments", len(objects), "into", res.key, "bytes", res.bytes)
 	}
+	if !failed && !cut {
+		k.mergeDone(p)
+	}
 	return nil
+}
+
+// mergeMaxBytes bounds the record bytes of one merge group: at most a
+// segment (SegmentMaxBytes), and at most the compaction buffer
+// (BufferBytes), since rewriteRun holds a group's bytes and then the
+// segment it assembles from them, like a pass holds its buffer and the
+// segment being written.
+func (l *Log) mergeMaxBytes() int64 {
+	return min(l.cfg.Compaction.SegmentMaxBytes, l.cfg.Compaction.BufferBytes)
+}
+
+// mergeDue reports whether p's key-compacted prefix may hold segments to
+// merge: a key pass rewrote part of p since the last complete merge, or
+// no merge completed in p's current leadership term (keyed by its epoch:
+// a partition led again, or led after a restart, is looked at once).
+func (k *keyCompactor) mergeDue(p *partition) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	e, ok := k.mergeTerm[p.tp]
+	return !ok || e != p.epoch
+}
+
+// mergeDone records that p's merge found nothing left to do in this term.
+func (k *keyCompactor) mergeDone(p *partition) {
+	k.mu.Lock()
+	k.mergeTerm[p.tp] = p.epoch
+	k.mu.Unlock()
+}
+
+// mergeAgain makes p's merge due (a key pass rewrote part of it).
+func (k *keyCompactor) mergeAgain(p *partition) {
+	k.mu.Lock()
+	delete(k.mergeTerm, p.tp)
+	k.mu.Unlock()
 }

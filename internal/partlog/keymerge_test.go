@@ -271,6 +271,9 @@ func testKeyCompactionMergesSmallSegments(t *testing.T, open storeOpener) {
 		t.Fatalf("segments %d and %d (%d and %d bytes) still fit together", i-1, i, after[i-1].bytes, after[i].bytes)
 	}
 	sameBatches(t, "after merging", readKept(t, l, tp), batches)
+	if tomb, abort := mergedKinds(t, l, e.store, tp, before); !tomb || !abort {
+		t.Fatalf("merged segments hold a tombstone with its delete horizon: %v, an abort marker: %v; the test needs both", tomb, abort)
+	}
 	if got := readRecords(t, l, tp, 0); strings.Join(got, ",") != strings.Join(records, ",") {
 		t.Fatalf("records after merging:\n%v\nwant\n%v", got, records)
 	}
@@ -305,6 +308,50 @@ func testKeyCompactionMergesSmallSegments(t *testing.T, open storeOpener) {
 		}
 	}
 	sameBatches(t, "after garbage collection", readKept(t, l, tp), batches)
+}
+
+// mergedKinds reports whether the batches in tp's objects that are not
+// among before (the merged segments) hold a tombstone in a batch with a
+// delete horizon, and an abort marker.
+func mergedKinds(t *testing.T, l *Log, store metadata.Store, tp metadata.TopicPartition, before []segment) (tomb, abort bool) {
+	t.Helper()
+	old := map[string]bool{}
+	for _, s := range before {
+		old[s.key] = true
+	}
+	es, err := store.ListIndex(context.Background(), tp, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inMerged := func(off int64) bool {
+		for _, e := range es {
+			if off >= e.BaseOffset && off <= e.LastOffset {
+				return !old[e.ObjectKey]
+			}
+		}
+		return false
+	}
+	for _, b := range readKept(t, l, tp) {
+		h, recs, err := batch.Records(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !inMerged(h.BaseOffset) {
+			continue
+		}
+		if h.IsControl() {
+			if commit, _, err := batch.ParseEndTxnMarker(recs[0]); err == nil && !commit {
+				abort = true
+			}
+			continue
+		}
+		if _, ok := h.DeleteHorizon(); ok {
+			for _, r := range recs {
+				tomb = tomb || r.Value == nil
+			}
+		}
+	}
+	return tomb, abort
 }
 
 // countNotIn counts the segments of a whose object is not in b.
@@ -476,4 +523,246 @@ func testKeyCompactionMergeFaults(t *testing.T, open storeOpener) {
 			sameBatches(t, "after garbage collection", readKept(t, l, tp), batches)
 		})
 	}
+}
+
+// keyPassOnly fills a compacted topic's partition with a hot key and runs
+// a key pass without merging: many small key-compacted segments.
+func keyPassOnly(t *testing.T, e *env, l *Log, coord *txnCoord) (metadata.Topic, metadata.TopicPartition) {
+	t.Helper()
+	topic := e.topic("kc", 1, map[string]string{"cleanup.policy": "compact", "delete.retention.ms": "3600000"})
+	lead(t, l, topic)
+	tp := tpOf(topic, 0)
+	l.compaction.noMerge = true
+	fillHot(t, l, coord, tp, 0, 64)
+	e.clock.Advance(time.Second)
+	if st := compactOK(t, l); st.KeyPasses != 1 || st.Merges != 0 {
+		t.Fatalf("key pass: %+v", st)
+	}
+	l.compaction.noMerge = false
+	return topic, tp
+}
+
+// A merge group whose switch fails is counted and left for the next
+// pass; the later groups of the same pass are merged all the same, and
+// the next pass merges the one that failed.
+func TestKeyCompactionMergeContinuesPastFailure(t *testing.T) {
+	onBackends(t, testKeyCompactionMergeContinuesPastFailure)
+}
+
+func testKeyCompactionMergeContinuesPastFailure(t *testing.T, open storeOpener) {
+	t.Parallel()
+	e := newEnv(t, open, nil)
+	store := faulty.New(e.store)
+	e.store = store
+	coord := newTxnCoord()
+	l := e.open(mergeConfig(e, coord))
+	_, tp := keyPassOnly(t, e, l, coord)
+	before, objectsBefore := keySegments(t, e.store, tp)
+	want := packed(before)
+	if objectsBefore-want < 4 {
+		t.Fatalf("%d objects, %d after packing: the test needs several groups", objectsBefore, want)
+	}
+	batches := readKept(t, l, tp)
+	store.Inject(faulty.Fault{Op: faulty.OpReplaceIndex, Times: 1}) // the first group's switch
+	st := compactOK(t, l)
+	if st.Conflicts != 1 || st.Merges == 0 {
+		t.Fatalf("pass with the first switch failing: %+v; want one conflict and the later groups merged", st)
+	}
+	_, objects := keySegments(t, e.store, tp)
+	if objects >= objectsBefore || objects <= want {
+		t.Fatalf("%d objects after the pass (%d before, %d when all merged): want all groups but the failed one merged", objects, objectsBefore, want)
+	}
+	if st := compactOK(t, l); st.Merges != 1 || st.Conflicts != 0 {
+		t.Fatalf("next pass: %+v; want the failed group merged", st)
+	}
+	if _, objects := keySegments(t, e.store, tp); objects != want {
+		t.Fatalf("%d objects after the retry, want %d", objects, want)
+	}
+	sameBatches(t, "after merging", readKept(t, l, tp), batches)
+	memIndexMatches(t, l, e.store, []metadata.TopicPartition{tp})
+}
+
+// Merging lists the key-compacted prefix only when it may find
+// something: after a key pass rewrote part of the partition, and on the
+// first pass of a leadership term (a restarted agent looks at what it
+// finds); a pass with nothing new lists the index no more than one with
+// merging off.
+func TestKeyCompactionMergeOnlyWhenDue(t *testing.T) {
+	onBackends(t, testKeyCompactionMergeOnlyWhenDue)
+}
+
+func testKeyCompactionMergeOnlyWhenDue(t *testing.T, open storeOpener) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, open, nil)
+	spy := &listSpy{Store: e.store, froms: make(map[metadata.TopicPartition][]int64)}
+	e.store = spy
+	coord := newTxnCoord()
+	cfg := mergeConfig(e, coord)
+	l := e.open(cfg)
+	topic, tp := keyPassOnly(t, e, l, coord)
+	if st := compactOK(t, l); st.Merges == 0 {
+		t.Fatalf("first pass with merging: %+v; want merges", st)
+	}
+	lists := func(merge bool) int {
+		l.compaction.noMerge = !merge
+		spy.mu.Lock()
+		clear(spy.froms)
+		spy.mu.Unlock()
+		if st := compactOK(t, l); st.Merges != 0 || st.KeyPasses != 0 {
+			t.Fatalf("pass with nothing new: %+v", st)
+		}
+		spy.mu.Lock()
+		defer spy.mu.Unlock()
+		return len(spy.froms[tp])
+	}
+	if with, without := lists(true), lists(false); with != without {
+		t.Fatalf("a pass with nothing to merge listed the index %d times, %d with merging off", with, without)
+	}
+
+	// New data: the key pass rewrites, so the merge is due again and
+	// leaves nothing mergeable.
+	fillHot(t, l, coord, tp, 64, 48)
+	e.clock.Advance(time.Second)
+	l.compaction.noMerge = false
+	if st := compactOK(t, l); st.KeyPasses != 1 {
+		t.Fatalf("key pass: %+v", st)
+	}
+	segs, _ := keySegments(t, e.store, tp)
+	if i, ok := mergeable(segs); ok {
+		t.Fatalf("segments %d and %d still fit together after the key pass", i-1, i)
+	}
+	batches := readKept(t, l, tp)
+	if l.compaction.keys.mergeDue(l.partitions[tp]) {
+		t.Fatal("merge due after a complete one")
+	}
+
+	// A restarted agent (another term) looks at the prefix again on its
+	// first pass, and the log still reads the same.
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err := l.Close(cctx)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l = e.open(cfg)
+	lead(t, l, topic)
+	if !l.compaction.keys.mergeDue(l.partitions[tp]) {
+		t.Fatal("no merge due in a new term")
+	}
+	compactOK(t, l)
+	if l.compaction.keys.mergeDue(l.partitions[tp]) {
+		t.Fatal("merge still due after the new term's first pass")
+	}
+	segs, _ = keySegments(t, e.store, tp)
+	if i, ok := mergeable(segs); ok {
+		t.Fatalf("segments %d and %d still fit together after the restart's pass", i-1, i)
+	}
+	sameBatches(t, "after the restart", readKept(t, l, tp), batches)
+}
+
+// A merge group holds at most min(SEGMENT_MAX_SIZE, the compaction
+// buffer) bytes (rewriteRun holds them and then the segment), so merging
+// stays within the memory bound the buffer documents.
+func TestKeyCompactionMergeWithinBuffer(t *testing.T) {
+	onBackends(t, testKeyCompactionMergeWithinBuffer)
+}
+
+func testKeyCompactionMergeWithinBuffer(t *testing.T, open storeOpener) {
+	t.Parallel()
+	e := newEnv(t, open, nil)
+	coord := newTxnCoord()
+	cfg := mergeConfig(e, coord)
+	const buffer = mergeSegMax / 2
+	cfg.Compaction.BufferBytes = buffer
+	l := e.open(cfg)
+	_, tp := keyPassOnly(t, e, l, coord)
+	before, _ := keySegments(t, e.store, tp)
+	batches := readKept(t, l, tp)
+	if st := compactOK(t, l); st.Merges == 0 {
+		t.Fatalf("pass: %+v; want merges", st)
+	}
+	after, _ := keySegments(t, e.store, tp)
+	old := map[string]bool{}
+	for _, s := range before {
+		old[s.key] = true
+	}
+	merged := 0
+	for _, s := range after {
+		if old[s.key] {
+			continue
+		}
+		merged++
+		if s.bytes > buffer {
+			t.Errorf("merged segment %s holds %d bytes, over the %d-byte buffer", s.key, s.bytes, buffer)
+		}
+	}
+	if merged == 0 {
+		t.Fatal("no merged segment")
+	}
+	sameBatches(t, "after merging", readKept(t, l, tp), batches)
+}
+
+// A merge that looks at a limited number of index entries (100 000) and
+// stops inside an object leaves that object out: a merged object is
+// always replaced whole, and the segments merged counted are exactly the
+// objects the index no longer names.
+func TestKeyCompactionMergeCutObject(t *testing.T) { onBackends(t, testKeyCompactionMergeCutObject) }
+
+func testKeyCompactionMergeCutObject(t *testing.T, open storeOpener) {
+	t.Parallel()
+	e := newEnv(t, open, nil)
+	coord := newTxnCoord()
+	cfg := mergeConfig(e, coord)
+	cfg.Compaction.EntryMaxBytes = 150 // segments of several entries
+	l := e.open(cfg)
+	_, tp := keyPassOnly(t, e, l, coord)
+	before, _ := keySegments(t, e.store, tp)
+	es, err := e.store.ListIndex(context.Background(), tp, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The limit: up to the first entry of the first object with several
+	// entries that follows two segments a merge can take.
+	objs, cut := 0, 0 // objs: objects before es[i-1]'s
+	for i := 1; i < len(es); i++ {
+		if i >= 2 && es[i-1].ObjectKey != es[i-2].ObjectKey {
+			objs++
+		}
+		if es[i].ObjectKey == es[i-1].ObjectKey && (i < 2 || es[i-2].ObjectKey != es[i-1].ObjectKey) {
+			if _, ok := mergeable(before[:min(objs, len(before))]); ok && objs < len(before) && before[objs].key == es[i].ObjectKey && 2*before[objs].bytes < mergeSegMax {
+				cut = i
+				break
+			}
+		}
+	}
+	if cut == 0 {
+		t.Fatal("no undersized key-compacted object of several entries after mergeable segments: the test needs one")
+	}
+	cutKey := es[cut].ObjectKey
+	l.compaction.mergeEntries = cut
+	batches := readKept(t, l, tp)
+	st := compactOK(t, l)
+	if st.Merges == 0 {
+		t.Fatalf("pass: %+v; want merges", st)
+	}
+	after, _ := keySegments(t, e.store, tp)
+	if n := countNotIn(before, after); st.SegmentsMerged != n {
+		t.Errorf("%d segments counted merged, %d objects replaced", st.SegmentsMerged, n)
+	}
+	es, err = e.store.ListIndex(context.Background(), tp, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, en := range es {
+		if en.ObjectKey == cutKey {
+			n++
+		}
+	}
+	if n < 2 {
+		t.Errorf("object %s cut by the limit keeps %d of its entries in the index; want it left whole", cutKey, n)
+	}
+	sameBatches(t, "after merging", readKept(t, l, tp), batches)
+	memIndexMatches(t, l, e.store, []metadata.TopicPartition{tp})
 }
