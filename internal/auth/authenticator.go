@@ -113,6 +113,8 @@ type Authenticator struct {
 	// remembers the agent tokens it accepted (agenttoken.go).
 	agent  atomic.Pointer[agentIdentity]
 	replay *replayGuard
+	// checks caches CheckLogin's user lookups (login.go).
+	checks userChecks
 }
 
 // New returns an Authenticator.
@@ -434,6 +436,7 @@ func (a *Authenticator) DeleteCredential(ctx context.Context, user string, m *Me
 		return err
 	}
 	err := a.cfg.Store.DeleteScramCredential(ctx, user, m.Name)
+	a.forgetUser(user)
 	if errors.Is(err, metadata.ErrCredentialNotFound) {
 		return fmt.Errorf("%w: %q has no %s credential", ErrUserNotFound, user, m.Name)
 	}
@@ -453,6 +456,7 @@ func (a *Authenticator) DeleteUser(ctx context.Context, user string) error {
 	if len(existing) == 0 {
 		return fmt.Errorf("%w: %q", ErrUserNotFound, user)
 	}
+	defer a.forgetUser(user)
 	for _, m := range existing {
 		if err := a.cfg.Store.DeleteScramCredential(ctx, user, m); err != nil && !errors.Is(err, metadata.ErrCredentialNotFound) {
 			return err

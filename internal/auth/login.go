@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
@@ -63,7 +66,8 @@ func (a *Authenticator) Expires(l Login) time.Time {
 // CheckLogin returns nil while l still holds: ErrSessionExpired once
 // Expires passed, ErrUserDeleted when its user has no credential left (a
 // password login), and another error when the store cannot tell (no
-// verdict). It reads the store (one credential) for a password login.
+// verdict). For a password login it looks the user up (userExists): at
+// most one lookup per user and UserCheckTTL however many streams ask.
 func (a *Authenticator) CheckLogin(ctx context.Context, l Login) error {
 	if !a.Enabled() || !l.Password() {
 		return nil
@@ -71,12 +75,110 @@ func (a *Authenticator) CheckLogin(ctx context.Context, l Login) error {
 	if exp := a.Expires(l); !exp.IsZero() && !a.cfg.Now().Before(exp) {
 		return ErrSessionExpired
 	}
-	_, _, err := a.passwordCredential(ctx, l.Principal.Name)
+	exists, err := a.userExists(ctx, l.Principal.Name)
 	switch {
-	case errors.Is(err, metadata.ErrCredentialNotFound):
-		return fmt.Errorf("%w: %q", ErrUserDeleted, l.Principal.Name)
 	case err != nil:
 		return fmt.Errorf("look up user %q: %w", l.Principal.Name, err)
+	case !exists:
+		return fmt.Errorf("%w: %q", ErrUserDeleted, l.Principal.Name)
 	}
 	return nil
+}
+
+// UserCheckTTL is how long CheckLogin's answer for a user is reused: the
+// streams of one user cost one lookup per UserCheckTTL between them.
+const UserCheckTTL = time.Second
+
+// userChecks caches CheckLogin's user lookups (per Authenticator).
+type userChecks struct {
+	mu     sync.Mutex
+	m      map[string]userCheck
+	flight singleflight.Group
+}
+
+// userCheck is one lookup's answer: when, whether the user exists, and
+// the mechanism its credential was found under (asked first next time).
+type userCheck struct {
+	at     time.Time
+	exists bool
+	mech   *Mechanism
+}
+
+// userChecksMax bounds the cache; past it, answers older than
+// UserCheckTTL are dropped (each entry is a user with a stream open).
+const userChecksMax = 4096
+
+// userExists reports whether user has a credential, from an answer less
+// than UserCheckTTL old when there is one; concurrent callers for one
+// user share one lookup. Store errors are not cached.
+func (a *Authenticator) userExists(ctx context.Context, user string) (bool, error) {
+	c := &a.checks
+	now := a.cfg.Now()
+	c.mu.Lock()
+	prev, ok := c.m[user]
+	c.mu.Unlock()
+	if ok && now.Sub(prev.at) < UserCheckTTL && !now.Before(prev.at) {
+		return prev.exists, nil
+	}
+	v, err, _ := c.flight.Do(user, func() (any, error) {
+		uc, err := a.lookupUser(ctx, user, prev.mech)
+		if err != nil {
+			return nil, err
+		}
+		uc.at = a.cfg.Now()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.m == nil {
+			c.m = make(map[string]userCheck)
+		}
+		if len(c.m) >= userChecksMax {
+			for u, e := range c.m {
+				if uc.at.Sub(e.at) >= UserCheckTTL {
+					delete(c.m, u)
+				}
+			}
+		}
+		if len(c.m) < userChecksMax {
+			c.m[user] = uc
+		}
+		return uc, nil
+	})
+	if err != nil {
+		return false, err
+	}
+	return v.(userCheck).exists, nil
+}
+
+// lookupUser looks for a credential of user, under hint's mechanism first
+// (one read for a user found before). Not finding one is asked twice in a
+// row: a credential moving between mechanisms (one upserted, then the
+// other deleted: AlterUserScramCredentials) can be missed by one pass
+// over the mechanisms, never by two.
+func (a *Authenticator) lookupUser(ctx context.Context, user string, hint *Mechanism) (userCheck, error) {
+	mechs := ScramMechanisms
+	if hint != nil {
+		mechs = append([]*Mechanism{hint}, mechs...)
+	}
+	for range 2 {
+		for i, m := range mechs {
+			if i > 0 && m == hint {
+				continue
+			}
+			_, err := a.cfg.Store.GetScramCredential(ctx, user, m.Name)
+			if err == nil {
+				return userCheck{exists: true, mech: m}, nil
+			}
+			if !errors.Is(err, metadata.ErrCredentialNotFound) {
+				return userCheck{}, err
+			}
+		}
+	}
+	return userCheck{exists: false}, nil
+}
+
+// forgetUser drops user's cached lookup (it was just altered here).
+func (a *Authenticator) forgetUser(user string) {
+	a.checks.mu.Lock()
+	delete(a.checks.m, user)
+	a.checks.mu.Unlock()
 }
