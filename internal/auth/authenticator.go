@@ -92,6 +92,10 @@ type Config struct {
 	// Now is the clock of session lifetimes, the verified-login cache and
 	// the failed-login slowdown. Default time.Now.
 	Now func() time.Time
+	// LoginRecheck is how often a long-lived stream looks its user up
+	// (authz.Guard), and how long one lookup's answer serves every
+	// stream of that user (CheckUser). Default DefaultLoginRecheck.
+	LoginRecheck time.Duration
 	// Sleep waits before a failed login is answered; default a timer
 	// that ctx cuts short. Tests replace it to observe the waits.
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -130,6 +134,9 @@ func New(cfg Config) *Authenticator {
 	}
 	if cfg.Sleep == nil {
 		cfg.Sleep = sleep
+	}
+	if cfg.LoginRecheck <= 0 {
+		cfg.LoginRecheck = DefaultLoginRecheck
 	}
 	a := &Authenticator{
 		cfg:      cfg,

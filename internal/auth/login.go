@@ -64,16 +64,24 @@ func (a *Authenticator) Expires(l Login) time.Time {
 }
 
 // CheckLogin returns nil while l still holds: ErrSessionExpired once
-// Expires passed, ErrUserDeleted when its user has no credential left (a
-// password login), and another error when the store cannot tell (no
-// verdict). For a password login it looks the user up (userExists): at
-// most one lookup per user and UserCheckTTL however many streams ask.
+// Expires passed, else CheckUser's answer.
 func (a *Authenticator) CheckLogin(ctx context.Context, l Login) error {
 	if !a.Enabled() || !l.Password() {
 		return nil
 	}
 	if exp := a.Expires(l); !exp.IsZero() && !a.cfg.Now().Before(exp) {
 		return ErrSessionExpired
+	}
+	return a.CheckUser(ctx, l)
+}
+
+// CheckUser returns ErrUserDeleted when the user of a password login has
+// no credential left, another error when the store cannot tell (no
+// verdict), else nil. The user is looked up at most once per
+// LoginRecheck however many streams ask (userExists).
+func (a *Authenticator) CheckUser(ctx context.Context, l Login) error {
+	if !a.Enabled() || !l.Password() {
+		return nil
 	}
 	exists, err := a.userExists(ctx, l.Principal.Name)
 	switch {
@@ -85,9 +93,12 @@ func (a *Authenticator) CheckLogin(ctx context.Context, l Login) error {
 	return nil
 }
 
-// UserCheckTTL is how long CheckLogin's answer for a user is reused: the
-// streams of one user cost one lookup per UserCheckTTL between them.
-const UserCheckTTL = time.Second
+// DefaultLoginRecheck is Config.LoginRecheck's default.
+const DefaultLoginRecheck = time.Second
+
+// LoginRecheck is how often a stream looks its user up
+// (Config.LoginRecheck), and how long one lookup's answer is reused.
+func (a *Authenticator) LoginRecheck() time.Duration { return a.cfg.LoginRecheck }
 
 // userChecks caches CheckLogin's user lookups (per Authenticator).
 type userChecks struct {
@@ -105,11 +116,11 @@ type userCheck struct {
 }
 
 // userChecksMax bounds the cache; past it, answers older than
-// UserCheckTTL are dropped (each entry is a user with a stream open).
+// LoginRecheck are dropped (each entry is a user with a stream open).
 const userChecksMax = 4096
 
 // userExists reports whether user has a credential, from an answer less
-// than UserCheckTTL old when there is one; concurrent callers for one
+// than LoginRecheck old when there is one; concurrent callers for one
 // user share one lookup. Store errors are not cached.
 func (a *Authenticator) userExists(ctx context.Context, user string) (bool, error) {
 	c := &a.checks
@@ -117,7 +128,7 @@ func (a *Authenticator) userExists(ctx context.Context, user string) (bool, erro
 	c.mu.Lock()
 	prev, ok := c.m[user]
 	c.mu.Unlock()
-	if ok && now.Sub(prev.at) < UserCheckTTL && !now.Before(prev.at) {
+	if ok && now.Sub(prev.at) < a.cfg.LoginRecheck && !now.Before(prev.at) {
 		return prev.exists, nil
 	}
 	v, err, _ := c.flight.Do(user, func() (any, error) {
@@ -133,7 +144,7 @@ func (a *Authenticator) userExists(ctx context.Context, user string) (bool, erro
 		}
 		if len(c.m) >= userChecksMax {
 			for u, e := range c.m {
-				if uc.at.Sub(e.at) >= UserCheckTTL {
+				if uc.at.Sub(e.at) >= a.cfg.LoginRecheck {
 					delete(c.m, u)
 				}
 			}

@@ -28,7 +28,7 @@ func loginOf(user string, at time.Time) Login {
 }
 
 // Many streams of one user re-checking it cost one store read per
-// UserCheckTTL between them (one read for a user found before, under the
+// DefaultLoginRecheck between them (one read for a user found before, under the
 // mechanism it was found under), not one each.
 func TestCheckLoginOneReadPerUserAndTTL(t *testing.T) {
 	t.Parallel()
@@ -65,7 +65,7 @@ func TestCheckLoginOneReadPerUserAndTTL(t *testing.T) {
 	if n := reads(); n != 1 {
 		t.Fatalf("400 checks of alice within the TTL: %d reads, want 1", n)
 	}
-	clk.Add(UserCheckTTL)
+	clk.Add(DefaultLoginRecheck)
 	check("alice", 200)
 	if n := reads(); n != 2 {
 		t.Fatalf("after the TTL: %d reads, want 2", n)
@@ -74,7 +74,7 @@ func TestCheckLoginOneReadPerUserAndTTL(t *testing.T) {
 	if n := reads(); n != 4 {
 		t.Fatalf("carol's first lookup: %d reads in all, want 4", n)
 	}
-	clk.Add(UserCheckTTL)
+	clk.Add(DefaultLoginRecheck)
 	check("carol", 100)
 	if n := reads(); n != 5 {
 		t.Fatalf("carol again: %d reads in all, want 5 (her mechanism first)", n)
@@ -92,13 +92,13 @@ func TestCheckLoginOneReadPerUserAndTTL(t *testing.T) {
 	if err := st.DeleteScramCredential(ctx, "alice", MechanismScramSHA512); err != nil {
 		t.Fatal(err)
 	}
-	clk.Add(UserCheckTTL)
+	clk.Add(DefaultLoginRecheck)
 	if err := a.CheckLogin(ctx, loginOf("alice", clk.Now())); !errors.Is(err, ErrUserDeleted) {
 		t.Fatalf("alice deleted on another agent: %v", err)
 	}
 	// Store errors are no verdict and are not cached.
 	st.Inject(faulty.Fault{Op: faulty.OpGetCredential, Err: metadata.ErrUnavailable, Times: 1})
-	clk.Add(UserCheckTTL)
+	clk.Add(DefaultLoginRecheck)
 	if err := a.CheckLogin(ctx, loginOf("bob", clk.Now())); err == nil || errors.Is(err, ErrUserDeleted) {
 		t.Fatalf("outage: %v, want no verdict", err)
 	}
