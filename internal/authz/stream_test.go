@@ -174,6 +174,30 @@ func TestGuard(t *testing.T) {
 			t.Fatalf("ended with %v", err)
 		}
 	})
+	t.Run("no perms: no ACL wakeups", func(t *testing.T) {
+		// A live SQL query's guard watches the login only (the engine
+		// asks the ACLs itself): an ACL change does not wake it.
+		a, authn, sctx := guardEnv(t, metadatatest.OpenSQLite(t), 0, 0, func(c *auth.Config) { c.LoginRecheck = time.Hour })
+		c := authz.New(a, auth.ListenerHTTP)
+		_, login := c.Guard(sctx, authn)
+		defer login.Stop()
+		_, read := c.Guard(sctx, authn, authz.Need(acl.OpRead, acl.Topic("t")))
+		defer read.Stop()
+		for _, err := range a.CreateACLs(context.Background(), []acl.Binding{{ResourceType: acl.ResourceTopic, ResourceName: "u", PatternType: acl.PatternLiteral,
+			Principal: "User:alice", Host: acl.WildcardHost, Operation: acl.OpRead, Permission: acl.PermissionAllow}}) {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, "the READ guard's wakeup", func() bool { return authz.Wakeups(read) > 0 })
+		deadline := time.Now().Add(200 * time.Millisecond)
+		for time.Now().Before(deadline) {
+			if n := authz.Wakeups(login); n != 0 {
+				t.Fatalf("the guard without perms woke %d times on an ACL change", n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	})
 	t.Run("stop", func(t *testing.T) {
 		a, authn, sctx := guardEnv(t, metadatatest.OpenSQLite(t), 0, 0)
 		ctx, g := authz.New(a, auth.ListenerGRPC).Guard(sctx, authn, authz.Need(acl.OpRead, acl.Topic("t")))
