@@ -92,6 +92,10 @@ type Config struct {
 	// Now is the clock of session lifetimes, the verified-login cache and
 	// the failed-login slowdown. Default time.Now.
 	Now func() time.Time
+	// LoginRecheck is how often a long-lived stream looks its user up
+	// (authz.Guard), and how long one lookup's answer serves every
+	// stream of that user (CheckUser). Default DefaultLoginRecheck.
+	LoginRecheck time.Duration
 	// Sleep waits before a failed login is answered; default a timer
 	// that ctx cuts short. Tests replace it to observe the waits.
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -113,6 +117,8 @@ type Authenticator struct {
 	// remembers the agent tokens it accepted (agenttoken.go).
 	agent  atomic.Pointer[agentIdentity]
 	replay *replayGuard
+	// checks caches CheckLogin's user lookups (login.go).
+	checks userChecks
 }
 
 // New returns an Authenticator.
@@ -128,6 +134,9 @@ func New(cfg Config) *Authenticator {
 	}
 	if cfg.Sleep == nil {
 		cfg.Sleep = sleep
+	}
+	if cfg.LoginRecheck <= 0 {
+		cfg.LoginRecheck = DefaultLoginRecheck
 	}
 	a := &Authenticator{
 		cfg:      cfg,
@@ -434,6 +443,7 @@ func (a *Authenticator) DeleteCredential(ctx context.Context, user string, m *Me
 		return err
 	}
 	err := a.cfg.Store.DeleteScramCredential(ctx, user, m.Name)
+	a.forgetUser(user)
 	if errors.Is(err, metadata.ErrCredentialNotFound) {
 		return fmt.Errorf("%w: %q has no %s credential", ErrUserNotFound, user, m.Name)
 	}
@@ -453,6 +463,7 @@ func (a *Authenticator) DeleteUser(ctx context.Context, user string) error {
 	if len(existing) == 0 {
 		return fmt.Errorf("%w: %q", ErrUserNotFound, user)
 	}
+	defer a.forgetUser(user)
 	for _, m := range existing {
 		if err := a.cfg.Store.DeleteScramCredential(ctx, user, m); err != nil && !errors.Is(err, metadata.ErrCredentialNotFound) {
 			return err

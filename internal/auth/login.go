@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
@@ -61,9 +64,7 @@ func (a *Authenticator) Expires(l Login) time.Time {
 }
 
 // CheckLogin returns nil while l still holds: ErrSessionExpired once
-// Expires passed, ErrUserDeleted when its user has no credential left (a
-// password login), and another error when the store cannot tell (no
-// verdict). It reads the store (one credential) for a password login.
+// Expires passed, else CheckUser's answer.
 func (a *Authenticator) CheckLogin(ctx context.Context, l Login) error {
 	if !a.Enabled() || !l.Password() {
 		return nil
@@ -71,12 +72,124 @@ func (a *Authenticator) CheckLogin(ctx context.Context, l Login) error {
 	if exp := a.Expires(l); !exp.IsZero() && !a.cfg.Now().Before(exp) {
 		return ErrSessionExpired
 	}
-	_, _, err := a.passwordCredential(ctx, l.Principal.Name)
+	return a.CheckUser(ctx, l)
+}
+
+// CheckUser returns ErrUserDeleted when the user of a password login has
+// no credential left, another error when the store cannot tell (no
+// verdict), else nil. The user is looked up at most once per
+// LoginRecheck however many streams ask (userExists).
+func (a *Authenticator) CheckUser(ctx context.Context, l Login) error {
+	if !a.Enabled() || !l.Password() {
+		return nil
+	}
+	exists, err := a.userExists(ctx, l.Principal.Name)
 	switch {
-	case errors.Is(err, metadata.ErrCredentialNotFound):
-		return fmt.Errorf("%w: %q", ErrUserDeleted, l.Principal.Name)
 	case err != nil:
 		return fmt.Errorf("look up user %q: %w", l.Principal.Name, err)
+	case !exists:
+		return fmt.Errorf("%w: %q", ErrUserDeleted, l.Principal.Name)
 	}
 	return nil
+}
+
+// DefaultLoginRecheck is Config.LoginRecheck's default.
+const DefaultLoginRecheck = time.Second
+
+// LoginRecheck is how often a stream looks its user up
+// (Config.LoginRecheck), and how long one lookup's answer is reused.
+func (a *Authenticator) LoginRecheck() time.Duration { return a.cfg.LoginRecheck }
+
+// userChecks caches CheckLogin's user lookups (per Authenticator).
+type userChecks struct {
+	mu     sync.Mutex
+	m      map[string]userCheck
+	flight singleflight.Group
+}
+
+// userCheck is one lookup's answer: when, whether the user exists, and
+// the mechanism its credential was found under (asked first next time).
+type userCheck struct {
+	at     time.Time
+	exists bool
+	mech   *Mechanism
+}
+
+// userChecksMax bounds the cache; past it, answers older than
+// LoginRecheck are dropped (each entry is a user with a stream open).
+const userChecksMax = 4096
+
+// userExists reports whether user has a credential, from an answer less
+// than LoginRecheck old when there is one; concurrent callers for one
+// user share one lookup. Store errors are not cached.
+func (a *Authenticator) userExists(ctx context.Context, user string) (bool, error) {
+	c := &a.checks
+	now := a.cfg.Now()
+	c.mu.Lock()
+	prev, ok := c.m[user]
+	c.mu.Unlock()
+	if ok && now.Sub(prev.at) < a.cfg.LoginRecheck && !now.Before(prev.at) {
+		return prev.exists, nil
+	}
+	v, err, _ := c.flight.Do(user, func() (any, error) {
+		uc, err := a.lookupUser(ctx, user, prev.mech)
+		if err != nil {
+			return nil, err
+		}
+		uc.at = a.cfg.Now()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.m == nil {
+			c.m = make(map[string]userCheck)
+		}
+		if len(c.m) >= userChecksMax {
+			for u, e := range c.m {
+				if uc.at.Sub(e.at) >= a.cfg.LoginRecheck {
+					delete(c.m, u)
+				}
+			}
+		}
+		if len(c.m) < userChecksMax {
+			c.m[user] = uc
+		}
+		return uc, nil
+	})
+	if err != nil {
+		return false, err
+	}
+	return v.(userCheck).exists, nil
+}
+
+// lookupUser looks for a credential of user, under hint's mechanism first
+// (one read for a user found before). Not finding one is asked twice in a
+// row: a credential moving between mechanisms (one upserted, then the
+// other deleted: AlterUserScramCredentials) can be missed by one pass
+// over the mechanisms, never by two.
+func (a *Authenticator) lookupUser(ctx context.Context, user string, hint *Mechanism) (userCheck, error) {
+	mechs := ScramMechanisms
+	if hint != nil {
+		mechs = append([]*Mechanism{hint}, mechs...)
+	}
+	for range 2 {
+		for i, m := range mechs {
+			if i > 0 && m == hint {
+				continue
+			}
+			_, err := a.cfg.Store.GetScramCredential(ctx, user, m.Name)
+			if err == nil {
+				return userCheck{exists: true, mech: m}, nil
+			}
+			if !errors.Is(err, metadata.ErrCredentialNotFound) {
+				return userCheck{}, err
+			}
+		}
+	}
+	return userCheck{exists: false}, nil
+}
+
+// forgetUser drops user's cached lookup (it was just altered here).
+func (a *Authenticator) forgetUser(user string) {
+	a.checks.mu.Lock()
+	delete(a.checks.m, user)
+	a.checks.mu.Unlock()
 }

@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,16 +17,14 @@ import (
 // this agent's ACLs change (acl.Authorizer.Changed: at once for a change
 // made here, within milliseconds for one made on another agent that
 // announces it, within the ACL refresh interval at worst), when the
-// caller's user is deleted (looked up every LoginRecheck), and when its
-// login's AUTH_SESSION_LIFETIME_MS passes. The stream asks Err before
+// caller's user is deleted (looked up about every
+// auth.Config.LoginRecheck: jittered, backing off while the store fails,
+// and shared by the streams of one user: auth.Authenticator.CheckLogin),
+// and when its login's AUTH_SESSION_LIFETIME_MS passes (not for a
+// GuardRequest). The stream asks Err before
 // each delivery (no I/O: the in-memory ACLs), so nothing committed after
 // a revocation was visible here is delivered, and the Guard cancels the
 // stream's context so that a stream waiting for data ends at once.
-
-// LoginRecheck is how often a Guard looks its caller's user up in the
-// store (one credential read), to end the stream once the user is
-// deleted.
-const LoginRecheck = time.Second
 
 // LoginEndedError ends a stream whose login no longer holds: its user was
 // deleted or its session lifetime passed (auth.ErrUserDeleted,
@@ -46,10 +45,13 @@ type Guard struct {
 	login  auth.Login
 	hasLog bool
 	cancel context.CancelCauseFunc
+	expiry bool // the login's lifetime ends the stream (not GuardRequest)
 	ended  atomic.Pointer[error]
 	denied atomic.Bool // the stream's denial was counted
 	stop   sync.Once
 	done   chan struct{}
+	// wakeups counts the wakeups the Guard's goroutine handled (tests).
+	wakeups atomic.Int64
 }
 
 // Guard returns a context derived from ctx (the stream's, carrying its
@@ -59,11 +61,27 @@ type Guard struct {
 // Guard that says why (Err). Call Stop when the stream ends. The
 // stream's handler has authorized perms already, so a Guard that would
 // refuse them at once is a change since.
+//
+// The context's cause (context.Cause) is the Guard's reason once it ends
+// the stream, context.Canceled after Stop.
 func (c *Checker) Guard(ctx context.Context, logins *auth.Authenticator, perms ...Perm) (context.Context, *Guard) {
+	return c.guard(ctx, logins, true, perms)
+}
+
+// GuardRequest is Guard for one request that waits (a REST long poll):
+// its login is the request's own (HTTP Basic sends the password with
+// every request), so AUTH_SESSION_LIFETIME_MS does not end it; the
+// request caps its wait at the login's remaining lifetime instead. A
+// deleted user and the ACLs still do.
+func (c *Checker) GuardRequest(ctx context.Context, logins *auth.Authenticator, perms ...Perm) (context.Context, *Guard) {
+	return c.guard(ctx, logins, false, perms)
+}
+
+func (c *Checker) guard(ctx context.Context, logins *auth.Authenticator, expiry bool, perms []Perm) (context.Context, *Guard) {
 	gctx, cancel := context.WithCancelCause(ctx)
-	g := &Guard{c: c, ctx: ctx, perms: perms, logins: logins, cancel: cancel, done: make(chan struct{})}
+	g := &Guard{c: c, ctx: ctx, perms: perms, logins: logins, expiry: expiry, cancel: cancel, done: make(chan struct{})}
 	g.login, g.hasLog = auth.LoginFrom(ctx)
-	if !c.Enforcing() && !(g.hasLog && logins.Enabled()) {
+	if !(c.Enforcing() && len(perms) > 0) && !(g.hasLog && logins.Enabled() && g.login.Password()) {
 		close(g.done) // nothing to watch
 		return gctx, g
 	}
@@ -85,7 +103,7 @@ func (g *Guard) Err() error {
 	if p := g.ended.Load(); p != nil {
 		return *p
 	}
-	if g.hasLog {
+	if g.hasLog && g.expiry {
 		if exp := g.logins.Expires(g.login); !exp.IsZero() && !g.logins.Now().Before(exp) {
 			return &LoginEndedError{Err: auth.ErrSessionExpired}
 		}
@@ -106,19 +124,26 @@ func (g *Guard) end(err error) {
 func (g *Guard) run(ctx context.Context) {
 	defer close(g.done)
 	var recheck, expired <-chan time.Time
+	var interval, wait time.Duration
+	var recheckT, expiryT *time.Timer
+	var exp time.Time
 	if g.hasLog && g.logins.Enabled() && g.login.Password() {
-		t := time.NewTicker(LoginRecheck)
-		defer t.Stop()
-		recheck = t.C
-		if exp := g.logins.Expires(g.login); !exp.IsZero() {
-			timer := time.NewTimer(exp.Sub(g.logins.Now()))
-			defer timer.Stop()
-			expired = timer.C
+		// The first lookup at a random point of the interval: streams
+		// opened together (an agent's restart) do not ask together.
+		interval = g.logins.LoginRecheck()
+		wait = interval
+		recheckT = time.NewTimer(time.Duration(rand.Int64N(int64(interval))) + 1)
+		defer recheckT.Stop()
+		recheck = recheckT.C
+		if exp = g.logins.Expires(g.login); !exp.IsZero() && g.expiry {
+			expiryT = time.NewTimer(exp.Sub(g.logins.Now()))
+			defer expiryT.Stop()
+			expired = expiryT.C
 		}
 	}
 	for {
-		var changed <-chan struct{} // nil: never (no ACLs)
-		if g.c.Enforcing() {
+		var changed <-chan struct{} // nil: never (no ACLs, nothing to ask them)
+		if g.c.Enforcing() && len(g.perms) > 0 {
 			changed = g.c.a.Changed() // before asking: a change meanwhile still wakes us
 		}
 		if err := g.Err(); err != nil {
@@ -130,16 +155,39 @@ func (g *Guard) run(ctx context.Context) {
 			return
 		case <-changed:
 		case <-expired:
+			// Err decides by the authenticator's clock; while that says
+			// not yet, wait again for what it says is left.
+			expiryT.Reset(exp.Sub(g.logins.Now()))
 		case <-recheck:
-			err := g.logins.CheckLogin(ctx, g.login)
+			var err error
+			if g.expiry {
+				err = g.logins.CheckLogin(ctx, g.login)
+			} else {
+				err = g.logins.CheckUser(ctx, g.login)
+			}
 			switch {
 			case errors.Is(err, auth.ErrUserDeleted), errors.Is(err, auth.ErrSessionExpired):
 				g.end(&LoginEndedError{Err: err})
 				return
 			case err != nil:
 				// The store cannot tell (an outage): no verdict, as a
-				// new login would get none; ask again at the next tick.
+				// new login would get none; ask again later, less
+				// often while it lasts.
+				wait = min(2*wait, maxRecheckBackoff*interval)
+			default:
+				wait = interval
 			}
+			recheckT.Reset(jitter(wait))
 		}
+		g.wakeups.Add(1)
 	}
+}
+
+// maxRecheckBackoff bounds the wait between user lookups while the store
+// fails, in LoginRecheck intervals.
+const maxRecheckBackoff = 32
+
+// jitter returns d ± 25 %, at random.
+func jitter(d time.Duration) time.Duration {
+	return d - d/4 + time.Duration(rand.Int64N(int64(d/2)+1))
 }

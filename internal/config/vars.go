@@ -322,7 +322,7 @@ var vars = []variable{
 		help:  "PBKDF2 iterations of the SCRAM credentials the server makes from a password (bootstrap users, `streamctl user create`); Kafka's bounds. Kafka clients that upsert credentials choose their own",
 		field: func(c *Config) any { return &c.AuthScramIterations }},
 	{name: "AUTH_SESSION_LIFETIME_MS", group: "Authentication", def: "0", kind: kindInt, what: "milliseconds", min: 0, unit: time.Millisecond,
-		help:  "how long a Kafka SASL login lasts before the client must re-authenticate on its connection (KIP-368, Kafka's connections.max.reauth.ms); a connection whose login has expired is closed at its next request. Also how long a gRPC Subscribe or REST live query of a password login runs before it ends with Unauthenticated / unauthorized. 0: logins last as long as the connection or stream",
+		help:  "how long a Kafka SASL login lasts before the client must re-authenticate on its connection (KIP-368, Kafka's connections.max.reauth.ms); a connection whose login has expired is closed at its next request. Also how long a gRPC Subscribe or REST live query (POST /api/v1/sql/stream) of a password login runs before it ends with Unauthenticated / unauthorized; a REST long poll (GET /api/v1/consume with wait_ms) waits at most this long, then answers 200 with the records found (none), never 401, as HTTP Basic sends the password with every request. 0: logins last as long as the connection or stream",
 		field: func(c *Config) any { return &c.AuthSessionLifetime }},
 	{name: "SUPER_USERS", group: "Authentication", kind: kindString, check: checkSuperUsers,
 		doc:   "unset",

@@ -62,6 +62,7 @@ func (s *Server) authenticate(ctx context.Context, fullMethod string) (context.C
 			if p, ok := auth.PrincipalFromTLS(&ti.State); ok {
 				if a.Enabled() {
 					a.Succeeded(auth.ListenerGRPC, auth.MechanismMTLS)
+					ctx = withLogin(ctx, a, p, auth.MechanismMTLS)
 				}
 				return auth.WithPrincipal(ctx, p), nil
 			}
@@ -93,7 +94,14 @@ func (s *Server) authenticate(ctx context.Context, fullMethod string) (context.C
 		return nil, status.Error(codes.Unavailable, "cannot check credentials now; retry")
 	}
 	a.Succeeded(auth.ListenerGRPC, mechanism)
-	return auth.WithPrincipal(ctx, p), nil
+	return auth.WithPrincipal(withLogin(ctx, a, p, mechanism), p), nil
+}
+
+// withLogin returns ctx carrying how its caller logged in (auth.Login,
+// with the mechanism authenticate checked), so that a stream ends when
+// that login would no longer be accepted (streams.go).
+func withLogin(ctx context.Context, a *auth.Authenticator, p auth.Principal, mechanism string) context.Context {
+	return auth.WithLogin(ctx, auth.Login{Principal: p, Mechanism: mechanism, At: a.Now()})
 }
 
 // parseBasic reads "Basic base64(user:password)"; the scheme is
@@ -127,5 +135,5 @@ func (s *Server) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 		return err
 	}
 	// The request arrives with the stream's first message.
-	return handler(srv, &authorizingStream{ServerStream: ss, ctx: s.streamLogin(ctx), s: s, method: info.FullMethod})
+	return handler(srv, &authorizingStream{ServerStream: ss, ctx: ctx, s: s, method: info.FullMethod})
 }

@@ -115,9 +115,24 @@ func (s *Server) Subscribe(req *pb.SubscribeRequest, stream grpc.ServerStreaming
 		if trimmed {
 			next = int64(recs[len(recs)-1].Offset) + 1
 		}
-		if err := stream.Send(&pb.SubscribeResponse{Records: recs, HighWatermark: uint64(res.HighWatermark)}); err != nil {
+		if err := sendOrEnd(ctx, stream, &pb.SubscribeResponse{Records: recs, HighWatermark: uint64(res.HighWatermark)}); err != nil {
 			return subscribeErr(ctx, err)
 		}
+	}
+}
+
+// sendOrEnd sends m, or returns ctx's error once ctx (the guard's) ends
+// first: Send waits on the client's flow control, which a client that
+// stopped reading never opens, and only the handler's return ends the
+// stream (gRPC then cancels it, and the Send left waiting returns).
+func sendOrEnd(ctx context.Context, stream grpc.ServerStreamingServer[pb.SubscribeResponse], m *pb.SubscribeResponse) error {
+	sent := make(chan error, 1)
+	go func() { sent <- stream.Send(m) }()
+	select {
+	case err := <-sent:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -4,10 +4,14 @@ import (
 	"context"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/streamhouse/streamhouse/internal/acl"
@@ -31,7 +35,8 @@ func newStreamEnv(t *testing.T, store metadata.Store, lifetime time.Duration) *s
 	t.Helper()
 	ctx := context.Background()
 	logger := slog.New(slog.DiscardHandler)
-	authn := auth.New(auth.Config{Store: store, Enabled: true, SuperUsers: []string{"root"}, Logger: logger, SessionLifetime: lifetime})
+	authn := auth.New(auth.Config{Store: store, Enabled: true, SuperUsers: []string{"root"}, Logger: logger, SessionLifetime: lifetime,
+		LoginRecheck: 20 * time.Millisecond})
 	users := []auth.BootstrapUser{{Name: "root", Password: "root-pw"}, {Name: "alice", Password: "alice-pw"}, {Name: "bob", Password: "bob-pw"}}
 	if err := authn.Bootstrap(ctx, users); err != nil {
 		t.Fatal(err)
@@ -69,6 +74,7 @@ func (e *streamEnv) produce(t *testing.T, value string) uint64 {
 type subscription struct {
 	recs   chan *pb.ConsumedRecord
 	end    chan error // the error that ended it
+	endAt  time.Time  // when it ended (set before end is sent)
 	cancel context.CancelFunc
 }
 
@@ -93,6 +99,7 @@ func (e *streamEnv) subscribe(t *testing.T, user string) *subscription {
 		for {
 			res, err := st.Recv()
 			if err != nil {
+				s.endAt = time.Now()
 				s.end <- err
 				return
 			}
@@ -246,7 +253,7 @@ func TestSubscribeEndsWithTheSessionLifetime(t *testing.T) {
 	root.next(t, "root")
 	for who, s := range map[string]*subscription{"alice": alice, "root": root} {
 		s.ended(t, who, codes.Unauthenticated, 1<<62, lifetime+10*time.Second)
-		if d := time.Since(start); d < lifetime {
+		if d := s.endAt.Sub(start); d < lifetime {
 			t.Errorf("%s's subscription ended after %s, before the lifetime %s", who, d, lifetime)
 		}
 	}
@@ -254,5 +261,59 @@ func TestSubscribeEndsWithTheSessionLifetime(t *testing.T) {
 	fresh := e.subscribe(t, "alice")
 	if r := fresh.next(t, "alice again"); r.GetOffset() != 0 {
 		t.Fatalf("alice again: offset %d", r.GetOffset())
+	}
+}
+
+// A subscriber that stopped reading (its flow-control window full, the
+// server's Send waiting) does not keep its subscription once its access
+// ends: the handler returns at once (counted in
+// streamhouse_grpc_requests_total), not when the client reads again.
+func TestSubscribeEndsWhileSendWaits(t *testing.T) {
+	t.Parallel()
+	e := newStreamEnv(t, metadatatest.OpenSQLite(t), 0)
+	// The smallest windows (no BDP growth): a few 200 KB records fill
+	// them.
+	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithCancel(as(t, "alice"))
+	defer cancel()
+	st, err := pb.NewStreamHouseClient(conn).Subscribe(ctx, &pb.SubscribeRequest{Topic: "t", Offset: ptr[uint64](0), MaxRecords: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Header(); err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("x", 200<<10)
+	for range 4 {
+		e.produce(t, big)
+	}
+	ended := func() float64 {
+		return testutil.ToFloat64(e.srv.metrics.requests.WithLabelValues(pb.StreamHouse_Subscribe_FullMethodName, codes.PermissionDenied.String()))
+	}
+	principal, name := "User:alice", "t"
+	for _, r := range e.acl.DeleteACLs(context.Background(), []acl.Filter{{ResourceType: acl.ResourceTopic, ResourceName: &name,
+		PatternType: acl.PatternLiteral, Principal: &principal, Operation: acl.OpAny, Permission: acl.PermissionAny}}) {
+		if r.Err != nil || len(r.Deleted) != 1 {
+			t.Fatalf("delete alice's ACL: %+v", r)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for ended() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the subscription's handler still runs 10 s after the ACL went, its client not reading")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The client, reading again, gets what was sent, then the end.
+	for {
+		if _, err := st.Recv(); err != nil {
+			wantCode(t, "alice's subscription", err, codes.PermissionDenied)
+			break
+		}
 	}
 }

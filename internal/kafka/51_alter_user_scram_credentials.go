@@ -115,14 +115,23 @@ func alterUser(ctx context.Context, a *auth.Authenticator, user string, alts []s
 			return kerr.ResourceNotFound.Code, "Attempt to delete a user credential that does not exist"
 		}
 	}
-	for _, alt := range alts {
-		if alt.delete {
-			err = a.DeleteCredential(ctx, user, alt.mech)
-		} else {
-			err = a.PutSaltedCredential(ctx, user, alt.mech, alt.up.Salt, alt.up.SaltedPassword, alt.up.Iterations)
-		}
-		if err != nil {
-			return errorCode(err), err.Error()
+	// Upserts first, then deletions: a user whose credential moves from
+	// one mechanism to the other always has one (Kafka writes a user's
+	// alterations as one batch of records; the store takes them one at
+	// a time), so a stream's user lookup never finds it deleted.
+	for _, del := range []bool{false, true} {
+		for _, alt := range alts {
+			if alt.delete != del {
+				continue
+			}
+			if del {
+				err = a.DeleteCredential(ctx, user, alt.mech)
+			} else {
+				err = a.PutSaltedCredential(ctx, user, alt.mech, alt.up.Salt, alt.up.SaltedPassword, alt.up.Iterations)
+			}
+			if err != nil {
+				return errorCode(err), err.Error()
+			}
 		}
 	}
 	return 0, ""

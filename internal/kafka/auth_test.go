@@ -711,3 +711,64 @@ func TestUserScramCredentialsAPI(t *testing.T) {
 }
 
 func newReader(nc net.Conn) *bufio.Reader { return bufio.NewReader(nc) }
+
+// gapStore records, at each credential deletion, whether its user still
+// had a credential of another mechanism then (a stream's user lookup in
+// between would find the user deleted otherwise).
+type gapStore struct {
+	metadata.Store
+	mu   sync.Mutex
+	gaps []string // "user mechanism": deletions that left the user with none
+}
+
+func (g *gapStore) DeleteScramCredential(ctx context.Context, user, mechanism string) error {
+	others := 0
+	for _, m := range auth.ScramMechanisms {
+		if m.Name == mechanism {
+			continue
+		}
+		if _, err := g.Store.GetScramCredential(ctx, user, m.Name); err == nil {
+			others++
+		}
+	}
+	if others == 0 {
+		g.mu.Lock()
+		g.gaps = append(g.gaps, user+" "+mechanism)
+		g.mu.Unlock()
+	}
+	return g.Store.DeleteScramCredential(ctx, user, mechanism)
+}
+
+// Replacing a user's SCRAM-SHA-256 by SCRAM-SHA-512 in one request
+// upserts before it deletes: the user has a credential at every moment.
+func TestAlterUserScramSwapKeepsACredential(t *testing.T) {
+	t.Parallel()
+	st := &gapStore{Store: metadatatest.OpenSQLite(t)}
+	s := startAuthServer(t, testOptions{store: st})
+	ctx := dpCtx(t)
+	adm := kadm.NewClient(s.client(kgo.SASL(mechanism(auth.MechanismScramSHA256, "alice", "alice-secret"))))
+	if _, err := adm.AlterUserSCRAMs(ctx, nil, []kadm.UpsertSCRAM{{User: "swap", Mechanism: kadm.ScramSha256, Iterations: 4096, Password: "old"}}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := adm.AlterUserSCRAMs(ctx, []kadm.DeleteSCRAM{{User: "swap", Mechanism: kadm.ScramSha256}},
+		[]kadm.UpsertSCRAM{{User: "swap", Mechanism: kadm.ScramSha512, Iterations: 4096, Password: "new"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res["swap"].Err; err != nil {
+		t.Fatalf("swap: %v", err)
+	}
+	st.mu.Lock()
+	gaps := st.gaps
+	st.mu.Unlock()
+	if len(gaps) != 0 {
+		t.Fatalf("deletions that left the user without a credential: %v", gaps)
+	}
+	d, err := adm.DescribeUserSCRAMs(ctx, "swap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := d["swap"].CredInfos; len(c) != 1 || c[0].Mechanism != kadm.ScramSha512 {
+		t.Fatalf("swap after the swap: %+v", d["swap"])
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/streamhouse/streamhouse/internal/acl"
+	"github.com/streamhouse/streamhouse/internal/auth"
 	"github.com/streamhouse/streamhouse/internal/authz"
 	"github.com/streamhouse/streamhouse/internal/broker"
 )
@@ -123,10 +124,17 @@ func (s *server) consume(w http.ResponseWriter, r *http.Request) error {
 	var guard *authz.Guard
 	if waitMs > 0 {
 		// A long poll stays authorized while it waits: it ends at once
-		// with the 403 (401 once the user is deleted or the login
-		// expired) when that changes, and answers no record committed
-		// after.
-		ctx, guard = s.acl.Guard(ctx, s.users, authz.Need(acl.OpRead, acl.Topic(topic)))
+		// with the 403 (401 once the user is deleted) when that
+		// changes, and answers no record committed after. Its login is
+		// this request's (Basic resends the password each time): it
+		// waits at most until AUTH_SESSION_LIFETIME_MS passes, then
+		// answers as a wait that found nothing does, never 401.
+		if l, ok := auth.LoginFrom(ctx); ok {
+			if exp := s.users.Expires(l); !exp.IsZero() {
+				waitMs = max(0, min(waitMs, exp.Sub(s.users.Now()).Milliseconds()))
+			}
+		}
+		ctx, guard = s.acl.GuardRequest(ctx, s.users, authz.Need(acl.OpRead, acl.Topic(topic)))
 		defer guard.Stop()
 	}
 	res, err := s.b.ConsumeBytes(ctx, topic, p, offset, broker.ConsumeRecordsLimit(maxRecords), int(maxBytes), time.Duration(waitMs)*time.Millisecond)

@@ -15,22 +15,25 @@ import (
 	"github.com/streamhouse/streamhouse/internal/acl"
 	"github.com/streamhouse/streamhouse/internal/auth"
 	"github.com/streamhouse/streamhouse/internal/broker"
+	"github.com/streamhouse/streamhouse/internal/metadata/faulty"
 	"github.com/streamhouse/streamhouse/internal/metadata/sqlstore"
 	"github.com/streamhouse/streamhouse/internal/objstore"
 	"github.com/streamhouse/streamhouse/internal/partlog"
 	"github.com/streamhouse/streamhouse/internal/rest"
 )
 
-// pollEnv is authEnv with the authenticator at hand, topic "t" (READ for
-// alice), and a signal for each request of alice's that reaches the REST
-// handler.
+// pollEnv is authEnv with the authenticator at hand (over creds, its
+// store counting the credential reads), topic "t" (READ for alice), and
+// a signal for each request of alice's that reaches the REST handler.
 type pollEnv struct {
 	*authEnv
 	authn   *auth.Authenticator
+	creds   *faulty.Store
 	entered chan string
 }
 
-func newPollEnv(t *testing.T) *pollEnv {
+// newPollEnv: the user is looked up every 20 ms; mutate changes more.
+func newPollEnv(t *testing.T, mutate ...func(*auth.Config)) *pollEnv {
 	t.Helper()
 	ctx := context.Background()
 	logger := slog.New(slog.DiscardHandler)
@@ -52,7 +55,12 @@ func newPollEnv(t *testing.T) *pollEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	authn := auth.New(auth.Config{Store: store, Enabled: true, SuperUsers: []string{"root"}, Logger: logger})
+	creds := faulty.New(store)
+	cfg := auth.Config{Store: creds, Enabled: true, SuperUsers: []string{"root"}, Logger: logger, LoginRecheck: 20 * time.Millisecond}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	authn := auth.New(cfg)
 	if err := authn.Bootstrap(ctx, []auth.BootstrapUser{{Name: "root", Password: "root-pw"}, {Name: "alice", Password: "alice-pw"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -69,15 +77,16 @@ func newPollEnv(t *testing.T) *pollEnv {
 		api.ServeHTTP(w, r)
 	})))
 	t.Cleanup(srv.Close)
-	e := &pollEnv{authEnv: &authEnv{t: t, b: b, acl: a, url: srv.URL}, authn: authn, entered: entered}
+	e := &pollEnv{authEnv: &authEnv{t: t, b: b, acl: a, url: srv.URL}, authn: authn, creds: creds, entered: entered}
 	e.topic("t")
 	e.grant(acl.ResourceTopic, "t", acl.OpRead)
 	return e
 }
 
 // longPoll starts alice's GET /api/v1/consume of t at offset 1 with
-// wait_ms 30000, returns once the request reached the handler, and then
-// its answer.
+// wait_ms 30000, returns once the request's guard is in place (it looked
+// the user up: a credential read after the login's), and then its
+// answer.
 func (e *pollEnv) longPoll() <-chan resp {
 	e.t.Helper()
 	out := make(chan resp, 1)
@@ -101,6 +110,20 @@ func (e *pollEnv) longPoll() <-chan resp {
 	case <-e.entered:
 	case <-time.After(20 * time.Second):
 		e.t.Fatal("the long poll did not reach the handler in 20 s")
+	}
+	// The login's reads are done once the handler runs.
+	reads := e.creds.Calls(faulty.OpGetCredential)
+	deadline := time.Now().Add(20 * time.Second)
+	for e.creds.Calls(faulty.OpGetCredential) == reads {
+		select {
+		case r := <-out:
+			e.t.Fatalf("the long poll answered before its guard looked the user up: %d %s", r.status, r.body)
+		default:
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatal("the long poll's guard did not look the user up in 20 s")
+		}
+		time.Sleep(time.Millisecond)
 	}
 	return out
 }
@@ -151,6 +174,26 @@ func TestLongPollEndsWhenAccessEnds(t *testing.T) {
 			t.Fatal(err)
 		}
 		answered(t, ch, http.StatusUnauthorized, "unauthorized")
+	})
+	t.Run("session lifetime", func(t *testing.T) {
+		// The login is the request's own (Basic): the lifetime caps
+		// the wait, and the poll answers as one that found nothing,
+		// not 401 (a browser would ask for the password again).
+		e := newPollEnv(t, func(c *auth.Config) { c.SessionLifetime = 300 * time.Millisecond })
+		e.produceAsRoot("before")
+		start := time.Now()
+		ch := e.longPoll()
+		select {
+		case r := <-ch:
+			if r.status != http.StatusOK || !strings.Contains(string(r.body), `"records":[]`) {
+				t.Fatalf("long poll past the lifetime: %d %s", r.status, r.body)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("the long poll still waits 20 s after the lifetime")
+		}
+		if d := time.Since(start); d < 300*time.Millisecond {
+			t.Fatalf("answered after %s, before the lifetime", d)
+		}
 	})
 	t.Run("unaffected", func(t *testing.T) {
 		// Another topic's ACL going leaves the poll waiting; it answers

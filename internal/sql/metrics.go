@@ -22,7 +22,7 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		queries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "streamhouse_sql_queries_total",
-			Help: "SQL queries by outcome: ok, an error code of SPEC.md, canceled or error."}, []string{"outcome"}),
+			Help: "SQL queries by outcome: ok, an error code of SPEC.md, canceled, revoked (a live query ended as its access did) or error."}, []string{"outcome"}),
 		records: prometheus.NewCounter(prometheus.CounterOpts{Name: "streamhouse_sql_scanned_records_total",
 			Help: "Records read by SQL queries."}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "streamhouse_sql_scanned_bytes_total",
@@ -49,6 +49,8 @@ func (m *metrics) observe(res Result, err error, live bool) {
 	switch {
 	case errors.As(err, &qe):
 		outcome = string(qe.Code)
+	case errors.As(err, new(*EndedError)):
+		outcome = "revoked" // the server ended a live query: its access ended
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		outcome = "canceled" // the client went away, or its own deadline passed
 	case err != nil:
@@ -63,3 +65,12 @@ func (m *metrics) observe(res Result, err error, live bool) {
 		m.duration.Observe(res.ExecutionTime.Seconds())
 	}
 }
+
+// EndedError is a live query's end when its context was cancelled with a
+// cause (context.Cause) other than context.Canceled: the server ended it,
+// as authz.Guard does once the caller's access ends (the cause: the
+// refusal). Counted with outcome "revoked", not "canceled".
+type EndedError struct{ Cause error }
+
+func (e *EndedError) Error() string { return e.Cause.Error() }
+func (e *EndedError) Unwrap() error { return e.Cause }

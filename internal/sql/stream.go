@@ -37,6 +37,11 @@ func (e *engine) Stream(ctx context.Context, req Request, emit func([]Column, []
 	case err == nil:
 	case ctx.Err() != nil:
 		err = ctx.Err() // the client left
+		if cause := context.Cause(ctx); cause != err && !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.DeadlineExceeded) {
+			// Its context ended for a reason of the server's (its
+			// access ended: authz.Guard), not the client's.
+			err = &EndedError{Cause: cause}
+		}
 	case errors.Is(deadline.Err(), context.DeadlineExceeded):
 		err = nil // timeout_ms ends a live query normally
 	default:

@@ -78,6 +78,7 @@ func (s *streamServer) produce(t *testing.T, value string) int64 {
 type item struct {
 	offset int64
 	err    string
+	at     time.Time // when the reader got it
 }
 
 // liveStream is one stream being read: items as they come, closed at its
@@ -119,11 +120,11 @@ func (s *streamServer) sqlStream(t *testing.T, user string) *liveStream {
 				Error string `json:"error"`
 			}
 			if err := json.Unmarshal(sc.Bytes(), &row); err != nil || (row.O == nil && row.Error == "") {
-				ls.items <- item{err: "bad line " + sc.Text()}
+				ls.items <- item{err: "bad line " + sc.Text(), at: time.Now()}
 				return
 			}
 			if row.O == nil {
-				ls.items <- item{err: row.Error}
+				ls.items <- item{err: row.Error, at: time.Now()}
 				continue
 			}
 			ls.items <- item{offset: *row.O}
@@ -156,7 +157,7 @@ func (s *streamServer) subscribe(t *testing.T, user string) *liveStream {
 		for {
 			res, err := st.Recv()
 			if err != nil {
-				ls.items <- item{err: status.Code(err).String()}
+				ls.items <- item{err: status.Code(err).String(), at: time.Now()}
 				return
 			}
 			for _, r := range res.GetRecords() {
@@ -183,11 +184,13 @@ func (ls *liveStream) next(t *testing.T, offset int64) {
 
 // ends waits (at most within) for the stream to end with the error want
 // (its last line's "error", or the gRPC code), failing on any record at
-// offset from or later meanwhile.
-func (ls *liveStream) ends(t *testing.T, want string, from int64, within time.Duration) {
+// offset from or later meanwhile, and returns when its reader got that
+// end.
+func (ls *liveStream) ends(t *testing.T, want string, from int64, within time.Duration) time.Time {
 	t.Helper()
 	timeout := time.After(within)
 	var got []string
+	var at time.Time
 	for {
 		select {
 		case it, ok := <-ls.items:
@@ -196,9 +199,9 @@ func (ls *liveStream) ends(t *testing.T, want string, from int64, within time.Du
 				if len(got) != 1 || got[0] != want {
 					t.Fatalf("%s ended with %q, want %q", ls.who, got, want)
 				}
-				return
+				return at
 			case it.err != "":
-				got = append(got, it.err)
+				got, at = append(got, it.err), it.at
 			case it.offset >= from:
 				t.Fatalf("%s delivered offset %d, committed after its access ended (from %d)", ls.who, it.offset, from)
 			}
@@ -274,10 +277,14 @@ func TestStreamsEndWithTheSessionLifetime(t *testing.T) {
 			off := s.produce(t, "v1")
 			sql.next(t, off)
 			sub.next(t, off)
-			sql.ends(t, "unauthorized", off+1, lifetime+20*time.Second)
-			sub.ends(t, codes.Unauthenticated.String(), off+1, lifetime+20*time.Second)
-			if d := time.Since(start); d < lifetime {
-				t.Errorf("the streams ended %s after they began, before the lifetime %s", d, lifetime)
+			ends := map[string]time.Time{
+				sql.who: sql.ends(t, "unauthorized", off+1, lifetime+20*time.Second),
+				sub.who: sub.ends(t, codes.Unauthenticated.String(), off+1, lifetime+20*time.Second),
+			}
+			for who, end := range ends {
+				if d := end.Sub(start); d < lifetime {
+					t.Errorf("the %s ended %s after it began, before the lifetime %s", who, d, lifetime)
+				}
 			}
 			again := s.subscribe(t, "alice")
 			again.next(t, off)
