@@ -50,8 +50,9 @@ type Guard struct {
 	denied atomic.Bool // the stream's denial was counted
 	stop   sync.Once
 	done   chan struct{}
-	// wakeups counts the wakeups the Guard's goroutine handled (tests).
-	wakeups atomic.Int64
+	// wakeups counts the wakeups the Guard's goroutine handled, waits the
+	// times it began to wait, holding its change notice (tests).
+	wakeups, waits atomic.Int64
 }
 
 // Guard returns a context derived from ctx (the stream's, carrying its
@@ -150,6 +151,7 @@ func (g *Guard) run(ctx context.Context) {
 			g.end(err)
 			return
 		}
+		g.waits.Add(1)
 		select {
 		case <-ctx.Done():
 			return

@@ -83,7 +83,9 @@ func TestGuard(t *testing.T) {
 		ctx, g := authz.New(a, auth.ListenerGRPC).Guard(sctx, nil, authz.Need(acl.OpRead, acl.Topic("t")))
 		defer g.Stop()
 		// Another topic's binding: no effect, once the guard handled
-		// the change's wakeup.
+		// the change's wakeup (it waits for changes first: one made
+		// before would not wake it, only be seen by its first check).
+		waitFor(t, "the guard to wait", func() bool { return authz.Waits(g) > 0 })
 		woken := authz.Wakeups(g)
 		for _, err := range a.CreateACLs(context.Background(), []acl.Binding{{ResourceType: acl.ResourceTopic, ResourceName: "u", PatternType: acl.PatternLiteral,
 			Principal: "User:alice", Host: acl.WildcardHost, Operation: acl.OpRead, Permission: acl.PermissionDeny}}) {
@@ -183,6 +185,7 @@ func TestGuard(t *testing.T) {
 		defer login.Stop()
 		_, read := c.Guard(sctx, authn, authz.Need(acl.OpRead, acl.Topic("t")))
 		defer read.Stop()
+		waitFor(t, "both guards to wait", func() bool { return authz.Waits(read) > 0 && authz.Waits(login) > 0 })
 		for _, err := range a.CreateACLs(context.Background(), []acl.Binding{{ResourceType: acl.ResourceTopic, ResourceName: "u", PatternType: acl.PatternLiteral,
 			Principal: "User:alice", Host: acl.WildcardHost, Operation: acl.OpRead, Permission: acl.PermissionAllow}}) {
 			if err != nil {
