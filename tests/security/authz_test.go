@@ -5,8 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -42,26 +40,7 @@ func TestACLsOnRESTSQLRegistryAndGRPC(t *testing.T) {
 				"AUTH_BOOTSTRAP_USERS=root:root-pw,alice:alice-pw", "SUPER_USERS=root"))
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			call := func(user, method, path, body string) (int, string) {
-				t.Helper()
-				req, err := http.NewRequestWithContext(ctx, method, p.URL+path, strings.NewReader(body))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if body != "" {
-					req.Header.Set("Content-Type", "application/json")
-				}
-				if user != "" {
-					req.SetBasicAuth(user, user+"-pw")
-				}
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer resp.Body.Close()
-				raw, _ := io.ReadAll(resp.Body)
-				return resp.StatusCode, string(raw)
-			}
+			call := basicCaller(t, ctx, p.URL)
 			must := func(user, method, path, body string, want int) string {
 				t.Helper()
 				code, raw := call(user, method, path, body)
