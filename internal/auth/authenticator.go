@@ -415,6 +415,7 @@ func (a *Authenticator) SetPassword(ctx context.Context, user, password string, 
 	if err != nil {
 		return false, err
 	}
+	defer a.forgetUser(user)
 	for _, m := range mechs {
 		c, err := m.NewCredential(user, password, a.cfg.Iterations)
 		if err != nil {
@@ -433,6 +434,7 @@ func (a *Authenticator) PutSaltedCredential(ctx context.Context, user string, m 
 	if err := CheckUserName(user); err != nil {
 		return err
 	}
+	defer a.forgetUser(user)
 	return a.cfg.Store.PutScramCredential(ctx, m.CredentialFromSalted(user, salt, salted, iterations))
 }
 

@@ -83,7 +83,7 @@ func (a *Authenticator) CheckUser(ctx context.Context, l Login) error {
 	if !a.Enabled() || !l.Password() {
 		return nil
 	}
-	exists, err := a.userExists(ctx, l.Principal.Name)
+	exists, err := a.userExists(ctx, l.Principal.Name, l.At)
 	switch {
 	case err != nil:
 		return fmt.Errorf("look up user %q: %w", l.Principal.Name, err)
@@ -120,23 +120,42 @@ type userCheck struct {
 const userChecksMax = 4096
 
 // userExists reports whether user has a credential, from an answer less
-// than LoginRecheck old when there is one; concurrent callers for one
-// user share one lookup. Store errors are not cached.
-func (a *Authenticator) userExists(ctx context.Context, user string) (bool, error) {
+// than LoginRecheck old when there is one (a "no" only if read after
+// since, the login being checked, which the store verified: a user
+// deleted and made again is not refused on an answer from between);
+// concurrent callers for one user share one lookup. Store errors are not
+// cached. The shared lookup runs on its own context (bounded by
+// userLookupTimeout), so a caller that leaves returns at once and
+// neither cancels nor holds up the others.
+func (a *Authenticator) userExists(ctx context.Context, user string, since time.Time) (bool, error) {
 	c := &a.checks
 	now := a.cfg.Now()
 	c.mu.Lock()
 	prev, ok := c.m[user]
 	c.mu.Unlock()
-	if ok && now.Sub(prev.at) < a.cfg.LoginRecheck && !now.Before(prev.at) {
+	usable := func(e userCheck) bool {
+		return now.Sub(e.at) < a.cfg.LoginRecheck && !now.Before(e.at) && (e.exists || e.at.After(since))
+	}
+	if ok && usable(prev) {
 		return prev.exists, nil
 	}
-	v, err, _ := c.flight.Do(user, func() (any, error) {
-		uc, err := a.lookupUser(ctx, user, prev.mech)
+	ch := c.flight.DoChan(user, func() (any, error) {
+		// A lookup that ended between the read above and this one
+		// answers for this one too.
+		c.mu.Lock()
+		e, ok := c.m[user]
+		c.mu.Unlock()
+		if ok && usable(e) {
+			return e, nil
+		}
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), userLookupTimeout)
+		defer cancel()
+		at := a.cfg.Now() // before the read: the answer is at least this fresh
+		uc, err := a.lookupUser(lctx, user, prev.mech)
 		if err != nil {
 			return nil, err
 		}
-		uc.at = a.cfg.Now()
+		uc.at = at
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if c.m == nil {
@@ -144,7 +163,7 @@ func (a *Authenticator) userExists(ctx context.Context, user string) (bool, erro
 		}
 		if len(c.m) >= userChecksMax {
 			for u, e := range c.m {
-				if uc.at.Sub(e.at) >= a.cfg.LoginRecheck {
+				if age := at.Sub(e.at); age >= a.cfg.LoginRecheck || age < 0 {
 					delete(c.m, u)
 				}
 			}
@@ -154,11 +173,19 @@ func (a *Authenticator) userExists(ctx context.Context, user string) (bool, erro
 		}
 		return uc, nil
 	})
-	if err != nil {
-		return false, err
+	select {
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case r := <-ch:
+		if r.Err != nil {
+			return false, r.Err
+		}
+		return r.Val.(userCheck).exists, nil
 	}
-	return v.(userCheck).exists, nil
 }
+
+// userLookupTimeout bounds one shared user lookup.
+const userLookupTimeout = 10 * time.Second
 
 // lookupUser looks for a credential of user, under hint's mechanism first
 // (one read for a user found before). Not finding one is asked twice in a

@@ -152,3 +152,127 @@ func TestCheckLoginMechanismSwap(t *testing.T) {
 		t.Fatal("the swap did not happen during the lookup")
 	}
 }
+
+// Streams of one user share a lookup, but not their contexts: the
+// lookup goes on when the stream that started it leaves (its answer
+// serves the others), and a stream that leaves while another's lookup
+// is under way returns at once (its Guard's Stop does not wait for the
+// store).
+func TestCheckLoginSharedLookupCallerLeaves(t *testing.T) {
+	t.Parallel()
+	st := faulty.New(metadatatest.OpenSQLite(t))
+	clk := newTestClock()
+	a := New(Config{Store: st, Enabled: true, Now: clk.Now})
+	if err := a.Bootstrap(t.Context(), []BootstrapUser{{"alice", "alice-secret"}, {"bob", "bob-secret"}}); err != nil {
+		t.Fatal(err)
+	}
+	since := clk.Now()
+	clk.Add(time.Millisecond)
+	waitHanging := func() {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for st.Hanging() == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the lookup never reached the store")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	returns := func(what string, errc <-chan error, want func(error) bool) {
+		t.Helper()
+		select {
+		case err := <-errc:
+			if !want(err) {
+				t.Fatalf("%s: %v", what, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no answer", what)
+		}
+	}
+	canceled := func(err error) bool { return errors.Is(err, context.Canceled) }
+
+	// The stream that started alice's lookup leaves; the lookup goes on.
+	st.Inject(faulty.Fault{Op: faulty.OpGetCredential, Hang: true, Times: 1})
+	leaving, leave := context.WithCancel(t.Context())
+	first := make(chan error, 1)
+	go func() { first <- a.CheckLogin(leaving, loginOf("alice", since)) }()
+	waitHanging()
+	leave()
+	returns("the stream that left", first, canceled)
+	st.Release()
+	// Its answer is cached: with the store now failing, alice's check
+	// is answered from it.
+	st.Inject(faulty.Fault{Op: faulty.OpGetCredential, Err: metadata.ErrUnavailable})
+	deadline := time.Now().Add(10 * time.Second)
+	for a.CheckLogin(t.Context(), loginOf("alice", since)) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the lookup of the stream that left was not finished and cached")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	st.Clear()
+
+	// Another stream's lookup of bob hangs; one that joins and leaves
+	// returns at once.
+	st.Inject(faulty.Fault{Op: faulty.OpGetCredential, Hang: true, Times: 1})
+	owner := make(chan error, 1)
+	go func() { owner <- a.CheckLogin(t.Context(), loginOf("bob", since)) }()
+	waitHanging()
+	joining, leaveToo := context.WithCancel(t.Context())
+	joined := make(chan error, 1)
+	go func() { joined <- a.CheckLogin(joining, loginOf("bob", since)) }()
+	leaveToo()
+	returns("a stream that left during another's lookup", joined, canceled)
+	st.Release()
+	returns("the stream that stayed", owner, func(err error) bool { return err == nil })
+}
+
+// A user deleted and made again (on another agent) logs in anew: its new
+// streams are not refused on the cached answer from between.
+func TestCheckLoginRecreatedUser(t *testing.T) {
+	t.Parallel()
+	st := metadatatest.OpenSQLite(t)
+	clk := newTestClock()
+	a := New(Config{Store: st, Enabled: true, Now: clk.Now})
+	ctx := t.Context()
+	if err := a.Bootstrap(ctx, []BootstrapUser{{"alice", "alice-secret"}}); err != nil {
+		t.Fatal(err)
+	}
+	old := loginOf("alice", clk.Now())
+	for _, m := range ScramMechanisms {
+		if err := st.DeleteScramCredential(ctx, "alice", m.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Add(time.Millisecond)
+	if err := a.CheckLogin(ctx, old); !errors.Is(err, ErrUserDeleted) {
+		t.Fatalf("deleted elsewhere: %v", err)
+	}
+	c, err := ScramSHA256.NewCredential("alice", "new-secret", MinIterations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutScramCredential(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Millisecond) // within LoginRecheck of the "deleted" answer
+	if err := a.CheckLogin(ctx, loginOf("alice", clk.Now())); err != nil {
+		t.Fatalf("a new login after the user was made again: %v", err)
+	}
+	// Made again here: the cached answer is dropped at once.
+	for _, m := range ScramMechanisms {
+		if err := st.DeleteScramCredential(ctx, "alice", m.Name); err != nil && !errors.Is(err, metadata.ErrCredentialNotFound) {
+			t.Fatal(err)
+		}
+	}
+	clk.Add(DefaultLoginRecheck)
+	if err := a.CheckLogin(ctx, old); !errors.Is(err, ErrUserDeleted) {
+		t.Fatalf("deleted elsewhere again: %v", err)
+	}
+	if _, err := a.SetPassword(ctx, "alice", "third-secret", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.CheckLogin(ctx, old); err != nil {
+		t.Fatalf("after SetPassword here: %v", err)
+	}
+}

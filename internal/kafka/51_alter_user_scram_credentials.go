@@ -19,8 +19,10 @@ import (
 // salted password the client computed (as kadm and the Java admin client
 // send them), from which the stored and server keys are derived: the
 // salted password itself is never stored. One result per user, in
-// request order; a user's alterations are all applied or, on any error,
-// none. Kafka's errors: DUPLICATE_RESOURCE (a user and mechanism altered
+// request order. A user's alterations are checked before any is
+// written (an invalid one applies none), then written upserts first: a
+// store failing midway can leave a user's upserts without its deletions,
+// never without a credential. Kafka's errors: DUPLICATE_RESOURCE (a user and mechanism altered
 // twice in the request), UNSUPPORTED_SASL_MECHANISM, UNACCEPTABLE_CREDENTIAL
 // (iterations outside 4096..16384, an empty salt or salted password, an
 // empty user name, or one StreamHouse does not accept: see
