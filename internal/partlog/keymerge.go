@@ -26,8 +26,11 @@ package partlog
 // (ReplaceIndex checks it), and the switch is the same fenced
 // transaction. The replaced objects go to garbage collection a grace
 // after the switch commits; a merge whose switch fails leaves the log as
-// it was and its object an orphan, and the later groups are merged all
-// the same. Merging is not paced by append pressure (BusyShare) nor cut
+// it was and its object an orphan. The later groups are merged all the
+// same when the failure is the group's own (its rows changed,
+// ErrIndexChanged; its object key taken, ErrObjectConflict; a corrupt
+// run); any other failure (the store or the bucket unavailable) stops
+// the step, so an outage leaves at most one orphan a pass. Merging is not paced by append pressure (BusyShare) nor cut
 // by PassMaxDuration.
 //
 // The merged segment is key-compacted too (its key ends in
@@ -43,6 +46,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
@@ -95,9 +99,11 @@ func mergeGroups(entries []metadata.IndexEntry, segMax int64) [][]metadata.Index
 // order. It runs when merging may find something (mergeDue): after a key
 // pass of p rewrote something, and once per leadership term (the first
 // pass after this agent gained p, so also after a restart); else it does
-// not list the index at all. A group whose rewrite or switch fails is
-// counted and logged and the later groups are still merged; the lease
-// lapsing or the context ending stops it.
+// not list the index at all. A group whose rewrite or switch fails on
+// its own rows or objects (ErrIndexChanged, ErrObjectConflict, a corrupt
+// run) is counted and logged and the later groups are still merged; any
+// other failure (an outage), the lease lapsing or the context ending
+// stops it (a failure counted), merging still due.
 func (l *Log) mergeKeySegments(ctx context.Context, p *partition, st *CompactionStats) error {
 	l.mu.Lock()
 	pol := p.keys
@@ -163,9 +169,22 @@ func (l *Log) mergeKeySegments(ctx context.Context, p *partition, st *Compaction
 				l.log.Info("key compaction: merge stopped, the lease moved", "topic", p.topicName, "partition", p.tp.Partition, "err", err)
 				return nil
 			case errors.Is(err, metadata.ErrIndexChanged) || errors.Is(err, metadata.ErrObjectConflict):
+				// The group's own rows or object: the later groups
+				// are not concerned.
 				l.compaction.conflicts.WithLabelValues("changed").Inc()
-			default:
+			case errors.Is(err, batch.ErrCorrupt):
+				// A run of the group's objects fails its check.
 				l.compaction.conflicts.WithLabelValues("error").Inc()
+			default:
+				// The store or the bucket failing (an outage): every
+				// later group would be read and uploaded for its switch
+				// to fail too, an orphan object each. The step stops;
+				// the next pass (merging still due) starts again.
+				l.compaction.conflicts.WithLabelValues("error").Inc()
+				st.Conflicts++
+				l.log.Warn("key compaction: merge stopped, the next pass retries it", "topic", p.topicName, "partition", p.tp.Partition,
+					"base_offset", g[0].BaseOffset, "err", err)
+				return nil
 			}
 			st.Conflicts++
 			failed = true
