@@ -13,7 +13,9 @@ package partlog
 // once per leadership term): it looks at the key-compacted prefix of the
 // log (the entries in objects key compaction wrote, from the log start up
 // to the first other entry, at most maxKeyPassEntries, an object the
-// limit cuts left out), takes each object's run of consecutive entries
+// limit cuts left out; a window cut by the limit with nothing to merge
+// ends the merge, so the prefix past it is not merged, rather than
+// listed every pass), takes each object's run of consecutive entries
 // as a unit, and groups adjacent undersized units (record bytes below
 // mergeMaxBytes / mergeBelowDivisor) greedily into groups of at most
 // mergeMaxBytes (SegmentMaxBytes, or BufferBytes if smaller). Each group
@@ -121,7 +123,9 @@ func (l *Log) mergeKeySegments(ctx context.Context, p *partition, st *Compaction
 	}
 	limit := l.compaction.mergeEntries
 	var entries []metadata.IndexEntry
-	cut := false // the listing stopped at limit, maybe inside an object
+	// next: the first entry past the limit when it is key-compacted too
+	// (the prefix goes on past what is looked at).
+	var next *metadata.IndexEntry
 	const page = 1000
 	for from := logStart; from < hw; {
 		es, err := l.store.ListIndex(ctx, p.tp, from, page)
@@ -134,7 +138,16 @@ func (l *Log) mergeKeySegments(ctx context.Context, p *partition, st *Compaction
 			n++
 		}
 		if len(entries) == limit {
-			cut = n < len(es) || len(es) == page
+			if n == len(es) && len(es) == page {
+				// The entry after the limit is on the next page.
+				if es, err = l.store.ListIndex(ctx, p.tp, es[len(es)-1].LastOffset+1, 1); err != nil {
+					return fmt.Errorf("list index: %w", err)
+				}
+				n = 0
+			}
+			if n < len(es) && strings.HasSuffix(es[n].ObjectKey, keyCompactedSuffix) {
+				next = &es[n]
+			}
 			break
 		}
 		if n < len(es) || len(es) < page {
@@ -142,18 +155,20 @@ func (l *Log) mergeKeySegments(ctx context.Context, p *partition, st *Compaction
 		}
 		from = es[len(es)-1].LastOffset + 1
 	}
-	if cut {
-		// The last object may have entries past the limit: it is left
-		// out, so that every object of a group merged is replaced whole
-		// (an object cut at the log start has no rows below it: they are
+	cut := next != nil // the listing stopped at limit inside the prefix
+	if cut && next.ObjectKey == entries[len(entries)-1].ObjectKey {
+		// The last object has entries past the limit: it is left out, so
+		// that every object of a group merged is replaced whole (an
+		// object cut at the log start has no rows below it: they are
 		// deleted with the log start, metadata.Store.SetLogStartOffset).
-		last := entries[len(entries)-1].ObjectKey
+		last := next.ObjectKey
 		for len(entries) > 0 && entries[len(entries)-1].ObjectKey == last {
 			entries = entries[:len(entries)-1]
 		}
 	}
+	groups := mergeGroups(entries, l.mergeMaxBytes())
 	failed := false
-	for _, g := range mergeGroups(entries, l.mergeMaxBytes()) {
+	for _, g := range groups {
 		if _, _, _, f := p.committedState(); f {
 			return nil // the lease lapsed during the pass
 		}
@@ -206,7 +221,10 @@ func (l *Log) mergeKeySegments(ctx context.Context, p *partition, st *Compaction
 		l.log.Debug("key compaction: merged segments", "topic", p.topicName, "partition", p.tp.Partition,
 			"segments", len(objects), "into", res.key, "bytes", res.bytes)
 	}
-	if !failed && !cut {
+	// Cut by the limit, the merge is done once its window has nothing
+	// left to merge: the prefix past the window is not looked at (else a
+	// prefix longer than the limit would be listed again every pass).
+	if !failed && (!cut || len(groups) == 0) {
 		k.mergeDone(p)
 	}
 	return nil

@@ -818,3 +818,85 @@ func testKeyCompactionMergeCutObject(t *testing.T, open storeOpener) {
 	sameBatches(t, "after merging", readKept(t, l, tp), batches)
 	memIndexMatches(t, l, e.store, []metadata.TopicPartition{tp})
 }
+
+// keyPrefix is the number of entries in p's key-compacted prefix and
+// whether an entry follows it.
+func keyPrefix(t *testing.T, store metadata.Store, tp metadata.TopicPartition) (int, bool) {
+	t.Helper()
+	es, err := store.ListIndex(context.Background(), tp, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for n < len(es) && strings.HasSuffix(es[n].ObjectKey, keyCompactedSuffix) {
+		n++
+	}
+	return n, n < len(es)
+}
+
+// A key-compacted prefix longer than the merge's entry limit: once the
+// window looked at has nothing left to merge, the merge is done (no
+// listing every pass); and a prefix ending exactly at the limit is not
+// taken as cut, so its last object is merged too and the merge done.
+func TestKeyCompactionMergeLimit(t *testing.T) { onBackends(t, testKeyCompactionMergeLimit) }
+
+func testKeyCompactionMergeLimit(t *testing.T, open storeOpener) {
+	t.Parallel()
+	t.Run("prefix past the limit", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, open, nil)
+		coord := newTxnCoord()
+		l := e.open(mergeConfig(e, coord))
+		_, tp := keyPassOnly(t, e, l, coord)
+		if st := compactOK(t, l); st.Merges == 0 {
+			t.Fatalf("first pass with merging: %+v; want merges", st)
+		}
+		n, _ := keyPrefix(t, e.store, tp)
+		if n < 2 {
+			t.Fatalf("a key-compacted prefix of %d entries; the test needs 2", n)
+		}
+		p := l.partitions[tp]
+		l.compaction.mergeEntries = n - 1
+		l.compaction.keys.mergeAgain(p)
+		if st := compactOK(t, l); st.Merges != 0 || st.Conflicts != 0 {
+			t.Fatalf("pass with nothing to merge: %+v", st)
+		}
+		if l.compaction.keys.mergeDue(p) {
+			t.Fatal("merge still due after a window cut by the limit had nothing to merge: the prefix is listed again every pass")
+		}
+	})
+	t.Run("prefix ends at the limit", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, open, nil)
+		coord := newTxnCoord()
+		l := e.open(mergeConfig(e, coord))
+		_, tp := keyPassOnly(t, e, l, coord)
+		l.compaction.noMerge = true
+		fillHot(t, l, coord, tp, 64, 4) // not key-compacted yet
+		l.compaction.noMerge = false
+		n, more := keyPrefix(t, e.store, tp)
+		if !more {
+			t.Fatal("nothing follows the key-compacted prefix; the test needs an entry")
+		}
+		before, objectsBefore := keySegments(t, e.store, tp)
+		want := packed(before)
+		if objectsBefore <= want {
+			t.Fatalf("%d objects, %d after packing: the test needs a merge", objectsBefore, want)
+		}
+		p := l.partitions[tp]
+		l.compaction.mergeEntries = n
+		batches := readKept(t, l, tp)
+		if st := compactOK(t, l); st.Merges == 0 || st.Conflicts != 0 || st.KeyPasses != 0 {
+			t.Fatalf("pass: %+v; want merges only", st)
+		}
+		segs, _ := keySegments(t, e.store, tp)
+		if i, ok := mergeable(segs); ok {
+			t.Errorf("segments %d and %d still fit together: the prefix ending at the limit was taken as cut", i-1, i)
+		}
+		if l.compaction.keys.mergeDue(p) {
+			t.Error("merge still due after the whole prefix was merged")
+		}
+		sameBatches(t, "after merging", readKept(t, l, tp), batches)
+		memIndexMatches(t, l, e.store, []metadata.TopicPartition{tp})
+	})
+}
