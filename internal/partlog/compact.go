@@ -742,6 +742,11 @@ func (l *Log) rewriteBatch(ctx context.Context, groups []*compactGroup, st *Comp
 					*letGo += n
 					st.Deferred += n
 					l.compaction.deferred.Add(float64(n))
+					// A group let go came to its end too: past the
+					// deadline, the pass stops at its next step, as after
+					// a write or a failure, and does not go on reading
+					// batch after batch of groups it may let go as well.
+					pace.progress = true
 					drop(most)
 					continue
 				}
@@ -760,14 +765,19 @@ func (l *Log) rewriteBatch(ctx context.Context, groups []*compactGroup, st *Comp
 // to its end (progress): a pass whose first group's reads and waits take
 // longer than the limit (a slow bucket, appends pressing the agent)
 // still writes that segment, so the next pass does not plan and read the
-// same objects again, forever.
+// same objects again, forever. A group's end is its write (or write
+// tried), its failure, or its being let go under BufferBytes: so past
+// the deadline a pass reads at most until the first group of its first
+// batch ends (the objects up to that group's last run, or up to the
+// read that let it go), never batch after batch.
 type pacer struct {
 	l        *Log
 	st       *CompactionStats
 	since    time.Time // the current step's start
 	deadline time.Time
-	// progress: a group of the pass was written (or its write tried), or
-	// failed for good (a read or a run check failed).
+	// progress: a group of the pass was written (or its write tried),
+	// failed for good (a read or a run check failed), or was let go
+	// (BufferBytes, rewriteBatch).
 	progress bool
 }
 

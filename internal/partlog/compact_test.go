@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1219,4 +1220,75 @@ func testCompactionSkipsCompactedPrefix(t *testing.T, open storeOpener) {
 	}
 	memIndexMatches(t, l, e.store, tps)
 	s.check(t, l)
+}
+
+// Past PassMaxDuration, a group let go under BufferBytes (its runs read
+// out of seal order) ends the pass's first group as a write would: the
+// pass stops at its next step instead of reading batch after batch of
+// groups it lets go, with no time limit.
+func TestCompactionPassTimeAfterLetGo(t *testing.T) {
+	onBackends(t, testCompactionPassTimeAfterLetGo)
+}
+
+func testCompactionPassTimeAfterLetGo(t *testing.T, open storeOpener) {
+	t.Parallel()
+	e := newEnv(t, open, nil)
+	const partitions = 4
+	l := e.open(e.multiRunConfig(partitions))
+	topic := e.topic("busy", partitions, nil)
+	lead(t, l, topic)
+	multiRunHistory(t, l, topic, 8, 200)
+	e.clock.Advance(2 * time.Second)
+	ctx := context.Background()
+	l.compaction.mu.Lock()
+	defer l.compaction.mu.Unlock()
+	l.mu.Lock()
+	var parts []*partition
+	for _, p := range l.partitions {
+		parts = append(parts, p)
+	}
+	l.mu.Unlock()
+	sort.Slice(parts, func(i, j int) bool { return parts[i].tp.String() < parts[j].tp.String() })
+	groups, err := l.planCompaction(ctx, parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The objects' creation times reversed: each group's first run is in
+	// the object read last, so no group has a read prefix to write.
+	created := make(map[string]int64)
+	for _, g := range groups {
+		for _, en := range g.old {
+			created[en.ObjectKey] = en.ObjectCreatedAt
+		}
+	}
+	var lo, hi int64 = math.MaxInt64, 0
+	for _, c := range created {
+		lo, hi = min(lo, c), max(hi, c)
+	}
+	multi, entries := 0, 0
+	for _, g := range groups {
+		for i := range g.old {
+			g.old[i].ObjectCreatedAt = lo + hi - created[g.old[i].ObjectKey]
+		}
+		if len(g.old) > 1 && g.old[0].ObjectKey != g.old[len(g.old)-1].ObjectKey {
+			multi++
+		}
+		entries += len(g.old)
+	}
+	if multi < 4 {
+		t.Fatalf("%d groups spanning objects; the test needs at least 4", multi)
+	}
+	// A buffer below one run: each partition a batch of its own, each
+	// group let go at its first read.
+	l.cfg.Compaction.BufferBytes = 1
+	l.cfg.Compaction.PassMaxDuration = time.Nanosecond
+	var st CompactionStats
+	if err := l.rewriteGroups(ctx, groups, &st); err != nil {
+		t.Fatal(err)
+	}
+	// The first read lets the first group go; the next read is the pass's
+	// last step.
+	if st.ObjectsRead > 2 || st.Segments != 0 || st.Deferred != entries {
+		t.Fatalf("pass = %+v over %d groups (%d entries); want at most 2 objects read, nothing written, every entry deferred", st, len(groups), entries)
+	}
 }

@@ -13,7 +13,9 @@ package partlog
 // once per leadership term): it looks at the key-compacted prefix of the
 // log (the entries in objects key compaction wrote, from the log start up
 // to the first other entry, at most maxKeyPassEntries, an object the
-// limit cuts left out), takes each object's run of consecutive entries
+// limit cuts left out; a window cut by the limit with nothing to merge
+// ends the merge, so the prefix past it is not merged, rather than
+// listed every pass), takes each object's run of consecutive entries
 // as a unit, and groups adjacent undersized units (record bytes below
 // mergeMaxBytes / mergeBelowDivisor) greedily into groups of at most
 // mergeMaxBytes (SegmentMaxBytes, or BufferBytes if smaller). Each group
@@ -26,8 +28,11 @@ package partlog
 // (ReplaceIndex checks it), and the switch is the same fenced
 // transaction. The replaced objects go to garbage collection a grace
 // after the switch commits; a merge whose switch fails leaves the log as
-// it was and its object an orphan, and the later groups are merged all
-// the same. Merging is not paced by append pressure (BusyShare) nor cut
+// it was and its object an orphan. The later groups are merged all the
+// same when the failure is the group's own (its rows changed,
+// ErrIndexChanged; its object key taken, ErrObjectConflict; a corrupt
+// run); any other failure (the store or the bucket unavailable) stops
+// the step, so an outage leaves at most one orphan a pass. Merging is not paced by append pressure (BusyShare) nor cut
 // by PassMaxDuration.
 //
 // The merged segment is key-compacted too (its key ends in
@@ -43,6 +48,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 )
 
@@ -95,9 +101,11 @@ func mergeGroups(entries []metadata.IndexEntry, segMax int64) [][]metadata.Index
 // order. It runs when merging may find something (mergeDue): after a key
 // pass of p rewrote something, and once per leadership term (the first
 // pass after this agent gained p, so also after a restart); else it does
-// not list the index at all. A group whose rewrite or switch fails is
-// counted and logged and the later groups are still merged; the lease
-// lapsing or the context ending stops it.
+// not list the index at all. A group whose rewrite or switch fails on
+// its own rows or objects (ErrIndexChanged, ErrObjectConflict, a corrupt
+// run) is counted and logged and the later groups are still merged; any
+// other failure (an outage), the lease lapsing or the context ending
+// stops it (a failure counted), merging still due.
 func (l *Log) mergeKeySegments(ctx context.Context, p *partition, st *CompactionStats) error {
 	l.mu.Lock()
 	pol := p.keys
@@ -115,7 +123,9 @@ func (l *Log) mergeKeySegments(ctx context.Context, p *partition, st *Compaction
 	}
 	limit := l.compaction.mergeEntries
 	var entries []metadata.IndexEntry
-	cut := false // the listing stopped at limit, maybe inside an object
+	// next: the first entry past the limit when it is key-compacted too
+	// (the prefix goes on past what is looked at).
+	var next *metadata.IndexEntry
 	const page = 1000
 	for from := logStart; from < hw; {
 		es, err := l.store.ListIndex(ctx, p.tp, from, page)
@@ -128,7 +138,16 @@ func (l *Log) mergeKeySegments(ctx context.Context, p *partition, st *Compaction
 			n++
 		}
 		if len(entries) == limit {
-			cut = n < len(es) || len(es) == page
+			if n == len(es) && len(es) == page {
+				// The entry after the limit is on the next page.
+				if es, err = l.store.ListIndex(ctx, p.tp, es[len(es)-1].LastOffset+1, 1); err != nil {
+					return fmt.Errorf("list index: %w", err)
+				}
+				n = 0
+			}
+			if n < len(es) && strings.HasSuffix(es[n].ObjectKey, keyCompactedSuffix) {
+				next = &es[n]
+			}
 			break
 		}
 		if n < len(es) || len(es) < page {
@@ -136,18 +155,20 @@ func (l *Log) mergeKeySegments(ctx context.Context, p *partition, st *Compaction
 		}
 		from = es[len(es)-1].LastOffset + 1
 	}
-	if cut {
-		// The last object may have entries past the limit: it is left
-		// out, so that every object of a group merged is replaced whole
-		// (an object cut at the log start has no rows below it: they are
+	cut := next != nil // the listing stopped at limit inside the prefix
+	if cut && next.ObjectKey == entries[len(entries)-1].ObjectKey {
+		// The last object has entries past the limit: it is left out, so
+		// that every object of a group merged is replaced whole (an
+		// object cut at the log start has no rows below it: they are
 		// deleted with the log start, metadata.Store.SetLogStartOffset).
-		last := entries[len(entries)-1].ObjectKey
+		last := next.ObjectKey
 		for len(entries) > 0 && entries[len(entries)-1].ObjectKey == last {
 			entries = entries[:len(entries)-1]
 		}
 	}
+	groups := mergeGroups(entries, l.mergeMaxBytes())
 	failed := false
-	for _, g := range mergeGroups(entries, l.mergeMaxBytes()) {
+	for _, g := range groups {
 		if _, _, _, f := p.committedState(); f {
 			return nil // the lease lapsed during the pass
 		}
@@ -163,9 +184,22 @@ func (l *Log) mergeKeySegments(ctx context.Context, p *partition, st *Compaction
 				l.log.Info("key compaction: merge stopped, the lease moved", "topic", p.topicName, "partition", p.tp.Partition, "err", err)
 				return nil
 			case errors.Is(err, metadata.ErrIndexChanged) || errors.Is(err, metadata.ErrObjectConflict):
+				// The group's own rows or object: the later groups
+				// are not concerned.
 				l.compaction.conflicts.WithLabelValues("changed").Inc()
-			default:
+			case errors.Is(err, batch.ErrCorrupt):
+				// A run of the group's objects fails its check.
 				l.compaction.conflicts.WithLabelValues("error").Inc()
+			default:
+				// The store or the bucket failing (an outage): every
+				// later group would be read and uploaded for its switch
+				// to fail too, an orphan object each. The step stops;
+				// the next pass (merging still due) starts again.
+				l.compaction.conflicts.WithLabelValues("error").Inc()
+				st.Conflicts++
+				l.log.Warn("key compaction: merge stopped, the next pass retries it", "topic", p.topicName, "partition", p.tp.Partition,
+					"base_offset", g[0].BaseOffset, "err", err)
+				return nil
 			}
 			st.Conflicts++
 			failed = true
@@ -187,7 +221,10 @@ func (l *Log) mergeKeySegments(ctx context.Context, p *partition, st *Compaction
 		l.log.Debug("key compaction: merged segments", "topic", p.topicName, "partition", p.tp.Partition,
 			"segments", len(objects), "into", res.key, "bytes", res.bytes)
 	}
-	if !failed && !cut {
+	// Cut by the limit, the merge is done once its window has nothing
+	// left to merge: the prefix past the window is not looked at (else a
+	// prefix longer than the limit would be listed again every pass).
+	if !failed && (!cut || len(groups) == 0) {
 		k.mergeDone(p)
 	}
 	return nil

@@ -542,9 +542,9 @@ func keyPassOnly(t *testing.T, e *env, l *Log, coord *txnCoord) (metadata.Topic,
 	return topic, tp
 }
 
-// A merge group whose switch fails is counted and left for the next
-// pass; the later groups of the same pass are merged all the same, and
-// the next pass merges the one that failed.
+// A merge group whose switch fails on its own rows (ErrIndexChanged) is
+// counted and left for the next pass; the later groups of the same pass
+// are merged all the same, and the next pass merges the one that failed.
 func TestKeyCompactionMergeContinuesPastFailure(t *testing.T) {
 	onBackends(t, testKeyCompactionMergeContinuesPastFailure)
 }
@@ -563,7 +563,7 @@ func testKeyCompactionMergeContinuesPastFailure(t *testing.T, open storeOpener) 
 		t.Fatalf("%d objects, %d after packing: the test needs several groups", objectsBefore, want)
 	}
 	batches := readKept(t, l, tp)
-	store.Inject(faulty.Fault{Op: faulty.OpReplaceIndex, Times: 1}) // the first group's switch
+	store.Inject(faulty.Fault{Op: faulty.OpReplaceIndex, Times: 1, Err: metadata.ErrIndexChanged}) // the first group's switch
 	st := compactOK(t, l)
 	if st.Conflicts != 1 || st.Merges == 0 {
 		t.Fatalf("pass with the first switch failing: %+v; want one conflict and the later groups merged", st)
@@ -577,6 +577,58 @@ func testKeyCompactionMergeContinuesPastFailure(t *testing.T, open storeOpener) 
 	}
 	if _, objects := keySegments(t, e.store, tp); objects != want {
 		t.Fatalf("%d objects after the retry, want %d", objects, want)
+	}
+	sameBatches(t, "after merging", readKept(t, l, tp), batches)
+	memIndexMatches(t, l, e.store, []metadata.TopicPartition{tp})
+}
+
+// A merge switch failing for another reason than the group's own rows
+// (the store unavailable) stops the merge step: the later groups are not
+// read nor uploaded (each would be an orphan when its switch fails too),
+// and the next pass, the store back, merges them all.
+func TestKeyCompactionMergeStopsOnOutage(t *testing.T) {
+	onBackends(t, testKeyCompactionMergeStopsOnOutage)
+}
+
+func testKeyCompactionMergeStopsOnOutage(t *testing.T, open storeOpener) {
+	t.Parallel()
+	bucket := objstore.NewFaulty(objstore.NewMemory())
+	e := newEnv(t, open, bucket)
+	store := faulty.New(e.store)
+	e.store = store
+	coord := newTxnCoord()
+	l := e.open(mergeConfig(e, coord))
+	_, tp := keyPassOnly(t, e, l, coord)
+	before, objectsBefore := keySegments(t, e.store, tp)
+	want := packed(before)
+	if objectsBefore-want < 4 {
+		t.Fatalf("%d objects, %d after packing: the test needs several groups", objectsBefore, want)
+	}
+	batches := readKept(t, l, tp)
+	inBucket := len(bucketKeys(t, bucket))
+	outage := fmt.Errorf("metadata store unavailable: %w", faulty.ErrInjected)
+	switches := store.Calls(faulty.OpReplaceIndex)
+	store.Inject(faulty.Fault{Op: faulty.OpReplaceIndex, Err: outage}) // every switch
+	st := compactOK(t, l)
+	switches = store.Calls(faulty.OpReplaceIndex) - switches
+	store.Clear()
+	if st.Conflicts != 1 || st.Merges != 0 {
+		t.Fatalf("pass with the store failing every switch: %+v; want one failure and no merge", st)
+	}
+	if switches != 1 {
+		t.Errorf("%d switches tried during the outage, want 1 (the step stops at the first)", switches)
+	}
+	if n := len(bucketKeys(t, bucket)) - inBucket; n > 1 {
+		t.Errorf("%d objects uploaded during the outage, want at most 1 orphan", n)
+	}
+	if _, objects := keySegments(t, e.store, tp); objects != objectsBefore {
+		t.Fatalf("%d objects after the failed pass, %d before", objects, objectsBefore)
+	}
+	if st := compactOK(t, l); st.Conflicts != 0 || st.Merges == 0 {
+		t.Fatalf("pass after the outage: %+v; want the groups merged", st)
+	}
+	if _, objects := keySegments(t, e.store, tp); objects != want {
+		t.Fatalf("%d objects after the pass, want %d", objects, want)
 	}
 	sameBatches(t, "after merging", readKept(t, l, tp), batches)
 	memIndexMatches(t, l, e.store, []metadata.TopicPartition{tp})
@@ -765,4 +817,86 @@ func testKeyCompactionMergeCutObject(t *testing.T, open storeOpener) {
 	}
 	sameBatches(t, "after merging", readKept(t, l, tp), batches)
 	memIndexMatches(t, l, e.store, []metadata.TopicPartition{tp})
+}
+
+// keyPrefix is the number of entries in p's key-compacted prefix and
+// whether an entry follows it.
+func keyPrefix(t *testing.T, store metadata.Store, tp metadata.TopicPartition) (int, bool) {
+	t.Helper()
+	es, err := store.ListIndex(context.Background(), tp, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for n < len(es) && strings.HasSuffix(es[n].ObjectKey, keyCompactedSuffix) {
+		n++
+	}
+	return n, n < len(es)
+}
+
+// A key-compacted prefix longer than the merge's entry limit: once the
+// window looked at has nothing left to merge, the merge is done (no
+// listing every pass); and a prefix ending exactly at the limit is not
+// taken as cut, so its last object is merged too and the merge done.
+func TestKeyCompactionMergeLimit(t *testing.T) { onBackends(t, testKeyCompactionMergeLimit) }
+
+func testKeyCompactionMergeLimit(t *testing.T, open storeOpener) {
+	t.Parallel()
+	t.Run("prefix past the limit", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, open, nil)
+		coord := newTxnCoord()
+		l := e.open(mergeConfig(e, coord))
+		_, tp := keyPassOnly(t, e, l, coord)
+		if st := compactOK(t, l); st.Merges == 0 {
+			t.Fatalf("first pass with merging: %+v; want merges", st)
+		}
+		n, _ := keyPrefix(t, e.store, tp)
+		if n < 2 {
+			t.Fatalf("a key-compacted prefix of %d entries; the test needs 2", n)
+		}
+		p := l.partitions[tp]
+		l.compaction.mergeEntries = n - 1
+		l.compaction.keys.mergeAgain(p)
+		if st := compactOK(t, l); st.Merges != 0 || st.Conflicts != 0 {
+			t.Fatalf("pass with nothing to merge: %+v", st)
+		}
+		if l.compaction.keys.mergeDue(p) {
+			t.Fatal("merge still due after a window cut by the limit had nothing to merge: the prefix is listed again every pass")
+		}
+	})
+	t.Run("prefix ends at the limit", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, open, nil)
+		coord := newTxnCoord()
+		l := e.open(mergeConfig(e, coord))
+		_, tp := keyPassOnly(t, e, l, coord)
+		l.compaction.noMerge = true
+		fillHot(t, l, coord, tp, 64, 4) // not key-compacted yet
+		l.compaction.noMerge = false
+		n, more := keyPrefix(t, e.store, tp)
+		if !more {
+			t.Fatal("nothing follows the key-compacted prefix; the test needs an entry")
+		}
+		before, objectsBefore := keySegments(t, e.store, tp)
+		want := packed(before)
+		if objectsBefore <= want {
+			t.Fatalf("%d objects, %d after packing: the test needs a merge", objectsBefore, want)
+		}
+		p := l.partitions[tp]
+		l.compaction.mergeEntries = n
+		batches := readKept(t, l, tp)
+		if st := compactOK(t, l); st.Merges == 0 || st.Conflicts != 0 || st.KeyPasses != 0 {
+			t.Fatalf("pass: %+v; want merges only", st)
+		}
+		segs, _ := keySegments(t, e.store, tp)
+		if i, ok := mergeable(segs); ok {
+			t.Errorf("segments %d and %d still fit together: the prefix ending at the limit was taken as cut", i-1, i)
+		}
+		if l.compaction.keys.mergeDue(p) {
+			t.Error("merge still due after the whole prefix was merged")
+		}
+		sameBatches(t, "after merging", readKept(t, l, tp), batches)
+		memIndexMatches(t, l, e.store, []metadata.TopicPartition{tp})
+	})
 }
