@@ -104,7 +104,11 @@ func (a *Authenticator) LoginRecheck() time.Duration { return a.cfg.LoginRecheck
 type userChecks struct {
 	mu     sync.Mutex
 	m      map[string]userCheck
+	gen    uint64 // forgetUser calls
 	flight singleflight.Group
+	// afterJoin, when set (tests), runs once a caller joined or started
+	// a lookup.
+	afterJoin func()
 }
 
 // userCheck is one lookup's answer: when, whether the user exists, and
@@ -132,9 +136,10 @@ func (a *Authenticator) userExists(ctx context.Context, user string, since time.
 	now := a.cfg.Now()
 	c.mu.Lock()
 	prev, ok := c.m[user]
+	afterJoin := c.afterJoin
 	c.mu.Unlock()
 	usable := func(e userCheck) bool {
-		return now.Sub(e.at) < a.cfg.LoginRecheck && !now.Before(e.at) && (e.exists || e.at.After(since))
+		return now.Sub(e.at) < a.cfg.LoginRecheck && !now.Before(e.at) && (e.exists || !e.at.Before(since))
 	}
 	if ok && usable(prev) {
 		return prev.exists, nil
@@ -144,6 +149,7 @@ func (a *Authenticator) userExists(ctx context.Context, user string, since time.
 		// answers for this one too.
 		c.mu.Lock()
 		e, ok := c.m[user]
+		gen := c.gen
 		c.mu.Unlock()
 		if ok && usable(e) {
 			return e, nil
@@ -168,11 +174,16 @@ func (a *Authenticator) userExists(ctx context.Context, user string, since time.
 				}
 			}
 		}
-		if len(c.m) < userChecksMax {
+		// Not when a user was altered here meanwhile: what was read
+		// before may be stale already (forgetUser).
+		if len(c.m) < userChecksMax && c.gen == gen {
 			c.m[user] = uc
 		}
 		return uc, nil
 	})
+	if afterJoin != nil {
+		afterJoin()
+	}
 	select {
 	case <-ctx.Done():
 		return false, ctx.Err()
@@ -180,7 +191,10 @@ func (a *Authenticator) userExists(ctx context.Context, user string, since time.
 		if r.Err != nil {
 			return false, r.Err
 		}
-		return r.Val.(userCheck).exists, nil
+		// The answer may be another caller's: a "no" read before this
+		// login (which the store verified) says nothing against it.
+		uc := r.Val.(userCheck)
+		return uc.exists || uc.at.Before(since), nil
 	}
 }
 
@@ -214,9 +228,11 @@ func (a *Authenticator) lookupUser(ctx context.Context, user string, hint *Mecha
 	return userCheck{exists: false}, nil
 }
 
-// forgetUser drops user's cached lookup (it was just altered here).
+// forgetUser drops user's cached lookup (it was just altered here), and
+// keeps lookups under way from caching what they read before.
 func (a *Authenticator) forgetUser(user string) {
 	a.checks.mu.Lock()
 	delete(a.checks.m, user)
+	a.checks.gen++
 	a.checks.mu.Unlock()
 }

@@ -276,3 +276,116 @@ func TestCheckLoginRecreatedUser(t *testing.T) {
 		t.Fatalf("after SetPassword here: %v", err)
 	}
 }
+
+// gateStore answers GetScramCredential from the inner store; once armed,
+// the blockAt-th read holds its answer until open is closed.
+type gateStore struct {
+	metadata.Store
+	armed   atomic.Bool
+	blockAt int32
+	reads   atomic.Int32
+	reading chan struct{} // closed when the blockAt-th read has its answer
+	open    chan struct{}
+}
+
+func newGateStore(inner metadata.Store) *gateStore {
+	return &gateStore{Store: inner, blockAt: 1, reading: make(chan struct{}), open: make(chan struct{})}
+}
+
+func (s *gateStore) GetScramCredential(ctx context.Context, user, mech string) (metadata.ScramCredential, error) {
+	c, err := s.Store.GetScramCredential(ctx, user, mech)
+	if s.armed.Load() && s.reads.Add(1) == s.blockAt {
+		close(s.reading)
+		<-s.open
+	}
+	return c, err
+}
+
+func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no %s within 10 s", what)
+	}
+}
+
+// A login made after its user was made again, joining a lookup that
+// read the user gone before: not refused on that answer.
+func TestCheckLoginJoinsALookupFromBefore(t *testing.T) {
+	t.Parallel()
+	st := newGateStore(metadatatest.OpenSQLite(t))
+	clk := newTestClock()
+	a := New(Config{Store: st, Enabled: true, Now: clk.Now})
+	ctx := t.Context()
+	if err := a.Bootstrap(ctx, []BootstrapUser{{"alice", "alice-secret"}}); err != nil {
+		t.Fatal(err)
+	}
+	old := loginOf("alice", clk.Now())
+	for _, m := range ScramMechanisms {
+		if err := st.Store.DeleteScramCredential(ctx, "alice", m.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Add(time.Millisecond)
+	// The lookup's last read (two passes over both mechanisms) holds
+	// its "not found".
+	st.blockAt = int32(2 * len(ScramMechanisms))
+	st.armed.Store(true)
+	first := make(chan error, 1)
+	go func() { first <- a.CheckLogin(ctx, old) }()
+	waitClosed(t, st.reading, "read")
+	// Made again on another agent; a new login joins the lookup.
+	c, err := ScramSHA256.NewCredential("alice", "new-secret", MinIterations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Store.PutScramCredential(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Millisecond)
+	joined := make(chan struct{})
+	var joinOnce sync.Once
+	a.checks.mu.Lock()
+	a.checks.afterJoin = func() { joinOnce.Do(func() { close(joined) }) }
+	a.checks.mu.Unlock()
+	second := make(chan error, 1)
+	go func() { second <- a.CheckLogin(ctx, loginOf("alice", clk.Now())) }()
+	waitClosed(t, joined, "join")
+	close(st.open)
+	if err := <-first; !errors.Is(err, ErrUserDeleted) {
+		t.Fatalf("the old login: %v", err)
+	}
+	if err := <-second; err != nil {
+		t.Fatalf("the new login, on the shared answer: %v", err)
+	}
+}
+
+// A lookup that read the user before a deletion made here does not
+// cache that answer after it.
+func TestCheckLoginLookupDuringLocalDelete(t *testing.T) {
+	t.Parallel()
+	st := newGateStore(metadatatest.OpenSQLite(t))
+	clk := newTestClock()
+	a := New(Config{Store: st, Enabled: true, Now: clk.Now})
+	ctx := t.Context()
+	if err := a.Bootstrap(ctx, []BootstrapUser{{"alice", "alice-secret"}}); err != nil {
+		t.Fatal(err)
+	}
+	login := loginOf("alice", clk.Now())
+	st.armed.Store(true)
+	first := make(chan error, 1)
+	go func() { first <- a.CheckLogin(ctx, login) }()
+	waitClosed(t, st.reading, "read")
+	st.armed.Store(false)
+	if err := a.DeleteUser(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	close(st.open)
+	if err := <-first; err != nil {
+		t.Fatalf("the lookup read before the deletion: %v", err)
+	}
+	if err := a.CheckLogin(ctx, login); !errors.Is(err, ErrUserDeleted) {
+		t.Fatalf("after the deletion here: %v", err)
+	}
+}
