@@ -742,11 +742,10 @@ func (l *Log) rewriteBatch(ctx context.Context, groups []*compactGroup, st *Comp
 					*letGo += n
 					st.Deferred += n
 					l.compaction.deferred.Add(float64(n))
-					// A group let go came to its end too: past the
-					// deadline, the pass stops at its next step, as after
-					// a write or a failure, and does not go on reading
-					// batch after batch of groups it may let go as well.
-					pace.progress = true
+					// A group let go is no progress: the next pass
+					// plans it again, so a pass that stopped here past
+					// its deadline would never reach the groups after
+					// it, pass after pass.
 					drop(most)
 					continue
 				}
@@ -766,18 +765,17 @@ func (l *Log) rewriteBatch(ctx context.Context, groups []*compactGroup, st *Comp
 // longer than the limit (a slow bucket, appends pressing the agent)
 // still writes that segment, so the next pass does not plan and read the
 // same objects again, forever. A group's end is its write (or write
-// tried), its failure, or its being let go under BufferBytes: so past
-// the deadline a pass reads at most until the first group of its first
-// batch ends (the objects up to that group's last run, or up to the
-// read that let it go), never batch after batch.
+// tried) or its failure; a group let go under BufferBytes is planned
+// again by the next pass, so it is not one: past the deadline a pass
+// reads on until its first write or failure, at most its whole plan
+// (maxPassEntries) when every group before is let go.
 type pacer struct {
 	l        *Log
 	st       *CompactionStats
 	since    time.Time // the current step's start
 	deadline time.Time
 	// progress: a group of the pass was written (or its write tried),
-	// failed for good (a read or a run check failed), or was let go
-	// (BufferBytes, rewriteBatch).
+	// or failed for good (a read or a run check failed).
 	progress bool
 }
 

@@ -48,8 +48,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/metadata"
+	"github.com/streamhouse/streamhouse/internal/objstore"
 )
 
 // mergeBelowDivisor: a key-compacted segment is undersized, and merged
@@ -187,8 +187,11 @@ func (l *Log) mergeKeySegments(ctx context.Context, p *partition, st *Compaction
 				// The group's own rows or object: the later groups
 				// are not concerned.
 				l.compaction.conflicts.WithLabelValues("changed").Inc()
-			case errors.Is(err, batch.ErrCorrupt):
-				// A run of the group's objects fails its check.
+			case !errors.Is(err, metadata.ErrUnavailable) && !errors.Is(err, objstore.ErrUnavailable) &&
+				!errors.Is(err, context.DeadlineExceeded):
+				// The group's own failure (a run failing its check, a
+				// commit the store refuses, an object gone): the later
+				// groups are not concerned.
 				l.compaction.conflicts.WithLabelValues("error").Inc()
 			default:
 				// The store or the bucket failing (an outage): every

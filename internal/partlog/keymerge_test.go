@@ -546,10 +546,16 @@ func keyPassOnly(t *testing.T, e *env, l *Log, coord *txnCoord) (metadata.Topic,
 // counted and left for the next pass; the later groups of the same pass
 // are merged all the same, and the next pass merges the one that failed.
 func TestKeyCompactionMergeContinuesPastFailure(t *testing.T) {
-	onBackends(t, testKeyCompactionMergeContinuesPastFailure)
+	// The group's own rows changed, or a commit the store refuses for
+	// good (never an outage): the later groups still merge.
+	for _, fail := range []error{metadata.ErrIndexChanged, metadata.ErrInvalidCommit} {
+		t.Run(fail.Error(), func(t *testing.T) {
+			onBackends(t, func(t *testing.T, open storeOpener) { testKeyCompactionMergeContinuesPastFailure(t, open, fail) })
+		})
+	}
 }
 
-func testKeyCompactionMergeContinuesPastFailure(t *testing.T, open storeOpener) {
+func testKeyCompactionMergeContinuesPastFailure(t *testing.T, open storeOpener, fail error) {
 	t.Parallel()
 	e := newEnv(t, open, nil)
 	store := faulty.New(e.store)
@@ -563,7 +569,7 @@ func testKeyCompactionMergeContinuesPastFailure(t *testing.T, open storeOpener) 
 		t.Fatalf("%d objects, %d after packing: the test needs several groups", objectsBefore, want)
 	}
 	batches := readKept(t, l, tp)
-	store.Inject(faulty.Fault{Op: faulty.OpReplaceIndex, Times: 1, Err: metadata.ErrIndexChanged}) // the first group's switch
+	store.Inject(faulty.Fault{Op: faulty.OpReplaceIndex, Times: 1, Err: fail}) // the first group's switch
 	st := compactOK(t, l)
 	if st.Conflicts != 1 || st.Merges == 0 {
 		t.Fatalf("pass with the first switch failing: %+v; want one conflict and the later groups merged", st)
@@ -606,7 +612,7 @@ func testKeyCompactionMergeStopsOnOutage(t *testing.T, open storeOpener) {
 	}
 	batches := readKept(t, l, tp)
 	inBucket := len(bucketKeys(t, bucket))
-	outage := fmt.Errorf("metadata store unavailable: %w", faulty.ErrInjected)
+	outage := fmt.Errorf("%w: %w", metadata.ErrUnavailable, faulty.ErrInjected)
 	switches := store.Calls(faulty.OpReplaceIndex)
 	store.Inject(faulty.Fault{Op: faulty.OpReplaceIndex, Err: outage}) // every switch
 	st := compactOK(t, l)
