@@ -48,6 +48,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/streamhouse/streamhouse/internal/batch"
 	"github.com/streamhouse/streamhouse/internal/metadata"
 	"github.com/streamhouse/streamhouse/internal/objstore"
 )
@@ -184,17 +185,23 @@ func (l *Log) mergeKeySegments(ctx context.Context, p *partition, st *Compaction
 				l.log.Info("key compaction: merge stopped, the lease moved", "topic", p.topicName, "partition", p.tp.Partition, "err", err)
 				return nil
 			case errors.Is(err, metadata.ErrIndexChanged) || errors.Is(err, metadata.ErrObjectConflict):
-				// The group's own rows or object: the later groups
-				// are not concerned.
+				// The group's own rows or object changed meanwhile: the
+				// later groups are not concerned, and the next pass
+				// tries this one again.
 				l.compaction.conflicts.WithLabelValues("changed").Inc()
-			case !errors.Is(err, metadata.ErrUnavailable) && !errors.Is(err, objstore.ErrUnavailable) &&
-				!errors.Is(err, context.DeadlineExceeded):
-				// The group's own failure (a run failing its check, a
-				// commit the store refuses, an object gone): the later
-				// groups are not concerned.
+				failed = true
+			case errors.Is(err, metadata.ErrInvalidCommit) || errors.Is(err, batch.ErrCorrupt) ||
+				errors.Is(err, ErrCorruptSegment) || errors.Is(err, objstore.ErrNotFound):
+				// The group's own lasting failure (a commit the store
+				// refuses, a run failing its check, an object gone): the
+				// later groups are not concerned, and trying it again
+				// each pass would fail again (an orphan each time), so
+				// it waits until merging is due again (the next key pass
+				// that rewrites, or the next term).
 				l.compaction.conflicts.WithLabelValues("error").Inc()
 			default:
-				// The store or the bucket failing (an outage): every
+				// Anything else is taken for the store or the bucket
+				// failing (an outage, whatever its error says): every
 				// later group would be read and uploaded for its switch
 				// to fail too, an orphan object each. The step stops;
 				// the next pass (merging still due) starts again.
@@ -205,9 +212,8 @@ func (l *Log) mergeKeySegments(ctx context.Context, p *partition, st *Compaction
 				return nil
 			}
 			st.Conflicts++
-			failed = true
-			l.log.Info("key compaction: merge failed, the next pass retries it", "topic", p.topicName, "partition", p.tp.Partition,
-				"base_offset", g[0].BaseOffset, "err", err)
+			l.log.Info("key compaction: merge of a group failed", "topic", p.topicName, "partition", p.tp.Partition,
+				"base_offset", g[0].BaseOffset, "retry_next_pass", failed, "err", err)
 			continue
 		}
 		// Every object of g is replaced whole (see cut): none is named by
