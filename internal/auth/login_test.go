@@ -23,6 +23,19 @@ func newTestClock() *testClock {
 }
 func (c *testClock) Now() time.Time      { return time.Unix(0, c.ns.Load()) }
 func (c *testClock) Add(d time.Duration) { c.ns.Add(int64(d)) }
+
+// bootAuth is an Authenticator with logins on over st, on a test clock,
+// with users made.
+func bootAuth(t *testing.T, st metadata.Store, users ...BootstrapUser) (*Authenticator, *testClock) {
+	t.Helper()
+	clk := newTestClock()
+	a := New(Config{Store: st, Enabled: true, Now: clk.Now})
+	if err := a.Bootstrap(t.Context(), users); err != nil {
+		t.Fatal(err)
+	}
+	return a, clk
+}
+
 func loginOf(user string, at time.Time) Login {
 	return Login{Principal: User(user), Mechanism: MechanismBasic, At: at}
 }
@@ -33,12 +46,8 @@ func loginOf(user string, at time.Time) Login {
 func TestCheckLoginOneReadPerUserAndTTL(t *testing.T) {
 	t.Parallel()
 	st := faulty.New(metadatatest.OpenSQLite(t))
-	clk := newTestClock()
-	a := New(Config{Store: st, Enabled: true, Now: clk.Now})
+	a, clk := bootAuth(t, st, BootstrapUser{"alice", "alice-secret"})
 	ctx := t.Context()
-	if err := a.Bootstrap(ctx, []BootstrapUser{{"alice", "alice-secret"}}); err != nil {
-		t.Fatal(err)
-	}
 	// carol has only SCRAM-SHA-512: her first lookup reads both mechanisms.
 	if err := a.PutSaltedCredential(ctx, "carol", ScramSHA512, []byte("salt"), make([]byte, 64), MinIterations); err != nil {
 		t.Fatal(err)
@@ -161,11 +170,7 @@ func TestCheckLoginMechanismSwap(t *testing.T) {
 func TestCheckLoginSharedLookupCallerLeaves(t *testing.T) {
 	t.Parallel()
 	st := faulty.New(metadatatest.OpenSQLite(t))
-	clk := newTestClock()
-	a := New(Config{Store: st, Enabled: true, Now: clk.Now})
-	if err := a.Bootstrap(t.Context(), []BootstrapUser{{"alice", "alice-secret"}, {"bob", "bob-secret"}}); err != nil {
-		t.Fatal(err)
-	}
+	a, clk := bootAuth(t, st, BootstrapUser{"alice", "alice-secret"}, BootstrapUser{"bob", "bob-secret"})
 	since := clk.Now()
 	clk.Add(time.Millisecond)
 	waitHanging := func() {
@@ -232,12 +237,8 @@ func TestCheckLoginSharedLookupCallerLeaves(t *testing.T) {
 func TestCheckLoginRecreatedUser(t *testing.T) {
 	t.Parallel()
 	st := metadatatest.OpenSQLite(t)
-	clk := newTestClock()
-	a := New(Config{Store: st, Enabled: true, Now: clk.Now})
+	a, clk := bootAuth(t, st, BootstrapUser{"alice", "alice-secret"})
 	ctx := t.Context()
-	if err := a.Bootstrap(ctx, []BootstrapUser{{"alice", "alice-secret"}}); err != nil {
-		t.Fatal(err)
-	}
 	old := loginOf("alice", clk.Now())
 	for _, m := range ScramMechanisms {
 		if err := st.DeleteScramCredential(ctx, "alice", m.Name); err != nil {
@@ -315,12 +316,8 @@ func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
 func TestCheckLoginJoinsALookupFromBefore(t *testing.T) {
 	t.Parallel()
 	st := newGateStore(metadatatest.OpenSQLite(t))
-	clk := newTestClock()
-	a := New(Config{Store: st, Enabled: true, Now: clk.Now})
+	a, clk := bootAuth(t, st, BootstrapUser{"alice", "alice-secret"})
 	ctx := t.Context()
-	if err := a.Bootstrap(ctx, []BootstrapUser{{"alice", "alice-secret"}}); err != nil {
-		t.Fatal(err)
-	}
 	old := loginOf("alice", clk.Now())
 	for _, m := range ScramMechanisms {
 		if err := st.Store.DeleteScramCredential(ctx, "alice", m.Name); err != nil {
@@ -366,12 +363,8 @@ func TestCheckLoginJoinsALookupFromBefore(t *testing.T) {
 func TestCheckLoginLookupDuringLocalDelete(t *testing.T) {
 	t.Parallel()
 	st := newGateStore(metadatatest.OpenSQLite(t))
-	clk := newTestClock()
-	a := New(Config{Store: st, Enabled: true, Now: clk.Now})
+	a, clk := bootAuth(t, st, BootstrapUser{"alice", "alice-secret"})
 	ctx := t.Context()
-	if err := a.Bootstrap(ctx, []BootstrapUser{{"alice", "alice-secret"}}); err != nil {
-		t.Fatal(err)
-	}
 	login := loginOf("alice", clk.Now())
 	st.armed.Store(true)
 	first := make(chan error, 1)
